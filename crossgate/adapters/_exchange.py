@@ -1,0 +1,415 @@
+"""The state one request shares between the event loop and the worker thread running the app.
+
+Every cross-thread hand-off costs about 100 µs (a futex wake plus a GIL switch), so this module
+is built to make as few as possible:
+
+* One lock guards everything. The loop side never blocks on it for long: the worker only holds
+  it to append or take bytes.
+* Either side wakes the other only when the other is actually waiting, and a wake-up carries
+  everything queued since: request bytes are read ahead in bulk (bounded in bytes), and
+  response chunks produced while the client is slower are coalesced into one ``send``.
+* The worker blocks only when the loop is more than ``send_buffer`` bytes behind
+  (back-pressure), or when it needs request bytes that have not arrived yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from crossgate.exceptions import ClientDisconnected, RequestTooLarge, ResponseAborted
+from crossgate.types import ASGIReceive, ASGISend, HTTPResponseStartEvent, Message
+
+__all__ = ["Exchange", "RequestBody"]
+
+_log = logging.getLogger("crossgate")
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class Exchange:
+    """Request body in, response out, for one request; see the module docstring."""
+
+    __slots__ = (
+        "_body_waiter",
+        "_loop",
+        "_sender_waiter",
+        "body",
+        "body_complete",
+        "body_error",
+        "body_wanted",
+        "buffered",
+        "chunks",
+        "cond",
+        "disconnected",
+        "disconnected_event",
+        "failure",
+        "file_event",
+        "file_sent",
+        "finished",
+        "read_ahead",
+        "received",
+        "send_buffer",
+        "started",
+        "start",
+    )
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, *, read_ahead: int, send_buffer: int
+    ) -> None:
+        self._loop = loop
+        self.cond = threading.Condition(threading.Lock())
+        self.read_ahead = read_ahead
+        self.send_buffer = send_buffer
+        self.disconnected = False
+        self.disconnected_event = threading.Event()
+        # Request body: bytes received but not yet read by the app.
+        self.body = bytearray()
+        self.body_complete = False
+        self.body_error: RequestTooLarge | None = None
+        self.received = 0
+        # How many buffered bytes the waiting worker needs; 0 when it is not waiting.
+        self.body_wanted = 0
+        self._body_waiter: asyncio.Future[None] | None = None
+        # Response: what the worker produced and the loop has not sent yet.
+        self.start: HTTPResponseStartEvent | None = None
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.file_event: Message | None = None
+        self.file_sent = False
+        self.finished = False
+        self.failure: BaseException | None = None
+        self.started: bool | None = None  # None: queued, True: running, False: expired
+        self._sender_waiter: asyncio.Future[None] | None = None
+
+    # -- called on the worker thread, with the lock held ------------------------------------
+
+    def _wake_sender(self) -> None:
+        waiter = self._sender_waiter
+        if waiter is not None:
+            self._sender_waiter = None
+            self._call_soon(waiter)
+
+    def _wake_body_pump(self) -> None:
+        waiter = self._body_waiter
+        if waiter is not None:
+            self._body_waiter = None
+            self._call_soon(waiter)
+
+    def _call_soon(self, waiter: asyncio.Future[None]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+        except RuntimeError:
+            # The loop is closed: the server is gone, and so is the client.
+            self.disconnected = True
+
+    # -- called on the worker thread ----------------------------------------------------------
+
+    def begin(self) -> bool:
+        """Mark the request as running; False when it waited too long and got a 503 instead."""
+        with self.cond:
+            if self.started is False:
+                return False
+            self.started = True
+            return True
+
+    def push(self, start: HTTPResponseStartEvent | None, data: bytes) -> None:
+        """Queue response bytes (and the start event, the first time); block while too far ahead.
+
+        Raises:
+            ClientDisconnected: the client is gone; the caller stops producing.
+        """
+        with self.cond:
+            if self.disconnected:
+                raise ClientDisconnected("the client disconnected")
+            if start is not None:
+                self.start = start
+            if data:
+                self.chunks.append(data)
+                self.buffered += len(data)
+            self._wake_sender()
+            while self.buffered >= self.send_buffer and not self.disconnected:
+                self.cond.wait()
+            if self.disconnected:
+                raise ClientDisconnected("the client disconnected")
+
+    def push_file(self, start: HTTPResponseStartEvent, event: Message) -> None:
+        """Have the loop send ``start`` then a pathsend / zerocopysend event; wait until sent.
+
+        Raises:
+            ClientDisconnected: the client is gone.
+        """
+        with self.cond:
+            self.start, self.file_event = start, event
+            self._wake_sender()
+            while not self.file_sent and not self.disconnected:
+                self.cond.wait()
+            if not self.file_sent:
+                raise ClientDisconnected("the client disconnected")
+
+    def finish(
+        self, failure: BaseException | None = None, start: HTTPResponseStartEvent | None = None
+    ) -> None:
+        """The worker is done; ``failure`` aborts a response whose headers went out.
+
+        ``start`` is the start event of a response whose body turned out empty: sending it with
+        the end of the body costs one wake-up instead of two.
+        """
+        with self.cond:
+            if start is not None:
+                self.start = start
+            self.finished = True
+            self.failure = failure
+            self._wake_sender()
+
+    def finish_with(self, start: HTTPResponseStartEvent, body: bytes) -> None:
+        """Replace whatever was queued by a complete response (an error page)."""
+        with self.cond:
+            self.start = start
+            self.chunks = [body]
+            self.finished = True
+            self._wake_sender()
+
+    # -- called on the event loop -------------------------------------------------------------
+
+    def mark_disconnected(self) -> None:
+        with self.cond:
+            self.disconnected = True
+            self.cond.notify_all()
+            waiter, self._sender_waiter = self._sender_waiter, None
+        self.disconnected_event.set()
+        if waiter is not None:
+            _wake(waiter)
+
+    def expire(self, start: HTTPResponseStartEvent, body: bytes) -> None:
+        """Queue timeout: answer ``start``/``body`` unless a worker picked the request up."""
+        with self.cond:
+            if self.started is not None:
+                return
+            self.started = False
+        _log.warning("no worker thread became free in time; answering 503")
+        self.finish_with(start, body)
+
+    def feed(self, message: Message) -> bool:
+        """Add an ``http.request`` message's body; return True when the body is complete."""
+        data: bytes = message.get("body", b"")
+        more: bool = message.get("more_body", False)
+        with self.cond:
+            self.received += len(data)
+            self.body += data
+            if not more:
+                self.body_complete = True
+            if self.body_wanted and (len(self.body) >= self.body_wanted or not more):
+                self.cond.notify()
+        return not more
+
+    def refuse_body(self, error: RequestTooLarge) -> None:
+        with self.cond:
+            self.body_error = error
+            self.body_complete = True
+            self.cond.notify()
+
+    async def pump(self, receive: ASGIReceive, max_body_size: int | None) -> None:
+        """Read the rest of the body ahead of the app, then watch for ``http.disconnect``.
+
+        One task does both because ASGI gives one ``receive`` per request, and a pending
+        ``receive`` is how a disconnect is noticed while the app is still producing.
+        """
+        loop = self._loop
+        while True:
+            if not self.body_complete:
+                with self.cond:
+                    full = len(self.body) >= self.read_ahead and not self.body_wanted
+                    if full:
+                        self._body_waiter = waiter = loop.create_future()
+                if full:
+                    await waiter
+                    continue
+            message = await receive()
+            kind = message["type"]
+            if kind == "http.request" and not self.body_complete:
+                self.feed(message)
+                if max_body_size is not None and self.received > max_body_size:
+                    self.refuse_body(
+                        RequestTooLarge(f"request body is larger than {max_body_size} bytes")
+                    )
+                    return
+            elif kind == "http.disconnect":
+                self.mark_disconnected()
+                return
+
+    async def respond(self, send: ASGISend) -> None:
+        """Send what the worker produces until it finishes; see the module docstring.
+
+        Raises:
+            ResponseAborted: the app failed after the headers went out.
+            BaseException: whatever ``send`` raised, other than ``OSError`` (a closed
+                connection), once the worker has stopped.
+        """
+        start_sent = False
+        complete = False
+        send_error: BaseException | None = None
+        while True:
+            with self.cond:
+                chunks = self.chunks
+                if chunks:
+                    self.chunks = []
+                    self.buffered = 0
+                    self.cond.notify()
+                start = None
+                if not start_sent and self.start is not None:
+                    start, start_sent = self.start, True
+                file_event, self.file_event = self.file_event, None
+                finished = self.finished
+                waiter = None
+                if not (chunks or start or file_event or finished):
+                    self._sender_waiter = waiter = self._loop.create_future()
+            if waiter is not None:
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    # The server cancelled us (shutdown): stop the worker at its next push.
+                    self.mark_disconnected()
+                    raise
+                continue
+            if finished and self.failure is not None:
+                break
+            if not (self.disconnected or send_error is not None):
+                try:
+                    await self._send_batch(send, start, file_event, chunks, finished, complete)
+                    complete = complete or file_event is not None or finished
+                except BaseException as exc:
+                    # A failing send means the connection is gone (uvicorn raises an OSError,
+                    # others their own types). Stop the worker, then wait for it to close the
+                    # iterable before leaving, so close() still runs exactly once.
+                    send_error = exc
+                    self.mark_disconnected()
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+            if finished:
+                break
+        if self.failure is not None:
+            raise ResponseAborted("the response failed after its headers were sent") from (
+                self.failure
+            )
+        if send_error is not None and not isinstance(send_error, OSError):
+            raise send_error
+
+    async def _send_batch(
+        self,
+        send: ASGISend,
+        start: HTTPResponseStartEvent | None,
+        file_event: Message | None,
+        chunks: list[bytes],
+        finished: bool,
+        complete: bool,
+    ) -> None:
+        if start is not None:
+            await send(start)
+        if file_event is not None:
+            # The extension event completes the response (ASGI "Path Send" and "Zero Copy
+            # Send" extensions); no http.response.body follows it.
+            await send(file_event)
+            with self.cond:
+                self.file_sent = True
+                self.cond.notify()
+            return
+        if not complete and (chunks or finished):
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": chunks[0] if len(chunks) == 1 else b"".join(chunks),
+                    "more_body": not finished,
+                }
+            )
+
+
+class RequestBody:
+    """``wsgi.input`` in stream mode: reads pull from the bytes the loop reads ahead.
+
+    ``read(n)``, ``read()``, ``readline(limit)``, ``readlines(hint)`` and iteration behave as on
+    a binary file (PEP 3333, "Input and Error Streams"); the stream ends where the body ends.
+
+    Raises (from every read):
+        ClientDisconnected: the client left before sending the bytes asked for.
+        RequestTooLarge: the body passed ``max_body_size``.
+    """
+
+    __slots__ = ("_x",)
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._x = exchange
+
+    def _wait_for(self, size: int) -> None:
+        """With the lock held: wait until ``size`` bytes are buffered or the body has ended."""
+        x = self._x
+        while len(x.body) < size and not x.body_complete:
+            if x.disconnected:
+                raise ClientDisconnected("the client disconnected before sending the whole body")
+            x.body_wanted = size
+            x._wake_body_pump()
+            x.cond.wait()
+        x.body_wanted = 0
+        if len(x.body) < size and x.body_error is not None:
+            raise x.body_error
+
+    def _take(self, size: int) -> bytes:
+        """With the lock held: remove and return up to ``size`` buffered bytes."""
+        x = self._x
+        body = x.body
+        if size >= len(body):
+            data = bytes(body)
+            body.clear()
+        else:
+            data = bytes(body[:size])
+            del body[:size]
+        if x._body_waiter is not None and len(body) < x.read_ahead // 2:
+            x._wake_body_pump()
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = 1 << 62
+        with self._x.cond:
+            self._wait_for(size)
+            return self._take(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = 1 << 62 if size is None or size < 0 else size
+        x = self._x
+        with x.cond:
+            scanned = 0
+            while True:
+                end = x.body.find(b"\n", scanned, limit)
+                if end >= 0:
+                    return self._take(end + 1)
+                scanned = len(x.body)
+                if scanned >= limit or x.body_complete:
+                    return self._take(limit)
+                self._wait_for(scanned + 1)
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                return lines
+
+    def __iter__(self) -> RequestBody:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+

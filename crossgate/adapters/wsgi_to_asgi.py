@@ -1,0 +1,478 @@
+"""``WSGIToASGI``: serve a WSGI application from an ASGI server through a pool of threads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import IO, Any, Literal
+
+from crossgate.adapters._exchange import Exchange, RequestBody
+from crossgate.adapters._streams import ErrorStream, FileWrapper
+from crossgate.concurrency import set_server_loop
+from crossgate.exceptions import (
+    ClientDisconnected,
+    CrossgateError,
+    PeerProtocolError,
+    RequestTooLarge,
+)
+from crossgate.sansio.environ import EnvironOptions, build_environ
+from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
+from crossgate.sansio.response import ExcInfo, ResponseState, error_events
+from crossgate.types import ASGIReceive, ASGISend, Message, WSGIApplication
+
+__all__ = ["WSGIToASGI", "wsgi_to_asgi"]
+
+_log = logging.getLogger("crossgate")
+
+Hook = Callable[[], object]
+
+
+class WSGIToASGI:
+    """Serve the WSGI application ``app`` as an ASGI application.
+
+    Each request runs ``app`` in a worker thread from a bounded pool, with the request task's
+    contextvars copied in. The request body streams into ``wsgi.input`` and the response
+    streams back with back-pressure, in as few thread hand-offs as the traffic allows. See
+    ``docs/wsgi-to-asgi.md`` for every behaviour and the spec choices behind it.
+
+    Args:
+        app: the WSGI application (PEP 3333).
+        workers: size of the thread pool created for this adapter (ignored with ``executor``).
+        executor: an executor to run requests on instead, possibly shared with other code.
+        queue_timeout: seconds a request may wait for a free worker before a 503 with
+            ``Retry-After``; ``None`` waits as long as it takes.
+        request_body: ``"stream"`` feeds ``wsgi.input`` while the client sends; ``"spool"``
+            reads the whole body first (memory up to ``spool_threshold``, then a temporary
+            file), so a slow upload never holds a worker thread.
+        spool_threshold: bytes kept in memory in spool mode.
+        max_body_size: bodies larger than this get a 413; ``None`` for no limit.
+        read_ahead: request bytes read ahead of the application, at most.
+        send_buffer: response bytes the application may run ahead of the client, at most.
+        max_headers: requests with more headers get a 431; ``None`` for no cap.
+        keep_underscore_headers: keep request headers with ``_`` in their names.
+        multiprocess: the value of ``wsgi.multiprocess`` (set it when the server runs workers).
+        run_once: the value of ``wsgi.run_once``.
+        on_startup: callables run at lifespan startup (may be ``async``).
+        on_shutdown: callables run at lifespan shutdown (may be ``async``).
+        retry_after: the ``Retry-After`` seconds sent with a queue-timeout 503.
+
+    Raises:
+        ValueError: an option is out of range.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        workers: int = 32,
+        executor: Executor | None = None,
+        queue_timeout: float | None = None,
+        request_body: Literal["stream", "spool"] = "stream",
+        spool_threshold: int = 1024 * 1024,
+        max_body_size: int | None = None,
+        read_ahead: int = 1024 * 1024,
+        send_buffer: int = 256 * 1024,
+        max_headers: int | None = DEFAULT_MAX_HEADERS,
+        keep_underscore_headers: bool = False,
+        multiprocess: bool = False,
+        run_once: bool = False,
+        on_startup: Sequence[Hook] = (),
+        on_shutdown: Sequence[Hook] = (),
+        retry_after: int = 1,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        if request_body not in ("stream", "spool"):
+            raise ValueError("request_body must be 'stream' or 'spool'")
+        for name, value in (
+            ("read_ahead", read_ahead),
+            ("send_buffer", send_buffer),
+            ("spool_threshold", spool_threshold),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1 byte")
+        if max_body_size is not None and max_body_size < 0:
+            raise ValueError("max_body_size must not be negative")
+        if queue_timeout is not None and queue_timeout <= 0:
+            raise ValueError("queue_timeout must be positive")
+        self.app = app
+        self.workers = workers
+        self.queue_timeout = queue_timeout
+        self.request_body = request_body
+        self.spool_threshold = spool_threshold
+        self.max_body_size = max_body_size
+        self.read_ahead = read_ahead
+        self.send_buffer = send_buffer
+        self.on_startup = list(on_startup)
+        self.on_shutdown = list(on_shutdown)
+        self.retry_after = retry_after
+        self._environ_options = EnvironOptions(
+            keep_underscore_headers=keep_underscore_headers,
+            max_headers=max_headers,
+            multiprocess=multiprocess,
+            run_once=run_once,
+        )
+        self._shared_executor = executor
+        self._own_executor: ThreadPoolExecutor | None = None
+        self._own_executor_pid = 0
+
+    # -- the thread pool ----------------------------------------------------------------------
+
+    def _executor(self) -> Executor:
+        if self._shared_executor is not None:
+            return self._shared_executor
+        pool = self._own_executor
+        # Threads do not survive fork(): a pool made before the server forked its workers
+        # (gunicorn --preload) would be a pool of ghosts in the child. Check the PID.
+        if pool is None or self._own_executor_pid != os.getpid():
+            pool = self._own_executor = ThreadPoolExecutor(
+                max_workers=self.workers, thread_name_prefix="crossgate-wsgi"
+            )
+            self._own_executor_pid = os.getpid()
+        return pool
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the adapter's own thread pool (a shared ``executor`` is left alone).
+
+        Lifespan shutdown calls this; call it yourself when the server has no lifespan. A
+        request arriving later starts a new pool.
+        """
+        pool, self._own_executor = self._own_executor, None
+        if pool is not None:
+            pool.shutdown(wait=wait, cancel_futures=True)
+
+    # -- ASGI entry point ---------------------------------------------------------------------
+
+    async def __call__(
+        self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend
+    ) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await self._refuse_websocket(scope, receive, send)
+        else:
+            # ASGI spec, "Applications": an application should raise for a scope type it does
+            # not know, so the server can tell the protocol is unsupported.
+            raise CrossgateError(f"WSGIToASGI cannot serve a {kind!r} scope")
+
+    async def _http(self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        try:
+            environ = build_environ(scope, self._environ_options)
+        except PeerProtocolError as exc:
+            _log.info("rejected request: %s", exc)
+            await _send_error(send, exc.status_code, str(exc))
+            return
+        limit = self.max_body_size
+        if limit is not None and int(environ.get("CONTENT_LENGTH") or 0) > limit:
+            await _send_error(send, 413, f"request body is larger than {limit} bytes")
+            return
+        loop = asyncio.get_running_loop()
+        x = Exchange(loop, read_ahead=self.read_ahead, send_buffer=self.send_buffer)
+        if self.request_body == "spool":
+            spooled = await self._spool(receive, send, x)
+            if spooled is None:
+                return
+            environ["wsgi.input"] = spooled
+        else:
+            # The first body message is read here on the loop, before the worker starts: for
+            # most requests it is the whole body, and the worker then never waits for input.
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # http.disconnect: the client left before we started
+            x.feed(message)
+            if limit is not None and x.received > limit:
+                await _send_error(send, 413, f"request body is larger than {limit} bytes")
+                return
+            environ["wsgi.input"] = RequestBody(x)
+        environ["wsgi.errors"] = ErrorStream()
+        environ["wsgi.file_wrapper"] = FileWrapper
+        environ["crossgate.disconnected"] = x.disconnected_event
+        pump = loop.create_task(x.pump(receive, limit))
+        timer = None
+        try:
+            executor = self._executor()
+            try:
+                executor.submit(contextvars.copy_context().run, self._run, x, environ, scope)
+            except RuntimeError:  # the executor was shut down
+                _log.warning("the worker pool is shut down; answering 503")
+                await _send_error(send, 503, "the server is shutting down")
+                return
+            if self.queue_timeout is not None:
+                start, body = error_events(
+                    503,
+                    "no worker was free in time",
+                    extra_headers=((b"retry-after", str(self.retry_after).encode()),),
+                )
+                timer = loop.call_later(self.queue_timeout, x.expire, start, body["body"])
+            await x.respond(send)
+        finally:
+            pump.cancel()
+            if timer is not None:
+                timer.cancel()
+
+    async def _spool(
+        self, receive: ASGIReceive, send: ASGISend, x: Exchange
+    ) -> IO[bytes] | None:
+        """Read the whole body before the app runs; ``None`` when there is nothing to run."""
+        limit = self.max_body_size
+        spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=self.spool_threshold)  # noqa: SIM115
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                spooled.close()
+                _log.info("the client disconnected while sending the body; the app never ran")
+                return None
+            data: bytes = message.get("body", b"")
+            x.received += len(data)
+            if limit is not None and x.received > limit:
+                spooled.close()
+                await _send_error(send, 413, f"request body is larger than {limit} bytes")
+                return None
+            spooled.write(data)
+            if not message.get("more_body", False):
+                break
+        spooled.seek(0)
+        with x.cond:
+            x.body_complete = True
+        return spooled
+
+    # -- the worker thread --------------------------------------------------------------------
+
+    def _run(self, x: Exchange, environ: dict[str, Any], scope: Mapping[str, Any]) -> None:
+        """Run the app for one request, on a worker thread; report everything through ``x``."""
+        if not x.begin():
+            return
+        set_server_loop(x._loop)
+        state = ResponseState()
+
+        def write(data: bytes) -> None:
+            # PEP 3333, "The write() Callable": kept for legacy apps; it blocks while the
+            # client is too far behind, as the PEP allows.
+            if type(data) is not bytes:
+                raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+            if state.status is None:
+                raise CrossgateError("write() was called before start_response()")
+            if data:
+                self._emit(x, state, data)
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            state.start(status, headers, exc_info)
+            return write
+
+        iterable: Iterable[bytes] | None = None
+        failure: BaseException | None = None
+        try:
+            iterable = self.app(environ, start_response)
+            if not self._try_file(x, state, iterable, scope):
+                for chunk in iterable:
+                    # PEP 3333: an empty chunk must not send the headers.
+                    if chunk and self._emit(x, state, chunk):
+                        break
+        except BaseException as exc:
+            failure = exc
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except BaseException as exc:
+                    _log.exception("the WSGI iterable's close() raised")
+                    failure = failure or exc
+            environ["wsgi.errors"].flush()
+        # A HEAD answer, a 204 and a 304 carry the Content-Length of a body they never send
+        # (RFC 9110 sections 8.6, 9.3.2, 15.4.5).
+        if (
+            failure is None
+            and state.shortfall()
+            and environ["REQUEST_METHOD"] != "HEAD"
+            and state.status not in (204, 304)
+        ):
+            failure = CrossgateError(
+                f"the app sent {state.shortfall()} bytes fewer than its Content-Length"
+            )
+        self._report(x, state, failure)
+
+    def _emit(self, x: Exchange, state: ResponseState, chunk: bytes) -> bool:
+        """Queue a body chunk; True once ``Content-Length`` bytes went out."""
+        data, dropped, complete = state.clamp(chunk)
+        if dropped:
+            _log.warning(
+                "the app sent %d bytes past its Content-Length of %d; dropped them",
+                dropped,
+                state.content_length,
+            )
+        x.push(None if state.committed else state.commit(), data)
+        return complete
+
+    def _try_file(
+        self,
+        x: Exchange,
+        state: ResponseState,
+        iterable: Iterable[bytes],
+        scope: Mapping[str, Any],
+    ) -> bool:
+        """Hand a ``wsgi.file_wrapper`` file to the server's pathsend / zerocopysend extension.
+
+        Only for a regular file whose remaining size matches any ``Content-Length`` the app set.
+        Returns False to fall back to iterating the wrapper.
+        """
+        extensions = scope.get("extensions") or {}
+        if (
+            not isinstance(iterable, FileWrapper)
+            or state.committed
+            or state.status is None
+            or scope.get("method") == "HEAD"
+            or not (
+                "http.response.pathsend" in extensions
+                or "http.response.zerocopysend" in extensions
+            )
+        ):
+            return False
+        file = iterable.filelike
+        try:
+            info = os.fstat(file.fileno())
+            offset = file.tell()
+        except (AttributeError, OSError, ValueError):
+            return False
+        remaining = info.st_size - offset
+        if not stat.S_ISREG(info.st_mode) or state.content_length not in (None, remaining):
+            return False
+        event: Message
+        path = getattr(file, "name", None)
+        if "http.response.pathsend" in extensions and offset == 0 and _same_file(path, info):
+            event = {"type": "http.response.pathsend", "path": os.path.abspath(str(path))}
+        elif "http.response.zerocopysend" in extensions:
+            event = {
+                "type": "http.response.zerocopysend",
+                "file": file,
+                "offset": offset,
+                "count": remaining,
+                "more_body": False,
+            }
+        else:
+            return False
+        if state.content_length is None:
+            state.headers.append((b"content-length", str(remaining).encode("ascii")))
+            state.content_length = remaining
+        state.sent = remaining
+        x.push_file(state.commit(), event)
+        return True
+
+    def _report(self, x: Exchange, state: ResponseState, failure: BaseException | None) -> None:
+        if failure is None and not state.committed:
+            try:
+                x.finish(start=state.commit())
+                return
+            except CrossgateError as exc:  # start_response() was never called
+                failure = exc
+        if failure is None:
+            x.finish()
+        elif isinstance(failure, ClientDisconnected) and x.disconnected:
+            _log.info("the client disconnected; the WSGI iterable was closed")
+            x.finish()
+        elif state.committed:
+            _log.error(
+                "the WSGI app failed after the response headers were sent; "
+                "aborting the connection",
+                exc_info=failure,
+            )
+            x.finish(failure)
+        elif isinstance(failure, PeerProtocolError):
+            _log.info("answering %d: %s", failure.status_code, failure)
+            start, body = error_events(failure.status_code, str(failure))
+            x.finish_with(start, body["body"])
+        else:
+            _log.error("the WSGI app failed before sending a response", exc_info=failure)
+            start, body = error_events(500)
+            x.finish_with(start, body["body"])
+
+    # -- lifespan and websocket ---------------------------------------------------------------
+
+    async def _lifespan(self, receive: ASGIReceive, send: ASGISend) -> None:
+        """Answer the lifespan protocol (ASGI lifespan spec), running the configured hooks."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                error = await _run_hooks(self.on_startup)
+                if error is not None:
+                    await send({"type": "lifespan.startup.failed", "message": error})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                error = await _run_hooks(self.on_shutdown)
+                self.close(wait=False)
+                if error is not None:
+                    await send({"type": "lifespan.shutdown.failed", "message": error})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _refuse_websocket(
+        self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend
+    ) -> None:
+        """Refuse a websocket: WSGI has no way to hold the connection open."""
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        reason = "this path is served by a WSGI application, which cannot accept websockets"
+        _log.info("refused a websocket to %s: %s", scope.get("path"), reason)
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            start, body = error_events(403, reason)
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": 403,
+                    "headers": start["headers"],
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": body["body"]})
+        else:
+            # ASGI websocket spec: a close before accept makes the server answer 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": reason})
+
+
+async def _send_error(send: ASGISend, status: int, message: str) -> None:
+    start, body = error_events(status, message)
+    await send(start)
+    await send(body)
+
+
+async def _run_hooks(hooks: Sequence[Hook]) -> str | None:
+    """Run lifespan hooks in order; return the first failure's message, or ``None``."""
+    for hook in hooks:
+        try:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            _log.exception("lifespan hook %r failed", hook)
+            return f"{getattr(hook, '__qualname__', hook)!s} failed: {exc!r}"
+    return None
+
+
+def _same_file(path: object, info: os.stat_result) -> bool:
+    """True when ``path`` still names the open file (it was not renamed or replaced)."""
+    if not isinstance(path, str):
+        return False
+    try:
+        current = os.stat(path)
+    except OSError:
+        return False
+    return (current.st_dev, current.st_ino) == (info.st_dev, info.st_ino)
+
+
+def wsgi_to_asgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
+    """Wrap ``app`` in :class:`WSGIToASGI`; ``options`` are its keyword arguments."""
+    return WSGIToASGI(app, **options)

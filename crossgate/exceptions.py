@@ -1,0 +1,73 @@
+"""crossgate's exceptions: one root, :class:`CrossgateError`, and a protocol split after h11.
+
+A :class:`ProtocolError` says who broke the rules and which HTTP status that maps to:
+
+* :class:`AppProtocolError` -- the application broke PEP 3333 or the ASGI spec (a bad status line,
+  a header with a newline in it, ``start_response`` never called). The client gets a 500.
+* :class:`PeerProtocolError` -- the request broke a rule or a configured limit (too many headers,
+  a body over ``max_body_size``). The client gets the 4xx the error carries.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppProtocolError",
+    "ClientDisconnected",
+    "CrossgateError",
+    "PeerProtocolError",
+    "ProtocolError",
+    "RequestTooLarge",
+    "ResponseAborted",
+]
+
+
+class CrossgateError(Exception):
+    """The root of every exception crossgate raises on purpose."""
+
+
+class ProtocolError(CrossgateError):
+    """A rule of PEP 3333, the ASGI spec or HTTP was broken.
+
+    ``status_code`` is the HTTP status the adapter answers with when it still can.
+    """
+
+    status_code: int = 500
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class AppProtocolError(ProtocolError):
+    """The application broke the protocol; the client gets a 500 and the error is logged."""
+
+    status_code = 500
+
+
+class PeerProtocolError(ProtocolError):
+    """The request broke the protocol or a configured limit; the client gets a 4xx."""
+
+    status_code = 400
+
+
+class RequestTooLarge(PeerProtocolError):
+    """The request body is larger than ``max_body_size``; the client gets a 413."""
+
+    status_code = 413
+
+
+class ClientDisconnected(CrossgateError, OSError):
+    """The client went away: raised by ``wsgi.input`` reads that can no longer be satisfied.
+
+    It is an :class:`OSError` so that code that already handles a broken socket (as it would
+    under gunicorn) handles this too.
+    """
+
+
+class ResponseAborted(CrossgateError):
+    """The response failed after its headers went out, so the connection must be dropped.
+
+    Raised to the ASGI server, which closes the connection instead of finishing the response:
+    a truncated body must never look complete to the client. The cause is chained.
+    """

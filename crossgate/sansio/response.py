@@ -1,0 +1,149 @@
+"""WSGI ``start_response`` semantics and their translation into ASGI ``http.response.*`` events.
+
+Pure: no threads, no asyncio, no I/O. The adapter calls into a :class:`ResponseState` from the
+thread that runs the WSGI application and ships the events it returns to the event loop.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from types import TracebackType
+
+from crossgate.exceptions import AppProtocolError
+from crossgate.sansio.headers import encode_response_headers
+from crossgate.types import HTTPResponseBodyEvent, HTTPResponseStartEvent
+
+__all__ = ["ExcInfo", "ResponseState", "error_events", "parse_status"]
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def parse_status(status: object) -> int:
+    """Return the status code of a PEP 3333 status line such as ``"200 OK"``.
+
+    Raises:
+        AppProtocolError: ``status`` is not a ``str`` made of three digits, a space and a reason
+            phrase without CR, LF or NUL, or its code is not a final status (200-599; PEP 3333
+            gives WSGI no way to send an interim 1xx response).
+    """
+    if type(status) is not str:
+        raise AppProtocolError(f"status must be a str such as '200 OK', not {status!r}")
+    code = status[:3]
+    if len(status) < 4 or status[3] != " " or not (code.isascii() and code.isdigit()):
+        raise AppProtocolError(f"status must be three digits, a space and a reason: {status!r}")
+    if "\r" in status or "\n" in status or "\x00" in status:
+        raise AppProtocolError(f"status has a CR, LF or NUL in it: {status!r}")
+    value = int(code)
+    if not 200 <= value <= 599:
+        raise AppProtocolError(f"status code must be between 200 and 599: {status!r}")
+    return value
+
+
+class ResponseState:
+    """What ``start_response`` was told, and how much of the body went out.
+
+    PEP 3333 ("The start_response() Callable", "Error Handling") rules enforced here:
+
+    * ``start_response`` is called once, except with ``exc_info``, which may replace the status
+      and headers until they are sent; after that ``exc_info`` is re-raised.
+    * The headers are sent with the first non-empty body chunk, or when the iterable ends.
+    * A ``Content-Length`` the application set is a promise: bytes past it are dropped
+      (:meth:`clamp`), and a body that ends short is an error (:meth:`shortfall`).
+    """
+
+    __slots__ = ("committed", "content_length", "headers", "sent", "status")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.content_length: int | None = None
+        self.committed = False
+        self.sent = 0
+
+    def start(self, status: object, headers: object, exc_info: ExcInfo | None = None) -> None:
+        """Record a ``start_response`` call.
+
+        Raises:
+            BaseException: ``exc_info``'s exception, when the headers already went out.
+            AppProtocolError: a second call without ``exc_info``, or an invalid status or
+                header (see :func:`parse_status` and
+                :func:`~crossgate.sansio.headers.encode_response_headers`).
+        """
+        if exc_info is not None:
+            if self.committed:
+                raise exc_info[1].with_traceback(exc_info[2])
+        elif self.status is not None:
+            raise AppProtocolError(
+                "start_response() was called a second time without exc_info (PEP 3333)"
+            )
+        code = parse_status(status)
+        encoded = encode_response_headers(headers)
+        length: int | None = None
+        for name, value in encoded:
+            if name == b"content-length":
+                if not (value.isdigit() and (length is None or int(value) == length)):
+                    raise AppProtocolError(f"invalid Content-Length response header: {value!r}")
+                length = int(value)
+        self.status, self.headers, self.content_length = code, encoded, length
+
+    def commit(self) -> HTTPResponseStartEvent:
+        """Mark the headers as sent and return the ``http.response.start`` event.
+
+        Raises:
+            AppProtocolError: ``start_response`` was never called.
+        """
+        if self.status is None:
+            raise AppProtocolError(
+                "the application produced a body (or returned) without calling start_response()"
+            )
+        self.committed = True
+        return {"type": "http.response.start", "status": self.status, "headers": self.headers}
+
+    def clamp(self, chunk: bytes) -> tuple[bytes, int, bool]:
+        """Account for ``chunk``; return ``(bytes to send, bytes dropped, body complete)``.
+
+        With no ``Content-Length`` the chunk is sent whole and the body is never complete early.
+        """
+        limit = self.content_length
+        if limit is None:
+            self.sent += len(chunk)
+            return chunk, 0, False
+        room = limit - self.sent
+        if len(chunk) > room:
+            dropped = len(chunk) - room
+            chunk = chunk[:room]
+        else:
+            dropped = 0
+        self.sent += len(chunk)
+        return chunk, dropped, self.sent >= limit
+
+    def shortfall(self) -> int:
+        """Bytes still owed under ``Content-Length`` (0 when none was set or all were sent)."""
+        if self.content_length is None:
+            return 0
+        return max(self.content_length - self.sent, 0)
+
+
+def error_events(
+    status_code: int,
+    message: str | None = None,
+    *,
+    extra_headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
+    """Return the two events of a short plain-text error response.
+
+    The body is the status phrase, then ``message`` on its own line when given; it names what
+    went wrong, never a traceback (those go to the ``crossgate`` logger).
+    """
+    phrase = HTTPStatus(status_code).phrase
+    text = f"{status_code} {phrase}\n" if message is None else f"{status_code} {phrase}: {message}\n"
+    body = text.encode("utf-8")
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode("ascii")),
+        *extra_headers,
+    ]
+    return (
+        {"type": "http.response.start", "status": status_code, "headers": headers},
+        {"type": "http.response.body", "body": body, "more_body": False},
+    )

@@ -1,0 +1,307 @@
+"""An in-memory ASGI server for tests: drive an app with precise control over the client.
+
+``httpx.ASGITransport`` is the right tool to test what an app answers. This driver is for what
+a transport cannot show: the exact messages and their order, a client that sends its body in
+pieces or slowly, one that leaves mid-upload or mid-response, and the server extensions
+(``http.response.pathsend`` ...) a scope offers. Every message the app sends is checked against
+the ASGI HTTP spec as it arrives.
+
+Example::
+
+    result = await call_http(app, http_scope("POST", "/upload"), body=[b"a" * 65536] * 10)
+    assert result.status == 200
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from crossgate.exceptions import CrossgateError
+from crossgate.types import ASGIApp, Message
+
+__all__ = [
+    "ASGIConformanceError",
+    "HTTPConformanceChecker",
+    "HTTPResult",
+    "LifespanResult",
+    "call_http",
+    "call_lifespan",
+    "call_websocket",
+    "http_scope",
+]
+
+
+class ASGIConformanceError(CrossgateError):
+    """The application sent a message the ASGI spec does not allow at that point."""
+
+
+def http_scope(
+    method: str = "GET",
+    path: str = "/",
+    *,
+    query_string: bytes = b"",
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    raw_path: bytes | None = None,
+    root_path: str = "",
+    scheme: str = "http",
+    http_version: str = "1.1",
+    client: tuple[str, int] | None = ("127.0.0.1", 50000),
+    server: tuple[str, int | None] | None = ("127.0.0.1", 8000),
+    extensions: dict[str, dict[object, object]] | None = None,
+    type: str = "http",
+) -> dict[str, Any]:
+    """Build an ASGI HTTP (or, with ``type="websocket"``, websocket) scope as a server would.
+
+    ``raw_path`` defaults to ``path`` encoded as UTF-8; ``path`` should include ``root_path``,
+    as the current ASGI spec says. A ``host`` header is added unless one is given.
+    """
+    header_list = [(bytes(k).lower(), bytes(v)) for k, v in headers]
+    if not any(k == b"host" for k, _ in header_list) and server is not None:
+        host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
+        header_list.insert(0, (b"host", host.encode("latin-1")))
+    scope: dict[str, Any] = {
+        "type": type,
+        "asgi": {"version": "3.0", "spec_version": "2.5"},
+        "http_version": http_version,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": path.encode("utf-8") if raw_path is None else raw_path,
+        "query_string": query_string,
+        "root_path": root_path,
+        "headers": header_list,
+        "client": client,
+        "server": server,
+        "extensions": extensions if extensions is not None else {},
+        "state": {},
+    }
+    if type == "http":
+        scope["method"] = method
+    return scope
+
+
+class HTTPConformanceChecker:
+    """Checks the order of the messages an app sends on an HTTP connection.
+
+    ``http.response.start`` exactly once and first; then ``http.response.body`` messages until
+    one has ``more_body`` false, or one ``http.response.pathsend`` / final
+    ``http.response.zerocopysend``; nothing after that.
+    """
+
+    def __init__(self) -> None:
+        self.started = False
+        self.complete = False
+
+    def check(self, message: Mapping[str, Any]) -> None:
+        """Raise :class:`ASGIConformanceError` when ``message`` may not come now."""
+        kind = message.get("type")
+        if self.complete:
+            raise ASGIConformanceError(f"{kind!r} sent after the response was complete")
+        if kind == "http.response.start":
+            if self.started:
+                raise ASGIConformanceError("http.response.start sent twice")
+            status = message.get("status")
+            if not isinstance(status, int) or not 100 <= status <= 599:
+                raise ASGIConformanceError(f"invalid status {status!r}")
+            for name, value in message.get("headers", ()):
+                if not isinstance(name, bytes) or not isinstance(value, bytes):
+                    raise ASGIConformanceError(f"headers must be bytes: {(name, value)!r}")
+                if name != name.lower():
+                    raise ASGIConformanceError(f"header names must be lower-case: {name!r}")
+            self.started = True
+            return
+        if not self.started:
+            raise ASGIConformanceError(f"{kind!r} sent before http.response.start")
+        if kind == "http.response.body":
+            if not isinstance(message.get("body", b""), bytes):
+                raise ASGIConformanceError("http.response.body body must be bytes")
+            self.complete = not message.get("more_body", False)
+        elif kind == "http.response.pathsend":
+            self.complete = True
+        elif kind == "http.response.zerocopysend":
+            self.complete = not message.get("more_body", False)
+        else:
+            raise ASGIConformanceError(f"unexpected message {kind!r} on an HTTP connection")
+
+
+@dataclass
+class HTTPResult:
+    """What the fake client saw: every message, and the response they add up to."""
+
+    messages: list[Message] = field(default_factory=list)
+    status: int | None = None
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+    complete: bool = False
+    disconnected: bool = False
+    error: BaseException | None = None
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or ``None``."""
+        key = name.lower().encode("latin-1")
+        for k, v in self.headers:
+            if k == key:
+                return v.decode("latin-1")
+        return None
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+async def call_http(
+    app: ASGIApp,
+    scope: Mapping[str, Any] | None = None,
+    *,
+    body: bytes | Sequence[bytes] = b"",
+    body_complete: bool = True,
+    disconnect_after_bytes: int | None = None,
+    disconnect_after: float | None = None,
+    send_delay: float = 0.0,
+    send_raises_after_disconnect: bool = True,
+    timeout: float = 30.0,
+    check: bool = True,
+) -> HTTPResult:
+    """Run one HTTP request through ``app`` and return what the client saw.
+
+    Args:
+        app: the ASGI application.
+        scope: the scope; a ``GET /`` from :func:`http_scope` by default.
+        body: the request body, whole or as the list of chunks the client sends.
+        body_complete: false to make the client leave right after the listed chunks.
+        disconnect_after_bytes: the client leaves once it has this many body bytes.
+        disconnect_after: the client leaves this many seconds after the request started.
+        send_delay: seconds each ``send`` takes (a slow client).
+        send_raises_after_disconnect: ``send`` raises ``OSError`` once the client left, as
+            uvicorn does; otherwise it drops the message silently.
+        timeout: fail with :class:`TimeoutError` when the app takes longer than this.
+        check: check every sent message with :class:`HTTPConformanceChecker`.
+
+    Exceptions the app raises are stored in ``HTTPResult.error``, not raised.
+    """
+    scope = dict(scope) if scope is not None else http_scope()
+    chunks = [body] if isinstance(body, bytes) else list(body)
+    result = HTTPResult()
+    checker = HTTPConformanceChecker()
+    gone = asyncio.Event()
+    done = asyncio.Event()
+    index = 0
+
+    def leave() -> None:
+        result.disconnected = True
+        gone.set()
+
+    async def receive() -> Message:
+        nonlocal index
+        if index < len(chunks):
+            index += 1
+            more = index < len(chunks) or not body_complete
+            return {"type": "http.request", "body": chunks[index - 1], "more_body": more}
+        if not body_complete:
+            leave()
+        # Like uvicorn: after the body, receive() waits until the client leaves or the
+        # response is complete, then reports http.disconnect.
+        waiters = [asyncio.ensure_future(gone.wait()), asyncio.ensure_future(done.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Mapping[str, Any]) -> None:
+        if gone.is_set():
+            if send_raises_after_disconnect:
+                raise OSError("the client disconnected")
+            return
+        if send_delay:
+            await asyncio.sleep(send_delay)
+        if check:
+            checker.check(message)
+        result.messages.append(dict(message))
+        kind = message["type"]
+        if kind == "http.response.start":
+            result.status = message["status"]
+            result.headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", ())]
+        elif kind == "http.response.body":
+            result.body += message.get("body", b"")
+            if disconnect_after_bytes is not None and len(result.body) >= disconnect_after_bytes:
+                leave()
+        if checker.complete:
+            result.complete = True
+            done.set()
+
+    timer = None
+    if disconnect_after is not None:
+        timer = asyncio.get_running_loop().call_later(disconnect_after, leave)
+    try:
+        await asyncio.wait_for(app(scope, receive, send), timeout)
+    except (TimeoutError, ASGIConformanceError):
+        raise
+    except Exception as exc:
+        result.error = exc
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return result
+
+
+@dataclass
+class LifespanResult:
+    """The messages an app sent during a lifespan cycle."""
+
+    messages: list[Message] = field(default_factory=list)
+
+    @property
+    def types(self) -> list[str]:
+        return [str(m["type"]) for m in self.messages]
+
+
+async def call_lifespan(
+    app: ASGIApp, *, state: dict[str, Any] | None = None, timeout: float = 10.0
+) -> LifespanResult:
+    """Run a whole lifespan cycle: startup, then (when startup completed) shutdown."""
+    result = LifespanResult()
+    events = asyncio.Queue[Message]()
+    events.put_nowait({"type": "lifespan.startup"})
+
+    async def receive() -> Message:
+        return await events.get()
+
+    async def send(message: Mapping[str, Any]) -> None:
+        result.messages.append(dict(message))
+        if message["type"] == "lifespan.startup.complete":
+            events.put_nowait({"type": "lifespan.shutdown"})
+
+    scope = {
+        "type": "lifespan",
+        "asgi": {"version": "3.0", "spec_version": "2.0"},
+        "state": state if state is not None else {},
+    }
+    await asyncio.wait_for(app(scope, receive, send), timeout)
+    return result
+
+
+async def call_websocket(
+    app: ASGIApp, scope: Mapping[str, Any] | None = None, *, timeout: float = 10.0
+) -> list[Message]:
+    """Open a websocket to ``app`` and return what it sent until it closed or refused."""
+    scope = dict(scope) if scope is not None else http_scope(type="websocket")
+    sent: list[Message] = []
+    connected = False
+
+    async def receive() -> Message:
+        nonlocal connected
+        if not connected:
+            connected = True
+            return {"type": "websocket.connect"}
+        await asyncio.Event().wait()  # the client stays until the app is done
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def send(message: Mapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    await asyncio.wait_for(app(scope, receive, send), timeout)
+    return sent

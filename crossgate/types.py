@@ -1,0 +1,129 @@
+"""Types for ASGI scopes and messages, and the WSGI callables crossgate deals with.
+
+One ``TypedDict`` per ASGI message, tagged with a ``Literal`` ``type`` so that code can narrow on
+``message["type"]`` (the shape follows the ASGI specification, version 3.0, HTTP spec 2.5).
+WSGI types come from :mod:`wsgiref.types` (PEP 3333).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = [
+    "ASGIApp",
+    "ASGIReceive",
+    "ASGISend",
+    "ASGIVersions",
+    "HTTPDisconnectEvent",
+    "HTTPRequestEvent",
+    "HTTPResponseBodyEvent",
+    "HTTPResponsePathsendEvent",
+    "HTTPResponseStartEvent",
+    "HTTPResponseZerocopysendEvent",
+    "HTTPScope",
+    "LifespanScope",
+    "Message",
+    "Scope",
+    "StartResponse",
+    "WSGIApplication",
+    "WSGIEnvironment",
+    "WebSocketScope",
+]
+
+
+class ASGIVersions(TypedDict):
+    spec_version: str
+    version: Literal["2.0", "3.0"]
+
+
+class HTTPScope(TypedDict):
+    type: Literal["http"]
+    asgi: ASGIVersions
+    http_version: str
+    method: str
+    scheme: str
+    path: str
+    raw_path: NotRequired[bytes | None]
+    query_string: bytes
+    root_path: str
+    headers: Iterable[tuple[bytes, bytes]]
+    client: NotRequired[tuple[str, int] | None]
+    server: NotRequired[tuple[str, int | None] | None]
+    state: NotRequired[dict[str, Any]]
+    extensions: NotRequired[dict[str, dict[object, object]] | None]
+
+
+class WebSocketScope(TypedDict):
+    type: Literal["websocket"]
+    asgi: ASGIVersions
+    http_version: str
+    scheme: str
+    path: str
+    raw_path: NotRequired[bytes | None]
+    query_string: bytes
+    root_path: str
+    headers: Iterable[tuple[bytes, bytes]]
+    client: NotRequired[tuple[str, int] | None]
+    server: NotRequired[tuple[str, int | None] | None]
+    subprotocols: NotRequired[Iterable[str]]
+    state: NotRequired[dict[str, Any]]
+    extensions: NotRequired[dict[str, dict[object, object]] | None]
+
+
+class LifespanScope(TypedDict):
+    type: Literal["lifespan"]
+    asgi: ASGIVersions
+    state: NotRequired[dict[str, Any]]
+
+
+Scope: TypeAlias = HTTPScope | WebSocketScope | LifespanScope
+
+
+class HTTPRequestEvent(TypedDict):
+    type: Literal["http.request"]
+    body: bytes
+    more_body: NotRequired[bool]
+
+
+class HTTPDisconnectEvent(TypedDict):
+    type: Literal["http.disconnect"]
+
+
+class HTTPResponseStartEvent(TypedDict):
+    type: Literal["http.response.start"]
+    status: int
+    headers: NotRequired[Iterable[tuple[bytes, bytes]]]
+    trailers: NotRequired[bool]
+
+
+class HTTPResponseBodyEvent(TypedDict):
+    type: Literal["http.response.body"]
+    body: bytes
+    more_body: NotRequired[bool]
+
+
+class HTTPResponsePathsendEvent(TypedDict):
+    """The ``http.response.pathsend`` extension: the server sends the file at ``path``."""
+
+    type: Literal["http.response.pathsend"]
+    path: str
+
+
+class HTTPResponseZerocopysendEvent(TypedDict):
+    """The ``http.response.zerocopysend`` extension: the server sends from an open file."""
+
+    type: Literal["http.response.zerocopysend"]
+    file: Any
+    offset: NotRequired[int]
+    count: NotRequired[int]
+    more_body: NotRequired[bool]
+
+
+# Messages travel through ``receive`` and ``send`` as mappings; the TypedDicts above describe the
+# ones crossgate builds, and code narrows incoming ones on ``message["type"]``.
+Message: TypeAlias = MutableMapping[str, Any]
+ASGIReceive: TypeAlias = Callable[[], Awaitable[Message]]
+ASGISend: TypeAlias = Callable[[Mapping[str, Any]], Awaitable[None]]
+ASGIApp: TypeAlias = Callable[[MutableMapping[str, Any], ASGIReceive, ASGISend], Awaitable[None]]
