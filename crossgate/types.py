@@ -8,7 +8,7 @@ WSGI types come from :mod:`wsgiref.types` (PEP 3333).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
+from typing import Any, Literal, NotRequired, TypeAlias, TypedDict, cast
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "WSGIApplication",
     "WSGIEnvironment",
     "WebSocketScope",
+    "as_message",
 ]
 
 
@@ -121,9 +122,15 @@ class HTTPResponseZerocopysendEvent(TypedDict):
     more_body: NotRequired[bool]
 
 
-# Messages travel through ``receive`` and ``send`` as mappings; the TypedDicts above describe the
-# ones crossgate builds, and code narrows incoming ones on ``message["type"]``.
+# Messages travel through ``receive`` and ``send`` as mutable mappings, the convention of asgiref,
+# starlette and httpx, so that crossgate apps type-check wherever those are used. The TypedDicts
+# above describe the events crossgate builds; :func:`as_message` hands one to ``send``.
 Message: TypeAlias = MutableMapping[str, Any]
 ASGIReceive: TypeAlias = Callable[[], Awaitable[Message]]
-ASGISend: TypeAlias = Callable[[Mapping[str, Any]], Awaitable[None]]
+ASGISend: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[MutableMapping[str, Any], ASGIReceive, ASGISend], Awaitable[None]]
+
+
+def as_message(event: Mapping[str, Any]) -> Message:
+    """Return a typed event as the plain message ``send`` takes (no copy is made)."""
+    return cast(Message, event)

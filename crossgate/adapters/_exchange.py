@@ -17,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
+from typing import IO
 
 from crossgate.exceptions import ClientDisconnected, RequestTooLarge, ResponseAborted
-from crossgate.types import ASGIReceive, ASGISend, HTTPResponseStartEvent, Message
+from crossgate.sansio.response import error_events
+from crossgate.types import ASGIReceive, ASGISend, HTTPResponseStartEvent, Message, as_message
 
 __all__ = ["Exchange", "RequestBody"]
 
@@ -41,6 +44,8 @@ class Exchange:
         "body",
         "body_complete",
         "body_error",
+        "body_len",
+        "body_pos",
         "body_wanted",
         "buffered",
         "chunks",
@@ -54,8 +59,9 @@ class Exchange:
         "read_ahead",
         "received",
         "send_buffer",
-        "started",
+        "spooled",
         "start",
+        "started",
     )
 
     def __init__(
@@ -67,9 +73,14 @@ class Exchange:
         self.send_buffer = send_buffer
         self.disconnected = False
         self.disconnected_event = threading.Event()
-        # Request body: bytes received but not yet read by the app.
-        self.body = bytearray()
+        # Request body: the messages' bytes objects received but not yet read by the app, kept
+        # as they came so that a read the size of a message hands that object over uncopied.
+        # body_pos is how much of body[0] was read already; body_len counts unread bytes.
+        self.body: deque[bytes] = deque()
+        self.body_len = 0
+        self.body_pos = 0
         self.body_complete = False
+        self.spooled: IO[bytes] | None = None
         self.body_error: RequestTooLarge | None = None
         self.received = 0
         # How many buffered bytes the waiting worker needs; 0 when it is not waiting.
@@ -117,6 +128,16 @@ class Exchange:
             self.started = True
             return True
 
+    def abandon(self) -> bool:
+        """On the loop, when the request is over: True if no worker ever picked it up.
+
+        A request cancelled or expired while queued must not run the app later, for nobody.
+        """
+        with self.cond:
+            if self.started is None:
+                self.started = False
+            return self.started is False
+
     def push(self, start: HTTPResponseStartEvent | None, data: bytes) -> None:
         """Queue response bytes (and the start event, the first time); block while too far ahead.
 
@@ -152,16 +173,22 @@ class Exchange:
                 raise ClientDisconnected("the client disconnected")
 
     def finish(
-        self, failure: BaseException | None = None, start: HTTPResponseStartEvent | None = None
+        self,
+        failure: BaseException | None = None,
+        start: HTTPResponseStartEvent | None = None,
+        data: bytes = b"",
     ) -> None:
         """The worker is done; ``failure`` aborts a response whose headers went out.
 
-        ``start`` is the start event of a response whose body turned out empty: sending it with
-        the end of the body costs one wake-up instead of two.
+        ``start`` and ``data`` are the start event and the last bytes of the response, when the
+        worker still holds them: sending them with the end of the body costs one wake-up of
+        the loop instead of two.
         """
         with self.cond:
             if start is not None:
                 self.start = start
+            if data:
+                self.chunks.append(data)
             self.finished = True
             self.failure = failure
             self._wake_sender()
@@ -200,10 +227,12 @@ class Exchange:
         more: bool = message.get("more_body", False)
         with self.cond:
             self.received += len(data)
-            self.body += data
+            if data:
+                self.body.append(data)
+                self.body_len += len(data)
             if not more:
                 self.body_complete = True
-            if self.body_wanted and (len(self.body) >= self.body_wanted or not more):
+            if self.body_wanted and (self.body_len >= self.body_wanted or not more):
                 self.cond.notify()
         return not more
 
@@ -223,7 +252,10 @@ class Exchange:
         while True:
             if not self.body_complete:
                 with self.cond:
-                    full = len(self.body) >= self.read_ahead and not self.body_wanted
+                    # Bounded in bytes even while the worker waits: it may take the worker
+                    # milliseconds to get the GIL back, and receive() can deliver a lot in
+                    # that time. Only a read larger than the read-ahead lifts the bound.
+                    full = self.body_len >= max(self.read_ahead, self.body_wanted)
                     if full:
                         self._body_waiter = waiter = loop.create_future()
                 if full:
@@ -277,6 +309,14 @@ class Exchange:
                     raise
                 continue
             if finished and self.failure is not None:
+                if start is not None and not self.disconnected and send_error is None:
+                    # The app failed after "sending" its headers, but they never left this
+                    # process: the client can still get an honest 500 instead of a reset.
+                    _log.info("the headers had not reached the server yet; sending a 500")
+                    error_start, error_body = error_events(500)
+                    await send(as_message(error_start))
+                    await send(as_message(error_body))
+                    return
                 break
             if not (self.disconnected or send_error is not None):
                 try:
@@ -309,7 +349,7 @@ class Exchange:
         complete: bool,
     ) -> None:
         if start is not None:
-            await send(start)
+            await send(as_message(start))
         if file_event is not None:
             # The extension event completes the response (ASGI "Path Send" and "Zero Copy
             # Send" extensions); no http.response.body follows it.
@@ -347,29 +387,57 @@ class RequestBody:
     def _wait_for(self, size: int) -> None:
         """With the lock held: wait until ``size`` bytes are buffered or the body has ended."""
         x = self._x
-        while len(x.body) < size and not x.body_complete:
+        while x.body_len < size and not x.body_complete:
             if x.disconnected:
                 raise ClientDisconnected("the client disconnected before sending the whole body")
             x.body_wanted = size
             x._wake_body_pump()
             x.cond.wait()
         x.body_wanted = 0
-        if len(x.body) < size and x.body_error is not None:
+        if x.body_len < size and x.body_error is not None:
             raise x.body_error
 
     def _take(self, size: int) -> bytes:
         """With the lock held: remove and return up to ``size`` buffered bytes."""
         x = self._x
         body = x.body
-        if size >= len(body):
-            data = bytes(body)
-            body.clear()
-        else:
-            data = bytes(body[:size])
-            del body[:size]
-        if x._body_waiter is not None and len(body) < x.read_ahead // 2:
+        pieces: list[bytes] = []
+        wanted = min(size, x.body_len)
+        x.body_len -= wanted
+        while wanted:
+            first = body[0]
+            pos = x.body_pos
+            available = len(first) - pos
+            if available <= wanted:
+                pieces.append(first if pos == 0 else first[pos:])
+                body.popleft()
+                x.body_pos = 0
+                wanted -= available
+            else:
+                pieces.append(first[pos : pos + wanted])
+                x.body_pos = pos + wanted
+                wanted = 0
+        if x._body_waiter is not None and x.body_len < x.read_ahead // 2:
             x._wake_body_pump()
-        return data
+        if len(pieces) == 1:
+            return pieces[0]
+        return b"".join(pieces)
+
+    def _find_newline(self, limit: int) -> int:
+        """With the lock held: bytes up to and including the first newline, or -1."""
+        x = self._x
+        offset = 0
+        pos = x.body_pos
+        for chunk in x.body:
+            end = chunk.find(b"\n", pos)
+            if end >= 0:
+                found = offset + end - pos + 1
+                return found if found <= limit else -1
+            offset += len(chunk) - pos
+            if offset >= limit:
+                return -1
+            pos = 0
+        return -1
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
@@ -382,15 +450,13 @@ class RequestBody:
         limit = 1 << 62 if size is None or size < 0 else size
         x = self._x
         with x.cond:
-            scanned = 0
             while True:
-                end = x.body.find(b"\n", scanned, limit)
-                if end >= 0:
-                    return self._take(end + 1)
-                scanned = len(x.body)
-                if scanned >= limit or x.body_complete:
+                found = self._find_newline(limit)
+                if found >= 0:
+                    return self._take(found)
+                if x.body_len >= limit or x.body_complete:
                     return self._take(limit)
-                self._wait_for(scanned + 1)
+                self._wait_for(x.body_len + 1)
 
     def readlines(self, hint: int = -1) -> list[bytes]:
         lines: list[bytes] = []
@@ -412,4 +478,3 @@ class RequestBody:
         if not line:
             raise StopIteration
         return line
-

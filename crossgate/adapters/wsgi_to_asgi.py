@@ -20,12 +20,11 @@ from crossgate.exceptions import (
     ClientDisconnected,
     CrossgateError,
     PeerProtocolError,
-    RequestTooLarge,
 )
 from crossgate.sansio.environ import EnvironOptions, build_environ
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
-from crossgate.sansio.response import ExcInfo, ResponseState, error_events
-from crossgate.types import ASGIReceive, ASGISend, Message, WSGIApplication
+from crossgate.sansio.response import OptExcInfo, ResponseState, error_events
+from crossgate.types import ASGIReceive, ASGISend, Message, WSGIApplication, as_message
 
 __all__ = ["WSGIToASGI", "wsgi_to_asgi"]
 
@@ -150,9 +149,7 @@ class WSGIToASGI:
 
     # -- ASGI entry point ---------------------------------------------------------------------
 
-    async def __call__(
-        self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend
-    ) -> None:
+    async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
@@ -182,7 +179,7 @@ class WSGIToASGI:
             spooled = await self._spool(receive, send, x)
             if spooled is None:
                 return
-            environ["wsgi.input"] = spooled
+            environ["wsgi.input"] = x.spooled = spooled
         else:
             # The first body message is read here on the loop, before the worker starts: for
             # most requests it is the whole body, and the worker then never waits for input.
@@ -219,10 +216,10 @@ class WSGIToASGI:
             pump.cancel()
             if timer is not None:
                 timer.cancel()
+            if x.abandon() and x.spooled is not None:
+                x.spooled.close()
 
-    async def _spool(
-        self, receive: ASGIReceive, send: ASGISend, x: Exchange
-    ) -> IO[bytes] | None:
+    async def _spool(self, receive: ASGIReceive, send: ASGISend, x: Exchange) -> IO[bytes] | None:
         """Read the whole body before the app runs; ``None`` when there is nothing to run."""
         limit = self.max_body_size
         spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=self.spool_threshold)  # noqa: SIM115
@@ -251,9 +248,19 @@ class WSGIToASGI:
     def _run(self, x: Exchange, environ: dict[str, Any], scope: Mapping[str, Any]) -> None:
         """Run the app for one request, on a worker thread; report everything through ``x``."""
         if not x.begin():
+            if x.spooled is not None:
+                x.spooled.close()
             return
+        try:
+            self._run_app(x, environ, scope)
+        except BaseException as exc:  # pragma: no cover - a crossgate bug must not hang
+            _log.critical("crossgate failed while running a request", exc_info=exc)
+            x.finish(exc)
+
+    def _run_app(self, x: Exchange, environ: dict[str, Any], scope: Mapping[str, Any]) -> None:
         set_server_loop(x._loop)
         state = ResponseState()
+        errors: ErrorStream = environ["wsgi.errors"]
 
         def write(data: bytes) -> None:
             # PEP 3333, "The write() Callable": kept for legacy apps; it blocks while the
@@ -266,16 +273,21 @@ class WSGIToASGI:
                 self._emit(x, state, data)
 
         def start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
         ) -> Callable[[bytes], object]:
             state.start(status, headers, exc_info)
             return write
 
         iterable: Iterable[bytes] | None = None
         failure: BaseException | None = None
+        tail = b""
         try:
             iterable = self.app(environ, start_response)
-            if not self._try_file(x, state, iterable, scope):
+            if type(iterable) is list or type(iterable) is tuple:
+                # The whole body is known: it goes out with the end of the response, in one
+                # message and one wake-up of the loop.
+                tail = self._clamp(state, b"".join(iterable))
+            elif not self._try_file(x, state, iterable, scope):
                 for chunk in iterable:
                     # PEP 3333: an empty chunk must not send the headers.
                     if chunk and self._emit(x, state, chunk):
@@ -287,10 +299,15 @@ class WSGIToASGI:
             if close is not None:
                 try:
                     close()
-                except BaseException as exc:
+                except Exception:
+                    # The body is already produced; a failing clean-up is the app's bug to
+                    # see in the log, not a reason to break a response the client is getting.
                     _log.exception("the WSGI iterable's close() raised")
-                    failure = failure or exc
-            environ["wsgi.errors"].flush()
+            errors.flush()
+            if x.spooled is not None:
+                # Our own reference: middleware (and wsgiref's validator) may have replaced
+                # environ["wsgi.input"] with a wrapper.
+                x.spooled.close()
         # A HEAD answer, a 204 and a 304 carry the Content-Length of a body they never send
         # (RFC 9110 sections 8.6, 9.3.2, 15.4.5).
         if (
@@ -302,19 +319,23 @@ class WSGIToASGI:
             failure = CrossgateError(
                 f"the app sent {state.shortfall()} bytes fewer than its Content-Length"
             )
-        self._report(x, state, failure)
+        self._report(x, state, failure, tail)
 
-    def _emit(self, x: Exchange, state: ResponseState, chunk: bytes) -> bool:
-        """Queue a body chunk; True once ``Content-Length`` bytes went out."""
-        data, dropped, complete = state.clamp(chunk)
+    def _clamp(self, state: ResponseState, chunk: bytes) -> bytes:
+        data, dropped, _ = state.clamp(chunk)
         if dropped:
             _log.warning(
                 "the app sent %d bytes past its Content-Length of %d; dropped them",
                 dropped,
                 state.content_length,
             )
+        return data
+
+    def _emit(self, x: Exchange, state: ResponseState, chunk: bytes) -> bool:
+        """Queue a body chunk; True once ``Content-Length`` bytes went out."""
+        data = self._clamp(state, chunk)
         x.push(None if state.committed else state.commit(), data)
-        return complete
+        return state.content_length is not None and state.sent >= state.content_length
 
     def _try_file(
         self,
@@ -335,8 +356,7 @@ class WSGIToASGI:
             or state.status is None
             or scope.get("method") == "HEAD"
             or not (
-                "http.response.pathsend" in extensions
-                or "http.response.zerocopysend" in extensions
+                "http.response.pathsend" in extensions or "http.response.zerocopysend" in extensions
             )
         ):
             return False
@@ -370,22 +390,21 @@ class WSGIToASGI:
         x.push_file(state.commit(), event)
         return True
 
-    def _report(self, x: Exchange, state: ResponseState, failure: BaseException | None) -> None:
-        if failure is None and not state.committed:
+    def _report(
+        self, x: Exchange, state: ResponseState, failure: BaseException | None, tail: bytes
+    ) -> None:
+        if failure is None:
             try:
-                x.finish(start=state.commit())
+                x.finish(start=None if state.committed else state.commit(), data=tail)
                 return
             except CrossgateError as exc:  # start_response() was never called
                 failure = exc
-        if failure is None:
-            x.finish()
-        elif isinstance(failure, ClientDisconnected) and x.disconnected:
+        if isinstance(failure, ClientDisconnected) and x.disconnected:
             _log.info("the client disconnected; the WSGI iterable was closed")
             x.finish()
         elif state.committed:
             _log.error(
-                "the WSGI app failed after the response headers were sent; "
-                "aborting the connection",
+                "the WSGI app failed after the response headers were sent; aborting the connection",
                 exc_info=failure,
             )
             x.finish(failure)
@@ -445,8 +464,8 @@ class WSGIToASGI:
 
 async def _send_error(send: ASGISend, status: int, message: str) -> None:
     start, body = error_events(status, message)
-    await send(start)
-    await send(body)
+    await send(as_message(start))
+    await send(as_message(body))
 
 
 async def _run_hooks(hooks: Sequence[Hook]) -> str | None:

@@ -76,9 +76,7 @@ def environ_headers(
     for name, value in headers:
         count += 1
         if max_headers is not None and count > max_headers:
-            raise PeerProtocolError(
-                f"request has more than {max_headers} headers", status_code=431
-            )
+            raise PeerProtocolError(f"request has more than {max_headers} headers", status_code=431)
         if not keep_underscores and b"_" in name:
             continue
         key = header_environ_key(name)

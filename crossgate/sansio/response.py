@@ -13,9 +13,10 @@ from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.headers import encode_response_headers
 from crossgate.types import HTTPResponseBodyEvent, HTTPResponseStartEvent
 
-__all__ = ["ExcInfo", "ResponseState", "error_events", "parse_status"]
+__all__ = ["OptExcInfo", "ResponseState", "error_events", "parse_status"]
 
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+# What sys.exc_info() returns; PEP 3333 passes it to start_response as ``exc_info``.
+OptExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
 
 def parse_status(status: object) -> int:
@@ -60,7 +61,7 @@ class ResponseState:
         self.committed = False
         self.sent = 0
 
-    def start(self, status: object, headers: object, exc_info: ExcInfo | None = None) -> None:
+    def start(self, status: object, headers: object, exc_info: OptExcInfo | None = None) -> None:
         """Record a ``start_response`` call.
 
         Raises:
@@ -69,7 +70,7 @@ class ResponseState:
                 header (see :func:`parse_status` and
                 :func:`~crossgate.sansio.headers.encode_response_headers`).
         """
-        if exc_info is not None:
+        if exc_info is not None and exc_info[1] is not None:
             if self.committed:
                 raise exc_info[1].with_traceback(exc_info[2])
         elif self.status is not None:
@@ -136,7 +137,9 @@ def error_events(
     went wrong, never a traceback (those go to the ``crossgate`` logger).
     """
     phrase = HTTPStatus(status_code).phrase
-    text = f"{status_code} {phrase}\n" if message is None else f"{status_code} {phrase}: {message}\n"
+    text = (
+        f"{status_code} {phrase}\n" if message is None else f"{status_code} {phrase}: {message}\n"
+    )
     body = text.encode("utf-8")
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
