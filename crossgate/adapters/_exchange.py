@@ -289,9 +289,9 @@ class Exchange:
             with self.cond:
                 chunks = self.chunks
                 if chunks:
+                    # The bytes stay counted in `buffered` until send() returns: bytes in the
+                    # middle of a send are not with the client yet (back-pressure bound).
                     self.chunks = []
-                    self.buffered = 0
-                    self.cond.notify()
                 start = None
                 if not start_sent and self.start is not None:
                     start, start_sent = self.start, True
@@ -359,13 +359,14 @@ class Exchange:
                 self.cond.notify()
             return
         if not complete and (chunks or finished):
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": chunks[0] if len(chunks) == 1 else b"".join(chunks),
-                    "more_body": not finished,
-                }
-            )
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            try:
+                await send({"type": "http.response.body", "body": body, "more_body": not finished})
+            finally:
+                if body:
+                    with self.cond:
+                        self.buffered -= len(body)
+                        self.cond.notify()
 
 
 class RequestBody:

@@ -80,7 +80,7 @@ def test_read_methods(make_adapter: MakeAdapter) -> None:
         seen["rest_of_line"] = stream.readline()
         seen["lines"] = stream.readlines()
         seen["after_eof"] = stream.read(10)
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return []
 
     body = [b"hello", b" wor", b"ld\nabcdef", b"\nline1\nli", b"ne2\nlast"]
@@ -104,7 +104,7 @@ def test_read_all_and_iteration(make_adapter: MakeAdapter) -> None:
         path = environ["PATH_INFO"]
         stream = environ["wsgi.input"]
         seen.append(stream.read() if path == "/all" else list(stream))
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return []
 
     adapter = make_adapter(app, validate=False)
@@ -125,7 +125,7 @@ def test_readlines_hint(make_adapter: MakeAdapter) -> None:
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         seen.append(environ["wsgi.input"].readlines(3))
         seen.append(environ["wsgi.input"].readlines(4))
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return []
 
     run(lambda: call_http(make_adapter(app), post(), body=[b"ab\ncd\nef\ngh\n"]))
@@ -142,7 +142,7 @@ def test_client_leaving_mid_upload_raises_client_disconnected(make_adapter: Make
         except OSError as exc:
             raised.append(exc)
             raise
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"never"]
 
     result = run(
@@ -161,7 +161,7 @@ def test_disconnect_before_the_body_starts_never_runs_the_app(make_adapter: Make
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         nonlocal called
         called = True
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return []
 
     result = run(lambda: call_http(make_adapter(app), post(10), body=[], body_complete=False))
@@ -177,7 +177,7 @@ def test_max_body_size_content_length_rejected_before_the_app_runs(
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         nonlocal called
         called = True
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return []
 
     adapter = make_adapter(app, max_body_size=100)
@@ -196,7 +196,7 @@ def test_max_body_size_streamed_body_raises_in_read(make_adapter: MakeAdapter) -
         except RequestTooLarge as exc:
             raised.append(exc)
             raise
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return []
 
     adapter = make_adapter(app, max_body_size=2500)
@@ -293,7 +293,7 @@ def test_spool_limits_and_disconnect(make_adapter: MakeAdapter) -> None:
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         nonlocal called
         called = True
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return []
 
     adapter = make_adapter(app, request_body="spool", max_body_size=100)
