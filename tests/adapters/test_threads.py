@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -166,10 +167,8 @@ def test_pool_is_recreated_after_fork(
     adapter = make_adapter(app)
     run(lambda: call_http(adapter))
     before = adapter._own_executor
-    import crossgate.adapters.wsgi_to_asgi as module
-
-    real_pid = module.os.getpid()
-    monkeypatch.setattr(module.os, "getpid", lambda: real_pid + 1)
+    real_pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)
     run(lambda: call_http(adapter))
     assert adapter._own_executor is not before
     assert before is not None
