@@ -1,7 +1,7 @@
 """crossgate: WSGI and ASGI code living together.
 
-Run a WSGI application inside an ASGI server with :class:`WSGIToASGI`; translate between the two
-protocols with the pure functions of :mod:`crossgate.sansio`.
+Run a WSGI application inside an ASGI server with `WSGIToASGI`; translate between the two
+protocols with the pure functions of `crossgate.sansio`.
 """
 
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI, wsgi_to_asgi

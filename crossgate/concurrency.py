@@ -1,7 +1,7 @@
 """Threads and event loops: where sync and async code meet.
 
-For now this module holds the seam :class:`crossgate.WSGIToASGI` leaves for code running in its
-worker threads: :func:`server_loop` tells such code which event loop the ASGI server runs, so
+For now this module holds the seam `crossgate.WSGIToASGI` leaves for code running in its
+worker threads: `server_loop` tells such code which event loop the ASGI server runs, so
 async code called from a WSGI view can be run on that loop rather than on a new one.
 """
 
@@ -21,7 +21,7 @@ def server_loop() -> asyncio.AbstractEventLoop | None:
     """Return the ASGI server's event loop when called from a ``WSGIToASGI`` worker thread.
 
     Returns ``None`` anywhere else, and once that loop is closed. The loop is running in
-    another thread: schedule work on it with :func:`asyncio.run_coroutine_threadsafe`, never
+    another thread: schedule work on it with `asyncio.run_coroutine_threadsafe`, never
     by calling its methods directly.
     """
     loop = _server_loop.get()

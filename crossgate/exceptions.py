@@ -1,10 +1,10 @@
-"""crossgate's exceptions: one root, :class:`CrossgateError`, and a protocol split after h11.
+"""crossgate's exceptions: one root, `CrossgateError`, and a protocol split after h11.
 
-A :class:`ProtocolError` says who broke the rules and which HTTP status that maps to:
+A `ProtocolError` says who broke the rules and which HTTP status that maps to:
 
-* :class:`AppProtocolError` -- the application broke PEP 3333 or the ASGI spec (a bad status line,
+* `AppProtocolError` -- the application broke PEP 3333 or the ASGI spec (a bad status line,
   a header with a newline in it, ``start_response`` never called). The client gets a 500.
-* :class:`PeerProtocolError` -- the request broke a rule or a configured limit (too many headers,
+* `PeerProtocolError` -- the request broke a rule or a configured limit (too many headers,
   a body over ``max_body_size``). The client gets the 4xx the error carries.
 """
 
@@ -60,7 +60,7 @@ class RequestTooLarge(PeerProtocolError):
 class ClientDisconnected(CrossgateError, OSError):
     """The client went away: raised by ``wsgi.input`` reads that can no longer be satisfied.
 
-    It is an :class:`OSError` so that code that already handles a broken socket (as it would
+    It is an `OSError` so that code that already handles a broken socket (as it would
     under gunicorn) handles this too.
     """
 

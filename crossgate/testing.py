@@ -6,10 +6,12 @@ pieces or slowly, one that leaves mid-upload or mid-response, and the server ext
 (``http.response.pathsend`` ...) a scope offers. Every message the app sends is checked against
 the ASGI HTTP spec as it arrives.
 
-Example::
+Example:
 
-    result = await call_http(app, http_scope("POST", "/upload"), body=[b"a" * 65536] * 10)
-    assert result.status == 200
+```python
+result = await call_http(app, http_scope("POST", "/upload"), body=[b"a" * 65536] * 10)
+assert result.status == 200
+```
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class HTTPConformanceChecker:
         self.complete = False
 
     def check(self, message: Mapping[str, Any]) -> None:
-        """Raise :class:`ASGIConformanceError` when ``message`` may not come now."""
+        """Raise `ASGIConformanceError` when ``message`` may not come now."""
         kind = message.get("type")
         if self.complete:
             raise ASGIConformanceError(f"{kind!r} sent after the response was complete")
@@ -168,7 +170,7 @@ async def call_http(
 
     Args:
         app: the ASGI application.
-        scope: the scope; a ``GET /`` from :func:`http_scope` by default.
+        scope: the scope; a ``GET /`` from `http_scope` by default.
         body: the request body, whole or as the list of chunks the client sends.
         body_complete: false to make the client leave right after the listed chunks.
         disconnect_after_bytes: the client leaves once it has this many body bytes.
@@ -176,8 +178,8 @@ async def call_http(
         send_delay: seconds each ``send`` takes (a slow client).
         send_raises_after_disconnect: ``send`` raises ``OSError`` once the client left, as
             uvicorn does; otherwise it drops the message silently.
-        timeout: fail with :class:`TimeoutError` when the app takes longer than this.
-        check: check every sent message with :class:`HTTPConformanceChecker`.
+        timeout: fail with `TimeoutError` when the app takes longer than this.
+        check: check every sent message with `HTTPConformanceChecker`.
 
     Exceptions the app raises are stored in ``HTTPResult.error``, not raised.
     """

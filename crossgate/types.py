@@ -2,7 +2,7 @@
 
 One ``TypedDict`` per ASGI message, tagged with a ``Literal`` ``type`` so that code can narrow on
 ``message["type"]`` (the shape follows the ASGI specification, version 3.0, HTTP spec 2.5).
-WSGI types come from :mod:`wsgiref.types` (PEP 3333).
+WSGI types come from `wsgiref.types` (PEP 3333).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class HTTPResponseZerocopysendEvent(TypedDict):
 
 # Messages travel through ``receive`` and ``send`` as mutable mappings, the convention of asgiref,
 # starlette and httpx, so that crossgate apps type-check wherever those are used. The TypedDicts
-# above describe the events crossgate builds; :func:`as_message` hands one to ``send``.
+# above describe the events crossgate builds; `as_message` hands one to ``send``.
 Message: TypeAlias = MutableMapping[str, Any]
 ASGIReceive: TypeAlias = Callable[[], Awaitable[Message]]
 ASGISend: TypeAlias = Callable[[Message], Awaitable[None]]

@@ -1,1 +1,1 @@
-"""The I/O shells around :mod:`crossgate.sansio`: threads, event loops, queues, back-pressure."""
+"""The I/O shells around `crossgate.sansio`: threads, event loops, queues, back-pressure."""

@@ -38,8 +38,9 @@ class WSGIToASGI:
 
     Each request runs ``app`` in a worker thread from a bounded pool, with the request task's
     contextvars copied in. The request body streams into ``wsgi.input`` and the response
-    streams back with back-pressure, in as few thread hand-offs as the traffic allows. See
-    ``docs/wsgi-to-asgi.md`` for every behaviour and the spec choices behind it.
+    streams back with back-pressure, in as few thread hand-offs as the traffic allows. The
+    "WSGIToASGI" page of the documentation describes every behaviour and the spec choices
+    behind it.
 
     Args:
         app: the WSGI application (PEP 3333).
@@ -140,12 +141,13 @@ class WSGIToASGI:
     def close(self, *, wait: bool = True) -> None:
         """Stop the adapter's own thread pool (a shared ``executor`` is left alone).
 
-        Lifespan shutdown calls this; call it yourself when the server has no lifespan. A
-        request arriving later starts a new pool.
+        Lifespan shutdown calls this; call it yourself when the server has no lifespan.
+        Requests already queued still run to the end (dropping them would leave their
+        clients waiting forever); a request arriving later starts a new pool.
         """
         pool, self._own_executor = self._own_executor, None
         if pool is not None:
-            pool.shutdown(wait=wait, cancel_futures=True)
+            pool.shutdown(wait=wait)
 
     # -- ASGI entry point ---------------------------------------------------------------------
 
@@ -273,7 +275,7 @@ class WSGIToASGI:
                 self._emit(x, state, data)
 
         def start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
         ) -> Callable[[bytes], object]:
             state.start(status, headers, exc_info)
             return write
@@ -493,5 +495,5 @@ def _same_file(path: object, info: os.stat_result) -> bool:
 
 
 def wsgi_to_asgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
-    """Wrap ``app`` in :class:`WSGIToASGI`; ``options`` are its keyword arguments."""
+    """Wrap ``app`` in `WSGIToASGI`; ``options`` are its keyword arguments."""
     return WSGIToASGI(app, **options)

@@ -25,7 +25,7 @@ class EnvironOptions:
 
     Attributes:
         keep_underscore_headers: keep request headers whose names contain ``_`` (dropped by
-            default, see :func:`crossgate.sansio.headers.environ_headers`).
+            default, see `crossgate.sansio.headers.environ_headers`).
         max_headers: answer 431 when a request has more headers than this; ``None`` for no cap.
         multiprocess: the value of ``wsgi.multiprocess`` (true when the server runs workers).
         run_once: the value of ``wsgi.run_once``.

@@ -64,7 +64,7 @@ def environ_headers(
     * Repeated headers are joined with ``", "`` (RFC 9110 section 5.3), except ``Cookie``, which
       is joined with ``"; "`` (RFC 9113 section 8.2.3 / RFC 6265 section 5.4). The join is
       linear in the number of headers.
-    * More than ``max_headers`` headers raises :class:`PeerProtocolError` with status 431.
+    * More than ``max_headers`` headers raises `PeerProtocolError` with status 431.
 
     Raises:
         PeerProtocolError: too many headers (431), or a ``Content-Length`` that is not a
@@ -132,6 +132,10 @@ def encode_response_headers(headers: object) -> list[tuple[bytes, bytes]]:
             raise AppProtocolError(
                 f"response header {name!r} has a CR, LF or NUL in its value (header injection)"
             )
+        # RFC 9110 section 5.5: a field value has no leading or trailing whitespace, and h11
+        # refuses one that does. Django's cookies come out as " name=value", so strip, as
+        # gunicorn does.
+        value = value.strip(" \t")
         try:
             encoded.append((name.lower().encode("ascii"), value.encode("latin-1")))
         except UnicodeEncodeError:

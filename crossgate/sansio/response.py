@@ -1,6 +1,6 @@
 """WSGI ``start_response`` semantics and their translation into ASGI ``http.response.*`` events.
 
-Pure: no threads, no asyncio, no I/O. The adapter calls into a :class:`ResponseState` from the
+Pure: no threads, no asyncio, no I/O. The adapter calls into a `ResponseState` from the
 thread that runs the WSGI application and ships the events it returns to the event loop.
 """
 
@@ -49,7 +49,7 @@ class ResponseState:
       and headers until they are sent; after that ``exc_info`` is re-raised.
     * The headers are sent with the first non-empty body chunk, or when the iterable ends.
     * A ``Content-Length`` the application set is a promise: bytes past it are dropped
-      (:meth:`clamp`), and a body that ends short is an error (:meth:`shortfall`).
+      (`clamp`), and a body that ends short is an error (`shortfall`).
     """
 
     __slots__ = ("committed", "content_length", "headers", "sent", "status")
@@ -67,8 +67,8 @@ class ResponseState:
         Raises:
             BaseException: ``exc_info``'s exception, when the headers already went out.
             AppProtocolError: a second call without ``exc_info``, or an invalid status or
-                header (see :func:`parse_status` and
-                :func:`~crossgate.sansio.headers.encode_response_headers`).
+                header (see `parse_status` and
+                `crossgate.sansio.headers.encode_response_headers`).
         """
         if exc_info is not None and exc_info[1] is not None:
             if self.committed:

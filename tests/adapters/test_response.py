@@ -390,3 +390,30 @@ def test_wsgi_errors_goes_to_the_crossgate_logger(
         "wsgi.errors: second part",
         "wsgi.errors: tail without newline",
     ]
+
+
+def test_header_values_are_trimmed_for_django_cookies(make_adapter: MakeAdapter) -> None:
+    # Django renders cookies as " name=value"; h11 (uvicorn, hypercorn) refuses a value with
+    # leading whitespace, so the adapter trims it (RFC 9110 section 5.5).
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [*TEXT, ("Set-Cookie", " csrftoken=abc; Path=/")])
+        return [b"ok"]
+
+    result = run(lambda: call_http(make_adapter(app)))
+    assert result.header("set-cookie") == "csrftoken=abc; Path=/"
+
+
+def test_exc_info_by_keyword(make_adapter: MakeAdapter) -> None:
+    # gunicorn and wsgiref accept exc_info as a keyword; so must we.
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", TEXT)
+        try:
+            raise ValueError("x")
+        except ValueError:
+            start_response("500 Internal Server Error", TEXT, exc_info=sys.exc_info())
+        return [b"error page"]
+
+    # Not validated: wsgiref's validator wrapper takes exc_info positionally only.
+    result = run(lambda: call_http(make_adapter(app, validate=False)))
+    assert result.status == 500
+    assert result.body == b"error page"

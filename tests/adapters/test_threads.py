@@ -228,3 +228,28 @@ def test_lifespan_shutdown_stops_the_pool(make_adapter: MakeAdapter) -> None:
 
     run(main)
     assert adapter._own_executor is None
+
+
+def test_close_lets_queued_requests_finish(make_adapter: MakeAdapter) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        entered.set()
+        release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"served"]
+
+    adapter = make_adapter(app, workers=1)
+
+    async def main() -> list[HTTPResult]:
+        tasks = [asyncio.ensure_future(call_http(adapter)) for _ in range(2)]
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # let the second request reach the pool's queue
+        adapter.close(wait=False)
+        release.set()
+        return list(await asyncio.gather(*tasks))
+
+    results = run(main)
+    assert [r.body for r in results] == [b"served", b"served"]

@@ -1,0 +1,1 @@
+"""Example projects served through crossgate; not part of the wheel."""

@@ -1,0 +1,1 @@
+"""A small "legacy" Flask application served from an ASGI server by ``crossgate.WSGIToASGI``."""
