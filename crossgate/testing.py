@@ -62,7 +62,8 @@ def http_scope(
     """
     header_list = [(bytes(k).lower(), bytes(v)) for k, v in headers]
     if not any(k == b"host" for k, _ in header_list) and server is not None:
-        host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
+        name = f"[{server[0]}]" if ":" in server[0] else server[0]  # an IPv6 literal
+        host = name if server[1] is None else f"{name}:{server[1]}"
         header_list.insert(0, (b"host", host.encode("latin-1")))
     scope: dict[str, Any] = {
         "type": type,

@@ -49,16 +49,32 @@ def split_script_name(root_path: str, path: bytes) -> tuple[str, bytes]:
     boundary, it is taken to be such a server's path and kept whole.
 
     Returns ``(SCRIPT_NAME, PATH_INFO bytes)``; ``SCRIPT_NAME`` never ends with ``/``.
+
+    Raises:
+        PeerProtocolError: ``root_path`` holds a lone surrogate.
     """
     script_name = root_path.rstrip("/")
     if not script_name:
         return "", path
-    root = script_name.encode("utf-8")
+    root = _utf8(script_name, "root_path")
     if path.startswith(root) and (len(path) == len(root) or path[len(root)] == 0x2F):
         path = path[len(root) :]
     # SCRIPT_NAME, like every environ string, carries the bytes as latin-1 (PEP 3333,
     # "Unicode Issues").
     return root.decode("latin-1"), path
+
+
+def _utf8(text: str, what: str) -> bytes:
+    """Encode a decoded scope string back to its bytes (undoing ``surrogateescape`` too).
+
+    Raises:
+        PeerProtocolError: ``text`` holds a lone surrogate, which no decoding of bytes off the
+            wire can produce.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise PeerProtocolError(f"the scope's {what} is not valid Unicode: {text!r}") from None
 
 
 def _host_and_port(
@@ -93,7 +109,8 @@ def build_environ(
 
     Raises:
         PeerProtocolError: a request the server should not have let through: too many headers
-            (431), a bad ``Content-Length`` (400), a scope missing ``method`` or ``path`` (400).
+            (431), a bad ``Content-Length`` (400), a scope missing ``method`` or ``path``, or a
+            ``path`` that is not valid Unicode (400).
     """
     try:
         method: str = scope["method"]
@@ -109,7 +126,7 @@ def build_environ(
         decoded = unquote_to_bytes(raw_path)
         raw_target = raw_path.decode("latin-1")
     else:
-        decoded = path_text.encode("utf-8", "surrogateescape")
+        decoded = _utf8(path_text, "path")
         raw_target = quote(decoded, safe="/;=,~!$&'()*+:@")
     script_name, path_bytes = split_script_name(scope.get("root_path") or "", decoded)
     if query:

@@ -33,6 +33,7 @@ _KEY_CACHE: dict[bytes, str] = {
     b"content-length": "CONTENT_LENGTH",
 }
 _KEY_CACHE_MAX = 512
+_CGI_LOOKALIKES = frozenset({b"content_type", b"content_length"})
 
 
 def header_environ_key(name: bytes) -> str:
@@ -77,7 +78,9 @@ def environ_headers(
         count += 1
         if max_headers is not None and count > max_headers:
             raise PeerProtocolError(f"request has more than {max_headers} headers", status_code=431)
-        if not keep_underscores and b"_" in name:
+        # Even when kept, "content_type" must not pose as Content-Type: PEP 3333 reserves
+        # CONTENT_TYPE / CONTENT_LENGTH, and HTTP_CONTENT_* keys are forbidden.
+        if b"_" in name and (not keep_underscores or name in _CGI_LOOKALIKES):
             continue
         key = header_environ_key(name)
         text = value.decode("latin-1")
