@@ -110,9 +110,11 @@ def environ_headers(
 def encode_response_headers(headers: object) -> list[tuple[bytes, bytes]]:
     """Validate WSGI response headers and encode them as ASGI byte pairs.
 
-    PEP 3333 ("The start_response() Callable") requires a list of ``(name, value)`` tuples of
-    native strings holding only latin-1 code points. Names are lower-cased, as the ASGI spec
-    requires for ``http.response.start``.
+    PEP 3333 ("The start_response() Callable") asks for a list of ``(name, value)`` tuples of
+    native strings holding only latin-1 code points. Like gunicorn, any list or tuple of
+    two-item lists or tuples is accepted, so an app that runs there runs here; the strings are
+    checked strictly. Names are lower-cased, as the ASGI spec requires for
+    ``http.response.start``.
 
     Raises:
         AppProtocolError: the headers are not such a list, a name is not an RFC 9110 token, or a

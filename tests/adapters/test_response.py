@@ -404,8 +404,9 @@ def test_header_values_are_trimmed_for_django_cookies(make_adapter: MakeAdapter)
 
 
 def test_exc_info_by_keyword(make_adapter: MakeAdapter) -> None:
-    # gunicorn and wsgiref accept exc_info as a keyword; so must we.
-    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    # gunicorn and wsgiref accept exc_info as a keyword; so must we. (typeshed's StartResponse
+    # declares it positional-only, hence Any.)
+    def app(environ: WSGIEnvironment, start_response: Any) -> Iterable[bytes]:
         start_response("200 OK", TEXT)
         try:
             raise ValueError("x")

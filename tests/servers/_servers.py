@@ -1,0 +1,142 @@
+"""Real ASGI servers (uvicorn, hypercorn) in child processes, for the server tests.
+
+Each server listens on 127.0.0.1 port 0, so the kernel picks a free port at bind time and the
+server reports it in its startup line; choosing a port in the test and passing it on would
+race with any other process binding ports between the two steps. The server's stdout and
+stderr go to a file the tests can read, so they can assert on what happened server-side. The
+process is always stopped by its PID, with a bounded wait at every step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+__all__ = ["SERVERS", "ServerProcess", "server_command"]
+
+SERVERS = ("uvicorn", "hypercorn")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Every wait is bounded: a server that cannot start or stop fails the test with its log.
+STARTUP_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
+POLL_INTERVAL = 0.05
+
+# uvicorn: "Uvicorn running on http://127.0.0.1:PORT"; hypercorn: "Running on http://...".
+# Both print the address the socket is actually bound to, so port 0 comes back resolved.
+_LISTENING = re.compile(r"running on http://127\.0\.0\.1:(\d+)", re.IGNORECASE)
+
+
+def server_command(server: str, app: str) -> list[str]:
+    """The command line that serves the ASGI application ``app`` ("module:attr") on 127.0.0.1."""
+    if server == "uvicorn":
+        # uvicorn's lifespan default ("auto") swallows a failing startup; "on" makes it fatal.
+        # The graceful-shutdown bound keeps SIGTERM from waiting on a stuck connection.
+        return [
+            *(sys.executable, "-m", "uvicorn", app),
+            *("--host", "127.0.0.1", "--port", "0"),
+            *("--lifespan", "on", "--timeout-graceful-shutdown", "2"),
+        ]
+    if server == "hypercorn":
+        # --workers 0 serves from this very process: the default (1) spawns a child worker
+        # that stopping the parent by PID could leave behind.
+        return [
+            *(sys.executable, "-m", "hypercorn", app),
+            *("--bind", "127.0.0.1:0", "--workers", "0", "--graceful-timeout", "2"),
+            *("--access-logfile", "-"),
+        ]
+    raise ValueError(f"unknown server {server!r}; expected one of {SERVERS}")
+
+
+class ServerProcess:
+    """A server running in a child process, and the log it writes."""
+
+    def __init__(self, server: str, app: str, log_path: Path) -> None:
+        self.server = server
+        self.app = app
+        self.log_path = log_path
+        self.port = 0
+        env = dict(os.environ)
+        # The child imports tests.servers.* from the repository root, and prints without
+        # buffering so the log file is current when a test polls it.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        with log_path.open("wb") as log_file:
+            # The child keeps its own copy of the file descriptor; ours closes right away.
+            self.process = subprocess.Popen(
+                server_command(server, app),
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        """Everything the server wrote to stdout and stderr so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for_log(self, needle: str, timeout: float = 5.0) -> bool:
+        """Poll the log until ``needle`` appears; False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if needle in self.log():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_INTERVAL)
+
+    def describe(self) -> str:
+        """The server's name, state and log, for assertion messages."""
+        state = "running" if self.process.poll() is None else f"exited {self.process.returncode}"
+        return f"{self.server} serving {self.app} ({state}); log:\n{self.log()}"
+
+    def wait_until_ready(self) -> None:
+        """Wait for the startup line, then for a GET to be answered; fail with the log."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self.port:
+            if self.process.poll() is not None or time.monotonic() >= deadline:
+                pytest.fail(f"the server did not start listening: {self.describe()}")
+            found = _LISTENING.search(self.log())
+            if found:
+                self.port = int(found.group(1))
+            else:
+                time.sleep(POLL_INTERVAL)
+        # The startup line may precede the accept loop by a moment; any answer to a GET shows
+        # the server is serving (whether the app answers well is for the tests to judge).
+        while True:
+            try:
+                httpx.get(self.base_url + "/", timeout=2.0)
+            except httpx.TransportError:
+                pass
+            else:
+                return
+            if self.process.poll() is not None or time.monotonic() >= deadline:
+                pytest.fail(f"the server did not answer a GET: {self.describe()}")
+            time.sleep(POLL_INTERVAL)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if the server has not exited within ``STOP_TIMEOUT``."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_TIMEOUT)

@@ -1,0 +1,1 @@
+"""A minimal Django project served through crossgate by the server tests."""
