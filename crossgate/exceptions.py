@@ -56,6 +56,10 @@ class RequestTooLarge(PeerProtocolError):
 
     status_code = 413
 
+    @classmethod
+    def for_limit(cls, limit: int) -> RequestTooLarge:
+        return cls(f"request body is larger than {limit} bytes")
+
 
 class ClientDisconnected(CrossgateError, OSError):
     """The client went away: raised by ``wsgi.input`` reads that can no longer be satisfied.

@@ -39,7 +39,6 @@ class Exchange:
 
     __slots__ = (
         "_body_waiter",
-        "_loop",
         "_sender_waiter",
         "body",
         "body_complete",
@@ -56,6 +55,7 @@ class Exchange:
         "file_event",
         "file_sent",
         "finished",
+        "loop",
         "read_ahead",
         "received",
         "send_buffer",
@@ -67,7 +67,7 @@ class Exchange:
     def __init__(
         self, loop: asyncio.AbstractEventLoop, *, read_ahead: int, send_buffer: int
     ) -> None:
-        self._loop = loop
+        self.loop = loop
         self.cond = threading.Condition(threading.Lock())
         self.read_ahead = read_ahead
         self.send_buffer = send_buffer
@@ -113,7 +113,7 @@ class Exchange:
 
     def _call_soon(self, waiter: asyncio.Future[None]) -> None:
         try:
-            self._loop.call_soon_threadsafe(_wake, waiter)
+            self.loop.call_soon_threadsafe(_wake, waiter)
         except RuntimeError:
             # The loop is closed: the server is gone, and so is the client.
             self.disconnected = True
@@ -248,7 +248,7 @@ class Exchange:
         One task does both because ASGI gives one ``receive`` per request, and a pending
         ``receive`` is how a disconnect is noticed while the app is still producing.
         """
-        loop = self._loop
+        loop = self.loop
         while True:
             if not self.body_complete:
                 with self.cond:
@@ -266,9 +266,7 @@ class Exchange:
             if kind == "http.request" and not self.body_complete:
                 self.feed(message)
                 if max_body_size is not None and self.received > max_body_size:
-                    self.refuse_body(
-                        RequestTooLarge(f"request body is larger than {max_body_size} bytes")
-                    )
+                    self.refuse_body(RequestTooLarge.for_limit(max_body_size))
                     return
             elif kind == "http.disconnect":
                 self.mark_disconnected()
@@ -299,7 +297,7 @@ class Exchange:
                 finished = self.finished
                 waiter = None
                 if not (chunks or start or file_event or finished):
-                    self._sender_waiter = waiter = self._loop.create_future()
+                    self._sender_waiter = waiter = self.loop.create_future()
             if waiter is not None:
                 try:
                     await waiter

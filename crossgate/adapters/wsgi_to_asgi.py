@@ -20,6 +20,8 @@ from crossgate.exceptions import (
     ClientDisconnected,
     CrossgateError,
     PeerProtocolError,
+    ProtocolError,
+    RequestTooLarge,
 )
 from crossgate.sansio.environ import EnvironOptions, build_environ
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
@@ -169,11 +171,11 @@ class WSGIToASGI:
             environ = build_environ(scope, self._environ_options)
         except PeerProtocolError as exc:
             _log.info("rejected request: %s", exc)
-            await _send_error(send, exc.status_code, str(exc))
+            await _send_error(send, exc)
             return
         limit = self.max_body_size
         if limit is not None and int(environ.get("CONTENT_LENGTH") or 0) > limit:
-            await _send_error(send, 413, f"request body is larger than {limit} bytes")
+            await _send_error(send, RequestTooLarge.for_limit(limit))
             return
         loop = asyncio.get_running_loop()
         x = Exchange(loop, read_ahead=self.read_ahead, send_buffer=self.send_buffer)
@@ -190,7 +192,7 @@ class WSGIToASGI:
                 return  # http.disconnect: the client left before we started
             x.feed(message)
             if limit is not None and x.received > limit:
-                await _send_error(send, 413, f"request body is larger than {limit} bytes")
+                await _send_error(send, RequestTooLarge.for_limit(limit))
                 return
             environ["wsgi.input"] = RequestBody(x)
         environ["wsgi.errors"] = ErrorStream()
@@ -204,7 +206,7 @@ class WSGIToASGI:
                 executor.submit(contextvars.copy_context().run, self._run, x, environ, scope)
             except RuntimeError:  # the executor was shut down
                 _log.warning("the worker pool is shut down; answering 503")
-                await _send_error(send, 503, "the server is shutting down")
+                await _send_status(send, 503, "the server is shutting down")
                 return
             if self.queue_timeout is not None:
                 start, body = error_events(
@@ -235,7 +237,7 @@ class WSGIToASGI:
             x.received += len(data)
             if limit is not None and x.received > limit:
                 spooled.close()
-                await _send_error(send, 413, f"request body is larger than {limit} bytes")
+                await _send_error(send, RequestTooLarge.for_limit(limit))
                 return None
             spooled.write(data)
             if not message.get("more_body", False):
@@ -260,7 +262,7 @@ class WSGIToASGI:
             x.finish(exc)
 
     def _run_app(self, x: Exchange, environ: dict[str, Any], scope: Mapping[str, Any]) -> None:
-        set_server_loop(x._loop)
+        set_server_loop(x.loop)
         state = ResponseState()
         errors: ErrorStream = environ["wsgi.errors"]
 
@@ -464,7 +466,11 @@ class WSGIToASGI:
             await send({"type": "websocket.close", "code": 1008, "reason": reason})
 
 
-async def _send_error(send: ASGISend, status: int, message: str) -> None:
+async def _send_error(send: ASGISend, error: ProtocolError) -> None:
+    await _send_status(send, error.status_code, str(error))
+
+
+async def _send_status(send: ASGISend, status: int, message: str) -> None:
     start, body = error_events(status, message)
     await send(as_message(start))
     await send(as_message(body))

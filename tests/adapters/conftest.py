@@ -12,7 +12,7 @@ from wsgiref.validate import validator
 import pytest
 
 from crossgate import WSGIToASGI
-from crossgate.types import WSGIApplication
+from crossgate.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 T = TypeVar("T")
 
@@ -21,6 +21,18 @@ class MakeAdapter(Protocol):
     def __call__(
         self, app: WSGIApplication, *, validate: bool = True, **options: Any
     ) -> WSGIToASGI: ...
+
+
+class CountingApp:
+    """A WSGI app answering an empty 200 that counts its calls: did the request reach it?"""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        self.calls += 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return []
 
 
 def _other_threads(baseline: set[int | None]) -> list[threading.Thread]:

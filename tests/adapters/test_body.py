@@ -14,7 +14,7 @@ from crossgate import ClientDisconnected, RequestTooLarge
 from crossgate.adapters import _exchange
 from crossgate.testing import HTTPResult, call_http, http_scope
 from crossgate.types import StartResponse, WSGIEnvironment
-from tests.adapters.conftest import MakeAdapter, run
+from tests.adapters.conftest import CountingApp, MakeAdapter, run
 
 MiB = 1024 * 1024
 
@@ -156,34 +156,20 @@ def test_client_leaving_mid_upload_raises_client_disconnected(make_adapter: Make
 
 
 def test_disconnect_before_the_body_starts_never_runs_the_app(make_adapter: MakeAdapter) -> None:
-    called = False
-
-    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        nonlocal called
-        called = True
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return []
-
+    app = CountingApp()
     result = run(lambda: call_http(make_adapter(app), post(10), body=[], body_complete=False))
-    assert not called
+    assert app.calls == 0
     assert result.status is None
 
 
 def test_max_body_size_content_length_rejected_before_the_app_runs(
     make_adapter: MakeAdapter,
 ) -> None:
-    called = False
-
-    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        nonlocal called
-        called = True
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return []
-
+    app = CountingApp()
     adapter = make_adapter(app, max_body_size=100)
     result = run(lambda: call_http(adapter, post(101), body=b"x" * 101))
     assert result.status == 413
-    assert not called
+    assert app.calls == 0
 
 
 def test_max_body_size_streamed_body_raises_in_read(make_adapter: MakeAdapter) -> None:
@@ -288,14 +274,7 @@ def test_spool_rolls_over_to_a_temporary_file(
 
 
 def test_spool_limits_and_disconnect(make_adapter: MakeAdapter) -> None:
-    called = False
-
-    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        nonlocal called
-        called = True
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return []
-
+    app = CountingApp()
     adapter = make_adapter(app, request_body="spool", max_body_size=100)
 
     async def main() -> list[HTTPResult]:
@@ -307,7 +286,7 @@ def test_spool_limits_and_disconnect(make_adapter: MakeAdapter) -> None:
     too_large, gone = run(main)
     assert too_large.status == 413
     assert gone.status is None
-    assert not called
+    assert app.calls == 0
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 from crossgate import CrossgateError
 from crossgate.testing import call_http, call_lifespan, call_websocket, http_scope
 from crossgate.types import StartResponse, WSGIEnvironment
-from tests.adapters.conftest import MakeAdapter, run
+from tests.adapters.conftest import CountingApp, MakeAdapter, run
 
 PATHSEND: dict[str, dict[object, object]] = {"http.response.pathsend": {}}
 ZEROCOPY: dict[str, dict[object, object]] = {"http.response.zerocopysend": {}}
@@ -218,19 +218,12 @@ def test_unknown_scope_type_raises(make_adapter: MakeAdapter) -> None:
 
 
 def test_too_many_headers_answer_431_before_the_app_runs(make_adapter: MakeAdapter) -> None:
-    called = False
-
-    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        nonlocal called
-        called = True
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return []
-
+    app = CountingApp()
     adapter = make_adapter(app, max_headers=10)
     headers = [(b"x-many", str(i).encode()) for i in range(20)]
     result = run(lambda: call_http(adapter, http_scope(headers=headers)))
     assert result.status == 431
-    assert not called
+    assert app.calls == 0
 
 
 def test_environ_seen_by_the_app(make_adapter: MakeAdapter) -> None:
