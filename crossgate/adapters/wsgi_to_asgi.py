@@ -271,8 +271,6 @@ class WSGIToASGI:
             # client is too far behind, as the PEP allows.
             if type(data) is not bytes:
                 raise TypeError(f"write() takes bytes, not {type(data).__name__}")
-            if state.status is None:
-                raise CrossgateError("write() was called before start_response()")
             if data:
                 self._emit(x, state, data)
 
