@@ -11,7 +11,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, TypeGuard
 
 from crossgate.adapters._exchange import Exchange, RequestBody
 from crossgate.adapters._streams import ErrorStream, FileWrapper
@@ -25,7 +25,7 @@ from crossgate.exceptions import (
 )
 from crossgate.sansio.environ import EnvironOptions, build_environ
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
-from crossgate.sansio.response import OptExcInfo, ResponseState, error_events
+from crossgate.sansio.response import OptExcInfo, ResponseState, error_events, file_send_event
 from crossgate.types import ASGIReceive, ASGISend, Message, WSGIApplication, as_message
 
 __all__ = ["WSGIToASGI", "wsgi_to_asgi"]
@@ -348,18 +348,15 @@ class WSGIToASGI:
     ) -> bool:
         """Hand a ``wsgi.file_wrapper`` file to the server's pathsend / zerocopysend extension.
 
-        Only for a regular file whose remaining size matches any ``Content-Length`` the app set.
-        Returns False to fall back to iterating the wrapper.
+        The I/O half: find out whether the wrapped object is a regular file, where it stands
+        and whether its name still points at it; `file_send_event` decides the rest. Returns
+        False to fall back to iterating the wrapper.
         """
         extensions = scope.get("extensions") or {}
         if (
             not isinstance(iterable, FileWrapper)
-            or state.committed
-            or state.status is None
             or scope.get("method") == "HEAD"
-            or not (
-                "http.response.pathsend" in extensions or "http.response.zerocopysend" in extensions
-            )
+            or not extensions.keys() & {"http.response.pathsend", "http.response.zerocopysend"}
         ):
             return False
         file = iterable.filelike
@@ -368,28 +365,16 @@ class WSGIToASGI:
             offset = file.tell()
         except (AttributeError, OSError, ValueError):
             return False
-        remaining = info.st_size - offset
-        if not stat.S_ISREG(info.st_mode) or state.content_length not in (None, remaining):
+        if not stat.S_ISREG(info.st_mode):
             return False
-        event: Message
-        path = getattr(file, "name", None)
-        if "http.response.pathsend" in extensions and offset == 0 and _same_file(path, info):
-            event = {"type": "http.response.pathsend", "path": os.path.abspath(str(path))}
-        elif "http.response.zerocopysend" in extensions:
-            event = {
-                "type": "http.response.zerocopysend",
-                "file": file,
-                "offset": offset,
-                "count": remaining,
-                "more_body": False,
-            }
-        else:
+        name = getattr(file, "name", None)
+        path = os.path.abspath(name) if _same_file(name, info) else None
+        event = file_send_event(
+            state, extensions, file=file, path=path, offset=offset, size=info.st_size
+        )
+        if event is None:
             return False
-        if state.content_length is None:
-            state.headers.append((b"content-length", str(remaining).encode("ascii")))
-            state.content_length = remaining
-        state.sent = remaining
-        x.push_file(state.commit(), event)
+        x.push_file(state.commit(), as_message(event))
         return True
 
     def _report(
@@ -487,7 +472,7 @@ async def _run_hooks(hooks: Sequence[Hook]) -> str | None:
     return None
 
 
-def _same_file(path: object, info: os.stat_result) -> bool:
+def _same_file(path: object, info: os.stat_result) -> TypeGuard[str]:
     """True when ``path`` still names the open file (it was not renamed or replaced)."""
     if not isinstance(path, str):
         return False

@@ -6,14 +6,21 @@ thread that runs the WSGI application and ships the events it returns to the eve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from types import TracebackType
+from typing import Any
 
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.headers import encode_response_headers
-from crossgate.types import HTTPResponseBodyEvent, HTTPResponseStartEvent
+from crossgate.types import (
+    HTTPResponseBodyEvent,
+    HTTPResponsePathsendEvent,
+    HTTPResponseStartEvent,
+    HTTPResponseZerocopysendEvent,
+)
 
-__all__ = ["OptExcInfo", "ResponseState", "error_events", "parse_status"]
+__all__ = ["OptExcInfo", "ResponseState", "error_events", "file_send_event", "parse_status"]
 
 # What sys.exc_info() returns; PEP 3333 passes it to start_response as ``exc_info``.
 OptExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
@@ -123,6 +130,48 @@ class ResponseState:
         if self.content_length is None:
             return 0
         return max(self.content_length - self.sent, 0)
+
+
+def file_send_event(
+    state: ResponseState,
+    extensions: Mapping[str, Any],
+    *,
+    file: object,
+    path: str | None,
+    offset: int,
+    size: int,
+) -> HTTPResponsePathsendEvent | HTTPResponseZerocopysendEvent | None:
+    """Choose how the server can send a regular file the app returned through
+    ``wsgi.file_wrapper``, and settle ``state`` for it; ``None`` means iterate the file instead.
+
+    ``path`` is the file's absolute path when the caller checked it still names the open file,
+    else ``None``; ``offset`` is the file's position and ``size`` its length. The ASGI "Path
+    Send" extension sends a whole file by name, so it needs ``offset == 0``; "Zero Copy Send"
+    takes the open file with an offset. Either is only used before any body went out, and when
+    a ``Content-Length`` the app set matches what remains. The response gets a
+    ``Content-Length`` when it had none and counts as fully sent.
+    """
+    remaining = size - offset
+    if state.committed or state.status is None or state.content_length not in (None, remaining):
+        return None
+    event: HTTPResponsePathsendEvent | HTTPResponseZerocopysendEvent
+    if "http.response.pathsend" in extensions and offset == 0 and path is not None:
+        event = {"type": "http.response.pathsend", "path": path}
+    elif "http.response.zerocopysend" in extensions:
+        event = {
+            "type": "http.response.zerocopysend",
+            "file": file,
+            "offset": offset,
+            "count": remaining,
+            "more_body": False,
+        }
+    else:
+        return None
+    if state.content_length is None:
+        state.headers.append((b"content-length", str(remaining).encode("ascii")))
+        state.content_length = remaining
+    state.sent = remaining
+    return event
 
 
 def error_events(

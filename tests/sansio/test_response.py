@@ -11,7 +11,13 @@ import pytest
 
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.headers import encode_response_headers
-from crossgate.sansio.response import OptExcInfo, ResponseState, error_events, parse_status
+from crossgate.sansio.response import (
+    OptExcInfo,
+    ResponseState,
+    error_events,
+    file_send_event,
+    parse_status,
+)
 from crossgate.testing import HTTPConformanceChecker
 
 # --- parse_status ----------------------------------------------------------------------------
@@ -402,3 +408,66 @@ def test_error_events_are_a_complete_conformant_response(status_code: int) -> No
     for event in error_events(status_code, "why"):
         checker.check(event)
     assert checker.complete
+
+
+# --- file_send_event ---------------------------------------------------------------------------
+
+PATHSEND_EXT: dict[str, dict[object, object]] = {"http.response.pathsend": {}}
+ZEROCOPY_EXT: dict[str, dict[object, object]] = {"http.response.zerocopysend": {}}
+BOTH_EXT = {**PATHSEND_EXT, **ZEROCOPY_EXT}
+
+
+@pytest.mark.parametrize(
+    ("extensions", "path", "offset", "length_header", "expected"),
+    [
+        # Path Send sends a whole file by name: only from offset 0, only with a checked path.
+        pytest.param(PATHSEND_EXT, "/srv/f", 0, None, "pathsend", id="pathsend"),
+        pytest.param(PATHSEND_EXT, "/srv/f", 10, None, None, id="pathsend-needs-offset-0"),
+        pytest.param(PATHSEND_EXT, None, 0, None, None, id="pathsend-needs-a-path"),
+        # Zero Copy Send takes the open file and an offset.
+        pytest.param(ZEROCOPY_EXT, None, 10, None, "zerocopysend", id="zerocopy-offset"),
+        pytest.param(BOTH_EXT, "/srv/f", 10, None, "zerocopysend", id="both-prefers-fitting"),
+        pytest.param(BOTH_EXT, "/srv/f", 0, None, "pathsend", id="both-pathsend-first"),
+        # A Content-Length that does not match what remains: iterate and let the clamp act.
+        pytest.param(BOTH_EXT, "/srv/f", 0, "5", None, id="length-mismatch"),
+        pytest.param(BOTH_EXT, "/srv/f", 0, "100", "pathsend", id="length-matches"),
+        pytest.param({}, "/srv/f", 0, None, None, id="no-extension"),
+    ],
+)
+def test_file_send_event(
+    extensions: dict[str, dict[object, object]],
+    path: str | None,
+    offset: int,
+    length_header: str | None,
+    expected: str | None,
+) -> None:
+    state = ResponseState()
+    headers = [("Content-Type", "text/csv")]
+    if length_header is not None:
+        headers.append(("Content-Length", length_header))
+    state.start("200 OK", headers)
+    file = object()
+    event = file_send_event(state, extensions, file=file, path=path, offset=offset, size=100)
+    if expected is None:
+        assert event is None
+        assert state.sent == 0
+        return
+    assert event is not None
+    assert event["type"] == f"http.response.{expected}"
+    assert state.content_length == 100 - offset
+    assert (b"content-length", str(100 - offset).encode()) in state.headers
+    assert state.sent == 100 - offset, "the body counts as fully sent"
+    if event["type"] == "http.response.zerocopysend":
+        assert (event["file"], event["offset"], event["count"]) == (file, offset, 100 - offset)
+        assert event["more_body"] is False
+    else:
+        assert event["type"] == "http.response.pathsend"
+        assert event["path"] == path
+
+
+def test_file_send_event_needs_start_and_no_body_yet() -> None:
+    state = ResponseState()
+    assert file_send_event(state, BOTH_EXT, file=object(), path="/f", offset=0, size=1) is None
+    state.start("200 OK", [])
+    state.commit()
+    assert file_send_event(state, BOTH_EXT, file=object(), path="/f", offset=0, size=1) is None
