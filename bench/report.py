@@ -1,20 +1,25 @@
-"""The results table: absolute figures per contender, crossgate's ratios, and the targets."""
+"""Result tables: absolute figures per contender, crossgate's ratios, and the targets.
+
+Every benchmark section returns one `Table`. Its `columns` are the contenders in display order
+(one of them is always ``"crossgate"``); for each column named in `ratios` the table prints
+``crossgate / column``. For rates higher is better; for times (``seconds``, ``ms``, ``us``)
+lower is better; byte and count figures get no ratio. A section sets each row's printed
+`target` and whether it was `met`; a missed target is reported, never turned into an exit status.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from bench.subproc import Cell
 
-__all__ = ["COLUMNS", "Row", "check_targets", "markdown", "text"]
+__all__ = ["Row", "Table", "markdown_table", "text_table"]
 
-COLUMNS = ("native", "crossgate", "a2wsgi", "asgiref")
-RATIOS = ("native", "a2wsgi", "asgiref")
 MIB = 1024 * 1024
 
-Kind = Literal["rate", "bytes", "seconds", "ms", "count"]
+Kind = Literal["rate", "bytes", "seconds", "ms", "us", "count"]
+RATIO_KINDS = frozenset({"rate", "seconds", "ms", "us"})
 
 
 @dataclass
@@ -30,50 +35,20 @@ class Row:
         return value if isinstance(value, float) else None
 
     def ratio(self, column: str) -> float | None:
-        """crossgate / ``column``, for rates only (higher is better)."""
+        """crossgate / ``column`` for rates and times; ``None`` for bytes and counts."""
         ours, theirs = self.number("crossgate"), self.number(column)
-        if self.kind != "rate" or ours is None or not theirs:
+        if self.kind not in RATIO_KINDS or ours is None or not theirs:
             return None
         return ours / theirs
 
 
-def _at_least(row: Row, column: str, factor: float) -> bool | None:
-    ratio = row.ratio(column)
-    return None if ratio is None else ratio >= factor
-
-
-def _at_most(row: Row, limit: float) -> bool | None:
-    ours = row.number("crossgate")
-    return None if ours is None else ours <= limit
-
-
-def _all(*checks: bool | None) -> bool | None:
-    return None if None in checks else all(checks)
-
-
-# Row key -> (target as printed, check).
-TARGETS: dict[str, tuple[str, Callable[[Row], bool | None]]] = {
-    "hello-c1": (">= 2x a2wsgi", lambda r: _at_least(r, "a2wsgi", 2)),
-    "hello-c50": (">= 2x a2wsgi", lambda r: _at_least(r, "a2wsgi", 2)),
-    "1mib-4k": (">= 4x a2wsgi", lambda r: _at_least(r, "a2wsgi", 4)),
-    "post-10mib": (
-        ">= 5x a2wsgi, >= 1.5x asgiref",
-        lambda r: _all(_at_least(r, "a2wsgi", 5), _at_least(r, "asgiref", 1.5)),
-    ),
-    "upload-rss": ("crossgate <= 8 MiB", lambda r: _at_most(r, 8 * MIB)),
-    "upload-disk": ("crossgate 0 B", lambda r: _at_most(r, 0)),
-    "upload-wchar": ("crossgate 0 B", lambda r: _at_most(r, 0)),
-    "download-rss": ("crossgate <= 8 MiB", lambda r: _at_most(r, 8 * MIB)),
-    "server-rps": (">= 2x a2wsgi", lambda r: _at_least(r, "a2wsgi", 2)),
-    "server-errors": ("crossgate 0", lambda r: _at_most(r, 0)),
-}
-
-
-def check_targets(rows: dict[str, Row]) -> None:
-    for key, (target, check) in TARGETS.items():
-        row = rows.get(key)
-        if row is not None:
-            row.target, row.met = target, check(row)
+@dataclass
+class Table:
+    title: str
+    columns: tuple[str, ...]
+    ratios: tuple[str, ...]
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
 
 
 def _bytes(n: float) -> str:
@@ -98,6 +73,8 @@ def _figure(row: Row, column: str) -> str:
         return f"{value:.2f} s"
     if row.kind == "ms":
         return f"{value:.1f} ms"
+    if row.kind == "us":
+        return f"{value:.2f} us" if value < 100 else f"{value:,.0f} us"
     return f"{value:,.0f}"
 
 
@@ -107,35 +84,32 @@ def _verdict(row: Row) -> str:
     return {True: "met", False: "NOT MET", None: "n/a"}[row.met]
 
 
-HEADER = (
-    "scenario",
-    *COLUMNS,
-    *(f"cg/{c}" for c in RATIOS),
-    "target",
-    "verdict",
-)
+def _header(table: Table) -> list[str]:
+    return ["scenario", *table.columns, *(f"cg/{c}" for c in table.ratios), "target", "verdict"]
 
 
-def _cells(rows: list[Row]) -> list[list[str]]:
-    table = []
-    for row in rows:
-        ratios = [row.ratio(c) for c in RATIOS]
-        table.append(
+def _cells(table: Table) -> list[list[str]]:
+    lines = []
+    for row in table.rows:
+        ratios = [row.ratio(c) for c in table.ratios]
+        lines.append(
             [
                 row.label,
-                *(_figure(row, c) for c in COLUMNS),
+                *(_figure(row, c) for c in table.columns),
                 *("-" if r is None else f"{r:.2f}x" for r in ratios),
                 row.target,
                 _verdict(row),
             ]
         )
-    return table
+    return lines
 
 
-def text(rows: list[Row]) -> str:
-    table = [list(HEADER), *_cells(rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
-    numeric = range(1, 1 + len(COLUMNS) + len(RATIOS))
+def text_table(table: Table) -> str:
+    """``table`` as aligned plain text, title first and notes last."""
+    header = _header(table)
+    lines = [header, *_cells(table)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    numeric = range(1, 1 + len(table.columns) + len(table.ratios))
 
     def render(line: list[str]) -> str:
         return "  ".join(
@@ -144,12 +118,16 @@ def text(rows: list[Row]) -> str:
         ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([render(table[0]), rule, *(render(line) for line in table[1:])])
+    body = [render(lines[0]), rule, *(render(line) for line in lines[1:])]
+    return "\n".join([f"== {table.title}", *body, *(f"  * {note}" for note in table.notes)])
 
 
-def markdown(rows: list[Row]) -> str:
-    align = ["---", *("---:" for _ in range(len(COLUMNS) + len(RATIOS))), "---", "---"]
-    lines = [HEADER, align, *_cells(rows)]
-    return "\n".join(
+def markdown_table(table: Table) -> str:
+    """``table`` as a Markdown section: a heading, the table, then the notes as a list."""
+    numeric = len(table.columns) + len(table.ratios)
+    align = ["---", *("---:" for _ in range(numeric)), "---", "---"]
+    lines = [_header(table), align, *_cells(table)]
+    rendered = [
         "| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines
-    )
+    ]
+    return "\n".join([f"## {table.title}", "", *rendered, "", *(f"- {n}" for n in table.notes)])

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROOT", "Cell", "cell", "emit", "run_child"]
+__all__ = ["ROOT", "Cell", "cell", "emit", "progress", "run_child"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +43,11 @@ def run_child(module: str, args: list[str], timeout: float) -> dict[str, Any]:
         return result
     why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return {"error": f"exit {proc.returncode}: {why[:80]}"}
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, so a long run shows it is alive; stdout keeps the tables."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def cell(result: dict[str, Any], key: str = "value") -> Cell:
