@@ -106,7 +106,6 @@ def _server_rows(settings: Settings) -> dict[str, Row]:
 
 
 NOTES = [
-    "Ratios are crossgate divided by the column, for rates only (higher is better).",
     "Extra peak RSS: VmHWM reset (clear_refs) just before the request, minus VmRSS then.",
     "asgiref spools every request body to a temporary file before the app runs.",
     "uvicorn errors = non-2xx/3xx answers + socket errors, as wrk counts them "
