@@ -1,0 +1,242 @@
+"""What crossgate's three routers share: telling ASGI apps from WSGI apps (and the markers
+that override the rule), preparing sub-apps and handing lifespan to the fan-out, and the
+answers a router gives when it cannot route.
+
+The public names here are re-exported by `crossgate.routing`; import them from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from crossgate._routing_lifespan import Child, Fanout, Hook, Lifespan
+from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
+from crossgate.exceptions import PeerProtocolError
+from crossgate.sansio.response import error_events
+from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message, WSGIApplication, as_message
+
+__all__ = [
+    "App",
+    "Router",
+    "asgi",
+    "call",
+    "is_asgi",
+    "refuse_websocket",
+    "reject",
+    "send_error",
+    "wsgi",
+]
+
+_log = logging.getLogger("crossgate.routing")
+
+App = Callable[..., Any]
+"""An ASGI 3 application or a PEP 3333 WSGI application; `is_asgi` tells which."""
+
+
+# -- telling ASGI from WSGI ---------------------------------------------------------------------
+
+
+def is_asgi(app: object) -> bool:
+    """Whether a router treats ``app`` as an ASGI application (otherwise: WSGI).
+
+    The rule, in order:
+
+    1. an ``__crossgate_asgi__`` attribute decides when it is there: true for ASGI, false for
+       WSGI (set it on a class to settle the question for all its instances);
+    2. a coroutine function is ASGI (`inspect.iscoroutinefunction`, which also sees
+       `functools.partial` objects and functions marked with asgiref's or (Python 3.12+)
+       `inspect`'s ``markcoroutinefunction``);
+    3. a class is WSGI (PEP 3333 allows a class as the application; an ASGI 3 app cannot be
+       one, since calling a class does not return an awaitable);
+    4. an object whose ``__call__`` is a coroutine function is ASGI (Starlette, FastAPI,
+       Django's ``ASGIHandler``, crossgate's own routers and adapters);
+    5. anything else is WSGI (Flask, Django's ``WSGIHandler``, plain functions).
+
+    An ASGI app that is a plain function returning a coroutine (some hand-written middleware)
+    looks like WSGI to this rule: wrap it in `asgi`.
+    """
+    marker = getattr(app, "__crossgate_asgi__", None)
+    if marker is not None:
+        return bool(marker)
+    if _is_coroutine_function(app):
+        return True
+    if inspect.isclass(app):
+        return False
+    # Python looks special methods up on the type, so that is where an instance's call lives.
+    # (B004 is about testing callability; this reads the method to see whether it is async.)
+    return _is_coroutine_function(getattr(type(app), "__call__", None))  # noqa: B004
+
+
+def _is_coroutine_function(obj: object) -> bool:
+    if inspect.iscoroutinefunction(obj):
+        return True
+    # Before 3.12 there is no inspect.markcoroutinefunction; asgiref's stand-in (which Django
+    # uses for async views and middleware) sets a marker only asyncio's older check reads.
+    return sys.version_info < (3, 12) and asyncio.iscoroutinefunction(obj)
+
+
+class _ExplicitASGI:
+    """What `asgi` returns: the app, marked ASGI; routers unwrap it and call the app directly."""
+
+    __crossgate_asgi__ = True
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        await self.app(scope, receive, send)
+
+    def __repr__(self) -> str:
+        return f"asgi({self.app!r})"
+
+
+def asgi(app: App) -> ASGIApp:
+    """Mark ``app`` as ASGI for the routers, whatever `is_asgi` would say.
+
+    The result is itself an ASGI app that calls ``app``; a router unwraps it and calls ``app``
+    directly.
+
+    Raises:
+        TypeError: ``app`` is not callable.
+    """
+    if not callable(app):
+        raise TypeError(f"an ASGI app is callable; got {type(app).__name__}")
+    return _ExplicitASGI(app)
+
+
+def wsgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
+    """Mark ``app`` as WSGI, with its own `WSGIToASGI` options (``workers``, ``executor`` ...).
+
+    Returns the `WSGIToASGI` adapter, which any router uses as it is.
+
+    Raises:
+        TypeError: ``app`` is not callable, or an option is unknown.
+        ValueError: an option is out of range.
+    """
+    if not callable(app):
+        raise TypeError(f"a WSGI app is callable; got {type(app).__name__}")
+    return WSGIToASGI(app, **options)
+
+
+def _describe(app: object) -> str:
+    named = app if inspect.isfunction(app) or inspect.isclass(app) else type(app)
+    return f"{getattr(named, '__module__', '?')}.{getattr(named, '__qualname__', named)}"
+
+
+# -- what every router shares -------------------------------------------------------------------
+
+
+class Router:
+    """Sub-app preparation, lifespan fan-out and clean-up, common to the three routers."""
+
+    def __init__(
+        self,
+        *,
+        wsgi_options: Mapping[str, Any] | None,
+        on_startup: Sequence[Hook],
+        on_shutdown: Sequence[Hook],
+        lifespan: Lifespan | None,
+    ) -> None:
+        self.wsgi_options: dict[str, Any] = dict(wsgi_options or {})
+        self._children: list[Child] = []
+        # id(app) -> (app, child): the same app given twice is one sub-app with one lifespan
+        # (and, for WSGI, one thread pool). The app is kept so that its id stays unique.
+        self._known: dict[int, tuple[object, Child]] = {}
+        self._adapters: list[WSGIToASGI] = []
+        self._fanout = Fanout(self, self._children, list(on_startup), list(on_shutdown), lifespan)
+
+    def _child(self, app: App, label: str) -> Child:
+        if not callable(app):
+            raise TypeError(f"{label}: an app is callable; got {type(app).__name__}")
+        known = self._known.get(id(app))
+        if known is not None:
+            return known[1]
+        if isinstance(app, _ExplicitASGI):
+            target: App = app.app
+            name = f"{label} ({_describe(target)})"
+        elif is_asgi(app):
+            target, name = app, f"{label} ({_describe(app)})"
+        else:
+            adapter = WSGIToASGI(app, **self.wsgi_options)
+            self._adapters.append(adapter)
+            target, name = adapter, f"{label} (WSGI {_describe(app)})"
+        child = Child(target, name)
+        self._known[id(app)] = (app, child)
+        self._children.append(child)
+        return child
+
+    @property
+    def apps(self) -> tuple[App, ...]:
+        """The sub-apps as the router calls them (WSGI apps inside their `WSGIToASGI`).
+
+        In lifespan order: startup runs through them first to last, shutdown last to first.
+        """
+        return tuple(child.app for child in self._children)
+
+    def close(self) -> None:
+        """Stop the thread pools of the `WSGIToASGI` adapters this router made, and of nested
+        routers' adapters.
+
+        Lifespan shutdown already does this; call it when the server runs no lifespan.
+        """
+        for adapter in self._adapters:
+            adapter.close()
+        for child in self._children:
+            if isinstance(child.app, Router):
+                child.app.close()
+
+    async def _lifespan(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        await self._fanout(scope, receive, send)
+
+
+async def call(child: Child, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+    """Call a sub-app with ``scope``, or a copy carrying the sub-app's own lifespan state."""
+    state = child.state
+    if state is None:
+        await child.app(scope, receive, send)
+    else:
+        await child.app({**scope, "state": state.copy()}, receive, send)
+
+
+async def send_error(send: ASGISend, status: int, reason: str) -> None:
+    start, body = error_events(status, reason)
+    await send(as_message(start))
+    await send(as_message(body))
+
+
+async def refuse_websocket(
+    scope: Message, receive: ASGIReceive, send: ASGISend, status: int, reason: str
+) -> None:
+    """Refuse a websocket handshake with an HTTP ``status`` where the server can send one."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return  # the client left before the handshake
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        # ASGI websocket spec, "Denial Response" extension: an HTTP response instead of accept.
+        start, body = error_events(status, reason)
+        await send(
+            {"type": "websocket.http.response.start", "status": status, "headers": start["headers"]}
+        )
+        await send({"type": "websocket.http.response.body", "body": body["body"]})
+    else:
+        # A close before accept makes the server answer 403 (ASGI websocket spec); the code
+        # and reason reach logs and servers that report them. 1011: internal error (RFC 6455
+        # section 7.4.1); 1008: the endpoint refuses this connection.
+        code = 1011 if status >= 500 else 1008
+        await send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def reject(
+    scope: Message, receive: ASGIReceive, send: ASGISend, error: PeerProtocolError
+) -> None:
+    """Answer a request whose scope the router cannot route (a server bug, in practice)."""
+    _log.info("rejected a %s connection: %s", scope["type"], error)
+    if scope["type"] == "websocket":
+        await refuse_websocket(scope, receive, send, error.status_code, str(error))
+    else:
+        await send_error(send, error.status_code, str(error))

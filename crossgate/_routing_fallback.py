@@ -1,0 +1,315 @@
+"""The per-connection machinery of `crossgate.routing.Fallback`.
+
+An attempt wraps the primary app's ``receive`` and ``send``. While the primary may still fall
+through (it has not answered yet), every message it receives is recorded; once it answers with
+a status that does not fall through, recording stops and everything passes straight on. When it
+does fall through, its answer is dropped and the fallback gets the recorded messages again
+before the live ones.
+
+The recorder never reads ahead of the primary: it only sees what the primary asks for, so the
+server's flow control (ASGI: ``receive`` is awaited one message at a time) is untouched.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from typing import IO, Final
+
+from crossgate.types import ASGIReceive, ASGISend, Message
+
+__all__ = ["DONE", "DROP", "PASS", "UNDECIDED", "HTTPAttempt", "Policy", "WebSocketAttempt"]
+
+# What an attempt does with the primary's messages.
+UNDECIDED: Final = 0  # the primary has not answered: record what it receives
+PASS: Final = 1  # it answered for real: forward everything, record nothing
+DROP: Final = 2  # it fell through: drop its answer, the fallback gets the connection
+DONE: Final = 3  # the fallback has the connection: the primary's leftovers are cut off
+
+# Pieces the spooled body is replayed in.
+REPLAY_CHUNK: Final = 64 * 1024
+
+_HTTP_DISCONNECT: Final[Message] = {"type": "http.disconnect"}
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a `crossgate.routing.Fallback` decided once: which statuses fall through, and how
+    much request body it keeps for a replay (in memory, then at most, ``None``: no limit)."""
+
+    statuses: frozenset[int]
+    memory_limit: int
+    replay_limit: int | None
+
+
+class HTTPAttempt:
+    """One HTTP request's try at the primary, and the replay of its body for the fallback.
+
+    Body bytes are kept in memory up to ``memory_limit``, then in an anonymous temporary file,
+    and only up to ``replay_limit`` bytes: past it the request can no longer fall through, and
+    whatever the primary answers goes to the client. Nothing is allocated for a request whose
+    primary reads one empty body (most requests): the recording starts with the first message
+    that has something to keep.
+    """
+
+    __slots__ = ("_empty", "_live_receive", "_live_send", "_policy", "_rec", "mode")
+
+    def __init__(self, receive: ASGIReceive, send: ASGISend, policy: Policy) -> None:
+        self._live_receive = receive
+        self._live_send = send
+        self._policy = policy
+        self.mode = UNDECIDED
+        self._empty = False  # the primary read a whole, empty body and nothing else
+        self._rec: _Recording | None = None
+
+    @property
+    def missed(self) -> bool:
+        """The primary answered a falling-through status after the body overflowed."""
+        return self._rec is not None and self._rec.missed
+
+    # -- the primary's side ---------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if self.mode == DONE:
+            # A task the primary left behind must not take the fallback's messages.
+            return _HTTP_DISCONNECT
+        message = await self._live_receive()
+        if self.mode != PASS:
+            # Recorded after a fall-through too: a primary still reading after its 404 (an
+            # adapter's read-ahead) takes messages the fallback must see.
+            self._record(message)
+        return message
+
+    async def send(self, message: Message) -> None:
+        mode = self.mode
+        if mode == PASS:
+            await self._live_send(message)
+        elif mode == UNDECIDED:
+            # The decision is made at http.response.start: it comes before any body (ASGI
+            # HTTP spec), so a status that falls through is known before a byte went out.
+            if (
+                message["type"] == "http.response.start"
+                and message.get("status") in self._policy.statuses
+            ):
+                rec = self._rec
+                if rec is None or not rec.overflowed:
+                    self.mode = DROP
+                    return
+                rec.missed = True
+            self.mode = PASS
+            self.discard()
+            await self._live_send(message)
+        # DROP and DONE: the primary's answer is not the one the client gets.
+
+    def _record(self, message: Message) -> None:
+        rec = self._rec
+        if rec is None:
+            if (
+                not self._empty
+                and message.get("type") == "http.request"
+                and not message.get("body")
+                and not message.get("more_body", False)
+            ):
+                self._empty = True
+                return
+            rec = self._rec = _Recording(self._policy, seen_empty=self._empty)
+        rec.record(message, limited=self.mode == UNDECIDED)
+
+    # -- the fallback's side --------------------------------------------------------------------
+
+    def replay_receive(self) -> ASGIReceive:
+        """The fallback's ``receive``: what the primary got, then the live messages."""
+        self.mode = DONE
+        rec = self._rec
+        if rec is None:
+            if not self._empty:
+                return self._live_receive  # the primary read nothing: nothing to replay
+            rec = self._rec = _Recording(self._policy, seen_empty=True)
+        rec.rewind()
+        return _HTTPReplay(rec, self._live_receive).receive
+
+    def discard(self) -> None:
+        """Forget the recorded body and close the temporary file, if any."""
+        if self._rec is not None:
+            self._rec.discard()
+
+
+class _Recording:
+    """The request messages a primary received, kept for a replay."""
+
+    __slots__ = (
+        "_chunks",
+        "_disconnected",
+        "_more",
+        "_next",
+        "_policy",
+        "_seen",
+        "_spool",
+        "missed",
+        "overflowed",
+        "size",
+    )
+
+    def __init__(self, policy: Policy, *, seen_empty: bool) -> None:
+        self._policy = policy
+        self._seen = seen_empty
+        self._more = not seen_empty
+        self._disconnected = False
+        self._chunks: list[bytes] = []
+        self._next = 0
+        self._spool: IO[bytes] | None = None
+        self.size = 0
+        self.overflowed = False
+        self.missed = False
+
+    def record(self, message: Message, *, limited: bool) -> None:
+        kind = message.get("type")
+        if kind == "http.request":
+            self._seen = True
+            self._more = bool(message.get("more_body", False))
+            body: bytes = message.get("body", b"")
+            if body and not self.overflowed:
+                self._keep(body, limited=limited)
+        elif kind == "http.disconnect":
+            self._disconnected = True
+
+    def _keep(self, body: bytes, *, limited: bool) -> None:
+        size = self.size + len(body)
+        limit = self._policy.replay_limit
+        # The limit applies while the request may still fall through; once it has, every
+        # byte must be kept, or the fallback would get a truncated body.
+        if limited and limit is not None and size > limit:
+            self.overflowed = True
+            self.discard()
+            return
+        self.size = size
+        spool = self._spool
+        if spool is None:
+            if size <= self._policy.memory_limit:
+                self._chunks.append(body)
+                return
+            # Past the memory bound: move to an anonymous temporary file (deleted when closed,
+            # or by the OS if the process dies).
+            spool = self._spool = tempfile.TemporaryFile()  # noqa: SIM115
+            for chunk in self._chunks:
+                spool.write(chunk)
+            self._chunks.clear()
+        spool.write(body)
+
+    def rewind(self) -> None:
+        if self._spool is not None:
+            self._spool.seek(0)
+
+    def next_replayed(self) -> Message | None:
+        """The next recorded message to replay, or ``None`` when they have all gone."""
+        chunks = self._chunks
+        if self._next < len(chunks):
+            chunk = chunks[self._next]
+            self._next += 1
+            last = self._next == len(chunks)
+            if last:
+                self._seen = False
+                self.discard()
+            return _request(chunk, more=self._more or not last)
+        spool = self._spool
+        if spool is not None:
+            chunk = spool.read(REPLAY_CHUNK)
+            last = spool.tell() >= self.size
+            if last:
+                self._seen = False
+                self.discard()
+            return _request(chunk, more=self._more or not last)
+        if self._seen:
+            self._seen = False  # the primary read only empty bodies: replay one, once
+            return _request(b"", more=self._more)
+        if self._disconnected:
+            self._disconnected = False
+            return _HTTP_DISCONNECT
+        return None
+
+    def discard(self) -> None:
+        self._chunks = []
+        self._next = 0
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            spool.close()
+        self.size = 0
+
+
+def _request(body: bytes, *, more: bool) -> Message:
+    return {"type": "http.request", "body": body, "more_body": more}
+
+
+class _HTTPReplay:
+    """Replays a recording, then hands over to the live ``receive``."""
+
+    __slots__ = ("_live", "_rec")
+
+    def __init__(self, rec: _Recording, live: ASGIReceive) -> None:
+        self._rec: _Recording | None = rec
+        self._live = live
+
+    async def receive(self) -> Message:
+        rec = self._rec
+        if rec is not None:
+            message = rec.next_replayed()
+            if message is not None:
+                return message
+            self._rec = None
+        return await self._live()
+
+
+class WebSocketAttempt:
+    """One websocket's try at the primary: a refusal before accepting hands it to the fallback.
+
+    Before the handshake completes the server only delivers ``websocket.connect`` (and maybe
+    ``websocket.disconnect``), so the recording is a short list of messages.
+    """
+
+    __slots__ = ("_live_receive", "_live_send", "_received", "mode")
+
+    def __init__(self, receive: ASGIReceive, send: ASGISend) -> None:
+        self._live_receive = receive
+        self._live_send = send
+        self._received: list[Message] = []
+        self.mode = UNDECIDED
+
+    async def receive(self) -> Message:
+        if self.mode == DONE:
+            return {"type": "websocket.disconnect", "code": 1000}
+        message = await self._live_receive()
+        if self.mode != PASS:
+            self._received.append(message)
+        return message
+
+    async def send(self, message: Message) -> None:
+        mode = self.mode
+        if mode == PASS:
+            await self._live_send(message)
+        elif mode == UNDECIDED:
+            kind = message["type"]
+            # ASGI websocket spec: a close before accept refuses the handshake (the server
+            # answers 403); with the websocket.http.response extension the refusal is an HTTP
+            # response instead. Either way the primary did not take the connection, whatever
+            # the status: WSGIToASGI, for one, refuses with a 403 where it can, a close where
+            # it cannot, and both must hand over alike.
+            if kind == "websocket.close" or kind == "websocket.http.response.start":
+                self.mode = DROP
+                return
+            self.mode = PASS
+            self._received.clear()
+            await self._live_send(message)
+
+    def replay_receive(self) -> ASGIReceive:
+        """The fallback's ``receive``: the messages the primary got, then the live ones."""
+        self.mode = DONE
+        pending = self._received
+        self._received = []
+        live = self._live_receive
+
+        async def receive() -> Message:
+            if pending:
+                return pending.pop(0)
+            return await live()
+
+        return receive
