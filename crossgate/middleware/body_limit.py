@@ -1,0 +1,348 @@
+"""`BodyLimit` / `WSGIBodyLimit`: refuse request bodies over a size, on either side.
+
+A declared ``Content-Length`` over ``max_body_size`` is answered with 413 before the application
+runs. A body without one (chunked, or streamed by an HTTP/2 client) is counted as the application
+reads it; the read that passes the limit raises `crossgate.exceptions.RequestTooLarge` instead of
+handing over a truncated body, and the client gets a 413 when the application lets the error
+propagate before its response started. The counting rules are in `crossgate.sansio.body_limit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from http import HTTPStatus
+from typing import IO, Any
+
+from crossgate.exceptions import PeerProtocolError, ResponseAborted
+from crossgate.middleware._common import asgi_refuse, first_header, wsgi_refuse
+from crossgate.sansio.body_limit import BodyMeter, declared_length
+from crossgate.sansio.response import OptExcInfo, error_events
+from crossgate.types import (
+    ASGIApp,
+    ASGIReceive,
+    ASGISend,
+    Message,
+    StartResponse,
+    WSGIApplication,
+    WSGIEnvironment,
+)
+
+__all__ = ["BodyLimit", "LimitedInput", "WSGIBodyLimit"]
+
+# Frameworks wrap errors (``raise X from exc``, anyio's exception groups); the limit's error is
+# looked for this many links deep, plenty for real stacks, and a pathological chain cannot loop.
+_MAX_CAUSE_DEPTH = 16
+
+# The logger `crossgate.middleware._common` logs refusals to, so every refusal lands in one place.
+_log = logging.getLogger("crossgate.middleware")
+
+
+def _caused_by(exc: BaseException, cause: BaseException, depth: int = 0) -> bool:
+    """Whether ``exc`` is ``cause`` or carries it (``__cause__``, ``__context__``, a group)."""
+    if exc is cause:
+        return True
+    if depth >= _MAX_CAUSE_DEPTH:
+        return False
+    if isinstance(exc, BaseExceptionGroup) and any(
+        _caused_by(member, cause, depth + 1) for member in exc.exceptions
+    ):
+        return True
+    return any(
+        link is not None and _caused_by(link, cause, depth + 1)
+        for link in (exc.__cause__, exc.__context__)
+    )
+
+
+def _check_limit(max_body_size: int) -> int:
+    if isinstance(max_body_size, bool) or not isinstance(max_body_size, int) or max_body_size < 0:
+        raise ValueError(f"max_body_size must be an int of 0 or more, not {max_body_size!r}")
+    return max_body_size
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies larger than ``max_body_size`` bytes with 413.
+
+    * A ``Content-Length`` over the limit (or not a number: 400) is refused before ``app`` is
+      called.
+    * Otherwise the ``http.request`` messages are counted as ``app`` receives them. The
+      ``receive()`` call whose message takes the body past the limit raises
+      `crossgate.exceptions.RequestTooLarge` (and so does every later call): the app never sees
+      a truncated body as if it were whole. A body that runs past its ``Content-Length`` or ends
+      short of it raises `crossgate.exceptions.PeerProtocolError` (400) the same way.
+    * If that error leaves ``app`` before it started its response, the client gets the 413
+      (or 400) with the reason, logged at WARNING on ``crossgate.middleware``. If the app
+      turned it into a 5xx response of its own (Starlette's error middleware does), that
+      response is replaced by the 413. If the app had already started a different response,
+      the error is re-raised as `crossgate.exceptions.ResponseAborted` so the server drops the
+      connection rather than finishing a response built on a cut-off body.
+
+    Scopes other than ``http`` (``websocket``, ``lifespan``) pass through untouched.
+
+    Raises:
+        ValueError: ``max_body_size`` is not an int of 0 or more.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_size: int) -> None:
+        self.app = app
+        self.max_body_size = _check_limit(max_body_size)
+
+    async def __call__(self, scope: Any, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            declared = declared_length(first_header(scope["headers"], b"content-length"))
+            meter = BodyMeter(self.max_body_size, declared)
+        except PeerProtocolError as exc:
+            await asgi_refuse(scope, send, exc.status_code, str(exc))
+            return
+        exchange = _Exchange(scope, meter, receive, send)
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except Exception as exc:
+            error = meter.error
+            if error is None or not _caused_by(exc, error):
+                raise
+            if exchange.replaced:
+                return  # the 413 went out in place of the app's error page
+            if exchange.started:
+                raise ResponseAborted(
+                    f"{error} after the response started; dropping the connection"
+                ) from exc
+            await asgi_refuse(scope, send, error.status_code, str(error))
+            return
+        error = meter.error
+        if error is not None and not exchange.started and not exchange.replaced:
+            # The app caught the error and returned without answering: answer for it.
+            await asgi_refuse(scope, send, error.status_code, str(error))
+
+
+class _Exchange:
+    """One request through `BodyLimit`: the counting ``receive`` and the watching ``send``."""
+
+    __slots__ = ("_receive", "_send", "meter", "replaced", "scope", "started")
+
+    def __init__(self, scope: Any, meter: BodyMeter, receive: ASGIReceive, send: ASGISend) -> None:
+        self.scope = scope
+        self.meter = meter
+        self._receive = receive
+        self._send = send
+        self.started = False
+        self.replaced = False
+
+    async def receive(self) -> Message:
+        meter = self.meter
+        meter.check()
+        message = await self._receive()
+        if message["type"] == "http.request":
+            meter.count(len(message.get("body", b"")))
+            if not message.get("more_body", False):
+                meter.finish()
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.replaced:
+            return  # the rest of the app's error page; the 413 already went out
+        if message["type"] == "http.response.start" and not self.started:
+            error = self.meter.error
+            if error is not None and message.get("status", 500) >= 500:
+                self.replaced = True
+                await asgi_refuse(self.scope, self._send, error.status_code, str(error))
+                return
+            self.started = True
+        await self._send(message)
+
+
+class LimitedInput:
+    """``wsgi.input`` counted against a `BodyMeter`.
+
+    Reads never ask the server's stream for bytes past ``CONTENT_LENGTH`` (PEP 3333, "Input and
+    Error Streams"), and without one never for more than one byte past the limit. A read that
+    takes the body past the limit raises `crossgate.exceptions.RequestTooLarge`; an end of file
+    before ``CONTENT_LENGTH`` raises `crossgate.exceptions.PeerProtocolError` (400). Every read
+    after an error raises it again.
+
+    The server's ``readline`` must take a size argument, as those of gunicorn, waitress,
+    wsgiref, mod_wsgi and crossgate do: an unbounded ``readline`` could buffer any amount.
+    """
+
+    __slots__ = ("_meter", "_stream")
+
+    def __init__(self, stream: IO[bytes] | Any, meter: BodyMeter) -> None:
+        self._stream = stream
+        self._meter = meter
+
+    def read(self, size: int | None = -1) -> bytes:
+        meter = self._meter
+        asked = meter.allowance(size)
+        if not asked:
+            return b""
+        data = self._stream.read(asked)
+        if 0 < len(data) < asked:
+            data = self._fill(data, asked)
+        if data:
+            meter.count(len(data))
+        if len(data) < asked:
+            meter.finish()  # end of file; raises when short of CONTENT_LENGTH
+        return data
+
+    def _fill(self, data: bytes, asked: int) -> bytes:
+        # A short read usually means end of file, but PEP 3333 does not promise that a stream
+        # returns all it was asked for: read on until it says end of file, so that a body cut
+        # short is told apart from a slow one.
+        parts = [data]
+        got = len(data)
+        while got < asked:
+            more = self._stream.read(asked - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        meter = self._meter
+        asked = meter.allowance(size)
+        if not asked:
+            return b""
+        data = self._stream.readline(asked)
+        if data:
+            meter.count(len(data))
+        if len(data) < asked and not data.endswith(b"\n"):
+            meter.finish()  # neither a whole line nor the size asked: end of file
+        return data
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class WSGIBodyLimit:
+    """WSGI middleware: the sibling of `BodyLimit`, with the same option.
+
+    * A ``CONTENT_LENGTH`` over the limit is answered with 413 before ``app`` is called (400
+      when it is not a number).
+    * ``wsgi.input`` becomes a `LimitedInput`: reads stop at ``CONTENT_LENGTH`` (extra bytes a
+      lying client sent never reach the app), a read past the limit raises
+      `crossgate.exceptions.RequestTooLarge`, and an end of file before ``CONTENT_LENGTH``
+      raises `crossgate.exceptions.PeerProtocolError` (400).
+    * A request with no ``CONTENT_LENGTH`` has an empty body unless the server sets
+      ``wsgi.input_terminated`` (chunked uploads under gunicorn, crossgate), as werkzeug and
+      Django read it.
+    * When that error leaves ``app`` the client gets the 413 (or 400), through
+      ``start_response``'s ``exc_info`` if the app had called it; a 5xx the app answered
+      because of it (Flask's error handler) is replaced by the 413. An error raised while the
+      server iterates the response propagates to the server unchanged.
+
+    Raises:
+        ValueError: ``max_body_size`` is not an int of 0 or more.
+    """
+
+    def __init__(self, app: WSGIApplication, *, max_body_size: int) -> None:
+        self.app = app
+        self.max_body_size = _check_limit(max_body_size)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            declared = declared_length(environ.get("CONTENT_LENGTH"))
+            if declared is None and not environ.get("wsgi.input_terminated", False):
+                declared = 0
+            meter = BodyMeter(self.max_body_size, declared)
+        except PeerProtocolError as exc:
+            return wsgi_refuse(environ, start_response, exc.status_code, str(exc))
+        # Changed in place, as WSGI middleware do (werkzeug's ProxyFix): middleware further
+        # out that look at the environ afterwards see the stream the app read from.
+        environ["wsgi.input"] = LimitedInput(environ["wsgi.input"], meter)
+        response = _WSGIResponse(environ, meter, start_response)
+        try:
+            result = self.app(environ, response.start_response)
+        except Exception as exc:
+            error = meter.error
+            if error is None or not _caused_by(exc, error):
+                raise
+            if response.replaced:
+                return response.refusal_body
+            return response.refuse(error, sys.exc_info())
+        if response.replaced:
+            _close(result)
+            return response.refusal_body
+        error = meter.error
+        if error is not None and not response.started:
+            # The app caught the error and returned without calling start_response.
+            _close(result)
+            return response.refuse(error, None)
+        return result
+
+
+def _close(iterable: object) -> None:
+    # PEP 3333: close() of a result is called even when its body is not sent.
+    close = getattr(iterable, "close", None)
+    if close is not None:
+        close()
+
+
+class _WSGIResponse:
+    """Watches ``start_response`` for `WSGIBodyLimit`, and answers the refusal when needed."""
+
+    __slots__ = ("environ", "meter", "real", "refusal_body", "replaced", "started")
+
+    def __init__(
+        self, environ: WSGIEnvironment, meter: BodyMeter, start_response: StartResponse
+    ) -> None:
+        self.environ = environ
+        self.meter = meter
+        self.real = start_response
+        self.started = False
+        self.replaced = False
+        self.refusal_body: list[bytes] = []
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> Any:
+        error = self.meter.error
+        if error is not None and not self.replaced and status[:1] == "5":
+            self.replaced = True
+            self.refuse(error, exc_info)
+            return _discard
+        if self.replaced:
+            return _discard
+        self.started = True
+        return self.real(status, headers, exc_info)
+
+    def refuse(self, error: PeerProtocolError, exc_info: OptExcInfo | None) -> list[bytes]:
+        if not self.started:
+            self.refusal_body = wsgi_refuse(self.environ, self.real, error.status_code, str(error))
+            return self.refusal_body
+        # start_response was called already: PEP 3333 ("Error Handling") lets the status and
+        # headers be replaced, with exc_info, until they went out; if they did, the server
+        # re-raises exc_info from this call.
+        _log.warning(
+            "refused %s: %d %s", self.environ.get("PATH_INFO", ""), error.status_code, error
+        )
+        start, body = error_events(error.status_code, str(error))
+        status = f"{error.status_code} {HTTPStatus(error.status_code).phrase}"
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", ())]
+        self.real(status, headers, exc_info)
+        self.refusal_body = [body["body"]]
+        return self.refusal_body
+
+
+def _discard(data: bytes) -> None:
+    """The ``write`` callable given to an app whose error page is being replaced."""

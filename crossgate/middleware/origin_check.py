@@ -1,0 +1,145 @@
+"""`OriginCheck` (ASGI) and `WSGIOriginCheck`: refuse cross-site websockets and form posts.
+
+Browsers attach cookies to a websocket handshake from any page, and websockets are not subject
+to CORS: without an ``Origin`` check, a page on another site can talk to your websocket as the
+logged-in user (cross-site websocket hijacking). The same holds for a cross-site form ``POST``
+(CSRF). These middleware compare the request's ``Origin`` with the allowed origins and answer
+``403 Forbidden`` with the reason, logged at WARNING on the ``crossgate.middleware`` logger
+(Channels' ``OriginValidator`` refuses without saying why). The decision is
+`crossgate.sansio.origin.OriginPolicy`, shared by both sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from crossgate.middleware._common import asgi_refuse, wsgi_refuse
+from crossgate.sansio.origin import OriginPolicy
+from crossgate.types import (
+    ASGIApp,
+    ASGIReceive,
+    ASGISend,
+    StartResponse,
+    WSGIApplication,
+    WSGIEnvironment,
+)
+
+__all__ = ["OriginCheck", "WSGIOriginCheck"]
+
+
+class OriginCheck:
+    """ASGI middleware: refuse websocket handshakes (and optionally unsafe HTTP requests) from
+    origins that are not allowed.
+
+    Args:
+        app: the ASGI application.
+        allowed_origins: ``https://example.com`` (scheme, host and default port must all
+            match), ``https://example.com:8443``, ``http://localhost:*`` (any port),
+            ``https://*.example.com`` (any subdomain, not ``example.com`` itself), ``null``
+            (the opaque origin; refused unless listed).
+        allow_missing: allow requests without an ``Origin`` header. Browsers always send one on
+            a websocket handshake; other clients (scripts, mobile apps, server-to-server) send
+            none, so allowing them is safe for cookie-less APIs only.
+        protocols: what is checked: ``"websocket"`` handshakes and/or ``"http"`` requests with
+            an unsafe method (anything but GET, HEAD, OPTIONS, TRACE: a CSRF check).
+        allow_same_origin: also allow the request's own origin (its scheme and ``Host``). Put
+            `TrustedHosts` outside this middleware, so that the ``Host`` is one of yours, and
+            `ProxyHeaders` outside both, so that scheme and host are the client's.
+
+    Raises:
+        ValueError: an invalid pattern or ``protocols``.
+
+    Scopes not checked (``lifespan``, ``http`` without ``"http"`` in ``protocols``, safe
+    methods) pass through untouched. A refused websocket gets a 403 denial response when the
+    server offers the ``websocket.http.response`` extension, otherwise a close before accept
+    (which servers send as 403).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        allowed_origins: Iterable[str],
+        allow_missing: bool = False,
+        protocols: Iterable[str] = ("websocket",),
+        allow_same_origin: bool = True,
+    ) -> None:
+        self.app = app
+        self.policy = OriginPolicy(
+            allowed_origins,
+            allow_missing=allow_missing,
+            protocols=protocols,
+            allow_same_origin=allow_same_origin,
+        )
+
+    async def __call__(
+        self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend
+    ) -> None:
+        if not self.policy.applies(scope["type"], scope.get("method", "GET")):
+            await self.app(scope, receive, send)
+            return
+        origin: str | None = None
+        host: str | None = None
+        for name, value in scope["headers"]:
+            # Repeated Origin or Host lines are joined as a WSGI server joins them, so that both
+            # sides decide alike: several origins are refused, several hosts match no origin.
+            if name == b"origin":
+                text = value.decode("latin-1")
+                origin = text if origin is None else f"{origin},{text}"
+            elif name == b"host":
+                text = value.decode("latin-1")
+                host = text if host is None else f"{host},{text}"
+        decision = self.policy.check(origin, scheme=scope.get("scheme") or "http", host=host)
+        if decision.allowed:
+            await self.app(scope, receive, send)
+        else:
+            await asgi_refuse(scope, send, 403, decision.reason)
+
+
+class WSGIOriginCheck:
+    """WSGI middleware: the ``"http"`` half of `OriginCheck`, with the same options.
+
+    A WSGI server never hands a websocket to the application, so here ``protocols`` must
+    include ``"http"`` (its default is ``("http",)``): requests with an unsafe method are
+    checked, CSRF-style; ``"websocket"`` may be listed too (so one options dict serves both
+    sides) and changes nothing.
+
+    Raises:
+        ValueError: an invalid pattern, or ``protocols`` without ``"http"`` (the middleware
+            would check nothing).
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        allowed_origins: Iterable[str],
+        allow_missing: bool = False,
+        protocols: Iterable[str] = ("http",),
+        allow_same_origin: bool = True,
+    ) -> None:
+        self.app = app
+        self.policy = OriginPolicy(
+            allowed_origins,
+            allow_missing=allow_missing,
+            protocols=protocols,
+            allow_same_origin=allow_same_origin,
+        )
+        if not self.policy.check_http:
+            raise ValueError(
+                "WSGIOriginCheck only sees HTTP requests: pass protocols=('http',) to check "
+                "unsafe requests' Origin (websockets never reach a WSGI application)"
+            )
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not self.policy.applies("http", environ.get("REQUEST_METHOD", "GET")):
+            return self.app(environ, start_response)
+        decision = self.policy.check(
+            environ.get("HTTP_ORIGIN"),
+            scheme=environ.get("wsgi.url_scheme") or "http",
+            host=environ.get("HTTP_HOST"),
+        )
+        if decision.allowed:
+            return self.app(environ, start_response)
+        return wsgi_refuse(environ, start_response, 403, decision.reason)

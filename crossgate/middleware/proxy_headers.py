@@ -1,0 +1,245 @@
+"""`ProxyHeaders` (ASGI) and `WSGIProxyHeaders`: believe a trusted reverse proxy about the client.
+
+Behind a proxy, the server sees the proxy as the client, plain HTTP as the scheme and the
+proxy's upstream name as the host. These middleware restore what the client really sent, from
+the proxy's ``X-Forwarded-*`` or RFC 7239 ``Forwarded`` headers, but only when the direct peer is
+a trusted proxy; the decision is `crossgate.sansio.proxy.ProxyPolicy`, shared by both sides.
+
+What changes, on a request from a trusted peer that carries the headers:
+
+* client address: ASGI ``client`` (port 0 when not given; ``None`` when the proxy hid it);
+  WSGI ``REMOTE_ADDR`` (``""`` when hidden) and ``REMOTE_PORT`` (removed when not given);
+* scheme: ASGI ``scheme`` (``ws``/``wss`` for a websocket); WSGI ``wsgi.url_scheme``, ``HTTPS``;
+* host and port: the ``host`` header and ASGI ``server``; WSGI ``HTTP_HOST``, ``SERVER_NAME``,
+  ``SERVER_PORT``;
+* prefix: put in front of ASGI ``root_path``, ``path`` and ``raw_path``; of WSGI
+  ``SCRIPT_NAME`` (and ``RAW_URI`` / ``REQUEST_URI`` when present);
+* the proxy's own address is kept under ``scope["crossgate.proxy_peer"]`` /
+  ``environ["crossgate.proxy_peer"]`` (`PEER_KEY`), for middleware further in that must
+  know which proxy spoke (`RequestID`'s trusted peers).
+
+From an untrusted peer the proxy headers (``Forwarded`` and every ``X-Forwarded-*`` above) are
+removed before the app runs (``strip_untrusted``), so that nothing further in (Django's
+``USE_X_FORWARDED_HOST``, a framework's own proxy fix) can be fooled by them either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from crossgate.sansio.proxy import (
+    FIELDS,
+    NO_CHANGE,
+    PROXY_HEADERS,
+    Mode,
+    ProxyDecision,
+    ProxyPolicy,
+)
+from crossgate.types import (
+    ASGIApp,
+    ASGIReceive,
+    ASGISend,
+    StartResponse,
+    WSGIApplication,
+    WSGIEnvironment,
+)
+
+__all__ = ["PEER_KEY", "ProxyHeaders", "WSGIProxyHeaders"]
+
+# Where the address of the proxy itself is kept (a scope key, an environ key: PEP 3333 lets
+# middleware add keys with a prefix of their own) when ProxyHeaders replaced the client address,
+# so that middleware further in, such as RequestID's trusted-peer check, can still tell which
+# proxy the connection came from. ``None`` / ``""`` for a Unix-socket peer.
+PEER_KEY = "crossgate.proxy_peer"
+
+_log = logging.getLogger("crossgate.middleware")
+
+_STRIP = frozenset(name.encode("latin-1") for name in PROXY_HEADERS)
+_STRIP_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in sorted(PROXY_HEADERS))
+_WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss"}
+
+
+def _log_ignored(decision: ProxyDecision, peer: str | None) -> None:
+    for reason in decision.ignored:
+        _log.debug("ignored a proxy header from %s: %s", peer or "unix socket", reason)
+
+
+class ProxyHeaders:
+    """ASGI middleware: take client, scheme, host, port and prefix from a trusted proxy.
+
+    Args:
+        app: the ASGI application.
+        trusted: the direct peers to believe: IP addresses, networks (``"10.0.0.0/8"``),
+            ``"unix"`` for a Unix-socket peer, ``"*"`` for anyone (dangerous: any client can
+            then choose its address). A string is split on commas.
+        mode: ``"x-forwarded"`` (``X-Forwarded-For/-Proto/-Host/-Port/-Prefix``) or
+            ``"forwarded"`` (RFC 7239 ``Forwarded``, plus ``X-Forwarded-Prefix``).
+        hops: how many trusted proxies stand in front of the app; the ``hops``-th entry from
+            the right of each header is used (see `crossgate.sansio.proxy`).
+        fields: which of ``for``, ``proto``, ``host``, ``port``, ``prefix`` to take; leave out
+            any header your proxy does not set or clear itself.
+        strip_untrusted: remove the proxy headers from requests of untrusted peers.
+
+    Raises:
+        ValueError: an invalid option (bad ``trusted`` entry, ``mode``, ``hops`` or ``fields``).
+
+    ``http`` and ``websocket`` scopes are handled; any other scope passes through untouched.
+    Malformed header values never raise: the field is ignored (logged at DEBUG on the
+    ``crossgate.middleware`` logger) and the original value kept.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        trusted: str | Iterable[str] = ("127.0.0.1", "::1"),
+        mode: Mode = "x-forwarded",
+        hops: int = 1,
+        fields: Iterable[str] = FIELDS,
+        strip_untrusted: bool = True,
+    ) -> None:
+        self.app = app
+        self.policy = ProxyPolicy(trusted=trusted, mode=mode, hops=hops, fields=fields)
+        self.strip_untrusted = strip_untrusted
+        self._names = frozenset(name.encode("latin-1") for name in self.policy.header_names)
+
+    async def __call__(
+        self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend
+    ) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        peer = client[0] if client else None
+        headers = scope["headers"]
+        if not self.policy.trusts(peer):
+            if self.strip_untrusted and any(name in _STRIP for name, _ in headers):
+                scope = {**scope, "headers": [(n, v) for n, v in headers if n not in _STRIP]}
+            await self.app(scope, receive, send)
+            return
+        values: dict[str, str] = {}
+        host: str | None = None
+        names = self._names
+        for name, value in headers:
+            if name in names:
+                key, text = name.decode("latin-1"), value.decode("latin-1")
+                # RFC 9110 section 5.3: repeated lines of a list header are one list.
+                values[key] = f"{values[key]},{text}" if key in values else text
+            elif name == b"host" and host is None:
+                host = value.decode("latin-1")
+        decision = self.policy.decide(values, scheme=scope.get("scheme", "http"), host=host)
+        if decision.ignored:
+            _log_ignored(decision, peer)
+        if decision is not NO_CHANGE:
+            scope = _apply_to_scope(scope, decision)
+            scope[PEER_KEY] = peer
+        await self.app(scope, receive, send)
+
+
+def _apply_to_scope(scope: MutableMapping[str, Any], decision: ProxyDecision) -> dict[str, Any]:
+    """A copy of ``scope`` with ``decision`` applied (the server's scope is left alone)."""
+    new = dict(scope)
+    client = decision.client
+    if client is not None:
+        # ASGI spec, HTTP scope: client is (host, port), or None when unknown.
+        new["client"] = None if client.host is None else (client.host, client.port or 0)
+    if decision.scheme is not None:
+        if new["type"] == "websocket":
+            new["scheme"] = _WEBSOCKET_SCHEMES[decision.scheme]
+        else:
+            new["scheme"] = decision.scheme
+    if decision.host is not None:
+        host = decision.host.encode("latin-1")
+        headers = [(n, v) for n, v in new["headers"] if n != b"host"]
+        headers.insert(0, (b"host", host))
+        new["headers"] = headers
+    if decision.server is not None:
+        new["server"] = decision.server
+    prefix = decision.prefix
+    if prefix is not None:
+        # ASGI spec, HTTP scope: root_path is the mount point, and path includes it; raw_path
+        # must stay the encoded form of path.
+        new["root_path"] = prefix.path + (new.get("root_path") or "")
+        new["path"] = prefix.path + new["path"]
+        raw_path = new.get("raw_path")
+        if raw_path:
+            new["raw_path"] = prefix.raw + raw_path
+    return new
+
+
+class WSGIProxyHeaders:
+    """WSGI middleware: `ProxyHeaders` for a WSGI application, with the same options.
+
+    The environ is changed in place (PEP 3333 lets middleware rewrite the environ it passes
+    on); see the module documentation for which keys.
+
+    Raises:
+        ValueError: an invalid option.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        trusted: str | Iterable[str] = ("127.0.0.1", "::1"),
+        mode: Mode = "x-forwarded",
+        hops: int = 1,
+        fields: Iterable[str] = FIELDS,
+        strip_untrusted: bool = True,
+    ) -> None:
+        self.app = app
+        self.policy = ProxyPolicy(trusted=trusted, mode=mode, hops=hops, fields=fields)
+        self.strip_untrusted = strip_untrusted
+        self._keys = tuple(
+            (name, "HTTP_" + name.upper().replace("-", "_")) for name in self.policy.header_names
+        )
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        peer = environ.get("REMOTE_ADDR") or None
+        if not self.policy.trusts(peer):
+            if self.strip_untrusted:
+                for key in _STRIP_KEYS:
+                    environ.pop(key, None)
+            return self.app(environ, start_response)
+        values = {name: environ[key] for name, key in self._keys if key in environ}
+        decision = self.policy.decide(
+            values, scheme=environ.get("wsgi.url_scheme", "http"), host=environ.get("HTTP_HOST")
+        )
+        if decision.ignored:
+            _log_ignored(decision, peer)
+        if decision is not NO_CHANGE:
+            _apply_to_environ(environ, decision)
+            environ[PEER_KEY] = peer or ""
+        return self.app(environ, start_response)
+
+
+def _apply_to_environ(environ: WSGIEnvironment, decision: ProxyDecision) -> None:
+    client = decision.client
+    if client is not None:
+        environ["REMOTE_ADDR"] = client.host or ""
+        if client.host is not None and client.port is not None:
+            environ["REMOTE_PORT"] = str(client.port)
+        else:
+            environ.pop("REMOTE_PORT", None)  # the proxy's port would be a lie
+    if decision.scheme is not None:
+        environ["wsgi.url_scheme"] = decision.scheme
+        if decision.scheme == "https" or "HTTPS" in environ:
+            environ["HTTPS"] = "on" if decision.scheme == "https" else "off"
+    if decision.host is not None:
+        environ["HTTP_HOST"] = decision.host
+    if decision.server is not None:
+        name, port = decision.server
+        environ["SERVER_NAME"] = name
+        environ["SERVER_PORT"] = str(port)
+    prefix = decision.prefix
+    if prefix is not None:
+        # PEP 3333, "Unicode Issues": environ strings carry the path's bytes as latin-1.
+        environ["SCRIPT_NAME"] = prefix.path.encode("utf-8").decode("latin-1") + environ.get(
+            "SCRIPT_NAME", ""
+        )
+        for key in ("RAW_URI", "REQUEST_URI"):
+            if key in environ:
+                environ[key] = prefix.raw.decode("ascii") + environ[key]

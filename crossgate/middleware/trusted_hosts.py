@@ -1,0 +1,178 @@
+"""`TrustedHosts` (ASGI) and `WSGITrustedHosts`: serve only the host names you own.
+
+An application that builds absolute URLs (password-reset links, redirects, cache keys) from the
+``Host`` header can be made to point them at an attacker's site by a request with a forged
+``Host``; a DNS-rebinding page reaches a service on localhost with its own name as ``Host``.
+These middleware answer ``400 Bad Request`` with the reason (logged at WARNING on the
+``crossgate.middleware`` logger) to a request whose ``Host`` is missing, malformed, repeated or
+not allowed, before the application runs. The decision is
+`crossgate.sansio.hosts.HostPolicy`, shared by both sides.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, MutableMapping
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote
+
+from crossgate.middleware._common import asgi_refuse, wsgi_refuse
+from crossgate.sansio.hosts import HostPolicy, redirect_location
+from crossgate.sansio.response import error_events
+from crossgate.types import (
+    ASGIApp,
+    ASGIReceive,
+    ASGISend,
+    StartResponse,
+    WSGIApplication,
+    WSGIEnvironment,
+    as_message,
+)
+
+__all__ = ["TrustedHosts", "WSGITrustedHosts"]
+
+_log = logging.getLogger("crossgate.middleware")
+
+# RFC 9110 section 15.4.2 and RFC 9110 section 15.4.9: 301 may turn a POST into a GET (browsers
+# do), 308 keeps the method and body; GET and HEAD get the widely cached 301.
+_KEEP_METHOD = frozenset({"GET", "HEAD"})
+
+
+def _redirect_status(method: str) -> int:
+    return 301 if method in _KEEP_METHOD else 308
+
+
+class TrustedHosts:
+    """ASGI middleware: refuse requests whose ``Host`` is not one of ``allowed_hosts``.
+
+    Args:
+        app: the ASGI application.
+        allowed_hosts: host patterns: ``example.com`` (any port), ``example.com:8443`` (that
+            port only; a request without a port is on the scheme's default port),
+            ``*.example.com`` (any subdomain, at any depth, not ``example.com`` itself),
+            ``[::1]`` / ``[::1]:8000`` (IPv6 literals), ``*`` (any well-formed host). Names
+            compare case-insensitively and without a trailing dot.
+        redirect_to: a canonical ``host[:port]`` (one of the allowed hosts): requests for any
+            other allowed host get a redirect there, keeping scheme, path and query (301 for
+            GET and HEAD, 308 for other methods, which keeps the method and body).
+        www_redirect: redirect ``example.com`` to ``www.example.com`` when only the latter is
+            allowed.
+
+    Raises:
+        ValueError: an invalid pattern, an empty ``allowed_hosts``, or a ``redirect_to`` that
+            is not allowed.
+
+    ``http`` and ``websocket`` scopes are checked; others pass through untouched. A websocket
+    handshake is never redirected: it is refused when its host is not allowed (with the
+    ``websocket.http.response`` extension a 400, otherwise a close, which servers send as 403)
+    and passes when its host is allowed.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        allowed_hosts: Iterable[str],
+        redirect_to: str | None = None,
+        www_redirect: bool = False,
+    ) -> None:
+        self.app = app
+        self.policy = HostPolicy(allowed_hosts, redirect_to=redirect_to, www_redirect=www_redirect)
+
+    async def __call__(
+        self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend
+    ) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        host: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                text = value.decode("latin-1")
+                # Several Host lines are joined, as a WSGI server would, so the policy sees and
+                # refuses them alike (RFC 9112 section 3.2: 400 for more than one Host).
+                host = text if host is None else f"{host},{text}"
+        scheme = scope.get("scheme") or "http"
+        decision = self.policy.check(host, scheme, redirect=kind == "http")
+        if decision.action == "allow":
+            await self.app(scope, receive, send)
+        elif decision.action == "refuse":
+            await asgi_refuse(scope, send, 400, decision.reason)
+        else:
+            raw_path = scope.get("raw_path")
+            if raw_path:
+                path = raw_path.partition(b"?")[0]
+            else:
+                path = quote(scope["path"].encode("utf-8", "surrogateescape")).encode("ascii")
+            location = redirect_location(
+                scheme, decision.location_host, path, scope.get("query_string") or b""
+            )
+            status = _redirect_status(scope.get("method", "GET"))
+            _log.debug("redirecting %s to %s (%s)", host, location, decision.reason)
+            start, body = error_events(
+                status,
+                f"moved to {location}",
+                extra_headers=((b"location", location.encode("ascii")),),
+            )
+            await send(as_message(start))
+            await send(as_message(body))
+
+
+class WSGITrustedHosts:
+    """WSGI middleware: `TrustedHosts` for a WSGI application, with the same options.
+
+    The ``Host`` comes from ``HTTP_HOST`` (a WSGI server joins repeated ``Host`` headers with
+    a comma, which is refused like a missing or malformed one); the default port from
+    ``wsgi.url_scheme``. The redirect keeps ``RAW_URI`` / ``REQUEST_URI`` when the server sets
+    them (gunicorn, crossgate's `WSGIToASGI`), else ``SCRIPT_NAME`` + ``PATH_INFO``.
+
+    Raises:
+        ValueError: an invalid option.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        allowed_hosts: Iterable[str],
+        redirect_to: str | None = None,
+        www_redirect: bool = False,
+    ) -> None:
+        self.app = app
+        self.policy = HostPolicy(allowed_hosts, redirect_to=redirect_to, www_redirect=www_redirect)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        host = environ.get("HTTP_HOST")
+        scheme = environ.get("wsgi.url_scheme") or "http"
+        decision = self.policy.check(host, scheme)
+        if decision.action == "allow":
+            return self.app(environ, start_response)
+        if decision.action == "refuse":
+            return wsgi_refuse(environ, start_response, 400, decision.reason)
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        if raw:
+            path = raw.partition("?")[0].encode("latin-1")
+        else:
+            # PEP 3333: the environ carries the decoded path's bytes as latin-1.
+            decoded = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode(
+                "latin-1"
+            )
+            path = quote(decoded).encode("ascii")
+        location = redirect_location(
+            scheme,
+            decision.location_host,
+            path,
+            environ.get("QUERY_STRING", "").encode("latin-1"),
+        )
+        status = _redirect_status(environ.get("REQUEST_METHOD", "GET"))
+        _log.debug("redirecting %s to %s (%s)", host, location, decision.reason)
+        start, body = error_events(
+            status, f"moved to {location}", extra_headers=((b"location", location.encode("ascii")),)
+        )
+        start_response(
+            f"{status} {HTTPStatus(status).phrase}",
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", ())],
+        )
+        return [body["body"]]

@@ -1,0 +1,16 @@
+"""Fixtures for the middleware tests: the side a table case runs on, and the thread-leak check."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.adapters.conftest import thread_leak_check
+from tests.middleware._sides import SIDES
+
+__all__ = ["side", "thread_leak_check"]
+
+
+@pytest.fixture(params=SIDES)
+def side(request: pytest.FixtureRequest) -> str:
+    """``"asgi"`` or ``"wsgi"``: every test taking it runs once per side (see `_sides.run`)."""
+    return str(request.param)

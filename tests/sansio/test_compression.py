@@ -1,0 +1,283 @@
+"""``crossgate.sansio.compression``: negotiation, the response plan, the flushing compressor."""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crossgate.sansio import compression
+from crossgate.sansio.compression import (
+    DEFAULT_EXCLUDED_TYPES,
+    Action,
+    Compressor,
+    Plan,
+    ResponseFacts,
+    brotli_available,
+    compress_whole,
+    compresses_at,
+    merge_vary,
+    negotiate,
+    plan_response,
+    weaken_etag,
+)
+from tests.middleware._e_codecs import Decoder, decode
+
+BOTH = ("br", "gzip")
+GZIP_ONLY = ("gzip",)
+
+
+@pytest.mark.parametrize(
+    ("header", "available", "expected"),
+    [
+        (None, BOTH, None),  # no header: identity (clients that send none rarely decode)
+        (b"", BOTH, None),
+        (b"gzip", BOTH, "gzip"),
+        (b"GZIP", BOTH, "gzip"),  # codings are case-insensitive
+        (b"x-gzip", BOTH, "gzip"),  # RFC 9110 section 8.4.1.3
+        (b"gzip, deflate, br", BOTH, "br"),  # equal q: the server's preference
+        (b"gzip, deflate, br", GZIP_ONLY, "gzip"),
+        (b"br", GZIP_ONLY, None),
+        (b"deflate", BOTH, None),
+        (b"gzip;q=1.0, br;q=0.5", BOTH, "gzip"),
+        (b"gzip;q=0.2, br;q=0.3", BOTH, "br"),
+        (b"gzip ; q=0.5", BOTH, "gzip"),
+        (b"gzip;q=0", BOTH, None),  # refused explicitly
+        (b"gzip;q=0, br;q=0", BOTH, None),
+        (b"gzip;q=0.000", BOTH, None),
+        (b"*", BOTH, "br"),
+        (b"*;q=0.5, gzip;q=0.6", BOTH, "gzip"),
+        (b"*;q=0", BOTH, None),
+        (b"*, br;q=0", BOTH, "gzip"),
+        (b"identity", BOTH, None),
+        (b"identity;q=0", BOTH, None),  # nothing acceptable: identity all the same
+        (b"identity;q=0, gzip", BOTH, "gzip"),
+        (b"gzip;q=0.5, identity;q=1", BOTH, None),  # identity explicitly preferred
+        (b"gzip;q=0.5, identity;q=0.5", BOTH, "gzip"),
+        # Malformed elements are skipped, never fatal.
+        (b"gzip;q=abc", BOTH, None),
+        (b"gzip;q=2", BOTH, None),
+        (b"gzip;q=-1", BOTH, None),
+        (b"gzip;q=nan", BOTH, None),
+        (b"gzip;level=1", BOTH, None),
+        (b"gzip;q", BOTH, None),
+        (b"gzip;q=abc, br", BOTH, "br"),
+        (b",,, ,gzip,", BOTH, "gzip"),
+        (b"gzip;q=0, gzip;q=1", BOTH, None),  # the first weight for a coding wins
+    ],
+)
+def test_negotiate(header: bytes | None, available: tuple[str, ...], expected: str | None) -> None:
+    assert negotiate(header, available) == expected
+
+
+def test_negotiate_takes_str_too() -> None:
+    assert negotiate("gzip", GZIP_ONLY) == "gzip"
+
+
+def test_negotiation_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache: dict[tuple[bytes | str, tuple[str, ...]], str | None] = {}
+    monkeypatch.setattr(compression, "_NEGOTIATION_CACHE", cache)
+    for index in range(compression._NEGOTIATION_CACHE_MAX + 50):
+        assert negotiate(f"gzip;q=0.{index % 9 + 1}, x{index}".encode(), GZIP_ONLY) == "gzip"
+    assert len(cache) == compression._NEGOTIATION_CACHE_MAX
+    # A cached answer is the same answer.
+    first = next(iter(cache))
+    assert negotiate(first[0], first[1]) == cache[first]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_negotiate_never_raises(header: bytes) -> None:
+    assert negotiate(header, BOTH) in (None, "br", "gzip")
+
+
+@pytest.mark.parametrize(
+    ("existing", "expected"),
+    [
+        (None, "Accept-Encoding"),
+        ("", "Accept-Encoding"),
+        (" , ", "Accept-Encoding"),
+        ("Cookie", "Cookie, Accept-Encoding"),
+        ("Cookie, ", "Cookie, Accept-Encoding"),
+        ("accept-encoding", None),
+        ("Cookie, Accept-Encoding", None),
+        ("*", None),
+    ],
+)
+def test_merge_vary(existing: str | None, expected: str | None) -> None:
+    assert merge_vary(existing) == expected
+
+
+@pytest.mark.parametrize(
+    ("etag", "expected"),
+    [(None, None), ('"abc"', 'W/"abc"'), (' "abc" ', 'W/"abc"'), ('W/"abc"', None), ("x", None)],
+)
+def test_weaken_etag(etag: str | None, expected: str | None) -> None:
+    assert weaken_etag(etag) == expected
+
+
+def _plan(facts: ResponseFacts, method: str = "GET", coding: str | None = "gzip") -> Plan:
+    return plan_response(facts, method=method, coding=coding, minimum_size=500)
+
+
+VARY = "Accept-Encoding"
+
+
+@pytest.mark.parametrize(
+    ("facts", "method", "coding", "expected"),
+    [
+        # Compressed: a Content-Length at or over the minimum.
+        (ResponseFacts(200, "text/html", content_length="500"), "GET", "gzip", Action.COMPRESS),
+        (ResponseFacts(404, "text/html", content_length="9000"), "GET", "br", Action.COMPRESS),
+        # No size known: wait for the first body chunk.
+        (ResponseFacts(200, "text/html"), "GET", "gzip", Action.WAIT),
+        (ResponseFacts(200), "GET", "gzip", Action.WAIT),
+        # Sent as is, with Vary: the client takes no coding, HEAD, 304, small.
+        (ResponseFacts(200, "text/html", content_length="9000"), "GET", None, Action.IDENTITY),
+        (ResponseFacts(200, "text/html", content_length="9000"), "HEAD", "gzip", Action.IDENTITY),
+        (ResponseFacts(304, "text/html"), "GET", "gzip", Action.IDENTITY),
+        (ResponseFacts(200, "text/html", content_length="499"), "GET", "gzip", Action.IDENTITY),
+        # Left alone.
+        (ResponseFacts(204), "GET", "gzip", Action.SKIP),
+        (ResponseFacts(101), "GET", "gzip", Action.SKIP),
+        (ResponseFacts(206, "text/html"), "GET", "gzip", Action.SKIP),
+        (ResponseFacts(200, "text/html", content_range="bytes 0-9/99"), "GET", "gzip", Action.SKIP),
+        (ResponseFacts(200, "text/html", content_encoding="gzip"), "GET", "gzip", Action.SKIP),
+        (ResponseFacts(200, "text/html", content_encoding="br"), "GET", None, Action.SKIP),
+        (ResponseFacts(200, "text/event-stream"), "GET", "gzip", Action.SKIP),
+        (ResponseFacts(200, "Text/Event-Stream; charset=utf-8"), "GET", "gzip", Action.SKIP),
+        (ResponseFacts(200, "image/png"), "GET", "gzip", Action.SKIP),
+        (ResponseFacts(200, "video/mp4"), "GET", "gzip", Action.SKIP),
+        (ResponseFacts(200, "text/html", cache_control="public, no-transform"), "GET", "gzip",
+         Action.SKIP),
+        (ResponseFacts(200, "text/html", content_length="12x"), "GET", "gzip", Action.SKIP),
+        (ResponseFacts(200, "text/html", trailers=True), "GET", "gzip", Action.SKIP),
+    ],
+)  # fmt: skip
+def test_plan_actions(
+    facts: ResponseFacts, method: str, coding: str | None, expected: Action
+) -> None:
+    plan = _plan(facts, method, coding)
+    assert plan.action is expected
+    if expected is Action.SKIP:
+        assert plan == Plan(Action.SKIP)  # nothing to change, not even Vary
+    else:
+        assert plan.vary == VARY
+
+
+def test_identity_content_encoding_is_not_an_encoding() -> None:
+    facts = ResponseFacts(200, "text/html", content_encoding="identity", content_length="900")
+    assert _plan(facts).action is Action.COMPRESS
+
+
+def test_plan_carries_coding_vary_and_weak_etag() -> None:
+    facts = ResponseFacts(200, "text/html", content_length="900", vary="Cookie", etag='"v1"')
+    assert _plan(facts, coding="br") == Plan(
+        Action.COMPRESS, "br", "Cookie, Accept-Encoding", 'W/"v1"'
+    )
+
+
+def test_plan_keeps_vary_that_already_names_accept_encoding() -> None:
+    facts = ResponseFacts(200, "text/html", vary="Accept-Encoding")
+    assert _plan(facts, coding=None) == Plan(Action.IDENTITY, vary=None)
+
+
+def test_wait_for_body_defers_even_a_known_size() -> None:
+    facts = ResponseFacts(200, "text/html", content_length="900")
+    plan = plan_response(facts, method="GET", coding="gzip", minimum_size=500, wait_for_body=True)
+    assert plan.action is Action.WAIT
+
+
+def test_excluded_types_can_be_replaced() -> None:
+    facts = ResponseFacts(200, "image/png", content_length="900")
+    plan = plan_response(
+        facts, method="GET", coding="gzip", minimum_size=0, excluded_types=frozenset()
+    )
+    assert plan.action is Action.COMPRESS
+    assert "text/event-stream" in DEFAULT_EXCLUDED_TYPES
+
+
+@pytest.mark.parametrize(
+    ("size", "complete", "expected"),
+    [(499, True, False), (500, True, True), (0, False, True), (10, False, True)],
+)
+def test_compresses_at(size: int, complete: bool, expected: bool) -> None:
+    assert compresses_at(size, complete=complete, minimum_size=500) is expected
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br"])
+def test_each_chunk_decodes_on_its_own(coding: str) -> None:
+    # The flush after every chunk: what the client received so far decodes to everything sent
+    # so far, without waiting for the end of the stream.
+    compressor = Compressor(coding)
+    decoder = Decoder(coding)
+    for index in range(5):
+        chunk = f"event {index}\n".encode() * 3
+        assert decoder.feed(compressor.chunk(chunk)) == chunk
+    assert compressor.chunk(b"") == b""
+    assert decoder.feed(compressor.last()) == b""
+
+
+def test_gzip_output_is_a_gzip_file() -> None:
+    compressor = Compressor("gzip", level=9)
+    data = compressor.chunk(b"a" * 1000) + compressor.chunk(b"b" * 1000) + compressor.last(b"c")
+    assert gzip.decompress(data) == b"a" * 1000 + b"b" * 1000 + b"c"
+
+
+def test_brotli_output_is_brotli() -> None:
+    compressor = Compressor("br", brotli_quality=11)
+    data = compressor.chunk(b"a" * 1000) + compressor.last(b"b" * 10)
+    assert decode("br", data) == b"a" * 1000 + b"b" * 10
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br"])
+def test_compress_whole(coding: str) -> None:
+    data = compress_whole(coding, [b"x" * 600, b"y" * 600], level=6, brotli_quality=4)
+    assert decode(coding, data) == b"x" * 600 + b"y" * 600
+
+
+@pytest.mark.parametrize(
+    ("coding", "options", "message"),
+    [
+        ("deflate", {}, "unknown content coding"),
+        ("gzip", {"level": 10}, "compresslevel"),
+        ("gzip", {"level": -1}, "compresslevel"),
+        ("br", {"brotli_quality": 12}, "brotli_quality"),
+    ],
+)
+def test_compressor_rejects_bad_options(coding: str, options: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Compressor(coding, **options)
+
+
+def test_without_brotli(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert brotli_available()
+    monkeypatch.setattr(compression, "_brotli", None)
+    assert not brotli_available()
+    with pytest.raises(ValueError, match="pip install brotli"):
+        Compressor("br")
+
+
+def test_brotli_import_failure_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(name: str) -> object:
+        raise ImportError(name)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    assert compression._load_brotli() is None
+
+
+def test_media_type_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache: dict[tuple[str, frozenset[str]], bool] = {}
+    monkeypatch.setattr(compression, "_EXCLUDED_CACHE", cache)
+    for index in range(compression._EXCLUDED_CACHE_MAX + 20):
+        facts = ResponseFacts(200, f"text/html; v={index}", content_length="900")
+        assert _plan(facts).action is Action.COMPRESS
+    assert len(cache) == compression._EXCLUDED_CACHE_MAX
+    # Answers come from the cache the same as computed.
+    assert _plan(ResponseFacts(200, "text/html; v=0", content_length="900")).action is (
+        Action.COMPRESS
+    )
+    assert _plan(ResponseFacts(200, "image/png")).action is Action.SKIP
