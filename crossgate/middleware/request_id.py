@@ -160,21 +160,25 @@ class _Options:
         """
         logger = self.logger
         duration_ms = (time.perf_counter() - started) * 1000
-        line = access_line(
-            client=client,
-            method=method,
-            path=path,
-            query=query,
-            http_version=http_version,
-            status=status,
-            sent=sent,
-            duration_ms=duration_ms,
-            request_id=request_id,
-            outcome=outcome,
+        line = _AccessLine(
+            {
+                "client": client,
+                "method": method,
+                "path": path,
+                "query": query,
+                "http_version": http_version,
+                "status": status,
+                "sent": sent,
+                "duration_ms": duration_ms,
+                "request_id": request_id,
+                "outcome": outcome,
+            }
         )
         # The record is made directly, without Logger.info(): that would walk the stack to find
         # the caller (meaningless for an access line) and check each extra key, doubling the
         # cost. No arguments: the line is logged as is, never %-formatted (paths hold "%").
+        # The message is built lazily, as logging does with %-arguments: only when a handler
+        # formats the record (a JSON formatter may use the attributes alone).
         record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, (), None)
         record.__dict__.update(
             request_id=request_id,
@@ -187,6 +191,18 @@ class _Options:
             outcome=outcome or "complete",
         )
         logger.handle(record)
+
+
+class _AccessLine:
+    """An access line's message, built by `access_line` only when a handler formats it."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self._fields = fields
+
+    def __str__(self) -> str:
+        return access_line(**self._fields)
 
 
 def _status_without_response(error: bool, disconnected: bool) -> int:
