@@ -1,6 +1,7 @@
 """crossgate: WSGI and ASGI code living together.
 
-Run a WSGI application inside an ASGI server with `WSGIToASGI`; route one ASGI entry point
+Run a WSGI application inside an ASGI server with `WSGIToASGI`; call sync code from async
+code and back with `sync_to_async` / `async_to_sync`; route one ASGI entry point
 to ASGI and WSGI apps by protocol, path or fallback (`crossgate.routing`); apply one proxy,
 host, origin, body-size, compression and request-ID policy to both sides
 (`crossgate.middleware`); translate between the two protocols with the pure functions of
@@ -8,7 +9,21 @@ host, origin, body-size, compression and request-ID policy to both sides
 """
 
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI, wsgi_to_asgi
-from crossgate.concurrency import server_loop
+from crossgate.concurrency import (
+    AsyncToSyncIterator,
+    ConcurrencyError,
+    DeadlockError,
+    OrphanedCalls,
+    SyncToAsyncIterator,
+    ThreadSensitiveContext,
+    async_to_sync,
+    async_to_sync_iter,
+    check_cancelled,
+    orphaned_calls,
+    server_loop,
+    sync_to_async,
+    sync_to_async_iter,
+)
 from crossgate.exceptions import (
     AppProtocolError,
     ClientDisconnected,
@@ -40,13 +55,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AppProtocolError",
+    "AsyncToSyncIterator",
     "BodyLimit",
     "ClientDisconnected",
+    "ConcurrencyError",
     "CrossgateError",
+    "DeadlockError",
     "Fallback",
     "GZip",
     "Mount",
     "OriginCheck",
+    "OrphanedCalls",
     "PathRouter",
     "PeerProtocolError",
     "ProtocolError",
@@ -56,6 +75,8 @@ __all__ = [
     "RequestIDFilter",
     "RequestTooLarge",
     "ResponseAborted",
+    "SyncToAsyncIterator",
+    "ThreadSensitiveContext",
     "TrustedHosts",
     "WSGIBodyLimit",
     "WSGIGZip",
@@ -65,7 +86,13 @@ __all__ = [
     "WSGIToASGI",
     "WSGITrustedHosts",
     "__version__",
+    "async_to_sync",
+    "async_to_sync_iter",
+    "check_cancelled",
     "current_request_id",
+    "orphaned_calls",
     "server_loop",
+    "sync_to_async",
+    "sync_to_async_iter",
     "wsgi_to_asgi",
 ]

@@ -1,35 +1,214 @@
 """Threads and event loops: where sync and async code meet.
 
-For now this module holds the seam `crossgate.WSGIToASGI` leaves for code running in its
-worker threads: `server_loop` tells such code which event loop the ASGI server runs, so
-async code called from a WSGI view can be run on that loop rather than on a new one.
+`sync_to_async` runs a blocking function in a worker thread and awaits it; `async_to_sync` runs
+a coroutine function from sync code and blocks for it. Both carry contextvars across (changes
+come back to the caller), keep Django's thread-sensitive code on the thread Django expects, and
+never swallow a cancellation. `sync_to_async_iter` and `async_to_sync_iter` do the same for
+iterators. The "Sync and async" page of the documentation explains the rules.
 """
 
 from __future__ import annotations
 
 import asyncio
-from contextvars import ContextVar
+import contextvars
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Executor
+from typing import Any, ParamSpec, TypeVar, overload
 
-__all__ = ["server_loop"]
+from crossgate._concurrency.async_iter import AsyncToSyncIterator, async_to_sync_iter
+from crossgate._concurrency.calls import Call, OrphanedCalls, check_cancelled, orphaned_calls
+from crossgate._concurrency.errors import ConcurrencyError, DeadlockError
+from crossgate._concurrency.loops import run_sync, server_loop
+from crossgate._concurrency.loops import set_server_loop as set_server_loop  # the adapters' seam
+from crossgate._concurrency.pool import SHARED_POOL, ExecutorTarget, copy_back, describe
+from crossgate._concurrency.sensitive import ThreadSensitiveContext, submit_sensitive
+from crossgate._concurrency.sync_iter import SyncToAsyncIterator, sync_to_async_iter
 
-_server_loop: ContextVar[asyncio.AbstractEventLoop | None] = ContextVar(
-    "crossgate_server_loop", default=None
-)
+__all__ = [
+    "AsyncToSyncIterator",
+    "ConcurrencyError",
+    "DeadlockError",
+    "OrphanedCalls",
+    "SyncToAsyncIterator",
+    "ThreadSensitiveContext",
+    "async_to_sync",
+    "async_to_sync_iter",
+    "check_cancelled",
+    "orphaned_calls",
+    "server_loop",
+    "sync_to_async",
+    "sync_to_async_iter",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# `inspect.markcoroutinefunction` is new in Python 3.12; on 3.11 an ``async def`` wrapper is
+# already a coroutine function to `inspect` and asgiref alike.
+_mark: Callable[[Any], Any] = getattr(inspect, "markcoroutinefunction", lambda f: f)
 
 
-def server_loop() -> asyncio.AbstractEventLoop | None:
-    """Return the ASGI server's event loop when called from a ``WSGIToASGI`` worker thread.
+def _is_async(func: object) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - a callable object's async __call__
+    )
 
-    Returns ``None`` anywhere else, and once that loop is closed. The loop is running in
-    another thread: schedule work on it with `asyncio.run_coroutine_threadsafe`, never
-    by calling its methods directly.
+
+@overload
+def sync_to_async(
+    func: Callable[P, R],
+    /,
+    *,
+    thread_sensitive: bool = False,
+    executor: Executor | None = None,
+) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+
+@overload
+def sync_to_async(
+    func: None = None,
+    /,
+    *,
+    thread_sensitive: bool = False,
+    executor: Executor | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, Coroutine[Any, Any, R]]]: ...
+
+
+def sync_to_async(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    thread_sensitive: bool = False,
+    executor: Executor | None = None,
+) -> (
+    Callable[P, Coroutine[Any, Any, R]]
+    | Callable[[Callable[P, R]], Callable[P, Coroutine[Any, Any, R]]]
+):
+    """Turn the sync callable ``func`` into a coroutine function that runs it in a thread.
+
+    Use it as a call, ``await sync_to_async(func)(*args)``, or as a decorator, bare or with
+    options (``@sync_to_async(thread_sensitive=True)``); it takes functions, bound methods,
+    `functools.partial` objects and callable objects, and keeps their signature for type
+    checkers. The result is a coroutine function (`inspect.iscoroutinefunction` and asgiref
+    agree), so Django adapts it as async code.
+
+    Each call runs ``func`` with a copy of the caller's contextvars; the changes it makes are
+    copied back to the caller when it returns. Its exception is raised with its original
+    traceback. If the awaiting task is cancelled, `asyncio.CancelledError` reaches it at
+    once; a call not yet started never starts, and a running one runs on to its end,
+    orphaned: see `orphaned_calls` and `check_cancelled`.
+
+    Args:
+        func: the sync callable.
+        thread_sensitive: run on the thread Django expects for code that is tied to a thread
+            (database connections, ``transaction.atomic``): the thread waiting in an outer
+            `async_to_sync`, the thread of the current request (asgiref's or crossgate's
+            `ThreadSensitiveContext`), or one process-wide thread. ``False`` (the default)
+            runs calls in parallel on a bounded pool of threads named ``crossgate-sync-N``.
+        executor: a `concurrent.futures.Executor` to run the calls on instead of the pool.
+
+    Raises:
+        TypeError: ``func`` is async or not callable; or both options were given.
+        DeadlockError: (when called) the thread-sensitive thread is the calling thread.
+        ConcurrencyError: (when called) the thread-sensitive context has exited.
     """
-    loop = _server_loop.get()
-    if loop is None or loop.is_closed():
-        return None
-    return loop
+    if thread_sensitive and executor is not None:
+        raise TypeError("sync_to_async takes thread_sensitive=True or an executor, not both")
+    target = None if executor is None else ExecutorTarget(executor)
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
+        if not callable(fn):
+            raise TypeError(f"sync_to_async needs a callable, not {type(fn).__name__}")
+        if _is_async(fn):
+            raise TypeError(
+                f"sync_to_async needs a sync callable; {describe(fn)} is async: await it directly"
+            )
+
+        @functools.wraps(fn)
+        async def run_in_thread(*args: P.args, **kwargs: P.kwargs) -> R:
+            ctx = contextvars.copy_context()
+            call = Call(asyncio.get_running_loop(), fn, args, kwargs, ctx)
+            if thread_sensitive:
+                submit_sensitive(call, call.loop, describe(fn))
+            elif target is None:
+                SHARED_POOL.submit(call)
+            else:
+                target.submit(call)
+            try:
+                result: R = await call.future
+            except asyncio.CancelledError:
+                # Never swallowed, never traded for the result (asgiref #567).
+                call.abandon()
+                raise
+            except BaseException:
+                copy_back(ctx)
+                raise
+            copy_back(ctx)
+            return result
+
+        _mark(run_in_thread)
+        return run_in_thread
+
+    return decorate if func is None else decorate(func)
 
 
-def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Record ``loop`` as the server loop for the current context (used by the adapters)."""
-    _server_loop.set(loop)
+@overload
+def async_to_sync(
+    func: Callable[P, Awaitable[R]], /, *, timeout: float | None = None
+) -> Callable[P, R]: ...
+
+
+@overload
+def async_to_sync(
+    func: None = None, /, *, timeout: float | None = None
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, R]]: ...
+
+
+def async_to_sync(
+    func: Callable[P, Awaitable[R]] | None = None,
+    /,
+    *,
+    timeout: float | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, Awaitable[R]]], Callable[P, R]]:
+    """Turn the coroutine function ``func`` into a sync function that blocks for its result.
+
+    Use it as a call, ``async_to_sync(func)(*args)``, or as a decorator, bare or with options;
+    it takes coroutine functions, bound methods, `functools.partial` objects and callable
+    objects, and keeps their signature for type checkers.
+
+    The coroutine runs on an existing event loop, never a new one per call: in a
+    ``WSGIToASGI`` worker thread, the ASGI server's loop (`server_loop`), so a WSGI view shares
+    the server's async connection pools; in a thread running a `sync_to_async` call, the
+    caller's loop (as asgiref does); anywhere else, one persistent loop thread per process,
+    ``crossgate-loop``. While it waits, the calling thread runs the thread-sensitive
+    `sync_to_async` calls the coroutine makes, so they see its database connection. The
+    contextvars go along and their changes come back; exceptions keep their traceback.
+
+    Args:
+        func: the coroutine function (or any callable returning an awaitable).
+        timeout: seconds to wait before giving up: the coroutine is then cancelled and
+            `TimeoutError` raised. ``None`` waits as long as it takes.
+
+    Raises:
+        ValueError: ``timeout`` is not positive.
+        TypeError: ``func`` is not callable; (when called) it returned no awaitable.
+        ConcurrencyError: (when called) this thread runs an event loop: ``await`` instead.
+        TimeoutError: (when called) ``timeout`` passed.
+    """
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, R]:
+        if not callable(fn):
+            raise TypeError(f"async_to_sync needs a callable, not {type(fn).__name__}")
+
+        @functools.wraps(fn)
+        def run_on_loop(*args: P.args, **kwargs: P.kwargs) -> R:
+            result: R = run_sync(fn, args, kwargs, timeout)
+            return result
+
+        return run_on_loop
+
+    return decorate if func is None else decorate(func)

@@ -1,0 +1,4 @@
+"""The machinery behind `crossgate.concurrency`: pools, loops, thread sensitivity, iterators.
+
+Private: import the public names from `crossgate.concurrency`.
+"""

@@ -1,0 +1,245 @@
+"""An async iterable read by a task on an event loop, as a sync iterator (`async_to_sync_iter`).
+
+The mirror image of `crossgate._concurrency.sync_iter`: a task on the loop `async_to_sync`
+would use reads ahead, up to ``read_ahead`` items, for a sync consumer that takes them in
+batches (the shape a Django ``StreamingHttpResponse`` needs under WSGI). While it waits, the
+consumer runs the thread-sensitive calls the task sends back to it. Closing the iterator
+cancels the task, which closes the source with ``aclose()`` on its loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from types import TracebackType
+from typing import Generic, Self, TypeVar
+
+from crossgate._concurrency import bridge, loops
+from crossgate._concurrency.errors import ConcurrencyError
+from crossgate._concurrency.pool import describe
+from crossgate._concurrency.sensitive import default_pool
+from crossgate._concurrency.sync_iter import DEFAULT_READ_AHEAD, check_read_ahead
+from crossgate._concurrency.waiter import Waiter, waiter_var
+
+__all__ = ["AsyncToSyncIterator", "async_to_sync_iter"]
+
+T = TypeVar("T")
+
+
+class _Session:
+    """The running part of an `AsyncToSyncIterator`: its loop, reading task and waiter."""
+
+    __slots__ = ("loop", "space", "task", "waiter")
+
+    # Set by `AsyncToSyncIterator._begin` on the loop; `cancel` is scheduled on the same loop
+    # after it, and a loop runs its callbacks in order.
+    task: asyncio.Task[None]
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiter = Waiter()
+        # Set when the consumer drained the buffer enough for the task to read on.
+        self.space = asyncio.Event()
+
+    def resume(self) -> None:
+        self.space.set()
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        # A closed loop is noticed by the consumer's wait.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(callback)
+
+
+class AsyncToSyncIterator(Generic[T]):
+    """A sync iterator over an async iterable, read by a task on an event loop.
+
+    Created by `async_to_sync_iter`; the loop is chosen as for `async_to_sync`, when the
+    first item is asked for. Call `close` (WSGI servers do, on the response) or use ``with``
+    when stopping early, so the source is closed (``aclose()``) on its loop.
+    """
+
+    def __init__(self, aiterable: AsyncIterable[T], *, read_ahead: int) -> None:
+        check_read_ahead(read_ahead)
+        self._source = aiterable
+        self._read_ahead = read_ahead
+        self._low = read_ahead // 2
+        self._lock = threading.Lock()
+        self._buffer: deque[T] = deque()
+        self._waiting = False
+        self._paused = False
+        self._done = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._session: _Session | None = None
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the consumer, on a sync thread -----------------------------------------------------
+
+    def __next__(self) -> T:
+        if self._closed:
+            raise StopIteration
+        session = self._session or self._start()
+        while True:
+            with self._lock:
+                if self._buffer:
+                    item = self._buffer.popleft()
+                    resume = self._paused and len(self._buffer) <= self._low
+                    self._paused = self._paused and not resume
+                    break
+                if self._done:
+                    error, self._error = self._error, None
+                    session.waiter.close()
+                    if error is not None:
+                        raise error
+                    raise StopIteration
+                self._waiting = True
+            self._wait(session)
+        if resume:
+            session.call_soon(session.resume)
+        return item
+
+    def close(self) -> None:
+        """Stop reading: cancel the reading task, which closes the source (``aclose()``).
+
+        Raises:
+            BaseException: what the source's ``aclose()`` raised.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        session = self._session
+        if session is None:
+            aclose = getattr(self._source, "aclose", None)
+            if aclose is not None:
+                loops.run_sync(aclose, (), {}, None)
+            return
+        with self._lock:
+            self._buffer.clear()
+            running = not self._done
+        if running:
+            session.call_soon(session.cancel)
+            while True:
+                with self._lock:
+                    if self._done:
+                        break
+                    self._waiting = True
+                self._wait(session)
+        session.waiter.close()
+        error, self._error = self._error, None
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            raise error
+
+    def _start(self) -> _Session:
+        if loops.loop_running():
+            raise ConcurrencyError(
+                "async_to_sync_iter was iterated on a thread that runs an event loop, which "
+                "it would block: use async for instead"
+            )
+        session = self._session = _Session(loops.pick_loop())
+        session.loop.call_soon_threadsafe(self._begin, session, contextvars.copy_context())
+        return session
+
+    def _wait(self, session: _Session) -> None:
+        # A wake-up comes whenever the task hands over an item or finishes; the poll only
+        # notices a loop that closed under the task.
+        while not session.waiter.wait(loops.POLL):
+            if session.loop.is_closed():
+                with self._lock:
+                    self._done = True
+                    self._error = ConcurrencyError(
+                        f"the event loop reading {describe(self._source)} closed"
+                    )
+                return
+
+    # -- the producer, on the event loop ----------------------------------------------------
+
+    def _begin(self, session: _Session, ctx: contextvars.Context) -> None:
+        session.task = session.loop.create_task(self._produce(session), context=ctx)
+
+    async def _produce(self, session: _Session) -> None:
+        waiter, space = session.waiter, session.space
+        token = waiter_var.set(waiter)
+        bridge.enter_waiter(waiter, default_pool)
+        error: BaseException | None = None
+        iterator: AsyncIterator[T] | None = None
+        try:
+            iterator = aiter(self._source)
+            while True:
+                with self._lock:
+                    full = len(self._buffer) >= self._read_ahead
+                    if full:
+                        self._paused = True
+                        space.clear()
+                if full:
+                    await space.wait()
+                    continue
+                try:
+                    item = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                with self._lock:
+                    self._buffer.append(item)
+                    wake, self._waiting = self._waiting, False
+                if wake:
+                    waiter.wake()
+        except BaseException as exc:
+            error = exc
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except BaseException as exc:
+                    # Its failure matters more than the cancellation that closed it.
+                    if error is None or isinstance(error, asyncio.CancelledError):
+                        error = exc
+            # Closed by the garbage collector, in another context.
+            with contextlib.suppress(ValueError):
+                waiter_var.reset(token)
+            with self._lock:
+                self._done = True
+                self._error = error
+                wake, self._waiting = self._waiting, False
+            if wake:
+                waiter.wake()
+
+
+def async_to_sync_iter(
+    aiterable: AsyncIterable[T], *, read_ahead: int = DEFAULT_READ_AHEAD
+) -> AsyncToSyncIterator[T]:
+    """Iterate the async ``aiterable`` with a plain ``for``, from sync code.
+
+    A task on the event loop `async_to_sync` would use reads up to ``read_ahead`` items
+    ahead, and the sync thread takes them in batches: one hand-off per batch, not per item.
+    While the consumer waits for an item it runs the thread-sensitive calls the task sends
+    back to it. `AsyncToSyncIterator.close` cancels the task and closes the source.
+
+    Args:
+        aiterable: the async iterable (an async generator, a streaming client response...).
+        read_ahead: items read ahead of the consumer, at most.
+
+    Raises:
+        ValueError: ``read_ahead`` is below 1.
+        ConcurrencyError: (when iterated) the thread runs an event loop: use ``async for``.
+    """
+    return AsyncToSyncIterator(aiterable, read_ahead=read_ahead)

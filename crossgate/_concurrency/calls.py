@@ -1,0 +1,262 @@
+"""One `sync_to_async` call, the trip of its outcome back to the loop, and its orphans.
+
+A `Call` runs on a worker thread inside a copy of the caller's context; its outcome goes back
+to the caller's event loop through that loop's `_Inbox`: however many calls finish at once, the
+loop is woken once and settles them all in one callback. That batching is where 1,000
+concurrent calls beat one ``call_soon_threadsafe`` per result. A call whose awaiting task is
+cancelled while it runs becomes an orphan: counted, logged, told through `check_cancelled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, NamedTuple
+
+from crossgate._concurrency.errors import ConcurrencyError
+from crossgate._concurrency.pool import describe, local
+
+__all__ = ["Call", "OrphanedCalls", "check_cancelled", "inbox_for", "orphaned_calls", "post"]
+
+_log = logging.getLogger("crossgate.concurrency")
+
+
+# -- the trip back to the loop ----------------------------------------------------------------
+
+
+class _Inbox:
+    """Outcomes waiting for one event loop; settled in one callback per wake-up."""
+
+    __slots__ = ("items", "lock", "scheduled")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        self.scheduled = False
+
+    def drain(self) -> None:
+        with self.lock:
+            items, self.items = self.items, []
+            self.scheduled = False
+        for future, ok, value in items:
+            # A cancelled caller's future is done already: the outcome has nowhere to go.
+            if not future.done():
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+
+_INBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = weakref.WeakKeyDictionary()
+_INBOXES_LOCK = threading.Lock()
+
+
+def inbox_for(loop: asyncio.AbstractEventLoop) -> _Inbox:
+    inbox = _INBOXES.get(loop)
+    if inbox is None:
+        with _INBOXES_LOCK:
+            inbox = _INBOXES.setdefault(loop, _Inbox())
+    return inbox
+
+
+def post(
+    loop: asyncio.AbstractEventLoop,
+    inbox: _Inbox,
+    future: asyncio.Future[Any],
+    ok: bool,
+    value: Any,
+) -> None:
+    """Settle ``future`` on ``loop`` from any thread; wakes the loop only if it is not due."""
+    with inbox.lock:
+        inbox.items.append((future, ok, value))
+        if inbox.scheduled:
+            return
+        inbox.scheduled = True
+    try:
+        loop.call_soon_threadsafe(inbox.drain)
+    except RuntimeError:
+        # The loop is closed: whoever awaited these futures is gone with it.
+        with inbox.lock:
+            inbox.items.clear()
+            inbox.scheduled = False
+
+
+# -- one sync_to_async call -------------------------------------------------------------------
+
+_QUEUED, _RUNNING, _ORPHANED, _DONE, _DROPPED = range(5)
+_STATE_LOCK = threading.Lock()
+
+
+class OrphanedCalls(NamedTuple):
+    """Sync calls whose awaiting caller was cancelled while they ran (see `orphaned_calls`)."""
+
+    running: int
+    """Orphaned calls still running now."""
+    total: int
+    """Calls orphaned since the process started."""
+
+
+_orphans = {"running": 0, "total": 0}
+
+
+def orphaned_calls() -> OrphanedCalls:
+    """How many sync calls were left running by a cancelled caller: now, and in total.
+
+    A sync function cannot be interrupted, so when the task awaiting it is cancelled, the
+    `CancelledError` reaches the task at once and the function runs on to its end, with
+    nobody to receive its result. Each such call is logged (logger ``crossgate.concurrency``)
+    and counted here; a growing ``running`` figure means threads are busy with abandoned work.
+    """
+    with _STATE_LOCK:
+        return OrphanedCalls(_orphans["running"], _orphans["total"])
+
+
+def check_cancelled() -> None:
+    """Raise `asyncio.CancelledError` if the caller awaiting this thread's work gave up.
+
+    Call it from sync code run by `sync_to_async` (or read by `sync_to_async_iter`) at points
+    where stopping early is safe: once the awaiting task is cancelled, or the async iterator
+    closed, it raises, so the orphaned work ends instead of running on for nobody. As a
+    `BaseException`, the error passes through ``except Exception`` blocks. Anywhere else
+    (the event loop's thread, a plain thread) it does nothing.
+
+    Raises:
+        asyncio.CancelledError: the awaiting caller was cancelled.
+    """
+    job = local.job
+    if job is not None and job.cancel_requested:
+        raise asyncio.CancelledError("the caller awaiting this sync call was cancelled")
+
+
+class Call:
+    """One `sync_to_async` call: run on a worker thread, settled on the caller's loop."""
+
+    __slots__ = (
+        "args",
+        "ctx",
+        "fn",
+        "future",
+        "inbox",
+        "kwargs",
+        "loop",
+        "state",
+        "thread_name",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ctx: contextvars.Context,
+    ) -> None:
+        self.loop = loop
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.ctx = ctx
+        self.inbox = inbox_for(loop)
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.state = _QUEUED
+        self.thread_name = ""
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.state == _ORPHANED
+
+    def run(self) -> None:
+        with _STATE_LOCK:
+            if self.state != _QUEUED:
+                return  # the caller was cancelled before a thread was free: never start
+            self.state = _RUNNING
+        self.thread_name = threading.current_thread().name
+        release = None
+        if local.release is not None and local.release[0] is self:
+            release, local.release = local.release[1], None
+        previous, local.job = local.job, self
+        try:
+            value = self.ctx.run(self.fn, *self.args, **self.kwargs)
+            ok = True
+        except BaseException as exc:
+            value, ok = exc, False
+            if isinstance(exc, StopIteration):
+                # asyncio futures refuse StopIteration (PEP 479); without this the caller
+                # would never be woken.
+                value = RuntimeError(f"{describe(self.fn)} raised StopIteration")
+                value.__cause__ = exc
+        finally:
+            local.job = previous
+        with _STATE_LOCK:
+            orphaned = self.state == _ORPHANED
+            self.state = _DONE
+            if orphaned:
+                _orphans["running"] -= 1
+        if release is not None:
+            release()
+        if orphaned:
+            self._log_orphan_end(ok, value)
+        else:
+            post(self.loop, self.inbox, self.future, ok, value)
+
+    def abandon(self) -> None:
+        """The awaiting task was cancelled: never start, or finish as an orphan."""
+        with _STATE_LOCK:
+            if self.state == _QUEUED:
+                self.state = _DROPPED
+                return
+            if self.state != _RUNNING:
+                return
+            self.state = _ORPHANED
+            _orphans["running"] += 1
+            _orphans["total"] += 1
+            running = _orphans["running"]
+        _log.warning(
+            "the task awaiting %s was cancelled while it ran on thread %r; the call runs on "
+            "to its end, orphaned (orphaned calls running: %d); call "
+            "crossgate.check_cancelled() in it to stop early",
+            describe(self.fn),
+            self.thread_name,
+            running,
+        )
+
+    def dropped_by(self, future: Future[Any]) -> None:
+        """Done-callback of a foreign executor's future: was the call dropped unrun?"""
+        if not future.cancelled():
+            return
+        with _STATE_LOCK:
+            if self.state != _QUEUED:
+                return
+            self.state = _DROPPED
+        error = ConcurrencyError(f"the executor cancelled {describe(self.fn)} before it ran")
+        post(self.loop, self.inbox, self.future, False, error)
+
+    def _log_orphan_end(self, ok: bool, value: Any) -> None:
+        name = describe(self.fn)
+        if ok:
+            _log.info("orphaned call %s finished; its result was dropped", name)
+        elif isinstance(value, asyncio.CancelledError):
+            _log.info("orphaned call %s stopped early at check_cancelled()", name)
+        else:
+            _log.warning("orphaned call %s failed; nobody awaited it", name, exc_info=value)
+
+
+# -- fork ---------------------------------------------------------------------------------------
+
+
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children only
+    # Only the forking thread exists in the child: a lock another thread held at the fork
+    # would stay locked forever, and the parent's orphans are not running here.
+    global _STATE_LOCK, _INBOXES_LOCK
+    _STATE_LOCK = threading.Lock()
+    _INBOXES_LOCK = threading.Lock()
+    _orphans["running"] = 0
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

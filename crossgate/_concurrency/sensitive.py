@@ -1,0 +1,189 @@
+"""Where a thread-sensitive call runs, and the deadlock it must never fall into.
+
+The order follows asgiref's, so that Django code sees one thread per request:
+
+1. the sync thread waiting in an outer `async_to_sync` (asgiref's or crossgate's), which runs
+   the call while it waits;
+2. the thread of asgiref's ``ThreadSensitiveContext`` (Django's ``ASGIHandler`` enters one per
+   request);
+3. the thread of crossgate's `ThreadSensitiveContext`;
+4. the waiting thread of the asgiref `async_to_sync` that made the running loop;
+5. one process-wide crossgate thread, ``crossgate-sensitive-N``.
+
+If the chosen thread is the current thread (it runs the event loop awaiting the call, say a
+nested `asyncio.run` inside thread-sensitive code), the call could never start: `DeadlockError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Self
+
+from crossgate._concurrency import bridge
+from crossgate._concurrency.errors import ConcurrencyError, DeadlockError
+from crossgate._concurrency.pool import ExecutorTarget, Job, Pool
+from crossgate._concurrency.waiter import Waiter, waiter_var
+
+__all__ = ["ThreadSensitiveContext", "default_pool", "submit_sensitive"]
+
+_PREFIX = "crossgate-sensitive-"
+# Idle context threads kept for the next `ThreadSensitiveContext`; more are stopped.
+IDLE_CONTEXT_THREADS = 4
+
+_lock = threading.Lock()
+_default: Pool | None = None
+_idle: list[Pool] = []
+
+
+def default_pool() -> Pool:
+    """The process-wide thread for thread-sensitive calls made outside any context."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = Pool(_PREFIX, 1)
+        return _default
+
+
+def _lease() -> Pool:
+    with _lock:
+        if _idle:
+            return _idle.pop()
+    return Pool(_PREFIX, 1)
+
+
+def _release(pool: Pool) -> None:
+    with _lock:
+        if len(_idle) < IDLE_CONTEXT_THREADS:
+            _idle.append(pool)
+            return
+    pool.shutdown()
+
+
+class ThreadSensitiveContext:
+    """Give the thread-sensitive calls made inside this block a thread of their own.
+
+    ``async with ThreadSensitiveContext(): ...`` -- every `sync_to_async(...,
+    thread_sensitive=True)` call in the block, and in tasks it starts, runs on one thread,
+    leased on first use and given back (kept idle for the next context) on exit. Without a
+    context those calls share one process-wide thread, which serialises them all; an ASGI
+    middleware entering one context per request gives each request its own thread, as
+    Django's ``ASGIHandler`` does with asgiref's context of the same name (inside a Django
+    request that one wins). Only the outermost context counts: nested ones reuse it.
+
+    Raises:
+        ConcurrencyError: (from a thread-sensitive call) a task outlived the context.
+    """
+
+    def __init__(self) -> None:
+        self._token: Token[ThreadSensitiveContext | None] | None = None
+        self._pool: Pool | None = None
+        self._exited = False
+
+    async def __aenter__(self) -> Self:
+        if _context_var.get() is None:
+            self._token = _context_var.set(self)
+            self._exited = False
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is None:
+            return
+        _context_var.reset(self._token)
+        self._token = None
+        self._exited = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            _release(pool)
+
+    def pool(self) -> Pool:
+        """This context's thread (leased on first use)."""
+        if self._exited:
+            raise ConcurrencyError(
+                "a thread-sensitive call was made after its ThreadSensitiveContext exited: "
+                "tasks started inside the context must finish before it exits"
+            )
+        if self._pool is None:
+            self._pool = _lease()
+        return self._pool
+
+
+_context_var: ContextVar[ThreadSensitiveContext | None] = ContextVar(
+    "crossgate_thread_sensitive_context", default=None
+)
+
+
+def _check(owner: threading.Thread | None, name: str) -> None:
+    if owner is not None and owner is threading.current_thread():
+        raise DeadlockError(
+            f"the thread-sensitive call {name} would have to run on thread {owner.name!r}, "
+            "which is the thread awaiting it (it runs the event loop that waits for the "
+            "call), so the call could never start. Call it without sync_to_async there, or "
+            "run the async code with async_to_sync instead of a new event loop on that thread",
+            thread_name=owner.name,
+        )
+
+
+def _to_waiter(waiter: Waiter, job: Job, name: str) -> bool:
+    _check(waiter.thread, name)
+    return waiter.offer(job)
+
+
+def submit_sensitive(job: Job, loop: asyncio.AbstractEventLoop, name: str) -> None:
+    """Run ``job`` (a call of ``name`` awaited on ``loop``) where asgiref would (see above).
+
+    Raises:
+        DeadlockError: that thread is the current one.
+        ConcurrencyError: the thread-sensitive context this task inherited has exited.
+    """
+    # 1. An outer async_to_sync. When asgiref is loaded its slot holds the innermost one:
+    # crossgate's async_to_sync sets it too (see bridge.enter_waiter).
+    outer = bridge.current_executor()
+    if isinstance(outer, bridge.WaiterExecutor):
+        if _to_waiter(outer.waiter, job, name):
+            return
+    elif outer is not None:
+        _check(bridge.foreign_owner(outer), name)
+        try:
+            ExecutorTarget(outer).submit(job)
+        except RuntimeError:
+            pass  # "CurrentThreadExecutor already quit or is broken": try the next place
+        else:
+            return
+    else:
+        waiter = waiter_var.get()
+        if waiter is not None and _to_waiter(waiter, job, name):
+            return
+    # 2. asgiref's per-request context.
+    executor = bridge.context_executor()
+    if executor is not None:
+        _check(bridge.foreign_owner(executor), name)
+        ExecutorTarget(executor).submit(job)
+        return
+    # 3. crossgate's context, 4. asgiref's loop thread, 5. the process-wide thread.
+    context = _context_var.get()
+    if context is None:
+        executor = bridge.loop_executor(loop)
+        if executor is not None:
+            _check(bridge.foreign_owner(executor), name)
+            ExecutorTarget(executor).submit(job)
+            return
+    pool = default_pool() if context is None else context.pool()
+    _check(pool.owner(), name)
+    pool.submit(job)
+
+
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children only
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

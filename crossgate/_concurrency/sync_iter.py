@@ -1,0 +1,283 @@
+"""A sync iterable read on a worker thread, as an async iterator (`sync_to_async_iter`).
+
+The worker keeps pulling while the consumer keeps up, into a buffer of up to ``read_ahead``
+items, and wakes the event loop only when the consumer is waiting: a fast producer delivers
+many items per wake-up, a slow one (server-sent events) delivers each item as soon as it
+exists. ``iter()``, ``next()`` and ``close()`` all run on the worker thread; closing the async
+iterator closes the source there, as PEP 3333 asks of WSGI iterables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+from crossgate._concurrency.calls import inbox_for, post
+from crossgate._concurrency.errors import ConcurrencyError
+from crossgate._concurrency.pool import SHARED_POOL, ExecutorTarget, Target, describe, local
+from crossgate._concurrency.sensitive import submit_sensitive
+
+__all__ = ["DEFAULT_READ_AHEAD", "SyncToAsyncIterator", "check_read_ahead", "sync_to_async_iter"]
+
+T = TypeVar("T")
+
+DEFAULT_READ_AHEAD = 64
+
+
+def check_read_ahead(read_ahead: int) -> None:
+    if read_ahead < 1:
+        raise ValueError(f"read_ahead must be at least 1, not {read_ahead}")
+
+
+class _Pull:
+    """The job that reads a `SyncToAsyncIterator`'s source on a worker thread."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: SyncToAsyncIterator[Any]) -> None:
+        self.owner = owner
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self.owner._loop
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.owner._closing
+
+    def run(self) -> None:
+        previous, local.job = local.job, self
+        try:
+            self.owner._pull()
+        finally:
+            local.job = previous
+
+    def dropped_by(self, future: Future[Any]) -> None:
+        if future.cancelled():
+            self.owner._dropped()
+
+
+class SyncToAsyncIterator(Generic[T]):
+    """An async iterator over a sync iterable, read on a worker thread (`sync_to_async_iter`).
+
+    Use ``async for``; call `aclose` (or use ``async with``) when stopping early, so the source
+    is closed on its thread. The source's contextvars are a copy of the first consumer's.
+    """
+
+    def __init__(
+        self,
+        iterable: Iterable[T],
+        *,
+        read_ahead: int = DEFAULT_READ_AHEAD,
+        thread_sensitive: bool = False,
+        executor: Executor | None = None,
+    ) -> None:
+        check_read_ahead(read_ahead)
+        if thread_sensitive and executor is not None:
+            raise TypeError("take thread_sensitive=True or an executor, not both")
+        self._source = iterable
+        self._iterator: Iterator[T] | None = None
+        self._read_ahead = read_ahead
+        self._low = read_ahead // 2
+        self._sensitive = thread_sensitive
+        self._target: Target = SHARED_POOL if executor is None else ExecutorTarget(executor)
+        self._lock = threading.Lock()
+        self._buffer: deque[T] = deque()
+        self._waiting: asyncio.Future[None] | None = None
+        self._closer: asyncio.Future[None] | None = None
+        self._pulling = False
+        self._closing = False
+        self._done = False
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ctx: contextvars.Context | None = None
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the consumer, on the event loop ----------------------------------------------------
+
+    async def __anext__(self) -> T:
+        while True:
+            with self._lock:
+                if self._buffer:
+                    item = self._buffer.popleft()
+                    refill = not self._pulling and not self._done and len(self._buffer) <= self._low
+                    self._pulling = self._pulling or refill
+                    break
+                if self._done or self._closing:
+                    error, self._error = self._error, None
+                    if error is not None:
+                        raise error
+                    raise StopAsyncIteration
+                start = not self._pulling
+                self._pulling = True
+                waiting = self._waiting = asyncio.get_running_loop().create_future()
+            if start:
+                self._submit()
+            try:
+                await waiting
+            finally:
+                with self._lock:
+                    if self._waiting is waiting:
+                        self._waiting = None
+        if refill:
+            self._submit()
+        return item
+
+    async def aclose(self) -> None:
+        """Stop reading and close the source on its thread (``close()``, if it has one).
+
+        Raises:
+            BaseException: what the source's ``close()`` raised, or an error of the source
+                that `__anext__` has not raised yet.
+        """
+        with self._lock:
+            self._buffer.clear()
+            closer = start = None
+            if not (self._done or self._closing):
+                self._closing = True
+                closer = self._closer = asyncio.get_running_loop().create_future()
+                start = not self._pulling
+                self._pulling = True
+        if start:
+            self._submit()
+        if closer is not None:
+            await closer
+        # A failure of the source not yet raised by __anext__ (its close() included).
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _submit(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._ctx is None:
+            self._ctx = contextvars.copy_context()
+        self._loop = loop
+        job = _Pull(self)
+        if self._sensitive:
+            submit_sensitive(job, loop, describe(self._source))
+        else:
+            self._target.submit(job)
+
+    # -- the producer, on a worker thread ---------------------------------------------------
+
+    def _pull(self) -> None:
+        ctx = self._ctx
+        if ctx is None:  # pragma: no cover - _submit sets it before any job exists
+            raise ConcurrencyError("SyncToAsyncIterator job without a context")
+        while True:
+            finished, error = ctx.run(self._pull_batch)
+            with self._lock:
+                if not finished and (self._closing or len(self._buffer) <= self._low):
+                    continue  # the consumer caught up (or is closing) while we stopped
+                # Only now, out of ``ctx``, may another job (on another thread) enter it.
+                self._pulling = False
+                if finished:
+                    self._done = True
+                    self._error = error
+                waiting, self._waiting = self._waiting, None
+                closer, self._closer = self._closer, None
+            break
+        for future in (waiting, closer):
+            if future is not None:
+                self._wake(future)
+
+    def _pull_batch(self) -> tuple[bool, BaseException | None]:
+        error: BaseException | None = None
+        try:
+            if self._closing:
+                return True, self._close_source(None)
+            if self._iterator is None:
+                self._iterator = iter(self._source)
+            while not self._closing:
+                item = next(self._iterator)
+                with self._lock:
+                    self._buffer.append(item)
+                    waiting, self._waiting = self._waiting, None
+                    full = len(self._buffer) >= self._read_ahead
+                if waiting is not None:
+                    self._wake(waiting)
+                if full:
+                    return False, None
+        except StopIteration:
+            pass
+        except BaseException as exc:
+            error = exc
+        return True, self._close_source(error)
+
+    def _close_source(self, error: BaseException | None) -> BaseException | None:
+        close = getattr(self._source, "close", None) or getattr(self._iterator, "close", None)
+        if close is not None:
+            try:
+                close()
+            except BaseException as exc:
+                error = error or exc
+        if self._closing and isinstance(error, asyncio.CancelledError):
+            error = None  # check_cancelled() after aclose(): the stop that was asked for
+        return error
+
+    def _wake(self, future: asyncio.Future[None]) -> None:
+        loop = future.get_loop()
+        post(loop, inbox_for(loop), future, True, None)
+
+    def _dropped(self) -> None:
+        with self._lock:
+            self._pulling = False
+            self._done = True
+            self._error = ConcurrencyError(
+                f"the executor cancelled the reading of {describe(self._source)}"
+            )
+            waiting, self._waiting = self._waiting, None
+            closer, self._closer = self._closer, None
+        for future in (waiting, closer):
+            if future is not None:
+                self._wake(future)
+
+
+def sync_to_async_iter(
+    iterable: Iterable[T],
+    *,
+    read_ahead: int = DEFAULT_READ_AHEAD,
+    thread_sensitive: bool = False,
+    executor: Executor | None = None,
+) -> SyncToAsyncIterator[T]:
+    """Iterate the sync ``iterable`` with ``async for``, reading it on a worker thread.
+
+    The thread reads up to ``read_ahead`` items ahead of the consumer and hands them over in
+    batches, one wake-up of the event loop for as many items as are ready, so a long stream
+    does not pay a thread hand-off per item; an item produced while the consumer waits is
+    handed over at once. ``iter()``, ``next()`` and ``close()`` all run on the worker thread
+    (a Django queryset runs its query in ``iter()``). The thread is held while the consumer
+    keeps up and given back when ``read_ahead`` items wait unread.
+
+    Args:
+        iterable: the sync iterable (a generator, a queryset, a WSGI response body...).
+        read_ahead: items read ahead of the consumer, at most.
+        thread_sensitive: read on the thread-sensitive thread (see `sync_to_async`).
+        executor: a `concurrent.futures.Executor` to read on instead of the shared pool.
+
+    Raises:
+        ValueError: ``read_ahead`` is below 1.
+        TypeError: both ``thread_sensitive`` and ``executor`` were given.
+    """
+    return SyncToAsyncIterator(
+        iterable, read_ahead=read_ahead, thread_sensitive=thread_sensitive, executor=executor
+    )

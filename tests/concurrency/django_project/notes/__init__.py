@@ -1,0 +1,1 @@
+"""The project's one app: a `Note` model for the ORM calls to write and count."""
