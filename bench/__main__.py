@@ -21,6 +21,7 @@ RESULTS = ROOT / "bench" / "results" / "latest.md"
 # Section name -> module with `section(quick: bool) -> Table`, in the order they run.
 SECTIONS = {
     "wsgi-to-asgi": "bench.wsgi_to_asgi",
+    "asgi-to-wsgi": "bench.asgi_to_wsgi",
     "concurrency": "bench.concurrency",
     "routing": "bench.routing",
     "middleware": "bench.middleware",

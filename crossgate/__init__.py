@@ -1,6 +1,7 @@
 """crossgate: WSGI and ASGI code living together.
 
-Run a WSGI application inside an ASGI server with `WSGIToASGI`; call sync code from async
+Run a WSGI application inside an ASGI server with `WSGIToASGI`, and an ASGI application inside
+a WSGI server with `ASGIToWSGI`; call sync code from async
 code and back with `sync_to_async` / `async_to_sync`; route one ASGI entry point
 to ASGI and WSGI apps by protocol, path or fallback (`crossgate.routing`); apply one proxy,
 host, origin, body-size, compression and request-ID policy to both sides
@@ -8,6 +9,7 @@ host, origin, body-size, compression and request-ID policy to both sides
 `crossgate.sansio`.
 """
 
+from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI, asgi_to_wsgi
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI, wsgi_to_asgi
 from crossgate.concurrency import (
     AsyncToSyncIterator,
@@ -54,6 +56,7 @@ from crossgate.routing import Fallback, Mount, PathRouter, ProtocolRouter
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASGIToWSGI",
     "AppProtocolError",
     "AsyncToSyncIterator",
     "BodyLimit",
@@ -86,6 +89,7 @@ __all__ = [
     "WSGIToASGI",
     "WSGITrustedHosts",
     "__version__",
+    "asgi_to_wsgi",
     "async_to_sync",
     "async_to_sync_iter",
     "check_cancelled",

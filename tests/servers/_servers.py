@@ -1,4 +1,4 @@
-"""Real ASGI servers (uvicorn, hypercorn) in child processes, for the server tests.
+"""Real servers (uvicorn, hypercorn; gunicorn for WSGI) in child processes, for the server tests.
 
 Each server listens on 127.0.0.1 port 0, so the kernel picks a free port at bind time and the
 server reports it in its startup line; choosing a port in the test and passing it on would
@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-__all__ = ["SERVERS", "ServerProcess", "server_command"]
+__all__ = ["GUNICORN_LISTENING", "SERVERS", "ServerProcess", "gunicorn_command", "server_command"]
 
 SERVERS = ("uvicorn", "hypercorn")
 
@@ -33,6 +33,8 @@ POLL_INTERVAL = 0.05
 # uvicorn: "Uvicorn running on http://127.0.0.1:PORT"; hypercorn: "Running on http://...".
 # Both print the address the socket is actually bound to, so port 0 comes back resolved.
 _LISTENING = re.compile(r"running on http://127\.0\.0\.1:(\d+)", re.IGNORECASE)
+# gunicorn: "Listening at: http://127.0.0.1:PORT (PID)", with the port the socket is bound to.
+GUNICORN_LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 
 
 def server_command(server: str, app: str) -> list[str]:
@@ -56,14 +58,58 @@ def server_command(server: str, app: str) -> list[str]:
     raise ValueError(f"unknown server {server!r}; expected one of {SERVERS}")
 
 
-class ServerProcess:
-    """A server running in a child process, and the log it writes."""
+def gunicorn_command(
+    app: str,
+    *,
+    worker_class: str = "sync",
+    workers: int = 1,
+    threads: int = 1,
+    preload: bool = False,
+    config: str | None = None,
+) -> list[str]:
+    """The command line that serves the WSGI application ``app`` with gunicorn on 127.0.0.1.
 
-    def __init__(self, server: str, app: str, log_path: Path) -> None:
+    The short graceful timeout keeps SIGTERM from waiting long on a stuck request; both logs go
+    to stderr, which the fixture captures.
+    """
+    command = [
+        *(sys.executable, "-m", "gunicorn", app),
+        *("--bind", "127.0.0.1:0", "--worker-class", worker_class, "--workers", str(workers)),
+        *("--graceful-timeout", "2", "--timeout", "30"),
+        *("--access-logfile", "-", "--error-logfile", "-"),
+        # gunicorn 24+ opens a control socket under ~/.gunicorn: one path for every instance.
+        "--no-control-socket",
+    ]
+    if worker_class == "gthread":
+        command += ["--threads", str(threads)]
+    if preload:
+        command.append("--preload")
+    if config is not None:
+        command += ["--config", config]
+    return command
+
+
+class ServerProcess:
+    """A server running in a child process, and the log it writes.
+
+    ``command`` and ``listening`` default to the ASGI server ``server`` serving ``app`` and its
+    startup line; gunicorn tests pass `gunicorn_command` and `GUNICORN_LISTENING`.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        app: str,
+        log_path: Path,
+        *,
+        command: list[str] | None = None,
+        listening: re.Pattern[str] = _LISTENING,
+    ) -> None:
         self.server = server
         self.app = app
         self.log_path = log_path
         self.port = 0
+        self._listening = listening
         env = dict(os.environ)
         # The child imports tests.servers.* from the repository root, and prints without
         # buffering so the log file is current when a test polls it.
@@ -72,7 +118,7 @@ class ServerProcess:
         with log_path.open("wb") as log_file:
             # The child keeps its own copy of the file descriptor; ours closes right away.
             self.process = subprocess.Popen(
-                server_command(server, app),
+                command if command is not None else server_command(server, app),
                 cwd=REPO_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -113,7 +159,7 @@ class ServerProcess:
         while not self.port:
             if self.process.poll() is not None or time.monotonic() >= deadline:
                 pytest.fail(f"the server did not start listening: {self.describe()}")
-            found = _LISTENING.search(self.log())
+            found = self._listening.search(self.log())
             if found:
                 self.port = int(found.group(1))
             else:

@@ -1,0 +1,316 @@
+"""``ASGIToWSGI``: serve an ASGI app (FastAPI, Starlette, Django ASGI) from a WSGI server."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from crossgate.adapters._asgi_call import Options
+from crossgate.adapters._asgi_inline import InlineCall
+from crossgate.adapters._asgi_lifespan import Lifespan
+from crossgate.adapters._asgi_shared import SharedCall
+from crossgate.adapters._loops import LoopThread, ThreadLoops, cancel_tasks
+from crossgate.exceptions import CrossgateError, PeerProtocolError, RequestTooLarge
+from crossgate.sansio.asgi_response import error_response
+from crossgate.sansio.scope import build_scope, request_body_length
+from crossgate.types import ASGIApp, StartResponse, WSGIEnvironment
+
+__all__ = ["ASGIToWSGI", "asgi_to_wsgi"]
+
+_log = logging.getLogger("crossgate")
+
+Mode = Literal["auto", "inline", "shared"]
+LifespanMode = Literal["auto", "on", "off"]
+
+# Every adapter, for the at-fork and at-exit hooks below; weak, so adapters can be collected.
+_ADAPTERS: weakref.WeakSet[ASGIToWSGI] = weakref.WeakSet()
+# What a forked child inherited from its parent: loops whose threads do not exist here. Never
+# used, never closed, but kept referenced, so their pending tasks are never destroyed (which
+# would log "Task was destroyed but it is pending") and their loops never finalised here.
+_INHERITED: list[object] = []
+
+
+class _Process:
+    """What an adapter holds for one process: its loops and its lifespan."""
+
+    def __init__(self, mode: Literal["inline", "shared"], lifespan: Lifespan | None) -> None:
+        self.pid = os.getpid()
+        self.lifespan = lifespan
+        self.state: dict[str, Any] = {}
+        self.failure: str | None = None
+        self.loops: ThreadLoops | LoopThread = ThreadLoops() if mode == "inline" else LoopThread()
+        self.lifespan_loop: asyncio.AbstractEventLoop | None = None
+        # Inline mode chosen by "auto" without a request to look at (startup() came first):
+        # the first threaded request gets a warning, once.
+        self.check_threads = False
+
+    def start(self, timeout: float) -> None:
+        """Run lifespan startup on the loop requests will run on (this thread's, inline)."""
+        lifespan = self.lifespan
+        if lifespan is None:
+            return
+        loops = self.loops
+        if isinstance(loops, LoopThread):
+            loops.call(lifespan.startup(timeout))
+            self.lifespan_loop = loops.loop
+        else:
+            self.lifespan_loop = loop = loops.get()
+            loop.run_until_complete(lifespan.startup(timeout))
+        self.failure = lifespan.failure
+        if lifespan.supported and self.failure is None:
+            self.state = lifespan.state
+
+    def on_own_loop(self) -> bool:
+        """True when called from code running on one of this process's loops (the app)."""
+        loops = self.loops
+        if isinstance(loops, LoopThread):
+            return threading.current_thread() is loops.thread
+        return asyncio._get_running_loop() in loops.all()
+
+    def stop(self, timeout: float) -> None:
+        """Cancel the requests' leftover tasks, shut the lifespan down, close the loops.
+
+        Work still running after its response (background tasks) is cancelled first, so that
+        lifespan shutdown closes what startup set up only once nothing uses it any more.
+        """
+        lifespan = self.lifespan
+        keep = (lifespan.task,) if lifespan is not None and lifespan.task is not None else ()
+        loops = self.loops
+        if isinstance(loops, LoopThread):
+            loops.run(cancel_tasks(timeout, keep), 3 * timeout)
+            if lifespan is not None:
+                loops.run(lifespan.shutdown(timeout), 3 * timeout)
+            loops.stop(timeout)
+            return
+        for loop in loops.all():
+            # A loop still running belongs to a thread serving a request: ThreadLoops.close
+            # leaves it alone too.
+            if not loop.is_running():
+                loop.run_until_complete(cancel_tasks(timeout, keep))
+        home = self.lifespan_loop
+        if (
+            lifespan is not None
+            and home is not None
+            and not (home.is_closed() or home.is_running())
+        ):
+            home.run_until_complete(lifespan.shutdown(timeout))
+        loops.close(timeout)
+
+
+class ASGIToWSGI:
+    """Serve the ASGI application ``app`` as a WSGI application (PEP 3333).
+
+    Each request runs ``app`` on an event loop; the response streams out as the app sends it,
+    and the request body streams in from ``wsgi.input`` as the app reads it. The
+    "ASGIToWSGI" page of the documentation describes every behaviour and the spec choices
+    behind it.
+
+    Args:
+        app: the ASGI application (ASGI 3).
+        mode: ``"inline"`` runs the app on an event loop owned by the WSGI thread, created
+            lazily and kept for that thread: no cross-thread hand-off at all (for gunicorn sync
+            and other one-thread workers). ``"shared"`` runs every request on one loop thread
+            per process (for threaded servers whose app keeps loop-bound resources, such as a
+            database pool, that all requests share). ``"auto"`` picks ``"shared"`` when the
+            first request's ``wsgi.multithread`` is true, else ``"inline"``, once per process.
+        lifespan: ``"auto"`` runs the ASGI lifespan protocol and serves without it, quietly,
+            an app that does not support it; ``"on"`` makes that a startup failure; ``"off"``
+            never runs it. Startup runs once per process before its first request (or when
+            `startup` is called); a failed startup makes every request answer 500.
+        max_body_size: request bodies larger than this get a 413; ``None`` for no limit.
+        read_size: the largest piece of request body read from ``wsgi.input`` at a time, and
+            so the largest ``http.request`` message.
+        send_buffer: response bytes the app may send ahead of the WSGI server, at most, before
+            its ``send()`` waits (back-pressure).
+        background_timeout: seconds the app may keep running after its response is complete
+            (Starlette ``BackgroundTasks``) before it is cancelled.
+        disconnect_grace: seconds the app gets to end by itself once the client is gone
+            (``receive()`` says ``http.disconnect`` and ``send()`` raises) before it is
+            cancelled.
+        lifespan_timeout: seconds lifespan startup and shutdown may take each.
+
+    Raises:
+        ValueError: an option is out of range.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        mode: Mode = "auto",
+        lifespan: LifespanMode = "auto",
+        max_body_size: int | None = None,
+        read_size: int = 64 * 1024,
+        send_buffer: int = 256 * 1024,
+        background_timeout: float = 5.0,
+        disconnect_grace: float = 1.0,
+        lifespan_timeout: float = 60.0,
+    ) -> None:
+        if mode not in ("auto", "inline", "shared"):
+            raise ValueError("mode must be 'auto', 'inline' or 'shared'")
+        if lifespan not in ("auto", "on", "off"):
+            raise ValueError("lifespan must be 'auto', 'on' or 'off'")
+        for name, size in (("read_size", read_size), ("send_buffer", send_buffer)):
+            if size < 1:
+                raise ValueError(f"{name} must be at least 1 byte")
+        if max_body_size is not None and max_body_size < 0:
+            raise ValueError("max_body_size must not be negative")
+        for name, seconds in (
+            ("background_timeout", background_timeout),
+            ("disconnect_grace", disconnect_grace),
+            ("lifespan_timeout", lifespan_timeout),
+        ):
+            if seconds < 0:
+                raise ValueError(f"{name} must not be negative")
+        self.app = app
+        self.mode: Mode = mode
+        self.lifespan: LifespanMode = lifespan
+        self.max_body_size = max_body_size
+        self.lifespan_timeout = lifespan_timeout
+        self._options = Options(
+            read_size=read_size,
+            send_buffer=send_buffer,
+            max_body_size=max_body_size,
+            background_timeout=background_timeout,
+            disconnect_grace=disconnect_grace,
+        )
+        self._process: _Process | None = None
+        self._lock = threading.Lock()
+        _ADAPTERS.add(self)
+
+    # -- the process state ------------------------------------------------------------------
+
+    def _boot(self, environ: WSGIEnvironment | None) -> _Process:
+        """This process's state, made (and lifespan started) on the first call in a process."""
+        with self._lock:
+            process = self._process
+            if process is not None and process.pid == os.getpid():
+                return process
+            if process is not None:
+                _INHERITED.append(process)
+            mode = self.mode
+            if mode == "auto":
+                # Decided once per process; startup() before any request has no environ to
+                # look at and picks inline (pass mode="shared" for a threaded server then).
+                threaded = environ is not None and bool(environ.get("wsgi.multithread"))
+                mode = "shared" if threaded else "inline"
+            lifespan = None if self.lifespan == "off" else Lifespan(self.app, self.lifespan)
+            process = _Process(mode, lifespan)
+            process.check_threads = self.mode == "auto" and environ is None
+            try:
+                process.start(self.lifespan_timeout)
+            except BaseException:
+                process.stop(1.0)
+                raise
+            self._process = process
+            return process
+
+    def startup(self) -> None:
+        """Run lifespan startup now, in this process, instead of before its first request.
+
+        For servers that fork after importing the app (``gunicorn --preload``), call it in the
+        child, e.g. from gunicorn's ``post_fork`` hook. Does nothing when it already ran here.
+        With ``mode="auto"`` it commits the process to inline mode: pass ``mode="shared"``
+        to the adapter for a threaded server.
+
+        Raises:
+            CrossgateError: the app's startup failed (requests will answer 500 until
+                `shutdown`), or startup was called on a thread running an event loop.
+        """
+        process = self._boot(None)
+        if process.failure is not None:
+            raise CrossgateError(process.failure)
+
+    def shutdown(self) -> None:
+        """Run lifespan shutdown, cancel leftover work and close this process's loops.
+
+        Runs by itself at interpreter exit (``atexit``). Work still running after its response
+        (background tasks) is cancelled first. A request after this starts everything again.
+
+        Raises:
+            CrossgateError: called from the app itself, on a loop this would have to stop.
+        """
+        with self._lock:
+            process = self._process
+            if process is None or process.pid != os.getpid():
+                return
+            if process.on_own_loop():
+                raise CrossgateError(
+                    "ASGIToWSGI.shutdown() was called from the app, on the adapter's own event "
+                    "loop, which shutdown must stop; call it from another thread"
+                )
+            self._process = None
+        process.stop(min(self.lifespan_timeout, 10.0))
+
+    # -- the WSGI entry point ---------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        process = self._process
+        if process is None or process.pid != os.getpid():
+            process = self._boot(environ)
+        if process.failure is not None:
+            _log.error("answering 500: lifespan startup failed: %s", process.failure)
+            return _answer(start_response, 500)
+        try:
+            length = request_body_length(environ)
+            scope = build_scope(environ, state=process.state)
+        except PeerProtocolError as exc:
+            _log.info("answering %d: %s", exc.status_code, exc)
+            return _answer(start_response, exc.status_code, str(exc))
+        limit = self.max_body_size
+        if limit is not None and length is not None and length > limit:
+            error = RequestTooLarge.for_limit(limit)
+            _log.info("answering 413: %s", error)
+            return _answer(start_response, 413, str(error))
+        loops = process.loops
+        if type(loops) is ThreadLoops:
+            if process.check_threads and environ.get("wsgi.multithread"):
+                process.check_threads = False
+                _log.warning(
+                    "ASGIToWSGI(mode='auto') is in inline mode (startup() ran before the first "
+                    "request) but the server is multithreaded: each thread runs its own loop. "
+                    "Pass mode='shared' if requests share loop-bound resources."
+                )
+            loop = loops.get()
+            inline = InlineCall(self._options, loop, environ, start_response, length)
+            return inline.begin(self.app, scope)
+        if not isinstance(loops, LoopThread):  # pragma: no cover - a process has one of the two
+            raise CrossgateError("no event loop for this process")
+        call = SharedCall(self._options, loops.loop, environ, start_response, length)
+        return call.begin(self.app, scope)
+
+
+def _answer(start_response: StartResponse, status: int, message: str | None = None) -> list[bytes]:
+    line, headers, body = error_response(status, message)
+    start_response(line, headers)
+    return [body]
+
+
+def _after_fork_in_child() -> None:
+    # A lock some thread of the parent held at fork() stays held for ever in the child.
+    for adapter in list(_ADAPTERS):
+        adapter._lock = threading.Lock()
+
+
+def _shutdown_all() -> None:
+    """At interpreter exit: shut down every adapter that is running in this process."""
+    for adapter in list(_ADAPTERS):
+        try:
+            adapter.shutdown()
+        except Exception:
+            _log.exception("ASGIToWSGI shutdown at exit failed")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_shutdown_all)
+
+
+def asgi_to_wsgi(app: ASGIApp, **options: Any) -> ASGIToWSGI:
+    """Wrap ``app`` in `ASGIToWSGI`; ``options`` are its keyword arguments."""
+    return ASGIToWSGI(app, **options)

@@ -1,0 +1,233 @@
+"""ASGI ``http.response.*`` messages -> WSGI ``start_response`` arguments and body chunks.
+
+Pure: no threads, no asyncio, no I/O. `ASGIToWSGI` feeds every message an ASGI app sends to a
+`ResponseCycle`, which checks it against the ASGI HTTP spec (message order and shape) and returns
+what the WSGI side must do with it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from pathlib import PurePath
+from typing import Any, NamedTuple
+
+from crossgate.exceptions import AppProtocolError
+from crossgate.sansio.response import error_events
+
+__all__ = [
+    "HOP_BY_HOP",
+    "Body",
+    "ResponseCycle",
+    "SendFile",
+    "Start",
+    "error_response",
+    "status_line",
+    "wsgi_headers",
+]
+
+# RFC 9110 section 7.6.1 and RFC 9112 section 6.1: hop-by-hop fields. PEP 3333 ("Other HTTP
+# Features") forbids a WSGI application to send them; the server manages the connection and
+# the framing itself. The ASGI spec ("Response Start") says the server must ignore a
+# Transfer-Encoding the app sends. The adapter drops them all.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+# RFC 9110 section 5.6.2: a field name is a token.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 section 5.5: CR, LF and NUL are never valid in a field value; passing them on would
+# let the app (or data it echoes) split the response.
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
+
+# Header name -> (WSGI name, hop-by-hop?), so a name is checked once per process, not per
+# response. Bounded so that an app sending random names cannot grow it without limit.
+_NAMES: dict[bytes, tuple[str, bool]] = {}
+_NAMES_MAX = 512
+
+_STATUS_LINES = {
+    status.value: f"{status.value} {status.phrase}"
+    for status in HTTPStatus
+    if 200 <= status.value <= 599
+}
+
+
+class Start(NamedTuple):
+    """``http.response.start``: call ``start_response(status, headers)``."""
+
+    status: str
+    headers: list[tuple[str, str]]
+
+
+class Body(NamedTuple):
+    """``http.response.body``: ``data`` to send (maybe empty); ``more`` false ends the body."""
+
+    data: bytes
+    more: bool
+
+
+class SendFile(NamedTuple):
+    """``http.response.pathsend``: the body is the whole file at ``path``; the response ends."""
+
+    path: str
+
+
+def status_line(status: object) -> str:
+    """The PEP 3333 status line for an ASGI status code: ``200`` -> ``"200 OK"``.
+
+    Raises:
+        AppProtocolError: ``status`` is not an ``int`` from 200 to 599. WSGI has no way to send
+            an interim (1xx) response, and the ASGI ``http.response.start`` is the final one.
+    """
+    if type(status) is int:
+        line = _STATUS_LINES.get(status)
+        if line is not None:
+            return line
+        if 200 <= status <= 599:
+            return f"{status} Unknown"
+    raise AppProtocolError(
+        f"http.response.start status must be an int from 200 to 599, not {status!r}"
+    )
+
+
+def _name(raw: object) -> tuple[str, bool]:
+    if type(raw) is not bytes:
+        raise AppProtocolError(f"response header names must be bytes, not {raw!r}")
+    known = _NAMES.get(raw)
+    if known is None:
+        if not _TOKEN.fullmatch(raw):
+            raise AppProtocolError(f"invalid response header name: {raw!r}")
+        # Names keep the app's case: WSGI header names are case-insensitive, and Django sends
+        # "Content-Type" through ASGI even though the ASGI spec asks for lower case.
+        known = (raw.decode("ascii"), raw.lower() in HOP_BY_HOP)
+        if len(_NAMES) < _NAMES_MAX:
+            _NAMES[raw] = known
+    return known
+
+
+def wsgi_headers(headers: object) -> list[tuple[str, str]]:
+    """Translate ``http.response.start`` headers into a PEP 3333 header list.
+
+    Values are decoded as latin-1 (PEP 3333 "native strings") with surrounding spaces and
+    tabs removed (RFC 9110 section 5.5); hop-by-hop headers are dropped (`HOP_BY_HOP`).
+
+    Raises:
+        AppProtocolError: ``headers`` is not an iterable of ``(name, value)`` byte-string
+            pairs, a name is not an RFC 9110 token, or a value holds CR, LF or NUL.
+    """
+    if type(headers) is not list and (
+        not isinstance(headers, Iterable) or isinstance(headers, bytes | str)
+    ):
+        raise AppProtocolError(
+            f"http.response.start headers must be an iterable of pairs, not {headers!r}"
+        )
+    result: list[tuple[str, str]] = []
+    for item in headers:
+        try:
+            raw_name, raw_value = item
+        except (TypeError, ValueError):
+            raise AppProtocolError(
+                f"a response header must be a (name, value) pair: {item!r}"
+            ) from None
+        name, hop_by_hop = _name(raw_name)
+        if type(raw_value) is not bytes:
+            raise AppProtocolError(f"response header {name!r} has a value that is not bytes")
+        if _FORBIDDEN_IN_VALUE.search(raw_value):
+            raise AppProtocolError(
+                f"response header {name!r} has a CR, LF or NUL in its value (header injection)"
+            )
+        if not hop_by_hop:
+            result.append((name, raw_value.strip(b" \t").decode("latin-1")))
+    return result
+
+
+class ResponseCycle:
+    """The state of one HTTP response as an ASGI app sends it.
+
+    ASGI HTTP spec rules enforced by `feed`: ``http.response.start`` comes first and once; then
+    ``http.response.body`` messages until one has ``more_body`` false, or one
+    ``http.response.pathsend`` (the "Path Send" extension) right after the start. Once the
+    response is complete, further messages are ignored, as the spec ("Response Body") says.
+    """
+
+    __slots__ = ("body_started", "complete", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.body_started = False
+        self.complete = False
+
+    def feed(self, message: Mapping[str, Any]) -> Start | Body | SendFile | None:
+        """Check ``message`` and return what it asks for; ``None`` when it is to be ignored.
+
+        Raises:
+            AppProtocolError: the message is not allowed at this point or has a wrong shape
+                (see `status_line`, `wsgi_headers`); the cycle's state is left unchanged.
+        """
+        if self.complete:
+            return None
+        try:
+            kind = message["type"]
+        except (KeyError, TypeError):
+            raise AppProtocolError(
+                f"an ASGI message must be a dict with a type: {message!r}"
+            ) from None
+        if kind == "http.response.body":
+            if not self.started:
+                raise AppProtocolError("http.response.body sent before http.response.start")
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                if not isinstance(body, bytearray | memoryview):
+                    raise AppProtocolError(
+                        f"http.response.body body must be bytes, not {type(body).__name__}"
+                    )
+                body = bytes(body)
+            more = bool(message.get("more_body", False))
+            self.body_started = True
+            self.complete = not more
+            return Body(body, more)
+        if kind == "http.response.start":
+            if self.started:
+                raise AppProtocolError("http.response.start sent twice")
+            start = Start(
+                status_line(message.get("status")), wsgi_headers(message.get("headers", ()))
+            )
+            self.started = True
+            return start
+        if kind == "http.response.pathsend":
+            if not self.started or self.body_started:
+                raise AppProtocolError(
+                    "http.response.pathsend must come right after http.response.start"
+                )
+            path = message.get("path")
+            if type(path) is not str or not PurePath(path).is_absolute():
+                raise AppProtocolError(
+                    f"http.response.pathsend path must be an absolute path str, not {path!r}"
+                )
+            self.complete = True
+            return SendFile(path)
+        raise AppProtocolError(f"unexpected message type {kind!r} on an HTTP connection")
+
+
+def error_response(
+    status: int, message: str | None = None
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """A short plain-text error response as ``(status line, headers, body)`` for WSGI.
+
+    The same response `crossgate.sansio.response.error_events` builds for ASGI: the status
+    phrase, then ``message`` when given; never a traceback (those go to the log).
+    """
+    start, body = error_events(status, message)
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
+    return status_line(status), headers, body["body"]

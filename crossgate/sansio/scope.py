@@ -1,0 +1,247 @@
+"""PEP 3333 environ -> ASGI HTTP scope. Pure: no threads, no asyncio, no I/O.
+
+The inverse of `crossgate.sansio.environ.build_environ`: `ASGIToWSGI` builds the scope of each
+request here, and the adapter only adds what lives outside the environ (the lifespan ``state``).
+Every choice below keeps the round trip environ -> scope -> environ exact for the PEP 3333 keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
+
+from crossgate.exceptions import PeerProtocolError
+
+__all__ = ["ASGI_SPEC_VERSION", "DEFAULT_EXTENSIONS", "build_scope", "request_body_length"]
+
+# ASGI HTTP spec 2.4 is the version in which ``send()`` on a closed connection raises an
+# ``OSError`` subclass, which the adapter does (`crossgate.ClientDisconnected`). Starlette relies
+# on it: from 2.4 on, a streaming response stops on that error instead of running a task that
+# listens for ``http.disconnect``. 2.5 only adds a websocket field.
+ASGI_SPEC_VERSION = "2.4"
+
+# The ASGI "Path Send" extension: the adapter serves the file through ``wsgi.file_wrapper``.
+DEFAULT_EXTENSIONS = ("http.response.pathsend",)
+
+# Characters ``quote`` keeps when a raw path is rebuilt from decoded bytes: the sub-delims and
+# ":@/" that RFC 3986 section 3.3 allows in a path, as `build_environ` does for ``RAW_URI``.
+_PATH_SAFE = "/;=,~!$&'()*+:@"
+
+# SERVER_PROTOCOL -> http_version; the ASGI spec knows "1.0", "1.1" and "2" (and "3" in use).
+_HTTP_VERSIONS = {
+    "HTTP/1.1": "1.1",
+    "HTTP/1.0": "1.0",
+    "HTTP/2": "2",
+    "HTTP/2.0": "2",
+    "HTTP/3": "3",
+    "HTTP/3.0": "3",
+    # HTTP/0.9 has no headers at all; a server that still reports it gets the nearest version.
+    "HTTP/0.9": "1.0",
+}
+
+# Environ key -> ASGI header name, or b"" for a key that is not a header. The set of keys a
+# deployment sees is small, so caching keeps the hot path to one lookup per environ key; bounded
+# so that random header names cannot grow it.
+_KEYS: dict[object, bytes] = {}
+_KEYS_MAX = 512
+
+# PEP 3333 reserves these for the CGI variables; an HTTP_ twin would duplicate the header.
+_CGI_TWINS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+
+
+def _native(value: object, key: str) -> bytes:
+    """The bytes a PEP 3333 "native string" carries (one latin-1 code point per byte).
+
+    PEP 3333 ("Unicode Issues") says environ strings hold only latin-1 code points. A server or
+    middleware that breaks this and stores real text gets it UTF-8 encoded instead of a crash;
+    ``surrogatepass`` keeps even a lone surrogate from raising (it decodes back as U+FFFD).
+
+    Raises:
+        PeerProtocolError: ``value`` is not a ``str``.
+    """
+    if type(value) is not str:
+        raise PeerProtocolError(
+            f"environ[{key!r}] must be a str (PEP 3333), not {type(value).__name__}"
+        )
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
+def _header_name(key: object) -> bytes:
+    """``HTTP_X_FORWARDED_FOR`` -> ``b"x-forwarded-for"`` (ASGI header names are lower case);
+    ``b""`` for a key that is no header: not ``HTTP_*``, or a twin of a CGI variable."""
+    if type(key) is not str or not key.startswith("HTTP_") or key in _CGI_TWINS:
+        name = b""
+    else:
+        name = _native(key[5:].lower().replace("_", "-"), key)
+    if len(_KEYS) < _KEYS_MAX:
+        _KEYS[key] = name
+    return name
+
+
+def _checked_headers(environ: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
+    """`build_scope`'s headers from an environ that breaks PEP 3333 somewhere: key by key.
+
+    Raises:
+        PeerProtocolError: an ``HTTP_*`` value is not a ``str``.
+    """
+    return [
+        (name, _native(value, str(key)))
+        for key, value in environ.items()
+        if (name := _header_name(key))
+    ]
+
+
+def _target_path(uri: str) -> str:
+    """The path of a request target: no query, and no scheme or authority in absolute form."""
+    target = uri.partition("?")[0]
+    if target.startswith("/"):
+        return target
+    # RFC 9112 section 3.2.2: a request to a proxy names the whole URL, "http://host/path".
+    _, sep, rest = target.partition("://")
+    if not sep:
+        return target  # "*" (OPTIONS *) or something odd the check in _raw_path will judge
+    slash = rest.find("/")
+    return rest[slash:] if slash >= 0 else ""
+
+
+def _raw_path(environ: Mapping[str, Any], decoded: bytes) -> bytes:
+    """The request path as the client sent it, percent-escapes and all.
+
+    gunicorn and uWSGI give the request target as ``RAW_URI``, mod_wsgi and others as
+    ``REQUEST_URI``. It is used only when it decodes to ``SCRIPT_NAME`` + ``PATH_INFO``: a WSGI
+    middleware that rewrote the path (or a server mounting the app with a decoded prefix) leaves
+    a target that no longer describes the request. Otherwise the raw path is rebuilt from the
+    decoded bytes, percent-encoding what must be.
+    """
+    uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if type(uri) is str:
+        raw = _native(_target_path(uri), "RAW_URI")
+        if raw == decoded or unquote_to_bytes(raw) == decoded:
+            return raw
+    return quote(decoded, safe=_PATH_SAFE).encode("ascii")
+
+
+def _port(value: object) -> int | None:
+    if type(value) is int:
+        return value
+    if type(value) is str and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
+def request_body_length(environ: Mapping[str, Any]) -> int | None:
+    """How many request body bytes to read from ``wsgi.input``; ``None`` means "to EOF".
+
+    PEP 3333 ("Input and Error Streams") forbids reading past ``CONTENT_LENGTH``, and without
+    it a server's input may block forever at the end of the body (``wsgiref`` does), so no
+    ``CONTENT_LENGTH`` means no body. The exception is a server that sets
+    ``wsgi.input_terminated`` (gunicorn, mod_wsgi): its input ends where the body ends, which is
+    how a chunked upload, sent without a Content-Length, reaches the app whole.
+
+    Raises:
+        PeerProtocolError: ``CONTENT_LENGTH`` is not a non-negative integer (400).
+    """
+    length = environ.get("CONTENT_LENGTH")
+    if length:
+        text = length.strip() if type(length) is str else ""
+        if not (text.isascii() and text.isdigit()):
+            raise PeerProtocolError(f"invalid Content-Length: {length!r}")
+        return int(text)
+    if environ.get("wsgi.input_terminated"):
+        return None
+    return 0
+
+
+def build_scope(
+    environ: Mapping[str, Any],
+    *,
+    state: Mapping[str, Any] | None = None,
+    extensions: Iterable[str] = DEFAULT_EXTENSIONS,
+) -> dict[str, Any]:
+    """Build the ASGI ``http`` scope of a WSGI request.
+
+    * ``path`` is ``SCRIPT_NAME`` + ``PATH_INFO`` (the current ASGI spec says ``path`` includes
+      ``root_path``), decoded from UTF-8. Bytes that are not UTF-8 never raise: they decode as
+      U+DC80-U+DCFF (``surrogateescape``, as `os.fsdecode` does), so ``path`` still tells them
+      apart and `build_environ` turns them back into the same bytes. ``raw_path`` holds the
+      exact bytes the client sent (see `_raw_path`).
+    * ``root_path`` is ``SCRIPT_NAME`` decoded the same way, without a trailing ``/``.
+    * ``headers`` come from the ``HTTP_*`` keys (``HTTP_X_FOO`` -> ``x-foo``), then
+      ``CONTENT_TYPE`` and ``CONTENT_LENGTH`` when not empty.
+    * ``client`` is ``(REMOTE_ADDR, REMOTE_PORT)`` (port 0 when the server gives none),
+      ``server`` is ``(SERVER_NAME, SERVER_PORT)`` (port ``None`` when it is not a number, as
+      for a Unix socket); ``scheme`` is ``wsgi.url_scheme``; ``http_version`` comes from
+      ``SERVER_PROTOCOL`` (HTTP/1.1 when missing or unknown).
+    * ``state`` is a shallow copy of ``state`` (the lifespan state, ASGI lifespan spec), and
+      ``extensions`` names the server extensions the adapter offers.
+
+    Raises:
+        PeerProtocolError: ``REQUEST_METHOD`` is missing or empty, or a CGI value or ``HTTP_*``
+            value is not a ``str`` (400).
+    """
+    method = environ.get("REQUEST_METHOD")
+    if type(method) is not str or not method:
+        raise PeerProtocolError(f"the environ's REQUEST_METHOD is missing or empty: {method!r}")
+    script = _native(environ.get("SCRIPT_NAME", ""), "SCRIPT_NAME").rstrip(b"/")
+    path_info = _native(environ.get("PATH_INFO", ""), "PATH_INFO")
+    decoded = script + path_info
+    # Decoded apart, so that path starts with root_path even when SCRIPT_NAME (wrongly) ends
+    # inside a UTF-8 sequence.
+    root_path = script.decode("utf-8", "surrogateescape")
+
+    get = _KEYS.get
+    try:
+        # The hot path: latin-1 str values, as PEP 3333 has them; one lookup per key.
+        headers = [
+            (name, value.encode("latin-1"))
+            for key, value in environ.items()
+            # b"" marks a known non-header key, None a key not seen yet.
+            if (name := get(key)) or (name is None and (name := _header_name(key)))
+        ]
+    except (AttributeError, UnicodeEncodeError):
+        headers = _checked_headers(environ)
+    content_type = environ.get("CONTENT_TYPE")
+    if content_type:
+        headers.append((b"content-type", _native(content_type, "CONTENT_TYPE")))
+    content_length = environ.get("CONTENT_LENGTH")
+    if content_length:
+        headers.append((b"content-length", _native(content_length, "CONTENT_LENGTH")))
+
+    server_name = environ.get("SERVER_NAME")
+    server = (
+        (server_name, _port(environ.get("SERVER_PORT")))
+        if type(server_name) is str and server_name
+        else None
+    )
+    remote = environ.get("REMOTE_ADDR")
+    client = (
+        (remote, _port(environ.get("REMOTE_PORT")) or 0) if type(remote) is str and remote else None
+    )
+    scheme = environ.get("wsgi.url_scheme")
+    protocol = environ.get("SERVER_PROTOCOL")
+    http_version = _HTTP_VERSIONS.get(protocol, "1.1") if type(protocol) is str else "1.1"
+
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": ASGI_SPEC_VERSION},
+        "http_version": http_version,
+        "method": method,
+        "scheme": scheme.lower() if type(scheme) is str and scheme else "http",
+        "path": root_path + path_info.decode("utf-8", "surrogateescape"),
+        "raw_path": _raw_path(environ, decoded),
+        "query_string": _native(environ.get("QUERY_STRING", ""), "QUERY_STRING"),
+        "root_path": root_path,
+        "headers": headers,
+        "client": client,
+        "server": server,
+        "state": dict(state) if state else {},
+        "extensions": (
+            {"http.response.pathsend": {}}
+            if extensions is DEFAULT_EXTENSIONS
+            else {name: {} for name in extensions}
+        ),
+    }

@@ -1,0 +1,148 @@
+"""ASGIToWSGI and work after the response (Starlette ``BackgroundTasks``).
+
+The client's response is complete once the app sends its last body message: the iterable ends
+there. The app's task keeps running until it is done or ``background_timeout`` expires (inline
+mode runs it in ``close()``, which gunicorn calls after writing the last chunk; shared mode on
+the loop thread), and what is left at shutdown is cancelled cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pytest
+from starlette.applications import Starlette
+from starlette.background import BackgroundTasks
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from crossgate.types import ASGIReceive, ASGISend, Message
+from tests.asgi_to_wsgi._apps import respond
+from tests.asgi_to_wsgi.conftest import (
+    MakeAdapter,
+    ignore_start,
+    make_environ,
+    run_wsgi,
+    wait_until,
+)
+
+WAIT = 5.0
+
+
+def _starlette_app(gate: threading.Event, log: list[str]) -> Starlette:
+    async def work() -> None:
+        # Waits (in a thread, as a sync task would) for the test to say it has the response.
+        released = await asyncio.to_thread(gate.wait, WAIT)
+        log.append("background done" if released else "background gave up")
+
+    async def endpoint(request: Request) -> PlainTextResponse:
+        tasks = BackgroundTasks()
+        tasks.add_task(work)
+        return PlainTextResponse("response", background=tasks)
+
+    return Starlette(routes=[Route("/", endpoint)])
+
+
+def test_background_tasks_run_after_the_response_is_complete(make_adapter: MakeAdapter) -> None:
+    gate = threading.Event()
+    log: list[str] = []
+    adapter = make_adapter(_starlette_app(gate, log))
+    received: list[bytes] = []
+
+    iterable = adapter(make_environ(), ignore_start)
+    try:
+        # The whole response, to its end, while the background task is still waiting: an
+        # adapter that ran it first would hold the response until the gate's bound ran out.
+        for chunk in iterable:
+            received.append(chunk)
+        log.append("response complete")
+        gate.set()
+    finally:
+        getattr(iterable, "close", lambda: None)()
+
+    assert b"".join(received) == b"response"
+    assert wait_until(lambda: len(log) == 2)
+    assert log == ["response complete", "background done"]
+
+
+def test_background_work_is_cancelled_after_the_timeout(
+    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    outcome: list[str] = []
+    finished = threading.Event()
+
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await respond(send, b"done")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+        finally:
+            finished.set()
+
+    result = run_wsgi(make_adapter(app, background_timeout=0.05))
+
+    assert result.body == b"done"
+    assert finished.wait(WAIT)
+    assert outcome == ["cancelled"]
+    assert any("work after the response" in r.getMessage() for r in caplog.records)
+
+
+def test_pending_background_work_is_cancelled_cleanly_at_shutdown(
+    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    outcome: list[str] = []
+    started = threading.Event()
+
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await respond(send, b"done")
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            outcome.append("cancelled at shutdown")
+            raise
+
+    adapter = make_adapter(app, background_timeout=3600)
+    # A server that never calls close() leaves the work pending (inline mode); shared mode's
+    # loop runs it regardless. Either way, shutdown must cancel it and leave nothing behind.
+    environ = make_environ()
+    iterable = adapter(environ, ignore_start)
+    assert b"".join(iterable) == b"done"
+    adapter.shutdown()
+
+    assert started.is_set()
+    assert outcome == ["cancelled at shutdown"]
+    assert not [r for r in caplog.records if "destroyed but it is pending" in r.getMessage()]
+
+
+def test_background_failure_is_logged(
+    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    finished = threading.Event()
+
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await respond(send, b"done")
+        await asyncio.sleep(0)
+        finished.set()
+        raise RuntimeError("the e-mail could not be sent")
+
+    result = run_wsgi(make_adapter(app))
+
+    assert result.body == b"done"
+    assert finished.wait(WAIT)
+    assert wait_until(lambda: any(r.levelno == logging.ERROR for r in caplog.records))
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "the ASGI app failed after its response was complete"
+    ]

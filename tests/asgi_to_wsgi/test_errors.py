@@ -1,0 +1,217 @@
+"""ASGIToWSGI when the app fails or breaks the ASGI spec: 500s, aborts, and what is logged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from crossgate.exceptions import AppProtocolError, ResponseAborted
+from crossgate.types import ASGIReceive, ASGISend, Message
+from tests.asgi_to_wsgi._apps import TEXT
+from tests.asgi_to_wsgi.conftest import MakeAdapter, make_environ, run_wsgi
+
+Send = Callable[[Message], Awaitable[None]]
+
+
+class Boom(Exception):
+    pass
+
+
+def _app(steps: Callable[[Send], Awaitable[None]]) -> Any:
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await steps(send)
+
+    return app
+
+
+START = {"type": "http.response.start", "status": 200, "headers": TEXT}
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "crossgate"]
+
+
+async def _raise_first(send: Send) -> None:
+    raise Boom("before the start")
+
+
+async def _raise_after_start(send: Send) -> None:
+    await send(START)
+    raise Boom("after the start")
+
+
+async def _return_silently(send: Send) -> None:
+    return
+
+
+async def _return_after_start(send: Send) -> None:
+    await send(START)
+
+
+@pytest.mark.parametrize(
+    ("steps", "message", "replaced"),
+    [
+        (_raise_first, "failed before completing its response", False),
+        # start_response was called, nothing went out yet: PEP 3333 lets exc_info replace it.
+        (_raise_after_start, "failed before completing its response", True),
+        (_return_silently, "returned without completing its response", False),
+        (_return_after_start, "returned without completing its response", True),
+    ],
+)
+def test_failure_before_any_body_is_a_logged_500(
+    make_adapter: MakeAdapter,
+    caplog: pytest.LogCaptureFixture,
+    steps: Callable[[Send], Awaitable[None]],
+    message: str,
+    replaced: bool,
+) -> None:
+    result = run_wsgi(make_adapter(_app(steps)))
+
+    assert result.status == "500 Internal Server Error"
+    assert result.body == b"500 Internal Server Error\n"
+    assert result.error is None
+    if replaced:
+        assert [status for status, _ in result.start_calls] == ["200 OK", result.status]
+        assert result.start_calls[1][1] is not None
+    else:
+        assert result.start_calls == [(result.status, None)]
+    errors = _errors(caplog)
+    assert len(errors) == 1
+    assert message in errors[0].getMessage()
+
+
+def test_failure_after_body_bytes_aborts_the_response(
+    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def steps(send: Send) -> None:
+        await send(START)
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        # Gives the server the chunk first, in shared mode as in inline mode.
+        await asyncio.sleep(0.01)
+        raise Boom("mid-body")
+
+    result = run_wsgi(make_adapter(_app(steps)))
+
+    # The status is out: the iterable raises so that the server drops the connection rather
+    # than let a truncated body pass for a whole one.
+    assert result.body == b"partial"
+    assert isinstance(result.error, ResponseAborted)
+    assert isinstance(result.error.__cause__, Boom)
+    assert len(result.start_calls) == 1
+    assert any("failed before completing" in r.getMessage() for r in _errors(caplog))
+
+
+async def _body_before_start(send: Send) -> None:
+    await send({"type": "http.response.body", "body": b"x"})
+
+
+async def _start_twice(send: Send) -> None:
+    await send(START)
+    await send(START)
+
+
+async def _bad_status(send: Send) -> None:
+    await send({**START, "status": "200"})
+
+
+async def _informational_status(send: Send) -> None:
+    await send({**START, "status": 103})
+
+
+async def _header_injection(send: Send) -> None:
+    await send({**START, "headers": [(b"x-a", b"1\r\nSet-Cookie: stolen")]})
+
+
+async def _str_body(send: Send) -> None:
+    await send(START)
+    await send({"type": "http.response.body", "body": "text"})
+
+
+async def _unknown_type(send: Send) -> None:
+    await send({"type": "websocket.accept"})
+
+
+async def _swallowed(send: Send) -> None:
+    # An app that catches the error and carries on still gets its 500: the response broke.
+    with contextlib.suppress(AppProtocolError):
+        await send({"type": "http.response.body", "body": b"x"})
+    with contextlib.suppress(AppProtocolError):
+        await send(START)
+        await send({"type": "http.response.body", "body": b"fine?"})
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        _body_before_start,
+        _start_twice,
+        _bad_status,
+        _informational_status,
+        _header_injection,
+        _str_body,
+        _unknown_type,
+        _swallowed,
+    ],
+)
+def test_protocol_violation_is_a_logged_500(
+    make_adapter: MakeAdapter,
+    caplog: pytest.LogCaptureFixture,
+    steps: Callable[[Send], Awaitable[None]],
+) -> None:
+    result = run_wsgi(make_adapter(_app(steps)))
+
+    assert result.code == 500
+    errors = _errors(caplog)
+    assert errors
+    assert "broke the protocol" in errors[0].getMessage()
+    assert isinstance(errors[0].exc_info and errors[0].exc_info[1], AppProtocolError)
+
+
+def test_the_server_keeps_serving_after_failures(make_adapter: MakeAdapter) -> None:
+    calls = 0
+
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        nonlocal calls
+        if scope["type"] != "http":
+            return
+        calls += 1
+        if calls % 2:
+            raise Boom("odd")
+        await send(START)
+        await send({"type": "http.response.body", "body": b"even"})
+
+    adapter = make_adapter(app)
+    codes = [run_wsgi(adapter).code for _ in range(6)]
+
+    assert codes == [500, 200] * 3
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"REQUEST_METHOD": ""}, 400),
+        ({"PATH_INFO": b"/bytes"}, 400),
+        ({"CONTENT_LENGTH": "-5"}, 400),
+    ],
+)
+def test_environ_breaking_pep_3333_is_a_4xx_and_the_app_never_runs(
+    make_adapter: MakeAdapter, fields: dict[str, Any], status: int
+) -> None:
+    ran: list[Message] = []
+
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        ran.append(scope)
+
+    environ = make_environ()
+    environ.update(fields)
+    result = run_wsgi(make_adapter(app, lifespan="off"), environ, validate=False)
+
+    assert result.code == status
+    assert ran == []

@@ -1,0 +1,223 @@
+"""ASGI ``http.response.*`` messages -> WSGI (``crossgate.sansio.asgi_response``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crossgate.exceptions import AppProtocolError
+from crossgate.sansio.asgi_response import (
+    Body,
+    ResponseCycle,
+    SendFile,
+    Start,
+    error_response,
+    status_line,
+    wsgi_headers,
+)
+
+PROPERTY = settings(max_examples=300, deadline=None)
+
+START: dict[str, Any] = {"type": "http.response.start", "status": 200, "headers": []}
+
+
+@pytest.mark.parametrize(
+    ("status", "line"),
+    [(200, "200 OK"), (404, "404 Not Found"), (299, "299 Unknown"), (599, "599 Unknown")],
+)
+def test_status_line(status: int, line: str) -> None:
+    assert status_line(status) == line
+
+
+@pytest.mark.parametrize("status", [100, 101, 199, 600, 0, -1, True, "200", 200.0, None])
+def test_status_outside_200_599_or_not_an_int_is_an_app_error(status: object) -> None:
+    # WSGI cannot send interim responses (PEP 3333 has no way to), and a bool is not a status.
+    with pytest.raises(AppProtocolError):
+        status_line(status)
+
+
+def test_headers_are_decoded_and_keep_their_case() -> None:
+    headers = wsgi_headers(
+        [
+            (b"Content-Type", b"text/plain"),
+            (b"set-cookie", b"a=1"),
+            (b"set-cookie", b"b=2"),
+            (b"x-latin", b"caf\xe9"),
+            (b"x-padded", b" \tvalue\t "),
+        ]
+    )
+
+    assert headers == [
+        ("Content-Type", "text/plain"),
+        ("set-cookie", "a=1"),
+        ("set-cookie", "b=2"),
+        ("x-latin", "caf\xe9"),
+        ("x-padded", "value"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"connection", b"Keep-Alive", b"transfer-encoding", b"Upgrade", b"te", b"trailer"],
+)
+def test_hop_by_hop_headers_are_dropped(name: bytes) -> None:
+    # PEP 3333 forbids them to WSGI apps; ASGI says the server ignores Transfer-Encoding.
+    assert wsgi_headers([(name, b"x"), (b"x-kept", b"1")]) == [("x-kept", "1")]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"x", b"a\r\nInjected: 1")],
+        [(b"x", b"a\nb")],
+        [(b"x", b"a\x00")],
+        [(b"bad name", b"1")],
+        [(b"", b"1")],
+        [("x", b"1")],
+        [(b"x", "1")],
+        [(b"x",)],
+        [b"xy"],
+        [1],
+        42,
+        b"x: 1",
+        "x: 1",
+    ],
+)
+def test_bad_headers_are_app_errors(headers: object) -> None:
+    with pytest.raises(AppProtocolError):
+        wsgi_headers(headers)
+
+
+def test_a_full_response() -> None:
+    cycle = ResponseCycle()
+
+    start = cycle.feed({**START, "headers": [(b"content-type", b"text/plain")]})
+    first = cycle.feed({"type": "http.response.body", "body": b"a", "more_body": True})
+    last = cycle.feed({"type": "http.response.body", "body": bytearray(b"b")})
+
+    assert start == Start("200 OK", [("content-type", "text/plain")])
+    assert first == Body(b"a", True)
+    assert last == Body(b"b", False)
+    assert type(last.data) is bytes
+    assert cycle.complete
+
+
+def test_messages_after_the_response_are_ignored() -> None:
+    # ASGI HTTP spec, "Response Body": once complete, "any further messages on the channel
+    # will be ignored" (http.response.trailers from an app that asked for them, for example).
+    cycle = ResponseCycle()
+    cycle.feed(START)
+    cycle.feed({"type": "http.response.body"})
+
+    assert cycle.feed({"type": "http.response.body", "body": b"late"}) is None
+    assert cycle.feed({"type": "http.response.trailers", "headers": []}) is None
+    assert cycle.feed(START) is None
+
+
+def test_pathsend_right_after_start() -> None:
+    cycle = ResponseCycle()
+    cycle.feed(START)
+
+    assert cycle.feed({"type": "http.response.pathsend", "path": "/srv/file"}) == SendFile(
+        "/srv/file"
+    )
+    assert cycle.complete
+
+
+@pytest.mark.parametrize(
+    ("before", "message"),
+    [
+        ([], {"type": "http.response.body", "body": b"x"}),
+        ([], {"type": "http.response.pathsend", "path": "/x"}),
+        ([START], START),
+        (
+            [START, {"type": "http.response.body", "more_body": True}],
+            {"type": "http.response.pathsend", "path": "/x"},
+        ),
+        ([START], {"type": "http.response.pathsend", "path": "relative"}),
+        ([START], {"type": "http.response.pathsend", "path": b"/x"}),
+        ([START], {"type": "http.response.body", "body": "text"}),
+        ([START], {"type": "http.response.zerocopysend", "file": None}),
+        ([], {"type": "websocket.accept"}),
+        ([], {"status": 200}),
+        ([], None),
+        ([], {**START, "status": "200"}),
+        ([], {**START, "headers": [(b"x", b"\n")]}),
+    ],
+)
+def test_out_of_order_or_malformed_messages_are_app_errors(
+    before: list[dict[str, Any]], message: Any
+) -> None:
+    cycle = ResponseCycle()
+    for earlier in before:
+        cycle.feed(earlier)
+    state = (cycle.started, cycle.body_started, cycle.complete)
+
+    with pytest.raises(AppProtocolError):
+        cycle.feed(message)
+    # A refused message changes nothing.
+    assert (cycle.started, cycle.body_started, cycle.complete) == state
+
+
+def test_error_response() -> None:
+    status, headers, body = error_response(413, "request body is larger than 10 bytes")
+
+    assert status == "413 Request Entity Too Large"
+    assert body == b"413 Request Entity Too Large: request body is larger than 10 bytes\n"
+    assert ("content-type", "text/plain; charset=utf-8") in headers
+    assert ("content-length", str(len(body))) in headers
+
+
+_atoms = st.one_of(
+    st.binary(max_size=6), st.text(max_size=6), st.integers(), st.none(), st.booleans()
+)
+_messages = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(
+                ["http.response.start", "http.response.body", "http.response.pathsend", "x"]
+            )
+        },
+        optional={
+            "status": st.one_of(st.integers(min_value=0, max_value=700), _atoms),
+            "headers": st.one_of(
+                st.lists(st.tuples(_atoms, _atoms), max_size=3),
+                st.lists(st.tuples(st.binary(max_size=6), st.binary(max_size=6)), max_size=3),
+                _atoms,
+            ),
+            "body": _atoms,
+            "more_body": _atoms,
+            "path": st.one_of(_atoms, st.text(max_size=6).map(lambda t: "/" + t)),
+        },
+    ),
+    _atoms,
+)
+
+
+@PROPERTY
+@given(messages=st.lists(_messages, max_size=6))
+def test_any_messages_give_events_or_app_errors(messages: list[Any]) -> None:
+    cycle = ResponseCycle()
+    for message in messages:
+        try:
+            event = cycle.feed(message)
+        except AppProtocolError:
+            continue
+        if event is None:
+            assert cycle.complete
+        elif isinstance(event, Start):
+            assert cycle.started
+            assert event.status[:3].isdigit()
+            assert 200 <= int(event.status[:3]) <= 599
+            for name, value in event.headers:
+                assert type(name) is str
+                assert type(value) is str
+                assert not {"\r", "\n", "\x00"} & set(value)
+        elif isinstance(event, Body):
+            assert type(event.data) is bytes
+            assert cycle.complete is not event.more
+        else:
+            assert cycle.complete
