@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
+from crossgate.adapters._streams import FILE_BLOCK_SIZE
 from crossgate.exceptions import (
     AppProtocolError,
     ClientDisconnected,
@@ -15,9 +19,9 @@ from crossgate.exceptions import (
     ResponseAborted,
 )
 from crossgate.sansio.asgi_response import ResponseCycle, error_response
-from crossgate.types import StartResponse, WSGIEnvironment
+from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
-__all__ = ["Call", "Options", "client_gone"]
+__all__ = ["Call", "Options", "client_gone", "wrap_file"]
 
 _log = logging.getLogger("crossgate")
 
@@ -51,7 +55,32 @@ def client_gone() -> ClientDisconnected:
     return ClientDisconnected("the client disconnected; the response cannot be sent")
 
 
-class Call:
+def wrap_file(call: Call, file: IO[bytes], file_wrapper: Any) -> Iterable[bytes] | None:
+    """The server's ``wsgi.file_wrapper`` around ``file``, whose ``close()`` also closes ``call``.
+
+    The server recognises its own wrapper (gunicorn sends it with ``sendfile()``), so the
+    wrapper itself must be the iterable; ``call.close()`` then runs from the wrapper's, which
+    the server calls when done (PEP 3333). ``None`` when the wrapper takes no extra ``close``.
+    """
+    wrapper = file_wrapper(file, FILE_BLOCK_SIZE)
+    inner = getattr(wrapper, "close", None)
+
+    def close() -> None:
+        try:
+            if inner is not None:
+                inner()
+        finally:
+            call.close()
+
+    try:
+        wrapper.close = close
+    except (AttributeError, TypeError):
+        return None
+    result: Iterable[bytes] = wrapper
+    return result
+
+
+class Call(ABC):
     """One request: the WSGI-side state both modes keep.
 
     ``read_piece`` runs on the WSGI thread; the flags it sets (``too_large``, ``body_failed``)
@@ -60,13 +89,18 @@ class Call:
     """
 
     __slots__ = (
+        "app_done",
         "body_end",
         "body_failed",
         "cancelled",
         "closed",
+        "complete",
         "cycle",
         "error",
+        "file",
+        "file_path",
         "file_wrapper",
+        "gone",
         "headers_sent",
         "input",
         "opts",
@@ -88,6 +122,8 @@ class Call:
         self.opts = opts
         self.input: Any = environ["wsgi.input"]
         self.file_wrapper: Any = environ.get("wsgi.file_wrapper")
+        self.file_path: str | None = None
+        self.file: IO[bytes] | None = None
         self.start_response = start_response
         self.remaining = length
         self.received = 0
@@ -101,6 +137,11 @@ class Call:
         self.wsgi_started = False
         self.headers_sent = False
         self.closed = False
+        # The response is complete (the last body message or a pathsend was sent); the client
+        # is gone; the app's coroutine has ended.
+        self.complete = False
+        self.gone = False
+        self.app_done = False
 
     # -- the request body, on the WSGI thread ------------------------------------------------
 
@@ -185,6 +226,91 @@ class Call:
             error = AppProtocolError("the ASGI app returned without completing its response")
         _log.error("%s", error)
         return 500, None, error
+
+    # -- the app's task, on the event loop ----------------------------------------------------
+
+    @abstractmethod
+    async def receive(self) -> Message:
+        """The ASGI ``receive`` callable given to the app."""
+
+    @abstractmethod
+    async def send(self, message: Message) -> None:
+        """The ASGI ``send`` callable given to the app."""
+
+    async def run(self, app: ASGIApp, scope: Message) -> None:
+        """Run the app as this request's task; what it raises is kept for `fail` or logged."""
+        try:
+            await app(scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        except Exception as exc:
+            if self.complete or self.gone:
+                # Not kept: nothing depends on it any more, and its traceback would keep the
+                # app's objects (an abandoned async generator awaiting its clean-up) alive.
+                self.log_late(exc, complete=self.complete)
+            else:
+                self.error = exc
+        finally:
+            self.app_done = True
+            self.app_ended()
+
+    @abstractmethod
+    def app_ended(self) -> None:
+        """The app's coroutine has ended: wake the WSGI side (called on the loop)."""
+
+    # -- http.response.pathsend, on the WSGI thread ------------------------------------------
+
+    def open_file(self, *, wrap: bool) -> Iterable[bytes] | None:
+        """Open the file of an ``http.response.pathsend`` for the server to send.
+
+        With ``wrap`` (the iterable is not handed to the server yet) the file goes through the
+        server's ``wsgi.file_wrapper`` (PEP 3333 "Optional Platform-Specific File Handling",
+        which gunicorn serves with ``sendfile()``) and that wrapper is returned. Otherwise, or
+        when there is no usable wrapper, the file is kept for `file_block` and ``None`` is
+        returned: the call itself is the iterable. A file that cannot be opened is the app's
+        error; `queue_failure` then gets the error page.
+        """
+        path = self.file_path
+        if path is None:  # pragma: no cover - checked by the callers
+            raise AppProtocolError("no file to send")
+        self.file_path = None
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - closed by the wrapper, file_block or close()
+        except OSError as exc:
+            self.violation = AppProtocolError(f"http.response.pathsend cannot open {path!r}: {exc}")
+            self.queue_failure(self.fail())
+            return None
+        if wrap and self.file_wrapper is not None:
+            wrapped = wrap_file(self, file, self.file_wrapper)
+            if wrapped is not None:
+                return wrapped
+        self.file = file
+        return None
+
+    def file_block(self, file: IO[bytes]) -> bytes | None:
+        """The next block of the file being sent; ``None`` (and the file closed) at its end."""
+        block = file.read(FILE_BLOCK_SIZE)
+        if block:
+            self.headers_sent = True
+            return block
+        file.close()
+        self.file = None
+        return None
+
+    def close_file(self) -> None:
+        """Close the file being sent, if any (the server closed the response early)."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    @abstractmethod
+    def queue_failure(self, body: bytes) -> None:
+        """Make ``body`` (an error page from `fail`) the next thing the iterable yields."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Called by the WSGI server when it is done with the response (PEP 3333)."""
 
     def fail(self) -> bytes:
         """Answer for an app that ended without completing its response; return the body.

@@ -15,42 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import IO, Any
 
 from crossgate.adapters._asgi_call import Call, Options, client_gone
-from crossgate.adapters._streams import FILE_BLOCK_SIZE
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.asgi_response import Body, SendFile, Start
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
-__all__ = ["InlineCall", "wrap_file"]
+__all__ = ["InlineCall"]
 
 _log = logging.getLogger("crossgate")
-
-
-def wrap_file(call: Any, file: IO[bytes], file_wrapper: Any) -> Iterable[bytes] | None:
-    """The server's ``wsgi.file_wrapper`` around ``file``, whose ``close()`` also closes ``call``.
-
-    The server recognises its own wrapper (gunicorn sends it with ``sendfile()``), so the
-    wrapper itself must be the iterable; ``call.close()`` then runs from the wrapper's, which
-    the server calls when done (PEP 3333). ``None`` when the wrapper takes no extra ``close``.
-    """
-    wrapper = file_wrapper(file, FILE_BLOCK_SIZE)
-    inner = getattr(wrapper, "close", None)
-
-    def close() -> None:
-        try:
-            if inner is not None:
-                inner()
-        finally:
-            call.close()
-
-    try:
-        wrapper.close = close
-    except (AttributeError, TypeError):
-        return None
-    result: Iterable[bytes] = wrapper
-    return result
 
 
 async def _turns() -> None:
@@ -62,14 +35,9 @@ class InlineCall(Call):
     """One request in inline mode; also the response iterable the WSGI server consumes."""
 
     __slots__ = (
-        "app_done",
         "buffered",
-        "complete",
         "drained",
         "driving",
-        "file",
-        "file_path",
-        "gone",
         "loop",
         "out",
         "start",
@@ -91,11 +59,6 @@ class InlineCall(Call):
         self.out: list[bytes] = []
         self.buffered = 0
         self.start: Start | None = None
-        self.file_path: str | None = None
-        self.file: IO[bytes] | None = None
-        self.complete = False
-        self.gone = False
-        self.app_done = False
         self.driving = False
         self.drained: asyncio.Future[None] | None = None
         self.waiters: list[asyncio.Future[None]] = []
@@ -156,22 +119,8 @@ class InlineCall(Call):
             self._complete()
             self._wake()
 
-    async def _run(self, app: ASGIApp, scope: Message) -> None:
-        try:
-            await app(scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            self.cancelled = True
-            raise
-        except Exception as exc:
-            if self.complete or self.gone:
-                # Not kept: nothing depends on it any more, and its traceback would keep the
-                # app's objects (an abandoned async generator awaiting its clean-up) alive.
-                self.log_late(exc, complete=self.complete)
-            else:
-                self.error = exc
-        finally:
-            self.app_done = True
-            self._wake()
+    def app_ended(self) -> None:
+        self._wake()
 
     def _wake(self) -> None:
         # Stops the loop at the end of the current iteration: the WSGI thread gets control
@@ -217,7 +166,7 @@ class InlineCall(Call):
         """Start the app and run it until the response starts; return the WSGI iterable."""
         # A Task made directly: the loop is ours (no task factory to honour), and this skips
         # create_task's checks on the per-request path.
-        self.task = asyncio.Task(self._run(app, scope), loop=self.loop)
+        self.task = asyncio.Task(self.run(app, scope), loop=self.loop)
         while self.start is None and not self.app_done:
             if self.gone:
                 # The body could not be read; the app has been told. Give it the grace period
@@ -242,25 +191,11 @@ class InlineCall(Call):
         return self
 
     def _send_file(self, *, wrap: bool) -> Iterable[bytes]:
-        """Serve the file of an ``http.response.pathsend``: through the server's
-        ``wsgi.file_wrapper`` when ``wrap`` (the iterable is not handed over yet), else by
-        reading it here in large blocks."""
-        path = self.file_path
-        if path is None:  # pragma: no cover - checked by the callers
-            raise AppProtocolError("no file to send")
-        self.file_path = None
-        try:
-            file = open(path, "rb")  # noqa: SIM115 - closed by the wrapper or by close()
-        except OSError as exc:
-            self.violation = AppProtocolError(f"http.response.pathsend cannot open {path!r}: {exc}")
-            self.out = [self.fail()]
-            return self
-        if wrap and self.file_wrapper is not None:
-            wrapped = wrap_file(self, file, self.file_wrapper)
-            if wrapped is not None:
-                return wrapped
-        self.file = file
-        return self
+        wrapped = self.open_file(wrap=wrap)
+        return self if wrapped is None else wrapped
+
+    def queue_failure(self, body: bytes) -> None:
+        self.out = [body]
 
     def __iter__(self) -> InlineCall:
         return self
@@ -277,17 +212,15 @@ class InlineCall(Call):
                     drained.set_result(None)
                 self.headers_sent = True
                 return data
-            if self.file is not None:
-                block = self.file.read(FILE_BLOCK_SIZE)
-                if block:
-                    self.headers_sent = True
-                    return block
-                self.file.close()
-                self.file = None
-                raise StopIteration
+            file = self.file
+            if file is not None:
+                block = self.file_block(file)
+                if block is None:
+                    raise StopIteration
+                return block
             if self.file_path is not None:
                 # A pathsend that came after the iterable was handed over: read the file here.
-                self._send_file(wrap=False)
+                self.open_file(wrap=False)
                 continue
             if self.complete:
                 raise StopIteration
@@ -302,9 +235,7 @@ class InlineCall(Call):
         if self.closed:
             return
         self.closed = True
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        self.close_file()
         if not self.complete:
             # The server stopped before the end of the body: the client is gone.
             self._lose()

@@ -24,11 +24,9 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from queue import Empty, SimpleQueue
-from typing import IO, Any
+from typing import Any
 
 from crossgate.adapters._asgi_call import Call, Options, client_gone
-from crossgate.adapters._asgi_inline import wrap_file
-from crossgate.adapters._streams import FILE_BLOCK_SIZE
 from crossgate.exceptions import AppProtocolError, CrossgateError
 from crossgate.sansio.asgi_response import Body, SendFile, Start
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
@@ -59,15 +57,10 @@ class SharedCall(Call):
     """One request in shared mode; also the response iterable the WSGI server consumes."""
 
     __slots__ = (
-        "app_done",
-        "complete",
         "delivered_all",
         "done_seen",
         "drain_waiter",
         "ended",
-        "file",
-        "file_path",
-        "gone",
         "input_closed",
         "loop",
         "loop_body_end",
@@ -105,10 +98,7 @@ class SharedCall(Call):
         self.waiters: list[asyncio.Future[None]] = []
         self.drain_waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.complete = False
-        self.gone = False
         self.input_closed = False
-        self.app_done = False
         self.sent = 0
         # WSGI side.
         self.taken = 0
@@ -116,32 +106,16 @@ class SharedCall(Call):
         self.start: Start | None = None
         self.ended = False
         self.done_seen = False
-        self.file_path: str | None = None
-        self.file: IO[bytes] | None = None
 
     # -- the loop side -------------------------------------------------------------------------
 
     def _begin(self, app: ASGIApp, scope: Message, context: contextvars.Context) -> None:
-        self.task = self.loop.create_task(self._run(app, scope), context=context)
+        self.task = self.loop.create_task(self.run(app, scope), context=context)
 
-    async def _run(self, app: ASGIApp, scope: Message) -> None:
-        try:
-            await app(scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            self.cancelled = True
-            raise
-        except Exception as exc:
-            if self.complete or self.gone:
-                # Not kept: nothing depends on it any more, and its traceback would keep the
-                # app's objects (an abandoned async generator awaiting its clean-up) alive.
-                self.log_late(exc, complete=self.complete)
-            else:
-                self.error = exc
-        finally:
-            self.app_done = True
-            if self.timer is not None:
-                self.timer.cancel()
-            self.mailbox.put((_DONE, None))
+    def app_ended(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.mailbox.put((_DONE, None))
 
     async def receive(self) -> Message:
         while not self.delivered_all:
@@ -367,23 +341,12 @@ class SharedCall(Call):
         return data
 
     def _send_file(self, *, wrap: bool) -> Iterable[bytes]:
-        path = self.file_path
-        if path is None:  # pragma: no cover - checked by the callers
-            raise AppProtocolError("no file to send")
-        self.file_path = None
         self.ended = True
-        try:
-            file = open(path, "rb")  # noqa: SIM115 - closed by the wrapper or by close()
-        except OSError as exc:
-            self.violation = AppProtocolError(f"http.response.pathsend cannot open {path!r}: {exc}")
-            self.ready = [self.fail()]
-            return self
-        if wrap and self.file_wrapper is not None:
-            wrapped = wrap_file(self, file, self.file_wrapper)
-            if wrapped is not None:
-                return wrapped
-        self.file = file
-        return self
+        wrapped = self.open_file(wrap=wrap)
+        return self if wrapped is None else wrapped
+
+    def queue_failure(self, body: bytes) -> None:
+        self.ready = [body]
 
     def __iter__(self) -> SharedCall:
         return self
@@ -392,14 +355,12 @@ class SharedCall(Call):
         while True:
             if self.ready:
                 return self._hand_over()
-            if self.file is not None:
-                block = self.file.read(FILE_BLOCK_SIZE)
-                if block:
-                    self.headers_sent = True
-                    return block
-                self.file.close()
-                self.file = None
-                raise StopIteration
+            file = self.file
+            if file is not None:
+                block = self.file_block(file)
+                if block is None:
+                    raise StopIteration
+                return block
             if self.file_path is not None:
                 self._send_file(wrap=False)
                 continue
@@ -416,9 +377,7 @@ class SharedCall(Call):
         if self.closed:
             return
         self.closed = True
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        self.close_file()
         if not self.done_seen:
             with contextlib.suppress(RuntimeError):  # the loop is closed: the adapter shut down
                 self.loop.call_soon_threadsafe(self._server_closed)
