@@ -14,3 +14,8 @@ __all__ = ["side", "thread_leak_check"]
 def side(request: pytest.FixtureRequest) -> str:
     """``"asgi"`` or ``"wsgi"``: every test taking it runs once per side (see `_sides.run`)."""
     return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_left(thread_leak_check: None) -> None:
+    """Every test here fails if it leaves a thread running (a WSGIToASGI pool not closed)."""

@@ -91,3 +91,8 @@ def routers(thread_leak_check: None) -> Iterator[list[Router]]:
     yield made
     for router in made:
         router.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_left(thread_leak_check: None) -> None:
+    """Every test here fails if it leaves a thread running (a WSGIToASGI pool not closed)."""
