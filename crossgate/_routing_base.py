@@ -179,16 +179,20 @@ class Router:
         return tuple(child.app for child in self._children)
 
     def close(self) -> None:
-        """Stop the thread pools of the `WSGIToASGI` adapters this router made, and of nested
-        routers' adapters.
+        """Stop the thread pools of the `WSGIToASGI` adapters among the sub-apps (those this
+        router made, and those given to it, such as `wsgi` returns), and of nested routers'.
 
         Lifespan shutdown already does this; call it when the server runs no lifespan.
         """
         for adapter in self._adapters:
             adapter.close()
         for child in self._children:
-            if isinstance(child.app, Router):
-                child.app.close()
+            app = child.app
+            if isinstance(app, Router):
+                app.close()
+            # Adapters given to the router (made by wsgi(), say) are this router's too.
+            if isinstance(app, WSGIToASGI) and app not in self._adapters:
+                app.close()
 
     async def _lifespan(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         await self._fanout(scope, receive, send)

@@ -12,6 +12,7 @@ server's flow control (ASGI: ``receive`` is awaited one message at a time) is un
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from dataclasses import dataclass
 from typing import IO, Final
@@ -52,7 +53,18 @@ class HTTPAttempt:
     that has something to keep.
     """
 
-    __slots__ = ("_empty", "_live_receive", "_live_send", "_policy", "_rec", "mode")
+    __slots__ = (
+        "_empty",
+        "_handoff",
+        "_inflight",
+        "_live_receive",
+        "_live_send",
+        "_parked",
+        "_policy",
+        "_rec",
+        "_replay",
+        "mode",
+    )
 
     def __init__(self, receive: ASGIReceive, send: ASGISend, policy: Policy) -> None:
         self._live_receive = receive
@@ -61,6 +73,13 @@ class HTTPAttempt:
         self.mode = UNDECIDED
         self._empty = False  # the primary read a whole, empty body and nothing else
         self._rec: _Recording | None = None
+        # The primary's receive() calls waiting on the server right now. One of them may be a
+        # task the primary left behind when it answered; the message it gets once the fallback
+        # has taken over is the fallback's (`_parked`, or `_handoff` if the fallback waits).
+        self._inflight = 0
+        self._parked: Message | None = None
+        self._handoff: asyncio.Future[Message | None] | None = None
+        self._replay: _Recording | None = None
 
     @property
     def missed(self) -> bool:
@@ -73,7 +92,20 @@ class HTTPAttempt:
         if self.mode == DONE:
             # A task the primary left behind must not take the fallback's messages.
             return _HTTP_DISCONNECT
-        message = await self._live_receive()
+        self._inflight += 1
+        try:
+            message = await self._live_receive()
+        except BaseException:
+            self._inflight -= 1
+            if self.mode == DONE:
+                self._hand_over(None)  # the fallback must not wait for it any longer
+            raise
+        self._inflight -= 1
+        if self.mode == DONE:
+            # The fallback took over while this call (a task the primary left behind) was
+            # waiting: the message belongs to the fallback.
+            self._hand_over(message)
+            return _HTTP_DISCONNECT
         if self.mode != PASS:
             # Recorded after a fall-through too: a primary still reading after its 404 (an
             # adapter's read-ahead) takes messages the fallback must see.
@@ -121,12 +153,43 @@ class HTTPAttempt:
         """The fallback's ``receive``: what the primary got, then the live messages."""
         self.mode = DONE
         rec = self._rec
-        if rec is None:
-            if not self._empty:
-                return self._live_receive  # the primary read nothing: nothing to replay
+        if rec is None and self._empty:
             rec = self._rec = _Recording(self._policy, seen_empty=True)
-        rec.rewind()
-        return _HTTPReplay(rec, self._live_receive).receive
+        if rec is not None:
+            rec.rewind()
+        self._replay = rec
+        return self._fallback_receive
+
+    async def _fallback_receive(self) -> Message:
+        rec = self._replay
+        if rec is not None:
+            message = rec.next_replayed()
+            if message is not None:
+                return message
+            self._replay = None
+        parked = self._parked
+        if parked is not None:
+            self._parked = None
+            return parked
+        if self._inflight:
+            # The server's next message will go to the primary's leftover call, which hands
+            # it over: two concurrent receive() calls on the server would race for it.
+            handoff: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
+            self._handoff = handoff
+            try:
+                message = await handoff
+            finally:
+                self._handoff = None
+            if message is not None:
+                return message
+        return await self._live_receive()
+
+    def _hand_over(self, message: Message | None) -> None:
+        handoff = self._handoff
+        if handoff is not None and not handoff.done():
+            handoff.set_result(message)
+        elif message is not None:
+            self._parked = message
 
     def discard(self) -> None:
         """Forget the recorded body and close the temporary file, if any."""
@@ -238,25 +301,6 @@ class _Recording:
 
 def _request(body: bytes, *, more: bool) -> Message:
     return {"type": "http.request", "body": body, "more_body": more}
-
-
-class _HTTPReplay:
-    """Replays a recording, then hands over to the live ``receive``."""
-
-    __slots__ = ("_live", "_rec")
-
-    def __init__(self, rec: _Recording, live: ASGIReceive) -> None:
-        self._rec: _Recording | None = rec
-        self._live = live
-
-    async def receive(self) -> Message:
-        rec = self._rec
-        if rec is not None:
-            message = rec.next_replayed()
-            if message is not None:
-                return message
-            self._rec = None
-        return await self._live()
 
 
 class WebSocketAttempt:

@@ -48,7 +48,8 @@ async def asgi_refuse(
     which servers answer with 403 (ASGI spec, websocket "Close - send event"). The reason is
     logged at WARNING on the ``crossgate.middleware`` logger either way.
     """
-    _log.warning("refused %s %s: %d %s", scope["type"], scope.get("path", ""), status, reason)
+    # %r escapes CR, LF and other control characters: a path cannot forge a log line.
+    _log.warning("refused %s %r: %d %s", scope["type"], scope.get("path", ""), status, reason)
     start, body = error_events(status, reason, extra_headers=headers)
     if scope["type"] == "http":
         await send(as_message(start))
@@ -74,7 +75,8 @@ def wsgi_refuse(
 
     The reason is logged at WARNING on the ``crossgate.middleware`` logger.
     """
-    _log.warning("refused %s: %d %s", environ.get("PATH_INFO", ""), status, reason)
+    # %r escapes CR, LF and other control characters: a path cannot forge a log line.
+    _log.warning("refused %r: %d %s", environ.get("PATH_INFO", ""), status, reason)
     start, body = error_events(status, reason, extra_headers=headers)
     start_response(
         f"{status} {HTTPStatus(status).phrase}",

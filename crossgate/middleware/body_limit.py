@@ -334,7 +334,7 @@ class _WSGIResponse:
         # headers be replaced, with exc_info, until they went out; if they did, the server
         # re-raises exc_info from this call.
         _log.warning(
-            "refused %s: %d %s", self.environ.get("PATH_INFO", ""), error.status_code, error
+            "refused %r: %d %s", self.environ.get("PATH_INFO", ""), error.status_code, error
         )
         start, body = error_events(error.status_code, str(error))
         status = f"{error.status_code} {HTTPStatus(error.status_code).phrase}"

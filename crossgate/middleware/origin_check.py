@@ -101,9 +101,11 @@ class WSGIOriginCheck:
     """WSGI middleware: the ``"http"`` half of `OriginCheck`, with the same options.
 
     A WSGI server never hands a websocket to the application, so here ``protocols`` must
-    include ``"http"`` (its default is ``("http",)``): requests with an unsafe method are
-    checked, CSRF-style; ``"websocket"`` may be listed too (so one options dict serves both
-    sides) and changes nothing.
+    include ``"http"``: requests with an unsafe method are checked, CSRF-style; ``"websocket"``
+    may be listed too (so one options dict serves both sides) and changes nothing. The default
+    is the same as `OriginCheck`'s, ``("websocket",)``, which raises here: the same options
+    never mean a check on one side and none on the other, and leaving ``protocols`` out is
+    never silently taken as "check HTTP".
 
     Raises:
         ValueError: an invalid pattern, or ``protocols`` without ``"http"`` (the middleware
@@ -116,7 +118,7 @@ class WSGIOriginCheck:
         *,
         allowed_origins: Iterable[str],
         allow_missing: bool = False,
-        protocols: Iterable[str] = ("http",),
+        protocols: Iterable[str] = ("websocket",),
         allow_same_origin: bool = True,
     ) -> None:
         self.app = app

@@ -18,8 +18,10 @@ What changes, on a request from a trusted peer that carries the headers:
   ``environ["crossgate.proxy_peer"]`` (`PEER_KEY`), for middleware further in that must
   know which proxy spoke (`RequestID`'s trusted peers).
 
-From an untrusted peer the proxy headers (``Forwarded`` and every ``X-Forwarded-*`` above) are
-removed before the app runs (``strip_untrusted``), so that nothing further in (Django's
+Proxy headers this middleware does not believe are removed before the app runs
+(``strip_untrusted``): from an untrusted peer all of them (``Forwarded`` and every
+``X-Forwarded-*`` above), from a trusted one those outside its ``mode`` and ``fields`` (a proxy
+passes them through from the client unless it clears them). So nothing further in (Django's
 ``USE_X_FORWARDED_HOST``, a framework's own proxy fix) can be fooled by them either.
 """
 
@@ -80,7 +82,8 @@ class ProxyHeaders:
             the right of each header is used (see `crossgate.sansio.proxy`).
         fields: which of ``for``, ``proto``, ``host``, ``port``, ``prefix`` to take; leave out
             any header your proxy does not set or clear itself.
-        strip_untrusted: remove the proxy headers from requests of untrusted peers.
+        strip_untrusted: remove the proxy headers not believed: all of them from untrusted
+            peers, those outside ``mode`` and ``fields`` from trusted ones.
 
     Raises:
         ValueError: an invalid option (bad ``trusted`` entry, ``mode``, ``hops`` or ``fields``).
@@ -104,6 +107,9 @@ class ProxyHeaders:
         self.policy = ProxyPolicy(trusted=trusted, mode=mode, hops=hops, fields=fields)
         self.strip_untrusted = strip_untrusted
         self._names = frozenset(name.encode("latin-1") for name in self.policy.header_names)
+        # Proxy headers a trusted proxy passes through without setting them (those outside
+        # ``mode`` and ``fields``) come from the client: removed as well.
+        self._unread = _STRIP - self._names
 
     async def __call__(
         self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend
@@ -123,8 +129,12 @@ class ProxyHeaders:
         values: dict[str, str] = {}
         host: str | None = None
         names = self._names
+        unread = self._unread
+        strip = False
         for name, value in headers:
-            if name in names:
+            if name in unread:
+                strip = self.strip_untrusted
+            elif name in names:
                 key, text = name.decode("latin-1"), value.decode("latin-1")
                 # RFC 9110 section 5.3: repeated lines of a list header are one list.
                 values[key] = f"{values[key]},{text}" if key in values else text
@@ -133,6 +143,8 @@ class ProxyHeaders:
         decision = self.policy.decide(values, scheme=scope.get("scheme", "http"), host=host)
         if decision.ignored:
             _log_ignored(decision, peer)
+        if strip:
+            scope = {**scope, "headers": [(n, v) for n, v in headers if n not in unread]}
         if decision is not NO_CHANGE:
             scope = _apply_to_scope(scope, decision)
             scope[PEER_KEY] = peer
@@ -196,6 +208,9 @@ class WSGIProxyHeaders:
         self._keys = tuple(
             (name, "HTTP_" + name.upper().replace("-", "_")) for name in self.policy.header_names
         )
+        # As on the ASGI side: proxy headers the policy does not read come from the client.
+        read = {key for _, key in self._keys}
+        self._unread_keys = tuple(key for key in _STRIP_KEYS if key not in read)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         peer = environ.get("REMOTE_ADDR") or None
@@ -204,6 +219,9 @@ class WSGIProxyHeaders:
                 for key in _STRIP_KEYS:
                     environ.pop(key, None)
             return self.app(environ, start_response)
+        if self.strip_untrusted:
+            for key in self._unread_keys:
+                environ.pop(key, None)
         values = {name: environ[key] for name, key in self._keys if key in environ}
         decision = self.policy.decide(
             values, scheme=environ.get("wsgi.url_scheme", "http"), host=environ.get("HTTP_HOST")

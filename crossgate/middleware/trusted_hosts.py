@@ -110,7 +110,7 @@ class TrustedHosts:
                 scheme, decision.location_host, path, scope.get("query_string") or b""
             )
             status = _redirect_status(scope.get("method", "GET"))
-            _log.debug("redirecting %s to %s (%s)", host, location, decision.reason)
+            _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
             start, body = error_events(
                 status,
                 f"moved to {location}",
@@ -167,7 +167,7 @@ class WSGITrustedHosts:
             environ.get("QUERY_STRING", "").encode("latin-1"),
         )
         status = _redirect_status(environ.get("REQUEST_METHOD", "GET"))
-        _log.debug("redirecting %s to %s (%s)", host, location, decision.reason)
+        _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
         start, body = error_events(
             status, f"moved to {location}", extra_headers=((b"location", location.encode("ascii")),)
         )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Generic, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, quote_from_bytes
 
 from crossgate.exceptions import PeerProtocolError
 
@@ -42,6 +42,10 @@ T = TypeVar("T")
 # The characters build_environ leaves unescaped when it rebuilds a raw path (RFC 3986 section
 # 3.3, pchar minus the ones that would change the meaning of a path).
 _PATH_SAFE = "/;=,~!$&'()*+:@"
+# What a raw path or query keeps as it is in a Location: RFC 3986 pchar (and "/", "?") plus
+# complete or not, "%" escapes the client already sent.
+_RAW_SAFE = _PATH_SAFE + "%"
+_QUERY_SAFE = _RAW_SAFE + "?"
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -249,8 +253,11 @@ def slash_redirect_location(
 ) -> bytes:
     """The ``Location`` that adds the missing ``/`` to a request for a bare mount prefix.
 
-    Built from the raw path when the server gave one, so the client gets back exactly the
-    bytes it sent (percent-escapes included) plus the slash and the query string.
+    Built from the raw path when the server gave one, so the client gets back the bytes it
+    sent (percent-escapes included) plus the slash and the query string. Bytes outside the
+    RFC 3986 path and query characters are percent-encoded, so CR, LF or NUL from the request
+    never reach the header, and a path starting with ``//`` is collapsed to one ``/``: as a
+    ``Location`` it would name another host (RFC 3986 section 4.2).
 
     Raises:
         PeerProtocolError: ``root_path`` or ``path`` holds a lone surrogate.
@@ -258,15 +265,15 @@ def slash_redirect_location(
     root = root_path.rstrip("/")
     if raw_path:
         # Some servers put the query in raw_path; the ASGI spec says it is not there.
-        target = raw_path.partition(b"?")[0]
+        target = quote_from_bytes(raw_path.partition(b"?")[0], safe=_RAW_SAFE).encode("ascii")
         if root and not root_offset(root, path):
             target = _quote(root, "root_path") + target
     else:
         full = path if not root or root_offset(root, path) else root + path
         target = _quote(full, "path")
-    location = target + b"/"
+    location = b"/" + target.lstrip(b"/") + b"/"
     if query_string:
-        location += b"?" + query_string
+        location += b"?" + quote_from_bytes(query_string, safe=_QUERY_SAFE).encode("ascii")
     return location
 
 

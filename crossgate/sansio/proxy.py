@@ -242,9 +242,10 @@ def _ipv6(text: str) -> str:
 def parse_prefix(text: str) -> Prefix | None:
     """Parse an ``X-Forwarded-Prefix`` value such as ``/app``; ``None`` for ``/`` (no prefix).
 
-    A trailing ``/`` is dropped. The prefix is percent-decoded for ``root_path``; escapes of
-    ``/``, dot segments, control characters and invalid UTF-8 are refused, since each would
-    make the prefix mean something else than the path the proxy removed.
+    A trailing ``/`` is dropped. The prefix is percent-decoded for ``root_path``; empty
+    segments, escapes of ``/``, dot segments, control characters and invalid UTF-8 are
+    refused, since each would make the prefix mean something else than the path the proxy
+    removed.
 
     Raises:
         PeerProtocolError: ``text`` is not such a path.
@@ -255,6 +256,10 @@ def parse_prefix(text: str) -> Prefix | None:
     if not _PREFIX.fullmatch(text):
         raise PeerProtocolError(f"not a path prefix such as /app: {text!a}")
     raw = text.encode("ascii")
+    # An empty segment ("//evil.com") would make the prefix a network-path reference (RFC 3986
+    # section 4.2): URLs built on it, a redirect's Location among them, would leave the site.
+    if "//" in text:
+        raise PeerProtocolError(f"prefix has an empty segment: {text!a}")
     decoded = unquote_to_bytes(raw)
     segments = decoded.split(b"/")
     if decoded.count(b"/") != raw.count(b"/") or b"." in segments or b".." in segments:

@@ -209,6 +209,29 @@ def test_fields_option(side: str) -> None:
     headers = ((b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-host", b"evil.com"))
     s = seen_by_app(side, Request(headers=headers, client=NGINX), fields=["for"], trusted=NETS)
     assert (s.client, s.host) == (("203.0.113.7", None), "127.0.0.1:8000")
+    # The header it does not believe came from the client, through the proxy: it is removed,
+    # so that nothing further in (Django's USE_X_FORWARDED_HOST) believes it either.
+    assert "x-forwarded-host" not in s.headers
+    assert s.headers["x-forwarded-for"] == "203.0.113.7"
+
+
+@pytest.mark.parametrize(
+    ("mode", "passed_through"),
+    [
+        ("forwarded", (b"x-forwarded-host", b"evil.com")),
+        ("x-forwarded", (b"forwarded", b"host=evil.com")),
+    ],
+)
+def test_trusted_peer_headers_outside_the_mode_are_removed(
+    side: str, mode: str, passed_through: tuple[bytes, bytes]
+) -> None:
+    request = Request(headers=(passed_through,), client=NGINX)
+    assert (
+        passed_through[0].decode()
+        not in seen_by_app(side, request, mode=mode, trusted=NETS).headers
+    )
+    kept = seen_by_app(side, request, mode=mode, trusted=NETS, strip_untrusted=False)
+    assert kept.headers[passed_through[0].decode()] == passed_through[1].decode()
 
 
 # --- trusted proxies, RFC 7239 Forwarded -------------------------------------------------------

@@ -82,6 +82,21 @@ def test_bad_hosts_get_400_with_the_reason(
     assert not any("\r" in message or "\n" in message for message in logged)
 
 
+def test_a_path_cannot_forge_a_line_in_the_refusal_log(
+    side: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "/x\r\n2026-01-01 INFO crossgate.middleware forged line"
+    request = host_request(b"evil.com", path=forged, raw_path=b"/x%0D%0A2026")
+    with caplog.at_level(logging.WARNING, logger="crossgate.middleware"):
+        outcome = run(side, HOSTS, request, allowed_hosts=ALLOWED)
+    assert outcome.status == 400
+    logged = [r.getMessage() for r in caplog.records if r.name == "crossgate.middleware"]
+    assert len(logged) == 1
+    assert "\r" not in logged[0]
+    assert "\n" not in logged[0]
+    assert "\\r\\n2026" in logged[0]  # escaped, still readable
+
+
 @pytest.mark.parametrize(
     ("method", "status"), [("GET", 301), ("HEAD", 301), ("POST", 308), ("DELETE", 308)]
 )

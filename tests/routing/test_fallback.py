@@ -338,6 +338,80 @@ def test_the_primarys_leftover_tasks_cannot_take_the_fallbacks_messages() -> Non
     assert [m["type"] for m in result.messages] == ["http.response.start", "http.response.body"]
 
 
+@pytest.mark.parametrize("case", ["fallback waits", "fallback reads later", "leftover cancelled"])
+def test_a_leftover_receive_already_waiting_hands_its_message_to_the_fallback(case: str) -> None:
+    # The primary's reader task is already waiting on the server when the primary answers 404,
+    # and the next body message arrives only once the fallback runs: it reaches that task,
+    # which must pass it on, or the fallback would get a truncated body as if it were whole.
+    # "fallback reads later": the message arrives before the fallback asks for it (kept for
+    # it); "leftover cancelled": the leftover task never gets it, so the fallback reads it live.
+    leftover: list[Message] = []
+    waiting = asyncio.Event()
+    fallback_started = asyncio.Event()
+    fallback_may_read = asyncio.Event()
+    incoming: asyncio.Queue[Message] = asyncio.Queue()
+    sent: list[Message] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def primary(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        first = await receive()
+        assert first["body"] == b"one-"
+
+        async def reader() -> None:
+            waiting.set()
+            leftover.append(await receive())
+
+        tasks.append(asyncio.create_task(reader()))  # left behind: the primary returns
+        await waiting.wait()
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+
+    async def legacy(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        body = (await receive())["body"]  # the replayed first message
+        fallback_started.set()
+        await fallback_may_read.wait()
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        await Recorder(body.decode())(scope, receive, send)
+
+    async def server_receive() -> Message:
+        return await incoming.get()
+
+    async def server_send(message: Message) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        incoming.put_nowait({"type": "http.request", "body": b"one-", "more_body": True})
+        app = asyncio.create_task(
+            Fallback(primary, legacy)(http_scope("POST", "/old"), server_receive, server_send)
+        )
+        await asyncio.wait_for(fallback_started.wait(), 5)
+        two = {"type": "http.request", "body": b"two", "more_body": False}
+        if case == "fallback waits":
+            fallback_may_read.set()
+            await asyncio.sleep(0)  # the fallback now waits for the leftover's message
+            incoming.put_nowait(two)
+        elif case == "fallback reads later":
+            incoming.put_nowait(two)
+            await asyncio.wait_for(tasks[0], 5)  # the leftover has it and passed it on
+            fallback_may_read.set()
+        else:
+            fallback_may_read.set()
+            await asyncio.sleep(0)
+            tasks[0].cancel()
+            await asyncio.sleep(0)
+            incoming.put_nowait(two)
+        await asyncio.wait_for(app, 5)
+        await asyncio.gather(tasks[0], return_exceptions=True)
+
+    run(main)
+    assert sent[0]["status"] == 200
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"one-two"
+    assert leftover == ([] if case == "leftover cancelled" else [{"type": "http.disconnect"}])
+
+
 def test_a_primary_that_raises_is_the_servers_to_report() -> None:
     async def primary(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         raise RuntimeError("primary bug")

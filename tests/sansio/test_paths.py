@@ -336,6 +336,19 @@ def test_root_path_with_a_lone_surrogate_is_a_peer_error() -> None:
         # An older server's path: the client asked for root_path + path.
         ("/root", "/legacy", b"/legacy", b"", b"/root/legacy/"),
         ("/root", "/legacy", None, b"", b"/root/legacy/"),
+        # What the client sent is never copied into the header as it is: CR/LF, spaces and
+        # raw non-ASCII bytes are percent-encoded, in the path and in the query.
+        (
+            "",
+            "/legacy",
+            b"/legacy",
+            b"a\r\nSet-Cookie: x=1",
+            b"/legacy/?a%0D%0ASet-Cookie:%20x=1",
+        ),
+        ("", "/a b\xe9", b"/a b\xe9", b"", b"/a%20b%E9/"),
+        # A path that starts with "//" would make the Location another host's.
+        ("", "//evil.com", b"//evil.com", b"", b"/evil.com/"),
+        ("/", "//evil.com", None, b"", b"/evil.com/"),
     ],
 )
 def test_slash_redirect_location(

@@ -162,6 +162,9 @@ def test_parse_prefix(text: str, prefix: Prefix | None) -> None:
         ("/a%00", "control character"),
         ("/a%FF", "not UTF-8"),
         ("/a\r\n", "not a path prefix"),
+        # A network-path reference: links and redirects built on it would leave the site.
+        ("//evil.com", "empty segment"),
+        ("/app//evil.com", "empty segment"),
     ],
 )
 def test_parse_prefix_refuses(text: str, message: str) -> None:
