@@ -15,7 +15,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.servers._servers import ServerProcess
+from tests.servers._servers import ServerProcess, server_command
 
 pytestmark = pytest.mark.servers
 
@@ -62,6 +62,19 @@ def crossgate_problems(server: ServerProcess) -> list[str]:
         or "Traceback" in line
         or line.startswith("ERROR")
     ]
+
+
+@pytest.fixture(scope="module")
+def mixed_under_root_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The same app behind uvicorn ``--root-path /foo``: a proxy that strips ``/foo``."""
+    log = tmp_path_factory.mktemp("uvicorn-root-path") / "uvicorn.log"
+    command = [*server_command("uvicorn", MIXED), "--root-path", "/foo"]
+    process = ServerProcess("uvicorn", MIXED, log, command=command)
+    try:
+        process.wait_until_ready()
+        yield process
+    finally:
+        process.stop()
 
 
 # -- Flask mounted at /legacy beside Starlette ---------------------------------------------------
@@ -148,3 +161,20 @@ def test_django_answers_the_rest(strangler: ServerProcess, strangler_client: htt
     posted = strangler_client.post("/form", data={"name": "django ünïcode"})
     assert (posted.status_code, posted.text) == (200, "hello django ünïcode")
     assert crossgate_problems(strangler) == []
+
+
+def test_flask_under_a_mount_behind_a_server_root_path(
+    mixed_under_root_path: ServerProcess,
+) -> None:
+    # The root_path cases of starlette #1336 / #2352 / #2599 and a2wsgi #41, for real: the
+    # server's root_path and the mount prefix both end up in SCRIPT_NAME, and url_for builds
+    # the URL the client must use, in front of the proxy.
+    server = mixed_under_root_path
+    with httpx.Client(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as client:
+        links = client.get("/legacy/links").json()
+    assert links == {
+        "form": "/foo/legacy/form",
+        "external": f"{server.base_url}/foo/legacy/form",
+        "script_name": "/foo/legacy",
+        "path_info": "/links",
+    }
