@@ -31,12 +31,17 @@ from crossgate._concurrency.waiter import Waiter, waiter_var
 __all__ = ["ThreadSensitiveContext", "default_pool", "submit_sensitive"]
 
 _PREFIX = "crossgate-sensitive-"
-# Idle context threads kept for the next `ThreadSensitiveContext`; more are stopped.
-IDLE_CONTEXT_THREADS = 4
+# At most this many `ThreadSensitiveContext` threads exist at once, busy or idle: nothing makes a
+# thread per context without bound. Idle ones are kept (up to the same bound) for the next
+# contexts, so a steady load of concurrent contexts starts no new threads. Past the bound, a new
+# context shares the thread of the fewest contexts: its calls still all run on one thread, but
+# wait behind the other contexts' calls on it.
+MAX_CONTEXT_THREADS = 32
 
 _lock = threading.Lock()
 _default: Pool | None = None
 _idle: list[Pool] = []
+_users: dict[Pool, int] = {}  # leased threads -> how many contexts use each
 
 
 def default_pool() -> Pool:
@@ -50,17 +55,24 @@ def default_pool() -> Pool:
 
 def _lease() -> Pool:
     with _lock:
-        if _idle:
-            return _idle.pop()
-    return Pool(_PREFIX, 1)
+        if len(_users) >= MAX_CONTEXT_THREADS:
+            pool = min(_users, key=_users.__getitem__)
+        elif _idle:
+            pool = _idle.pop()
+        else:
+            pool = Pool(_PREFIX, 1)  # its thread starts with its first call
+        _users[pool] = _users.get(pool, 0) + 1
+        return pool
 
 
 def _release(pool: Pool) -> None:
     with _lock:
-        if len(_idle) < IDLE_CONTEXT_THREADS:
-            _idle.append(pool)
+        left = _users[pool] - 1
+        if left:
+            _users[pool] = left
             return
-    pool.shutdown()
+        del _users[pool]
+        _idle.append(pool)
 
 
 class ThreadSensitiveContext:

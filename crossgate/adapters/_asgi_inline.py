@@ -179,6 +179,13 @@ class InlineCall(Call):
         # completed its own response.
         if start is None or ((self.too_large or self.body_failed) and not self.complete):
             body = self.fail()
+            if not self.app_done:
+                # The app started a response this request will not send: it is told the
+                # client is gone, given the grace period to end, then cancelled; returning a
+                # list (no close()) would leave its task on this thread's loop for good.
+                self._lose()
+                self._settle(self.opts.disconnect_grace)
+                self._flush()
             self.complete = True
             return [body]
         self.start_response(start.status, start.headers)

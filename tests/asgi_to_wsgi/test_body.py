@@ -134,6 +134,38 @@ def test_chunked_body_over_max_body_size_is_a_413(make_adapter: MakeAdapter) -> 
     assert all(m.get("more_body") for m in seen[:-1])
 
 
+def test_an_app_that_started_its_response_before_a_413_is_ended(
+    make_adapter: MakeAdapter, mode: Mode
+) -> None:
+    # The app sends its start, then reads a body that turns out too large: the answer is the
+    # 413, and the app (which ignores the disconnect) must not be left running on the loop.
+    ended = threading.Event()
+
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            headers = [(b"content-type", b"text/plain")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            await asyncio.sleep(3600)  # ignores the disconnect: the grace period ends it
+        finally:
+            ended.set()
+
+    environ = make_environ(
+        "POST", body=Input(b"x" * 100_000), extra={"wsgi.input_terminated": True}
+    )
+    adapter = make_adapter(app, max_body_size=50_000, read_size=16 * KIB, disconnect_grace=0.1)
+    result = run_wsgi(adapter, environ)
+
+    assert result.code == 413
+    if mode == "inline":
+        # Nothing runs this thread's loop between requests: it must be over already.
+        assert ended.is_set()
+    assert ended.wait(10)
+
+
 @pytest.mark.parametrize(
     "end", ["eof", ConnectionResetError("reset by peer")], ids=["short", "reset"]
 )

@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
+from crossgate.adapters._loops import LoopThread
+from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
 from crossgate.exceptions import ClientDisconnected
 from crossgate.types import ASGIReceive, ASGISend, Message
 from tests.asgi_to_wsgi._apps import TEXT
@@ -129,6 +131,19 @@ def test_starlette_streaming_response_stops_when_the_client_leaves(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+def _pending_tasks(adapter: ASGIToWSGI) -> list[asyncio.Task[Any]]:
+    process = adapter._process
+    assert process is not None
+    loops = process.loops
+    if isinstance(loops, LoopThread):
+
+        async def others() -> list[asyncio.Task[Any]]:
+            return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+        return asyncio.run_coroutine_threadsafe(others(), loops.loop).result(WAIT)
+    return [task for loop in loops.all() for task in asyncio.all_tasks(loop)]
+
+
 def test_many_early_closes_leave_no_pending_task(
     make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -145,11 +160,25 @@ def test_many_early_closes_leave_no_pending_task(
         await _streaming_app(outcome, ignore_disconnect=ignore)(scope, receive, send)
 
     adapter = make_adapter(app, disconnect_grace=0.01)
-    for number in range(60):
-        run_wsgi(adapter, query="ignore" if number % 3 == 0 else "", stop_after=1)
+
+    def client_thread(first: int) -> None:
+        for number in range(first, first + 15):
+            run_wsgi(adapter, query="ignore" if number % 3 == 0 else "", stop_after=1)
+
+    # Four WSGI threads at once (each with its own loop in inline mode, all on the one loop in
+    # shared mode), 15 early-closed responses each.
+    threads = [threading.Thread(target=client_thread, args=(15 * n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
     assert len(outcomes) == 60
     for outcome in outcomes:
         assert outcome.done.wait(WAIT)
+    # Before shutdown (which would cancel anything left): no task of a finished request is
+    # still pending on any loop, and none is waiting to be destroyed.
+    gc.collect()
+    assert _pending_tasks(adapter) == []
     adapter.shutdown()
     gc.collect()
 

@@ -8,11 +8,11 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
-from crossgate.adapters import _loops
+from crossgate.adapters import _asgi_call, _loops
 from crossgate.adapters import asgi_to_wsgi as asgi_to_wsgi_module
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
 from crossgate.exceptions import ClientDisconnected, CrossgateError
@@ -206,10 +206,23 @@ def test_pathsend_after_the_iterable_went_out_reads_the_file(
     assert result.body == data_file.read_bytes()
 
 
-def test_closing_during_a_file_closes_it(make_adapter: MakeAdapter, data_file: Path) -> None:
+def test_closing_during_a_file_closes_it(
+    make_adapter: MakeAdapter, data_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[IO[bytes]] = []
+
+    def recording_open(path: str, mode: str) -> IO[bytes]:
+        file = open(path, mode)  # noqa: SIM115 - closed by the adapter, checked below
+        opened.append(file)
+        return file
+
+    # The adapter's module-level name wins over the builtin: every file it opens is seen.
+    monkeypatch.setattr(_asgi_call, "open", recording_open, raising=False)
     result = run_wsgi(make_adapter(_late_file_app(data_file)), stop_after=1)
 
     assert len(result.chunks) == 1
+    assert len(opened) == 1
+    assert opened[0].closed  # run_wsgi called close() after one chunk, as a server would
     iterable: Any = result.iterable
     close = getattr(iterable, "close", None)
     assert close is not None

@@ -2,8 +2,8 @@
 
 crossgate's persistent threads are the exception, told apart by name and bounded in number:
 the shared pool (``crossgate-sync-N``, at most `MAX_WORKERS`), the thread-sensitive threads
-(``crossgate-sensitive-N``: the process-wide one plus the idle ones kept for the next
-`ThreadSensitiveContext`) and the persistent loop (``crossgate-loop``). asgiref's own
+(``crossgate-sensitive-N``: the process-wide one plus at most `MAX_CONTEXT_THREADS` for
+`ThreadSensitiveContext` blocks) and the persistent loop (``crossgate-loop``). asgiref's own
 process-wide thread-sensitive thread is allowed too, by identity.
 """
 
@@ -20,13 +20,13 @@ from typing import Any, TypeVar
 import pytest
 
 from crossgate._concurrency.pool import MAX_WORKERS
-from crossgate._concurrency.sensitive import IDLE_CONTEXT_THREADS
+from crossgate._concurrency.sensitive import MAX_CONTEXT_THREADS
 
 T = TypeVar("T")
 
 PERSISTENT = {
     "crossgate-sync-": MAX_WORKERS,
-    "crossgate-sensitive-": 1 + IDLE_CONTEXT_THREADS,
+    "crossgate-sensitive-": 1 + MAX_CONTEXT_THREADS,
     "crossgate-loop": 1,
 }
 

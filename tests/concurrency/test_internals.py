@@ -201,6 +201,24 @@ def test_a_pool_starts_afresh_after_a_fork(monkeypatch: pytest.MonkeyPatch) -> N
     test_pool.shutdown(timeout=WAIT)
 
 
+def test_shutdown_without_a_timeout_returns_at_once_and_the_threads_stop() -> None:
+    test_pool = Pool("crossgate-test-", 1)
+    release = threading.Event()
+    ran: list[threading.Thread] = []
+
+    def job() -> None:
+        release.wait(WAIT)
+        ran.append(threading.current_thread())
+
+    test_pool.submit(Job(job))
+    test_pool.shutdown()  # the queued job is still running: returns without waiting for it
+    release.set()
+    for thread in test_pool.threads:
+        thread.join(WAIT)
+    assert ran
+    assert not any(t.is_alive() for t in test_pool.threads)
+
+
 def test_shutdown_from_a_pool_thread_does_not_join_itself() -> None:
     test_pool = Pool("crossgate-test-", 2)
     done = threading.Event()

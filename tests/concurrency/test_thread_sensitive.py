@@ -15,8 +15,8 @@ from asgiref.sync import ThreadSensitiveContext as AsgirefContext
 from asgiref.sync import async_to_sync as asgiref_async_to_sync
 from asgiref.sync import sync_to_async as asgiref_sync_to_async
 
+import crossgate._concurrency.sensitive as sensitive_module
 from crossgate._concurrency.errors import ConcurrencyError, DeadlockError
-from crossgate._concurrency.sensitive import IDLE_CONTEXT_THREADS
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.concurrency import (
     ThreadSensitiveContext,
@@ -77,7 +77,7 @@ def test_each_context_has_its_own_thread_and_runs_in_parallel() -> None:
 def test_context_threads_are_reused_not_created_per_context() -> None:
     async def main() -> set[threading.Thread]:
         seen = set()
-        for _ in range(3 * IDLE_CONTEXT_THREADS):
+        for _ in range(12):
             async with ThreadSensitiveContext():
                 seen.add(await sensitive())
         return seen
@@ -103,22 +103,52 @@ def test_a_task_outliving_its_context_gets_an_error() -> None:
     run(main)
 
 
-def test_more_contexts_than_idle_slots_stop_their_extra_threads() -> None:
-    count = IDLE_CONTEXT_THREADS + 2
+def test_concurrent_contexts_reuse_their_threads_round_after_round() -> None:
+    # 8 contexts at a time (a barrier proves they overlap), 5 rounds: 8 threads in all, not 40.
+    count = 8
     barrier = threading.Barrier(count, timeout=WAIT)
+    seen: set[threading.Thread] = set()
 
-    def meet() -> None:
+    def meet() -> threading.Thread:
         barrier.wait()
+        return threading.current_thread()
 
     async def request() -> None:
         async with ThreadSensitiveContext():
-            await sync_to_async(meet, thread_sensitive=True)()
+            seen.add(await sync_to_async(meet, thread_sensitive=True)())
 
     async def main() -> None:
-        await asyncio.gather(*(request() for _ in range(count)))
+        for _ in range(5):
+            await asyncio.gather(*(request() for _ in range(count)))
 
     run(main)
-    # The leak check fixture fails the test if more than the idle slots stay alive.
+    assert len(seen) == count
+
+
+def test_past_the_bound_contexts_share_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With room for 2 threads, 5 overlapping contexts share them; each context's calls still
+    # all run on one thread.
+    monkeypatch.setattr(sensitive_module, "MAX_CONTEXT_THREADS", 2)
+    count = 5
+    first_calls_made = 0
+    all_in = asyncio.Event()
+
+    async def request() -> tuple[threading.Thread, threading.Thread]:
+        nonlocal first_calls_made
+        async with ThreadSensitiveContext():
+            first = await sensitive()
+            first_calls_made += 1
+            if first_calls_made == count:
+                all_in.set()
+            await all_in.wait()  # every context holds its thread now
+            return first, await sensitive()
+
+    async def main() -> list[tuple[threading.Thread, threading.Thread]]:
+        return await asyncio.gather(*(request() for _ in range(count)))
+
+    pairs = run(main)
+    assert all(first is second for first, second in pairs)
+    assert len({first for first, _ in pairs}) <= 2
 
 
 def test_under_an_outer_async_to_sync_the_calling_thread_runs_it() -> None:
