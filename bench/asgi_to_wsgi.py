@@ -29,6 +29,7 @@ from wsgiref.types import WSGIApplication
 from bench import apps, server
 from bench.a2w_apps import CHUNK, CONTENDERS, build, download_asgi, download_wsgi
 from bench.harness import ASGIApp
+from bench.memory import reset_peak, status_kib
 from bench.report import Row, Table, text_table
 from bench.subproc import ROOT, Cell, cell, emit, progress, run_child
 
@@ -200,24 +201,6 @@ def _measure_rate(key: str, contender: str, seconds: float) -> dict[str, Any]:
 # -- memory ----------------------------------------------------------------------------------
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS mark (proc(5), clear_refs "5"); False where unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
-
-
 def _measure_memory(mode: str, contender: str, mib: int) -> dict[str, Any]:
     size = mib * MIB
     if mode == "upload":
@@ -231,14 +214,14 @@ def _measure_memory(mode: str, contender: str, mib: int) -> dict[str, Any]:
     try:
         call(app, *warm)  # starts the loops and threads, fills the caches
         gc.collect()
-        exact = _reset_peak()
-        baseline = _status_kib("VmRSS")
+        exact = reset_peak()
+        baseline = status_kib("VmRSS")
         if not exact:
             baseline = max(baseline, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         started = time.perf_counter()
         call(app, template, body, expect)
         seconds = time.perf_counter() - started
-        peak = _status_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = status_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     except BenchError as exc:
         return {"error": f"error: {exc}"[:60]}
     finally:

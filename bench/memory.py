@@ -26,7 +26,7 @@ from bench.adapters import ADAPTERS, build
 from bench.harness import ASGIApp, BenchError, Receive, Send, call, http_scope
 from bench.subproc import emit, run_child
 
-__all__ = ["measure"]
+__all__ = ["measure", "reset_peak", "status_kib"]
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -39,7 +39,8 @@ REQUEST_TIMEOUT = 60.0
 _TEMPLATE = bytearray(b"x" * CHUNK)
 
 
-def _status_kib(field: str) -> int:
+def status_kib(field: str) -> int:
+    """A ``/proc/self/status`` figure in KiB (``VmRSS``, ``VmHWM``)."""
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith(field + ":"):
@@ -47,7 +48,8 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _reset_peak() -> bool:
+def reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (proc(5), clear_refs "5"); False where unsupported."""
     try:
         with open("/proc/self/clear_refs", "w") as clear_refs:
             clear_refs.write("5")
@@ -98,8 +100,8 @@ async def _measure_here(adapter: str, mode: str, size: int) -> tuple[dict[str, A
         # The warm-up starts the pool threads and fills the caches before the baseline.
         await asyncio.wait_for(_request(app, mode, WARMUP_SIZE), REQUEST_TIMEOUT)
         gc.collect()
-        exact = _reset_peak()
-        baseline_kib = _status_kib("VmRSS")
+        exact = reset_peak()
+        baseline_kib = status_kib("VmRSS")
         if not exact:
             baseline_kib = max(baseline_kib, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         before = _io()
@@ -108,7 +110,7 @@ async def _measure_here(adapter: str, mode: str, size: int) -> tuple[dict[str, A
         seconds = time.perf_counter() - started
         after = _io()
         if exact:
-            peak_kib = _status_kib("VmHWM")
+            peak_kib = status_kib("VmHWM")
         else:
             peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     except TimeoutError:
