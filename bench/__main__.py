@@ -25,6 +25,7 @@ SECTIONS = {
     "concurrency": "bench.concurrency",
     "routing": "bench.routing",
     "middleware": "bench.middleware",
+    "demo-h2": "bench.demo_h2",
 }
 
 

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable
 
 from crossgate.adapters._asgi_call import Call, Options, client_gone
+from crossgate.adapters._loops import quiet_turn
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.asgi_response import Body, SendFile, Start
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
@@ -43,6 +44,7 @@ class InlineCall(Call):
         "start",
         "task",
         "waiters",
+        "woken",
     )
 
     def __init__(
@@ -60,6 +62,7 @@ class InlineCall(Call):
         self.buffered = 0
         self.start: Start | None = None
         self.driving = False
+        self.woken = False
         self.drained: asyncio.Future[None] | None = None
         self.waiters: list[asyncio.Future[None]] = []
 
@@ -126,6 +129,7 @@ class InlineCall(Call):
         # Stops the loop at the end of the current iteration: the WSGI thread gets control
         # back as soon as the app has sent something and waits (or ended). Only while this
         # request drives the loop: other requests' tasks on this loop must not stop it.
+        self.woken = True
         if self.driving:
             self.loop.stop()
 
@@ -152,10 +156,16 @@ class InlineCall(Call):
     def _drive(self) -> None:
         """Run the loop until the app sends something or ends (see `_wake`).
 
+        First one quiet turn (`quiet_turn`): when the loop has nothing to do but run the
+        app's ready steps, they run here without ``run_forever``, and an app that answers
+        without waiting for I/O (most requests) is served by that alone. Otherwise
         ``run_forever`` rather than ``run_until_complete`` on a future: stopping from ``_wake``
         ends the drive after the very iteration in which the app answered, where a future's
         done-callback would cost one more turn of the loop (and one more ``epoll_wait``).
         """
+        self.woken = False
+        if quiet_turn(self.loop) and self.woken:
+            return
         self.driving = True
         try:
             self.loop.run_forever()

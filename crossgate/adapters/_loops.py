@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
+from asyncio import events
 from collections.abc import Collection, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from crossgate.exceptions import CrossgateError
 
-__all__ = ["LoopThread", "ThreadLoops", "cancel_tasks", "finish_loop"]
+__all__ = ["LoopThread", "ThreadLoops", "cancel_tasks", "finish_loop", "quiet_turn"]
 
 _log = logging.getLogger("crossgate")
 
@@ -78,6 +80,66 @@ def _no_running_loop() -> None:
             "it cannot run the app's loop there. Use mode='shared', or call the ASGI app "
             "directly from async code"
         )
+
+
+# The loop class asyncio.new_event_loop() makes on this platform with the default policy. Only
+# for exactly this class does quiet_turn() know what one iteration of the loop does.
+_DEFAULT_LOOP = asyncio.SelectorEventLoop
+
+
+def quiet_turn(loop: asyncio.AbstractEventLoop) -> bool:
+    """Run the callbacks ready on the stopped ``loop``, when that is all an iteration would do.
+
+    One iteration of asyncio's own loop (``BaseEventLoop._run_once``) polls the selector for
+    I/O, moves the timers that are due to the ready queue, then runs the callbacks that were
+    ready when it began. When the loop has no timer and watches no file descriptor but its own
+    self-pipe, the poll and the timers have nothing to do, and running the ready callbacks here
+    does exactly what the iteration would, without the cost of ``run_forever``'s set-up and of
+    an ``epoll_wait`` system call. That is the usual state of an inline-mode loop when a request
+    starts (its only ready callback is the new task's first step), and on the per-request path
+    of a gunicorn sync worker these costs are a large share of what the adapter adds.
+
+    The running loop, the loop's thread and its async-generator hooks are set as
+    ``run_forever`` sets them, so the app sees a running loop, ``asyncio.current_task()``
+    works and an async generator it abandons is finalised on this loop.
+
+    Returns False, having done nothing, when the loop is of another class (uvloop, a subclass,
+    another policy's), is in debug mode, is stopping, has timers, signal handlers or other file
+    descriptors, or nothing is ready, or when this thread already runs a loop: the caller then
+    runs the loop with ``run_forever``, which handles all of those.
+    """
+    if type(loop) is not _DEFAULT_LOOP:
+        return False
+    base = cast(Any, loop)
+    ready = base._ready
+    if (
+        not ready
+        or base._scheduled
+        or base._stopping
+        or base._debug
+        or base._signal_handlers
+        or len(base._selector.get_map()) != 1  # the self-pipe only
+        or events._get_running_loop() is not None
+    ):
+        return False
+    hooks = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(
+        firstiter=base._asyncgen_firstiter_hook, finalizer=base._asyncgen_finalizer_hook
+    )
+    base._thread_id = threading.get_ident()
+    events._set_running_loop(loop)
+    try:
+        # Only the callbacks ready now, as one iteration would: those they schedule wait for
+        # the next turn.
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
+    finally:
+        events._set_running_loop(None)
+        base._thread_id = None
+        sys.set_asyncgen_hooks(*hooks)
+    return True
 
 
 class ThreadLoops:

@@ -367,8 +367,7 @@ class WSGIToASGI:
             return False
         if not stat.S_ISREG(info.st_mode):
             return False
-        name = getattr(file, "name", None)
-        path = os.path.abspath(name) if _same_file(name, info) else None
+        path = _file_path(file, info)
         event = file_send_event(
             state, extensions, file=file, path=path, offset=offset, size=info.st_size
         )
@@ -470,6 +469,28 @@ async def _run_hooks(hooks: Sequence[Hook]) -> str | None:
             _log.exception("lifespan hook %r failed", hook)
             return f"{getattr(hook, '__qualname__', hook)!s} failed: {exc!r}"
     return None
+
+
+def _file_path(file: Any, info: os.stat_result) -> str | None:
+    """The absolute path of the open regular file ``file``, or None when none is known.
+
+    Its ``name`` first. A wrapper such as Django's ``FieldFile`` names the file relative to its
+    storage (``attachments/report.pdf``), not to the working directory; the file object it
+    wraps (``.file``) knows the real path. On Linux, the kernel's own record of the open file
+    (``/proc/self/fd/N``) serves when neither does. Every candidate must still name this very
+    file (`_same_file`): pathsend sends a path, and a name that now points elsewhere would
+    send another file.
+    """
+    inner = getattr(file, "file", None)
+    candidates = [getattr(file, "name", None), getattr(inner, "name", None)]
+    for name in candidates:
+        if _same_file(name, info):
+            return os.path.abspath(name)
+    try:
+        name = os.readlink(f"/proc/self/fd/{file.fileno()}")
+    except OSError:  # pragma: no cover - no /proc/self/fd outside Linux
+        return None
+    return name if _same_file(name, info) else None
 
 
 def _same_file(path: object, info: os.stat_result) -> TypeGuard[str]:

@@ -176,18 +176,38 @@ def test_cancelled_queued_spooled_request_never_runs(make_adapter: MakeAdapter) 
     assert calls == 1, "a request cancelled while queued must not run the app later"
 
 
-def test_pathsend_needs_a_named_file(make_adapter: MakeAdapter, tmp_path: Path) -> None:
+def test_pathsend_names_a_file_opened_from_a_descriptor(
+    make_adapter: MakeAdapter, tmp_path: Path
+) -> None:
     path = tmp_path / "data.bin"
     path.write_bytes(b"0123456789")
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         start_response("200 OK", [])
-        # Opened from a descriptor: its name is an int, so pathsend cannot name it.
+        # Opened from a descriptor: its name is an int; the kernel still knows the path.
         handle = open(os.open(path, os.O_RDONLY), "rb")  # noqa: SIM115
         return environ["wsgi.file_wrapper"](handle)  # type: ignore[no-any-return]
 
     adapter = make_adapter(app, validate=False)
     extensions: dict[str, dict[object, object]] = {"http.response.pathsend": {}}
     result = run(lambda: call_http(adapter, http_scope(extensions=extensions)))
-    assert result.body == b"0123456789"
+    assert result.messages[1]["type"] == "http.response.pathsend"
+    assert result.messages[1]["path"] == str(path.resolve())
+
+
+def test_pathsend_needs_a_regular_file(make_adapter: MakeAdapter) -> None:
+    opened: list[Any] = []
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        # A character device: it has a path and a position, but no size to send.
+        handle = open(os.devnull, "rb")  # noqa: SIM115 - the wrapper's close() closes it
+        opened.append(handle)
+        return environ["wsgi.file_wrapper"](handle)  # type: ignore[no-any-return]
+
+    adapter = make_adapter(app, validate=False)
+    extensions: dict[str, dict[object, object]] = {"http.response.pathsend": {}}
+    result = run(lambda: call_http(adapter, http_scope(extensions=extensions)))
+    assert result.body == b""
     assert "http.response.pathsend" not in {m["type"] for m in result.messages}
+    assert opened[0].closed

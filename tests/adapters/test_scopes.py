@@ -121,19 +121,78 @@ def test_file_falls_back_to_iteration(
     assert result.body == expected
 
 
-def test_pathsend_refused_for_a_renamed_file(
-    make_adapter: MakeAdapter, data_file: Path, tmp_path: Path
-) -> None:
+def test_pathsend_refused_for_a_deleted_file(make_adapter: MakeAdapter, data_file: Path) -> None:
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
         handle = data_file.open("rb")
-        os.replace(data_file, tmp_path / "moved.bin")  # the name now points nowhere
+        data_file.unlink()  # no name reaches the open file any more
         return environ["wsgi.file_wrapper"](handle)  # type: ignore[no-any-return]
 
     adapter = make_adapter(app, validate=False)
     result = run(lambda: call_http(adapter, http_scope(extensions=PATHSEND)))
     assert "http.response.pathsend" not in {m["type"] for m in result.messages}
     assert len(result.body) == 1024 * 1024
+
+
+def test_pathsend_names_the_open_file_never_a_replacement(
+    make_adapter: MakeAdapter, data_file: Path, tmp_path: Path
+) -> None:
+    moved = tmp_path / "moved.bin"
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        handle = data_file.open("rb")
+        os.replace(data_file, moved)
+        data_file.write_bytes(b"another file now has the old name")
+        return environ["wsgi.file_wrapper"](handle)  # type: ignore[no-any-return]
+
+    adapter = make_adapter(app, validate=False)
+    result = run(lambda: call_http(adapter, http_scope(extensions=PATHSEND)))
+    sent = result.messages[1]
+    assert sent["type"] == "http.response.pathsend"
+    assert sent["path"] == str(moved.resolve()), "the file that was opened, under its new name"
+
+
+class StorageFile:
+    """Shaped like Django's ``FieldFile``: ``name`` is relative to the storage, not to the
+    working directory, and the real file object is ``file``."""
+
+    def __init__(self, storage_name: str, file: Any) -> None:
+        self.name = storage_name
+        self.file = file
+
+    def fileno(self) -> int:
+        return int(self.file.fileno())
+
+    def tell(self) -> int:
+        return int(self.file.tell())
+
+    def read(self, size: int = -1) -> bytes:
+        return bytes(self.file.read(size))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def test_pathsend_finds_the_real_path_of_a_storage_file(
+    make_adapter: MakeAdapter, data_file: Path
+) -> None:
+    opened: list[Any] = []
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        handle = StorageFile("attachments/report.bin", data_file.open("rb"))
+        opened.append(handle.file)
+        return environ["wsgi.file_wrapper"](handle)  # type: ignore[no-any-return]
+
+    adapter = make_adapter(app, validate=False)
+    result = run(lambda: call_http(adapter, http_scope(extensions=PATHSEND)))
+    assert [m["type"] for m in result.messages] == [
+        "http.response.start",
+        "http.response.pathsend",
+    ]
+    assert result.messages[1]["path"] == str(data_file.resolve())
+    assert opened[0].closed
 
 
 def test_lifespan_runs_hooks(make_adapter: MakeAdapter) -> None:

@@ -1,0 +1,1 @@
+"""A FastAPI app served by gunicorn's sync workers through ``crossgate.ASGIToWSGI``."""

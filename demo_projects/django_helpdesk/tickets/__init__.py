@@ -1,0 +1,1 @@
+"""The `tickets` Django app: tickets, their comments and attachments."""
