@@ -118,7 +118,9 @@ def quiet_turn(loop: asyncio.AbstractEventLoop) -> bool:
         or base._stopping
         or base._debug
         or base._signal_handlers
-        or len(base._selector.get_map()) != 1  # the self-pipe only
+        # The self-pipe only (the selectors module's own record of what it watches, read
+        # directly: get_map() and its len() are two Python calls on the per-request path).
+        or len(base._selector._fd_to_key) != 1
         or events._get_running_loop() is not None
     ):
         return False

@@ -46,6 +46,14 @@ _HTTP_VERSIONS = {
 _KEYS: dict[object, bytes] = {}
 _KEYS_MAX = 512
 
+# The keys of an environ, in order -> its (key, header name) pairs, in the same order. A server
+# builds every environ the same way, so a deployment sees few distinct key sequences (one per
+# set of request headers a client sends): the headers of a request then cost one lookup of the
+# whole key tuple, hashed and compared in C, instead of a lookup per key in Python. Cleared
+# when full, so that clients varying their headers cannot grow it.
+_SHAPES: dict[tuple[object, ...], tuple[tuple[Any, bytes], ...]] = {}
+_SHAPES_MAX = 256
+
 # PEP 3333 reserves these for the CGI variables; an HTTP_ twin would duplicate the header.
 _CGI_TWINS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 
@@ -82,6 +90,42 @@ def _header_name(key: object) -> bytes:
     if len(_KEYS) < _KEYS_MAX:
         _KEYS[key] = name
     return name
+
+
+def _header_pairs(keys: tuple[object, ...]) -> tuple[tuple[Any, bytes], ...]:
+    """The (environ key, header name) pairs among ``keys``, in order; remembered (`_SHAPES`)."""
+    get = _KEYS.get
+    pairs = tuple(
+        (key, name)
+        for key in keys
+        # b"" marks a known non-header key, None a key not seen yet.
+        if (name := get(key)) or (name is None and (name := _header_name(key)))
+    )
+    if len(_SHAPES) >= _SHAPES_MAX:
+        _SHAPES.clear()
+    _SHAPES[keys] = pairs
+    return pairs
+
+
+def _target_bytes(environ: Mapping[str, Any]) -> tuple[bytes, bytes, bytes]:
+    """``SCRIPT_NAME``, ``PATH_INFO`` and ``QUERY_STRING`` as bytes (see `_native`).
+
+    Raises:
+        PeerProtocolError: one of them is not a ``str``.
+    """
+    get = environ.get
+    try:
+        # The hot path: latin-1 str values, as PEP 3333 has them.
+        return (
+            get("SCRIPT_NAME", "").encode("latin-1"),
+            get("PATH_INFO", "").encode("latin-1"),
+            get("QUERY_STRING", "").encode("latin-1"),
+        )
+    except (AttributeError, UnicodeEncodeError):
+        script, path, query = (
+            _native(get(key, ""), key) for key in ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING")
+        )
+        return script, path, query
 
 
 def _checked_headers(environ: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
@@ -188,22 +232,19 @@ def build_scope(
     method = environ.get("REQUEST_METHOD")
     if type(method) is not str or not method:
         raise PeerProtocolError(f"the environ's REQUEST_METHOD is missing or empty: {method!r}")
-    script = _native(environ.get("SCRIPT_NAME", ""), "SCRIPT_NAME").rstrip(b"/")
-    path_info = _native(environ.get("PATH_INFO", ""), "PATH_INFO")
+    script, path_info, query = _target_bytes(environ)
+    script = script.rstrip(b"/")
     decoded = script + path_info
     # Decoded apart, so that path starts with root_path even when SCRIPT_NAME (wrongly) ends
     # inside a UTF-8 sequence.
     root_path = script.decode("utf-8", "surrogateescape")
 
-    get = _KEYS.get
+    keys = tuple(environ)
+    pairs = _SHAPES.get(keys)
+    if pairs is None:
+        pairs = _header_pairs(keys)
     try:
-        # The hot path: latin-1 str values, as PEP 3333 has them; one lookup per key.
-        headers = [
-            (name, value.encode("latin-1"))
-            for key, value in environ.items()
-            # b"" marks a known non-header key, None a key not seen yet.
-            if (name := get(key)) or (name is None and (name := _header_name(key)))
-        ]
+        headers = [(name, environ[key].encode("latin-1")) for key, name in pairs]
     except (AttributeError, UnicodeEncodeError):
         headers = _checked_headers(environ)
     content_type = environ.get("CONTENT_TYPE")
@@ -235,7 +276,7 @@ def build_scope(
         "scheme": scheme.lower() if type(scheme) is str and scheme else "http",
         "path": root_path + path_info.decode("utf-8", "surrogateescape"),
         "raw_path": _raw_path(environ, decoded),
-        "query_string": _native(environ.get("QUERY_STRING", ""), "QUERY_STRING"),
+        "query_string": query,
         "root_path": root_path,
         "headers": headers,
         "client": client,

@@ -16,6 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from crossgate.exceptions import PeerProtocolError, ProtocolError
+from crossgate.sansio import scope as scope_module
 from crossgate.sansio.environ import EnvironOptions, build_environ
 from crossgate.sansio.scope import ASGI_SPEC_VERSION, build_scope, request_body_length
 
@@ -150,6 +151,39 @@ def test_headers_from_http_keys_and_cgi_variables() -> None:
         (b"content-type", b"application/json"),
         (b"content-length", b"12"),
     ]
+
+
+def test_environs_of_one_shape_each_give_their_own_header_values() -> None:
+    first = build_scope(make_environ(HTTP_COOKIE="a=1", HTTP_ACCEPT="text/html"))
+    # The same keys in the same order: the remembered shape is reused, the values are this
+    # request's.
+    second = build_scope(make_environ(HTTP_COOKIE="b=2", HTTP_ACCEPT="*/*"))
+    assert first["headers"] == [
+        (b"host", b"127.0.0.1:8000"),
+        (b"cookie", b"a=1"),
+        (b"accept", b"text/html"),
+    ]
+    assert second["headers"] == [
+        (b"host", b"127.0.0.1:8000"),
+        (b"cookie", b"b=2"),
+        (b"accept", b"*/*"),
+    ]
+
+
+def test_a_remembered_shape_still_checks_every_value() -> None:
+    build_scope(make_environ(HTTP_X_A="fine"))
+    with pytest.raises(PeerProtocolError, match="HTTP_X_A"):
+        build_scope(make_environ(HTTP_X_A=b"bytes"))
+
+
+def test_remembered_shapes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scope_module, "_SHAPES", {})
+    monkeypatch.setattr(scope_module, "_SHAPES_MAX", 8)
+    for number in range(20):
+        # A client that sends a new header name with every request.
+        headers = build_scope(make_environ(**{f"HTTP_X_{number}": str(number)}))["headers"]
+        assert headers[-1] == (f"x-{number}".encode(), str(number).encode())
+        assert len(scope_module._SHAPES) <= 8
 
 
 @pytest.mark.parametrize(
