@@ -47,6 +47,10 @@ HEARTBEAT_INTERVAL = 1.0
 
 log = logging.getLogger("demo_projects.asgi_on_gunicorn")
 
+# The process that imported this module. With gunicorn's `--preload` that is the master, which
+# then forks the workers: `/api/info` shows it beside the worker's own PID.
+IMPORTED_PID = os.getpid()
+
 CounterName = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 
 
@@ -86,9 +90,10 @@ async def home() -> str:
 
 @app.get("/api/info")
 async def info(request: Request) -> dict[str, Any]:
-    """Which worker answered, and what its lifespan set up."""
+    """Which worker answered, which process imported the app, and what the lifespan set up."""
     return {
         "pid": os.getpid(),
+        "imported_pid": IMPORTED_PID,
         "started_pid": request.state.started_pid,
         "started_at": request.state.started_at,
         "server": request.scope.get("server"),

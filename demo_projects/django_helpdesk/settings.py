@@ -107,5 +107,7 @@ LOGGING = {
             "handlers": ["console"],
             "level": os.environ.get("HELPDESK_CROSSGATE_LOG_LEVEL", "INFO"),
         },
+        # The live-updates hub says when it connects to and leaves Redis.
+        "demo_projects.django_helpdesk.live": {"handlers": ["console"], "level": "INFO"},
     },
 }

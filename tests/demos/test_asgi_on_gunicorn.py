@@ -1,14 +1,17 @@
 """The gunicorn demo as a real process: FastAPI in two sync workers through ``ASGIToWSGI``.
 
-gunicorn runs the demo's own config (``--preload``, lifespan startup in ``post_fork``) with
-two sync workers, on port 0, with the SQLite store in the test's tmp directory. One server
-serves the whole module; the last test stops it and reads the workers' exit in its log.
+gunicorn runs the README's command, ``gunicorn --config gunicorn_conf.py``, so the demo's own
+config is what sets the app, two sync workers, ``--preload`` and the lifespan startup in
+``post_fork``; the test only binds port 0, with the SQLite store in the test's tmp directory.
+One server serves the whole module; the last test stops it and reads the workers' exit in its
+log.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,7 +22,7 @@ import httpx
 import pytest
 
 from demo_projects.asgi_on_gunicorn.main import DATA_DIR_VARIABLE
-from tests.servers._servers import GUNICORN_LISTENING, ServerProcess, gunicorn_command
+from tests.servers._servers import GUNICORN_LISTENING, ServerProcess
 
 pytestmark = pytest.mark.servers
 
@@ -47,7 +50,12 @@ UNCLEAN = (
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     data_dir = tmp_path_factory.mktemp("asgi-on-gunicorn-data")
     log = tmp_path_factory.mktemp("asgi-on-gunicorn") / "gunicorn.log"
-    command = gunicorn_command(APP, workers=WORKERS, preload=True, config=CONFIG)
+    command = [
+        *(sys.executable, "-m", "gunicorn", "--config", CONFIG),
+        # What the test must change: port 0; no control socket (gunicorn 24+ opens one path
+        # under ~/.gunicorn for every instance); a short graceful stop.
+        *("--bind", "127.0.0.1:0", "--no-control-socket", "--graceful-timeout", "2"),
+    ]
     # ServerProcess hands the child a copy of os.environ: set the data directory around it.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(DATA_DIR_VARIABLE, str(data_dir))
@@ -114,10 +122,13 @@ def test_lifespan_ran_in_each_worker_after_the_fork(
     assert server.process.pid not in started
     assert all(parent_of(pid) == server.process.pid for pid in started)
 
+    assert "Using worker: sync" in server.log()
     info = client.get("/api/info").json()
     # The state the lifespan yielded, in the process that answered.
     assert info["started_pid"] == info["pid"]
     assert info["pid"] in started
+    # --preload: the master imported the app once, before it forked the workers.
+    assert info["imported_pid"] == server.process.pid
     assert datetime.fromisoformat(info["started_at"]).tzinfo is not None
     assert info["http_version"] == "1.1"
 

@@ -145,6 +145,8 @@ class RedisHub(Hub):
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+        if pubsub is not None or client is not None:
+            _log.info("%r closed its Redis connections", self)
 
 
 async def _close_pubsub(pubsub: PubSub) -> None:

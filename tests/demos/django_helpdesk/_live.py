@@ -21,12 +21,14 @@ from tests.demos.django_helpdesk.conftest import HelpdeskServer
 __all__ = [
     "FRAME_TIMEOUT",
     "LOG_PROBLEMS",
+    "LOOP_PROBE_APP",
     "UVICORN_DENIAL_NOISE",
     "Live",
     "assert_comment_event",
     "csrf_token",
     "log_on_failure",
     "log_problems",
+    "loop_probe_lines",
     "next_event",
     "open_live",
     "post_api_comment",
@@ -35,6 +37,9 @@ __all__ = [
 ]
 
 FRAME_TIMEOUT = 10.0
+
+# The stage (2 or 3, from `HELPDESK_STAGE`) with `Hub.publish` logging which loop it runs on.
+LOOP_PROBE_APP = "tests.demos.django_helpdesk.loop_probe_app:application"
 
 _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
@@ -148,6 +153,15 @@ async def post_api_comment(
     return await client.post(
         f"/api/tickets/{ticket}/comments/", json={"author": author, "body": body}
     )
+
+
+def loop_probe_lines(server: HelpdeskServer) -> list[dict[str, str]]:
+    """The `loop_probe_app` lines of the server's log so far, as dicts of their fields."""
+    return [
+        dict(field.split("=", 1) for field in line.split()[1:])
+        for line in server.log().splitlines()
+        if line.startswith("loop-probe ")
+    ]
 
 
 def assert_comment_event(event: dict[str, Any], ticket: int, author: str, body: str) -> int:

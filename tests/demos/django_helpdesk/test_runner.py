@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
 import sys
 from contextlib import ExitStack, closing
 from pathlib import Path
@@ -18,6 +19,7 @@ from demo_projects.django_helpdesk.tickets.demo_data import (
     TICKET_COUNT,
 )
 from tests.demos.django_helpdesk.conftest import HelpdeskServer, prepare_data_dir
+from tests.servers._servers import REPO_ROOT
 
 PY = sys.executable
 PKG = "demo_projects.django_helpdesk"
@@ -52,6 +54,24 @@ def test_prepare_twice_changes_nothing(tmp_path: Path) -> None:
     assert counts(database) == seeded
     for name, content in files.items():
         assert (tmp_path / "media" / name).read_bytes() == content
+
+
+def test_the_migrations_describe_the_models(tmp_path: Path) -> None:
+    """`manage makemigrations --check`: a model changed without its migration fails here, not
+    in a user's `prepare`, whose `migrate` would build the old schema without a word."""
+    env = dict(os.environ, HELPDESK_DATA_DIR=str(tmp_path))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [PY, "-m", f"{PKG}.manage", "makemigrations", "--check", "--dry-run"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No changes detected" in result.stdout
 
 
 @pytest.mark.parametrize(

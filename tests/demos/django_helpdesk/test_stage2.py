@@ -16,8 +16,10 @@ from websockets.exceptions import InvalidStatus
 
 from tests.demos.django_helpdesk._live import (
     FRAME_TIMEOUT,
+    LOOP_PROBE_APP,
     assert_comment_event,
     log_problems,
+    loop_probe_lines,
     next_event,
     open_live,
     post_form_comment,
@@ -135,6 +137,24 @@ def test_websockets_to_unknown_tickets_or_paths_are_refused(
         assert refused.value.response.status_code == 404
 
     run_against(stage2, main)
+
+
+def test_the_legacy_view_publishes_on_the_servers_own_loop(start_helpdesk: StartHelpdesk) -> None:
+    """The comment is saved in a `WSGIToASGI` worker thread; `async_to_sync` in the receiver
+    runs `Hub.publish` on the server's event loop (where the hub started at lifespan startup),
+    not on a loop of its own that would have to hop over (`loop_probe_app` logs which)."""
+    server = start_helpdesk(2, "uvicorn", app=LOOP_PROBE_APP)
+
+    async def main() -> None:
+        async with open_live(server, TICKET) as (page,), server.async_client() as client:
+            response = await post_form_comment(client, TICKET, "Ken", "on the server's loop")
+            assert response.status_code == 302, response.text
+            assert_comment_event(await next_event(page), TICKET, "Ken", "on the server's loop")
+
+    run_against(server, main)
+    assert loop_probe_lines(server) == [
+        {"ticket": str(TICKET), "on_hub_loop": "True", "thread": "MainThread"}
+    ], server.describe()
 
 
 def test_the_server_stops_cleanly(stage2: HelpdeskServer) -> None:

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from html.parser import HTMLParser
+from typing import ClassVar
+from urllib.parse import urlsplit
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.demos.django_helpdesk._live import (
+    LOOP_PROBE_APP,
     assert_comment_event,
+    csrf_token,
     log_problems,
+    loop_probe_lines,
     next_event,
     open_live,
     post_api_comment,
@@ -128,6 +134,119 @@ def test_a_comment_posted_through_the_api_is_pushed(stage3: HelpdeskServer) -> N
                 assert (await next_event(page))["comment"]["body"] == "after the refused one"
 
     run_against(stage3, main)
+
+
+class _Landing(HTMLParser):
+    """The links of the landing page (`href` and `src`), and the items of its list of stages."""
+
+    _LINKS: ClassVar[dict[str, str]] = {"a": "href", "link": "href", "img": "src", "script": "src"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.stages: list[str] = []
+        self._in_stages = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        wanted = self._LINKS.get(tag)
+        self.links += [value for name, value in attrs if name == wanted and value is not None]
+        if tag == "ol" and ("id", "stages") in attrs:
+            self._in_stages = True
+        elif tag == "li" and self._in_stages:
+            self.stages.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "ol":
+            self._in_stages = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_stages and self.stages:
+            self.stages[-1] += data
+
+
+def test_the_landing_page_explains_the_stages_and_every_link_works(
+    stage3: HelpdeskServer,
+) -> None:
+    """What the README's main command shows first: the four stages, and links to try each
+    feature, every one of which answers under stage 3 (a login page first for the export and
+    the admin, which then answer once logged in)."""
+
+    async def main() -> None:
+        async with stage3.async_client() as client:
+            landing = await client.get("/")
+            assert landing.status_code == 200
+            page = _Landing()
+            page.feed(landing.text)
+            page.close()
+            assert [text.split(",")[0].strip() for text in page.stages] == [
+                f"Stage {stage}" for stage in range(4)
+            ]
+            paths = {urlsplit(link).path for link in page.links}
+            # The features the page offers to try, at their real addresses.
+            assert {
+                "/tickets/",
+                "/tickets/1/",
+                "/tickets/export.csv",
+                "/tickets/1/attachment/",
+                "/tickets/2/attachment/",
+                "/slow/",
+                "/api/tickets/",
+                "/admin/",
+            } <= paths
+            links = sorted(set(page.links))
+            assert not [link for link in links if urlsplit(link).netloc], "links leave the demo"
+            # At once: `/slow/?seconds=3` need not hold up the others.
+            answers = await asyncio.gather(*(client.get(link) for link in links))
+            needs_login = {}
+            for link, answer in zip(links, answers, strict=True):
+                if answer.status_code == 302:
+                    login = urlsplit(answer.headers["location"]).path
+                    assert login in ("/accounts/login/", "/admin/login/"), (link, login)
+                    needs_login[link] = login
+                    answer = await client.get(answer.headers["location"])
+                assert answer.status_code == 200, (link, answer.status_code, answer.text[:500])
+            assert needs_login == {
+                "/tickets/export.csv": "/accounts/login/",
+                "/admin/": "/admin/login/",
+            }
+            # Logged in (as the page says: admin / admin), those answer too.
+            login_page = await client.get("/admin/login/")
+            logged_in = await client.post(
+                "/admin/login/",
+                data={
+                    "username": "admin",
+                    "password": "admin",
+                    "csrfmiddlewaretoken": csrf_token(login_page.text),
+                },
+            )
+            assert logged_in.status_code == 302, logged_in.text
+            for link in needs_login:
+                answer = await client.get(link)
+                assert answer.status_code == 200, (link, answer.status_code)
+
+    run_against(stage3, main)
+
+
+def test_api_and_form_comments_are_published_on_the_servers_own_loop(
+    start_helpdesk: StartHelpdesk,
+) -> None:
+    """Django's async ORM saves the API's comment in a thread of its own (asgiref's), the
+    legacy form's in a `WSGIToASGI` worker thread; from both, `async_to_sync` in the receiver
+    runs `Hub.publish` on the server's event loop (`loop_probe_app` logs which loop)."""
+    server = start_helpdesk(3, "uvicorn", app=LOOP_PROBE_APP)
+
+    async def main() -> None:
+        async with open_live(server, TICKET) as (page,), server.async_client() as client:
+            created = await post_api_comment(client, TICKET, "Ken", "API, server loop")
+            assert created.status_code == 201, created.text
+            assert_comment_event(await next_event(page), TICKET, "Ken", "API, server loop")
+            posted = await post_form_comment(client, TICKET, "Ken", "form, server loop")
+            assert posted.status_code == 302, posted.text
+            assert_comment_event(await next_event(page), TICKET, "Ken", "form, server loop")
+
+    run_against(server, main)
+    on_server_loop = {"ticket": str(TICKET), "on_hub_loop": "True", "thread": "MainThread"}
+    assert loop_probe_lines(server) == [on_server_loop, on_server_loop], server.describe()
 
 
 def test_lifespan_starts_and_stops_cleanly_although_django_refuses_it(
