@@ -229,7 +229,8 @@ def build_scope(
         PeerProtocolError: ``REQUEST_METHOD`` is missing or empty, or a CGI value or ``HTTP_*``
             value is not a ``str`` (400).
     """
-    method = environ.get("REQUEST_METHOD")
+    get = environ.get
+    method = get("REQUEST_METHOD")
     if type(method) is not str or not method:
         raise PeerProtocolError(f"the environ's REQUEST_METHOD is missing or empty: {method!r}")
     script, path_info, query = _target_bytes(environ)
@@ -247,25 +248,23 @@ def build_scope(
         headers = [(name, environ[key].encode("latin-1")) for key, name in pairs]
     except (AttributeError, UnicodeEncodeError):
         headers = _checked_headers(environ)
-    content_type = environ.get("CONTENT_TYPE")
+    content_type = get("CONTENT_TYPE")
     if content_type:
         headers.append((b"content-type", _native(content_type, "CONTENT_TYPE")))
-    content_length = environ.get("CONTENT_LENGTH")
+    content_length = get("CONTENT_LENGTH")
     if content_length:
         headers.append((b"content-length", _native(content_length, "CONTENT_LENGTH")))
 
-    server_name = environ.get("SERVER_NAME")
+    server_name = get("SERVER_NAME")
     server = (
-        (server_name, _port(environ.get("SERVER_PORT")))
+        (server_name, _port(get("SERVER_PORT")))
         if type(server_name) is str and server_name
         else None
     )
-    remote = environ.get("REMOTE_ADDR")
-    client = (
-        (remote, _port(environ.get("REMOTE_PORT")) or 0) if type(remote) is str and remote else None
-    )
-    scheme = environ.get("wsgi.url_scheme")
-    protocol = environ.get("SERVER_PROTOCOL")
+    remote = get("REMOTE_ADDR")
+    client = (remote, _port(get("REMOTE_PORT")) or 0) if type(remote) is str and remote else None
+    scheme = get("wsgi.url_scheme")
+    protocol = get("SERVER_PROTOCOL")
     http_version = _HTTP_VERSIONS.get(protocol, "1.1") if type(protocol) is str else "1.1"
 
     return {
@@ -275,7 +274,11 @@ def build_scope(
         "method": method,
         "scheme": scheme.lower() if type(scheme) is str and scheme else "http",
         "path": root_path + path_info.decode("utf-8", "surrogateescape"),
-        "raw_path": _raw_path(environ, decoded),
+        # The usual request, with no query and no SCRIPT_NAME: the target is PATH_INFO itself,
+        # so it decodes to it (`_raw_path` would find the same, in three more calls).
+        "raw_path": path_info
+        if not script and get("RAW_URI") == get("PATH_INFO")
+        else _raw_path(environ, decoded),
         "query_string": query,
         "root_path": root_path,
         "headers": headers,
