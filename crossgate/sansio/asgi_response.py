@@ -56,6 +56,13 @@ _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
 _NAMES: dict[bytes, tuple[str, bool]] = {}
 _NAMES_MAX = 512
 
+# Header value -> its checked, stripped, decoded WSGI form. Most values repeat from response to
+# response (content types, cache policies, lengths of same-sized bodies), so a value is usually
+# checked once per process. Cleared when full: values that never repeat (cookies, ETags) pass
+# through it without growing it past the bound.
+_VALUES: dict[bytes, str] = {}
+_VALUES_MAX = 1024
+
 _STATUS_LINES = {
     status.value: f"{status.value} {status.phrase}"
     for status in HTTPStatus
@@ -143,13 +150,29 @@ def wsgi_headers(headers: object) -> list[tuple[str, str]]:
         name, hop_by_hop = _name(raw_name)
         if type(raw_value) is not bytes:
             raise AppProtocolError(f"response header {name!r} has a value that is not bytes")
-        if _FORBIDDEN_IN_VALUE.search(raw_value):
-            raise AppProtocolError(
-                f"response header {name!r} has a CR, LF or NUL in its value (header injection)"
-            )
+        value = _VALUES.get(raw_value)
+        if value is None:
+            value = _value(name, raw_value)
         if not hop_by_hop:
-            result.append((name, raw_value.strip(b" \t").decode("latin-1")))
+            result.append((name, value))
     return result
+
+
+def _value(name: str, raw: bytes) -> str:
+    """The WSGI form of the header value ``raw``; remembered (`_VALUES`).
+
+    Raises:
+        AppProtocolError: ``raw`` holds CR, LF or NUL.
+    """
+    if _FORBIDDEN_IN_VALUE.search(raw):
+        raise AppProtocolError(
+            f"response header {name!r} has a CR, LF or NUL in its value (header injection)"
+        )
+    value = raw.strip(b" \t").decode("latin-1")
+    if len(_VALUES) >= _VALUES_MAX:
+        _VALUES.clear()
+    _VALUES[raw] = value
+    return value
 
 
 class ResponseCycle:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crossgate.exceptions import AppProtocolError
+from crossgate.sansio import asgi_response
 from crossgate.sansio.asgi_response import (
     Body,
     ResponseCycle,
@@ -221,3 +222,27 @@ def test_any_messages_give_events_or_app_errors(messages: list[Any]) -> None:
             assert cycle.complete is not event.more
         else:
             assert cycle.complete
+
+
+def test_a_value_seen_before_is_still_stripped_and_decoded() -> None:
+    first = wsgi_headers([(b"Cache-Control", b" no-store\t")])
+    again = wsgi_headers([(b"X-Other", b" no-store\t"), (b"X-Latin", b"caf\xe9")])
+    assert first == [("Cache-Control", "no-store")]
+    assert again == [("X-Other", "no-store"), ("X-Latin", "caf\xe9")]
+
+
+def test_a_value_with_cr_or_lf_is_refused_every_time() -> None:
+    for _ in range(2):  # never remembered as valid
+        with pytest.raises(AppProtocolError, match="header injection"):
+            wsgi_headers([(b"X-A", b"a\r\nSet-Cookie: b=1")])
+
+
+def test_remembered_values_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(asgi_response, "_VALUES", {})
+    monkeypatch.setattr(asgi_response, "_VALUES_MAX", 8)
+    for number in range(20):
+        # Values that never repeat, as a session cookie's.
+        assert wsgi_headers([(b"Set-Cookie", b"id=%d" % number)]) == [
+            ("Set-Cookie", f"id={number}")
+        ]
+        assert len(asgi_response._VALUES) <= 8
