@@ -1,4 +1,4 @@
-"""The legacy Flask demo, driven in-process through ``WSGIToASGI`` as ``make demo`` serves it.
+"""The legacy Flask demo, driven in-process through ``WSGIToASGI`` (``make demo-flask-legacy``).
 
 The Flask app is wrapped in ``wsgiref.validate.validator`` so that any PEP 3333 slip, by the app
 or by crossgate, fails the test (validator warnings are errors under this suite's config).
