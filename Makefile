@@ -47,7 +47,7 @@ system-deps:
 test: setup system-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/check
 
-bench: setup
+bench: setup system-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash bench/run
 
 clean:
