@@ -31,7 +31,7 @@ from bench.a2w_apps import CHUNK, CONTENDERS, build, download_asgi, download_wsg
 from bench.harness import ASGIApp
 from bench.memory import reset_peak, status_kib
 from bench.report import Row, Table, text_table
-from bench.subproc import ROOT, Cell, cell, emit, progress, run_child
+from bench.subproc import ROOT, Cell, cell, emit, progress, run_child, stop_process
 
 __all__ = ["section"]
 
@@ -254,19 +254,8 @@ def _gunicorn(contender: str, log_path: Path) -> tuple[subprocess.Popen[bytes], 
         if found:
             return proc, int(found.group(1))
         time.sleep(0.05)
-    _stop(proc)
+    stop_process(proc, STOP_TIMEOUT)
     raise RuntimeError(f"gunicorn did not start: {log_path.read_text(errors='replace')[-80:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(STOP_TIMEOUT)
 
 
 def _wrk(port: int, seconds: float) -> str:
@@ -301,7 +290,7 @@ def _measure_gunicorn(contender: str, settings: Settings) -> dict[str, Any]:
     except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
         return {"error": f"error: {exc}"[:60]}
     finally:
-        _stop(proc)
+        stop_process(proc, STOP_TIMEOUT)
     return {"value": result.requests_per_s, "errors": float(result.errors)}
 
 

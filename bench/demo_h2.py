@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import Row, Table, text_table
-from bench.subproc import ROOT, cell, emit, progress, run_child
+from bench.subproc import ROOT, cell, emit, progress, run_child, stop_process
 from demo_projects.django_helpdesk.__main__ import ServeOptions, server_command
 
 __all__ = ["ROWS", "Load", "logged_statuses", "parse_h2load", "section"]
@@ -202,7 +202,7 @@ def _start(stage: int, data_dir: str, log_path: Path) -> tuple[subprocess.Popen[
             if _get(port, TICKET_PAGE) == 200:  # ready, and the page is warm
                 return proc, port
         time.sleep(0.1)
-    _stop(proc)
+    stop_process(proc, STOP_TIMEOUT)
     raise RuntimeError(f"{server} was not answering after {READY_TIMEOUT:.0f} s")
 
 
@@ -215,17 +215,6 @@ def _get(port: int, path: str) -> int | None:
         return None
     finally:
         connection.close()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(STOP_TIMEOUT)
 
 
 def _h2load(port: int, load: Load, requests: int) -> dict[str, float]:
@@ -258,7 +247,7 @@ def _measure(row: str, stage: int, data_dir: str, quick: bool) -> dict[str, Any]
         except (RuntimeError, ValueError) as exc:
             return {"error": str(exc)[:60]}
         finally:
-            _stop(proc)
+            stop_process(proc, STOP_TIMEOUT)
         statuses = logged_statuses(log_path.read_text(errors="replace"), load.path)
     # Every request must have been answered, and answered 200. The statuses come from the
     # server's access log: h2load 1.52 counts hypercorn's HTTP/1.1 responses as failed because

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.subproc import ROOT
+from bench.subproc import ROOT, stop_process
 
 __all__ = ["WrkResult", "parse_wrk", "run"]
 
@@ -105,17 +105,6 @@ def _wrk(port: int, seconds: float, threads: int, connections: int) -> str:
     return proc.stdout
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(STOP_TIMEOUT)
-
-
 def run(
     name: str, seconds: float, warmup: float, threads: int = 2, connections: int = 50
 ) -> WrkResult | str:
@@ -139,4 +128,4 @@ def run(
         except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
             return f"error: {exc}"[:60]
         finally:
-            _stop(proc)
+            stop_process(proc, STOP_TIMEOUT)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROOT", "Cell", "cell", "emit", "progress", "run_child"]
+__all__ = ["ROOT", "Cell", "cell", "emit", "progress", "run_child", "stop_process"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +63,15 @@ def emit(result: dict[str, Any], *, hard_exit: bool) -> None:
     if hard_exit:
         sys.stderr.flush()
         os._exit(0)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """Stop a server the benchmark started: SIGTERM, then SIGKILL past ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from demo_projects.asgi_on_gunicorn.main import DATA_DIR_VARIABLE
-from tests.servers._servers import GUNICORN_LISTENING, ServerProcess
+from tests.servers._servers import GUNICORN_LISTENING, ServerProcess, running
 
 pytestmark = pytest.mark.servers
 
@@ -60,11 +60,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(DATA_DIR_VARIABLE, str(data_dir))
         process = ServerProcess("gunicorn", APP, log, command=command, listening=GUNICORN_LISTENING)
-    try:
-        process.wait_until_ready()
+    with running(process):
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

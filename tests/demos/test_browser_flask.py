@@ -22,7 +22,7 @@ from playwright.sync_api import Page
 from demo_projects.flask_mount.app import LEGACY_PREFIX
 from tests.demos import _browser
 from tests.demos._browser import chromium, new_page
-from tests.servers._servers import ServerProcess
+from tests.servers._servers import ServerProcess, running
 
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
 
@@ -37,11 +37,8 @@ DARK_BACKGROUND = "rgb(32, 33, 36)"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("flask-mount-browser") / "uvicorn.log"
     process = ServerProcess("uvicorn", APP, log)
-    try:
-        process.wait_until_ready()
+    with running(process):
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

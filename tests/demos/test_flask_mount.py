@@ -21,7 +21,7 @@ import pytest
 from websockets.sync.client import connect
 
 from demo_projects.flask_mount.app import LEGACY_PREFIX
-from tests.servers._servers import ServerProcess
+from tests.servers._servers import ServerProcess, running
 
 pytestmark = pytest.mark.servers
 
@@ -38,11 +38,8 @@ MAX_PAGES = 30
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("flask-mount") / "uvicorn.log"
     process = ServerProcess("uvicorn", APP, log)
-    try:
-        process.wait_until_ready()
+    with running(process):
         yield process
-    finally:
-        process.stop()
     problems = [
         line
         for line in process.log().splitlines()

@@ -14,12 +14,21 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-__all__ = ["GUNICORN_LISTENING", "SERVERS", "ServerProcess", "gunicorn_command", "server_command"]
+__all__ = [
+    "GUNICORN_LISTENING",
+    "SERVERS",
+    "ServerProcess",
+    "gunicorn_command",
+    "running",
+    "server_command",
+]
 
 SERVERS = ("uvicorn", "hypercorn")
 
@@ -186,3 +195,13 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(STOP_TIMEOUT)
+
+
+@contextmanager
+def running(process: ServerProcess) -> Iterator[ServerProcess]:
+    """Wait until ``process`` serves, give it to the caller, and always stop it after."""
+    try:
+        process.wait_until_ready()
+        yield process
+    finally:
+        process.stop()
