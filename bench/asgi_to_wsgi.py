@@ -17,10 +17,12 @@ import gc
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +59,7 @@ class Settings:
     wrk_rounds: int  # rounds in which the server contenders take turns (see _server_rows)
 
 
-FULL = Settings(seconds=2.0, mib=256, wrk_seconds=4, wrk_warmup=1, wrk_rounds=5)
+FULL = Settings(seconds=2.0, mib=256, wrk_seconds=2, wrk_warmup=1, wrk_rounds=15)
 QUICK = Settings(seconds=0.3, mib=16, wrk_seconds=1, wrk_warmup=0.5, wrk_rounds=1)
 
 
@@ -274,24 +276,41 @@ def _wrk(port: int, seconds: float) -> str:
     return proc.stdout
 
 
-def _measure_gunicorn(contender: str, settings: Settings) -> dict[str, Any]:
-    if shutil.which("wrk") is None:
-        return {"error": "no wrk"}
-    log_dir = ROOT / "bench" / "results"
-    log_dir.mkdir(parents=True, exist_ok=True)
+def _load(port: int | str, seconds: float) -> dict[str, Any]:
+    """One wrk run against the server on ``port`` (an error string instead of a port: that)."""
+    if isinstance(port, str):
+        return {"error": port}
     try:
-        proc, port = _gunicorn(contender, log_dir / f"gunicorn-{contender}.log")
-    except RuntimeError as exc:
-        return {"error": str(exc)[:60]}
-    try:
-        if settings.wrk_warmup > 0:
-            _wrk(port, settings.wrk_warmup)
-        result = server.parse_wrk(_wrk(port, settings.wrk_seconds))
+        result = server.parse_wrk(_wrk(port, seconds))
     except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
         return {"error": f"error: {exc}"[:60]}
-    finally:
-        stop_process(proc, STOP_TIMEOUT)
     return {"value": result.requests_per_s, "errors": float(result.errors)}
+
+
+@contextmanager
+def _gunicorns(contenders: tuple[str, ...]) -> Iterator[dict[str, int | str]]:
+    """Start one gunicorn per contender, side by side; yield each one's port (or why it has
+    none); stop them all, by PID, whatever happens."""
+    log_dir = ROOT / "bench" / "results"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: dict[str, int | str] = {}
+    try:
+        for contender in contenders:
+            if shutil.which("wrk") is None:
+                ports[contender] = "no wrk"
+                continue
+            try:
+                proc, port = _gunicorn(contender, log_dir / f"gunicorn-{contender}.log")
+            except RuntimeError as exc:
+                ports[contender] = str(exc)[:60]
+                continue
+            procs.append(proc)
+            ports[contender] = port
+        yield ports
+    finally:
+        for proc in procs:
+            stop_process(proc, STOP_TIMEOUT)
 
 
 # -- the table -------------------------------------------------------------------------------
@@ -356,20 +375,27 @@ def _memory_rows(settings: Settings) -> list[Row]:
     return rows
 
 
-def _server_rows(settings: Settings) -> list[Row]:
+def _server_rows(settings: Settings) -> tuple[list[Row], str | None]:
+    """The gunicorn rows, and a note on how the crossgate/native ratio spread over the rounds."""
     rate = Row("gunicorn sync x2 + wrk -c8: requests/s", "rate")
     errors = Row("gunicorn sync x2 + wrk -c8: errors", "count")
     contenders = ("native", "crossgate", "a2wsgi")
     rounds: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
-    for _ in range(settings.wrk_rounds):
-        # Turns, so that load from elsewhere on the machine does not land on one contender.
-        for contender in contenders:
-            result = _measure_gunicorn(contender, settings)
-            progress(f"  gunicorn {contender:<16} {_shown(cell(result), 'req/s')}")
-            rounds[contender].append(result)
-    # Contenders measured in the same round ran seconds apart, under the same conditions: the
-    # table shows the round whose crossgate/native ratio is the median one, so a slow drift of
-    # the machine (or a burst of load elsewhere) moves the comparison least.
+    # All servers run side by side (an idle one costs nothing) and the contenders take short
+    # turns, in alternating order: on a machine whose speed drifts (other tenants on the host),
+    # the two figures of one round are measured seconds apart, under nearly the same conditions.
+    with _gunicorns(contenders) as ports:
+        if settings.wrk_warmup > 0:
+            for port in ports.values():
+                _load(port, settings.wrk_warmup)
+        for index in range(settings.wrk_rounds):
+            for contender in contenders if index % 2 == 0 else contenders[::-1]:
+                result = _load(ports[contender], settings.wrk_seconds)
+                progress(f"  gunicorn {contender:<16} {_shown(cell(result), 'req/s')}")
+                rounds[contender].append(result)
+    # The table shows the round whose crossgate/native ratio is the median one, so a burst of
+    # load elsewhere moves the comparison least; the spread of the ratio over all rounds is
+    # printed below the table.
     paired = [
         (float(c["value"]) / float(n["value"]), index)
         for index, (n, c) in enumerate(zip(rounds["native"], rounds["crossgate"], strict=True))
@@ -389,7 +415,26 @@ def _server_rows(settings: Settings) -> list[Row]:
         )
     rate.target, rate.met = ">= 0.85x native", _at_least(rate, "native", 0.85)
     errors.target, errors.met = "crossgate 0", _at_most(errors, 0)
-    return [rate, errors]
+    return [rate, errors], _spread(sorted(ratio for ratio, _ in paired), rounds)
+
+
+def _spread(ratios: list[float], rounds: dict[str, list[dict[str, Any]]]) -> str | None:
+    """How the paired crossgate/native ratios spread: median, quartiles, ratio of totals."""
+    if len(ratios) < 2:
+        return None
+    quartiles = statistics.quantiles(ratios, n=4)
+    both = [
+        (float(n["value"]), float(c["value"]))
+        for n, c in zip(rounds["native"], rounds["crossgate"], strict=True)
+        if "error" not in n and "error" not in c
+    ]
+    totals = {"native": sum(n for n, _ in both), "crossgate": sum(c for _, c in both)}
+    return (
+        f"gunicorn crossgate/native over {len(ratios)} rounds: median "
+        f"{statistics.median(ratios):.3f}, quartiles {quartiles[0]:.3f} to {quartiles[2]:.3f}, "
+        f"range {ratios[0]:.3f} to {ratios[-1]:.3f}; all requests of those rounds: "
+        f"{totals['crossgate'] / totals['native']:.3f}."
+    )
 
 
 NOTES = [
@@ -399,9 +444,10 @@ NOTES = [
     "fresh process per figure. Ratios: crossgate / column.",
     "Extra peak RSS: the kernel's VmHWM, reset (clear_refs) right before the request, minus "
     "VmRSS then; the body moves in 64 KiB pieces, fresh copies each.",
-    "gunicorn: 2 sync workers on 127.0.0.1, wrk -t2 -c8 on the same 2 cores, the contenders "
-    "taking turns; shown: the round with the median crossgate/native ratio; errors (all rounds) "
-    "are non-2xx/3xx answers plus socket errors.",
+    "gunicorn: 2 sync workers per contender on 127.0.0.1, all servers up side by side, wrk -t2 "
+    "-c8 on the same 2 cores; the contenders take short turns in alternating order, round after "
+    "round; shown: the round with the median crossgate/native ratio; errors (all rounds) are "
+    "non-2xx/3xx answers plus socket errors.",
 ]
 
 
@@ -412,13 +458,14 @@ def section(quick: bool) -> Table:
     progress("== ASGIToWSGI: memory")
     rows += _memory_rows(settings)
     progress("== ASGIToWSGI: gunicorn + wrk")
-    rows += _server_rows(settings)
+    server_rows, spread = _server_rows(settings)
+    rows += server_rows
     return Table(
         title="ASGIToWSGI: an ASGI app in a WSGI server",
         columns=COLUMNS,
         ratios=RATIOS,
         rows=rows,
-        notes=NOTES,
+        notes=NOTES if spread is None else [*NOTES, spread],
     )
 
 

@@ -22,9 +22,12 @@ from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.asgi_response import Body, SendFile, Start
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
-__all__ = ["InlineCall"]
+__all__ = ["TASK_NAME", "InlineCall"]
 
 _log = logging.getLogger("crossgate")
+
+# The name of every request's task (asyncio.Task.get_name()).
+TASK_NAME = "crossgate-asgi-request"
 
 
 async def _turns() -> None:
@@ -55,7 +58,7 @@ class InlineCall(Call):
         start_response: StartResponse,
         length: int | None,
     ) -> None:
-        super().__init__(opts, environ, start_response, length)
+        Call.__init__(self, opts, environ, start_response, length)
         self.loop = loop
         self.task: asyncio.Task[None] | None = None
         self.out: list[bytes] = []
@@ -101,10 +104,15 @@ class InlineCall(Call):
                 self.out.append(data)
                 self.buffered += len(data)
             if not more:
-                self._complete()
+                self.complete = True
+                if self.waiters or self.drained is not None:
+                    self._release()
             elif not data:
                 return
-            self._wake()
+            # _wake(), inline: this runs for every body message.
+            self.woken = True
+            if self.driving:
+                self.loop.stop()
             if more and self.buffered >= self.opts.send_buffer:
                 # Back-pressure: the app waits until the WSGI server has taken what is queued.
                 self.drained = waiter = self.loop.create_future()
@@ -116,14 +124,18 @@ class InlineCall(Call):
                     raise client_gone()
         elif type(event) is Start:
             self.start = event
-            self._wake()
+            self.woken = True  # _wake(), inline
+            if self.driving:
+                self.loop.stop()
         elif type(event) is SendFile:
             self.file_path = event.path
             self._complete()
             self._wake()
 
     def app_ended(self) -> None:
-        self._wake()
+        self.woken = True  # _wake(), inline: this runs for every request
+        if self.driving:
+            self.loop.stop()
 
     def _wake(self) -> None:
         # Stops the loop at the end of the current iteration: the WSGI thread gets control
@@ -175,15 +187,19 @@ class InlineCall(Call):
     def begin(self, app: ASGIApp, scope: Message) -> Iterable[bytes]:
         """Start the app and run it until the response starts; return the WSGI iterable."""
         # A Task made directly: the loop is ours (no task factory to honour), and this skips
-        # create_task's checks on the per-request path.
-        self.task = asyncio.Task(self.run(app, scope), loop=self.loop)
-        while self.start is None and not self.app_done:
-            if self.gone:
-                # The body could not be read; the app has been told. Give it the grace period
-                # to end, then answer for it.
-                self._settle(self.opts.disconnect_grace)
-                break
-            self._drive()
+        # create_task's checks on the per-request path. Named, because a task without a name
+        # gets one formatted from a counter.
+        self.task = asyncio.Task(self.run(app, scope), loop=self.loop, name=TASK_NAME)
+        # The first drive's quiet turn (see `_drive`), made here: most apps answer in it. A
+        # client that left during it (the body could not be read) is handled below.
+        if not (quiet_turn(self.loop) and self.woken and not self.gone):
+            while self.start is None and not self.app_done:
+                if self.gone:
+                    # The body could not be read; the app has been told. Give it the grace
+                    # period to end, then answer for it.
+                    self._settle(self.opts.disconnect_grace)
+                    break
+                self._drive()
         start = self.start
         # A body that could not be read makes the answer a 413 / 400, unless the app already
         # completed its own response.

@@ -56,12 +56,13 @@ _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
 _NAMES: dict[bytes, tuple[str, bool]] = {}
 _NAMES_MAX = 512
 
-# Header value -> its checked, stripped, decoded WSGI form. Most values repeat from response to
-# response (content types, cache policies, lengths of same-sized bodies), so a value is usually
-# checked once per process. Cleared when full: values that never repeat (cookies, ETags) pass
-# through it without growing it past the bound.
-_VALUES: dict[bytes, str] = {}
-_VALUES_MAX = 1024
+# (name, value) pair as the app sent it -> its checked WSGI pair, or () for a hop-by-hop header.
+# Most pairs repeat from response to response (content types, cache policies, lengths of
+# same-sized bodies), so a header is usually checked once per process and costs one lookup
+# afterwards. Cleared when full: pairs that never repeat (cookies, ETags) pass through it
+# without growing it past the bound.
+_PAIRS: dict[tuple[bytes, bytes], tuple[str, str] | tuple[()]] = {}
+_PAIRS_MAX = 1024
 
 _STATUS_LINES = {
     status.value: f"{status.value} {status.phrase}"
@@ -90,6 +91,11 @@ class SendFile(NamedTuple):
     path: str
 
 
+# Start and Body are made by `ResponseCycle.feed` for every message: through tuple.__new__,
+# which is what their own __new__ (a Python function) calls.
+_new_tuple = tuple.__new__
+
+
 def status_line(status: object) -> str:
     """The PEP 3333 status line for an ASGI status code: ``200`` -> ``"200 OK"``.
 
@@ -108,9 +114,16 @@ def status_line(status: object) -> str:
     )
 
 
-def _name(raw: object) -> tuple[str, bool]:
-    if type(raw) is not bytes:
-        raise AppProtocolError(f"response header names must be bytes, not {raw!r}")
+def _bytes(raw: object) -> bytes | None:
+    """``raw`` as ``bytes`` when it is bytes-like (bytes, bytearray, memoryview), else None."""
+    if type(raw) is bytes:
+        return raw
+    if isinstance(raw, bytes | bytearray | memoryview):
+        return bytes(raw)
+    return None
+
+
+def _name(raw: bytes) -> tuple[str, bool]:
     known = _NAMES.get(raw)
     if known is None:
         if not _TOKEN.fullmatch(raw):
@@ -123,11 +136,49 @@ def _name(raw: object) -> tuple[str, bool]:
     return known
 
 
+def _pair(item: object) -> tuple[str, str] | tuple[()]:
+    """One ``http.response.start`` header as a WSGI pair, ``()`` when it is hop-by-hop;
+    remembered (`_PAIRS`).
+
+    Raises:
+        AppProtocolError: see `wsgi_headers`.
+    """
+    raw_name: object
+    raw_value: object
+    try:
+        raw_name, raw_value = item  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise AppProtocolError(
+            f"a response header must be a (name, value) pair: {item!r}"
+        ) from None
+    name_bytes = _bytes(raw_name)
+    if name_bytes is None:
+        raise AppProtocolError(f"response header names must be bytes, not {raw_name!r}")
+    name, hop_by_hop = _name(name_bytes)
+    value_bytes = _bytes(raw_value)
+    if value_bytes is None:
+        raise AppProtocolError(f"response header {name!r} has a value that is not bytes")
+    if _FORBIDDEN_IN_VALUE.search(value_bytes):
+        raise AppProtocolError(
+            f"response header {name!r} has a CR, LF or NUL in its value (header injection)"
+        )
+    pair: tuple[str, str] | tuple[()] = (
+        () if hop_by_hop else (name, value_bytes.strip(b" \t").decode("latin-1"))
+    )
+    if len(_PAIRS) >= _PAIRS_MAX:
+        _PAIRS.clear()
+    # Remembered under the bytes themselves: a bytes-like pair that compares equal to it (a
+    # memoryview over the same bytes) gets the same answer from the cache as from here.
+    _PAIRS[name_bytes, value_bytes] = pair
+    return pair
+
+
 def wsgi_headers(headers: object) -> list[tuple[str, str]]:
     """Translate ``http.response.start`` headers into a PEP 3333 header list.
 
-    Values are decoded as latin-1 (PEP 3333 "native strings") with surrounding spaces and
-    tabs removed (RFC 9110 section 5.5); hop-by-hop headers are dropped (`HOP_BY_HOP`).
+    Names and values are bytes (or bytes-like: bytearray, memoryview). Values are decoded as
+    latin-1 (PEP 3333 "native strings") with surrounding spaces and tabs removed (RFC 9110
+    section 5.5); hop-by-hop headers are dropped (`HOP_BY_HOP`).
 
     Raises:
         AppProtocolError: ``headers`` is not an iterable of ``(name, value)`` byte-string
@@ -140,39 +191,17 @@ def wsgi_headers(headers: object) -> list[tuple[str, str]]:
             f"http.response.start headers must be an iterable of pairs, not {headers!r}"
         )
     result: list[tuple[str, str]] = []
+    known = _PAIRS.get
     for item in headers:
         try:
-            raw_name, raw_value = item
-        except (TypeError, ValueError):
-            raise AppProtocolError(
-                f"a response header must be a (name, value) pair: {item!r}"
-            ) from None
-        name, hop_by_hop = _name(raw_name)
-        if type(raw_value) is not bytes:
-            raise AppProtocolError(f"response header {name!r} has a value that is not bytes")
-        value = _VALUES.get(raw_value)
-        if value is None:
-            value = _value(name, raw_value)
-        if not hop_by_hop:
-            result.append((name, value))
+            pair = known(item)
+        except TypeError:  # unhashable: not a pair of bytes; _pair says what it is
+            pair = None
+        if pair is None:
+            pair = _pair(item)
+        if pair:
+            result.append(pair)
     return result
-
-
-def _value(name: str, raw: bytes) -> str:
-    """The WSGI form of the header value ``raw``; remembered (`_VALUES`).
-
-    Raises:
-        AppProtocolError: ``raw`` holds CR, LF or NUL.
-    """
-    if _FORBIDDEN_IN_VALUE.search(raw):
-        raise AppProtocolError(
-            f"response header {name!r} has a CR, LF or NUL in its value (header injection)"
-        )
-    value = raw.strip(b" \t").decode("latin-1")
-    if len(_VALUES) >= _VALUES_MAX:
-        _VALUES.clear()
-    _VALUES[raw] = value
-    return value
 
 
 class ResponseCycle:
@@ -219,12 +248,17 @@ class ResponseCycle:
             more = bool(message.get("more_body", False))
             self.body_started = True
             self.complete = not more
-            return Body(body, more)
+            result: Body = _new_tuple(Body, (body, more))
+            return result
         if kind == "http.response.start":
             if self.started:
                 raise AppProtocolError("http.response.start sent twice")
-            start = Start(
-                status_line(message.get("status")), wsgi_headers(message.get("headers", ()))
+            status = message.get("status")
+            # status_line(status), with its table read here first.
+            line = _STATUS_LINES.get(status) if type(status) is int else None
+            start: Start = _new_tuple(
+                Start,
+                (line or status_line(status), wsgi_headers(message.get("headers", ()))),
             )
             self.started = True
             return start

@@ -8,6 +8,7 @@ Every choice below keeps the round trip environ -> scope -> environ exact for th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
@@ -54,8 +55,37 @@ _KEYS_MAX = 512
 _SHAPES: dict[tuple[object, ...], tuple[tuple[Any, bytes], ...]] = {}
 _SHAPES_MAX = 256
 
+# (SERVER_NAME, SERVER_PORT) -> scope["server"]: a server answers under few names and ports.
+# A tuple, so every request can share it. Cleared when full.
+_SERVERS: dict[tuple[str, str], tuple[str, int | None]] = {}
+_SERVERS_MAX = 64
+
 # PEP 3333 reserves these for the CGI variables; an HTTP_ twin would duplicate the header.
 _CGI_TWINS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+
+# The environ values every scope is made of, and what stands for each one a server leaves out.
+# PEP 3333 requires all of them but QUERY_STRING and REMOTE_*, and gunicorn, uWSGI, mod_wsgi and
+# waitress give them all: `build_scope` reads them in one call of `_cgi_values` (C code), and
+# only an environ that lacks one costs a lookup per key (`_cgi_defaults`).
+_CGI_KEYS = (
+    ("REQUEST_METHOD", None),
+    ("SCRIPT_NAME", ""),
+    ("PATH_INFO", ""),
+    ("QUERY_STRING", ""),
+    ("SERVER_NAME", None),
+    ("SERVER_PORT", None),
+    ("SERVER_PROTOCOL", None),
+    ("REMOTE_ADDR", None),
+    ("REMOTE_PORT", None),
+    ("wsgi.url_scheme", None),
+)
+_cgi_values = itemgetter(*(key for key, _ in _CGI_KEYS))
+
+
+def _cgi_defaults(environ: Mapping[str, Any]) -> tuple[Any, ...]:
+    """`_cgi_values` of an environ that lacks some of `_CGI_KEYS`: their defaults instead."""
+    get = environ.get
+    return tuple(get(key, default) for key, default in _CGI_KEYS)
 
 
 def _native(value: object, key: str) -> bytes:
@@ -107,25 +137,18 @@ def _header_pairs(keys: tuple[object, ...]) -> tuple[tuple[Any, bytes], ...]:
     return pairs
 
 
-def _target_bytes(environ: Mapping[str, Any]) -> tuple[bytes, bytes, bytes]:
-    """``SCRIPT_NAME``, ``PATH_INFO`` and ``QUERY_STRING`` as bytes (see `_native`).
+def _target_bytes(script: object, path: object, query: object) -> tuple[bytes, bytes, bytes]:
+    """``SCRIPT_NAME``, ``PATH_INFO`` and ``QUERY_STRING`` as bytes, when one of them is not a
+    latin-1 ``str`` (see `_native`).
 
     Raises:
         PeerProtocolError: one of them is not a ``str``.
     """
-    get = environ.get
-    try:
-        # The hot path: latin-1 str values, as PEP 3333 has them.
-        return (
-            get("SCRIPT_NAME", "").encode("latin-1"),
-            get("PATH_INFO", "").encode("latin-1"),
-            get("QUERY_STRING", "").encode("latin-1"),
-        )
-    except (AttributeError, UnicodeEncodeError):
-        script, path, query = (
-            _native(get(key, ""), key) for key in ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING")
-        )
-        return script, path, query
+    return (
+        _native(script, "SCRIPT_NAME"),
+        _native(path, "PATH_INFO"),
+        _native(query, "QUERY_STRING"),
+    )
 
 
 def _checked_headers(environ: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
@@ -179,6 +202,16 @@ def _port(value: object) -> int | None:
     return None
 
 
+def _server(name: str, port: object) -> tuple[str, int | None]:
+    """``scope["server"]`` from ``SERVER_NAME`` and ``SERVER_PORT``; remembered (`_SERVERS`)."""
+    server = (name, _port(port))
+    if type(port) is str:
+        if len(_SERVERS) >= _SERVERS_MAX:
+            _SERVERS.clear()
+        _SERVERS[name, port] = server
+    return server
+
+
 def request_body_length(environ: Mapping[str, Any]) -> int | None:
     """How many request body bytes to read from ``wsgi.input``; ``None`` means "to EOF".
 
@@ -230,10 +263,31 @@ def build_scope(
             value is not a ``str`` (400).
     """
     get = environ.get
-    method = get("REQUEST_METHOD")
+    try:
+        values = _cgi_values(environ)
+    except KeyError:
+        values = _cgi_defaults(environ)
+    (
+        method,
+        script_name,
+        path,
+        query_string,
+        server_name,
+        server_port,
+        protocol,
+        remote,
+        remote_port,
+        scheme,
+    ) = values
     if type(method) is not str or not method:
         raise PeerProtocolError(f"the environ's REQUEST_METHOD is missing or empty: {method!r}")
-    script, path_info, query = _target_bytes(environ)
+    try:
+        # The usual case: latin-1 str values, as PEP 3333 has them.
+        script = script_name.encode("latin-1")
+        path_info = path.encode("latin-1")
+        query = query_string.encode("latin-1")
+    except (AttributeError, UnicodeEncodeError):
+        script, path_info, query = _target_bytes(script_name, path, query_string)
     script = script.rstrip(b"/")
     decoded = script + path_info
     # Decoded apart, so that path starts with root_path even when SCRIPT_NAME (wrongly) ends
@@ -244,8 +298,11 @@ def build_scope(
     pairs = _SHAPES.get(keys)
     if pairs is None:
         pairs = _header_pairs(keys)
+    headers = []
     try:
-        headers = [(name, environ[key].encode("latin-1")) for key, name in pairs]
+        # A loop rather than a list comprehension, which is a function call of its own.
+        for key, name in pairs:
+            headers.append((name, environ[key].encode("latin-1")))
     except (AttributeError, UnicodeEncodeError):
         headers = _checked_headers(environ)
     content_type = get("CONTENT_TYPE")
@@ -255,16 +312,21 @@ def build_scope(
     if content_length:
         headers.append((b"content-length", _native(content_length, "CONTENT_LENGTH")))
 
-    server_name = get("SERVER_NAME")
-    server = (
-        (server_name, _port(get("SERVER_PORT")))
-        if type(server_name) is str and server_name
-        else None
-    )
-    remote = get("REMOTE_ADDR")
-    client = (remote, _port(get("REMOTE_PORT")) or 0) if type(remote) is str and remote else None
-    scheme = get("wsgi.url_scheme")
-    protocol = get("SERVER_PROTOCOL")
+    if type(server_name) is str and server_name:
+        server = (
+            _SERVERS.get((server_name, server_port)) if type(server_port) is str else None
+        ) or _server(server_name, server_port)
+    else:
+        server = None
+    if type(remote) is str and remote:
+        # _port(remote_port), inline for the usual value: the client's port changes with each
+        # connection, so it cannot be remembered the way the server's is.
+        if type(remote_port) is str and remote_port.isascii() and remote_port.isdigit():
+            client = (remote, int(remote_port))
+        else:
+            client = (remote, _port(remote_port) or 0)
+    else:
+        client = None
     http_version = _HTTP_VERSIONS.get(protocol, "1.1") if type(protocol) is str else "1.1"
 
     return {
@@ -277,7 +339,7 @@ def build_scope(
         # The usual request, with no query and no SCRIPT_NAME: the target is PATH_INFO itself,
         # so it decodes to it (`_raw_path` would find the same, in three more calls).
         "raw_path": path_info
-        if not script and get("RAW_URI") == get("PATH_INFO")
+        if not script and get("RAW_URI") == path
         else _raw_path(environ, decoded),
         "query_string": query,
         "root_path": root_path,

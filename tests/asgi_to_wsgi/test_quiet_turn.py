@@ -4,6 +4,7 @@ one iteration of the loop would do, and never when the loop has anything else to
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import socket
 import sys
@@ -12,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from crossgate.adapters._loops import quiet_turn
+from crossgate.adapters import _loops
+from crossgate.adapters._asgi_inline import TASK_NAME
+from crossgate.adapters._loops import InlineLoop, new_inline_loop, quiet_turn
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
 from crossgate.types import ASGIReceive, ASGISend, Message
 from tests.asgi_to_wsgi._apps import hello
@@ -21,7 +24,8 @@ from tests.asgi_to_wsgi.conftest import run_wsgi
 
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    made = asyncio.new_event_loop()
+    made = new_inline_loop()
+    assert type(made) is InlineLoop
     yield made
     made.run_until_complete(made.shutdown_asyncgens())
     made.close()
@@ -123,17 +127,109 @@ def test_nothing_ready_is_no_turn(loop: asyncio.AbstractEventLoop) -> None:
     assert quiet_turn(loop) is False
 
 
-def test_another_loop_class_is_no_turn() -> None:
-    class Custom(asyncio.SelectorEventLoop):
-        pass
+class Custom(InlineLoop):
+    pass
 
-    custom = Custom()
+
+@pytest.mark.parametrize("kind", [asyncio.SelectorEventLoop, Custom])
+def test_another_loop_class_is_no_turn(kind: type[asyncio.AbstractEventLoop]) -> None:
+    custom = kind()
     try:
         task = custom.create_task(asyncio.sleep(0))
         assert quiet_turn(custom) is False
         custom.run_until_complete(task)
     finally:
         custom.close()
+
+
+# -- InlineLoop --------------------------------------------------------------------------
+
+
+def test_call_soon_queues_handles_as_asyncio_does(loop: asyncio.AbstractEventLoop) -> None:
+    calls: list[tuple[str, object]] = []
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    context = contextvars.copy_context()
+    context.run(var.set, "given")
+
+    def record(name: str) -> None:
+        calls.append((name, var.get()))
+
+    var.set("caller's")
+    first = loop.call_soon(record, "first")
+    dropped = loop.call_soon(record, "dropped")
+    loop.call_soon(record, "with context", context=context)
+    assert isinstance(first, asyncio.Handle)
+    dropped.cancel()
+    assert dropped.cancelled()
+    var.set("changed after")  # a handle runs in a copy of the context it was made in
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert calls == [("first", "caller's"), ("with context", "given")]
+    assert "record" in repr(first)
+
+
+def test_call_soon_on_a_closed_loop_raises() -> None:
+    closed = new_inline_loop()
+    closed.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        closed.call_soon(print)
+
+
+def test_call_soon_in_debug_mode_is_asyncios_own(loop: asyncio.AbstractEventLoop) -> None:
+    loop.set_debug(True)
+    handle = loop.call_soon(print)
+    assert handle._source_traceback  # type: ignore[attr-defined]  # recorded in debug mode
+    handle.cancel()
+    loop.set_debug(False)
+    plain = loop.call_soon(print)
+    assert plain._source_traceback is None  # type: ignore[attr-defined]
+    plain.cancel()
+
+
+def test_call_soon_of_another_handle_layout_is_asyncios_own(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[object] = []
+    original = asyncio.BaseEventLoop.call_soon
+
+    def call_soon(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made.append(args[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "call_soon", call_soon)
+    monkeypatch.setattr(_loops, "_FILL_HANDLES", False)
+    loop.call_soon(print).cancel()
+    assert made == [print]
+
+
+def test_new_inline_loop_honours_an_applications_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Policy(asyncio.DefaultEventLoopPolicy):
+        pass
+
+    monkeypatch.setattr(asyncio.events, "_event_loop_policy", Policy())
+    own = new_inline_loop()
+    try:
+        assert type(own) is asyncio.SelectorEventLoop
+    finally:
+        own.close()
+
+
+def test_a_requests_task_is_named(inline_adapter: list[ASGIToWSGI]) -> None:
+    names: list[str] = []
+
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http":
+            task = asyncio.current_task()
+            assert task is not None
+            names.append(task.get_name())
+        await hello(scope, receive, send)
+
+    adapter = ASGIToWSGI(app, mode="inline")
+    inline_adapter.append(adapter)
+    assert run_wsgi(adapter).body == b"hello"
+    assert names == [TASK_NAME]
 
 
 def test_a_thread_running_a_loop_is_no_turn(loop: asyncio.AbstractEventLoop) -> None:

@@ -237,12 +237,43 @@ def test_a_value_with_cr_or_lf_is_refused_every_time() -> None:
             wsgi_headers([(b"X-A", b"a\r\nSet-Cookie: b=1")])
 
 
-def test_remembered_values_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(asgi_response, "_VALUES", {})
-    monkeypatch.setattr(asgi_response, "_VALUES_MAX", 8)
+def test_remembered_pairs_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(asgi_response, "_PAIRS", {})
+    monkeypatch.setattr(asgi_response, "_PAIRS_MAX", 8)
     for number in range(20):
         # Values that never repeat, as a session cookie's.
         assert wsgi_headers([(b"Set-Cookie", b"id=%d" % number)]) == [
             ("Set-Cookie", f"id={number}")
         ]
-        assert len(asgi_response._VALUES) <= 8
+        assert len(asgi_response._PAIRS) <= 8
+
+
+def test_a_remembered_hop_by_hop_header_is_still_dropped() -> None:
+    for _ in range(2):
+        assert wsgi_headers([(b"Connection", b"close"), (b"X-A", b"1")]) == [("X-A", "1")]
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_bytes_like_names_and_values_are_taken_seen_before_or_not(kind: type) -> None:
+    # Equal to a remembered pair (the first call) or not (the second): the same answer.
+    for value in (b"text/plain", b"text/x-%d" % id(kind)):
+        assert wsgi_headers([(kind(b"Content-Type"), kind(value))]) == [
+            ("Content-Type", value.decode())
+        ]
+        assert wsgi_headers([(b"Content-Type", value)]) == [("Content-Type", value.decode())]
+
+
+@pytest.mark.parametrize(
+    ("header", "error"),
+    [
+        ([b"X-A", [1]], "must be bytes|not bytes"),  # unhashable, and not a pair of bytes
+        ((b"X-A", "text"), "not bytes"),
+        (("X-A", b"text"), "must be bytes"),
+        ((b"X-A",), "pair"),
+        ((b"X A", b"1"), "invalid response header name"),
+    ],
+)
+def test_a_bad_header_is_refused_every_time(header: object, error: str) -> None:
+    for _ in range(2):  # never remembered as valid
+        with pytest.raises(AppProtocolError, match=error):
+            wsgi_headers([header])

@@ -219,6 +219,11 @@ def test_empty_and_twin_content_headers_are_left_out(fields: dict[str, object]) 
         ),
         ({"SERVER_NAME": MISSING}, ("127.0.0.1", 50000), None),
         ({"SERVER_PORT": 8080}, ("127.0.0.1", 50000), ("127.0.0.1", 8080)),
+        ({"REMOTE_PORT": 50001}, ("127.0.0.1", 50001), ("127.0.0.1", 8000)),
+        # Not a port: 0 (client) and None (server), as for a missing one.
+        ({"REMOTE_PORT": "5x"}, ("127.0.0.1", 0), ("127.0.0.1", 8000)),
+        ({"REMOTE_PORT": "\u0661\u0662"}, ("127.0.0.1", 0), ("127.0.0.1", 8000)),
+        ({"SERVER_PORT": "80x"}, ("127.0.0.1", 50000), ("127.0.0.1", None)),
     ],
 )
 def test_client_and_server(
@@ -230,6 +235,21 @@ def test_client_and_server(
 
     assert scope["client"] == client
     assert scope["server"] == server
+
+
+def test_server_seen_before_is_the_same_answer_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scope_module, "_SERVERS", {})
+    monkeypatch.setattr(scope_module, "_SERVERS_MAX", 4)
+    for _ in range(2):  # remembered the first time, read back the second
+        for port in range(10):
+            scope = build_scope(make_environ(SERVER_NAME=f"host{port}", SERVER_PORT=str(port)))
+            assert scope["server"] == (f"host{port}", port)
+            assert len(scope_module._SERVERS) <= 4
+    # A port that is not a str is never remembered (and never looked up: it may not hash).
+    build_scope(make_environ(SERVER_NAME="h", SERVER_PORT=8080))
+    assert "h" not in {name for name, _ in scope_module._SERVERS}
 
 
 @pytest.mark.parametrize(
