@@ -156,14 +156,17 @@ class InlineLoop(asyncio.SelectorEventLoop):
 
 
 def new_inline_loop() -> asyncio.AbstractEventLoop:
-    """A new loop for an inline-mode thread: an `InlineLoop`, unless the application chose its
-    own event loop policy (uvloop's, for one), whose loop is then made instead."""
-    policy = asyncio.get_event_loop_policy()
-    if type(policy) is asyncio.DefaultEventLoopPolicy and (
-        getattr(policy, "_loop_factory", None) is asyncio.SelectorEventLoop
-    ):
-        return InlineLoop()
-    return policy.new_event_loop()
+    """A new loop for an inline-mode thread: an `InlineLoop` where asyncio would make its
+    default loop, else the loop the application's event loop policy makes (uvloop's, say).
+
+    Asked of asyncio itself, which knows the policy in force: the event loop policy API is
+    deprecated from Python 3.14 on. That loop is closed again when it is the default one.
+    """
+    loop = asyncio.new_event_loop()
+    if type(loop) is not asyncio.SelectorEventLoop:
+        return loop
+    loop.close()
+    return InlineLoop()
 
 
 def quiet_turn(loop: asyncio.AbstractEventLoop) -> bool:

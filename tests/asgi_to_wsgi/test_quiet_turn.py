@@ -205,13 +205,16 @@ def test_call_soon_of_another_handle_layout_is_asyncios_own(
 def test_new_inline_loop_honours_an_applications_policy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    class Policy(asyncio.DefaultEventLoopPolicy):
+    class Own(asyncio.SelectorEventLoop):
         pass
+
+    class Policy(asyncio.DefaultEventLoopPolicy):
+        _loop_factory = Own
 
     monkeypatch.setattr(asyncio.events, "_event_loop_policy", Policy())
     own = new_inline_loop()
     try:
-        assert type(own) is asyncio.SelectorEventLoop
+        assert type(own) is Own  # uvloop's policy, say: its loop, not crossgate's
     finally:
         own.close()
 
