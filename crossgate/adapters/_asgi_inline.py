@@ -104,15 +104,10 @@ class InlineCall(Call):
                 self.out.append(data)
                 self.buffered += len(data)
             if not more:
-                self.complete = True
-                if self.waiters or self.drained is not None:
-                    self._release()
+                self._complete()
             elif not data:
                 return
-            # _wake(), inline: this runs for every body message.
-            self.woken = True
-            if self.driving:
-                self.loop.stop()
+            self._wake()
             if more and self.buffered >= self.opts.send_buffer:
                 # Back-pressure: the app waits until the WSGI server has taken what is queued.
                 self.drained = waiter = self.loop.create_future()
@@ -124,18 +119,14 @@ class InlineCall(Call):
                     raise client_gone()
         elif type(event) is Start:
             self.start = event
-            self.woken = True  # _wake(), inline
-            if self.driving:
-                self.loop.stop()
+            self._wake()
         elif type(event) is SendFile:
             self.file_path = event.path
             self._complete()
             self._wake()
 
     def app_ended(self) -> None:
-        self.woken = True  # _wake(), inline: this runs for every request
-        if self.driving:
-            self.loop.stop()
+        self._wake()
 
     def _wake(self) -> None:
         # Stops the loop at the end of the current iteration: the WSGI thread gets control
