@@ -15,10 +15,13 @@ from crossgate.adapters._streams import FILE_BLOCK_SIZE
 from crossgate.exceptions import (
     AppProtocolError,
     ClientDisconnected,
+    CrossgateError,
+    PeerProtocolError,
     RequestTooLarge,
     ResponseAborted,
 )
 from crossgate.sansio.asgi_response import ResponseCycle, error_response
+from crossgate.sansio.failure import FailurePlan, Outcome, plan_failure
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
 __all__ = ["Call", "Options", "client_gone", "wrap_file"]
@@ -35,6 +38,7 @@ class Options:
     max_body_size: int | None
     background_timeout: float
     disconnect_grace: float
+    raise_app_exceptions: bool = True
 
 
 def _exc_info(error: BaseException) -> tuple[type[BaseException], BaseException, TracebackType]:
@@ -103,6 +107,7 @@ class Call(ABC):
         "gone",
         "headers_sent",
         "input",
+        "late_error",
         "opts",
         "received",
         "remaining",
@@ -133,6 +138,9 @@ class Call(ABC):
         self.cycle = ResponseCycle()
         self.violation: AppProtocolError | None = None
         self.error: Exception | None = None
+        # What the app raised after its complete response, kept until close() raises it to
+        # the server (raise_app_exceptions).
+        self.late_error: Exception | None = None
         self.cancelled = False
         self.wsgi_started = False
         self.headers_sent = False
@@ -201,31 +209,51 @@ class Call(ABC):
             # left is not to be logged as an error.
             _log.info("the ASGI app ended with %r after the client disconnected", exc)
 
-    def _failure(self) -> tuple[int, str | None, BaseException]:
-        """The status, the client-facing message and the cause of a failed response; logged."""
+    def _cause(self) -> BaseException:
+        """Why the response failed: the request's fault first, then the app's."""
         if self.too_large:
-            limit = self.opts.max_body_size or 0
-            error: BaseException = RequestTooLarge.for_limit(limit)
-            _log.info("answering 413: %s", error)
-            return 413, str(error), error
+            return RequestTooLarge.for_limit(self.opts.max_body_size or 0)
         if self.body_failed:
-            error = ClientDisconnected("the request body could not be read to its end")
-            _log.info("answering 400: %s", error)
-            return 400, str(error), error
+            return PeerProtocolError("the request body could not be read to its end")
         if self.violation is not None:
-            _log.error(
-                "the ASGI app broke the protocol: %s", self.violation, exc_info=self.violation
-            )
-            return 500, None, self.violation
+            return self.violation
         if self.error is not None:
-            _log.error("the ASGI app failed before completing its response", exc_info=self.error)
-            return 500, None, self.error
+            return self.error
         if self.cancelled:
-            error = AppProtocolError("the ASGI app was cancelled before completing its response")
-        else:
-            error = AppProtocolError("the ASGI app returned without completing its response")
-        _log.error("%s", error)
-        return 500, None, error
+            # The adapter's doing (shutdown, a grace period that ran out), not the app's bug.
+            return CrossgateError("the ASGI app was cancelled before completing its response")
+        return AppProtocolError("the ASGI app returned without completing its response")
+
+    def _plan(self, error: BaseException, *, complete: bool = False) -> FailurePlan:
+        """Decide (`plan_failure`) and log what a failure becomes."""
+        plan = plan_failure(
+            error,
+            app="ASGI",
+            headers_sent=self.headers_sent,
+            complete=complete,
+            raise_app_exceptions=self.opts.raise_app_exceptions,
+        )
+        _log.log(plan.level, "%s", plan.message, exc_info=error if plan.traceback else None)
+        return plan
+
+    def raise_late(self, error: Exception | None) -> None:
+        """Raise to the WSGI server what the app raised after its complete response.
+
+        Called from ``close()``: the server has sent the whole response by then (gunicorn
+        writes the last chunk of a chunked body before it calls ``close()``), so the client
+        has it all, and the server and the middleware around the adapter see the exception.
+        """
+        if error is not None:
+            self._plan(error, complete=True)
+            raise error
+
+    def keep_late(self, exc: Exception) -> bool:
+        """Keep an exception the app raised after its complete response for `raise_late`;
+        False when it is not to be raised (the option is off, or the client left)."""
+        if self.complete and not self.gone and self.opts.raise_app_exceptions:
+            self.late_error = exc
+            return True
+        return False
 
     # -- the app's task, on the event loop ----------------------------------------------------
 
@@ -245,7 +273,9 @@ class Call(ABC):
             self.cancelled = True
             raise
         except Exception as exc:
-            if self.complete or self.gone:
+            if self.keep_late(exc):
+                pass
+            elif self.complete or self.gone:
                 # Not kept: nothing depends on it any more, and its traceback would keep the
                 # app's objects (an abandoned async generator awaiting its clean-up) alive.
                 self.log_late(exc, complete=self.complete)
@@ -315,20 +345,28 @@ class Call(ABC):
     def fail(self) -> bytes:
         """Answer for an app that ended without completing its response; return the body.
 
-        Before any body byte went out, the answer becomes an error response: PEP 3333 ("Error
-        Handling") lets ``start_response`` replace the headers, with ``exc_info``, until then.
-        After that, the connection must be dropped so that the client cannot take a truncated
-        body for a whole one.
+        `crossgate.sansio.failure.plan_failure` decides. With ``raise_app_exceptions`` (the
+        default) the app's exception is raised to the WSGI server, which answers 500 itself
+        while no body byte went out (gunicorn does, and logs it) and drops the connection
+        after that. Otherwise, before any body byte went out, the answer becomes an error
+        response: PEP 3333 ("Error Handling") lets ``start_response`` replace the headers,
+        with ``exc_info``, until then. After that, the connection must be dropped so that the
+        client cannot take a truncated body for a whole one. A request's own fault (a body
+        over the limit, one that could not be read) always gets its 4xx.
 
         Raises:
+            Exception: the app's exception, with ``raise_app_exceptions``.
             ResponseAborted: body bytes already went out (the cause is chained).
         """
-        status, message, cause = self._failure()
-        if self.headers_sent:
+        cause = self._cause()
+        plan = self._plan(cause)
+        if plan.propagate:
+            raise cause
+        if plan.outcome is Outcome.ABORT:
             raise ResponseAborted(
                 "the ASGI app did not complete a response whose body had started"
             ) from cause
-        line, headers, body = error_response(status, message)
+        line, headers, body = error_response(plan.status or 500, plan.detail)
         if self.wsgi_started:
             self.start_response(line, headers, _exc_info(cause))
         else:

@@ -13,6 +13,7 @@ only this request. Only tasks the app left behind from earlier requests wait tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -209,13 +210,20 @@ class InlineCall(Call):
         self.wsgi_started = True
         if self.file_path is not None:
             return self._send_file(wrap=True)
-        if self.app_done and self.complete:
+        if self.app_done and self.complete and self.late_error is None:
             # The usual case: the app answered at once. A list lets the server skip close().
             return self.out
         return self
 
     def _send_file(self, *, wrap: bool) -> Iterable[bytes]:
-        wrapped = self.open_file(wrap=wrap)
+        try:
+            wrapped = self.open_file(wrap=wrap)
+        except BaseException:
+            # The app's error, raised to the server from the application call: no close()
+            # will come, so the app's task is settled here.
+            with contextlib.suppress(Exception):
+                self.close()
+            raise
         return self if wrapped is None else wrapped
 
     def queue_failure(self, body: bytes) -> None:
@@ -267,6 +275,8 @@ class InlineCall(Call):
             timeout = self.opts.background_timeout if self.complete else self.opts.disconnect_grace
             self._settle(timeout)
             self._flush()
+        error, self.late_error = self.late_error, None
+        self.raise_late(error)
 
     def _settle(self, timeout: float) -> None:
         """Run the loop until the app's task ends, at most ``timeout`` s; then cancel it."""

@@ -234,9 +234,17 @@ class SharedCall(Call):
         _log.warning("cancelling the ASGI app: still running %g s %s", timeout, what)
         self.task.cancel()
 
+    def keep_late(self, exc: Exception) -> bool:
+        # Once the WSGI server has closed the response, nothing can be raised to it any more.
+        return not self.input_closed and super().keep_late(exc)
+
     def _server_closed(self) -> None:
         """The WSGI server called ``close()``: nobody reads the body or the response now."""
         self.input_closed = True
+        late, self.late_error = self.late_error, None
+        if late is not None:
+            # The app raised after the WSGI side's close() looked (it had not ended then).
+            self.log_late(late, complete=True)
         if self.complete:
             if self.piece_waiter is not None:
                 _resolve(self.piece_waiter)
@@ -270,8 +278,15 @@ class SharedCall(Call):
         self.wsgi_started = True
         self._take_queued()
         if self.file_path is not None:
-            return self._send_file(wrap=True)
-        if self.ended:
+            try:
+                return self._send_file(wrap=True)
+            except BaseException:
+                # The app's error, raised to the server from the application call: no
+                # close() will come, so the loop is told here.
+                with contextlib.suppress(Exception):
+                    self.close()
+                raise
+        if self.ended and not (self.app_done and self.late_error is not None):
             # Complete already: a list lets the server skip close(); the loop bounds the
             # app's work after the response by itself.
             self.close()
@@ -378,6 +393,12 @@ class SharedCall(Call):
             return
         self.closed = True
         self.close_file()
+        late = None
+        if self.app_done:
+            # The loop sets app_done after late_error: what late_error holds now is final.
+            # When the app has not ended, _server_closed logs what it may raise later.
+            late, self.late_error = self.late_error, None
         if not self.done_seen:
             with contextlib.suppress(RuntimeError):  # the loop is closed: the adapter shut down
                 self.loop.call_soon_threadsafe(self._server_closed)
+        self.raise_late(late)

@@ -21,6 +21,7 @@ from collections import deque
 from typing import IO
 
 from crossgate.exceptions import ClientDisconnected, RequestTooLarge, ResponseAborted
+from crossgate.sansio.failure import Outcome, plan_failure
 from crossgate.sansio.response import error_events
 from crossgate.types import ASGIReceive, ASGISend, HTTPResponseStartEvent, Message, as_message
 
@@ -158,6 +159,15 @@ class Exchange:
             if self.disconnected:
                 raise ClientDisconnected("the client disconnected")
 
+    def check_connected(self) -> None:
+        """Raise `ClientDisconnected` when the client is gone (a read of one flag, no lock).
+
+        Raises:
+            ClientDisconnected: the client is gone; the caller stops producing.
+        """
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+
     def push_file(self, start: HTTPResponseStartEvent, event: Message) -> None:
         """Have the loop send ``start`` then a pathsend / zerocopysend event; wait until sent.
 
@@ -272,27 +282,33 @@ class Exchange:
                 self.mark_disconnected()
                 return
 
-    async def respond(self, send: ASGISend) -> None:
+    async def respond(self, send: ASGISend, *, raise_app_exceptions: bool = True) -> None:
         """Send what the worker produces until it finishes; see the module docstring.
 
         Raises:
-            ResponseAborted: the app failed after the headers went out.
+            BaseException: the app's exception, once the client has its answer, with
+                ``raise_app_exceptions`` (`crossgate.sansio.failure.plan_failure` decides).
+            ResponseAborted: without it, when the app failed after the headers went out.
             BaseException: whatever ``send`` raised, other than ``OSError`` (a closed
                 connection), once the worker has stopped.
         """
-        start_sent = False
+        headers_sent = False
         complete = False
         send_error: BaseException | None = None
         while True:
             with self.cond:
+                if self.finished and self.failure is not None:
+                    # Whatever is still queued is not sent: the answer to a failure is
+                    # decided below, from what the server has already been given.
+                    break
                 chunks = self.chunks
                 if chunks:
                     # The bytes stay counted in `buffered` until send() returns: bytes in the
                     # middle of a send are not with the client yet (back-pressure bound).
                     self.chunks = []
                 start = None
-                if not start_sent and self.start is not None:
-                    start, start_sent = self.start, True
+                if not headers_sent and self.start is not None:
+                    start, headers_sent = self.start, True
                 file_event, self.file_event = self.file_event, None
                 finished = self.finished
                 waiter = None
@@ -306,16 +322,6 @@ class Exchange:
                     self.mark_disconnected()
                     raise
                 continue
-            if finished and self.failure is not None:
-                if start is not None and not self.disconnected and send_error is None:
-                    # The app failed after "sending" its headers, but they never left this
-                    # process: the client can still get an honest 500 instead of a reset.
-                    _log.info("the headers had not reached the server yet; sending a 500")
-                    error_start, error_body = error_events(500)
-                    await send(as_message(error_start))
-                    await send(as_message(error_body))
-                    return
-                break
             if not (self.disconnected or send_error is not None):
                 try:
                     await self._send_batch(send, start, file_event, chunks, finished, complete)
@@ -331,11 +337,41 @@ class Exchange:
             if finished:
                 break
         if self.failure is not None:
-            raise ResponseAborted("the response failed after its headers were sent") from (
-                self.failure
-            )
+            await self._fail(send, self.failure, headers_sent, raise_app_exceptions)
         if send_error is not None and not isinstance(send_error, OSError):
             raise send_error
+
+    async def _fail(
+        self,
+        send: ASGISend,
+        failure: BaseException,
+        headers_sent: bool,
+        raise_app_exceptions: bool,
+    ) -> None:
+        """Answer, log and (maybe) raise a failure, knowing what reached the server.
+
+        The app may have committed its headers on the worker, but while they wait here
+        unsent the client can still get an honest error page instead of a reset.
+        """
+        plan = plan_failure(
+            failure,
+            app="WSGI",
+            headers_sent=headers_sent,
+            client_gone=self.disconnected,
+            raise_app_exceptions=raise_app_exceptions,
+        )
+        _log.log(plan.level, "%s", plan.message, exc_info=failure if plan.traceback else None)
+        if plan.outcome is Outcome.ERROR_PAGE and plan.status is not None:
+            start, body = error_events(plan.status, plan.detail)
+            try:
+                await send(as_message(start))
+                await send(as_message(body))
+            except OSError:
+                pass  # the client left meanwhile; nothing else to tell it
+        if plan.propagate:
+            raise failure
+        if plan.outcome is Outcome.ABORT:
+            raise ResponseAborted("the response failed after its headers were sent") from failure
 
     async def _send_batch(
         self,

@@ -134,6 +134,15 @@ class ASGIToWSGI:
             (``receive()`` says ``http.disconnect`` and ``send()`` raises) before it is
             cancelled.
         lifespan_timeout: seconds lifespan startup and shutdown may take each.
+        raise_app_exceptions: let the app's exceptions (and its breaches of the ASGI spec,
+            `AppProtocolError`) reach the WSGI server and the middleware around the adapter
+            (Sentry, werkzeug's debugger, Flask's ``PROPAGATE_EXCEPTIONS``, test clients):
+            raised from the application call when the app failed before its response
+            started, from the iterable after that (the server answers 500 while no body
+            byte went out, and drops the connection after), and from ``close()`` when the app
+            raised after a complete response. ``False`` keeps them here: logged at ERROR with
+            the traceback, a 500 page (or `ResponseAborted` once body bytes went out). The
+            same name and meaning as on httpx's ``WSGITransport``.
 
     Raises:
         ValueError: an option is out of range.
@@ -151,6 +160,7 @@ class ASGIToWSGI:
         background_timeout: float = 5.0,
         disconnect_grace: float = 1.0,
         lifespan_timeout: float = 60.0,
+        raise_app_exceptions: bool = True,
     ) -> None:
         if mode not in ("auto", "inline", "shared"):
             raise ValueError("mode must be 'auto', 'inline' or 'shared'")
@@ -173,12 +183,14 @@ class ASGIToWSGI:
         self.lifespan: LifespanMode = lifespan
         self.max_body_size = max_body_size
         self.lifespan_timeout = lifespan_timeout
+        self.raise_app_exceptions = raise_app_exceptions
         self._options = Options(
             read_size=read_size,
             send_buffer=send_buffer,
             max_body_size=max_body_size,
             background_timeout=background_timeout,
             disconnect_grace=disconnect_grace,
+            raise_app_exceptions=raise_app_exceptions,
         )
         self._process: _Process | None = None
         self._lock = threading.Lock()

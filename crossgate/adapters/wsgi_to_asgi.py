@@ -17,7 +17,7 @@ from crossgate.adapters._exchange import Exchange, RequestBody
 from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.concurrency import set_server_loop
 from crossgate.exceptions import (
-    ClientDisconnected,
+    AppProtocolError,
     CrossgateError,
     PeerProtocolError,
     ProtocolError,
@@ -25,7 +25,13 @@ from crossgate.exceptions import (
 )
 from crossgate.sansio.environ import EnvironOptions, build_environ
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
-from crossgate.sansio.response import OptExcInfo, ResponseState, error_events, file_send_event
+from crossgate.sansio.response import (
+    OptExcInfo,
+    ResponseState,
+    body_chunk,
+    error_events,
+    file_send_event,
+)
 from crossgate.types import ASGIReceive, ASGISend, Message, WSGIApplication, as_message
 
 __all__ = ["WSGIToASGI", "wsgi_to_asgi"]
@@ -64,6 +70,13 @@ class WSGIToASGI:
         on_startup: callables run at lifespan startup (may be ``async``).
         on_shutdown: callables run at lifespan shutdown (may be ``async``).
         retry_after: the ``Retry-After`` seconds sent with a queue-timeout 503.
+        raise_app_exceptions: when the app raises (or breaks PEP 3333), answer 500 if no
+            header went out yet (else abort the connection), then raise the app's exception
+            to the server and to the middleware around the adapter (Sentry, Starlette's
+            ``ServerErrorMiddleware``, test clients), as ASGI apps do. ``False`` keeps it
+            here: the failure is logged at ERROR with its traceback and the request ends
+            normally after its 500 (an abort raises `ResponseAborted`). The same name and
+            meaning as on httpx's ``ASGITransport``.
 
     Raises:
         ValueError: an option is out of range.
@@ -88,6 +101,7 @@ class WSGIToASGI:
         on_startup: Sequence[Hook] = (),
         on_shutdown: Sequence[Hook] = (),
         retry_after: int = 1,
+        raise_app_exceptions: bool = True,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -115,6 +129,7 @@ class WSGIToASGI:
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
         self.retry_after = retry_after
+        self.raise_app_exceptions = raise_app_exceptions
         self._environ_options = EnvironOptions(
             keep_underscore_headers=keep_underscore_headers,
             max_headers=max_headers,
@@ -215,7 +230,7 @@ class WSGIToASGI:
                     extra_headers=((b"retry-after", str(self.retry_after).encode()),),
                 )
                 timer = loop.call_later(self.queue_timeout, x.expire, start, body["body"])
-            await x.respond(send)
+            await x.respond(send, raise_app_exceptions=self.raise_app_exceptions)
         finally:
             pump.cancel()
             if timer is not None:
@@ -270,9 +285,11 @@ class WSGIToASGI:
             # PEP 3333, "The write() Callable": kept for legacy apps; it blocks while the
             # client is too far behind, as the PEP allows.
             if type(data) is not bytes:
-                raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+                data = body_chunk(data)
             if data:
                 self._emit(x, state, data)
+            else:
+                x.check_connected()
 
         def start_response(
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -288,12 +305,19 @@ class WSGIToASGI:
             if type(iterable) is list or type(iterable) is tuple:
                 # The whole body is known: it goes out with the end of the response, in one
                 # message and one wake-up of the loop.
-                tail = self._clamp(state, b"".join(iterable))
+                tail = self._clamp(state, _join(iterable))
             elif not self._try_file(x, state, iterable, scope):
                 for chunk in iterable:
-                    # PEP 3333: an empty chunk must not send the headers.
-                    if chunk and self._emit(x, state, chunk):
-                        break
+                    if type(chunk) is not bytes:
+                        chunk = body_chunk(chunk)
+                    if chunk:
+                        if self._emit(x, state, chunk):
+                            break
+                    else:
+                        # PEP 3333: an empty chunk must not send the headers. A long poll
+                        # yields them while it waits: each is where it learns that the
+                        # client left, so that it is closed as promptly as one that sends.
+                        x.check_connected()
         except BaseException as exc:
             failure = exc
         finally:
@@ -318,7 +342,7 @@ class WSGIToASGI:
             and environ["REQUEST_METHOD"] != "HEAD"
             and state.status not in (204, 304)
         ):
-            failure = CrossgateError(
+            failure = AppProtocolError(
                 f"the app sent {state.shortfall()} bytes fewer than its Content-Length"
             )
         self._report(x, state, failure, tail)
@@ -379,29 +403,15 @@ class WSGIToASGI:
     def _report(
         self, x: Exchange, state: ResponseState, failure: BaseException | None, tail: bytes
     ) -> None:
+        """Hand the end of the response to the loop. A failure is decided and logged there
+        (`Exchange.respond`), where it is known whether the headers reached the server."""
         if failure is None:
             try:
                 x.finish(start=None if state.committed else state.commit(), data=tail)
                 return
-            except CrossgateError as exc:  # start_response() was never called
+            except AppProtocolError as exc:  # start_response() was never called
                 failure = exc
-        if isinstance(failure, ClientDisconnected) and x.disconnected:
-            _log.info("the client disconnected; the WSGI iterable was closed")
-            x.finish()
-        elif state.committed:
-            _log.error(
-                "the WSGI app failed after the response headers were sent; aborting the connection",
-                exc_info=failure,
-            )
-            x.finish(failure)
-        elif isinstance(failure, PeerProtocolError):
-            _log.info("answering %d: %s", failure.status_code, failure)
-            start, body = error_events(failure.status_code, str(failure))
-            x.finish_with(start, body["body"])
-        else:
-            _log.error("the WSGI app failed before sending a response", exc_info=failure)
-            start, body = error_events(500)
-            x.finish_with(start, body["body"])
+        x.finish(failure)
 
     # -- lifespan and websocket ---------------------------------------------------------------
 
@@ -446,6 +456,14 @@ class WSGIToASGI:
         else:
             # ASGI websocket spec: a close before accept makes the server answer 403.
             await send({"type": "websocket.close", "code": 1008, "reason": reason})
+
+
+def _join(chunks: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """A list or tuple body in one piece; `AppProtocolError` names a chunk that is not bytes."""
+    try:
+        return b"".join(chunks)
+    except TypeError:
+        return b"".join([body_chunk(chunk) for chunk in chunks])
 
 
 async def _send_error(send: ASGISend, error: ProtocolError) -> None:

@@ -20,7 +20,14 @@ from crossgate.types import (
     HTTPResponseZerocopysendEvent,
 )
 
-__all__ = ["OptExcInfo", "ResponseState", "error_events", "file_send_event", "parse_status"]
+__all__ = [
+    "OptExcInfo",
+    "ResponseState",
+    "body_chunk",
+    "error_events",
+    "file_send_event",
+    "parse_status",
+]
 
 # What sys.exc_info() returns; PEP 3333 passes it to start_response as ``exc_info``.
 OptExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
@@ -45,6 +52,25 @@ def parse_status(status: object) -> int:
     if not 200 <= value <= 599:
         raise AppProtocolError(f"status code must be between 200 and 599: {status!r}")
     return value
+
+
+def body_chunk(chunk: object) -> bytes:
+    """Return a body chunk a WSGI app produced as ``bytes``.
+
+    PEP 3333 ("Unicode Issues"): the body is made of bytestrings. ``bytes`` passes as is; a
+    ``bytearray`` or ``memoryview`` is copied into ``bytes`` (ASGI messages carry ``bytes``).
+
+    Raises:
+        AppProtocolError: ``chunk`` is anything else (a ``str`` most often), named by its type.
+    """
+    if type(chunk) is bytes:
+        return chunk
+    if isinstance(chunk, bytes | bytearray | memoryview):
+        return bytes(chunk)
+    raise AppProtocolError(
+        f"the WSGI app produced a body chunk of type {type(chunk).__name__}, not bytes "
+        "(PEP 3333: a response body is made of bytestrings; encode text first)"
+    )
 
 
 class ResponseState:

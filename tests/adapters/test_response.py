@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from crossgate import ResponseAborted
+from crossgate import AppProtocolError, ResponseAborted
 from crossgate.testing import HTTPResult, call_http, http_scope
 from crossgate.types import StartResponse, WSGIEnvironment
 from tests.adapters.conftest import MakeAdapter, run
@@ -116,14 +116,15 @@ def test_exc_info_after_headers_went_out_is_reraised_and_aborts(
                 raise
 
     with caplog.at_level(logging.ERROR, logger="crossgate"):
-        result = run(lambda: call_http(make_adapter(app, send_buffer=1)))
+        adapter = make_adapter(app, send_buffer=1, raise_app_exceptions=False)
+        result = run(lambda: call_http(adapter))
     assert seen
     assert isinstance(seen[0], KeyError)
     assert result.status == 200
     assert not result.complete
     assert isinstance(result.error, ResponseAborted)
     assert isinstance(result.error.__cause__, KeyError)
-    assert "after the response headers were sent" in caplog.text
+    assert "after the response headers were sent; the connection was aborted" in caplog.text
 
 
 def test_write_callable(make_adapter: MakeAdapter) -> None:
@@ -184,11 +185,16 @@ def test_content_length_shortfall_after_headers_aborts(make_adapter: MakeAdapter
         return [b"abc"]
 
     # send_buffer=1 makes the worker wait until the loop has taken the headers, so they are
-    # on their way to the client when the shortfall is found.
+    # on their way to the client when the shortfall is found: an AppProtocolError, raised
+    # to the server (which aborts the connection), or ResponseAborted without raising.
     result = run(lambda: call_http(make_adapter(app, send_buffer=1)))
     assert result.status == 200
     assert not result.complete
-    assert isinstance(result.error, ResponseAborted)
+    assert isinstance(result.error, AppProtocolError)
+    assert "3 bytes fewer than its Content-Length" not in str(result.error)
+    assert "7 bytes fewer than its Content-Length" in str(result.error)
+    kept = run(lambda: call_http(make_adapter(app, send_buffer=1, raise_app_exceptions=False)))
+    assert isinstance(kept.error, ResponseAborted)
 
 
 def test_failure_before_headers_left_the_process_is_still_a_500(
@@ -231,7 +237,8 @@ def test_start_response_never_called_is_a_logged_500(
         return [b"no status"]
 
     with caplog.at_level(logging.ERROR, logger="crossgate"):
-        result = run(lambda: call_http(make_adapter(app, validate=False)))
+        adapter = make_adapter(app, validate=False, raise_app_exceptions=False)
+        result = run(lambda: call_http(adapter))
     assert result.status == 500
     assert "without calling start_response" in caplog.text
 
@@ -265,7 +272,8 @@ def test_header_injection_is_refused(
         return [b"x"]
 
     with caplog.at_level(logging.ERROR, logger="crossgate"):
-        result = run(lambda: call_http(make_adapter(app, validate=False)))
+        adapter = make_adapter(app, validate=False, raise_app_exceptions=False)
+        result = run(lambda: call_http(adapter))
     assert result.status == 500
     assert result.header("set-cookie") is None
     assert "header injection" in caplog.text
@@ -334,12 +342,13 @@ def test_exception_before_headers_gives_plain_500_and_logs_traceback(
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         raise ZeroDivisionError("secret detail")
 
-    adapter = make_adapter(app)
+    adapter = make_adapter(app, raise_app_exceptions=False)
     with caplog.at_level(logging.ERROR, logger="crossgate"):
         result = run(lambda: call_http(adapter))
     assert result.status == 500
     assert result.body == b"500 Internal Server Error\n"
     assert b"secret" not in result.body
+    assert result.error is None
     record = next(r for r in caplog.records if r.exc_info)
     assert record.exc_info is not None
     assert record.exc_info[0] is ZeroDivisionError

@@ -90,6 +90,7 @@ class WSGIResult:
     chunks: list[bytes] = field(default_factory=list)
     start_calls: list[tuple[str, ExcInfo]] = field(default_factory=list)
     error: BaseException | None = None
+    call_error: BaseException | None = None
     iterable: Iterable[bytes] | None = None
 
     @property
@@ -145,13 +146,15 @@ def run_wsgi(
     validate: bool = True,
     stop_after: int | None = None,
     on_chunk: Callable[[bytes], None] | None = None,
+    catch_call: bool = False,
     **environ_args: Any,
 ) -> WSGIResult:
     """Serve one request with ``app`` as a WSGI server would; return what it saw.
 
     ``stop_after`` stops iterating after that many chunks (a client that left); the iterable's
-    ``close()`` is called in every case (PEP 3333). An exception from the iterable is kept in
-    ``WSGIResult.error``.
+    ``close()`` is called in every case (PEP 3333). An exception from the iterable (or from
+    ``close()``) is kept in ``WSGIResult.error``; one from the application call too with
+    ``catch_call`` (``WSGIResult.call_error``), else it propagates.
     """
     if environ is None:
         environ = make_environ(**environ_args)
@@ -165,21 +168,28 @@ def run_wsgi(
         return result.chunks.append
 
     served = validator(app) if validate else app
-    iterable = served(environ, start_response)
+    try:
+        iterable = served(environ, start_response)
+    except Exception as exc:
+        if not catch_call:
+            raise
+        result.call_error = exc
+        return result
     result.iterable = iterable
     try:
-        for chunk in iterable:
-            result.chunks.append(chunk)
-            if on_chunk is not None:
-                on_chunk(chunk)
-            if stop_after is not None and len(result.chunks) >= stop_after:
-                break
+        try:
+            for chunk in iterable:
+                result.chunks.append(chunk)
+                if on_chunk is not None:
+                    on_chunk(chunk)
+                if stop_after is not None and len(result.chunks) >= stop_after:
+                    break
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
     except Exception as exc:
         result.error = exc
-    finally:
-        close = getattr(iterable, "close", None)
-        if close is not None:
-            close()
     return result
 
 

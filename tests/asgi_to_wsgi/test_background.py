@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from crossgate import ASGIToWSGI
 from crossgate.types import ASGIReceive, ASGISend, Message
 from tests.asgi_to_wsgi._apps import respond
 from tests.asgi_to_wsgi.conftest import (
@@ -130,7 +131,7 @@ def test_pending_background_work_is_cancelled_cleanly_at_shutdown(
     assert not [r for r in caplog.records if "destroyed but it is pending" in r.getMessage()]
 
 
-def test_background_failure_is_logged(
+def test_background_failure_is_logged_without_raising(
     make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
     finished = threading.Event()
@@ -143,12 +144,83 @@ def test_background_failure_is_logged(
         finished.set()
         raise RuntimeError("the e-mail could not be sent")
 
-    result = run_wsgi(make_adapter(app))
+    result = run_wsgi(make_adapter(app, raise_app_exceptions=False))
 
     assert result.body == b"done"
+    assert result.error is None
     assert finished.wait(WAIT)
     assert wait_until(lambda: any(r.levelno == logging.ERROR for r in caplog.records))
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == [
         "the ASGI app failed after its response was complete"
     ]
+
+
+def test_failure_after_the_response_is_raised_from_close(
+    thread_leak_check: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Inline mode runs the work after the response in close(), after the server wrote the
+    # whole body: what it raises reaches the server there (Sentry's WSGI middleware wraps
+    # close() for this), and the client has its complete response.
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await respond(send, b"done")
+        await asyncio.sleep(0)
+        raise RuntimeError("the e-mail could not be sent")
+
+    adapter = ASGIToWSGI(app, mode="inline")
+    try:
+        with caplog.at_level(logging.INFO, logger="crossgate"):
+            result = run_wsgi(adapter)
+    finally:
+        adapter.shutdown()
+
+    assert result.body == b"done"
+    assert isinstance(result.error, RuntimeError)
+    lines = [r.getMessage() for r in caplog.records if r.name == "crossgate"]
+    assert any("the client got the whole response" in line for line in lines)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_failure_after_the_response_is_raised_or_logged_once_in_shared_mode(
+    thread_leak_check: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Shared mode does not wait for the app in close(): what the app raises after that is
+    # logged instead, exactly once either way (never both, never neither).
+    finished = threading.Event()
+
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await respond(send, b"done")
+        await asyncio.sleep(0)
+        finished.set()
+        raise RuntimeError("the e-mail could not be sent")
+
+    adapter = ASGIToWSGI(app, mode="shared")
+    try:
+        _serve_ten(adapter, finished, caplog)
+    finally:
+        adapter.shutdown()
+
+
+def _crossgate_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "crossgate"]
+
+
+def _serve_ten(
+    adapter: ASGIToWSGI, finished: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    for _ in range(10):
+        caplog.clear()
+        finished.clear()
+        result = run_wsgi(adapter)
+        assert result.body == b"done"
+        assert finished.wait(WAIT)
+        if result.error is None:
+            assert wait_until(lambda: bool(_crossgate_errors(caplog)))
+            assert len(_crossgate_errors(caplog)) == 1
+        else:
+            assert isinstance(result.error, RuntimeError)
+            assert _crossgate_errors(caplog) == []

@@ -281,7 +281,8 @@ def test_shutdown_with_a_request_in_flight_answers_it(
         entered.set()
         await asyncio.sleep(3600)
 
-    adapter = ASGIToWSGI(app, mode="shared", lifespan="off")
+    adapter = ASGIToWSGI(app, mode="shared", lifespan="off")  # raise_app_exceptions too:
+    # the adapter cancelled the app, which is not the app's exception to raise.
     results: list[Any] = []
     thread = threading.Thread(target=lambda: results.append(run_wsgi(adapter)))
     thread.start()

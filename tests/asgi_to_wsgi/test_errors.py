@@ -1,4 +1,6 @@
-"""ASGIToWSGI when the app fails or breaks the ASGI spec: 500s, aborts, and what is logged."""
+"""ASGIToWSGI when the app fails or breaks the ASGI spec: what reaches the WSGI server (the
+app's exception, by default), 500s and aborts with ``raise_app_exceptions=False``, and what is
+logged."""
 
 from __future__ import annotations
 
@@ -58,21 +60,21 @@ async def _return_after_start(send: Send) -> None:
 @pytest.mark.parametrize(
     ("steps", "message", "replaced"),
     [
-        (_raise_first, "failed before completing its response", False),
+        (_raise_first, "raised Boom: before the start", False),
         # start_response was called, nothing went out yet: PEP 3333 lets exc_info replace it.
-        (_raise_after_start, "failed before completing its response", True),
+        (_raise_after_start, "raised Boom: after the start", True),
         (_return_silently, "returned without completing its response", False),
         (_return_after_start, "returned without completing its response", True),
     ],
 )
-def test_failure_before_any_body_is_a_logged_500(
+def test_failure_before_any_body_is_a_logged_500_without_raising(
     make_adapter: MakeAdapter,
     caplog: pytest.LogCaptureFixture,
     steps: Callable[[Send], Awaitable[None]],
     message: str,
     replaced: bool,
 ) -> None:
-    result = run_wsgi(make_adapter(_app(steps)))
+    result = run_wsgi(make_adapter(_app(steps), raise_app_exceptions=False))
 
     assert result.status == "500 Internal Server Error"
     assert result.body == b"500 Internal Server Error\n"
@@ -85,10 +87,46 @@ def test_failure_before_any_body_is_a_logged_500(
     errors = _errors(caplog)
     assert len(errors) == 1
     assert message in errors[0].getMessage()
+    assert "the client got a 500" in errors[0].getMessage()
+    assert errors[0].exc_info is not None
 
 
+@pytest.mark.parametrize(
+    ("steps", "raised", "from_call"),
+    [
+        (_raise_first, Boom, True),
+        # start_response was called, no body byte went out: the iterable raises, and the
+        # server answers 500 itself (PEP 3333 lets it replace the headers).
+        (_raise_after_start, Boom, False),
+        (_return_silently, AppProtocolError, True),
+        (_return_after_start, AppProtocolError, False),
+    ],
+)
+def test_failure_before_any_body_reaches_the_wsgi_server(
+    make_adapter: MakeAdapter,
+    caplog: pytest.LogCaptureFixture,
+    steps: Callable[[Send], Awaitable[None]],
+    raised: type[Exception],
+    from_call: bool,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="crossgate"):
+        result = run_wsgi(make_adapter(_app(steps)), catch_call=True)
+
+    error = result.call_error if from_call else result.error
+    assert type(error) is raised
+    assert (result.call_error is None) is not from_call
+    assert result.body == b""
+    # The server logs the traceback (gunicorn: "Error handling request"); crossgate says
+    # only what the client got, once, below ERROR.
+    assert _errors(caplog) == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "crossgate"]
+    assert len(lines) == 1
+    assert "the exception was raised to the server" in lines[0]
+
+
+@pytest.mark.parametrize("raise_app_exceptions", [True, False])
 def test_failure_after_body_bytes_aborts_the_response(
-    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
+    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture, raise_app_exceptions: bool
 ) -> None:
     async def steps(send: Send) -> None:
         await send(START)
@@ -97,15 +135,23 @@ def test_failure_after_body_bytes_aborts_the_response(
         await asyncio.sleep(0.01)
         raise Boom("mid-body")
 
-    result = run_wsgi(make_adapter(_app(steps)))
+    with caplog.at_level(logging.INFO, logger="crossgate"):
+        adapter = make_adapter(_app(steps), raise_app_exceptions=raise_app_exceptions)
+        result = run_wsgi(adapter)
 
     # The status is out: the iterable raises so that the server drops the connection rather
-    # than let a truncated body pass for a whole one.
+    # than let a truncated body pass for a whole one; by default with the app's exception.
     assert result.body == b"partial"
-    assert isinstance(result.error, ResponseAborted)
-    assert isinstance(result.error.__cause__, Boom)
+    if raise_app_exceptions:
+        assert isinstance(result.error, Boom)
+    else:
+        assert isinstance(result.error, ResponseAborted)
+        assert isinstance(result.error.__cause__, Boom)
     assert len(result.start_calls) == 1
-    assert any("failed before completing" in r.getMessage() for r in _errors(caplog))
+    lines = [r.getMessage() for r in caplog.records if r.name == "crossgate"]
+    assert len(lines) == 1
+    assert "raised Boom: mid-body after the response headers were sent" in lines[0]
+    assert "the connection was aborted" in lines[0]
 
 
 async def _body_before_start(send: Send) -> None:
@@ -160,12 +206,12 @@ async def _swallowed(send: Send) -> None:
         _swallowed,
     ],
 )
-def test_protocol_violation_is_a_logged_500(
+def test_protocol_violation_is_a_logged_500_without_raising(
     make_adapter: MakeAdapter,
     caplog: pytest.LogCaptureFixture,
     steps: Callable[[Send], Awaitable[None]],
 ) -> None:
-    result = run_wsgi(make_adapter(_app(steps)))
+    result = run_wsgi(make_adapter(_app(steps), raise_app_exceptions=False))
 
     assert result.code == 500
     errors = _errors(caplog)
@@ -174,7 +220,38 @@ def test_protocol_violation_is_a_logged_500(
     assert isinstance(errors[0].exc_info and errors[0].exc_info[1], AppProtocolError)
 
 
-def test_the_server_keeps_serving_after_failures(make_adapter: MakeAdapter) -> None:
+@pytest.mark.parametrize(
+    "steps",
+    [
+        _body_before_start,
+        _start_twice,
+        _bad_status,
+        _informational_status,
+        _header_injection,
+        _str_body,
+        _unknown_type,
+        _swallowed,
+    ],
+)
+def test_protocol_violation_reaches_the_wsgi_server(
+    make_adapter: MakeAdapter,
+    caplog: pytest.LogCaptureFixture,
+    steps: Callable[[Send], Awaitable[None]],
+) -> None:
+    # crossgate's own protocol errors are the app's bugs: an error tracker around the
+    # adapter must see them with the request they broke, as it sees the app's exceptions.
+    result = run_wsgi(make_adapter(_app(steps)), catch_call=True)
+
+    error = result.call_error or result.error
+    assert isinstance(error, AppProtocolError)
+    assert result.body == b""
+    assert _errors(caplog) == []
+
+
+@pytest.mark.parametrize("raise_app_exceptions", [True, False])
+def test_the_server_keeps_serving_after_failures(
+    make_adapter: MakeAdapter, raise_app_exceptions: bool
+) -> None:
     calls = 0
 
     async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
@@ -187,10 +264,14 @@ def test_the_server_keeps_serving_after_failures(make_adapter: MakeAdapter) -> N
         await send(START)
         await send({"type": "http.response.body", "body": b"even"})
 
-    adapter = make_adapter(app)
-    codes = [run_wsgi(adapter).code for _ in range(6)]
+    adapter = make_adapter(app, raise_app_exceptions=raise_app_exceptions)
+    results = [run_wsgi(adapter, catch_call=True) for _ in range(6)]
 
-    assert codes == [500, 200] * 3
+    if raise_app_exceptions:
+        outcomes = [type(r.call_error).__name__ if r.call_error else r.code for r in results]
+        assert outcomes == ["Boom", 200] * 3
+    else:
+        assert [r.code for r in results] == [500, 200] * 3
 
 
 @pytest.mark.parametrize(

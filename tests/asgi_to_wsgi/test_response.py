@@ -10,6 +10,7 @@ from wsgiref.util import FileWrapper
 
 import pytest
 
+from crossgate.exceptions import AppProtocolError
 from crossgate.types import ASGIReceive, ASGISend, Message
 from tests.asgi_to_wsgi._apps import TEXT, hello, respond
 from tests.asgi_to_wsgi.conftest import MakeAdapter, Mode, make_environ, run_wsgi
@@ -228,8 +229,21 @@ def test_pathsend_file_wrapper_close_closes_the_file_and_the_request(
 
 
 def test_pathsend_of_a_missing_file_is_a_500(make_adapter: MakeAdapter, tmp_path: Path) -> None:
-    result = run_wsgi(make_adapter(_file_app(tmp_path / "missing")))
+    app = _file_app(tmp_path / "missing")
+    result = run_wsgi(make_adapter(app, raise_app_exceptions=False))
 
     assert result.code == 500
     assert len(result.start_calls) == 2
     assert result.start_calls[1][1] is not None  # replaced with exc_info (PEP 3333)
+
+
+def test_pathsend_of_a_missing_file_reaches_the_wsgi_server(
+    make_adapter: MakeAdapter, tmp_path: Path
+) -> None:
+    # Found when the iterable is made, in the application call: raised from it, with the
+    # app's task settled first (the server will call no close()), which the leak checks see.
+    result = run_wsgi(make_adapter(_file_app(tmp_path / "missing")), catch_call=True)
+
+    error = result.call_error or result.error
+    assert isinstance(error, AppProtocolError)
+    assert "cannot open" in str(error)

@@ -1,0 +1,168 @@
+"""What a failed response becomes: what the client gets, what is logged, and whether the
+exception goes on to the server.
+
+Pure: no threads, no asyncio, no I/O. Both adapters call `plan_failure` at the one point where
+they know how far the response got (on the event loop for `WSGIToASGI`, on the WSGI thread for
+`ASGIToWSGI`), so the answer and the log line always tell what the client really received.
+
+The rules, after the ASGI convention (Starlette's ``ServerErrorMiddleware`` and uvicorn answer
+500 and let the exception through) and PEP 3333 ("Error Handling"):
+
+=====================================  ==========================  ============================
+the failure                            the client gets             goes on to the server
+=====================================  ==========================  ============================
+the request broke a rule or a limit    its 4xx (an abort once      never: not the app's fault
+(`PeerProtocolError`)                  headers went out)
+the client left (`ClientDisconnected`  nothing                     never (ASGI HTTP spec,
+once it is gone)                                                   "Disconnected Client")
+the app raised, or broke the spec      a 500 while no header       with ``raise_app_exceptions``
+(`AppProtocolError`)                   went out; an aborted        (the default): the very
+                                       connection after that; the  exception, after the answer
+                                       whole response when it was
+                                       complete already
+=====================================  ==========================  ============================
+
+Any other `CrossgateError` is the adapter's own doing (it cancelled the app at shutdown): the
+client gets the same answer, and nothing is raised.
+
+crossgate's own protocol errors (`AppProtocolError`: a ``str`` body chunk, ``start_response``
+never called, a body shorter than its ``Content-Length``) count as the app's exceptions: they
+are bugs in the app, and an error tracker around the adapter (Sentry) must see them with the
+request they broke, as Starlette's ``ServerErrorMiddleware`` re-raises any exception.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+from crossgate.exceptions import (
+    AppProtocolError,
+    ClientDisconnected,
+    CrossgateError,
+    PeerProtocolError,
+    ProtocolError,
+)
+
+__all__ = ["FailurePlan", "Outcome", "plan_failure"]
+
+
+class Outcome(enum.Enum):
+    """What the client gets of a response that failed."""
+
+    ERROR_PAGE = "error page"
+    """No header reached the server yet: the client gets a clean error response."""
+    ABORT = "abort"
+    """Headers (and maybe part of the body) went out: the connection is dropped, so a
+    truncated body never looks complete."""
+    COMPLETE = "complete"
+    """The response was complete before the failure: the client has all of it."""
+    CLIENT_GONE = "client gone"
+    """The client left: nothing is sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailurePlan:
+    """The decision `plan_failure` returns.
+
+    Attributes:
+        outcome: what the client gets.
+        status: the status of the error page (``ERROR_PAGE`` only, else ``None``).
+        detail: the message for the error page's body (the reason of a 4xx), or ``None``.
+        propagate: raise the exception to the server (and any middleware around the adapter)
+            once the client has its answer.
+        level: the `logging` level of the log line.
+        traceback: log the exception's traceback (the server will not log it).
+        message: the log line, saying what the client got.
+    """
+
+    outcome: Outcome
+    status: int | None
+    detail: str | None
+    propagate: bool
+    level: int
+    traceback: bool
+    message: str
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ProtocolError):
+        return f"broke the protocol: {error}"
+    return f"raised {type(error).__name__}: {error}"
+
+
+def plan_failure(
+    error: BaseException,
+    *,
+    app: str,
+    headers_sent: bool,
+    complete: bool = False,
+    client_gone: bool = False,
+    raise_app_exceptions: bool = True,
+) -> FailurePlan:
+    """Decide what a response that failed with ``error`` becomes.
+
+    Args:
+        error: the exception the request ended with.
+        app: ``"WSGI"`` or ``"ASGI"``, for the log line.
+        headers_sent: the response's headers left the adapter (to the server), so an error
+            page can no longer replace them.
+        complete: the whole response left the adapter before the failure.
+        client_gone: the client has left.
+        raise_app_exceptions: the adapter's option: raise the app's exceptions to the server.
+    """
+    if isinstance(error, ClientDisconnected) and client_gone:
+        return FailurePlan(
+            Outcome.CLIENT_GONE,
+            None,
+            None,
+            propagate=False,
+            level=logging.INFO,
+            traceback=False,
+            message=f"the client disconnected; the {app} app stopped ({error})",
+        )
+    if isinstance(error, PeerProtocolError):
+        if headers_sent:
+            outcome, status, got = Outcome.ABORT, None, "aborting the connection"
+        else:
+            outcome, status = Outcome.ERROR_PAGE, error.status_code
+            got = f"answering {status}"
+        return FailurePlan(
+            outcome,
+            status,
+            str(error),
+            propagate=False,
+            level=logging.INFO,
+            traceback=False,
+            message=f"{got}: {error}",
+        )
+    if complete:
+        outcome, status = Outcome.COMPLETE, None
+        got = "after its response was complete; the client got the whole response"
+    elif client_gone:
+        outcome, status = Outcome.CLIENT_GONE, None
+        got = "after the client disconnected; nothing was sent"
+    elif headers_sent:
+        outcome, status = Outcome.ABORT, None
+        got = "after the response headers were sent; the connection was aborted"
+    else:
+        outcome, status = Outcome.ERROR_PAGE, 500
+        got = "before the response headers were sent; the client got a 500"
+    # The app's own exceptions and its breaches of the spec go on; crossgate's own reasons
+    # (the adapter cancelled the app at shutdown, a response it aborted) are not the app's.
+    propagate = raise_app_exceptions and (
+        isinstance(error, AppProtocolError) or not isinstance(error, CrossgateError)
+    )
+    tail = ", and the exception was raised to the server" if propagate else ""
+    return FailurePlan(
+        outcome,
+        status,
+        None,
+        propagate=propagate,
+        # Raised on, the server logs the traceback (uvicorn "Exception in ASGI application",
+        # gunicorn "Error handling request"); one more copy here would only repeat it.
+        level=logging.INFO if propagate else logging.ERROR,
+        traceback=not propagate,
+        message=f"the {app} app {_describe(error)} {got}{tail}",
+    )
