@@ -157,7 +157,7 @@ def test_a_chunk_that_is_not_bytes_is_a_clean_500_naming_its_type(
 def test_bytes_like_chunks_are_accepted(make_adapter: MakeAdapter) -> None:
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[Any]:
         write = start_response("200 OK", TEXT)
-        write(bytearray(b"w"))
+        write(bytearray(b"w"))  # type: ignore[arg-type]  # bytes-like, accepted
         yield b"a"
         yield bytearray(b"b")
         yield memoryview(b"c")
