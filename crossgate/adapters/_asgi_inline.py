@@ -206,6 +206,12 @@ class InlineCall(Call):
                 self._flush()
             self.complete = True
             return [body]
+        if self.late_error is not None:
+            # The app answered in full, then raised (Starlette's ServerErrorMiddleware and
+            # WSGIToASGI answer 500 and raise), before the server got anything: raised from
+            # the application call, as a WSGI app's error is, where test clients and
+            # middleware see it (the server answers 500 itself).
+            self.raise_early()
         self.start_response(start.status, start.headers)
         self.wsgi_started = True
         if self.file_path is not None:

@@ -274,9 +274,13 @@ class SharedCall(Call):
         # completed its own response.
         if start is None or ((self.too_large or self.body_failed) and not self.ended):
             return [self.fail()]
+        self._take_queued()
+        if self.done_seen and self.late_error is not None:
+            # The app answered in full, then raised, before the server got anything: raised
+            # from the application call (see InlineCall.begin).
+            self.raise_early()
         self.start_response(start.status, start.headers)
         self.wsgi_started = True
-        self._take_queued()
         if self.file_path is not None:
             try:
                 return self._send_file(wrap=True)
