@@ -282,7 +282,9 @@ class Exchange:
                 self.mark_disconnected()
                 return
 
-    async def respond(self, send: ASGISend, *, raise_app_exceptions: bool = True) -> None:
+    async def respond(
+        self, send: ASGISend, *, raise_app_exceptions: bool = True, http_version: str = "1.1"
+    ) -> None:
         """Send what the worker produces until it finishes; see the module docstring.
 
         Raises:
@@ -337,7 +339,7 @@ class Exchange:
             if finished:
                 break
         if self.failure is not None:
-            await self._fail(send, self.failure, headers_sent, raise_app_exceptions)
+            await self._fail(send, self.failure, headers_sent, raise_app_exceptions, http_version)
         if send_error is not None and not isinstance(send_error, OSError):
             raise send_error
 
@@ -347,6 +349,7 @@ class Exchange:
         failure: BaseException,
         headers_sent: bool,
         raise_app_exceptions: bool,
+        http_version: str,
     ) -> None:
         """Answer, log and (maybe) raise a failure, knowing what reached the server.
 
@@ -359,10 +362,11 @@ class Exchange:
             headers_sent=headers_sent,
             client_gone=self.disconnected,
             raise_app_exceptions=raise_app_exceptions,
+            http_version=http_version,
         )
         _log.log(plan.level, "%s", plan.message, exc_info=failure if plan.traceback else None)
         if plan.outcome is Outcome.ERROR_PAGE and plan.status is not None:
-            start, body = error_events(plan.status, plan.detail)
+            start, body = error_events(plan.status, plan.detail, extra_headers=plan.headers)
             try:
                 await send(as_message(start))
                 await send(as_message(body))

@@ -230,7 +230,11 @@ class WSGIToASGI:
                     extra_headers=((b"retry-after", str(self.retry_after).encode()),),
                 )
                 timer = loop.call_later(self.queue_timeout, x.expire, start, body["body"])
-            await x.respond(send, raise_app_exceptions=self.raise_app_exceptions)
+            await x.respond(
+                send,
+                raise_app_exceptions=self.raise_app_exceptions,
+                http_version=scope.get("http_version", "1.1"),
+            )
         finally:
             pump.cancel()
             if timer is not None:

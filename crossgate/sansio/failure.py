@@ -75,6 +75,7 @@ class FailurePlan:
         level: the `logging` level of the log line.
         traceback: log the exception's traceback (the server will not log it).
         message: the log line, saying what the client got.
+        headers: extra headers for the error page.
     """
 
     outcome: Outcome
@@ -84,6 +85,7 @@ class FailurePlan:
     level: int
     traceback: bool
     message: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 def _describe(error: BaseException) -> str:
@@ -100,6 +102,7 @@ def plan_failure(
     complete: bool = False,
     client_gone: bool = False,
     raise_app_exceptions: bool = True,
+    http_version: str | None = None,
 ) -> FailurePlan:
     """Decide what a response that failed with ``error`` becomes.
 
@@ -111,6 +114,8 @@ def plan_failure(
         complete: the whole response left the adapter before the failure.
         client_gone: the client has left.
         raise_app_exceptions: the adapter's option: raise the app's exceptions to the server.
+        http_version: the request's HTTP version (the ASGI scope's ``http_version``), when
+            the error page goes to an ASGI server.
     """
     if isinstance(error, ClientDisconnected) and client_gone:
         return FailurePlan(
@@ -155,6 +160,13 @@ def plan_failure(
         isinstance(error, AppProtocolError) or not isinstance(error, CrossgateError)
     )
     tail = ", and the exception was raised to the server" if propagate else ""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    if propagate and outcome is Outcome.ERROR_PAGE and http_version in ("1.0", "1.1"):
+        # An ASGI server drops the connection of a request whose app raised, even after a
+        # complete response (uvicorn does): RFC 9112 section 9.6, "Connection: close", tells
+        # a keep-alive client not to send its next request into a closing connection. Not in
+        # HTTP/2, where connection-specific fields are forbidden (RFC 9113 section 8.2.2).
+        headers = ((b"connection", b"close"),)
     return FailurePlan(
         outcome,
         status,
@@ -165,4 +177,5 @@ def plan_failure(
         level=logging.INFO if propagate else logging.ERROR,
         traceback=not propagate,
         message=f"the {app} app {_describe(error)} {got}{tail}",
+        headers=headers,
     )

@@ -54,6 +54,9 @@ def test_exception_before_the_response_is_answered_500_then_raised(
     assert result.complete
     assert result.body == b"500 Internal Server Error\n"
     assert result.error is error
+    # The server will drop this connection (uvicorn does once the app raised): the client
+    # is told not to reuse it.
+    assert result.header("connection") == "close"
     # The server logs the traceback; crossgate says what the client got, once, below ERROR.
     assert _errors(caplog) == []
     assert _lines(caplog) == [
@@ -94,6 +97,7 @@ def test_option_off_keeps_todays_answer_and_log(
 
     assert result.status == 500
     assert result.error is None
+    assert result.header("connection") is None
     [record] = _errors(caplog)
     assert record.exc_info is not None
     assert record.exc_info[0] is Boom
