@@ -98,7 +98,7 @@ def plan_failure(
     error: BaseException,
     *,
     app: str,
-    headers_sent: bool,
+    headers_sent: bool = False,
     complete: bool = False,
     client_gone: bool = False,
     raise_app_exceptions: bool = True,
