@@ -23,7 +23,9 @@ the app raised, or broke the spec      a 500 while no header       with ``raise_
 =====================================  ==========================  ============================
 
 Any other `CrossgateError` is the adapter's own doing (it cancelled the app at shutdown): the
-client gets the same answer, and nothing is raised.
+client gets the same answer, and nothing is raised. Nor is a ``SystemExit`` or
+``KeyboardInterrupt`` from the app's thread raised: in an asyncio task it would stop the
+server's event loop.
 
 crossgate's own protocol errors (`AppProtocolError`: a ``str`` body chunk, ``start_response``
 never called, a body shorter than its ``Content-Length``) count as the app's exceptions: they
@@ -156,8 +158,12 @@ def plan_failure(
         got = "before the response headers were sent; the client got a 500"
     # The app's own exceptions and its breaches of the spec go on; crossgate's own reasons
     # (the adapter cancelled the app at shutdown, a response it aborted) are not the app's.
-    propagate = raise_app_exceptions and (
-        isinstance(error, AppProtocolError) or not isinstance(error, CrossgateError)
+    # Nor is a SystemExit or KeyboardInterrupt from a worker thread: raised in an asyncio
+    # task, it would stop the server's event loop.
+    propagate = (
+        raise_app_exceptions
+        and isinstance(error, Exception)
+        and (isinstance(error, AppProtocolError) or not isinstance(error, CrossgateError))
     )
     tail = ", and the exception was raised to the server" if propagate else ""
     headers: tuple[tuple[bytes, bytes], ...] = ()

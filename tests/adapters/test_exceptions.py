@@ -105,6 +105,15 @@ def test_option_off_keeps_todays_answer_and_log(
     assert "raised to the server" not in record.getMessage()
 
 
+def test_sys_exit_in_the_app_does_not_stop_the_servers_loop(make_adapter: MakeAdapter) -> None:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        raise SystemExit(3)
+
+    result = run(lambda: call_http(make_adapter(app)))
+    assert result.status == 500
+    assert result.error is None
+
+
 def test_request_errors_are_never_raised(make_adapter: MakeAdapter) -> None:
     # A body over max_body_size is the client's fault: its 413, and nothing for Sentry.
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -40,6 +40,9 @@ VIOLATION = AppProtocolError("a str body chunk")
         (ClientDisconnected("gone"), {"client_gone": True}, Outcome.CLIENT_GONE, None, False),
         # The adapter's own doing (it cancelled the app): answered, not raised.
         (CrossgateError("cancelled"), {}, Outcome.ERROR_PAGE, 500, False),
+        # sys.exit() in a worker thread must not stop the server's event loop.
+        (SystemExit(1), {}, Outcome.ERROR_PAGE, 500, False),
+        (KeyboardInterrupt(), {"headers_sent": True}, Outcome.ABORT, None, False),
     ],
 )
 def test_plan(
