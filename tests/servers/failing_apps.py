@@ -51,7 +51,7 @@ def _wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[b
         raise RuntimeError(f"wsgi-boom token={token}")
     if path == "/str":
         start_response("200 OK", TEXT)
-        return iter(["a str, not bytes"])  # type: ignore[list-item]  # the bug under test
+        return iter(["a str, not bytes"])  # type: ignore[return-value]  # the bug under test
     if path == "/poll":
         start_response("200 OK", TEXT)
         return LongPoll(token)
