@@ -13,6 +13,7 @@ from flask import Flask
 from sentry_sdk.integrations.asgi import SentryAsgiMiddleware
 from sentry_sdk.integrations.wsgi import SentryWsgiMiddleware
 from starlette.applications import Starlette
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -183,3 +184,19 @@ def test_sentry_asgi_middleware_sees_a_str_chunk(sentry_events: SentryEvents) ->
 
     assert result.status == 500
     assert sentry_events.exception_types() == ["AppProtocolError"]
+
+
+def test_starlette_server_error_middleware_sees_the_wsgi_apps_exception() -> None:
+    # It sees the exception and raises it on (to Sentry, the server); its debug page cannot
+    # replace the 500 that already went out.
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        raise Boom("seen by Starlette")
+
+    adapter = WSGIToASGI(app)
+    try:
+        result = asyncio.run(call_http(ServerErrorMiddleware(adapter, debug=True)))
+    finally:
+        adapter.close()
+
+    assert result.status == 500
+    assert isinstance(result.error, Boom)
