@@ -247,17 +247,17 @@ class Call(ABC):
             self._plan(error, complete=True)
             raise error
 
-    def raise_early(self) -> None:
-        """Raise what the app raised after a complete response that the WSGI server has not
-        been given yet: from the application call, as a WSGI app's own exception is.
+    def raise_early(self, error: Exception) -> None:
+        """Raise ``error``, which the app raised after a complete response that the WSGI
+        server has not been given yet: from the application call, as a WSGI app's own
+        exception is.
 
         Raises:
-            Exception: the app's exception, always.
+            Exception: ``error``, always.
         """
-        error, self.late_error = self.late_error, None
-        if error is not None:
-            self._plan(error)
-            raise error
+        self.late_error = None
+        self._plan(error)
+        raise error
 
     def keep_late(self, exc: Exception) -> bool:
         """Keep an exception the app raised after its complete response for `raise_late`;

@@ -211,7 +211,7 @@ class InlineCall(Call):
             # WSGIToASGI answer 500 and raise), before the server got anything: raised from
             # the application call, as a WSGI app's error is, where test clients and
             # middleware see it (the server answers 500 itself).
-            self.raise_early()
+            self.raise_early(self.late_error)
         self.start_response(start.status, start.headers)
         self.wsgi_started = True
         if self.file_path is not None:

@@ -278,7 +278,7 @@ class SharedCall(Call):
         if self.done_seen and self.late_error is not None:
             # The app answered in full, then raised, before the server got anything: raised
             # from the application call (see InlineCall.begin).
-            self.raise_early()
+            self.raise_early(self.late_error)
         self.start_response(start.status, start.headers)
         self.wsgi_started = True
         if self.file_path is not None:

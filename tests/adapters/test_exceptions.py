@@ -245,6 +245,27 @@ def test_failure_while_the_headers_are_still_queued_logs_a_500_not_an_abort(
     assert "abort" not in line
 
 
+def test_a_server_whose_send_fails_during_the_error_page_still_gets_the_exception(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failure = Boom("before any header")
+
+    async def main() -> BaseException | None:
+        x = Exchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=10)
+        x.finish(failure)
+
+        async def send(message: Message) -> None:
+            raise OSError("connection reset")  # the client left, unannounced
+
+        try:
+            await x.respond(send)
+        except BaseException as exc:
+            return exc
+        return None
+
+    assert asyncio.run(main()) is failure
+
+
 def test_short_body_logs_what_the_client_got_in_every_run(
     make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:

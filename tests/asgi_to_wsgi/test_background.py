@@ -230,3 +230,32 @@ def _serve_ten(
         else:
             assert isinstance(result.error, RuntimeError)
             assert _crossgate_errors(caplog) == []
+
+
+def test_failure_after_close_looked_is_logged_once_in_shared_mode(
+    thread_leak_check: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The app raises after the WSGI side's close() looked (the app had not ended), but
+    # before the loop ran the "server closed" callback close() queued behind it: that
+    # callback logs it. The app holds the loop thread until close() has returned, so the
+    # order is fixed.
+    closed = threading.Event()
+
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        await respond(send, b"done")
+        closed.wait(WAIT)  # blocks the loop thread on purpose: see above
+        raise RuntimeError("the e-mail could not be sent")
+
+    adapter = ASGIToWSGI(app, mode="shared")
+    try:
+        result = run_wsgi(adapter)
+        closed.set()
+        assert result.body == b"done"
+        assert result.error is None
+        assert wait_until(lambda: bool(_crossgate_errors(caplog)))
+        [record] = _crossgate_errors(caplog)
+        assert record.getMessage() == "the ASGI app failed after its response was complete"
+    finally:
+        adapter.shutdown()
