@@ -326,10 +326,12 @@ class LongPoll:
     Bounded (``limit`` waits) so that a test without the fix ends instead of hanging.
     """
 
-    def __init__(self, limit: int = 200) -> None:
+    def __init__(self, gone: threading.Event, limit: int = 200) -> None:
+        self.gone = gone
         self.limit = limit
         self.waits = 0
         self.closed = threading.Event()
+        self.gone_at_close = False
 
     def __iter__(self) -> Iterator[bytes]:
         while self.waits < self.limit:
@@ -338,25 +340,29 @@ class LongPoll:
             yield b""
 
     def close(self) -> None:
+        self.gone_at_close = self.gone.is_set()
         self.closed.set()
 
 
 def test_long_poll_of_empty_chunks_is_closed_when_the_client_leaves(
     make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    body = LongPoll()
+    polls: list[LongPoll] = []
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         start_response("200 OK", TEXT)
-        return body
+        polls.append(LongPoll(environ["crossgate.disconnected"]))
+        return polls[0]
 
     with caplog.at_level(logging.INFO, logger="crossgate"):
         result = run(lambda: call_http(make_adapter(app), disconnect_after=0.2))
 
+    [body] = polls
     assert result.disconnected
     assert result.status is None  # not one byte went out
     assert body.closed.is_set()
-    # Closed because the client left, not because the poll ran out of waits.
+    # Closed after http.disconnect, because the client left, not because the poll ran out.
+    assert body.gone_at_close
     assert body.waits < body.limit
     assert result.error is None
     assert _errors(caplog) == []

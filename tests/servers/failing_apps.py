@@ -27,8 +27,9 @@ POLL_WAIT = 0.05
 class LongPoll:
     """A long poll that yields empty chunks while it waits for news that never come."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, gone: threading.Event) -> None:
         self.token = token
+        self.gone = gone
         self.waits = 0
 
     def __iter__(self) -> Iterator[bytes]:
@@ -41,7 +42,8 @@ class LongPoll:
     def close(self) -> None:
         # PEP 3333: the server calls close(); the log line is the test's proof.
         thread = threading.current_thread().name
-        server_log(f"poll-closed token={self.token} waits={self.waits} thread={thread}")
+        gone = self.gone.is_set()
+        server_log(f"poll-closed token={self.token} waits={self.waits} gone={gone} thread={thread}")
 
 
 def _wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -54,7 +56,7 @@ def _wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[b
         return iter(["a str, not bytes"])  # type: ignore[return-value]  # the bug under test
     if path == "/poll":
         start_response("200 OK", TEXT)
-        return LongPoll(token)
+        return LongPoll(token, environ["crossgate.disconnected"])
     start_response("200 OK", TEXT)
     return [b"hello from wsgi"]
 

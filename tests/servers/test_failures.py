@@ -101,9 +101,10 @@ def test_uvicorn_closes_a_long_poll_when_its_client_leaves(uvicorn: ServerProces
 
     assert uvicorn.wait_for_log(f"poll-started token={token}", EVENT_TIMEOUT), uvicorn.describe()
     assert uvicorn.wait_for_log(f"poll-closed token={token}", EVENT_TIMEOUT), uvicorn.describe()
-    found = re.search(rf"poll-closed token={token} waits=(\d+)", uvicorn.log())
+    found = re.search(rf"poll-closed token={token} waits=(\d+) gone=(\w+)", uvicorn.log())
     assert found is not None
-    # Closed because the client left, not because the poll ran out of waits.
+    # Closed after uvicorn's http.disconnect, not because the poll ran out of waits.
+    assert found.group(2) == "True"
     assert int(found.group(1)) < POLL_WAITS
     _still_serves(uvicorn, "hello from wsgi")
 
