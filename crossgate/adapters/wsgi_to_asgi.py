@@ -14,6 +14,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import IO, Any, Literal, TypeGuard
 
 from crossgate.adapters._exchange import Exchange, RequestBody
+from crossgate.adapters._interface import check_app
 from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.concurrency import set_server_loop
 from crossgate.exceptions import (
@@ -64,8 +65,13 @@ class WSGIToASGI:
         on_startup: callables run at lifespan startup (may be ``async``).
         on_shutdown: callables run at lifespan shutdown (may be ``async``).
         retry_after: the ``Retry-After`` seconds sent with a queue-timeout 503.
+        interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
+            ASGI; ``"wsgi"`` skips that check, for a WSGI app that fools it.
 
     Raises:
+        TypeError: ``app`` is not a WSGI application: not callable (``None``, a
+            ``"module:app"`` string), or an ASGI application (the message names
+            `crossgate.ASGIToWSGI`, the wrapper that serves ASGI apps from a WSGI server).
         ValueError: an option is out of range.
     """
 
@@ -88,7 +94,10 @@ class WSGIToASGI:
         on_startup: Sequence[Hook] = (),
         on_shutdown: Sequence[Hook] = (),
         retry_after: int = 1,
+        interface: Literal["auto", "wsgi"] = "auto",
     ) -> None:
+        # Here, not at the first request, which would fail with a bare TypeError.
+        check_app(app, "wsgi", interface)
         if workers < 1:
             raise ValueError("workers must be at least 1")
         if request_body not in ("stream", "spool"):
