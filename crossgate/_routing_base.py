@@ -8,6 +8,7 @@ The public names here are re-exported by `crossgate.routing`; import them from t
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -85,6 +86,12 @@ def wsgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
 
 # -- what every router shares -------------------------------------------------------------------
 
+# The `WSGIToASGI` the routers made for each WSGI app object (by id), for as long as a router
+# still uses it, and the options it was made with: another router given the same app object
+# with the same options shares it (and its thread pool) instead of making a second one.
+_SHARED: weakref.WeakValueDictionary[int, WSGIToASGI] = weakref.WeakValueDictionary()
+_SHARED_OPTIONS: weakref.WeakKeyDictionary[WSGIToASGI, dict[str, Any]] = weakref.WeakKeyDictionary()
+
 
 class Router:
     """Sub-app preparation, lifespan fan-out and clean-up, common to the three routers."""
@@ -117,13 +124,36 @@ class Router:
         elif is_asgi(app):
             target, name = app, f"{label} ({describe(app)})"
         else:
-            adapter = WSGIToASGI(app, **self.wsgi_options)
+            adapter = self._adapter(app)
             self._adapters.append(adapter)
             target, name = adapter, f"{label} (WSGI {describe(app)})"
         child = Child(target, name)
         self._known[id(app)] = (app, child)
         self._children.append(child)
         return child
+
+    def _adapter(self, app: App) -> WSGIToASGI:
+        """The `WSGIToASGI` for the WSGI app ``app``: the one another router already made for
+        this very object with the same options, else a new one.
+
+        One WSGI app given to two routers (a `Mount` and a `Fallback`) gets one adapter, so
+        one thread pool, not one per router.
+        """
+        shared = _SHARED.get(id(app))
+        # The adapter holds its app, so while it lives, no other object can have that id.
+        if shared is not None and shared.app is app:
+            if _SHARED_OPTIONS.get(shared) == self.wsgi_options:
+                return shared
+            _log.warning(
+                "the WSGI app %s is given to two routers with different wsgi_options: it gets "
+                "one WSGIToASGI (and one thread pool) for each; give it the same options, or "
+                "wrap it once with crossgate.routing.wsgi() and give both routers the result",
+                describe(app),
+            )
+        adapter = WSGIToASGI(app, **self.wsgi_options)
+        _SHARED[id(app)] = adapter
+        _SHARED_OPTIONS[adapter] = dict(self.wsgi_options)
+        return adapter
 
     @property
     def apps(self) -> tuple[App, ...]:
