@@ -28,7 +28,9 @@ def is_asgi(app: object) -> bool:
     3. a class is WSGI (PEP 3333 allows a class as the application; an ASGI 3 app cannot be
        one, since calling a class does not return an awaitable);
     4. an object whose ``__call__`` is a coroutine function is ASGI (Starlette, FastAPI,
-       Django's ``ASGIHandler``, crossgate's own routers and adapters);
+       Django's ``ASGIHandler``, crossgate's own routers and adapters), ``__call__`` read as
+       a call reads it: from the class, bound to the object (so a ``__call__`` kept in a
+       ``__slots__`` entry, as sentry-sdk's ``SentryAsgiMiddleware`` keeps it, counts);
     5. anything else is WSGI (Flask, Django's ``WSGIHandler``, plain functions).
 
     An ASGI app that is a plain function returning a coroutine (some hand-written middleware)
@@ -42,9 +44,21 @@ def is_asgi(app: object) -> bool:
         return True
     if inspect.isclass(app):
         return False
-    # Python looks special methods up on the type, so that is where an instance's call lives.
-    # (B004 is about testing callability; this reads the method to see whether it is async.)
-    return _is_coroutine_function(getattr(type(app), "__call__", None))  # noqa: B004
+    # Python looks special methods up on the type, so that is where an instance's call lives,
+    # bound the way a call binds it. (B004 is about testing callability; this reads the method
+    # to see whether it is async.)
+    cls = type(app)
+    call = getattr(cls, "__call__", None)  # noqa: B004
+    bind = getattr(type(call), "__get__", None)
+    if bind is not None:
+        # A function binds to a method. A __slots__ entry named "__call__" gives what the
+        # instance stores there: sentry-sdk's SentryAsgiMiddleware stores its async
+        # _run_asgi3 so, and is ASGI though its class has no async __call__.
+        try:
+            call = bind(call, app, cls)
+        except AttributeError:
+            return False  # an empty __call__ slot: calling it would fail
+    return _is_coroutine_function(call)
 
 
 def _is_coroutine_function(obj: object) -> bool:

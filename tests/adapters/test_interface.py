@@ -8,7 +8,7 @@ and then answer every request with a 500 and a bare ``TypeError``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from asgiref.sync import markcoroutinefunction
@@ -150,3 +150,25 @@ def test_the_crossgate_marker_attribute_overrides_the_rule_too() -> None:
         assert run_wsgi(adapter).body == b"asgi"
     finally:
         adapter.shutdown()
+
+
+class _SentryLike:
+    """sentry-sdk's SentryAsgiMiddleware keeps its async call in a ``__slots__`` entry."""
+
+    __slots__ = ("__call__",)
+
+    def __init__(self) -> None:
+        self.__call__ = self._run_asgi3
+
+    async def _run_asgi3(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        await asgi_function(scope, receive, send)
+
+
+def test_an_asgi_middleware_keeping_its_call_in_a_slot_is_asgi() -> None:
+    adapter = ASGIToWSGI(_SentryLike(), lifespan="off")
+    try:
+        assert run_wsgi(adapter).body == b"asgi"
+    finally:
+        adapter.shutdown()
+    with pytest.raises(TypeError, match="is an ASGI application"):
+        WSGIToASGI(cast(Any, _SentryLike()))
