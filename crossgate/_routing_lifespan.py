@@ -16,7 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
-from crossgate.sansio.lifespan import StartupOutcome, check_answer, judge_startup
+from crossgate.sansio.lifespan import (
+    UNSUPPORTED_GRACE,
+    StartupOutcome,
+    check_answer,
+    judge_startup,
+)
 from crossgate.types import ASGIReceive, ASGISend, Message
 
 __all__ = ["Child", "Fanout", "Hook", "Lifespan"]
@@ -214,7 +219,7 @@ class _ChildUnit(_Unit):
         _log.log(level, "%s does not support lifespan (it %s); skipped", name, verdict.reason)
         if not task.done():
             # Its send() just raised: it ends on this turn of the loop, or is cancelled.
-            await asyncio.wait((task,), timeout=EXIT_GRACE)
+            await asyncio.wait((task,), timeout=UNSUPPORTED_GRACE)
             await self.abort()
         return _SKIPPED
 

@@ -6,17 +6,17 @@ import asyncio
 import logging
 from typing import Any, Literal
 
-from crossgate.sansio.lifespan import StartupOutcome, check_answer, judge_startup
+from crossgate.sansio.lifespan import (
+    UNSUPPORTED_GRACE,
+    StartupOutcome,
+    check_answer,
+    judge_startup,
+)
 from crossgate.types import ASGIApp, Message
 
 __all__ = ["Lifespan"]
 
 _log = logging.getLogger("crossgate")
-
-# How long an app without lifespan support may take to end once its send() refused a message
-# before its lifespan task is cancelled: such an app (a Starlette Response used as the app) ends
-# on the same turn of the loop, and the first request is waiting.
-UNSUPPORTED_GRACE = 1.0
 
 
 class _Ended:

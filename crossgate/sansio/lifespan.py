@@ -27,7 +27,19 @@ from typing import Any, Final
 
 from crossgate.exceptions import AppProtocolError
 
-__all__ = ["ANSWERS", "StartupOutcome", "StartupVerdict", "check_answer", "judge_startup"]
+__all__ = [
+    "ANSWERS",
+    "UNSUPPORTED_GRACE",
+    "StartupOutcome",
+    "StartupVerdict",
+    "check_answer",
+    "judge_startup",
+]
+
+UNSUPPORTED_GRACE: Final = 1.0
+"""Seconds an app without lifespan support gets to end once its ``send()`` refused a message,
+before the driver cancels its lifespan task: such an app (a Starlette ``Response`` used as the
+app) ends on the same turn of the loop, and requests, or the other sub-apps, are waiting."""
 
 ANSWERS: Final[Mapping[str, frozenset[str]]] = {
     "lifespan.startup": frozenset({"lifespan.startup.complete", "lifespan.startup.failed"}),

@@ -280,6 +280,29 @@ def test_an_app_answering_lifespan_with_a_response_is_skipped(
         assert response.status == 200
 
 
+def test_a_sub_app_that_catches_the_refusal_and_waits_is_cancelled(
+    make_router: RouterFactory,
+) -> None:
+    cancelled: list[bool] = []
+
+    async def stubborn(receive: ASGIReceive, send: ASGISend) -> None:
+        await receive()
+        with contextlib.suppress(AppProtocolError):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    events: Events = []
+    router = make_router([Probe(stubborn), LifespanApp("one", events)])
+    result = run(lambda: call_lifespan(router))
+    assert result.types == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert cancelled == [True]
+    assert events == ["one startup", "one shutdown"]
+
+
 def test_shutdown_failures_are_reported_after_everything_stopped(
     make_router: RouterFactory,
 ) -> None:
