@@ -85,6 +85,12 @@ class EmptySlotCall:
     __slots__ = ("__call__",)
 
 
+class PartialCall:
+    """A ``__call__`` that does not bind (a partial has no ``__get__``): used as it is."""
+
+    __call__ = functools.partial(async_function)
+
+
 def marked_function() -> Any:
     def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> Any:
         return async_function(scope, receive, send)
@@ -106,6 +112,7 @@ def marked_function() -> Any:
         pytest.param(SlotCall(), True, id="async-call-in-a-slot-sentry"),
         pytest.param(SlotCall(asgi3=False), False, id="sync-call-in-a-slot"),
         pytest.param(EmptySlotCall(), False, id="empty-call-slot"),
+        pytest.param(PartialCall(), True, id="partial-as-the-class-call"),
         pytest.param(wsgi_function, False, id="wsgi-function"),
         pytest.param(SyncCallable(), False, id="instance-with-sync-call"),
         pytest.param(WSGIClass, False, id="wsgi-class"),
