@@ -630,3 +630,17 @@ def test_round_trip_keeps_every_pep_3333_key(
     again = build_environ(build_scope(environ), options)
 
     assert _pep3333(again) == _pep3333(environ)
+
+
+@PROPERTY
+@given(
+    script=st.one_of(st.just(""), _latin1.map(lambda t: "/" + t.strip("/")).filter(bool)),
+    path=_latin1.filter(lambda t: t[:1] not in ("", "/") and t != "*"),
+)
+def test_a_relative_path_info_survives_scope_and_back(script: str, path: str) -> None:
+    # werkzeug's test client: PATH_INFO "foo" (any latin-1 text without its leading "/").
+    scope = build_scope(make_environ(SCRIPT_NAME=script, PATH_INFO=path, RAW_URI=MISSING))
+
+    assert scope["path"].startswith(scope["root_path"] + "/")
+    environ = build_environ(scope)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == (script.rstrip("/"), path)
