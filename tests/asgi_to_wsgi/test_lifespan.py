@@ -407,3 +407,45 @@ def test_an_app_that_catches_the_refusal_and_waits_is_cancelled(
 
     assert (result.code, result.body) == (200, b"ok")
     assert cancelled.is_set()
+
+
+def test_an_app_that_swallows_the_refusal_and_returns_is_waited_for(
+    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    ended = threading.Event()
+
+    async def polite(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http":
+            await respond(send, b"ok")
+            return
+        with contextlib.suppress(CrossgateError):
+            await respond(send, b"not a lifespan answer")
+        await asyncio.sleep(0.01)  # some clean-up of its own, then it ends
+        ended.set()
+
+    adapter = make_adapter(polite)
+    result = run_wsgi(adapter)
+
+    assert (result.code, result.body) == (200, b"ok")
+    assert ended.is_set()
+
+
+@pytest.mark.parametrize("when", ["at shutdown", "while serving"])
+def test_an_app_returning_without_answering_later_is_no_error(
+    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture, when: str
+) -> None:
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http":
+            await respond(send, b"ok")
+            return
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        if when == "at shutdown":
+            await receive()
+        # and returns, without answering lifespan.shutdown
+
+    adapter = make_adapter(app)
+    assert run_wsgi(adapter).body == b"ok"
+    adapter.shutdown()
+
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
