@@ -7,14 +7,13 @@ The public names here are re-exported by `crossgate.routing`; import them from t
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-import sys
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from crossgate._routing_lifespan import Child, Fanout, Hook, Lifespan
+from crossgate.adapters._interface import describe, is_asgi
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.exceptions import PeerProtocolError
 from crossgate.sansio.response import error_events
@@ -39,45 +38,6 @@ App = Callable[..., Any]
 
 
 # -- telling ASGI from WSGI ---------------------------------------------------------------------
-
-
-def is_asgi(app: object) -> bool:
-    """Whether a router treats ``app`` as an ASGI application (otherwise: WSGI).
-
-    The rule, in order:
-
-    1. an ``__crossgate_asgi__`` attribute decides when it is there: true for ASGI, false for
-       WSGI (set it on a class to settle the question for all its instances);
-    2. a coroutine function is ASGI (`inspect.iscoroutinefunction`, which also sees
-       `functools.partial` objects and functions marked with asgiref's or (Python 3.12+)
-       `inspect`'s ``markcoroutinefunction``);
-    3. a class is WSGI (PEP 3333 allows a class as the application; an ASGI 3 app cannot be
-       one, since calling a class does not return an awaitable);
-    4. an object whose ``__call__`` is a coroutine function is ASGI (Starlette, FastAPI,
-       Django's ``ASGIHandler``, crossgate's own routers and adapters);
-    5. anything else is WSGI (Flask, Django's ``WSGIHandler``, plain functions).
-
-    An ASGI app that is a plain function returning a coroutine (some hand-written middleware)
-    looks like WSGI to this rule: wrap it in `asgi`.
-    """
-    marker = getattr(app, "__crossgate_asgi__", None)
-    if marker is not None:
-        return bool(marker)
-    if _is_coroutine_function(app):
-        return True
-    if inspect.isclass(app):
-        return False
-    # Python looks special methods up on the type, so that is where an instance's call lives.
-    # (B004 is about testing callability; this reads the method to see whether it is async.)
-    return _is_coroutine_function(getattr(type(app), "__call__", None))  # noqa: B004
-
-
-def _is_coroutine_function(obj: object) -> bool:
-    if inspect.iscoroutinefunction(obj):
-        return True
-    # Before 3.12 there is no inspect.markcoroutinefunction; asgiref's stand-in (which Django
-    # uses for async views and middleware) sets a marker only asyncio's older check reads.
-    return sys.version_info < (3, 12) and asyncio.iscoroutinefunction(obj)
 
 
 class _ExplicitASGI:
@@ -120,15 +80,17 @@ def wsgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
     """
     if not callable(app):
         raise TypeError(f"a WSGI app is callable; got {type(app).__name__}")
-    return WSGIToASGI(app, **options)
-
-
-def _describe(app: object) -> str:
-    named = app if inspect.isfunction(app) or inspect.isclass(app) else type(app)
-    return f"{getattr(named, '__module__', '?')}.{getattr(named, '__qualname__', named)}"
+    # Marked WSGI by the caller: the adapter does not second-guess it.
+    return WSGIToASGI(app, **{"interface": "wsgi", **options})
 
 
 # -- what every router shares -------------------------------------------------------------------
+
+# The `WSGIToASGI` the routers made for each WSGI app object (by id), for as long as a router
+# still uses it, and the options it was made with: another router given the same app object
+# with the same options shares it (and its thread pool) instead of making a second one.
+_SHARED: weakref.WeakValueDictionary[int, WSGIToASGI] = weakref.WeakValueDictionary()
+_SHARED_OPTIONS: weakref.WeakKeyDictionary[WSGIToASGI, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 class Router:
@@ -158,17 +120,40 @@ class Router:
             return known[1]
         if isinstance(app, _ExplicitASGI):
             target: App = app.app
-            name = f"{label} ({_describe(target)})"
+            name = f"{label} ({describe(target)})"
         elif is_asgi(app):
-            target, name = app, f"{label} ({_describe(app)})"
+            target, name = app, f"{label} ({describe(app)})"
         else:
-            adapter = WSGIToASGI(app, **self.wsgi_options)
+            adapter = self._adapter(app)
             self._adapters.append(adapter)
-            target, name = adapter, f"{label} (WSGI {_describe(app)})"
+            target, name = adapter, f"{label} (WSGI {describe(app)})"
         child = Child(target, name)
         self._known[id(app)] = (app, child)
         self._children.append(child)
         return child
+
+    def _adapter(self, app: App) -> WSGIToASGI:
+        """The `WSGIToASGI` for the WSGI app ``app``: the one another router already made for
+        this very object with the same options, else a new one.
+
+        One WSGI app given to two routers (a `Mount` and a `Fallback`) gets one adapter, so
+        one thread pool, not one per router.
+        """
+        shared = _SHARED.get(id(app))
+        # The adapter holds its app, so while it lives, no other object can have that id.
+        if shared is not None and shared.app is app:
+            if _SHARED_OPTIONS.get(shared) == self.wsgi_options:
+                return shared
+            _log.warning(
+                "the WSGI app %s is given to two routers with different wsgi_options: it gets "
+                "one WSGIToASGI (and one thread pool) for each; give it the same options, or "
+                "wrap it once with crossgate.routing.wsgi() and give both routers the result",
+                describe(app),
+            )
+        adapter = WSGIToASGI(app, **self.wsgi_options)
+        _SHARED[id(app)] = adapter
+        _SHARED_OPTIONS[adapter] = dict(self.wsgi_options)
+        return adapter
 
     @property
     def apps(self) -> tuple[App, ...]:

@@ -16,6 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
+from crossgate.sansio.lifespan import (
+    UNSUPPORTED_GRACE,
+    StartupOutcome,
+    check_answer,
+    judge_startup,
+)
 from crossgate.types import ASGIReceive, ASGISend, Message
 
 __all__ = ["Child", "Fanout", "Hook", "Lifespan"]
@@ -149,6 +155,7 @@ class _ChildUnit(_Unit):
         self.state: dict[str, Any] = {}
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.reply: asyncio.Future[Message] | None = None
+        self.waiting = "lifespan.startup"
         self.received = False
         self.error: BaseException | None = None
         self.task: asyncio.Task[None] | None = None
@@ -168,12 +175,13 @@ class _ChildUnit(_Unit):
 
     async def _send(self, message: Message) -> None:
         reply = self.reply
-        if reply is None or reply.done():
-            raise RuntimeError(
-                f"{self.child.name} sent {message.get('type')!r} when no lifespan event was "
-                "waiting for an answer (ASGI lifespan spec: one answer per event)"
-            )
-        reply.set_result(message)
+        waiting = None if reply is None or reply.done() else self.waiting
+        if waiting is not None and reply is not None:
+            # The router judges whatever came first, a wrong answer included.
+            reply.set_result(dict(message))
+        # uvicorn's send() asserts the same: a sub-app that answers with anything but a
+        # lifespan answer (a Starlette Response sends http.response.start) stops here.
+        check_answer(waiting, message)
 
     # -- the router's side ----------------------------------------------------------------------
 
@@ -181,6 +189,7 @@ class _ChildUnit(_Unit):
         """Send ``event`` to the sub-app running in ``task``; its answer, or ``None`` when it
         returned or raised instead."""
         reply = self.reply = asyncio.get_running_loop().create_future()
+        self.waiting = event
         self.inbox.put_nowait({"type": event})
         await asyncio.wait((reply, task), return_when=asyncio.FIRST_COMPLETED)
         return reply.result() if reply.done() else None
@@ -193,31 +202,26 @@ class _ChildUnit(_Unit):
         task = self.task = asyncio.get_running_loop().create_task(self._main(scope))
         answer = await self._exchange(task, "lifespan.startup")
         name = self.child.name
-        if answer is None:
-            # ASGI lifespan spec: an app that raises (or returns) instead of answering does not
-            # support lifespan, and serving goes on without it. Django's ASGIHandler raises at
-            # once for any scope that is not http.
-            if self.error is None:
-                _log.debug("%s returned without answering lifespan.startup; skipped", name)
-            elif not self.received:
-                _log.debug("%s does not support lifespan (%r); skipped", name, self.error)
-            else:
-                _log.warning(
-                    "%s raised during lifespan startup without answering it; it is treated as "
-                    "not supporting lifespan and served anyway",
-                    name,
-                    exc_info=self.error,
-                )
-            return _SKIPPED
-        kind = answer.get("type")
-        if kind == "lifespan.startup.complete":
+        # uvicorn's "auto" rule (crossgate.sansio.lifespan): only lifespan.startup.failed fails
+        # the startup; a sub-app that raises, returns or answers with something else (Django's
+        # ASGIHandler raises at once, a bare Channels consumer raises "No handler for message
+        # type lifespan.startup", a Starlette Response sends http.response.start) does not
+        # support lifespan and is served without it.
+        verdict = judge_startup(answer, error=self.error)
+        if verdict.outcome is StartupOutcome.COMPLETE:
             return None
-        if kind == "lifespan.startup.failed":
-            message = str(answer.get("message", ""))
-            _log.error("%s failed to start: %s", name, message)
-            return f"{name} failed to start: {message}"
-        _log.error("%s answered lifespan.startup with %r", name, kind)
-        return f"{name} answered lifespan.startup with {kind!r}"
+        if verdict.outcome is StartupOutcome.FAILED:
+            _log.error("%s failed to start: %s", name, verdict.reason)
+            return f"{name} failed to start: {verdict.reason}"
+        # One line per startup, without a traceback: not an error. INFO when the sub-app took
+        # the event (it may have meant to answer), DEBUG when it never even asked for it.
+        level = logging.INFO if self.received else logging.DEBUG
+        _log.log(level, "%s does not support lifespan (it %s); skipped", name, verdict.reason)
+        if not task.done():
+            # Its send() just raised: it ends on this turn of the loop, or is cancelled.
+            await asyncio.wait((task,), timeout=UNSUPPORTED_GRACE)
+            await self.abort()
+        return _SKIPPED
 
     async def stop(self) -> str | None:
         task = self.task

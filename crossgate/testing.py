@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crossgate.exceptions import CrossgateError
+from crossgate.sansio.lifespan import check_answer
 from crossgate.types import ASGIApp, Message
 
 __all__ = [
@@ -265,9 +266,15 @@ class LifespanResult:
 async def call_lifespan(
     app: ASGIApp, *, state: dict[str, Any] | None = None, timeout: float = 10.0
 ) -> LifespanResult:
-    """Run a whole lifespan cycle: startup, then (when startup completed) shutdown."""
+    """Run a whole lifespan cycle: startup, then (when startup completed) shutdown.
+
+    ``send()`` refuses what uvicorn's refuses, by raising `AppProtocolError` into the app: a
+    message that does not answer the lifespan event waiting (an HTTP response, a second answer).
+    The message is still recorded. What the app raises propagates, for the test to see.
+    """
     result = LifespanResult()
     events = asyncio.Queue[Message]()
+    waiting: list[str] = ["lifespan.startup"]
     events.put_nowait({"type": "lifespan.startup"})
 
     async def receive() -> Message:
@@ -275,7 +282,9 @@ async def call_lifespan(
 
     async def send(message: Mapping[str, Any]) -> None:
         result.messages.append(dict(message))
+        check_answer(waiting.pop() if waiting else None, message)
         if message["type"] == "lifespan.startup.complete":
+            waiting.append("lifespan.shutdown")
             events.put_nowait({"type": "lifespan.shutdown"})
 
     scope = {

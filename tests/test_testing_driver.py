@@ -12,7 +12,9 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
+from starlette.responses import JSONResponse
 
+from crossgate.exceptions import AppProtocolError
 from crossgate.testing import (
     ASGIConformanceError,
     HTTPConformanceChecker,
@@ -528,6 +530,29 @@ def test_call_lifespan_raises_app_errors() -> None:
 
     with pytest.raises(RuntimeError, match="not supported"):
         asyncio.run(call_lifespan(app))
+
+
+def test_call_lifespan_refuses_a_response_as_uvicorn_does() -> None:
+    # A Starlette Response used as the whole app answers every scope with http.response.start;
+    # the driver's send() raises into it, as uvicorn's does, and the error reaches the test.
+    with pytest.raises(AppProtocolError, match=r"'http\.response\.start' on the lifespan scope"):
+        asyncio.run(call_lifespan(JSONResponse({"a": 1})))
+
+
+def test_call_lifespan_refuses_a_second_answer() -> None:
+    refused: list[BaseException] = []
+
+    async def app(scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no"})
+        try:
+            await send({"type": "lifespan.startup.complete"})
+        except AppProtocolError as exc:
+            refused.append(exc)
+
+    result = asyncio.run(call_lifespan(app))
+    assert result.types == ["lifespan.startup.failed", "lifespan.startup.complete"]
+    assert len(refused) == 1
 
 
 def test_call_lifespan_timeout() -> None:

@@ -6,6 +6,12 @@ import asyncio
 import logging
 from typing import Any, Literal
 
+from crossgate.sansio.lifespan import (
+    UNSUPPORTED_GRACE,
+    StartupOutcome,
+    check_answer,
+    judge_startup,
+)
 from crossgate.types import ASGIApp, Message
 
 __all__ = ["Lifespan"]
@@ -40,6 +46,11 @@ class Lifespan:
         self.failure: str | None = None
         self.supported = True
         self.task: asyncio.Task[None] | None = None
+        # The lifespan event waiting for the app's answer, for send() to check against, and
+        # whether the app ever called receive() (an app that did may have meant to speak
+        # lifespan, so its not doing so is worth an INFO line rather than a DEBUG one).
+        self._waiting: str | None = None
+        self._received = False
         # Since Python 3.10 a queue binds to a loop only when first used, so these can be made
         # here, on whatever thread builds the adapter's process state.
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
@@ -55,10 +66,16 @@ class Lifespan:
             self._replies.put_nowait(_Ended(error))
 
     async def _receive(self) -> Message:
+        self._received = True
         return await self._inbox.get()
 
     async def _send(self, message: Message) -> None:
+        # The driver sees every message, the wrong ones included (to judge and log them).
         self._replies.put_nowait(dict(message))
+        waiting, self._waiting = self._waiting, None
+        # uvicorn's send() asserts the same: an app that answers a lifespan event with anything
+        # else (an HTTP response) stops here, instead of running on with its scope unanswered.
+        check_answer(waiting, message)
 
     async def _reply(self, timeout: float) -> Message | _Ended | None:
         """The app's next message, or `_Ended`; ``None`` after ``timeout`` seconds."""
@@ -70,8 +87,10 @@ class Lifespan:
     async def startup(self, timeout: float) -> None:
         """Send ``lifespan.startup`` and wait (at most ``timeout`` seconds) for the answer.
 
-        Never raises for what the app does: the outcome is in ``failure`` and ``supported``.
+        Never raises for what the app does: the outcome is in ``failure`` and ``supported``,
+        decided by `crossgate.sansio.lifespan.judge_startup` (uvicorn's "auto" rule).
         """
+        self._waiting = "lifespan.startup"
         self._inbox.put_nowait({"type": "lifespan.startup"})
         scope: Message = {
             "type": "lifespan",
@@ -80,31 +99,39 @@ class Lifespan:
         }
         self.task = asyncio.get_running_loop().create_task(self._main(scope))
         reply = await self._reply(timeout)
-        if isinstance(reply, _Ended):
-            # ASGI lifespan spec: an app that raises (or returns) on the lifespan scope without
-            # sending anything does not support lifespan; the server goes on without it. Django's
-            # ASGIHandler raises ValueError here.
-            reason = "returned" if reply.error is None else f"raised {reply.error!r}"
-            if self.mode == "on":
-                self.failure = f"the app does not support the lifespan protocol (it {reason})"
-                _log.error("lifespan startup failed: %s", self.failure)
-            else:
-                _log.debug("the app does not support lifespan (it %s); serving without it", reason)
-            self.supported = False
-            return
         if reply is None:
             self.failure = f"lifespan startup did not complete within {timeout:g} s"
-        elif reply.get("type") == "lifespan.startup.complete":
+            _log.error("lifespan startup failed: %s", self.failure)
+            # Not waited for again: it had its time.
+            await self._end(0.0)
             return
-        elif reply.get("type") == "lifespan.startup.failed":
-            self.failure = f"the app's lifespan startup failed: {reply.get('message') or ''}"
+        if isinstance(reply, _Ended):
+            verdict = judge_startup(None, error=reply.error, required=self.mode == "on")
         else:
-            self.failure = f"unexpected lifespan message {reply.get('type')!r} at startup"
+            verdict = judge_startup(reply, required=self.mode == "on")
+        if verdict.outcome is StartupOutcome.COMPLETE:
+            return
+        if verdict.outcome is StartupOutcome.UNSUPPORTED:
+            # Once per process, with the reason and no traceback: this is how an app says it
+            # has no lifespan (ASGI lifespan spec), not an error.
+            level = logging.INFO if self._received else logging.DEBUG
+            _log.log(
+                level,
+                "the app does not support lifespan (it %s); serving without it",
+                verdict.reason,
+            )
+            self.supported = False
+            # Its send() raised, so it is ending: no task is left pending behind it.
+            await self._end(min(timeout, UNSUPPORTED_GRACE))
+            return
+        reported = not isinstance(reply, _Ended) and reply.get("type") == "lifespan.startup.failed"
+        self.failure = (
+            f"the app's lifespan startup failed: {verdict.reason}" if reported else verdict.reason
+        )
         _log.error("lifespan startup failed: %s", self.failure)
         # An app that reported its failure ends by itself (Starlette raises right after); one
-        # that did not answer, or answered nonsense, is not waited for again.
-        failed = reply is not None and reply.get("type") == "lifespan.startup.failed"
-        await self._end(timeout if failed else 0.0)
+        # that answered nonsense is not waited for again.
+        await self._end(timeout if reported else 0.0)
 
     async def shutdown(self, timeout: float) -> None:
         """Send ``lifespan.shutdown`` and wait (bounded) for the app to answer and finish.
@@ -114,9 +141,13 @@ class Lifespan:
         task = self.task
         # After a failed startup the app gets no shutdown (ASGI lifespan spec), and startup
         # already saw to the end of its coroutine.
-        if task is None or task.done() or self.failure is not None or not self.supported:
+        # Nor does an app without lifespan support, whose coroutine ended at startup.
+        if task is None or self.failure is not None or not self.supported:
+            return
+        if task.done():
             self._report_early_end()
             return
+        self._waiting = "lifespan.shutdown"
         self._inbox.put_nowait({"type": "lifespan.shutdown"})
         reply = await self._reply(timeout)
         if isinstance(reply, _Ended):

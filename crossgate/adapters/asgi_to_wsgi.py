@@ -15,6 +15,7 @@ from crossgate.adapters._asgi_call import Options
 from crossgate.adapters._asgi_inline import InlineCall
 from crossgate.adapters._asgi_lifespan import Lifespan
 from crossgate.adapters._asgi_shared import SharedCall
+from crossgate.adapters._interface import check_app
 from crossgate.adapters._loops import LoopThread, ThreadLoops, cancel_tasks
 from crossgate.exceptions import CrossgateError, PeerProtocolError, RequestTooLarge
 from crossgate.sansio.asgi_response import error_response
@@ -143,8 +144,14 @@ class ASGIToWSGI:
             raised after a complete response. ``False`` keeps them here: logged at ERROR with
             the traceback, a 500 page (or `ResponseAborted` once body bytes went out). The
             same name and meaning as on httpx's ``WSGITransport``.
+        interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
+            WSGI; ``"asgi"`` skips that check, for an ASGI app that fools it (a plain function
+            that returns a coroutine).
 
     Raises:
+        TypeError: ``app`` is not an ASGI application: not callable (``None``, a
+            ``"module:app"`` string), or a WSGI application (the message names
+            `crossgate.WSGIToASGI`, the wrapper that serves WSGI apps from an ASGI server).
         ValueError: an option is out of range.
     """
 
@@ -161,7 +168,10 @@ class ASGIToWSGI:
         disconnect_grace: float = 1.0,
         lifespan_timeout: float = 60.0,
         raise_app_exceptions: bool = True,
+        interface: Literal["auto", "asgi"] = "auto",
     ) -> None:
+        # Here, not at the first request, which would fail with a bare TypeError.
+        check_app(app, "asgi", interface)
         if mode not in ("auto", "inline", "shared"):
             raise ValueError("mode must be 'auto', 'inline' or 'shared'")
         if lifespan not in ("auto", "on", "off"):

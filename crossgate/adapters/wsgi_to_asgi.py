@@ -14,6 +14,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import IO, Any, Literal, TypeGuard
 
 from crossgate.adapters._exchange import Exchange, RequestBody
+from crossgate.adapters._interface import check_app
 from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.concurrency import set_server_loop
 from crossgate.exceptions import (
@@ -77,8 +78,13 @@ class WSGIToASGI:
             here: the failure is logged at ERROR with its traceback and the request ends
             normally after its 500 (an abort raises `ResponseAborted`). The same name and
             meaning as on httpx's ``ASGITransport``.
+        interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
+            ASGI; ``"wsgi"`` skips that check, for a WSGI app that fools it.
 
     Raises:
+        TypeError: ``app`` is not a WSGI application: not callable (``None``, a
+            ``"module:app"`` string), or an ASGI application (the message names
+            `crossgate.ASGIToWSGI`, the wrapper that serves ASGI apps from a WSGI server).
         ValueError: an option is out of range.
     """
 
@@ -102,7 +108,10 @@ class WSGIToASGI:
         on_shutdown: Sequence[Hook] = (),
         retry_after: int = 1,
         raise_app_exceptions: bool = True,
+        interface: Literal["auto", "wsgi"] = "auto",
     ) -> None:
+        # Here, not at the first request, which would fail with a bare TypeError.
+        check_app(app, "wsgi", interface)
         if workers < 1:
             raise ValueError("workers must be at least 1")
         if request_body not in ("stream", "spool"):

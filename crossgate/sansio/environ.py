@@ -64,6 +64,14 @@ def split_script_name(root_path: str, path: bytes) -> tuple[str, bytes]:
     return root.decode("latin-1"), path
 
 
+def _is_relative_target(root_path: str, path: str, target: bytes) -> bool:
+    """True when ``target``, a ``raw_path`` without its leading ``/``, is ``path`` below
+    ``root_path``: the relative target `crossgate.sansio.scope.build_scope` keeps from a
+    ``PATH_INFO`` such as ``foo``; not when a router's mount has moved ``root_path`` since."""
+    root = root_path.rstrip("/")
+    return path == root + "/" + target.decode("utf-8", "surrogateescape")
+
+
 def _utf8(text: str, what: str) -> bytes:
     """Encode a decoded scope string back to its bytes (undoing ``surrogateescape`` too).
 
@@ -128,7 +136,18 @@ def build_environ(
     else:
         decoded = _utf8(path_text, "path")
         raw_target = quote(decoded, safe="/;=,~!$&'()*+:@")
-    script_name, path_bytes = split_script_name(scope.get("root_path") or "", decoded)
+    root_path: str = scope.get("root_path") or ""
+    if decoded[:1] == b"/" or decoded == b"*":
+        script_name, path_bytes = split_script_name(root_path, decoded)
+    elif _is_relative_target(root_path, path_text, decoded):
+        # A relative target (werkzeug's test client sends "foo" under SCRIPT_NAME "/app"):
+        # `build_scope` kept it in raw_path, and PATH_INFO gets it back as it was.
+        script_name = _utf8(root_path.rstrip("/"), "root_path").decode("latin-1")
+        path_bytes = decoded
+    else:
+        # A relative raw_path that is not path below root_path (a router mounted the app
+        # deeper since): path says where the request goes.
+        script_name, path_bytes = split_script_name(root_path, _utf8(path_text, "path"))
     if query:
         raw_target = raw_target + "?" + query.decode("latin-1")
 

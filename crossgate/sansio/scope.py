@@ -249,6 +249,9 @@ def build_scope(
       apart and `build_environ` turns them back into the same bytes. ``raw_path`` holds the
       exact bytes the client sent (see `_raw_path`).
     * ``root_path`` is ``SCRIPT_NAME`` decoded the same way, without a trailing ``/``.
+      A ``PATH_INFO`` without its leading ``/`` (``foo``, which werkzeug's test client makes
+      for a relative URL) is read as ``/foo`` under ``SCRIPT_NAME``; ``raw_path`` keeps the
+      relative target (``foo``), so `build_environ` gives ``PATH_INFO`` ``foo`` back.
     * ``headers`` come from the ``HTTP_*`` keys (``HTTP_X_FOO`` -> ``x-foo``), then
       ``CONTENT_TYPE`` and ``CONTENT_LENGTH`` when not empty.
     * ``client`` is ``(REMOTE_ADDR, REMOTE_PORT)`` (port 0 when the server gives none),
@@ -289,6 +292,16 @@ def build_scope(
     except (AttributeError, UnicodeEncodeError):
         script, path_info, query = _target_bytes(script_name, path, query_string)
     script = script.rstrip(b"/")
+    relative = None
+    if path_info[:1] != b"/" and path_info and path_info != b"*":
+        # CGI (RFC 3875 section 4.1.5) has PATH_INFO empty or starting with "/", but
+        # werkzeug's test client makes PATH_INFO "foo" (and RAW_URI "foo") for the relative
+        # URL "foo": the path "foo" under SCRIPT_NAME, which werkzeug itself reads as "/foo".
+        # An ASGI path is absolute and includes root_path, so path is root_path + "/foo",
+        # never "/appfoo" (a path outside the root); raw_path keeps the target as it came,
+        # "foo", from which `build_environ` gives PATH_INFO "foo" back. ("*" is OPTIONS *.)
+        relative = path_info
+        path_info = b"/" + path_info
     decoded = script + path_info
     # Decoded apart, so that path starts with root_path even when SCRIPT_NAME (wrongly) ends
     # inside a UTF-8 sequence.
@@ -339,8 +352,8 @@ def build_scope(
         # The usual request, with no query and no SCRIPT_NAME: the target is PATH_INFO itself,
         # so it decodes to it (`_raw_path` would find the same, in three more calls).
         "raw_path": path_info
-        if not script and get("RAW_URI") == path
-        else _raw_path(environ, decoded),
+        if not script and relative is None and get("RAW_URI") == path
+        else _raw_path(environ, decoded if relative is None else relative),
         "query_string": query,
         "root_path": root_path,
         "headers": headers,

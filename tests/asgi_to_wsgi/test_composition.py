@@ -16,8 +16,14 @@ from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 import pytest
+from flask import Flask, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from werkzeug.test import Client
 
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
@@ -314,3 +320,63 @@ def test_asgi_to_wsgi_of_wsgi_to_asgi_answers_like_the_wsgi_app_property(
         through = _wsgi_outcome(stack, environ)
 
     assert through == direct
+
+
+# --- Flask through both adapters, driven by werkzeug's own test client -----------------------
+
+
+def _flask_app() -> Any:
+    app = Flask(__name__)
+
+    @app.route("/<path:rest>")
+    def show(rest: str) -> dict[str, str]:
+        return {
+            "rest": rest,
+            "path": request.path,
+            "PATH_INFO": request.environ["PATH_INFO"],
+            "SCRIPT_NAME": request.environ["SCRIPT_NAME"],
+            "url": request.url,
+        }
+
+    return app
+
+
+@pytest.mark.parametrize("script_name", ["/app", ""])
+@pytest.mark.parametrize("mode", ["inline", "shared"])
+def test_flask_relative_urls_through_both_adapters(
+    thread_leak_check: None, script_name: str, mode: Mode
+) -> None:
+    # werkzeug's test client makes PATH_INFO "foo" for client.get("foo"): it must reach Flask
+    # as "foo" under SCRIPT_NAME, never "/appfoo".
+    flask_app = _flask_app()
+    inner = WSGIToASGI(flask_app)
+    outer = ASGIToWSGI(inner, mode=mode)
+    overrides = {"SCRIPT_NAME": script_name}
+    try:
+        direct = Client(flask_app).get("foo/bar", environ_overrides=overrides)
+        through = Client(outer).get("foo/bar", environ_overrides=overrides)
+    finally:
+        outer.shutdown()
+        inner.close()
+
+    assert direct.status_code == through.status_code == 200
+    assert direct.json is not None
+    assert direct.json["PATH_INFO"] == "foo/bar"
+    assert through.json == direct.json
+
+
+def test_a_relative_url_reaches_a_starlette_route() -> None:
+    # The ASGI path is absolute: "foo" under SCRIPT_NAME "/app" is "/app/foo", routed as "/foo".
+
+    async def show(request: Request) -> JSONResponse:
+        scope = request.scope
+        return JSONResponse({"path": scope["path"], "root_path": scope["root_path"]})
+
+    adapter = ASGIToWSGI(Starlette(routes=[Route("/foo", show)]), mode="inline")
+    try:
+        response = Client(adapter).get("foo", environ_overrides={"SCRIPT_NAME": "/app"})
+    finally:
+        adapter.shutdown()
+
+    assert response.status_code == 200
+    assert response.json == {"path": "/app/foo", "root_path": "/app"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import threading
@@ -12,8 +13,9 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from crossgate.adapters import asgi_to_wsgi as asgi_to_wsgi_module
@@ -258,9 +260,192 @@ def test_shutdown_troubles_are_logged(
     assert any(logged in r.getMessage() for r in caplog.records), caplog.text
 
 
-def test_an_unexpected_startup_answer_is_a_failure(make_adapter: MakeAdapter) -> None:
+def test_an_unexpected_startup_answer_is_no_lifespan_support(make_adapter: MakeAdapter) -> None:
+    # uvicorn's "auto": only lifespan.startup.failed fails startup.
     app = _scripted([{"type": "lifespan.shutdown.complete"}], "raises")
 
     result = run_wsgi(make_adapter(app))
 
+    assert (result.code, result.body) == (200, b"ok")
+
+
+def test_an_unexpected_startup_answer_fails_startup_with_lifespan_on(
+    make_adapter: MakeAdapter,
+) -> None:
+    app = _scripted([{"type": "lifespan.shutdown.complete"}], "raises")
+
+    result = run_wsgi(make_adapter(app, lifespan="on"))
+
     assert result.code == 500
+
+
+# --- apps that answer the lifespan scope with something else (uvicorn's "auto" rule) ----------
+
+
+async def _answers_every_scope(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+    # A raw app that never looks at the scope type.
+    await respond(send, b"raw")
+
+
+class _ConsumerLike:
+    """A bare Channels consumer: it takes the event, finds no handler and raises."""
+
+    async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http":
+            await respond(send, b"consumer")
+            return
+        message = await receive()
+        raise ValueError(f"No handler for message type {message['type']}")
+
+
+class _Dispatch(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers["x-dispatched"] = "yes"
+        return response
+
+
+NO_LIFESPAN = [
+    pytest.param(
+        lambda: JSONResponse({"a": 1}),
+        b'{"a":1}',
+        "sent 'http.response.start' in answer to lifespan.startup",
+        logging.DEBUG,
+        id="starlette-response",
+    ),
+    pytest.param(
+        lambda: _Dispatch(JSONResponse({"a": 1})),
+        b'{"a":1}',
+        "sent 'http.response.start' in answer to lifespan.startup",
+        logging.DEBUG,
+        id="base-http-middleware",
+    ),
+    pytest.param(
+        lambda: _answers_every_scope,
+        b"raw",
+        "sent 'http.response.start' in answer to lifespan.startup",
+        logging.DEBUG,
+        id="raw-function",
+    ),
+    pytest.param(
+        _ConsumerLike,
+        b"consumer",
+        "raised ValueError('No handler for message type lifespan.startup')",
+        logging.INFO,
+        id="consumer-raises-after-receive",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make_app", "body", "reason", "level"), NO_LIFESPAN)
+def test_an_app_that_answers_lifespan_otherwise_is_served_without_it(
+    make_adapter: MakeAdapter,
+    caplog: pytest.LogCaptureFixture,
+    make_app: Any,
+    body: bytes,
+    reason: str,
+    level: int,
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        adapter = make_adapter(make_app())
+        results = [run_wsgi(adapter) for _ in range(3)]
+        process = adapter._process
+        assert process is not None
+        assert process.lifespan is not None
+        task = process.lifespan.task
+        # Nothing of the lifespan is left running behind the first request.
+        assert task is not None
+        assert task.done()
+        adapter.shutdown()
+        del task, process
+        gc.collect()
+
+    assert [(r.code, r.body) for r in results] == [(200, body)] * 3
+    said = [r for r in caplog.records if "does not support lifespan" in r.getMessage()]
+    # Once, with the reason, and no traceback: not an error.
+    assert [(r.levelno, r.exc_info) for r in said] == [(level, None)]
+    assert reason in said[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+@pytest.mark.parametrize(("make_app", "body", "reason", "level"), NO_LIFESPAN)
+def test_lifespan_on_refuses_an_app_that_answers_lifespan_otherwise(
+    make_adapter: MakeAdapter,
+    caplog: pytest.LogCaptureFixture,
+    make_app: Any,
+    body: bytes,
+    reason: str,
+    level: int,
+) -> None:
+    adapter = make_adapter(make_app(), lifespan="on")
+
+    result = run_wsgi(adapter)
+
+    assert result.code == 500
+    assert any(reason in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+
+def test_an_app_that_catches_the_refusal_and_waits_is_cancelled(
+    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    cancelled = threading.Event()
+
+    async def stubborn(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http":
+            await respond(send, b"ok")
+            return
+        with contextlib.suppress(CrossgateError):
+            await respond(send, b"not a lifespan answer")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    adapter = make_adapter(stubborn)
+    result = run_wsgi(adapter)
+
+    assert (result.code, result.body) == (200, b"ok")
+    assert cancelled.is_set()
+
+
+def test_an_app_that_swallows_the_refusal_and_returns_is_waited_for(
+    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    ended = threading.Event()
+
+    async def polite(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http":
+            await respond(send, b"ok")
+            return
+        with contextlib.suppress(CrossgateError):
+            await respond(send, b"not a lifespan answer")
+        await asyncio.sleep(0.01)  # some clean-up of its own, then it ends
+        ended.set()
+
+    adapter = make_adapter(polite)
+    result = run_wsgi(adapter)
+
+    assert (result.code, result.body) == (200, b"ok")
+    assert ended.is_set()
+
+
+@pytest.mark.parametrize("when", ["at shutdown", "while serving"])
+def test_an_app_returning_without_answering_later_is_no_error(
+    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture, when: str
+) -> None:
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http":
+            await respond(send, b"ok")
+            return
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        if when == "at shutdown":
+            await receive()
+        # and returns, without answering lifespan.shutdown
+
+    adapter = make_adapter(app)
+    assert run_wsgi(adapter).body == b"ok"
+    adapter.shutdown()
+
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

@@ -65,6 +65,32 @@ class MarkedASGI:
         return async_function(scope, receive, send)
 
 
+class SlotCall:
+    """sentry-sdk's SentryAsgiMiddleware: ``__call__`` is a ``__slots__`` entry, holding the
+    async method chosen in ``__init__`` (its ASGI 3 path)."""
+
+    __slots__ = ("__call__",)
+
+    def __init__(self, asgi3: bool = True) -> None:
+        self.__call__ = self._run_asgi3 if asgi3 else self._run_sync
+
+    async def _run_asgi3(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        await async_function(scope, receive, send)
+
+    def _run_sync(self, environ: Any, start_response: Any) -> Any:
+        return wsgi_function(environ, start_response)
+
+
+class EmptySlotCall:
+    __slots__ = ("__call__",)
+
+
+class PartialCall:
+    """A ``__call__`` that does not bind (a partial has no ``__get__``): used as it is."""
+
+    __call__ = functools.partial(async_function)
+
+
 def marked_function() -> Any:
     def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> Any:
         return async_function(scope, receive, send)
@@ -83,6 +109,10 @@ def marked_function() -> Any:
         pytest.param(WSGIToASGI(wsgi_function), True, id="crossgate-adapter"),
         pytest.param(ProtocolRouter({}), True, id="crossgate-router"),
         pytest.param(MarkedASGI(), True, id="marker-true"),
+        pytest.param(SlotCall(), True, id="async-call-in-a-slot-sentry"),
+        pytest.param(SlotCall(asgi3=False), False, id="sync-call-in-a-slot"),
+        pytest.param(EmptySlotCall(), False, id="empty-call-slot"),
+        pytest.param(PartialCall(), True, id="partial-as-the-class-call"),
         pytest.param(wsgi_function, False, id="wsgi-function"),
         pytest.param(SyncCallable(), False, id="instance-with-sync-call"),
         pytest.param(WSGIClass, False, id="wsgi-class"),
@@ -113,6 +143,7 @@ def routed_text(app: Any, routers: list[Router]) -> str:
         (validator(WSGIClass), "wsgi class", True),
         (asgi(asgi_by_hand), "async function", False),
         (MarkedASGI(), "async function", False),
+        (SlotCall(), "async function", False),
     ],
 )
 def test_router_serves_each_kind(app: Any, text: str, wrapped: bool, routers: list[Router]) -> None:

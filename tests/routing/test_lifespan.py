@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import pytest
 from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import crossgate._routing_lifespan as lifespan_module
+from crossgate.exceptions import AppProtocolError
 from crossgate.routing import Fallback, Mount, PathRouter, ProtocolRouter
 from crossgate.testing import call_http, call_lifespan, http_scope
 from crossgate.types import ASGIReceive, ASGISend, Message, StartResponse, WSGIEnvironment
@@ -199,15 +202,21 @@ async def answer_wrongly(receive: ASGIReceive, send: ASGISend) -> None:
     await send({"type": "lifespan.shutdown.complete"})
 
 
-def test_an_app_raising_after_receiving_startup_is_skipped_with_a_warning(
+def test_an_app_raising_after_receiving_startup_is_skipped_at_info(
     make_router: RouterFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # uvicorn's "auto" rule: raising is how an app says it has no lifespan (a bare Channels
+    # consumer raises "No handler for message type lifespan.startup" after receiving it).
     events: Events = []
     router = make_router([Probe(raise_after_receiving), LifespanApp("one", events)])
-    with caplog.at_level(logging.WARNING, logger="crossgate.routing"):
+    with caplog.at_level(logging.DEBUG):
         result = run(lambda: call_lifespan(router))
     assert result.types == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-    assert "startup crashed without saying so" in caplog.text
+    said = [r for r in caplog.records if "startup crashed without saying so" in r.getMessage()]
+    # One line, with the reason, no traceback; nothing at WARNING or above.
+    assert [(r.levelno, r.exc_info) for r in said] == [(logging.INFO, None)]
+    assert "does not support lifespan" in said[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert events == ["one startup", "one shutdown"]
 
 
@@ -221,11 +230,77 @@ def test_an_app_returning_without_an_answer_is_skipped(
     assert "returned without answering lifespan.startup" in caplog.text
 
 
-def test_a_wrong_answer_fails_startup(make_router: RouterFactory) -> None:
-    router = make_router([Probe(answer_wrongly), LifespanApp("one", [])])
+def test_a_wrong_answer_is_no_lifespan_support(make_router: RouterFactory) -> None:
+    # uvicorn's "auto" rule: only lifespan.startup.failed fails the startup.
+    events: Events = []
+    router = make_router([Probe(answer_wrongly), LifespanApp("one", events)])
     result = run(lambda: call_lifespan(router))
-    assert result.types == ["lifespan.startup.failed"]
-    assert "'lifespan.shutdown.complete'" in result.messages[0]["message"]
+    assert result.types == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert events == ["one startup", "one shutdown"]
+
+
+class _Dispatch(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        return await call_next(request)
+
+
+async def answers_every_scope(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+    # A raw app that never looks at the scope type.
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"raw"})
+
+
+@pytest.mark.parametrize(
+    "make_app",
+    [
+        pytest.param(lambda: JSONResponse({"a": 1}), id="starlette-response"),
+        pytest.param(lambda: _Dispatch(JSONResponse({"a": 1})), id="base-http-middleware"),
+        pytest.param(lambda: answers_every_scope, id="raw-function"),
+    ],
+)
+def test_an_app_answering_lifespan_with_a_response_is_skipped(
+    make_router: RouterFactory, caplog: pytest.LogCaptureFixture, make_app: Any
+) -> None:
+    events: Events = []
+    other = make_app()
+    router = make_router([other, LifespanApp("one", events)])
+    with caplog.at_level(logging.DEBUG):
+        result = run(lambda: call_lifespan(router))
+        gc.collect()
+    assert result.types == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert events == ["one startup", "one shutdown"]
+    said = [r for r in caplog.records if "does not support lifespan" in r.getMessage()]
+    assert [(r.levelno, r.exc_info) for r in said] == [(logging.DEBUG, None)]
+    assert "sent 'http.response.start' in answer to lifespan.startup" in said[0].getMessage()
+    # No task left pending, no error of any kind.
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    if not isinstance(router, ProtocolRouter):  # its sub-apps here serve made-up scope types
+        # And the app is served.
+        response = run(lambda: call_http(router, http_scope(path="/m0/")))
+        assert response.status == 200
+
+
+def test_a_sub_app_that_catches_the_refusal_and_waits_is_cancelled(
+    make_router: RouterFactory,
+) -> None:
+    cancelled: list[bool] = []
+
+    async def stubborn(receive: ASGIReceive, send: ASGISend) -> None:
+        await receive()
+        with contextlib.suppress(AppProtocolError):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    events: Events = []
+    router = make_router([Probe(stubborn), LifespanApp("one", events)])
+    result = run(lambda: call_lifespan(router))
+    assert result.types == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert cancelled == [True]
+    assert events == ["one startup", "one shutdown"]
 
 
 def test_shutdown_failures_are_reported_after_everything_stopped(
@@ -562,7 +637,7 @@ def test_an_app_answering_twice_gets_an_error_in_its_own_task() -> None:
         await send({"type": "lifespan.startup.complete"})
         try:
             await send({"type": "lifespan.startup.complete"})
-        except RuntimeError as exc:
+        except AppProtocolError as exc:
             errors.append(exc)
         await receive()
         await send({"type": "lifespan.shutdown.complete"})

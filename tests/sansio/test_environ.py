@@ -182,6 +182,30 @@ def test_root_path_against_escaped_raw_path(
 
 
 @pytest.mark.parametrize(
+    ("root_path", "path", "raw_path", "script_name", "path_info"),
+    [
+        # A relative target, as build_scope keeps it from werkzeug's PATH_INFO "foo": path is
+        # root_path + "/foo", raw_path "foo", and PATH_INFO gets "foo" back.
+        ("/app", "/app/foo", b"foo", "/app", "foo"),
+        ("", "/foo", b"foo", "", "foo"),
+        ("/app", "/app/a b/x", b"a%20b/x", "/app", "a b/x"),
+        ("/caf\xe9", "/caf\xe9/foo", b"foo", "/caf\xc3\xa9", "foo"),
+        # A router mounted the app deeper since (root_path "/app/foo"): path decides.
+        ("/app/foo", "/app/foo", b"foo", "/app/foo", ""),
+        ("/app/foo", "/app/foo/x", b"foo/x", "/app/foo", "/x"),
+        # OPTIONS *.
+        ("", "*", b"*", "", "*"),
+    ],
+)
+def test_relative_raw_path(
+    root_path: str, path: str, raw_path: bytes, script_name: str, path_info: str
+) -> None:
+    environ = build_environ(make_scope(root_path=root_path, path=path, raw_path=raw_path))
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == (script_name, path_info)
+    assert environ["RAW_URI"] == raw_path.decode("latin-1")
+
+
+@pytest.mark.parametrize(
     ("root_path", "path", "expected"),
     [
         ("/app", b"/app/x", ("/app", b"/x")),

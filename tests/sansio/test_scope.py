@@ -96,6 +96,13 @@ def test_path_and_raw_path(fields: dict[str, object], path: str, raw_path: bytes
         ("/", "/x", "", "/x"),
         ("/caf\xc3\xa9", "/x", "/caf\xe9", "/caf\xe9/x"),
         ("/\xff", "/x", "/\udcff", "/\udcff/x"),
+        # werkzeug's test client makes PATH_INFO "foo" for the relative URL "foo": the path
+        # "/foo" under SCRIPT_NAME, never "/appfoo" (outside the root).
+        ("/app", "foo", "/app", "/app/foo"),
+        ("/app/", "foo", "/app", "/app/foo"),
+        ("", "foo", "", "/foo"),
+        ("", "foo/bar", "", "/foo/bar"),
+        ("", "*", "", "*"),
     ],
 )
 def test_root_path_comes_from_script_name(
@@ -106,6 +113,27 @@ def test_root_path_comes_from_script_name(
     assert scope["root_path"] == root_path
     assert scope["path"] == path
     assert scope["path"].startswith(scope["root_path"])
+
+
+@pytest.mark.parametrize(
+    ("script_name", "path_info", "raw_uri", "raw_path"),
+    [
+        # werkzeug's test client: PATH_INFO and RAW_URI "foo", whatever SCRIPT_NAME is.
+        ("/app", "foo", "foo", b"foo"),
+        ("", "foo", "foo", b"foo"),
+        ("/app", "foo", MISSING, b"foo"),
+        ("/app", "a b/\xff", MISSING, b"a%20b/%FF"),
+    ],
+)
+def test_a_relative_path_info_is_kept_in_raw_path(
+    script_name: str, path_info: str, raw_uri: object, raw_path: bytes
+) -> None:
+    scope = build_scope(make_environ(SCRIPT_NAME=script_name, PATH_INFO=path_info, RAW_URI=raw_uri))
+
+    assert scope["raw_path"] == raw_path
+    # And back: the same SCRIPT_NAME and PATH_INFO.
+    environ = build_environ(scope)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == (script_name, path_info)
 
 
 def test_raw_path_from_raw_uri_includes_the_script_name() -> None:
@@ -602,3 +630,17 @@ def test_round_trip_keeps_every_pep_3333_key(
     again = build_environ(build_scope(environ), options)
 
     assert _pep3333(again) == _pep3333(environ)
+
+
+@PROPERTY
+@given(
+    script=st.one_of(st.just(""), _latin1.map(lambda t: "/" + t.strip("/")).filter(bool)),
+    path=_latin1.filter(lambda t: t[:1] not in ("", "/") and t != "*"),
+)
+def test_a_relative_path_info_survives_scope_and_back(script: str, path: str) -> None:
+    # werkzeug's test client: PATH_INFO "foo" (any latin-1 text without its leading "/").
+    scope = build_scope(make_environ(SCRIPT_NAME=script, PATH_INFO=path, RAW_URI=MISSING))
+
+    assert scope["path"].startswith(scope["root_path"] + "/")
+    environ = build_environ(scope)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == (script.rstrip("/"), path)

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.servers
 CLIENT_TIMEOUT = 10.0
 MIXED = "tests.servers.routing_mixed:application"
 STRANGLER = "tests.servers.routing_strangler:application"
+CHANNELS = "tests.servers.routing_channels:application"
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,11 @@ def mixed(start_server: Callable[[str], ServerProcess]) -> ServerProcess:
 @pytest.fixture(scope="module")
 def strangler(start_server: Callable[[str], ServerProcess]) -> ServerProcess:
     return start_server(STRANGLER)
+
+
+@pytest.fixture(scope="module")
+def channels(start_server: Callable[[str], ServerProcess]) -> ServerProcess:
+    return start_server(CHANNELS)
 
 
 @pytest.fixture
@@ -178,3 +184,21 @@ def test_flask_under_a_mount_behind_a_server_root_path(
         "script_name": "/foo/legacy",
         "path_info": "/links",
     }
+
+
+# -- a bare Channels consumer as the websocket app (issue 17) -----------------------------------
+
+
+def test_a_bare_channels_consumer_is_skipped_once_at_info(channels: ServerProcess) -> None:
+    with connect(channels.ws_url + "/", open_timeout=CLIENT_TIMEOUT) as socket:
+        socket.send("hello")
+        assert socket.recv(timeout=CLIENT_TIMEOUT) == "HELLO"
+    assert httpx.get(channels.base_url + "/", timeout=CLIENT_TIMEOUT).text == "http side"
+    log = channels.log()
+    assert "Application startup complete" in log
+    said = [line for line in log.splitlines() if "does not support lifespan" in line]
+    # Once, at INFO, with Channels' reason; no traceback, no warning.
+    assert len(said) == 1, log
+    assert said[0].startswith("crossgate-log INFO crossgate.routing: ['websocket']")
+    assert "No handler for message type lifespan.startup" in said[0]
+    assert crossgate_problems(channels) == []

@@ -1,0 +1,117 @@
+"""Telling ASGI apps from WSGI apps: the rule the routers and both adapters share.
+
+The routers use it to wrap WSGI sub-apps; the adapters use it to refuse, at construction, an app
+of the wrong kind (an ASGI app given to `WSGIToASGI` would otherwise fail every request with a
+bare ``TypeError``). `crossgate.routing.is_asgi` is the public name of `is_asgi`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from typing import Literal
+
+__all__ = ["check_app", "describe", "is_asgi"]
+
+
+def is_asgi(app: object) -> bool:
+    """Whether ``app`` is taken for an ASGI application (otherwise: WSGI).
+
+    The rule, in order:
+
+    1. an ``__crossgate_asgi__`` attribute decides when it is there: true for ASGI, false for
+       WSGI (set it on a class to settle the question for all its instances);
+    2. a coroutine function is ASGI (`inspect.iscoroutinefunction`, which also sees
+       `functools.partial` objects and functions marked with asgiref's or (Python 3.12+)
+       `inspect`'s ``markcoroutinefunction``);
+    3. a class is WSGI (PEP 3333 allows a class as the application; an ASGI 3 app cannot be
+       one, since calling a class does not return an awaitable);
+    4. an object whose ``__call__`` is a coroutine function is ASGI (Starlette, FastAPI,
+       Django's ``ASGIHandler``, crossgate's own routers and adapters), ``__call__`` read as
+       a call reads it: from the class, bound to the object (so a ``__call__`` kept in a
+       ``__slots__`` entry, as sentry-sdk's ``SentryAsgiMiddleware`` keeps it, counts);
+    5. anything else is WSGI (Flask, Django's ``WSGIHandler``, plain functions).
+
+    An ASGI app that is a plain function returning a coroutine (some hand-written middleware)
+    looks like WSGI to this rule: wrap it in `crossgate.routing.asgi` for a router, or pass
+    ``interface="asgi"`` to `crossgate.ASGIToWSGI`.
+    """
+    marker = getattr(app, "__crossgate_asgi__", None)
+    if marker is not None:
+        return bool(marker)
+    if _is_coroutine_function(app):
+        return True
+    if inspect.isclass(app):
+        return False
+    # Python looks special methods up on the type, so that is where an instance's call lives,
+    # bound the way a call binds it. (B004 is about testing callability; this reads the method
+    # to see whether it is async.)
+    cls = type(app)
+    call = getattr(cls, "__call__", None)  # noqa: B004
+    bind = getattr(type(call), "__get__", None)
+    if bind is not None:
+        # A function binds to a method. A __slots__ entry named "__call__" gives what the
+        # instance stores there: sentry-sdk's SentryAsgiMiddleware stores its async
+        # _run_asgi3 so, and is ASGI though its class has no async __call__.
+        try:
+            call = bind(call, app, cls)
+        except AttributeError:
+            return False  # an empty __call__ slot: calling it would fail
+    return _is_coroutine_function(call)
+
+
+def _is_coroutine_function(obj: object) -> bool:
+    if inspect.iscoroutinefunction(obj):
+        return True
+    # Before 3.12 there is no inspect.markcoroutinefunction; asgiref's stand-in (which Django
+    # uses for async views and middleware) sets a marker only asyncio's older check reads.
+    return sys.version_info < (3, 12) and asyncio.iscoroutinefunction(obj)
+
+
+def describe(app: object) -> str:
+    """``module.qualname`` of a function or class, or of an instance's class."""
+    named = app if inspect.isfunction(app) or inspect.isclass(app) else type(app)
+    return f"{getattr(named, '__module__', '?')}.{getattr(named, '__qualname__', named)}"
+
+
+def check_app(app: object, wanted: Literal["asgi", "wsgi"], interface: str) -> None:
+    """Refuse ``app`` unless it is a ``wanted`` app, for the adapter that serves that kind.
+
+    ``interface`` is the adapter's ``interface=`` option (named after uvicorn's
+    ``--interface``): ``"auto"`` applies `is_asgi`; the adapter's own kind (``wanted``) skips
+    the check, for a callable that fools the rule.
+
+    Raises:
+        TypeError: ``app`` is not callable (``None``, a ``"module:app"`` string) or is the
+            other kind; the message names the wrapper it needs.
+        ValueError: ``interface`` is neither ``"auto"`` nor ``wanted``.
+    """
+    adapter = "ASGIToWSGI" if wanted == "asgi" else "WSGIToASGI"
+    kind = "ASGI" if wanted == "asgi" else "WSGI"
+    if interface not in ("auto", wanted):
+        raise ValueError(f"{adapter}: interface must be 'auto' or {wanted!r}, not {interface!r}")
+    if isinstance(app, str):
+        raise TypeError(
+            f"{adapter} takes the {kind} application object, not its name {app!r}: import it "
+            "and pass the object (crossgate does not import apps by name)"
+        )
+    if not callable(app):
+        raise TypeError(
+            f"{adapter} takes a {kind} application, which is callable; got {type(app).__name__}"
+        )
+    if interface == wanted or is_asgi(app) == (wanted == "asgi"):
+        return
+    if wanted == "wsgi":
+        raise TypeError(
+            f"{adapter} serves WSGI applications, and {describe(app)} is an ASGI application "
+            "(it is, or its __call__ is, a coroutine function): give it to the ASGI server as "
+            "it is, or wrap it in ASGIToWSGI to serve it from a WSGI server. If it is WSGI in "
+            "fact, pass interface='wsgi'."
+        )
+    raise TypeError(
+        f"{adapter} serves ASGI applications, and {describe(app)} is a WSGI application (its "
+        "call is not a coroutine function): give it to the WSGI server as it is, or wrap it in "
+        "WSGIToASGI to serve it from an ASGI server. If it is an ASGI app that only returns a "
+        "coroutine, pass interface='asgi'."
+    )
