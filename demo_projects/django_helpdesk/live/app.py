@@ -41,7 +41,7 @@ def websocket_application() -> App:
 
     ``AllowedHostsOriginValidator`` refuses a handshake whose ``Origin`` is not one of
     ``ALLOWED_HOSTS`` (a page of another site opening a socket with the user's cookie);
-    crossgate's `OriginCheck` does the same job (``docs/recipes/channels.md``).
+    crossgate's `OriginCheck` does the same job (``docs/channels.md``).
     ``AuthMiddlewareStack`` reads the session cookie and puts the user in ``scope["user"]``.
     """
     # django-stubs types path() for views only; URLRouter takes it for ASGI apps as well.
