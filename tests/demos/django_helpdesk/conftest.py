@@ -39,6 +39,8 @@ POLL_INTERVAL = 0.05
 # uvicorn: "Uvicorn running on http://127.0.0.1:PORT"; hypercorn: "Running on https://...".
 # Both print the address the socket is bound to, so port 0 comes back resolved.
 ASGI_LISTENING = re.compile(r"running on https?://127\.0\.0\.1:(\d+)", re.IGNORECASE)
+# daphne: "Listening on TCP address 127.0.0.1:PORT", the port it bound.
+DAPHNE_LISTENING = re.compile(r"Listening on TCP address 127\.0\.0\.1:(\d+)")
 
 
 def prepare_data_dir(path: Path) -> subprocess.CompletedProcess[str]:
@@ -128,7 +130,9 @@ class HelpdeskServer(ServerProcess):
         self.certificate = certificate
         self.children: set[int] = set()
         server = options.server_name
-        listening = GUNICORN_LISTENING if server == "gunicorn" else ASGI_LISTENING
+        listening = {"gunicorn": GUNICORN_LISTENING, "daphne": DAPHNE_LISTENING}.get(
+            server, ASGI_LISTENING
+        )
         if command is None:
             command = server_command(options, certificate=certificate)
         if app is not None:
