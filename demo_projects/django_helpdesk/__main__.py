@@ -52,6 +52,9 @@ class ServeOptions:
     stage: int = 3
     server: str | None = None
     http2: bool = False
+    # HTTP/3 over QUIC (UDP, on the same port number as TCP), beside HTTP/1.1 and HTTP/2 over
+    # TCP: hypercorn with aioquic, TLS required.
+    http3: bool = False
     tls: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
@@ -66,7 +69,7 @@ class ServeOptions:
         HTTP/2 is asked for an ASGI stage: the only one here that speaks it)."""
         if self.server is not None:
             return self.server
-        if self.http2 and self.stage != 0:
+        if (self.http2 or self.http3) and self.stage != 0:
             return "hypercorn"
         return DEFAULT_SERVER.get(self.stage, "uvicorn")
 
@@ -107,6 +110,10 @@ def check(options: ServeOptions) -> None:
             "sets up for HTTP/2 (uvicorn and daphne speak HTTP/1.1 only, gunicorn's sync "
             "workers too, and granian's HTTP/2 is not wired up here)"
         )
+    if options.http3 and server != "hypercorn":
+        raise UsageError("--http3 needs --server hypercorn (with aioquic, the one that speaks it)")
+    if options.http3 and not options.tls:
+        raise UsageError("--http3 needs --tls: QUIC always encrypts, with the TLS certificate")
     if options.workers is not None and server == "daphne":
         raise UsageError("daphne serves from one process: leave --workers out")
     if options.workers is not None and options.workers < 1:
@@ -176,6 +183,10 @@ def server_command(
         ]
         if tls is not None:
             command += ["--certfile", tls[0], "--keyfile", tls[1]]
+        if options.http3:
+            # The same address for UDP: hypercorn answers HTTP/3 there (and advertises it in
+            # the Alt-Svc header of its TCP responses).
+            command += ["--quic-bind", bind]
     elif server == "daphne":
         # Channels' own server. `-e` takes a Twisted endpoint: TCP, or TLS with the files.
         endpoint = f"tcp:port={options.port}:interface={options.host}"
@@ -203,6 +214,7 @@ SERVE_EXAMPLES = """examples:
   serve --port 8001                         the same on port 8001 (make demo PORT=8001)
   serve --stage 1 --server hypercorn --http2 --tls
                                             stage 1 over HTTP/2 with TLS
+  serve --stage 3 --http3 --tls             stage 3 over HTTP/3 too (hypercorn, QUIC on UDP)
   serve --stage 2 --server daphne           stage 2 under Channels' own server
   REDIS_URL=redis://127.0.0.1:6379/0 serve --stage 2 --workers 2
                                             two uvicorn workers sharing live comments
@@ -254,6 +266,11 @@ def parse(argv: Sequence[str]) -> tuple[str, ServeOptions]:
         help="HTTP/2, cleartext (h2c) or with --tls (hypercorn, which speaks it by default)",
     )
     serve.add_argument(
+        "--http3",
+        action="store_true",
+        help="HTTP/3 over QUIC on the same port (UDP) as well, with --tls (hypercorn with aioquic)",
+    )
+    serve.add_argument(
         "--tls",
         action="store_true",
         help="HTTPS with a self-signed certificate for localhost, made on first use in the "
@@ -279,6 +296,7 @@ def parse(argv: Sequence[str]) -> tuple[str, ServeOptions]:
         stage=args.stage,
         server=args.server,
         http2=args.http2,
+        http3=args.http3,
         tls=args.tls,
         port=args.port,
         workers=args.workers,
