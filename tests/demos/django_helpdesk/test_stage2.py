@@ -128,20 +128,21 @@ def test_the_legacy_pages_still_work(stage2: HelpdeskServer) -> None:
     run_against(stage2, main)
 
 
-def test_an_unknown_ticket_is_refused_with_a_404(stage2: HelpdeskServer) -> None:
+@pytest.mark.parametrize("ticket", ["999999", "9" * 30])
+def test_an_unknown_ticket_is_refused_with_a_404(stage2: HelpdeskServer, ticket: str) -> None:
     async def main() -> None:
         async with stage2.async_client() as client:
             session = await login(client)
         with pytest.raises(InvalidStatus) as refused:
             async with connect(
-                f"{stage2.ws_url}/ws/tickets/999999/",
+                f"{stage2.ws_url}/ws/tickets/{ticket}/",
                 open_timeout=FRAME_TIMEOUT,
                 additional_headers=ws_headers(stage2, session),
             ):
                 pass  # pragma: no cover - the handshake is refused
         # uvicorn offers the denial-response extension: a real 404 with the reason.
         assert refused.value.response.status_code == 404
-        assert refused.value.response.body == b"there is no ticket 999999"
+        assert refused.value.response.body == f"there is no ticket {ticket}".encode()
 
     run_against(stage2, main)
 
