@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from crossgate._routing_lifespan import Child, Fanout, Hook, Lifespan
 from crossgate.adapters._interface import describe, is_asgi
@@ -24,6 +24,7 @@ __all__ = [
     "Router",
     "asgi",
     "call",
+    "downstream",
     "is_asgi",
     "refuse_websocket",
     "reject",
@@ -186,10 +187,59 @@ class Router:
 async def call(child: Child, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
     """Call a sub-app with ``scope``, or a copy carrying the sub-app's own lifespan state."""
     state = child.state
+    send = downstream(child, send)
     if state is None:
         await child.app(scope, receive, send)
     else:
         await child.app({**scope, "state": state.copy()}, receive, send)
+
+
+# The messages that carry response headers (ASGI HTTP and WebSocket specs).
+_WITH_HEADERS: Final = frozenset(
+    {
+        "http.response.start",
+        "http.response.trailers",
+        "websocket.accept",
+        "websocket.http.response.start",
+    }
+)
+
+
+def downstream(child: Child, send: ASGISend) -> ASGISend:
+    """The ``send`` a sub-app gets: ``send`` itself for crossgate's own adapters and routers,
+    which send lowercase header names already; for any other app, ``send`` behind
+    `lowercase_header_names`."""
+    if isinstance(child.app, WSGIToASGI | Router):
+        return send
+    return lowercase_header_names(send)
+
+
+def lowercase_header_names(send: ASGISend) -> ASGISend:
+    """Wrap ``send`` so that the header names of every response go out in lowercase.
+
+    The ASGI spec asks apps for lowercase names ("Header names must be lowercased" in the
+    HTTP ``http.response.start`` message), and HTTP/2 and HTTP/3 forbid uppercase ones (RFC
+    9113 section 8.2.1, RFC 9114 section 4.2). Django's ``ASGIHandler`` sends them as the
+    response holds them (``Content-Type``); hypercorn's HTTP/3 passes them on, and the client
+    aborts the stream. Values are left as they are; a message whose names are lowercase
+    already is passed on as it is.
+    """
+
+    async def send_lowercase(message: Message) -> None:
+        if message["type"] in _WITH_HEADERS:
+            headers = message.get("headers")
+            if headers:
+                if not isinstance(headers, list | tuple):
+                    # Any iterable will do (ASGI spec): read it once, pass the list on.
+                    headers = list(headers)
+                    message = {**message, "headers": headers}
+                if any(name != name.lower() for name, _ in headers):
+                    # A copy: the app may keep or reuse the message it sent.
+                    lowered = [(name.lower(), value) for name, value in headers]
+                    message = {**message, "headers": lowered}
+        await send(message)
+
+    return send_lowercase
 
 
 async def send_error(send: ASGISend, status: int, reason: str) -> None:

@@ -23,6 +23,7 @@ from crossgate._routing_base import (
     Router,
     asgi,
     call,
+    downstream,
     is_asgi,
     refuse_websocket,
     reject,
@@ -110,6 +111,7 @@ class ProtocolRouter(Router):
         child = self._routes.get(scope["type"])
         if child is not None:
             state = child.state
+            send = downstream(child, send)
             if state is None:
                 await child.app(scope, receive, send)
             else:
@@ -247,7 +249,7 @@ class PathRouter(Router):
                         child_scope["raw_path"] = raw_path
                 if child.state is not None:
                     child_scope["state"] = child.state.copy()
-                await child.app(child_scope, receive, send)
+                await child.app(child_scope, receive, downstream(child, send))
                 return
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
@@ -393,7 +395,7 @@ class Fallback(Router):
         return copy
 
     async def _http(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
-        attempt = HTTPAttempt(receive, send, self._policy)
+        attempt = HTTPAttempt(receive, downstream(self._primary, send), self._policy)
         try:
             await self._primary.app(self._primary_scope(scope), attempt.receive, attempt.send)
             if attempt.mode == DROP:
@@ -410,7 +412,7 @@ class Fallback(Router):
             attempt.discard()
 
     async def _websocket(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
-        attempt = WebSocketAttempt(receive, send)
+        attempt = WebSocketAttempt(receive, downstream(self._primary, send))
         await self._primary.app(self._primary_scope(scope), attempt.receive, attempt.send)
         if attempt.mode == DROP:
             _log.debug("Fallback: the primary refused the websocket %r", scope.get("path"))

@@ -252,13 +252,17 @@ HOME_PAGE = """<!doctype html>
       });
       const job = await response.json();
       note(jobLog, `job ${job.id}: ${job.status} (answered ${response.status})`);
-      const poll = setInterval(async () => {
+      // One poll at a time, the next one after the answer: with setInterval, answers slower
+      // than the interval piled up and each said "done" once the job was.
+      const poll = async () => {
         const current = await (await fetch(`/api/jobs/${job.id}`)).json();
         if (current.status === "done") {
           note(jobLog, `job ${job.id}: done by worker ${current.finished_by}`);
-          clearInterval(poll);
+        } else {
+          setTimeout(poll, 500);
         }
-      }, 500);
+      };
+      setTimeout(poll, 500);
     };
   </script>
 </body>

@@ -17,7 +17,7 @@ from pathlib import Path
 SETTINGS = "demo_projects.django_helpdesk.settings"
 PACKAGE = "demo_projects.django_helpdesk"
 STAGES = (0, 1, 2, 3)
-SERVERS = ("gunicorn", "uvicorn", "hypercorn", "granian")
+SERVERS = ("gunicorn", "uvicorn", "hypercorn", "granian", "daphne")
 # The server each stage runs under unless `--server` says otherwise.
 DEFAULT_SERVER = {0: "gunicorn", 1: "uvicorn", 2: "uvicorn", 3: "uvicorn"}
 
@@ -52,6 +52,9 @@ class ServeOptions:
     stage: int = 3
     server: str | None = None
     http2: bool = False
+    # HTTP/3 over QUIC (UDP, on the same port number as TCP), beside HTTP/1.1 and HTTP/2 over
+    # TCP: hypercorn with aioquic, TLS required.
+    http3: bool = False
     tls: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
@@ -66,7 +69,7 @@ class ServeOptions:
         HTTP/2 is asked for an ASGI stage: the only one here that speaks it)."""
         if self.server is not None:
             return self.server
-        if self.http2 and self.stage != 0:
+        if (self.http2 or self.http3) and self.stage != 0:
             return "hypercorn"
         return DEFAULT_SERVER.get(self.stage, "uvicorn")
 
@@ -97,12 +100,22 @@ def check(options: ServeOptions) -> None:
     if (options.stage == 0) != (server == "gunicorn"):
         raise UsageError(
             "stage 0 is the WSGI application and runs under gunicorn; stages 1-3 are ASGI and "
-            "run under uvicorn, hypercorn or granian"
+            "run under uvicorn, hypercorn, granian or daphne"
         )
     if options.uds is not None and server != "granian":
         raise UsageError("a unix socket (uds) is only wired up for granian")
     if options.http2 and server != "hypercorn":
-        raise UsageError("--http2 needs --server hypercorn (the others here speak HTTP/1.1 only)")
+        raise UsageError(
+            "--http2 needs --server hypercorn: of the servers here, it is the one the runner "
+            "sets up for HTTP/2 (uvicorn and daphne speak HTTP/1.1 only, gunicorn's sync "
+            "workers too, and granian's HTTP/2 is not wired up here)"
+        )
+    if options.http3 and server != "hypercorn":
+        raise UsageError("--http3 needs --server hypercorn (with aioquic, the one that speaks it)")
+    if options.http3 and not options.tls:
+        raise UsageError("--http3 needs --tls: QUIC always encrypts, with the TLS certificate")
+    if options.workers is not None and server == "daphne":
+        raise UsageError("daphne serves from one process: leave --workers out")
     if options.workers is not None and options.workers < 1:
         raise UsageError("--workers must be at least 1")
     if not 0 <= options.port <= 65535:
@@ -170,6 +183,19 @@ def server_command(
         ]
         if tls is not None:
             command += ["--certfile", tls[0], "--keyfile", tls[1]]
+        if options.http3:
+            # The same address for UDP: hypercorn answers HTTP/3 there (and advertises it in
+            # the Alt-Svc header of its TCP responses).
+            command += ["--quic-bind", bind]
+    elif server == "daphne":
+        # Channels' own server. `-e` takes a Twisted endpoint: TCP, or TLS with the files.
+        endpoint = f"tcp:port={options.port}:interface={options.host}"
+        if tls is not None:
+            endpoint = (
+                f"ssl:port={options.port}:interface={options.host}"
+                f":privateKey={tls[1]}:certKey={tls[0]}"
+            )
+        command += ["-e", endpoint, "--access-log", "-", app]
     else:
         command += ["--interface", "asgi"]
         if options.uds is not None:
@@ -183,25 +209,86 @@ def server_command(
     return command
 
 
+SERVE_EXAMPLES = """examples:
+  serve                                     stage 3 under uvicorn on port 8000
+  serve --port 8001                         the same on port 8001 (make demo PORT=8001)
+  serve --stage 1 --server hypercorn --http2 --tls
+                                            stage 1 over HTTP/2 with TLS
+  serve --stage 3 --http3 --tls             stage 3 over HTTP/3 too (hypercorn, QUIC on UDP)
+  serve --stage 2 --server daphne           stage 2 under Channels' own server
+  REDIS_URL=redis://127.0.0.1:6379/0 serve --stage 2 --workers 2
+                                            two uvicorn workers sharing live comments
+"""
+
+
 def parse(argv: Sequence[str]) -> tuple[str, ServeOptions]:
     """The sub-command and the serve options from the command line (exits on bad usage)."""
     parser = argparse.ArgumentParser(
         prog="python -m demo_projects.django_helpdesk",
         description="Run the helpdesk demo at any stage of its migration to ASGI.",
+        epilog="Users: demo/demo, and admin/admin for the admin. The data lives in "
+        "demo_projects/django_helpdesk/var/ unless HELPDESK_DATA_DIR says otherwise; set "
+        "REDIS_URL for the Channels layer across worker processes (stages 2 and 3).",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("prepare", help="migrate the database and load the demo data")
-    serve = commands.add_parser("serve", help="prepare, then run a stage under a server")
-    serve.add_argument("--stage", type=int, choices=STAGES, default=3)
-    serve.add_argument("--server", choices=SERVERS, default=None)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "prepare",
+        help="migrate the database and load the demo data (safe to run again)",
+        description="Migrate the database and load the demo data (safe to run again).",
+    )
+    serve = commands.add_parser(
+        "serve",
+        help="prepare, then run a stage under a server on 127.0.0.1",
+        description="Prepare the database, print the URL, then run a stage under a server on "
+        "127.0.0.1 (the server's own process replaces this one; Ctrl+C stops it).",
+        epilog=SERVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--stage",
+        type=int,
+        choices=STAGES,
+        default=3,
+        help="0: the WSGI app under gunicorn; 1: the same app through WSGIToASGI; 2: plus "
+        "Channels websockets (live comments); 3: plus new async views first, the legacy app "
+        "behind them (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--server",
+        choices=SERVERS,
+        default=None,
+        help="the server to run (default: gunicorn for stage 0, uvicorn for the others, "
+        "hypercorn with --http2)",
+    )
     serve.add_argument(
         "--http2",
         action="store_true",
         help="HTTP/2, cleartext (h2c) or with --tls (hypercorn, which speaks it by default)",
     )
-    serve.add_argument("--tls", action="store_true", help="HTTPS with a self-signed certificate")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=None)
+    serve.add_argument(
+        "--http3",
+        action="store_true",
+        help="HTTP/3 over QUIC on the same port (UDP) as well, with --tls (hypercorn with aioquic)",
+    )
+    serve.add_argument(
+        "--tls",
+        action="store_true",
+        help="HTTPS with a self-signed certificate for localhost, made on first use in the "
+        "data directory",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="the TCP port on 127.0.0.1 (default: %(default)s; 0 lets the system pick one)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: 2 for gunicorn, one process for the others; with "
+        "more than one, set REDIS_URL so that live comments reach every worker)",
+    )
     args = parser.parse_args(argv)
     if args.command == "prepare":
         return "prepare", ServeOptions()
@@ -209,6 +296,7 @@ def parse(argv: Sequence[str]) -> tuple[str, ServeOptions]:
         stage=args.stage,
         server=args.server,
         http2=args.http2,
+        http3=args.http3,
         tls=args.tls,
         port=args.port,
         workers=args.workers,

@@ -11,7 +11,10 @@ Environment variables:
   `<path>.waiting` after its first ticket row, produces the remaining rows only once `<path>`
   exists (or 30 s passed), then writes `<path>.done`, so a test can prove the export streams
   without measuring time.
-- `REDIS_URL`: read by the live-updates hub of stages 2 and 3.
+- `REDIS_URL`: the Channels layer of stages 2 and 3 goes through Redis (`channels_redis`, for
+  several worker processes) when it is set, stays in memory (one process) otherwise.
+- `HELPDESK_ASYNC_TO_SYNC`: `crossgate` (default) or `asgiref`, the `async_to_sync` the comment
+  receiver sends with (`live/signals.py`).
 
 The pages inline their CSS and JavaScript, so they render the same under every server without a
 static-file server; the admin's own static files are served by a plain Django view (`urls.py`).
@@ -95,6 +98,25 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 USE_I18N = False
 
+# Channels (stages 2 and 3): the channel layer that carries a new comment to the consumers.
+REDIS_URL = os.environ.get("REDIS_URL") or None
+CHANNEL_LAYERS: dict[str, dict[str, object]]
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # "socket_timeout": None: channels_redis 4.3 waits for messages with a blocking
+                # read of several seconds on its pooled connections, and redis-py 8 gives those
+                # connections a 5 s read timeout by default: every websocket idle for more than
+                # 5 s would fail with "Timeout reading from socket" (channels_redis issue #422).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
 HELPDESK_EXPORT_GATE = os.environ.get("HELPDESK_EXPORT_GATE") or None
 
 LOGGING = {
@@ -107,7 +129,7 @@ LOGGING = {
             "handlers": ["console"],
             "level": os.environ.get("HELPDESK_CROSSGATE_LOG_LEVEL", "INFO"),
         },
-        # The live-updates hub says when it connects to and leaves Redis.
+        # The live updates say which channel layer they use and when they close it.
         "demo_projects.django_helpdesk.live": {"handlers": ["console"], "level": "INFO"},
     },
 }

@@ -13,7 +13,7 @@ import os
 os.environ.setdefault("HELPDESK_STAGE", "1")
 
 # The import comes after the stage is set: wsgi.py would otherwise claim stage 0.
-from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
+from crossgate import WSGIToASGI
 from demo_projects.django_helpdesk.wsgi import application as wsgi_application
 
 application = WSGIToASGI(wsgi_application)

@@ -115,8 +115,8 @@ TEMPLATES = {
 <p>This is an ordinary WSGI application written with Flask: blocking code, no
 <code>async</code>, nothing that knows about ASGI.</p>
 {% if through_crossgate %}
-<p>Right now an ASGI server (uvicorn, with <code>make demo</code>) is serving it through
-<code>crossgate.WSGIToASGI</code>. This request ran on <code>{{ thread }}</code>, one of the
+<p>Right now an ASGI server (uvicorn, with <code>make demo-flask-legacy</code>) is serving it
+through <code>crossgate.WSGIToASGI</code>. This request ran on <code>{{ thread }}</code>, one of the
 worker threads of crossgate's pool, while the server's event loop kept handling other
 connections. The request body streams into <code>wsgi.input</code> and the response streams
 back to the client, with back-pressure.</p>

@@ -228,6 +228,47 @@ def test_the_background_job_completes_after_the_response(
     assert answered < log.index(f"job {job['id']} done in worker")
 
 
+@pytest.mark.browser
+def test_the_page_says_a_job_is_done_once(server: ServerProcess, client: httpx.Client) -> None:
+    """The home page polls the job until it is done. Every poll is held by the test until the
+    job is done: polling one request at a time, the page has sent exactly one by then (a timer
+    that fires regardless piles them up, and each says "done"); released, it says "done" once.
+    """
+    from playwright.sync_api import Route
+
+    from tests.demos._browser import chromium, new_page
+
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    with chromium() as browser, new_page(browser) as page:
+        page.route("**/api/jobs/*", hold)
+        page.goto(f"{server.base_url}/")
+        page.click("#job")
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while not held:
+            if time.monotonic() >= deadline:
+                pytest.fail("the page never polled its job")
+            page.wait_for_timeout(50)
+        job_id = held[0].request.url.rsplit("/", 1)[1]
+
+        def finished() -> bool:
+            status: str = client.get(f"/api/jobs/{job_id}").json()["status"]
+            return status == "done"
+
+        wait_for(finished, f"job {job_id} to finish", server)
+        page.wait_for_timeout(50)  # let any poll the page would send reach the route
+        assert len(held) == 1, [route.request.url for route in held]
+        # Released: this and every later poll go through (only one more, if any, with the job
+        # done).
+        page.route("**/api/jobs/*", lambda route: route.continue_())
+        held[0].fulfill(response=held[0].fetch())
+        page.locator("#job-log", has_text="done by worker").wait_for()
+        assert page.locator("#job-log").inner_text().count("done by worker") == 1
+
+
 def test_a_bad_job_is_a_422_and_an_unknown_job_a_404(client: httpx.Client) -> None:
     response = client.post("/api/jobs", json={"label": "", "seconds": 99})
     assert response.status_code == 422

@@ -57,6 +57,8 @@ def test_index_links_to_every_page(run: Run) -> None:
         assert response.headers["content-type"] == "text/html; charset=utf-8"
         assert "crossgate.WSGIToASGI" in response.text
         assert "crossgate-wsgi" in response.text  # the worker thread's name
+        # The command that serves this demo (`make demo` serves the Django one).
+        assert "<code>make demo-flask-legacy</code>" in response.text
         for page in ("/guestbook", "/download", "/countdown", "/environ/caf%C3%A9"):
             assert f'href="{page}"' in response.text
 

@@ -1,9 +1,13 @@
-"""Live updates for the helpdesk (stages 2 and 3): a comment saved anywhere reaches every open
-page of its ticket over a websocket.
+"""Live updates for the helpdesk (stages 2 and 3), the way Django teams add websockets: Channels.
 
-- `Hub` (in process) and `RedisHub` (across worker processes, when ``REDIS_URL`` is set);
-- `LiveUpdates`, the ASGI websocket endpoint for ``/ws/tickets/<id>/``;
-- `connect_comment_signal`, the ``post_save`` receiver that publishes new comments through
-  `crossgate.async_to_sync`;
-- `live_application`, the `crossgate.routing.ProtocolRouter` that puts them beside an HTTP app.
+- `TicketConsumer` (``consumers.py``): a Channels consumer for ``/ws/tickets/<id>/``, for
+  logged-in users only (the session cookie of the untouched legacy login view);
+- `connect_comment_signal` (``signals.py``): the ``post_save`` receiver that sends every new
+  comment to its ticket's group with ``async_to_sync(channel_layer.group_send)``;
+- `live_application` (``app.py``): `crossgate.routing.ProtocolRouter` in the place of Channels'
+  ``ProtocolTypeRouter``, with the consumer behind ``AllowedHostsOriginValidator`` and
+  ``AuthMiddlewareStack``.
+
+The channel layer comes from the settings: ``channels_redis`` when ``REDIS_URL`` is set (several
+worker processes), Channels' ``InMemoryChannelLayer`` otherwise.
 """

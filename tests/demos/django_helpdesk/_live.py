@@ -28,23 +28,26 @@ __all__ = [
     "csrf_token",
     "log_on_failure",
     "log_problems",
+    "login",
     "loop_probe_lines",
     "next_event",
     "open_live",
     "post_api_comment",
     "post_form_comment",
     "run_against",
+    "ws_headers",
 ]
 
 FRAME_TIMEOUT = 10.0
 
-# The stage (2 or 3, from `HELPDESK_STAGE`) with `Hub.publish` logging which loop it runs on.
+# The stage (2 or 3, from `HELPDESK_STAGE`) with the channel layer's `group_send` logging which
+# loop it runs on.
 LOOP_PROBE_APP = "tests.demos.django_helpdesk.loop_probe_app:application"
 
 _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 # What a clean server log never contains: errors, tracebacks, and asyncio's complaints about
-# tasks or futures nobody waited for (a leak in the hub or the endpoint).
+# tasks or futures nobody waited for (a leak in the consumer or the channel layer).
 LOG_PROBLEMS = (
     "ERROR",
     "Traceback",
@@ -108,20 +111,56 @@ async def next_event(live: Live, timeout: float = FRAME_TIMEOUT) -> dict[str, An
     return event
 
 
+async def login(client: httpx.AsyncClient, username: str = "demo", password: str = "demo") -> str:
+    """Log ``client`` in through the legacy, untouched login view (CSRF token included), as a
+    browser does; returns the session cookie's value (the client keeps it too)."""
+    page = await client.get("/accounts/login/")
+    assert page.status_code == 200, page.text
+    answer = await client.post(
+        "/accounts/login/",
+        data={
+            "csrfmiddlewaretoken": csrf_token(page.text),
+            "username": username,
+            "password": password,
+        },
+    )
+    assert answer.status_code == 302, answer.text
+    session = client.cookies.get("sessionid")
+    assert session, "the login view set no session cookie"
+    return session
+
+
+def ws_headers(server: HelpdeskServer, session: str | None) -> dict[str, str]:
+    """What a browser sends on the handshake: the page's ``Origin`` and the session cookie."""
+    headers = {"Origin": server.base_url}
+    if session is not None:
+        headers["Cookie"] = f"sessionid={session}"
+    return headers
+
+
 @asynccontextmanager
 async def open_live(
-    server: HelpdeskServer, ticket: int, count: int = 1
+    server: HelpdeskServer, ticket: int, count: int = 1, *, session: str | None = None
 ) -> AsyncIterator[list[Live]]:
-    """Open ``count`` websockets on ``ticket``; each is subscribed once its hello arrived."""
+    """Open ``count`` websockets on ``ticket`` as the user of ``session`` (default: ``demo``,
+    logged in for the purpose); each is in the ticket's group once its hello arrived."""
+    if session is None:
+        async with server.async_client() as client:
+            session = await login(client)
     async with AsyncExitStack() as stack:
         opened: list[Live] = []
         for _ in range(count):
             socket = await stack.enter_async_context(
-                connect(f"{server.ws_url}/ws/tickets/{ticket}/", open_timeout=FRAME_TIMEOUT)
+                connect(
+                    f"{server.ws_url}/ws/tickets/{ticket}/",
+                    open_timeout=FRAME_TIMEOUT,
+                    additional_headers=ws_headers(server, session),
+                )
             )
             hello = json.loads(await asyncio.wait_for(socket.recv(), FRAME_TIMEOUT))
             assert hello["type"] == "hello", hello
             assert hello["ticket"] == ticket, hello
+            assert isinstance(hello["user"], str), hello
             opened.append(Live(socket, hello))
         yield opened
 

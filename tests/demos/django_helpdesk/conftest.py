@@ -39,6 +39,10 @@ POLL_INTERVAL = 0.05
 # uvicorn: "Uvicorn running on http://127.0.0.1:PORT"; hypercorn: "Running on https://...".
 # Both print the address the socket is bound to, so port 0 comes back resolved.
 ASGI_LISTENING = re.compile(r"running on https?://127\.0\.0\.1:(\d+)", re.IGNORECASE)
+# hypercorn with --quic-bind: "Running on https://127.0.0.1:PORT (QUIC)", the UDP port.
+QUIC_LISTENING = re.compile(r"Running on https://127\.0\.0\.1:(\d+) \(QUIC\)")
+# daphne: "Listening on TCP address 127.0.0.1:PORT", the port it bound.
+DAPHNE_LISTENING = re.compile(r"Listening on TCP address 127\.0\.0\.1:(\d+)")
 
 
 def prepare_data_dir(path: Path) -> subprocess.CompletedProcess[str]:
@@ -128,7 +132,9 @@ class HelpdeskServer(ServerProcess):
         self.certificate = certificate
         self.children: set[int] = set()
         server = options.server_name
-        listening = GUNICORN_LISTENING if server == "gunicorn" else ASGI_LISTENING
+        listening = {"gunicorn": GUNICORN_LISTENING, "daphne": DAPHNE_LISTENING}.get(
+            server, ASGI_LISTENING
+        )
         if command is None:
             command = server_command(options, certificate=certificate)
         if app is not None:
@@ -159,6 +165,16 @@ class HelpdeskServer(ServerProcess):
     def ws_url(self) -> str:
         scheme = "wss" if self.options.tls else "ws"
         return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def quic_port(self) -> int:
+        """The UDP port hypercorn answers HTTP/3 on (``--http3``), from its log."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while (found := QUIC_LISTENING.search(self.log())) is None:
+            if self.process.poll() is not None or time.monotonic() >= deadline:
+                pytest.fail(f"no QUIC listener: {self.describe()}")
+            time.sleep(POLL_INTERVAL)
+        return int(found.group(1))
 
     def verify(self) -> ssl.SSLContext | bool:
         """What httpx should verify the server with: its self-signed certificate under TLS."""
@@ -237,6 +253,7 @@ class StartHelpdesk(Protocol):
         *,
         workers: int | None = None,
         http2: bool = False,
+        http3: bool = False,
         tls: bool = False,
         certificate: tuple[str, str] | None = None,
         env: Mapping[str, str] | None = None,
@@ -264,6 +281,7 @@ def start_helpdesk(
             *,
             workers: int | None = None,
             http2: bool = False,
+            http3: bool = False,
             tls: bool = False,
             certificate: tuple[str, str] | None = None,
             env: Mapping[str, str] | None = None,
@@ -275,6 +293,7 @@ def start_helpdesk(
                 stage=stage,
                 server=server,
                 http2=http2,
+                http3=http3,
                 tls=tls,
                 port=0,
                 workers=workers,

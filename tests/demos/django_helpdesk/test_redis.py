@@ -1,23 +1,20 @@
-"""The Redis variant: live updates across two uvicorn worker processes, through a real Redis.
+"""The Redis variant: Channels' layer across two uvicorn worker processes, through a real Redis.
 
 Each test module's `redis-server` listens on a unix socket in a temporary directory (and on no
 TCP port: ``--port 0`` turns TCP off), so no port is ever guessed and nothing but this test can
 reach it; it is stopped by its PID. Stage 2 runs under ``uvicorn --workers 2`` with ``REDIS_URL``
-pointing at it; the websocket endpoint's ``hello`` frame says which worker holds a connection,
-so the test keeps opening connections until it holds one on each worker (bounded), then proves a
-comment posted to either reaches both.
-
-The `RedisHub` itself is also tested in process against the same server: round trip between
-two hubs (two processes, in effect), connections closed at stop, a Redis that dies.
+pointing at it, so the channel layer is ``channels_redis``; the consumer's ``hello`` frame says
+which worker holds a connection, so the test keeps opening connections until it holds one on
+each worker (bounded), then proves a comment posted to either reaches both, with crossgate's
+``async_to_sync`` and with asgiref's, and after the sockets sat idle longer than redis-py's
+default read timeout. Two real browsers, logged in as two users, do the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -27,19 +24,23 @@ from pathlib import Path
 
 import pytest
 import redis
+from playwright.sync_api import BrowserContext, Page, WebSocket
 from websockets.asyncio.client import connect
 
-from demo_projects.django_helpdesk.live.redis_hub import CHANNEL_PREFIX, RedisHub
+from tests.demos._browser import browser_context, chromium
 from tests.demos.django_helpdesk._live import (
     FRAME_TIMEOUT,
     Live,
     assert_comment_event,
     log_problems,
+    login,
     next_event,
     post_form_comment,
     run_against,
+    ws_headers,
 )
 from tests.demos.django_helpdesk.conftest import HelpdeskServer, StartHelpdesk, child_pids
+from tests.demos.django_helpdesk.test_browser import log_in
 
 pytestmark = pytest.mark.servers
 
@@ -56,7 +57,9 @@ READY_TIMEOUT = 10.0
 # seconds behind).
 WORKERS_READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
-WAIT = 10.0
+# Longer than redis-py 8's default socket read timeout (5 s), which channels_redis 4.3's
+# 5 s blocking reads run into unless the host entry sets "socket_timeout": None (#422).
+IDLE = 7.0
 
 
 class RedisServer:
@@ -128,9 +131,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def stage2_workers(start_helpdesk: StartHelpdesk, redis_server: RedisServer) -> HelpdeskServer:
-    server = start_helpdesk(2, "uvicorn", workers=WORKERS, env={"REDIS_URL": redis_server.url})
+def start_workers(
+    start_helpdesk: StartHelpdesk, redis_server: RedisServer, bridge: str = "crossgate"
+) -> HelpdeskServer:
+    server = start_helpdesk(
+        2,
+        "uvicorn",
+        workers=WORKERS,
+        env={"REDIS_URL": redis_server.url, "HELPDESK_ASYNC_TO_SYNC": bridge},
+    )
     # The server answered a GET once ONE worker was up. Until the other has finished its startup
     # every connection goes to the first, however many the test opens: wait for all of them.
     deadline = time.monotonic() + WORKERS_READY_TIMEOUT
@@ -141,12 +150,21 @@ def stage2_workers(start_helpdesk: StartHelpdesk, redis_server: RedisServer) -> 
     return server
 
 
-async def _follow(server: HelpdeskServer) -> tuple[AsyncExitStack, Live]:
+@pytest.fixture(scope="module")
+def stage2_workers(start_helpdesk: StartHelpdesk, redis_server: RedisServer) -> HelpdeskServer:
+    return start_workers(start_helpdesk, redis_server)
+
+
+async def _follow(server: HelpdeskServer, session: str) -> tuple[AsyncExitStack, Live]:
     """One websocket on `TICKET` and its hello frame; the stack closes it."""
     attempt = AsyncExitStack()
     try:
         connection = await attempt.enter_async_context(
-            connect(f"{server.ws_url}/ws/tickets/{TICKET}/", open_timeout=FRAME_TIMEOUT)
+            connect(
+                f"{server.ws_url}/ws/tickets/{TICKET}/",
+                open_timeout=FRAME_TIMEOUT,
+                additional_headers=ws_headers(server, session),
+            )
         )
         hello = json.loads(await asyncio.wait_for(connection.recv(), FRAME_TIMEOUT))
     except BaseException:
@@ -163,11 +181,13 @@ async def one_per_worker(server: HelpdeskServer, stack: AsyncExitStack) -> dict[
     that just accepted the previous one. Opened a batch at a time and all kept open, they reach
     a worker that is busy with the others' handshakes, so the other one accepts some.
     """
+    async with server.async_client() as client:
+        session = await login(client)
     found: dict[int, Live] = {}
     async with AsyncExitStack() as spare:
         for _ in range(MAX_CONNECTIONS // BATCH):
             opened = await asyncio.gather(
-                *(_follow(server) for _ in range(BATCH)), return_exceptions=True
+                *(_follow(server, session) for _ in range(BATCH)), return_exceptions=True
             )
             failures = [item for item in opened if isinstance(item, BaseException)]
             for item in opened:
@@ -186,38 +206,119 @@ async def one_per_worker(server: HelpdeskServer, stack: AsyncExitStack) -> dict[
     pytest.fail(f"{MAX_CONNECTIONS} websockets all went to the workers {sorted(found)}")
 
 
+async def comment_reaches_both_workers(server: HelpdeskServer, *, idle: float = 0) -> None:
+    async with AsyncExitStack() as stack:
+        pages = await one_per_worker(server, stack)
+        # The two connections are held by the uvicorn workers, not by the supervisor.
+        assert set(pages) <= child_pids(server.process.pid)
+        if idle:
+            await asyncio.sleep(idle)
+        client = await stack.enter_async_context(server.async_client())
+        for n in range(3):
+            body = f"across workers {n}"
+            response = await post_form_comment(client, TICKET, "Margaret", body)
+            assert response.status_code == 302, response.text
+            # Whichever worker saved it, both workers' pages get it, exactly once: the next
+            # frame on each is this comment, not a repeat of the previous one.
+            ids = {
+                assert_comment_event(await next_event(page), TICKET, "Margaret", body)
+                for page in pages.values()
+            }
+            assert len(ids) == 1
+
+
 def test_a_comment_reaches_the_websockets_of_both_workers(
     stage2_workers: HelpdeskServer,
 ) -> None:
-    async def main() -> None:
-        async with AsyncExitStack() as stack:
-            pages = await one_per_worker(stage2_workers, stack)
-            # The two connections are held by the uvicorn workers, not by the supervisor.
-            assert set(pages) <= child_pids(stage2_workers.process.pid)
-            client = await stack.enter_async_context(stage2_workers.async_client())
-            for n in range(3):
-                body = f"across workers {n}"
-                response = await post_form_comment(client, TICKET, "Margaret", body)
-                assert response.status_code == 302, response.text
-                # Whichever worker saved it, both workers' pages get it, exactly once: the next
-                # frame on each is this comment, not a repeat of the previous one.
-                ids = {
-                    assert_comment_event(await next_event(page), TICKET, "Margaret", body)
-                    for page in pages.values()
-                }
-                assert len(ids) == 1
+    run_against(stage2_workers, lambda: comment_reaches_both_workers(stage2_workers))
 
-    run_against(stage2_workers, main)
+
+def test_idle_websockets_keep_their_layer_connection(stage2_workers: HelpdeskServer) -> None:
+    """Idle longer than redis-py's default read timeout, the sockets still get the comment:
+    the settings' host entry has ``"socket_timeout": None`` (channels_redis #422)."""
+    run_against(stage2_workers, lambda: comment_reaches_both_workers(stage2_workers, idle=IDLE))
+    assert "Timeout reading from" not in stage2_workers.log(), stage2_workers.describe()
+
+
+def test_asgirefs_async_to_sync_works_across_workers_too(
+    start_helpdesk: StartHelpdesk, redis_server: RedisServer
+) -> None:
+    """asgiref's `async_to_sync`, from the `WSGIToASGI` thread, runs `group_send` on a new loop
+    with a new Redis connection each time; the comment gets through all the same."""
+    server = start_workers(start_helpdesk, redis_server, "asgiref")
+    run_against(server, lambda: comment_reaches_both_workers(server))
+    server.stop()
+    assert not log_problems(server.log()), server.describe()
+
+
+@pytest.mark.browser
+def test_two_users_in_two_browsers_see_each_others_comments_across_workers(
+    stage2_workers: HelpdeskServer,
+) -> None:
+    """Two browsers (contexts: own cookies), logged in as two users, on the same ticket, their
+    sockets held by different workers; a comment posted through the legacy form in one
+    appears in the other, which no worker but its own could have pushed."""
+    url = f"{stage2_workers.base_url}/tickets/{TICKET}/"
+    with (
+        chromium() as browser,
+        browser_context(browser) as demo,
+        browser_context(browser) as admin,
+    ):
+        log_in(demo, stage2_workers.base_url, "demo", "demo")
+        log_in(admin, stage2_workers.base_url, "admin", "admin")
+        pids: dict[str, int] = {}
+
+        def open_ticket(context_name: str, context: BrowserContext) -> Page:
+            hello: list[int] = []
+            page = context.new_page()
+
+            def on_socket(socket: WebSocket) -> None:
+                def on_frame(payload: str | bytes) -> None:
+                    data = json.loads(payload)
+                    if data.get("type") == "hello":
+                        hello.append(int(data["pid"]))
+
+                socket.on("framereceived", on_frame)
+
+            page.on("websocket", on_socket)
+            page.goto(url)
+            page.locator("#live-status", has_text="live").wait_for()
+            deadline = time.monotonic() + FRAME_TIMEOUT
+            while not hello and time.monotonic() < deadline:
+                page.wait_for_timeout(50)
+            assert hello, "no hello frame"
+            pids[context_name] = hello[0]
+            return page
+
+        demo_page = open_ticket("demo", demo)
+        admin_page: Page | None = None
+        for _ in range(MAX_CONNECTIONS // BATCH * 2):
+            candidate = open_ticket("admin", admin)
+            if pids["admin"] != pids["demo"]:
+                admin_page = candidate
+                break
+            candidate.close()
+        assert admin_page is not None, f"every socket went to worker {pids['demo']}"
+        assert set(pids.values()) <= child_pids(stage2_workers.process.pid)
+
+        body = "Posted by demo, pushed by the other worker"
+        demo_page.fill("#id_author", "demo")
+        demo_page.fill("#id_body", body)
+        with demo_page.expect_navigation():
+            demo_page.click("#comment-form button[type=submit]")
+        item = admin_page.locator("li.comment.live", has_text=body)
+        item.wait_for()
+        assert item.locator("strong.author").inner_text() == "demo"
 
 
 def test_the_workers_close_their_redis_connections_at_shutdown(
     stage2_workers: HelpdeskServer, redis_server: RedisServer
 ) -> None:
     """Last in the module: stop the supervisor by PID; its workers exit with it (the fixture's
-    stop checks no process is left), each after its lifespan shutdown stopped the hub."""
+    stop checks no process is left), each after its lifespan shutdown closed the layer."""
 
     async def connect_both() -> None:
-        # Each worker's hub connects to Redis on its first websocket.
+        # Each worker's channel layer connects to Redis on its first websocket.
         async with AsyncExitStack() as stack:
             await one_per_worker(stage2_workers, stack)
 
@@ -226,159 +327,7 @@ def test_the_workers_close_their_redis_connections_at_shutdown(
     stage2_workers.stop()
     log = stage2_workers.log()
     assert log.count("Application shutdown complete.") == WORKERS, log
-    # Said by each hub after it closed its connections (process exit would close them anyway,
-    # so Redis's own client count could not tell).
-    assert log.count("closed its Redis connections") == WORKERS, log
+    # Said by each worker after it closed the layer's pools (process exit would close them
+    # anyway, so Redis's own client count could not tell).
+    assert log.count("closed the channel layer's Redis connections") == WORKERS, log
     assert not log_problems(log), log
-
-
-# -- RedisHub in process ------------------------------------------------------------------------
-
-
-def test_messages_cross_between_hubs_once(redis_server: RedisServer) -> None:
-    before = redis_server.client_count()
-
-    async def main() -> None:
-        here, there = RedisHub(redis_server.url), RedisHub(redis_server.url)
-        await here.start()
-        await there.start()
-        try:
-            async with (
-                here.subscribe(7) as mine,
-                there.subscribe(7) as theirs,
-                there.subscribe(8) as other,
-            ):
-                await here.publish(7, {"n": 1})
-                await there.publish(8, {"n": 2})
-                # The publisher's own subscriber gets it once, from Redis.
-                assert json.loads(await asyncio.wait_for(anext(mine), WAIT)) == {"n": 1}
-                assert json.loads(await asyncio.wait_for(anext(theirs), WAIT)) == {"n": 1}
-                assert json.loads(await asyncio.wait_for(anext(other), WAIT)) == {"n": 2}
-                await here.publish(7, {"n": 3})
-                assert json.loads(await asyncio.wait_for(anext(mine), WAIT)) == {"n": 3}
-            # A publishing and a subscribing connection per hub, kept while the hub runs.
-            assert redis_server.client_count() == before + 4
-        finally:
-            await here.stop()
-            await there.stop()
-        assert redis_server.client_count() == before
-
-    asyncio.run(main())
-
-
-def test_a_hub_without_a_loop_publishes_on_a_connection_of_its_own(
-    redis_server: RedisServer,
-) -> None:
-    """A hub never started (lifespan off) still reaches the other processes' websockets."""
-    before = redis_server.client_count()
-
-    async def main() -> None:
-        listening = RedisHub(redis_server.url)
-        await listening.start()
-        try:
-            async with listening.subscribe(7) as subscription:
-                unbound = RedisHub(redis_server.url)
-                await unbound.publish(7, {"n": 1})
-                assert unbound.loop is None
-                assert json.loads(await asyncio.wait_for(anext(subscription), WAIT)) == {"n": 1}
-        finally:
-            await listening.stop()
-
-    asyncio.run(main())
-    assert redis_server.client_count() == before
-
-
-def test_a_dead_redis_closes_the_websockets_and_is_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    doomed = RedisServer(tmp_path)
-
-    async def main() -> None:
-        hub = RedisHub(doomed.url)
-        await hub.start()
-        try:
-            async with hub.subscribe(7) as subscription:
-                doomed.process.send_signal(signal.SIGKILL)
-                with pytest.raises(StopAsyncIteration):
-                    await asyncio.wait_for(anext(subscription), WAIT)
-                assert subscription.reason == "error"
-            # The next websocket tries again, and fails while Redis is down.
-            with pytest.raises(redis.ConnectionError):
-                async with hub.subscribe(7):
-                    pass  # pragma: no cover - the subscription fails
-            assert hub.subscriber_count(7) == 0
-        finally:
-            await hub.stop()
-
-    try:
-        with caplog.at_level(logging.ERROR):
-            asyncio.run(main())
-    finally:
-        doomed.stop()
-    assert "failed; closing its websockets" in caplog.text
-
-
-def test_a_bad_redis_url_fails_at_once() -> None:
-    with pytest.raises(ValueError, match="scheme"):
-        RedisHub("http://127.0.0.1/")
-    assert repr(RedisHub("redis://127.0.0.1:1/0")) == "RedisHub('redis://127.0.0.1:1/0')"
-
-
-def test_messages_on_foreign_channels_are_ignored(redis_server: RedisServer) -> None:
-    """Only ``<prefix><ticket id>`` channels carry comments; anything else matching the
-    pattern (another program's key space, a typo) is dropped, not delivered to ticket 0."""
-
-    async def main() -> None:
-        hub = RedisHub(redis_server.url)
-        await hub.start()
-        try:
-            async with hub.subscribe(7) as subscription:
-                with redis.Redis(unix_socket_path=str(redis_server.socket_path)) as raw:
-                    raw.publish(f"{CHANNEL_PREFIX}not-a-number", "junk")
-                    raw.publish(f"{CHANNEL_PREFIX}7", "real")
-                assert await asyncio.wait_for(anext(subscription), WAIT) == "real"
-        finally:
-            await hub.stop()
-
-    asyncio.run(main())
-
-
-def test_stopping_before_redis_confirms_fails_the_waiting_websockets(tmp_path: Path) -> None:
-    """A Redis that accepts connections but never answers: the websocket waiting for its
-    subscription fails once the hub stops, and no task is left behind."""
-    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    path = tmp_path / "silent.sock"
-    silent.bind(str(path))
-    silent.listen(8)  # the kernel completes connections nobody accepts
-
-    async def main() -> None:
-        hub = RedisHub(f"unix://{path}")
-        await hub.start()
-
-        async def follow() -> None:
-            async with hub.subscribe(7):
-                pass  # pragma: no cover - the subscription never completes
-
-        waiting = asyncio.create_task(follow())
-        while hub._listener is None:
-            await asyncio.sleep(0.01)
-        await hub.stop()
-        with pytest.raises(RuntimeError, match="stopped"):
-            await asyncio.wait_for(waiting, WAIT)
-        assert hub.subscriber_count(7) == 0
-        assert asyncio.all_tasks() == {asyncio.current_task()}
-
-    try:
-        asyncio.run(main())
-    finally:
-        silent.close()
-
-
-def test_stopping_an_unused_hub_is_a_no_op() -> None:
-    async def main() -> None:
-        hub = RedisHub("unix:///nonexistent/redis.sock")
-        await hub.start()
-        await hub.stop()
-        await hub.stop()
-
-    asyncio.run(main())

@@ -149,6 +149,33 @@ def test_the_migrations_describe_the_models(tmp_path: Path) -> None:
             ],
         ),
         (
+            # --http3 alone picks hypercorn; QUIC listens on the same address, over UDP.
+            ServeOptions(stage=3, http3=True, tls=True),
+            [
+                *(PY, "-m", "hypercorn", f"{PKG}.stage3:application"),
+                *("--bind", "127.0.0.1:8000", "--workers", "0"),
+                *("--graceful-timeout", "5", "--access-logfile", "-"),
+                *("--certfile", CERT[0], "--keyfile", CERT[1]),
+                *("--quic-bind", "127.0.0.1:8000"),
+            ],
+        ),
+        (
+            # Channels' own server: a Twisted endpoint string for where it listens.
+            ServeOptions(stage=2, server="daphne", port=0),
+            [
+                *(PY, "-m", "daphne", "-e", "tcp:port=0:interface=127.0.0.1"),
+                *("--access-log", "-", f"{PKG}.stage2:application"),
+            ],
+        ),
+        (
+            ServeOptions(stage=2, server="daphne", tls=True),
+            [
+                *(PY, "-m", "daphne", "-e"),
+                f"ssl:port=8000:interface=127.0.0.1:privateKey={CERT[1]}:certKey={CERT[0]}",
+                *("--access-log", "-", f"{PKG}.stage2:application"),
+            ],
+        ),
+        (
             ServeOptions(stage=3, server="granian", uds="/run/g.sock", tls=True, workers=2),
             [
                 *(PY, "-m", "granian", "--interface", "asgi", "--uds", "/run/g.sock"),
@@ -178,6 +205,11 @@ def test_certificate_is_used_only_with_tls() -> None:
         (ServeOptions(stage=1, uds="/run/x.sock"), "only wired up for granian"),
         (ServeOptions(stage=1, server="uvicorn", http2=True), "--http2 needs --server hypercorn"),
         (ServeOptions(stage=0, http2=True), "--http2 needs --server hypercorn"),
+        # granian has HTTP/2; the message must not say otherwise.
+        (ServeOptions(stage=1, server="granian", http2=True), "granian's HTTP/2 is not wired"),
+        (ServeOptions(stage=2, server="daphne", workers=2), "daphne serves from one process"),
+        (ServeOptions(stage=1, http3=True), "--http3 needs --tls"),
+        (ServeOptions(stage=1, server="uvicorn", http3=True, tls=True), "--http3 needs --server"),
         (ServeOptions(stage=1, workers=0), "--workers must be at least 1"),
         (ServeOptions(stage=1, port=70000), "--port must be between 0 and 65535"),
         (ServeOptions(stage=1, port=-1), "--port must be between 0 and 65535"),
@@ -205,6 +237,25 @@ def test_parse() -> None:
     argv += ["--port", "8443", "--workers", "3"]
     expected = ServeOptions(stage=1, server="hypercorn", http2=True, tls=True, port=8443, workers=3)
     assert runner.parse(argv) == ("serve", expected)
+
+
+def test_serve_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        runner.parse(["serve", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option, words in {
+        "--stage": "1: the same app through WSGIToASGI",
+        "--server": "default: gunicorn for stage 0, uvicorn for the others",
+        "--http2": "cleartext (h2c)",
+        "--http3": "HTTP/3 over QUIC",
+        "--tls": "self-signed certificate",
+        "--port": "default: 8000; 0 lets the system pick one",
+        "--workers": "set REDIS_URL",
+    }.items():
+        assert option in text
+        assert words in text, option
+    assert "make demo PORT=8001" in text
 
 
 @pytest.mark.parametrize(

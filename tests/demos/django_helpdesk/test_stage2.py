@@ -1,29 +1,35 @@
-"""Stage 2 under a real uvicorn: the legacy application plus live updates over websockets.
+"""Stage 2 under a real uvicorn: the legacy application plus Channels for websockets.
 
 A comment posted through the legacy, untouched HTML form (a sync view in a `WSGIToASGI` worker
-thread) reaches every websocket open on its ticket, through `crossgate.async_to_sync` onto the
-server's loop, and no other ticket's; the legacy pages still work; the server shuts down clean.
+thread) reaches every websocket open on its ticket, through
+`async_to_sync(channel_layer.group_send)` (crossgate's onto the server's loop, or asgiref's), and
+no other ticket's; only a logged-in user opens the socket, and a logout closes it; the legacy
+pages still work; the server shuts down clean.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.demos.django_helpdesk._live import (
     FRAME_TIMEOUT,
     LOOP_PROBE_APP,
     assert_comment_event,
+    csrf_token,
     log_problems,
+    login,
     loop_probe_lines,
     next_event,
     open_live,
     post_form_comment,
     run_against,
+    ws_headers,
 )
 from tests.demos.django_helpdesk.conftest import HelpdeskServer, StartHelpdesk
 
@@ -66,7 +72,7 @@ def test_a_comment_from_the_legacy_form_reaches_every_page_of_its_ticket(
             assert "Pushed &lt;live&gt; &amp; escaped" in page.text
 
             # The other ticket's page got nothing: its next frame is its own ticket's comment.
-            # (Each POST answers only after the hub has queued the event, so a frame for
+            # (Each POST answers only after the layer has taken the event, so a frame for
             # TICKET would have come first.)
             await post_form_comment(client, OTHER_TICKET, "Grace", "Only for ticket 4")
             assert_comment_event(
@@ -122,39 +128,153 @@ def test_the_legacy_pages_still_work(stage2: HelpdeskServer) -> None:
     run_against(stage2, main)
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["/ws/tickets/999999/", "/ws/nowhere/", "/ws/tickets/abc/", "/tickets/3/"],
-)
-def test_websockets_to_unknown_tickets_or_paths_are_refused(
-    stage2: HelpdeskServer, path: str
-) -> None:
+@pytest.mark.parametrize("ticket", ["999999", "9" * 30])
+def test_an_unknown_ticket_is_refused_with_a_404(stage2: HelpdeskServer, ticket: str) -> None:
     async def main() -> None:
+        async with stage2.async_client() as client:
+            session = await login(client)
         with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"{stage2.ws_url}{path}", open_timeout=FRAME_TIMEOUT):
+            async with connect(
+                f"{stage2.ws_url}/ws/tickets/{ticket}/",
+                open_timeout=FRAME_TIMEOUT,
+                additional_headers=ws_headers(stage2, session),
+            ):
                 pass  # pragma: no cover - the handshake is refused
-        # uvicorn offers the denial-response extension: a real 404, not a bare 403.
+        # uvicorn offers the denial-response extension: a real 404 with the reason.
         assert refused.value.response.status_code == 404
+        assert refused.value.response.body == f"there is no ticket {ticket}".encode()
 
     run_against(stage2, main)
 
 
-def test_the_legacy_view_publishes_on_the_servers_own_loop(start_helpdesk: StartHelpdesk) -> None:
-    """The comment is saved in a `WSGIToASGI` worker thread; `async_to_sync` in the receiver
-    runs `Hub.publish` on the server's event loop (where the hub started at lifespan startup),
-    not on a loop of its own that would have to hop over (`loop_probe_app` logs which)."""
-    server = start_helpdesk(2, "uvicorn", app=LOOP_PROBE_APP)
+def test_an_anonymous_socket_is_refused_with_the_reason(stage2: HelpdeskServer) -> None:
+    async def main() -> None:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                f"{stage2.ws_url}/ws/tickets/{TICKET}/",
+                open_timeout=FRAME_TIMEOUT,
+                additional_headers=ws_headers(stage2, None),
+            ):
+                pass  # pragma: no cover - the handshake is refused
+        assert refused.value.response.status_code == 403
+        assert refused.value.response.body == b"log in to follow a ticket live"
+
+    run_against(stage2, main)
+
+
+def test_a_foreign_origin_is_refused(stage2: HelpdeskServer) -> None:
+    """AllowedHostsOriginValidator: a page of another site cannot use the user's cookie."""
+
+    async def main() -> None:
+        async with stage2.async_client() as client:
+            session = await login(client)
+        headers = {**ws_headers(stage2, session), "Origin": "http://evil.example"}
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                f"{stage2.ws_url}/ws/tickets/{TICKET}/",
+                open_timeout=FRAME_TIMEOUT,
+                additional_headers=headers,
+            ):
+                pass  # pragma: no cover - the handshake is refused
+        assert refused.value.response.status_code == 403
+
+    run_against(stage2, main)
+
+
+def test_comments_sent_over_the_socket_carry_the_sessions_user(stage2: HelpdeskServer) -> None:
+    """The author is the logged-in user of the socket, whatever the frame says."""
+
+    async def main() -> None:
+        async with stage2.async_client() as admin_client:
+            admin = await login(admin_client, "admin", "admin")
+        async with (
+            open_live(stage2, TICKET) as (demo_page,),
+            open_live(stage2, TICKET, session=admin) as (admin_page,),
+        ):
+            assert (demo_page.hello["user"], admin_page.hello["user"]) == ("demo", "admin")
+            await admin_page.socket.send(
+                json.dumps({"type": "comment", "body": "from the socket", "author": "mallory"})
+            )
+            for page in (demo_page, admin_page):
+                assert_comment_event(await next_event(page), TICKET, "admin", "from the socket")
+            # Not JSON, binary, or a comment without a body: ignored or answered, never fatal.
+            await admin_page.socket.send("not json")
+            await admin_page.socket.send(b"\x00")
+            await admin_page.socket.send(json.dumps({"type": "comment", "body": " "}))
+            assert (await next_event(admin_page))["type"] == "error"
+
+    run_against(stage2, main)
+
+
+def test_logging_out_closes_the_users_sockets_at_the_next_message(
+    stage2: HelpdeskServer,
+) -> None:
+    async def main() -> None:
+        async with stage2.async_client() as client:
+            session = await login(client)
+            async with (
+                open_live(stage2, TICKET, session=session) as (page,),
+                open_live(stage2, TICKET) as (other_session_page,),
+            ):
+                page_html = await client.get(f"/tickets/{TICKET}/")
+                logout = await client.post(
+                    "/accounts/logout/", data={"csrfmiddlewaretoken": csrf_token(page_html.text)}
+                )
+                assert logout.status_code == 302, logout.text
+                # The next message of the group: the logged-out socket is closed instead of
+                # getting it; a socket of another session of the same user still gets it.
+                await post_form_comment(client, TICKET, "Ken", "after the logout")
+                with pytest.raises(ConnectionClosed) as closed:
+                    await next_event(page)
+                assert closed.value.rcvd is not None
+                assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "logged out")
+                assert_comment_event(
+                    await next_event(other_session_page), TICKET, "Ken", "after the logout"
+                )
+            # A new socket with the old cookie is refused at the handshake.
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(
+                    f"{stage2.ws_url}/ws/tickets/{TICKET}/",
+                    open_timeout=FRAME_TIMEOUT,
+                    additional_headers=ws_headers(stage2, session),
+                ):
+                    pass  # pragma: no cover - the handshake is refused
+            assert refused.value.response.status_code == 403
+
+    run_against(stage2, main)
+
+
+@pytest.mark.parametrize(
+    ("bridge", "expected"),
+    [
+        # crossgate's: from the WSGIToASGI worker thread onto the server's own loop.
+        ("crossgate", {"on_server_loop": "True", "thread": "MainThread"}),
+        # asgiref's: a new loop, in a thread of its own, for each call.
+        ("asgiref", {"on_server_loop": "False"}),
+    ],
+)
+def test_the_legacy_view_sends_with_either_async_to_sync(
+    start_helpdesk: StartHelpdesk, bridge: str, expected: dict[str, str]
+) -> None:
+    """The comment is saved in a `WSGIToASGI` worker thread; `async_to_sync(group_send)` in the
+    receiver reaches the consumers with crossgate's and with asgiref's; crossgate's runs it on
+    the server's event loop (`loop_probe_app` logs which)."""
+    server = start_helpdesk(
+        2, "uvicorn", app=LOOP_PROBE_APP, env={"HELPDESK_ASYNC_TO_SYNC": bridge}
+    )
 
     async def main() -> None:
         async with open_live(server, TICKET) as (page,), server.async_client() as client:
-            response = await post_form_comment(client, TICKET, "Ken", "on the server's loop")
+            response = await post_form_comment(client, TICKET, "Ken", f"through {bridge}")
             assert response.status_code == 302, response.text
-            assert_comment_event(await next_event(page), TICKET, "Ken", "on the server's loop")
+            assert_comment_event(await next_event(page), TICKET, "Ken", f"through {bridge}")
 
     run_against(server, main)
-    assert loop_probe_lines(server) == [
-        {"ticket": str(TICKET), "on_hub_loop": "True", "thread": "MainThread"}
-    ], server.describe()
+    (line,) = loop_probe_lines(server)
+    assert line["group"] == f"ticket-{TICKET}"
+    assert expected.items() <= line.items(), line
+    if bridge == "asgiref":
+        assert line["thread"] != "MainThread", line
 
 
 def test_the_server_stops_cleanly(stage2: HelpdeskServer) -> None:

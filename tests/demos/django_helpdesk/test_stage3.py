@@ -231,8 +231,8 @@ def test_api_and_form_comments_are_published_on_the_servers_own_loop(
     start_helpdesk: StartHelpdesk,
 ) -> None:
     """Django's async ORM saves the API's comment in a thread of its own (asgiref's), the
-    legacy form's in a `WSGIToASGI` worker thread; from both, `async_to_sync` in the receiver
-    runs `Hub.publish` on the server's event loop (`loop_probe_app` logs which loop)."""
+    legacy form's in a `WSGIToASGI` worker thread; from both, crossgate's `async_to_sync` in
+    the receiver runs `group_send` on the server's event loop (`loop_probe_app` logs which)."""
     server = start_helpdesk(3, "uvicorn", app=LOOP_PROBE_APP)
 
     async def main() -> None:
@@ -245,7 +245,11 @@ def test_api_and_form_comments_are_published_on_the_servers_own_loop(
             assert_comment_event(await next_event(page), TICKET, "Ken", "form, server loop")
 
     run_against(server, main)
-    on_server_loop = {"ticket": str(TICKET), "on_hub_loop": "True", "thread": "MainThread"}
+    on_server_loop = {
+        "group": f"ticket-{TICKET}",
+        "on_server_loop": "True",
+        "thread": "MainThread",
+    }
     assert loop_probe_lines(server) == [on_server_loop, on_server_loop], server.describe()
 
 
@@ -254,7 +258,7 @@ def test_lifespan_starts_and_stops_cleanly_although_django_refuses_it(
 ) -> None:
     """Last in the module: stop the server while a page is still following a ticket, then read
     the whole log. The page's websocket is closed by the server (uvicorn's 1012 "service
-    restart", or the hub's 1001 "going away"), and nothing is left pending."""
+    restart", or 1001 "going away"), and nothing is left pending."""
     log_before = stage3.log()
     # uvicorn --lifespan on: a failed startup would have stopped the server before it listened.
     assert "Application startup complete." in log_before
