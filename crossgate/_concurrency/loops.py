@@ -24,6 +24,7 @@ from typing import Any
 
 from crossgate._concurrency import bridge
 from crossgate._concurrency.errors import ConcurrencyError
+from crossgate._concurrency.locals import adopt_locals
 from crossgate._concurrency.pool import copy_back, describe, local
 from crossgate._concurrency.sensitive import default_pool
 from crossgate._concurrency.waiter import Waiter, waiter_var
@@ -175,6 +176,9 @@ async def _main(
     waiter: Waiter,
     box: _Box,
 ) -> None:
+    # The caller's context moved to the loop's thread: so do its asgiref Locals, as in
+    # asgiref's own async_to_sync (before enter_waiter sets asgiref's executor Local here).
+    adopt_locals()
     token = waiter_var.set(waiter)
     box.skip = bridge.enter_waiter(waiter, default_pool)
     try:

@@ -21,6 +21,7 @@ from queue import SimpleQueue
 from typing import Any, Protocol
 
 from crossgate._concurrency.errors import ConcurrencyError
+from crossgate._concurrency.locals import rehomed, rehomer
 
 __all__ = [
     "MAX_WORKERS",
@@ -93,10 +94,13 @@ def copy_back(ctx: contextvars.Context, skip: Collection[contextvars.ContextVar[
 
     `asyncio.to_thread` and anyio drop these changes; asgiref keeps them, and code moved
     from asgiref relies on it (a `ContextVar` set in a sync view is seen by the caller).
+    asgiref ``Local`` storage comes back re-homed to this thread, as asgiref's helpers hand it
+    back (see `crossgate._concurrency.locals`).
     """
+    found = rehomer()
     for var, value in ctx.items():
         if var.get(_MISSING) is not value and var not in skip:
-            var.set(value)
+            var.set(rehomed(value, found))
 
 
 # -- pools ------------------------------------------------------------------------------------

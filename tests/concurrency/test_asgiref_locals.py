@@ -1,0 +1,266 @@
+"""Django's asgiref ``Local`` values cross crossgate's helpers exactly as they cross asgiref's.
+
+Django keeps the active language, script prefix, time zone and urlconf in asgiref ``Local``s.
+Every scenario below runs twice, once through asgiref's ``sync_to_async``/``async_to_sync`` and
+once through crossgate's, in a fresh plain thread, and the two results must be equal (and equal
+to the values the scenario set, so a test cannot pass by both being wrong). The same file runs
+against asgiref 3.11, 3.12 and 3.13 (``CHECKED``); on another version a test says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import asgiref
+import asgiref.sync
+import django
+import pytest
+from django.conf import settings
+from django.urls import get_script_prefix, get_urlconf, set_script_prefix, set_urlconf
+from django.utils import timezone, translation
+
+import crossgate.concurrency
+from crossgate._concurrency import locals as cg_locals
+from tests.concurrency.conftest import WAIT
+
+if not settings.configured:
+    settings.configure(
+        USE_I18N=True,
+        USE_TZ=True,
+        LANGUAGE_CODE="en-us",
+        TIME_ZONE="UTC",
+        INSTALLED_APPS=[],
+    )
+django.setup()
+
+Values = tuple[str | None, str, str, str | None]
+
+DEFAULT: Values = ("en-us", "/", "UTC", None)
+OUTER: Values = ("fr", "/shop/", "Europe/Paris", "tests.concurrency.urls_outer")
+INNER: Values = ("de", "/inner/", "Asia/Tokyo", "tests.concurrency.urls_inner")
+
+
+def activate(values: Values) -> None:
+    language, prefix, zone, urlconf = values
+    assert language is not None
+    translation.activate(language)
+    set_script_prefix(prefix)
+    timezone.activate(zone)
+    set_urlconf(urlconf)
+
+
+def read() -> Values:
+    return (
+        translation.get_language(),
+        get_script_prefix(),
+        timezone.get_current_timezone_name(),
+        get_urlconf(),
+    )
+
+
+async def aread() -> Values:
+    return read()
+
+
+async def aactivate(values: Values) -> None:
+    activate(values)
+
+
+ASGIREF = SimpleNamespace(
+    name="asgiref",
+    sync_to_async=asgiref.sync.sync_to_async,
+    async_to_sync=asgiref.sync.async_to_sync,
+)
+CROSSGATE = SimpleNamespace(
+    name="crossgate",
+    sync_to_async=crossgate.concurrency.sync_to_async,
+    async_to_sync=crossgate.concurrency.async_to_sync,
+)
+
+Scenario = Callable[[Any, bool], Any]
+
+
+def in_plain_thread(scenario: Scenario, helpers: Any, sensitive: bool) -> Any:
+    """Run ``scenario`` in a new thread (an empty context: no Local values); return its result."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = scenario(helpers, sensitive)
+        except BaseException as exc:  # pragma: no cover - reported below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="plain")
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive(), "the scenario hung"
+    if "error" in box:  # pragma: no cover - a failing scenario
+        raise box["error"]
+    return box["result"]
+
+
+def on_a_loop(main: Callable[[Any, bool], Awaitable[Any]]) -> Scenario:
+    def scenario(helpers: Any, sensitive: bool) -> Any:
+        return asyncio.run(main(helpers, sensitive))  # type: ignore[arg-type]
+
+    return scenario
+
+
+# -- async -> sync: sync_to_async from a loop ------------------------------------------------
+
+
+async def _loop_to_sync_reads(h: Any, sensitive: bool) -> Any:
+    activate(OUTER)
+    return await h.sync_to_async(read, thread_sensitive=sensitive)()
+
+
+async def _loop_to_sync_writes(h: Any, sensitive: bool) -> Any:
+    activate(OUTER)
+    await h.sync_to_async(activate, thread_sensitive=sensitive)(INNER)
+    return read()
+
+
+async def _loop_to_sync_twice(h: Any, sensitive: bool) -> Any:
+    # The values a first call handed back reach a second call.
+    await h.sync_to_async(activate, thread_sensitive=sensitive)(INNER)
+    return await h.sync_to_async(read, thread_sensitive=sensitive)(), read()
+
+
+# -- sync -> async: async_to_sync from a plain thread ----------------------------------------
+
+
+def _sync_to_loop_reads(h: Any, sensitive: bool) -> Any:
+    activate(OUTER)
+    return h.async_to_sync(aread)()
+
+
+def _sync_to_loop_writes(h: Any, sensitive: bool) -> Any:
+    activate(OUTER)
+    h.async_to_sync(aactivate)(INNER)
+    return read()
+
+
+# -- from a loop: async_to_sync in a thread running a sync_to_async call -----------------------
+
+
+async def _loop_sync_loop(h: Any, sensitive: bool) -> Any:
+    activate(OUTER)
+
+    def middle() -> Any:
+        seen = h.async_to_sync(aread)()
+        h.async_to_sync(aactivate)(INNER)
+        return seen, read()
+
+    inner = await h.sync_to_async(middle, thread_sensitive=sensitive)()
+    return inner, read()
+
+
+# -- nested: sync -> async -> sync -----------------------------------------------------------
+
+
+def _sync_async_sync(h: Any, sensitive: bool) -> Any:
+    activate(OUTER)
+
+    async def middle() -> Any:
+        seen = await h.sync_to_async(read, thread_sensitive=sensitive)()
+        await h.sync_to_async(activate, thread_sensitive=sensitive)(INNER)
+        return seen, read()
+
+    inner = h.async_to_sync(middle)()
+    return inner, read()
+
+
+def _sync_async_sync_async(h: Any, sensitive: bool) -> Any:
+    # One level deeper: the innermost coroutine reads what the outermost thread set.
+    activate(OUTER)
+
+    def inner_sync() -> Any:
+        return h.async_to_sync(aread)()
+
+    async def middle() -> Any:
+        return await h.sync_to_async(inner_sync, thread_sensitive=sensitive)()
+
+    return h.async_to_sync(middle)()
+
+
+SCENARIOS: dict[str, tuple[Scenario, Any]] = {
+    "loop->sync reads": (on_a_loop(_loop_to_sync_reads), OUTER),
+    "loop->sync writes back": (on_a_loop(_loop_to_sync_writes), INNER),
+    "loop->sync twice": (on_a_loop(_loop_to_sync_twice), (INNER, INNER)),
+    "thread->async reads": (_sync_to_loop_reads, OUTER),
+    "thread->async writes back": (_sync_to_loop_writes, INNER),
+    "loop->sync->async": (on_a_loop(_loop_sync_loop), ((OUTER, INNER), INNER)),
+    "thread->async->sync": (_sync_async_sync, ((OUTER, INNER), INNER)),
+    "thread->async->sync->async": (_sync_async_sync_async, OUTER),
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_locals() -> Iterator[None]:
+    # Scenarios run in their own threads; this only guards the test's own thread.
+    yield
+    activate(("en-us", "/", "UTC", None))
+
+
+@pytest.mark.parametrize("sensitive", [True, False], ids=["sensitive", "parallel"])
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_django_locals_cross_like_asgiref(name: str, sensitive: bool) -> None:
+    scenario, expected = SCENARIOS[name]
+    theirs = in_plain_thread(scenario, ASGIREF, sensitive)
+    ours = in_plain_thread(scenario, CROSSGATE, sensitive)
+    assert theirs == expected, f"asgiref {asgiref.__version__} itself gave {theirs}"
+    assert ours == theirs
+
+
+def test_a_plain_thread_starts_with_the_defaults() -> None:
+    # The baseline the scenarios rely on: a new thread sees none of another thread's values.
+    activate(OUTER)
+    assert in_plain_thread(lambda h, s: read(), CROSSGATE, True) == DEFAULT
+
+
+def test_sync_to_async_iter_reads_with_the_consumers_locals() -> None:
+    def languages() -> Iterator[str | None]:
+        yield translation.get_language()
+        yield get_script_prefix()
+
+    async def main(h: Any, sensitive: bool) -> list[str | None]:
+        activate(OUTER)
+        iterator = crossgate.concurrency.sync_to_async_iter(languages(), thread_sensitive=sensitive)
+        return [item async for item in iterator]
+
+    for sensitive in (True, False):
+        assert in_plain_thread(on_a_loop(main), CROSSGATE, sensitive) == ["fr", "/shop/"]
+
+
+def test_async_to_sync_iter_reads_with_the_consumers_locals() -> None:
+    async def languages() -> Any:
+        yield translation.get_language()
+        yield get_script_prefix()
+
+    def main(h: Any, sensitive: bool) -> list[str | None]:
+        activate(OUTER)
+        with crossgate.concurrency.async_to_sync_iter(languages()) as iterator:
+            return list(iterator)
+
+    assert in_plain_thread(main, CROSSGATE, True) == ["fr", "/shop/"]
+
+
+def test_this_asgiref_version_was_checked() -> None:
+    # crossgate re-homes asgiref's Local storage through asgiref internals (see
+    # crossgate/_concurrency/locals.py). On a new asgiref version: read asgiref/local.py and
+    # sync.py (_restore_context), make sure crossgate re-homes where and how asgiref does,
+    # run this file, then add the version to CHECKED.
+    version = cg_locals.asgiref_version()
+    assert version is not None
+    assert version[:2] in cg_locals.CHECKED, (
+        f"asgiref {asgiref.__version__} was never checked against crossgate's re-homing of "
+        "asgiref Local storage: see crossgate/_concurrency/locals.py"
+    )
+    if version[:2] >= (3, 12):
+        assert cg_locals.rehomer() is not None, "asgiref tags Local storage, but none was found"
+    else:
+        assert cg_locals.rehomer() is None
