@@ -57,7 +57,7 @@ def sync_to_async(
     func: Callable[P, R],
     /,
     *,
-    thread_sensitive: bool = False,
+    thread_sensitive: bool = True,
     executor: Executor | None = None,
 ) -> Callable[P, Coroutine[Any, Any, R]]: ...
 
@@ -67,7 +67,7 @@ def sync_to_async(
     func: None = None,
     /,
     *,
-    thread_sensitive: bool = False,
+    thread_sensitive: bool = True,
     executor: Executor | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, Coroutine[Any, Any, R]]]: ...
 
@@ -76,7 +76,7 @@ def sync_to_async(
     func: Callable[P, R] | None = None,
     /,
     *,
-    thread_sensitive: bool = False,
+    thread_sensitive: bool = True,
     executor: Executor | None = None,
 ) -> (
     Callable[P, Coroutine[Any, Any, R]]
@@ -85,7 +85,7 @@ def sync_to_async(
     """Turn the sync callable ``func`` into a coroutine function that runs it in a thread.
 
     Use it as a call, ``await sync_to_async(func)(*args)``, or as a decorator, bare or with
-    options (``@sync_to_async(thread_sensitive=True)``); it takes functions, bound methods,
+    options (``@sync_to_async(thread_sensitive=False)``); it takes functions, bound methods,
     `functools.partial` objects and callable objects, and keeps their signature for type
     checkers. The result is a coroutine function (`inspect.iscoroutinefunction` and asgiref
     agree), so Django adapts it as async code.
@@ -98,20 +98,29 @@ def sync_to_async(
 
     Args:
         func: the sync callable.
-        thread_sensitive: run on the thread Django expects for code that is tied to a thread
-            (database connections, ``transaction.atomic``): the thread waiting in an outer
-            `async_to_sync`, the thread of the current request (asgiref's or crossgate's
-            `ThreadSensitiveContext`), or one process-wide thread. ``False`` (the default)
-            runs calls in parallel on a bounded pool of threads named ``crossgate-sync-N``.
-        executor: a `concurrent.futures.Executor` to run the calls on instead of the pool.
+        thread_sensitive: ``True`` (the default, as asgiref's) runs the call on the thread
+            Django expects for code that is tied to a thread (database connections,
+            ``transaction.atomic``): the thread waiting in an outer `async_to_sync`, the
+            thread of the current request (asgiref's or crossgate's `ThreadSensitiveContext`),
+            or one process-wide thread, so such calls run one at a time. ``False`` runs calls
+            in parallel on a bounded pool of threads named ``crossgate-sync-N``: the fast path
+            for code that shares nothing with a thread (file I/O, a blocking HTTP client,
+            CPU work that releases the GIL).
+        executor: a `concurrent.futures.Executor` to run the calls on instead of the pool;
+            only with ``thread_sensitive=False``, as in asgiref.
 
     Raises:
-        TypeError: ``func`` is async or not callable; or both options were given.
+        TypeError: ``func`` is async or not callable; or an ``executor`` was given without
+            ``thread_sensitive=False``.
         DeadlockError: (when called) the thread-sensitive thread is the calling thread.
         ConcurrencyError: (when called) the thread-sensitive context has exited.
     """
     if thread_sensitive and executor is not None:
-        raise TypeError("sync_to_async takes thread_sensitive=True or an executor, not both")
+        # asgiref raises the same: a thread-sensitive call has one thread to run on.
+        raise TypeError(
+            "sync_to_async runs a thread-sensitive call (the default) on the thread Django "
+            "expects, not on an executor: pass thread_sensitive=False with executor="
+        )
     target = None if executor is None else ExecutorTarget(executor)
 
     def decorate(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:

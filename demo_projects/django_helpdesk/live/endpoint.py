@@ -59,7 +59,7 @@ def _ticket_exists_sync(ticket_id: int) -> bool:
 
 async def ticket_exists(ticket_id: int) -> bool:
     """Whether the ticket exists: the sync ORM, in a worker thread."""
-    return await sync_to_async(_ticket_exists_sync)(ticket_id)
+    return await sync_to_async(_ticket_exists_sync, thread_sensitive=False)(ticket_id)
 
 
 class LiveUpdates:
