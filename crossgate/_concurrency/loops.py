@@ -45,7 +45,10 @@ POLL = 1.0
 # How long exit waits for the loop thread to finish.
 _STOP_TIMEOUT = 2.0
 
-_server_loop: ContextVar[asyncio.AbstractEventLoop | None] = ContextVar(
+# The server's loop, with the PID of the process that recorded it: a child forked from a
+# worker thread keeps this context, and the parent's loop in it still looks running there,
+# with no thread to run it (asgiref checks its own caller loop the same way, asgiref #194).
+_server_loop: ContextVar[tuple[asyncio.AbstractEventLoop, int] | None] = ContextVar(
     "crossgate_server_loop", default=None
 )
 
@@ -53,19 +56,23 @@ _server_loop: ContextVar[asyncio.AbstractEventLoop | None] = ContextVar(
 def server_loop() -> asyncio.AbstractEventLoop | None:
     """Return the ASGI server's event loop when called from a ``WSGIToASGI`` worker thread.
 
-    Returns ``None`` anywhere else, and once that loop is closed. The loop is running in
-    another thread: schedule work on it with `asyncio.run_coroutine_threadsafe` (or call
-    `async_to_sync`, which does), never by calling its methods directly.
+    Returns ``None`` anywhere else, once that loop is closed, and in a process forked from
+    that thread (the loop is the parent's). The loop is running in another thread: schedule
+    work on it with `asyncio.run_coroutine_threadsafe` (or call `async_to_sync`, which does),
+    never by calling its methods directly.
     """
-    loop = _server_loop.get()
-    if loop is None or loop.is_closed():
+    recorded = _server_loop.get()
+    if recorded is None:
+        return None
+    loop, pid = recorded
+    if pid != os.getpid() or loop.is_closed():
         return None
     return loop
 
 
 def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Record ``loop`` as the server loop for the current context (used by the adapters)."""
-    _server_loop.set(loop)
+    _server_loop.set((loop, os.getpid()))
 
 
 class _LoopThread:

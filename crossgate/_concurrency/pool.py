@@ -147,6 +147,8 @@ class Pool:
 
     def owner(self) -> threading.Thread | None:
         """The one thread that runs every job, for a one-thread pool that has started it."""
+        if self._pid != os.getpid():
+            return None  # the parent's thread, which does not exist in this forked child
         if self.max_workers == 1 and self._threads:
             return self._threads[0]
         return None
@@ -247,3 +249,17 @@ def _shutdown_pools() -> None:  # pragma: no cover - runs at exit (a subprocess 
 
 
 atexit.register(_shutdown_pools)
+
+
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children only
+    # Only the forking thread exists in the child. If it was running a job, the job's loop
+    # (the parent's, still marked running) has no thread here: `async_to_sync` must not send
+    # work to it, nor `check_cancelled` read a parent's cancel flag. The pools start afresh
+    # (their threads and locks are the parent's); `submit` checks the PID as well.
+    local.job = None
+    local.release = None
+    for pool in list(_POOLS):
+        pool._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
