@@ -20,13 +20,14 @@ from typing import Any, ParamSpec, TypeVar, overload
 from crossgate._concurrency.async_iter import AsyncToSyncIterator, async_to_sync_iter
 from crossgate._concurrency.calls import Call, OrphanedCalls, check_cancelled, orphaned_calls
 from crossgate._concurrency.errors import ConcurrencyError, DeadlockError
-from crossgate._concurrency.loops import run_sync, server_loop
+from crossgate._concurrency.loops import AsyncSingleThreadContext, run_sync, server_loop
 from crossgate._concurrency.loops import set_server_loop as set_server_loop  # the adapters' seam
 from crossgate._concurrency.pool import SHARED_POOL, ExecutorTarget, copy_back, describe
 from crossgate._concurrency.sensitive import ThreadSensitiveContext, submit_sensitive
 from crossgate._concurrency.sync_iter import SyncToAsyncIterator, sync_to_async_iter
 
 __all__ = [
+    "AsyncSingleThreadContext",
     "AsyncToSyncIterator",
     "ConcurrencyError",
     "DeadlockError",
@@ -44,6 +45,21 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+W = TypeVar("W", bound=Callable[..., Any])
+
+
+def _wraps(wrapper: W, wrapped: object) -> W:
+    """`functools.update_wrapper`, keeping a bound method's ``__self__`` as asgiref does.
+
+    asgiref's wrappers expose the instance of a wrapped bound method as ``__self__``, and code
+    moved from asgiref (or written against its wrappers) finds the instance there.
+    """
+    functools.update_wrapper(wrapper, wrapped)  # type: ignore[arg-type]
+    if hasattr(wrapped, "__self__"):
+        wrapper.__dict__["__self__"] = wrapped.__self__
+    return wrapper
 
 
 def _is_async(func: object) -> bool:
@@ -87,14 +103,16 @@ def sync_to_async(
     Use it as a call, ``await sync_to_async(func)(*args)``, or as a decorator, bare or with
     options (``@sync_to_async(thread_sensitive=False)``); it takes functions, bound methods,
     `functools.partial` objects and callable objects, and keeps their signature for type
-    checkers. The result is a coroutine function (`inspect.iscoroutinefunction` and asgiref
-    agree), so Django adapts it as async code.
+    checkers, their name and docstring (`functools.wraps`) and a bound method's ``__self__``.
+    The result is a coroutine function (`inspect.iscoroutinefunction` and asgiref agree), so
+    Django adapts it as async code.
 
     Each call runs ``func`` with a copy of the caller's contextvars; the changes it makes are
-    copied back to the caller when it returns. Its exception is raised with its original
-    traceback. If the awaiting task is cancelled, `asyncio.CancelledError` reaches it at
-    once; a call not yet started never starts, and a running one runs on to its end,
-    orphaned: see `orphaned_calls` and `check_cancelled`.
+    copied back to the caller when it returns. asgiref ``Local`` values (Django's active
+    language, time zone, script prefix and urlconf) cross both ways too, as with asgiref.
+    Its exception is raised with its original traceback. If the awaiting task is cancelled,
+    `asyncio.CancelledError` reaches it at once; a call not yet started never starts, and a
+    running one runs on to its end, orphaned: see `orphaned_calls` and `check_cancelled`.
 
     Args:
         func: the sync callable.
@@ -131,7 +149,6 @@ def sync_to_async(
                 f"sync_to_async needs a sync callable; {describe(fn)} is async: await it directly"
             )
 
-        @functools.wraps(fn)
         async def run_in_thread(*args: P.args, **kwargs: P.kwargs) -> R:
             ctx = contextvars.copy_context()
             call = Call(asyncio.get_running_loop(), fn, args, kwargs, ctx)
@@ -156,7 +173,7 @@ def sync_to_async(
         # The wrapper is an ``async def``: `inspect.iscoroutinefunction`, asgiref and Django see
         # a coroutine function, on 3.11 as on 3.12 (where `inspect.markcoroutinefunction`
         # would add nothing to a function that already is one).
-        return run_in_thread
+        return _wraps(run_in_thread, fn)
 
     return decorate if func is None else decorate(func)
 
@@ -183,7 +200,8 @@ def async_to_sync(
 
     Use it as a call, ``async_to_sync(func)(*args)``, or as a decorator, bare or with options;
     it takes coroutine functions, bound methods, `functools.partial` objects and callable
-    objects, and keeps their signature for type checkers.
+    objects, and keeps their signature for type checkers, their name and docstring and a
+    bound method's ``__self__``.
 
     The coroutine runs on an existing event loop, never a new one per call: in a
     ``WSGIToASGI`` worker thread, the ASGI server's loop (`server_loop`), so a WSGI view shares
@@ -191,7 +209,9 @@ def async_to_sync(
     caller's loop (as asgiref does); anywhere else, one persistent loop thread per process,
     ``crossgate-loop``. While it waits, the calling thread runs the thread-sensitive
     `sync_to_async` calls the coroutine makes, so they see its database connection. The
-    contextvars go along and their changes come back; exceptions keep their traceback.
+    contextvars (and asgiref ``Local`` values) go along and their changes come back;
+    exceptions keep their traceback. In a process forked from a thread that knew a loop of
+    the parent, the child's own persistent loop is used.
 
     Args:
         func: the coroutine function (or any callable returning an awaitable).
@@ -211,11 +231,10 @@ def async_to_sync(
         if not callable(fn):
             raise TypeError(f"async_to_sync needs a callable, not {type(fn).__name__}")
 
-        @functools.wraps(fn)
         def run_on_loop(*args: P.args, **kwargs: P.kwargs) -> R:
             result: R = run_sync(fn, args, kwargs, timeout)
             return result
 
-        return run_on_loop
+        return _wraps(run_on_loop, fn)
 
     return decorate if func is None else decorate(func)

@@ -20,7 +20,8 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from crossgate._concurrency import bridge
 from crossgate._concurrency.errors import ConcurrencyError
@@ -31,6 +32,7 @@ from crossgate._concurrency.waiter import Waiter, waiter_var
 
 __all__ = [
     "POLL",
+    "AsyncSingleThreadContext",
     "loop_running",
     "pick_loop",
     "portal_loop",
@@ -155,6 +157,33 @@ def pick_loop() -> asyncio.AbstractEventLoop:
         if loop is not None and loop.is_running() and not loop.is_closed():
             return loop
     return portal_loop()
+
+
+class AsyncSingleThreadContext:
+    """Run the `async_to_sync` calls made in this block on one thread: asgiref's name for it.
+
+    ``with AsyncSingleThreadContext(): ...`` -- in asgiref, `async_to_sync` called from a plain
+    thread makes a new thread and event loop per call, and this context makes the calls in the
+    block share one thread instead (still a new loop per call, in asgiref 3.13). crossgate's
+    `async_to_sync` never makes a thread or a loop per call: from the same place, every call
+    runs on the same thread *and the same loop* (the persistent ``crossgate-loop``, the ASGI
+    server's loop in a ``WSGIToASGI`` worker, or the loop awaiting the `sync_to_async` call
+    this thread runs), so an event-loop-bound client made in one call still works in the next.
+    Entering this context therefore changes nothing: it exists so that code written for
+    asgiref, which enters it, imports and runs unchanged. Re-entrant, like asgiref's; it
+    raises nothing of its own and lets exceptions from the block through.
+    """
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
 
 
 class _Box:
