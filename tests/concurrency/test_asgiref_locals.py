@@ -10,7 +10,11 @@ against asgiref 3.11, 3.12 and 3.13 (``CHECKED``); on another version a test say
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
+import sys
 import threading
+import types
 from collections.abc import Awaitable, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -264,3 +268,65 @@ def test_this_asgiref_version_was_checked() -> None:
         assert cg_locals.rehomer() is not None, "asgiref tags Local storage, but none was found"
     else:
         assert cg_locals.rehomer() is None
+
+
+# -- the version check, with stand-ins for asgiref's modules --------------------------------
+
+
+def _stand_ins(
+    monkeypatch: pytest.MonkeyPatch, version: object, **local_names: object
+) -> types.ModuleType:
+    package = types.ModuleType("asgiref")
+    package.__version__ = version  # type: ignore[attr-defined]
+    local = types.ModuleType("asgiref.local")
+    for name, value in local_names.items():
+        setattr(local, name, value)
+    monkeypatch.setitem(sys.modules, "asgiref", package)
+    monkeypatch.setitem(sys.modules, "asgiref.local", local)
+    return local
+
+
+class _Storage:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+
+def _rehome(storage: _Storage) -> _Storage:
+    return _Storage(dict(storage.data, moved=True))
+
+
+def test_without_asgiref_nothing_is_rehomed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # crossgate never imports asgiref: an application that did not is left alone.
+    monkeypatch.delitem(sys.modules, "asgiref.local")
+    assert cg_locals.rehomer() is None
+
+
+def test_before_3_12_nothing_is_rehomed(monkeypatch: pytest.MonkeyPatch) -> None:
+    _stand_ins(monkeypatch, "3.11.1", _Storage=_Storage, _rehome=_rehome)
+    assert cg_locals.rehomer() is None
+    assert cg_locals.rehomed("value", None) == "value"
+
+
+def test_a_newer_asgiref_with_the_same_internals_is_rehomed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _stand_ins(monkeypatch, "4.0.0rc1", _Storage=_Storage, _rehome=_rehome)
+    assert cg_locals.asgiref_version() == (4, 0)
+    var: contextvars.ContextVar[object] = contextvars.ContextVar("stand-in")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, _Storage({"language": "fr"}))
+    ctx.run(cg_locals.adopt_locals)
+    moved = ctx[var]
+    assert isinstance(moved, _Storage)
+    assert moved.data == {"language": "fr", "moved": True}
+
+
+def test_an_asgiref_without_the_internals_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _stand_ins(monkeypatch, None)
+    with caplog.at_level(logging.WARNING, logger="crossgate.concurrency"):
+        assert cg_locals.rehomer() is None
+        cg_locals.adopt_locals()  # nothing to do, nothing raised
+    assert cg_locals.asgiref_version() is None
+    assert "(unknown version) stores Local values in a way crossgate does not know" in caplog.text

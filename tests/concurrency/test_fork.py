@@ -135,3 +135,32 @@ def test_a_server_loop_from_another_process_is_not_used(monkeypatch: pytest.Monk
         return await asyncio.get_running_loop().run_in_executor(None, worker)
 
     assert run(main) == (True, True)
+
+
+def test_a_one_thread_pool_of_another_process_has_no_owner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its thread is the parent's: deadlock detection must not compare the child's threads
+    # with it.
+    from crossgate._concurrency.pool import Pool
+
+    pool = Pool("crossgate-sensitive-", 1)
+    done = threading.Event()
+
+    class Job:
+        def run(self) -> None:
+            done.set()
+
+        def dropped_by(self, future: object) -> None:  # pragma: no cover
+            """Only called by a foreign executor; a pool never calls it."""
+
+    pool.submit(Job())
+    assert done.wait(WAIT)
+    assert pool.owner() is not None
+    real_pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)
+    try:
+        assert pool.owner() is None
+    finally:
+        monkeypatch.undo()
+        pool.shutdown(timeout=WAIT)
