@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 import sys
 import threading
@@ -24,12 +25,15 @@ import asgiref.sync
 import django
 import pytest
 from django.conf import settings
-from django.urls import get_script_prefix, get_urlconf, set_script_prefix, set_urlconf
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.test import override_settings
+from django.urls import get_script_prefix, get_urlconf, path, set_script_prefix, set_urlconf
 from django.utils import timezone, translation
 
 import crossgate.concurrency
 from crossgate._concurrency import locals as cg_locals
-from tests.concurrency.conftest import WAIT
+from crossgate.testing import call_http, http_scope
+from tests.concurrency.conftest import WAIT, run
 
 if not settings.configured:
     settings.configure(
@@ -218,6 +222,39 @@ def test_django_locals_cross_like_asgiref(name: str, sensitive: bool) -> None:
     ours = in_plain_thread(scenario, CROSSGATE, sensitive)
     assert theirs == expected, f"asgiref {asgiref.__version__} itself gave {theirs}"
     assert ours == theirs
+
+
+# -- the example: a Django async view under Django's own ASGIHandler --------------------
+
+
+async def locale_view(request: HttpRequest) -> HttpResponse:
+    translation.activate("fr")
+    set_script_prefix("/shop/")
+    seen = {}
+    for name, helpers in (("asgiref", ASGIREF), ("crossgate", CROSSGATE)):
+        for sensitive in (True, False):
+            call = helpers.sync_to_async(read, thread_sensitive=sensitive)
+            seen[f"{name} thread_sensitive={sensitive}"] = list(await call())
+    return JsonResponse(seen)
+
+
+urlpatterns = [path("locale/", locale_view)]
+
+
+def test_a_django_view_under_asgi_handler_sees_its_language_in_the_thread() -> None:
+    from django.core.handlers.asgi import ASGIHandler
+
+    with override_settings(ROOT_URLCONF=__name__, ALLOWED_HOSTS=["*"]):
+        # Django sends "Content-Type" capitalised, which the ASGI spec allows in a response
+        # but crossgate's strict checker refuses: the check is beside the point here.
+        handler = ASGIHandler()
+        result = run(lambda: call_http(handler, http_scope(path="/locale/"), check=False))
+    assert result.status == 200, result.text
+    seen = json.loads(result.body)
+    assert len(seen) == 4
+    # Django set the urlconf for the request; the view the language and the prefix.
+    for where, values in seen.items():
+        assert values == ["fr", "/shop/", "UTC", __name__], where
 
 
 def test_a_plain_thread_starts_with_the_defaults() -> None:
