@@ -50,13 +50,13 @@ R = TypeVar("R")
 W = TypeVar("W", bound=Callable[..., Any])
 
 
-def _wraps(wrapper: W, wrapped: object) -> W:
+def _wraps(wrapper: W, wrapped: Callable[..., Any]) -> W:
     """`functools.update_wrapper`, keeping a bound method's ``__self__`` as asgiref does.
 
     asgiref's wrappers expose the instance of a wrapped bound method as ``__self__``, and code
     moved from asgiref (or written against its wrappers) finds the instance there.
     """
-    functools.update_wrapper(wrapper, wrapped)  # type: ignore[arg-type]
+    functools.update_wrapper(wrapper, wrapped)
     if hasattr(wrapped, "__self__"):
         wrapper.__dict__["__self__"] = wrapped.__self__
     return wrapper
