@@ -12,6 +12,7 @@ host, origin, body-size, compression and request-ID policy to both sides
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI, asgi_to_wsgi
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI, wsgi_to_asgi
 from crossgate.concurrency import (
+    AsyncSingleThreadContext,
     AsyncToSyncIterator,
     ConcurrencyError,
     DeadlockError,
@@ -58,6 +59,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ASGIToWSGI",
     "AppProtocolError",
+    "AsyncSingleThreadContext",
     "AsyncToSyncIterator",
     "BodyLimit",
     "ClientDisconnected",

@@ -20,13 +20,14 @@ from typing import Any, ParamSpec, TypeVar, overload
 from crossgate._concurrency.async_iter import AsyncToSyncIterator, async_to_sync_iter
 from crossgate._concurrency.calls import Call, OrphanedCalls, check_cancelled, orphaned_calls
 from crossgate._concurrency.errors import ConcurrencyError, DeadlockError
-from crossgate._concurrency.loops import run_sync, server_loop
+from crossgate._concurrency.loops import AsyncSingleThreadContext, run_sync, server_loop
 from crossgate._concurrency.loops import set_server_loop as set_server_loop  # the adapters' seam
 from crossgate._concurrency.pool import SHARED_POOL, ExecutorTarget, copy_back, describe
 from crossgate._concurrency.sensitive import ThreadSensitiveContext, submit_sensitive
 from crossgate._concurrency.sync_iter import SyncToAsyncIterator, sync_to_async_iter
 
 __all__ = [
+    "AsyncSingleThreadContext",
     "AsyncToSyncIterator",
     "ConcurrencyError",
     "DeadlockError",
@@ -46,6 +47,21 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+W = TypeVar("W", bound=Callable[..., Any])
+
+
+def _wraps(wrapper: W, wrapped: Callable[..., Any]) -> W:
+    """`functools.update_wrapper`, keeping a bound method's ``__self__`` as asgiref does.
+
+    asgiref's wrappers expose the instance of a wrapped bound method as ``__self__``, and code
+    moved from asgiref (or written against its wrappers) finds the instance there.
+    """
+    functools.update_wrapper(wrapper, wrapped)
+    if hasattr(wrapped, "__self__"):
+        wrapper.__dict__["__self__"] = wrapped.__self__
+    return wrapper
+
+
 def _is_async(func: object) -> bool:
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
         getattr(func, "__call__", None)  # noqa: B004 - a callable object's async __call__
@@ -57,7 +73,7 @@ def sync_to_async(
     func: Callable[P, R],
     /,
     *,
-    thread_sensitive: bool = False,
+    thread_sensitive: bool = True,
     executor: Executor | None = None,
 ) -> Callable[P, Coroutine[Any, Any, R]]: ...
 
@@ -67,7 +83,7 @@ def sync_to_async(
     func: None = None,
     /,
     *,
-    thread_sensitive: bool = False,
+    thread_sensitive: bool = True,
     executor: Executor | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, Coroutine[Any, Any, R]]]: ...
 
@@ -76,7 +92,7 @@ def sync_to_async(
     func: Callable[P, R] | None = None,
     /,
     *,
-    thread_sensitive: bool = False,
+    thread_sensitive: bool = True,
     executor: Executor | None = None,
 ) -> (
     Callable[P, Coroutine[Any, Any, R]]
@@ -85,33 +101,44 @@ def sync_to_async(
     """Turn the sync callable ``func`` into a coroutine function that runs it in a thread.
 
     Use it as a call, ``await sync_to_async(func)(*args)``, or as a decorator, bare or with
-    options (``@sync_to_async(thread_sensitive=True)``); it takes functions, bound methods,
+    options (``@sync_to_async(thread_sensitive=False)``); it takes functions, bound methods,
     `functools.partial` objects and callable objects, and keeps their signature for type
-    checkers. The result is a coroutine function (`inspect.iscoroutinefunction` and asgiref
-    agree), so Django adapts it as async code.
+    checkers, their name and docstring (`functools.wraps`) and a bound method's ``__self__``.
+    The result is a coroutine function (`inspect.iscoroutinefunction` and asgiref agree), so
+    Django adapts it as async code.
 
     Each call runs ``func`` with a copy of the caller's contextvars; the changes it makes are
-    copied back to the caller when it returns. Its exception is raised with its original
-    traceback. If the awaiting task is cancelled, `asyncio.CancelledError` reaches it at
-    once; a call not yet started never starts, and a running one runs on to its end,
-    orphaned: see `orphaned_calls` and `check_cancelled`.
+    copied back to the caller when it returns. asgiref ``Local`` values (Django's active
+    language, time zone, script prefix and urlconf) cross both ways too, as with asgiref.
+    Its exception is raised with its original traceback. If the awaiting task is cancelled,
+    `asyncio.CancelledError` reaches it at once; a call not yet started never starts, and a
+    running one runs on to its end, orphaned: see `orphaned_calls` and `check_cancelled`.
 
     Args:
         func: the sync callable.
-        thread_sensitive: run on the thread Django expects for code that is tied to a thread
-            (database connections, ``transaction.atomic``): the thread waiting in an outer
-            `async_to_sync`, the thread of the current request (asgiref's or crossgate's
-            `ThreadSensitiveContext`), or one process-wide thread. ``False`` (the default)
-            runs calls in parallel on a bounded pool of threads named ``crossgate-sync-N``.
-        executor: a `concurrent.futures.Executor` to run the calls on instead of the pool.
+        thread_sensitive: ``True`` (the default, as asgiref's) runs the call on the thread
+            Django expects for code that is tied to a thread (database connections,
+            ``transaction.atomic``): the thread waiting in an outer `async_to_sync`, the
+            thread of the current request (asgiref's or crossgate's `ThreadSensitiveContext`),
+            or one process-wide thread, so such calls run one at a time. ``False`` runs calls
+            in parallel on a bounded pool of threads named ``crossgate-sync-N``: the fast path
+            for code that shares nothing with a thread (file I/O, a blocking HTTP client,
+            CPU work that releases the GIL).
+        executor: a `concurrent.futures.Executor` to run the calls on instead of the pool;
+            only with ``thread_sensitive=False``, as in asgiref.
 
     Raises:
-        TypeError: ``func`` is async or not callable; or both options were given.
+        TypeError: ``func`` is async or not callable; or an ``executor`` was given without
+            ``thread_sensitive=False``.
         DeadlockError: (when called) the thread-sensitive thread is the calling thread.
         ConcurrencyError: (when called) the thread-sensitive context has exited.
     """
     if thread_sensitive and executor is not None:
-        raise TypeError("sync_to_async takes thread_sensitive=True or an executor, not both")
+        # asgiref raises the same: a thread-sensitive call has one thread to run on.
+        raise TypeError(
+            "sync_to_async runs a thread-sensitive call (the default) on the thread Django "
+            "expects, not on an executor: pass thread_sensitive=False with executor="
+        )
     target = None if executor is None else ExecutorTarget(executor)
 
     def decorate(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -122,7 +149,6 @@ def sync_to_async(
                 f"sync_to_async needs a sync callable; {describe(fn)} is async: await it directly"
             )
 
-        @functools.wraps(fn)
         async def run_in_thread(*args: P.args, **kwargs: P.kwargs) -> R:
             ctx = contextvars.copy_context()
             call = Call(asyncio.get_running_loop(), fn, args, kwargs, ctx)
@@ -147,7 +173,7 @@ def sync_to_async(
         # The wrapper is an ``async def``: `inspect.iscoroutinefunction`, asgiref and Django see
         # a coroutine function, on 3.11 as on 3.12 (where `inspect.markcoroutinefunction`
         # would add nothing to a function that already is one).
-        return run_in_thread
+        return _wraps(run_in_thread, fn)
 
     return decorate if func is None else decorate(func)
 
@@ -174,7 +200,8 @@ def async_to_sync(
 
     Use it as a call, ``async_to_sync(func)(*args)``, or as a decorator, bare or with options;
     it takes coroutine functions, bound methods, `functools.partial` objects and callable
-    objects, and keeps their signature for type checkers.
+    objects, and keeps their signature for type checkers, their name and docstring and a
+    bound method's ``__self__``.
 
     The coroutine runs on an existing event loop, never a new one per call: in a
     ``WSGIToASGI`` worker thread, the ASGI server's loop (`server_loop`), so a WSGI view shares
@@ -182,7 +209,9 @@ def async_to_sync(
     caller's loop (as asgiref does); anywhere else, one persistent loop thread per process,
     ``crossgate-loop``. While it waits, the calling thread runs the thread-sensitive
     `sync_to_async` calls the coroutine makes, so they see its database connection. The
-    contextvars go along and their changes come back; exceptions keep their traceback.
+    contextvars (and asgiref ``Local`` values) go along and their changes come back;
+    exceptions keep their traceback. In a process forked from a thread that knew a loop of
+    the parent, the child's own persistent loop is used.
 
     Args:
         func: the coroutine function (or any callable returning an awaitable).
@@ -202,11 +231,10 @@ def async_to_sync(
         if not callable(fn):
             raise TypeError(f"async_to_sync needs a callable, not {type(fn).__name__}")
 
-        @functools.wraps(fn)
         def run_on_loop(*args: P.args, **kwargs: P.kwargs) -> R:
             result: R = run_sync(fn, args, kwargs, timeout)
             return result
 
-        return run_on_loop
+        return _wraps(run_on_loop, fn)
 
     return decorate if func is None else decorate(func)

@@ -20,6 +20,7 @@ from typing import Generic, Self, TypeVar
 
 from crossgate._concurrency import bridge, loops
 from crossgate._concurrency.errors import ConcurrencyError
+from crossgate._concurrency.locals import adopt_locals
 from crossgate._concurrency.pool import describe
 from crossgate._concurrency.sensitive import default_pool
 from crossgate._concurrency.sync_iter import DEFAULT_READ_AHEAD, check_read_ahead
@@ -178,6 +179,7 @@ class AsyncToSyncIterator(Generic[T]):
 
     async def _produce(self, session: _Session) -> None:
         waiter, space = session.waiter, session.space
+        adopt_locals()  # the consumer's context moved to the loop's thread, asgiref Locals too
         token = waiter_var.set(waiter)
         bridge.enter_waiter(waiter, default_pool)
         error: BaseException | None = None

@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import Any, NamedTuple
 
 from crossgate._concurrency.errors import ConcurrencyError
+from crossgate._concurrency.locals import adopt_locals
 from crossgate._concurrency.pool import describe, local
 
 __all__ = ["Call", "OrphanedCalls", "check_cancelled", "inbox_for", "orphaned_calls", "post"]
@@ -182,6 +183,9 @@ class Call:
             release, local.release = local.release[1], None
         previous, local.job = local.job, self
         try:
+            # The context moved to this thread: so do its asgiref Locals (Django's language,
+            # time zone, script prefix), as in asgiref's own sync_to_async.
+            self.ctx.run(adopt_locals)
             value = self.ctx.run(self.fn, *self.args, **self.kwargs)
             ok = True
         except BaseException as exc:

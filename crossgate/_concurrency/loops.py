@@ -20,16 +20,19 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from crossgate._concurrency import bridge
 from crossgate._concurrency.errors import ConcurrencyError
+from crossgate._concurrency.locals import adopt_locals
 from crossgate._concurrency.pool import copy_back, describe, local
 from crossgate._concurrency.sensitive import default_pool
 from crossgate._concurrency.waiter import Waiter, waiter_var
 
 __all__ = [
     "POLL",
+    "AsyncSingleThreadContext",
     "loop_running",
     "pick_loop",
     "portal_loop",
@@ -44,7 +47,10 @@ POLL = 1.0
 # How long exit waits for the loop thread to finish.
 _STOP_TIMEOUT = 2.0
 
-_server_loop: ContextVar[asyncio.AbstractEventLoop | None] = ContextVar(
+# The server's loop, with the PID of the process that recorded it: a child forked from a
+# worker thread keeps this context, and the parent's loop in it still looks running there,
+# with no thread to run it (asgiref checks its own caller loop the same way, asgiref #194).
+_server_loop: ContextVar[tuple[asyncio.AbstractEventLoop, int] | None] = ContextVar(
     "crossgate_server_loop", default=None
 )
 
@@ -52,19 +58,23 @@ _server_loop: ContextVar[asyncio.AbstractEventLoop | None] = ContextVar(
 def server_loop() -> asyncio.AbstractEventLoop | None:
     """Return the ASGI server's event loop when called from a ``WSGIToASGI`` worker thread.
 
-    Returns ``None`` anywhere else, and once that loop is closed. The loop is running in
-    another thread: schedule work on it with `asyncio.run_coroutine_threadsafe` (or call
-    `async_to_sync`, which does), never by calling its methods directly.
+    Returns ``None`` anywhere else, once that loop is closed, and in a process forked from
+    that thread (the loop is the parent's). The loop is running in another thread: schedule
+    work on it with `asyncio.run_coroutine_threadsafe` (or call `async_to_sync`, which does),
+    never by calling its methods directly.
     """
-    loop = _server_loop.get()
-    if loop is None or loop.is_closed():
+    recorded = _server_loop.get()
+    if recorded is None:
+        return None
+    loop, pid = recorded
+    if pid != os.getpid() or loop.is_closed():
         return None
     return loop
 
 
 def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Record ``loop`` as the server loop for the current context (used by the adapters)."""
-    _server_loop.set(loop)
+    _server_loop.set((loop, os.getpid()))
 
 
 class _LoopThread:
@@ -149,6 +159,33 @@ def pick_loop() -> asyncio.AbstractEventLoop:
     return portal_loop()
 
 
+class AsyncSingleThreadContext:
+    """Run the `async_to_sync` calls made in this block on one thread: asgiref's name for it.
+
+    ``with AsyncSingleThreadContext(): ...`` -- in asgiref, `async_to_sync` called from a plain
+    thread makes a new thread and event loop per call, and this context makes the calls in the
+    block share one thread instead (still a new loop per call, in asgiref 3.13). crossgate's
+    `async_to_sync` never makes a thread or a loop per call: from the same place, every call
+    runs on the same thread *and the same loop* (the persistent ``crossgate-loop``, the ASGI
+    server's loop in a ``WSGIToASGI`` worker, or the loop awaiting the `sync_to_async` call
+    this thread runs), so an event-loop-bound client made in one call still works in the next.
+    Entering this context therefore changes nothing: it exists so that code written for
+    asgiref, which enters it, imports and runs unchanged. Re-entrant, like asgiref's; it
+    raises nothing of its own and lets exceptions from the block through.
+    """
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
 class _Box:
     """The outcome of one `async_to_sync` call, written on the loop, read by the caller."""
 
@@ -175,6 +212,9 @@ async def _main(
     waiter: Waiter,
     box: _Box,
 ) -> None:
+    # The caller's context moved to the loop's thread: so do its asgiref Locals, as in
+    # asgiref's own async_to_sync (before enter_waiter sets asgiref's executor Local here).
+    adopt_locals()
     token = waiter_var.set(waiter)
     box.skip = bridge.enter_waiter(waiter, default_pool)
     try:

@@ -21,6 +21,7 @@ from queue import SimpleQueue
 from typing import Any, Protocol
 
 from crossgate._concurrency.errors import ConcurrencyError
+from crossgate._concurrency.locals import rehomed, rehomer
 
 __all__ = [
     "MAX_WORKERS",
@@ -93,10 +94,13 @@ def copy_back(ctx: contextvars.Context, skip: Collection[contextvars.ContextVar[
 
     `asyncio.to_thread` and anyio drop these changes; asgiref keeps them, and code moved
     from asgiref relies on it (a `ContextVar` set in a sync view is seen by the caller).
+    asgiref ``Local`` storage comes back re-homed to this thread, as asgiref's helpers hand it
+    back (see `crossgate._concurrency.locals`).
     """
+    found = rehomer()
     for var, value in ctx.items():
         if var.get(_MISSING) is not value and var not in skip:
-            var.set(value)
+            var.set(rehomed(value, found))
 
 
 # -- pools ------------------------------------------------------------------------------------
@@ -143,6 +147,8 @@ class Pool:
 
     def owner(self) -> threading.Thread | None:
         """The one thread that runs every job, for a one-thread pool that has started it."""
+        if self._pid != os.getpid():
+            return None  # the parent's thread, which does not exist in this forked child
         if self.max_workers == 1 and self._threads:
             return self._threads[0]
         return None
@@ -243,3 +249,17 @@ def _shutdown_pools() -> None:  # pragma: no cover - runs at exit (a subprocess 
 
 
 atexit.register(_shutdown_pools)
+
+
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children only
+    # Only the forking thread exists in the child. If it was running a job, the job's loop
+    # (the parent's, still marked running) has no thread here: `async_to_sync` must not send
+    # work to it, nor `check_cancelled` read a parent's cancel flag. The pools start afresh
+    # (their threads and locks are the parent's); `submit` checks the PID as well.
+    local.job = None
+    local.release = None
+    for pool in list(_POOLS):
+        pool._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -20,6 +20,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from crossgate._concurrency.calls import inbox_for, post
 from crossgate._concurrency.errors import ConcurrencyError
+from crossgate._concurrency.locals import adopt_locals
 from crossgate._concurrency.pool import SHARED_POOL, ExecutorTarget, Target, describe, local
 from crossgate._concurrency.sensitive import submit_sensitive
 
@@ -183,6 +184,8 @@ class SyncToAsyncIterator(Generic[T]):
         ctx = self._ctx
         if ctx is None:  # pragma: no cover - _submit sets it before any job exists
             raise ConcurrencyError("SyncToAsyncIterator job without a context")
+        # Each job may run on another thread: the source's asgiref Locals follow it there.
+        ctx.run(adopt_locals)
         while True:
             finished, error = ctx.run(self._pull_batch)
             with self._lock:

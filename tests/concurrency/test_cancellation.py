@@ -197,7 +197,8 @@ def test_many_cancelled_callers_all_see_cancelled_error() -> None:
         return 1
 
     async def main() -> None:
-        tasks = [asyncio.ensure_future(sync_to_async(work)()) for _ in range(3)]
+        parallel = sync_to_async(work, thread_sensitive=False)
+        tasks = [asyncio.ensure_future(parallel()) for _ in range(3)]
         await asyncio.get_running_loop().run_in_executor(None, all_started.wait)
         for task in tasks:
             task.cancel()

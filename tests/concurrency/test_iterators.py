@@ -325,7 +325,9 @@ def test_an_executor_that_drops_the_reading_wakes_the_consumer() -> None:
         release.wait(WAIT)
 
     async def main() -> None:
-        blocker = asyncio.ensure_future(sync_to_async(block, executor=executor)())
+        blocker = asyncio.ensure_future(
+            sync_to_async(block, thread_sensitive=False, executor=executor)()
+        )
         await asyncio.get_running_loop().run_in_executor(None, started.wait, WAIT)
         stream = sync_to_async_iter([1, 2], executor=executor)
         reading = asyncio.ensure_future(anext(stream))

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 from asgiref.sync import iscoroutinefunction as asgiref_iscoroutinefunction
+from asgiref.sync import sync_to_async as asgiref_sync_to_async
 
 from crossgate._concurrency.errors import ConcurrencyError
 from crossgate._concurrency.pool import MAX_WORKERS, SHARED_POOL
-from crossgate.concurrency import sync_to_async
+from crossgate.concurrency import async_to_sync, sync_to_async
 from tests.concurrency.conftest import WAIT, run
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
@@ -137,8 +138,49 @@ def test_rejects_async_callables_and_non_callables() -> None:
             sync_to_async(func)
     with pytest.raises(TypeError, match="needs a callable"):
         sync_to_async(42)  # type: ignore[call-overload]
-    with pytest.raises(TypeError, match="not both"):
-        sync_to_async(add, thread_sensitive=True, executor=ThreadPoolExecutor(1))
+    # As in asgiref: an executor only with thread_sensitive=False, given or by default.
+    ours = "pass thread_sensitive=False with executor="
+    theirs = "executor must not be set"
+    with ThreadPoolExecutor(1) as executor:
+        with pytest.raises(TypeError, match=ours):
+            sync_to_async(add, executor=executor)
+        with pytest.raises(TypeError, match=ours):
+            sync_to_async(add, thread_sensitive=True, executor=executor)
+        with pytest.raises(TypeError, match=theirs):
+            asgiref_sync_to_async(add, executor=executor)
+        with pytest.raises(TypeError, match=theirs):
+            asgiref_sync_to_async(add, thread_sensitive=True, executor=executor)
+
+
+# -- the default: thread-sensitive, as asgiref's ---------------------------------------------
+
+
+def test_thread_sensitive_by_default_as_in_asgiref() -> None:
+    # Same name, same default. Under async_to_sync, a call without options runs on the thread
+    # waiting for the coroutine, as asgiref's does: Django's ORM shares that thread's
+    # connection and its open transaction.atomic() block.
+    async def main() -> tuple[threading.Thread, threading.Thread]:
+        ours = await sync_to_async(threading.current_thread)()
+        theirs = await asgiref_sync_to_async(threading.current_thread)()
+        return ours, theirs
+
+    ours, theirs = async_to_sync(main)()
+    assert ours is threading.current_thread()
+    assert theirs is threading.current_thread()
+    ours = inspect.signature(sync_to_async).parameters["thread_sensitive"].default
+    theirs = inspect.signature(asgiref_sync_to_async).parameters["thread_sensitive"].default
+    assert ours is theirs is True
+
+
+def test_thread_sensitive_false_runs_calls_in_parallel() -> None:
+    async def main() -> tuple[str, str]:
+        parallel = await sync_to_async(current_thread_name, thread_sensitive=False)()
+        sensitive = await sync_to_async(current_thread_name)()
+        return parallel, sensitive
+
+    parallel, sensitive = run(main)
+    assert parallel.startswith("crossgate-sync-")
+    assert sensitive.startswith("crossgate-sensitive-")
 
 
 # -- contextvars ----------------------------------------------------------------------------------
@@ -182,7 +224,7 @@ def test_each_call_gets_its_own_copy() -> None:
         return var.get()
 
     async def caller(value: str) -> tuple[str, str]:
-        result = await sync_to_async(work)(value)
+        result = await sync_to_async(work, thread_sensitive=False)(value)
         return result, var.get()
 
     async def main() -> list[tuple[str, str]]:
@@ -230,8 +272,8 @@ def test_base_exceptions_reach_the_caller_and_the_worker_survives() -> None:
 
     async def main() -> str:
         with pytest.raises(SystemExit):
-            await sync_to_async(exits)()
-        return await sync_to_async(current_thread_name)()
+            await sync_to_async(exits, thread_sensitive=False)()
+        return await sync_to_async(current_thread_name, thread_sensitive=False)()
 
     assert run(main).startswith("crossgate-sync-")
 
@@ -243,7 +285,7 @@ def test_runs_on_named_pool_threads_and_reuses_them() -> None:
     async def main() -> set[str]:
         names = set()
         for _ in range(50):
-            names.add(await sync_to_async(current_thread_name)())
+            names.add(await sync_to_async(current_thread_name, thread_sensitive=False)())
         return names
 
     before = set(SHARED_POOL.threads)
@@ -265,7 +307,8 @@ def test_concurrent_calls_run_in_parallel_up_to_the_bound() -> None:
         barrier.wait()
 
     async def main() -> None:
-        await asyncio.gather(*(sync_to_async(work)() for _ in range(2 * MAX_WORKERS)))
+        parallel = sync_to_async(work, thread_sensitive=False)
+        await asyncio.gather(*(parallel() for _ in range(2 * MAX_WORKERS)))
 
     run(main)
     assert len(running) == MAX_WORKERS
@@ -282,7 +325,7 @@ def test_a_user_executor_runs_the_calls() -> None:
                 var.set("changed")
                 return threading.current_thread().name
 
-            name = await sync_to_async(work, executor=executor)()
+            name = await sync_to_async(work, thread_sensitive=False, executor=executor)()
             assert var.get() == "changed"
             return name
 
@@ -299,9 +342,13 @@ def test_an_executor_that_drops_the_call_wakes_the_caller() -> None:
         release.wait(WAIT)
 
     async def main() -> None:
-        first = asyncio.ensure_future(sync_to_async(block, executor=executor)())
+        first = asyncio.ensure_future(
+            sync_to_async(block, thread_sensitive=False, executor=executor)()
+        )
         await asyncio.get_running_loop().run_in_executor(None, started.wait, WAIT)
-        second = asyncio.ensure_future(sync_to_async(add, executor=executor)(1))
+        second = asyncio.ensure_future(
+            sync_to_async(add, thread_sensitive=False, executor=executor)(1)
+        )
         await asyncio.sleep(0)
         # Drops the queued second call; the first one is running and finishes.
         executor.shutdown(wait=False, cancel_futures=True)

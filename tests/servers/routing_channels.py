@@ -27,13 +27,12 @@ import django  # noqa: E402 - needs the settings module set
 
 django.setup()
 
-# Channels ships no type information (no py.typed): its names are Any to mypy.
-from channels.generic.websocket import (  # type: ignore[import-untyped]  # noqa: E402 - after setup()
+from channels.generic.websocket import (  # noqa: E402 - after setup()
     AsyncWebsocketConsumer,
 )
 
 
-class Echo(AsyncWebsocketConsumer):  # type: ignore[misc]  # an untyped base class
+class Echo(AsyncWebsocketConsumer):
     """Echoes each text frame back, upper-cased."""
 
     async def receive(self, text_data: str | None = None, bytes_data: Any = None) -> None:
