@@ -17,7 +17,7 @@ import sys
 from typing import Any, Literal
 
 from crossgate._logging import DATE_FORMAT, FORMAT
-from crossgate._routing_base import is_asgi
+from crossgate._routing_base import asgi, is_asgi
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.exceptions import CrossgateError
@@ -159,6 +159,11 @@ class Target:
                 return ASGIToWSGI(app, **self.asgi_to_wsgi)  # type: ignore[arg-type]
         except ValueError as error:
             raise CommandLineError(str(error)) from None
+        if kind == "asgi" and not is_asgi(app):
+            # --interface asgi on an object the servers' own checks (like is_asgi) would not
+            # take for ASGI 3, e.g. a plain function returning a coroutine: uvicorn would call
+            # it as ASGI 2, hypercorn as WSGI. The marked wrapper has an async __call__.
+            return asgi(app)
         return app
 
     def configure_logging(self) -> None:
