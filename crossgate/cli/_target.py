@@ -159,7 +159,7 @@ class Target:
                 return ASGIToWSGI(app, **self.asgi_to_wsgi)  # type: ignore[arg-type]
         except ValueError as error:
             raise CommandLineError(str(error)) from None
-        if kind == "asgi" and not is_asgi(app):
+        if kind == "asgi" and callable(app) and not is_asgi(app):
             # --interface asgi on an object the servers' own checks (like is_asgi) would not
             # take for ASGI 3, e.g. a plain function returning a coroutine: uvicorn would call
             # it as ASGI 2, hypercorn as WSGI. The marked wrapper has an async __call__.
