@@ -4,9 +4,9 @@ in child processes, for the server tests.
 Each server listens on 127.0.0.1 port 0 where it reports the port the kernel picked in its
 startup line; choosing a port in the test and passing it on would race with any other process
 binding ports between the two steps. granian and waitress print the port they were given, so
-for them the test picks a free one (`free_port`) and accepts that small race. The server's stdout and
-stderr go to a file the tests can read, so they can assert on what happened server-side. The
-process is always stopped by its PID, with a bounded wait at every step.
+for them the test picks a free one (`free_port`) and accepts that small race. The server's
+stdout and stderr go to a file the tests can read, so they can assert on what happened
+server-side. The process is always stopped by its PID, with a bounded wait at every step.
 """
 
 from __future__ import annotations
