@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import os
 import sys
+import sysconfig
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +38,7 @@ class Settings:
     interface: Interface
     """The interface the server serves the (possibly wrapped) app with."""
     imported_modules: frozenset[str]
-    """Modules the command imported to check the app (gunicorn forgets them for --reload)."""
+    """Modules the command imported to check the app (gunicorn's workers import them anew)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,20 +147,41 @@ def _gunicorn(settings: Settings, app: Any) -> None:
             }
             if settings.workers is not None:
                 options["workers"] = settings.workers
+            # gunicorn 24+ opens a control socket at one fixed path (~/.gunicorn/gunicorn.ctl)
+            # by default, so two servers started this way would fight over it; a development
+            # command leaves it off.
+            if "control_socket_disable" in self.cfg.settings:
+                options["control_socket_disable"] = True
             for key, value in options.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            # In each worker: the module is already built in this process unless --reload made
-            # the command forget it, in which case a new worker imports the current code.
+            # In each worker, after the fork: the import builds the app there.
             return importlib.import_module("crossgate.cli._app").application
 
-    if settings.reload:
-        # A worker forked from a process that imported the app would serve the old code after
-        # a reload (gunicorn's --reload does not work with --preload for the same reason).
-        for name in settings.imported_modules:
-            sys.modules.pop(name, None)
+    # Each worker imports the app itself, as gunicorn does without --preload: the command
+    # imported it here only to check it. A worker forked with the app already imported would
+    # share whatever the import opened (connections, threads), and would serve the old code
+    # after a --reload (the reason gunicorn's --reload does not work with --preload).
+    # Installed packages stay: some C extensions cannot be imported twice in one process.
+    for name in (*_project_modules(settings.imported_modules), "crossgate.cli._app"):
+        sys.modules.pop(name, None)
     Application(prog="crossgate serve --server gunicorn").run()
+
+
+def _project_modules(names: frozenset[str]) -> list[str]:
+    """The modules among ``names`` that are not installed packages or the standard library."""
+    paths = sysconfig.get_paths()
+    installed = tuple(
+        os.path.join(os.path.realpath(paths[key]), "")
+        for key in ("purelib", "platlib", "stdlib", "platstdlib")
+    )
+    found = []
+    for name in names:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file is not None and not os.path.realpath(file).startswith(installed):
+            found.append(name)
+    return found
 
 
 def _waitress(settings: Settings, app: Any) -> None:
