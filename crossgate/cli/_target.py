@@ -146,19 +146,17 @@ class Target:
         Also configures the ``crossgate`` logger, in this process (see `configure_logging`).
 
         Raises:
-            CommandLineError: see `load` and `kind`, or an adapter option is out of range.
+            CommandLineError: see `load` and `kind`.
         """
         self.configure_logging()
         app = self.load()
         kind = self.kind(app)
         adapter = self.adapter(kind)
-        try:
-            if adapter is WSGIToASGI:
-                return WSGIToASGI(app, **self.wsgi_to_asgi)  # type: ignore[arg-type]
-            if adapter is ASGIToWSGI:
-                return ASGIToWSGI(app, **self.asgi_to_wsgi)  # type: ignore[arg-type]
-        except ValueError as error:
-            raise CommandLineError(str(error)) from None
+        # The options' ranges were checked by the command's argument parser.
+        if adapter is WSGIToASGI:
+            return WSGIToASGI(app, **self.wsgi_to_asgi)  # type: ignore[arg-type]
+        if adapter is ASGIToWSGI:
+            return ASGIToWSGI(app, **self.asgi_to_wsgi)  # type: ignore[arg-type]
         if kind == "asgi" and callable(app) and not is_asgi(app):
             # --interface asgi on an object the servers' own checks (like is_asgi) would not
             # take for ASGI 3, e.g. a plain function returning a coroutine: uvicorn would call

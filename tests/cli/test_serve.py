@@ -7,6 +7,7 @@ where crossgate wraps the app its error log line carries a level and a timestamp
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -132,10 +133,8 @@ def test_reload_serves_the_changed_code(tmp_path: Path, server: str) -> None:
         deadline = time.monotonic() + 30.0
         text = ""
         while text != "second" and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(httpx.TransportError):
                 text = httpx.get(serve.base_url + "/", timeout=10.0).text
-            except httpx.TransportError:
-                pass
             time.sleep(0.2)
         assert text == "second", serve.describe()
     finally:
