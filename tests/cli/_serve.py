@@ -43,7 +43,9 @@ def free_port() -> int:
 def crossgate_command(*arguments: str) -> list[str]:
     """``python -m crossgate ARGUMENTS``, under ``coverage run`` when this run measures it."""
     if coverage.Coverage.current() is not None:
-        prefix = [sys.executable, "-m", "coverage", "run", "--parallel-mode", "-m"]
+        # The repository's settings and data file, whatever directory the child runs in.
+        rcfile = f"--rcfile={REPO_ROOT / 'pyproject.toml'}"
+        prefix = [sys.executable, "-m", "coverage", "run", rcfile, "--parallel-mode", "-m"]
     else:
         prefix = [sys.executable, "-m"]
     return [*prefix, "crossgate", *arguments]
@@ -53,6 +55,7 @@ def environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
+    env["COVERAGE_FILE"] = str(REPO_ROOT / ".coverage")
     return env
 
 

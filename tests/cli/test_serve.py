@@ -116,8 +116,10 @@ def test_python_dash_m_and_workers(tmp_path: Path) -> None:
 def test_reload_serves_the_changed_code(tmp_path: Path, server: str) -> None:
     module = tmp_path / "reloaded.py"
     module.write_text(
+        "from wsgiref.validate import validator\n"
+        "@validator\n"
         "def app(environ, start_response):\n"
-        "    start_response('200 OK', [])\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
         "    return [b'first']\n"
     )
     serve = Serve(
