@@ -9,6 +9,7 @@ host, origin, body-size, compression and request-ID policy to both sides
 `crossgate.sansio`.
 """
 
+from crossgate._logging import install_fallback as _install_fallback
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI, asgi_to_wsgi
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI, wsgi_to_asgi
 from crossgate.concurrency import (
@@ -55,6 +56,10 @@ from crossgate.middleware import (
 from crossgate.routing import Fallback, Mount, PathRouter, ProtocolRouter
 
 __version__ = "0.1.0"
+
+# Servers configure their own loggers, not the root: without this, crossgate's records reach
+# `logging.lastResort` and print bare (see crossgate/_logging.py).
+_install_fallback()
 
 __all__ = [
     "ASGIToWSGI",

@@ -1,16 +1,19 @@
-"""Real servers (uvicorn, hypercorn; gunicorn for WSGI) in child processes, for the server tests.
+"""Real servers (uvicorn, hypercorn, daphne, granian; gunicorn, waitress and granian for WSGI)
+in child processes, for the server tests.
 
-Each server listens on 127.0.0.1 port 0, so the kernel picks a free port at bind time and the
-server reports it in its startup line; choosing a port in the test and passing it on would
-race with any other process binding ports between the two steps. The server's stdout and
-stderr go to a file the tests can read, so they can assert on what happened server-side. The
-process is always stopped by its PID, with a bounded wait at every step.
+Each server listens on 127.0.0.1 port 0 where it reports the port the kernel picked in its
+startup line; choosing a port in the test and passing it on would race with any other process
+binding ports between the two steps. granian and waitress print the port they were given, so
+for them the test picks a free one (`free_port`) and accepts that small race. The server's
+stdout and stderr go to a file the tests can read, so they can assert on what happened
+server-side. The process is always stopped by its PID, with a bounded wait at every step.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -24,13 +27,17 @@ import pytest
 __all__ = [
     "GUNICORN_LISTENING",
     "SERVERS",
+    "WSGI_LISTENING",
     "ServerProcess",
+    "free_port",
+    "granian_command",
     "gunicorn_command",
     "running",
     "server_command",
+    "waitress_command",
 ]
 
-SERVERS = ("uvicorn", "hypercorn")
+SERVERS = ("uvicorn", "hypercorn", "daphne", "granian")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,9 +46,25 @@ STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 POLL_INTERVAL = 0.05
 
-# uvicorn: "Uvicorn running on http://127.0.0.1:PORT"; hypercorn: "Running on http://...".
-# Both print the address the socket is actually bound to, so port 0 comes back resolved.
-_LISTENING = re.compile(r"running on http://127\.0\.0\.1:(\d+)", re.IGNORECASE)
+# uvicorn: "Uvicorn running on http://127.0.0.1:PORT"; hypercorn: "Running on http://...";
+# daphne: "Listening on TCP address 127.0.0.1:PORT" (each the port actually bound); granian:
+# "Listening at: http://127.0.0.1:PORT" (the port it was given).
+_LISTENING = re.compile(
+    r"(?:running on http://|Listening on TCP address |Listening at: http://)127\.0\.0\.1:(\d+)",
+    re.IGNORECASE,
+)
+# For the WSGI servers: granian --interface wsgi as above, waitress "Serving on http://...".
+WSGI_LISTENING = re.compile(r"(?:Listening at: |Serving on )http://127\.0\.0\.1:(\d+)")
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the kernel's pick for port 0, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 # gunicorn: "Listening at: http://127.0.0.1:PORT (PID)", with the port the socket is bound to.
 GUNICORN_LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 
@@ -64,7 +87,33 @@ def server_command(server: str, app: str) -> list[str]:
             *("--bind", "127.0.0.1:0", "--workers", "0", "--graceful-timeout", "2"),
             *("--access-logfile", "-"),
         ]
+    if server == "daphne":
+        # daphne has no lifespan protocol and no graceful-shutdown option; it stops on SIGTERM.
+        return [
+            *(sys.executable, "-m", "daphne", app),
+            *("--bind", "127.0.0.1", "--port", "0", "--access-log", "-"),
+        ]
+    if server == "granian":
+        return granian_command(app, "asgi")
     raise ValueError(f"unknown server {server!r}; expected one of {SERVERS}")
+
+
+def granian_command(app: str, interface: str) -> list[str]:
+    """granian serving ``app`` with ``--interface asgi`` or ``wsgi``: one worker process, which
+    granian stops itself when its main process gets SIGTERM."""
+    return [
+        *(sys.executable, "-m", "granian", app, "--interface", interface),
+        *("--host", "127.0.0.1", "--port", str(free_port()), "--workers", "1"),
+        *("--workers-kill-timeout", "2"),
+    ]
+
+
+def waitress_command(app: str) -> list[str]:
+    """waitress serving the WSGI application ``app`` (its own command, ``waitress-serve``)."""
+    return [
+        *(sys.executable, "-m", "waitress", "--host", "127.0.0.1", "--port", str(free_port())),
+        app,
+    ]
 
 
 def gunicorn_command(

@@ -1,0 +1,10 @@
+"""``python -m crossgate``: the same as the ``crossgate`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from crossgate.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

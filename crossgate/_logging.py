@@ -1,0 +1,78 @@
+"""Where crossgate's log records go when nobody configured logging.
+
+crossgate logs through ``logging.getLogger("crossgate...")`` and, like any library, leaves the
+handlers to the application. But uvicorn, hypercorn, daphne and gunicorn configure only their
+own loggers (``uvicorn.error``, ``gunicorn.error``...), never the root logger; a record from
+``crossgate`` then finds no handler at all and Python hands it to `logging.lastResort`, which
+prints the bare message: no level, no time, no logger name. That is why an app error logged by
+an adapter looked like a stray ``print`` under those servers.
+
+The fix here is a *fallback* handler on the ``crossgate`` logger that stands in for
+`logging.lastResort` and nothing more: it writes a record only when no other handler on the
+record's way up (``crossgate.x`` -> ``crossgate`` -> root, as far as ``propagate`` lets it go)
+would see it. As soon as the application configures logging anywhere on that path
+(``logging.basicConfig``, a dictConfig, a server's ``--log-config`` naming ``crossgate``, pytest's
+capture), the fallback stays silent, so nothing is printed twice and the user's configuration
+decides. It never changes a level: the logger's effective level (the root's WARNING unless
+somebody lowered it) still filters first, as it does for `logging.lastResort`.
+
+Its format carries what the servers' own error logs carry (gunicorn's and hypercorn's layout):
+``[time] [pid] [LEVEL] logger: message``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+__all__ = ["DATE_FORMAT", "FORMAT", "FallbackHandler", "install_fallback"]
+
+FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
+
+
+class FallbackHandler(logging.Handler):
+    """Writes crossgate's records to stderr, only when no other handler would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if self._another_handler_sees(record):
+            return False
+        return super().handle(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # sys.stderr at emit time, like lastResort: a server or test may have replaced it.
+        stream = sys.stderr
+        if stream is None:  # pythonw, or a daemon that closed it
+            return
+        try:
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+    def _another_handler_sees(self, record: logging.LogRecord) -> bool:
+        # The walk `Logger.callHandlers` makes, level checks included.
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            for handler in logger.handlers:
+                if handler is not self and record.levelno >= handler.level:
+                    return True
+            if not logger.propagate:
+                return False
+            logger = logger.parent
+        return False
+
+
+def install_fallback() -> FallbackHandler:
+    """Put one `FallbackHandler` on the ``crossgate`` logger (once per process)."""
+    logger = logging.getLogger("crossgate")
+    for handler in logger.handlers:
+        if isinstance(handler, FallbackHandler):
+            return handler
+    handler = FallbackHandler()
+    logger.addHandler(handler)
+    return handler
