@@ -29,8 +29,10 @@ async def _asgi(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-wsgi_in_asgi = WSGIToASGI(validator(_wsgi))
+# raise_app_exceptions=False: crossgate answers and logs the failure itself at ERROR (by
+# default the exception goes on to the server, which logs it, and crossgate says so at INFO).
+wsgi_in_asgi = WSGIToASGI(validator(_wsgi), raise_app_exceptions=False)
 """For uvicorn."""
 
-asgi_in_wsgi = ASGIToWSGI(_asgi, lifespan="off")
+asgi_in_wsgi = ASGIToWSGI(_asgi, lifespan="off", raise_app_exceptions=False)
 """For gunicorn."""

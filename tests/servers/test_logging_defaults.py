@@ -23,7 +23,7 @@ from tests.servers._servers import (
 
 pytestmark = pytest.mark.servers
 
-# "[2026-12-07 17:36:44 +0000] [19764] [ERROR] crossgate: the WSGI app failed ..."
+# "[2026-12-07 17:36:44 +0000] [19764] [ERROR] crossgate: the WSGI app raised RuntimeError ..."
 STAMPED = re.compile(
     r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[ERROR\] crossgate: .*$", re.M
 )
@@ -70,8 +70,8 @@ def test_uvicorn_log_config_from_the_docs(tmp_path: Path) -> None:
         response = httpx.get(process.base_url + "/broken", timeout=10.0)
         assert response.status_code == 500
         assert process.wait_for_log("the WSGI app broke on purpose", timeout=10.0)
-        # "2026-12-07 17:36:44,123 ERROR:    crossgate: the WSGI app failed ..."
-        line = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ERROR:\s+crossgate: the WSGI app failed"
+        # "2026-12-07 17:36:44,123 ERROR:    crossgate: the WSGI app raised RuntimeError ..."
+        line = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ERROR:\s+crossgate: the WSGI app raised"
         assert re.search(line, process.log(), re.M), process.describe()
         # uvicorn's own lines take the same format.
         assert re.search(r"^\d{4}-\S+ \S+ INFO:\s+uvicorn.error: ", process.log(), re.M)
