@@ -252,6 +252,12 @@ class Call(ABC):
             else:
                 self.error = exc
         finally:
+            if self.cycle.dropped:
+                _log.warning(
+                    "the ASGI app sent %d bytes past its Content-Length of %s; dropped them",
+                    self.cycle.dropped,
+                    self.cycle.content_length,
+                )
             self.app_done = True
             self.app_ended()
 

@@ -14,6 +14,7 @@ from pathlib import PurePath
 from typing import Any, NamedTuple
 
 from crossgate.exceptions import AppProtocolError
+from crossgate.sansio.headers import parse_content_length
 from crossgate.sansio.response import error_events
 
 __all__ = [
@@ -211,21 +212,32 @@ class ResponseCycle:
     ``http.response.body`` messages until one has ``more_body`` false, or one
     ``http.response.pathsend`` (the "Path Send" extension) right after the start. Once the
     response is complete, further messages are ignored, as the spec ("Response Body") says.
+
+    A ``Content-Length`` the app declares is a promise the WSGI server may not check (wsgiref
+    sends whatever it is given): an invalid one, or several that disagree, are refused at the
+    start (`crossgate.sansio.headers.parse_content_length`, the rule `WSGIToASGI` applies too),
+    and body bytes past it are dropped, counted in ``dropped`` for the adapter to log; the
+    response is complete once that many bytes went out. Otherwise the surplus would reach the
+    client as the start of the next response on a keep-alive connection.
     """
 
-    __slots__ = ("body_started", "complete", "started")
+    __slots__ = ("body_started", "complete", "content_length", "dropped", "sent", "started")
 
     def __init__(self) -> None:
         self.started = False
         self.body_started = False
         self.complete = False
+        self.content_length: int | None = None
+        self.sent = 0
+        self.dropped = 0
 
     def feed(self, message: Mapping[str, Any]) -> Start | Body | SendFile | None:
         """Check ``message`` and return what it asks for; ``None`` when it is to be ignored.
 
         Raises:
             AppProtocolError: the message is not allowed at this point or has a wrong shape
-                (see `status_line`, `wsgi_headers`); the cycle's state is left unchanged.
+                (see `status_line`, `wsgi_headers`), or the start declares an invalid or
+                conflicting ``Content-Length``; the cycle's state is left unchanged.
         """
         if self.complete:
             return None
@@ -246,6 +258,15 @@ class ResponseCycle:
                     )
                 body = bytes(body)
             more = bool(message.get("more_body", False))
+            limit = self.content_length
+            if limit is not None:
+                room = limit - self.sent
+                if len(body) >= room:
+                    if len(body) > room:
+                        self.dropped += len(body) - room
+                        body = body[:room]
+                    more = False  # every declared byte is out: the response is complete
+                self.sent += len(body)
             self.body_started = True
             self.complete = not more
             result: Body = _new_tuple(Body, (body, more))
@@ -256,9 +277,12 @@ class ResponseCycle:
             status = message.get("status")
             # status_line(status), with its table read here first.
             line = _STATUS_LINES.get(status) if type(status) is int else None
-            start: Start = _new_tuple(
-                Start,
-                (line or status_line(status), wsgi_headers(message.get("headers", ()))),
+            headers = wsgi_headers(message.get("headers", ()))
+            start: Start = _new_tuple(Start, (line or status_line(status), headers))
+            self.content_length = parse_content_length(
+                value.encode("latin-1")
+                for name, value in headers
+                if name == "content-length" or name.lower() == "content-length"
             )
             self.started = True
             return start
