@@ -142,8 +142,7 @@ def collect_headers(headers: Iterable[Sequence[bytes]], names: Iterable[bytes]) 
             else:
                 found.append(value)
     return {
-        key.decode("latin-1"): b",".join(values).decode("latin-1")
-        for key, values in parts.items()
+        key.decode("latin-1"): b",".join(values).decode("latin-1") for key, values in parts.items()
     }
 
 

@@ -592,7 +592,11 @@ def test_memo_keys_on_every_input() -> None:
         # A dual-stack proxy writes an IPv4 client as ::ffff:a.b.c.d: reported as the plain IPv4
         # address, so that an allow-list or a rate limit keyed on 1.2.3.4 matches it.
         ({"x-forwarded-for": "::ffff:1.2.3.4"}, "x-forwarded", ClientAddress("1.2.3.4")),
-        ({"x-forwarded-for": "[::ffff:1.2.3.4]:4711"}, "x-forwarded", ClientAddress("1.2.3.4", 4711)),
+        (
+            {"x-forwarded-for": "[::ffff:1.2.3.4]:4711"},
+            "x-forwarded",
+            ClientAddress("1.2.3.4", 4711),
+        ),
         ({"x-forwarded-for": "::FFFF:102:304"}, "x-forwarded", ClientAddress("1.2.3.4")),
         ({"forwarded": 'for="[::ffff:1.2.3.4]"'}, "forwarded", ClientAddress("1.2.3.4")),
         ({"forwarded": 'for="[::ffff:1.2.3.4]:80"'}, "forwarded", ClientAddress("1.2.3.4", 80)),
