@@ -116,7 +116,10 @@ class _Options:
             raise ValueError(f"max_id_length must be 1 or more, not {max_id_length}")
         self.header = header
         self.name = header.lower().encode("ascii")
-        self.environ_key = header_environ_key(self.name)
+        key = header_environ_key(self.name)
+        if key is None:  # pragma: no cover - a token always has a key (checked just above)
+            raise ValueError(f"header must be a valid header name, not {header!r}")
+        self.environ_key = key
         self.trusted: TrustedPeers | None
         if trust_incoming is True:
             self.trusted = TrustedPeers(["*"])
