@@ -18,7 +18,7 @@ from crossgate.exceptions import (
     RequestTooLarge,
     ResponseAborted,
 )
-from crossgate.sansio.asgi_response import ResponseCycle, error_response
+from crossgate.sansio.asgi_response import Body, ResponseCycle, SendFile, Start, error_response
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
 __all__ = ["Call", "Options", "client_gone", "wrap_file"]
@@ -252,14 +252,25 @@ class Call(ABC):
             else:
                 self.error = exc
         finally:
-            if self.cycle.dropped:
-                _log.warning(
-                    "the ASGI app sent %d bytes past its Content-Length of %s; dropped them",
-                    self.cycle.dropped,
-                    self.cycle.content_length,
-                )
             self.app_done = True
             self.app_ended()
+
+    def feed(self, message: Message) -> Start | Body | SendFile | None:
+        """`ResponseCycle.feed`, logging the body bytes it drops past the app's Content-Length.
+
+        Raises:
+            AppProtocolError: see `ResponseCycle.feed`.
+        """
+        cycle = self.cycle
+        dropped = cycle.dropped
+        event = cycle.feed(message)
+        if cycle.dropped != dropped:
+            _log.warning(
+                "the ASGI app sent %d bytes past its Content-Length of %s; dropped them",
+                cycle.dropped - dropped,
+                cycle.content_length,
+            )
+        return event
 
     @abstractmethod
     def app_ended(self) -> None:

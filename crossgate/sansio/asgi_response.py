@@ -240,6 +240,11 @@ class ResponseCycle:
                 conflicting ``Content-Length``; the cycle's state is left unchanged.
         """
         if self.complete:
+            if self.content_length is not None and self.sent >= self.content_length:
+                # Body the app sends after its Content-Length was reached is past it, too.
+                body = message.get("body") if isinstance(message, Mapping) else None
+                if isinstance(body, bytes | bytearray | memoryview):
+                    self.dropped += len(body)
             return None
         try:
             kind = message["type"]
