@@ -27,6 +27,7 @@ from crossgate.sansio.request_id import (
     accept_request_id,
     access_line,
     asgi_target,
+    log_safe,
     new_request_id,
     wsgi_target,
 )
@@ -183,11 +184,14 @@ class _Options:
         # The message is built lazily, as logging does with %-arguments: only when a handler
         # formats the record (a JSON formatter may use the attributes alone).
         record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, (), None)
+        # The attributes are escaped as the message is: a formatter using %(http_path)s must
+        # not write a path holding CR/LF (a server that sends no raw_path gives the decoded
+        # path) as a forged second line.
         record.__dict__.update(
             request_id=request_id,
-            client_addr=client,
-            http_method=method,
-            http_path=path,
+            client_addr=client if client is None else log_safe(client),
+            http_method=log_safe(method),
+            http_path=log_safe(path),
             http_status=status,
             response_bytes=sent,
             duration_ms=duration_ms,

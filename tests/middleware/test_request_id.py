@@ -721,3 +721,33 @@ def test_stack_refusal_gets_an_id_and_a_line(side: str, caplog: pytest.LogCaptur
     assert outcome.header("x-request-id") is not None
     [record] = _access_records(caplog)
     assert record.__dict__["http_status"] == 413
+
+
+# --- issue 19, item 7: the record attributes are escaped like the message ----------------------
+
+
+def test_asgi_record_attributes_cannot_forge_a_line(caplog: pytest.LogCaptureFixture) -> None:
+    # No raw_path from the server: the decoded path, CR/LF and all, is what gets logged. A
+    # formatter using %(http_method)s %(http_path)s must not write a second line.
+    scope = http_scope('G\nE"T', '/a\r\nINFO forged "x"\u2028', client=("10.0.0.1\n", 1))
+    scope["raw_path"] = None
+    _, record = _asgi_line(_plain_asgi, caplog, scope=scope)
+    formatted = logging.Formatter("%(client_addr)s %(http_method)s %(http_path)s").format(record)
+    assert "\n" not in formatted
+    assert "\r" not in formatted
+    assert "\u2028" not in formatted
+    assert record.__dict__["http_method"] == 'G\\x0aE\\"T'
+    assert record.__dict__["http_path"] == '/a\\x0d\\x0aINFO forged \\"x\\"\\u2028'
+    assert record.__dict__["client_addr"] == "10.0.0.1\\x0a:1"
+
+
+def test_wsgi_record_attributes_cannot_forge_a_line(caplog: pytest.LogCaptureFixture) -> None:
+    # A server that passes a method with a newline on (validator() would refuse it first).
+    environ = make_environ("G\nET", "/a\r\nINFO forged")
+    with caplog.at_level(logging.INFO, ACCESS):
+        call_wsgi(WSGIRequestID(text_app(b"ok")), environ, validate=False)
+    [record] = _access_records(caplog)
+    assert "\n" not in record.__dict__["http_method"]
+    assert record.__dict__["http_method"] == "G\\x0aET"
+    assert "\r" not in record.__dict__["http_path"]
+    assert "\n" not in record.__dict__["http_path"]
