@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -123,6 +124,16 @@ class _Options:
         self.environ_key = key
         self.trusted: TrustedPeers | None
         if trust_incoming is True:
+            # Deprecated: "everybody" reads as "my proxy", but any client that reaches the app
+            # port directly then chooses its own id. A peer list says whom; ["*"] keeps the
+            # old meaning, explicitly.
+            warnings.warn(
+                "RequestID(trust_incoming=True) trusts every client's request id; pass the "
+                "proxies to trust instead, such as trust_incoming=['127.0.0.1', '::1'] (or "
+                "['*'] to keep trusting everybody)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             self.trusted = TrustedPeers(["*"])
         elif trust_incoming is False:
             self.trusted = None
@@ -225,10 +236,12 @@ class RequestID:
     Args:
         app: the ASGI application.
         header: the request and response header carrying the id.
-        trust_incoming: whose incoming id to reuse: ``False`` (nobody: always a fresh id),
-            ``True`` (every client: only behind a proxy that always sets or overwrites the
-            header), or peers (IP addresses, networks such as ``"10.0.0.0/8"``, ``"unix"``;
-            a string is split on commas). Peers are matched against the direct peer: the
+        trust_incoming: whose incoming id to reuse: ``False`` (nobody: always a fresh id), or
+            peers (IP addresses, networks such as ``"10.0.0.0/8"``, ``"unix"``, ``"*"`` for
+            every client; a string is split on commas), such as ``["127.0.0.1", "::1"]`` for
+            nginx on the same machine. ``True`` still means every client but is deprecated
+            (a `DeprecationWarning`): a client that reaches the app port directly would choose
+            its own id. Peers are matched against the direct peer: the
             ``client`` this middleware sees or, behind `ProxyHeaders`, the proxy it believed
             (`ProxyHeaders` keeps that address for us under ``"crossgate.proxy_peer"``).
         access_log: write one line per request at INFO.
