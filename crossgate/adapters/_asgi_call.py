@@ -130,7 +130,7 @@ class Call(ABC):
         self.body_end = False
         self.body_failed = False
         self.too_large = False
-        self.cycle = ResponseCycle()
+        self.cycle = ResponseCycle(head=environ.get("REQUEST_METHOD") == "HEAD")
         self.violation: AppProtocolError | None = None
         self.error: Exception | None = None
         self.cancelled = False

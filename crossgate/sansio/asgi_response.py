@@ -217,13 +217,28 @@ class ResponseCycle:
     sends whatever it is given): an invalid one, or several that disagree, are refused at the
     start (`crossgate.sansio.headers.parse_content_length`, the rule `WSGIToASGI` applies too),
     and body bytes past it are dropped, counted in ``dropped`` for the adapter to log; the
-    response is complete once that many bytes went out. Otherwise the surplus would reach the
+    response is complete once that many bytes went out. A body that ends short of it is a
+    protocol error, except in the answer to a ``HEAD`` (``head``) and in a 204 or 304. Otherwise the surplus would reach the
     client as the start of the next response on a keep-alive connection.
     """
 
-    __slots__ = ("body_started", "complete", "content_length", "dropped", "sent", "started")
+    __slots__ = (
+        "body_started",
+        "complete",
+        "content_length",
+        "dropped",
+        "head",
+        "must_fill",
+        "sent",
+        "started",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, head: bool = False) -> None:
+        self.head = head
+        # Whether the body must be as long as the Content-Length: not for a HEAD answer, a 204
+        # or a 304, which carry the length of a body they never send (RFC 9110 sections 8.6,
+        # 9.3.2, 15.4.5).
+        self.must_fill = False
         self.started = False
         self.body_started = False
         self.complete = False
@@ -236,8 +251,9 @@ class ResponseCycle:
 
         Raises:
             AppProtocolError: the message is not allowed at this point or has a wrong shape
-                (see `status_line`, `wsgi_headers`), or the start declares an invalid or
-                conflicting ``Content-Length``; the cycle's state is left unchanged.
+                (see `status_line`, `wsgi_headers`), the start declares an invalid or
+                conflicting ``Content-Length``, or the body ends short of it; the cycle's
+                state is left unchanged.
         """
         if self.complete:
             if self.content_length is not None and self.sent >= self.content_length:
@@ -271,6 +287,13 @@ class ResponseCycle:
                         self.dropped += len(body) - room
                         body = body[:room]
                     more = False  # every declared byte is out: the response is complete
+                elif not more and self.must_fill:
+                    # RFC 9112 section 6.3: a body that ends short of its Content-Length is
+                    # an incomplete message; the client would wait for the rest.
+                    raise AppProtocolError(
+                        f"the app ended its body {room - len(body)} bytes short of its "
+                        f"Content-Length of {limit}"
+                    )
                 self.sent += len(body)
             self.body_started = True
             self.complete = not more
@@ -289,6 +312,7 @@ class ResponseCycle:
                 for name, value in headers
                 if name == "content-length" or name.lower() == "content-length"
             )
+            self.must_fill = not (self.head or status in (204, 304))
             self.started = True
             return start
         if kind == "http.response.pathsend":

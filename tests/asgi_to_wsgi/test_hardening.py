@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from crossgate.exceptions import ResponseAborted
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
 from crossgate.types import ASGIReceive, ASGISend
 from tests.asgi_to_wsgi.conftest import MakeAdapter, Mode, make_environ, run_wsgi, wait_until
@@ -200,3 +201,34 @@ def test_the_cap_is_an_option(make_adapter: MakeAdapter, cap: int | None) -> Non
         make_adapter(declaring([], b""), max_headers=cap), _environ_with(DEFAULT_MAX_HEADERS + 50)
     )
     assert result.code == 200
+
+
+def test_a_body_short_of_its_length_is_a_500(make_adapter: MakeAdapter) -> None:
+    # The client would wait for the missing bytes (RFC 9112 section 6.3): as in WSGIToASGI,
+    # a body that ends short is the app's error.
+    result = run_wsgi(make_adapter(declaring([(b"content-length", b"10")], b"abc")))
+    assert result.code == 500
+
+
+def test_a_body_short_of_its_length_after_bytes_went_out_aborts(
+    make_adapter: MakeAdapter,
+) -> None:
+    result = run_wsgi(make_adapter(declaring([(b"content-length", b"10")], b"abc", b"de")))
+    assert isinstance(result.error, ResponseAborted)
+    assert result.body == b"abc"
+
+
+@pytest.mark.parametrize(("method", "status"), [("HEAD", 200), ("GET", 304), ("GET", 204)])
+def test_head_204_and_304_keep_a_length_without_a_body(
+    make_adapter: MakeAdapter, method: str, status: int
+) -> None:
+    async def app(scope: Any, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError("http only")
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"10")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    result = run_wsgi(make_adapter(app), validate=status == 200, method=method)
+    assert result.code == status
+    assert result.body == b""
