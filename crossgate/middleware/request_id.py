@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import warnings
 import re
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any

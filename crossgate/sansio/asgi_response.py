@@ -217,9 +217,10 @@ class ResponseCycle:
     sends whatever it is given): an invalid one, or several that disagree, are refused at the
     start (`crossgate.sansio.headers.parse_content_length`, the rule `WSGIToASGI` applies too),
     and body bytes past it are dropped, counted in ``dropped`` for the adapter to log; the
-    response is complete once that many bytes went out. A body that ends short of it is a
-    protocol error, except in the answer to a ``HEAD`` (``head``) and in a 204 or 304. Otherwise the surplus would reach the
-    client as the start of the next response on a keep-alive connection.
+    response is complete once that many bytes went out. Otherwise the surplus would reach the
+    client as the start of the next response on a keep-alive connection. A body that ends
+    short of it is a protocol error, except in the answer to a ``HEAD`` (``head``) and in a
+    204 or 304.
     """
 
     __slots__ = (
