@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+
 from hypothesis import settings
 from hypothesis import strategies as st
 
