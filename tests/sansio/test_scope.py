@@ -602,3 +602,45 @@ def test_round_trip_keeps_every_pep_3333_key(
     again = build_environ(build_scope(environ), options)
 
     assert _pep3333(again) == _pep3333(environ)
+
+
+# --- issue 19: numbers too long for int() ---------------------------------------------------
+
+
+def test_ports_too_long_for_int_are_not_numbers() -> None:
+    # int() of more than 4300 digits raises ValueError (CPython's limit): never let it escape.
+    environ = _issue19_environ(SERVER_PORT="9" * 5000, REMOTE_PORT="9" * 5000)
+    scope = build_scope(environ)
+    assert scope["server"] == ("localhost", None)
+    assert scope["client"] == ("127.0.0.1", 0)
+
+
+def test_content_length_too_long_for_int_is_a_400() -> None:
+    with pytest.raises(PeerProtocolError) as info:
+        request_body_length(_issue19_environ(CONTENT_LENGTH="9" * 5000))
+    assert info.value.status_code == 400
+
+
+@pytest.mark.parametrize(("count", "refused"), [(100, False), (101, True), (100_000, True)])
+def test_header_count_cap(count: int, refused: bool) -> None:
+    environ = _issue19_environ(**{f"HTTP_X_{i}": "v" for i in range(count)})
+    if refused:
+        with pytest.raises(PeerProtocolError) as info:
+            build_scope(environ)
+        assert info.value.status_code == 431
+    else:
+        assert len(build_scope(environ)["headers"]) == count
+    assert len(build_scope(environ, max_headers=None)["headers"]) == count
+
+
+def _issue19_environ(**extra: str) -> dict[str, str]:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+    }
+    environ.update(extra)
+    return environ
