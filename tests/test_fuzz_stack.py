@@ -28,7 +28,7 @@ from crossgate.middleware.proxy_headers import ProxyHeaders, WSGIProxyHeaders
 from crossgate.middleware.request_id import RequestID, WSGIRequestID
 from crossgate.middleware.trusted_hosts import TrustedHosts, WSGITrustedHosts
 from crossgate.sansio.environ import build_environ
-from crossgate.testing import call_http
+from crossgate.testing import call_http, call_websocket
 from crossgate.types import ASGIReceive, ASGISend, StartResponse, WSGIEnvironment
 from tests._fuzz import (
     as_pairs,
@@ -121,6 +121,11 @@ _current = _Holder()
 async def _asgi_app(scope: Any, receive: ASGIReceive, send: ASGISend) -> None:
     script = _current.script
     assert script is not None
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 1000})
+        return
     if script.read_body:
         while True:
             message = await receive()
@@ -306,3 +311,37 @@ def test_wsgi_stack(
     event(f"wsgi: status {status}")
     check_header_pairs(pairs)
     check_framing(pairs, out, status=status, head=method == "HEAD", complete=True)
+
+
+@STACK
+@given(
+    path=st.text(max_size=12).map(lambda t: "/" + t),
+    headers=stack_headers(),
+    client=clients,
+    scheme=st.sampled_from(["ws", "wss"]),
+    denial=st.booleans(),
+)
+def test_asgi_stack_websocket(
+    path: str, headers: list[tuple[bytes, bytes]], client: Any, scheme: str, denial: bool
+) -> None:
+    # A handshake is accepted or refused (a close, or a denial response with the extension),
+    # never an exception; a denial response carries clean headers.
+    _current.script = Script(200, (), (), declare_length=False, read_body=False)
+    scope = _scope("GET", path, headers, client, scheme)
+    scope["type"] = "websocket"
+    scope.pop("method")
+    if denial:
+        scope["extensions"] = {"websocket.http.response": {}}
+    sent = asyncio.run(call_websocket(_ASGI_STACKS[0], scope, timeout=10.0))
+    kinds = [message["type"] for message in sent]
+    assert kinds in (
+        ["websocket.accept", "websocket.close"],
+        ["websocket.close"],
+        ["websocket.http.response.start", "websocket.http.response.body"],
+    ), kinds
+    event(f"websocket: {kinds[0]}")
+    if kinds[0] == "websocket.http.response.start":
+        check_header_pairs(sent[0]["headers"])
+        check_framing(
+            sent[0]["headers"], sent[1]["body"], status=sent[0]["status"], head=False, complete=True
+        )
