@@ -308,11 +308,15 @@ class ResponseCycle:
             line = _STATUS_LINES.get(status) if type(status) is int else None
             headers = wsgi_headers(message.get("headers", ()))
             start: Start = _new_tuple(Start, (line or status_line(status), headers))
-            self.content_length = parse_content_length(
-                value.encode("latin-1")
-                for name, value in headers
-                if name == "content-length" or name.lower() == "content-length"
-            )
+            # Most responses have one Content-Length or none: names of another length are
+            # passed over without lower-casing them (this runs for every response).
+            lengths: list[bytes] | None = None
+            for name, value in headers:
+                if len(name) == 14 and name.lower() == "content-length":
+                    if lengths is None:
+                        lengths = []
+                    lengths.append(value.encode("latin-1"))
+            self.content_length = None if lengths is None else parse_content_length(lengths)
             self.must_fill = not (self.head or status in (204, 304))
             self.started = True
             return start
