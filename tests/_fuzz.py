@@ -28,7 +28,7 @@ __all__ = [
 
 # Bounded: every property here together stays within a few seconds to tens of seconds on a
 # loaded machine (hypothesis' own deadline is off: a shared CPU makes its timing meaningless).
-FUZZ = settings(max_examples=120, deadline=None)
+FUZZ = settings(max_examples=250, deadline=None)
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FORBIDDEN = re.compile(rb"[\r\n\x00]")
