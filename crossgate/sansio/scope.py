@@ -7,6 +7,7 @@ Every choice below keeps the round trip environ -> scope -> environ exact for th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from operator import itemgetter
 from typing import Any, TypeGuard
@@ -66,6 +67,9 @@ _SHAPES_MAX = 256
 _SERVERS: dict[tuple[str, str], tuple[str, int | None]] = {}
 _SERVERS_MAX = 64
 
+# RFC 9110 section 5.6.2: a header name is a token (ASCII only).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
 # PEP 3333 reserves these for the CGI variables; an HTTP_ twin would duplicate the header.
 _CGI_TWINS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 
@@ -118,11 +122,19 @@ def _native(value: object, key: str) -> bytes:
 
 def _header_name(key: object) -> bytes:
     """``HTTP_X_FORWARDED_FOR`` -> ``b"x-forwarded-for"`` (ASGI header names are lower case);
-    ``b""`` for a key that is no header: not ``HTTP_*``, or a twin of a CGI variable."""
+    ``b""`` for a key that is no header: not ``HTTP_*``, a twin of a CGI variable, or one whose
+    name is not an RFC 9110 token.
+
+    The name is lower-cased as ASCII bytes: ``str.lower()`` would fold ``"\u212a"`` (KELVIN
+    SIGN) into ``"k"`` and hand the app a header no client sent (the mirror of
+    `crossgate.sansio.headers.header_environ_key`).
+    """
     if type(key) is not str or not key.startswith("HTTP_") or key in _CGI_TWINS:
         name = b""
+    elif _TOKEN.fullmatch(key, 5):
+        name = key[5:].encode("ascii").lower().replace(b"_", b"-")
     else:
-        name = _native(key[5:].lower().replace("_", "-"), key)
+        name = b""
     if len(_KEYS) < _KEYS_MAX:
         _KEYS[key] = name
     return name

@@ -644,3 +644,17 @@ def _issue19_environ(**extra: str) -> dict[str, str]:
     }
     environ.update(extra)
     return environ
+
+
+@pytest.mark.parametrize(
+    "key", ["HTTP_X_\u212aEY", "HTTP_X_\xdf", "HTTP_X FOO", "HTTP_", "HTTP_X:Y", "HTTP_\u0130D"]
+)
+def test_environ_keys_that_are_not_token_headers_give_no_header(key: str) -> None:
+    # The mirror of header_environ_key: str.lower() would fold KELVIN SIGN into "k".
+    scope = build_scope(_issue19_environ(**{key: "v", "HTTP_HOST": "example.com"}))
+    assert scope["headers"] == [(b"host", b"example.com")]
+
+
+def test_environ_key_case_is_folded_as_ascii() -> None:
+    scope = build_scope(_issue19_environ(HTTP_X_MiXeD="v"))
+    assert scope["headers"] == [(b"x-mixed", b"v")]
