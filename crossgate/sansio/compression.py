@@ -439,7 +439,7 @@ class Compressor:
         self._crc = zlib.crc32(data, self._crc)
         self._size += len(data)
         header = self._header
-        if header is None:
+        if not header:  # sent already
             return out
         self._header = b""
         return header + out

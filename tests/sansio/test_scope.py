@@ -658,3 +658,21 @@ def test_environ_keys_that_are_not_token_headers_give_no_header(key: str) -> Non
 def test_environ_key_case_is_folded_as_ascii() -> None:
     scope = build_scope(_issue19_environ(HTTP_X_MiXeD="v"))
     assert scope["headers"] == [(b"x-mixed", b"v")]
+
+
+def test_a_shape_remembered_without_a_cap_is_still_capped() -> None:
+    # The key-shape memo is shared: a shape first seen with max_headers=None must still be
+    # refused by a caller with the default cap.
+    environ = _issue19_environ(**{f"HTTP_X_SHAPE_{i}": "v" for i in range(150)})
+    assert len(build_scope(environ, max_headers=None)["headers"]) == 150
+    with pytest.raises(PeerProtocolError) as info:
+        build_scope(environ)
+    assert info.value.status_code == 431
+
+
+def test_cgi_headers_count_towards_the_cap() -> None:
+    environ = _issue19_environ(**{f"HTTP_X_{i}": "v" for i in range(99)})
+    environ["CONTENT_TYPE"], environ["CONTENT_LENGTH"] = "text/plain", "0"
+    with pytest.raises(PeerProtocolError) as info:
+        build_scope(environ)
+    assert info.value.status_code == 431
