@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from crossgate.exceptions import ResponseAborted
+from crossgate.exceptions import AppProtocolError, ResponseAborted
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
 from crossgate.types import ASGIReceive, ASGISend
 from tests.asgi_to_wsgi.conftest import MakeAdapter, Mode, make_environ, run_wsgi, wait_until
@@ -87,10 +87,21 @@ def test_body_past_the_declared_length_is_dropped(
 def test_invalid_or_conflicting_length_is_a_500(
     make_adapter: MakeAdapter, headers: list[tuple[bytes, bytes]]
 ) -> None:
-    result = run_wsgi(make_adapter(declaring(headers, b"x" * 20)))
+    app = declaring(headers, b"x" * 20)
+    result = run_wsgi(make_adapter(app, raise_app_exceptions=False))
     assert result.code == 500
     assert [status for status, _ in result.start_calls] == ["500 Internal Server Error"]
     assert result.header("content-length") == str(len(result.body))
+
+
+def test_a_conflicting_length_reaches_the_server_by_default(make_adapter: MakeAdapter) -> None:
+    # raise_app_exceptions: the app broke the spec before any header went out, so the error is
+    # raised from the application call and the WSGI server answers 500 itself.
+    headers = [(b"content-length", b"1"), (b"content-length", b"0")]
+    result = run_wsgi(make_adapter(declaring(headers, b"x" * 20)), catch_call=True)
+    assert isinstance(result.call_error, AppProtocolError)
+    assert "conflicting Content-Length" in str(result.call_error)
+    assert result.start_calls == []
 
 
 def test_identical_repeated_lengths_are_kept(make_adapter: MakeAdapter) -> None:
@@ -206,15 +217,26 @@ def test_the_cap_is_an_option(make_adapter: MakeAdapter, cap: int | None) -> Non
 def test_a_body_short_of_its_length_is_a_500(make_adapter: MakeAdapter) -> None:
     # The client would wait for the missing bytes (RFC 9112 section 6.3): as in WSGIToASGI,
     # a body that ends short is the app's error.
-    result = run_wsgi(make_adapter(declaring([(b"content-length", b"10")], b"abc")))
+    app = declaring([(b"content-length", b"10")], b"abc")
+    result = run_wsgi(make_adapter(app, raise_app_exceptions=False))
     assert result.code == 500
+    # By default the app's error reaches the server instead, raised from the iterable before
+    # any body byte went out (so the WSGI server can still answer 500).
+    result = run_wsgi(make_adapter(app))
+    assert isinstance(result.error, AppProtocolError)
+    assert result.chunks == []
 
 
 def test_a_body_short_of_its_length_after_bytes_went_out_aborts(
     make_adapter: MakeAdapter,
 ) -> None:
-    result = run_wsgi(make_adapter(declaring([(b"content-length", b"10")], b"abc", b"de")))
+    app = declaring([(b"content-length", b"10")], b"abc", b"de")
+    result = run_wsgi(make_adapter(app, raise_app_exceptions=False))
     assert isinstance(result.error, ResponseAborted)
+    assert result.body == b"abc"
+    # By default the app's error is raised from the iterable once headers went out.
+    result = run_wsgi(make_adapter(app))
+    assert isinstance(result.error, AppProtocolError)
     assert result.body == b"abc"
 
 
