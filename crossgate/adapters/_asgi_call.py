@@ -20,7 +20,7 @@ from crossgate.exceptions import (
     RequestTooLarge,
     ResponseAborted,
 )
-from crossgate.sansio.asgi_response import ResponseCycle, error_response
+from crossgate.sansio.asgi_response import Body, ResponseCycle, SendFile, Start, error_response
 from crossgate.sansio.failure import FailurePlan, Outcome, plan_failure
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
@@ -135,7 +135,7 @@ class Call(ABC):
         self.body_end = False
         self.body_failed = False
         self.too_large = False
-        self.cycle = ResponseCycle()
+        self.cycle = ResponseCycle(head=environ.get("REQUEST_METHOD") == "HEAD")
         self.violation: AppProtocolError | None = None
         self.error: Exception | None = None
         # What the app raised after its complete response, kept until close() raises it to
@@ -296,6 +296,23 @@ class Call(ABC):
         finally:
             self.app_done = True
             self.app_ended()
+
+    def feed(self, message: Message) -> Start | Body | SendFile | None:
+        """`ResponseCycle.feed`, logging the body bytes it drops past the app's Content-Length.
+
+        Raises:
+            AppProtocolError: see `ResponseCycle.feed`.
+        """
+        cycle = self.cycle
+        dropped = cycle.dropped
+        event = cycle.feed(message)
+        if cycle.dropped != dropped:
+            _log.warning(
+                "the ASGI app sent %d bytes past its Content-Length of %s; dropped them",
+                cycle.dropped - dropped,
+                cycle.content_length,
+            )
+        return event
 
     @abstractmethod
     def app_ended(self) -> None:

@@ -95,7 +95,7 @@ class InlineCall(Call):
         if self.violation is not None:
             raise AppProtocolError(f"the response already broke the protocol: {self.violation}")
         try:
-            event = self.cycle.feed(message)
+            event = self.feed(message)
         except AppProtocolError as exc:
             self.violation = exc
             raise

@@ -168,7 +168,7 @@ class SharedCall(Call):
         if self.violation is not None:
             raise AppProtocolError(f"the response already broke the protocol: {self.violation}")
         try:
-            event = self.cycle.feed(message)
+            event = self.feed(message)
         except AppProtocolError as exc:
             self.violation = exc
             raise

@@ -19,6 +19,7 @@ from crossgate.adapters._interface import check_app
 from crossgate.adapters._loops import LoopThread, ThreadLoops, cancel_tasks
 from crossgate.exceptions import CrossgateError, PeerProtocolError, RequestTooLarge
 from crossgate.sansio.asgi_response import error_response
+from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
 from crossgate.sansio.scope import build_scope, request_body_length
 from crossgate.types import ASGIApp, StartResponse, WSGIEnvironment
 
@@ -125,6 +126,8 @@ class ASGIToWSGI:
             never runs it. Startup runs once per process before its first request (or when
             `startup` is called); a failed startup makes every request answer 500.
         max_body_size: request bodies larger than this get a 413; ``None`` for no limit.
+        max_headers: requests with more headers get a 431; ``None`` for no cap. The same
+            default (100) and status as `WSGIToASGI`'s.
         read_size: the largest piece of request body read from ``wsgi.input`` at a time, and
             so the largest ``http.request`` message.
         send_buffer: response bytes the app may send ahead of the WSGI server, at most, before
@@ -162,6 +165,7 @@ class ASGIToWSGI:
         mode: Mode = "auto",
         lifespan: LifespanMode = "auto",
         max_body_size: int | None = None,
+        max_headers: int | None = DEFAULT_MAX_HEADERS,
         read_size: int = 64 * 1024,
         send_buffer: int = 256 * 1024,
         background_timeout: float = 5.0,
@@ -192,6 +196,7 @@ class ASGIToWSGI:
         self.mode: Mode = mode
         self.lifespan: LifespanMode = lifespan
         self.max_body_size = max_body_size
+        self.max_headers = max_headers
         self.lifespan_timeout = lifespan_timeout
         self.raise_app_exceptions = raise_app_exceptions
         self._options = Options(
@@ -281,7 +286,7 @@ class ASGIToWSGI:
             return _answer(start_response, 500)
         try:
             length = request_body_length(environ)
-            scope = build_scope(environ, state=process.state)
+            scope = build_scope(environ, state=process.state, max_headers=self.max_headers)
         except PeerProtocolError as exc:
             _log.info("answering %d: %s", exc.status_code, exc)
             return _answer(start_response, exc.status_code, str(exc))

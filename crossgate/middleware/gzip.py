@@ -10,12 +10,14 @@ decompression bomb can go off here).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.compression import (
     DEFAULT_EXCLUDED_TYPES,
+    DROPPED_WHEN_COMPRESSED,
     Action,
     Compressor,
     Plan,
@@ -50,6 +52,7 @@ _FACT_FIELDS = {
     "vary": "vary",
 }
 _FACT_FIELDS_B = {name.encode("latin-1"): attr for name, attr in _FACT_FIELDS.items()}
+_DROPPED_WHEN_COMPRESSED_B = frozenset(name.encode("ascii") for name in DROPPED_WHEN_COMPRESSED)
 # ASGI spec, "Extensions": with these the app may hand the body to the server as a file, which
 # cannot be compressed on the way; the decision then waits for the first body message.
 _FILE_EXTENSIONS = ("http.response.pathsend", "http.response.zerocopysend")
@@ -58,7 +61,14 @@ _FILE_EXTENSIONS = ("http.response.pathsend", "http.response.zerocopysend")
 class _Options:
     """The options `GZip` and `WSGIGZip` share, checked once."""
 
-    __slots__ = ("brotli_quality", "codings", "compresslevel", "excluded_types", "minimum_size")
+    __slots__ = (
+        "brotli_quality",
+        "codings",
+        "compresslevel",
+        "excluded_types",
+        "max_random_bytes",
+        "minimum_size",
+    )
 
     def __init__(
         self,
@@ -68,16 +78,25 @@ class _Options:
         brotli: bool | None,
         brotli_quality: int,
         excluded_types: Iterable[str],
+        max_random_bytes: int,
     ) -> None:
         if minimum_size < 0:
             raise ValueError(f"minimum_size must be 0 or more, not {minimum_size}")
+        if isinstance(max_random_bytes, bool) or max_random_bytes < 0:
+            raise ValueError(f"max_random_bytes must be 0 or more, not {max_random_bytes!r}")
+        if max_random_bytes and brotli:
+            raise ValueError(
+                "max_random_bytes pads gzip only (brotli has no field for it): pass brotli=False"
+            )
+        self.max_random_bytes = max_random_bytes
         if not 0 <= compresslevel <= 9:
             raise ValueError(f"compresslevel must be between 0 and 9, not {compresslevel}")
         if not 0 <= brotli_quality <= 11:
             raise ValueError(f"brotli_quality must be between 0 and 11, not {brotli_quality}")
         if brotli and not brotli_available():
             raise ValueError("brotli=True needs the brotli package: pip install brotli")
-        use_brotli = brotli_available() if brotli is None else brotli
+        # With padding on, br is not offered: a br response would go unpadded.
+        use_brotli = (brotli_available() if brotli is None else brotli) and not max_random_bytes
         self.minimum_size = minimum_size
         self.compresslevel = compresslevel
         self.brotli_quality = brotli_quality
@@ -95,12 +114,26 @@ class _Options:
             wait_for_body=wait,
         )
 
+    def padding(self) -> int | None:
+        """A fresh random padding length for one response (0 to ``max_random_bytes``)."""
+        limit = self.max_random_bytes
+        return secrets.randbelow(limit + 1) if limit else None
+
     def compressor(self, coding: str) -> Compressor:
-        return Compressor(coding, level=self.compresslevel, brotli_quality=self.brotli_quality)
+        return Compressor(
+            coding,
+            level=self.compresslevel,
+            brotli_quality=self.brotli_quality,
+            padding=self.padding(),
+        )
 
     def whole(self, coding: str, parts: Iterable[bytes]) -> bytes:
         return compress_whole(
-            coding, parts, level=self.compresslevel, brotli_quality=self.brotli_quality
+            coding,
+            parts,
+            level=self.compresslevel,
+            brotli_quality=self.brotli_quality,
+            padding=self.padding(),
         )
 
 
@@ -118,6 +151,11 @@ class GZip:
         excluded_types: media types never compressed (``"type/*"`` covers a top-level type);
             `crossgate.sansio.compression.DEFAULT_EXCLUDED_TYPES` by default, which has
             ``text/event-stream``.
+        max_random_bytes: pad each gzip response with 0 to this many random bytes (in the gzip
+            header's file name field, as Django 4.2+ does with 100), so that its compressed
+            length does not tell an attacker which guess of a secret matched (BREACH). 0, the
+            default, pads nothing. With padding on, ``br`` is not offered (``brotli=True``
+            raises): brotli has no field to put it in. See the Security page for when to use it.
 
     Headers are passed on as soon as the decision can be made: at ``http.response.start`` when
     it carries a ``Content-Length`` (or the response is not to be compressed); otherwise it is
@@ -130,7 +168,8 @@ class GZip:
     Scopes other than ``http`` pass through untouched.
 
     Raises:
-        ValueError: an option out of range, or ``brotli=True`` without the package.
+        ValueError: an option out of range, ``brotli=True`` without the package or with
+            ``max_random_bytes``.
     """
 
     def __init__(
@@ -142,6 +181,7 @@ class GZip:
         brotli: bool | None = None,
         brotli_quality: int = 4,
         excluded_types: Iterable[str] = DEFAULT_EXCLUDED_TYPES,
+        max_random_bytes: int = 0,
     ) -> None:
         self.app = app
         self.options = _Options(
@@ -150,6 +190,7 @@ class GZip:
             brotli=brotli,
             brotli_quality=brotli_quality,
             excluded_types=excluded_types,
+            max_random_bytes=max_random_bytes,
         )
 
     async def __call__(self, scope: Any, receive: ASGIReceive, send: ASGISend) -> None:
@@ -195,7 +236,7 @@ def _asgi_headers(
     """The response headers with ``plan`` applied; ``coding`` set when compressing."""
     dropped = {b"vary"} if plan.vary is not None else set()
     if coding is not None:
-        dropped |= {b"content-length", b"content-encoding"}
+        dropped |= _DROPPED_WHEN_COMPRESSED_B
         if plan.etag is not None:
             dropped.add(b"etag")
     out = [(k, v) for k, v in headers if k.lower() not in dropped]
@@ -316,7 +357,8 @@ class WSGIGZip:
     ``close()`` of the app's iterable is always called.
 
     Raises:
-        ValueError: an option out of range, or ``brotli=True`` without the package.
+        ValueError: an option out of range, ``brotli=True`` without the package or with
+            ``max_random_bytes``.
     """
 
     def __init__(
@@ -328,6 +370,7 @@ class WSGIGZip:
         brotli: bool | None = None,
         brotli_quality: int = 4,
         excluded_types: Iterable[str] = DEFAULT_EXCLUDED_TYPES,
+        max_random_bytes: int = 0,
     ) -> None:
         self.app = app
         self.options = _Options(
@@ -336,6 +379,7 @@ class WSGIGZip:
             brotli=brotli,
             brotli_quality=brotli_quality,
             excluded_types=excluded_types,
+            max_random_bytes=max_random_bytes,
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -374,7 +418,7 @@ def _wsgi_headers(
     """The response headers with ``plan`` applied; ``coding`` set when compressing."""
     dropped = {"vary"} if plan.vary is not None else set()
     if coding is not None:
-        dropped |= {"content-length", "content-encoding"}
+        dropped |= DROPPED_WHEN_COMPRESSED
         if plan.etag is not None:
             dropped.add("etag")
     out = [(k, v) for k, v in headers if k.lower() not in dropped]

@@ -15,6 +15,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from crossgate.middleware._common import asgi_refuse, wsgi_refuse
+from crossgate.sansio.headers import single_header
 from crossgate.sansio.origin import OriginPolicy
 from crossgate.types import (
     ASGIApp,
@@ -79,17 +80,14 @@ class OriginCheck:
         if not self.policy.applies(scope["type"], scope.get("method", "GET")):
             await self.app(scope, receive, send)
             return
-        origin: str | None = None
-        host: str | None = None
-        for name, value in scope["headers"]:
-            # Repeated Origin or Host lines are joined as a WSGI server joins them, so that both
-            # sides decide alike: several origins are refused, several hosts match no origin.
-            if name == b"origin":
-                text = value.decode("latin-1")
-                origin = text if origin is None else f"{origin},{text}"
-            elif name == b"host":
-                text = value.decode("latin-1")
-                host = text if host is None else f"{host},{text}"
+        # Two Origin or Host lines are joined as a WSGI server joins them, so that both sides
+        # decide alike: several origins are refused, several hosts match no origin. Reading
+        # stops at the second line: the answer is the same for any number past one.
+        headers = scope["headers"]
+        origin = single_header(headers, b"origin")
+        host = None
+        if origin is not None and "," not in origin:
+            host = single_header(headers, b"host")
         decision = self.policy.check(origin, scheme=scope.get("scheme") or "http", host=host)
         if decision.allowed:
             await self.app(scope, receive, send)

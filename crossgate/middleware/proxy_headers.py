@@ -31,6 +31,7 @@ import logging
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
+from crossgate.sansio.headers import collect_headers
 from crossgate.sansio.proxy import (
     FIELDS,
     NO_CHANGE,
@@ -110,6 +111,8 @@ class ProxyHeaders:
         # Proxy headers a trusted proxy passes through without setting them (those outside
         # ``mode`` and ``fields``) come from the client: removed as well.
         self._unread = _STRIP - self._names
+        self._unread_keys = tuple(name.decode("latin-1") for name in sorted(self._unread))
+        self._collect = self._names | self._unread | {b"host"}
 
     async def __call__(
         self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend
@@ -126,25 +129,19 @@ class ProxyHeaders:
                 scope = {**scope, "headers": [(n, v) for n, v in headers if n not in _STRIP]}
             await self.app(scope, receive, send)
             return
-        values: dict[str, str] = {}
-        host: str | None = None
-        names = self._names
-        unread = self._unread
+        # One linear pass (RFC 9110 section 5.3: repeated lines of a list header are one list):
+        # the headers read, those to strip, and Host, joined as a WSGI server joins it.
+        values = collect_headers(headers, self._collect)
+        host = values.pop("host", None)
         strip = False
-        for name, value in headers:
-            if name in unread:
+        for key in self._unread_keys:
+            if values.pop(key, None) is not None:
                 strip = self.strip_untrusted
-            elif name in names:
-                key, text = name.decode("latin-1"), value.decode("latin-1")
-                # RFC 9110 section 5.3: repeated lines of a list header are one list.
-                values[key] = f"{values[key]},{text}" if key in values else text
-            elif name == b"host" and host is None:
-                host = value.decode("latin-1")
         decision = self.policy.decide(values, scheme=scope.get("scheme", "http"), host=host)
         if decision.ignored:
             _log_ignored(decision, peer)
         if strip:
-            scope = {**scope, "headers": [(n, v) for n, v in headers if n not in unread]}
+            scope = {**scope, "headers": [(n, v) for n, v in headers if n not in self._unread]}
         if decision is not NO_CHANGE:
             scope = _apply_to_scope(scope, decision)
             scope[PEER_KEY] = peer

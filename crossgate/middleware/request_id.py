@@ -15,6 +15,7 @@ import asyncio
 import logging
 import re
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -27,6 +28,7 @@ from crossgate.sansio.request_id import (
     accept_request_id,
     access_line,
     asgi_target,
+    log_safe,
     new_request_id,
     wsgi_target,
 )
@@ -116,9 +118,22 @@ class _Options:
             raise ValueError(f"max_id_length must be 1 or more, not {max_id_length}")
         self.header = header
         self.name = header.lower().encode("ascii")
-        self.environ_key = header_environ_key(self.name)
+        key = header_environ_key(self.name)
+        if key is None:  # pragma: no cover - a token always has a key (checked just above)
+            raise ValueError(f"header must be a valid header name, not {header!r}")
+        self.environ_key = key
         self.trusted: TrustedPeers | None
         if trust_incoming is True:
+            # Deprecated: "everybody" reads as "my proxy", but any client that reaches the app
+            # port directly then chooses its own id. A peer list says whom; ["*"] keeps the
+            # old meaning, explicitly.
+            warnings.warn(
+                "RequestID(trust_incoming=True) trusts every client's request id; pass the "
+                "proxies to trust instead, such as trust_incoming=['127.0.0.1', '::1'] (or "
+                "['*'] to keep trusting everybody)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             self.trusted = TrustedPeers(["*"])
         elif trust_incoming is False:
             self.trusted = None
@@ -180,11 +195,14 @@ class _Options:
         # The message is built lazily, as logging does with %-arguments: only when a handler
         # formats the record (a JSON formatter may use the attributes alone).
         record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, (), None)
+        # The attributes are escaped as the message is: a formatter using %(http_path)s must
+        # not write a path holding CR/LF (a server that sends no raw_path gives the decoded
+        # path) as a forged second line.
         record.__dict__.update(
             request_id=request_id,
-            client_addr=client,
-            http_method=method,
-            http_path=path,
+            client_addr=client if client is None else log_safe(client),
+            http_method=log_safe(method),
+            http_path=log_safe(path),
             http_status=status,
             response_bytes=sent,
             duration_ms=duration_ms,
@@ -218,10 +236,12 @@ class RequestID:
     Args:
         app: the ASGI application.
         header: the request and response header carrying the id.
-        trust_incoming: whose incoming id to reuse: ``False`` (nobody: always a fresh id),
-            ``True`` (every client: only behind a proxy that always sets or overwrites the
-            header), or peers (IP addresses, networks such as ``"10.0.0.0/8"``, ``"unix"``;
-            a string is split on commas). Peers are matched against the direct peer: the
+        trust_incoming: whose incoming id to reuse: ``False`` (nobody: always a fresh id), or
+            peers (IP addresses, networks such as ``"10.0.0.0/8"``, ``"unix"``, ``"*"`` for
+            every client; a string is split on commas), such as ``["127.0.0.1", "::1"]`` for
+            nginx on the same machine. ``True`` still means every client but is deprecated
+            (a `DeprecationWarning`): a client that reaches the app port directly would choose
+            its own id. Peers are matched against the direct peer: the
             ``client`` this middleware sees or, behind `ProxyHeaders`, the proxy it believed
             (`ProxyHeaders` keeps that address for us under ``"crossgate.proxy_peer"``).
         access_log: write one line per request at INFO.

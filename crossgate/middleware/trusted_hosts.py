@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from crossgate.middleware._common import asgi_refuse, wsgi_refuse
+from crossgate.sansio.headers import single_header
 from crossgate.sansio.hosts import HostPolicy, redirect_location
 from crossgate.sansio.response import error_events
 from crossgate.types import (
@@ -87,13 +88,9 @@ class TrustedHosts:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        host: str | None = None
-        for name, value in scope["headers"]:
-            if name == b"host":
-                text = value.decode("latin-1")
-                # Several Host lines are joined, as a WSGI server would, so the policy sees and
-                # refuses them alike (RFC 9112 section 3.2: 400 for more than one Host).
-                host = text if host is None else f"{host},{text}"
+        # Two Host lines are joined, as a WSGI server would, so the policy sees and refuses
+        # them alike (RFC 9112 section 3.2: 400 for more than one Host); reading stops there.
+        host = single_header(scope["headers"], b"host")
         scheme = scope.get("scheme") or "http"
         decision = self.policy.check(host, scheme, redirect=kind == "http")
         if decision.action == "allow":

@@ -14,6 +14,7 @@ from pathlib import PurePath
 from typing import Any, NamedTuple
 
 from crossgate.exceptions import AppProtocolError
+from crossgate.sansio.headers import parse_content_length
 from crossgate.sansio.response import error_events
 
 __all__ = [
@@ -211,23 +212,56 @@ class ResponseCycle:
     ``http.response.body`` messages until one has ``more_body`` false, or one
     ``http.response.pathsend`` (the "Path Send" extension) right after the start. Once the
     response is complete, further messages are ignored, as the spec ("Response Body") says.
+
+    A ``Content-Length`` the app declares is a promise the WSGI server may not check (wsgiref
+    sends whatever it is given): an invalid one, or several that disagree, are refused at the
+    start (`crossgate.sansio.headers.parse_content_length`, the rule `WSGIToASGI` applies too),
+    and body bytes past it are dropped, counted in ``dropped`` for the adapter to log; the
+    response is complete once that many bytes went out. Otherwise the surplus would reach the
+    client as the start of the next response on a keep-alive connection. A body that ends
+    short of it is a protocol error, except in the answer to a ``HEAD`` (``head``) and in a
+    204 or 304.
     """
 
-    __slots__ = ("body_started", "complete", "started")
+    __slots__ = (
+        "body_started",
+        "complete",
+        "content_length",
+        "dropped",
+        "head",
+        "must_fill",
+        "sent",
+        "started",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, head: bool = False) -> None:
+        self.head = head
+        # Whether the body must be as long as the Content-Length: not for a HEAD answer, a 204
+        # or a 304, which carry the length of a body they never send (RFC 9110 sections 8.6,
+        # 9.3.2, 15.4.5).
+        self.must_fill = False
         self.started = False
         self.body_started = False
         self.complete = False
+        self.content_length: int | None = None
+        self.sent = 0
+        self.dropped = 0
 
     def feed(self, message: Mapping[str, Any]) -> Start | Body | SendFile | None:
         """Check ``message`` and return what it asks for; ``None`` when it is to be ignored.
 
         Raises:
             AppProtocolError: the message is not allowed at this point or has a wrong shape
-                (see `status_line`, `wsgi_headers`); the cycle's state is left unchanged.
+                (see `status_line`, `wsgi_headers`), the start declares an invalid or
+                conflicting ``Content-Length``, or the body ends short of it; the cycle's
+                state is left unchanged.
         """
         if self.complete:
+            if self.content_length is not None and self.sent >= self.content_length:
+                # Body the app sends after its Content-Length was reached is past it, too.
+                body = message.get("body") if isinstance(message, Mapping) else None
+                if isinstance(body, bytes | bytearray | memoryview):
+                    self.dropped += len(body)
             return None
         try:
             kind = message["type"]
@@ -246,6 +280,22 @@ class ResponseCycle:
                     )
                 body = bytes(body)
             more = bool(message.get("more_body", False))
+            limit = self.content_length
+            if limit is not None:
+                room = limit - self.sent
+                if len(body) >= room:
+                    if len(body) > room:
+                        self.dropped += len(body) - room
+                        body = body[:room]
+                    more = False  # every declared byte is out: the response is complete
+                elif not more and self.must_fill:
+                    # RFC 9112 section 6.3: a body that ends short of its Content-Length is
+                    # an incomplete message; the client would wait for the rest.
+                    raise AppProtocolError(
+                        f"the app ended its body {room - len(body)} bytes short of its "
+                        f"Content-Length of {limit}"
+                    )
+                self.sent += len(body)
             self.body_started = True
             self.complete = not more
             result: Body = _new_tuple(Body, (body, more))
@@ -256,10 +306,18 @@ class ResponseCycle:
             status = message.get("status")
             # status_line(status), with its table read here first.
             line = _STATUS_LINES.get(status) if type(status) is int else None
-            start: Start = _new_tuple(
-                Start,
-                (line or status_line(status), wsgi_headers(message.get("headers", ()))),
-            )
+            headers = wsgi_headers(message.get("headers", ()))
+            start: Start = _new_tuple(Start, (line or status_line(status), headers))
+            # Most responses have one Content-Length or none: names of another length are
+            # passed over without lower-casing them (this runs for every response).
+            lengths: list[bytes] | None = None
+            for name, value in headers:
+                if len(name) == 14 and name.lower() == "content-length":
+                    if lengths is None:
+                        lengths = []
+                    lengths.append(value.encode("latin-1"))
+            self.content_length = None if lengths is None else parse_content_length(lengths)
+            self.must_fill = not (self.head or status in (204, 304))
             self.started = True
             return start
         if kind == "http.response.pathsend":

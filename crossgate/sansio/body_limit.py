@@ -8,7 +8,8 @@ it what each ``wsgi.input`` read returned and asks it how much a read may ask fo
 
 from __future__ import annotations
 
-from crossgate.exceptions import PeerProtocolError, RequestTooLarge
+from crossgate.exceptions import AppProtocolError, PeerProtocolError, RequestTooLarge
+from crossgate.sansio.headers import parse_content_length
 
 __all__ = ["BodyMeter", "declared_length"]
 
@@ -29,9 +30,15 @@ def declared_length(value: bytes | str | None) -> int | None:
     text = text.strip(" \t")
     if not text:
         return None
-    if not (text.isascii() and text.isdigit()):
-        raise PeerProtocolError(f"invalid Content-Length header: {text[:40]!r}")
-    return int(text)
+    try:
+        # The one Content-Length rule (crossgate.sansio.headers): ASCII digits, and few enough
+        # that int() cannot raise (CPython refuses more than 4300 with a ValueError).
+        length = parse_content_length([text.encode("latin-1", "replace")])
+    except AppProtocolError:
+        raise PeerProtocolError(f"invalid Content-Length header: {text[:40]!r}") from None
+    if length is None:  # pragma: no cover - one value always gives a length
+        raise PeerProtocolError("invalid Content-Length header")
+    return length
 
 
 class BodyMeter:

@@ -12,15 +12,29 @@ from crossgate.exceptions import AppProtocolError, PeerProtocolError
 
 __all__ = [
     "DEFAULT_MAX_HEADERS",
+    "MAX_CONTENT_LENGTH_DIGITS",
+    "check_header_count",
+    "collect_headers",
     "encode_response_headers",
     "environ_headers",
     "header_environ_key",
+    "parse_content_length",
+    "single_header",
 ]
 
+# The one header-count cap of both adapters: `WSGIToASGI` (request headers -> environ) and
+# `ASGIToWSGI` (environ -> scope) answer 431 above it (RFC 6585 section 5). 100 is gunicorn's
+# default ``limit_request_fields``; a2wsgi and uvicorn with httptools have none.
 DEFAULT_MAX_HEADERS = 100
+
+# A Content-Length of 20 digits is already past 2**64 bytes; far longer ones are refused before
+# int() sees them (CPython refuses to convert more than 4300 digits with a ValueError, and the
+# conversion costs time quadratic in the digits).
+MAX_CONTENT_LENGTH_DIGITS = 64
 
 # RFC 9110 section 5.6.2: a field name is a token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN_BYTES = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 9110 section 5.5: CR, LF and NUL are never valid in a field value; letting them through
 # would let an application (or the data it echoes) inject headers or split the response.
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
@@ -36,19 +50,104 @@ _KEY_CACHE_MAX = 512
 _CGI_LOOKALIKES = frozenset({b"content_type", b"content_length"})
 
 
-def header_environ_key(name: bytes) -> str:
-    """Return the PEP 3333 environ key for a lower-case ASGI header name.
+def header_environ_key(name: bytes) -> str | None:
+    """Return the PEP 3333 environ key for a lower-case ASGI header name, ``None`` for none.
 
     ``content-type`` and ``content-length`` map to ``CONTENT_TYPE`` and ``CONTENT_LENGTH``
     (PEP 3333, "environ Variables": they are CGI variables, with no ``HTTP_`` prefix); every
     other name maps to ``HTTP_`` plus the name upper-cased with ``-`` turned into ``_``.
+
+    A name that is not an RFC 9110 token (section 5.6.2) gets no key: ``None``. The bytes are
+    upper-cased, ASCII letters only, never the latin-1 text: ``str.upper()`` folds ``\xdf``
+    into ``SS`` and ``\xff`` into a character outside latin-1, so ``x-forwarded-\xdfl`` would
+    pose as ``HTTP_X_FORWARDED_SSL`` (what Django's ``SECURE_PROXY_SSL_HEADER`` reads) and
+    ``x-\xff`` would make a key PEP 3333 forbids. h11, httptools and nginx refuse such names
+    before they arrive; this does not depend on it.
     """
     key = _KEY_CACHE.get(name)
     if key is None:
-        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+        if not _TOKEN_BYTES.fullmatch(name):
+            return None
+        key = "HTTP_" + name.upper().replace(b"-", b"_").decode("ascii")
         if len(_KEY_CACHE) < _KEY_CACHE_MAX:
             _KEY_CACHE[name] = key
     return key
+
+
+def check_header_count(count: int, max_headers: int | None) -> None:
+    """Refuse a request with more than ``max_headers`` headers (``None``: no cap).
+
+    Raises:
+        PeerProtocolError: status 431 (RFC 6585 section 5), the same in both adapters.
+    """
+    if max_headers is not None and count > max_headers:
+        raise PeerProtocolError(f"request has more than {max_headers} headers", status_code=431)
+
+
+def parse_content_length(values: Iterable[bytes]) -> int | None:
+    """The body length the ``Content-Length`` values of one message declare, ``None`` for none.
+
+    The one rule for Content-Length in crossgate: each value is 1 to 64 ASCII digits (no sign,
+    no whitespace: strip a header value's surrounding whitespace first), and
+    repeated values must agree (RFC 9110 section 8.6 allows a recipient to accept identical
+    repeats; anything else is an unrecoverable framing error, RFC 9112 section 6.3).
+
+    Raises:
+        AppProtocolError: a value is not such a number, or two values differ. Callers that
+            judge a request rather than a response turn it into a `PeerProtocolError`.
+    """
+    if type(values) is list and len(values) == 1:  # the usual case, for every response
+        value = values[0]
+        if 0 < len(value) <= MAX_CONTENT_LENGTH_DIGITS and value.isdigit():
+            return int(value)
+    length: int | None = None
+    for value in values:
+        # bytes.isdigit() is ASCII only: no "\u0665" (Arabic-Indic five) gets through.
+        if not (0 < len(value) <= MAX_CONTENT_LENGTH_DIGITS and value.isdigit()):
+            raise AppProtocolError(f"invalid Content-Length: {value!r}")
+        number = int(value)
+        if length is not None and number != length:
+            raise AppProtocolError(f"conflicting Content-Length values: {length} and {number}")
+        length = number
+    return length
+
+
+def single_header(headers: Iterable[Sequence[bytes]], name: bytes) -> str | None:
+    """The value of header ``name`` (lower-case), as latin-1 text; ``None`` when absent.
+
+    For headers that must appear once (``Host``, RFC 9112 section 3.2; ``Origin``, RFC 6454
+    section 7.3): reading stops at the second line, whatever follows, and both values are
+    returned joined with ``,`` as a WSGI server would join them, so that the policies refuse
+    them alike on both sides. 100,000 ``Host`` lines cost two values, not 100,000.
+    """
+    found: bytes | None = None
+    for key, value in headers:
+        if key == name:
+            if found is not None:
+                return f"{found.decode('latin-1')},{value.decode('latin-1')}"
+            found = value
+    return None if found is None else found.decode("latin-1")
+
+
+def collect_headers(headers: Iterable[Sequence[bytes]], names: Iterable[bytes]) -> dict[str, str]:
+    """The values of the list headers ``names`` (lower-case), by latin-1 name.
+
+    Repeated lines are one list (RFC 9110 section 5.3), joined with ``,`` in one pass at the
+    end: time linear in the size of the headers, where joining line by line is quadratic
+    (100,000 ``X-Forwarded-For`` lines of a few bytes were 0.7 s of CPU).
+    """
+    wanted = frozenset(names)
+    parts: dict[bytes, list[bytes]] = {}
+    for key, value in headers:
+        if key in wanted:
+            found = parts.get(key)
+            if found is None:
+                parts[key] = [value]
+            else:
+                found.append(value)
+    return {
+        key.decode("latin-1"): b",".join(values).decode("latin-1") for key, values in parts.items()
+    }
 
 
 def environ_headers(
@@ -76,13 +175,14 @@ def environ_headers(
     count = 0
     for name, value in headers:
         count += 1
-        if max_headers is not None and count > max_headers:
-            raise PeerProtocolError(f"request has more than {max_headers} headers", status_code=431)
+        check_header_count(count, max_headers)
         # Even when kept, "content_type" must not pose as Content-Type: PEP 3333 reserves
         # CONTENT_TYPE / CONTENT_LENGTH, and HTTP_CONTENT_* keys are forbidden.
         if b"_" in name and (not keep_underscores or name in _CGI_LOOKALIKES):
             continue
         key = header_environ_key(name)
+        if key is None:
+            continue  # not an RFC 9110 token: no environ key may stand for it
         text = value.decode("latin-1")
         if key in result:
             if repeated is None:
@@ -102,8 +202,11 @@ def environ_headers(
             else:
                 result[key] = ("; " if key == "HTTP_COOKIE" else ", ").join(parts)
     length = result.get("CONTENT_LENGTH")
-    if length is not None and not (length.isascii() and length.isdigit()):
-        raise PeerProtocolError(f"invalid Content-Length header: {length!r}")
+    if length is not None:
+        try:
+            parse_content_length((length.encode("latin-1"),))  # the one Content-Length rule
+        except AppProtocolError:
+            raise PeerProtocolError(f"invalid Content-Length header: {length!r}") from None
     return result
 
 

@@ -74,6 +74,8 @@ _OBFUSCATED = re.compile(r"_[A-Za-z0-9._-]+")
 
 # RFC 3986 section 3.3: path-abempty made of pchar; percent escapes must be complete.
 _PREFIX = re.compile(r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)+")
+# The ASCII bytes outside pchar and "/" (RFC 3986 sections 3.3 and 2), in a decoded prefix.
+_NOT_PATH = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/\x80-\xff]")
 
 _PROTOS = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _MEMO_MAX = 1024
@@ -196,7 +198,9 @@ def parse_node(text: str) -> ClientAddress:
 
     Accepts ``1.2.3.4``, ``1.2.3.4:4711``, ``[2001:db8::1]``, ``[2001:db8::1]:4711``, a bare
     ``2001:db8::1`` (common in ``X-Forwarded-For``), ``unknown`` and obfuscated identifiers
-    (``_hidden``, RFC 7239 section 6.3; ports may be obfuscated too).
+    (``_hidden``, RFC 7239 section 6.3; ports may be obfuscated too). IPv6 addresses come out
+    compressed (``2001:DB8:0::1`` is ``2001:db8::1``), and IPv4-mapped ones as the plain IPv4
+    address (``::ffff:1.2.3.4`` is ``1.2.3.4``).
 
     Raises:
         PeerProtocolError: anything else, such as a host name or a bad port.
@@ -236,6 +240,13 @@ def _ipv6(text: str) -> str:
         raise PeerProtocolError(f"not an IP address: {text!a}") from None
     if address.scope_id is not None:
         raise PeerProtocolError(f"IPv6 zone identifiers are not allowed: {text!a}")
+    # An IPv4-mapped address (RFC 4291 section 2.5.5.2, what a dual-stack proxy writes for an
+    # IPv4 client) is the IPv4 client: reported as plain "1.2.3.4", so that allow-lists and
+    # rate limits keyed on the IPv4 address match it whichever way the proxy wrote it
+    # (compressing it would give "::ffff:102:304").
+    mapped = address.ipv4_mapped
+    if mapped is not None:
+        return str(mapped)
     return address.compressed
 
 
@@ -243,9 +254,10 @@ def parse_prefix(text: str) -> Prefix | None:
     """Parse an ``X-Forwarded-Prefix`` value such as ``/app``; ``None`` for ``/`` (no prefix).
 
     A trailing ``/`` is dropped. The prefix is percent-decoded for ``root_path``; empty
-    segments, escapes of ``/``, dot segments, control characters and invalid UTF-8 are
-    refused, since each would make the prefix mean something else than the path the proxy
-    removed.
+    segments, escapes of ``/``, dot segments, control characters, any other escaped ASCII
+    character outside RFC 3986's path characters (``%09``, ``%5C``, ``%20``, ``%25``, ``%3F``)
+    and invalid UTF-8 are refused, since each would make the prefix mean something else than
+    the path the proxy removed, or let a URL built on it leave the site.
 
     Raises:
         PeerProtocolError: ``text`` is not such a path.
@@ -266,6 +278,17 @@ def parse_prefix(text: str) -> Prefix | None:
         raise PeerProtocolError(f"prefix has an encoded '/' or a dot segment: {text!a}")
     if _CONTROL.search(decoded.decode("latin-1")):
         raise PeerProtocolError(f"prefix has an encoded control character: {text!a}")
+    # Browsers drop tabs from URLs and read "\\" as "/", so "/%09/evil.com" and "/%5Cevil.com"
+    # would be "//evil.com" in a redirect built from the root path; "%", "?", "#", spaces and
+    # quotes would change what such a URL means too. Once decoded, every ASCII byte must be a
+    # character RFC 3986 section 3.3 allows literally in a path (pchar or "/"); bytes from 0x80
+    # up may only spell UTF-8 text (RFC 3987 ucschar, checked below), which no browser reads as
+    # a delimiter.
+    bad = _NOT_PATH.search(decoded)
+    if bad is not None:
+        raise PeerProtocolError(
+            f"prefix has an encoded {bad.group()!a}, not an RFC 3986 path character: {text!a}"
+        )
     try:
         path = decoded.decode("utf-8")
     except UnicodeDecodeError:

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from crossgate.exceptions import AppProtocolError
-from crossgate.sansio.headers import encode_response_headers
+from crossgate.sansio.headers import encode_response_headers, parse_content_length
 from crossgate.types import (
     HTTPResponseBodyEvent,
     HTTPResponsePathsendEvent,
@@ -112,12 +112,7 @@ class ResponseState:
             )
         code = parse_status(status)
         encoded = encode_response_headers(headers)
-        length: int | None = None
-        for name, value in encoded:
-            if name == b"content-length":
-                if not (value.isdigit() and (length is None or int(value) == length)):
-                    raise AppProtocolError(f"invalid Content-Length response header: {value!r}")
-                length = int(value)
+        length = parse_content_length(v for n, v in encoded if n == b"content-length")
         self.status, self.headers, self.content_length = code, encoded, length
 
     def commit(self) -> HTTPResponseStartEvent:

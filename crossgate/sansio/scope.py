@@ -7,12 +7,19 @@ Every choice below keeps the round trip environ -> scope -> environ exact for th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote, unquote_to_bytes
 
-from crossgate.exceptions import PeerProtocolError
+from crossgate.exceptions import AppProtocolError, PeerProtocolError
+from crossgate.sansio.headers import (
+    DEFAULT_MAX_HEADERS,
+    MAX_CONTENT_LENGTH_DIGITS,
+    check_header_count,
+    parse_content_length,
+)
 
 __all__ = ["ASGI_SPEC_VERSION", "DEFAULT_EXTENSIONS", "build_scope", "request_body_length"]
 
@@ -59,6 +66,9 @@ _SHAPES_MAX = 256
 # A tuple, so every request can share it. Cleared when full.
 _SERVERS: dict[tuple[str, str], tuple[str, int | None]] = {}
 _SERVERS_MAX = 64
+
+# RFC 9110 section 5.6.2: a header name is a token (ASCII only).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 # PEP 3333 reserves these for the CGI variables; an HTTP_ twin would duplicate the header.
 _CGI_TWINS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
@@ -112,29 +122,46 @@ def _native(value: object, key: str) -> bytes:
 
 def _header_name(key: object) -> bytes:
     """``HTTP_X_FORWARDED_FOR`` -> ``b"x-forwarded-for"`` (ASGI header names are lower case);
-    ``b""`` for a key that is no header: not ``HTTP_*``, or a twin of a CGI variable."""
+    ``b""`` for a key that is no header: not ``HTTP_*``, a twin of a CGI variable, or one whose
+    name is not an RFC 9110 token.
+
+    The name is lower-cased as ASCII bytes: ``str.lower()`` would fold ``"\u212a"`` (KELVIN
+    SIGN) into ``"k"`` and hand the app a header no client sent (the mirror of
+    `crossgate.sansio.headers.header_environ_key`).
+    """
     if type(key) is not str or not key.startswith("HTTP_") or key in _CGI_TWINS:
         name = b""
+    elif _TOKEN.fullmatch(key, 5):
+        name = key[5:].encode("ascii").lower().replace(b"_", b"-")
     else:
-        name = _native(key[5:].lower().replace("_", "-"), key)
+        name = b""
     if len(_KEYS) < _KEYS_MAX:
         _KEYS[key] = name
     return name
 
 
-def _header_pairs(keys: tuple[object, ...]) -> tuple[tuple[Any, bytes], ...]:
-    """The (environ key, header name) pairs among ``keys``, in order; remembered (`_SHAPES`)."""
+def _header_pairs(
+    keys: tuple[object, ...], max_headers: int | None
+) -> tuple[tuple[Any, bytes], ...]:
+    """The (environ key, header name) pairs among ``keys``, in order; remembered (`_SHAPES`).
+
+    Raises:
+        PeerProtocolError: more than ``max_headers`` of them (431), found as soon as the count
+            passes the cap; such a shape is never remembered.
+    """
     get = _KEYS.get
-    pairs = tuple(
-        (key, name)
-        for key in keys
+    pairs = []
+    for key in keys:
         # b"" marks a known non-header key, None a key not seen yet.
-        if (name := get(key)) or (name is None and (name := _header_name(key)))
-    )
+        name = get(key)
+        if name or (name is None and (name := _header_name(key))):
+            pairs.append((key, name))
+            check_header_count(len(pairs), max_headers)
+    shape = tuple(pairs)
     if len(_SHAPES) >= _SHAPES_MAX:
         _SHAPES.clear()
-    _SHAPES[keys] = pairs
-    return pairs
+    _SHAPES[keys] = shape
+    return shape
 
 
 def _target_bytes(script: object, path: object, query: object) -> tuple[bytes, bytes, bytes]:
@@ -194,10 +221,21 @@ def _raw_path(environ: Mapping[str, Any], decoded: bytes) -> bytes:
     return quote(decoded, safe=_PATH_SAFE).encode("ascii")
 
 
+def _digits(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a str of ASCII digits short enough for int() (CPython refuses
+    more than 4300 with a ValueError)."""
+    return (
+        type(value) is str
+        and len(value) <= MAX_CONTENT_LENGTH_DIGITS
+        and value.isascii()
+        and value.isdigit()
+    )
+
+
 def _port(value: object) -> int | None:
     if type(value) is int:
         return value
-    if type(value) is str and value.isascii() and value.isdigit():
+    if _digits(value):
         return int(value)
     return None
 
@@ -226,10 +264,11 @@ def request_body_length(environ: Mapping[str, Any]) -> int | None:
     """
     length = environ.get("CONTENT_LENGTH")
     if length:
-        text = length.strip() if type(length) is str else ""
-        if not (text.isascii() and text.isdigit()):
-            raise PeerProtocolError(f"invalid Content-Length: {length!r}")
-        return int(text)
+        text = length.strip() if type(length) is str and length.isascii() else ""
+        try:
+            return parse_content_length((text.encode("ascii"),))  # the one Content-Length rule
+        except AppProtocolError:
+            raise PeerProtocolError(f"invalid Content-Length: {length!r}") from None
     if environ.get("wsgi.input_terminated"):
         return None
     return 0
@@ -240,6 +279,7 @@ def build_scope(
     *,
     state: Mapping[str, Any] | None = None,
     extensions: Iterable[str] = DEFAULT_EXTENSIONS,
+    max_headers: int | None = DEFAULT_MAX_HEADERS,
 ) -> dict[str, Any]:
     """Build the ASGI ``http`` scope of a WSGI request.
 
@@ -260,10 +300,13 @@ def build_scope(
       ``SERVER_PROTOCOL`` (HTTP/1.1 when missing or unknown).
     * ``state`` is a shallow copy of ``state`` (the lifespan state, ASGI lifespan spec), and
       ``extensions`` names the server extensions the adapter offers.
+    * More than ``max_headers`` headers (``HTTP_*`` keys plus ``CONTENT_TYPE`` and
+      ``CONTENT_LENGTH``) are refused with 431, the cap and status `WSGIToASGI` uses
+      (`crossgate.sansio.headers.check_header_count`); ``None`` for no cap.
 
     Raises:
         PeerProtocolError: ``REQUEST_METHOD`` is missing or empty, or a CGI value or ``HTTP_*``
-            value is not a ``str`` (400).
+            value is not a ``str`` (400); too many headers (431).
     """
     get = environ.get
     try:
@@ -310,7 +353,9 @@ def build_scope(
     keys = tuple(environ)
     pairs = _SHAPES.get(keys)
     if pairs is None:
-        pairs = _header_pairs(keys)
+        pairs = _header_pairs(keys, max_headers)
+    elif max_headers is not None and len(pairs) > max_headers:
+        check_header_count(len(pairs), max_headers)  # a shape remembered under a higher cap
     headers = []
     try:
         # A loop rather than a list comprehension, which is a function call of its own.
@@ -324,6 +369,8 @@ def build_scope(
     content_length = get("CONTENT_LENGTH")
     if content_length:
         headers.append((b"content-length", _native(content_length, "CONTENT_LENGTH")))
+    if max_headers is not None and len(headers) > max_headers:
+        check_header_count(len(headers), max_headers)
 
     if type(server_name) is str and server_name:
         server = (
@@ -334,7 +381,7 @@ def build_scope(
     if type(remote) is str and remote:
         # _port(remote_port), inline for the usual value: the client's port changes with each
         # connection, so it cannot be remembered the way the server's is.
-        if type(remote_port) is str and remote_port.isascii() and remote_port.isdigit():
+        if _digits(remote_port):
             client = (remote, int(remote_port))
         else:
             client = (remote, _port(remote_port) or 0)

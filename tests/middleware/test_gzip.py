@@ -806,3 +806,70 @@ def test_asgi_the_apps_messages_are_never_changed() -> None:
         result = asyncio.run(call_http(app, _gzip_scope()))
         assert result.header("content-encoding") == "gzip"
     assert (start, start["headers"], body) == before
+
+
+# --- issue 19, item 6: BREACH padding and Accept-Ranges ------------------------------------
+
+
+def _gzip_fname(body: bytes) -> bytes | None:
+    """The FNAME field of a gzip member (RFC 1952 section 2.3), ``None`` when absent."""
+    assert body[:3] == b"\x1f\x8b\x08"
+    if not body[3] & 0x08:
+        return None
+    end = body.index(b"\x00", 10)
+    return body[10:end]
+
+
+@pytest.mark.parametrize("chunks", [(TEXT,), (TEXT[:HALF], TEXT[HALF:])], ids=["whole", "streamed"])
+def test_random_padding_varies_the_compressed_length(side: str, chunks: tuple[bytes, ...]) -> None:
+    # Django 4.2+'s defence: a random-length file name in the gzip header. The body still
+    # decodes to the same bytes, and across responses the padding (so the length) varies.
+    reply = _reply(chunks=chunks)
+    padding: set[int] = set()
+    for _ in range(40):
+        outcome = run(side, PAIR, Request(headers=_accept(b"gzip")), reply, max_random_bytes=100)
+        assert outcome.header("content-encoding") == "gzip"
+        assert gzip.decompress(outcome.body) == TEXT
+        name = _gzip_fname(outcome.body)
+        assert name is not None
+        assert set(name) <= {ord("a")}
+        assert len(name) <= 100
+        padding.add(len(name))
+    assert len(padding) > 1  # 40 draws from 101 values: all equal has odds of 101**-39
+
+
+def test_no_padding_by_default(side: str) -> None:
+    outcome = run(side, PAIR, Request(headers=_accept(b"gzip")), _reply())
+    assert _gzip_fname(outcome.body) is None
+
+
+def test_padding_leaves_br_out(side: str) -> None:
+    outcome = run(side, PAIR, Request(headers=_accept(b"br, gzip")), _reply(), max_random_bytes=10)
+    assert outcome.header("content-encoding") == "gzip"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_random_bytes": -1}, "max_random_bytes"),
+        ({"max_random_bytes": 10, "brotli": True}, "brotli=False"),
+    ],
+)
+def test_invalid_padding_options(options: dict[str, Any], message: str) -> None:
+    if options.get("brotli") and not compression.brotli_available():
+        pytest.skip("brotli is not installed")
+    with pytest.raises(ValueError, match=message):
+        GZip(_asgi_app(), **options)
+    with pytest.raises(ValueError, match=message):
+        WSGIGZip(text_app(b""), **options)
+
+
+def test_accept_ranges_is_dropped_from_a_compressed_response(side: str) -> None:
+    # Byte ranges of the uncompressed body mean nothing in the compressed one (nginx drops the
+    # header too); an uncompressed response keeps it.
+    reply = _reply(("Accept-Ranges", "bytes"))
+    compressed = run(side, PAIR, Request(headers=_accept(b"gzip")), reply)
+    assert compressed.header("content-encoding") == "gzip"
+    assert compressed.header("accept-ranges") is None
+    plain = run(side, PAIR, Request(), reply)
+    assert plain.header("accept-ranges") == "bytes"

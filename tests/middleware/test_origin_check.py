@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from crossgate.middleware.origin_check import OriginCheck, WSGIOriginCheck
-from crossgate.testing import call_lifespan
+from crossgate.testing import call_lifespan, call_websocket, http_scope
 from crossgate.types import ASGIReceive, ASGISend, StartResponse, WSGIEnvironment
+from tests.middleware._counting import CountingHeaders
 from tests.middleware._sides import Request, run
 
 ORIGIN = (OriginCheck, WSGIOriginCheck)
@@ -247,3 +248,27 @@ async def _no_receive() -> Any:
 
 async def _no_send(message: Any) -> None:
     raise AssertionError("not called")  # pragma: no cover
+
+
+@pytest.mark.parametrize("name", [b"origin", b"host"])
+def test_a_flood_of_origin_or_host_lines_is_refused_after_reading_few(name: bytes) -> None:
+    # Issue 19, item 3: 100,000 Origin (or Host) lines were joined one by one, in quadratic
+    # time. Two Origins are refused whatever follows; two Hosts match no origin. The Origin
+    # lines are read up to the second one; the Host lines likewise.
+    flood = [(name, b"https://evil.example" if name == b"origin" else b"evil.example")] * 100_000
+    extra = [] if name == b"origin" else [(b"origin", b"https://evil.example")]
+    headers = CountingHeaders([*extra, *flood])
+    called: list[object] = []
+
+    async def app(scope: Any, receive: ASGIReceive, send: ASGISend) -> None:
+        called.append(scope)
+
+    scope = http_scope(type="websocket")
+    scope["headers"] = headers
+    sent = asyncio.run(call_websocket(OriginCheck(app, allowed_origins=ALLOWED), scope))
+    assert called == []
+    assert sent[0]["type"] == "websocket.close"
+    if name == b"origin":
+        assert headers.read == 2
+    else:  # one pass for the one Origin (a second could follow), then up to the second Host
+        assert headers.read <= len(headers) + 3

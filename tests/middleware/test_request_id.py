@@ -78,10 +78,10 @@ def test_incoming_id_is_ignored_by_default(side: str) -> None:
 
 
 def test_incoming_id_is_reused_when_trusted(side: str) -> None:
-    outcome = run(side, PAIR, Request(headers=_incoming(b"from-proxy-123")), trust_incoming=True)
+    outcome = run(side, PAIR, Request(headers=_incoming(b"from-proxy-123")), trust_incoming=["*"])
     assert outcome.header("x-request-id") == "from-proxy-123"
     assert _app_id(side, outcome) == "from-proxy-123"
-    fresh = run(side, PAIR, Request(), trust_incoming=True)  # trusted, but none sent
+    fresh = run(side, PAIR, Request(), trust_incoming=["*"])  # trusted, but none sent
     assert HEX32.fullmatch(str(fresh.header("x-request-id")))
 
 
@@ -158,7 +158,7 @@ def test_behind_proxy_headers_the_proxy_is_the_trusted_peer(
     ],
 )
 def test_unsafe_incoming_ids_are_replaced_even_when_trusted(side: str, value: bytes) -> None:
-    outcome = run(side, PAIR, Request(headers=_incoming(value)), trust_incoming=True)
+    outcome = run(side, PAIR, Request(headers=_incoming(value)), trust_incoming=["*"])
     request_id = outcome.header("x-request-id")
     assert request_id is not None
     assert HEX32.fullmatch(request_id)
@@ -168,10 +168,10 @@ def test_unsafe_incoming_ids_are_replaced_even_when_trusted(side: str, value: by
 
 def test_max_id_length_option(side: str) -> None:
     request = Request(headers=_incoming(b"x" * 20))
-    assert run(side, PAIR, request, trust_incoming=True, max_id_length=20).header(
+    assert run(side, PAIR, request, trust_incoming=["*"], max_id_length=20).header(
         "x-request-id"
     ) == ("x" * 20)
-    assert run(side, PAIR, request, trust_incoming=True, max_id_length=19).header(
+    assert run(side, PAIR, request, trust_incoming=["*"], max_id_length=19).header(
         "x-request-id"
     ) != ("x" * 20)
 
@@ -187,7 +187,7 @@ def test_the_apps_own_response_header_is_replaced(side: str) -> None:
 
 def test_custom_header_name(side: str) -> None:
     request = Request(headers=_incoming(b"corr-1", b"x-correlation-id"))
-    outcome = run(side, PAIR, request, header="X-Correlation-ID", trust_incoming=True)
+    outcome = run(side, PAIR, request, header="X-Correlation-ID", trust_incoming=["*"])
     assert outcome.header("x-correlation-id") == "corr-1"
     assert outcome.header("x-request-id") is None
 
@@ -232,7 +232,7 @@ def test_both_sides_write_the_same_line(caplog: pytest.LogCaptureFixture) -> Non
     for side in ("asgi", "wsgi"):
         caplog.clear()
         with caplog.at_level(logging.INFO, ACCESS):
-            run(side, PAIR, request, trust_incoming=True)
+            run(side, PAIR, request, trust_incoming=["*"])
         [record] = _access_records(caplog)
         lines.append(re.sub(r"\d+\.\d\dms", "Tms", record.getMessage()))
     assert lines[0] == lines[1]
@@ -507,7 +507,7 @@ def test_asgi_websocket(
     scope = http_scope("GET", "/ws", type="websocket", headers=_incoming(b"ws-id"))
     with caplog.at_level(logging.INFO, ACCESS):
         sent = asyncio.run(
-            call_websocket(RequestID(_websocket_app(*messages), trust_incoming=True), scope)
+            call_websocket(RequestID(_websocket_app(*messages), trust_incoming=["*"]), scope)
         )
     [record] = _access_records(caplog)
     assert record.__dict__["http_status"] == status
@@ -721,3 +721,60 @@ def test_stack_refusal_gets_an_id_and_a_line(side: str, caplog: pytest.LogCaptur
     assert outcome.header("x-request-id") is not None
     [record] = _access_records(caplog)
     assert record.__dict__["http_status"] == 413
+
+
+# --- issue 19, item 7: the record attributes are escaped like the message ----------------------
+
+
+def test_asgi_record_attributes_cannot_forge_a_line(caplog: pytest.LogCaptureFixture) -> None:
+    # No raw_path from the server: the decoded path, CR/LF and all, is what gets logged. A
+    # formatter using %(http_method)s %(http_path)s must not write a second line.
+    scope = http_scope('G\nE"T', '/a\r\nINFO forged "x"\u2028', client=("10.0.0.1\n", 1))
+    scope["raw_path"] = None
+    _, record = _asgi_line(_plain_asgi, caplog, scope=scope)
+    formatted = logging.Formatter("%(client_addr)s %(http_method)s %(http_path)s").format(record)
+    assert "\n" not in formatted
+    assert "\r" not in formatted
+    assert "\u2028" not in formatted
+    assert record.__dict__["http_method"] == 'G\\x0aE\\"T'
+    assert record.__dict__["http_path"] == '/a\\x0d\\x0aINFO forged \\"x\\"\\u2028'
+    assert record.__dict__["client_addr"] == "10.0.0.1\\x0a:1"
+
+
+def test_wsgi_record_attributes_cannot_forge_a_line(caplog: pytest.LogCaptureFixture) -> None:
+    # A server that passes a method with a newline on (validator() would refuse it first).
+    environ = make_environ("G\nET", "/a\r\nINFO forged")
+    with caplog.at_level(logging.INFO, ACCESS):
+        call_wsgi(WSGIRequestID(text_app(b"ok")), environ, validate=False)
+    [record] = _access_records(caplog)
+    assert "\n" not in record.__dict__["http_method"]
+    assert record.__dict__["http_method"] == "G\\x0aET"
+    assert "\r" not in record.__dict__["http_path"]
+    assert "\n" not in record.__dict__["http_path"]
+
+
+# --- issue 19, item 9: trust is a list of peers --------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [RequestID, WSGIRequestID])
+def test_trust_incoming_true_is_deprecated_for_a_peer_list(cls: Any) -> None:
+    with pytest.warns(DeprecationWarning, match=r"trust_incoming=\['127.0.0.1', '::1'\]") as info:
+        middleware = cls(text_app(b"ok"), trust_incoming=True)
+    assert info[0].filename == __file__  # points at the caller's line
+    # It keeps its meaning meanwhile: every peer.
+    assert middleware.options.trusted is not None
+    assert middleware.options.trusted.trusts("203.0.113.9")
+
+
+def test_the_nginx_peer_list_trusts_only_nginx(side: str) -> None:
+    # The docs' nginx example: an id nginx set is reused, one a client sent to the app port
+    # directly is not.
+    nginx = ["127.0.0.1", "::1"]
+    via_nginx = Request(headers=_incoming(b"from-nginx-1"), client=("127.0.0.1", 40000))
+    assert run(side, PAIR, via_nginx, trust_incoming=nginx).header("x-request-id") == (
+        "from-nginx-1"
+    )
+    direct = Request(headers=_incoming(b"chosen-by-client"), client=("203.0.113.9", 40000))
+    replaced = run(side, PAIR, direct, trust_incoming=nginx).header("x-request-id")
+    assert replaced is not None
+    assert HEX32.fullmatch(replaced)

@@ -11,6 +11,7 @@ import pytest
 from crossgate.middleware.trusted_hosts import TrustedHosts, WSGITrustedHosts
 from crossgate.testing import call_http, call_lifespan, http_scope
 from crossgate.types import ASGIReceive, ASGISend, StartResponse, WSGIEnvironment
+from tests.middleware._counting import CountingHeaders
 from tests.middleware._sides import Request, call_wsgi, run
 
 HOSTS = (TrustedHosts, WSGITrustedHosts)
@@ -273,3 +274,22 @@ def test_wsgi_environ_without_scheme_defaults_to_http() -> None:
     body = b"".join(app(environ, start_response))
     assert started == ["400 Bad Request"]
     assert b"host 'example.com' is not allowed" in body
+
+
+def test_a_flood_of_host_lines_is_refused_after_reading_two() -> None:
+    # Issue 19, item 3: 100,000 Host lines (900 KB; uvicorn with httptools caps no header
+    # count) were joined one by one, in quadratic time, on the event loop. A second Host is
+    # refused whatever follows it (RFC 9112 section 3.2), so reading stops there.
+    headers = CountingHeaders([(b"host", b"example.com")] * 100_000)
+    called: list[object] = []
+
+    async def app(scope: Any, receive: ASGIReceive, send: ASGISend) -> None:
+        called.append(scope)
+
+    scope = http_scope()
+    scope["headers"] = headers
+    result = asyncio.run(call_http(TrustedHosts(app, allowed_hosts=ALLOWED), scope))
+    assert result.status == 400
+    assert b"more than one Host header" in result.body
+    assert called == []
+    assert headers.read == 2

@@ -277,3 +277,78 @@ def test_a_bad_header_is_refused_every_time(header: object, error: str) -> None:
     for _ in range(2):  # never remembered as valid
         with pytest.raises(AppProtocolError, match=error):
             wsgi_headers([header])
+
+
+# --- issue 19: the app's Content-Length ------------------------------------------------------
+
+
+def _start(*lengths: bytes, status: int = 200) -> dict[str, Any]:
+    headers = [(b"content-length", value) for value in lengths]
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+def _body(data: Any, more: bool = False) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+@pytest.mark.parametrize(
+    ("chunks", "sent", "dropped"),
+    [
+        ([(b"\x00", False)], [b""], 1),  # the fuzz minimum of issue 19, Content-Length 0
+        ([(b"abcdefgh", True)], [b"abc"], 5),
+        ([(b"ab", True), (b"cdef", True)], [b"ab", b"c"], 3),
+        ([(b"abc", True)], [b"abc"], 0),  # exactly the length: complete, even with more_body
+    ],
+)
+def test_body_is_clamped_to_the_declared_length(
+    chunks: list[tuple[bytes, bool]], sent: list[bytes], dropped: int
+) -> None:
+    cycle = ResponseCycle()
+    length = b"0" if chunks[0][0] == b"\x00" else b"3"
+    assert cycle.feed(_start(length)) is not None
+    events = [cycle.feed(_body(data, more)) for data, more in chunks]
+    bodies = [event for event in events if event is not None]
+    assert [b.data for b in bodies] == sent  # type: ignore[union-attr]
+    assert bodies[-1].more is False  # type: ignore[union-attr]
+    assert cycle.complete
+    assert cycle.dropped == dropped
+
+
+def test_body_sent_after_the_length_was_reached_counts_as_dropped() -> None:
+    cycle = ResponseCycle()
+    cycle.feed(_start(b"2"))
+    cycle.feed(_body(b"ab", True))
+    assert cycle.feed(_body(b"more", True)) is None
+    assert cycle.feed(_body("not bytes")) is None  # ignored like any message after the end
+    assert cycle.feed({"type": "http.response.trailers"}) is None
+    assert cycle.dropped == 4
+
+
+@pytest.mark.parametrize(
+    "lengths", [(b"1", b"0"), (b"-1",), (b"",), (b"1e3",), (b"9" * 5000,), (b"\xd9\xa5",)]
+)
+def test_invalid_or_conflicting_lengths_are_refused_at_the_start(
+    lengths: tuple[bytes, ...],
+) -> None:
+    cycle = ResponseCycle()
+    with pytest.raises(AppProtocolError, match="Content-Length"):
+        cycle.feed(_start(*lengths))
+    assert not cycle.started  # state unchanged: the adapter can still answer 500
+
+
+def test_a_body_short_of_its_length_is_refused() -> None:
+    cycle = ResponseCycle()
+    cycle.feed(_start(b"5"))
+    cycle.feed(_body(b"ab", True))
+    with pytest.raises(AppProtocolError, match="2 bytes short"):
+        cycle.feed(_body(b"c"))
+    assert not cycle.complete
+
+
+@pytest.mark.parametrize(("head", "status"), [(True, 200), (False, 204), (False, 304)])
+def test_head_204_and_304_keep_a_length_without_a_body(head: bool, status: int) -> None:
+    cycle = ResponseCycle(head=head)
+    cycle.feed(_start(b"10", status=status))
+    event = cycle.feed(_body(b""))
+    assert event is not None
+    assert cycle.complete

@@ -105,3 +105,10 @@ def test_allowance(
     meter = BodyMeter(limit, declared)
     meter.count(received)
     assert meter.allowance(size) == expected
+
+
+def test_declared_length_too_long_for_int_is_a_400() -> None:
+    # Found by the stack fuzz (issue 19): int() raised ValueError past 4300 digits.
+    with pytest.raises(PeerProtocolError) as info:
+        declared_length(b"9" * 5000)
+    assert info.value.status_code == 400

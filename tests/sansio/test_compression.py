@@ -21,6 +21,7 @@ from crossgate.sansio.compression import (
     compresses_at,
     merge_vary,
     negotiate,
+    padded_gzip_header,
     plan_response,
     weaken_etag,
 )
@@ -281,3 +282,30 @@ def test_media_type_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         Action.COMPRESS
     )
     assert _plan(ResponseFacts(200, "image/png")).action is Action.SKIP
+
+
+# --- issue 19, item 6: the padded gzip header ----------------------------------------------
+
+
+@pytest.mark.parametrize("padding", [0, 1, 57, 100])
+@pytest.mark.parametrize("chunks", [[], [b""], [b"x" * 3000], [b"ab", b"", b"cd" * 900]])
+def test_padded_gzip_decodes_and_carries_the_padding(padding: int, chunks: list[bytes]) -> None:
+    import gzip as gzip_module
+
+    compressor = Compressor("gzip", padding=padding)
+    out = b"".join(compressor.chunk(c) for c in chunks) + compressor.last(b"!")
+    assert gzip_module.decompress(out) == b"".join(chunks) + b"!"
+    assert out.startswith(padded_gzip_header(padding))
+    whole = compress_whole("gzip", chunks, level=6, brotli_quality=4, padding=padding)
+    assert gzip_module.decompress(whole) == b"".join(chunks)
+    assert (
+        len(whole)
+        == len(compress_whole("gzip", chunks, level=6, brotli_quality=4, padding=0)) + padding
+    )
+
+
+def test_padding_errors() -> None:
+    with pytest.raises(ValueError, match="0 or more"):
+        Compressor("gzip", padding=-1)
+    with pytest.raises(ValueError, match="gzip only"):
+        Compressor("br", padding=3)

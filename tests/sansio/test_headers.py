@@ -6,10 +6,22 @@ rest of ``start_response``.
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from crossgate.exceptions import PeerProtocolError
-from crossgate.sansio.headers import DEFAULT_MAX_HEADERS, environ_headers, header_environ_key
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crossgate.exceptions import AppProtocolError, PeerProtocolError
+from crossgate.sansio.headers import (
+    DEFAULT_MAX_HEADERS,
+    check_header_count,
+    collect_headers,
+    environ_headers,
+    header_environ_key,
+    parse_content_length,
+    single_header,
+)
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -195,3 +207,125 @@ def test_identical_repeated_content_length_is_accepted(count: int) -> None:
 @pytest.mark.parametrize("value", [b"0", b"42", b"18446744073709551616"])
 def test_valid_content_length(value: bytes) -> None:
     assert environ_headers([(b"content-length", value)]) == {"CONTENT_LENGTH": value.decode()}
+
+
+# --- issue 19, item 4: names outside RFC 9110 tokens -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        b"x-forwarded-\xdfl",  # str.upper() folds "\xdf" into "SS": HTTP_X_FORWARDED_SSL
+        b"x-\xff",  # str.upper() makes "\u0178", outside latin-1 (PEP 3333 forbids the key)
+        b"x-\xb5",  # "\xb5" (micro sign) upper-cases to "\u039c"
+        b"x forwarded",
+        b"x:y",
+        b"",
+        b"x\x00y",
+        b"x-\xe9t\xe9",
+    ],
+)
+def test_names_that_are_not_tokens_get_no_environ_key(name: bytes) -> None:
+    assert header_environ_key(name) is None
+    assert environ_headers([(name, b"on"), (b"host", b"example.com")]) == {
+        "HTTP_HOST": "example.com"
+    }
+
+
+def test_a_non_ascii_name_never_poses_as_the_ssl_header() -> None:
+    # What Django's SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_SSL", "on") would read.
+    environ = environ_headers([(b"x-forwarded-\xdfl", b"on")])
+    assert "HTTP_X_FORWARDED_SSL" not in environ
+
+
+@pytest.mark.parametrize("name", [b"X-Mixed-Case", b"x-mixed-case", b"x-MIXED-case"])
+def test_ascii_names_upper_case_byte_wise(name: bytes) -> None:
+    assert header_environ_key(name) == "HTTP_X_MIXED_CASE"
+
+
+@given(st.binary(max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_every_environ_key_is_ascii(name: bytes) -> None:
+    # PEP 3333: keys are native strings of latin-1 code points; these are plain ASCII, and
+    # exactly the tokens get one.
+    key = header_environ_key(name.lower())
+    if key is None:
+        assert not name or any(c not in _TCHAR for c in name)
+    else:
+        assert key.isascii()
+        assert key == "HTTP_" + name.decode("ascii").upper().replace("-", "_") or key in (
+            "CONTENT_TYPE",
+            "CONTENT_LENGTH",
+        )
+
+
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+# --- the shared rules: Content-Length, header count, repeated lines (issue 19) ---------------
+
+
+@pytest.mark.parametrize(
+    ("values", "length"),
+    [
+        ([], None),
+        ([b"0"], 0),
+        ([b"20"], 20),
+        ([b"7", b"7"], 7),
+        ([b"9" * 64], int("9" * 64)),
+    ],
+)
+def test_parse_content_length(values: list[bytes], length: int | None) -> None:
+    assert parse_content_length(values) == length
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b"1", b"0"],  # the fuzz minimum of issue 19: conflicting lengths
+        [b""],
+        [b"-1"],
+        [b"+1"],
+        [b" 1"],
+        [b"1.0"],
+        [b"0x10"],
+        [b"\xd9\xa5"],  # Arabic-Indic five in UTF-8: str.isdigit() would accept it decoded
+        [b"9" * 65],
+        [b"9" * 5000],  # int() would raise ValueError (CPython's 4300-digit limit)
+    ],
+)
+def test_parse_content_length_refuses(values: list[bytes]) -> None:
+    with pytest.raises(AppProtocolError):
+        parse_content_length(values)
+
+
+def test_check_header_count() -> None:
+    check_header_count(DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADERS)
+    check_header_count(10**6, None)
+    with pytest.raises(PeerProtocolError) as info:
+        check_header_count(DEFAULT_MAX_HEADERS + 1, DEFAULT_MAX_HEADERS)
+    assert info.value.status_code == 431
+
+
+def test_collect_headers_joins_repeated_lines() -> None:
+    headers = [(b"a", b"1"), (b"b", b"x"), (b"a", b"2"), (b"c", b"no"), (b"a", b"3")]
+    assert collect_headers(headers, [b"a", b"b"]) == {"a": "1,2,3", "b": "x"}
+    assert collect_headers(headers, [b"z"]) == {}
+
+
+def test_single_header_stops_at_the_second_line() -> None:
+    def lines() -> Any:
+        yield (b"host", b"a")
+        yield (b"x", b"y")
+        yield (b"host", b"b")
+        raise AssertionError("read past the second Host")
+
+    assert single_header(lines(), b"host") == "a,b"
+    assert single_header([(b"host", b"\xe9")], b"host") == "\xe9"
+    assert single_header([(b"x", b"y")], b"host") is None
+
+
+def test_environ_content_length_too_long_for_int_is_a_400() -> None:
+    with pytest.raises(PeerProtocolError) as info:
+        environ_headers([(b"content-length", b"9" * 5000)])
+    assert info.value.status_code == 400

@@ -136,7 +136,8 @@ def test_parse_node_refuses(text: str) -> None:
         ("/app/", Prefix("/app", b"/app")),
         ("/a/b", Prefix("/a/b", b"/a/b")),
         ("/caf%C3%A9", Prefix("/café", b"/caf%C3%A9")),
-        ("/a%20b", Prefix("/a b", b"/a%20b")),
+        ("/a%41", Prefix("/aA", b"/a%41")),  # an escaped path character is still one
+        ("/a%40b:c", Prefix("/a@b:c", b"/a%40b:c")),
         ("/", None),
         ("", None),
     ],
@@ -162,6 +163,16 @@ def test_parse_prefix(text: str, prefix: Prefix | None) -> None:
         ("/a%00", "control character"),
         ("/a%FF", "not UTF-8"),
         ("/a\r\n", "not a path prefix"),
+        # Browsers drop a tab and read "\\" as "/": a redirect built on these root paths
+        # would go to //evil.com. Every escaped ASCII byte outside pchar is refused alike.
+        ("/%09/evil.com", "not an RFC 3986 path character"),
+        ("/%5Cevil.com", "not an RFC 3986 path character"),
+        ("/%5C%5Cevil.com", "not an RFC 3986 path character"),
+        ("/a%20b", "not an RFC 3986 path character"),
+        ("/a%2541", "not an RFC 3986 path character"),  # "%41" once decoded: double decoding
+        ("/a%3Fq", "not an RFC 3986 path character"),
+        ("/a%23f", "not an RFC 3986 path character"),
+        ("/a%22%3C%3E", "not an RFC 3986 path character"),
         # A network-path reference: links and redirects built on it would leave the site.
         ("//evil.com", "empty segment"),
         ("/app//evil.com", "empty segment"),
@@ -570,3 +581,33 @@ def test_memo_keys_on_every_input() -> None:
     assert policy.decide({"x-forwarded-port": "443"}, scheme="ws", host="b.com").host == (
         "b.com:443"
     )
+
+
+# --- IPv4-mapped client addresses (issue 19, item 8) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "mode", "client"),
+    [
+        # A dual-stack proxy writes an IPv4 client as ::ffff:a.b.c.d: reported as the plain IPv4
+        # address, so that an allow-list or a rate limit keyed on 1.2.3.4 matches it.
+        ({"x-forwarded-for": "::ffff:1.2.3.4"}, "x-forwarded", ClientAddress("1.2.3.4")),
+        (
+            {"x-forwarded-for": "[::ffff:1.2.3.4]:4711"},
+            "x-forwarded",
+            ClientAddress("1.2.3.4", 4711),
+        ),
+        ({"x-forwarded-for": "::FFFF:102:304"}, "x-forwarded", ClientAddress("1.2.3.4")),
+        ({"forwarded": 'for="[::ffff:1.2.3.4]"'}, "forwarded", ClientAddress("1.2.3.4")),
+        ({"forwarded": 'for="[::ffff:1.2.3.4]:80"'}, "forwarded", ClientAddress("1.2.3.4", 80)),
+        # Other IPv6 addresses stay IPv6 (compressed), including the IPv4-compatible form.
+        ({"x-forwarded-for": "::1.2.3.4"}, "x-forwarded", ClientAddress("::102:304")),
+        ({"forwarded": 'for="[2001:db8::1]"'}, "forwarded", ClientAddress("2001:db8::1")),
+    ],
+)
+def test_ipv4_mapped_client_is_reported_as_ipv4(
+    values: dict[str, str], mode: Mode, client: ClientAddress
+) -> None:
+    decision = decide(values, mode=mode)
+    assert decision.client == client
+    assert decision.ignored == ()

@@ -471,3 +471,10 @@ def test_file_send_event_needs_start_and_no_body_yet() -> None:
     state.start("200 OK", [])
     state.commit()
     assert file_send_event(state, BOTH_EXT, file=object(), path="/f", offset=0, size=1) is None
+
+
+def test_content_length_too_long_for_int_is_an_app_error() -> None:
+    # Issue 19: int() of more than 4300 digits raises ValueError; the shared rule refuses it.
+    state = ResponseState()
+    with pytest.raises(AppProtocolError, match="Content-Length"):
+        state.start("200 OK", [("Content-Length", "9" * 5000)])

@@ -644,3 +644,77 @@ def test_a_relative_path_info_survives_scope_and_back(script: str, path: str) ->
     assert scope["path"].startswith(scope["root_path"] + "/")
     environ = build_environ(scope)
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == (script.rstrip("/"), path)
+
+
+# --- issue 19: numbers too long for int() ---------------------------------------------------
+
+
+def test_ports_too_long_for_int_are_not_numbers() -> None:
+    # int() of more than 4300 digits raises ValueError (CPython's limit): never let it escape.
+    environ = _issue19_environ(SERVER_PORT="9" * 5000, REMOTE_PORT="9" * 5000)
+    scope = build_scope(environ)
+    assert scope["server"] == ("localhost", None)
+    assert scope["client"] == ("127.0.0.1", 0)
+
+
+def test_content_length_too_long_for_int_is_a_400() -> None:
+    with pytest.raises(PeerProtocolError) as info:
+        request_body_length(_issue19_environ(CONTENT_LENGTH="9" * 5000))
+    assert info.value.status_code == 400
+
+
+@pytest.mark.parametrize(("count", "refused"), [(100, False), (101, True), (100_000, True)])
+def test_header_count_cap(count: int, refused: bool) -> None:
+    environ = _issue19_environ(**{f"HTTP_X_{i}": "v" for i in range(count)})
+    if refused:
+        with pytest.raises(PeerProtocolError) as info:
+            build_scope(environ)
+        assert info.value.status_code == 431
+    else:
+        assert len(build_scope(environ)["headers"]) == count
+    assert len(build_scope(environ, max_headers=None)["headers"]) == count
+
+
+def _issue19_environ(**extra: str) -> dict[str, str]:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+    }
+    environ.update(extra)
+    return environ
+
+
+@pytest.mark.parametrize(
+    "key", ["HTTP_X_\u212aEY", "HTTP_X_\xdf", "HTTP_X FOO", "HTTP_", "HTTP_X:Y", "HTTP_\u0130D"]
+)
+def test_environ_keys_that_are_not_token_headers_give_no_header(key: str) -> None:
+    # The mirror of header_environ_key: str.lower() would fold KELVIN SIGN into "k".
+    scope = build_scope(_issue19_environ(**{key: "v", "HTTP_HOST": "example.com"}))
+    assert scope["headers"] == [(b"host", b"example.com")]
+
+
+def test_environ_key_case_is_folded_as_ascii() -> None:
+    scope = build_scope(_issue19_environ(HTTP_X_MiXeD="v"))
+    assert scope["headers"] == [(b"x-mixed", b"v")]
+
+
+def test_a_shape_remembered_without_a_cap_is_still_capped() -> None:
+    # The key-shape memo is shared: a shape first seen with max_headers=None must still be
+    # refused by a caller with the default cap.
+    environ = _issue19_environ(**{f"HTTP_X_SHAPE_{i}": "v" for i in range(150)})
+    assert len(build_scope(environ, max_headers=None)["headers"]) == 150
+    with pytest.raises(PeerProtocolError) as info:
+        build_scope(environ)
+    assert info.value.status_code == 431
+
+
+def test_cgi_headers_count_towards_the_cap() -> None:
+    environ = _issue19_environ(**{f"HTTP_X_{i}": "v" for i in range(99)})
+    environ["CONTENT_TYPE"], environ["CONTENT_LENGTH"] = "text/plain", "0"
+    with pytest.raises(PeerProtocolError) as info:
+        build_scope(environ)
+    assert info.value.status_code == 431
