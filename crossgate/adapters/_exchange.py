@@ -20,7 +20,8 @@ import threading
 from collections import deque
 from typing import IO
 
-from crossgate.exceptions import ClientDisconnected, RequestTooLarge, ResponseAborted
+from crossgate.exceptions import ClientDisconnected, PeerProtocolError, ResponseAborted
+from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.response import error_events
 from crossgate.types import ASGIReceive, ASGISend, HTTPResponseStartEvent, Message, as_message
 
@@ -56,6 +57,7 @@ class Exchange:
         "file_sent",
         "finished",
         "loop",
+        "meter",
         "read_ahead",
         "received",
         "send_buffer",
@@ -65,9 +67,16 @@ class Exchange:
     )
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, *, read_ahead: int, send_buffer: int
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        read_ahead: int,
+        send_buffer: int,
+        meter: BodyMeter | None = None,
     ) -> None:
         self.loop = loop
+        # max_body_size: the sans-IO meter decides when the body breaks the limit.
+        self.meter = meter
         self.cond = threading.Condition(threading.Lock())
         self.read_ahead = read_ahead
         self.send_buffer = send_buffer
@@ -81,7 +90,7 @@ class Exchange:
         self.body_pos = 0
         self.body_complete = False
         self.spooled: IO[bytes] | None = None
-        self.body_error: RequestTooLarge | None = None
+        self.body_error: PeerProtocolError | None = None
         self.received = 0
         # How many buffered bytes the waiting worker needs; 0 when it is not waiting.
         self.body_wanted = 0
@@ -222,11 +231,23 @@ class Exchange:
         self.finish_with(start, body)
 
     def feed(self, message: Message) -> bool:
-        """Add an ``http.request`` message's body; return True when the body is complete."""
+        """Add an ``http.request`` message's body; return True when the body is complete.
+
+        A message that breaks ``max_body_size`` is not added, not even the part below the
+        limit: the body is refused (`body_error`), and the app must never read past the limit.
+        """
         data: bytes = message.get("body", b"")
         more: bool = message.get("more_body", False)
         with self.cond:
             self.received += len(data)
+            if data and self.meter is not None:
+                try:
+                    self.meter.count(len(data))
+                except PeerProtocolError as exc:
+                    self.body_error = exc
+                    self.body_complete = True
+                    self.cond.notify()
+                    return True
             if data:
                 self.body.append(data)
                 self.body_len += len(data)
@@ -236,13 +257,7 @@ class Exchange:
                 self.cond.notify()
         return not more
 
-    def refuse_body(self, error: RequestTooLarge) -> None:
-        with self.cond:
-            self.body_error = error
-            self.body_complete = True
-            self.cond.notify()
-
-    async def pump(self, receive: ASGIReceive, max_body_size: int | None) -> None:
+    async def pump(self, receive: ASGIReceive) -> None:
         """Read the rest of the body ahead of the app, then watch for ``http.disconnect``.
 
         One task does both because ASGI gives one ``receive`` per request, and a pending
@@ -265,8 +280,7 @@ class Exchange:
             kind = message["type"]
             if kind == "http.request" and not self.body_complete:
                 self.feed(message)
-                if max_body_size is not None and self.received > max_body_size:
-                    self.refuse_body(RequestTooLarge.for_limit(max_body_size))
+                if self.body_error is not None:
                     return
             elif kind == "http.disconnect":
                 self.mark_disconnected()
@@ -375,7 +389,7 @@ class RequestBody:
 
     Raises (from every read):
         ClientDisconnected: the client left before sending the bytes asked for.
-        RequestTooLarge: the body passed ``max_body_size``.
+        RequestTooLarge: the body passed ``max_body_size``; no byte past it is ever returned.
     """
 
     __slots__ = ("_x",)

@@ -21,8 +21,8 @@ from crossgate.exceptions import (
     CrossgateError,
     PeerProtocolError,
     ProtocolError,
-    RequestTooLarge,
 )
+from crossgate.sansio.body_limit import BodyMeter, declared_length
 from crossgate.sansio.environ import EnvironOptions, build_environ
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
 from crossgate.sansio.response import OptExcInfo, ResponseState, error_events, file_send_event
@@ -173,12 +173,19 @@ class WSGIToASGI:
             _log.info("rejected request: %s", exc)
             await _send_error(send, exc)
             return
-        limit = self.max_body_size
-        if limit is not None and int(environ.get("CONTENT_LENGTH") or 0) > limit:
-            await _send_error(send, RequestTooLarge.for_limit(limit))
-            return
+        meter = None
+        if self.max_body_size is not None:
+            try:
+                # Refuses a declared Content-Length over the limit before the app runs; a
+                # streamed body is counted message by message as it arrives (`Exchange.feed`).
+                meter = BodyMeter(
+                    self.max_body_size, declared_length(environ.get("CONTENT_LENGTH"))
+                )
+            except PeerProtocolError as exc:
+                await _send_error(send, exc)
+                return
         loop = asyncio.get_running_loop()
-        x = Exchange(loop, read_ahead=self.read_ahead, send_buffer=self.send_buffer)
+        x = Exchange(loop, read_ahead=self.read_ahead, send_buffer=self.send_buffer, meter=meter)
         if self.request_body == "spool":
             spooled = await self._spool(receive, send, x)
             if spooled is None:
@@ -191,14 +198,14 @@ class WSGIToASGI:
             if message["type"] != "http.request":
                 return  # http.disconnect: the client left before we started
             x.feed(message)
-            if limit is not None and x.received > limit:
-                await _send_error(send, RequestTooLarge.for_limit(limit))
+            if x.body_error is not None:
+                await _send_error(send, x.body_error)
                 return
             environ["wsgi.input"] = RequestBody(x)
         environ["wsgi.errors"] = ErrorStream()
         environ["wsgi.file_wrapper"] = FileWrapper
         environ["crossgate.disconnected"] = x.disconnected_event
-        pump = loop.create_task(x.pump(receive, limit))
+        pump = loop.create_task(x.pump(receive))
         timer = None
         try:
             executor = self._executor()
@@ -225,7 +232,6 @@ class WSGIToASGI:
 
     async def _spool(self, receive: ASGIReceive, send: ASGISend, x: Exchange) -> IO[bytes] | None:
         """Read the whole body before the app runs; ``None`` when there is nothing to run."""
-        limit = self.max_body_size
         spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=self.spool_threshold)  # noqa: SIM115
         while True:
             message = await receive()
@@ -235,10 +241,13 @@ class WSGIToASGI:
                 return None
             data: bytes = message.get("body", b"")
             x.received += len(data)
-            if limit is not None and x.received > limit:
-                spooled.close()
-                await _send_error(send, RequestTooLarge.for_limit(limit))
-                return None
+            if x.meter is not None:
+                try:
+                    x.meter.count(len(data))
+                except PeerProtocolError as exc:
+                    spooled.close()
+                    await _send_error(send, exc)
+                    return None
             spooled.write(data)
             if not message.get("more_body", False):
                 break
