@@ -191,6 +191,10 @@ class WSGIToASGI:
             if spooled is None:
                 return
             environ["wsgi.input"] = x.spooled = spooled
+            # The whole body is here, so its size is known even for a chunked upload: PEP 3333
+            # makes CONTENT_LENGTH optional, but Django reads exactly CONTENT_LENGTH bytes (and
+            # nothing without it), ignoring wsgi.input_terminated.
+            environ["CONTENT_LENGTH"] = str(x.received)
         else:
             # The first body message is read here on the loop, before the worker starts: for
             # most requests it is the whole body, and the worker then never waits for input.

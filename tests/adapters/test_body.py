@@ -354,3 +354,37 @@ def test_max_body_size_a_body_of_exactly_the_limit_passes(
     result = run(lambda: call_http(adapter, post(None), body=messages))
     assert result.status == 200
     assert result.text == "1000"
+
+
+def _content_length_reader(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    """Reads the body as Django does: exactly CONTENT_LENGTH bytes, nothing when it is unset."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{environ.get('CONTENT_LENGTH')!r} {len(body)}".encode()]
+
+
+@pytest.mark.parametrize("threshold", [10, 1 * MiB])  # on disk / in memory
+def test_spool_sets_content_length_of_a_chunked_body(
+    make_adapter: MakeAdapter, threshold: int
+) -> None:
+    # issue 14 item 8: the spooled body's size is known before the app runs, so an app that
+    # reads CONTENT_LENGTH bytes and ignores wsgi.input_terminated (Django) gets the body.
+    adapter = make_adapter(_content_length_reader, request_body="spool", spool_threshold=threshold)
+    result = run(lambda: call_http(adapter, post(None), body=[b"a" * 700, b"b" * 300, b""]))
+    assert result.text == "'1000' 1000"
+
+
+def test_spool_sets_content_length_of_an_empty_chunked_body(make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(_content_length_reader, request_body="spool")
+    result = run(lambda: call_http(adapter, post(None), body=[b""]))
+    assert result.text == "'0' 0"
+
+
+def test_stream_mode_leaves_a_chunked_body_without_content_length(
+    make_adapter: MakeAdapter,
+) -> None:
+    # Stream mode cannot know the size before the app runs (documented): no CONTENT_LENGTH.
+    adapter = make_adapter(_content_length_reader)
+    result = run(lambda: call_http(adapter, post(None), body=[b"a" * 700, b"b" * 300]))
+    assert result.text == "None 0"
