@@ -34,6 +34,23 @@ _log = logging.getLogger("crossgate")
 
 Hook = Callable[[], object]
 
+ASYNCIO_ONLY = (
+    "crossgate's WSGIToASGI runs on asyncio only; serve it with an asyncio worker, "
+    "e.g. hypercorn -k asyncio"
+)
+
+
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or ``None`` under another event loop (trio).
+
+    The worker threads hand results back through the loop's ``call_soon_threadsafe`` and
+    asyncio futures; trio has neither, and anyio is not a dependency crossgate may require.
+    """
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
 
 class WSGIToASGI:
     """Serve the WSGI application ``app`` as an ASGI application.
@@ -65,8 +82,13 @@ class WSGIToASGI:
         on_shutdown: callables run at lifespan shutdown (may be ``async``).
         retry_after: the ``Retry-After`` seconds sent with a queue-timeout 503.
 
+    It runs on asyncio only: under another event loop (trio, e.g. ``hypercorn -k trio``) it
+    fails lifespan startup, and answers a request with a 500 and raises, with a message that
+    says so.
+
     Raises:
         ValueError: an option is out of range.
+        CrossgateError: (from a call) the server runs it on an event loop other than asyncio.
     """
 
     def __init__(
@@ -184,7 +206,12 @@ class WSGIToASGI:
             except PeerProtocolError as exc:
                 await _send_error(send, exc)
                 return
-        loop = asyncio.get_running_loop()
+        loop = _asyncio_loop()
+        if loop is None:
+            # ASGI spec, "Applications": raise for what the application cannot serve, so the
+            # server logs it; the client gets a plain 500 first instead of a reset.
+            await _send_status(send, 500, "Internal Server Error")
+            raise CrossgateError(ASYNCIO_ONLY)
         x = Exchange(loop, read_ahead=self.read_ahead, send_buffer=self.send_buffer, meter=meter)
         if self.request_body == "spool":
             spooled = await self._spool(receive, send, x)
@@ -423,6 +450,11 @@ class WSGIToASGI:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if _asyncio_loop() is None:
+                    # Refuse to start rather than answer every request with a 500 later.
+                    _log.error("%s", ASYNCIO_ONLY)
+                    await send({"type": "lifespan.startup.failed", "message": ASYNCIO_ONLY})
+                    return
                 error = await _run_hooks(self.on_startup)
                 if error is not None:
                     await send({"type": "lifespan.startup.failed", "message": error})
