@@ -135,6 +135,9 @@ class Exchange:
             if self.started is False:
                 return False
             self.started = True
+            if not self.body_complete:
+                # The pump reads ahead only for a running app (see `pump`): start it now.
+                self._wake_body_pump()
             return True
 
     def abandon(self) -> bool:
@@ -215,6 +218,12 @@ class Exchange:
     def mark_disconnected(self) -> None:
         with self.cond:
             self.disconnected = True
+            if not self.body_complete:
+                # The body will never be whole, so the app's next read raises
+                # ClientDisconnected anyway: let go of the bytes read ahead now, not when the
+                # app gets around to failing (it may still be queued for a worker).
+                self.body.clear()
+                self.body_len = self.body_pos = 0
             self.cond.notify_all()
             waiter, self._sender_waiter = self._sender_waiter, None
         self.disconnected_event.set()
@@ -270,7 +279,11 @@ class Exchange:
                     # Bounded in bytes even while the worker waits: it may take the worker
                     # milliseconds to get the GIL back, and receive() can deliver a lot in
                     # that time. Only a read larger than the read-ahead lifts the bound.
-                    full = self.body_len >= max(self.read_ahead, self.body_wanted)
+                    # Nothing is read ahead while the request waits for a worker: hundreds
+                    # of queued uploads would each hold `read_ahead` bytes (the server holds
+                    # the rest in its socket buffers, with back-pressure to the client).
+                    ahead = self.read_ahead if self.started else 0
+                    full = self.body_len >= max(ahead, self.body_wanted)
                     if full:
                         self._body_waiter = waiter = loop.create_future()
                 if full:

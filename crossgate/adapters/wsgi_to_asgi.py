@@ -146,6 +146,9 @@ class WSGIToASGI:
         self._shared_executor = executor
         self._own_executor: ThreadPoolExecutor | None = None
         self._own_executor_pid = 0
+        # Requests handed to the pool and not finished yet. Changed on the event loop only; an
+        # adapter shared by several loops in threads may miscount, which only costs a hint.
+        self._in_flight = 0
 
     # -- the thread pool ----------------------------------------------------------------------
 
@@ -161,6 +164,10 @@ class WSGIToASGI:
             )
             self._own_executor_pid = os.getpid()
         return pool
+
+    def _worker_free(self) -> bool:
+        """True when a new request would start at once; always for a shared executor."""
+        return self._shared_executor is not None or self._in_flight < self.workers
 
     def close(self, *, wait: bool = True) -> None:
         """Stop the adapter's own thread pool (a shared ``executor`` is left alone).
@@ -222,7 +229,7 @@ class WSGIToASGI:
             # makes CONTENT_LENGTH optional, but Django reads exactly CONTENT_LENGTH bytes (and
             # nothing without it), ignoring wsgi.input_terminated.
             environ["CONTENT_LENGTH"] = str(x.received)
-        else:
+        elif self._worker_free() or not _has_body(environ):
             # The first body message is read here on the loop, before the worker starts: for
             # most requests it is the whole body, and the worker then never waits for input.
             message = await receive()
@@ -233,11 +240,19 @@ class WSGIToASGI:
                 await _send_error(send, x.body_error)
                 return
             environ["wsgi.input"] = RequestBody(x)
+        else:
+            # Every worker is busy, so the request waits in the queue. Reading its first
+            # message now would hold it here, and let the server read the next one into its
+            # own buffer, for as long as the request waits: hundreds of queued uploads (or
+            # clients that announce a large body and leave) would hold hundreds of MiB. The
+            # pump reads once a worker has picked the request up (`Exchange.begin`).
+            environ["wsgi.input"] = RequestBody(x)
         environ["wsgi.errors"] = ErrorStream()
         environ["wsgi.file_wrapper"] = FileWrapper
         environ["crossgate.disconnected"] = x.disconnected_event
         pump = loop.create_task(x.pump(receive))
         timer = None
+        self._in_flight += 1
         try:
             executor = self._executor()
             try:
@@ -255,6 +270,7 @@ class WSGIToASGI:
                 timer = loop.call_later(self.queue_timeout, x.expire, start, body["body"])
             await x.respond(send)
         finally:
+            self._in_flight -= 1
             pump.cancel()
             if timer is not None:
                 timer.cancel()
@@ -361,7 +377,13 @@ class WSGIToASGI:
             failure = CrossgateError(
                 f"the app sent {state.shortfall()} bytes fewer than its Content-Length"
             )
-        self._report(x, state, failure, tail)
+        try:
+            self._report(x, state, failure, tail)
+        finally:
+            # The exception's traceback holds this frame, which holds the exception: a cycle
+            # that would keep the request (its read-ahead bytes, the environ) alive until the
+            # cyclic garbage collector happens to run, long after a client left mid-upload.
+            failure = None
 
     def _clamp(self, state: ResponseState, chunk: bytes) -> bytes:
         data, dropped, _ = state.clamp(chunk)
@@ -491,6 +513,12 @@ class WSGIToASGI:
         else:
             # ASGI websocket spec: a close before accept makes the server answer 403.
             await send({"type": "websocket.close", "code": 1008, "reason": reason})
+
+
+def _has_body(environ: Mapping[str, Any]) -> bool:
+    """Whether the request announces a body (a non-zero Content-Length, or chunked framing)."""
+    length = environ.get("CONTENT_LENGTH")
+    return bool(length and length != "0") or "HTTP_TRANSFER_ENCODING" in environ
 
 
 async def _send_error(send: ASGISend, error: ProtocolError) -> None:
