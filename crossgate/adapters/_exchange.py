@@ -25,7 +25,7 @@ from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.response import error_events
 from crossgate.types import ASGIReceive, ASGISend, HTTPResponseStartEvent, Message, as_message
 
-__all__ = ["Exchange", "RequestBody"]
+__all__ = ["Exchange", "ReadAheadBudget", "RequestBody"]
 
 _log = logging.getLogger("crossgate")
 
@@ -33,6 +33,31 @@ _log = logging.getLogger("crossgate")
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+class ReadAheadBudget:
+    """Request bytes buffered ahead of the apps, counted across every request of one adapter.
+
+    ``read_ahead`` bounds one request; this bounds them all, so that many uploads at once (or
+    a storm of clients that announce a large body and leave) cannot each hold ``read_ahead``
+    bytes. Past the limit, requests are read at the app's pace only: the pump reads what a
+    waiting ``read()`` needs, and the server keeps the rest, with back-pressure to the client.
+    """
+
+    __slots__ = ("_lock", "limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self._lock = threading.Lock()
+        self.limit = limit
+        self.used = 0
+
+    def add(self, size: int) -> None:
+        with self._lock:
+            self.used += size
+
+    def exhausted(self) -> bool:
+        # A read without the lock: a stale answer only reads one message more or less ahead.
+        return self.used >= self.limit
 
 
 class Exchange:
@@ -47,6 +72,7 @@ class Exchange:
         "body_len",
         "body_pos",
         "body_wanted",
+        "budget",
         "buffered",
         "chunks",
         "cond",
@@ -73,8 +99,10 @@ class Exchange:
         read_ahead: int,
         send_buffer: int,
         meter: BodyMeter | None = None,
+        budget: ReadAheadBudget | None = None,
     ) -> None:
         self.loop = loop
+        self.budget = budget if budget is not None else ReadAheadBudget(read_ahead)
         # max_body_size: the sans-IO meter decides when the body breaks the limit.
         self.meter = meter
         self.cond = threading.Condition(threading.Lock())
@@ -105,6 +133,15 @@ class Exchange:
         self.failure: BaseException | None = None
         self.started: bool | None = None  # None: queued, True: running, False: expired
         self._sender_waiter: asyncio.Future[None] | None = None
+
+    # -- called with the lock held -------------------------------------------------------------
+
+    def _drop_body(self) -> None:
+        """Let go of every buffered request byte, and give it back to the shared budget."""
+        if self.body_len:
+            self.budget.add(-self.body_len)
+        self.body.clear()
+        self.body_len = self.body_pos = 0
 
     # -- called on the worker thread, with the lock held ------------------------------------
 
@@ -143,11 +180,14 @@ class Exchange:
     def abandon(self) -> bool:
         """On the loop, when the request is over: True if no worker ever picked it up.
 
-        A request cancelled or expired while queued must not run the app later, for nobody.
+        A request cancelled or expired while queued must not run the app later, for nobody;
+        its buffered body goes at once.
         """
         with self.cond:
             if self.started is None:
                 self.started = False
+            if self.started is False:
+                self._drop_body()
             return self.started is False
 
     def push(self, start: HTTPResponseStartEvent | None, data: bytes) -> None:
@@ -203,6 +243,8 @@ class Exchange:
                 self.chunks.append(data)
             self.finished = True
             self.failure = failure
+            # Nobody reads the body any more (an app may answer without reading it all).
+            self._drop_body()
             self._wake_sender()
 
     def finish_with(self, start: HTTPResponseStartEvent, body: bytes) -> None:
@@ -211,6 +253,7 @@ class Exchange:
             self.start = start
             self.chunks = [body]
             self.finished = True
+            self._drop_body()
             self._wake_sender()
 
     # -- called on the event loop -------------------------------------------------------------
@@ -222,8 +265,7 @@ class Exchange:
                 # The body will never be whole, so the app's next read raises
                 # ClientDisconnected anyway: let go of the bytes read ahead now, not when the
                 # app gets around to failing (it may still be queued for a worker).
-                self.body.clear()
-                self.body_len = self.body_pos = 0
+                self._drop_body()
             self.cond.notify_all()
             waiter, self._sender_waiter = self._sender_waiter, None
         self.disconnected_event.set()
@@ -257,9 +299,11 @@ class Exchange:
                     self.body_complete = True
                     self.cond.notify()
                     return True
-            if data:
+            # Once the app is done (or will never run), nobody reads the body: keep nothing.
+            if data and not (self.finished or self.started is False):
                 self.body.append(data)
                 self.body_len += len(data)
+                self.budget.add(len(data))
             if not more:
                 self.body_complete = True
             if self.body_wanted and (self.body_len >= self.body_wanted or not more):
@@ -282,7 +326,9 @@ class Exchange:
                     # Nothing is read ahead while the request waits for a worker: hundreds
                     # of queued uploads would each hold `read_ahead` bytes (the server holds
                     # the rest in its socket buffers, with back-pressure to the client).
-                    ahead = self.read_ahead if self.started else 0
+                    ahead = 0
+                    if self.started and not self.budget.exhausted():
+                        ahead = self.read_ahead
                     full = self.body_len >= max(ahead, self.body_wanted)
                     if full:
                         self._body_waiter = waiter = loop.create_future()
@@ -430,6 +476,8 @@ class RequestBody:
         pieces: list[bytes] = []
         wanted = min(size, x.body_len)
         x.body_len -= wanted
+        if wanted:
+            x.budget.add(-wanted)
         while wanted:
             first = body[0]
             pos = x.body_pos

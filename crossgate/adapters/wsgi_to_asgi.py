@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import IO, Any, Literal, TypeGuard
 
-from crossgate.adapters._exchange import Exchange, RequestBody
+from crossgate.adapters._exchange import Exchange, ReadAheadBudget, RequestBody
+from crossgate.adapters._memory import MemoryReleaser
 from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.concurrency import set_server_loop
 from crossgate.exceptions import (
@@ -72,7 +73,11 @@ class WSGIToASGI:
             file), so a slow upload never holds a worker thread.
         spool_threshold: bytes kept in memory in spool mode.
         max_body_size: bodies larger than this get a 413; ``None`` for no limit.
-        read_ahead: request bytes read ahead of the application, at most.
+        read_ahead: request bytes read ahead of the application, at most, per request.
+        read_ahead_budget: request bytes read ahead of the applications, at most, across all
+            requests at once; past it, bodies are read at the applications' pace.
+        release_memory: after a burst of request bodies, have the C allocator give the freed
+            memory back to the operating system (glibc's ``malloc_trim``, on Linux only).
         send_buffer: response bytes the application may run ahead of the client, at most.
         max_headers: requests with more headers get a 431; ``None`` for no cap.
         keep_underscore_headers: keep request headers with ``_`` in their names.
@@ -102,6 +107,8 @@ class WSGIToASGI:
         spool_threshold: int = 1024 * 1024,
         max_body_size: int | None = None,
         read_ahead: int = 1024 * 1024,
+        read_ahead_budget: int = 8 * 1024 * 1024,
+        release_memory: bool = True,
         send_buffer: int = 256 * 1024,
         max_headers: int | None = DEFAULT_MAX_HEADERS,
         keep_underscore_headers: bool = False,
@@ -117,6 +124,7 @@ class WSGIToASGI:
             raise ValueError("request_body must be 'stream' or 'spool'")
         for name, value in (
             ("read_ahead", read_ahead),
+            ("read_ahead_budget", read_ahead_budget),
             ("send_buffer", send_buffer),
             ("spool_threshold", spool_threshold),
         ):
@@ -133,6 +141,10 @@ class WSGIToASGI:
         self.spool_threshold = spool_threshold
         self.max_body_size = max_body_size
         self.read_ahead = read_ahead
+        self.read_ahead_budget = read_ahead_budget
+        self.release_memory = release_memory
+        self._budget = ReadAheadBudget(read_ahead_budget)
+        self._releaser = MemoryReleaser() if release_memory else MemoryReleaser(None)
         self.send_buffer = send_buffer
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
@@ -219,7 +231,13 @@ class WSGIToASGI:
             # server logs it; the client gets a plain 500 first instead of a reset.
             await _send_status(send, 500, "Internal Server Error")
             raise CrossgateError(ASYNCIO_ONLY)
-        x = Exchange(loop, read_ahead=self.read_ahead, send_buffer=self.send_buffer, meter=meter)
+        x = Exchange(
+            loop,
+            read_ahead=self.read_ahead,
+            send_buffer=self.send_buffer,
+            meter=meter,
+            budget=self._budget,
+        )
         if self.request_body == "spool":
             spooled = await self._spool(receive, send, x)
             if spooled is None:
@@ -271,6 +289,7 @@ class WSGIToASGI:
             await x.respond(send)
         finally:
             self._in_flight -= 1
+            self._releaser.note(loop, x.received)
             pump.cancel()
             if timer is not None:
                 timer.cancel()
