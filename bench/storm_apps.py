@@ -14,7 +14,9 @@ from bench.apps import upload_wsgi
 from bench.harness import ASGIApp
 from crossgate import WSGIToASGI
 
-__all__ = ["a2wsgi", "crossgate"]
+__all__ = ["a2wsgi", "crossgate", "crossgate_10"]
 
 crossgate: ASGIApp = cast(ASGIApp, WSGIToASGI(upload_wsgi))
+# a2wsgi runs 10 threads by default, crossgate 32: the like-for-like comparison.
+crossgate_10: ASGIApp = cast(ASGIApp, WSGIToASGI(upload_wsgi, workers=10))
 a2wsgi: ASGIApp = cast(ASGIApp, WSGIMiddleware(cast(Any, upload_wsgi)))

@@ -339,6 +339,10 @@ class Exchange:
             kind = message["type"]
             if kind == "http.request" and not self.body_complete:
                 self.feed(message)
+            # Held across the next wait, this reference would keep the message's bytes alive
+            # after the app has read them, one message per request.
+            del message
+            if kind == "http.request":
                 if self.body_error is not None:
                     return
             elif kind == "http.disconnect":

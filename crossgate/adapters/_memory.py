@@ -29,9 +29,9 @@ _log = logging.getLogger("crossgate")
 
 # Body bytes through the adapter before a trim is scheduled: small bodies never trigger one,
 # and under a steady stream of uploads trims stay at most one per TRIM_DELAY.
-TRIM_AFTER_BYTES = 64 * 1024 * 1024
+TRIM_AFTER_BYTES = 16 * 1024 * 1024
 # Seconds between the burst and the trim, so that one trim follows a whole burst.
-TRIM_DELAY = 1.0
+TRIM_DELAY = 0.5
 
 
 def _find_malloc_trim() -> Callable[[int], int] | None:

@@ -107,7 +107,7 @@ class WSGIToASGI:
         spool_threshold: int = 1024 * 1024,
         max_body_size: int | None = None,
         read_ahead: int = 1024 * 1024,
-        read_ahead_budget: int = 8 * 1024 * 1024,
+        read_ahead_budget: int = 4 * 1024 * 1024,
         release_memory: bool = True,
         send_buffer: int = 256 * 1024,
         max_headers: int | None = DEFAULT_MAX_HEADERS,
@@ -254,6 +254,8 @@ class WSGIToASGI:
             if message["type"] != "http.request":
                 return  # http.disconnect: the client left before we started
             x.feed(message)
+            # This frame lives as long as the request: it must not keep the bytes the app reads.
+            del message
             if x.body_error is not None:
                 await _send_error(send, x.body_error)
                 return
