@@ -8,7 +8,7 @@ below them in the process's RSS, for good. Measured under uvicorn: 500 abandoned
 worker 60 MiB above its baseline with every Python object already freed, and glibc's
 ``malloc_trim(0)`` took it back to within 10 MiB.
 
-So once a burst of body bytes has gone through, and a second has passed, the adapter calls
+So once a burst of body bytes has gone through, and half a second has passed, the adapter calls
 ``malloc_trim(0)`` (glibc, Linux; see malloc_trim(3)) through ctypes: it hands the free pages
 anywhere in the heap back with ``madvise``. Elsewhere (musl, macOS, Windows) there is no such
 call, and nothing happens.
@@ -17,6 +17,7 @@ call, and nothing happens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import sys
@@ -85,15 +86,11 @@ class MemoryReleaser:
         self.pending = 0
         # A trim walks the whole heap (about 10 ms for a few hundred MiB): on a thread of its
         # own it never stalls the event loop, and ctypes releases the GIL for the call.
-        threading.Thread(target=self._trim_now, name="crossgate-trim", daemon=True).start()
+        # RuntimeError: the interpreter is shutting down, and the memory goes with it.
+        with contextlib.suppress(RuntimeError):
+            threading.Thread(target=self._trim_now, name="crossgate-trim", daemon=True).start()
 
     def _trim_now(self) -> None:
         if self._trim is not None:
             released = self._trim(0)
             _log.debug("malloc_trim(0) after a burst of request bodies returned %d", released)
-
-    def cancel(self) -> None:
-        """Drop a scheduled trim (the adapter is closing)."""
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
