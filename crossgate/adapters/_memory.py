@@ -8,10 +8,10 @@ below them in the process's RSS, for good. Measured under uvicorn: 500 abandoned
 worker 60 MiB above its baseline with every Python object already freed, and glibc's
 ``malloc_trim(0)`` took it back to within 10 MiB.
 
-So once a burst of body bytes has gone through, and half a second has passed, the adapter calls
-``malloc_trim(0)`` (glibc, Linux; see malloc_trim(3)) through ctypes: it hands the free pages
-anywhere in the heap back with ``madvise``. Elsewhere (musl, macOS, Windows) there is no such
-call, and nothing happens.
+So once a burst of body bytes has gone through and the traffic has paused for half a second,
+the adapter calls ``malloc_trim(0)`` (glibc, Linux; see malloc_trim(3)) through ctypes: it hands
+the free pages anywhere in the heap back with ``madvise``. Elsewhere (musl, macOS, Windows)
+there is no such call, and nothing happens.
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ import sys
 import threading
 from collections.abc import Callable
 
-__all__ = ["TRIM_AFTER_BYTES", "TRIM_DELAY", "MemoryReleaser"]
+__all__ = ["TRIM_AFTER_BYTES", "TRIM_DELAY", "TRIM_MAX_WAIT", "MemoryReleaser"]
 
 _log = logging.getLogger("crossgate")
 
-# Body bytes through the adapter before a trim is scheduled: small bodies never trigger one,
-# and under a steady stream of uploads trims stay at most one per TRIM_DELAY.
+# Body bytes through the adapter before a trim is due: small bodies never trigger one.
 TRIM_AFTER_BYTES = 16 * 1024 * 1024
-# Seconds between the burst and the trim, so that one trim follows a whole burst.
+# A due trim waits for this many seconds without body traffic, so that one trim follows a whole
+# burst and a busy server does not give back memory it is about to use again...
 TRIM_DELAY = 0.5
+# ...but under traffic that never pauses, it runs at the latest this long after it fell due.
+TRIM_MAX_WAIT = 10.0
 
 
 def _find_malloc_trim() -> Callable[[int], int] | None:
@@ -62,11 +64,13 @@ class MemoryReleaser:
     ``malloc_trim`` by default; None disables the releaser).
     """
 
-    __slots__ = ("_handle", "_trim", "pending")
+    __slots__ = ("_due", "_handle", "_last", "_trim", "pending")
 
     def __init__(self, trim: Callable[[int], int] | None = _MALLOC_TRIM) -> None:
         self._trim = trim
         self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0  # when the pending trim fell due (loop time)
+        self._last = 0.0  # when body bytes last went through (loop time)
         self.pending = 0
 
     @property
@@ -74,14 +78,21 @@ class MemoryReleaser:
         return self._trim is not None
 
     def note(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
-        """``size`` more body bytes went through; schedule a trim once enough have."""
+        """``size`` more body bytes went through; a trim falls due once enough have."""
         if self._trim is None:
             return
         self.pending += size
+        self._last = loop.time()
         if self.pending >= TRIM_AFTER_BYTES and self._handle is None:
-            self._handle = loop.call_later(TRIM_DELAY, self._run)
+            self._due = self._last
+            self._handle = loop.call_later(TRIM_DELAY, self._check, loop)
 
-    def _run(self) -> None:
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        quiet_at = self._last + TRIM_DELAY
+        if now < quiet_at and now - self._due < TRIM_MAX_WAIT:
+            self._handle = loop.call_later(quiet_at - now, self._check, loop)
+            return
         self._handle = None
         self.pending = 0
         # A trim walks the whole heap (about 10 ms for a few hundred MiB): on a thread of its

@@ -9,6 +9,7 @@ import logging
 import os
 import stat
 import tempfile
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import IO, Any, Literal, TypeGuard
@@ -75,7 +76,7 @@ class WSGIToASGI:
         max_body_size: bodies larger than this get a 413; ``None`` for no limit.
         read_ahead: request bytes read ahead of the application, at most, per request.
         read_ahead_budget: request bytes read ahead of the applications, at most, across all
-            requests at once; past it, bodies are read at the applications' pace.
+            requests on one event loop; past it, bodies are read at the applications' pace.
         release_memory: after a burst of request bodies, have the C allocator give the freed
             memory back to the operating system (glibc's ``malloc_trim``, on Linux only).
         send_buffer: response bytes the application may run ahead of the client, at most.
@@ -143,7 +144,10 @@ class WSGIToASGI:
         self.read_ahead = read_ahead
         self.read_ahead_budget = read_ahead_budget
         self.release_memory = release_memory
-        self._budget = ReadAheadBudget(read_ahead_budget)
+        # One budget per event loop: only its loop's thread changes it (see ReadAheadBudget).
+        self._budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadAheadBudget] = (
+            weakref.WeakKeyDictionary()
+        )
         self._releaser = MemoryReleaser() if release_memory else MemoryReleaser(None)
         self.send_buffer = send_buffer
         self.on_startup = list(on_startup)
@@ -176,6 +180,13 @@ class WSGIToASGI:
             )
             self._own_executor_pid = os.getpid()
         return pool
+
+    def _budget(self, loop: asyncio.AbstractEventLoop) -> ReadAheadBudget:
+        """The read-ahead budget of the requests on ``loop``."""
+        budget = self._budgets.get(loop)
+        if budget is None:
+            budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
+        return budget
 
     def _worker_free(self) -> bool:
         """True when a new request would start at once; always for a shared executor."""
@@ -236,7 +247,7 @@ class WSGIToASGI:
             read_ahead=self.read_ahead,
             send_buffer=self.send_buffer,
             meter=meter,
-            budget=self._budget,
+            budget=self._budget(loop),
         )
         if self.request_body == "spool":
             spooled = await self._spool(receive, send, x)
@@ -254,6 +265,7 @@ class WSGIToASGI:
             if message["type"] != "http.request":
                 return  # http.disconnect: the client left before we started
             x.feed(message)
+            x.eager = True
             # This frame lives as long as the request: it must not keep the bytes the app reads.
             del message
             if x.body_error is not None:
@@ -297,6 +309,7 @@ class WSGIToASGI:
                 timer.cancel()
             if x.abandon() and x.spooled is not None:
                 x.spooled.close()
+            x.settle()
 
     async def _spool(self, receive: ASGIReceive, send: ASGISend, x: Exchange) -> IO[bytes] | None:
         """Read the whole body before the app runs; ``None`` when there is nothing to run."""
