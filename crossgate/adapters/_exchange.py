@@ -43,8 +43,8 @@ class ReadAheadBudget:
     bytes. Past the limit, requests are read at the app's pace only: the pump reads what a
     waiting ``read()`` needs, and the server keeps the rest, with back-pressure to the client.
 
-    Only its event loop's thread changes it (see `Exchange._charge`), so it needs no lock: a
-    lock taken for every message and every read cost a 10 MiB upload 10 % more CPU.
+    Only its event loop's thread changes it (see `Exchange._charge`), so it needs no lock, and
+    the worker's reads, which only shrink their request's buffer, never touch it.
     """
 
     __slots__ = ("limit", "used")
