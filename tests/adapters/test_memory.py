@@ -329,3 +329,29 @@ def test_release_memory_false_never_trims(make_adapter: MakeAdapter) -> None:
 def test_malloc_trim_is_found_on_linux() -> None:
     assert _memory._find_malloc_trim() is not None
     assert MemoryReleaser().enabled
+
+
+def test_a_trim_waits_for_the_traffic_to_pause_but_not_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_memory, "TRIM_DELAY", 3600.0)  # the timers never fire on their own
+    trim = _FakeTrim()
+    releaser = MemoryReleaser(trim)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        releaser.note(loop, _memory.TRIM_AFTER_BYTES)
+        # Bodies still going through: the due trim waits for a pause.
+        releaser._check(loop)
+        await _spin()
+        assert not trim.calls
+        assert releaser.pending == _memory.TRIM_AFTER_BYTES
+        # Traffic that never pauses: the trim runs once it has waited TRIM_MAX_WAIT.
+        monkeypatch.setattr(_memory, "TRIM_MAX_WAIT", 0.0)
+        releaser._check(loop)
+        await _wait_for(trim.called)
+        # The timers still scheduled die with the loop.
+
+    run(main)
+    assert trim.calls == [0]
+    assert releaser.pending == 0
