@@ -363,17 +363,16 @@ class Exchange:
                     continue
             message = await receive()
             kind = message["type"]
+            if kind == "http.disconnect":
+                self.mark_disconnected()
+                return
             if kind == "http.request" and not self.body_complete:
                 self.feed(message)
+                if self.body_error is not None:
+                    return
             # Held across the next wait, this reference would keep the message's bytes alive
             # after the app has read them, one message per request.
             del message
-            if kind == "http.request":
-                if self.body_error is not None:
-                    return
-            elif kind == "http.disconnect":
-                self.mark_disconnected()
-                return
 
     async def respond(self, send: ASGISend) -> None:
         """Send what the worker produces until it finishes; see the module docstring.

@@ -39,7 +39,7 @@ TRIM_MAX_WAIT = 10.0
 
 def _find_malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None where the C library has none."""
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):  # pragma: no cover - tested on Linux
         return None
     try:
         libc = ctypes.CDLL(None)  # the symbols already loaded into this process
@@ -79,19 +79,20 @@ class MemoryReleaser:
 
     def note(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
         """``size`` more body bytes went through; a trim falls due once enough have."""
-        if self._trim is None:
+        trim = self._trim
+        if trim is None:
             return
         self.pending += size
         self._last = loop.time()
         if self.pending >= TRIM_AFTER_BYTES and self._handle is None:
             self._due = self._last
-            self._handle = loop.call_later(TRIM_DELAY, self._check, loop)
+            self._handle = loop.call_later(TRIM_DELAY, self._check, loop, trim)
 
-    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _check(self, loop: asyncio.AbstractEventLoop, trim: Callable[[int], int]) -> None:
         now = loop.time()
         quiet_at = self._last + TRIM_DELAY
         if now < quiet_at and now - self._due < TRIM_MAX_WAIT:
-            self._handle = loop.call_later(quiet_at - now, self._check, loop)
+            self._handle = loop.call_later(quiet_at - now, self._check, loop, trim)
             return
         self._handle = None
         self.pending = 0
@@ -99,9 +100,9 @@ class MemoryReleaser:
         # own it never stalls the event loop, and ctypes releases the GIL for the call.
         # RuntimeError: the interpreter is shutting down, and the memory goes with it.
         with contextlib.suppress(RuntimeError):
-            threading.Thread(target=self._trim_now, name="crossgate-trim", daemon=True).start()
+            threading.Thread(target=_trim_now, args=(trim,), name="crossgate-trim").start()
 
-    def _trim_now(self) -> None:
-        if self._trim is not None:
-            released = self._trim(0)
-            _log.debug("malloc_trim(0) after a burst of request bodies returned %d", released)
+
+def _trim_now(trim: Callable[[int], int]) -> None:
+    released = trim(0)
+    _log.debug("malloc_trim(0) after a burst of request bodies returned %d", released)

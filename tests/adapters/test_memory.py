@@ -324,6 +324,12 @@ def test_release_memory_false_never_trims(make_adapter: MakeAdapter) -> None:
     adapter = make_adapter(reader, release_memory=False)
     assert not adapter._releaser.enabled
 
+    async def main() -> None:
+        adapter._releaser.note(asyncio.get_running_loop(), 2 * _memory.TRIM_AFTER_BYTES)
+
+    run(main)
+    assert adapter._releaser.pending == 0
+
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_malloc_trim_is_found_on_linux() -> None:
@@ -342,13 +348,13 @@ def test_a_trim_waits_for_the_traffic_to_pause_but_not_forever(
         loop = asyncio.get_running_loop()
         releaser.note(loop, _memory.TRIM_AFTER_BYTES)
         # Bodies still going through: the due trim waits for a pause.
-        releaser._check(loop)
+        releaser._check(loop, trim)
         await _spin()
         assert not trim.calls
         assert releaser.pending == _memory.TRIM_AFTER_BYTES
         # Traffic that never pauses: the trim runs once it has waited TRIM_MAX_WAIT.
         monkeypatch.setattr(_memory, "TRIM_MAX_WAIT", 0.0)
-        releaser._check(loop)
+        releaser._check(loop, trim)
         await _wait_for(trim.called)
         # The timers still scheduled die with the loop.
 
