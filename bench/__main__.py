@@ -26,6 +26,7 @@ SECTIONS = {
     "routing": "bench.routing",
     "middleware": "bench.middleware",
     "demo-h2": "bench.demo_h2",
+    "upload-storm": "bench.upload_storm",
 }
 
 

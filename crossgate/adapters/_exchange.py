@@ -20,12 +20,17 @@ import threading
 from collections import deque
 from typing import IO
 
-from crossgate.exceptions import ClientDisconnected, RequestTooLarge, ResponseAborted
+from crossgate.exceptions import (
+    ClientDisconnected,
+    PeerProtocolError,
+    ResponseAborted,
+)
+from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.failure import Outcome, plan_failure
 from crossgate.sansio.response import error_events
 from crossgate.types import ASGIReceive, ASGISend, HTTPResponseStartEvent, Message, as_message
 
-__all__ = ["Exchange", "RequestBody"]
+__all__ = ["Exchange", "ReadAheadBudget", "RequestBody"]
 
 _log = logging.getLogger("crossgate")
 
@@ -35,28 +40,54 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+class ReadAheadBudget:
+    """Request bytes buffered ahead of the apps, counted across the requests of one event loop.
+
+    ``read_ahead`` bounds one request; this bounds them all, so that many uploads at once (or
+    a storm of clients that announce a large body and leave) cannot each hold ``read_ahead``
+    bytes. Past the limit, requests are read at the app's pace only: the pump reads what a
+    waiting ``read()`` needs, and the server keeps the rest, with back-pressure to the client.
+
+    Only its event loop's thread changes it (see `Exchange._charge`), so it needs no lock, and
+    the worker's reads, which only shrink their request's buffer, never touch it.
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def exhausted(self) -> bool:
+        return self.used >= self.limit
+
+
 class Exchange:
     """Request body in, response out, for one request; see the module docstring."""
 
     __slots__ = (
         "_body_waiter",
         "_sender_waiter",
+        "accounted",
         "body",
         "body_complete",
         "body_error",
         "body_len",
         "body_pos",
         "body_wanted",
+        "budget",
         "buffered",
         "chunks",
         "cond",
         "disconnected",
         "disconnected_event",
+        "eager",
         "failure",
         "file_event",
         "file_sent",
         "finished",
         "loop",
+        "meter",
         "read_ahead",
         "received",
         "send_buffer",
@@ -66,9 +97,20 @@ class Exchange:
     )
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, *, read_ahead: int, send_buffer: int
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        read_ahead: int,
+        send_buffer: int,
+        meter: BodyMeter | None = None,
+        budget: ReadAheadBudget | None = None,
     ) -> None:
         self.loop = loop
+        self.budget = budget if budget is not None else ReadAheadBudget(read_ahead)
+        # The buffered bytes this request counts in `budget` (see `_charge`).
+        self.accounted = 0
+        # max_body_size: the sans-IO meter decides when the body breaks the limit.
+        self.meter = meter
         self.cond = threading.Condition(threading.Lock())
         self.read_ahead = read_ahead
         self.send_buffer = send_buffer
@@ -82,7 +124,7 @@ class Exchange:
         self.body_pos = 0
         self.body_complete = False
         self.spooled: IO[bytes] | None = None
-        self.body_error: RequestTooLarge | None = None
+        self.body_error: PeerProtocolError | None = None
         self.received = 0
         # How many buffered bytes the waiting worker needs; 0 when it is not waiting.
         self.body_wanted = 0
@@ -96,7 +138,33 @@ class Exchange:
         self.finished = False
         self.failure: BaseException | None = None
         self.started: bool | None = None  # None: queued, True: running, False: expired
+        # Read ahead before a worker starts (`pump`): set when a worker was free to take it.
+        self.eager = False
         self._sender_waiter: asyncio.Future[None] | None = None
+
+    # -- called with the lock held -------------------------------------------------------------
+
+    def _drop_body(self) -> None:
+        """Let go of every buffered request byte (the budget learns of it in `_charge`)."""
+        self.body.clear()
+        self.body_len = self.body_pos = 0
+
+    def _charge(self) -> None:
+        """On the loop: bring the shared budget up to date with what this request buffers.
+
+        Reads on the worker thread only shrink ``body_len``; the loop settles the difference
+        here, when it feeds a message or decides whether to read ahead.
+        """
+        delta = self.body_len - self.accounted
+        if delta:
+            self.budget.used += delta
+            self.accounted = self.body_len
+
+    def settle(self) -> None:
+        """On the loop, when the request is over: take this request out of the budget."""
+        with self.cond:
+            self.budget.used -= self.accounted
+            self.accounted = 0
 
     # -- called on the worker thread, with the lock held ------------------------------------
 
@@ -127,16 +195,23 @@ class Exchange:
             if self.started is False:
                 return False
             self.started = True
+            if not (self.body_complete or self.eager):
+                # The pump held back while the request was queued (see `pump`): start it now.
+                # An eager pump is already reading; waking it would cost a hand-off for nothing.
+                self._wake_body_pump()
             return True
 
     def abandon(self) -> bool:
         """On the loop, when the request is over: True if no worker ever picked it up.
 
-        A request cancelled or expired while queued must not run the app later, for nobody.
+        A request cancelled or expired while queued must not run the app later, for nobody;
+        its buffered body goes at once.
         """
         with self.cond:
             if self.started is None:
                 self.started = False
+            if self.started is False:
+                self._drop_body()
             return self.started is False
 
     def push(self, start: HTTPResponseStartEvent | None, data: bytes) -> None:
@@ -201,6 +276,8 @@ class Exchange:
                 self.chunks.append(data)
             self.finished = True
             self.failure = failure
+            # Nobody reads the body any more (an app may answer without reading it all).
+            self._drop_body()
             self._wake_sender()
 
     def finish_with(self, start: HTTPResponseStartEvent, body: bytes) -> None:
@@ -209,6 +286,7 @@ class Exchange:
             self.start = start
             self.chunks = [body]
             self.finished = True
+            self._drop_body()
             self._wake_sender()
 
     # -- called on the event loop -------------------------------------------------------------
@@ -216,6 +294,12 @@ class Exchange:
     def mark_disconnected(self) -> None:
         with self.cond:
             self.disconnected = True
+            if not self.body_complete:
+                # The body will never be whole, so the app's next read raises
+                # ClientDisconnected anyway: let go of the bytes read ahead now, not when the
+                # app gets around to failing (it may still be queued for a worker).
+                self._drop_body()
+                self._charge()
             self.cond.notify_all()
             waiter, self._sender_waiter = self._sender_waiter, None
         self.disconnected_event.set()
@@ -232,27 +316,38 @@ class Exchange:
         self.finish_with(start, body)
 
     def feed(self, message: Message) -> bool:
-        """Add an ``http.request`` message's body; return True when the body is complete."""
+        """Add an ``http.request`` message's body; return True when the body is complete.
+
+        A message that breaks ``max_body_size`` is not added, not even the part below the
+        limit: the body is refused (`body_error`), and the app must never read past the limit.
+        """
         data: bytes = message.get("body", b"")
         more: bool = message.get("more_body", False)
         with self.cond:
             self.received += len(data)
-            if data:
+            if data and self.meter is not None:
+                try:
+                    self.meter.count(len(data))
+                except PeerProtocolError as exc:
+                    self.body_error = exc
+                    self.body_complete = True
+                    self.cond.notify()
+                    return True
+            # Once the app is done (or will never run), nobody reads the body: keep nothing.
+            if data and not (self.finished or self.started is False):
+                size = len(data)
                 self.body.append(data)
-                self.body_len += len(data)
+                self.body_len += size
+                # `_charge`, inlined: this runs for every message of every upload.
+                self.budget.used += size
+                self.accounted += size
             if not more:
                 self.body_complete = True
             if self.body_wanted and (self.body_len >= self.body_wanted or not more):
                 self.cond.notify()
         return not more
 
-    def refuse_body(self, error: RequestTooLarge) -> None:
-        with self.cond:
-            self.body_error = error
-            self.body_complete = True
-            self.cond.notify()
-
-    async def pump(self, receive: ASGIReceive, max_body_size: int | None) -> None:
+    async def pump(self, receive: ASGIReceive) -> None:
         """Read the rest of the body ahead of the app, then watch for ``http.disconnect``.
 
         One task does both because ASGI gives one ``receive`` per request, and a pending
@@ -265,7 +360,16 @@ class Exchange:
                     # Bounded in bytes even while the worker waits: it may take the worker
                     # milliseconds to get the GIL back, and receive() can deliver a lot in
                     # that time. Only a read larger than the read-ahead lifts the bound.
-                    full = self.body_len >= max(self.read_ahead, self.body_wanted)
+                    # Nothing is read ahead while the request waits in the queue for a worker:
+                    # hundreds of queued uploads would each hold `read_ahead` bytes (the server
+                    # holds the rest, with back-pressure to the client). When a worker was free
+                    # (`eager`), reading on while it starts saves the app a wait.
+                    ahead = 0
+                    if self.started or self.eager:
+                        self._charge()
+                        if not self.budget.exhausted():
+                            ahead = self.read_ahead
+                    full = self.body_len >= max(ahead, self.body_wanted)
                     if full:
                         self._body_waiter = waiter = loop.create_future()
                 if full:
@@ -273,14 +377,16 @@ class Exchange:
                     continue
             message = await receive()
             kind = message["type"]
-            if kind == "http.request" and not self.body_complete:
-                self.feed(message)
-                if max_body_size is not None and self.received > max_body_size:
-                    self.refuse_body(RequestTooLarge.for_limit(max_body_size))
-                    return
-            elif kind == "http.disconnect":
+            if kind == "http.disconnect":
                 self.mark_disconnected()
                 return
+            if kind == "http.request" and not self.body_complete:
+                self.feed(message)
+                if self.body_error is not None:
+                    return
+            # Held across the next wait, this reference would keep the message's bytes alive
+            # after the app has read them, one message per request.
+            del message
 
     async def respond(
         self, send: ASGISend, *, raise_app_exceptions: bool = True, http_version: str = "1.1"
@@ -338,10 +444,17 @@ class Exchange:
                         raise
             if finished:
                 break
-        if self.failure is not None:
-            await self._fail(send, self.failure, headers_sent, raise_app_exceptions, http_version)
-        if send_error is not None and not isinstance(send_error, OSError):
-            raise send_error
+        failure, self.failure = self.failure, None
+        try:
+            if failure is not None:
+                await self._fail(send, failure, headers_sent, raise_app_exceptions, http_version)
+            if send_error is not None and not isinstance(send_error, OSError):
+                raise send_error
+        finally:
+            # The exception's traceback holds this frame (and, through the worker's frames, this
+            # exchange with its request body): dropping the references here breaks the cycle,
+            # so the body is freed as soon as the request ends, not at the next cyclic GC.
+            failure = send_error = None
 
     async def _fail(
         self,
@@ -372,10 +485,14 @@ class Exchange:
                 await send(as_message(body))
             except OSError:
                 pass  # the client left meanwhile; nothing else to tell it
-        if plan.propagate:
-            raise failure
-        if plan.outcome is Outcome.ABORT:
-            raise ResponseAborted("the response failed after its headers were sent") from failure
+        try:
+            if plan.propagate:
+                raise failure
+            if plan.outcome is Outcome.ABORT:
+                aborted = "the response failed after its headers were sent"
+                raise ResponseAborted(aborted) from failure
+        finally:
+            del failure  # held by this frame, which the traceback holds: no cycle
 
     async def _send_batch(
         self,
@@ -415,7 +532,7 @@ class RequestBody:
 
     Raises (from every read):
         ClientDisconnected: the client left before sending the bytes asked for.
-        RequestTooLarge: the body passed ``max_body_size``.
+        RequestTooLarge: the body passed ``max_body_size``; no byte past it is ever returned.
     """
 
     __slots__ = ("_x",)

@@ -9,12 +9,14 @@ import logging
 import os
 import stat
 import tempfile
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import IO, Any, Literal, TypeGuard
 
-from crossgate.adapters._exchange import Exchange, RequestBody
+from crossgate.adapters._exchange import Exchange, ReadAheadBudget, RequestBody
 from crossgate.adapters._interface import check_app
+from crossgate.adapters._memory import MemoryReleaser
 from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.concurrency import set_server_loop
 from crossgate.exceptions import (
@@ -22,8 +24,8 @@ from crossgate.exceptions import (
     CrossgateError,
     PeerProtocolError,
     ProtocolError,
-    RequestTooLarge,
 )
+from crossgate.sansio.body_limit import BodyMeter, declared_length
 from crossgate.sansio.environ import EnvironOptions, build_environ
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
 from crossgate.sansio.response import (
@@ -40,6 +42,23 @@ __all__ = ["WSGIToASGI", "wsgi_to_asgi"]
 _log = logging.getLogger("crossgate")
 
 Hook = Callable[[], object]
+
+ASYNCIO_ONLY = (
+    "crossgate's WSGIToASGI runs on asyncio only; serve it with an asyncio worker, "
+    "e.g. hypercorn -k asyncio"
+)
+
+
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or ``None`` under another event loop (trio).
+
+    The worker threads hand results back through the loop's ``call_soon_threadsafe`` and
+    asyncio futures; trio has neither, and anyio is not a dependency crossgate may require.
+    """
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class WSGIToASGI:
@@ -62,7 +81,11 @@ class WSGIToASGI:
             file), so a slow upload never holds a worker thread.
         spool_threshold: bytes kept in memory in spool mode.
         max_body_size: bodies larger than this get a 413; ``None`` for no limit.
-        read_ahead: request bytes read ahead of the application, at most.
+        read_ahead: request bytes read ahead of the application, at most, per request.
+        read_ahead_budget: request bytes read ahead of the applications, at most, across all
+            requests on one event loop; past it, bodies are read at the applications' pace.
+        release_memory: after a burst of request bodies, have the C allocator give the freed
+            memory back to the operating system (glibc's ``malloc_trim``, on Linux only).
         send_buffer: response bytes the application may run ahead of the client, at most.
         max_headers: requests with more headers get a 431; ``None`` for no cap.
         keep_underscore_headers: keep request headers with ``_`` in their names.
@@ -81,11 +104,16 @@ class WSGIToASGI:
         interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
             ASGI; ``"wsgi"`` skips that check, for a WSGI app that fools it.
 
+    It runs on asyncio only: under another event loop (trio, e.g. ``hypercorn -k trio``) it
+    fails lifespan startup, and answers a request with a 500 and raises, with a message that
+    says so.
+
     Raises:
         TypeError: ``app`` is not a WSGI application: not callable (``None``, a
             ``"module:app"`` string), or an ASGI application (the message names
             `crossgate.ASGIToWSGI`, the wrapper that serves ASGI apps from a WSGI server).
         ValueError: an option is out of range.
+        CrossgateError: (from a call) the server runs it on an event loop other than asyncio.
     """
 
     def __init__(
@@ -99,6 +127,8 @@ class WSGIToASGI:
         spool_threshold: int = 1024 * 1024,
         max_body_size: int | None = None,
         read_ahead: int = 1024 * 1024,
+        read_ahead_budget: int = 4 * 1024 * 1024,
+        release_memory: bool = True,
         send_buffer: int = 256 * 1024,
         max_headers: int | None = DEFAULT_MAX_HEADERS,
         keep_underscore_headers: bool = False,
@@ -118,6 +148,7 @@ class WSGIToASGI:
             raise ValueError("request_body must be 'stream' or 'spool'")
         for name, value in (
             ("read_ahead", read_ahead),
+            ("read_ahead_budget", read_ahead_budget),
             ("send_buffer", send_buffer),
             ("spool_threshold", spool_threshold),
         ):
@@ -134,6 +165,13 @@ class WSGIToASGI:
         self.spool_threshold = spool_threshold
         self.max_body_size = max_body_size
         self.read_ahead = read_ahead
+        self.read_ahead_budget = read_ahead_budget
+        self.release_memory = release_memory
+        # One budget per event loop: only its loop's thread changes it (see ReadAheadBudget).
+        self._budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadAheadBudget] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._releaser = MemoryReleaser() if release_memory else MemoryReleaser(None)
         self.send_buffer = send_buffer
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
@@ -148,6 +186,9 @@ class WSGIToASGI:
         self._shared_executor = executor
         self._own_executor: ThreadPoolExecutor | None = None
         self._own_executor_pid = 0
+        # Requests handed to the pool and not finished yet. Changed on the event loop only; an
+        # adapter shared by several loops in threads may miscount, which only costs a hint.
+        self._in_flight = 0
 
     # -- the thread pool ----------------------------------------------------------------------
 
@@ -163,6 +204,17 @@ class WSGIToASGI:
             )
             self._own_executor_pid = os.getpid()
         return pool
+
+    def _budget(self, loop: asyncio.AbstractEventLoop) -> ReadAheadBudget:
+        """The read-ahead budget of the requests on ``loop``."""
+        budget = self._budgets.get(loop)
+        if budget is None:
+            budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
+        return budget
+
+    def _worker_free(self) -> bool:
+        """True when a new request would start at once; always for a shared executor."""
+        return self._shared_executor is not None or self._in_flight < self.workers
 
     def close(self, *, wait: bool = True) -> None:
         """Stop the adapter's own thread pool (a shared ``executor`` is left alone).
@@ -197,33 +249,66 @@ class WSGIToASGI:
             _log.info("rejected request: %s", exc)
             await _send_error(send, exc)
             return
-        limit = self.max_body_size
-        if limit is not None and int(environ.get("CONTENT_LENGTH") or 0) > limit:
-            await _send_error(send, RequestTooLarge.for_limit(limit))
-            return
-        loop = asyncio.get_running_loop()
-        x = Exchange(loop, read_ahead=self.read_ahead, send_buffer=self.send_buffer)
+        meter = None
+        if self.max_body_size is not None:
+            try:
+                # Refuses a declared Content-Length over the limit before the app runs; a
+                # streamed body is counted message by message as it arrives (`Exchange.feed`).
+                meter = BodyMeter(
+                    self.max_body_size, declared_length(environ.get("CONTENT_LENGTH"))
+                )
+            except PeerProtocolError as exc:
+                await _send_error(send, exc)
+                return
+        loop = _asyncio_loop()
+        if loop is None:
+            # ASGI spec, "Applications": raise for what the application cannot serve, so the
+            # server logs it; the client gets a plain 500 first instead of a reset.
+            await _send_status(send, 500, "Internal Server Error")
+            raise CrossgateError(ASYNCIO_ONLY)
+        x = Exchange(
+            loop,
+            read_ahead=self.read_ahead,
+            send_buffer=self.send_buffer,
+            meter=meter,
+            budget=self._budget(loop),
+        )
         if self.request_body == "spool":
             spooled = await self._spool(receive, send, x)
             if spooled is None:
                 return
             environ["wsgi.input"] = x.spooled = spooled
-        else:
+            # The whole body is here, so its size is known even for a chunked upload: PEP 3333
+            # makes CONTENT_LENGTH optional, but Django reads exactly CONTENT_LENGTH bytes (and
+            # nothing without it), ignoring wsgi.input_terminated.
+            environ["CONTENT_LENGTH"] = str(x.received)
+        elif self._worker_free() or not _has_body(environ):
             # The first body message is read here on the loop, before the worker starts: for
             # most requests it is the whole body, and the worker then never waits for input.
             message = await receive()
             if message["type"] != "http.request":
                 return  # http.disconnect: the client left before we started
             x.feed(message)
-            if limit is not None and x.received > limit:
-                await _send_error(send, RequestTooLarge.for_limit(limit))
+            x.eager = True
+            # This frame lives as long as the request: it must not keep the bytes the app reads.
+            del message
+            if x.body_error is not None:
+                await _send_error(send, x.body_error)
                 return
+            environ["wsgi.input"] = RequestBody(x)
+        else:
+            # Every worker is busy, so the request waits in the queue. Reading its first
+            # message now would hold it here, and let the server read the next one into its
+            # own buffer, for as long as the request waits: hundreds of queued uploads (or
+            # clients that announce a large body and leave) would hold hundreds of MiB. The
+            # pump reads once a worker has picked the request up (`Exchange.begin`).
             environ["wsgi.input"] = RequestBody(x)
         environ["wsgi.errors"] = ErrorStream()
         environ["wsgi.file_wrapper"] = FileWrapper
         environ["crossgate.disconnected"] = x.disconnected_event
-        pump = loop.create_task(x.pump(receive, limit))
+        pump = loop.create_task(x.pump(receive))
         timer = None
+        self._in_flight += 1
         try:
             executor = self._executor()
             try:
@@ -245,15 +330,17 @@ class WSGIToASGI:
                 http_version=scope.get("http_version", "1.1"),
             )
         finally:
+            self._in_flight -= 1
+            self._releaser.note(loop, x.received)
             pump.cancel()
             if timer is not None:
                 timer.cancel()
             if x.abandon() and x.spooled is not None:
                 x.spooled.close()
+            x.settle()
 
     async def _spool(self, receive: ASGIReceive, send: ASGISend, x: Exchange) -> IO[bytes] | None:
         """Read the whole body before the app runs; ``None`` when there is nothing to run."""
-        limit = self.max_body_size
         spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=self.spool_threshold)  # noqa: SIM115
         while True:
             message = await receive()
@@ -263,10 +350,13 @@ class WSGIToASGI:
                 return None
             data: bytes = message.get("body", b"")
             x.received += len(data)
-            if limit is not None and x.received > limit:
-                spooled.close()
-                await _send_error(send, RequestTooLarge.for_limit(limit))
-                return None
+            if x.meter is not None:
+                try:
+                    x.meter.count(len(data))
+                except PeerProtocolError as exc:
+                    spooled.close()
+                    await _send_error(send, exc)
+                    return None
             spooled.write(data)
             if not message.get("more_body", False):
                 break
@@ -358,7 +448,13 @@ class WSGIToASGI:
             failure = AppProtocolError(
                 f"the app sent {state.shortfall()} bytes fewer than its Content-Length"
             )
-        self._report(x, state, failure, tail)
+        try:
+            self._report(x, state, failure, tail)
+        finally:
+            # The exception's traceback holds this frame, which holds the exception: a cycle
+            # that would keep the request (its read-ahead bytes, the environ) alive until the
+            # cyclic garbage collector happens to run, long after a client left mid-upload.
+            failure = None
 
     def _clamp(self, state: ResponseState, chunk: bytes) -> bytes:
         data, dropped, _ = state.clamp(chunk)
@@ -433,6 +529,11 @@ class WSGIToASGI:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if _asyncio_loop() is None:
+                    # Refuse to start rather than answer every request with a 500 later.
+                    _log.error("%s", ASYNCIO_ONLY)
+                    await send({"type": "lifespan.startup.failed", "message": ASYNCIO_ONLY})
+                    return
                 error = await _run_hooks(self.on_startup)
                 if error is not None:
                     await send({"type": "lifespan.startup.failed", "message": error})
@@ -477,6 +578,12 @@ def _join(chunks: list[bytes] | tuple[bytes, ...]) -> bytes:
         return b"".join(chunks)
     except TypeError:
         return b"".join([body_chunk(chunk) for chunk in chunks])
+
+
+def _has_body(environ: Mapping[str, Any]) -> bool:
+    """Whether the request announces a body (a non-zero Content-Length, or chunked framing)."""
+    length = environ.get("CONTENT_LENGTH")
+    return bool(length and length != "0") or "HTTP_TRANSFER_ENCODING" in environ
 
 
 async def _send_error(send: ASGISend, error: ProtocolError) -> None:

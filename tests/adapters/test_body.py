@@ -304,3 +304,87 @@ def test_spool_limits_and_disconnect(make_adapter: MakeAdapter) -> None:
 def test_invalid_options(make_adapter: MakeAdapter, option: str, value: Any) -> None:
     with pytest.raises(ValueError, match=option):
         make_adapter(digest_app, **{option: value})
+
+
+# Message sizes that straddle the 1,000-byte limit every way: far below, just below, at, just
+# past it, and the whole body at once.
+_LIMIT_SIZES = [1, 7, 100, 333, 512, 999, 1000, 1001, 1024, 2000]
+
+
+def _limit_reader(read_size: int, got: list[int]) -> Any:
+    """An app that reads ``read_size`` at a time, records each piece's size, answers 200."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        while True:
+            piece = environ["wsgi.input"].read(read_size)
+            if not piece:
+                break
+            got.append(len(piece))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(sum(got)).encode()]
+
+    return app
+
+
+@pytest.mark.parametrize("read_size", [-1, 1, 100, 1000, 4096])
+@pytest.mark.parametrize("message_size", _LIMIT_SIZES)
+def test_max_body_size_no_byte_past_the_limit_reaches_the_app(
+    make_adapter: MakeAdapter, message_size: int, read_size: int
+) -> None:
+    # issue 14 item 6: a chunked body (no Content-Length) is counted as it arrives; the app
+    # could read up to a whole message past the limit before read() raised.
+    got: list[int] = []
+    adapter = make_adapter(_limit_reader(read_size, got), max_body_size=1000)
+    body = b"x" * 2000
+    messages = [body[i : i + message_size] for i in range(0, len(body), message_size)]
+    result = run(lambda: call_http(adapter, post(None), body=messages))
+    assert sum(got) <= 1000
+    assert result.status == 413
+
+
+@pytest.mark.parametrize("read_size", [-1, 1, 1000, 4096])
+@pytest.mark.parametrize("message_size", [1, 100, 333, 999, 1000])
+def test_max_body_size_a_body_of_exactly_the_limit_passes(
+    make_adapter: MakeAdapter, message_size: int, read_size: int
+) -> None:
+    got: list[int] = []
+    adapter = make_adapter(_limit_reader(read_size, got), max_body_size=1000)
+    body = b"x" * 1000
+    messages = [body[i : i + message_size] for i in range(0, len(body), message_size)]
+    result = run(lambda: call_http(adapter, post(None), body=messages))
+    assert result.status == 200
+    assert result.text == "1000"
+
+
+def _content_length_reader(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    """Reads the body as Django does: exactly CONTENT_LENGTH bytes, nothing when it is unset."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{environ.get('CONTENT_LENGTH')!r} {len(body)}".encode()]
+
+
+@pytest.mark.parametrize("threshold", [10, 1 * MiB])  # on disk / in memory
+def test_spool_sets_content_length_of_a_chunked_body(
+    make_adapter: MakeAdapter, threshold: int
+) -> None:
+    # issue 14 item 8: the spooled body's size is known before the app runs, so an app that
+    # reads CONTENT_LENGTH bytes and ignores wsgi.input_terminated (Django) gets the body.
+    adapter = make_adapter(_content_length_reader, request_body="spool", spool_threshold=threshold)
+    result = run(lambda: call_http(adapter, post(None), body=[b"a" * 700, b"b" * 300, b""]))
+    assert result.text == "'1000' 1000"
+
+
+def test_spool_sets_content_length_of_an_empty_chunked_body(make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(_content_length_reader, request_body="spool")
+    result = run(lambda: call_http(adapter, post(None), body=[b""]))
+    assert result.text == "'0' 0"
+
+
+def test_stream_mode_leaves_a_chunked_body_without_content_length(
+    make_adapter: MakeAdapter,
+) -> None:
+    # Stream mode cannot know the size before the app runs (documented): no CONTENT_LENGTH.
+    adapter = make_adapter(_content_length_reader)
+    result = run(lambda: call_http(adapter, post(None), body=[b"a" * 700, b"b" * 300]))
+    assert result.text == "None 0"

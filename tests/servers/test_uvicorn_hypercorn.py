@@ -175,9 +175,12 @@ class _Upload:
 
 def _skip_django_chunked(framework: str, framing: str) -> None:
     if framework == "django" and framing == "chunked":
+        # Stream mode truly cannot: it hands the body over while it arrives, before its size is
+        # known. Spool mode sets CONTENT_LENGTH; test_django_spool.py runs these cases there.
         pytest.skip(
-            "Django's WSGIRequest reads CONTENT_LENGTH bytes and ignores wsgi.input_terminated, "
-            "so a chunked body is empty to Django whatever the server"
+            "stream mode cannot give Django a chunked body: Django's WSGIRequest reads "
+            "CONTENT_LENGTH bytes and ignores wsgi.input_terminated (spool mode can: "
+            "tests/servers/test_django_spool.py)"
         )
 
 
