@@ -10,7 +10,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # The port every demo listens on, on 127.0.0.1: `make demo PORT=8001`.
 PORT ?= 8000
 
-.PHONY: setup demo-setup system-deps demo demo-django demo-flask-mount demo-gunicorn demo-flask-legacy test bench clean
+.PHONY: setup demo-setup system-deps demo demo-django demo-flask-mount demo-gunicorn demo-flask-legacy test conformance bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -62,8 +62,13 @@ system-deps:
 test: setup system-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/check
 
+# Starlette's and Flask's own test suites through the adapters (also run by `make test`); the
+# sdists are downloaded once into build/conformance/. See docs/conformance.md.
+conformance: setup
+	$(BIN)/python -m conformance
+
 bench: setup system-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash bench/run
 
 clean:
-	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .coverage .hypothesis
+	rm -rf $(VENV) $(VENV)-3.* build .mypy_cache .pytest_cache .ruff_cache .coverage .hypothesis

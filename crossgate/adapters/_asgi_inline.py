@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable
 
 from crossgate.adapters._asgi_call import Call, Options, client_gone
-from crossgate.adapters._loops import quiet_turn
+from crossgate.adapters._loops import quiet_turn, release
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.asgi_response import Body, SendFile, Start
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
@@ -281,6 +281,7 @@ class InlineCall(Call):
             timeout = self.opts.background_timeout if self.complete else self.opts.disconnect_grace
             self._settle(timeout)
             self._flush()
+        release(self.loop, self.opts.disconnect_grace)
         error, self.late_error = self.late_error, None
         self.raise_late(error)
 

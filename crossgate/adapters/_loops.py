@@ -18,6 +18,7 @@ import contextvars
 import logging
 import sys
 import threading
+import weakref
 from asyncio import events
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, TypeVar, TypeVarTuple
@@ -32,6 +33,7 @@ __all__ = [
     "finish_loop",
     "new_inline_loop",
     "quiet_turn",
+    "release",
 ]
 
 _log = logging.getLogger("crossgate")
@@ -264,16 +266,38 @@ class ThreadLoops:
             return [loop for _, loop in self._loops if not loop.is_closed()]
 
     def close(self, timeout: float) -> None:
-        """Finish and close every loop (see `finish_loop`); one still running is skipped."""
+        """Finish and close every loop (see `finish_loop`).
+
+        A loop that is serving a request (its thread is running it) cannot be closed from
+        here: its thread closes it when that request ends (`release`).
+        """
         with self._lock:
             loops, self._loops = self._loops, []
         for thread, loop in loops:
-            if loop.is_running():  # pragma: no cover - shutdown raced a request on a thread
+            if loop.is_running():
                 _log.warning(
-                    "not closing the event loop of thread %s: it is serving a request", thread.name
+                    "the event loop of thread %s is serving a request: closing it when that "
+                    "request ends",
+                    thread.name,
                 )
+                _CLOSE_WHEN_DONE.add(loop)
                 continue
             finish_loop(loop, timeout)
+
+
+# Loops `ThreadLoops.close` found serving a request; their own thread closes them after it.
+_CLOSE_WHEN_DONE: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def release(loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    """A thread is done with ``loop`` for this request: close it if its adapter shut down.
+
+    Without this, a loop whose adapter shut down during a request would never be closed (its
+    `ThreadLoops` is gone), and asyncio warns "unclosed event loop" when it is collected.
+    """
+    if loop in _CLOSE_WHEN_DONE and not loop.is_running():
+        _CLOSE_WHEN_DONE.discard(loop)
+        finish_loop(loop, timeout)
 
 
 class LoopThread:

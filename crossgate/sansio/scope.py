@@ -104,7 +104,7 @@ def _native(value: object, key: str) -> bytes:
     PEP 3333 ("Unicode Issues") says environ strings hold only latin-1 code points. A server or
     middleware that breaks this and stores real text gets it UTF-8 encoded instead of a crash;
     ``surrogatepass`` keeps even a lone surrogate from raising: it becomes its three UTF-8-style
-    bytes (``"\ud800"`` -> ``b"\xed\xa0\x80"``), which the ``surrogateescape`` decoding of the
+    bytes (``"\\ud800"`` -> ``b"\\xed\\xa0\\x80"``), which the ``surrogateescape`` decoding of the
     path then shows as three escaped bytes.
 
     Raises:

@@ -320,6 +320,40 @@ def test_a_task_that_ignores_cancellation_is_reported_not_destroyed(
     _loops._STUCK.clear()
 
 
+def test_shutdown_during_a_request_closes_its_inline_loop_when_the_request_ends(
+    thread_leak_check: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by Starlette's suite through the adapters: a test ended (and its adapter shut down)
+    # while close() still ran the app's work after the response, and the thread's loop was
+    # never closed: asyncio warned "unclosed event loop" in whatever test collected it.
+    in_close = threading.Event()
+    release = threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def app(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        loops.append(asyncio.get_running_loop())
+        await respond(send, b"done")
+        in_close.set()  # the response is complete: what follows runs in close()
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+
+    adapter = ASGIToWSGI(app, mode="inline", lifespan="off")
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(run_wsgi(adapter)))
+    thread.start()
+    assert in_close.wait(WAIT)
+    adapter.shutdown()  # the loop is running on the request's thread
+    assert not loops[0].is_closed()
+    release.set()
+    thread.join(WAIT)
+
+    assert results[0].body == b"done"
+    assert loops[0].is_closed()
+    assert any("closing it when that request ends" in r.getMessage() for r in caplog.records)
+
+
 def test_loops_of_threads_that_ended_are_closed(thread_leak_check: None) -> None:
     adapter = ASGIToWSGI(hello, mode="inline", lifespan="off")
     for _ in range(2):
