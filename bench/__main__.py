@@ -26,6 +26,8 @@ SECTIONS = {
     "routing": "bench.routing",
     "middleware": "bench.middleware",
     "demo-h2": "bench.demo_h2",
+    # last: it writes bench/data/deploy.json, the data of the docs' Benchmarks page
+    "deploy": "bench.deploy",
 }
 
 
