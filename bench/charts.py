@@ -87,13 +87,15 @@ def _requests_chart(record: dict[str, Any], path: Path) -> None:
             )
             axes.text(high, y, f" {median:,.0f}", va="center", fontsize=7)
     axes.set_yticks(range(len(servers)), [e["label"] for e in reversed(servers)], fontsize=8)
-    axes.set_xlabel("requests/s (bar: median of the rounds; whisker: lowest to highest round)")
+    axes.set_xlabel(
+        "successful (2xx) answers per second; bar: median of the rounds, whisker: lowest to highest"
+    )
     axes.grid(axis="x", alpha=0.3)
     handles, labels = axes.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     order = [LABELS[c] for c in CONTENDERS if LABELS[c] in unique]
     axes.legend([unique[label] for label in order], order, fontsize=8, loc="lower right")
-    figure.suptitle("Hello world, requests/s per server", fontsize=11)
+    figure.suptitle("Hello world: requests per second, by server and contender", fontsize=11)
     axes.set_title(_subtitle(record), fontsize=7)
     _save(figure, path)
 
@@ -190,16 +192,19 @@ def tables(record: dict[str, Any]) -> str:
         lines.append("| " + " | ".join([entry["label"], *cells, shown, *ratios]) + " |")
     lines += [
         "",
-        "p99 latency (ms, median of the rounds) and errors (non-2xx/3xx answers plus socket "
-        "errors, all rounds):",
+        "p99 latency in ms (median of the rounds); in brackets, the error answers and socket "
+        "errors of all rounds, where there were any:",
         "",
-        "| server | native | floor | crossgate | a2wsgi | asgiref | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| server | native | floor | crossgate | a2wsgi | asgiref |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for entry in record["servers"]:
-        errors = sum(int(d["summary"].get("errors", 0)) for d in entry["contenders"].values())
         cells = [_cell(entry, c, "p99_ms") for c in CONTENDERS]
-        lines.append("| " + " | ".join([entry["label"], *cells, str(errors)]) + " |")
+        for index, contender in enumerate(CONTENDERS):
+            errors = entry["contenders"].get(contender, {}).get("summary", {}).get("errors", 0)
+            if errors:
+                cells[index] += f" ({errors:,} errors)"
+        lines.append("| " + " | ".join([entry["label"], *cells]) + " |")
     versions = record["versions"]
     lines += [
         "",
