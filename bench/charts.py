@@ -47,10 +47,11 @@ def _subtitle(record: dict[str, Any]) -> str:
     before = ", ".join(f"{x:g}" for x in machine["load_before"])
     after = ", ".join(f"{x:g}" for x in machine["load_after"])
     quick = "QUICK SMOKE RUN, " if record["quick"] else ""
+    note = f"\n{record['note']}" if record.get("note") else ""
     return (
         f"{quick}{record['date']}, {machine['cpu_model']}, {machine['cores']} cores, "
         f"Python {record['versions']['python']}\n{method['wrk']}, median of "
-        f"{method['rounds']} paired rounds; load average before {before}, after {after}"
+        f"{method['rounds']} paired rounds; load average before {before}, after {after}{note}"
     )
 
 
@@ -68,6 +69,7 @@ def _requests_chart(record: dict[str, Any], path: Path) -> None:
     figure = Figure(figsize=(10, 1.1 + 1.15 * len(servers)), layout="constrained")
     axes = figure.add_subplot()
     bar = 0.16
+    highest = 0.0
     for index, entry in enumerate(reversed(servers)):
         present = [c for c in CONTENDERS if c in entry["contenders"]]
         for slot, contender in enumerate(present):
@@ -75,6 +77,7 @@ def _requests_chart(record: dict[str, Any], path: Path) -> None:
             if figures is None:
                 continue
             median, low, high = figures
+            highest = max(highest, high)
             y = index + (len(present) / 2 - slot - 0.5) * bar
             axes.barh(
                 y,
@@ -86,6 +89,7 @@ def _requests_chart(record: dict[str, Any], path: Path) -> None:
                 label=LABELS[contender],
             )
             axes.text(high, y, f" {median:,.0f}", va="center", fontsize=7)
+    axes.set_xlim(0, highest * 1.12 or 1)
     axes.set_yticks(range(len(servers)), [e["label"] for e in reversed(servers)], fontsize=8)
     axes.set_xlabel(
         "successful (2xx) answers per second; bar: median of the rounds, whisker: lowest to highest"
@@ -176,8 +180,9 @@ def tables(record: dict[str, Any]) -> str:
     lines += [
         "",
         "| server | native | floor | crossgate | a2wsgi | asgiref | crossgate share "
-        "(paired median, range) | crossgate / a2wsgi | crossgate / asgiref |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+        "(paired median, range) | crossgate / a2wsgi | crossgate / asgiref | load average "
+        "at start |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for entry in record["servers"]:
         share = entry["share"]
@@ -189,7 +194,8 @@ def tables(record: dict[str, Any]) -> str:
         )
         cells = [_cell(entry, c, "rps") for c in CONTENDERS]
         ratios = [_ratio(entry, "a2wsgi"), _ratio(entry, "asgiref")]
-        lines.append("| " + " | ".join([entry["label"], *cells, shown, *ratios]) + " |")
+        load = f"{entry['load_at_start'][0]:g}" if "load_at_start" in entry else ""
+        lines.append("| " + " | ".join([entry["label"], *cells, shown, *ratios, load]) + " |")
     lines += [
         "",
         "p99 latency in ms (median of the rounds); in brackets, the error answers and socket "

@@ -186,6 +186,7 @@ def _share(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str
 def measure_server(key: str, settings: Settings) -> dict[str, Any]:
     spec = SERVERS[key]
     progress(f"== deploy: {spec.label}")
+    load = [round(x, 2) for x in os.getloadavg()]
     turns: dict[str, list[dict[str, Any]]] = {c: [] for c in spec.contenders}
     with _side_by_side(key, spec) as ports:
         if settings.warmup > 0:
@@ -205,6 +206,7 @@ def measure_server(key: str, settings: Settings) -> dict[str, Any]:
         "label": spec.label,
         "interface": spec.interface,
         "reference": spec.reference,
+        "load_at_start": load,
         "command": " ".join(["python", *spec.command("APP", "PORT")[1:]]),
         "contenders": {c: {"summary": _summary(t), "turns": t} for c, t in turns.items()},
         "share": _share(turns["crossgate"], turns[spec.reference]),
