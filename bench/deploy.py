@@ -147,7 +147,7 @@ def _turn(port: int | str, seconds: float) -> dict[str, Any]:
         return {"error": port}
     try:
         result = server.parse_wrk(server.wrk(port, seconds, WRK_THREADS, CONNECTIONS))
-    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:  # OSError: no wrk
         return {"error": f"error: {exc}"[:60]}
     # An error answer is not a served request (asgiref answers some with 500s under uvicorn,
     # asgiref #491): "rps" counts 2xx/3xx answers only; wrk's own figure is kept beside it.
