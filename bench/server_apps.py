@@ -51,14 +51,14 @@ asgiref: ASGIApp = cast(Callable[[WSGIApplication], ASGIApp], WsgiToAsgi)(hello_
 _FLOOR_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="floor")
 
 
-def _call_wsgi(environ: dict[str, Any]) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    headers: list[tuple[bytes, bytes]] = []
+def _call_wsgi(environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    answer: list[Any] = []
 
-    def start_response(status: str, response_headers: list[tuple[str, str]]) -> None:
-        headers.extend((k.lower().encode(), v.encode()) for k, v in response_headers)
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        answer[:] = [int(status[:3]), [(k.lower().encode(), v.encode()) for k, v in headers]]
 
     body: Iterable[bytes] = hello_wsgi(environ, cast(Any, start_response))
-    return headers, b"".join(body)
+    return answer[0], answer[1], b"".join(body)
 
 
 async def _floor(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -69,8 +69,8 @@ async def _floor(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         "wsgi.errors": sys.stderr,
     }
     loop = asyncio.get_running_loop()
-    headers, body = await loop.run_in_executor(_FLOOR_POOL, _call_wsgi, environ)
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    status, headers, body = await loop.run_in_executor(_FLOOR_POOL, _call_wsgi, environ)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
