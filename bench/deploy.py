@@ -101,6 +101,9 @@ SERVERS = {
         lambda target, port: [
             *(PY, "-m", "granian", target, "--interface", "asgi", "--host", HOST),
             *("--port", port, "--workers", "1", "--log-level", "warning"),
+            # A worker that ignores the stop (asgiref's, stuck in its thread) is killed by
+            # granian itself before the benchmark kills the main process and orphans it.
+            *("--workers-kill-timeout", "2"),
         ],
     ),
     "gunicorn-sync": Server("gunicorn sync, 2 workers", "wsgi", _gunicorn("sync")),
