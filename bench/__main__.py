@@ -27,6 +27,8 @@ SECTIONS = {
     "middleware": "bench.middleware",
     "demo-h2": "bench.demo_h2",
     "upload-storm": "bench.upload_storm",
+    # last: it writes bench/data/deploy.json, the data of the docs' Benchmarks page
+    "deploy": "bench.deploy",
 }
 
 

@@ -1,7 +1,8 @@
 """Hello world under uvicorn (one worker), loaded with wrk, for each contender.
 
-Everything stays on 127.0.0.1. The server is started as ``python -m uvicorn`` so that its PID is
-the server's own and it can be stopped by that PID, whatever happens.
+Everything stays on 127.0.0.1. A server is started as ``python -m <server>`` (or its own script)
+so that its PID is the server's own and it can be stopped by that PID, whatever happens;
+`start` and `wrk` serve the other sections too (``bench.deploy``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from bench.subproc import ROOT, stop_process
 
-__all__ = ["WrkResult", "parse_wrk", "run"]
+__all__ = ["WrkResult", "free_port", "parse_wrk", "run", "start", "wrk"]
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 20.0
@@ -68,18 +69,18 @@ def parse_wrk(text: str) -> WrkResult:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> None:
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, name: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with status {proc.returncode}")
+            raise RuntimeError(f"{name} exited with status {proc.returncode}")
         connection = http.client.HTTPConnection(HOST, port, timeout=1.0)
         try:
             connection.request("GET", "/")
@@ -90,10 +91,27 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> None:
         finally:
             connection.close()
         time.sleep(0.1)
-    raise RuntimeError(f"uvicorn was not answering after {READY_TIMEOUT:.0f} s")
+    raise RuntimeError(f"{name} was not answering after {READY_TIMEOUT:.0f} s")
 
 
-def _wrk(port: int, seconds: float, threads: int, connections: int) -> str:
+def start(name: str, command: list[str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start server ``name`` (``command``, listening on ``port``), its output to ``log_path``.
+
+    Returns once ``GET /`` answers 200. Raises `RuntimeError` if the server exits or is not
+    answering within ``READY_TIMEOUT`` seconds, after stopping it.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(proc, port, name)
+    except RuntimeError:
+        stop_process(proc, STOP_TIMEOUT)
+        raise
+    return proc
+
+
+def wrk(port: int, seconds: float, threads: int, connections: int) -> str:
     duration = f"{max(1, round(seconds))}s"
     url = f"http://{HOST}:{port}/"
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency", url]
@@ -111,21 +129,20 @@ def run(
     """Serve ``bench.server_apps:<name>`` and load it; a string says why there is no figure."""
     if shutil.which("wrk") is None:
         return "no wrk"
-    port = _free_port()
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log_path: Path = LOG_DIR / f"uvicorn-{name}.log"
+    port = free_port()
     command = [
         *(sys.executable, "-m", "uvicorn", f"bench.server_apps:{name}"),
         *("--host", HOST, "--port", str(port), "--no-access-log", "--log-level", "warning"),
     ]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_ready(proc, port)
-            if warmup > 0:
-                _wrk(port, warmup, threads, connections)
-            return parse_wrk(_wrk(port, seconds, threads, connections))
-        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
-            return f"error: {exc}"[:60]
-        finally:
-            stop_process(proc, STOP_TIMEOUT)
+    try:
+        proc = start("uvicorn", command, port, LOG_DIR / f"uvicorn-{name}.log")
+    except RuntimeError as exc:
+        return f"error: {exc}"[:60]
+    try:
+        if warmup > 0:
+            wrk(port, warmup, threads, connections)
+        return parse_wrk(wrk(port, seconds, threads, connections))
+    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+        return f"error: {exc}"[:60]
+    finally:
+        stop_process(proc, STOP_TIMEOUT)
