@@ -21,7 +21,13 @@ from crossgate.exceptions import (
     ResponseAborted,
 )
 from crossgate.sansio.asgi_response import Body, ResponseCycle, SendFile, Start, error_response
-from crossgate.sansio.failure import FailurePlan, Outcome, plan_failure
+from crossgate.sansio.failure import (
+    FailurePlan,
+    Outcome,
+    RaisePoint,
+    plan_failure,
+    wsgi_raise_point,
+)
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
 __all__ = ["Call", "Options", "client_gone", "wrap_file"]
@@ -247,22 +253,13 @@ class Call(ABC):
             self._plan(error, complete=True)
             raise error
 
-    def raise_early(self, error: Exception) -> None:
-        """Raise ``error``, which the app raised after a complete response that the WSGI
-        server has not been given yet: from the application call, as a WSGI app's own
-        exception is.
-
-        Raises:
-            Exception: ``error``, always.
-        """
-        self.late_error = None
-        self._plan(error)
-        raise error
-
     def keep_late(self, exc: Exception) -> bool:
-        """Keep an exception the app raised after its complete response for `raise_late`;
-        False when it is not to be raised (the option is off, or the client left)."""
-        if self.complete and not self.gone and self.opts.raise_app_exceptions:
+        """Keep an exception the app raised after its complete response for `raise_late`
+        (`wsgi_raise_point`: from ``close()``, once the server sent the whole response, even
+        when the app had ended before the server got anything); False when it is not to be
+        raised (the option is off, or the client left) or the response was not complete."""
+        point = wsgi_raise_point(headers_given=self.wsgi_started, complete=self.complete)
+        if point is RaisePoint.CLOSE and not self.gone and self.opts.raise_app_exceptions:
             self.late_error = exc
             return True
         return False

@@ -206,18 +206,15 @@ class InlineCall(Call):
                 self._flush()
             self.complete = True
             return [body]
-        if self.late_error is not None:
-            # The app answered in full, then raised (Starlette's ServerErrorMiddleware and
-            # WSGIToASGI answer 500 and raise), before the server got anything: raised from
-            # the application call, as a WSGI app's error is, where test clients and
-            # middleware see it (the server answers 500 itself).
-            self.raise_early(self.late_error)
         self.start_response(start.status, start.headers)
         self.wsgi_started = True
         if self.file_path is not None:
             return self._send_file(wrap=True)
         if self.app_done and self.complete and self.late_error is None:
             # The usual case: the app answered at once. A list lets the server skip close().
+            # An app that answered in full and then raised (Starlette's ServerErrorMiddleware
+            # and WSGIToASGI answer 500 and raise) gets the iterable: the server sends its
+            # whole page, and close() raises (`wsgi_raise_point`).
             return self.out
         return self
 

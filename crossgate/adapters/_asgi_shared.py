@@ -275,10 +275,6 @@ class SharedCall(Call):
         if start is None or ((self.too_large or self.body_failed) and not self.ended):
             return [self.fail()]
         self._take_queued()
-        if self.done_seen and self.late_error is not None:
-            # The app answered in full, then raised, before the server got anything: raised
-            # from the application call (see InlineCall.begin).
-            self.raise_early(self.late_error)
         self.start_response(start.status, start.headers)
         self.wsgi_started = True
         if self.file_path is not None:
@@ -290,6 +286,8 @@ class SharedCall(Call):
                 with contextlib.suppress(Exception):
                     self.close()
                 raise
+        # An app that answered in full and then raised gets the iterable: close() raises
+        # once the server sent the whole response (see InlineCall.begin).
         if self.ended and not (self.app_done and self.late_error is not None):
             # Complete already: a list lets the server skip close(); the loop bounds the
             # app's work after the response by itself.

@@ -86,6 +86,7 @@ class Exchange:
         "file_event",
         "file_sent",
         "finished",
+        "late",
         "loop",
         "meter",
         "read_ahead",
@@ -137,6 +138,9 @@ class Exchange:
         self.file_sent = False
         self.finished = False
         self.failure: BaseException | None = None
+        # What the iterable's close() raised after a complete body (PEP 3333: close() is the
+        # app's): the response is sent whole, then this is raised like any app exception.
+        self.late: Exception | None = None
         self.started: bool | None = None  # None: queued, True: running, False: expired
         # Read ahead before a worker starts (`pump`): set when a worker was free to take it.
         self.eager = False
@@ -262,12 +266,14 @@ class Exchange:
         failure: BaseException | None = None,
         start: HTTPResponseStartEvent | None = None,
         data: bytes = b"",
+        late: Exception | None = None,
     ) -> None:
         """The worker is done; ``failure`` aborts a response whose headers went out.
 
         ``start`` and ``data`` are the start event and the last bytes of the response, when the
         worker still holds them: sending them with the end of the body costs one wake-up of
-        the loop instead of two.
+        the loop instead of two. ``late`` is what the iterable's ``close()`` raised after a
+        complete body: the response is still sent whole, and ``late`` handled after it.
         """
         with self.cond:
             if start is not None:
@@ -276,6 +282,7 @@ class Exchange:
                 self.chunks.append(data)
             self.finished = True
             self.failure = failure
+            self.late = late
             # Nobody reads the body any more (an app may answer without reading it all).
             self._drop_body()
             self._wake_sender()
@@ -445,16 +452,29 @@ class Exchange:
             if finished:
                 break
         failure, self.failure = self.failure, None
+        late, self.late = self.late, None
         try:
             if failure is not None:
                 await self._fail(send, failure, headers_sent, raise_app_exceptions, http_version)
+            elif late is not None:
+                # close() raised once the whole body was produced: the response went out
+                # (the ASGI convention, as Starlette's ServerErrorMiddleware answers and then
+                # raises), and the exception goes on like any other of the app's.
+                await self._fail(
+                    send,
+                    late,
+                    headers_sent,
+                    raise_app_exceptions,
+                    http_version,
+                    complete=complete and send_error is None,
+                )
             if send_error is not None and not isinstance(send_error, OSError):
                 raise send_error
         finally:
             # The exception's traceback holds this frame (and, through the worker's frames, this
             # exchange with its request body): dropping the references here breaks the cycle,
             # so the body is freed as soon as the request ends, not at the next cyclic GC.
-            failure = send_error = None
+            failure = send_error = late = None
 
     async def _fail(
         self,
@@ -463,16 +483,20 @@ class Exchange:
         headers_sent: bool,
         raise_app_exceptions: bool,
         http_version: str,
+        *,
+        complete: bool = False,
     ) -> None:
         """Answer, log and (maybe) raise a failure, knowing what reached the server.
 
         The app may have committed its headers on the worker, but while they wait here
         unsent the client can still get an honest error page instead of a reset.
+        ``complete``: the whole response reached the server before the failure.
         """
         plan = plan_failure(
             failure,
             app="WSGI",
             headers_sent=headers_sent,
+            complete=complete,
             client_gone=self.disconnected,
             raise_app_exceptions=raise_app_exceptions,
             http_version=http_version,

@@ -144,9 +144,10 @@ class ASGIToWSGI:
             raised from the application call when the app failed before its response
             started, from the iterable after that (the server answers 500 while no body
             byte went out, and drops the connection after), and from ``close()`` when the app
-            raised after a complete response. ``False`` keeps them here: logged at ERROR with
-            the traceback, a 500 page (or `ResponseAborted` once body bytes went out). The
-            same name and meaning as on httpx's ``WSGITransport``.
+            raised after a complete response, so the server sends that response whole
+            (`crossgate.sansio.failure.wsgi_raise_point`). ``False`` keeps them here: logged
+            at ERROR with the traceback, a 500 page (or `ResponseAborted` once body bytes went
+            out). The same name and meaning as on httpx's ``WSGITransport``.
         interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
             WSGI; ``"asgi"`` skips that check, for an ASGI app that fools it (a plain function
             that returns a coroutine).

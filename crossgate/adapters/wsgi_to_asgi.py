@@ -402,6 +402,7 @@ class WSGIToASGI:
 
         iterable: Iterable[bytes] | None = None
         failure: BaseException | None = None
+        late: Exception | None = None
         tail = b""
         try:
             iterable = self.app(environ, start_response)
@@ -428,10 +429,16 @@ class WSGIToASGI:
             if close is not None:
                 try:
                     close()
-                except Exception:
-                    # The body is already produced; a failing clean-up is the app's bug to
-                    # see in the log, not a reason to break a response the client is getting.
-                    _log.exception("the WSGI iterable's close() raised")
+                except Exception as exc:
+                    if failure is None:
+                        # close() is the app's (PEP 3333), and the body is complete: the
+                        # response is sent whole, then this is the app's exception after a
+                        # complete response (an ASGIToWSGI inside raises from close() what its
+                        # app raised after answering: Starlette's ServerErrorMiddleware).
+                        late = exc
+                    else:
+                        # The app already failed; that failure is the one answered.
+                        _log.exception("the WSGI iterable's close() raised")
             errors.flush()
             if x.spooled is not None:
                 # Our own reference: middleware (and wsgiref's validator) may have replaced
@@ -449,12 +456,12 @@ class WSGIToASGI:
                 f"the app sent {state.shortfall()} bytes fewer than its Content-Length"
             )
         try:
-            self._report(x, state, failure, tail)
+            self._report(x, state, failure, tail, late)
         finally:
             # The exception's traceback holds this frame, which holds the exception: a cycle
             # that would keep the request (its read-ahead bytes, the environ) alive until the
             # cyclic garbage collector happens to run, long after a client left mid-upload.
-            failure = None
+            failure = late = None
 
     def _clamp(self, state: ResponseState, chunk: bytes) -> bytes:
         data, dropped, _ = state.clamp(chunk)
@@ -510,16 +517,24 @@ class WSGIToASGI:
         return True
 
     def _report(
-        self, x: Exchange, state: ResponseState, failure: BaseException | None, tail: bytes
+        self,
+        x: Exchange,
+        state: ResponseState,
+        failure: BaseException | None,
+        tail: bytes,
+        late: Exception | None = None,
     ) -> None:
         """Hand the end of the response to the loop. A failure is decided and logged there
-        (`Exchange.respond`), where it is known whether the headers reached the server."""
+        (`Exchange.respond`), where it is known whether the headers reached the server.
+        ``late`` is what ``close()`` raised after a complete body."""
         if failure is None:
             try:
-                x.finish(start=None if state.committed else state.commit(), data=tail)
+                x.finish(start=None if state.committed else state.commit(), data=tail, late=late)
                 return
             except AppProtocolError as exc:  # start_response() was never called
                 failure = exc
+        if late is not None:
+            _log.error("the WSGI iterable's close() raised", exc_info=late)
         x.finish(failure)
 
     # -- lifespan and websocket ---------------------------------------------------------------

@@ -27,6 +27,20 @@ client gets the same answer, and nothing is raised. Nor is a ``SystemExit`` or
 ``KeyboardInterrupt`` from the app's thread raised: in an asyncio task it would stop the
 server's event loop.
 
+Where `ASGIToWSGI` raises (`wsgi_raise_point`): PEP 3333 gives an application three places to
+raise from: the application call, the response iterable and ``close()``. An ASGI app that
+completed its response and then raised (Starlette's ``ServerErrorMiddleware`` sends its 500
+page, then re-raises: the ASGI convention) is raised from ``close()``, even when it had ended
+before the server got anything: the server sends that whole response first (gunicorn writes
+the last chunk, then calls ``close()``, logs "Error handling request" and drops the
+connection; Sentry's and werkzeug's middleware wrap ``close()`` too), so the client gets the
+app's own page, as behind an ASGI server. Raised from the call, the server's generic 500
+would replace it; raised from the iterable after the last chunk, gunicorn would drop a chunked
+response before its last chunk. A failure before the response was complete is raised from
+the call (no header given to the server yet) or the iterable (after that). A client of
+werkzeug's test client that never calls ``close()`` on its response does not see the first
+kind: the price of keeping every real server's answer.
+
 crossgate's own protocol errors (`AppProtocolError`: a ``str`` body chunk, ``start_response``
 never called, a body shorter than its ``Content-Length``) count as the app's exceptions: they
 are bugs in the app, and an error tracker around the adapter (Sentry) must see them with the
@@ -47,7 +61,7 @@ from crossgate.exceptions import (
     ProtocolError,
 )
 
-__all__ = ["FailurePlan", "Outcome", "plan_failure"]
+__all__ = ["FailurePlan", "Outcome", "RaisePoint", "plan_failure", "wsgi_raise_point"]
 
 
 class Outcome(enum.Enum):
@@ -62,6 +76,35 @@ class Outcome(enum.Enum):
     """The response was complete before the failure: the client has all of it."""
     CLIENT_GONE = "client gone"
     """The client left: nothing is sent."""
+
+
+class RaisePoint(enum.Enum):
+    """Where `ASGIToWSGI` raises an app's exception to the WSGI server (PEP 3333 has three)."""
+
+    CALL = "the application call"
+    """Before any header was given to the server: it answers 500 itself."""
+    ITERABLE = "the response iterable"
+    """After ``start_response``, before the response was complete: the server answers 500
+    while no body byte went out, and drops the connection after."""
+    CLOSE = "close()"
+    """After a complete response: the server sends all of it first, then sees the error."""
+
+
+def wsgi_raise_point(*, headers_given: bool, complete: bool) -> RaisePoint:
+    """Where `ASGIToWSGI` raises an exception of the app's to the WSGI server.
+
+    Args:
+        headers_given: ``start_response`` was called (the iterable was handed over).
+        complete: the app completed its response (its last body message or a pathsend)
+            before it raised.
+
+    A complete response is always delivered and the exception raised from ``close()``: see
+    the module's docstring for why not from the call (the app's page would be lost) or the
+    iterable (a chunked body would be cut before its last chunk).
+    """
+    if complete:
+        return RaisePoint.CLOSE
+    return RaisePoint.ITERABLE if headers_given else RaisePoint.CALL
 
 
 @dataclass(frozen=True, slots=True)

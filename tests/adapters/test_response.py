@@ -318,20 +318,39 @@ def test_close_called_exactly_once(
     assert body.closed == 1
 
 
-def test_close_raising_is_logged(
+class _BadClose(Closing):
+    def close(self) -> None:
+        raise OSError("close failed")
+
+
+def _bad_close_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", TEXT)
+    return _BadClose([b"x"])
+
+
+def test_close_raising_after_a_complete_body_sends_it_then_raises(
     make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    class BadClose(Closing):
-        def close(self) -> None:
-            raise OSError("close failed")
+    # close() is the app's (PEP 3333): what it raises after a complete body is the app's
+    # exception after a complete response. The client gets the whole response, then the
+    # server sees the exception (the ASGI convention).
+    with caplog.at_level(logging.INFO, logger="crossgate"):
+        result = run(lambda: call_http(make_adapter(_bad_close_app, validate=False)))
+    assert result.complete
+    assert result.body == b"x"
+    assert isinstance(result.error, OSError)
+    assert "after its response was complete" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
-    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        start_response("200 OK", TEXT)
-        return BadClose([b"x"])
 
+def test_close_raising_is_logged_with_the_option_off(
+    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    adapter = make_adapter(_bad_close_app, validate=False, raise_app_exceptions=False)
     with caplog.at_level(logging.ERROR, logger="crossgate"):
-        result = run(lambda: call_http(make_adapter(app, validate=False)))
-    assert "close() raised" in caplog.text
+        result = run(lambda: call_http(adapter))
+    assert "after its response was complete" in caplog.text
+    assert result.error is None
     assert result.complete
     assert result.body == b"x"
 

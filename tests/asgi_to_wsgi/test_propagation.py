@@ -17,6 +17,7 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from starlette.testclient import TestClient
 from werkzeug.debug import DebuggedApplication
 from werkzeug.test import Client
 
@@ -62,17 +63,22 @@ def test_sentry_wsgi_middleware_sees_the_asgi_apps_exception(
     assert event["request"]["url"].endswith("/orders/7")
 
 
+@pytest.mark.parametrize("mode", ["inline", "shared"])
 def test_sentry_wsgi_middleware_sees_what_starlette_raises_after_its_500(
-    thread_leak_check: None, sentry_events: SentryEvents
+    thread_leak_check: None, sentry_events: SentryEvents, mode: str
 ) -> None:
-    # Starlette's ServerErrorMiddleware answers 500, then re-raises, in one step: inline mode
-    # (what "auto" picks on a one-thread worker) has seen both when the application call
-    # returns, and raises from it; the server answers 500 itself.
-    adapter = ASGIToWSGI(_starlette(debug=False), mode="inline", lifespan="off")
+    # Starlette's ServerErrorMiddleware answers 500, then re-raises, in one step: the app has
+    # ended before the server got anything. The server still gets Starlette's whole page, and
+    # close() raises (wsgi_raise_point), where Sentry's middleware sees it.
+    adapter = ASGIToWSGI(_starlette(debug=True), mode=mode, lifespan="off")  # type: ignore[arg-type]
     app = SentryWsgiMiddleware(adapter)
     try:
         result = run_wsgi(app, path="/fail", validate=False, catch_call=True)
-        assert isinstance(result.call_error, Boom)
+        assert result.call_error is None
+        assert result.status == "500 Internal Server Error"
+        # Starlette's own debug page, not a server's generic 500.
+        assert b"from a Starlette endpoint" in result.body
+        assert isinstance(result.error, Boom)
         assert sentry_events.exception_types() == ["Boom"]
         assert run_wsgi(app, path="/", validate=False).body == b"fine"
         assert sentry_events.exception_types() == ["Boom"]
@@ -94,8 +100,11 @@ def test_werkzeug_debugger_shows_the_asgi_apps_exception(make_adapter: MakeAdapt
 
 def test_flask_propagate_exceptions_through_a_round_trip(thread_leak_check: None) -> None:
     # ASGIToWSGI(WSGIToASGI(app.wsgi_app)): Flask raises (PROPAGATE_EXCEPTIONS, the
-    # testing default), WSGIToASGI answers 500 and raises, ASGIToWSGI raises it on: Flask's
-    # test client gets the very exception, as without crossgate.
+    # testing default), WSGIToASGI answers 500 and raises, ASGIToWSGI raises it on from the
+    # response's close() (a complete response: wsgi_raise_point). werkzeug's test client
+    # hands the response over unclosed, so the very exception comes from response.close()
+    # rather than from client.get() as without crossgate (conformance: the
+    # "raised-from-close" group).
     app = Flask(__name__)
     app.config["PROPAGATE_EXCEPTIONS"] = True
     error = Boom("from a Flask view")
@@ -114,8 +123,10 @@ def test_flask_propagate_exceptions_through_a_round_trip(thread_leak_check: None
     app.wsgi_app = outer  # type: ignore[method-assign]
     try:
         client = app.test_client()
+        response = client.get("/fail")
+        assert response.status_code == 500
         with pytest.raises(Boom) as raised:
-            client.get("/fail")
+            response.close()
         assert raised.value is error
         assert client.get("/").text == "fine"
     finally:
@@ -200,3 +211,29 @@ def test_starlette_server_error_middleware_sees_the_wsgi_apps_exception() -> Non
 
     assert result.status == 500
     assert isinstance(result.error, Boom)
+
+
+@pytest.mark.parametrize("mode", ["inline", "shared"])
+@pytest.mark.parametrize("raise_server_exceptions", [False, True])
+def test_starlettes_error_page_and_exception_survive_a_round_trip(
+    thread_leak_check: None, mode: str, raise_server_exceptions: bool
+) -> None:
+    # WSGIToASGI(ASGIToWSGI(app)) under Starlette's TestClient: ServerErrorMiddleware's debug
+    # page reaches the client whole (ASGIToWSGI raises from close(), WSGIToASGI sends the
+    # complete response first), and the exception still reaches the TestClient.
+    inner = ASGIToWSGI(_starlette(debug=True), mode=mode, lifespan="off")  # type: ignore[arg-type]
+    outer = WSGIToASGI(inner)
+    try:
+        client = TestClient(outer, raise_server_exceptions=raise_server_exceptions)
+        if raise_server_exceptions:
+            with pytest.raises(Boom, match="from a Starlette endpoint"):
+                client.get("/fail")
+        else:
+            response = client.get("/fail")
+            assert response.status_code == 500
+            assert "from a Starlette endpoint" in response.text
+            assert "Traceback" in response.text
+        assert client.get("/").text == "fine"
+    finally:
+        inner.shutdown()
+        outer.close()

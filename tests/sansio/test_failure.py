@@ -13,7 +13,7 @@ from crossgate.exceptions import (
     PeerProtocolError,
     RequestTooLarge,
 )
-from crossgate.sansio.failure import Outcome, plan_failure
+from crossgate.sansio.failure import Outcome, RaisePoint, plan_failure, wsgi_raise_point
 from crossgate.sansio.response import body_chunk
 
 APP_ERROR = RuntimeError("boom")
@@ -132,3 +132,18 @@ def test_body_chunk_accepts_bytes_like(chunk: object, expected: bytes) -> None:
 def test_body_chunk_names_what_is_not_bytes(chunk: object, name: str) -> None:
     with pytest.raises(AppProtocolError, match=f"of type {name}, not bytes"):
         body_chunk(chunk)
+
+
+@pytest.mark.parametrize(
+    ("headers_given", "complete", "point"),
+    [
+        (False, False, RaisePoint.CALL),
+        (True, False, RaisePoint.ITERABLE),
+        # A complete response goes out whole first, even when the server has nothing yet:
+        # raised from the call, the server's generic 500 would replace the app's own page.
+        (False, True, RaisePoint.CLOSE),
+        (True, True, RaisePoint.CLOSE),
+    ],
+)
+def test_wsgi_raise_point(headers_given: bool, complete: bool, point: RaisePoint) -> None:
+    assert wsgi_raise_point(headers_given=headers_given, complete=complete) is point
