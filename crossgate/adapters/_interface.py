@@ -48,6 +48,9 @@ def is_asgi(app: object) -> bool:
     # bound the way a call binds it. (B004 is about testing callability; this reads the method
     # to see whether it is async.)
     cls = type(app)
+    if isinstance(inspect.getattr_static(cls, "__call__", None), staticmethod):
+        # Not bound: the call is the function inside (binding a partial warns on 3.13).
+        return _is_coroutine_function(cls.__call__)
     call = getattr(cls, "__call__", None)  # noqa: B004
     bind = getattr(type(call), "__get__", None)
     if bind is not None:

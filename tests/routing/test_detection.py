@@ -86,9 +86,14 @@ class EmptySlotCall:
 
 
 class PartialCall:
-    """A ``__call__`` that does not bind (a partial has no ``__get__``): used as it is."""
+    """A ``__call__`` that does not bind: used as it is.
 
-    __call__ = functools.partial(async_function)
+    A bare partial as a class attribute binds on nothing up to 3.13, which warns that it will
+    become a method descriptor (FutureWarning); `staticmethod` says "do not bind" on every
+    version.
+    """
+
+    __call__ = staticmethod(functools.partial(async_function))
 
 
 def marked_function() -> Any:
