@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from crossgate.cli._servers import SERVERS, Settings
 from crossgate.cli._target import CommandLineError, Target
@@ -35,44 +35,30 @@ examples:
 """
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
+_N = TypeVar("_N", int, float)
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
-    return value
+def _checked(
+    convert: Callable[[str], _N], what: str, rule: str, ok: Callable[[_N], bool]
+) -> Callable[[str], _N]:
+    """An argparse ``type``: ``convert`` the text, then refuse a value ``ok`` turns down."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{rule}: {text!r}")
+        return value
+
+    return parse
 
 
-def _size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
+_positive = _checked(int, "a whole number", "must be at least 1", lambda value: value >= 1)
+_port = _checked(int, "a port number", "not a port number", lambda value: 0 <= value <= 65535)
+_size = _checked(int, "a size in bytes", "must not be negative", lambda value: value >= 0)
+_seconds = _checked(float, "a number of seconds", "must be positive", lambda value: value > 0)
 
 
 def _parser() -> argparse.ArgumentParser:
