@@ -25,7 +25,7 @@ from crossgate.exceptions import (
     PeerProtocolError,
     ProtocolError,
 )
-from crossgate.sansio.body_limit import BodyMeter, declared_length
+from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
 from crossgate.sansio.environ import EnvironOptions, build_environ
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
 from crossgate.sansio.response import (
@@ -282,7 +282,9 @@ class WSGIToASGI:
             # makes CONTENT_LENGTH optional, but Django reads exactly CONTENT_LENGTH bytes (and
             # nothing without it), ignoring wsgi.input_terminated.
             environ["CONTENT_LENGTH"] = str(x.received)
-        elif self._worker_free() or not _has_body(environ):
+        elif self._worker_free() or not announces_body(
+            environ.get("CONTENT_LENGTH"), environ.get("HTTP_TRANSFER_ENCODING")
+        ):
             # The first body message is read here on the loop, before the worker starts: for
             # most requests it is the whole body, and the worker then never waits for input.
             message = await receive()
@@ -593,12 +595,6 @@ def _join(chunks: list[bytes] | tuple[bytes, ...]) -> bytes:
         return b"".join(chunks)
     except TypeError:
         return b"".join([body_chunk(chunk) for chunk in chunks])
-
-
-def _has_body(environ: Mapping[str, Any]) -> bool:
-    """Whether the request announces a body (a non-zero Content-Length, or chunked framing)."""
-    length = environ.get("CONTENT_LENGTH")
-    return bool(length and length != "0") or "HTTP_TRANSFER_ENCODING" in environ
 
 
 async def _send_error(send: ASGISend, error: ProtocolError) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from crossgate.exceptions import AppProtocolError, PeerProtocolError, RequestTooLarge
 from crossgate.sansio.headers import parse_content_length
 
-__all__ = ["BodyMeter", "declared_length"]
+__all__ = ["BodyMeter", "announces_body", "declared_length"]
 
 
 def declared_length(value: bytes | str | None) -> int | None:
@@ -132,3 +132,13 @@ class BodyMeter:
         else:
             room = self.limit - self.received + 1
         return room if wanted is None else min(wanted, room)
+
+
+def announces_body(content_length: str | None, transfer_encoding: str | None) -> bool:
+    """Whether a request says a body follows: a non-zero ``Content-Length``, or any
+    ``Transfer-Encoding`` (RFC 9112 section 6.3: a message body is present exactly then).
+
+    Used to decide, before the body is read, whether a request queued for a worker needs its
+    body held back; a malformed length still counts as a body, refused where it is parsed.
+    """
+    return bool(content_length and content_length != "0") or transfer_encoding is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crossgate.exceptions import PeerProtocolError, RequestTooLarge
-from crossgate.sansio.body_limit import BodyMeter, declared_length
+from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
 
 
 @pytest.mark.parametrize(
@@ -112,3 +112,21 @@ def test_declared_length_too_long_for_int_is_a_400() -> None:
     with pytest.raises(PeerProtocolError) as info:
         declared_length(b"9" * 5000)
     assert info.value.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("content_length", "transfer_encoding", "expected"),
+    [
+        (None, None, False),
+        ("", None, False),
+        ("0", None, False),
+        ("1", None, True),
+        ("abc", None, True),  # malformed: still a body, refused where it is parsed
+        (None, "chunked", True),
+        ("0", "chunked", True),
+    ],
+)
+def test_announces_body(
+    content_length: str | None, transfer_encoding: str | None, expected: bool
+) -> None:
+    assert announces_body(content_length, transfer_encoding) is expected
