@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import coverage
-import httpx
-import pytest
+
+from tests.servers._servers import wait_for_a_get
 
 __all__ = ["REPO_ROOT", "Serve", "crossgate_command", "free_port"]
 
@@ -93,16 +93,7 @@ class Serve:
     def wait_until_ready(self) -> None:
         """Wait until a GET to ``/`` gets any answer; fail with the log after a bound."""
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            try:
-                httpx.get(self.base_url + "/", timeout=2.0)
-            except httpx.TransportError:
-                pass
-            else:
-                return
-            if self.process.poll() is not None or time.monotonic() >= deadline:
-                pytest.fail(f"crossgate serve did not answer a GET: {self.describe()}")
-            time.sleep(POLL_INTERVAL)
+        wait_for_a_get(self.base_url, self.process, deadline, self.describe)
 
     def wait_for_log(self, needle: str, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout

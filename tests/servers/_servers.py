@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -222,18 +222,8 @@ class ServerProcess:
                 self.port = int(found.group(1))
             else:
                 time.sleep(POLL_INTERVAL)
-        # The startup line may precede the accept loop by a moment; any answer to a GET shows
-        # the server is serving (whether the app answers well is for the tests to judge).
-        while True:
-            try:
-                httpx.get(self.base_url + "/", timeout=2.0)
-            except httpx.TransportError:
-                pass
-            else:
-                return
-            if self.process.poll() is not None or time.monotonic() >= deadline:
-                pytest.fail(f"the server did not answer a GET: {self.describe()}")
-            time.sleep(POLL_INTERVAL)
+        # The startup line may precede the accept loop by a moment.
+        wait_for_a_get(self.base_url, self.process, deadline, self.describe)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if the server has not exited within ``STOP_TIMEOUT``."""
@@ -254,3 +244,21 @@ def running(process: ServerProcess) -> Iterator[ServerProcess]:
         yield process
     finally:
         process.stop()
+
+
+def wait_for_a_get(
+    base_url: str, process: subprocess.Popen[bytes], deadline: float, describe: Callable[[], str]
+) -> None:
+    """Return once a GET to ``/`` gets any answer, which shows the server is serving (whether
+    the app answers well is for the tests to judge); fail with ``describe()`` if ``process``
+    exits or ``deadline`` (a `time.monotonic` value) passes first."""
+    while True:
+        try:
+            httpx.get(base_url + "/", timeout=2.0)
+        except httpx.TransportError:
+            pass
+        else:
+            return
+        if process.poll() is not None or time.monotonic() >= deadline:
+            pytest.fail(f"no answer to a GET at {base_url}: {describe()}")
+        time.sleep(POLL_INTERVAL)
