@@ -210,5 +210,5 @@ def test_crossgate_modules_are_followed() -> None:
     closure = {_module_name(path) for path in sansio_closure()}
     assert "crossgate.exceptions" in closure
     assert "crossgate.sansio.headers" in closure
-    assert _module_file("crossgate.concurrency") == PACKAGE_DIR / "concurrency.py"
+    assert _module_file("crossgate.concurrency") == PACKAGE_DIR / "concurrency" / "__init__.py"
     assert _module_file("json") is None

@@ -17,10 +17,10 @@ from wsgiref.validate import validator
 
 import pytest
 
-from crossgate._concurrency import loops
-from crossgate._concurrency.errors import ConcurrencyError
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
+from crossgate.concurrency import _loops as loops
 from crossgate.concurrency import async_to_sync, set_server_loop, sync_to_async
+from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.testing import call_http
 from crossgate.types import StartResponse, WSGIEnvironment
 from tests.concurrency.conftest import WAIT, run
@@ -239,7 +239,7 @@ def test_a_timeout_cancels_the_coroutine() -> None:
 
 def test_an_interrupted_caller_cancels_the_coroutine(monkeypatch: pytest.MonkeyPatch) -> None:
     # Ctrl-C arriving while the calling thread waits: the coroutine must not run on alone.
-    from crossgate._concurrency.waiter import Waiter
+    from crossgate.concurrency._waiter import Waiter
 
     started = threading.Event()
     cancelled = threading.Event()

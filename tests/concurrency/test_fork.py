@@ -26,8 +26,8 @@ from wsgiref.validate import validator
 
 import pytest
 
-from crossgate._concurrency import loops
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
+from crossgate.concurrency import _loops as loops
 from crossgate.concurrency import async_to_sync, server_loop, sync_to_async
 from crossgate.testing import call_http
 from tests.concurrency.conftest import WAIT, run
@@ -143,7 +143,7 @@ def test_a_one_thread_pool_of_another_process_has_no_owner(
 ) -> None:
     # Its thread is the parent's: deadlock detection must not compare the child's threads
     # with it.
-    from crossgate._concurrency.pool import Pool
+    from crossgate.concurrency._pool import Pool
 
     pool = Pool("crossgate-sensitive-", 1)
     done = threading.Event()

@@ -15,14 +15,6 @@ from typing import Any
 
 import pytest
 
-from crossgate._concurrency import bridge, loops
-from crossgate._concurrency.bridge import WaiterExecutor
-from crossgate._concurrency.calls import Call, inbox_for, orphaned_calls, post
-from crossgate._concurrency.errors import DeadlockError
-from crossgate._concurrency.pool import Pool
-from crossgate._concurrency.sensitive import default_pool
-from crossgate._concurrency.sync_iter import SyncToAsyncIterator
-from crossgate._concurrency.waiter import Waiter
 from crossgate.concurrency import (
     ThreadSensitiveContext,
     async_to_sync,
@@ -30,6 +22,15 @@ from crossgate.concurrency import (
     sync_to_async,
     sync_to_async_iter,
 )
+from crossgate.concurrency import _bridge as bridge
+from crossgate.concurrency import _loops as loops
+from crossgate.concurrency._bridge import WaiterExecutor
+from crossgate.concurrency._calls import Call, inbox_for, orphaned_calls, post
+from crossgate.concurrency._errors import DeadlockError
+from crossgate.concurrency._pool import Pool
+from crossgate.concurrency._sensitive import default_pool
+from crossgate.concurrency._sync_iter import SyncToAsyncIterator
+from crossgate.concurrency._waiter import Waiter
 from tests.concurrency.conftest import WAIT, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +151,7 @@ def test_asgiref_jobs_on_a_waiter_report_results_errors_and_cancels() -> None:
 
 
 def test_an_asgiref_job_dropped_by_an_executor_cancels_its_future() -> None:
-    from crossgate._concurrency.bridge import _FnJob
+    from crossgate.concurrency._bridge import _FnJob
 
     future: Future[None] = Future()
     job = _FnJob(future, print, (), {})

@@ -12,9 +12,11 @@ from wsgiref.validate import validator
 
 import pytest
 
-from crossgate._concurrency import async_iter, calls, loops, sync_iter
-from crossgate._concurrency.errors import ConcurrencyError
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
+from crossgate.concurrency import _async_iter as async_iter
+from crossgate.concurrency import _calls as calls
+from crossgate.concurrency import _loops as loops
+from crossgate.concurrency import _sync_iter as sync_iter
 from crossgate.concurrency import (
     async_to_sync_iter,
     check_cancelled,
@@ -22,6 +24,7 @@ from crossgate.concurrency import (
     sync_to_async,
     sync_to_async_iter,
 )
+from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.testing import call_http
 from crossgate.types import StartResponse, WSGIEnvironment
 from tests.concurrency.conftest import WAIT, run
@@ -100,7 +103,7 @@ def test_thread_hand_offs_are_per_batch_not_per_item(monkeypatch: pytest.MonkeyP
 
 
 def test_a_fast_stream_needs_few_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from crossgate._concurrency.pool import SHARED_POOL
+    from crossgate.concurrency._pool import SHARED_POOL
 
     read_ahead, total = 16, 1000
     submit = Counting(SHARED_POOL.submit)
@@ -364,7 +367,7 @@ def test_async_items_arrive_in_order_on_the_persistent_loop() -> None:
 def test_async_hand_offs_are_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     read_ahead = 50
     full = threading.Event()
-    from crossgate._concurrency.waiter import Waiter
+    from crossgate.concurrency._waiter import Waiter
 
     wakes = Counting(Waiter.wake)
     monkeypatch.setattr(Waiter, "wake", lambda self: wakes(self))

@@ -15,9 +15,9 @@ import pytest
 from asgiref.sync import iscoroutinefunction as asgiref_iscoroutinefunction
 from asgiref.sync import sync_to_async as asgiref_sync_to_async
 
-from crossgate._concurrency.errors import ConcurrencyError
-from crossgate._concurrency.pool import MAX_WORKERS, SHARED_POOL
 from crossgate.concurrency import async_to_sync, sync_to_async
+from crossgate.concurrency._errors import ConcurrencyError
+from crossgate.concurrency._pool import MAX_WORKERS, SHARED_POOL
 from tests.concurrency.conftest import WAIT, run
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
@@ -362,13 +362,13 @@ def test_an_executor_that_drops_the_call_wakes_the_caller() -> None:
 
 
 def test_a_shut_down_pool_refuses_work() -> None:
-    from crossgate._concurrency.pool import Pool
+    from crossgate.concurrency._pool import Pool
 
     pool = Pool("crossgate-test-", 1)
     pool.shutdown(timeout=WAIT)
 
     async def main() -> None:
-        from crossgate._concurrency.calls import Call
+        from crossgate.concurrency._calls import Call
 
         call = Call(asyncio.get_running_loop(), add, (1,), {}, contextvars.copy_context())
         with pytest.raises(ConcurrencyError, match="shut down"):

@@ -23,9 +23,9 @@ from contextvars import ContextVar
 from types import ModuleType
 from typing import Any, ParamSpec, TypeVar
 
-from crossgate._concurrency.errors import ConcurrencyError
-from crossgate._concurrency.pool import Pool, local
-from crossgate._concurrency.waiter import Waiter
+from crossgate.concurrency._errors import ConcurrencyError
+from crossgate.concurrency._pool import Pool, local
+from crossgate.concurrency._waiter import Waiter
 
 __all__ = [
     "WaiterExecutor",

@@ -18,11 +18,11 @@ from concurrent.futures import Executor, Future
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-from crossgate._concurrency.calls import inbox_for, post
-from crossgate._concurrency.errors import ConcurrencyError
-from crossgate._concurrency.locals import adopt_locals
-from crossgate._concurrency.pool import SHARED_POOL, ExecutorTarget, Target, describe, local
-from crossgate._concurrency.sensitive import submit_sensitive
+from crossgate.concurrency._calls import inbox_for, post
+from crossgate.concurrency._errors import ConcurrencyError
+from crossgate.concurrency._locals import adopt_locals
+from crossgate.concurrency._pool import SHARED_POOL, ExecutorTarget, Target, describe, local
+from crossgate.concurrency._sensitive import submit_sensitive
 
 __all__ = ["DEFAULT_READ_AHEAD", "SyncToAsyncIterator", "check_read_ahead", "sync_to_async_iter"]
 

@@ -23,10 +23,10 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Self
 
-from crossgate._concurrency import bridge
-from crossgate._concurrency.errors import ConcurrencyError, DeadlockError
-from crossgate._concurrency.pool import ExecutorTarget, Job, Pool
-from crossgate._concurrency.waiter import Waiter, waiter_var
+from crossgate.concurrency import _bridge as bridge
+from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
+from crossgate.concurrency._pool import ExecutorTarget, Job, Pool
+from crossgate.concurrency._waiter import Waiter, waiter_var
 
 __all__ = ["ThreadSensitiveContext", "default_pool", "submit_sensitive"]
 

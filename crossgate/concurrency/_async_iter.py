@@ -1,6 +1,6 @@
 """An async iterable read by a task on an event loop, as a sync iterator (`async_to_sync_iter`).
 
-The mirror image of `crossgate._concurrency.sync_iter`: a task on the loop `async_to_sync`
+The mirror image of `crossgate.concurrency._sync_iter`: a task on the loop `async_to_sync`
 would use reads ahead, up to ``read_ahead`` items, for a sync consumer that takes them in
 batches (the shape a Django ``StreamingHttpResponse`` needs under WSGI). While it waits, the
 consumer runs the thread-sensitive calls the task sends back to it. Closing the iterator
@@ -18,13 +18,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
-from crossgate._concurrency import bridge, loops
-from crossgate._concurrency.errors import ConcurrencyError
-from crossgate._concurrency.locals import adopt_locals
-from crossgate._concurrency.pool import describe
-from crossgate._concurrency.sensitive import default_pool
-from crossgate._concurrency.sync_iter import DEFAULT_READ_AHEAD, check_read_ahead
-from crossgate._concurrency.waiter import Waiter, waiter_var
+from crossgate.concurrency import _bridge as bridge
+from crossgate.concurrency import _loops as loops
+from crossgate.concurrency._errors import ConcurrencyError
+from crossgate.concurrency._locals import adopt_locals
+from crossgate.concurrency._pool import describe
+from crossgate.concurrency._sensitive import default_pool
+from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, check_read_ahead
+from crossgate.concurrency._waiter import Waiter, waiter_var
 
 __all__ = ["AsyncToSyncIterator", "async_to_sync_iter"]
 

@@ -20,8 +20,8 @@ from concurrent.futures import Executor, Future
 from queue import SimpleQueue
 from typing import Any, Protocol
 
-from crossgate._concurrency.errors import ConcurrencyError
-from crossgate._concurrency.locals import rehomed, rehomer
+from crossgate.concurrency._errors import ConcurrencyError
+from crossgate.concurrency._locals import rehomed, rehomer
 
 __all__ = [
     "MAX_WORKERS",
@@ -95,7 +95,7 @@ def copy_back(ctx: contextvars.Context, skip: Collection[contextvars.ContextVar[
     `asyncio.to_thread` and anyio drop these changes; asgiref keeps them, and code moved
     from asgiref relies on it (a `ContextVar` set in a sync view is seen by the caller).
     asgiref ``Local`` storage comes back re-homed to this thread, as asgiref's helpers hand it
-    back (see `crossgate._concurrency.locals`).
+    back (see `crossgate.concurrency._locals`).
     """
     found = rehomer()
     for var, value in ctx.items():

@@ -17,14 +17,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from typing import Any, ParamSpec, TypeVar, overload
 
-from crossgate._concurrency.async_iter import AsyncToSyncIterator, async_to_sync_iter
-from crossgate._concurrency.calls import Call, OrphanedCalls, check_cancelled, orphaned_calls
-from crossgate._concurrency.errors import ConcurrencyError, DeadlockError
-from crossgate._concurrency.loops import AsyncSingleThreadContext, run_sync, server_loop
-from crossgate._concurrency.loops import set_server_loop as set_server_loop  # the adapters' seam
-from crossgate._concurrency.pool import SHARED_POOL, ExecutorTarget, copy_back, describe
-from crossgate._concurrency.sensitive import ThreadSensitiveContext, submit_sensitive
-from crossgate._concurrency.sync_iter import SyncToAsyncIterator, sync_to_async_iter
+from crossgate.concurrency._async_iter import AsyncToSyncIterator, async_to_sync_iter
+from crossgate.concurrency._calls import Call, OrphanedCalls, check_cancelled, orphaned_calls
+from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
+from crossgate.concurrency._loops import AsyncSingleThreadContext, run_sync, server_loop
+from crossgate.concurrency._loops import set_server_loop as set_server_loop  # the adapters' seam
+from crossgate.concurrency._pool import SHARED_POOL, ExecutorTarget, copy_back, describe
+from crossgate.concurrency._sensitive import ThreadSensitiveContext, submit_sensitive
+from crossgate.concurrency._sync_iter import SyncToAsyncIterator, sync_to_async_iter
 
 __all__ = [
     "AsyncSingleThreadContext",

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, NamedTuple
 
-from crossgate._concurrency.errors import ConcurrencyError
-from crossgate._concurrency.locals import adopt_locals
-from crossgate._concurrency.pool import describe, local
+from crossgate.concurrency._errors import ConcurrencyError
+from crossgate.concurrency._locals import adopt_locals
+from crossgate.concurrency._pool import describe, local
 
 __all__ = ["Call", "OrphanedCalls", "check_cancelled", "inbox_for", "orphaned_calls", "post"]
 

@@ -12,7 +12,7 @@ import time
 from contextvars import ContextVar
 from queue import Empty, SimpleQueue
 
-from crossgate._concurrency.pool import Job
+from crossgate.concurrency._pool import Job
 
 __all__ = ["Waiter", "waiter_var"]
 

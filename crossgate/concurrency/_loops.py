@@ -23,12 +23,12 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Self
 
-from crossgate._concurrency import bridge
-from crossgate._concurrency.errors import ConcurrencyError
-from crossgate._concurrency.locals import adopt_locals
-from crossgate._concurrency.pool import copy_back, describe, local
-from crossgate._concurrency.sensitive import default_pool
-from crossgate._concurrency.waiter import Waiter, waiter_var
+from crossgate.concurrency import _bridge as bridge
+from crossgate.concurrency._errors import ConcurrencyError
+from crossgate.concurrency._locals import adopt_locals
+from crossgate.concurrency._pool import copy_back, describe, local
+from crossgate.concurrency._sensitive import default_pool
+from crossgate.concurrency._waiter import Waiter, waiter_var
 
 __all__ = [
     "POLL",
