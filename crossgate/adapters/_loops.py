@@ -20,7 +20,7 @@ import sys
 import threading
 import weakref
 from asyncio import events
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar, TypeVarTuple
 
 from crossgate.exceptions import CrossgateError
@@ -300,44 +300,5 @@ def release(loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         finish_loop(loop, timeout)
 
 
-class LoopThread:
-    """One event loop running in its own daemon thread, for shared mode.
-
-    A daemon thread, so it never holds up interpreter exit; the adapter stops it at exit
-    (``atexit`` runs while daemon threads still run), after shutting the app down on it.
-    """
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, name="crossgate-asgi-loop", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and wait for its result, from another thread (the callers
-        make sure of it: on the loop's own thread this would wait for itself).
-
-        Raises:
-            TimeoutError: no result within ``timeout`` seconds.
-        """
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def run(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:
-        """`call` for shutdown work: a timeout is logged, not raised."""
-        try:
-            self.call(coro, timeout)
-        except TimeoutError:  # pragma: no cover - every step of shutdown is bounded itself
-            _log.warning("the shared event loop did not finish shutting down in %.1f s", timeout)
-
-    def stop(self, timeout: float) -> None:
-        """Cancel what is left on the loop (bounded), stop the thread and close the loop."""
-        self.run(_wind_down(self.loop, timeout), 3 * timeout + 1)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout)
-        if self.thread.is_alive():  # pragma: no cover - only when the app blocks the loop
-            _log.warning("the shared event loop thread did not stop within %.1f s", timeout)
-            return
-        self.loop.close()
+# Shared mode's loop thread is crossgate's one loop-thread class, shared with async_to_sync.
+from crossgate.concurrency._runtime import LoopThread  # noqa: E402

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import os
 import threading
@@ -17,6 +16,7 @@ from crossgate.adapters._asgi_lifespan import Lifespan
 from crossgate.adapters._asgi_shared import SharedCall
 from crossgate.adapters._interface import check_app
 from crossgate.adapters._loops import LoopThread, ThreadLoops, cancel_tasks
+from crossgate.concurrency._runtime import after_fork_in_child, at_exit
 from crossgate.exceptions import CrossgateError, PeerProtocolError, RequestTooLarge
 from crossgate.sansio.asgi_response import error_response
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
@@ -46,7 +46,9 @@ class _Process:
         self.lifespan = lifespan
         self.state: dict[str, Any] = {}
         self.failure: str | None = None
-        self.loops: ThreadLoops | LoopThread = ThreadLoops() if mode == "inline" else LoopThread()
+        self.loops: ThreadLoops | LoopThread = (
+            ThreadLoops() if mode == "inline" else LoopThread("crossgate-asgi-loop")
+        )
         self.lifespan_loop: asyncio.AbstractEventLoop | None = None
         # Inline mode chosen by "auto" without a request to look at (startup() came first):
         # the first threaded request gets a warning, once.
@@ -335,8 +337,8 @@ def _shutdown_all() -> None:
             _log.exception("ASGIToWSGI shutdown at exit failed")
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_shutdown_all)
+after_fork_in_child(_after_fork_in_child)
+at_exit(_shutdown_all)
 
 
 def asgi_to_wsgi(app: ASGIApp, **options: Any) -> ASGIToWSGI:

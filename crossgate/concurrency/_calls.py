@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any, NamedTuple
 from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._locals import adopt_locals
 from crossgate.concurrency._pool import describe, local
+from crossgate.concurrency._runtime import after_fork_in_child
 
 __all__ = ["Call", "OrphanedCalls", "check_cancelled", "inbox_for", "orphaned_calls", "post"]
 
@@ -254,13 +254,11 @@ class Call:
 # -- fork ---------------------------------------------------------------------------------------
 
 
-def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children only
+@after_fork_in_child
+def _reset_state() -> None:  # pragma: no cover - runs in forked children only
     # Only the forking thread exists in the child: a lock another thread held at the fork
     # would stay locked forever, and the parent's orphans are not running here.
     global _STATE_LOCK, _INBOXES_LOCK
     _STATE_LOCK = threading.Lock()
     _INBOXES_LOCK = threading.Lock()
     _orphans["running"] = 0
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

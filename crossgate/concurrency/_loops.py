@@ -11,7 +11,6 @@ forked child: the PID is checked) and stopped at exit. Never a new loop per call
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import contextvars
 import inspect
@@ -27,6 +26,7 @@ from crossgate.concurrency import _bridge as bridge
 from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._locals import adopt_locals
 from crossgate.concurrency._pool import copy_back, describe, local
+from crossgate.concurrency._runtime import LoopThread, after_fork_in_child, at_exit
 from crossgate.concurrency._sensitive import default_pool
 from crossgate.concurrency._waiter import Waiter, waiter_var
 
@@ -44,8 +44,6 @@ __all__ = [
 
 # How often a waiting caller checks that the loop it waits on still exists.
 POLL = 1.0
-# How long exit waits for the loop thread to finish.
-_STOP_TIMEOUT = 2.0
 
 # The server's loop, with the PID of the process that recorded it: a child forked from a
 # worker thread keeps this context, and the parent's loop in it still looks running there,
@@ -77,48 +75,7 @@ def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     _server_loop.set((loop, os.getpid()))
 
 
-class _LoopThread:
-    """A daemon thread running an event loop for `async_to_sync` calls from plain threads."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
-        started = threading.Event()
-        self.thread = threading.Thread(
-            target=self._run, args=(started,), name="crossgate-loop", daemon=True
-        )
-        self.thread.start()
-        started.wait(_STOP_TIMEOUT)
-
-    def _run(self, started: threading.Event) -> None:
-        loop = self.loop
-        asyncio.set_event_loop(loop)
-        loop.call_soon(started.set)
-        try:
-            loop.run_forever()
-            # Stopped at exit: tasks of callers that gave up are cancelled and get a bounded
-            # chance to clean up, as `asyncio.run` does on its way out.
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                loop.run_until_complete(asyncio.wait(tasks, timeout=_STOP_TIMEOUT))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-
-    def stop(self) -> None:
-        if not self.loop.is_closed():
-            try:
-                self.loop.call_soon_threadsafe(self.loop.stop)
-            except RuntimeError:  # pragma: no cover - closed between the check and the call
-                return
-        self.thread.join(_STOP_TIMEOUT * 2)
-
-
-_portal: _LoopThread | None = None
+_portal: LoopThread | None = None
 _portal_lock = threading.Lock()
 
 
@@ -128,7 +85,7 @@ def portal_loop() -> asyncio.AbstractEventLoop:
     with _portal_lock:
         portal = _portal
         if portal is None or portal.pid != os.getpid() or portal.loop.is_closed():
-            portal = _portal = _LoopThread()
+            portal = _portal = LoopThread("crossgate-loop")
         return portal.loop
 
 
@@ -314,13 +271,11 @@ def run_sync(
         del error, box
 
 
-atexit.register(stop_portal)
+at_exit(stop_portal)
 
 
-def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children only
+@after_fork_in_child
+def _forget_portal() -> None:  # pragma: no cover - runs in forked children only
     global _portal, _portal_lock
     _portal = None
     _portal_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -8,7 +8,6 @@ foreign executor through `ExecutorTarget`. `local` tells the code a job runs wha
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextvars
 import itertools
 import os
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._locals import rehomed, rehomer
+from crossgate.concurrency._runtime import after_fork_in_child, at_exit
 
 __all__ = [
     "MAX_WORKERS",
@@ -236,9 +236,10 @@ class ExecutorTarget:
         self.executor.submit(job.run).add_done_callback(job.dropped_by)
 
 
-# -- exit -------------------------------------------------------------------------------------
+# -- exit and fork ----------------------------------------------------------------------------
 
 
+@at_exit
 def _shutdown_pools() -> None:  # pragma: no cover - runs at exit (a subprocess test checks)
     # Daemon threads are stopped here, with a bounded wait: a sync call that never returns
     # must not keep the interpreter from exiting.
@@ -248,10 +249,8 @@ def _shutdown_pools() -> None:  # pragma: no cover - runs at exit (a subprocess 
             pool.shutdown(max(0.0, deadline - time.monotonic()))
 
 
-atexit.register(_shutdown_pools)
-
-
-def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children only
+@after_fork_in_child
+def _start_afresh() -> None:  # pragma: no cover - runs in forked children only
     # Only the forking thread exists in the child. If it was running a job, the job's loop
     # (the parent's, still marked running) has no thread here: `async_to_sync` must not send
     # work to it, nor `check_cancelled` read a parent's cancel flag. The pools start afresh
@@ -260,6 +259,3 @@ def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked childre
     local.release = None
     for pool in list(_POOLS):
         pool._reset()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -17,7 +17,6 @@ nested `asyncio.run` inside thread-sensitive code), the call could never start: 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -26,6 +25,7 @@ from typing import Self
 from crossgate.concurrency import _bridge as bridge
 from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
 from crossgate.concurrency._pool import ExecutorTarget, Job, Pool
+from crossgate.concurrency._runtime import after_fork_in_child
 from crossgate.concurrency._waiter import Waiter, waiter_var
 
 __all__ = ["ThreadSensitiveContext", "default_pool", "submit_sensitive"]
@@ -193,9 +193,7 @@ def submit_sensitive(job: Job, loop: asyncio.AbstractEventLoop, name: str) -> No
     pool.submit(job)
 
 
-def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children only
+@after_fork_in_child
+def _new_lock() -> None:  # pragma: no cover - runs in forked children only
     global _lock
     _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -28,6 +28,7 @@ from crossgate.concurrency._bridge import WaiterExecutor
 from crossgate.concurrency._calls import Call, inbox_for, orphaned_calls, post
 from crossgate.concurrency._errors import DeadlockError
 from crossgate.concurrency._pool import Pool
+from crossgate.concurrency._runtime import LoopThread
 from crossgate.concurrency._sensitive import default_pool
 from crossgate.concurrency._sync_iter import SyncToAsyncIterator
 from crossgate.concurrency._waiter import Waiter
@@ -288,7 +289,7 @@ def test_a_context_that_made_no_calls_leases_no_thread() -> None:
 
 
 def test_stopping_the_loop_thread_cancels_what_is_left_on_it() -> None:
-    portal = loops._LoopThread()
+    portal = LoopThread("crossgate-loop")
     started = threading.Event()
     cancelled = threading.Event()
 

@@ -1,0 +1,147 @@
+"""What a process runs in the background, and the one place that tells it about forks and exit.
+
+Threads do not survive `os.fork`: the child has only the forking thread, a lock another thread
+held stays locked for ever, and the parent's loop threads and pools have no thread to run them.
+And daemon threads must be stopped at exit while they still run (``atexit`` runs before the
+interpreter stops them), so their work is cancelled and cleaned up, not cut short. Each module
+that owns such state adds its callbacks here (`after_fork_in_child`, `at_exit`); this module
+alone registers with `os.register_at_fork` and `atexit`, so their order is explicit: children
+reset in registration order, exit stops in the reverse one (as ``atexit`` runs handlers), so an
+adapter shuts its app down while the pools and loops that app may use still run.
+
+`LoopThread` is crossgate's one event loop in a thread of its own: the persistent loop of
+`async_to_sync` (``crossgate-loop``) and ASGIToWSGI's shared-mode loop (``crossgate-asgi-loop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["STOP_TIMEOUT", "LoopThread", "after_fork_in_child", "at_exit"]
+
+_log = logging.getLogger("crossgate.concurrency")
+
+T = TypeVar("T")
+Callback = TypeVar("Callback", bound=Callable[[], None])
+
+# How long stopping a loop thread waits, by default, for the tasks it cancels.
+STOP_TIMEOUT = 2.0
+
+_child_resets: list[Callable[[], None]] = []
+_exit_stops: list[Callable[[], None]] = []
+
+
+def after_fork_in_child(callback: Callback) -> Callback:
+    """Run ``callback`` in every child process forked from now on (a decorator, too)."""
+    _child_resets.append(callback)
+    return callback
+
+
+def at_exit(callback: Callback) -> Callback:
+    """Run ``callback`` at interpreter exit, before the callbacks added earlier (a decorator)."""
+    _exit_stops.append(callback)
+    return callback
+
+
+def _reset_child() -> None:  # pragma: no cover - runs in forked children only
+    for callback in _child_resets:
+        callback()
+
+
+def _stop_all() -> None:
+    for callback in reversed(_exit_stops):
+        try:
+            callback()
+        except Exception:  # one failure must not keep the others from stopping their threads
+            _log.exception("crossgate's exit callback %r failed", callback)
+
+
+os.register_at_fork(after_in_child=_reset_child)
+atexit.register(_stop_all)
+
+# Tasks that ignored cancellation past every timeout. Referenced here so they are never garbage
+# collected: a pending task's destructor would log "Task was destroyed but it is pending".
+_STUCK: list[asyncio.Task[Any]] = []
+
+
+class LoopThread:
+    """An event loop running in its own daemon thread, until `stop`.
+
+    A daemon thread, so it never holds up interpreter exit; its owner stops it at exit
+    (`at_exit`). Stopping ends it as `asyncio.run` ends: the tasks left are cancelled and get
+    a bounded time to clean up, async generators are finalised, the loop is closed, on the
+    loop's own thread. One rule that cannot hang: ``loop.shutdown_default_executor()`` is never
+    called, since on Python 3.11 it joins the executor's threads without a bound (one blocked
+    `asyncio.to_thread` call would hang the stop); ``loop.close()`` shuts that executor down
+    without waiting, and its idle threads exit at once.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self._timeout = STOP_TIMEOUT
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+            # One more turn first, so a cancellation requested just before the stop reaches its
+            # task: asyncio folds a cancel requested while another is pending into that one.
+            loop.run_until_complete(asyncio.sleep(0))
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                _, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=self._timeout))
+                if pending:
+                    _log.warning(
+                        "%d task(s) still running on %s %.1f s after being cancelled: %r",
+                        len(pending),
+                        self.thread.name,
+                        self._timeout,
+                        pending,
+                    )
+                    _STUCK.extend(pending)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for its result, from another thread (the callers
+        make sure of it: on the loop's own thread this would wait for itself).
+
+        Raises:
+            TimeoutError: no result within ``timeout`` seconds.
+            BaseException: what ``coro`` raised.
+        """
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def run(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:
+        """`call` for shutdown work: a timeout is logged, not raised."""
+        try:
+            self.call(coro, timeout)
+        except TimeoutError:  # pragma: no cover - every step of shutdown is bounded itself
+            _log.warning("%s did not finish shutting down in %.1f s", self.thread.name, timeout)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop the loop (see the class docstring), waiting up to ``timeout`` s for its tasks.
+
+        Does nothing more when it was stopped already.
+        """
+        self._timeout = timeout
+        with contextlib.suppress(RuntimeError):  # closed: stopped already
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(2 * timeout + 1)
+        if self.thread.is_alive():  # pragma: no cover - only when the app blocks the loop
+            _log.warning("%s did not stop within %.1f s", self.thread.name, 2 * timeout + 1)
