@@ -108,12 +108,19 @@ def caller_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def foreign_owner(executor: Executor) -> threading.Thread | None:
-    """The one thread of an asgiref executor (``CurrentThreadExecutor``, one-thread pool)."""
+    """The one thread of an asgiref executor (``CurrentThreadExecutor``, one-thread pool).
+
+    Every executor asked about here is one of asgiref's thread-sensitive ones: the
+    ``CurrentThreadExecutor`` of a thread waiting in ``async_to_sync``, or the pool of a
+    ``ThreadSensitiveContext``, which asgiref (and `context_executor`) make with
+    ``max_workers=1``. Neither names its thread publicly: asgiref's attributes are read, and
+    ``None`` (no deadlock check) is the answer when they are not there.
+    """
     thread = getattr(executor, "_work_thread", None)
     if isinstance(thread, threading.Thread):
         return thread
     threads = getattr(executor, "_threads", None)
-    if isinstance(executor, ThreadPoolExecutor) and executor._max_workers == 1 and threads:
+    if isinstance(executor, ThreadPoolExecutor) and threads:
         only: threading.Thread = next(iter(threads))
         return only
     return None

@@ -21,6 +21,7 @@ the application already loaded ``asgiref.local`` (Django does).
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -39,9 +40,6 @@ _TAGGED_SINCE = (3, 12)
 
 Rehome = Callable[[Any], Any]
 
-# (the asgiref.local module looked at, what `_rehomer` found there): looked up once per module.
-_cache: tuple[ModuleType | None, tuple[type, Rehome] | None] = (None, None)
-
 
 def asgiref_version() -> tuple[int, ...] | None:
     """The loaded asgiref's version as integers (``(3, 13, 0)``), or ``None`` if not loaded."""
@@ -57,6 +55,10 @@ def asgiref_version() -> tuple[int, ...] | None:
     return tuple(parts)
 
 
+# Once per asgiref.local module (a stand-in module in the tests is a new key): a sync_to_async
+# call asks two or three times, and the version parse and look-ups cost 0.8 us each time where
+# the cached answer costs 0.1 us (about 2 % of an 84 us call, measured with asgiref loaded).
+@functools.lru_cache(maxsize=1)
 def _rehomer(local: ModuleType) -> tuple[type, Rehome] | None:
     # The one place that touches asgiref internals (see the module docstring).
     version = asgiref_version()
@@ -79,15 +81,8 @@ def _rehomer(local: ModuleType) -> tuple[type, Rehome] | None:
 
 def rehomer() -> tuple[type, Rehome] | None:
     """asgiref's Local storage type and the function re-tagging it, if the loaded one tags."""
-    global _cache
     local = sys.modules.get("asgiref.local")
-    if local is None:
-        return None
-    module, found = _cache
-    if module is not local:
-        found = _rehomer(local)
-        _cache = (local, found)
-    return found
+    return None if local is None else _rehomer(local)
 
 
 def adopt_locals() -> None:
