@@ -28,6 +28,7 @@ from crossgate.concurrency._pool import Pool, local
 from crossgate.concurrency._waiter import Waiter
 
 __all__ = [
+    "PoolExecutor",
     "WaiterExecutor",
     "caller_loop",
     "context_executor",
@@ -79,9 +80,7 @@ def context_executor() -> Executor | None:
     executors = sync.SyncToAsync.context_to_thread_executor
     executor: Executor | None = executors.get(context)
     if executor is None:
-        executor = executors[context] = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="crossgate-asgiref-context"
-        )
+        executor = executors[context] = PoolExecutor(Pool("crossgate-asgiref-context-", 1))
     return executor
 
 
@@ -111,11 +110,14 @@ def foreign_owner(executor: Executor) -> threading.Thread | None:
     """The one thread of an asgiref executor (``CurrentThreadExecutor``, one-thread pool).
 
     Every executor asked about here is one of asgiref's thread-sensitive ones: the
-    ``CurrentThreadExecutor`` of a thread waiting in ``async_to_sync``, or the pool of a
-    ``ThreadSensitiveContext``, which asgiref (and `context_executor`) make with
-    ``max_workers=1``. Neither names its thread publicly: asgiref's attributes are read, and
-    ``None`` (no deadlock check) is the answer when they are not there.
+    ``CurrentThreadExecutor`` of a thread waiting in ``async_to_sync``, or the one-thread pool
+    of a ``ThreadSensitiveContext`` (asgiref's ``ThreadPoolExecutor(max_workers=1)``, or the
+    `PoolExecutor` of `context_executor` when crossgate's call came first). asgiref's name
+    their thread only in private attributes, read here; ``None`` (no deadlock check) is the
+    answer when they are not there.
     """
+    if isinstance(executor, PoolExecutor):
+        return executor.pool.owner()
     thread = getattr(executor, "_work_thread", None)
     if isinstance(thread, threading.Thread):
         return thread
@@ -151,6 +153,27 @@ class _FnJob:
             self.future.set_result(result)
         finally:
             local.job = previous
+
+
+class PoolExecutor(Executor):
+    """A crossgate `Pool` as an `Executor`, for asgiref (and anything that takes one).
+
+    Raises:
+        ConcurrencyError: (from ``submit``, a `RuntimeError` as the executor API says) the
+            pool was shut down.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        future: Future[R] = Future()
+        self.pool.submit(_FnJob(future, fn, args, kwargs))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Let the threads end once the jobs already queued are done; never waits for them."""
+        self.pool.shutdown()
 
 
 class WaiterExecutor(Executor):
