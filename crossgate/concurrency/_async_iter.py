@@ -22,10 +22,9 @@ from crossgate.concurrency import _bridge as bridge
 from crossgate.concurrency import _loops as loops
 from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._locals import adopt_locals
-from crossgate.concurrency._pool import describe
+from crossgate.concurrency._pool import Waiter, describe, waiter_var
 from crossgate.concurrency._sensitive import default_pool
 from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, check_read_ahead
-from crossgate.concurrency._waiter import Waiter, waiter_var
 
 __all__ = ["AsyncToSyncIterator", "async_to_sync_iter"]
 

@@ -7,7 +7,10 @@ asgiref would pick, and asgiref's calls inside crossgate's `async_to_sync` must 
 waiting thread as they would under asgiref's own. Everything here uses asgiref's class
 attributes (``SyncToAsync.thread_sensitive_context``, ``SyncToAsync.context_to_thread_executor``,
 ``AsyncToSync.executors``, ``AsyncToSync.loop_thread_executors``, ``SyncToAsync.threadlocal``)
-and only when the application already imported asgiref: crossgate never imports it.
+and only when the application already imported asgiref: crossgate never imports it. Three
+private attributes are read, where asgiref offers nothing public, each with a safe answer when
+it is missing: whether a ``ThreadSensitiveContext`` exited, and the thread of an executor
+(`foreign_owner`).
 """
 
 from __future__ import annotations
@@ -24,8 +27,7 @@ from types import ModuleType
 from typing import Any, ParamSpec, TypeVar
 
 from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import Pool, local
-from crossgate.concurrency._waiter import Waiter
+from crossgate.concurrency._pool import Pool, Waiter, local
 
 __all__ = [
     "PoolExecutor",
@@ -107,14 +109,10 @@ def caller_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def foreign_owner(executor: Executor) -> threading.Thread | None:
-    """The one thread of an asgiref executor (``CurrentThreadExecutor``, one-thread pool).
+    """The one thread of an asgiref thread-sensitive executor, for the deadlock check.
 
-    Every executor asked about here is one of asgiref's thread-sensitive ones: the
-    ``CurrentThreadExecutor`` of a thread waiting in ``async_to_sync``, or the one-thread pool
-    of a ``ThreadSensitiveContext`` (asgiref's ``ThreadPoolExecutor(max_workers=1)``, or the
-    `PoolExecutor` of `context_executor` when crossgate's call came first). asgiref's name
-    their thread only in private attributes, read here; ``None`` (no deadlock check) is the
-    answer when they are not there.
+    asgiref's (a ``CurrentThreadExecutor``; a context's ``ThreadPoolExecutor(max_workers=1)``)
+    name it only in private attributes, read here; ``None`` (no check) when they are missing.
     """
     if isinstance(executor, PoolExecutor):
         return executor.pool.owner()

@@ -25,10 +25,9 @@ from typing import Any, Self
 from crossgate.concurrency import _bridge as bridge
 from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._locals import adopt_locals
-from crossgate.concurrency._pool import copy_back, describe, local
+from crossgate.concurrency._pool import Waiter, copy_back, describe, local, waiter_var
 from crossgate.concurrency._runtime import LoopThread, after_fork_in_child, at_exit
 from crossgate.concurrency._sensitive import default_pool
-from crossgate.concurrency._waiter import Waiter, waiter_var
 
 __all__ = [
     "POLL",

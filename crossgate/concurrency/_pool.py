@@ -1,8 +1,9 @@
-"""Worker threads: bounded, named pools that start threads on demand and reuse them.
+"""Where jobs run: bounded, named pools that start threads on demand, and waiting threads.
 
-A `Job` (a `sync_to_async` call, a read of a sync iterator) runs on a `Pool` thread, or on a
-foreign executor through `ExecutorTarget`. `local` tells the code a job runs what the job is:
-`async_to_sync` finds the caller's loop there, `check_cancelled` the cancel flag.
+A `Job` (a `sync_to_async` call, a read of a sync iterator) runs on a `Pool` thread, on a
+foreign executor through `ExecutorTarget`, or on the thread blocked in `async_to_sync` (a
+`Waiter`). `local` tells the code a job runs what the job is: `async_to_sync` finds the
+caller's loop there, `check_cancelled` the cancel flag.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import time
 import weakref
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Executor, Future
-from queue import SimpleQueue
+from contextvars import ContextVar
+from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
 from crossgate.concurrency._errors import ConcurrencyError
@@ -30,10 +32,11 @@ __all__ = [
     "Job",
     "Pool",
     "Running",
-    "Target",
+    "Waiter",
     "copy_back",
     "describe",
     "local",
+    "waiter_var",
 ]
 
 # The bound of the shared pool: `concurrent.futures.ThreadPoolExecutor`'s default, so code
@@ -61,12 +64,6 @@ class Running(Protocol):
 
     @property
     def cancel_requested(self) -> bool: ...
-
-
-class Target(Protocol):
-    """Somewhere a job can run: a pool or a foreign executor."""
-
-    def submit(self, job: Job) -> None: ...
 
 
 class _Local(threading.local):
@@ -223,7 +220,7 @@ SHARED_POOL = Pool("crossgate-sync-", MAX_WORKERS)
 
 
 class ExecutorTarget:
-    """A `concurrent.futures.Executor` as a `Target` (``sync_to_async(executor=...)``)."""
+    """A `concurrent.futures.Executor` to run jobs on (``sync_to_async(executor=...)``)."""
 
     __slots__ = ("executor",)
 
@@ -234,6 +231,66 @@ class ExecutorTarget:
         # An executor that drops queued work (``shutdown(cancel_futures=True)``) would
         # otherwise leave the caller waiting forever.
         self.executor.submit(job.run).add_done_callback(job.dropped_by)
+
+
+# -- the waiting thread -----------------------------------------------------------------------
+# asgiref calls it a ``CurrentThreadExecutor``: while `async_to_sync` waits for its coroutine,
+# the waiting thread is idle, and thread-sensitive sync calls made by that coroutine belong on
+# it (Django's connection for the current thread, an open ``transaction.atomic``), so it runs
+# them.
+
+
+class Waiter:
+    """The calling thread of one `async_to_sync` call (or one `async_to_sync_iter`)."""
+
+    __slots__ = ("_lock", "_open", "_queue", "thread")
+
+    def __init__(self) -> None:
+        self.thread = threading.current_thread()
+        self._queue: SimpleQueue[Job | None] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._open = True
+
+    def offer(self, job: Job) -> bool:
+        """Queue ``job`` for the waiting thread; ``False`` once it stopped waiting."""
+        with self._lock:
+            if not self._open:
+                return False
+            self._queue.put(job)
+            return True
+
+    def wake(self) -> None:
+        """End one `wait` (from any thread)."""
+        self._queue.put(None)
+
+    def wait(self, timeout: float) -> bool:
+        """Run jobs sent here until `wake`; ``False`` if ``timeout`` seconds passed first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except Empty:
+                return False
+            if job is None:
+                return True
+            job.run()
+            del job
+
+    def close(self) -> None:
+        """Stop accepting jobs; run those already queued (they belong on this thread)."""
+        with self._lock:
+            self._open = False
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except Empty:
+                return
+            if job is not None:
+                job.run()
+
+
+# The waiter of the innermost `async_to_sync` whose coroutine this context belongs to.
+waiter_var: ContextVar[Waiter | None] = ContextVar("crossgate_waiter", default=None)
 
 
 # -- exit and fork ----------------------------------------------------------------------------

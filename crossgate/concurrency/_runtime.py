@@ -1,16 +1,11 @@
-"""What a process runs in the background, and the one place that tells it about forks and exit.
+"""crossgate's background runtime: its one loop-thread class, and the one fork and exit hook.
 
-Threads do not survive `os.fork`: the child has only the forking thread, a lock another thread
-held stays locked for ever, and the parent's loop threads and pools have no thread to run them.
-And daemon threads must be stopped at exit while they still run (``atexit`` runs before the
-interpreter stops them), so their work is cancelled and cleaned up, not cut short. Each module
-that owns such state adds its callbacks here (`after_fork_in_child`, `at_exit`); this module
-alone registers with `os.register_at_fork` and `atexit`, so their order is explicit: children
-reset in registration order, exit stops in the reverse one (as ``atexit`` runs handlers), so an
-adapter shuts its app down while the pools and loops that app may use still run.
-
-`LoopThread` is crossgate's one event loop in a thread of its own: the persistent loop of
-`async_to_sync` (``crossgate-loop``) and ASGIToWSGI's shared-mode loop (``crossgate-asgi-loop``).
+Threads do not survive `os.fork` (the child has only the forking thread; a lock another thread
+held stays locked), and daemon threads must be stopped at exit while they still run. Modules
+that own such state add callbacks here (`after_fork_in_child`, `at_exit`); only this module
+registers with `os.register_at_fork` and `atexit`. Children reset in registration order; exit
+runs in reverse order, as ``atexit`` does, so an adapter shuts its app down while the pools
+and loops the app may use still run.
 """
 
 from __future__ import annotations

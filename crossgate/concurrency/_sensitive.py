@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import Executor
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Self
 
 from crossgate.concurrency import _bridge as bridge
 from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
-from crossgate.concurrency._pool import ExecutorTarget, Job, Pool
+from crossgate.concurrency._pool import ExecutorTarget, Job, Pool, Waiter, waiter_var
 from crossgate.concurrency._runtime import after_fork_in_child
-from crossgate.concurrency._waiter import Waiter, waiter_var
 
 __all__ = ["ThreadSensitiveContext", "default_pool", "submit_sensitive"]
 
@@ -149,6 +149,11 @@ def _to_waiter(waiter: Waiter, job: Job, name: str) -> bool:
     return waiter.offer(job)
 
 
+def _to_executor(executor: Executor, job: Job, name: str) -> None:
+    _check(bridge.foreign_owner(executor), name)
+    ExecutorTarget(executor).submit(job)
+
+
 def submit_sensitive(job: Job, loop: asyncio.AbstractEventLoop, name: str) -> None:
     """Run ``job`` (a call of ``name`` awaited on ``loop``) where asgiref would (see above).
 
@@ -177,16 +182,14 @@ def submit_sensitive(job: Job, loop: asyncio.AbstractEventLoop, name: str) -> No
     # 2. asgiref's per-request context.
     executor = bridge.context_executor()
     if executor is not None:
-        _check(bridge.foreign_owner(executor), name)
-        ExecutorTarget(executor).submit(job)
+        _to_executor(executor, job, name)
         return
     # 3. crossgate's context, 4. asgiref's loop thread, 5. the process-wide thread.
     context = _context_var.get()
     if context is None:
         executor = bridge.loop_executor(loop)
         if executor is not None:
-            _check(bridge.foreign_owner(executor), name)
-            ExecutorTarget(executor).submit(job)
+            _to_executor(executor, job, name)
             return
     pool = default_pool() if context is None else context.pool()
     _check(pool.owner(), name)

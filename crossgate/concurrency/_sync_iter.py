@@ -21,7 +21,7 @@ from typing import Any, Generic, Self, TypeVar
 from crossgate.concurrency._calls import inbox_for, post
 from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._locals import adopt_locals
-from crossgate.concurrency._pool import SHARED_POOL, ExecutorTarget, Target, describe, local
+from crossgate.concurrency._pool import SHARED_POOL, ExecutorTarget, Pool, describe, local
 from crossgate.concurrency._sensitive import submit_sensitive
 
 __all__ = ["DEFAULT_READ_AHEAD", "SyncToAsyncIterator", "check_read_ahead", "sync_to_async_iter"]
@@ -87,7 +87,9 @@ class SyncToAsyncIterator(Generic[T]):
         self._read_ahead = read_ahead
         self._low = read_ahead // 2
         self._sensitive = thread_sensitive
-        self._target: Target = SHARED_POOL if executor is None else ExecutorTarget(executor)
+        self._target: Pool | ExecutorTarget = (
+            SHARED_POOL if executor is None else ExecutorTarget(executor)
+        )
         self._lock = threading.Lock()
         self._buffer: deque[T] = deque()
         self._waiting: asyncio.Future[None] | None = None

@@ -239,7 +239,7 @@ def test_a_timeout_cancels_the_coroutine() -> None:
 
 def test_an_interrupted_caller_cancels_the_coroutine(monkeypatch: pytest.MonkeyPatch) -> None:
     # Ctrl-C arriving while the calling thread waits: the coroutine must not run on alone.
-    from crossgate.concurrency._waiter import Waiter
+    from crossgate.concurrency._pool import Waiter
 
     started = threading.Event()
     cancelled = threading.Event()

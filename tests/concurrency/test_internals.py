@@ -27,11 +27,10 @@ from crossgate.concurrency import _loops as loops
 from crossgate.concurrency._bridge import WaiterExecutor
 from crossgate.concurrency._calls import Call, inbox_for, orphaned_calls, post
 from crossgate.concurrency._errors import DeadlockError
-from crossgate.concurrency._pool import Pool
+from crossgate.concurrency._pool import Pool, Waiter
 from crossgate.concurrency._runtime import LoopThread
 from crossgate.concurrency._sensitive import default_pool
 from crossgate.concurrency._sync_iter import SyncToAsyncIterator
-from crossgate.concurrency._waiter import Waiter
 from tests.concurrency.conftest import WAIT, run
 
 ROOT = Path(__file__).resolve().parents[2]

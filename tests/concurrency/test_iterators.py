@@ -367,7 +367,7 @@ def test_async_items_arrive_in_order_on_the_persistent_loop() -> None:
 def test_async_hand_offs_are_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     read_ahead = 50
     full = threading.Event()
-    from crossgate.concurrency._waiter import Waiter
+    from crossgate.concurrency._pool import Waiter
 
     wakes = Counting(Waiter.wake)
     monkeypatch.setattr(Waiter, "wake", lambda self: wakes(self))
