@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from typing import Any, ParamSpec, TypeVar, overload
 
+from crossgate.concurrency._asgiref import copy_back
 from crossgate.concurrency._async_iter import AsyncToSyncIterator, async_to_sync_iter
 from crossgate.concurrency._calls import Call, OrphanedCalls, check_cancelled, orphaned_calls
 from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
 from crossgate.concurrency._loops import AsyncSingleThreadContext, run_sync, server_loop
 from crossgate.concurrency._loops import set_server_loop as set_server_loop  # the adapters' seam
-from crossgate.concurrency._pool import SHARED_POOL, ExecutorTarget, copy_back, describe
+from crossgate.concurrency._pool import SHARED_POOL, ExecutorTarget, describe
 from crossgate.concurrency._sensitive import ThreadSensitiveContext, submit_sensitive
 from crossgate.concurrency._sync_iter import SyncToAsyncIterator, sync_to_async_iter
 

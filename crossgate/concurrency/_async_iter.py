@@ -18,10 +18,10 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
-from crossgate.concurrency import _bridge as bridge
+from crossgate.concurrency import _asgiref
 from crossgate.concurrency import _loops as loops
+from crossgate.concurrency._asgiref import adopt_locals
 from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._locals import adopt_locals
 from crossgate.concurrency._pool import Waiter, describe, waiter_var
 from crossgate.concurrency._sensitive import default_pool
 from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, check_read_ahead
@@ -181,7 +181,7 @@ class AsyncToSyncIterator(Generic[T]):
         waiter, space = session.waiter, session.space
         adopt_locals()  # the consumer's context moved to the loop's thread, asgiref Locals too
         token = waiter_var.set(waiter)
-        bridge.enter_waiter(waiter, default_pool)
+        _asgiref.enter_waiter(waiter, default_pool)
         error: BaseException | None = None
         iterator: AsyncIterator[T] | None = None
         try:

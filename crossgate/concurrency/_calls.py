@@ -18,8 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, NamedTuple
 
+from crossgate.concurrency._asgiref import adopt_locals
 from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._locals import adopt_locals
 from crossgate.concurrency._pool import describe, local
 from crossgate.concurrency._runtime import after_fork_in_child
 

@@ -22,10 +22,10 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Self
 
-from crossgate.concurrency import _bridge as bridge
+from crossgate.concurrency import _asgiref
+from crossgate.concurrency._asgiref import adopt_locals, copy_back
 from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._locals import adopt_locals
-from crossgate.concurrency._pool import Waiter, copy_back, describe, local, waiter_var
+from crossgate.concurrency._pool import Waiter, describe, local, waiter_var
 from crossgate.concurrency._runtime import LoopThread, after_fork_in_child, at_exit
 from crossgate.concurrency._sensitive import default_pool
 
@@ -109,7 +109,7 @@ def loop_running() -> bool:
 def pick_loop() -> asyncio.AbstractEventLoop:
     """The loop `async_to_sync` runs its coroutine on, from this thread (module docstring)."""
     job = local.job
-    for loop in (None if job is None else job.loop, server_loop(), bridge.caller_loop()):
+    for loop in (None if job is None else job.loop, server_loop(), _asgiref.caller_loop()):
         if loop is not None and loop.is_running() and not loop.is_closed():
             return loop
     return portal_loop()
@@ -172,7 +172,7 @@ async def _main(
     # asgiref's own async_to_sync (before enter_waiter sets asgiref's executor Local here).
     adopt_locals()
     token = waiter_var.set(waiter)
-    box.skip = bridge.enter_waiter(waiter, default_pool)
+    box.skip = _asgiref.enter_waiter(waiter, default_pool)
     try:
         awaitable = func(*args, **kwargs)
         if not inspect.isawaitable(awaitable):

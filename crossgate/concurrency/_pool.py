@@ -9,20 +9,18 @@ caller's loop there, `check_cancelled` the cancel flag.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import itertools
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from contextvars import ContextVar
 from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
 from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._locals import rehomed, rehomer
 from crossgate.concurrency._runtime import after_fork_in_child, at_exit
 
 __all__ = [
@@ -33,7 +31,6 @@ __all__ = [
     "Pool",
     "Running",
     "Waiter",
-    "copy_back",
     "describe",
     "local",
     "waiter_var",
@@ -42,8 +39,6 @@ __all__ = [
 # The bound of the shared pool: `concurrent.futures.ThreadPoolExecutor`'s default, so code
 # moved from `loop.run_in_executor(None, ...)` keeps the concurrency it had.
 MAX_WORKERS = min(32, (os.cpu_count() or 1) + 4)
-
-_MISSING = object()
 
 
 class Job(Protocol):
@@ -84,20 +79,6 @@ def describe(fn: object) -> str:
     """A short name for ``fn`` in messages and logs."""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return str(name) if name else repr(fn)
-
-
-def copy_back(ctx: contextvars.Context, skip: Collection[contextvars.ContextVar[Any]] = ()) -> None:
-    """Set in the current context every variable whose value ``ctx`` changed (but ``skip``).
-
-    `asyncio.to_thread` and anyio drop these changes; asgiref keeps them, and code moved
-    from asgiref relies on it (a `ContextVar` set in a sync view is seen by the caller).
-    asgiref ``Local`` storage comes back re-homed to this thread, as asgiref's helpers hand it
-    back (see `crossgate.concurrency._locals`).
-    """
-    found = rehomer()
-    for var, value in ctx.items():
-        if var.get(_MISSING) is not value and var not in skip:
-            var.set(rehomed(value, found))
 
 
 # -- pools ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Self
 
-from crossgate.concurrency import _bridge as bridge
+from crossgate.concurrency import _asgiref
 from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
 from crossgate.concurrency._pool import ExecutorTarget, Job, Pool, Waiter, waiter_var
 from crossgate.concurrency._runtime import after_fork_in_child
@@ -150,7 +150,7 @@ def _to_waiter(waiter: Waiter, job: Job, name: str) -> bool:
 
 
 def _to_executor(executor: Executor, job: Job, name: str) -> None:
-    _check(bridge.foreign_owner(executor), name)
+    _check(_asgiref.foreign_owner(executor), name)
     ExecutorTarget(executor).submit(job)
 
 
@@ -162,13 +162,13 @@ def submit_sensitive(job: Job, loop: asyncio.AbstractEventLoop, name: str) -> No
         ConcurrencyError: the thread-sensitive context this task inherited has exited.
     """
     # 1. An outer async_to_sync. When asgiref is loaded its slot holds the innermost one:
-    # crossgate's async_to_sync sets it too (see bridge.enter_waiter).
-    outer = bridge.current_executor()
-    if isinstance(outer, bridge.WaiterExecutor):
+    # crossgate's async_to_sync sets it too (see _asgiref.enter_waiter).
+    outer = _asgiref.current_executor()
+    if isinstance(outer, _asgiref.WaiterExecutor):
         if _to_waiter(outer.waiter, job, name):
             return
     elif outer is not None:
-        _check(bridge.foreign_owner(outer), name)
+        _check(_asgiref.foreign_owner(outer), name)
         try:
             ExecutorTarget(outer).submit(job)
         except RuntimeError:
@@ -180,14 +180,14 @@ def submit_sensitive(job: Job, loop: asyncio.AbstractEventLoop, name: str) -> No
         if waiter is not None and _to_waiter(waiter, job, name):
             return
     # 2. asgiref's per-request context.
-    executor = bridge.context_executor()
+    executor = _asgiref.context_executor()
     if executor is not None:
         _to_executor(executor, job, name)
         return
     # 3. crossgate's context, 4. asgiref's loop thread, 5. the process-wide thread.
     context = _context_var.get()
     if context is None:
-        executor = bridge.loop_executor(loop)
+        executor = _asgiref.loop_executor(loop)
         if executor is not None:
             _to_executor(executor, job, name)
             return

@@ -18,9 +18,9 @@ from concurrent.futures import Executor, Future
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
+from crossgate.concurrency._asgiref import adopt_locals
 from crossgate.concurrency._calls import inbox_for, post
 from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._locals import adopt_locals
 from crossgate.concurrency._pool import SHARED_POOL, ExecutorTarget, Pool, describe, local
 from crossgate.concurrency._sensitive import submit_sensitive
 

@@ -31,7 +31,7 @@ from django.urls import get_script_prefix, get_urlconf, path, set_script_prefix,
 from django.utils import timezone, translation
 
 import crossgate.concurrency
-from crossgate.concurrency import _locals as cg_locals
+from crossgate.concurrency import _asgiref as cg_locals
 from crossgate.testing import call_http, http_scope
 from tests.concurrency.conftest import WAIT, run
 
@@ -292,14 +292,14 @@ def test_async_to_sync_iter_reads_with_the_consumers_locals() -> None:
 
 def test_this_asgiref_version_was_checked() -> None:
     # crossgate re-homes asgiref's Local storage through asgiref internals (see
-    # crossgate/concurrency/_locals.py). On a new asgiref version: read asgiref/local.py and
+    # crossgate/concurrency/_asgiref.py). On a new asgiref version: read asgiref/local.py and
     # sync.py (_restore_context), make sure crossgate re-homes where and how asgiref does,
     # run this file, then add the version to CHECKED.
     version = cg_locals.asgiref_version()
     assert version is not None
     assert version[:2] in cg_locals.CHECKED, (
         f"asgiref {asgiref.__version__} was never checked against crossgate's re-homing of "
-        "asgiref Local storage: see crossgate/concurrency/_locals.py"
+        "asgiref Local storage: see crossgate/concurrency/_asgiref.py"
     )
     if version[:2] >= (3, 12):
         assert cg_locals.rehomer() is not None, "asgiref tags Local storage, but none was found"

@@ -22,9 +22,9 @@ from crossgate.concurrency import (
     sync_to_async,
     sync_to_async_iter,
 )
-from crossgate.concurrency import _bridge as bridge
+from crossgate.concurrency import _asgiref as bridge
 from crossgate.concurrency import _loops as loops
-from crossgate.concurrency._bridge import WaiterExecutor
+from crossgate.concurrency._asgiref import WaiterExecutor
 from crossgate.concurrency._calls import Call, inbox_for, orphaned_calls, post
 from crossgate.concurrency._errors import DeadlockError
 from crossgate.concurrency._pool import Pool, Waiter
@@ -151,7 +151,7 @@ def test_asgiref_jobs_on_a_waiter_report_results_errors_and_cancels() -> None:
 
 
 def test_an_asgiref_job_dropped_by_an_executor_cancels_its_future() -> None:
-    from crossgate.concurrency._bridge import _FnJob
+    from crossgate.concurrency._asgiref import _FnJob
 
     future: Future[None] = Future()
     job = _FnJob(future, print, (), {})
