@@ -12,18 +12,15 @@ when it is missing: whether a ``ThreadSensitiveContext`` exited, and the thread 
 (`foreign_owner`).
 
 Django keeps the active language, time zone, script prefix and urlconf in asgiref ``Local``s,
-which store their values in a contextvar. Up to asgiref 3.11 that value is a plain dict, and a
-copied context carries it to another thread like any contextvar. Since asgiref 3.12 it is
-tagged with the thread that owns it, and a thread sees only storage tagged with its own id (so
-that a thread which merely *inherited* a context, as threads do on free-threaded Python 3.14,
-sees nothing). asgiref's helpers re-tag ("re-home") the storage to the new thread each time
-they deliberately move a context there: at the start of the work on the new thread, and when
-the changes come back to the caller (``asgiref.sync._restore_context``). crossgate's helpers
-move contexts at the same points and must re-home there too, or Django code run through them
-sees the default language, prefix, time zone and urlconf. asgiref has no public way to re-home
-a ``Local``: the storage class and the function that re-tags it (``asgiref.local._Storage``,
-``asgiref.local._rehome``) are internal, so the only use of them is `_rehomer` below, behind a
-version check; a test fails on an asgiref version nobody has checked this against.
+stored in a contextvar: a plain dict up to asgiref 3.11, which a copied context carries as it is;
+since 3.12 tagged with the thread that owns it, so that a thread sees only its own (a thread that
+merely *inherited* a context, as on free-threaded Python 3.14, sees nothing). asgiref's helpers
+re-tag ("re-home") it whenever they move a context to another thread: at the start of the work
+there, and when the changes come back (``asgiref.sync._restore_context``). crossgate's helpers
+move contexts at the same points and re-home there too, or Django code run through them sees
+the default language, prefix, time zone and urlconf. asgiref has no public way to re-home: the
+storage class and the function (``asgiref.local._Storage``, ``_rehome``) are internal, used
+only by `_rehomer`, behind a version check; a test fails on an asgiref version nobody checked.
 
 crossgate never imports asgiref: all of this looks only at what the application already
 loaded (Django does).

@@ -50,7 +50,7 @@ def _reset_child() -> None:  # pragma: no cover - runs in forked children only
         callback()
 
 
-def _stop_all() -> None:
+def _stop_all() -> None:  # pragma: no cover - runs at exit (subprocess tests check)
     for callback in reversed(_exit_stops):
         try:
             callback()

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from crossgate.concurrency import (
     ThreadSensitiveContext,
+    _runtime,
     async_to_sync,
     async_to_sync_iter,
     sync_to_async,
@@ -306,6 +308,66 @@ def test_stopping_the_loop_thread_cancels_what_is_left_on_it() -> None:
     assert cancelled.is_set()
     assert portal.loop.is_closed()
     portal.stop()  # again: nothing left to stop
+
+
+def test_a_task_that_ignores_the_stop_is_reported_and_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    thread = LoopThread("crossgate-stubborn")
+    release = threading.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                continue
+
+    future = asyncio.run_coroutine_threadsafe(stubborn(), thread.loop)
+    thread.stop(0.05)
+    assert "still running on crossgate-stubborn" in caplog.text
+    [task] = [t for t in _runtime._STUCK if not t.done()]
+    assert thread.loop.is_closed()
+    release.set()
+    assert not future.done()  # kept referenced, so never destroyed: its loop is closed
+    assert not task.done()
+
+
+def test_stopping_never_waits_for_the_default_executor() -> None:
+    # loop.shutdown_default_executor() would join this thread, without a bound on 3.11.
+    thread = LoopThread("crossgate-blocked")
+    release = threading.Event()
+    started: list[threading.Thread] = []
+
+    def blocked() -> None:
+        started.append(threading.current_thread())
+        release.wait(WAIT)
+
+    async def offload() -> None:
+        await asyncio.to_thread(blocked)
+
+    asyncio.run_coroutine_threadsafe(offload(), thread.loop)
+    deadline = time.monotonic() + WAIT
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    thread.stop(0.05)
+    assert not thread.thread.is_alive()
+    release.set()
+    started[0].join(WAIT)
+
+
+def test_a_pool_serves_as_an_executor() -> None:
+    executor = bridge.PoolExecutor(Pool("crossgate-test-executor-", 1))
+    assert executor.submit(lambda: threading.current_thread().name).result(WAIT) == (
+        "crossgate-test-executor-1"
+    )
+    owner = bridge.foreign_owner(executor)
+    assert owner is not None
+    assert owner.name == "crossgate-test-executor-1"
+    executor.shutdown()
+    owner.join(WAIT)
+    with pytest.raises(RuntimeError, match="shut down"):
+        executor.submit(int)
 
 
 def test_stop_portal_stops_the_loop_and_a_new_one_starts_on_demand() -> None:
