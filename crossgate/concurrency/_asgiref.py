@@ -42,11 +42,10 @@ from types import ModuleType
 from typing import Any, ParamSpec, TypeVar
 
 from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import Pool, Waiter, local
+from crossgate.concurrency._pool import FnJob, Pool, PoolExecutor, Waiter
 
 __all__ = [
     "CHECKED",
-    "PoolExecutor",
     "WaiterExecutor",
     "adopt_locals",
     "asgiref_version",
@@ -243,54 +242,6 @@ def foreign_owner(executor: Executor) -> threading.Thread | None:
     return None
 
 
-class _FnJob:
-    """An asgiref job (``fn(*args)`` for a `concurrent.futures.Future`) on a crossgate thread."""
-
-    __slots__ = ("args", "fn", "future", "kwargs")
-
-    def __init__(self, future: Future[Any], fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
-        self.future, self.fn, self.args, self.kwargs = future, fn, args, kwargs
-
-    def dropped_by(self, future: Future[Any]) -> None:
-        if future.cancelled():
-            self.future.cancel()
-
-    def run(self) -> None:
-        if not self.future.set_running_or_notify_cancel():
-            return
-        # Not a crossgate call: check_cancelled() and async_to_sync must not see an outer one.
-        previous, local.job = local.job, None
-        try:
-            result = self.fn(*self.args, **self.kwargs)
-        except BaseException as exc:
-            self.future.set_exception(exc)
-        else:
-            self.future.set_result(result)
-        finally:
-            local.job = previous
-
-
-class PoolExecutor(Executor):
-    """A crossgate `Pool` as an `Executor`, for asgiref (and anything that takes one).
-
-    Raises:
-        ConcurrencyError: (from ``submit``, a `RuntimeError` as the executor API says) the
-            pool was shut down.
-    """
-
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
-
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
-        future: Future[R] = Future()
-        self.pool.submit(_FnJob(future, fn, args, kwargs))
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Let the threads end once the jobs already queued are done; never waits for them."""
-        self.pool.shutdown()
-
-
 class WaiterExecutor(Executor):
     """A crossgate `Waiter` as the executor asgiref submits thread-sensitive work to."""
 
@@ -300,7 +251,7 @@ class WaiterExecutor(Executor):
 
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         future: Future[R] = Future()
-        job = _FnJob(future, fn, args, kwargs)
+        job = FnJob(future, fn, args, kwargs)
         if not self.waiter.offer(job):
             # The waiting thread moved on (a task outlived its async_to_sync). asgiref raises
             # "CurrentThreadExecutor already quit or is broken" here (asgiref #491, #526);

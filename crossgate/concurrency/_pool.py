@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from contextvars import ContextVar
 from queue import Empty, SimpleQueue
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._runtime import after_fork_in_child, at_exit
@@ -27,14 +27,19 @@ __all__ = [
     "MAX_WORKERS",
     "SHARED_POOL",
     "ExecutorTarget",
+    "FnJob",
     "Job",
     "Pool",
+    "PoolExecutor",
     "Running",
     "Waiter",
     "describe",
     "local",
     "waiter_var",
 ]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # The bound of the shared pool: `concurrent.futures.ThreadPoolExecutor`'s default, so code
 # moved from `loop.run_in_executor(None, ...)` keeps the concurrency it had.
@@ -212,6 +217,61 @@ class ExecutorTarget:
         # An executor that drops queued work (``shutdown(cancel_futures=True)``) would
         # otherwise leave the caller waiting forever.
         self.executor.submit(job.run).add_done_callback(job.dropped_by)
+
+
+class FnJob:
+    """``fn(*args)`` for a `concurrent.futures.Future` (an `Executor`'s call) as a crossgate job."""
+
+    __slots__ = ("args", "fn", "future", "kwargs")
+
+    def __init__(self, future: Future[Any], fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
+        self.future, self.fn, self.args, self.kwargs = future, fn, args, kwargs
+
+    def dropped_by(self, future: Future[Any]) -> None:
+        if future.cancelled():
+            self.future.cancel()
+
+    def run(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return
+        # Not a crossgate call: check_cancelled() and async_to_sync must not see an outer one.
+        previous, local.job = local.job, None
+        try:
+            result = self.fn(*self.args, **self.kwargs)
+        except BaseException as exc:
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
+        finally:
+            local.job = previous
+
+
+class PoolExecutor(Executor):
+    """A crossgate `Pool` as an `Executor`, for asgiref (and anything that takes one).
+
+    Raises:
+        ConcurrencyError: (from ``submit``, a `RuntimeError` as the executor API says) the
+            pool was shut down.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        future: Future[R] = Future()
+        self.pool.submit(FnJob(future, fn, args, kwargs))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Let the threads end once the jobs already queued are done; ``wait`` for them.
+
+        ``cancel_futures`` is taken for the `Executor` signature only: queued jobs still run.
+        """
+        threads = self.pool.threads
+        self.pool.shutdown()
+        for thread in threads if wait else ():
+            if thread is not threading.current_thread():
+                thread.join()
 
 
 # -- the waiting thread -----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from crossgate.concurrency import _loops as loops
 from crossgate.concurrency._asgiref import WaiterExecutor
 from crossgate.concurrency._calls import Call, inbox_for, orphaned_calls, post
 from crossgate.concurrency._errors import DeadlockError
-from crossgate.concurrency._pool import Pool, Waiter
+from crossgate.concurrency._pool import Pool, PoolExecutor, Waiter
 from crossgate.concurrency._runtime import LoopThread
 from crossgate.concurrency._sensitive import default_pool
 from crossgate.concurrency._sync_iter import SyncToAsyncIterator
@@ -153,10 +153,10 @@ def test_asgiref_jobs_on_a_waiter_report_results_errors_and_cancels() -> None:
 
 
 def test_an_asgiref_job_dropped_by_an_executor_cancels_its_future() -> None:
-    from crossgate.concurrency._asgiref import _FnJob
+    from crossgate.concurrency._pool import FnJob
 
     future: Future[None] = Future()
-    job = _FnJob(future, print, (), {})
+    job = FnJob(future, print, (), {})
     done: Future[None] = Future()
     done.set_result(None)
     job.dropped_by(done)  # ran normally: nothing to do
@@ -357,7 +357,7 @@ def test_stopping_never_waits_for_the_default_executor() -> None:
 
 
 def test_a_pool_serves_as_an_executor() -> None:
-    executor = bridge.PoolExecutor(Pool("crossgate-test-executor-", 1))
+    executor = PoolExecutor(Pool("crossgate-test-executor-", 1))
     assert executor.submit(lambda: threading.current_thread().name).result(WAIT) == (
         "crossgate-test-executor-1"
     )
