@@ -19,8 +19,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from crossgate.concurrency import _asgiref
 from crossgate.concurrency._asgiref import adopt_locals, copy_back
@@ -115,7 +114,7 @@ def pick_loop() -> asyncio.AbstractEventLoop:
     return portal_loop()
 
 
-class AsyncSingleThreadContext:
+class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThreadContext"]):
     """Run the `async_to_sync` calls made in this block on one thread: asgiref's name for it.
 
     ``with AsyncSingleThreadContext(): ...`` -- in asgiref, `async_to_sync` called from a plain
@@ -130,15 +129,7 @@ class AsyncSingleThreadContext:
     raises nothing of its own and lets exceptions from the block through.
     """
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         return None
 
 
