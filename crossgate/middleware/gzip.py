@@ -1,7 +1,7 @@
 """`GZip` / `WSGIGZip`: compress responses with gzip (or brotli) without holding streams back.
 
 Both negotiate ``Accept-Encoding``, leave alone what should not be compressed (see
-`crossgate.sansio.compression.plan_response`), add ``Vary: Accept-Encoding`` to every response
+`crossgate.sansio.gzip.plan_response`), add ``Vary: Accept-Encoding`` to every response
 that could have been compressed, and flush the compressor after every chunk the app sends, so
 server-sent-event-like streams and long polls reach the client as they are produced. Requests are
 never decompressed: a request body with ``Content-Encoding: gzip`` reaches the app as sent (no
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from crossgate.exceptions import AppProtocolError
-from crossgate.sansio.compression import (
+from crossgate.sansio.gzip import (
     DEFAULT_EXCLUDED_TYPES,
     DROPPED_WHEN_COMPRESSED,
     Action,
@@ -149,7 +149,7 @@ class GZip:
             ``True`` requires it; ``False`` never offers it.
         brotli_quality: the brotli quality, 0 to 11.
         excluded_types: media types never compressed (``"type/*"`` covers a top-level type);
-            `crossgate.sansio.compression.DEFAULT_EXCLUDED_TYPES` by default, which has
+            `crossgate.sansio.gzip.DEFAULT_EXCLUDED_TYPES` by default, which has
             ``text/event-stream``.
         max_random_bytes: pad each gzip response with 0 to this many random bytes (in the gzip
             header's file name field, as Django 4.2+ does with 100), so that its compressed

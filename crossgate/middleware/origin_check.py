@@ -6,7 +6,7 @@ logged-in user (cross-site websocket hijacking). The same holds for a cross-site
 (CSRF). These middleware compare the request's ``Origin`` with the allowed origins and answer
 ``403 Forbidden`` with the reason, logged at WARNING on the ``crossgate.middleware`` logger
 (Channels' ``OriginValidator`` refuses without saying why). The decision is
-`crossgate.sansio.origin.OriginPolicy`, shared by both sides.
+`crossgate.sansio.origin_check.OriginPolicy`, shared by both sides.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from crossgate.middleware._common import asgi_refuse, wsgi_refuse
 from crossgate.sansio.headers import single_header
-from crossgate.sansio.origin import OriginPolicy
+from crossgate.sansio.origin_check import OriginPolicy
 from crossgate.types import (
     ASGIApp,
     ASGIReceive,

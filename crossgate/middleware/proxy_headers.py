@@ -3,7 +3,7 @@
 Behind a proxy, the server sees the proxy as the client, plain HTTP as the scheme and the
 proxy's upstream name as the host. These middleware restore what the client really sent, from
 the proxy's ``X-Forwarded-*`` or RFC 7239 ``Forwarded`` headers, but only when the direct peer is
-a trusted proxy; the decision is `crossgate.sansio.proxy.ProxyPolicy`, shared by both sides.
+a trusted proxy; the decision is `crossgate.sansio.proxy_headers.ProxyPolicy`, shared by both sides.
 
 What changes, on a request from a trusted peer that carries the headers:
 
@@ -32,7 +32,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from crossgate.sansio.headers import collect_headers
-from crossgate.sansio.proxy import (
+from crossgate.sansio.proxy_headers import (
     FIELDS,
     NO_CHANGE,
     PROXY_HEADERS,
@@ -80,7 +80,7 @@ class ProxyHeaders:
         mode: ``"x-forwarded"`` (``X-Forwarded-For/-Proto/-Host/-Port/-Prefix``) or
             ``"forwarded"`` (RFC 7239 ``Forwarded``, plus ``X-Forwarded-Prefix``).
         hops: how many trusted proxies stand in front of the app; the ``hops``-th entry from
-            the right of each header is used (see `crossgate.sansio.proxy`).
+            the right of each header is used (see `crossgate.sansio.proxy_headers`).
         fields: which of ``for``, ``proto``, ``host``, ``port``, ``prefix`` to take; leave out
             any header your proxy does not set or clear itself.
         strip_untrusted: remove the proxy headers not believed: all of them from untrusted

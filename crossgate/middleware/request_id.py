@@ -22,7 +22,7 @@ from typing import Any
 
 from crossgate.middleware.proxy_headers import PEER_KEY
 from crossgate.sansio.headers import header_environ_key
-from crossgate.sansio.proxy import TrustedPeers
+from crossgate.sansio.proxy_headers import TrustedPeers
 from crossgate.sansio.request_id import (
     DEFAULT_MAX_ID_LENGTH,
     accept_request_id,

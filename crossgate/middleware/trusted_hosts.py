@@ -6,7 +6,7 @@ An application that builds absolute URLs (password-reset links, redirects, cache
 These middleware answer ``400 Bad Request`` with the reason (logged at WARNING on the
 ``crossgate.middleware`` logger) to a request whose ``Host`` is missing, malformed, repeated or
 not allowed, before the application runs. The decision is
-`crossgate.sansio.hosts.HostPolicy`, shared by both sides.
+`crossgate.sansio.trusted_hosts.HostPolicy`, shared by both sides.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 from crossgate.middleware._common import asgi_refuse, wsgi_refuse
 from crossgate.sansio.headers import single_header
-from crossgate.sansio.hosts import HostPolicy, redirect_location
 from crossgate.sansio.response import error_events
+from crossgate.sansio.trusted_hosts import HostPolicy, redirect_location
 from crossgate.types import (
     ASGIApp,
     ASGIReceive,

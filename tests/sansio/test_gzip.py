@@ -1,4 +1,4 @@
-"""``crossgate.sansio.compression``: negotiation, the response plan, the flushing compressor."""
+"""``crossgate.sansio.gzip``: negotiation, the response plan, the flushing compressor."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossgate.sansio import compression
-from crossgate.sansio.compression import (
+from crossgate.sansio import gzip as compression
+from crossgate.sansio.gzip import (
     DEFAULT_EXCLUDED_TYPES,
     Action,
     Compressor,

@@ -1,4 +1,4 @@
-"""Host parsing and the allowed-hosts decision (`crossgate.sansio.hosts`), as tables."""
+"""Host parsing and the allowed-hosts decision (`crossgate.sansio.trusted_hosts`), as tables."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from crossgate.exceptions import PeerProtocolError
-from crossgate.sansio import hosts as hosts_module
-from crossgate.sansio.hosts import (
+from crossgate.sansio import trusted_hosts as hosts_module
+from crossgate.sansio.trusted_hosts import (
     ALLOW,
     Authority,
     HostDecision,

@@ -1,4 +1,4 @@
-"""The ``Origin`` decision (`crossgate.sansio.origin`), as tables."""
+"""The ``Origin`` decision (`crossgate.sansio.origin_check`), as tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from crossgate.exceptions import PeerProtocolError
-from crossgate.sansio.origin import (
+from crossgate.sansio.origin_check import (
     Origin,
     OriginDecision,
     OriginPattern,

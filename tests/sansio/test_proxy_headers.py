@@ -1,4 +1,4 @@
-"""The proxy-headers decision (`crossgate.sansio.proxy`), as tables."""
+"""The proxy-headers decision (`crossgate.sansio.proxy_headers`), as tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from crossgate.exceptions import PeerProtocolError
-from crossgate.sansio.proxy import (
+from crossgate.sansio.proxy_headers import (
     FIELDS,
     NO_CHANGE,
     ClientAddress,

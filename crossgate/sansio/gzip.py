@@ -1,0 +1,491 @@
+"""Response compression: what `crossgate.middleware.gzip` decides, and the compressor. Pure.
+
+Three questions, answered once for both sides:
+
+* `negotiate`: which content coding the client takes (``Accept-Encoding`` with q-values,
+  ``identity;q=0`` and ``*``, RFC 9110 section 12.5.3).
+* `plan_response`: whether a response is compressed, passed on with ``Vary: Accept-Encoding``
+  added, left alone, or needs its first body chunk to decide; and the header values that change.
+* `Compressor`: turns the body into the coding chunk by chunk, flushing after each chunk so a
+  streamed response (long polls, progress output) is never held back by the compressor.
+
+zlib and brotli objects are plain computation, so they live here. brotli is optional: it is used
+when the `brotli` package imports (`brotli_available`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import struct
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol, cast
+
+__all__ = [
+    "DEFAULT_EXCLUDED_TYPES",
+    "DROPPED_WHEN_COMPRESSED",
+    "Action",
+    "Compressor",
+    "Plan",
+    "ResponseFacts",
+    "brotli_available",
+    "compress_whole",
+    "compresses_at",
+    "merge_vary",
+    "negotiate",
+    "padded_gzip_header",
+    "plan_response",
+    "weaken_etag",
+]
+
+
+class _BrotliCompressor(Protocol):
+    def process(self, data: bytes) -> bytes: ...
+    def flush(self) -> bytes: ...
+    def finish(self) -> bytes: ...
+
+
+class _BrotliModule(Protocol):
+    # Only the quality is used; the name is brotli's.
+    def Compressor(self, *, quality: int) -> _BrotliCompressor: ...
+
+
+def _load_brotli() -> _BrotliModule | None:
+    # The brotli package ships no type information; importing it by name and describing the
+    # little used of it with a Protocol keeps mypy strict without an ignore.
+    try:
+        return cast(_BrotliModule, importlib.import_module("brotli"))
+    except ImportError:
+        return None
+
+
+_brotli = _load_brotli()
+
+
+def brotli_available() -> bool:
+    """Whether the `brotli` package imported, so ``br`` can be offered."""
+    return _brotli is not None
+
+
+# Types that are compressed already (or must reach the client unbuffered, for text/event-stream)
+# are skipped. An entry ending in "/*" covers the whole top-level type.
+DEFAULT_EXCLUDED_TYPES: frozenset[str] = frozenset(
+    {
+        # Server-sent events: each event must reach the client as it is sent (HTML Living
+        # Standard, "Server-sent events"); some proxies and clients also mishandle them encoded.
+        "text/event-stream",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "audio/*",
+        "video/*",
+        "font/woff",
+        "font/woff2",
+        "application/zip",
+        "application/gzip",
+        "application/x-gzip",
+        "application/zstd",
+        "application/x-7z-compressed",
+        "application/x-rar-compressed",
+    }
+)
+
+# Response headers that no longer hold once the body is compressed: the length changes, the
+# coding is replaced, and byte ranges of the uncompressed representation mean nothing in the
+# compressed one (RFC 9110 section 14.3; nginx's gzip module drops Accept-Ranges as well).
+DROPPED_WHEN_COMPRESSED = frozenset({"content-length", "content-encoding", "accept-ranges"})
+
+_QVALUE_MAX = 1.0
+_NEGOTIATION_CACHE: dict[tuple[bytes | str, tuple[str, ...]], str | None] = {}
+_NEGOTIATION_CACHE_MAX = 256
+
+
+def _parse_accept_encoding(value: str) -> dict[str, float]:
+    """``coding -> q`` for each well-formed element; malformed elements are skipped.
+
+    RFC 9110 section 12.5.3: ``Accept-Encoding = #( codings [ weight ] )``, codings are
+    case-insensitive, a weight is ``;q=`` and a qvalue between 0 and 1 with up to three
+    decimals. ``x-gzip`` means ``gzip`` (section 8.4.1.3).
+    """
+    weights: dict[str, float] = {}
+    for element in value.split(","):
+        coding, _, params = element.partition(";")
+        coding = coding.strip(" \t").lower()
+        if not coding:
+            continue
+        q = 1.0
+        params = params.strip(" \t")
+        if params:
+            key, sep, number = params.partition("=")
+            if key.strip(" \t").lower() != "q" or not sep:
+                continue
+            try:
+                q = float(number.strip(" \t"))
+            except ValueError:
+                continue
+            # float() also takes "nan", "inf" and "1e0": only 0..1 counts as a qvalue.
+            if not 0.0 <= q <= _QVALUE_MAX:
+                continue
+        if coding == "x-gzip":
+            coding = "gzip"
+        # The first weight given for a coding wins; a client repeating one is confused anyway.
+        weights.setdefault(coding, q)
+    return weights
+
+
+def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -> str | None:
+    """The coding to use from ``available`` (server preference order), or ``None`` for identity.
+
+    * No ``Accept-Encoding`` header: identity. RFC 9110 allows any coding then, but clients that
+      send none (curl without ``--compressed``, many scripts) usually cannot decode one.
+    * Each coding's weight is its own q, else the q of ``*``, else 0; the highest positive
+      weight wins, ties going to the earlier entry of ``available`` (``br`` before ``gzip``).
+    * An explicit ``identity;q=X`` with ``X`` above the best coding's weight keeps identity.
+    * When nothing is acceptable (``gzip;q=0``, ``*;q=0``) the response is sent as identity:
+      RFC 9110 allows a 406 there, but an uncompressed answer is more useful.
+
+    ``accept_encoding`` is the header's bytes (ASGI) or its latin-1 string (WSGI). Results
+    are cached per header value (browsers send a handful of distinct values).
+    """
+    if accept_encoding is None:
+        return None
+    key = (accept_encoding, available)
+    try:
+        return _NEGOTIATION_CACHE[key]
+    except KeyError:
+        pass
+    text = (
+        accept_encoding.decode("latin-1") if isinstance(accept_encoding, bytes) else accept_encoding
+    )
+    weights = _parse_accept_encoding(text)
+    star = weights.get("*", 0.0)
+    best: str | None = None
+    best_q = 0.0
+    for coding in available:
+        q = weights.get(coding, star)
+        if q > best_q:
+            best, best_q = coding, q
+    if best is not None and weights.get("identity", 0.0) > best_q:
+        best = None
+    if len(_NEGOTIATION_CACHE) < _NEGOTIATION_CACHE_MAX:
+        _NEGOTIATION_CACHE[key] = best
+    return best
+
+
+class Action(Enum):
+    """What to do with a response, decided from its status and headers."""
+
+    #: Leave the response exactly as it is.
+    SKIP = "skip"
+    #: Send it uncompressed, with `Plan.vary` set as the ``Vary`` header.
+    IDENTITY = "identity"
+    #: Compress it: drop ``Content-Length``, add ``Content-Encoding``, set `Plan.vary` and
+    #: `Plan.etag`.
+    COMPRESS = "compress"
+    #: The headers do not say how long the body is: decide with `compresses_at` once the first
+    #: body chunk shows whether it is the whole body.
+    WAIT = "wait"
+
+
+@dataclass(slots=True)
+class ResponseFacts:
+    """The parts of a response `plan_response` looks at, as the shell found them.
+
+    Header values are the raw values (``None`` when absent); repeated ``Vary`` headers are
+    joined with ``", "`` by the shell.
+    """
+
+    status: int
+    content_type: str | None = None
+    content_encoding: str | None = None
+    content_length: str | None = None
+    content_range: str | None = None
+    cache_control: str | None = None
+    vary: str | None = None
+    etag: str | None = None
+    trailers: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """`plan_response`'s answer.
+
+    Attributes:
+        action: see `Action`.
+        coding: the content coding to apply (``COMPRESS`` and ``WAIT``).
+        vary: the new ``Vary`` value (replacing every ``Vary`` header), or ``None`` to leave
+            ``Vary`` as it is.
+        etag: the new ``ETag`` value when compressing turned a strong tag weak, else ``None``.
+    """
+
+    action: Action
+    coding: str | None = None
+    vary: str | None = None
+    etag: str | None = None
+
+
+_SKIP = Plan(Action.SKIP)
+_IDENTITY_VARY = Plan(Action.IDENTITY, vary="Accept-Encoding")
+
+
+def merge_vary(existing: str | None) -> str | None:
+    """The ``Vary`` value that adds ``Accept-Encoding`` to ``existing``; ``None`` if unchanged.
+
+    A compressed response and its uncompressed sibling differ by ``Accept-Encoding``, so a
+    shared cache must key on it (RFC 9110 section 12.5.5), on both variants.
+    """
+    if existing is None or not existing.strip(" \t,"):
+        return "Accept-Encoding"
+    for token in existing.split(","):
+        token = token.strip(" \t").lower()
+        if token in ("*", "accept-encoding"):
+            return None
+    return existing.strip(" \t,") + ", Accept-Encoding"
+
+
+def weaken_etag(etag: str | None) -> str | None:
+    """``W/"x"`` for a strong ``"x"``; ``None`` when there is nothing to change.
+
+    RFC 9110 section 8.8.3: a strong validator changes whenever the representation's bytes do,
+    and compression changes them. nginx weakens the tag the same way, so conditional requests
+    (``If-None-Match``, weak comparison) still match.
+    """
+    if etag is None:
+        return None
+    stripped = etag.strip(" \t")
+    if stripped.startswith('"'):
+        return "W/" + stripped
+    return None
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.partition(";")[0].strip(" \t").lower()
+
+
+# (Content-Type, excluded set) -> excluded? An app sends a handful of distinct types; caching
+# the parse keeps it off the per-response path. Bounded against apps that vary the parameters.
+_EXCLUDED_CACHE: dict[tuple[str, frozenset[str]], bool] = {}
+_EXCLUDED_CACHE_MAX = 256
+
+
+def _excluded(content_type: str | None, excluded: frozenset[str]) -> bool:
+    if content_type is None:
+        return False
+    key = (content_type, excluded)
+    known = _EXCLUDED_CACHE.get(key)
+    if known is None:
+        media = _media_type(content_type)
+        known = media in excluded or f"{media.partition('/')[0]}/*" in excluded
+        if len(_EXCLUDED_CACHE) < _EXCLUDED_CACHE_MAX:
+            _EXCLUDED_CACHE[key] = known
+    return known
+
+
+def _no_transform(cache_control: str) -> bool:
+    # RFC 9111 section 5.2.2.6: no-transform forbids intermediaries to change the content;
+    # this middleware acts as one.
+    return any(d.strip(" \t").lower() == "no-transform" for d in cache_control.split(","))
+
+
+def plan_response(
+    facts: ResponseFacts,
+    *,
+    method: str,
+    coding: str | None,
+    minimum_size: int,
+    excluded_types: frozenset[str] = DEFAULT_EXCLUDED_TYPES,
+    wait_for_body: bool = False,
+) -> Plan:
+    """Decide what to do with a response from its status and headers.
+
+    Left alone (`Action.SKIP`): 1xx, 204, 206 and responses with ``Content-Range``, a
+    ``Content-Encoding`` already set (never double-compressed), ``Cache-Control:
+    no-transform``, an excluded media type (``text/event-stream``, images, audio, video and
+    archives by default), an invalid ``Content-Length``, and responses with trailers.
+
+    Sent uncompressed but with ``Vary: Accept-Encoding`` (`Action.IDENTITY`): the client took
+    no coding (``coding`` is ``None``), ``HEAD`` and ``304`` (no body, but their headers must
+    match the ``200``'s, RFC 9110 section 15.4.5), and a ``Content-Length`` under
+    ``minimum_size``.
+
+    When no ``Content-Length`` tells the size (or ``wait_for_body``, set when the app may hand
+    the body to the server as a file), the answer is `Action.WAIT`: call `compresses_at` with
+    the first body chunk.
+    """
+    status = facts.status
+    if status < 200 or status in (204, 206) or facts.content_range is not None:
+        return _SKIP
+    if facts.content_encoding is not None and facts.content_encoding.strip(" \t").lower() not in (
+        "",
+        "identity",
+    ):
+        return _SKIP
+    if facts.trailers or _excluded(facts.content_type, excluded_types):
+        return _SKIP
+    if facts.cache_control is not None and _no_transform(facts.cache_control):
+        return _SKIP
+    length: int | None = None
+    if facts.content_length is not None:
+        text = facts.content_length.strip(" \t")
+        if not (text.isascii() and text.isdigit()):
+            return _SKIP
+        length = int(text)
+    vary = merge_vary(facts.vary)
+    if (
+        coding is None
+        or method == "HEAD"
+        or status == 304
+        or (length is not None and length < minimum_size)
+    ):
+        return _IDENTITY_VARY if facts.vary is None else Plan(Action.IDENTITY, vary=vary)
+    etag = weaken_etag(facts.etag)
+    if length is None or wait_for_body:
+        return Plan(Action.WAIT, coding, vary, etag)
+    return Plan(Action.COMPRESS, coding, vary, etag)
+
+
+def compresses_at(size: int, *, complete: bool, minimum_size: int) -> bool:
+    """For `Action.WAIT`: whether to compress, given the first body chunk's ``size``.
+
+    ``complete`` says that chunk is the whole body. A streamed body (more to come) is always
+    compressed, since its size cannot be known without holding it back.
+    """
+    return not complete or size >= minimum_size
+
+
+# RFC 1952 section 2.3: ID1 ID2 CM(deflate) FLG MTIME(4) XFL OS(255: unknown), FLG = FNAME.
+_GZIP_FNAME_HEADER = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff"
+
+
+def padded_gzip_header(padding: int) -> bytes:
+    """A gzip member header (RFC 1952) whose FNAME field holds ``padding`` bytes.
+
+    The padding Django 4.2+ adds against BREACH ("Heal the Breach", Paulsen et al.): the
+    compressed length of a response then varies by up to the padding's range from one
+    response to the next, so an attacker who measures lengths to guess a secret byte by byte
+    needs many more requests per guess. Decoders skip the name; ``a`` bytes compress nothing
+    away and hold no information.
+
+    Raises:
+        ValueError: ``padding`` is negative.
+    """
+    if padding < 0:
+        raise ValueError(f"padding must be 0 or more, not {padding}")
+    return _GZIP_FNAME_HEADER + b"a" * padding + b"\x00"
+
+
+class Compressor:
+    """Compresses one response body chunk by chunk in ``gzip`` or ``br``.
+
+    `chunk` returns everything the chunk compresses to, flushed (zlib ``Z_SYNC_FLUSH``, brotli
+    ``flush()``), so the client can decode it at once; `last` ends the stream. The cost of the
+    flush is a few bytes per chunk, the price of never holding a streamed response back.
+
+    ``padding`` (gzip only) puts that many bytes in the gzip header's file name field
+    (`padded_gzip_header`); the shell draws it at random for each response. ``None`` writes
+    zlib's plain header.
+
+    Raises:
+        ValueError: an unknown ``coding``, ``br`` when `brotli_available` is false, an
+            out-of-range level, or ``padding`` with ``br`` (brotli has no field to put it in).
+    """
+
+    __slots__ = ("_brotli", "_crc", "_header", "_size", "_zlib", "coding")
+
+    def __init__(
+        self,
+        coding: str,
+        *,
+        level: int = 6,
+        brotli_quality: int = 4,
+        padding: int | None = None,
+    ) -> None:
+        self.coding = coding
+        self._zlib: zlib._Compress | None = None
+        self._brotli: _BrotliCompressor | None = None
+        # With padding: the header still to send, and the CRC-32 and size of the data so far
+        # for the RFC 1952 trailer, which a raw deflate stream leaves to us.
+        self._header: bytes | None = None
+        self._crc = 0
+        self._size = 0
+        if coding == "gzip":
+            if not 0 <= level <= 9:
+                raise ValueError(f"compresslevel must be between 0 and 9, not {level}")
+            if padding is None:
+                # wbits 16 + MAX_WBITS writes the gzip header and trailer (RFC 1952) around
+                # the deflate stream (zlib manual, deflateInit2).
+                self._zlib = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+            else:
+                # Negative wbits: a raw deflate stream, framed here with a padded header.
+                self._header = padded_gzip_header(padding)
+                self._zlib = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        elif padding is not None:
+            raise ValueError(f"padding is for gzip only, not {coding!r}")
+        elif coding == "br":
+            if _brotli is None:
+                raise ValueError("the brotli package is not installed: pip install brotli")
+            if not 0 <= brotli_quality <= 11:
+                raise ValueError(f"brotli_quality must be between 0 and 11, not {brotli_quality}")
+            self._brotli = _brotli.Compressor(quality=brotli_quality)
+        else:
+            raise ValueError(f"unknown content coding {coding!r}; use 'gzip' or 'br'")
+
+    def _framed(self, data: bytes, out: bytes) -> bytes:
+        """``out`` (deflated ``data``) with the padded header in front the first time."""
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        header = self._header
+        if not header:  # sent already
+            return out
+        self._header = b""
+        return header + out
+
+    def chunk(self, data: bytes) -> bytes:
+        """Compress ``data`` and flush; ``b""`` for an empty chunk (nothing to flush)."""
+        if not data:
+            return b""
+        if self._zlib is not None:
+            out = self._zlib.compress(data) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
+            return out if self._header is None else self._framed(data, out)
+        brotli = cast(_BrotliCompressor, self._brotli)
+        return brotli.process(data) + brotli.flush()
+
+    def feed(self, data: bytes) -> bytes:
+        """Compress ``data`` without flushing: for a body known whole, where nothing waits."""
+        if self._zlib is not None:
+            out = self._zlib.compress(data)
+            return out if self._header is None else self._framed(data, out)
+        return cast(_BrotliCompressor, self._brotli).process(data)
+
+    def last(self, data: bytes = b"") -> bytes:
+        """Compress ``data`` and end the stream; nothing may follow."""
+        if self._zlib is not None:
+            out = self._zlib.compress(data) + self._zlib.flush(zlib.Z_FINISH)
+            if self._header is None:
+                return out
+            # RFC 1952 section 2.3.1: CRC32 and ISIZE (the size modulo 2**32), little-endian.
+            out = self._framed(data, out)
+            return out + struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
+        brotli = cast(_BrotliCompressor, self._brotli)
+        return brotli.process(data) + brotli.finish()
+
+
+def compress_whole(
+    coding: str,
+    parts: Iterable[bytes],
+    *,
+    level: int,
+    brotli_quality: int,
+    padding: int | None = None,
+) -> bytes:
+    """Compress a body that is all known (a WSGI list, or one complete ASGI message) at once.
+
+    Raises:
+        ValueError: see `Compressor`.
+    """
+    compressor = Compressor(coding, level=level, brotli_quality=brotli_quality, padding=padding)
+    return b"".join([*(compressor.feed(p) for p in parts), compressor.last()])
