@@ -15,6 +15,7 @@ when the `brotli` package imports (`brotli_available`).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import struct
 import zlib
@@ -100,8 +101,6 @@ DEFAULT_EXCLUDED_TYPES: frozenset[str] = frozenset(
 DROPPED_WHEN_COMPRESSED = frozenset({"content-length", "content-encoding", "accept-ranges"})
 
 _QVALUE_MAX = 1.0
-_NEGOTIATION_CACHE: dict[tuple[bytes | str, tuple[str, ...]], str | None] = {}
-_NEGOTIATION_CACHE_MAX = 256
 
 
 def _parse_accept_encoding(value: str) -> dict[str, float]:
@@ -137,6 +136,8 @@ def _parse_accept_encoding(value: str) -> dict[str, float]:
     return weights
 
 
+# Browsers send a handful of distinct values; parsing one costs more than the cache lookup.
+@functools.lru_cache(maxsize=256)
 def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -> str | None:
     """The coding to use from ``available`` (server preference order), or ``None`` for identity.
 
@@ -148,16 +149,10 @@ def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -
     * When nothing is acceptable (``gzip;q=0``, ``*;q=0``) the response is sent as identity:
       RFC 9110 allows a 406 there, but an uncompressed answer is more useful.
 
-    ``accept_encoding`` is the header's bytes (ASGI) or its latin-1 string (WSGI). Results
-    are cached per header value (browsers send a handful of distinct values).
+    ``accept_encoding`` is the header's bytes (ASGI) or its latin-1 string (WSGI).
     """
     if accept_encoding is None:
         return None
-    key = (accept_encoding, available)
-    try:
-        return _NEGOTIATION_CACHE[key]
-    except KeyError:
-        pass
     text = (
         accept_encoding.decode("latin-1") if isinstance(accept_encoding, bytes) else accept_encoding
     )
@@ -171,8 +166,6 @@ def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -
             best, best_q = coding, q
     if best is not None and weights.get("identity", 0.0) > best_q:
         best = None
-    if len(_NEGOTIATION_CACHE) < _NEGOTIATION_CACHE_MAX:
-        _NEGOTIATION_CACHE[key] = best
     return best
 
 
@@ -262,27 +255,11 @@ def weaken_etag(etag: str | None) -> str | None:
     return None
 
 
-def _media_type(content_type: str) -> str:
-    return content_type.partition(";")[0].strip(" \t").lower()
-
-
-# (Content-Type, excluded set) -> excluded? An app sends a handful of distinct types; caching
-# the parse keeps it off the per-response path. Bounded against apps that vary the parameters.
-_EXCLUDED_CACHE: dict[tuple[str, frozenset[str]], bool] = {}
-_EXCLUDED_CACHE_MAX = 256
-
-
-def _excluded(content_type: str | None, excluded: frozenset[str]) -> bool:
-    if content_type is None:
-        return False
-    key = (content_type, excluded)
-    known = _EXCLUDED_CACHE.get(key)
-    if known is None:
-        media = _media_type(content_type)
-        known = media in excluded or f"{media.partition('/')[0]}/*" in excluded
-        if len(_EXCLUDED_CACHE) < _EXCLUDED_CACHE_MAX:
-            _EXCLUDED_CACHE[key] = known
-    return known
+# An app sends a handful of distinct types; caching the parse keeps it off the per-response path.
+@functools.lru_cache(maxsize=256)
+def _excluded(content_type: str, excluded: frozenset[str]) -> bool:
+    media = content_type.partition(";")[0].strip(" \t").lower()
+    return media in excluded or f"{media.partition('/')[0]}/*" in excluded
 
 
 def _no_transform(cache_control: str) -> bool:
@@ -324,7 +301,8 @@ def plan_response(
         "identity",
     ):
         return _SKIP
-    if facts.trailers or _excluded(facts.content_type, excluded_types):
+    content_type = facts.content_type
+    if facts.trailers or (content_type is not None and _excluded(content_type, excluded_types)):
         return _SKIP
     if facts.cache_control is not None and _no_transform(facts.cache_control):
         return _SKIP

@@ -35,8 +35,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # RFC 3986 section 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*", re.ASCII)
 _PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-_MEMO_MAX = 1024
-_MEMO_VALUE_MAX = 300
 # A websocket request's own origin, for the same-origin rule, is that of the page's scheme.
 _HTTP_SCHEME = {"ws": "http", "wss": "https"}
 
@@ -176,7 +174,6 @@ class OriginPolicy:
         self.allow_same_origin = allow_same_origin
         self.check_http = "http" in self.protocols
         self.check_websocket = "websocket" in self.protocols
-        self._memo: dict[tuple[str | None, str, str | None], OriginDecision] = {}
 
     def applies(self, scope_type: str, method: str = "GET") -> bool:
         """Whether a ``scope_type`` (``http``, ``websocket``) request with ``method`` is checked."""
@@ -191,20 +188,6 @@ class OriginPolicy:
         ``allow_same_origin``. A value with a comma means several ``Origin`` headers (joined by
         a WSGI server), which is refused like any malformed value.
         """
-        # Few distinct (origin, scheme, host) triples reach one deployment: remember the
-        # decisions, in a bounded memo so that random headers cannot grow it without limit.
-        key = (origin, scheme, host)
-        decision = self._memo.get(key)
-        if decision is None:
-            decision = self._decide(origin, scheme, host)
-            if len(self._memo) >= _MEMO_MAX:
-                self._memo.clear()
-            # Long values are never valid origins or hosts: not worth the memory.
-            if len(origin or "") <= _MEMO_VALUE_MAX and len(host or "") <= _MEMO_VALUE_MAX:
-                self._memo[key] = decision
-        return decision
-
-    def _decide(self, origin: str | None, scheme: str, host: str | None) -> OriginDecision:
         if origin is None:
             if self.allow_missing:
                 return ALLOWED

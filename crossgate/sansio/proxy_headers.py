@@ -26,6 +26,7 @@ returned in `ProxyDecision.ignored` for the shell to log at DEBUG.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -78,7 +79,7 @@ _PREFIX = re.compile(r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)+"
 _NOT_PATH = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/\x80-\xff]")
 
 _PROTOS = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
-_MEMO_MAX = 1024
+# Decisions on header values longer than this in all are not remembered: not worth the memory.
 _MEMO_VALUE_MAX = 512
 _PORTS = {"http": 80, "https": 443}
 
@@ -95,8 +96,6 @@ class TrustedPeers:
         ValueError: an entry is none of these (host names are refused: resolving them per
             request would be slow and spoofable).
     """
-
-    _CACHE_MAX = 4096
 
     def __init__(self, trusted: str | Iterable[str]) -> None:
         entries = trusted.split(",") if isinstance(trusted, str) else list(trusted)
@@ -118,7 +117,9 @@ class TrustedPeers:
                         "such as 10.0.0.0/8, 'unix' or '*')"
                     ) from None
         self.networks = tuple(networks)
-        self._cache: dict[str, bool] = {}
+        # Parsing an address costs microseconds, and requests come from few proxies. Bounded:
+        # a flood of distinct client addresses evicts old entries instead of growing it.
+        self._matches = functools.lru_cache(maxsize=4096)(self._match)
 
     def trusts(self, address: str | None) -> bool:
         """Whether a direct peer at ``address`` (``None`` or ``""``: a Unix socket) is trusted."""
@@ -126,16 +127,9 @@ class TrustedPeers:
             return True
         if not address:
             return self.unix
-        known = self._cache.get(address)
-        if known is None:
-            known = self._lookup(address)
-            if len(self._cache) >= self._CACHE_MAX:
-                # Bounded: a flood of distinct client addresses must not grow it without limit.
-                self._cache.clear()
-            self._cache[address] = known
-        return known
+        return self._matches(address)
 
-    def _lookup(self, address: str) -> bool:
+    def _match(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -385,7 +379,8 @@ class ProxyPolicy:
         self._reads = tuple((f, _X_HEADERS[f]) for f in FIELDS if f in self.fields)
         # RFC 7239 section 5 parameters read; "by" (the proxy's own interface) never is.
         self._forwarded_params = self.fields & {"for", "proto", "host"}
-        self._memo: dict[tuple[tuple[tuple[str, str], ...], str, str | None], ProxyDecision] = {}
+        # Clients send many requests with the same headers (keep-alive, a page's assets).
+        self._remembered = functools.lru_cache(maxsize=1024)(self._decide)
 
     def trusts(self, peer: str | None) -> bool:
         """Whether the direct peer ``peer`` (``None``/``""``: a Unix socket) is trusted."""
@@ -416,19 +411,15 @@ class ProxyPolicy:
         """
         if not values:
             return NO_CHANGE
-        # Clients send many requests with the same headers (keep-alive, a page's assets), so
-        # decisions are remembered, in a memo bounded in entries and in the size of each key.
-        key = (tuple(values.items()), scheme, host)
-        decision = self._memo.get(key)
-        if decision is None:
-            decision = self._decide(values, scheme, host)
-            if len(self._memo) >= _MEMO_MAX:
-                self._memo.clear()
-            if sum(map(len, values.values())) + len(host or "") <= _MEMO_VALUE_MAX:
-                self._memo[key] = decision
-        return decision
+        items = tuple(values.items())
+        if sum(map(len, values.values())) + len(host or "") > _MEMO_VALUE_MAX:
+            return self._decide(items, scheme, host)
+        return self._remembered(items, scheme, host)
 
-    def _decide(self, values: Mapping[str, str], scheme: str, host: str | None) -> ProxyDecision:
+    def _decide(
+        self, items: tuple[tuple[str, str], ...], scheme: str, host: str | None
+    ) -> ProxyDecision:
+        values = dict(items)
         ignored: list[str] = []
         raw: dict[str, str] = {}
         if self.mode == "x-forwarded":

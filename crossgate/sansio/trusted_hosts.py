@@ -11,6 +11,7 @@ name or a header break (``evil.com:80@good.com``, a comma, CR/LF) is refused.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -43,8 +44,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?", re.ASCII)
 _MAX_NAME = 253
-_MEMO_MAX = 1024
-_MEMO_VALUE_MAX = 300
 
 
 def default_port(scheme: str) -> int | None:
@@ -109,11 +108,10 @@ def parse_port(text: str) -> int:
     return int(text)
 
 
-# Parsed authorities by header value: a deployment sees few distinct hosts, and ProxyHeaders
-# parses the forwarded one on every request. Bounded; only valid (so short) values are kept.
-_AUTHORITIES: dict[str, Authority] = {}
-
-
+# A deployment sees few distinct hosts, and each of TrustedHosts, ProxyHeaders and OriginCheck
+# parses one per request. Only valid values are kept (an exception is not cached), and a valid
+# value is at most 260 characters long.
+@functools.lru_cache(maxsize=1024)
 def parse_authority(value: str) -> Authority:
     """Parse and normalize ``host[:port]`` as a `Host` header carries it.
 
@@ -127,16 +125,6 @@ def parse_authority(value: str) -> Authority:
             name, a path, a comma, whitespace, control characters), or names an impossible
             address or port. The message says which, with the value escaped.
     """
-    known = _AUTHORITIES.get(value)
-    if known is None:
-        known = _parse_authority(value)
-        if len(_AUTHORITIES) >= _MEMO_MAX:
-            _AUTHORITIES.clear()
-        _AUTHORITIES[value] = known  # a valid value is at most 260 characters long
-    return known
-
-
-def _parse_authority(value: str) -> Authority:
     if not value:
         raise PeerProtocolError("empty host")
     if not value.isascii():
@@ -274,7 +262,6 @@ class HostPolicy:
             if not any(self.allows(self.redirect_to, scheme) for scheme in ("http", "https")):
                 raise ValueError(f"redirect_to {redirect_to!r} is not in allowed_hosts")
         self.www_redirect = www_redirect
-        self._memo: dict[tuple[str | None, str, bool], HostDecision] = {}
 
     def allows(self, authority: Authority, scheme: str) -> bool:
         """Whether any pattern allows ``authority`` over ``scheme``."""
@@ -292,19 +279,6 @@ class HostPolicy:
         joins them): RFC 9112 section 3.2 requires a 400 for that, as for a missing or invalid
         one. ``scheme`` decides the default port (``http``/``ws`` 80, ``https``/``wss`` 443).
         """
-        # A deployment sees few distinct hosts, so decisions are remembered; the memo is
-        # bounded, so that a client sending random hosts cannot grow it without limit.
-        key = (host, scheme, redirect)
-        decision = self._memo.get(key)
-        if decision is None:
-            decision = self._decide(host, scheme, redirect)
-            if len(self._memo) >= _MEMO_MAX:
-                self._memo.clear()
-            if host is None or len(host) <= _MEMO_VALUE_MAX:  # long values are never valid
-                self._memo[key] = decision
-        return decision
-
-    def _decide(self, host: str | None, scheme: str, redirect: bool) -> HostDecision:
         if host is None:
             return HostDecision("refuse", "missing Host header")
         if "," in host:

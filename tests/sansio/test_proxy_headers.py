@@ -74,9 +74,9 @@ def test_trusted_peers_errors(trusted: list[str], message: str) -> None:
 
 def test_trusted_peers_cache_is_bounded() -> None:
     peers = TrustedPeers(["10.0.0.0/8"])
-    for i in range(TrustedPeers._CACHE_MAX + 10):
+    for i in range(4096 + 10):
         assert peers.trusts(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
-    assert len(peers._cache) <= TrustedPeers._CACHE_MAX
+    assert peers._matches.cache_info().currsize <= 4096
 
 
 # --- nodes, prefixes, Forwarded -------------------------------------------------------------
@@ -558,7 +558,7 @@ def test_decisions_are_remembered_in_a_bounded_memo() -> None:
     assert policy.decide(values, scheme="http", host="a") is first
     for i in range(1500):  # many distinct clients
         policy.decide({"x-forwarded-for": f"10.0.{i // 256}.{i % 256}"}, scheme="http", host="a")
-    assert len(policy._memo) <= 1024
+    assert policy._remembered.cache_info().currsize <= 1024
     assert policy.decide(values, scheme="http", host="a") == first
 
 
@@ -568,7 +568,7 @@ def test_long_values_are_not_remembered() -> None:
     assert policy.decide({"x-forwarded-for": chain}, scheme="http", host="a").client == (
         ClientAddress("10.0.0.1")
     )
-    assert policy._memo == {}
+    assert policy._remembered.cache_info().currsize == 0
 
 
 def test_memo_keys_on_every_input() -> None:
