@@ -15,7 +15,7 @@ from typing import Any
 from crossgate.sansio.response import error_events
 from crossgate.types import ASGISend, StartResponse, as_message
 
-__all__ = ["asgi_refuse", "first_header", "wsgi_refuse"]
+__all__ = ["asgi_refuse", "close_result", "first_header", "wsgi_refuse"]
 
 _log = logging.getLogger("crossgate.middleware")
 
@@ -31,6 +31,17 @@ def first_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes |
         if key == name:
             return value
     return None
+
+
+def close_result(result: object) -> None:
+    """Call ``close()`` of an application's result, if it has one.
+
+    PEP 3333: the server (and so any middleware that stands in for it) calls ``close()`` of the
+    iterable an application returned, even when its body is not sent.
+    """
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
 
 
 async def asgi_refuse(

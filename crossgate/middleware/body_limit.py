@@ -16,7 +16,7 @@ from http import HTTPStatus
 from typing import IO, Any
 
 from crossgate.exceptions import PeerProtocolError, ResponseAborted
-from crossgate.middleware._common import asgi_refuse, first_header, wsgi_refuse
+from crossgate.middleware._common import asgi_refuse, close_result, first_header, wsgi_refuse
 from crossgate.sansio.body_limit import BodyMeter, declared_length
 from crossgate.sansio.response import OptExcInfo, error_events
 from crossgate.types import (
@@ -98,7 +98,7 @@ class BodyLimit:
         except PeerProtocolError as exc:
             await asgi_refuse(scope, send, exc.status_code, str(exc))
             return
-        exchange = _Exchange(scope, meter, receive, send)
+        exchange = _LimitedExchange(scope, meter, receive, send)
         try:
             await self.app(scope, exchange.receive, exchange.send)
         except Exception as exc:
@@ -119,7 +119,7 @@ class BodyLimit:
             await asgi_refuse(scope, send, error.status_code, str(error))
 
 
-class _Exchange:
+class _LimitedExchange:
     """One request through `BodyLimit`: the counting ``receive`` and the watching ``send``."""
 
     __slots__ = ("_receive", "_send", "meter", "replaced", "scope", "started")
@@ -270,7 +270,7 @@ class WSGIBodyLimit:
         # Changed in place, as WSGI middleware do (werkzeug's ProxyFix): middleware further
         # out that look at the environ afterwards see the stream the app read from.
         environ["wsgi.input"] = LimitedInput(environ["wsgi.input"], meter)
-        response = _WSGIResponse(environ, meter, start_response)
+        response = _LimitedWSGIResponse(environ, meter, start_response)
         try:
             result = self.app(environ, response.start_response)
         except Exception as exc:
@@ -281,24 +281,17 @@ class WSGIBodyLimit:
                 return response.refusal_body
             return response.refuse(error, sys.exc_info())
         if response.replaced:
-            _close(result)
+            close_result(result)
             return response.refusal_body
         error = meter.error
         if error is not None and not response.started:
             # The app caught the error and returned without calling start_response.
-            _close(result)
+            close_result(result)
             return response.refuse(error, None)
         return result
 
 
-def _close(iterable: object) -> None:
-    # PEP 3333: close() of a result is called even when its body is not sent.
-    close = getattr(iterable, "close", None)
-    if close is not None:
-        close()
-
-
-class _WSGIResponse:
+class _LimitedWSGIResponse:
     """Watches ``start_response`` for `WSGIBodyLimit`, and answers the refusal when needed."""
 
     __slots__ = ("environ", "meter", "real", "refusal_body", "replaced", "started")

@@ -1,73 +1,37 @@
-"""Response compression: what `crossgate.middleware.gzip` decides, and the compressor. Pure.
-
-Three questions, answered once for both sides:
+"""What `crossgate.middleware.gzip` decides about a response, for both sides. Pure.
 
 * `negotiate`: which content coding the client takes (``Accept-Encoding`` with q-values,
   ``identity;q=0`` and ``*``, RFC 9110 section 12.5.3).
 * `plan_response`: whether a response is compressed, passed on with ``Vary: Accept-Encoding``
   added, left alone, or needs its first body chunk to decide; and the header values that change.
-* `Compressor`: turns the body into the coding chunk by chunk, flushing after each chunk so a
-  streamed response (long polls, progress output) is never held back by the compressor.
+* `response_facts` and `planned_headers`: the same reading and rewriting of the response
+  headers for ASGI's byte pairs and WSGI's string pairs.
 
-zlib and brotli objects are plain computation, so they live here. brotli is optional: it is used
-when the `brotli` package imports (`brotli_available`).
+The compressor itself is `crossgate.sansio.gzip_codec.Compressor`.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import struct
-import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, cast
+from typing import AnyStr
 
 __all__ = [
     "DEFAULT_EXCLUDED_TYPES",
     "DROPPED_WHEN_COMPRESSED",
     "Action",
-    "Compressor",
     "Plan",
     "ResponseFacts",
-    "brotli_available",
-    "compress_whole",
     "compresses_at",
     "merge_vary",
     "negotiate",
-    "padded_gzip_header",
     "plan_response",
+    "planned_headers",
+    "response_facts",
     "weaken_etag",
 ]
-
-
-class _BrotliCompressor(Protocol):
-    def process(self, data: bytes) -> bytes: ...
-    def flush(self) -> bytes: ...
-    def finish(self) -> bytes: ...
-
-
-class _BrotliModule(Protocol):
-    # Only the quality is used; the name is brotli's.
-    def Compressor(self, *, quality: int) -> _BrotliCompressor: ...
-
-
-def _load_brotli() -> _BrotliModule | None:
-    # The brotli package ships no type information; importing it by name and describing the
-    # little used of it with a Protocol keeps mypy strict without an ignore.
-    try:
-        return cast(_BrotliModule, importlib.import_module("brotli"))
-    except ImportError:
-        return None
-
-
-_brotli = _load_brotli()
-
-
-def brotli_available() -> bool:
-    """Whether the `brotli` package imported, so ``br`` can be offered."""
-    return _brotli is not None
 
 
 # Types that are compressed already (or must reach the client unbuffered, for text/event-stream)
@@ -335,135 +299,66 @@ def compresses_at(size: int, *, complete: bool, minimum_size: int) -> bool:
     return not complete or size >= minimum_size
 
 
-# RFC 1952 section 2.3: ID1 ID2 CM(deflate) FLG MTIME(4) XFL OS(255: unknown), FLG = FNAME.
-_GZIP_FNAME_HEADER = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff"
+def _both_forms(*names: str) -> frozenset[str | bytes]:
+    """Lower-case header ``names`` as WSGI (``str``) and as ASGI (``bytes``) spell them."""
+    return frozenset({*names, *(name.encode("ascii") for name in names)})
 
 
-def padded_gzip_header(padding: int) -> bytes:
-    """A gzip member header (RFC 1952) whose FNAME field holds ``padding`` bytes.
+# The response headers ResponseFacts holds; each name, in either form -> its field.
+_FACT_HEADERS = "content-type content-encoding content-length content-range cache-control etag vary"
+_FACT_FIELDS = {
+    name: header.replace("-", "_")
+    for header in _FACT_HEADERS.split()
+    for name in _both_forms(header)
+}
+_VARY = _both_forms("vary")
+_ETAG = _both_forms("etag")
+_DROPPED = _both_forms(*DROPPED_WHEN_COMPRESSED)
 
-    The padding Django 4.2+ adds against BREACH ("Heal the Breach", Paulsen et al.): the
-    compressed length of a response then varies by up to the padding's range from one
-    response to the next, so an attacker who measures lengths to guess a secret byte by byte
-    needs many more requests per guess. Decoders skip the name; ``a`` bytes compress nothing
-    away and hold no information.
 
-    Raises:
-        ValueError: ``padding`` is negative.
+def response_facts(
+    status: int, headers: Iterable[tuple[AnyStr, AnyStr]], *, trailers: bool = False
+) -> ResponseFacts:
+    """The `ResponseFacts` of a response: ASGI ``(bytes, bytes)`` or WSGI ``(str, str)`` pairs.
+
+    A repeated field is one comma-separated list (RFC 9110 section 5.3). Joined, a repeated
+    ``Content-Length`` is no longer a number and ``Content-Encoding`` no longer ``identity``,
+    so such a response is left alone rather than guessed at.
     """
-    if padding < 0:
-        raise ValueError(f"padding must be 0 or more, not {padding}")
-    return _GZIP_FNAME_HEADER + b"a" * padding + b"\x00"
+    facts = ResponseFacts(status, trailers=trailers)
+    for name, value in headers:
+        attr = _FACT_FIELDS.get(name.lower())
+        if attr is not None:
+            text = value if isinstance(value, str) else value.decode("latin-1")
+            old = getattr(facts, attr)
+            setattr(facts, attr, text if old is None else f"{old}, {text}")
+    return facts
 
 
-class Compressor:
-    """Compresses one response body chunk by chunk in ``gzip`` or ``br``.
+def planned_headers(
+    headers: Iterable[tuple[AnyStr, AnyStr]],
+    plan: Plan,
+    coding: str | None,
+    length: int | None,
+    pair: Callable[[str, str], tuple[AnyStr, AnyStr]],
+) -> list[tuple[AnyStr, AnyStr]]:
+    """The response ``headers`` with ``plan`` applied; ``coding`` set when compressing.
 
-    `chunk` returns everything the chunk compresses to, flushed (zlib ``Z_SYNC_FLUSH``, brotli
-    ``flush()``), so the client can decode it at once; `last` ends the stream. The cost of the
-    flush is a few bytes per chunk, the price of never holding a streamed response back.
-
-    ``padding`` (gzip only) puts that many bytes in the gzip header's file name field
-    (`padded_gzip_header`); the shell draws it at random for each response. ``None`` writes
-    zlib's plain header.
-
-    Raises:
-        ValueError: an unknown ``coding``, ``br`` when `brotli_available` is false, an
-            out-of-range level, or ``padding`` with ``br`` (brotli has no field to put it in).
+    ``length`` is the compressed body's size when it is known whole. ``pair`` makes a header
+    of the shell's kind from a name and a value (the names given are WSGI's spelling).
     """
-
-    __slots__ = ("_brotli", "_crc", "_header", "_size", "_zlib", "coding")
-
-    def __init__(
-        self,
-        coding: str,
-        *,
-        level: int = 6,
-        brotli_quality: int = 4,
-        padding: int | None = None,
-    ) -> None:
-        self.coding = coding
-        self._zlib: zlib._Compress | None = None
-        self._brotli: _BrotliCompressor | None = None
-        # With padding: the header still to send, and the CRC-32 and size of the data so far
-        # for the RFC 1952 trailer, which a raw deflate stream leaves to us.
-        self._header: bytes | None = None
-        self._crc = 0
-        self._size = 0
-        if coding == "gzip":
-            if not 0 <= level <= 9:
-                raise ValueError(f"compresslevel must be between 0 and 9, not {level}")
-            if padding is None:
-                # wbits 16 + MAX_WBITS writes the gzip header and trailer (RFC 1952) around
-                # the deflate stream (zlib manual, deflateInit2).
-                self._zlib = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-            else:
-                # Negative wbits: a raw deflate stream, framed here with a padded header.
-                self._header = padded_gzip_header(padding)
-                self._zlib = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-        elif padding is not None:
-            raise ValueError(f"padding is for gzip only, not {coding!r}")
-        elif coding == "br":
-            if _brotli is None:
-                raise ValueError("the brotli package is not installed: pip install brotli")
-            if not 0 <= brotli_quality <= 11:
-                raise ValueError(f"brotli_quality must be between 0 and 11, not {brotli_quality}")
-            self._brotli = _brotli.Compressor(quality=brotli_quality)
-        else:
-            raise ValueError(f"unknown content coding {coding!r}; use 'gzip' or 'br'")
-
-    def _framed(self, data: bytes, out: bytes) -> bytes:
-        """``out`` (deflated ``data``) with the padded header in front the first time."""
-        self._crc = zlib.crc32(data, self._crc)
-        self._size += len(data)
-        header = self._header
-        if not header:  # sent already
-            return out
-        self._header = b""
-        return header + out
-
-    def chunk(self, data: bytes) -> bytes:
-        """Compress ``data`` and flush; ``b""`` for an empty chunk (nothing to flush)."""
-        if not data:
-            return b""
-        if self._zlib is not None:
-            out = self._zlib.compress(data) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
-            return out if self._header is None else self._framed(data, out)
-        brotli = cast(_BrotliCompressor, self._brotli)
-        return brotli.process(data) + brotli.flush()
-
-    def feed(self, data: bytes) -> bytes:
-        """Compress ``data`` without flushing: for a body known whole, where nothing waits."""
-        if self._zlib is not None:
-            out = self._zlib.compress(data)
-            return out if self._header is None else self._framed(data, out)
-        return cast(_BrotliCompressor, self._brotli).process(data)
-
-    def last(self, data: bytes = b"") -> bytes:
-        """Compress ``data`` and end the stream; nothing may follow."""
-        if self._zlib is not None:
-            out = self._zlib.compress(data) + self._zlib.flush(zlib.Z_FINISH)
-            if self._header is None:
-                return out
-            # RFC 1952 section 2.3.1: CRC32 and ISIZE (the size modulo 2**32), little-endian.
-            out = self._framed(data, out)
-            return out + struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
-        brotli = cast(_BrotliCompressor, self._brotli)
-        return brotli.process(data) + brotli.finish()
-
-
-def compress_whole(
-    coding: str,
-    parts: Iterable[bytes],
-    *,
-    level: int,
-    brotli_quality: int,
-    padding: int | None = None,
-) -> bytes:
-    """Compress a body that is all known (a WSGI list, or one complete ASGI message) at once.
-
-    Raises:
-        ValueError: see `Compressor`.
-    """
-    compressor = Compressor(coding, level=level, brotli_quality=brotli_quality, padding=padding)
-    return b"".join([*(compressor.feed(p) for p in parts), compressor.last()])
+    dropped = _VARY if plan.vary is not None else frozenset()
+    if coding is not None:
+        dropped |= _DROPPED
+        if plan.etag is not None:
+            dropped |= _ETAG
+    out = [(k, v) for k, v in headers if k.lower() not in dropped]
+    if plan.vary is not None:
+        out.append(pair("Vary", plan.vary))
+    if coding is not None:
+        out.append(pair("Content-Encoding", coding))
+        if plan.etag is not None:
+            out.append(pair("ETag", plan.etag))
+        if length is not None:
+            out.append(pair("Content-Length", str(length)))
+    return out

@@ -24,7 +24,7 @@ import pytest
 
 from crossgate.exceptions import AppProtocolError
 from crossgate.middleware.gzip import GZip, WSGIGZip
-from crossgate.sansio import gzip as compression
+from crossgate.sansio import gzip_codec as compression
 from crossgate.testing import call_http, call_lifespan, call_websocket, http_scope
 from crossgate.types import ASGIReceive, ASGISend, Message, StartResponse, WSGIEnvironment
 from tests.middleware._e_apps import ClosingIterable, call_wsgi, make_environ, text_app

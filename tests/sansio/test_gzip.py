@@ -10,20 +10,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crossgate.sansio import gzip as compression
+from crossgate.sansio import gzip_codec
 from crossgate.sansio.gzip import (
     DEFAULT_EXCLUDED_TYPES,
     Action,
-    Compressor,
     Plan,
     ResponseFacts,
-    brotli_available,
-    compress_whole,
     compresses_at,
     merge_vary,
     negotiate,
-    padded_gzip_header,
     plan_response,
     weaken_etag,
+)
+from crossgate.sansio.gzip_codec import (
+    Compressor,
+    brotli_available,
+    compress_whole,
+    padded_gzip_header,
 )
 from tests.middleware._e_codecs import Decoder, decode
 
@@ -254,7 +257,7 @@ def test_compressor_rejects_bad_options(coding: str, options: dict[str, int], me
 
 def test_without_brotli(monkeypatch: pytest.MonkeyPatch) -> None:
     assert brotli_available()
-    monkeypatch.setattr(compression, "_brotli", None)
+    monkeypatch.setattr(gzip_codec, "_brotli", None)
     assert not brotli_available()
     with pytest.raises(ValueError, match="pip install brotli"):
         Compressor("br")
@@ -265,7 +268,7 @@ def test_brotli_import_failure_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
         raise ImportError(name)
 
     monkeypatch.setattr(importlib, "import_module", missing)
-    assert compression._load_brotli() is None
+    assert gzip_codec._load_brotli() is None
 
 
 def test_media_type_cache_is_bounded() -> None:
