@@ -9,18 +9,20 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from crossgate.exceptions import PeerProtocolError
-from crossgate.sansio.proxy_headers import (
-    FIELDS,
-    NO_CHANGE,
+from crossgate.sansio.forwarded import (
     ClientAddress,
-    Mode,
     Prefix,
-    ProxyDecision,
-    ProxyPolicy,
-    TrustedPeers,
     parse_forwarded,
     parse_node,
     parse_prefix,
+)
+from crossgate.sansio.proxy_headers import (
+    FIELDS,
+    NO_CHANGE,
+    Mode,
+    ProxyDecision,
+    ProxyPolicy,
+    TrustedPeers,
 )
 
 # --- trusted peers ----------------------------------------------------------------------------
