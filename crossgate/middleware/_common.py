@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from crossgate.sansio.response import error_events
 from crossgate.types import ASGISend, StartResponse, as_message
 
-__all__ = ["asgi_refuse", "close_result", "first_header", "wsgi_refuse"]
+__all__ = ["App", "asgi_refuse", "close_result", "first_header", "wsgi_refuse"]
+
+#: The application a middleware wraps: an ASGI app on one side, a WSGI app on the other. Each
+#: middleware's constructor is written once, in a base class generic in it, for both sides.
+App = TypeVar("App")
 
 _log = logging.getLogger("crossgate.middleware")
 

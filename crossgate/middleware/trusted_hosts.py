@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, MutableMapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Generic
 from urllib.parse import quote
 
-from crossgate.middleware._common import asgi_refuse, wsgi_refuse
+from crossgate.middleware._common import App, asgi_refuse, wsgi_refuse
 from crossgate.sansio.headers import single_header
 from crossgate.sansio.response import error_events
 from crossgate.sansio.trusted_hosts import HostPolicy, redirect_location
@@ -44,7 +44,22 @@ def _redirect_status(method: str) -> int:
     return 301 if method in _KEEP_METHOD else 308
 
 
-class TrustedHosts:
+class _TrustedHostsBase(Generic[App]):
+    """The constructor of `TrustedHosts` and `WSGITrustedHosts`: the options, in one place."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        allowed_hosts: Iterable[str],
+        redirect_to: str | None = None,
+        www_redirect: bool = False,
+    ) -> None:
+        self.app = app
+        self.policy = HostPolicy(allowed_hosts, redirect_to=redirect_to, www_redirect=www_redirect)
+
+
+class TrustedHosts(_TrustedHostsBase[ASGIApp]):
     """ASGI middleware: refuse requests whose ``Host`` is not one of ``allowed_hosts``.
 
     Args:
@@ -69,17 +84,6 @@ class TrustedHosts:
     ``websocket.http.response`` extension a 400, otherwise a close, which servers send as 403)
     and passes when its host is allowed.
     """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        allowed_hosts: Iterable[str],
-        redirect_to: str | None = None,
-        www_redirect: bool = False,
-    ) -> None:
-        self.app = app
-        self.policy = HostPolicy(allowed_hosts, redirect_to=redirect_to, www_redirect=www_redirect)
 
     async def __call__(
         self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend
@@ -117,7 +121,7 @@ class TrustedHosts:
             await send(as_message(body))
 
 
-class WSGITrustedHosts:
+class WSGITrustedHosts(_TrustedHostsBase[WSGIApplication]):
     """WSGI middleware: `TrustedHosts` for a WSGI application, with the same options.
 
     The ``Host`` comes from ``HTTP_HOST`` (a WSGI server joins repeated ``Host`` headers with
@@ -128,17 +132,6 @@ class WSGITrustedHosts:
     Raises:
         ValueError: an invalid option.
     """
-
-    def __init__(
-        self,
-        app: WSGIApplication,
-        *,
-        allowed_hosts: Iterable[str],
-        redirect_to: str | None = None,
-        www_redirect: bool = False,
-    ) -> None:
-        self.app = app
-        self.policy = HostPolicy(allowed_hosts, redirect_to=redirect_to, www_redirect=www_redirect)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         host = environ.get("HTTP_HOST")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic
 
+from crossgate.middleware._common import App
 from crossgate.sansio.gzip import DEFAULT_EXCLUDED_TYPES, Plan, ResponseFacts, plan_response
 from crossgate.sansio.gzip_codec import Compressor, brotli_available, compress_whole
 
 __all__ = ["GZipBase", "GZipOptions"]
-
-App = TypeVar("App")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ import warnings
 from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
+from crossgate.middleware._common import App
 from crossgate.sansio.headers import header_environ_key
 from crossgate.sansio.proxy_headers import TrustedPeers
 from crossgate.sansio.request_id import (
@@ -40,8 +41,6 @@ SCOPE_KEY = "crossgate.request_id"
 
 # RFC 9110 section 5.6.2: a field name is a token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-App = TypeVar("App")
 
 
 def current_request_id() -> str | None:
