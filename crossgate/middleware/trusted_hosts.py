@@ -20,11 +20,13 @@ from urllib.parse import quote
 from crossgate.middleware._common import App, asgi_refuse, wsgi_refuse
 from crossgate.sansio.headers import single_header
 from crossgate.sansio.response import error_events
-from crossgate.sansio.trusted_hosts import HostPolicy, redirect_location
+from crossgate.sansio.trusted_hosts import HostDecision, HostPolicy, redirect_location
 from crossgate.types import (
     ASGIApp,
     ASGIReceive,
     ASGISend,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
     StartResponse,
     WSGIApplication,
     WSGIEnvironment,
@@ -40,8 +42,15 @@ _log = logging.getLogger("crossgate.middleware")
 _KEEP_METHOD = frozenset({"GET", "HEAD"})
 
 
-def _redirect_status(method: str) -> int:
-    return 301 if method in _KEEP_METHOD else 308
+def _redirect(
+    decision: HostDecision, scheme: str, path: bytes, query: bytes, method: str, host: str | None
+) -> tuple[int, HTTPResponseStartEvent, HTTPResponseBodyEvent]:
+    """The status and the messages of the redirect ``decision`` asks for, logged at DEBUG."""
+    location = redirect_location(scheme, decision.location_host, path, query)
+    _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
+    status = 301 if method in _KEEP_METHOD else 308
+    extra = ((b"location", location.encode("ascii")),)
+    return status, *error_events(status, f"moved to {location}", extra_headers=extra)
 
 
 class _TrustedHostsBase(Generic[App]):
@@ -107,16 +116,9 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
                 path = raw_path.partition(b"?")[0]
             else:
                 path = quote(scope["path"].encode("utf-8", "surrogateescape")).encode("ascii")
-            location = redirect_location(
-                scheme, decision.location_host, path, scope.get("query_string") or b""
-            )
-            status = _redirect_status(scope.get("method", "GET"))
-            _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
-            start, body = error_events(
-                status,
-                f"moved to {location}",
-                extra_headers=((b"location", location.encode("ascii")),),
-            )
+            query = scope.get("query_string") or b""
+            method = scope.get("method", "GET")
+            _, start, body = _redirect(decision, scheme, path, query, method, host)
             await send(as_message(start))
             await send(as_message(body))
 
@@ -150,17 +152,9 @@ class WSGITrustedHosts(_TrustedHostsBase[WSGIApplication]):
                 "latin-1"
             )
             path = quote(decoded).encode("ascii")
-        location = redirect_location(
-            scheme,
-            decision.location_host,
-            path,
-            environ.get("QUERY_STRING", "").encode("latin-1"),
-        )
-        status = _redirect_status(environ.get("REQUEST_METHOD", "GET"))
-        _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
-        start, body = error_events(
-            status, f"moved to {location}", extra_headers=((b"location", location.encode("ascii")),)
-        )
+        query = environ.get("QUERY_STRING", "").encode("latin-1")
+        method = environ.get("REQUEST_METHOD", "GET")
+        status, start, body = _redirect(decision, scheme, path, query, method, host)
         start_response(
             f"{status} {HTTPStatus(status).phrase}",
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", ())],
