@@ -34,7 +34,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 # RFC 3986 section 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*", re.ASCII)
-_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 # A websocket request's own origin, for the same-origin rule, is that of the page's scheme.
 _HTTP_SCHEME = {"ws": "http", "wss": "https"}
 
@@ -66,8 +65,7 @@ def parse_origin(value: str) -> Origin:
     if "/" in rest or "?" in rest or "#" in rest:
         raise PeerProtocolError(f"an origin has no path, query or fragment: {value!a}")
     authority = parse_authority(rest)
-    port = authority.port if authority.port is not None else _PORTS.get(scheme)
-    return Origin(scheme, authority.host, port)
+    return Origin(scheme, authority.host, authority.effective_port(scheme))
 
 
 @dataclass(frozen=True, slots=True)

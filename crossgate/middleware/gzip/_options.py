@@ -9,7 +9,7 @@ from typing import Generic
 
 from crossgate.middleware._common import App
 from crossgate.sansio.gzip import DEFAULT_EXCLUDED_TYPES, Plan, ResponseFacts, plan_response
-from crossgate.sansio.gzip_codec import Compressor, brotli_available, compress_whole
+from crossgate.sansio.gzip_codec import Compressor, brotli_available
 
 __all__ = ["GZipBase", "GZipOptions"]
 
@@ -53,13 +53,8 @@ class GZipOptions:
         )
 
     def whole(self, coding: str, parts: Iterable[bytes]) -> bytes:
-        return compress_whole(
-            coding,
-            parts,
-            level=self.compresslevel,
-            brotli_quality=self.brotli_quality,
-            padding=self.padding(),
-        )
+        compressor = self.compressor(coding)
+        return b"".join([*map(compressor.feed, parts), compressor.last()])
 
 
 class GZipBase(Generic[App]):
