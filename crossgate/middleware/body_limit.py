@@ -10,7 +10,7 @@ propagate before its response started. The counting rules are in `crossgate.sans
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, Generic
 
 from crossgate.exceptions import PeerProtocolError, ResponseAborted
@@ -325,7 +325,7 @@ class _LimitedWSGIResponse:
 
         def start_response(
             status: str, headers: list[tuple[str, str]], _: OptExcInfo | None = None
-        ) -> Any:
+        ) -> Callable[[bytes], object]:
             if not started:
                 return real(status, headers)
             # start_response was called already: PEP 3333 ("Error Handling") lets the status
