@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from crossgate.sansio.response import error_events
 from crossgate.types import ASGISend, StartResponse, as_message
 
-__all__ = ["asgi_refuse", "first_header", "wsgi_refuse"]
+__all__ = ["App", "asgi_refuse", "close_result", "first_header", "wsgi_refuse"]
+
+#: The application a middleware wraps: an ASGI app on one side, a WSGI app on the other. Each
+#: middleware's constructor is written once, in a base class generic in it, for both sides.
+App = TypeVar("App")
 
 _log = logging.getLogger("crossgate.middleware")
 
@@ -31,6 +35,17 @@ def first_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes |
         if key == name:
             return value
     return None
+
+
+def close_result(result: object) -> None:
+    """Call ``close()`` of an application's result, if it has one.
+
+    PEP 3333: the server (and so any middleware that stands in for it) calls ``close()`` of the
+    iterable an application returned, even when its body is not sent.
+    """
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
 
 
 async def asgi_refuse(

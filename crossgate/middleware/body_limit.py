@@ -9,16 +9,20 @@ propagate before its response started. The counting rules are in `crossgate.sans
 
 from __future__ import annotations
 
-import logging
 import sys
-from collections.abc import Iterable, Iterator
-from http import HTTPStatus
-from typing import IO, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, Generic
 
 from crossgate.exceptions import PeerProtocolError, ResponseAborted
-from crossgate.middleware._common import asgi_refuse, first_header, wsgi_refuse
+from crossgate.middleware._common import (
+    App,
+    asgi_refuse,
+    close_result,
+    first_header,
+    wsgi_refuse,
+)
 from crossgate.sansio.body_limit import BodyMeter, declared_length
-from crossgate.sansio.response import OptExcInfo, error_events
+from crossgate.sansio.response import OptExcInfo
 from crossgate.types import (
     ASGIApp,
     ASGIReceive,
@@ -34,9 +38,6 @@ __all__ = ["BodyLimit", "LimitedInput", "WSGIBodyLimit"]
 # Frameworks wrap errors (``raise X from exc``, anyio's exception groups); the limit's error is
 # looked for this many links deep, plenty for real stacks, and a pathological chain cannot loop.
 _MAX_CAUSE_DEPTH = 16
-
-# The logger `crossgate.middleware._common` logs refusals to, so every refusal lands in one place.
-_log = logging.getLogger("crossgate.middleware")
 
 
 def _caused_by(exc: BaseException, cause: BaseException, depth: int = 0) -> bool:
@@ -55,13 +56,21 @@ def _caused_by(exc: BaseException, cause: BaseException, depth: int = 0) -> bool
     )
 
 
-def _check_limit(max_body_size: int) -> int:
-    if isinstance(max_body_size, bool) or not isinstance(max_body_size, int) or max_body_size < 0:
-        raise ValueError(f"max_body_size must be an int of 0 or more, not {max_body_size!r}")
-    return max_body_size
+class _BodyLimitBase(Generic[App]):
+    """The constructor of `BodyLimit` and `WSGIBodyLimit`: the option, in one place."""
+
+    def __init__(self, app: App, *, max_body_size: int) -> None:
+        if (
+            isinstance(max_body_size, bool)
+            or not isinstance(max_body_size, int)
+            or max_body_size < 0
+        ):
+            raise ValueError(f"max_body_size must be an int of 0 or more, not {max_body_size!r}")
+        self.app = app
+        self.max_body_size = max_body_size
 
 
-class BodyLimit:
+class BodyLimit(_BodyLimitBase[ASGIApp]):
     """ASGI middleware: refuse request bodies larger than ``max_body_size`` bytes with 413.
 
     * A ``Content-Length`` over the limit (or not a number: 400) is refused before ``app`` is
@@ -84,10 +93,6 @@ class BodyLimit:
         ValueError: ``max_body_size`` is not an int of 0 or more.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_size: int) -> None:
-        self.app = app
-        self.max_body_size = _check_limit(max_body_size)
-
     async def __call__(self, scope: Any, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -98,7 +103,7 @@ class BodyLimit:
         except PeerProtocolError as exc:
             await asgi_refuse(scope, send, exc.status_code, str(exc))
             return
-        exchange = _Exchange(scope, meter, receive, send)
+        exchange = _LimitedExchange(scope, meter, receive, send)
         try:
             await self.app(scope, exchange.receive, exchange.send)
         except Exception as exc:
@@ -119,7 +124,7 @@ class BodyLimit:
             await asgi_refuse(scope, send, error.status_code, str(error))
 
 
-class _Exchange:
+class _LimitedExchange:
     """One request through `BodyLimit`: the counting ``receive`` and the watching ``send``."""
 
     __slots__ = ("_receive", "_send", "meter", "replaced", "scope", "started")
@@ -234,7 +239,7 @@ class LimitedInput:
         return line
 
 
-class WSGIBodyLimit:
+class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
     """WSGI middleware: the sibling of `BodyLimit`, with the same option.
 
     * A ``CONTENT_LENGTH`` over the limit is answered with 413 before ``app`` is called (400
@@ -255,10 +260,6 @@ class WSGIBodyLimit:
         ValueError: ``max_body_size`` is not an int of 0 or more.
     """
 
-    def __init__(self, app: WSGIApplication, *, max_body_size: int) -> None:
-        self.app = app
-        self.max_body_size = _check_limit(max_body_size)
-
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
             declared = declared_length(environ.get("CONTENT_LENGTH"))
@@ -270,7 +271,7 @@ class WSGIBodyLimit:
         # Changed in place, as WSGI middleware do (werkzeug's ProxyFix): middleware further
         # out that look at the environ afterwards see the stream the app read from.
         environ["wsgi.input"] = LimitedInput(environ["wsgi.input"], meter)
-        response = _WSGIResponse(environ, meter, start_response)
+        response = _LimitedWSGIResponse(environ, meter, start_response)
         try:
             result = self.app(environ, response.start_response)
         except Exception as exc:
@@ -281,24 +282,17 @@ class WSGIBodyLimit:
                 return response.refusal_body
             return response.refuse(error, sys.exc_info())
         if response.replaced:
-            _close(result)
+            close_result(result)
             return response.refusal_body
         error = meter.error
         if error is not None and not response.started:
             # The app caught the error and returned without calling start_response.
-            _close(result)
+            close_result(result)
             return response.refuse(error, None)
         return result
 
 
-def _close(iterable: object) -> None:
-    # PEP 3333: close() of a result is called even when its body is not sent.
-    close = getattr(iterable, "close", None)
-    if close is not None:
-        close()
-
-
-class _WSGIResponse:
+class _LimitedWSGIResponse:
     """Watches ``start_response`` for `WSGIBodyLimit`, and answers the refusal when needed."""
 
     __slots__ = ("environ", "meter", "real", "refusal_body", "replaced", "started")
@@ -327,20 +321,19 @@ class _WSGIResponse:
         return self.real(status, headers, exc_info)
 
     def refuse(self, error: PeerProtocolError, exc_info: OptExcInfo | None) -> list[bytes]:
-        if not self.started:
-            self.refusal_body = wsgi_refuse(self.environ, self.real, error.status_code, str(error))
-            return self.refusal_body
-        # start_response was called already: PEP 3333 ("Error Handling") lets the status and
-        # headers be replaced, with exc_info, until they went out; if they did, the server
-        # re-raises exc_info from this call.
-        _log.warning(
-            "refused %r: %d %s", self.environ.get("PATH_INFO", ""), error.status_code, error
-        )
-        start, body = error_events(error.status_code, str(error))
-        status = f"{error.status_code} {HTTPStatus(error.status_code).phrase}"
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", ())]
-        self.real(status, headers, exc_info)
-        self.refusal_body = [body["body"]]
+        real, started = self.real, self.started
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], _: OptExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            if not started:
+                return real(status, headers)
+            # start_response was called already: PEP 3333 ("Error Handling") lets the status
+            # and headers be replaced, with exc_info, until they went out; if they did, the
+            # server re-raises exc_info from this call.
+            return real(status, headers, exc_info)
+
+        self.refusal_body = wsgi_refuse(self.environ, start_response, error.status_code, str(error))
         return self.refusal_body
 
 

@@ -6,17 +6,17 @@ logged-in user (cross-site websocket hijacking). The same holds for a cross-site
 (CSRF). These middleware compare the request's ``Origin`` with the allowed origins and answer
 ``403 Forbidden`` with the reason, logged at WARNING on the ``crossgate.middleware`` logger
 (Channels' ``OriginValidator`` refuses without saying why). The decision is
-`crossgate.sansio.origin.OriginPolicy`, shared by both sides.
+`crossgate.sansio.origin_check.OriginPolicy`, shared by both sides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, Generic
 
-from crossgate.middleware._common import asgi_refuse, wsgi_refuse
+from crossgate.middleware._common import App, asgi_refuse, wsgi_refuse
 from crossgate.sansio.headers import single_header
-from crossgate.sansio.origin import OriginPolicy
+from crossgate.sansio.origin_check import OriginPolicy
 from crossgate.types import (
     ASGIApp,
     ASGIReceive,
@@ -29,7 +29,32 @@ from crossgate.types import (
 __all__ = ["OriginCheck", "WSGIOriginCheck"]
 
 
-class OriginCheck:
+class _OriginCheckBase(Generic[App]):
+    """The constructor of `OriginCheck` and `WSGIOriginCheck`: the options, in one place."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        allowed_origins: Iterable[str],
+        allow_missing: bool = False,
+        protocols: Iterable[str] = ("websocket",),
+        allow_same_origin: bool = True,
+    ) -> None:
+        self.app = app
+        self.policy = OriginPolicy(
+            allowed_origins,
+            allow_missing=allow_missing,
+            protocols=protocols,
+            allow_same_origin=allow_same_origin,
+        )
+        self._check()
+
+    def _check(self) -> None:
+        """What one side refuses of the options both take."""
+
+
+class OriginCheck(_OriginCheckBase[ASGIApp]):
     """ASGI middleware: refuse websocket handshakes (and optionally unsafe HTTP requests) from
     origins that are not allowed.
 
@@ -57,23 +82,6 @@ class OriginCheck:
     (which servers send as 403).
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        allowed_origins: Iterable[str],
-        allow_missing: bool = False,
-        protocols: Iterable[str] = ("websocket",),
-        allow_same_origin: bool = True,
-    ) -> None:
-        self.app = app
-        self.policy = OriginPolicy(
-            allowed_origins,
-            allow_missing=allow_missing,
-            protocols=protocols,
-            allow_same_origin=allow_same_origin,
-        )
-
     async def __call__(
         self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend
     ) -> None:
@@ -95,7 +103,7 @@ class OriginCheck:
             await asgi_refuse(scope, send, 403, decision.reason)
 
 
-class WSGIOriginCheck:
+class WSGIOriginCheck(_OriginCheckBase[WSGIApplication]):
     """WSGI middleware: the ``"http"`` half of `OriginCheck`, with the same options.
 
     A WSGI server never hands a websocket to the application, so here ``protocols`` must
@@ -110,22 +118,7 @@ class WSGIOriginCheck:
             would check nothing).
     """
 
-    def __init__(
-        self,
-        app: WSGIApplication,
-        *,
-        allowed_origins: Iterable[str],
-        allow_missing: bool = False,
-        protocols: Iterable[str] = ("websocket",),
-        allow_same_origin: bool = True,
-    ) -> None:
-        self.app = app
-        self.policy = OriginPolicy(
-            allowed_origins,
-            allow_missing=allow_missing,
-            protocols=protocols,
-            allow_same_origin=allow_same_origin,
-        )
+    def _check(self) -> None:
         if not self.policy.check_http:
             raise ValueError(
                 "WSGIOriginCheck only sees HTTP requests: pass protocols=('http',) to check "

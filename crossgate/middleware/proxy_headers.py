@@ -3,7 +3,7 @@
 Behind a proxy, the server sees the proxy as the client, plain HTTP as the scheme and the
 proxy's upstream name as the host. These middleware restore what the client really sent, from
 the proxy's ``X-Forwarded-*`` or RFC 7239 ``Forwarded`` headers, but only when the direct peer is
-a trusted proxy; the decision is `crossgate.sansio.proxy.ProxyPolicy`, shared by both sides.
+a trusted proxy; the decision is `crossgate.sansio.proxy_headers.ProxyPolicy`, shared by both sides.
 
 What changes, on a request from a trusted peer that carries the headers:
 
@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, Generic
 
+from crossgate.middleware._common import App
 from crossgate.sansio.headers import collect_headers
-from crossgate.sansio.proxy import (
+from crossgate.sansio.proxy_headers import (
     FIELDS,
     NO_CHANGE,
     PROXY_HEADERS,
@@ -60,7 +61,13 @@ PEER_KEY = "crossgate.proxy_peer"
 _log = logging.getLogger("crossgate.middleware")
 
 _STRIP = frozenset(name.encode("latin-1") for name in PROXY_HEADERS)
-_STRIP_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in sorted(PROXY_HEADERS))
+
+
+def _environ_key(name: str) -> str:
+    return "HTTP_" + name.upper().replace("-", "_")
+
+
+_STRIP_KEYS = tuple(_environ_key(name) for name in sorted(PROXY_HEADERS))
 _WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss"}
 
 
@@ -69,7 +76,32 @@ def _log_ignored(decision: ProxyDecision, peer: str | None) -> None:
         _log.debug("ignored a proxy header from %s: %s", peer or "unix socket", reason)
 
 
-class ProxyHeaders:
+class _ProxyHeadersBase(Generic[App]):
+    """The constructor of `ProxyHeaders` and `WSGIProxyHeaders`: the options, in one place."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        trusted: str | Iterable[str] = ("127.0.0.1", "::1"),
+        mode: Mode = "x-forwarded",
+        hops: int = 1,
+        fields: Iterable[str] = FIELDS,
+        strip_untrusted: bool = True,
+    ) -> None:
+        self.app = app
+        self.policy = ProxyPolicy(trusted=trusted, mode=mode, hops=hops, fields=fields)
+        self.strip_untrusted = strip_untrusted
+        # Proxy headers a trusted proxy passes through without setting them (those outside
+        # ``mode`` and ``fields``) come from the client: removed as well.
+        self._unread = tuple(sorted(PROXY_HEADERS.difference(self.policy.header_names)))
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Turn the header names into the side's own spelling, once."""
+
+
+class ProxyHeaders(_ProxyHeadersBase[ASGIApp]):
     """ASGI middleware: take client, scheme, host, port and prefix from a trusted proxy.
 
     Args:
@@ -80,7 +112,7 @@ class ProxyHeaders:
         mode: ``"x-forwarded"`` (``X-Forwarded-For/-Proto/-Host/-Port/-Prefix``) or
             ``"forwarded"`` (RFC 7239 ``Forwarded``, plus ``X-Forwarded-Prefix``).
         hops: how many trusted proxies stand in front of the app; the ``hops``-th entry from
-            the right of each header is used (see `crossgate.sansio.proxy`).
+            the right of each header is used (see `crossgate.sansio.proxy_headers`).
         fields: which of ``for``, ``proto``, ``host``, ``port``, ``prefix`` to take; leave out
             any header your proxy does not set or clear itself.
         strip_untrusted: remove the proxy headers not believed: all of them from untrusted
@@ -94,25 +126,10 @@ class ProxyHeaders:
     ``crossgate.middleware`` logger) and the original value kept.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        trusted: str | Iterable[str] = ("127.0.0.1", "::1"),
-        mode: Mode = "x-forwarded",
-        hops: int = 1,
-        fields: Iterable[str] = FIELDS,
-        strip_untrusted: bool = True,
-    ) -> None:
-        self.app = app
-        self.policy = ProxyPolicy(trusted=trusted, mode=mode, hops=hops, fields=fields)
-        self.strip_untrusted = strip_untrusted
-        self._names = frozenset(name.encode("latin-1") for name in self.policy.header_names)
-        # Proxy headers a trusted proxy passes through without setting them (those outside
-        # ``mode`` and ``fields``) come from the client: removed as well.
-        self._unread = _STRIP - self._names
-        self._unread_keys = tuple(name.decode("latin-1") for name in sorted(self._unread))
-        self._collect = self._names | self._unread | {b"host"}
+    def _prepare(self) -> None:
+        self._unread_b = frozenset(name.encode("latin-1") for name in self._unread)
+        read = (name.encode("latin-1") for name in self.policy.header_names)
+        self._collect = self._unread_b.union(read, [b"host"])
 
     async def __call__(
         self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend
@@ -134,14 +151,14 @@ class ProxyHeaders:
         values = collect_headers(headers, self._collect)
         host = values.pop("host", None)
         strip = False
-        for key in self._unread_keys:
+        for key in self._unread:
             if values.pop(key, None) is not None:
                 strip = self.strip_untrusted
         decision = self.policy.decide(values, scheme=scope.get("scheme", "http"), host=host)
         if decision.ignored:
             _log_ignored(decision, peer)
         if strip:
-            scope = {**scope, "headers": [(n, v) for n, v in headers if n not in self._unread]}
+            scope = {**scope, "headers": [(n, v) for n, v in headers if n not in self._unread_b]}
         if decision is not NO_CHANGE:
             scope = _apply_to_scope(scope, decision)
             scope[PEER_KEY] = peer
@@ -179,7 +196,7 @@ def _apply_to_scope(scope: MutableMapping[str, Any], decision: ProxyDecision) ->
     return new
 
 
-class WSGIProxyHeaders:
+class WSGIProxyHeaders(_ProxyHeadersBase[WSGIApplication]):
     """WSGI middleware: `ProxyHeaders` for a WSGI application, with the same options.
 
     The environ is changed in place (PEP 3333 lets middleware rewrite the environ it passes
@@ -189,25 +206,9 @@ class WSGIProxyHeaders:
         ValueError: an invalid option.
     """
 
-    def __init__(
-        self,
-        app: WSGIApplication,
-        *,
-        trusted: str | Iterable[str] = ("127.0.0.1", "::1"),
-        mode: Mode = "x-forwarded",
-        hops: int = 1,
-        fields: Iterable[str] = FIELDS,
-        strip_untrusted: bool = True,
-    ) -> None:
-        self.app = app
-        self.policy = ProxyPolicy(trusted=trusted, mode=mode, hops=hops, fields=fields)
-        self.strip_untrusted = strip_untrusted
-        self._keys = tuple(
-            (name, "HTTP_" + name.upper().replace("-", "_")) for name in self.policy.header_names
-        )
-        # As on the ASGI side: proxy headers the policy does not read come from the client.
-        read = {key for _, key in self._keys}
-        self._unread_keys = tuple(key for key in _STRIP_KEYS if key not in read)
+    def _prepare(self) -> None:
+        self._keys = tuple((name, _environ_key(name)) for name in self.policy.header_names)
+        self._unread_keys = tuple(_environ_key(name) for name in self._unread)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         peer = environ.get("REMOTE_ADDR") or None

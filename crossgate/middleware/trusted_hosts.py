@@ -6,7 +6,7 @@ An application that builds absolute URLs (password-reset links, redirects, cache
 These middleware answer ``400 Bad Request`` with the reason (logged at WARNING on the
 ``crossgate.middleware`` logger) to a request whose ``Host`` is missing, malformed, repeated or
 not allowed, before the application runs. The decision is
-`crossgate.sansio.hosts.HostPolicy`, shared by both sides.
+`crossgate.sansio.trusted_hosts.HostPolicy`, shared by both sides.
 """
 
 from __future__ import annotations
@@ -14,17 +14,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, MutableMapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Generic
 from urllib.parse import quote
 
-from crossgate.middleware._common import asgi_refuse, wsgi_refuse
+from crossgate.middleware._common import App, asgi_refuse, wsgi_refuse
 from crossgate.sansio.headers import single_header
-from crossgate.sansio.hosts import HostPolicy, redirect_location
 from crossgate.sansio.response import error_events
+from crossgate.sansio.trusted_hosts import HostDecision, HostPolicy, redirect_location
 from crossgate.types import (
     ASGIApp,
     ASGIReceive,
     ASGISend,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
     StartResponse,
     WSGIApplication,
     WSGIEnvironment,
@@ -40,11 +42,33 @@ _log = logging.getLogger("crossgate.middleware")
 _KEEP_METHOD = frozenset({"GET", "HEAD"})
 
 
-def _redirect_status(method: str) -> int:
-    return 301 if method in _KEEP_METHOD else 308
+def _redirect(
+    decision: HostDecision, scheme: str, path: bytes, query: bytes, method: str, host: str | None
+) -> tuple[int, HTTPResponseStartEvent, HTTPResponseBodyEvent]:
+    """The status and the messages of the redirect ``decision`` asks for, logged at DEBUG."""
+    location = redirect_location(scheme, decision.location_host, path, query)
+    _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
+    status = 301 if method in _KEEP_METHOD else 308
+    extra = ((b"location", location.encode("ascii")),)
+    return status, *error_events(status, f"moved to {location}", extra_headers=extra)
 
 
-class TrustedHosts:
+class _TrustedHostsBase(Generic[App]):
+    """The constructor of `TrustedHosts` and `WSGITrustedHosts`: the options, in one place."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        allowed_hosts: Iterable[str],
+        redirect_to: str | None = None,
+        www_redirect: bool = False,
+    ) -> None:
+        self.app = app
+        self.policy = HostPolicy(allowed_hosts, redirect_to=redirect_to, www_redirect=www_redirect)
+
+
+class TrustedHosts(_TrustedHostsBase[ASGIApp]):
     """ASGI middleware: refuse requests whose ``Host`` is not one of ``allowed_hosts``.
 
     Args:
@@ -70,17 +94,6 @@ class TrustedHosts:
     and passes when its host is allowed.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        allowed_hosts: Iterable[str],
-        redirect_to: str | None = None,
-        www_redirect: bool = False,
-    ) -> None:
-        self.app = app
-        self.policy = HostPolicy(allowed_hosts, redirect_to=redirect_to, www_redirect=www_redirect)
-
     async def __call__(
         self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend
     ) -> None:
@@ -103,21 +116,14 @@ class TrustedHosts:
                 path = raw_path.partition(b"?")[0]
             else:
                 path = quote(scope["path"].encode("utf-8", "surrogateescape")).encode("ascii")
-            location = redirect_location(
-                scheme, decision.location_host, path, scope.get("query_string") or b""
-            )
-            status = _redirect_status(scope.get("method", "GET"))
-            _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
-            start, body = error_events(
-                status,
-                f"moved to {location}",
-                extra_headers=((b"location", location.encode("ascii")),),
-            )
+            query = scope.get("query_string") or b""
+            method = scope.get("method", "GET")
+            _, start, body = _redirect(decision, scheme, path, query, method, host)
             await send(as_message(start))
             await send(as_message(body))
 
 
-class WSGITrustedHosts:
+class WSGITrustedHosts(_TrustedHostsBase[WSGIApplication]):
     """WSGI middleware: `TrustedHosts` for a WSGI application, with the same options.
 
     The ``Host`` comes from ``HTTP_HOST`` (a WSGI server joins repeated ``Host`` headers with
@@ -128,17 +134,6 @@ class WSGITrustedHosts:
     Raises:
         ValueError: an invalid option.
     """
-
-    def __init__(
-        self,
-        app: WSGIApplication,
-        *,
-        allowed_hosts: Iterable[str],
-        redirect_to: str | None = None,
-        www_redirect: bool = False,
-    ) -> None:
-        self.app = app
-        self.policy = HostPolicy(allowed_hosts, redirect_to=redirect_to, www_redirect=www_redirect)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         host = environ.get("HTTP_HOST")
@@ -157,17 +152,9 @@ class WSGITrustedHosts:
                 "latin-1"
             )
             path = quote(decoded).encode("ascii")
-        location = redirect_location(
-            scheme,
-            decision.location_host,
-            path,
-            environ.get("QUERY_STRING", "").encode("latin-1"),
-        )
-        status = _redirect_status(environ.get("REQUEST_METHOD", "GET"))
-        _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
-        start, body = error_events(
-            status, f"moved to {location}", extra_headers=((b"location", location.encode("ascii")),)
-        )
+        query = environ.get("QUERY_STRING", "").encode("latin-1")
+        method = environ.get("REQUEST_METHOD", "GET")
+        status, start, body = _redirect(decision, scheme, path, query, method, host)
         start_response(
             f"{status} {HTTPStatus(status).phrase}",
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", ())],

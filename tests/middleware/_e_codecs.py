@@ -1,7 +1,7 @@
 """Decoders for the compression tests: gzip from the standard library, brotli from the package.
 
 The `brotli` package ships no type information; it is imported by name and described by a
-`Protocol`, as ``crossgate.sansio.compression`` does, so the tests stay ``mypy --strict`` clean.
+`Protocol`, as ``crossgate.sansio.gzip_codec`` does, so the tests stay ``mypy --strict`` clean.
 """
 
 from __future__ import annotations

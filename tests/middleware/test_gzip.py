@@ -24,7 +24,7 @@ import pytest
 
 from crossgate.exceptions import AppProtocolError
 from crossgate.middleware.gzip import GZip, WSGIGZip
-from crossgate.sansio import compression
+from crossgate.sansio import gzip_codec
 from crossgate.testing import call_http, call_lifespan, call_websocket, http_scope
 from crossgate.types import ASGIReceive, ASGISend, Message, StartResponse, WSGIEnvironment
 from tests.middleware._e_apps import ClosingIterable, call_wsgi, make_environ, text_app
@@ -180,7 +180,7 @@ def test_invalid_options(options: dict[str, Any], message: str) -> None:
 
 
 def test_brotli_true_without_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compression, "_brotli", None)
+    monkeypatch.setattr(gzip_codec, "_brotli", None)
     with pytest.raises(ValueError, match="pip install brotli"):
         GZip(_asgi_app(), brotli=True)
     with pytest.raises(ValueError, match="pip install brotli"):
@@ -856,7 +856,7 @@ def test_padding_leaves_br_out(side: str) -> None:
     ],
 )
 def test_invalid_padding_options(options: dict[str, Any], message: str) -> None:
-    if options.get("brotli") and not compression.brotli_available():
+    if options.get("brotli") and not gzip_codec.brotli_available():
         pytest.skip("brotli is not installed")
     with pytest.raises(ValueError, match=message):
         GZip(_asgi_app(), **options)

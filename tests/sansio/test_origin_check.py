@@ -1,4 +1,4 @@
-"""The ``Origin`` decision (`crossgate.sansio.origin`), as tables."""
+"""The ``Origin`` decision (`crossgate.sansio.origin_check`), as tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from crossgate.exceptions import PeerProtocolError
-from crossgate.sansio.origin import (
+from crossgate.sansio.origin_check import (
     Origin,
     OriginDecision,
     OriginPattern,
@@ -235,22 +235,21 @@ def test_origin_check_never_raises(origin: str, host: str | None) -> None:
         assert not any(c in origin.partition("://")[2] for c in "\r\n\x00/@, ")
 
 
-def test_decisions_are_remembered_in_a_bounded_memo() -> None:
+def test_decisions_are_remembered_in_a_bounded_cache() -> None:
     policy = OriginPolicy(["https://example.com"])
     first = policy.check("https://example.com", scheme="https", host="x")
     assert policy.check("https://example.com", scheme="https", host="x") is first
     for i in range(1500):  # a client sending random origins
         assert not policy.check(f"https://h{i}.evil", scheme="https", host="x").allowed
-    assert len(policy._memo) <= 1024
+    assert policy._remembered.cache_info().currsize <= 1024
     assert policy.check("https://example.com", scheme="https", host="x") == first
 
 
 def test_long_values_are_not_remembered() -> None:
     policy = OriginPolicy(["https://example.com"])
     assert not policy.check("https://" + "a" * 5000, scheme="https", host=None).allowed
-    assert policy._memo == {}
     assert not policy.check("https://a.com", scheme="https", host="h" * 5000).allowed
-    assert policy._memo == {}
+    assert policy._remembered.cache_info().currsize == 0
 
 
 def test_memo_keys_on_every_input() -> None:

@@ -1,31 +1,25 @@
-"""``crossgate.sansio.compression``: negotiation, the response plan, the flushing compressor."""
+"""``crossgate.sansio.gzip``: negotiation, the response plan, the headers read and rewritten."""
 
 from __future__ import annotations
-
-import gzip
-import importlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossgate.sansio import compression
-from crossgate.sansio.compression import (
+from crossgate.sansio import gzip as gzip_decision
+from crossgate.sansio.gzip import (
     DEFAULT_EXCLUDED_TYPES,
     Action,
-    Compressor,
     Plan,
     ResponseFacts,
-    brotli_available,
-    compress_whole,
     compresses_at,
     merge_vary,
     negotiate,
-    padded_gzip_header,
     plan_response,
+    planned_headers,
+    response_facts,
     weaken_etag,
 )
-from tests.middleware._e_codecs import Decoder, decode
 
 BOTH = ("br", "gzip")
 GZIP_ONLY = ("gzip",)
@@ -78,15 +72,13 @@ def test_negotiate_takes_str_too() -> None:
     assert negotiate("gzip", GZIP_ONLY) == "gzip"
 
 
-def test_negotiation_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    cache: dict[tuple[bytes | str, tuple[str, ...]], str | None] = {}
-    monkeypatch.setattr(compression, "_NEGOTIATION_CACHE", cache)
-    for index in range(compression._NEGOTIATION_CACHE_MAX + 50):
+def test_negotiation_cache_is_bounded() -> None:
+    first = negotiate(b"gzip;q=0.5, br", GZIP_ONLY)
+    for index in range(300):
         assert negotiate(f"gzip;q=0.{index % 9 + 1}, x{index}".encode(), GZIP_ONLY) == "gzip"
-    assert len(cache) == compression._NEGOTIATION_CACHE_MAX
+    assert negotiate.cache_info().currsize <= 256
     # A cached answer is the same answer.
-    first = next(iter(cache))
-    assert negotiate(first[0], first[1]) == cache[first]
+    assert negotiate(b"gzip;q=0.5, br", GZIP_ONLY) == first == "gzip"
 
 
 @settings(max_examples=300, deadline=None)
@@ -209,74 +201,11 @@ def test_compresses_at(size: int, complete: bool, expected: bool) -> None:
     assert compresses_at(size, complete=complete, minimum_size=500) is expected
 
 
-@pytest.mark.parametrize("coding", ["gzip", "br"])
-def test_each_chunk_decodes_on_its_own(coding: str) -> None:
-    # The flush after every chunk: what the client received so far decodes to everything sent
-    # so far, without waiting for the end of the stream.
-    compressor = Compressor(coding)
-    decoder = Decoder(coding)
-    for index in range(5):
-        chunk = f"event {index}\n".encode() * 3
-        assert decoder.feed(compressor.chunk(chunk)) == chunk
-    assert compressor.chunk(b"") == b""
-    assert decoder.feed(compressor.last()) == b""
-
-
-def test_gzip_output_is_a_gzip_file() -> None:
-    compressor = Compressor("gzip", level=9)
-    data = compressor.chunk(b"a" * 1000) + compressor.chunk(b"b" * 1000) + compressor.last(b"c")
-    assert gzip.decompress(data) == b"a" * 1000 + b"b" * 1000 + b"c"
-
-
-def test_brotli_output_is_brotli() -> None:
-    compressor = Compressor("br", brotli_quality=11)
-    data = compressor.chunk(b"a" * 1000) + compressor.last(b"b" * 10)
-    assert decode("br", data) == b"a" * 1000 + b"b" * 10
-
-
-@pytest.mark.parametrize("coding", ["gzip", "br"])
-def test_compress_whole(coding: str) -> None:
-    data = compress_whole(coding, [b"x" * 600, b"y" * 600], level=6, brotli_quality=4)
-    assert decode(coding, data) == b"x" * 600 + b"y" * 600
-
-
-@pytest.mark.parametrize(
-    ("coding", "options", "message"),
-    [
-        ("deflate", {}, "unknown content coding"),
-        ("gzip", {"level": 10}, "compresslevel"),
-        ("gzip", {"level": -1}, "compresslevel"),
-        ("br", {"brotli_quality": 12}, "brotli_quality"),
-    ],
-)
-def test_compressor_rejects_bad_options(coding: str, options: dict[str, int], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        Compressor(coding, **options)
-
-
-def test_without_brotli(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert brotli_available()
-    monkeypatch.setattr(compression, "_brotli", None)
-    assert not brotli_available()
-    with pytest.raises(ValueError, match="pip install brotli"):
-        Compressor("br")
-
-
-def test_brotli_import_failure_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    def missing(name: str) -> object:
-        raise ImportError(name)
-
-    monkeypatch.setattr(importlib, "import_module", missing)
-    assert compression._load_brotli() is None
-
-
-def test_media_type_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    cache: dict[tuple[str, frozenset[str]], bool] = {}
-    monkeypatch.setattr(compression, "_EXCLUDED_CACHE", cache)
-    for index in range(compression._EXCLUDED_CACHE_MAX + 20):
+def test_media_type_cache_is_bounded() -> None:
+    for index in range(300):
         facts = ResponseFacts(200, f"text/html; v={index}", content_length="900")
         assert _plan(facts).action is Action.COMPRESS
-    assert len(cache) == compression._EXCLUDED_CACHE_MAX
+    assert gzip_decision._excluded.cache_info().currsize <= 256
     # Answers come from the cache the same as computed.
     assert _plan(ResponseFacts(200, "text/html; v=0", content_length="900")).action is (
         Action.COMPRESS
@@ -284,28 +213,78 @@ def test_media_type_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _plan(ResponseFacts(200, "image/png")).action is Action.SKIP
 
 
-# --- issue 19, item 6: the padded gzip header ----------------------------------------------
+@pytest.mark.parametrize(
+    ("headers", "status", "facts"),
+    [
+        # ASGI's byte pairs and WSGI's string pairs give the same facts, names in any case.
+        (
+            [(b"content-type", b"text/html"), (b"etag", b'"x"'), (b"x-other", b"1")],
+            200,
+            ResponseFacts(200, "text/html", etag='"x"'),
+        ),
+        (
+            [("Content-Type", "text/html"), ("ETag", '"x"'), ("X-Other", "1")],
+            200,
+            ResponseFacts(200, "text/html", etag='"x"'),
+        ),
+        # A repeated field is one list (RFC 9110 section 5.3).
+        ([("Vary", "Cookie"), ("vary", "Origin")], 404, ResponseFacts(404, vary="Cookie, Origin")),
+        (
+            [(b"content-length", b"5"), (b"content-length", b"5")],
+            200,
+            ResponseFacts(200, content_length="5, 5"),
+        ),
+    ],
+)
+def test_response_facts(headers: list[tuple[str, str]], status: int, facts: ResponseFacts) -> None:
+    assert response_facts(status, headers) == facts
 
 
-@pytest.mark.parametrize("padding", [0, 1, 57, 100])
-@pytest.mark.parametrize("chunks", [[], [b""], [b"x" * 3000], [b"ab", b"", b"cd" * 900]])
-def test_padded_gzip_decodes_and_carries_the_padding(padding: int, chunks: list[bytes]) -> None:
-    import gzip as gzip_module
-
-    compressor = Compressor("gzip", padding=padding)
-    out = b"".join(compressor.chunk(c) for c in chunks) + compressor.last(b"!")
-    assert gzip_module.decompress(out) == b"".join(chunks) + b"!"
-    assert out.startswith(padded_gzip_header(padding))
-    whole = compress_whole("gzip", chunks, level=6, brotli_quality=4, padding=padding)
-    assert gzip_module.decompress(whole) == b"".join(chunks)
-    assert (
-        len(whole)
-        == len(compress_whole("gzip", chunks, level=6, brotli_quality=4, padding=0)) + padding
-    )
+PLAN = Plan(Action.COMPRESS, "gzip", vary="Cookie, Accept-Encoding", etag='W/"x"')
 
 
-def test_padding_errors() -> None:
-    with pytest.raises(ValueError, match="0 or more"):
-        Compressor("gzip", padding=-1)
-    with pytest.raises(ValueError, match="gzip only"):
-        Compressor("br", padding=3)
+@pytest.mark.parametrize(
+    ("coding", "length", "expected"),
+    [
+        (
+            "gzip",
+            12,
+            [
+                ("Content-Type", "text/html"),
+                ("Vary", "Cookie, Accept-Encoding"),
+                ("Content-Encoding", "gzip"),
+                ("ETag", 'W/"x"'),
+                ("Content-Length", "12"),
+            ],
+        ),
+        # Not compressed: only Vary changes.
+        (
+            None,
+            None,
+            [
+                ("Content-Type", "text/html"),
+                ("Content-Length", "900"),
+                ("Accept-Ranges", "bytes"),
+                ("ETag", '"x"'),
+                ("Vary", "Cookie, Accept-Encoding"),
+            ],
+        ),
+    ],
+)
+def test_planned_headers_both_forms(
+    coding: str | None, length: int | None, expected: list[tuple[str, str]]
+) -> None:
+    wsgi = [
+        ("Content-Type", "text/html"),
+        ("Content-Length", "900"),
+        ("Accept-Ranges", "bytes"),
+        ("ETag", '"x"'),
+        ("Vary", "Cookie"),
+    ]
+    assert planned_headers(wsgi, PLAN, coding, length, lambda n, v: (n, v)) == expected
+    asgi = [(n.lower().encode(), v.encode()) for n, v in wsgi]
+
+    def pair(name: str, value: str) -> tuple[bytes, bytes]:
+        return name.lower().encode(), value.encode()
+
+    assert planned_headers(asgi, PLAN, coding, length, pair) == [pair(n, v) for n, v in expected]

@@ -1,0 +1,210 @@
+"""The grammar of the headers a reverse proxy writes about the client. Pure.
+
+`parse_node` reads a client address (``X-Forwarded-For`` entry, RFC 7239 ``for``),
+`parse_prefix` an ``X-Forwarded-Prefix`` path, `parse_forwarded` an RFC 7239 ``Forwarded``
+value; each raises `crossgate.exceptions.PeerProtocolError` for a malformed one. Which entries
+are believed is `crossgate.sansio.proxy_headers.ProxyPolicy`'s decision.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
+
+from crossgate.exceptions import PeerProtocolError
+from crossgate.sansio.trusted_hosts import IPV4, parse_port
+
+__all__ = [
+    "CONTROL",
+    "ClientAddress",
+    "Prefix",
+    "parse_forwarded",
+    "parse_node",
+    "parse_prefix",
+]
+
+# RFC 9110 section 5.5: no field value holds CR, LF or NUL, and none of the values read here may
+# hold any other control character (HTAB aside, which is whitespace).
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+# RFC 7239 section 4: forwarded-pair = token "=" value; value = token / quoted-string (RFC 9110
+# section 5.6). Whitespace around the pair is tolerated, as around list items.
+_TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_PAIR = re.compile(rf"[ \t]*({_TCHARS})=({_TCHARS}|{_QUOTED})[ \t]*")
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+# RFC 7239 section 6.3: obfnode = "_" 1*( ALPHA / DIGIT / "." / "_" / "-"); obfport the same.
+_OBFUSCATED = re.compile(r"_[A-Za-z0-9._-]+")
+
+# RFC 3986 section 3.3: path-abempty made of pchar; percent escapes must be complete.
+_PREFIX = re.compile(r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)+")
+# The ASCII bytes outside pchar and "/" (RFC 3986 sections 3.3 and 2), in a decoded prefix.
+_NOT_PATH = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/\x80-\xff]")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAddress:
+    """The client's address as the proxies reported it.
+
+    ``host`` is ``None`` when the proxy hid it (RFC 7239 ``unknown`` or an obfuscated
+    identifier such as ``_hidden``); ``port`` is ``None`` when no port was given.
+    """
+
+    host: str | None
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    """A path prefix the proxy removed: ``path`` decoded (for ``root_path``), ``raw`` as sent."""
+
+    path: str
+    raw: bytes
+
+
+def parse_node(text: str) -> ClientAddress:
+    """Parse a client node: ``X-Forwarded-For`` entry or RFC 7239 ``for`` value (unquoted).
+
+    Accepts ``1.2.3.4``, ``1.2.3.4:4711``, ``[2001:db8::1]``, ``[2001:db8::1]:4711``, a bare
+    ``2001:db8::1`` (common in ``X-Forwarded-For``), ``unknown`` and obfuscated identifiers
+    (``_hidden``, RFC 7239 section 6.3; ports may be obfuscated too). IPv6 addresses come out
+    compressed (``2001:DB8:0::1`` is ``2001:db8::1``), and IPv4-mapped ones as the plain IPv4
+    address (``::ffff:1.2.3.4`` is ``1.2.3.4``).
+
+    Raises:
+        PeerProtocolError: anything else, such as a host name or a bad port.
+    """
+    if IPV4.fullmatch(text):  # the common case, first
+        return ClientAddress(text)
+    port_text = ""
+    if text.startswith("["):
+        end = text.find("]")
+        rest = text[end + 1 :] if end > 0 else "?"
+        if rest and not rest.startswith(":"):
+            raise PeerProtocolError(f"not a node: {text!a}")
+        name, port_text = text[1:end], rest[1:]
+        host = _ipv6(name)
+    elif text.count(":") > 1:
+        host = _ipv6(text)
+    else:
+        name, colon, port_text = text.partition(":")
+        if colon and not port_text:
+            raise PeerProtocolError(f"empty port in node: {text!a}")
+        if IPV4.fullmatch(name):
+            host = name
+        elif name == "unknown" or _OBFUSCATED.fullmatch(name):
+            host = None
+        else:
+            raise PeerProtocolError(f"not an IP address: {name!a}")
+    port: int | None = None
+    if port_text and not _OBFUSCATED.fullmatch(port_text):
+        port = parse_port(port_text)
+    return ClientAddress(host, port)
+
+
+def _ipv6(text: str) -> str:
+    try:
+        address = ipaddress.IPv6Address(text)
+    except ValueError:
+        raise PeerProtocolError(f"not an IP address: {text!a}") from None
+    if address.scope_id is not None:
+        raise PeerProtocolError(f"IPv6 zone identifiers are not allowed: {text!a}")
+    # An IPv4-mapped address (RFC 4291 section 2.5.5.2, what a dual-stack proxy writes for an
+    # IPv4 client) is the IPv4 client: reported as plain "1.2.3.4", so that allow-lists and
+    # rate limits keyed on the IPv4 address match it whichever way the proxy wrote it
+    # (compressing it would give "::ffff:102:304").
+    mapped = address.ipv4_mapped
+    if mapped is not None:
+        return str(mapped)
+    return address.compressed
+
+
+def parse_prefix(text: str) -> Prefix | None:
+    """Parse an ``X-Forwarded-Prefix`` value such as ``/app``; ``None`` for ``/`` (no prefix).
+
+    A trailing ``/`` is dropped. The prefix is percent-decoded for ``root_path``; empty
+    segments, escapes of ``/``, dot segments, control characters, any other escaped ASCII
+    character outside RFC 3986's path characters (``%09``, ``%5C``, ``%20``, ``%25``, ``%3F``)
+    and invalid UTF-8 are refused, since each would make the prefix mean something else than
+    the path the proxy removed, or let a URL built on it leave the site.
+
+    Raises:
+        PeerProtocolError: ``text`` is not such a path.
+    """
+    text = text.rstrip("/")
+    if not text:
+        return None
+    if not _PREFIX.fullmatch(text):
+        raise PeerProtocolError(f"not a path prefix such as /app: {text!a}")
+    raw = text.encode("ascii")
+    # An empty segment ("//evil.com") would make the prefix a network-path reference (RFC 3986
+    # section 4.2): URLs built on it, a redirect's Location among them, would leave the site.
+    if "//" in text:
+        raise PeerProtocolError(f"prefix has an empty segment: {text!a}")
+    decoded = unquote_to_bytes(raw)
+    segments = decoded.split(b"/")
+    if decoded.count(b"/") != raw.count(b"/") or b"." in segments or b".." in segments:
+        raise PeerProtocolError(f"prefix has an encoded '/' or a dot segment: {text!a}")
+    if CONTROL.search(decoded.decode("latin-1")):
+        raise PeerProtocolError(f"prefix has an encoded control character: {text!a}")
+    # Browsers drop tabs from URLs and read "\\" as "/", so "/%09/evil.com" and "/%5Cevil.com"
+    # would be "//evil.com" in a redirect built from the root path; "%", "?", "#", spaces and
+    # quotes would change what such a URL means too. Once decoded, every ASCII byte must be a
+    # character RFC 3986 section 3.3 allows literally in a path (pchar or "/"); bytes from 0x80
+    # up may only spell UTF-8 text (RFC 3987 ucschar, checked below), which no browser reads as
+    # a delimiter.
+    bad = _NOT_PATH.search(decoded)
+    if bad is not None:
+        raise PeerProtocolError(
+            f"prefix has an encoded {bad.group()!a}, not an RFC 3986 path character: {text!a}"
+        )
+    try:
+        path = decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PeerProtocolError(f"prefix is not UTF-8 once decoded: {text!a}") from None
+    return Prefix(path, raw)
+
+
+def parse_forwarded(text: str) -> list[dict[str, str]]:
+    """Parse an RFC 7239 ``Forwarded`` value into its elements, each a dict of parameters.
+
+    Parameter names are lower-cased; quoted values are unquoted. Empty list elements are
+    dropped (RFC 9110 section 5.6.1).
+
+    Raises:
+        PeerProtocolError: the value does not follow the RFC 7239 section 4 grammar (an unquoted
+            ``[`` or ``:``, a stray character, an unterminated quote), or an element repeats a
+            parameter (section 4: "MUST NOT occur more than once").
+    """
+    elements: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    pos, end = 0, len(text)
+    while True:
+        while pos < end and text[pos] in " \t":
+            pos += 1
+        if pos < end and text[pos] not in ",;":
+            match = _PAIR.match(text, pos)
+            if match is None:
+                raise PeerProtocolError(f"malformed Forwarded header at {text[pos:]!a}")
+            name, value = match.group(1).lower(), match.group(2)
+            if name in current:
+                raise PeerProtocolError(f"Forwarded element repeats {name!r}")
+            if value.startswith('"'):
+                value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+            current[name] = value
+            pos = match.end()
+        if pos == end:
+            break
+        if text[pos] == ",":
+            if current:
+                elements.append(current)
+            current = {}
+        elif text[pos] != ";":
+            raise PeerProtocolError(f"malformed Forwarded header at {text[pos:]!a}")
+        pos += 1
+    if current:
+        elements.append(current)
+    return elements

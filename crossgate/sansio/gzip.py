@@ -1,0 +1,364 @@
+"""What `crossgate.middleware.gzip` decides about a response, for both sides. Pure.
+
+* `negotiate`: which content coding the client takes (``Accept-Encoding`` with q-values,
+  ``identity;q=0`` and ``*``, RFC 9110 section 12.5.3).
+* `plan_response`: whether a response is compressed, passed on with ``Vary: Accept-Encoding``
+  added, left alone, or needs its first body chunk to decide; and the header values that change.
+* `response_facts` and `planned_headers`: the same reading and rewriting of the response
+  headers for ASGI's byte pairs and WSGI's string pairs.
+
+The compressor itself is `crossgate.sansio.gzip_codec.Compressor`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import AnyStr
+
+__all__ = [
+    "DEFAULT_EXCLUDED_TYPES",
+    "DROPPED_WHEN_COMPRESSED",
+    "Action",
+    "Plan",
+    "ResponseFacts",
+    "compresses_at",
+    "merge_vary",
+    "negotiate",
+    "plan_response",
+    "planned_headers",
+    "response_facts",
+    "weaken_etag",
+]
+
+
+# Types that are compressed already (or must reach the client unbuffered, for text/event-stream)
+# are skipped. An entry ending in "/*" covers the whole top-level type.
+DEFAULT_EXCLUDED_TYPES: frozenset[str] = frozenset(
+    {
+        # Server-sent events: each event must reach the client as it is sent (HTML Living
+        # Standard, "Server-sent events"); some proxies and clients also mishandle them encoded.
+        "text/event-stream",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "audio/*",
+        "video/*",
+        "font/woff",
+        "font/woff2",
+        "application/zip",
+        "application/gzip",
+        "application/x-gzip",
+        "application/zstd",
+        "application/x-7z-compressed",
+        "application/x-rar-compressed",
+    }
+)
+
+# Response headers that no longer hold once the body is compressed: the length changes, the
+# coding is replaced, and byte ranges of the uncompressed representation mean nothing in the
+# compressed one (RFC 9110 section 14.3; nginx's gzip module drops Accept-Ranges as well).
+DROPPED_WHEN_COMPRESSED = frozenset({"content-length", "content-encoding", "accept-ranges"})
+
+_QVALUE_MAX = 1.0
+
+
+def _parse_accept_encoding(value: str) -> dict[str, float]:
+    """``coding -> q`` for each well-formed element; malformed elements are skipped.
+
+    RFC 9110 section 12.5.3: ``Accept-Encoding = #( codings [ weight ] )``, codings are
+    case-insensitive, a weight is ``;q=`` and a qvalue between 0 and 1 with up to three
+    decimals. ``x-gzip`` means ``gzip`` (section 8.4.1.3).
+    """
+    weights: dict[str, float] = {}
+    for element in value.split(","):
+        coding, _, params = element.partition(";")
+        coding = coding.strip(" \t").lower()
+        if not coding:
+            continue
+        q = 1.0
+        params = params.strip(" \t")
+        if params:
+            key, sep, number = params.partition("=")
+            if key.strip(" \t").lower() != "q" or not sep:
+                continue
+            try:
+                q = float(number.strip(" \t"))
+            except ValueError:
+                continue
+            # float() also takes "nan", "inf" and "1e0": only 0..1 counts as a qvalue.
+            if not 0.0 <= q <= _QVALUE_MAX:
+                continue
+        if coding == "x-gzip":
+            coding = "gzip"
+        # The first weight given for a coding wins; a client repeating one is confused anyway.
+        weights.setdefault(coding, q)
+    return weights
+
+
+# Browsers send a handful of distinct values; parsing one costs more than the cache lookup.
+@functools.lru_cache(maxsize=256)
+def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -> str | None:
+    """The coding to use from ``available`` (server preference order), or ``None`` for identity.
+
+    * No ``Accept-Encoding`` header: identity. RFC 9110 allows any coding then, but clients that
+      send none (curl without ``--compressed``, many scripts) usually cannot decode one.
+    * Each coding's weight is its own q, else the q of ``*``, else 0; the highest positive
+      weight wins, ties going to the earlier entry of ``available`` (``br`` before ``gzip``).
+    * An explicit ``identity;q=X`` with ``X`` above the best coding's weight keeps identity.
+    * When nothing is acceptable (``gzip;q=0``, ``*;q=0``) the response is sent as identity:
+      RFC 9110 allows a 406 there, but an uncompressed answer is more useful.
+
+    ``accept_encoding`` is the header's bytes (ASGI) or its latin-1 string (WSGI).
+    """
+    if accept_encoding is None:
+        return None
+    text = (
+        accept_encoding.decode("latin-1") if isinstance(accept_encoding, bytes) else accept_encoding
+    )
+    weights = _parse_accept_encoding(text)
+    star = weights.get("*", 0.0)
+    best: str | None = None
+    best_q = 0.0
+    for coding in available:
+        q = weights.get(coding, star)
+        if q > best_q:
+            best, best_q = coding, q
+    if best is not None and weights.get("identity", 0.0) > best_q:
+        best = None
+    return best
+
+
+class Action(Enum):
+    """What to do with a response, decided from its status and headers."""
+
+    #: Leave the response exactly as it is.
+    SKIP = "skip"
+    #: Send it uncompressed, with `Plan.vary` set as the ``Vary`` header.
+    IDENTITY = "identity"
+    #: Compress it: drop ``Content-Length``, add ``Content-Encoding``, set `Plan.vary` and
+    #: `Plan.etag`.
+    COMPRESS = "compress"
+    #: The headers do not say how long the body is: decide with `compresses_at` once the first
+    #: body chunk shows whether it is the whole body.
+    WAIT = "wait"
+
+
+@dataclass(slots=True)
+class ResponseFacts:
+    """The parts of a response `plan_response` looks at, as the shell found them.
+
+    Header values are the raw values (``None`` when absent); repeated ``Vary`` headers are
+    joined with ``", "`` by the shell.
+    """
+
+    status: int
+    content_type: str | None = None
+    content_encoding: str | None = None
+    content_length: str | None = None
+    content_range: str | None = None
+    cache_control: str | None = None
+    vary: str | None = None
+    etag: str | None = None
+    trailers: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """`plan_response`'s answer.
+
+    Attributes:
+        action: see `Action`.
+        coding: the content coding to apply (``COMPRESS`` and ``WAIT``).
+        vary: the new ``Vary`` value (replacing every ``Vary`` header), or ``None`` to leave
+            ``Vary`` as it is.
+        etag: the new ``ETag`` value when compressing turned a strong tag weak, else ``None``.
+    """
+
+    action: Action
+    coding: str | None = None
+    vary: str | None = None
+    etag: str | None = None
+
+
+_SKIP = Plan(Action.SKIP)
+_IDENTITY_VARY = Plan(Action.IDENTITY, vary="Accept-Encoding")
+
+
+def merge_vary(existing: str | None) -> str | None:
+    """The ``Vary`` value that adds ``Accept-Encoding`` to ``existing``; ``None`` if unchanged.
+
+    A compressed response and its uncompressed sibling differ by ``Accept-Encoding``, so a
+    shared cache must key on it (RFC 9110 section 12.5.5), on both variants.
+    """
+    if existing is None or not existing.strip(" \t,"):
+        return "Accept-Encoding"
+    for token in existing.split(","):
+        token = token.strip(" \t").lower()
+        if token in ("*", "accept-encoding"):
+            return None
+    return existing.strip(" \t,") + ", Accept-Encoding"
+
+
+def weaken_etag(etag: str | None) -> str | None:
+    """``W/"x"`` for a strong ``"x"``; ``None`` when there is nothing to change.
+
+    RFC 9110 section 8.8.3: a strong validator changes whenever the representation's bytes do,
+    and compression changes them. nginx weakens the tag the same way, so conditional requests
+    (``If-None-Match``, weak comparison) still match.
+    """
+    if etag is None:
+        return None
+    stripped = etag.strip(" \t")
+    if stripped.startswith('"'):
+        return "W/" + stripped
+    return None
+
+
+# An app sends a handful of distinct types; caching the parse keeps it off the per-response path.
+@functools.lru_cache(maxsize=256)
+def _excluded(content_type: str, excluded: frozenset[str]) -> bool:
+    media = content_type.partition(";")[0].strip(" \t").lower()
+    return media in excluded or f"{media.partition('/')[0]}/*" in excluded
+
+
+def _no_transform(cache_control: str) -> bool:
+    # RFC 9111 section 5.2.2.6: no-transform forbids intermediaries to change the content;
+    # this middleware acts as one.
+    return any(d.strip(" \t").lower() == "no-transform" for d in cache_control.split(","))
+
+
+def plan_response(
+    facts: ResponseFacts,
+    *,
+    method: str,
+    coding: str | None,
+    minimum_size: int,
+    excluded_types: frozenset[str] = DEFAULT_EXCLUDED_TYPES,
+    wait_for_body: bool = False,
+) -> Plan:
+    """Decide what to do with a response from its status and headers.
+
+    Left alone (`Action.SKIP`): 1xx, 204, 206 and responses with ``Content-Range``, a
+    ``Content-Encoding`` already set (never double-compressed), ``Cache-Control:
+    no-transform``, an excluded media type (``text/event-stream``, images, audio, video and
+    archives by default), an invalid ``Content-Length``, and responses with trailers.
+
+    Sent uncompressed but with ``Vary: Accept-Encoding`` (`Action.IDENTITY`): the client took
+    no coding (``coding`` is ``None``), ``HEAD`` and ``304`` (no body, but their headers must
+    match the ``200``'s, RFC 9110 section 15.4.5), and a ``Content-Length`` under
+    ``minimum_size``.
+
+    When no ``Content-Length`` tells the size (or ``wait_for_body``, set when the app may hand
+    the body to the server as a file), the answer is `Action.WAIT`: call `compresses_at` with
+    the first body chunk.
+    """
+    status = facts.status
+    if status < 200 or status in (204, 206) or facts.content_range is not None:
+        return _SKIP
+    if facts.content_encoding is not None and facts.content_encoding.strip(" \t").lower() not in (
+        "",
+        "identity",
+    ):
+        return _SKIP
+    content_type = facts.content_type
+    if facts.trailers or (content_type is not None and _excluded(content_type, excluded_types)):
+        return _SKIP
+    if facts.cache_control is not None and _no_transform(facts.cache_control):
+        return _SKIP
+    length: int | None = None
+    if facts.content_length is not None:
+        text = facts.content_length.strip(" \t")
+        if not (text.isascii() and text.isdigit()):
+            return _SKIP
+        length = int(text)
+    vary = merge_vary(facts.vary)
+    if (
+        coding is None
+        or method == "HEAD"
+        or status == 304
+        or (length is not None and length < minimum_size)
+    ):
+        return _IDENTITY_VARY if facts.vary is None else Plan(Action.IDENTITY, vary=vary)
+    etag = weaken_etag(facts.etag)
+    if length is None or wait_for_body:
+        return Plan(Action.WAIT, coding, vary, etag)
+    return Plan(Action.COMPRESS, coding, vary, etag)
+
+
+def compresses_at(size: int, *, complete: bool, minimum_size: int) -> bool:
+    """For `Action.WAIT`: whether to compress, given the first body chunk's ``size``.
+
+    ``complete`` says that chunk is the whole body. A streamed body (more to come) is always
+    compressed, since its size cannot be known without holding it back.
+    """
+    return not complete or size >= minimum_size
+
+
+def _both_forms(*names: str) -> frozenset[str | bytes]:
+    """Lower-case header ``names`` as WSGI (``str``) and as ASGI (``bytes``) spell them."""
+    return frozenset({*names, *(name.encode("ascii") for name in names)})
+
+
+# The response headers ResponseFacts holds; each name, in either form -> its field.
+_FACT_HEADERS = "content-type content-encoding content-length content-range cache-control etag vary"
+_FACT_FIELDS = {
+    name: header.replace("-", "_")
+    for header in _FACT_HEADERS.split()
+    for name in _both_forms(header)
+}
+_VARY = _both_forms("vary")
+_ETAG = _both_forms("etag")
+_DROPPED = _both_forms(*DROPPED_WHEN_COMPRESSED)
+
+
+def response_facts(
+    status: int, headers: Iterable[tuple[AnyStr, AnyStr]], *, trailers: bool = False
+) -> ResponseFacts:
+    """The `ResponseFacts` of a response: ASGI ``(bytes, bytes)`` or WSGI ``(str, str)`` pairs.
+
+    A repeated field is one comma-separated list (RFC 9110 section 5.3). Joined, a repeated
+    ``Content-Length`` is no longer a number and ``Content-Encoding`` no longer ``identity``,
+    so such a response is left alone rather than guessed at.
+    """
+    facts = ResponseFacts(status, trailers=trailers)
+    for name, value in headers:
+        attr = _FACT_FIELDS.get(name.lower())
+        if attr is not None:
+            text = value if isinstance(value, str) else value.decode("latin-1")
+            old = getattr(facts, attr)
+            setattr(facts, attr, text if old is None else f"{old}, {text}")
+    return facts
+
+
+def planned_headers(
+    headers: Iterable[tuple[AnyStr, AnyStr]],
+    plan: Plan,
+    coding: str | None,
+    length: int | None,
+    pair: Callable[[str, str], tuple[AnyStr, AnyStr]],
+) -> list[tuple[AnyStr, AnyStr]]:
+    """The response ``headers`` with ``plan`` applied; ``coding`` set when compressing.
+
+    ``length`` is the compressed body's size when it is known whole. ``pair`` makes a header
+    of the shell's kind from a name and a value (the names given are WSGI's spelling).
+    """
+    dropped = _VARY if plan.vary is not None else frozenset()
+    if coding is not None:
+        dropped |= _DROPPED
+        if plan.etag is not None:
+            dropped |= _ETAG
+    out = [(k, v) for k, v in headers if k.lower() not in dropped]
+    if plan.vary is not None:
+        out.append(pair("Vary", plan.vary))
+    if coding is not None:
+        out.append(pair("Content-Encoding", coding))
+        if plan.etag is not None:
+            out.append(pair("ETag", plan.etag))
+        if length is not None:
+            out.append(pair("Content-Length", str(length)))
+    return out

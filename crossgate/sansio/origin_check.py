@@ -1,0 +1,232 @@
+"""The ``Origin`` check against cross-site websocket hijacking and CSRF. Pure: no I/O.
+
+A browser sends ``Origin`` (RFC 6454 section 7) on every websocket handshake and on every
+cross-origin (and, in current browsers, same-origin) unsafe request. Cookies ride along with
+both, so a page on ``evil.example`` can open a websocket to your app, or post a form to it, as
+the logged-in user; checking ``Origin`` against a list of trusted origins stops that. Non-browser
+clients send no ``Origin`` at all: whether that is allowed is the ``allow_missing`` choice.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from crossgate.exceptions import PeerProtocolError
+from crossgate.sansio.trusted_hosts import Authority, parse_authority
+
+__all__ = [
+    "PROTOCOLS",
+    "SAFE_METHODS",
+    "Origin",
+    "OriginDecision",
+    "OriginPattern",
+    "OriginPolicy",
+    "parse_origin",
+]
+
+PROTOCOLS = frozenset({"websocket", "http"})
+
+# RFC 9110 section 9.2.1: methods defined as safe; a browser's cross-site request with one of
+# these must not change state, so only the others are checked for ``protocols=("http",)``.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+# RFC 3986 section 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*", re.ASCII)
+# A websocket request's own origin, for the same-origin rule, is that of the page's scheme.
+_HTTP_SCHEME = {"ws": "http", "wss": "https"}
+# Decisions on longer origins or hosts are not remembered: such values are never valid.
+_MEMO_VALUE_MAX = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """A serialized origin (RFC 6454 section 6.2): scheme, host and effective port.
+
+    ``port`` is the explicit port, or the scheme's default (``None`` for a scheme without
+    one), so ``https://example.com`` and ``https://example.com:443`` are the same origin.
+    """
+
+    scheme: str
+    host: str
+    port: int | None
+
+
+def parse_origin(value: str) -> Origin:
+    """Parse an ``Origin`` header value other than ``null``.
+
+    Raises:
+        PeerProtocolError: ``value`` is not ``scheme://host[:port]``: it has a path (even a
+            lone ``/``), a query, a user name, several origins, or an invalid host or port.
+    """
+    scheme, sep, rest = value.partition("://")
+    scheme = scheme.lower()
+    if not sep or not _SCHEME.fullmatch(scheme):
+        raise PeerProtocolError(f"not an origin (scheme://host[:port]): {value!a}")
+    if "/" in rest or "?" in rest or "#" in rest:
+        raise PeerProtocolError(f"an origin has no path, query or fragment: {value!a}")
+    authority = parse_authority(rest)
+    return Origin(scheme, authority.host, authority.effective_port(scheme))
+
+
+@dataclass(frozen=True, slots=True)
+class OriginPattern:
+    """One entry of ``allowed_origins``.
+
+    ``https://example.com`` (that scheme, host and default port), ``https://example.com:8443``,
+    ``http://localhost:*`` (any port), ``https://*.example.com`` (any subdomain, at any depth,
+    not ``example.com`` itself), or ``null`` (the opaque origin of sandboxed frames, ``file:``
+    pages and some redirects: allow it only when you must).
+    """
+
+    scheme: str
+    host: str
+    port: int | None
+    any_port: bool = False
+    wildcard: bool = False
+    null: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> OriginPattern:
+        """Parse an ``allowed_origins`` entry.
+
+        Raises:
+            ValueError: ``text`` is not one of the forms above; the message says why.
+        """
+        if text == "null":
+            return cls("", "", None, null=True)
+        any_port = text.endswith(":*")
+        body = text[:-2] if any_port else text
+        scheme, _, host = body.partition("://")
+        wildcard = host.startswith("*.")
+        try:
+            origin = parse_origin(f"{scheme}://{host[2:]}" if wildcard else body)
+        except PeerProtocolError as exc:
+            raise ValueError(
+                f"invalid allowed origin {text!r}: {exc} (write scheme://host[:port], "
+                "for example https://example.com)"
+            ) from None
+        if wildcard and Authority(origin.host).is_ip:
+            raise ValueError(f"invalid allowed origin {text!r}: a wildcard needs a domain name")
+        return cls(origin.scheme, origin.host, origin.port, any_port=any_port, wildcard=wildcard)
+
+    def matches(self, origin: Origin) -> bool:
+        """Whether ``origin`` is allowed by this pattern (never true for ``null``)."""
+        if self.null or origin.scheme != self.scheme:
+            return False
+        if not self.any_port and origin.port != self.port:
+            return False
+        if self.wildcard:
+            return origin.host.endswith("." + self.host) and not Authority(origin.host).is_ip
+        return origin.host == self.host
+
+
+@dataclass(frozen=True, slots=True)
+class OriginDecision:
+    """``allowed``, or refused with a ``reason`` for the 403 and the log."""
+
+    allowed: bool
+    reason: str = ""
+
+
+ALLOWED = OriginDecision(True)
+
+
+class OriginPolicy:
+    """Which origins may open a websocket or send an unsafe request.
+
+    Args:
+        allowed_origins: `OriginPattern` texts. A single string is refused: it is almost always
+            a forgotten list.
+        allow_missing: allow requests with no ``Origin`` header (non-browser clients).
+        protocols: what is checked: ``"websocket"`` handshakes, and/or ``"http"`` requests with
+            an unsafe method (anything but GET, HEAD, OPTIONS, TRACE).
+        allow_same_origin: also allow the request's own origin (its scheme and ``Host``), as
+            Django's CSRF check does. Put `TrustedHosts` in front so that ``Host`` is one of
+            yours (a DNS-rebinding page sends its own name as ``Host``).
+
+    Raises:
+        ValueError: an invalid pattern, or an unknown or empty ``protocols``.
+    """
+
+    def __init__(
+        self,
+        allowed_origins: Iterable[str],
+        *,
+        allow_missing: bool = False,
+        protocols: Iterable[str] = ("websocket",),
+        allow_same_origin: bool = True,
+    ) -> None:
+        for name, value in (("allowed_origins", allowed_origins), ("protocols", protocols)):
+            if isinstance(value, str):
+                raise ValueError(f"{name} must be a list, not the string {value!r}")
+        patterns = tuple(OriginPattern.parse(text) for text in allowed_origins)
+        self.allow_null = any(p.null for p in patterns)
+        self.patterns = tuple(p for p in patterns if not p.null)
+        self.protocols = frozenset(protocols)
+        unknown = self.protocols - PROTOCOLS
+        if unknown or not self.protocols:
+            raise ValueError(
+                f"protocols must be some of 'websocket' and 'http', not {sorted(protocols)!r}"
+            )
+        self.allow_missing = allow_missing
+        self.allow_same_origin = allow_same_origin
+        self.check_http = "http" in self.protocols
+        self.check_websocket = "websocket" in self.protocols
+        # Few distinct (origin, scheme, host) triples reach one deployment; remembering the
+        # decisions saves about a microsecond per request in the middleware benchmark.
+        self._remembered = functools.lru_cache(maxsize=1024)(self._decide)
+
+    def applies(self, scope_type: str, method: str = "GET") -> bool:
+        """Whether a ``scope_type`` (``http``, ``websocket``) request with ``method`` is checked."""
+        if scope_type == "websocket":
+            return self.check_websocket
+        return scope_type == "http" and self.check_http and method not in SAFE_METHODS
+
+    def check(self, origin: str | None, *, scheme: str, host: str | None) -> OriginDecision:
+        """Decide on a request with ``Origin`` value ``origin`` (``None`` when absent).
+
+        ``scheme`` and ``host`` (the ``Host`` header) give the request's own origin for
+        ``allow_same_origin``. A value with a comma means several ``Origin`` headers (joined by
+        a WSGI server), which is refused like any malformed value.
+        """
+        if len(origin or "") > _MEMO_VALUE_MAX or len(host or "") > _MEMO_VALUE_MAX:
+            return self._decide(origin, scheme, host)
+        return self._remembered(origin, scheme, host)
+
+    def _decide(self, origin: str | None, scheme: str, host: str | None) -> OriginDecision:
+        if origin is None:
+            if self.allow_missing:
+                return ALLOWED
+            return OriginDecision(False, "missing Origin header")
+        if origin == "null":
+            if self.allow_null:
+                return ALLOWED
+            return OriginDecision(False, "Origin null is not allowed")
+        if "," in origin:
+            return OriginDecision(False, "more than one Origin header")
+        try:
+            parsed = parse_origin(origin)
+        except PeerProtocolError as exc:
+            return OriginDecision(False, f"invalid Origin header: {exc}")
+        for pattern in self.patterns:
+            if pattern.matches(parsed):
+                return ALLOWED
+        if self.allow_same_origin and host is not None and self._same(parsed, scheme, host):
+            return ALLOWED
+        return OriginDecision(False, f"origin {origin!a} is not allowed")
+
+    @staticmethod
+    def _same(origin: Origin, scheme: str, host: str) -> bool:
+        own_scheme = _HTTP_SCHEME.get(scheme, scheme)
+        try:
+            authority = parse_authority(host)
+        except PeerProtocolError:
+            return False
+        return (
+            origin.scheme == own_scheme
+            and origin.host == authority.host
+            and origin.port == authority.effective_port(own_scheme)
+        )
