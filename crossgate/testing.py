@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from crossgate._lifespan import LifespanDriver
 from crossgate.exceptions import CrossgateError
-from crossgate.sansio.lifespan import check_answer
 from crossgate.types import ASGIApp, Message
 
 __all__ = [
@@ -268,32 +268,30 @@ async def call_lifespan(
 ) -> LifespanResult:
     """Run a whole lifespan cycle: startup, then (when startup completed) shutdown.
 
+    The app is driven as `ASGIToWSGI` and the routers drive it (one driver,
+    `crossgate.sansio.lifespan.LifespanCycle` for the rules), and waited for until it returns.
     ``send()`` refuses what uvicorn's refuses, by raising `AppProtocolError` into the app: a
     message that does not answer the lifespan event waiting (an HTTP response, a second answer).
     The message is still recorded. What the app raises propagates, for the test to see.
+
+    Raises:
+        TimeoutError: the cycle took longer than ``timeout`` seconds.
     """
-    result = LifespanResult()
-    events = asyncio.Queue[Message]()
-    waiting: list[str] = ["lifespan.startup"]
-    events.put_nowait({"type": "lifespan.startup"})
+    driver = LifespanDriver(app)
 
-    async def receive() -> Message:
-        return await events.get()
+    async def cycle() -> None:
+        await driver.startup(state=state if state is not None else {})
+        await driver.shutdown()
+        if driver.task is not None:
+            await asyncio.wait((driver.task,))
 
-    async def send(message: Mapping[str, Any]) -> None:
-        result.messages.append(dict(message))
-        check_answer(waiting.pop() if waiting else None, message)
-        if message["type"] == "lifespan.startup.complete":
-            waiting.append("lifespan.shutdown")
-            events.put_nowait({"type": "lifespan.shutdown"})
-
-    scope = {
-        "type": "lifespan",
-        "asgi": {"version": "3.0", "spec_version": "2.0"},
-        "state": state if state is not None else {},
-    }
-    await asyncio.wait_for(app(scope, receive, send), timeout)
-    return result
+    try:
+        await asyncio.wait_for(cycle(), timeout)
+    finally:
+        await driver.abort()
+    if driver.error is not None:
+        raise driver.error
+    return LifespanResult(driver.messages)
 
 
 async def call_websocket(

@@ -1,7 +1,8 @@
 """The lifespan rules every crossgate lifespan driver applies. Pure.
 
 crossgate drives an app's lifespan in three places: `ASGIToWSGI` (it is the server of the app it
-wraps), the routers' fan-out (each sub-app), and the test driver ``crossgate.testing``. The ASGI
+wraps), the routers' fan-out (each sub-app), and the test driver ``crossgate.testing``; all three
+run one `LifespanCycle`, fed by one async driver. The ASGI
 lifespan spec 2.0 says an app that does not support lifespan "should raise an exception" on the
 scope, and that the server then goes on without it; it is silent on everything else an app may
 do instead of answering. The rules below fill that gap the way uvicorn's ``--lifespan auto`` does
@@ -25,14 +26,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from crossgate.exceptions import AppProtocolError
+from crossgate.exceptions import AppProtocolError, CrossgateError
 
 __all__ = [
     "ANSWERS",
     "UNSUPPORTED_GRACE",
+    "LifespanCycle",
+    "LifespanPhase",
     "StartupOutcome",
     "StartupVerdict",
     "check_answer",
+    "judge_shutdown",
     "judge_startup",
 ]
 
@@ -116,3 +120,139 @@ def judge_startup(
             StartupOutcome.FAILED, f"the app does not support the lifespan protocol (it {reason})"
         )
     return StartupVerdict(StartupOutcome.UNSUPPORTED, reason)
+
+
+def judge_shutdown(answer: Mapping[str, Any] | None, *, error: BaseException | None = None) -> str:
+    """What went wrong at shutdown, in words; ``""`` when nothing did.
+
+    ``answer`` is the app's first message after ``lifespan.shutdown``, or ``None`` when it ended
+    first: an app that returns without answering has nothing left to shut down (not an error),
+    one that raised failed.
+    """
+    if answer is None:
+        return "" if error is None else f"raised during shutdown: {error!r}"
+    kind = answer.get("type")
+    if kind == "lifespan.shutdown.complete":
+        return ""
+    if kind == "lifespan.shutdown.failed":
+        return f"failed to shut down: {answer.get('message') or ''}"
+    return f"answered lifespan.shutdown with {kind!r}"
+
+
+class LifespanPhase(enum.Enum):
+    """Where one lifespan cycle stands, as the server side sees it."""
+
+    IDLE = "idle"
+    """Nothing sent yet."""
+    STARTING = "starting"
+    """``lifespan.startup`` sent; its answer has not come."""
+    SERVING = "serving"
+    """Startup completed: requests are served; ``lifespan.shutdown`` may follow."""
+    STOPPING = "stopping"
+    """``lifespan.shutdown`` sent; its answer has not come."""
+    STOPPED = "stopped"
+    """Shutdown answered, or the app's lifespan ended: nothing is left to shut down."""
+    FAILED = "failed"
+    """Startup failed: do not serve; no shutdown follows (ASGI lifespan spec)."""
+    UNSUPPORTED = "unsupported"
+    """The app does not support lifespan: serve without it; no shutdown follows."""
+
+
+_P = LifespanPhase
+ANSWERED: Final = "answered"
+"""What happened when the app answered the event waiting (or sent something else instead)."""
+ENDED: Final = "ended"
+"""What happened when the app's lifespan coroutine returned or raised."""
+TIMEOUT: Final = "timeout"
+"""What happened when the answer did not come in time."""
+
+TRANSITIONS: Final[Mapping[tuple[LifespanPhase, str], LifespanPhase]] = {
+    (_P.IDLE, "lifespan.startup"): _P.STARTING,
+    (_P.SERVING, "lifespan.shutdown"): _P.STOPPING,
+    (_P.SERVING, ENDED): _P.STOPPED,
+    (_P.STARTING, TIMEOUT): _P.FAILED,
+    (_P.STOPPING, ANSWERED): _P.STOPPED,
+    (_P.STOPPING, ENDED): _P.STOPPED,
+    (_P.STOPPING, TIMEOUT): _P.STOPPED,
+}
+"""(phase, what happened) -> the next phase: an event the server sends, an answer the app sends,
+`ANSWERED`, `ENDED` or `TIMEOUT`. What the app sends or does while ``STARTING`` is judged by
+`judge_startup` instead, and anything missing here leaves the phase as it is."""
+
+_STARTUP_PHASES: Final = {
+    StartupOutcome.COMPLETE: _P.SERVING,
+    StartupOutcome.FAILED: _P.FAILED,
+    StartupOutcome.UNSUPPORTED: _P.UNSUPPORTED,
+}
+
+
+class LifespanCycle:
+    """One lifespan cycle, from the server's side: the events sent, the app's answers judged.
+
+    The driver tells it what it sends (`send`), what the app sends (`app_sent`), that the app's
+    coroutine ended (`ended`) or that an answer did not come in time (`timed_out`); the cycle
+    keeps the `LifespanPhase` and, in ``reason``, what went wrong, in words (``""`` when nothing
+    did). ``required`` makes an app without lifespan support fail startup (``lifespan="on"``).
+    """
+
+    __slots__ = ("phase", "reason", "required")
+
+    def __init__(self, *, required: bool = False) -> None:
+        self.phase = LifespanPhase.IDLE
+        self.required = required
+        self.reason = ""
+
+    @property
+    def waiting(self) -> str | None:
+        """The event waiting for the app's answer, if any."""
+        if self.phase is _P.STARTING:
+            return "lifespan.startup"
+        return "lifespan.shutdown" if self.phase is _P.STOPPING else None
+
+    def _move(self, happened: str) -> None:
+        self.phase = TRANSITIONS.get((self.phase, happened), self.phase)
+
+    def send(self, event: str) -> dict[str, Any]:
+        """The ``event`` message for the app.
+
+        Raises:
+            CrossgateError: ``event`` may not be sent now (a shutdown without a completed
+                startup: ASGI lifespan spec).
+        """
+        if (self.phase, event) not in TRANSITIONS:
+            raise CrossgateError(f"{event!r} cannot be sent in lifespan phase {self.phase.value}")
+        self._move(event)
+        return {"type": event}
+
+    def app_sent(self, message: Mapping[str, Any]) -> None:
+        """Judge a message the app sent.
+
+        Raises:
+            AppProtocolError: ``message`` is not an answer to the event waiting (see
+                `check_answer`); the driver raises it into the app, from its ``send()``.
+        """
+        waiting = self.waiting
+        if self.phase is _P.STARTING:
+            self._started(judge_startup(message, required=self.required))
+        elif self.phase is _P.STOPPING:
+            self.reason = judge_shutdown(message)
+            self._move(ANSWERED)
+        check_answer(waiting, message)
+
+    def ended(self, error: BaseException | None) -> None:
+        """The app's lifespan coroutine returned, or raised ``error``."""
+        if self.phase is _P.STARTING:
+            self._started(judge_startup(None, error=error, required=self.required))
+        elif self.phase is _P.STOPPING:
+            self.reason = judge_shutdown(None, error=error)
+        self._move(ENDED)
+
+    def timed_out(self, timeout: float) -> None:
+        """The answer to the event waiting did not come within ``timeout`` seconds."""
+        if self.waiting is not None:
+            self.reason = f"did not complete {self.waiting} within {timeout:g} s"
+        self._move(TIMEOUT)
+
+    def _started(self, verdict: StartupVerdict) -> None:
+        self.phase = _STARTUP_PHASES[verdict.outcome]
+        self.reason = verdict.reason

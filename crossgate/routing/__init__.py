@@ -18,7 +18,8 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from crossgate._routing_base import (
+from crossgate.exceptions import CrossgateError, PeerProtocolError
+from crossgate.routing._base import (
     App,
     Router,
     asgi,
@@ -30,9 +31,8 @@ from crossgate._routing_base import (
     send_error,
     wsgi,
 )
-from crossgate._routing_fallback import DROP, HTTPAttempt, Policy, WebSocketAttempt
-from crossgate._routing_lifespan import Hook, Lifespan
-from crossgate.exceptions import CrossgateError, PeerProtocolError
+from crossgate.routing._fallback import DROP, HTTPAttempt, Policy, WebSocketAttempt
+from crossgate.routing._lifespan import Hook, Lifespan
 from crossgate.sansio.paths import MountTable, normalize_prefix, slash_redirect_location
 from crossgate.sansio.response import error_events
 from crossgate.types import ASGIReceive, ASGISend, Message, as_message

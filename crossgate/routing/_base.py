@@ -12,10 +12,10 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from crossgate._routing_lifespan import Child, Fanout, Hook, Lifespan
 from crossgate.adapters._interface import describe, is_asgi
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.exceptions import PeerProtocolError
+from crossgate.routing._lifespan import Child, Fanout, Hook, Lifespan
 from crossgate.sansio.response import error_events
 from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message, WSGIApplication, as_message
 
