@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import IO, Any, Literal, TypeGuard
 
+from crossgate._answer import refuse, respond
 from crossgate._lifespan import Hook, answer_lifespan, run_hooks
 from crossgate.adapters._exchange import Exchange, ReadAheadBudget, RequestBody
 from crossgate.adapters._interface import check_app
@@ -561,24 +562,9 @@ class WSGIToASGI:
         self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend
     ) -> None:
         """Refuse a websocket: WSGI has no way to hold the connection open."""
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            return
         reason = "this path is served by a WSGI application, which cannot accept websockets"
         _log.info("refused a websocket to %s: %s", scope.get("path"), reason)
-        if "websocket.http.response" in (scope.get("extensions") or {}):
-            start, body = error_events(403, reason)
-            await send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": 403,
-                    "headers": start["headers"],
-                }
-            )
-            await send({"type": "websocket.http.response.body", "body": body["body"]})
-        else:
-            # ASGI websocket spec: a close before accept makes the server answer 403.
-            await send({"type": "websocket.close", "code": 1008, "reason": reason})
+        await refuse(scope, receive, send, 403, reason)
 
 
 def _join(chunks: list[bytes] | tuple[bytes, ...]) -> bytes:
@@ -590,13 +576,10 @@ def _join(chunks: list[bytes] | tuple[bytes, ...]) -> bytes:
 
 
 async def _send_error(send: ASGISend, error: ProtocolError) -> None:
-    await _send_status(send, error.status_code, str(error))
+    await respond(send, error.status_code, str(error))
 
 
-async def _send_status(send: ASGISend, status: int, message: str) -> None:
-    start, body = error_events(status, message)
-    await send(as_message(start))
-    await send(as_message(body))
+_send_status = respond
 
 
 def _file_path(file: Any, info: os.stat_result) -> str | None:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from crossgate._answer import refuse, respond
 from crossgate.exceptions import CrossgateError, PeerProtocolError
 from crossgate.routing._base import (
     App,
@@ -26,16 +27,13 @@ from crossgate.routing._base import (
     call,
     downstream,
     is_asgi,
-    refuse_websocket,
     reject,
-    send_error,
     wsgi,
 )
 from crossgate.routing._fallback import DROP, HTTPAttempt, Policy, WebSocketAttempt
 from crossgate.routing._lifespan import Hook, Lifespan
 from crossgate.sansio.paths import MountTable, normalize_prefix, slash_redirect_location
-from crossgate.sansio.response import error_events
-from crossgate.types import ASGIReceive, ASGISend, Message, as_message
+from crossgate.types import ASGIReceive, ASGISend, Message
 
 __all__ = [
     "App",
@@ -122,14 +120,10 @@ class ProtocolRouter(Router):
             await self._lifespan(scope, receive, send)
             return
         reason = f"no app is configured for {kind!r} connections"
-        if kind == "http":
-            _log.error("ProtocolRouter: %s; answering 500", reason)
-            await send_error(send, 500, reason)
-        elif kind == "websocket":
-            _log.error("ProtocolRouter: %s; refusing the handshake", reason)
-            await refuse_websocket(scope, receive, send, 500, reason)
-        else:
+        if kind != "http" and kind != "websocket":
             raise CrossgateError(f"ProtocolRouter: {reason}")
+        _log.error("ProtocolRouter: %s; answering 500", reason)
+        await refuse(scope, receive, send, 500, reason)
 
 
 # -- PathRouter and Mount -----------------------------------------------------------------------
@@ -256,12 +250,9 @@ class PathRouter(Router):
             return
         if self._default is not None:
             await call(self._default, scope, receive, send)
-        elif kind == "http":
+        elif kind == "http" or kind == "websocket":
             _log.debug("PathRouter: no app is mounted at %r; answering 404", scope["path"])
-            await send_error(send, 404, "no app is mounted at this path")
-        elif kind == "websocket":
-            _log.debug("PathRouter: no app is mounted at %r; refusing", scope["path"])
-            await refuse_websocket(scope, receive, send, 404, "no app is mounted at this path")
+            await refuse(scope, receive, send, 404, "no app is mounted at this path")
         else:
             raise CrossgateError(f"PathRouter cannot serve a {kind!r} scope without a default")
 
@@ -275,15 +266,14 @@ class PathRouter(Router):
             )
         except PeerProtocolError as exc:
             _log.info("PathRouter: rejected a request: %s", exc)
-            await send_error(send, exc.status_code, str(exc))
+            await respond(send, exc.status_code, str(exc))
             return
-        start, body = error_events(
+        await respond(
+            send,
             307,
             "this mount is served with a trailing slash",
-            extra_headers=((b"location", location),),
+            headers=((b"location", location),),
         )
-        await send(as_message(start))
-        await send(as_message(body))
 
 
 # -- Fallback -----------------------------------------------------------------------------------

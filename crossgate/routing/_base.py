@@ -12,12 +12,12 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+from crossgate._answer import refuse
 from crossgate.adapters._interface import describe, is_asgi
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.exceptions import PeerProtocolError
 from crossgate.routing._lifespan import Child, Fanout, Hook, Lifespan
-from crossgate.sansio.response import error_events
-from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message, WSGIApplication, as_message
+from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message, WSGIApplication
 
 __all__ = [
     "App",
@@ -26,9 +26,7 @@ __all__ = [
     "call",
     "downstream",
     "is_asgi",
-    "refuse_websocket",
     "reject",
-    "send_error",
     "wsgi",
 ]
 
@@ -242,40 +240,9 @@ def lowercase_header_names(send: ASGISend) -> ASGISend:
     return send_lowercase
 
 
-async def send_error(send: ASGISend, status: int, reason: str) -> None:
-    start, body = error_events(status, reason)
-    await send(as_message(start))
-    await send(as_message(body))
-
-
-async def refuse_websocket(
-    scope: Message, receive: ASGIReceive, send: ASGISend, status: int, reason: str
-) -> None:
-    """Refuse a websocket handshake with an HTTP ``status`` where the server can send one."""
-    message = await receive()
-    if message["type"] != "websocket.connect":
-        return  # the client left before the handshake
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        # ASGI websocket spec, "Denial Response" extension: an HTTP response instead of accept.
-        start, body = error_events(status, reason)
-        await send(
-            {"type": "websocket.http.response.start", "status": status, "headers": start["headers"]}
-        )
-        await send({"type": "websocket.http.response.body", "body": body["body"]})
-    else:
-        # A close before accept makes the server answer 403 (ASGI websocket spec); the code
-        # and reason reach logs and servers that report them. 1011: internal error (RFC 6455
-        # section 7.4.1); 1008: the endpoint refuses this connection.
-        code = 1011 if status >= 500 else 1008
-        await send({"type": "websocket.close", "code": code, "reason": reason})
-
-
 async def reject(
     scope: Message, receive: ASGIReceive, send: ASGISend, error: PeerProtocolError
 ) -> None:
     """Answer a request whose scope the router cannot route (a server bug, in practice)."""
     _log.info("rejected a %s connection: %s", scope["type"], error)
-    if scope["type"] == "websocket":
-        await refuse_websocket(scope, receive, send, error.status_code, str(error))
-    else:
-        await send_error(send, error.status_code, str(error))
+    await refuse(scope, receive, send, error.status_code, str(error))

@@ -336,13 +336,17 @@ class ResponseCycle:
 
 
 def error_response(
-    status: int, message: str | None = None
+    status: int,
+    message: str | None = None,
+    *,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> tuple[str, list[tuple[str, str]], bytes]:
     """A short plain-text error response as ``(status line, headers, body)`` for WSGI.
 
     The same response `crossgate.sansio.response.error_events` builds for ASGI: the status
-    phrase, then ``message`` when given; never a traceback (those go to the log).
+    phrase, then ``message`` when given; never a traceback (those go to the log). ``headers``
+    are added to it.
     """
-    start, body = error_events(status, message)
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
-    return status_line(status), headers, body["body"]
+    start, body = error_events(status, message, extra_headers=headers)
+    pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
+    return status_line(status), pairs, body["body"]
