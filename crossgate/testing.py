@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crossgate._lifespan import LifespanDriver
-from crossgate.exceptions import CrossgateError
+from crossgate.exceptions import AppProtocolError, CrossgateError
+from crossgate.sansio.asgi_response import ResponseCycle
 from crossgate.types import ASGIApp, Message
 
 __all__ = [
@@ -87,47 +88,37 @@ def http_scope(
 
 
 class HTTPConformanceChecker:
-    """Checks the order of the messages an app sends on an HTTP connection.
+    """Checks the messages an app sends on an HTTP connection against the ASGI HTTP spec.
 
-    ``http.response.start`` exactly once and first; then ``http.response.body`` messages until
-    one has ``more_body`` false, or one ``http.response.pathsend`` / final
-    ``http.response.zerocopysend``; nothing after that.
+    It is the check `ASGIToWSGI` makes (`crossgate.sansio.asgi_response.ResponseCycle`), in its
+    strict mode: ``http.response.start`` exactly once and first, with an int status from 200 to
+    599 and lower-case byte-string header names (RFC 9110 tokens) and values; then
+    ``http.response.body`` messages until one has ``more_body`` false, or one
+    ``http.response.pathsend`` right after the start, or a final
+    ``http.response.zerocopysend``; no body byte past the Content-Length, and none short of it
+    (``head``: the answer to a ``HEAD``, which may carry a length it never sends); nothing after
+    the end.
     """
 
-    def __init__(self) -> None:
-        self.started = False
-        self.complete = False
+    def __init__(self, *, head: bool = False) -> None:
+        self._cycle = ResponseCycle(head=head, strict=True, zerocopysend=True)
+
+    @property
+    def started(self) -> bool:
+        """``http.response.start`` has been sent."""
+        return self._cycle.started
+
+    @property
+    def complete(self) -> bool:
+        """The app has sent its last message."""
+        return self._cycle.complete
 
     def check(self, message: Mapping[str, Any]) -> None:
         """Raise `ASGIConformanceError` when ``message`` may not come now."""
-        kind = message.get("type")
-        if self.complete:
-            raise ASGIConformanceError(f"{kind!r} sent after the response was complete")
-        if kind == "http.response.start":
-            if self.started:
-                raise ASGIConformanceError("http.response.start sent twice")
-            status = message.get("status")
-            if not isinstance(status, int) or not 100 <= status <= 599:
-                raise ASGIConformanceError(f"invalid status {status!r}")
-            for name, value in message.get("headers", ()):
-                if not isinstance(name, bytes) or not isinstance(value, bytes):
-                    raise ASGIConformanceError(f"headers must be bytes: {(name, value)!r}")
-                if name != name.lower():
-                    raise ASGIConformanceError(f"header names must be lower-case: {name!r}")
-            self.started = True
-            return
-        if not self.started:
-            raise ASGIConformanceError(f"{kind!r} sent before http.response.start")
-        if kind == "http.response.body":
-            if not isinstance(message.get("body", b""), bytes):
-                raise ASGIConformanceError("http.response.body body must be bytes")
-            self.complete = not message.get("more_body", False)
-        elif kind == "http.response.pathsend":
-            self.complete = True
-        elif kind == "http.response.zerocopysend":
-            self.complete = not message.get("more_body", False)
-        else:
-            raise ASGIConformanceError(f"unexpected message {kind!r} on an HTTP connection")
+        try:
+            self._cycle.feed(message)
+        except AppProtocolError as exc:
+            raise ASGIConformanceError(str(exc)) from None
 
 
 @dataclass
@@ -188,7 +179,7 @@ async def call_http(
     scope = dict(scope) if scope is not None else http_scope()
     chunks = [body] if isinstance(body, bytes) else list(body)
     result = HTTPResult()
-    checker = HTTPConformanceChecker()
+    checker = HTTPConformanceChecker(head=scope.get("method") == "HEAD")
     gone = asyncio.Event()
     done = asyncio.Event()
     index = 0
