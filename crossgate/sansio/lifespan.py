@@ -1,11 +1,11 @@
-"""The lifespan rules every crossgate lifespan driver applies. Pure.
+"""One lifespan cycle, from the server's side: its phases, and the rules that move them. Pure.
 
 crossgate drives an app's lifespan in three places: `ASGIToWSGI` (it is the server of the app it
 wraps), the routers' fan-out (each sub-app), and the test driver ``crossgate.testing``; all three
-run one `LifespanCycle`, fed by one async driver. The ASGI
-lifespan spec 2.0 says an app that does not support lifespan "should raise an exception" on the
-scope, and that the server then goes on without it; it is silent on everything else an app may
-do instead of answering. The rules below fill that gap the way uvicorn's ``--lifespan auto`` does
+run one `LifespanCycle`, fed by one async driver (``crossgate._lifespan``). The ASGI lifespan
+spec 2.0 says an app that does not support lifespan "should raise an exception" on the scope,
+and that the server then goes on without it; it is silent on everything else an app may do
+instead of answering. The rules below fill that gap the way uvicorn's ``--lifespan auto`` does
 (``uvicorn/lifespan/on.py``), so an app behaves the same under crossgate as under uvicorn:
 
 * only ``lifespan.startup.failed`` fails startup;
@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 from crossgate.exceptions import AppProtocolError, CrossgateError
 
 __all__ = [
     "ANSWERS",
+    "TRANSITIONS",
     "UNSUPPORTED_GRACE",
     "LifespanCycle",
     "LifespanPhase",
-    "StartupOutcome",
-    "StartupVerdict",
     "check_answer",
     "judge_shutdown",
     "judge_startup",
@@ -52,23 +50,35 @@ ANSWERS: Final[Mapping[str, frozenset[str]]] = {
 """The messages that answer each lifespan event (ASGI lifespan spec, "Startup" / "Shutdown")."""
 
 
-class StartupOutcome(enum.Enum):
-    """What the driver does after the app's answer (or non-answer) to ``lifespan.startup``."""
+class LifespanPhase(enum.Enum):
+    """Where one lifespan cycle stands, as the server side sees it."""
 
-    COMPLETE = "complete"
-    """Serve, with the lifespan state the app set up."""
-    FAILED = "failed"
-    """Startup failed: the server must not serve (a router reports ``startup.failed``)."""
-    UNSUPPORTED = "unsupported"
-    """The app does not support lifespan: serve without it, shut nothing down."""
+    IDLE = "idle"  # nothing sent yet
+    STARTING = "starting"  # lifespan.startup sent, not answered
+    SERVING = "serving"  # startup complete: serve; lifespan.shutdown may follow
+    STOPPING = "stopping"  # lifespan.shutdown sent, not answered
+    STOPPED = "stopped"  # shutdown answered, or the app ended: nothing left to shut down
+    FAILED = "failed"  # startup failed: do not serve; no shutdown follows (ASGI lifespan spec)
+    UNSUPPORTED = "unsupported"  # no lifespan support: serve without it; no shutdown follows
 
 
-@dataclass(frozen=True, slots=True)
-class StartupVerdict:
-    """A `StartupOutcome` and, unless it is ``COMPLETE``, the reason to log, in words."""
+_P = LifespanPhase
+ANSWERED: Final = "answered"  # the app answered the event waiting (or sent something else)
+ENDED: Final = "ended"  # the app's lifespan coroutine returned or raised
+TIMEOUT: Final = "timeout"  # the answer did not come in time
 
-    outcome: StartupOutcome
-    reason: str = ""
+TRANSITIONS: Final[Mapping[tuple[LifespanPhase, str], LifespanPhase]] = {
+    (_P.IDLE, "lifespan.startup"): _P.STARTING,
+    (_P.STARTING, TIMEOUT): _P.FAILED,
+    (_P.SERVING, "lifespan.shutdown"): _P.STOPPING,
+    (_P.SERVING, ENDED): _P.STOPPED,
+    (_P.STOPPING, ANSWERED): _P.STOPPED,
+    (_P.STOPPING, ENDED): _P.STOPPED,
+    (_P.STOPPING, TIMEOUT): _P.STOPPED,
+}
+"""(phase, what happened) -> the next phase. What happened is an event the server sends, or
+`ANSWERED`, `ENDED`, `TIMEOUT`. What the app sends or does while ``STARTING`` is judged by
+`judge_startup` instead; anything missing here leaves the phase as it is."""
 
 
 def check_answer(waiting: str | None, message: Mapping[str, Any]) -> None:
@@ -99,8 +109,9 @@ def judge_startup(
     *,
     error: BaseException | None = None,
     required: bool = False,
-) -> StartupVerdict:
-    """Decide what the app's answer to ``lifespan.startup`` means.
+) -> tuple[LifespanPhase, str]:
+    """The phase the app's answer to ``lifespan.startup`` leads to (``SERVING``, ``FAILED`` or
+    ``UNSUPPORTED``) and, unless it is ``SERVING``, the reason, in words.
 
     ``answer`` is the first message the app sent, or ``None`` when it ended first: it returned,
     or raised ``error``. ``required`` makes an app without lifespan support a failure.
@@ -111,15 +122,13 @@ def judge_startup(
     else:
         kind = answer.get("type")
         if kind == "lifespan.startup.complete":
-            return StartupVerdict(StartupOutcome.COMPLETE)
+            return _P.SERVING, ""
         if kind == "lifespan.startup.failed":
-            return StartupVerdict(StartupOutcome.FAILED, str(answer.get("message") or ""))
+            return _P.FAILED, str(answer.get("message") or "")
         reason = f"sent {kind!r} in answer to lifespan.startup"
     if required:
-        return StartupVerdict(
-            StartupOutcome.FAILED, f"the app does not support the lifespan protocol (it {reason})"
-        )
-    return StartupVerdict(StartupOutcome.UNSUPPORTED, reason)
+        return _P.FAILED, f"the app does not support the lifespan protocol (it {reason})"
+    return _P.UNSUPPORTED, reason
 
 
 def judge_shutdown(answer: Mapping[str, Any] | None, *, error: BaseException | None = None) -> str:
@@ -139,55 +148,8 @@ def judge_shutdown(answer: Mapping[str, Any] | None, *, error: BaseException | N
     return f"answered lifespan.shutdown with {kind!r}"
 
 
-class LifespanPhase(enum.Enum):
-    """Where one lifespan cycle stands, as the server side sees it."""
-
-    IDLE = "idle"
-    """Nothing sent yet."""
-    STARTING = "starting"
-    """``lifespan.startup`` sent; its answer has not come."""
-    SERVING = "serving"
-    """Startup completed: requests are served; ``lifespan.shutdown`` may follow."""
-    STOPPING = "stopping"
-    """``lifespan.shutdown`` sent; its answer has not come."""
-    STOPPED = "stopped"
-    """Shutdown answered, or the app's lifespan ended: nothing is left to shut down."""
-    FAILED = "failed"
-    """Startup failed: do not serve; no shutdown follows (ASGI lifespan spec)."""
-    UNSUPPORTED = "unsupported"
-    """The app does not support lifespan: serve without it; no shutdown follows."""
-
-
-_P = LifespanPhase
-ANSWERED: Final = "answered"
-"""What happened when the app answered the event waiting (or sent something else instead)."""
-ENDED: Final = "ended"
-"""What happened when the app's lifespan coroutine returned or raised."""
-TIMEOUT: Final = "timeout"
-"""What happened when the answer did not come in time."""
-
-TRANSITIONS: Final[Mapping[tuple[LifespanPhase, str], LifespanPhase]] = {
-    (_P.IDLE, "lifespan.startup"): _P.STARTING,
-    (_P.SERVING, "lifespan.shutdown"): _P.STOPPING,
-    (_P.SERVING, ENDED): _P.STOPPED,
-    (_P.STARTING, TIMEOUT): _P.FAILED,
-    (_P.STOPPING, ANSWERED): _P.STOPPED,
-    (_P.STOPPING, ENDED): _P.STOPPED,
-    (_P.STOPPING, TIMEOUT): _P.STOPPED,
-}
-"""(phase, what happened) -> the next phase: an event the server sends, an answer the app sends,
-`ANSWERED`, `ENDED` or `TIMEOUT`. What the app sends or does while ``STARTING`` is judged by
-`judge_startup` instead, and anything missing here leaves the phase as it is."""
-
-_STARTUP_PHASES: Final = {
-    StartupOutcome.COMPLETE: _P.SERVING,
-    StartupOutcome.FAILED: _P.FAILED,
-    StartupOutcome.UNSUPPORTED: _P.UNSUPPORTED,
-}
-
-
 class LifespanCycle:
-    """One lifespan cycle, from the server's side: the events sent, the app's answers judged.
+    """One lifespan cycle: the events sent, the app's answers judged.
 
     The driver tells it what it sends (`send`), what the app sends (`app_sent`), that the app's
     coroutine ended (`ended`) or that an answer did not come in time (`timed_out`); the cycle
@@ -233,7 +195,7 @@ class LifespanCycle:
         """
         waiting = self.waiting
         if self.phase is _P.STARTING:
-            self._started(judge_startup(message, required=self.required))
+            self.phase, self.reason = judge_startup(message, required=self.required)
         elif self.phase is _P.STOPPING:
             self.reason = judge_shutdown(message)
             self._move(ANSWERED)
@@ -242,7 +204,7 @@ class LifespanCycle:
     def ended(self, error: BaseException | None) -> None:
         """The app's lifespan coroutine returned, or raised ``error``."""
         if self.phase is _P.STARTING:
-            self._started(judge_startup(None, error=error, required=self.required))
+            self.phase, self.reason = judge_startup(None, error=error, required=self.required)
         elif self.phase is _P.STOPPING:
             self.reason = judge_shutdown(None, error=error)
         self._move(ENDED)
@@ -252,7 +214,3 @@ class LifespanCycle:
         if self.waiting is not None:
             self.reason = f"did not complete {self.waiting} within {timeout:g} s"
         self._move(TIMEOUT)
-
-    def _started(self, verdict: StartupVerdict) -> None:
-        self.phase = _STARTUP_PHASES[verdict.outcome]
-        self.reason = verdict.reason

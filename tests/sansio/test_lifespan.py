@@ -10,65 +10,59 @@ from crossgate.exceptions import AppProtocolError, CrossgateError
 from crossgate.sansio.lifespan import (
     LifespanCycle,
     LifespanPhase,
-    StartupOutcome,
-    StartupVerdict,
     check_answer,
     judge_startup,
 )
 
-COMPLETE = StartupOutcome.COMPLETE
-FAILED = StartupOutcome.FAILED
-UNSUPPORTED = StartupOutcome.UNSUPPORTED
+COMPLETE = LifespanPhase.SERVING
+FAILED = LifespanPhase.FAILED
+UNSUPPORTED = LifespanPhase.UNSUPPORTED
 
 
 @pytest.mark.parametrize(
     ("answer", "error", "required", "expected"),
     [
-        ({"type": "lifespan.startup.complete"}, None, False, StartupVerdict(COMPLETE)),
-        ({"type": "lifespan.startup.complete"}, None, True, StartupVerdict(COMPLETE)),
+        ({"type": "lifespan.startup.complete"}, None, False, (COMPLETE, "")),
+        ({"type": "lifespan.startup.complete"}, None, True, (COMPLETE, "")),
         (
             {"type": "lifespan.startup.failed", "message": "no db"},
             None,
             False,
-            StartupVerdict(FAILED, "no db"),
+            (FAILED, "no db"),
         ),
-        ({"type": "lifespan.startup.failed"}, None, False, StartupVerdict(FAILED, "")),
+        ({"type": "lifespan.startup.failed"}, None, False, (FAILED, "")),
         # Anything else is how an app without lifespan answers: a Starlette Response sends
         # http.response.start for any scope.
         (
             {"type": "http.response.start", "status": 200},
             None,
             False,
-            StartupVerdict(UNSUPPORTED, "sent 'http.response.start' in answer to lifespan.startup"),
+            (UNSUPPORTED, "sent 'http.response.start' in answer to lifespan.startup"),
         ),
         (
             {"type": "lifespan.shutdown.complete"},
             None,
             False,
-            StartupVerdict(
-                UNSUPPORTED, "sent 'lifespan.shutdown.complete' in answer to lifespan.startup"
-            ),
+            (UNSUPPORTED, "sent 'lifespan.shutdown.complete' in answer to lifespan.startup"),
         ),
         (
             None,
             ValueError("no"),
             False,
-            StartupVerdict(
-                UNSUPPORTED, "raised ValueError('no') without answering lifespan.startup"
-            ),
+            (UNSUPPORTED, "raised ValueError('no') without answering lifespan.startup"),
         ),
         (
             None,
             None,
             False,
-            StartupVerdict(UNSUPPORTED, "returned without answering lifespan.startup"),
+            (UNSUPPORTED, "returned without answering lifespan.startup"),
         ),
         # lifespan="on": the same cases fail startup.
         (
             {"type": "http.response.start"},
             None,
             True,
-            StartupVerdict(
+            (
                 FAILED,
                 "the app does not support the lifespan protocol (it sent "
                 "'http.response.start' in answer to lifespan.startup)",
@@ -78,7 +72,7 @@ UNSUPPORTED = StartupOutcome.UNSUPPORTED
             None,
             ValueError("no"),
             True,
-            StartupVerdict(
+            (
                 FAILED,
                 "the app does not support the lifespan protocol (it raised ValueError('no') "
                 "without answering lifespan.startup)",
@@ -90,7 +84,7 @@ def test_judge_startup(
     answer: dict[str, Any] | None,
     error: BaseException | None,
     required: bool,
-    expected: StartupVerdict,
+    expected: tuple[LifespanPhase, str],
 ) -> None:
     assert judge_startup(answer, error=error, required=required) == expected
 
