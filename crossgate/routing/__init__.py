@@ -97,27 +97,17 @@ class ProtocolRouter(Router):
                 "ProtocolRouter handles lifespan itself and fans it out to every app; use "
                 "on_startup, on_shutdown or lifespan= for code of the router's own"
             )
-        super().__init__(
-            wsgi_options=wsgi_options,
-            on_startup=on_startup,
-            on_shutdown=on_shutdown,
-            lifespan=lifespan,
-        )
+        super().__init__(wsgi_options, on_startup, on_shutdown, lifespan)
         self._routes = {kind: self._child(app, f"[{kind!r}]") for kind, app in routes.items()}
 
     async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         child = self._routes.get(scope["type"])
         if child is not None:
-            state = child.state
-            send = downstream(child, send)
-            if state is None:
-                await child.app(scope, receive, send)
-            else:
-                await child.app({**scope, "state": state.copy()}, receive, send)
+            await call(child, scope, receive, send)
             return
         kind = scope["type"]
         if kind == "lifespan":
-            await self._lifespan(scope, receive, send)
+            await self._fanout(scope, receive, send)
             return
         reason = f"no app is configured for {kind!r} connections"
         if kind != "http" and kind != "websocket":
@@ -194,12 +184,7 @@ class PathRouter(Router):
         on_shutdown: Sequence[Hook] = (),
         lifespan: Lifespan | None = None,
     ) -> None:
-        super().__init__(
-            wsgi_options=wsgi_options,
-            on_startup=on_startup,
-            on_shutdown=on_shutdown,
-            lifespan=lifespan,
-        )
+        super().__init__(wsgi_options, on_startup, on_shutdown, lifespan)
         mounts = list(routes)
         for mount in mounts:
             if not isinstance(mount, Mount):
@@ -246,7 +231,7 @@ class PathRouter(Router):
                 await child.app(child_scope, receive, downstream(child, send))
                 return
         elif kind == "lifespan":
-            await self._lifespan(scope, receive, send)
+            await self._fanout(scope, receive, send)
             return
         if self._default is not None:
             await call(self._default, scope, receive, send)
@@ -347,12 +332,7 @@ class Fallback(Router):
             raise ValueError("buffer_size must be at least 1 byte")
         if max_replay is not None and max_replay < 1:
             raise ValueError("max_replay must be at least 1 byte, or None")
-        super().__init__(
-            wsgi_options=wsgi_options,
-            on_startup=on_startup,
-            on_shutdown=on_shutdown,
-            lifespan=lifespan,
-        )
+        super().__init__(wsgi_options, on_startup, on_shutdown, lifespan)
         self.statuses = codes
         self.buffer_size = buffer_size
         self.max_replay = max_replay
@@ -369,7 +349,7 @@ class Fallback(Router):
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
-            await self._lifespan(scope, receive, send)
+            await self._fanout(scope, receive, send)
         else:
             raise CrossgateError(f"Fallback cannot serve a {kind!r} scope")
 

@@ -97,7 +97,6 @@ class Router:
 
     def __init__(
         self,
-        *,
         wsgi_options: Mapping[str, Any] | None,
         on_startup: Sequence[Hook],
         on_shutdown: Sequence[Hook],
@@ -108,7 +107,6 @@ class Router:
         # id(app) -> (app, child): the same app given twice is one sub-app with one lifespan
         # (and, for WSGI, one thread pool). The app is kept so that its id stays unique.
         self._known: dict[int, tuple[object, Child]] = {}
-        self._adapters: list[WSGIToASGI] = []
         self._fanout = Fanout(self, self._children, list(on_startup), list(on_shutdown), lifespan)
 
     def _child(self, app: App, label: str) -> Child:
@@ -123,9 +121,7 @@ class Router:
         elif is_asgi(app):
             target, name = app, f"{label} ({describe(app)})"
         else:
-            adapter = self._adapter(app)
-            self._adapters.append(adapter)
-            target, name = adapter, f"{label} (WSGI {describe(app)})"
+            target, name = self._adapter(app), f"{label} (WSGI {describe(app)})"
         child = Child(target, name)
         self._known[id(app)] = (app, child)
         self._children.append(child)
@@ -168,18 +164,9 @@ class Router:
 
         Lifespan shutdown already does this; call it when the server runs no lifespan.
         """
-        for adapter in self._adapters:
-            adapter.close()
         for child in self._children:
-            app = child.app
-            if isinstance(app, Router):
-                app.close()
-            # Adapters given to the router (made by wsgi(), say) are this router's too.
-            if isinstance(app, WSGIToASGI) and app not in self._adapters:
-                app.close()
-
-    async def _lifespan(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
-        await self._fanout(scope, receive, send)
+            if isinstance(child.app, WSGIToASGI | Router):
+                child.app.close()
 
 
 async def call(child: Child, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
