@@ -12,7 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Final
+from typing import Any
 
 from crossgate._lifespan import Hook, LifespanDriver, answer_lifespan, run_hooks
 from crossgate.types import ASGIReceive, ASGISend
@@ -43,19 +43,12 @@ class Child:
         self.state: dict[str, Any] | None = None
 
 
-class _Skipped:
-    """A sub-app that does not take part in lifespan: nothing to shut down."""
-
-
-_SKIPPED: Final = _Skipped()
-
-
 class _Unit(ABC):
     """Something that starts at lifespan startup and stops at shutdown."""
 
     @abstractmethod
-    async def start(self, state: dict[str, Any]) -> str | _Skipped | None:
-        """Start; return ``None`` on success, a failure message, or `_SKIPPED`."""
+    async def start(self, state: dict[str, Any]) -> str | None:
+        """Start; return ``None`` on success, or a failure message."""
 
     @abstractmethod
     async def stop(self) -> str | None:
@@ -121,17 +114,14 @@ class _AppUnit(_Unit):
         self.asgi = asgi
         self.driver = LifespanDriver(child.app, name=child.name, logger=_log)
 
-    async def start(self, state: dict[str, Any]) -> str | _Skipped | None:
+    async def start(self, state: dict[str, Any]) -> str | None:
         # Its own namespace, seeded with the router's (what the server and the router's own
         # lifespan context put there), so sub-apps never overwrite each other's keys. The
         # driver applies uvicorn's "auto" rule (crossgate.sansio.lifespan): an app that
         # raises, returns or answers otherwise (Django's ASGIHandler, a bare Channels consumer,
-        # a Starlette Response) is served without lifespan.
-        driver = self.driver
-        await driver.startup(state=dict(state), asgi=self.asgi)
-        if not driver.supported:
-            return _SKIPPED
-        return driver.failure
+        # a Starlette Response) is served without lifespan, and has nothing to shut down.
+        await self.driver.startup(state=dict(state), asgi=self.asgi)
+        return self.driver.failure
 
     async def stop(self) -> str | None:
         await self.driver.shutdown()
@@ -204,13 +194,12 @@ class Fanout:
         for child in self.children:
             child.state = None
         for unit in units:
-            outcome = await unit.start(state)
-            if isinstance(outcome, str):
+            error = await unit.start(state)
+            if error is not None:
                 # Shut down what already runs; the server learns of the first failure only.
                 await self._shutdown(started)
-                return outcome
-            if outcome is None:
-                started.append(unit)
+                return error
+            started.append(unit)
         return None
 
     async def _shutdown(self, started: list[_Unit]) -> str | None:

@@ -33,7 +33,6 @@ __all__ = [
     "UNSUPPORTED_GRACE",
     "LifespanCycle",
     "LifespanPhase",
-    "check_answer",
     "judge_shutdown",
     "judge_startup",
 ]
@@ -79,29 +78,6 @@ TRANSITIONS: Final[Mapping[tuple[LifespanPhase, str], LifespanPhase]] = {
 """(phase, what happened) -> the next phase. What happened is an event the server sends, or
 `ANSWERED`, `ENDED`, `TIMEOUT`. What the app sends or does while ``STARTING`` is judged by
 `judge_startup` instead; anything missing here leaves the phase as it is."""
-
-
-def check_answer(waiting: str | None, message: Mapping[str, Any]) -> None:
-    """Check a message the app sends on the lifespan scope; ``waiting`` is the event it answers.
-
-    ``waiting`` is ``None`` when no event waits for an answer (the app answered it already).
-
-    Raises:
-        AppProtocolError: ``message`` is not an answer to ``waiting``; the driver raises it into
-            the app, from its ``send()``, so that an app that does not speak lifespan stops.
-    """
-    kind = message.get("type")
-    if waiting is not None and kind in ANSWERS[waiting]:
-        return
-    if waiting is None:
-        raise AppProtocolError(
-            f"the app sent {kind!r} on the lifespan scope when no lifespan event was waiting for "
-            "an answer (ASGI lifespan spec: one answer per event)"
-        )
-    raise AppProtocolError(
-        f"the app sent {kind!r} on the lifespan scope in answer to {waiting!r} (ASGI lifespan "
-        f"spec: the answer is one of {', '.join(sorted(ANSWERS[waiting]))})"
-    )
 
 
 def judge_startup(
@@ -190,16 +166,26 @@ class LifespanCycle:
         """Judge a message the app sent.
 
         Raises:
-            AppProtocolError: ``message`` is not an answer to the event waiting (see
-                `check_answer`); the driver raises it into the app, from its ``send()``.
+            AppProtocolError: ``message`` is not an answer to the event waiting (`ANSWERS`),
+                or none waits; the driver raises it into the app, from its ``send()``, so that
+                an app that does not speak lifespan stops.
         """
-        waiting = self.waiting
+        waiting, kind = self.waiting, message.get("type")
         if self.phase is _P.STARTING:
             self.phase, self.reason = judge_startup(message, required=self.required)
         elif self.phase is _P.STOPPING:
             self.reason = judge_shutdown(message)
             self._move(ANSWERED)
-        check_answer(waiting, message)
+        if waiting is None:
+            raise AppProtocolError(
+                f"the app sent {kind!r} on the lifespan scope when no lifespan event was waiting "
+                "for an answer (ASGI lifespan spec: one answer per event)"
+            )
+        if kind not in ANSWERS[waiting]:
+            raise AppProtocolError(
+                f"the app sent {kind!r} on the lifespan scope in answer to {waiting!r} (ASGI "
+                f"lifespan spec: the answer is one of {', '.join(sorted(ANSWERS[waiting]))})"
+            )
 
     def ended(self, error: BaseException | None) -> None:
         """The app's lifespan coroutine returned, or raised ``error``."""

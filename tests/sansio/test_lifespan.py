@@ -10,7 +10,6 @@ from crossgate.exceptions import AppProtocolError, CrossgateError
 from crossgate.sansio.lifespan import (
     LifespanCycle,
     LifespanPhase,
-    check_answer,
     judge_startup,
 )
 
@@ -98,8 +97,8 @@ def test_judge_startup(
         ("lifespan.shutdown", "lifespan.shutdown.failed"),
     ],
 )
-def test_check_answer_accepts_the_answers(waiting: str, kind: str) -> None:
-    check_answer(waiting, {"type": kind})
+def test_the_answers_are_accepted(waiting: str, kind: str) -> None:
+    _waiting_for(waiting).app_sent({"type": kind})
 
 
 @pytest.mark.parametrize(
@@ -111,9 +110,17 @@ def test_check_answer_accepts_the_answers(waiting: str, kind: str) -> None:
         (None, "lifespan.startup.complete", "no lifespan event was waiting"),
     ],
 )
-def test_check_answer_refuses_the_rest(waiting: str | None, kind: str, said: str) -> None:
+def test_the_rest_is_refused(waiting: str | None, kind: str, said: str) -> None:
     with pytest.raises(AppProtocolError, match=said):
-        check_answer(waiting, {"type": kind})
+        _waiting_for(waiting).app_sent({"type": kind})
+
+
+def _waiting_for(event: str | None) -> LifespanCycle:
+    if event == "lifespan.startup":
+        return _cycle(event)
+    if event == "lifespan.shutdown":
+        return _cycle("lifespan.startup", START, event)
+    return _cycle("lifespan.startup", START)
 
 
 # --- LifespanCycle: the phases, as a table ---------------------------------------------------
