@@ -87,7 +87,7 @@ def http_scope(
     return scope
 
 
-class HTTPConformanceChecker:
+class HTTPConformanceChecker(ResponseCycle):
     """Checks the messages an app sends on an HTTP connection against the ASGI HTTP spec.
 
     It is the check `ASGIToWSGI` makes (`crossgate.sansio.asgi_response.ResponseCycle`), in its
@@ -100,23 +100,15 @@ class HTTPConformanceChecker:
     the end.
     """
 
+    __slots__ = ()
+
     def __init__(self, *, head: bool = False) -> None:
-        self._cycle = ResponseCycle(head=head, strict=True, zerocopysend=True)
-
-    @property
-    def started(self) -> bool:
-        """``http.response.start`` has been sent."""
-        return self._cycle.started
-
-    @property
-    def complete(self) -> bool:
-        """The app has sent its last message."""
-        return self._cycle.complete
+        super().__init__(head=head, strict=True, zerocopysend=True)
 
     def check(self, message: Mapping[str, Any]) -> None:
         """Raise `ASGIConformanceError` when ``message`` may not come now."""
         try:
-            self._cycle.feed(message)
+            self.feed(message)
         except AppProtocolError as exc:
             raise ASGIConformanceError(str(exc)) from None
 

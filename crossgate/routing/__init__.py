@@ -368,7 +368,7 @@ class Fallback(Router):
         attempt = HTTPAttempt(receive, downstream(self._primary, send), self._policy)
         try:
             await self._primary.app(self._primary_scope(scope), attempt.receive, attempt.send)
-            if attempt.mode == DROP:
+            if attempt.mode is DROP:
                 _log.debug("Fallback: the primary did not serve %r", scope.get("path"))
                 await call(self._fallback, scope, attempt.replay_receive(), send)
             elif attempt.missed:
@@ -384,6 +384,6 @@ class Fallback(Router):
     async def _websocket(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         attempt = WebSocketAttempt(receive, downstream(self._primary, send))
         await self._primary.app(self._primary_scope(scope), attempt.receive, attempt.send)
-        if attempt.mode == DROP:
+        if attempt.mode is DROP:
             _log.debug("Fallback: the primary refused the websocket %r", scope.get("path"))
             await call(self._fallback, scope, attempt.replay_receive(), send)
