@@ -21,8 +21,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from crossgate.exceptions import CrossgateError
-from crossgate.sansio.lifespan import check_answer
+from crossgate._lifespan import LifespanDriver
+from crossgate.exceptions import AppProtocolError, CrossgateError
+from crossgate.sansio.asgi_response import ResponseCycle
 from crossgate.types import ASGIApp, Message
 
 __all__ = [
@@ -86,48 +87,30 @@ def http_scope(
     return scope
 
 
-class HTTPConformanceChecker:
-    """Checks the order of the messages an app sends on an HTTP connection.
+class HTTPConformanceChecker(ResponseCycle):
+    """Checks the messages an app sends on an HTTP connection against the ASGI HTTP spec.
 
-    ``http.response.start`` exactly once and first; then ``http.response.body`` messages until
-    one has ``more_body`` false, or one ``http.response.pathsend`` / final
-    ``http.response.zerocopysend``; nothing after that.
+    It is the check `ASGIToWSGI` makes (`crossgate.sansio.asgi_response.ResponseCycle`), in its
+    strict mode: ``http.response.start`` exactly once and first, with an int status from 200 to
+    599 and lower-case byte-string header names (RFC 9110 tokens) and values; then
+    ``http.response.body`` messages until one has ``more_body`` false, or one
+    ``http.response.pathsend`` right after the start, or a final
+    ``http.response.zerocopysend``; no body byte past the Content-Length, and none short of it
+    (``head``: the answer to a ``HEAD``, which may carry a length it never sends); nothing after
+    the end.
     """
 
-    def __init__(self) -> None:
-        self.started = False
-        self.complete = False
+    __slots__ = ()
+
+    def __init__(self, *, head: bool = False) -> None:
+        super().__init__(head=head, strict=True, zerocopysend=True)
 
     def check(self, message: Mapping[str, Any]) -> None:
         """Raise `ASGIConformanceError` when ``message`` may not come now."""
-        kind = message.get("type")
-        if self.complete:
-            raise ASGIConformanceError(f"{kind!r} sent after the response was complete")
-        if kind == "http.response.start":
-            if self.started:
-                raise ASGIConformanceError("http.response.start sent twice")
-            status = message.get("status")
-            if not isinstance(status, int) or not 100 <= status <= 599:
-                raise ASGIConformanceError(f"invalid status {status!r}")
-            for name, value in message.get("headers", ()):
-                if not isinstance(name, bytes) or not isinstance(value, bytes):
-                    raise ASGIConformanceError(f"headers must be bytes: {(name, value)!r}")
-                if name != name.lower():
-                    raise ASGIConformanceError(f"header names must be lower-case: {name!r}")
-            self.started = True
-            return
-        if not self.started:
-            raise ASGIConformanceError(f"{kind!r} sent before http.response.start")
-        if kind == "http.response.body":
-            if not isinstance(message.get("body", b""), bytes):
-                raise ASGIConformanceError("http.response.body body must be bytes")
-            self.complete = not message.get("more_body", False)
-        elif kind == "http.response.pathsend":
-            self.complete = True
-        elif kind == "http.response.zerocopysend":
-            self.complete = not message.get("more_body", False)
-        else:
-            raise ASGIConformanceError(f"unexpected message {kind!r} on an HTTP connection")
+        try:
+            self.feed(message)
+        except AppProtocolError as exc:
+            raise ASGIConformanceError(str(exc)) from None
 
 
 @dataclass
@@ -188,7 +171,7 @@ async def call_http(
     scope = dict(scope) if scope is not None else http_scope()
     chunks = [body] if isinstance(body, bytes) else list(body)
     result = HTTPResult()
-    checker = HTTPConformanceChecker()
+    checker = HTTPConformanceChecker(head=scope.get("method") == "HEAD")
     gone = asyncio.Event()
     done = asyncio.Event()
     index = 0
@@ -268,32 +251,32 @@ async def call_lifespan(
 ) -> LifespanResult:
     """Run a whole lifespan cycle: startup, then (when startup completed) shutdown.
 
+    The app is driven as `ASGIToWSGI` and the routers drive it (one driver,
+    `crossgate.sansio.lifespan.LifespanCycle` for the rules), and waited for until it returns.
     ``send()`` refuses what uvicorn's refuses, by raising `AppProtocolError` into the app: a
     message that does not answer the lifespan event waiting (an HTTP response, a second answer).
     The message is still recorded. What the app raises propagates, for the test to see.
+
+    Raises:
+        TimeoutError: the cycle took longer than ``timeout`` seconds.
     """
-    result = LifespanResult()
-    events = asyncio.Queue[Message]()
-    waiting: list[str] = ["lifespan.startup"]
-    events.put_nowait({"type": "lifespan.startup"})
+    driver = LifespanDriver(app)
 
-    async def receive() -> Message:
-        return await events.get()
+    async def cycle() -> None:
+        await driver.startup(state=state if state is not None else {})
+        # Given the whole timeout to end in: one still running after its shutdown answer is
+        # a TimeoutError for the test, not a cancellation.
+        await driver.shutdown(timeout)
+        if driver.task is not None:
+            await asyncio.wait((driver.task,))
 
-    async def send(message: Mapping[str, Any]) -> None:
-        result.messages.append(dict(message))
-        check_answer(waiting.pop() if waiting else None, message)
-        if message["type"] == "lifespan.startup.complete":
-            waiting.append("lifespan.shutdown")
-            events.put_nowait({"type": "lifespan.shutdown"})
-
-    scope = {
-        "type": "lifespan",
-        "asgi": {"version": "3.0", "spec_version": "2.0"},
-        "state": state if state is not None else {},
-    }
-    await asyncio.wait_for(app(scope, receive, send), timeout)
-    return result
+    try:
+        await asyncio.wait_for(cycle(), timeout)
+    finally:
+        await driver.abort()
+    if driver.error is not None:
+        raise driver.error
+    return LifespanResult(driver.messages)
 
 
 async def call_websocket(

@@ -142,6 +142,10 @@ def test_http_scope_passes_fields_through() -> None:
             {"type": "http.response.zerocopysend", "file": 3, "more_body": True},
             {"type": "http.response.zerocopysend", "file": 3, "more_body": False},
         ],
+        # Every declared byte sent, then the end said apart.
+        [{**START, "headers": [(b"content-length", b"2")]}, body(b"ok", more=True), body()],
+        # 204 and 304 carry the length of a body they never send (RFC 9110).
+        [{**START, "status": 304, "headers": [(b"content-length", b"9")]}, body()],
     ],
 )
 def test_checker_accepts_a_valid_sequence(messages: list[dict[str, Any]]) -> None:
@@ -184,6 +188,20 @@ def test_checker_tracks_progress() -> None:
         pytest.param([{**START, "headers": [(b"X-A", b"1")]}], id="name-upper"),
         pytest.param([{**START, "headers": [(b"x-a", b"1"), (b"Content-Type", b"t")]}], id="2nd"),
         pytest.param([START, {"type": "http.response.body", "body": "text"}], id="body-str"),
+        pytest.param([{**START, "headers": [(b"x a", b"1")]}], id="name-not-a-token"),
+        pytest.param([{**START, "headers": [(b"x-a", b"1\r\nx-b: 2")]}], id="value-injection"),
+        # The adapters' own rules: a final status WSGI can send, and the Content-Length kept.
+        pytest.param([{**START, "status": 103}], id="status-1xx"),
+        pytest.param(
+            [{**START, "headers": [(b"content-length", b"2")]}, body(b"long")], id="past-length"
+        ),
+        pytest.param(
+            [{**START, "headers": [(b"content-length", b"5")]}, body(b"shrt")], id="short"
+        ),
+        pytest.param(
+            [{**START, "headers": [(b"content-length", b"1"), (b"content-length", b"2")]}],
+            id="two-lengths",
+        ),
         # Nothing after the response is complete ...
         pytest.param([START, body(b"done"), body(b"more")], id="body-after-complete"),
         pytest.param([START, body(), START], id="start-after-complete"),
@@ -210,6 +228,13 @@ def test_checker_rejects(messages: list[dict[str, Any]]) -> None:
         checker.check(message)
     with pytest.raises(ASGIConformanceError):
         checker.check(bad)
+
+
+def test_a_head_answer_may_carry_a_length_it_does_not_send() -> None:
+    checker = HTTPConformanceChecker(head=True)
+    checker.check({**START, "headers": [(b"content-length", b"100")]})
+    checker.check(body())
+    assert checker.complete
 
 
 def test_zerocopysend_with_more_body_keeps_the_response_open() -> None:

@@ -10,9 +10,9 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from crossgate._lifespan import LifespanDriver
 from crossgate.adapters._asgi_call import Options
 from crossgate.adapters._asgi_inline import InlineCall
-from crossgate.adapters._asgi_lifespan import Lifespan
 from crossgate.adapters._asgi_shared import SharedCall
 from crossgate.adapters._interface import check_app
 from crossgate.adapters._loops import LoopThread, ThreadLoops, cancel_tasks
@@ -41,7 +41,7 @@ _INHERITED: list[object] = []
 class _Process:
     """What an adapter holds for one process: its loops and its lifespan."""
 
-    def __init__(self, mode: Literal["inline", "shared"], lifespan: Lifespan | None) -> None:
+    def __init__(self, mode: Literal["inline", "shared"], lifespan: LifespanDriver | None) -> None:
         self.pid = os.getpid()
         self.lifespan = lifespan
         self.state: dict[str, Any] = {}
@@ -230,7 +230,11 @@ class ASGIToWSGI:
                 # look at and picks inline (pass mode="shared" for a threaded server then).
                 threaded = environ is not None and bool(environ.get("wsgi.multithread"))
                 mode = "shared" if threaded else "inline"
-            lifespan = None if self.lifespan == "off" else Lifespan(self.app, self.lifespan)
+            lifespan = (
+                None
+                if self.lifespan == "off"
+                else LifespanDriver(self.app, required=self.lifespan == "on")
+            )
             process = _Process(mode, lifespan)
             process.check_threads = self.mode == "auto" and environ is None
             try:

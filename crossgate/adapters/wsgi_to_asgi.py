@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
 import logging
 import os
 import stat
@@ -14,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import IO, Any, Literal, TypeGuard
 
+from crossgate._answer import refuse, respond
+from crossgate._lifespan import Hook, answer_lifespan, run_hooks
 from crossgate.adapters._exchange import Exchange, ReadAheadBudget, RequestBody
 from crossgate.adapters._interface import check_app
 from crossgate.adapters._memory import MemoryReleaser
@@ -40,8 +41,6 @@ from crossgate.types import ASGIReceive, ASGISend, Message, WSGIApplication, as_
 __all__ = ["WSGIToASGI", "wsgi_to_asgi"]
 
 _log = logging.getLogger("crossgate")
-
-Hook = Callable[[], object]
 
 ASYNCIO_ONLY = (
     "crossgate's WSGIToASGI runs on asyncio only; serve it with an asyncio worker, "
@@ -542,51 +541,30 @@ class WSGIToASGI:
     # -- lifespan and websocket ---------------------------------------------------------------
 
     async def _lifespan(self, receive: ASGIReceive, send: ASGISend) -> None:
-        """Answer the lifespan protocol (ASGI lifespan spec), running the configured hooks."""
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                if _asyncio_loop() is None:
-                    # Refuse to start rather than answer every request with a 500 later.
-                    _log.error("%s", ASYNCIO_ONLY)
-                    await send({"type": "lifespan.startup.failed", "message": ASYNCIO_ONLY})
-                    return
-                error = await _run_hooks(self.on_startup)
-                if error is not None:
-                    await send({"type": "lifespan.startup.failed", "message": error})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                error = await _run_hooks(self.on_shutdown)
-                self.close(wait=False)
-                if error is not None:
-                    await send({"type": "lifespan.shutdown.failed", "message": error})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                return
+        """Answer the lifespan protocol (ASGI lifespan spec), running the configured hooks:
+        startup stops at the first failure, every shutdown hook runs (`run_hooks`)."""
+
+        async def startup() -> str | None:
+            if _asyncio_loop() is None:
+                # Refuse to start rather than answer every request with a 500 later.
+                _log.error("%s", ASYNCIO_ONLY)
+                return ASYNCIO_ONLY
+            return await run_hooks(self.on_startup, "on_startup")
+
+        async def shutdown() -> str | None:
+            error = await run_hooks(self.on_shutdown, "on_shutdown")
+            self.close(wait=False)
+            return error
+
+        await answer_lifespan(receive, send, startup, shutdown)
 
     async def _refuse_websocket(
         self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend
     ) -> None:
         """Refuse a websocket: WSGI has no way to hold the connection open."""
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            return
         reason = "this path is served by a WSGI application, which cannot accept websockets"
         _log.info("refused a websocket to %s: %s", scope.get("path"), reason)
-        if "websocket.http.response" in (scope.get("extensions") or {}):
-            start, body = error_events(403, reason)
-            await send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": 403,
-                    "headers": start["headers"],
-                }
-            )
-            await send({"type": "websocket.http.response.body", "body": body["body"]})
-        else:
-            # ASGI websocket spec: a close before accept makes the server answer 403.
-            await send({"type": "websocket.close", "code": 1008, "reason": reason})
+        await refuse(scope, receive, send, 403, reason)
 
 
 def _join(chunks: list[bytes] | tuple[bytes, ...]) -> bytes:
@@ -598,26 +576,10 @@ def _join(chunks: list[bytes] | tuple[bytes, ...]) -> bytes:
 
 
 async def _send_error(send: ASGISend, error: ProtocolError) -> None:
-    await _send_status(send, error.status_code, str(error))
+    await respond(send, error.status_code, str(error))
 
 
-async def _send_status(send: ASGISend, status: int, message: str) -> None:
-    start, body = error_events(status, message)
-    await send(as_message(start))
-    await send(as_message(body))
-
-
-async def _run_hooks(hooks: Sequence[Hook]) -> str | None:
-    """Run lifespan hooks in order; return the first failure's message, or ``None``."""
-    for hook in hooks:
-        try:
-            result = hook()
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:
-            _log.exception("lifespan hook %r failed", hook)
-            return f"{getattr(hook, '__qualname__', hook)!s} failed: {exc!r}"
-    return None
+_send_status = respond
 
 
 def _file_path(file: Any, info: os.stat_result) -> str | None:

@@ -17,10 +17,10 @@ import sys
 from typing import Any, Literal
 
 from crossgate._logging import DATE_FORMAT, FORMAT
-from crossgate._routing_base import asgi, is_asgi
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.exceptions import CrossgateError
+from crossgate.routing import asgi, is_asgi
 
 __all__ = ["ENVIRONMENT_KEY", "CommandLineError", "Interface", "Target"]
 

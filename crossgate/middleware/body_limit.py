@@ -101,7 +101,7 @@ class BodyLimit(_BodyLimitBase[ASGIApp]):
             declared = declared_length(first_header(scope["headers"], b"content-length"))
             meter = BodyMeter(self.max_body_size, declared)
         except PeerProtocolError as exc:
-            await asgi_refuse(scope, send, exc.status_code, str(exc))
+            await asgi_refuse(scope, receive, send, exc.status_code, str(exc))
             return
         exchange = _LimitedExchange(scope, meter, receive, send)
         try:
@@ -116,12 +116,12 @@ class BodyLimit(_BodyLimitBase[ASGIApp]):
                 raise ResponseAborted(
                     f"{error} after the response started; dropping the connection"
                 ) from exc
-            await asgi_refuse(scope, send, error.status_code, str(error))
+            await asgi_refuse(scope, receive, send, error.status_code, str(error))
             return
         error = meter.error
         if error is not None and not exchange.started and not exchange.replaced:
             # The app caught the error and returned without answering: answer for it.
-            await asgi_refuse(scope, send, error.status_code, str(error))
+            await asgi_refuse(scope, receive, send, error.status_code, str(error))
 
 
 class _LimitedExchange:
@@ -154,7 +154,9 @@ class _LimitedExchange:
             error = self.meter.error
             if error is not None and message.get("status", 500) >= 500:
                 self.replaced = True
-                await asgi_refuse(self.scope, self._send, error.status_code, str(error))
+                await asgi_refuse(
+                    self.scope, self._receive, self._send, error.status_code, str(error)
+                )
                 return
             self.started = True
         await self._send(message)

@@ -100,7 +100,7 @@ class OriginCheck(_OriginCheckBase[ASGIApp]):
         if decision.allowed:
             await self.app(scope, receive, send)
         else:
-            await asgi_refuse(scope, send, 403, decision.reason)
+            await asgi_refuse(scope, receive, send, 403, decision.reason)
 
 
 class WSGIOriginCheck(_OriginCheckBase[WSGIApplication]):

@@ -109,7 +109,7 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
         if decision.action == "allow":
             await self.app(scope, receive, send)
         elif decision.action == "refuse":
-            await asgi_refuse(scope, send, 400, decision.reason)
+            await asgi_refuse(scope, receive, send, 400, decision.reason)
         else:
             raw_path = scope.get("raw_path")
             if raw_path:

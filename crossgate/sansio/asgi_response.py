@@ -221,6 +221,13 @@ class ResponseCycle:
     client as the start of the next response on a keep-alive connection. A body that ends
     short of it is a protocol error, except in the answer to a ``HEAD`` (``head``) and in a
     204 or 304.
+
+    ``strict`` checks what the ASGI spec asks of an app beyond what the adapter needs, for
+    ``crossgate.testing``: lower-case header names ("Header names must be lowercased",
+    "Response Start"; the adapter accepts Django's ``Content-Type``), nothing after the app's
+    last message, and no body byte past the Content-Length (the adapter drops them).
+    ``zerocopysend`` accepts the "Zero Copy Send" extension's messages (the adapter does not
+    offer it); they carry no bytes the cycle can count, and `feed` returns ``None`` for them.
     """
 
     __slots__ = (
@@ -232,10 +239,16 @@ class ResponseCycle:
         "must_fill",
         "sent",
         "started",
+        "strict",
+        "zerocopysend",
     )
 
-    def __init__(self, *, head: bool = False) -> None:
+    def __init__(
+        self, *, head: bool = False, strict: bool = False, zerocopysend: bool = False
+    ) -> None:
         self.head = head
+        self.strict = strict
+        self.zerocopysend = zerocopysend
         # Whether the body must be as long as the Content-Length: not for a HEAD answer, a 204
         # or a 304, which carry the length of a body they never send (RFC 9110 sections 8.6,
         # 9.3.2, 15.4.5).
@@ -257,6 +270,9 @@ class ResponseCycle:
                 state is left unchanged.
         """
         if self.complete:
+            if self.strict:
+                kind = message.get("type") if isinstance(message, Mapping) else message
+                raise AppProtocolError(f"{kind!r} sent after the response was complete")
             if self.content_length is not None and self.sent >= self.content_length:
                 # Body the app sends after its Content-Length was reached is past it, too.
                 body = message.get("body") if isinstance(message, Mapping) else None
@@ -283,11 +299,18 @@ class ResponseCycle:
             limit = self.content_length
             if limit is not None:
                 room = limit - self.sent
+                if len(body) > room and self.strict:
+                    raise AppProtocolError(
+                        f"the app sent {len(body) - room} body bytes past its Content-Length "
+                        f"of {limit} (RFC 9110 section 8.6)"
+                    )
                 if len(body) >= room:
                     if len(body) > room:
                         self.dropped += len(body) - room
                         body = body[:room]
-                    more = False  # every declared byte is out: the response is complete
+                    # Every declared byte is out: the response is complete (in strict mode,
+                    # once the app says so).
+                    more = more and self.strict
                 elif not more and self.must_fill:
                     # RFC 9112 section 6.3: a body that ends short of its Content-Length is
                     # an incomplete message; the client would wait for the rest.
@@ -307,6 +330,10 @@ class ResponseCycle:
             # status_line(status), with its table read here first.
             line = _STATUS_LINES.get(status) if type(status) is int else None
             headers = wsgi_headers(message.get("headers", ()))
+            if self.strict:
+                for name, _ in message.get("headers", ()):
+                    if bytes(name) != bytes(name).lower():
+                        raise AppProtocolError(f"header names must be lower-case: {name!r}")
             start: Start = _new_tuple(Start, (line or status_line(status), headers))
             # Most responses have one Content-Length or none: names of another length are
             # passed over without lower-casing them (this runs for every response).
@@ -332,17 +359,25 @@ class ResponseCycle:
                 )
             self.complete = True
             return SendFile(path)
+        if kind == "http.response.zerocopysend" and self.zerocopysend and self.started:
+            self.body_started = True
+            self.complete = not message.get("more_body", False)
+            return None
         raise AppProtocolError(f"unexpected message type {kind!r} on an HTTP connection")
 
 
 def error_response(
-    status: int, message: str | None = None
+    status: int,
+    message: str | None = None,
+    *,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> tuple[str, list[tuple[str, str]], bytes]:
     """A short plain-text error response as ``(status line, headers, body)`` for WSGI.
 
     The same response `crossgate.sansio.response.error_events` builds for ASGI: the status
-    phrase, then ``message`` when given; never a traceback (those go to the log).
+    phrase, then ``message`` when given; never a traceback (those go to the log). ``headers``
+    are added to it.
     """
-    start, body = error_events(status, message)
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
-    return status_line(status), headers, body["body"]
+    start, body = error_events(status, message, extra_headers=headers)
+    pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
+    return status_line(status), pairs, body["body"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +231,29 @@ def test_lifespan_failures_are_reported(make_adapter: MakeAdapter) -> None:
     failing_stop = make_adapter(app, on_shutdown=[broken])
     result = run(lambda: call_lifespan(failing_stop))
     assert result.types == ["lifespan.startup.complete", "lifespan.shutdown.failed"]
+
+
+def test_every_shutdown_hook_runs_and_every_failure_is_reported(make_adapter: MakeAdapter) -> None:
+    # The one hook rule, the routers' too: each shutdown hook may hold its own resource.
+    calls: list[str] = []
+
+    def broken(name: str) -> Callable[[], None]:
+        def hook() -> None:
+            calls.append(name)
+            raise RuntimeError(f"{name} broke")
+
+        return hook
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return []
+
+    adapter = make_adapter(app, on_shutdown=[broken("first"), broken("second")])
+    result = run(lambda: call_lifespan(adapter))
+    assert result.types == ["lifespan.startup.complete", "lifespan.shutdown.failed"]
+    assert calls == ["first", "second"]
+    assert "first broke" in result.messages[1]["message"]
+    assert "second broke" in result.messages[1]["message"]
 
 
 def test_websocket_refused_with_403_through_the_extension(make_adapter: MakeAdapter) -> None:

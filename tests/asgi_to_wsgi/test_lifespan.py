@@ -146,7 +146,7 @@ def test_startup_that_never_answers_times_out(
     _, results = _state(make_adapter, app, lifespan_timeout=0.05)
 
     assert [r.code for r in results] == [500, 500, 500]
-    assert any("did not complete within" in r.getMessage() for r in caplog.records)
+    assert any("did not complete lifespan.startup within" in r.getMessage() for r in caplog.records)
 
 
 def test_failed_shutdown_is_logged(
@@ -242,11 +242,11 @@ COMPLETE: Message = {"type": "lifespan.startup.complete"}
 @pytest.mark.parametrize(
     ("shutdown", "logged"),
     [
-        ("raises", "the app's lifespan failed at shutdown"),
-        ("silent", "lifespan shutdown did not complete within"),
-        ("wrong answer", "unexpected lifespan message 'lifespan.startup.complete' at shutdown"),
+        ("raises", "the app raised during shutdown: RuntimeError('flush failed hard')"),
+        ("silent", "the app did not complete lifespan.shutdown within"),
+        ("wrong answer", "the app answered lifespan.shutdown with 'lifespan.startup.complete'"),
         # The lifespan coroutine died while the app served: said at shutdown.
-        ("ends with an error", "the app's lifespan ended with an error"),
+        ("ends with an error", "the lifespan of the app ended early"),
     ],
 )
 def test_shutdown_troubles_are_logged(

@@ -272,3 +272,32 @@ def test_a_flood_of_origin_or_host_lines_is_refused_after_reading_few(name: byte
         assert headers.read == 2
     else:  # one pass for the one Origin (a second could follow), then up to the second Host
         assert headers.read <= len(headers) + 3
+
+
+@pytest.mark.parametrize(
+    ("first", "expected"),
+    [
+        ({"type": "websocket.connect"}, ["websocket.close"]),
+        ({"type": "websocket.disconnect", "code": 1001}, []),
+    ],
+)
+def test_a_refused_websocket_answers_the_connect_event(first: Any, expected: list[str]) -> None:
+    # The refusal answers websocket.connect (ASGI spec, "Connect - receive event"); a client
+    # that left before the handshake gets nothing.
+    async def app(scope: Any, receive: ASGIReceive, send: ASGISend) -> None:
+        raise AssertionError("not called")  # pragma: no cover
+
+    received: list[Any] = []
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        received.append(first)
+        return first
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = http_scope(type="websocket", headers=[(b"origin", b"https://evil.example")])
+    asyncio.run(OriginCheck(app, allowed_origins=ALLOWED)(scope, receive, send))
+    assert [m["type"] for m in sent] == expected
+    assert len(received) == 1

@@ -13,7 +13,7 @@ from wsgiref.validate import validator
 import flask
 import pytest
 
-import crossgate._routing_fallback as fallback_module
+import crossgate.routing._fallback as fallback_module
 from crossgate.exceptions import CrossgateError
 from crossgate.routing import Fallback
 from crossgate.testing import call_http, http_scope

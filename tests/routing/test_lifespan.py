@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-import crossgate._routing_lifespan as lifespan_module
+import crossgate._lifespan as lifespan_module
 from crossgate.exceptions import AppProtocolError
 from crossgate.routing import Fallback, Mount, PathRouter, ProtocolRouter
 from crossgate.testing import call_http, call_lifespan, http_scope

@@ -355,3 +355,20 @@ def test_head_204_and_304_keep_a_length_without_a_body(head: bool, status: int) 
     event = cycle.feed(_body(b""))
     assert event is not None
     assert cycle.complete
+
+
+def test_the_adapter_and_the_strict_checker_differ_only_where_documented() -> None:
+    # The adapter (not strict) takes Django's "Content-Type", ignores what follows the end,
+    # drops bytes past the Content-Length, and knows no zerocopysend (it never offers it).
+    start = {"type": "http.response.start", "status": 200, "headers": [(b"Content-Length", b"2")]}
+    cycle = ResponseCycle()
+    assert cycle.feed(start) is not None
+    assert cycle.feed({"type": "http.response.body", "body": b"long"}) == Body(b"lo", False)
+    assert cycle.feed({"type": "http.response.body", "body": b"more"}) is None
+    assert cycle.dropped == 6
+    with pytest.raises(AppProtocolError, match="zerocopysend"):
+        ResponseCycle().feed({"type": "http.response.zerocopysend", "file": 3})
+    strict = ResponseCycle(strict=True, zerocopysend=True)
+    with pytest.raises(AppProtocolError, match="lower-case"):
+        strict.feed(start)
+    assert not strict.started

@@ -12,12 +12,12 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from crossgate._routing_lifespan import Child, Fanout, Hook, Lifespan
+from crossgate._answer import refuse
 from crossgate.adapters._interface import describe, is_asgi
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.exceptions import PeerProtocolError
-from crossgate.sansio.response import error_events
-from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message, WSGIApplication, as_message
+from crossgate.routing._lifespan import Child, Fanout, Hook, Lifespan
+from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message, WSGIApplication
 
 __all__ = [
     "App",
@@ -26,9 +26,7 @@ __all__ = [
     "call",
     "downstream",
     "is_asgi",
-    "refuse_websocket",
     "reject",
-    "send_error",
     "wsgi",
 ]
 
@@ -99,7 +97,6 @@ class Router:
 
     def __init__(
         self,
-        *,
         wsgi_options: Mapping[str, Any] | None,
         on_startup: Sequence[Hook],
         on_shutdown: Sequence[Hook],
@@ -110,7 +107,6 @@ class Router:
         # id(app) -> (app, child): the same app given twice is one sub-app with one lifespan
         # (and, for WSGI, one thread pool). The app is kept so that its id stays unique.
         self._known: dict[int, tuple[object, Child]] = {}
-        self._adapters: list[WSGIToASGI] = []
         self._fanout = Fanout(self, self._children, list(on_startup), list(on_shutdown), lifespan)
 
     def _child(self, app: App, label: str) -> Child:
@@ -125,9 +121,7 @@ class Router:
         elif is_asgi(app):
             target, name = app, f"{label} ({describe(app)})"
         else:
-            adapter = self._adapter(app)
-            self._adapters.append(adapter)
-            target, name = adapter, f"{label} (WSGI {describe(app)})"
+            target, name = self._adapter(app), f"{label} (WSGI {describe(app)})"
         child = Child(target, name)
         self._known[id(app)] = (app, child)
         self._children.append(child)
@@ -170,18 +164,9 @@ class Router:
 
         Lifespan shutdown already does this; call it when the server runs no lifespan.
         """
-        for adapter in self._adapters:
-            adapter.close()
         for child in self._children:
-            app = child.app
-            if isinstance(app, Router):
-                app.close()
-            # Adapters given to the router (made by wsgi(), say) are this router's too.
-            if isinstance(app, WSGIToASGI) and app not in self._adapters:
-                app.close()
-
-    async def _lifespan(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
-        await self._fanout(scope, receive, send)
+            if isinstance(child.app, WSGIToASGI | Router):
+                child.app.close()
 
 
 async def call(child: Child, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
@@ -242,40 +227,9 @@ def lowercase_header_names(send: ASGISend) -> ASGISend:
     return send_lowercase
 
 
-async def send_error(send: ASGISend, status: int, reason: str) -> None:
-    start, body = error_events(status, reason)
-    await send(as_message(start))
-    await send(as_message(body))
-
-
-async def refuse_websocket(
-    scope: Message, receive: ASGIReceive, send: ASGISend, status: int, reason: str
-) -> None:
-    """Refuse a websocket handshake with an HTTP ``status`` where the server can send one."""
-    message = await receive()
-    if message["type"] != "websocket.connect":
-        return  # the client left before the handshake
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        # ASGI websocket spec, "Denial Response" extension: an HTTP response instead of accept.
-        start, body = error_events(status, reason)
-        await send(
-            {"type": "websocket.http.response.start", "status": status, "headers": start["headers"]}
-        )
-        await send({"type": "websocket.http.response.body", "body": body["body"]})
-    else:
-        # A close before accept makes the server answer 403 (ASGI websocket spec); the code
-        # and reason reach logs and servers that report them. 1011: internal error (RFC 6455
-        # section 7.4.1); 1008: the endpoint refuses this connection.
-        code = 1011 if status >= 500 else 1008
-        await send({"type": "websocket.close", "code": code, "reason": reason})
-
-
 async def reject(
     scope: Message, receive: ASGIReceive, send: ASGISend, error: PeerProtocolError
 ) -> None:
     """Answer a request whose scope the router cannot route (a server bug, in practice)."""
     _log.info("rejected a %s connection: %s", scope["type"], error)
-    if scope["type"] == "websocket":
-        await refuse_websocket(scope, receive, send, error.status_code, str(error))
-    else:
-        await send_error(send, error.status_code, str(error))
+    await refuse(scope, receive, send, error.status_code, str(error))

@@ -13,19 +13,26 @@ server's flow control (ASGI: ``receive`` is awaited one message at a time) is un
 from __future__ import annotations
 
 import asyncio
+import enum
 import tempfile
 from dataclasses import dataclass
 from typing import IO, Final
 
 from crossgate.types import ASGIReceive, ASGISend, Message
 
-__all__ = ["DONE", "DROP", "PASS", "UNDECIDED", "HTTPAttempt", "Policy", "WebSocketAttempt"]
+__all__ = ["AttemptPhase", "HTTPAttempt", "Policy", "WebSocketAttempt"]
 
-# What an attempt does with the primary's messages.
-UNDECIDED: Final = 0  # the primary has not answered: record what it receives
-PASS: Final = 1  # it answered for real: forward everything, record nothing
-DROP: Final = 2  # it fell through: drop its answer, the fallback gets the connection
-DONE: Final = 3  # the fallback has the connection: the primary's leftovers are cut off
+
+class AttemptPhase(enum.Enum):
+    """What an attempt does with the primary's messages."""
+
+    UNDECIDED = enum.auto()  # the primary has not answered: record what it receives
+    PASS = enum.auto()  # it answered for real: forward everything, record nothing
+    DROP = enum.auto()  # it fell through: drop its answer, the fallback gets the connection
+    DONE = enum.auto()  # the fallback has the connection: the primary's leftovers are cut off
+
+
+UNDECIDED, PASS, DROP, DONE = AttemptPhase  # in definition order
 
 # Pieces the spooled body is replayed in.
 REPLAY_CHUNK: Final = 64 * 1024
@@ -89,7 +96,7 @@ class HTTPAttempt:
     # -- the primary's side ---------------------------------------------------------------------
 
     async def receive(self) -> Message:
-        if self.mode == DONE:
+        if self.mode is DONE:
             # A task the primary left behind must not take the fallback's messages.
             return _HTTP_DISCONNECT
         self._inflight += 1
@@ -97,16 +104,16 @@ class HTTPAttempt:
             message = await self._live_receive()
         except BaseException:
             self._inflight -= 1
-            if self.mode == DONE:
+            if self.mode is DONE:
                 self._hand_over(None)  # the fallback must not wait for it any longer
             raise
         self._inflight -= 1
-        if self.mode == DONE:
+        if self.mode is DONE:
             # The fallback took over while this call (a task the primary left behind) was
             # waiting: the message belongs to the fallback.
             self._hand_over(message)
             return _HTTP_DISCONNECT
-        if self.mode != PASS:
+        if self.mode is not PASS:
             # Recorded after a fall-through too: a primary still reading after its 404 (an
             # adapter's read-ahead) takes messages the fallback must see.
             self._record(message)
@@ -114,9 +121,9 @@ class HTTPAttempt:
 
     async def send(self, message: Message) -> None:
         mode = self.mode
-        if mode == PASS:
+        if mode is PASS:
             await self._live_send(message)
-        elif mode == UNDECIDED:
+        elif mode is UNDECIDED:
             # The decision is made at http.response.start: it comes before any body (ASGI
             # HTTP spec), so a status that falls through is known before a byte went out.
             if (
@@ -145,7 +152,7 @@ class HTTPAttempt:
                 self._empty = True
                 return
             rec = self._rec = _Recording(self._policy, seen_empty=self._empty)
-        rec.record(message, limited=self.mode == UNDECIDED)
+        rec.record(message, limited=self.mode is UNDECIDED)
 
     # -- the fallback's side --------------------------------------------------------------------
 
@@ -319,18 +326,18 @@ class WebSocketAttempt:
         self.mode = UNDECIDED
 
     async def receive(self) -> Message:
-        if self.mode == DONE:
+        if self.mode is DONE:
             return {"type": "websocket.disconnect", "code": 1000}
         message = await self._live_receive()
-        if self.mode != PASS:
+        if self.mode is not PASS:
             self._received.append(message)
         return message
 
     async def send(self, message: Message) -> None:
         mode = self.mode
-        if mode == PASS:
+        if mode is PASS:
             await self._live_send(message)
-        elif mode == UNDECIDED:
+        elif mode is UNDECIDED:
             kind = message["type"]
             # ASGI websocket spec: a close before accept refuses the handshake (the server
             # answers 403); with the websocket.http.response extension the refusal is an HTTP

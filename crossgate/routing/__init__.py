@@ -18,24 +18,22 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from crossgate._routing_base import (
+from crossgate._answer import refuse, respond
+from crossgate.exceptions import CrossgateError, PeerProtocolError
+from crossgate.routing._base import (
     App,
     Router,
     asgi,
     call,
     downstream,
     is_asgi,
-    refuse_websocket,
     reject,
-    send_error,
     wsgi,
 )
-from crossgate._routing_fallback import DROP, HTTPAttempt, Policy, WebSocketAttempt
-from crossgate._routing_lifespan import Hook, Lifespan
-from crossgate.exceptions import CrossgateError, PeerProtocolError
+from crossgate.routing._fallback import DROP, HTTPAttempt, Policy, WebSocketAttempt
+from crossgate.routing._lifespan import Hook, Lifespan
 from crossgate.sansio.paths import MountTable, normalize_prefix, slash_redirect_location
-from crossgate.sansio.response import error_events
-from crossgate.types import ASGIReceive, ASGISend, Message, as_message
+from crossgate.types import ASGIReceive, ASGISend, Message
 
 __all__ = [
     "App",
@@ -99,37 +97,23 @@ class ProtocolRouter(Router):
                 "ProtocolRouter handles lifespan itself and fans it out to every app; use "
                 "on_startup, on_shutdown or lifespan= for code of the router's own"
             )
-        super().__init__(
-            wsgi_options=wsgi_options,
-            on_startup=on_startup,
-            on_shutdown=on_shutdown,
-            lifespan=lifespan,
-        )
+        super().__init__(wsgi_options, on_startup, on_shutdown, lifespan)
         self._routes = {kind: self._child(app, f"[{kind!r}]") for kind, app in routes.items()}
 
     async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         child = self._routes.get(scope["type"])
         if child is not None:
-            state = child.state
-            send = downstream(child, send)
-            if state is None:
-                await child.app(scope, receive, send)
-            else:
-                await child.app({**scope, "state": state.copy()}, receive, send)
+            await call(child, scope, receive, send)
             return
         kind = scope["type"]
         if kind == "lifespan":
-            await self._lifespan(scope, receive, send)
+            await self._fanout(scope, receive, send)
             return
         reason = f"no app is configured for {kind!r} connections"
-        if kind == "http":
-            _log.error("ProtocolRouter: %s; answering 500", reason)
-            await send_error(send, 500, reason)
-        elif kind == "websocket":
-            _log.error("ProtocolRouter: %s; refusing the handshake", reason)
-            await refuse_websocket(scope, receive, send, 500, reason)
-        else:
+        if kind != "http" and kind != "websocket":
             raise CrossgateError(f"ProtocolRouter: {reason}")
+        _log.error("ProtocolRouter: %s; answering 500", reason)
+        await refuse(scope, receive, send, 500, reason)
 
 
 # -- PathRouter and Mount -----------------------------------------------------------------------
@@ -200,12 +184,7 @@ class PathRouter(Router):
         on_shutdown: Sequence[Hook] = (),
         lifespan: Lifespan | None = None,
     ) -> None:
-        super().__init__(
-            wsgi_options=wsgi_options,
-            on_startup=on_startup,
-            on_shutdown=on_shutdown,
-            lifespan=lifespan,
-        )
+        super().__init__(wsgi_options, on_startup, on_shutdown, lifespan)
         mounts = list(routes)
         for mount in mounts:
             if not isinstance(mount, Mount):
@@ -252,16 +231,13 @@ class PathRouter(Router):
                 await child.app(child_scope, receive, downstream(child, send))
                 return
         elif kind == "lifespan":
-            await self._lifespan(scope, receive, send)
+            await self._fanout(scope, receive, send)
             return
         if self._default is not None:
             await call(self._default, scope, receive, send)
-        elif kind == "http":
+        elif kind == "http" or kind == "websocket":
             _log.debug("PathRouter: no app is mounted at %r; answering 404", scope["path"])
-            await send_error(send, 404, "no app is mounted at this path")
-        elif kind == "websocket":
-            _log.debug("PathRouter: no app is mounted at %r; refusing", scope["path"])
-            await refuse_websocket(scope, receive, send, 404, "no app is mounted at this path")
+            await refuse(scope, receive, send, 404, "no app is mounted at this path")
         else:
             raise CrossgateError(f"PathRouter cannot serve a {kind!r} scope without a default")
 
@@ -275,15 +251,14 @@ class PathRouter(Router):
             )
         except PeerProtocolError as exc:
             _log.info("PathRouter: rejected a request: %s", exc)
-            await send_error(send, exc.status_code, str(exc))
+            await respond(send, exc.status_code, str(exc))
             return
-        start, body = error_events(
+        await respond(
+            send,
             307,
             "this mount is served with a trailing slash",
-            extra_headers=((b"location", location),),
+            headers=((b"location", location),),
         )
-        await send(as_message(start))
-        await send(as_message(body))
 
 
 # -- Fallback -----------------------------------------------------------------------------------
@@ -357,12 +332,7 @@ class Fallback(Router):
             raise ValueError("buffer_size must be at least 1 byte")
         if max_replay is not None and max_replay < 1:
             raise ValueError("max_replay must be at least 1 byte, or None")
-        super().__init__(
-            wsgi_options=wsgi_options,
-            on_startup=on_startup,
-            on_shutdown=on_shutdown,
-            lifespan=lifespan,
-        )
+        super().__init__(wsgi_options, on_startup, on_shutdown, lifespan)
         self.statuses = codes
         self.buffer_size = buffer_size
         self.max_replay = max_replay
@@ -379,7 +349,7 @@ class Fallback(Router):
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
-            await self._lifespan(scope, receive, send)
+            await self._fanout(scope, receive, send)
         else:
             raise CrossgateError(f"Fallback cannot serve a {kind!r} scope")
 
@@ -398,7 +368,7 @@ class Fallback(Router):
         attempt = HTTPAttempt(receive, downstream(self._primary, send), self._policy)
         try:
             await self._primary.app(self._primary_scope(scope), attempt.receive, attempt.send)
-            if attempt.mode == DROP:
+            if attempt.mode is DROP:
                 _log.debug("Fallback: the primary did not serve %r", scope.get("path"))
                 await call(self._fallback, scope, attempt.replay_receive(), send)
             elif attempt.missed:
@@ -414,6 +384,6 @@ class Fallback(Router):
     async def _websocket(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         attempt = WebSocketAttempt(receive, downstream(self._primary, send))
         await self._primary.app(self._primary_scope(scope), attempt.receive, attempt.send)
-        if attempt.mode == DROP:
+        if attempt.mode is DROP:
             _log.debug("Fallback: the primary refused the websocket %r", scope.get("path"))
             await call(self._fallback, scope, attempt.replay_receive(), send)

@@ -1,0 +1,237 @@
+"""Lifespan, both sides (ASGI lifespan spec 2.0), for every place crossgate needs it.
+
+* `LifespanDriver` is the server side: it runs an app's lifespan in a task of its own and feeds
+  a `crossgate.sansio.lifespan.LifespanCycle`, which judges what the app does. `ASGIToWSGI` (the
+  server of the app it wraps), the routers (each sub-app) and ``crossgate.testing`` use it.
+* `answer_lifespan` and `run_hooks` are the app side, for `WSGIToASGI` and the routers, which
+  answer their server's lifespan themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, Literal
+
+from crossgate.sansio.lifespan import UNSUPPORTED_GRACE, LifespanCycle, LifespanPhase
+from crossgate.types import ASGIReceive, ASGISend, Message
+
+__all__ = ["EXIT_GRACE", "Hook", "LifespanDriver", "answer_lifespan", "run_hooks"]
+
+_log = logging.getLogger("crossgate")
+
+Hook = Callable[[], object]
+"""An ``on_startup`` / ``on_shutdown`` callable: plain, or returning an awaitable."""
+
+EXIT_GRACE: Final = 5.0
+"""Seconds an app gets to return once its lifespan is over (it answered shutdown, or failed
+startup) before its task is cancelled; a well-behaved app returns on the next turn of the loop."""
+
+_ASGI: Final = {"version": "3.0", "spec_version": "2.0"}
+
+
+class LifespanDriver:
+    """The server side of one app's lifespan, run in a task of its own.
+
+    `startup` and `shutdown` never raise for what the app does: the outcome is in
+    ``cycle.phase``, `failure` and `supported`, and is logged on ``logger`` under ``name``.
+    ``messages`` keeps every message the app sent; ``error`` what its coroutine raised.
+    """
+
+    def __init__(
+        self,
+        app: Callable[..., Awaitable[None]],
+        *,
+        name: str = "the app",
+        required: bool = False,
+        logger: logging.Logger = _log,
+    ) -> None:
+        self.app = app
+        self.name = name
+        self.cycle = LifespanCycle(required=required)
+        self.state: dict[str, Any] = {}
+        self.messages: list[Message] = []
+        self.error: BaseException | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._log = logger
+        # Whether the app ever called receive(): one that did may have meant to speak
+        # lifespan, so its not doing so is worth an INFO line rather than a DEBUG one.
+        self._received = False
+        # Since Python 3.10 a queue binds to a loop only when first used, so it can be made
+        # here, on whatever thread builds the driver.
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._answer: asyncio.Future[None] | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """What went wrong, in words, or ``None``: after `startup`, why it failed (the reason
+        to give with every refused request); after `shutdown`, what went wrong there."""
+        phase, reason = self.cycle.phase, self.cycle.reason
+        if phase is LifespanPhase.FAILED:
+            return f"{self.name} failed to start: {reason}"
+        return f"{self.name} {reason}" if phase is LifespanPhase.STOPPED and reason else None
+
+    @property
+    def supported(self) -> bool:
+        """False when the app does not speak lifespan and is served without it."""
+        return self.cycle.phase is not LifespanPhase.UNSUPPORTED
+
+    # -- the app's side -------------------------------------------------------------------------
+
+    async def _main(self, scope: Message) -> None:
+        try:
+            await self.app(scope, self._receive, self._send)
+        except Exception as exc:
+            # Kept, not raised: the task must never end with an exception nobody retrieves.
+            self.error = exc
+        finally:
+            self.cycle.ended(self.error)
+            self._wake()
+
+    async def _receive(self) -> Message:
+        self._received = True
+        return await self._inbox.get()
+
+    async def _send(self, message: Message) -> None:
+        self.messages.append(dict(message))
+        try:
+            # uvicorn's send() refuses the same: an app that answers with anything but a
+            # lifespan answer (a Starlette Response sends http.response.start) stops here.
+            self.cycle.app_sent(message)
+        finally:
+            self._wake()
+
+    def _wake(self) -> None:
+        answer = self._answer
+        if answer is not None and not answer.done():
+            answer.set_result(None)
+
+    # -- the server's side ----------------------------------------------------------------------
+
+    async def _exchange(self, event: str, timeout: float | None) -> None:
+        """Send ``event``; wait for the answer, the app's end, or ``timeout`` seconds."""
+        answer = self._answer = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait(self.cycle.send(event))
+        await asyncio.wait((answer,), timeout=timeout)
+        if not answer.done():
+            self.cycle.timed_out(timeout or 0.0)
+
+    async def startup(
+        self,
+        timeout: float | None = None,
+        *,
+        state: dict[str, Any] | None = None,
+        asgi: object = None,
+    ) -> None:
+        """Start the app's lifespan with ``state`` as its namespace, and wait for its answer."""
+        if state is not None:
+            self.state = state
+        scope = {"type": "lifespan", "asgi": asgi or _ASGI, "state": self.state}
+        self.task = asyncio.get_running_loop().create_task(self._main(scope))
+        await self._exchange("lifespan.startup", timeout)
+        phase, reason = self.cycle.phase, self.cycle.reason
+        grace = EXIT_GRACE if timeout is None else timeout
+        if phase is LifespanPhase.UNSUPPORTED:
+            # Once, with the reason and no traceback: this is how an app says it has no
+            # lifespan (ASGI lifespan spec), not an error. Its send() raised, so it is ending.
+            level = logging.INFO if self._received else logging.DEBUG
+            self._log.log(
+                level, "%s does not support lifespan (it %s); served without it", self.name, reason
+            )
+            await self._end(min(grace, UNSUPPORTED_GRACE))
+        elif phase is LifespanPhase.FAILED:
+            self._log.error("%s", self.failure)
+            # An app that reported its failure ends by itself (Starlette raises right after);
+            # one that did not answer in time is not waited for again.
+            await self._end(grace if self.messages else 0.0)
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Shut the app's lifespan down and wait (bounded) for it to end; what went wrong is
+        in `failure`. Does nothing unless startup completed (ASGI lifespan spec)."""
+        if self.cycle.phase is LifespanPhase.STOPPED:
+            # The lifespan coroutine ended while the app was serving: say why, at shutdown.
+            if self.error is not None:
+                self._log.error("the lifespan of %s ended early", self.name, exc_info=self.error)
+            else:
+                self._log.debug("%s returned before lifespan shutdown", self.name)
+            return
+        if self.cycle.phase is not LifespanPhase.SERVING:
+            return
+        await self._exchange("lifespan.shutdown", timeout)
+        reason = self.cycle.reason
+        if reason:
+            self._log.error("%s %s", self.name, reason, exc_info=self.error)
+        elif not any(m["type"] == "lifespan.shutdown.complete" for m in self.messages):
+            self._log.debug("%s returned without answering lifespan.shutdown", self.name)
+        if await self._end(EXIT_GRACE if timeout is None else timeout):
+            self._log.warning("%s kept running after lifespan shutdown; cancelled it", self.name)
+
+    async def _end(self, grace: float) -> bool:
+        """Let the lifespan task finish within ``grace`` seconds, else cancel it; True when it
+        had to be cancelled."""
+        task = self.task
+        if task is None or task.done():
+            return False
+        await asyncio.wait((task,), timeout=grace)
+        if task.done():
+            return False
+        await self.abort()
+        return True
+
+    async def abort(self) -> None:
+        """Cancel the lifespan task, if it still runs (the server gave up on lifespan)."""
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+            # asyncio.wait, not `await task`: the app's CancelledError stays in its task,
+            # while a cancellation of the caller still propagates. Bounded even for a
+            # coroutine that ignores its cancellation.
+            await asyncio.wait((task,), timeout=EXIT_GRACE)
+
+
+async def run_hooks(
+    hooks: Sequence[Hook], kind: Literal["on_startup", "on_shutdown"]
+) -> str | None:
+    """Run lifespan hooks in order; what failed, in words, or ``None``.
+
+    Startup stops at the first failure: what follows may need what failed. Every shutdown hook
+    runs even when one fails, as each may hold its own resource; all failures are reported.
+    """
+    errors: list[str] = []
+    for hook in hooks:
+        try:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            _log.exception("the %s hook %r failed", kind, hook)
+            errors.append(f"{kind} hook {getattr(hook, '__qualname__', hook)!s} failed: {exc!r}")
+            if kind == "on_startup":
+                break
+    return "; ".join(errors) or None
+
+
+async def answer_lifespan(
+    receive: ASGIReceive,
+    send: ASGISend,
+    startup: Callable[[], Awaitable[str | None]],
+    shutdown: Callable[[], Awaitable[str | None]],
+) -> None:
+    """The app side of the lifespan protocol: ``startup`` at ``lifespan.startup``, ``shutdown``
+    at ``lifespan.shutdown``, each returning what failed, in words, or ``None``."""
+    message = await receive()
+    if message["type"] == "lifespan.startup":
+        error = await startup()
+        if error is not None:
+            await send({"type": "lifespan.startup.failed", "message": error})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+    if message["type"] == "lifespan.shutdown":
+        error = await shutdown()
+        if error is not None:
+            await send({"type": "lifespan.shutdown.failed", "message": error})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
