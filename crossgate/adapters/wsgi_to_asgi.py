@@ -200,10 +200,6 @@ class WSGIToASGI:
             budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
         return budget
 
-    def _worker_free(self) -> bool:
-        """True when a new request would start at once; always for a shared executor."""
-        return self._shared_executor is not None or self._in_flight < self.workers
-
     def close(self, *, wait: bool = True) -> None:
         """Stop the adapter's own thread pool (a shared ``executor`` is left alone).
 
@@ -231,56 +227,42 @@ class WSGIToASGI:
             raise CrossgateError(f"WSGIToASGI cannot serve a {kind!r} scope")
 
     async def _http(self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
-        try:
-            environ = build_environ(scope, self._environ_options)
-        except PeerProtocolError as exc:
-            _log.info("rejected request: %s", exc)
-            await _send_error(send, exc)
-            return
-        meter = None
-        if self.max_body_size is not None:
-            try:
-                # Refuses a declared Content-Length over the limit before the app runs; a
-                # streamed body is counted message by message as it arrives (`Exchange.feed`).
-                meter = BodyMeter(
-                    self.max_body_size, declared_length(environ.get("CONTENT_LENGTH"))
-                )
-            except PeerProtocolError as exc:
-                await _send_error(send, exc)
-                return
         loop = _asyncio_loop()
         if loop is None:
             # ASGI spec, "Applications": raise for what the application cannot serve, so the
             # server logs it; the client gets a plain 500 first instead of a reset.
             await _send_status(send, 500, "Internal Server Error")
             raise CrossgateError(ASYNCIO_ONLY)
-        # Read the first body message here on the loop, before the worker starts, when a
-        # worker is free or no body is announced: for most requests it is the whole body, and
-        # the worker then never waits for input. When every worker is busy, the request waits
-        # in the queue: reading its first message now would hold it here (and let the server
-        # buffer the next one) for as long as it waits, and hundreds of queued uploads (or
-        # clients that announce a large body and leave) would hold hundreds of MiB. The pump
-        # then reads once a worker has picked the request up (`Exchange.begin`).
-        eager = self.request_body == "stream" and (
-            self._worker_free()
-            or not announces_body(
-                environ.get("CONTENT_LENGTH"), environ.get("HTTP_TRANSFER_ENCODING")
-            )
-        )
-        exchange = Exchange(
-            loop,
-            read_ahead=self.read_ahead,
-            send_buffer=self.send_buffer,
-            meter=meter,
-            budget=self._budget(loop),
-            eager=eager,
-        )
         try:
+            environ = build_environ(scope, self._environ_options)
+            # max_body_size: a declared Content-Length over it is refused here, before the app
+            # runs; a streamed body is counted message by message (`Exchange.feed`).
+            length = environ.get("CONTENT_LENGTH")
+            meter = None
+            if self.max_body_size is not None:
+                meter = BodyMeter(self.max_body_size, declared_length(length))
+            # The first body message is read here on the loop when a worker is free or no body
+            # is announced: for most requests it is the whole body, and the worker then never
+            # waits for input. A request that waits in the queue reads nothing: hundreds of
+            # queued uploads (or clients that announce a large body and leave) would hold
+            # hundreds of MiB. Its pump starts once a worker picks it up (`Exchange.begin`).
+            eager = self.request_body == "stream" and (
+                self._shared_executor is not None  # no count of a shared executor's workers
+                or self._in_flight < self.workers
+                or not announces_body(length, environ.get("HTTP_TRANSFER_ENCODING"))
+            )
+            exchange = Exchange(
+                loop,
+                read_ahead=self.read_ahead,
+                send_buffer=self.send_buffer,
+                meter=meter,
+                budget=self._budget(loop),
+                eager=eager,
+            )
             if self.request_body == "spool":
-                spooled = await exchange.spool(receive, self.spool_threshold)
-                if spooled is None:
+                environ["wsgi.input"] = await exchange.spool(receive, self.spool_threshold)
+                if environ["wsgi.input"] is None:
                     return
-                environ["wsgi.input"] = spooled
                 # The whole body is here, so its size is known even for a chunked upload:
                 # PEP 3333 makes CONTENT_LENGTH optional, but Django reads exactly
                 # CONTENT_LENGTH bytes (and nothing without it), ignoring wsgi.input_terminated.
@@ -291,10 +273,10 @@ class WSGIToASGI:
                     if message["type"] != "http.request":
                         return  # http.disconnect: the client left before we started
                     exchange.feed(message)
-                    # This frame lives as long as the request: it must not keep the bytes.
-                    del message
+                    del message  # this frame lives as long as the request: not its bytes
                 environ["wsgi.input"] = RequestBody(exchange)
-        except PeerProtocolError as exc:  # the body broke max_body_size
+        except PeerProtocolError as exc:
+            _log.info("rejected request: %s", exc)
             await _send_error(send, exc)
             return
         environ["wsgi.errors"] = ErrorStream()
