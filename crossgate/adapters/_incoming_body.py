@@ -1,10 +1,8 @@
 """The request body on its way from the event loop to the worker thread running the app.
 
 The loop reads ``http.request`` messages (`IncomingBody.pump`, or `IncomingBody.spool` first);
-the worker reads them through ``wsgi.input`` (`IncomingBody.read`). Bytes are read ahead of the
-app in bulk, bounded per request (``read_ahead``) and per event loop (`ReadAheadBudget`), and
-either side wakes the other only when it waits: each cross-thread wake-up costs about 100 µs.
-`crossgate.adapters._exchange.Exchange` adds the response on top of this.
+the worker reads them through ``wsgi.input``. `crossgate.adapters._exchange` tells why the
+bytes are read ahead in bulk and either side wakes the other only when it waits.
 """
 
 from __future__ import annotations
@@ -159,12 +157,7 @@ class IncomingBody:
     # -- the worker thread --------------------------------------------------------------------
 
     def read(self, size: int | None = -1) -> bytes:
-        """``wsgi.input.read``: up to ``size`` bytes (all when negative), fewer only at the end.
-
-        Raises:
-            ClientDisconnected: the client left before sending the bytes asked for.
-            RequestTooLarge: the body passed ``max_body_size``.
-        """
+        """``wsgi.input.read`` (`crossgate.adapters._streams.RequestBody` says what it raises)."""
         if size is None or size < 0:
             size = _ALL
         with self._cond:
@@ -172,12 +165,7 @@ class IncomingBody:
             return self._take(size)
 
     def readline(self, size: int | None = -1) -> bytes:
-        """``wsgi.input.readline``: up to and including a newline, at most ``size`` bytes.
-
-        Raises:
-            ClientDisconnected: the client left before sending the bytes asked for.
-            RequestTooLarge: the body passed ``max_body_size``.
-        """
+        """``wsgi.input.readline``, as `read`."""
         limit = _ALL if size is None or size < 0 else size
         with self._cond:
             while True:
@@ -239,11 +227,7 @@ class IncomingBody:
         return -1
 
     def check_connected(self) -> None:
-        """Raise `ClientDisconnected` when the client is gone (a read of one flag, no lock).
-
-        Raises:
-            ClientDisconnected: the client is gone; the caller stops producing.
-        """
+        """Raise `ClientDisconnected` when the client is gone (a read of one flag, no lock)."""
         if self.disconnected:
             raise ClientDisconnected(GONE)
 
