@@ -6,7 +6,7 @@ import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any, TypeGuard
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 if TYPE_CHECKING:
     from crossgate.adapters._incoming_body import IncomingBody
@@ -142,13 +142,13 @@ class FileWrapper:
             close()
 
 
-class RegularFile:
+class RegularFile(NamedTuple):
     """A regular file a `FileWrapper` holds, as the pathsend / zerocopysend events need it."""
 
-    __slots__ = ("file", "offset", "path", "size")
-
-    def __init__(self, file: Any, path: str | None, offset: int, size: int) -> None:
-        self.file, self.path, self.offset, self.size = file, path, offset, size
+    file: Any
+    path: str | None
+    offset: int
+    size: int
 
 
 def regular_file(wrapper: FileWrapper) -> RegularFile | None:
