@@ -171,14 +171,15 @@ class Exchange(IncomingBody):
 
     # -- the event loop -----------------------------------------------------------------------
 
-    def expire(self, start: HTTPResponseStartEvent, body: bytes) -> None:
-        """Queue timeout: answer ``start``/``body`` unless a worker picked the request up."""
+    def expire(self, retry_after: int) -> None:
+        """Queue timeout: answer 503 with ``Retry-After`` unless a worker picked the request up."""
         with self._cond:
             if self.phase is not WorkerPhase.QUEUED:
                 return
             self.phase = next_phase(self.phase, WorkerEvent.EXPIRED)
-            self._start = start
-            self._chunks = [body]
+            retry = ((b"retry-after", str(retry_after).encode("ascii")),)
+            self._start, body = error_events(503, "no worker was free in time", extra_headers=retry)
+            self._chunks = [body["body"]]
             self._drop_body()
             self._wake_sender()
         _log.warning("no worker thread became free in time; answering 503")

@@ -296,12 +296,7 @@ class WSGIToASGI:
                 await _send_status(send, 503, "the server is shutting down")
                 return
             if self.queue_timeout is not None:
-                start, body = error_events(
-                    503,
-                    "no worker was free in time",
-                    extra_headers=((b"retry-after", str(self.retry_after).encode()),),
-                )
-                timer = loop.call_later(self.queue_timeout, exchange.expire, start, body["body"])
+                timer = loop.call_later(self.queue_timeout, exchange.expire, self.retry_after)
             await exchange.respond(
                 send,
                 raise_app_exceptions=self.raise_app_exceptions,
