@@ -24,6 +24,10 @@ __all__ = [
 class WorkerPhase(enum.Enum):
     """Where a request stands with the worker pool."""
 
+    # Members are singletons: hashed by identity in C, not by `enum.Enum.__hash__` in Python,
+    # the table and the sets below cost no Python call on the per-request path.
+    __hash__ = object.__hash__
+
     QUEUED = "queued"
     """Handed to the pool; no worker has picked it up yet."""
     RUNNING = "running"
@@ -37,6 +41,8 @@ class WorkerPhase(enum.Enum):
 
 class WorkerEvent(enum.Enum):
     """What moves a request from one `WorkerPhase` to the next."""
+
+    __hash__ = object.__hash__  # as `WorkerPhase.__hash__`
 
     PICKED_UP = "a worker picked the request up"
     FINISHED = "the worker finished the response"
