@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from crossgate.adapters._exchange import Exchange
 from crossgate.adapters._streams import ErrorStream, FileWrapper, regular_file
 from crossgate.concurrency import set_server_loop
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.response import OptExcInfo, ResponseState, body_chunk, file_send_event
-from crossgate.types import WSGIApplication, as_message
+from crossgate.types import WSGIApplication, WSGIEnvironment, as_message
 
 __all__ = ["run_request"]
 
@@ -26,20 +25,28 @@ _FILE_EVENTS = frozenset({"http.response.pathsend", "http.response.zerocopysend"
 
 
 def run_request(
-    app: WSGIApplication, exchange: Exchange, environ: dict[str, Any], scope: Mapping[str, Any]
+    app: WSGIApplication,
+    exchange: Exchange,
+    environ: WSGIEnvironment,
+    extensions: Mapping[str, object],
 ) -> None:
-    """Run ``app`` for one request; report everything through ``exchange``."""
+    """Run ``app`` for one request; report everything through ``exchange``.
+
+    ``extensions`` are the scope's: the server's pathsend / zerocopysend may send a file."""
     if not exchange.begin():
         return  # it waited too long and got a 503 instead
     try:
-        _run_app(app, exchange, environ, scope)
+        _run_app(app, exchange, environ, extensions)
     except BaseException as exc:  # pragma: no cover - a crossgate bug must not hang
         _log.critical("crossgate failed while running a request", exc_info=exc)
         exchange.finish(exc)
 
 
 def _run_app(
-    app: WSGIApplication, exchange: Exchange, environ: dict[str, Any], scope: Mapping[str, Any]
+    app: WSGIApplication,
+    exchange: Exchange,
+    environ: WSGIEnvironment,
+    extensions: Mapping[str, object],
 ) -> None:
     set_server_loop(exchange.loop)
     state = ResponseState(environ["REQUEST_METHOD"])
@@ -71,7 +78,7 @@ def _run_app(
             # The whole body is known: it goes out with the end of the response, in one
             # message and one wake-up of the loop.
             tail = _clamp(state, _join(iterable))
-        elif not _send_file(exchange, state, iterable, scope):
+        elif not _send_file(exchange, state, iterable, extensions):
             for chunk in iterable:
                 if type(chunk) is not bytes:
                     chunk = body_chunk(chunk)
@@ -141,11 +148,13 @@ def _emit(exchange: Exchange, state: ResponseState, chunk: bytes) -> bool:
 
 
 def _send_file(
-    exchange: Exchange, state: ResponseState, iterable: Iterable[bytes], scope: Mapping[str, Any]
+    exchange: Exchange,
+    state: ResponseState,
+    iterable: Iterable[bytes],
+    extensions: Mapping[str, object],
 ) -> bool:
     """Hand a ``wsgi.file_wrapper`` file to the server's pathsend / zerocopysend extension;
     False to iterate the wrapper instead (`file_send_event` decides)."""
-    extensions = scope.get("extensions") or {}
     if not isinstance(iterable, FileWrapper) or not extensions.keys() & _FILE_EVENTS:
         return False
     found = regular_file(iterable)

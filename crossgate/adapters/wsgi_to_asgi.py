@@ -288,9 +288,9 @@ class WSGIToASGI:
         try:
             executor = self._executor()
             try:
-                executor.submit(
-                    contextvars.copy_context().run, run_request, self.app, exchange, environ, scope
-                )
+                extensions = scope.get("extensions") or {}
+                context = contextvars.copy_context()
+                executor.submit(context.run, run_request, self.app, exchange, environ, extensions)
             except RuntimeError:  # the executor was shut down
                 _log.warning("the worker pool is shut down; answering 503")
                 await _send_status(send, 503, "the server is shutting down")
