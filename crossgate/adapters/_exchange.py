@@ -34,12 +34,12 @@ from crossgate.sansio.failure import Outcome, plan_failure
 from crossgate.sansio.response import error_events
 from crossgate.types import ASGISend, HTTPResponseStartEvent, Message, as_message
 
-__all__ = ["Exchange"]
+__all__ = ["WorkerExchange"]
 
 _log = logging.getLogger("crossgate")
 
 
-class Exchange(IncomingBody):
+class WorkerExchange(IncomingBody):
     """One request's hand-off between the event loop and the worker thread that runs the app.
 
     The body comes in through `IncomingBody`. The loop calls `respond` (the response out),

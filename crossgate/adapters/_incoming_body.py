@@ -151,7 +151,7 @@ class IncomingBody:
             self._spooled.close()
 
     def _detach_sender(self) -> asyncio.Future[None] | None:
-        """The response side's waiter, to wake on a disconnect (`Exchange` has one)."""
+        """The response side's waiter, to wake on a disconnect (`WorkerExchange` has one)."""
         return None
 
     # -- the worker thread --------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""One request on a worker thread: run the WSGI app and hand its response to the `Exchange`.
+"""One request on a worker thread: run the WSGI app and hand its response to the `WorkerExchange`.
 
 PEP 3333 on this side (``start_response``, ``write``, the iterable and its ``close()``); the
-event loop sends what `Exchange` queues. What the response may be (the status and headers,
+event loop sends what `WorkerExchange` queues. What the response may be (the status and headers,
 ``Content-Length`` promises, when a file goes by pathsend) is `crossgate.sansio.response`'s.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
-from crossgate.adapters._exchange import Exchange
+from crossgate.adapters._exchange import WorkerExchange
 from crossgate.adapters._streams import ErrorStream, FileWrapper, regular_file
 from crossgate.concurrency import set_server_loop
 from crossgate.exceptions import AppProtocolError
@@ -26,7 +26,7 @@ _FILE_EVENTS = frozenset({"http.response.pathsend", "http.response.zerocopysend"
 
 def run_request(
     app: WSGIApplication,
-    exchange: Exchange,
+    exchange: WorkerExchange,
     environ: WSGIEnvironment,
     extensions: Mapping[str, object],
 ) -> None:
@@ -44,7 +44,7 @@ def run_request(
 
 def _run_app(
     app: WSGIApplication,
-    exchange: Exchange,
+    exchange: WorkerExchange,
     environ: WSGIEnvironment,
     extensions: Mapping[str, object],
 ) -> None:
@@ -140,7 +140,7 @@ def _clamp(state: ResponseState, chunk: bytes) -> bytes:
     return data
 
 
-def _emit(exchange: Exchange, state: ResponseState, chunk: bytes) -> bool:
+def _emit(exchange: WorkerExchange, state: ResponseState, chunk: bytes) -> bool:
     """Queue a body chunk; True once ``Content-Length`` bytes went out."""
     data = _clamp(state, chunk)
     exchange.push(None if state.committed else state.commit(), data)
@@ -148,7 +148,7 @@ def _emit(exchange: Exchange, state: ResponseState, chunk: bytes) -> bool:
 
 
 def _send_file(
-    exchange: Exchange,
+    exchange: WorkerExchange,
     state: ResponseState,
     iterable: Iterable[bytes],
     extensions: Mapping[str, object],
@@ -170,14 +170,14 @@ def _send_file(
 
 
 def _report(
-    exchange: Exchange,
+    exchange: WorkerExchange,
     state: ResponseState,
     failure: BaseException | None,
     tail: bytes,
     late: Exception | None = None,
 ) -> None:
     """Hand the end of the response to the loop. A failure is decided and logged there
-    (`Exchange.respond`), where it is known whether the headers reached the server.
+    (`WorkerExchange.respond`), where it is known whether the headers reached the server.
     ``late`` is what ``close()`` raised after a complete body."""
     if failure is None:
         try:

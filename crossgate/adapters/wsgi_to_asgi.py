@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Literal
 
-from crossgate.adapters._exchange import Exchange
+from crossgate.adapters._exchange import WorkerExchange
 from crossgate.adapters._incoming_body import ReadAheadBudget
 from crossgate.adapters._interface import check_app
 from crossgate.adapters._memory import MemoryReleaser
@@ -236,7 +236,7 @@ class WSGIToASGI:
         try:
             environ = build_environ(scope, self._environ_options)
             # max_body_size: a declared Content-Length over it is refused here, before the app
-            # runs; a streamed body is counted message by message (`Exchange.feed`).
+            # runs; a streamed body is counted message by message (`WorkerExchange.feed`).
             length = environ.get("CONTENT_LENGTH")
             meter = None
             if self.max_body_size is not None:
@@ -245,13 +245,13 @@ class WSGIToASGI:
             # is announced: for most requests it is the whole body, and the worker then never
             # waits for input. A request that waits in the queue reads nothing: hundreds of
             # queued uploads (or clients that announce a large body and leave) would hold
-            # hundreds of MiB. Its pump starts once a worker picks it up (`Exchange.begin`).
+            # hundreds of MiB. Its pump starts once a worker picks it up (`WorkerExchange.begin`).
             eager = self.request_body == "stream" and (
                 self._shared_executor is not None  # no count of a shared executor's workers
                 or self._in_flight < self.workers
                 or not announces_body(length, environ.get("HTTP_TRANSFER_ENCODING"))
             )
-            exchange = Exchange(
+            exchange = WorkerExchange(
                 loop,
                 read_ahead=self.read_ahead,
                 send_buffer=self.send_buffer,

@@ -1,7 +1,7 @@
 """The phases of one `WSGIToASGI` request and the one table of moves between them. Pure.
 
 A request goes to a pool of worker threads and may wait there; its body arrives on the event
-loop while a worker reads it. `crossgate.adapters._exchange.Exchange` keeps the lock, the
+loop while a worker reads it. `crossgate.adapters._exchange.WorkerExchange` keeps the lock, the
 buffers and the wake-ups; which phase follows which, and what each phase allows, lives here,
 as h11 keeps its states in ``_state.py``.
 """

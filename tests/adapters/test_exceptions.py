@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from crossgate import AppProtocolError, ResponseAborted
-from crossgate.adapters._exchange import Exchange
+from crossgate.adapters._exchange import WorkerExchange
 from crossgate.testing import HTTPResult, call_http
 from crossgate.types import Message, StartResponse, WSGIEnvironment
 from tests.adapters.conftest import MakeAdapter, run
@@ -204,7 +204,7 @@ def _exchange_failing_with_headers_still_queued(
     result = HTTPResult()
 
     async def main() -> BaseException | None:
-        exchange = Exchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=1 << 20)
+        exchange = WorkerExchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=1 << 20)
         assert exchange.begin()
         start: Any = {"type": "http.response.start", "status": 200, "headers": []}
         exchange.push(start, b"first chunk")
@@ -252,7 +252,7 @@ def test_a_server_whose_send_fails_during_the_error_page_still_gets_the_exceptio
     failure = Boom("before any header")
 
     async def main() -> BaseException | None:
-        exchange = Exchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=10)
+        exchange = WorkerExchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=10)
         assert exchange.begin()
         exchange.finish(failure)
 
