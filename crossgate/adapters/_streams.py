@@ -1,18 +1,84 @@
-"""The stream objects a WSGI environ carries besides ``wsgi.input``: errors and file wrapper."""
+"""The stream objects of a WSGI environ: ``wsgi.input``, ``wsgi.errors``, ``wsgi.file_wrapper``."""
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
-__all__ = ["FILE_BLOCK_SIZE", "ErrorStream", "FileWrapper"]
+if TYPE_CHECKING:
+    from crossgate.adapters._incoming_body import IncomingBody
+
+__all__ = [
+    "FILE_BLOCK_SIZE",
+    "ErrorStream",
+    "FileWrapper",
+    "LineReader",
+    "RegularFile",
+    "RequestBody",
+    "regular_file",
+]
 
 # Files are read in blocks of at least this size when no zero-copy path is available: a small
 # block (Django asks for 4 KiB) would cost a Python iteration, and a queue push, per 4 KiB.
 FILE_BLOCK_SIZE = 256 * 1024
 
 _log = logging.getLogger("crossgate")
+
+
+class LineReader:
+    """``readlines`` and iteration on top of a subclass's ``readline``, as on a binary file
+    (PEP 3333, "Input and Error Streams"); shared by the ``wsgi.input`` streams crossgate makes.
+    """
+
+    __slots__ = ()
+
+    def readline(self, size: int | None = -1) -> bytes:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class RequestBody(LineReader):
+    """``wsgi.input`` in stream mode: reads pull from the bytes the loop reads ahead.
+
+    ``read(n)``, ``read()``, ``readline(limit)``, ``readlines(hint)`` and iteration behave as on
+    a binary file (PEP 3333, "Input and Error Streams"); the stream ends where the body ends.
+
+    Raises (from every read):
+        ClientDisconnected: the client left before sending the bytes asked for.
+        RequestTooLarge: the body passed ``max_body_size``; no byte past it is ever returned.
+    """
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: IncomingBody) -> None:
+        self._body = body
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._body.read(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._body.readline(size)
 
 
 class ErrorStream:
@@ -74,3 +140,58 @@ class FileWrapper:
         close = getattr(self.filelike, "close", None)
         if close is not None:
             close()
+
+
+class RegularFile(NamedTuple):
+    """A regular file a `FileWrapper` holds, as the pathsend / zerocopysend events need it."""
+
+    file: Any
+    path: str | None
+    offset: int
+    size: int
+
+
+def regular_file(wrapper: FileWrapper) -> RegularFile | None:
+    """The regular file ``wrapper`` holds, with where it stands; ``None`` for anything else
+    (a pipe, a socket, a ``BytesIO``): those are iterated instead."""
+    file = wrapper.filelike
+    try:
+        info = os.fstat(file.fileno())
+        offset = file.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return RegularFile(file, _file_path(file, info), offset, info.st_size)
+
+
+def _file_path(file: Any, info: os.stat_result) -> str | None:
+    """The absolute path of the open regular file ``file``, or None when none is known.
+
+    Its ``name`` first. A wrapper such as Django's ``FieldFile`` names the file relative to its
+    storage (``attachments/report.pdf``), not to the working directory; the file object it
+    wraps (``.file``) knows the real path. On Linux, the kernel's own record of the open file
+    (``/proc/self/fd/N``) serves when neither does. Every candidate must still name this very
+    file (`_same_file`): pathsend sends a path, and a name that now points elsewhere would
+    send another file.
+    """
+    inner = getattr(file, "file", None)
+    for name in (getattr(file, "name", None), getattr(inner, "name", None)):
+        if _same_file(name, info):
+            return os.path.abspath(name)
+    try:
+        name = os.readlink(f"/proc/self/fd/{file.fileno()}")
+    except OSError:  # pragma: no cover - no /proc/self/fd outside Linux
+        return None
+    return name if _same_file(name, info) else None
+
+
+def _same_file(path: object, info: os.stat_result) -> TypeGuard[str]:
+    """True when ``path`` still names the open file (it was not renamed or replaced)."""
+    if not isinstance(path, str):
+        return False
+    try:
+        current = os.stat(path)
+    except OSError:
+        return False
+    return (current.st_dev, current.st_ino) == (info.st_dev, info.st_ino)

@@ -6,37 +6,24 @@ import asyncio
 import contextvars
 import logging
 import os
-import stat
-import tempfile
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import IO, Any, Literal, TypeGuard
+from typing import Any, Literal
 
 from crossgate._answer import refuse, respond
 from crossgate._lifespan import Hook, answer_lifespan, run_hooks
-from crossgate.adapters._exchange import Exchange, ReadAheadBudget, RequestBody
+from crossgate.adapters._exchange import WorkerExchange
+from crossgate.adapters._incoming_body import ReadAheadBudget
 from crossgate.adapters._interface import check_app
 from crossgate.adapters._memory import MemoryReleaser
-from crossgate.adapters._streams import ErrorStream, FileWrapper
-from crossgate.concurrency import set_server_loop
-from crossgate.exceptions import (
-    AppProtocolError,
-    CrossgateError,
-    PeerProtocolError,
-    ProtocolError,
-)
+from crossgate.adapters._streams import ErrorStream, FileWrapper, RequestBody
+from crossgate.adapters._wsgi_worker import run_request
+from crossgate.exceptions import CrossgateError, PeerProtocolError, ProtocolError
 from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
 from crossgate.sansio.environ import EnvironOptions, build_environ
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
-from crossgate.sansio.response import (
-    OptExcInfo,
-    ResponseState,
-    body_chunk,
-    error_events,
-    file_send_event,
-)
-from crossgate.types import ASGIReceive, ASGISend, Message, WSGIApplication, as_message
+from crossgate.types import ASGIReceive, ASGISend, Message, WSGIApplication
 
 __all__ = ["WSGIToASGI", "wsgi_to_asgi"]
 
@@ -211,10 +198,6 @@ class WSGIToASGI:
             budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
         return budget
 
-    def _worker_free(self) -> bool:
-        """True when a new request would start at once; always for a shared executor."""
-        return self._shared_executor is not None or self._in_flight < self.workers
-
     def close(self, *, wait: bool = True) -> None:
         """Stop the adapter's own thread pool (a shared ``executor`` is left alone).
 
@@ -242,301 +225,89 @@ class WSGIToASGI:
             raise CrossgateError(f"WSGIToASGI cannot serve a {kind!r} scope")
 
     async def _http(self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
-        try:
-            environ = build_environ(scope, self._environ_options)
-        except PeerProtocolError as exc:
-            _log.info("rejected request: %s", exc)
-            await _send_error(send, exc)
-            return
-        meter = None
-        if self.max_body_size is not None:
-            try:
-                # Refuses a declared Content-Length over the limit before the app runs; a
-                # streamed body is counted message by message as it arrives (`Exchange.feed`).
-                meter = BodyMeter(
-                    self.max_body_size, declared_length(environ.get("CONTENT_LENGTH"))
-                )
-            except PeerProtocolError as exc:
-                await _send_error(send, exc)
-                return
         loop = _asyncio_loop()
         if loop is None:
             # ASGI spec, "Applications": raise for what the application cannot serve, so the
             # server logs it; the client gets a plain 500 first instead of a reset.
             await _send_status(send, 500, "Internal Server Error")
             raise CrossgateError(ASYNCIO_ONLY)
-        x = Exchange(
-            loop,
-            read_ahead=self.read_ahead,
-            send_buffer=self.send_buffer,
-            meter=meter,
-            budget=self._budget(loop),
-        )
-        if self.request_body == "spool":
-            spooled = await self._spool(receive, send, x)
-            if spooled is None:
-                return
-            environ["wsgi.input"] = x.spooled = spooled
-            # The whole body is here, so its size is known even for a chunked upload: PEP 3333
-            # makes CONTENT_LENGTH optional, but Django reads exactly CONTENT_LENGTH bytes (and
-            # nothing without it), ignoring wsgi.input_terminated.
-            environ["CONTENT_LENGTH"] = str(x.received)
-        elif self._worker_free() or not announces_body(
-            environ.get("CONTENT_LENGTH"), environ.get("HTTP_TRANSFER_ENCODING")
-        ):
-            # The first body message is read here on the loop, before the worker starts: for
-            # most requests it is the whole body, and the worker then never waits for input.
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # http.disconnect: the client left before we started
-            x.feed(message)
-            x.eager = True
-            # This frame lives as long as the request: it must not keep the bytes the app reads.
-            del message
-            if x.body_error is not None:
-                await _send_error(send, x.body_error)
-                return
-            environ["wsgi.input"] = RequestBody(x)
-        else:
-            # Every worker is busy, so the request waits in the queue. Reading its first
-            # message now would hold it here, and let the server read the next one into its
-            # own buffer, for as long as the request waits: hundreds of queued uploads (or
-            # clients that announce a large body and leave) would hold hundreds of MiB. The
-            # pump reads once a worker has picked the request up (`Exchange.begin`).
-            environ["wsgi.input"] = RequestBody(x)
+        try:
+            environ = build_environ(scope, self._environ_options)
+            # max_body_size: a declared Content-Length over it is refused here, before the app
+            # runs; a streamed body is counted message by message (`WorkerExchange.feed`).
+            length = environ.get("CONTENT_LENGTH")
+            meter = None
+            if self.max_body_size is not None:
+                meter = BodyMeter(self.max_body_size, declared_length(length))
+            # The first body message is read here on the loop when a worker is free or no body
+            # is announced: for most requests it is the whole body, and the worker then never
+            # waits for input. A request that waits in the queue reads nothing: hundreds of
+            # queued uploads (or clients that announce a large body and leave) would hold
+            # hundreds of MiB. Its pump starts once a worker picks it up (`WorkerExchange.begin`).
+            eager = self.request_body == "stream" and (
+                self._shared_executor is not None  # no count of a shared executor's workers
+                or self._in_flight < self.workers
+                or not announces_body(length, environ.get("HTTP_TRANSFER_ENCODING"))
+            )
+            exchange = WorkerExchange(
+                loop,
+                read_ahead=self.read_ahead,
+                send_buffer=self.send_buffer,
+                meter=meter,
+                budget=self._budget(loop),
+                eager=eager,
+            )
+            if self.request_body == "spool":
+                environ["wsgi.input"] = await exchange.spool(receive, self.spool_threshold)
+                if environ["wsgi.input"] is None:
+                    return
+                # The whole body is here, so its size is known even for a chunked upload:
+                # PEP 3333 makes CONTENT_LENGTH optional, but Django reads exactly
+                # CONTENT_LENGTH bytes (and nothing without it), ignoring wsgi.input_terminated.
+                environ["CONTENT_LENGTH"] = str(exchange.received)
+            else:
+                if eager:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # http.disconnect: the client left before we started
+                    exchange.feed(message)
+                    del message  # this frame lives as long as the request: not its bytes
+                environ["wsgi.input"] = RequestBody(exchange)
+        except PeerProtocolError as exc:
+            _log.info("rejected request: %s", exc)
+            await _send_error(send, exc)
+            return
         environ["wsgi.errors"] = ErrorStream()
         environ["wsgi.file_wrapper"] = FileWrapper
-        environ["crossgate.disconnected"] = x.disconnected_event
-        pump = loop.create_task(x.pump(receive))
+        environ["crossgate.disconnected"] = exchange.disconnected_event
+        pump = loop.create_task(exchange.pump(receive))
         timer = None
         self._in_flight += 1
         try:
             executor = self._executor()
             try:
-                executor.submit(contextvars.copy_context().run, self._run, x, environ, scope)
+                extensions = scope.get("extensions") or {}
+                context = contextvars.copy_context()
+                executor.submit(context.run, run_request, self.app, exchange, environ, extensions)
             except RuntimeError:  # the executor was shut down
                 _log.warning("the worker pool is shut down; answering 503")
                 await _send_status(send, 503, "the server is shutting down")
                 return
             if self.queue_timeout is not None:
-                start, body = error_events(
-                    503,
-                    "no worker was free in time",
-                    extra_headers=((b"retry-after", str(self.retry_after).encode()),),
-                )
-                timer = loop.call_later(self.queue_timeout, x.expire, start, body["body"])
-            await x.respond(
+                timer = loop.call_later(self.queue_timeout, exchange.expire, self.retry_after)
+            await exchange.respond(
                 send,
                 raise_app_exceptions=self.raise_app_exceptions,
                 http_version=scope.get("http_version", "1.1"),
             )
         finally:
             self._in_flight -= 1
-            self._releaser.note(loop, x.received)
+            self._releaser.note(loop, exchange.received)
             pump.cancel()
             if timer is not None:
                 timer.cancel()
-            if x.abandon() and x.spooled is not None:
-                x.spooled.close()
-            x.settle()
-
-    async def _spool(self, receive: ASGIReceive, send: ASGISend, x: Exchange) -> IO[bytes] | None:
-        """Read the whole body before the app runs; ``None`` when there is nothing to run."""
-        spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=self.spool_threshold)  # noqa: SIM115
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                spooled.close()
-                _log.info("the client disconnected while sending the body; the app never ran")
-                return None
-            data: bytes = message.get("body", b"")
-            x.received += len(data)
-            if x.meter is not None:
-                try:
-                    x.meter.count(len(data))
-                except PeerProtocolError as exc:
-                    spooled.close()
-                    await _send_error(send, exc)
-                    return None
-            spooled.write(data)
-            if not message.get("more_body", False):
-                break
-        spooled.seek(0)
-        with x.cond:
-            x.body_complete = True
-        return spooled
-
-    # -- the worker thread --------------------------------------------------------------------
-
-    def _run(self, x: Exchange, environ: dict[str, Any], scope: Mapping[str, Any]) -> None:
-        """Run the app for one request, on a worker thread; report everything through ``x``."""
-        if not x.begin():
-            if x.spooled is not None:
-                x.spooled.close()
-            return
-        try:
-            self._run_app(x, environ, scope)
-        except BaseException as exc:  # pragma: no cover - a crossgate bug must not hang
-            _log.critical("crossgate failed while running a request", exc_info=exc)
-            x.finish(exc)
-
-    def _run_app(self, x: Exchange, environ: dict[str, Any], scope: Mapping[str, Any]) -> None:
-        set_server_loop(x.loop)
-        state = ResponseState()
-        errors: ErrorStream = environ["wsgi.errors"]
-
-        def write(data: bytes) -> None:
-            # PEP 3333, "The write() Callable": kept for legacy apps; it blocks while the
-            # client is too far behind, as the PEP allows.
-            if type(data) is not bytes:
-                data = body_chunk(data)
-            if data:
-                self._emit(x, state, data)
-            else:
-                x.check_connected()
-
-        def start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
-        ) -> Callable[[bytes], object]:
-            state.start(status, headers, exc_info)
-            return write
-
-        iterable: Iterable[bytes] | None = None
-        failure: BaseException | None = None
-        late: Exception | None = None
-        tail = b""
-        try:
-            iterable = self.app(environ, start_response)
-            if type(iterable) is list or type(iterable) is tuple:
-                # The whole body is known: it goes out with the end of the response, in one
-                # message and one wake-up of the loop.
-                tail = self._clamp(state, _join(iterable))
-            elif not self._try_file(x, state, iterable, scope):
-                for chunk in iterable:
-                    if type(chunk) is not bytes:
-                        chunk = body_chunk(chunk)
-                    if chunk:
-                        if self._emit(x, state, chunk):
-                            break
-                    else:
-                        # PEP 3333: an empty chunk must not send the headers. A long poll
-                        # yields them while it waits: each is where it learns that the
-                        # client left, so that it is closed as promptly as one that sends.
-                        x.check_connected()
-        except BaseException as exc:
-            failure = exc
-        finally:
-            close = getattr(iterable, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception as exc:
-                    if failure is None:
-                        # close() is the app's (PEP 3333), and the body is complete: the
-                        # response is sent whole, then this is the app's exception after a
-                        # complete response (an ASGIToWSGI inside raises from close() what its
-                        # app raised after answering: Starlette's ServerErrorMiddleware).
-                        late = exc
-                    else:
-                        # The app already failed; that failure is the one answered.
-                        _log.exception("the WSGI iterable's close() raised")
-            errors.flush()
-            if x.spooled is not None:
-                # Our own reference: middleware (and wsgiref's validator) may have replaced
-                # environ["wsgi.input"] with a wrapper.
-                x.spooled.close()
-        # A HEAD answer, a 204 and a 304 carry the Content-Length of a body they never send
-        # (RFC 9110 sections 8.6, 9.3.2, 15.4.5).
-        if (
-            failure is None
-            and state.shortfall()
-            and environ["REQUEST_METHOD"] != "HEAD"
-            and state.status not in (204, 304)
-        ):
-            failure = AppProtocolError(
-                f"the app sent {state.shortfall()} bytes fewer than its Content-Length"
-            )
-        try:
-            self._report(x, state, failure, tail, late)
-        finally:
-            # The exception's traceback holds this frame, which holds the exception: a cycle
-            # that would keep the request (its read-ahead bytes, the environ) alive until the
-            # cyclic garbage collector happens to run, long after a client left mid-upload.
-            failure = late = None
-
-    def _clamp(self, state: ResponseState, chunk: bytes) -> bytes:
-        data, dropped, _ = state.clamp(chunk)
-        if dropped:
-            _log.warning(
-                "the app sent %d bytes past its Content-Length of %d; dropped them",
-                dropped,
-                state.content_length,
-            )
-        return data
-
-    def _emit(self, x: Exchange, state: ResponseState, chunk: bytes) -> bool:
-        """Queue a body chunk; True once ``Content-Length`` bytes went out."""
-        data = self._clamp(state, chunk)
-        x.push(None if state.committed else state.commit(), data)
-        return state.content_length is not None and state.sent >= state.content_length
-
-    def _try_file(
-        self,
-        x: Exchange,
-        state: ResponseState,
-        iterable: Iterable[bytes],
-        scope: Mapping[str, Any],
-    ) -> bool:
-        """Hand a ``wsgi.file_wrapper`` file to the server's pathsend / zerocopysend extension.
-
-        The I/O half: find out whether the wrapped object is a regular file, where it stands
-        and whether its name still points at it; `file_send_event` decides the rest. Returns
-        False to fall back to iterating the wrapper.
-        """
-        extensions = scope.get("extensions") or {}
-        if (
-            not isinstance(iterable, FileWrapper)
-            or scope.get("method") == "HEAD"
-            or not extensions.keys() & {"http.response.pathsend", "http.response.zerocopysend"}
-        ):
-            return False
-        file = iterable.filelike
-        try:
-            info = os.fstat(file.fileno())
-            offset = file.tell()
-        except (AttributeError, OSError, ValueError):
-            return False
-        if not stat.S_ISREG(info.st_mode):
-            return False
-        path = _file_path(file, info)
-        event = file_send_event(
-            state, extensions, file=file, path=path, offset=offset, size=info.st_size
-        )
-        if event is None:
-            return False
-        x.push_file(state.commit(), as_message(event))
-        return True
-
-    def _report(
-        self,
-        x: Exchange,
-        state: ResponseState,
-        failure: BaseException | None,
-        tail: bytes,
-        late: Exception | None = None,
-    ) -> None:
-        """Hand the end of the response to the loop. A failure is decided and logged there
-        (`Exchange.respond`), where it is known whether the headers reached the server.
-        ``late`` is what ``close()`` raised after a complete body."""
-        if failure is None:
-            try:
-                x.finish(start=None if state.committed else state.commit(), data=tail, late=late)
-                return
-            except AppProtocolError as exc:  # start_response() was never called
-                failure = exc
-        if late is not None:
-            _log.error("the WSGI iterable's close() raised", exc_info=late)
-        x.finish(failure)
+            exchange.abandon()
+            exchange.settle()
 
     # -- lifespan and websocket ---------------------------------------------------------------
 
@@ -567,52 +338,11 @@ class WSGIToASGI:
         await refuse(scope, receive, send, 403, reason)
 
 
-def _join(chunks: list[bytes] | tuple[bytes, ...]) -> bytes:
-    """A list or tuple body in one piece; `AppProtocolError` names a chunk that is not bytes."""
-    try:
-        return b"".join(chunks)
-    except TypeError:
-        return b"".join([body_chunk(chunk) for chunk in chunks])
-
-
 async def _send_error(send: ASGISend, error: ProtocolError) -> None:
     await respond(send, error.status_code, str(error))
 
 
 _send_status = respond
-
-
-def _file_path(file: Any, info: os.stat_result) -> str | None:
-    """The absolute path of the open regular file ``file``, or None when none is known.
-
-    Its ``name`` first. A wrapper such as Django's ``FieldFile`` names the file relative to its
-    storage (``attachments/report.pdf``), not to the working directory; the file object it
-    wraps (``.file``) knows the real path. On Linux, the kernel's own record of the open file
-    (``/proc/self/fd/N``) serves when neither does. Every candidate must still name this very
-    file (`_same_file`): pathsend sends a path, and a name that now points elsewhere would
-    send another file.
-    """
-    inner = getattr(file, "file", None)
-    candidates = [getattr(file, "name", None), getattr(inner, "name", None)]
-    for name in candidates:
-        if _same_file(name, info):
-            return os.path.abspath(name)
-    try:
-        name = os.readlink(f"/proc/self/fd/{file.fileno()}")
-    except OSError:  # pragma: no cover - no /proc/self/fd outside Linux
-        return None
-    return name if _same_file(name, info) else None
-
-
-def _same_file(path: object, info: os.stat_result) -> TypeGuard[str]:
-    """True when ``path`` still names the open file (it was not renamed or replaced)."""
-    if not isinstance(path, str):
-        return False
-    try:
-        current = os.stat(path)
-    except OSError:
-        return False
-    return (current.st_dev, current.st_ino) == (info.st_dev, info.st_ino)
 
 
 def wsgi_to_asgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:

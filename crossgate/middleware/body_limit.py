@@ -10,9 +10,10 @@ propagate before its response started. The counting rules are in `crossgate.sans
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import IO, Any, Generic
 
+from crossgate.adapters._streams import LineReader
 from crossgate.exceptions import PeerProtocolError, ResponseAborted
 from crossgate.middleware._common import (
     App,
@@ -162,7 +163,7 @@ class _LimitedExchange:
         await self._send(message)
 
 
-class LimitedInput:
+class LimitedInput(LineReader):
     """``wsgi.input`` counted against a `BodyMeter`.
 
     Reads never ask the server's stream for bytes past ``CONTENT_LENGTH`` (PEP 3333, "Input and
@@ -220,25 +221,6 @@ class LimitedInput:
         if len(data) < asked and not data.endswith(b"\n"):
             meter.finish()  # neither a whole line nor the size asked: end of file
         return data
-
-    def readlines(self, hint: int = -1) -> list[bytes]:
-        lines: list[bytes] = []
-        total = 0
-        while line := self.readline():
-            lines.append(line)
-            total += len(line)
-            if 0 < hint <= total:
-                break
-        return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
 
 
 class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):

@@ -83,11 +83,14 @@ class ResponseState:
     * The headers are sent with the first non-empty body chunk, or when the iterable ends.
     * A ``Content-Length`` the application set is a promise: bytes past it are dropped
       (`clamp`), and a body that ends short is an error (`shortfall`).
+
+    ``method`` is the request's: the answer to a ``HEAD`` has no body (RFC 9110 section 9.3.2).
     """
 
-    __slots__ = ("committed", "content_length", "headers", "sent", "status")
+    __slots__ = ("committed", "content_length", "head", "headers", "sent", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, method: str = "GET") -> None:
+        self.head = method == "HEAD"
         self.status: int | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.content_length: int | None = None
@@ -147,8 +150,12 @@ class ResponseState:
         return chunk, dropped, self.sent >= limit
 
     def shortfall(self) -> int:
-        """Bytes still owed under ``Content-Length`` (0 when none was set or all were sent)."""
-        if self.content_length is None:
+        """Bytes still owed under ``Content-Length`` (0 when none was set or all were sent).
+
+        A HEAD answer, a 204 and a 304 carry the Content-Length of a body they never send
+        (RFC 9110 sections 8.6, 9.3.2, 15.4.5): they owe nothing.
+        """
+        if self.content_length is None or self.head or self.status in (204, 304):
             return 0
         return max(self.content_length - self.sent, 0)
 
@@ -169,11 +176,17 @@ def file_send_event(
     else ``None``; ``offset`` is the file's position and ``size`` its length. The ASGI "Path
     Send" extension sends a whole file by name, so it needs ``offset == 0``; "Zero Copy Send"
     takes the open file with an offset. Either is only used before any body went out, and when
-    a ``Content-Length`` the app set matches what remains. The response gets a
+    a ``Content-Length`` the app set matches what remains, and never for a HEAD (the answer
+    has no body, and the event would have the server send the file). The response gets a
     ``Content-Length`` when it had none and counts as fully sent.
     """
     remaining = size - offset
-    if state.committed or state.status is None or state.content_length not in (None, remaining):
+    if (
+        state.head
+        or state.committed
+        or state.status is None
+        or state.content_length not in (None, remaining)
+    ):
         return None
     event: HTTPResponsePathsendEvent | HTTPResponseZerocopysendEvent
     if "http.response.pathsend" in extensions and offset == 0 and path is not None:

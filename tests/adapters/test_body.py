@@ -46,15 +46,15 @@ def test_ten_mib_body_streams_without_a_hand_off_per_message(
     chunks = [bytes([i % 251]) * 65536 for i in range(160)]  # 10 MiB in 64 KiB messages
     expected = hashlib.sha256(b"".join(chunks)).hexdigest()
     wakes = 0
-    real_call_soon = _exchange.Exchange._call_soon
+    real_call_soon = _exchange.WorkerExchange._call_soon
 
-    def counting_call_soon(self: _exchange.Exchange, waiter: Any) -> None:
+    def counting_call_soon(self: _exchange.WorkerExchange, waiter: Any) -> None:
         nonlocal wakes
         wakes += 1
         real_call_soon(self, waiter)
 
-    # Every wake-up from the worker to the loop goes through Exchange._call_soon.
-    monkeypatch.setattr(_exchange.Exchange, "_call_soon", counting_call_soon)
+    # Every wake-up from the worker to the loop goes through WorkerExchange._call_soon.
+    monkeypatch.setattr(_exchange.WorkerExchange, "_call_soon", counting_call_soon)
     adapter = make_adapter(digest_app)
     result = run(lambda: call_http(adapter, post(10 * MiB), body=chunks))
     assert result.text == f"{10 * MiB} {expected}"

@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from crossgate import AppProtocolError, ResponseAborted
-from crossgate.adapters._exchange import Exchange
+from crossgate.adapters._exchange import WorkerExchange
 from crossgate.testing import HTTPResult, call_http
 from crossgate.types import Message, StartResponse, WSGIEnvironment
 from tests.adapters.conftest import MakeAdapter, run
@@ -204,10 +204,11 @@ def _exchange_failing_with_headers_still_queued(
     result = HTTPResult()
 
     async def main() -> BaseException | None:
-        x = Exchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=1 << 20)
+        exchange = WorkerExchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=1 << 20)
+        assert exchange.begin()
         start: Any = {"type": "http.response.start", "status": 200, "headers": []}
-        x.push(start, b"first chunk")
-        x.finish(failure)
+        exchange.push(start, b"first chunk")
+        exchange.finish(failure)
 
         async def send(message: Message) -> None:
             result.messages.append(dict(message))
@@ -217,7 +218,7 @@ def _exchange_failing_with_headers_still_queued(
                 result.body += message.get("body", b"")
 
         try:
-            await x.respond(send, raise_app_exceptions=raise_app_exceptions)
+            await exchange.respond(send, raise_app_exceptions=raise_app_exceptions)
         except BaseException as exc:
             return exc
         return None
@@ -251,14 +252,15 @@ def test_a_server_whose_send_fails_during_the_error_page_still_gets_the_exceptio
     failure = Boom("before any header")
 
     async def main() -> BaseException | None:
-        x = Exchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=10)
-        x.finish(failure)
+        exchange = WorkerExchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=10)
+        assert exchange.begin()
+        exchange.finish(failure)
 
         async def send(message: Message) -> None:
             raise OSError("connection reset")  # the client left, unannounced
 
         try:
-            await x.respond(send)
+            await exchange.respond(send)
         except BaseException as exc:
             return exc
         return None

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from crossgate import ClientDisconnected, WSGIToASGI, wsgi_to_asgi
-from crossgate.adapters._exchange import Exchange
+from crossgate.adapters._exchange import WorkerExchange
 from crossgate.adapters._streams import FILE_BLOCK_SIZE, ErrorStream, FileWrapper
 from crossgate.testing import call_http, call_websocket, http_scope
 from crossgate.types import StartResponse, WSGIEnvironment
@@ -57,7 +57,7 @@ def test_wsgi_to_asgi_passes_options() -> None:
 
 def test_push_after_the_loop_closed_means_the_client_is_gone() -> None:
     loop = asyncio.new_event_loop()
-    exchange = Exchange(loop, read_ahead=10, send_buffer=10)
+    exchange = WorkerExchange(loop, read_ahead=10, send_buffer=10)
     exchange._sender_waiter = loop.create_future()
     loop.close()
     with pytest.raises(ClientDisconnected):
@@ -68,7 +68,7 @@ def test_push_after_the_loop_closed_means_the_client_is_gone() -> None:
 def test_push_file_after_a_disconnect_raises() -> None:
     loop = asyncio.new_event_loop()
     try:
-        exchange = Exchange(loop, read_ahead=10, send_buffer=10)
+        exchange = WorkerExchange(loop, read_ahead=10, send_buffer=10)
         exchange.disconnected = True
         start: Any = {"type": "http.response.start", "status": 200, "headers": []}
         with pytest.raises(ClientDisconnected):
@@ -78,8 +78,8 @@ def test_push_file_after_a_disconnect_raises() -> None:
 
 
 def test_respond_cancelled_while_idle_stops_the_worker_side() -> None:
-    async def main() -> Exchange:
-        exchange = Exchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=10)
+    async def main() -> WorkerExchange:
+        exchange = WorkerExchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=10)
 
         async def send(message: Any) -> None:
             raise AssertionError("nothing is sent")

@@ -370,6 +370,22 @@ def test_shortfall(content_length: int | None, chunks: list[bytes], shortfall: i
     assert state.shortfall() == shortfall
 
 
+@pytest.mark.parametrize(
+    ("method", "status", "owed"),
+    [
+        ("GET", "200 OK", 10),
+        ("HEAD", "200 OK", 0),
+        ("GET", "204 No Content", 0),
+        ("GET", "304 Not Modified", 0),
+    ],
+)
+def test_bodiless_answers_owe_nothing(method: str, status: str, owed: int) -> None:
+    # RFC 9110 sections 8.6, 9.3.2, 15.4.5: they carry the Content-Length of a body not sent.
+    state = ResponseState(method)
+    state.start(status, [("Content-Length", "10")])
+    assert state.shortfall() == owed
+
+
 # --- error_events ------------------------------------------------------------------------------
 
 
@@ -470,6 +486,12 @@ def test_file_send_event_needs_start_and_no_body_yet() -> None:
     assert file_send_event(state, BOTH_EXT, file=object(), path="/f", offset=0, size=1) is None
     state.start("200 OK", [])
     state.commit()
+    assert file_send_event(state, BOTH_EXT, file=object(), path="/f", offset=0, size=1) is None
+
+
+def test_head_never_sends_a_file() -> None:
+    state = ResponseState("HEAD")
+    state.start("200 OK", [])
     assert file_send_event(state, BOTH_EXT, file=object(), path="/f", offset=0, size=1) is None
 
 

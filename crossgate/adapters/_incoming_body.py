@@ -1,0 +1,357 @@
+"""The request body on its way from the event loop to the worker thread running the app.
+
+The loop reads ``http.request`` messages (`IncomingBody.pump`, or `IncomingBody.spool` first);
+the worker reads them through ``wsgi.input``. `crossgate.adapters._exchange` tells why the
+bytes are read ahead in bulk and either side wakes the other only when it waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import threading
+from collections import deque
+from typing import IO
+
+from crossgate.exceptions import ClientDisconnected, PeerProtocolError
+from crossgate.sansio.body_limit import BodyMeter
+from crossgate.sansio.exchange import KEEPS_BODY, READS_AHEAD, BodyPhase, WorkerPhase
+from crossgate.types import ASGIReceive, Message
+
+__all__ = ["GONE", "IncomingBody", "ReadAheadBudget", "wake"]
+
+_log = logging.getLogger("crossgate")
+
+GONE = "the client disconnected"
+_ALL = 1 << 62  # a read of "everything"
+
+
+def wake(waiter: asyncio.Future[None]) -> None:
+    """On the loop: wake a side that waits on ``waiter`` (once)."""
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class ReadAheadBudget:
+    """Request bytes buffered ahead of the apps, counted across the requests of one event loop.
+
+    ``read_ahead`` bounds one request; this bounds them all, so that many uploads at once (or
+    a storm of clients that announce a large body and leave) cannot each hold ``read_ahead``
+    bytes. Past the limit, requests are read at the app's pace only: the pump reads what a
+    waiting ``read()`` needs, and the server keeps the rest, with back-pressure to the client.
+
+    Only its event loop's thread changes it (see `IncomingBody._charge`), so it needs no lock,
+    and the worker's reads, which only shrink their request's buffer, never touch it.
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
+class IncomingBody:
+    """One request's body, fed on the loop and read on the worker, under one lock.
+
+    ``phase`` (the request's `WorkerPhase`) and ``body_phase`` are for reading only: they move
+    by `crossgate.sansio.exchange`'s rules. ``eager``: a worker was free when the request came,
+    so the body is read ahead before the worker starts (a queued request reads none).
+    """
+
+    __slots__ = (
+        "_accounted",
+        "_body",
+        "_body_len",
+        "_body_pos",
+        "_body_waiter",
+        "_body_wanted",
+        "_budget",
+        "_cond",
+        "_eager",
+        "_meter",
+        "_read_ahead",
+        "_spooled",
+        "body_phase",
+        "disconnected",
+        "disconnected_event",
+        "loop",
+        "phase",
+        "received",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        read_ahead: int,
+        meter: BodyMeter | None = None,
+        budget: ReadAheadBudget | None = None,
+        eager: bool = False,
+    ) -> None:
+        self.loop = loop
+        self.phase = WorkerPhase.QUEUED
+        self.body_phase = BodyPhase.RECEIVING
+        self.disconnected = False
+        self.disconnected_event = threading.Event()
+        self.received = 0  # body bytes received, kept or not
+        self._cond = threading.Condition(threading.Lock())
+        self._eager = eager
+        self._read_ahead = read_ahead
+        self._meter = meter  # max_body_size: the sans-IO meter decides when the body breaks it
+        self._budget = budget if budget is not None else ReadAheadBudget(read_ahead)
+        self._accounted = 0  # the buffered bytes this request counts in _budget (`_charge`)
+        # The messages' bytes objects received but not yet read by the app, kept as they came
+        # so that a read the size of a message hands that object over uncopied. _body_pos is
+        # how much of _body[0] was read already; _body_len counts unread bytes.
+        self._body: deque[bytes] = deque()
+        self._body_len = 0
+        self._body_pos = 0
+        self._body_wanted = 0  # bytes the waiting worker needs; 0 when it is not waiting
+        self._body_waiter: asyncio.Future[None] | None = None
+        self._spooled: IO[bytes] | None = None
+
+    # -- with the lock held -------------------------------------------------------------------
+
+    def _drop_body(self) -> None:
+        """Let go of every buffered request byte (the budget learns of it in `_charge`)."""
+        self._body.clear()
+        self._body_len = self._body_pos = 0
+
+    def _charge(self) -> None:
+        """On the loop: bring the shared budget up to date with what this request buffers.
+
+        Reads on the worker thread only shrink ``_body_len``; the loop settles the difference
+        here, when it feeds a message or decides whether to read ahead.
+        """
+        delta = self._body_len - self._accounted
+        if delta:
+            self._budget.used += delta
+            self._accounted = self._body_len
+
+    def _wake_body_pump(self) -> None:
+        waiter = self._body_waiter
+        if waiter is not None:
+            self._body_waiter = None
+            self._call_soon(waiter)
+
+    def _call_soon(self, waiter: asyncio.Future[None]) -> None:
+        """From the worker: wake ``waiter`` on the loop."""
+        try:
+            self.loop.call_soon_threadsafe(wake, waiter)
+        except RuntimeError:
+            # The loop is closed: the server is gone, and so is the client.
+            self.disconnected = True
+
+    def _close_spooled(self) -> None:
+        if self._spooled is not None:
+            # Our own reference: middleware (and wsgiref's validator) may have replaced
+            # environ["wsgi.input"] with a wrapper.
+            self._spooled.close()
+
+    def _detach_sender(self) -> asyncio.Future[None] | None:
+        """The response side's waiter, to wake on a disconnect (`WorkerExchange` has one)."""
+        return None
+
+    # -- the worker thread --------------------------------------------------------------------
+
+    def read(self, size: int | None = -1) -> bytes:
+        """``wsgi.input.read`` (`crossgate.adapters._streams.RequestBody` says what it raises)."""
+        if size is None or size < 0:
+            size = _ALL
+        with self._cond:
+            self._wait_for(size)
+            return self._take(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """``wsgi.input.readline``, as `read`."""
+        limit = _ALL if size is None or size < 0 else size
+        with self._cond:
+            while True:
+                found = self._find_newline(limit)
+                if found >= 0:
+                    return self._take(found)
+                if self._body_len >= limit or self.body_phase is not BodyPhase.RECEIVING:
+                    return self._take(limit)
+                self._wait_for(self._body_len + 1)
+
+    def _wait_for(self, size: int) -> None:
+        """With the lock held: wait until ``size`` bytes are buffered or the body has ended."""
+        while self._body_len < size and self.body_phase is BodyPhase.RECEIVING:
+            if self.disconnected:
+                raise ClientDisconnected(GONE + " before sending the whole body")
+            self._body_wanted = size
+            self._wake_body_pump()
+            self._cond.wait()
+        self._body_wanted = 0
+        if self._body_len < size and self._meter is not None:
+            self._meter.check()  # BodyPhase.REFUSED: the meter raises its error again
+
+    def _take(self, size: int) -> bytes:
+        """With the lock held: remove and return up to ``size`` buffered bytes."""
+        body = self._body
+        pieces: list[bytes] = []
+        wanted = min(size, self._body_len)
+        self._body_len -= wanted
+        while wanted:
+            first = body[0]
+            pos = self._body_pos
+            available = len(first) - pos
+            if available <= wanted:
+                pieces.append(first if pos == 0 else first[pos:])
+                body.popleft()
+                self._body_pos = 0
+                wanted -= available
+            else:
+                pieces.append(first[pos : pos + wanted])
+                self._body_pos = pos + wanted
+                wanted = 0
+        if self._body_waiter is not None and self._body_len < self._read_ahead // 2:
+            self._wake_body_pump()
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _find_newline(self, limit: int) -> int:
+        """With the lock held: bytes up to and including the first newline, or -1."""
+        offset = 0
+        pos = self._body_pos
+        for chunk in self._body:
+            end = chunk.find(b"\n", pos)
+            if end >= 0:
+                found = offset + end - pos + 1
+                return found if found <= limit else -1
+            offset += len(chunk) - pos
+            if offset >= limit:
+                return -1
+            pos = 0
+        return -1
+
+    def check_connected(self) -> None:
+        """Raise `ClientDisconnected` when the client is gone (a read of one flag, no lock)."""
+        if self.disconnected:
+            raise ClientDisconnected(GONE)
+
+    # -- the event loop -----------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """When the request is over: take this request out of the read-ahead budget."""
+        with self._cond:
+            self._budget.used -= self._accounted
+            self._accounted = 0
+
+    def mark_disconnected(self) -> None:
+        """The client left (``http.disconnect``, a failed send, a cancelled request)."""
+        with self._cond:
+            self.disconnected = True
+            if self.body_phase is BodyPhase.RECEIVING:
+                # The body will never be whole, so the app's next read raises
+                # ClientDisconnected anyway: let go of the bytes read ahead now, not when the
+                # app gets around to failing (it may still be queued for a worker).
+                self._drop_body()
+                self._charge()
+            self._cond.notify_all()
+            waiter = self._detach_sender()
+        self.disconnected_event.set()
+        if waiter is not None:
+            wake(waiter)
+
+    def _count(self, size: int) -> None:
+        """Count body bytes received; the meter raises past ``max_body_size``."""
+        self.received += size
+        if size and self._meter is not None:
+            self._meter.count(size)
+
+    def feed(self, message: Message) -> None:
+        """Add an ``http.request`` message's body.
+
+        Raises:
+            PeerProtocolError: the message breaks ``max_body_size``; it is not added, not even
+                the part below the limit (`BodyPhase.REFUSED`): the app never reads past it.
+        """
+        data: bytes = message.get("body", b"")
+        more: bool = message.get("more_body", False)
+        with self._cond:
+            try:
+                self._count(len(data))
+            except PeerProtocolError:
+                self.body_phase = BodyPhase.REFUSED
+                self._cond.notify()
+                raise
+            if data and self.phase in KEEPS_BODY:
+                size = len(data)
+                self._body.append(data)
+                self._body_len += size
+                # `_charge`, inlined: this runs for every message of every upload.
+                self._budget.used += size
+                self._accounted += size
+            if not more:
+                self.body_phase = BodyPhase.COMPLETE
+            if self._body_wanted and (self._body_len >= self._body_wanted or not more):
+                self._cond.notify()
+
+    async def spool(self, receive: ASGIReceive, threshold: int) -> IO[bytes] | None:
+        """Read the whole body into a temporary file (memory up to ``threshold`` bytes) before
+        the app runs; ``None`` when the client left first. The file is closed with the request.
+
+        Raises:
+            PeerProtocolError: the body broke ``max_body_size``.
+        """
+        spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=threshold)  # noqa: SIM115
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    _log.info("the client disconnected while sending the body; the app never ran")
+                    spooled.close()
+                    return None
+                data: bytes = message.get("body", b"")
+                self._count(len(data))
+                spooled.write(data)
+                if not message.get("more_body", False):
+                    break
+        except BaseException:
+            spooled.close()
+            raise
+        spooled.seek(0)
+        with self._cond:
+            self.body_phase = BodyPhase.COMPLETE
+            self._spooled = spooled
+        return spooled
+
+    async def pump(self, receive: ASGIReceive) -> None:
+        """Read the rest of the body ahead of the app, then watch for ``http.disconnect``.
+
+        One task does both because ASGI gives one ``receive`` per request, and a pending
+        ``receive`` is how a disconnect is noticed while the app is still producing.
+        """
+        loop = self.loop
+        while True:
+            if self.body_phase is BodyPhase.RECEIVING:
+                with self._cond:
+                    # Bounded in bytes even while the worker waits: it may take the worker
+                    # milliseconds to get the GIL back, and receive() can deliver a lot in
+                    # that time. Only a read larger than the read-ahead lifts the bound.
+                    ahead = 0
+                    if self.phase in READS_AHEAD or self._eager:
+                        self._charge()
+                        if self._budget.used < self._budget.limit:
+                            ahead = self._read_ahead
+                    full = self._body_len >= max(ahead, self._body_wanted)
+                    if full:
+                        self._body_waiter = waiter = loop.create_future()
+                if full:
+                    await waiter
+                    continue
+            message = await receive()
+            kind = message["type"]
+            if kind == "http.disconnect":
+                self.mark_disconnected()
+                return
+            if kind == "http.request" and self.body_phase is BodyPhase.RECEIVING:
+                try:
+                    self.feed(message)
+                except PeerProtocolError:
+                    return
+            # Held across the next wait, this reference would keep the message's bytes alive
+            # after the app has read them, one message per request.
+            del message
