@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from crossgate import WSGIToASGI
 from crossgate.cli import main
-from crossgate.cli._target import ENVIRONMENT_KEY, CommandLineError, Target
+from crossgate.cli._target import ENVIRONMENT_KEY, CommandLineError, ServedApp
 
 APP = "tests.cli.apps:wsgi_app"
 
@@ -80,20 +81,20 @@ def test_the_app_module_outside_crossgate_serve_says_so(monkeypatch: pytest.Monk
     monkeypatch.delenv(ENVIRONMENT_KEY, raising=False)
 
     with pytest.raises(CommandLineError, match="run `crossgate serve MODULE:ATTR`"):
-        Target.from_environment()
+        ServedApp.from_environment()
 
 
-def test_max_body_size_reaches_the_adapter() -> None:
-    target = Target(
+def test_adapter_options_reach_the_adapter() -> None:
+    served = ServedApp(
         app=APP,
         app_dir=".",
         interface="auto",
         served_as=("asgi",),
-        wsgi_to_asgi={"workers": 3, "max_body_size": 10},
-        asgi_to_wsgi={},
+        options={"threads": 3, "max_body_size": 10},
         log_level="warning",
     )
 
-    built = target.build()
+    built = served.build()
 
+    assert isinstance(built, WSGIToASGI)
     assert (built.workers, built.max_body_size) == (3, 10)
