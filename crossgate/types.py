@@ -109,7 +109,7 @@ class HTTPResponseZerocopysendEvent(TypedDict):
     """The ``http.response.zerocopysend`` extension: the server sends from an open file."""
 
     type: Literal["http.response.zerocopysend"]
-    file: Any
+    file: object
     offset: NotRequired[int]
     count: NotRequired[int]
     more_body: NotRequired[bool]
@@ -124,6 +124,6 @@ ASGISend: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[MutableMapping[str, Any], ASGIReceive, ASGISend], Awaitable[None]]
 
 
-def as_message(event: Mapping[str, Any]) -> Message:
+def as_message(event: Mapping[str, object]) -> Message:
     """Return a typed event as the plain message ``send`` takes (no copy is made)."""
     return cast(Message, event)
