@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         description="WSGI and ASGI, living together. Run `crossgate serve --help` for serving.",
     )
     parser.add_argument("--version", action="version", version=f"crossgate {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(metavar="COMMAND", required=True)
     serve = commands.add_parser(
         "serve",
         help="serve a WSGI or ASGI app (MODULE:ATTR) on uvicorn, hypercorn, granian, daphne, "
@@ -93,14 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         "--port",
         type=_port,
         default=8000,
-        metavar="PORT",
         help="bind the socket to this port  [default: 8000]",
     )
     server.add_argument(
         "--workers",
         type=_positive,
         metavar="N",
-        default=None,
         help="number of worker processes (uvicorn, hypercorn, granian, gunicorn)  "
         "[default: the server's]",
     )

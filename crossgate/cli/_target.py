@@ -22,21 +22,14 @@ from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.exceptions import CrossgateError
 from crossgate.routing import App, asgi, is_asgi
 
-__all__ = [
-    "ADAPTER_OPTIONS",
-    "ENVIRONMENT_KEY",
-    "Adapter",
-    "CommandLineError",
-    "Interface",
-    "ServedApp",
-]
+__all__ = ["ADAPTER_OPTIONS", "ENVIRONMENT_KEY", "CommandLineError", "Interface", "ServedApp"]
 
 Interface: TypeAlias = Literal["asgi", "wsgi"]
-Adapter: TypeAlias = type[WSGIToASGI] | type[ASGIToWSGI]
+_Adapter: TypeAlias = type[WSGIToASGI] | type[ASGIToWSGI]
 
 ENVIRONMENT_KEY = "CROSSGATE_SERVE_TARGET"
 
-ADAPTER_OPTIONS: dict[str, dict[Adapter, str]] = {
+ADAPTER_OPTIONS: dict[str, dict[_Adapter, str]] = {
     "threads": {WSGIToASGI: "workers"},
     "queue_timeout": {WSGIToASGI: "queue_timeout"},
     "request_body": {WSGIToASGI: "request_body"},
@@ -93,11 +86,11 @@ class ServedApp:
         fields["served_as"] = tuple(fields["served_as"])
         return cls(**fields)
 
-    def resolve(self) -> tuple[App, Interface, Adapter | None]:
+    def resolve(self) -> tuple[App, Interface, _Adapter | None]:
         """Import the object ``app`` names; say what it is and what adapter it needs here.
 
         The kind is what ``--interface`` says or what `is_asgi` finds; the adapter is None when
-        the server speaks that kind. First configures the ``crossgate`` logger (`_log_to_stderr`).
+        the server speaks that kind. First gives the ``crossgate`` logger its stderr handler.
 
         Raises:
             CommandLineError: ``app`` is not MODULE:ATTR, the import fails, the attribute is

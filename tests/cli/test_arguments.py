@@ -65,6 +65,20 @@ def test_a_failing_import_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     )
 
 
+def test_a_missing_import_whose_name_starts_the_modules_is_not_the_module(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "settings_app.py").write_text("import settings\n")
+
+    status = main(["serve", "settings_app:app", "--app-dir", str(tmp_path)])
+
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "crossgate: error: importing 'settings_app' failed: ModuleNotFoundError: "
+        "No module named 'settings'\n"
+    )
+
+
 def test_granian_reload_needs_watchfiles(capsys: pytest.CaptureFixture[str]) -> None:
     if importlib.util.find_spec("watchfiles") is not None:
         pytest.skip("watchfiles is installed here: granian --reload would start")
