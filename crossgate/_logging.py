@@ -1,23 +1,17 @@
 """Where crossgate's log records go when nobody configured logging.
 
-crossgate logs through ``logging.getLogger("crossgate...")`` and, like any library, leaves the
-handlers to the application. But uvicorn, hypercorn, daphne and gunicorn configure only their
-own loggers (``uvicorn.error``, ``gunicorn.error``...), never the root logger; a record from
-``crossgate`` then finds no handler at all and Python hands it to `logging.lastResort`, which
-prints the bare message: no level, no time, no logger name. That is why an app error logged by
-an adapter looked like a stray ``print`` under those servers.
+uvicorn, hypercorn, daphne and gunicorn configure only their own loggers (``uvicorn.error``,
+``gunicorn.error``...), never the root logger, so a record from ``crossgate`` found no handler
+and went to `logging.lastResort`, which prints the bare message: no level, time or logger name,
+like a stray ``print``.
 
-The fix here is a *fallback* handler on the ``crossgate`` logger that stands in for
-`logging.lastResort` and nothing more: it writes a record only when no other handler on the
-record's way up (``crossgate.x`` -> ``crossgate`` -> root, as far as ``propagate`` lets it go)
-would see it. As soon as the application configures logging anywhere on that path
-(``logging.basicConfig``, a dictConfig, a server's ``--log-config`` naming ``crossgate``, pytest's
-capture), the fallback stays silent, so nothing is printed twice and the user's configuration
-decides. It never changes a level: the logger's effective level (the root's WARNING unless
-somebody lowered it) still filters first, as it does for `logging.lastResort`.
-
-Its format carries what the servers' own error logs carry (gunicorn's and hypercorn's layout):
-``[time] [pid] [LEVEL] logger: message``.
+`FallbackHandler` on the ``crossgate`` logger stands in for `logging.lastResort` and nothing
+more: it writes a record only when no other handler on the record's way up (as far as
+``propagate`` lets it go) would see it. Once the application configures logging anywhere on that
+path (``basicConfig``, a dictConfig, a server's ``--log-config``, pytest's capture) it stays
+silent, so nothing is printed twice. It never changes a level: the logger's effective level
+still filters first, as it does for `logging.lastResort`. Its format is the servers' own
+(gunicorn's and hypercorn's): ``[time] [pid] [LEVEL] logger: message``.
 """
 
 from __future__ import annotations

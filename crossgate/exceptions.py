@@ -42,8 +42,6 @@ class ProtocolError(CrossgateError):
 class AppProtocolError(ProtocolError):
     """The application broke the protocol; the client gets a 500 and the error is logged."""
 
-    status_code = 500
-
 
 class PeerProtocolError(ProtocolError):
     """The request broke the protocol or a configured limit; the client gets a 4xx."""
@@ -58,6 +56,7 @@ class RequestTooLarge(PeerProtocolError):
 
     @classmethod
     def for_limit(cls, limit: int) -> RequestTooLarge:
+        """The error for a body over ``limit`` bytes, with the message every adapter uses."""
         return cls(f"request body is larger than {limit} bytes")
 
 

@@ -39,38 +39,31 @@ class ASGIVersions(TypedDict):
     version: Literal["2.0", "3.0"]
 
 
-class HTTPScope(TypedDict):
+class _ConnectionScope(TypedDict):
+    """The keys the HTTP and WebSocket scopes share."""
+
+    asgi: ASGIVersions
+    http_version: str
+    scheme: str
+    path: str
+    raw_path: NotRequired[bytes | None]
+    query_string: bytes
+    root_path: str
+    headers: Iterable[tuple[bytes, bytes]]
+    client: NotRequired[tuple[str, int] | None]
+    server: NotRequired[tuple[str, int | None] | None]
+    state: NotRequired[dict[str, Any]]
+    extensions: NotRequired[dict[str, dict[object, object]] | None]
+
+
+class HTTPScope(_ConnectionScope):
     type: Literal["http"]
-    asgi: ASGIVersions
-    http_version: str
     method: str
-    scheme: str
-    path: str
-    raw_path: NotRequired[bytes | None]
-    query_string: bytes
-    root_path: str
-    headers: Iterable[tuple[bytes, bytes]]
-    client: NotRequired[tuple[str, int] | None]
-    server: NotRequired[tuple[str, int | None] | None]
-    state: NotRequired[dict[str, Any]]
-    extensions: NotRequired[dict[str, dict[object, object]] | None]
 
 
-class WebSocketScope(TypedDict):
+class WebSocketScope(_ConnectionScope):
     type: Literal["websocket"]
-    asgi: ASGIVersions
-    http_version: str
-    scheme: str
-    path: str
-    raw_path: NotRequired[bytes | None]
-    query_string: bytes
-    root_path: str
-    headers: Iterable[tuple[bytes, bytes]]
-    client: NotRequired[tuple[str, int] | None]
-    server: NotRequired[tuple[str, int | None] | None]
     subprotocols: NotRequired[Iterable[str]]
-    state: NotRequired[dict[str, Any]]
-    extensions: NotRequired[dict[str, dict[object, object]] | None]
 
 
 class LifespanScope(TypedDict):
@@ -116,7 +109,7 @@ class HTTPResponseZerocopysendEvent(TypedDict):
     """The ``http.response.zerocopysend`` extension: the server sends from an open file."""
 
     type: Literal["http.response.zerocopysend"]
-    file: Any
+    file: object
     offset: NotRequired[int]
     count: NotRequired[int]
     more_body: NotRequired[bool]
@@ -131,6 +124,6 @@ ASGISend: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[MutableMapping[str, Any], ASGIReceive, ASGISend], Awaitable[None]]
 
 
-def as_message(event: Mapping[str, Any]) -> Message:
+def as_message(event: Mapping[str, object]) -> Message:
     """Return a typed event as the plain message ``send`` takes (no copy is made)."""
     return cast(Message, event)

@@ -1,15 +1,13 @@
 """The app object ``crossgate serve`` hands to the server as ``crossgate.cli._app:application``.
 
 Servers that start workers or reload import their app by name in a fresh process; this module
-rebuilds the served app there from the `Target` the command left in the environment.
+rebuilds the served app there from the `ServedApp` the command left in the environment.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from crossgate.cli._target import Target
+from crossgate.cli._target import ServedApp
 
 __all__ = ["application"]
 
-application: Any = Target.from_environment().build()
+application = ServedApp.from_environment().build()

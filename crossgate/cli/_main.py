@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from crossgate.cli._servers import SERVERS, Settings
-from crossgate.cli._target import CommandLineError, Target
+from crossgate.cli._target import ADAPTER_OPTIONS, CommandLineError, ServedApp
 
 __all__ = ["main"]
 
 _log = logging.getLogger("crossgate.cli")
-
-_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 _SERVE_DESCRIPTION = """\
 Serve APP, a WSGI or ASGI application given as MODULE:ATTR, on a real server.
@@ -69,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         description="WSGI and ASGI, living together. Run `crossgate serve --help` for serving.",
     )
     parser.add_argument("--version", action="version", version=f"crossgate {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(metavar="COMMAND", required=True)
     serve = commands.add_parser(
         "serve",
         help="serve a WSGI or ASGI app (MODULE:ATTR) on uvicorn, hypercorn, granian, daphne, "
@@ -94,14 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         "--port",
         type=_port,
         default=8000,
-        metavar="PORT",
         help="bind the socket to this port  [default: 8000]",
     )
     server.add_argument(
         "--workers",
         type=_positive,
         metavar="N",
-        default=None,
         help="number of worker processes (uvicorn, hypercorn, granian, gunicorn)  "
         "[default: the server's]",
     )
@@ -112,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     server.add_argument(
         "--log-level",
-        choices=_LEVELS,
+        choices=("critical", "error", "warning", "info", "debug"),
         default="info",
         help="the server's and crossgate's log level  [default: info]",
     )
@@ -169,69 +166,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_WSGI_TO_ASGI = {"threads": "workers", "queue_timeout": "queue_timeout"}
-_WSGI_TO_ASGI_ONLY = ("threads", "queue_timeout", "request_body")
-_ASGI_TO_WSGI_ONLY = ("mode", "lifespan")
-
-
-def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _adapter_options(arguments: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    given = {
-        name: getattr(arguments, name)
-        for name in (*_WSGI_TO_ASGI_ONLY, *_ASGI_TO_WSGI_ONLY, "max_body_size")
-        if getattr(arguments, name) is not None
-    }
-    wsgi_to_asgi = {
-        _WSGI_TO_ASGI.get(name, name): value
-        for name, value in given.items()
-        if name not in _ASGI_TO_WSGI_ONLY
-    }
-    asgi_to_wsgi = {name: value for name, value in given.items() if name not in _WSGI_TO_ASGI_ONLY}
-    return wsgi_to_asgi, asgi_to_wsgi
-
-
-def _check_adapter_options(arguments: argparse.Namespace, adapter: str | None) -> None:
-    """Refuse adapter options that would do nothing (a silent no-op misleads)."""
-    for name in (*_WSGI_TO_ASGI_ONLY, *_ASGI_TO_WSGI_ONLY, "max_body_size"):
-        if getattr(arguments, name) is None:
-            continue
-        wanted = (
-            ("WSGIToASGI",)
-            if name in _WSGI_TO_ASGI_ONLY
-            else ("ASGIToWSGI",)
-            if name in _ASGI_TO_WSGI_ONLY
-            else ("WSGIToASGI", "ASGIToWSGI")
-        )
-        if adapter not in wanted:
-            served = "as it is" if adapter is None else f"through {adapter}"
-            raise CommandLineError(
-                f"{_option(name)} is a {' / '.join(wanted)} option, but {arguments.server} "
-                f"serves {arguments.app} {served}; drop it or pick a --server that needs "
-                f"{wanted[0]}"
-            )
-
-
 def _serve(arguments: argparse.Namespace) -> None:
     server = SERVERS[arguments.server]
-    wsgi_to_asgi, asgi_to_wsgi = _adapter_options(arguments)
-    target = Target(
+    served = ServedApp(
         app=arguments.app,
         app_dir=arguments.app_dir,
         interface=arguments.interface,
         served_as=server.speaks,
-        wsgi_to_asgi=wsgi_to_asgi,
-        asgi_to_wsgi=asgi_to_wsgi,
+        options={
+            name: getattr(arguments, name)
+            for name in ADAPTER_OPTIONS
+            if getattr(arguments, name) is not None
+        },
         log_level=arguments.log_level,
     )
     before = frozenset(sys.modules)
-    target.configure_logging()
-    app = target.load()
-    kind = target.kind(app)
-    adapter = target.adapter(kind)
-    _check_adapter_options(arguments, None if adapter is None else adapter.__name__)
+    _, kind, adapter = served.resolve()
+    for name in served.options:
+        # Refused rather than ignored: an option that silently does nothing misleads.
+        if adapter not in ADAPTER_OPTIONS[name]:
+            wanted = [taker.__name__ for taker in ADAPTER_OPTIONS[name]]
+            through = "as it is" if adapter is None else f"through {adapter.__name__}"
+            raise CommandLineError(
+                f"--{name.replace('_', '-')} is a {' / '.join(wanted)} option, but "
+                f"{server.name} serves {served.app} {through}; "
+                f"drop it or pick a --server that needs {wanted[0]}"
+            )
     settings = Settings(
         host=arguments.host,
         port=arguments.port,
@@ -242,21 +202,21 @@ def _serve(arguments: argparse.Namespace) -> None:
         imported_modules=frozenset(sys.modules) - before,
     )
     server.check(settings)
-    # Every process the server starts builds the app from this (crossgate.cli._app).
-    target.to_environment()
-    from crossgate.cli import _app
+    # Every process the server starts builds the app from this (crossgate.cli._app); so does
+    # this one, now, so that a failure shows before the server starts.
+    served.to_environment()
+    importlib.import_module("crossgate.cli._app")
 
-    how = "as it is" if adapter is None else f"wrapped in {adapter.__name__}"
     _log.info(
         "serving %s (%s, %s) on %s at http://%s:%d",
         arguments.app,
         kind.upper(),
-        how,
+        "as it is" if adapter is None else f"wrapped in {adapter.__name__}",
         server.name,
         arguments.host,
         arguments.port,
     )
-    server.run(settings, _app.application)
+    server.run(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -266,8 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     arguments = _parser().parse_args(argv)
     try:
-        if arguments.command == "serve":
-            _serve(arguments)
+        _serve(arguments)  # the one command
     except CommandLineError as error:
         print(f"crossgate: error: {error}", file=sys.stderr)
         return 2

@@ -11,13 +11,11 @@ entry points (called in this process, with the arguments their CLIs take), grani
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import importlib.util
 import os
 import sys
 import sysconfig
 from collections.abc import Callable
-from typing import Any
 
 from crossgate.cli._target import CommandLineError, Interface
 
@@ -46,47 +44,50 @@ class Server:
     """What ``crossgate serve`` needs to know about one server."""
 
     name: str
-    package: str
-    """The import name that tells whether the server is installed."""
-    install: str
-    """What to ``pip install`` for it."""
+    """Its name on the command line, on PyPI and as an import."""
     speaks: tuple[Interface, ...]
     """The interfaces it serves; an app of another kind is wrapped."""
-    workers: bool
-    reload: bool
-    run: Callable[[Settings, Any], None]
-    """Start the server on the built app (also importable as `APP`)."""
+    run: Callable[[Settings], None]
+    """Start the server on `APP`; returns when the server stops."""
     no_workers: str = ""
+    """Why ``--workers`` is refused; empty when the server has worker processes."""
     no_reload: str = ""
+    """Why ``--reload`` is refused; empty when the server has a reloader."""
+    reload_needs: str = ""
+    """A package ``--reload`` needs besides the server (its ``reload`` extra brings it)."""
 
     def check(self, settings: Settings) -> None:
         """Refuse what this server cannot do, before starting anything.
 
         Raises:
-            CommandLineError: the server is not installed, or lacks ``--workers``/``--reload``.
+            CommandLineError: the server (or what its ``--reload`` needs) is not installed, or
+                it lacks ``--workers``/``--reload``.
         """
-        if importlib.util.find_spec(self.package) is None:
+        if importlib.util.find_spec(self.name) is None:
             raise CommandLineError(
-                f"--server {self.name} needs the {self.name} package: pip install {self.install}"
+                f"--server {self.name} needs the {self.name} package: pip install {self.name}"
             )
-        if settings.workers is not None and not self.workers:
+        if settings.workers is not None and self.no_workers:
             raise CommandLineError(f"--workers: {self.no_workers}")
-        if settings.reload and not self.reload:
+        if settings.reload and self.no_reload:
             raise CommandLineError(f"--reload: {self.no_reload}")
-        granian_reload = self.name == "granian" and settings.reload
-        if granian_reload and importlib.util.find_spec("watchfiles") is None:
+        if (
+            settings.reload
+            and self.reload_needs
+            and importlib.util.find_spec(self.reload_needs) is None
+        ):
             raise CommandLineError(
-                "--reload on granian needs watchfiles: pip install 'granian[reload]'"
+                f"--reload on {self.name} needs {self.reload_needs}: "
+                f"pip install '{self.name}[reload]'"
             )
 
 
-def _uvicorn(settings: Settings, app: Any) -> None:
+def _uvicorn(settings: Settings) -> None:
     import uvicorn
 
     # A string, not the object: uvicorn imports it again in each worker and after a reload.
-    target = APP if settings.workers or settings.reload else app
     uvicorn.run(
-        target,
+        APP,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
@@ -95,7 +96,7 @@ def _uvicorn(settings: Settings, app: Any) -> None:
     )
 
 
-def _hypercorn(settings: Settings, app: Any) -> None:
+def _hypercorn(settings: Settings) -> None:
     from hypercorn.__main__ import main
 
     arguments = [APP, "--bind", f"{settings.host}:{settings.port}"]
@@ -107,7 +108,7 @@ def _hypercorn(settings: Settings, app: Any) -> None:
     main(arguments)
 
 
-def _granian(settings: Settings, app: Any) -> None:
+def _granian(settings: Settings) -> None:
     from granian import Granian
     from granian.constants import Interfaces
     from granian.log import LogLevels
@@ -123,7 +124,7 @@ def _granian(settings: Settings, app: Any) -> None:
     ).serve()
 
 
-def _daphne(settings: Settings, app: Any) -> None:
+def _daphne(settings: Settings) -> None:
     from daphne.cli import CommandLineInterface  # type: ignore[import-untyped]
 
     verbosity = {"debug": "2", "info": "1"}.get(settings.log_level, "0")
@@ -131,7 +132,7 @@ def _daphne(settings: Settings, app: Any) -> None:
     CommandLineInterface().run([*arguments, APP])
 
 
-def _gunicorn(settings: Settings, app: Any) -> None:
+def _gunicorn(settings: Settings) -> None:
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
     class Application(BaseApplication):  # type: ignore[misc]
@@ -155,9 +156,11 @@ def _gunicorn(settings: Settings, app: Any) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
 
-        def load(self) -> Any:
+        def load(self) -> object:
             # In each worker, after the fork: the import builds the app there.
-            return importlib.import_module("crossgate.cli._app").application
+            from crossgate.cli._app import application
+
+            return application
 
     # Each worker imports the app itself, as gunicorn does without --preload: the command
     # imported it here only to check it. A worker forked with the app already imported would
@@ -184,38 +187,32 @@ def _project_modules(names: frozenset[str]) -> list[str]:
     return found
 
 
-def _waitress(settings: Settings, app: Any) -> None:
+def _waitress(settings: Settings) -> None:
     import waitress  # type: ignore[import-untyped]
 
-    waitress.serve(app, host=settings.host, port=settings.port)
+    from crossgate.cli._app import application
+
+    waitress.serve(application, host=settings.host, port=settings.port)
 
 
 SERVERS: dict[str, Server] = {
     server.name: server
     for server in (
-        Server("uvicorn", "uvicorn", "uvicorn", ("asgi",), True, True, _uvicorn),
-        Server("hypercorn", "hypercorn", "hypercorn", ("asgi",), True, True, _hypercorn),
-        Server("granian", "granian", "granian", ("asgi", "wsgi"), True, True, _granian),
+        Server("uvicorn", ("asgi",), _uvicorn),
+        Server("hypercorn", ("asgi",), _hypercorn),
+        Server("granian", ("asgi", "wsgi"), _granian, reload_needs="watchfiles"),
         Server(
             "daphne",
-            "daphne",
-            "daphne",
             ("asgi",),
-            False,
-            False,
             _daphne,
             no_workers="daphne runs one process; start several behind a proxy, or use "
             "--server uvicorn",
             no_reload="daphne has no reloader; use --server uvicorn or hypercorn while developing",
         ),
-        Server("gunicorn", "gunicorn", "gunicorn", ("wsgi",), True, True, _gunicorn),
+        Server("gunicorn", ("wsgi",), _gunicorn),
         Server(
             "waitress",
-            "waitress",
-            "waitress",
             ("wsgi",),
-            False,
-            False,
             _waitress,
             no_workers="waitress runs one process (with threads); use --server gunicorn for "
             "worker processes",

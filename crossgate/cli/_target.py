@@ -2,8 +2,8 @@
 
 The command and every server process it leads to (uvicorn's and hypercorn's workers, granian's
 workers, a reloader's fresh process, gunicorn's forked workers) build the served app the same
-way, from one `Target` the command passes on in the environment: each of those processes
-imports `crossgate.cli._app`, which calls `Target.from_environment().build()`.
+way, from one `ServedApp` the command passes on in the environment: each of those processes
+imports `crossgate.cli._app`, which calls `ServedApp.from_environment().build()`.
 """
 
 from __future__ import annotations
@@ -14,32 +14,42 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from crossgate._logging import DATE_FORMAT, FORMAT
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.exceptions import CrossgateError
-from crossgate.routing import asgi, is_asgi
+from crossgate.routing import App, asgi, is_asgi
 
-__all__ = ["ENVIRONMENT_KEY", "CommandLineError", "Interface", "Target"]
+__all__ = ["ADAPTER_OPTIONS", "ENVIRONMENT_KEY", "CommandLineError", "Interface", "ServedApp"]
 
-Interface = Literal["asgi", "wsgi"]
+Interface: TypeAlias = Literal["asgi", "wsgi"]
+_Adapter: TypeAlias = type[WSGIToASGI] | type[ASGIToWSGI]
 
 ENVIRONMENT_KEY = "CROSSGATE_SERVE_TARGET"
+
+ADAPTER_OPTIONS: dict[str, dict[_Adapter, str]] = {
+    "threads": {WSGIToASGI: "workers"},
+    "queue_timeout": {WSGIToASGI: "queue_timeout"},
+    "request_body": {WSGIToASGI: "request_body"},
+    "mode": {ASGIToWSGI: "mode"},
+    "lifespan": {ASGIToWSGI: "lifespan"},
+    "max_body_size": {WSGIToASGI: "max_body_size", ASGIToWSGI: "max_body_size"},
+}
+"""The adapter options of ``crossgate serve`` (by argparse name): who takes each, as what."""
+
+# Marks the handler `ServedApp` puts on the crossgate logger, so that a second configuration in
+# the same process replaces it instead of adding another.
+_HANDLER_NAME = "crossgate serve"
 
 
 class CommandLineError(CrossgateError):
     """A mistake the user can fix: the command prints the message on one line and exits 2."""
 
 
-class _ServeHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler ``crossgate serve`` puts on the ``crossgate`` logger (marked, so that a
-    second configuration in the same process replaces it instead of adding another)."""
-
-
 @dataclasses.dataclass(frozen=True)
-class Target:
+class ServedApp:
     """Everything needed to build the served app, in any process."""
 
     app: str
@@ -50,19 +60,18 @@ class Target:
     """What the object is; ``auto`` asks `crossgate.routing.is_asgi`."""
     served_as: tuple[Interface, ...]
     """The interfaces the server speaks; the object is wrapped when its own is not one."""
-    wsgi_to_asgi: dict[str, Any]
-    """`WSGIToASGI` options, used when a WSGI app goes to an ASGI server."""
-    asgi_to_wsgi: dict[str, Any]
-    """`ASGIToWSGI` options, used when an ASGI app goes to a WSGI server."""
+    options: dict[str, Any]
+    """Adapter options by `ADAPTER_OPTIONS` name; the command checked the adapter takes each."""
     log_level: str
     """The ``crossgate`` logger's level."""
 
     def to_environment(self) -> None:
+        """Leave this in the environment for the processes the server starts."""
         os.environ[ENVIRONMENT_KEY] = json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_environment(cls) -> Target:
-        """The target ``crossgate serve`` put in this process's environment.
+    def from_environment(cls) -> ServedApp:
+        """The `ServedApp` ``crossgate serve`` put in this process's environment.
 
         Raises:
             CommandLineError: the module was imported outside ``crossgate serve``.
@@ -77,13 +86,45 @@ class Target:
         fields["served_as"] = tuple(fields["served_as"])
         return cls(**fields)
 
-    def load(self) -> object:
-        """Import the object ``app`` names.
+    def resolve(self) -> tuple[App, Interface, _Adapter | None]:
+        """Import the object ``app`` names; say what it is and what adapter it needs here.
+
+        The kind is what ``--interface`` says or what `is_asgi` finds; the adapter is None when
+        the server speaks that kind. First gives the ``crossgate`` logger its stderr handler.
 
         Raises:
-            CommandLineError: the string is malformed, the import fails, or the attribute is
-                missing (each with what to do about it).
+            CommandLineError: ``app`` is not MODULE:ATTR, the import fails, the attribute is
+                missing or is not callable (each with what to do about it).
         """
+        self._log_to_stderr()
+        app = self._import()
+        if not callable(app):
+            raise CommandLineError(
+                f"{self.app} is a {type(app).__name__}, not a WSGI or ASGI application; "
+                "MODULE:ATTR must name the app object itself"
+            )
+        kind: Interface = (
+            ("asgi" if is_asgi(app) else "wsgi") if self.interface == "auto" else self.interface
+        )
+        if kind in self.served_as:
+            return app, kind, None
+        return app, kind, WSGIToASGI if kind == "wsgi" else ASGIToWSGI
+
+    def _log_to_stderr(self) -> None:
+        # Only the crossgate logger, with level and time, at log_level: the server configures
+        # its own, and records stop here, so a root handler (if the app adds one) does not
+        # print them twice.
+        logger = logging.getLogger("crossgate")
+        for old in [handler for handler in logger.handlers if handler.name == _HANDLER_NAME]:
+            logger.removeHandler(old)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.set_name(_HANDLER_NAME)
+        handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+        logger.addHandler(handler)
+        logger.setLevel(self.log_level.upper())
+        logger.propagate = False
+
+    def _import(self) -> object:
         module_name, colon, attrs = self.app.partition(":")
         if not colon or not module_name or not attrs:
             raise CommandLineError(
@@ -95,16 +136,14 @@ class Target:
             sys.path.insert(0, path)
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name is not None and module_name.startswith(error.name):
+        except Exception as error:
+            missing = error.name if isinstance(error, ModuleNotFoundError) else None
+            # The module itself (or a package above it) is missing, not one it imports.
+            if missing is not None and f"{module_name}.".startswith(f"{missing}."):
                 raise CommandLineError(
                     f"could not import module {module_name!r} ({error}); run from the "
                     "directory that contains it, or pass --app-dir"
                 ) from None
-            raise CommandLineError(
-                f"importing {module_name!r} failed: {type(error).__name__}: {error}"
-            ) from None
-        except Exception as error:
             raise CommandLineError(
                 f"importing {module_name!r} failed: {type(error).__name__}: {error}"
             ) from None
@@ -119,64 +158,22 @@ class Target:
                 ) from None
         return found
 
-    def kind(self, app: object) -> Interface:
-        """WSGI or ASGI, as ``--interface`` says or as `is_asgi` finds.
-
-        Raises:
-            CommandLineError: ``app`` is not callable.
-        """
-        if not callable(app):
-            raise CommandLineError(
-                f"{self.app} is a {type(app).__name__}, not a WSGI or ASGI application; "
-                "MODULE:ATTR must name the app object itself"
-            )
-        if self.interface != "auto":
-            return self.interface
-        return "asgi" if is_asgi(app) else "wsgi"
-
-    def adapter(self, kind: Interface) -> type[WSGIToASGI] | type[ASGIToWSGI] | None:
-        """The adapter an app of this ``kind`` needs on this server (None: served as it is)."""
-        if kind in self.served_as:
-            return None
-        return WSGIToASGI if kind == "wsgi" else ASGIToWSGI
-
-    def build(self) -> Any:
+    def build(self) -> object:
         """The app to give the server: the user's object, wrapped when its kind needs it.
 
-        Also configures the ``crossgate`` logger, in this process (see `configure_logging`).
-
         Raises:
-            CommandLineError: see `load` and `kind`.
+            CommandLineError: see `resolve`.
         """
-        self.configure_logging()
-        app = self.load()
-        kind = self.kind(app)
-        adapter = self.adapter(kind)
-        # The options' ranges were checked by the command's argument parser.
-        if adapter is WSGIToASGI:
-            return WSGIToASGI(app, **self.wsgi_to_asgi)  # type: ignore[arg-type]
-        if adapter is ASGIToWSGI:
-            return ASGIToWSGI(app, **self.asgi_to_wsgi)  # type: ignore[arg-type]
-        if kind == "asgi" and callable(app) and not is_asgi(app):
+        app, kind, adapter = self.resolve()
+        if adapter is not None:
+            # The options' ranges were checked by the command's argument parser.
+            options = {
+                ADAPTER_OPTIONS[name][adapter]: value for name, value in self.options.items()
+            }
+            return adapter(app, **options)
+        if kind == "asgi" and not is_asgi(app):
             # --interface asgi on an object the servers' own checks (like is_asgi) would not
             # take for ASGI 3, e.g. a plain function returning a coroutine: uvicorn would call
             # it as ASGI 2, hypercorn as WSGI. The marked wrapper has an async __call__.
             return asgi(app)
         return app
-
-    def configure_logging(self) -> None:
-        """Give the ``crossgate`` logger a stderr handler with level and time, at ``log_level``.
-
-        Only the ``crossgate`` logger: the server keeps configuring its own, and records do
-        not propagate further, so a root handler (if the app adds one) does not print them
-        twice.
-        """
-        logger = logging.getLogger("crossgate")
-        for handler in list(logger.handlers):
-            if isinstance(handler, _ServeHandler):
-                logger.removeHandler(handler)
-        handler = _ServeHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
-        logger.addHandler(handler)
-        logger.setLevel(self.log_level.upper())
-        logger.propagate = False

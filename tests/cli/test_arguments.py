@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from crossgate import WSGIToASGI
 from crossgate.cli import main
-from crossgate.cli._target import ENVIRONMENT_KEY, CommandLineError, Target
+from crossgate.cli._target import ENVIRONMENT_KEY, CommandLineError, ServedApp
 
 APP = "tests.cli.apps:wsgi_app"
 
@@ -64,6 +65,20 @@ def test_a_failing_import_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     )
 
 
+def test_a_missing_import_whose_name_starts_the_modules_is_not_the_module(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "settings_app.py").write_text("import settings\n")
+
+    status = main(["serve", "settings_app:app", "--app-dir", str(tmp_path)])
+
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "crossgate: error: importing 'settings_app' failed: ModuleNotFoundError: "
+        "No module named 'settings'\n"
+    )
+
+
 def test_granian_reload_needs_watchfiles(capsys: pytest.CaptureFixture[str]) -> None:
     if importlib.util.find_spec("watchfiles") is not None:
         pytest.skip("watchfiles is installed here: granian --reload would start")
@@ -80,20 +95,20 @@ def test_the_app_module_outside_crossgate_serve_says_so(monkeypatch: pytest.Monk
     monkeypatch.delenv(ENVIRONMENT_KEY, raising=False)
 
     with pytest.raises(CommandLineError, match="run `crossgate serve MODULE:ATTR`"):
-        Target.from_environment()
+        ServedApp.from_environment()
 
 
-def test_max_body_size_reaches_the_adapter() -> None:
-    target = Target(
+def test_adapter_options_reach_the_adapter() -> None:
+    served = ServedApp(
         app=APP,
         app_dir=".",
         interface="auto",
         served_as=("asgi",),
-        wsgi_to_asgi={"workers": 3, "max_body_size": 10},
-        asgi_to_wsgi={},
+        options={"threads": 3, "max_body_size": 10},
         log_level="warning",
     )
 
-    built = target.build()
+    built = served.build()
 
+    assert isinstance(built, WSGIToASGI)
     assert (built.workers, built.max_body_size) == (3, 10)
