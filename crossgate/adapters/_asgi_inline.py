@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable
 
 from crossgate.adapters._asgi_call import Call, Options, client_gone
-from crossgate.adapters._loops import quiet_turn, release
+from crossgate.adapters._loops import release
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.asgi_response import Body, SendFile, Start
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
@@ -48,7 +48,6 @@ class InlineCall(Call):
         "start",
         "task",
         "waiters",
-        "woken",
     )
 
     def __init__(
@@ -66,7 +65,6 @@ class InlineCall(Call):
         self.buffered = 0
         self.start: Start | None = None
         self.driving = False
-        self.woken = False
         self.drained: asyncio.Future[None] | None = None
         self.waiters: list[asyncio.Future[None]] = []
 
@@ -133,7 +131,6 @@ class InlineCall(Call):
         # Stops the loop at the end of the current iteration: the WSGI thread gets control
         # back as soon as the app has sent something and waits (or ended). Only while this
         # request drives the loop: other requests' tasks on this loop must not stop it.
-        self.woken = True
         if self.driving:
             self.loop.stop()
 
@@ -160,16 +157,10 @@ class InlineCall(Call):
     def _drive(self) -> None:
         """Run the loop until the app sends something or ends (see `_wake`).
 
-        First one quiet turn (`quiet_turn`): when the loop has nothing to do but run the
-        app's ready steps, they run here without ``run_forever``, and an app that answers
-        without waiting for I/O (most requests) is served by that alone. Otherwise
-        ``run_forever`` rather than ``run_until_complete`` on a future: stopping from ``_wake``
+        ``run_forever`` rather than ``run_until_complete`` on a future: stopping from `_wake`
         ends the drive after the very iteration in which the app answered, where a future's
         done-callback would cost one more turn of the loop (and one more ``epoll_wait``).
         """
-        self.woken = False
-        if quiet_turn(self.loop) and self.woken:
-            return
         self.driving = True
         try:
             self.loop.run_forever()
@@ -178,20 +169,15 @@ class InlineCall(Call):
 
     def begin(self, app: ASGIApp, scope: Message) -> Iterable[bytes]:
         """Start the app and run it until the response starts; return the WSGI iterable."""
-        # A Task made directly: the loop is ours (no task factory to honour), and this skips
-        # create_task's checks on the per-request path. Named, because a task without a name
-        # gets one formatted from a counter.
-        self.task = asyncio.Task(self.run(app, scope), loop=self.loop, name=TASK_NAME)
-        # The first drive's quiet turn (see `_drive`), made here: most apps answer in it. A
-        # client that left during it (the body could not be read) is handled below.
-        if not (quiet_turn(self.loop) and self.woken and not self.gone):
-            while self.start is None and not self.app_done:
-                if self.gone:
-                    # The body could not be read; the app has been told. Give it the grace
-                    # period to end, then answer for it.
-                    self._settle(self.opts.disconnect_grace)
-                    break
-                self._drive()
+        # Named, because a task without a name gets one formatted from a counter.
+        self.task = self.loop.create_task(self.run(app, scope), name=TASK_NAME)
+        while self.start is None and not self.app_done:
+            if self.gone:
+                # The body could not be read; the app has been told. Give it the grace
+                # period to end, then answer for it.
+                self._settle(self.opts.disconnect_grace)
+                break
+            self._drive()
         start = self.start
         # A body that could not be read makes the answer a 413 / 400, unless the app already
         # completed its own response.

@@ -73,7 +73,11 @@ class _Process:
         loops = self.loops
         if isinstance(loops, LoopThread):
             return threading.current_thread() is loops.thread
-        return asyncio._get_running_loop() in loops.all()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return running in loops.all()
 
     def stop(self, timeout: float) -> None:
         """Cancel the requests' leftover tasks, shut the lifespan down, close the loops.
