@@ -1,15 +1,18 @@
-"""What the inline and shared modes of `ASGIToWSGI` share: reading the request body from
-``wsgi.input``, and answering for an app that did not complete its response."""
+"""The engine of `ASGIToWSGI`, which its inline and shared modes share: the request body read
+from ``wsgi.input``, the app's ``receive`` and ``send``, the WSGI iterable and ``close()``, and
+the answer for an app that did not complete its response. A mode says only how the app's task
+and the WSGI thread meet (`Call`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVarTuple
 
 from crossgate.adapters._streams import FILE_BLOCK_SIZE
 from crossgate.exceptions import (
@@ -30,9 +33,11 @@ from crossgate.sansio.failure import (
 )
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
-__all__ = ["Call", "Options", "client_gone", "wrap_file"]
+__all__ = ["BODY", "DONE", "END", "FILE", "START", "Call", "Options", "client_gone", "resolve"]
 
 _log = logging.getLogger("crossgate")
+
+Ts = TypeVarTuple("Ts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +95,27 @@ def wrap_file(call: Call, file: IO[bytes], file_wrapper: Any) -> Iterable[bytes]
     return result
 
 
+# What the loop side tells the WSGI side (`Call.emit`): the response started, a body chunk,
+# the response is complete, a file to send (pathsend), the app ended.
+START, BODY, END, FILE, DONE = range(5)
+
+
+def resolve(future: asyncio.Future[None] | None) -> None:
+    """Wake whoever awaits ``future`` (on the loop), unless it is done already."""
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
 class Call(ABC):
-    """One request: the WSGI-side state both modes keep.
+    """One request, and the response iterable the WSGI server consumes: the one engine of
+    both modes.
+
+    The app's task (the loop side) runs ``receive``, ``send`` and `run`; it tells the WSGI
+    side what happened with `emit`. The WSGI side (`begin`, ``__next__``, `close`) applies
+    that (`take`) and waits for more with `wait`. A mode says only how the two sides meet:
+    on one thread (`crossgate.adapters._asgi_inline.InlineCall`) or across two
+    (`crossgate.adapters._asgi_shared.SharedCall`), by overriding `start_task`, `emit`,
+    `wait`, `call_on_loop`, `timebox`, `next_piece` and `finish`.
 
     ``read_piece`` runs on the WSGI thread; the flags it sets (``too_large``, ``body_failed``)
     and those the app side sets (``violation``, ``error``, ``cancelled``) decide the answer
@@ -106,6 +130,9 @@ class Call(ABC):
         "closed",
         "complete",
         "cycle",
+        "done_seen",
+        "drain_waiter",
+        "ended",
         "error",
         "file",
         "file_path",
@@ -113,24 +140,35 @@ class Call(ABC):
         "gone",
         "headers_sent",
         "input",
+        "input_closed",
         "late_error",
+        "loop",
         "opts",
+        "out",
+        "piece_waiter",
         "received",
         "remaining",
+        "sent",
+        "start",
         "start_response",
+        "taken",
+        "task",
         "too_large",
         "violation",
+        "waiters",
         "wsgi_started",
     )
 
     def __init__(
         self,
         opts: Options,
+        loop: asyncio.AbstractEventLoop,
         environ: WSGIEnvironment,
         start_response: StartResponse,
         length: int | None,
     ) -> None:
         self.opts = opts
+        self.loop = loop
         self.input: Any = environ["wsgi.input"]
         self.file_wrapper: Any = environ.get("wsgi.file_wrapper")
         self.file_path: str | None = None
@@ -151,11 +189,23 @@ class Call(ABC):
         self.wsgi_started = False
         self.headers_sent = False
         self.closed = False
-        # The response is complete (the last body message or a pathsend was sent); the client
-        # is gone; the app's coroutine has ended.
+        # Loop side. The response is complete (the last body message or a pathsend was sent);
+        # the client is gone; the app's coroutine has ended; the server closed the response.
+        self.task: asyncio.Task[None] | None = None
         self.complete = False
         self.gone = False
         self.app_done = False
+        self.input_closed = False
+        self.waiters: list[asyncio.Future[None]] = []
+        self.piece_waiter: asyncio.Future[None] | None = None
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.sent = 0
+        # WSGI side: what `take` learnt from the loop side, and the body bytes handed over.
+        self.start: Start | None = None
+        self.out: list[bytes] = []
+        self.taken = 0
+        self.ended = False
+        self.done_seen = False
 
     # -- the request body, on the WSGI thread ------------------------------------------------
 
@@ -259,20 +309,14 @@ class Call(ABC):
         when the app had ended before the server got anything); False when it is not to be
         raised (the option is off, or the client left) or the response was not complete."""
         point = wsgi_raise_point(headers_given=self.wsgi_started, complete=self.complete)
-        if point is RaisePoint.CLOSE and not self.gone and self.opts.raise_app_exceptions:
+        # Once the WSGI server has closed the response, nothing can be raised to it any more.
+        closed = self.input_closed or self.gone
+        if point is RaisePoint.CLOSE and not closed and self.opts.raise_app_exceptions:
             self.late_error = exc
             return True
         return False
 
     # -- the app's task, on the event loop ----------------------------------------------------
-
-    @abstractmethod
-    async def receive(self) -> Message:
-        """The ASGI ``receive`` callable given to the app."""
-
-    @abstractmethod
-    async def send(self, message: Message) -> None:
-        """The ASGI ``send`` callable given to the app."""
 
     async def run(self, app: ASGIApp, scope: Message) -> None:
         """Run the app as this request's task; what it raises is kept for `fail` or logged."""
@@ -292,7 +336,69 @@ class Call(ABC):
                 self.error = exc
         finally:
             self.app_done = True
-            self.app_ended()
+            self.emit(DONE, None)
+
+    async def receive(self) -> Message:
+        """The ASGI ``receive`` callable given to the app."""
+        piece = await self.next_piece()
+        if piece is not None:
+            return {"type": "http.request", "body": piece[0], "more_body": piece[1]}
+        if not (self.complete or self.gone):
+            # ASGI HTTP spec ("Disconnect"): after the body, http.disconnect comes once the
+            # response is sent or the client has left.
+            waiter = self.loop.create_future()
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self.waiters.remove(waiter)
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        """The ASGI ``send`` callable given to the app."""
+        if self.gone:
+            raise client_gone()
+        if self.violation is not None:
+            raise AppProtocolError(f"the response already broke the protocol: {self.violation}")
+        try:
+            event = self.feed(message)
+        except AppProtocolError as exc:
+            self.violation = exc
+            raise
+        if type(event) is Body:
+            data, more = event
+            if data:
+                self.sent += len(data)
+                self.emit(BODY, data)
+            if not more:
+                self.complete = True
+                self.emit(END, None)
+                self.release()
+                self.timebox(self.opts.background_timeout)
+            elif self.sent - self.taken > self.opts.send_buffer:
+                await self.drained()
+        elif type(event) is Start:
+            self.emit(START, event)
+        elif type(event) is SendFile:
+            self.complete = True
+            self.emit(FILE, event.path)
+            self.release()
+            self.timebox(self.opts.background_timeout)
+
+    async def drained(self) -> None:
+        """Back-pressure: wait until the WSGI server has taken enough of the queued bytes."""
+        self.drain_waiter = waiter = self.loop.create_future()
+        # Checked again after publishing the waiter: in shared mode the WSGI thread may have
+        # taken bytes in between, and it only wakes a waiter it can see.
+        if self.sent - self.taken > self.opts.send_buffer and not self.gone:
+            try:
+                await waiter
+            finally:
+                self.drain_waiter = None
+        else:  # pragma: no cover - the WSGI thread took the bytes in between: a race
+            self.drain_waiter = None
+        if self.gone:
+            raise client_gone()
 
     def feed(self, message: Message) -> Start | Body | SendFile | None:
         """`ResponseCycle.feed`, logging the body bytes it drops past the app's Content-Length.
@@ -311,9 +417,173 @@ class Call(ABC):
             )
         return event
 
+    def release(self) -> None:
+        """Wake every wait of the app's: ``receive()`` for the disconnect or a body piece, and
+        ``send()`` for back-pressure."""
+        for waiter in self.waiters:
+            resolve(waiter)
+        resolve(self.piece_waiter)
+        resolve(self.drain_waiter)
+
+    def lose(self) -> None:
+        """The client is gone: ``receive()`` answers ``http.disconnect``, ``send()`` raises."""
+        self.gone = True
+        self.release()
+        self.timebox(self.opts.disconnect_grace)
+
+    def server_closed(self) -> None:
+        """The WSGI server called ``close()``: nobody reads the body or the response now."""
+        self.input_closed = True
+        late, self.late_error = self.late_error, None
+        if late is not None:
+            # The app raised after the WSGI side's close() looked (it had not ended then).
+            self.log_late(late, complete=True)
+        if self.complete:
+            resolve(self.piece_waiter)
+        else:
+            self.lose()
+
+    # -- what a mode says: how the loop side and the WSGI side meet ---------------------------
+
     @abstractmethod
-    def app_ended(self) -> None:
-        """The app's coroutine has ended: wake the WSGI side (called on the loop)."""
+    def start_task(self, app: ASGIApp, scope: Message) -> bool:
+        """Start the app's task (WSGI side); False when it cannot start (`fail` answers)."""
+
+    @abstractmethod
+    def emit(self, kind: int, value: Any) -> None:
+        """Tell the WSGI side (`take`) what happened on the loop side."""
+
+    @abstractmethod
+    def wait(self) -> None:
+        """Block the WSGI side until the loop side has emitted more."""
+
+    @abstractmethod
+    def call_on_loop(self, callback: Callable[[*Ts], object], *args: *Ts) -> None:
+        """Run ``callback`` on the loop side, from the WSGI side."""
+
+    @abstractmethod
+    def timebox(self, timeout: float) -> None:
+        """The app has ``timeout`` s left to end (after its response, or once the client left)
+        before it is cancelled."""
+
+    @abstractmethod
+    async def next_piece(self) -> tuple[bytes, bool] | None:
+        """The next piece of the request body and whether more follows; ``None`` once the
+        body is over or cannot be had."""
+
+    @abstractmethod
+    def finish(self) -> None:
+        """The server is done with the response (WSGI side, from `close`)."""
+
+    # -- the WSGI side --------------------------------------------------------------------------
+
+    def begin(self, app: ASGIApp, scope: Message) -> Iterable[bytes]:
+        """Start the app and wait until its response starts; return the WSGI iterable."""
+        if not self.start_task(app, scope):
+            return [self.fail()]
+        while self.start is None and not self.done_seen:
+            self.wait()
+        start = self.start
+        # A body that could not be read makes the answer a 413 / 400, unless the app already
+        # completed its own response.
+        if start is None or ((self.too_large or self.body_failed) and not self.ended):
+            body = self.fail()
+            self.ended = True
+            if not self.done_seen:
+                # The app started a response this request will not send: it is told the
+                # client is gone and bounded like any app whose client left.
+                self.close()
+            return [body]
+        self.start_response(start.status, start.headers)
+        self.wsgi_started = True
+        if self.file_path is not None:
+            try:
+                return self.send_file(wrap=True)
+            except BaseException:
+                # The app's error, raised to the server from the application call: no close()
+                # will come, so it is called here.
+                with contextlib.suppress(Exception):
+                    self.close()
+                raise
+        if self.ended and self.late_error is None and (self.done_seen or self.bounds_itself):
+            # The usual case: the app answered at once. A list lets the server skip close().
+            # An app that answered in full and then raised (Starlette's ServerErrorMiddleware
+            # and WSGIToASGI answer 500 and raise) gets the iterable: the server sends its
+            # whole page, and close() raises (`wsgi_raise_point`).
+            self.close()
+            return self.out
+        return self
+
+    # Whether the loop bounds the app's work after its response by itself (shared mode), so
+    # that the server need not call close() for it.
+    bounds_itself = False
+
+    def take(self, kind: int, value: Any) -> None:
+        """Apply what the loop side emitted to the WSGI side's state."""
+        if kind == BODY:
+            self.out.append(value)
+        elif kind == START:
+            self.start = value
+        elif kind == END:
+            self.ended = True
+        elif kind == FILE:
+            self.file_path = value
+            self.ended = True
+        else:
+            self.done_seen = True
+
+    def __iter__(self) -> Call:
+        return self
+
+    def __next__(self) -> bytes:
+        while True:
+            out = self.out
+            if out:
+                data = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                self.taken += len(data)
+                waiter = self.drain_waiter
+                if waiter is not None and self.sent - self.taken <= self.opts.send_buffer:
+                    self.drain_waiter = None
+                    self.call_on_loop(resolve, waiter)
+                self.headers_sent = True
+                return data
+            file = self.file
+            if file is not None:
+                block = self.file_block(file)
+                if block is None:
+                    raise StopIteration
+                return block
+            if self.file_path is not None:
+                # A pathsend that came after the iterable was handed over: read the file here.
+                self.send_file(wrap=False)
+                continue
+            if self.ended:
+                raise StopIteration
+            if self.done_seen:
+                self.ended = True
+                return self.fail()
+            self.wait()
+
+    def close(self) -> None:
+        """Called by the WSGI server when it is done with the response (PEP 3333).
+
+        Raises:
+            Exception: what the app raised after its complete response (`raise_late`).
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self.close_file()
+        self.finish()
+        late = None
+        if self.app_done:
+            # app_done is set after late_error: what late_error holds now is final. When the
+            # app has not ended, server_closed logs what it may raise later.
+            late, self.late_error = self.late_error, None
+        if not self.done_seen:
+            self.call_on_loop(self.server_closed)
+        self.raise_late(late)
 
     # -- http.response.pathsend, on the WSGI thread ------------------------------------------
 
@@ -325,7 +595,7 @@ class Call(ABC):
         which gunicorn serves with ``sendfile()``) and that wrapper is returned. Otherwise, or
         when there is no usable wrapper, the file is kept for `file_block` and ``None`` is
         returned: the call itself is the iterable. A file that cannot be opened is the app's
-        error; `queue_failure` then gets the error page.
+        error; the iterable then yields the error page.
         """
         path = self.file_path
         if path is None:  # pragma: no cover - checked by the callers
@@ -335,7 +605,7 @@ class Call(ABC):
             file = open(path, "rb")  # noqa: SIM115 - closed by the wrapper, file_block or close()
         except OSError as exc:
             self.violation = AppProtocolError(f"http.response.pathsend cannot open {path!r}: {exc}")
-            self.queue_failure(self.fail())
+            self.out = [self.fail()]
             return None
         if wrap and self.file_wrapper is not None:
             wrapped = wrap_file(self, file, self.file_wrapper)
@@ -354,19 +624,16 @@ class Call(ABC):
         self.file = None
         return None
 
+    def send_file(self, *, wrap: bool) -> Iterable[bytes]:
+        """The iterable for a pathsend (see `open_file`)."""
+        wrapped = self.open_file(wrap=wrap)
+        return self if wrapped is None else wrapped
+
     def close_file(self) -> None:
         """Close the file being sent, if any (the server closed the response early)."""
         if self.file is not None:
             self.file.close()
             self.file = None
-
-    @abstractmethod
-    def queue_failure(self, body: bytes) -> None:
-        """Make ``body`` (an error page from `fail`) the next thing the iterable yields."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Called by the WSGI server when it is done with the response (PEP 3333)."""
 
     def fail(self) -> bytes:
         """Answer for an app that ended without completing its response; return the body.
