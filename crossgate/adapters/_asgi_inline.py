@@ -19,6 +19,7 @@ from typing import TypeVarTuple
 
 from crossgate.adapters._asgi_call import Call, Options
 from crossgate.adapters._loops import release
+from crossgate.sansio.asgi_call_state import BodyPhase, ResponsePhase, ServerPhase
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
 __all__ = ["TASK_NAME", "InlineCall"]
@@ -58,13 +59,18 @@ class InlineCall(Call):
         return True
 
     async def next_piece(self) -> tuple[bytes, bool] | None:
-        if self.body_end or self.gone or self.closed:
+        if (
+            self.body is not BodyPhase.READING
+            or self.server is ServerPhase.CLOSED
+            or self.response is ResponsePhase.GONE
+            or self.response is ResponsePhase.FINISHED
+        ):
             return None
         piece = self.read_piece()  # blocks this thread: see the module docstring
         if piece is None:
             self.lose()
             return None
-        return piece, not self.body_end
+        return piece, self.body is BodyPhase.READING
 
     def emit(self, kind: int, value: object) -> None:
         self.take(kind, value)

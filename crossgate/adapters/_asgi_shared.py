@@ -28,6 +28,7 @@ from typing import Any, TypeVarTuple
 
 from crossgate.adapters._asgi_call import DONE, Call, Options, resolve
 from crossgate.exceptions import CrossgateError
+from crossgate.sansio.asgi_call_state import AppPhase, BodyPhase, ResponsePhase
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
 __all__ = ["READ_AHEAD", "SharedCall"]
@@ -90,7 +91,7 @@ class SharedCall(Call):
                 elif len(self.pieces) < 2:
                     self._want_more()  # read the next ones while the app uses these
                 return data, not last
-            if self.gone or self.input_closed:
+            if self.response is ResponsePhase.GONE or self.response is ResponsePhase.FINISHED:
                 break
             self._want_more()
             self.piece_waiter = waiter = self.loop.create_future()
@@ -116,7 +117,7 @@ class SharedCall(Call):
         resolve(self.piece_waiter)
 
     def timebox(self, timeout: float) -> None:
-        if not self.app_done and self.timer is None:
+        if self.app is AppPhase.RUNNING and self.timer is None:
             self.timer = self.loop.call_later(timeout, self._expire, timeout)
 
     def _expire(self, timeout: float) -> None:
@@ -136,12 +137,13 @@ class SharedCall(Call):
         if piece is None:
             return False
         self.pieces.append(piece)
-        self.loop_body_end = self.body_end
+        self.loop_body_end = self.body is BodyPhase.END
         context = contextvars.copy_context()
         try:
             self.loop.call_soon_threadsafe(self._create_task, app, scope, context)
         except RuntimeError:  # pragma: no cover - the adapter was shut down meanwhile
             self.error = CrossgateError("the shared event loop is closed")
+            self.app = AppPhase.RAISED
             return False
         return True
 
@@ -169,6 +171,7 @@ class SharedCall(Call):
             except Empty:  # pragma: no cover - only when the loop thread died under a request
                 if not self.loop.is_running():
                     self.error = CrossgateError("the shared event loop stopped")
+                    self.app = AppPhase.RAISED
                     return (DONE, None)
 
     def _apply(self, event: tuple[int, Any]) -> None:
@@ -181,14 +184,14 @@ class SharedCall(Call):
         pieces: list[bytes] = []
         size = 0
         failed = False
-        while size < READ_AHEAD and not self.body_end:
+        while size < READ_AHEAD and self.body is BodyPhase.READING:
             piece = self.read_piece()
             if piece is None:
                 failed = True
                 break
             pieces.append(piece)
             size += len(piece)
-        self.call_on_loop(self._deliver, pieces, self.body_end, failed)
+        self.call_on_loop(self._deliver, pieces, self.body is BodyPhase.END, failed)
 
     def finish(self) -> None:
         pass
