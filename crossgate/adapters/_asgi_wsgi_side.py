@@ -32,13 +32,7 @@ from crossgate.sansio.asgi_call_state import (
     next_phase,
 )
 from crossgate.sansio.asgi_response import ResponseCycle, error_response
-from crossgate.sansio.failure import (
-    FailurePlan,
-    Outcome,
-    RaisePoint,
-    plan_failure,
-    wsgi_raise_point,
-)
+from crossgate.sansio.failure import FailurePlan, Outcome, plan_failure
 from crossgate.types import StartResponse, WSGIEnvironment
 
 __all__ = ["Options", "WSGISide", "client_gone"]
@@ -269,13 +263,9 @@ class WSGISide(ABC):
         """Keep an exception the app raised after its complete response for `raise_late`
         (`wsgi_raise_point`: from ``close()``, once the server sent the whole response, even
         when the app had ended before the server got anything); False when it is not to be
-        raised (the option is off, or the client left) or the response was not complete."""
-        given = self.server is not ServerPhase.WAITING
-        point = wsgi_raise_point(headers_given=given, complete=self.complete)
-        # Once the client left or the server closed the response (FINISHED), nothing can be
-        # raised to the server any more.
-        complete = self.response is ResponsePhase.COMPLETE
-        if point is RaisePoint.CLOSE and complete and self.opts.raise_app_exceptions:
+        raised (the option is off), cannot be (the client left or the server closed the
+        response: `ResponsePhase.FINISHED`) or the response was not complete."""
+        if self.response is ResponsePhase.COMPLETE and self.opts.raise_app_exceptions:
             self.late_error = exc
             return True
         return False
