@@ -195,10 +195,8 @@ class Call(WSGISide):
     def release(self) -> None:
         """Wake every wait of the app's: ``receive()`` for the disconnect or a body piece, and
         ``send()`` for back-pressure."""
-        for waiter in self.waiters:
+        for waiter in (*self.waiters, self.piece_waiter, self.drain_waiter):
             resolve(waiter)
-        resolve(self.piece_waiter)
-        resolve(self.drain_waiter)
 
     def completed(self) -> None:
         """The app completed its response: bound its work after it (Starlette's background
@@ -294,7 +292,8 @@ class Call(WSGISide):
             # An app that answered in full and then raised (Starlette's ServerErrorMiddleware
             # and WSGIToASGI answer 500 and raise) gets the iterable: the server sends its
             # whole page, and close() raises (`wsgi_raise_point`).
-            self.close()
+            if not self.done_seen:
+                self.close()  # the loop bounds the app's work after the response itself
             return self.out
         return self
 

@@ -74,7 +74,8 @@ class InlineCall(Call):
 
     def emit(self, kind: int, value: object) -> None:
         self.take(kind, value)
-        self.wake()
+        if self.driving:  # see `wake`
+            self.loop.stop()
 
     def timebox(self, timeout: float) -> None:
         # The WSGI side bounds the app's remaining time itself (`settle`) once it has control.

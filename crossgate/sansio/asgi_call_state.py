@@ -30,7 +30,13 @@ __all__ = [
 ]
 
 
-class BodyPhase(enum.Enum):
+class _Phase(enum.Enum):
+    # Members are singletons: hashed by identity, in C, rather than by name in Python (every
+    # transition looks its (phase, event) pair up in `TRANSITIONS`, several times a request).
+    __hash__ = object.__hash__
+
+
+class BodyPhase(_Phase):
     """The request body, read from ``wsgi.input`` (PEP 3333, "Input and Error Streams")."""
 
     READING = "reading"
@@ -42,7 +48,7 @@ class BodyPhase(enum.Enum):
     """It outgrew ``max_body_size`` (413)."""
 
 
-class ResponsePhase(enum.Enum):
+class ResponsePhase(_Phase):
     """The response as the app's task sees it."""
 
     RESPONDING = "responding"
@@ -57,7 +63,7 @@ class ResponsePhase(enum.Enum):
     afterwards can reach the server."""
 
 
-class AppPhase(enum.Enum):
+class AppPhase(_Phase):
     """The app's coroutine."""
 
     RUNNING = "running"
@@ -67,7 +73,7 @@ class AppPhase(enum.Enum):
     """Cancelled by the adapter (shutdown, a grace period that ran out)."""
 
 
-class ServerPhase(enum.Enum):
+class ServerPhase(_Phase):
     """The WSGI server's side of the response (PEP 3333)."""
 
     WAITING = "waiting"
@@ -81,7 +87,7 @@ class ServerPhase(enum.Enum):
     """The server called ``close()``."""
 
 
-class Event(enum.Enum):
+class Event(_Phase):
     """What moves a phase on."""
 
     BODY_READ = "body read"
