@@ -74,17 +74,14 @@ class InlineCall(Call):
 
     def emit(self, kind: int, value: object) -> None:
         self.take(kind, value)
-        if self.driving:  # see `wake`
+        # Stop the loop at the end of the current iteration: the WSGI thread gets control back
+        # as soon as the app has sent something and waits (or ended). Only while this request
+        # drives the loop: other requests' tasks on this loop must not stop it.
+        if self.driving:
             self.loop.stop()
 
     def timebox(self, timeout: float) -> None:
         # The WSGI side bounds the app's remaining time itself (`settle`) once it has control.
-        self.wake()
-
-    def wake(self) -> None:
-        """Stop the loop at the end of the current iteration: the WSGI thread gets control
-        back as soon as the app has sent something and waits (or ended). Only while this
-        request drives the loop: other requests' tasks on this loop must not stop it."""
         if self.driving:
             self.loop.stop()
 
@@ -92,9 +89,9 @@ class InlineCall(Call):
         callback(*args)
 
     def wait(self) -> None:
-        """Run the loop until the app sends something or ends (see `wake`).
+        """Run the loop until the app sends something or ends (see `emit`).
 
-        ``run_forever`` rather than ``run_until_complete`` on a future: stopping from `wake`
+        ``run_forever`` rather than ``run_until_complete`` on a future: stopping from `emit`
         ends the drive after the very iteration in which the app answered, where a future's
         done-callback would cost one more turn of the loop (and one more ``epoll_wait``).
         """

@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from crossgate.adapters._asgi_call import Options
+from crossgate.adapters._asgi_call import Call, Options
 from crossgate.adapters._asgi_inline import InlineCall
 from crossgate.adapters._asgi_lifespan import Lifespan
 from crossgate.adapters._asgi_shared import SharedCall
@@ -301,7 +301,10 @@ class ASGIToWSGI:
             _log.info("answering 413: %s", error)
             return _answer(start_response, 413, str(error))
         loops = process.loops
-        if type(loops) is ThreadLoops:
+        call: Call
+        if isinstance(loops, LoopThread):
+            call = SharedCall(self._options, loops.loop, environ, start_response, length)
+        else:
             if process.check_threads and environ.get("wsgi.multithread"):
                 process.check_threads = False
                 _log.warning(
@@ -309,12 +312,7 @@ class ASGIToWSGI:
                     "request) but the server is multithreaded: each thread runs its own loop. "
                     "Pass mode='shared' if requests share loop-bound resources."
                 )
-            loop = loops.get()
-            inline = InlineCall(self._options, loop, environ, start_response, length)
-            return inline.begin(self.app, scope)
-        if not isinstance(loops, LoopThread):  # pragma: no cover - a process has one of the two
-            raise CrossgateError("no event loop for this process")
-        call = SharedCall(self._options, loops.loop, environ, start_response, length)
+            call = InlineCall(self._options, loops.get(), environ, start_response, length)
         return call.begin(self.app, scope)
 
 

@@ -131,20 +131,6 @@ def _header_pairs(keys: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
     return tuple((key, name) for key in keys if (name := _header_name(key)))
 
 
-def _target_bytes(script: object, path: object, query: object) -> tuple[bytes, bytes, bytes]:
-    """``SCRIPT_NAME``, ``PATH_INFO`` and ``QUERY_STRING`` as bytes, when one of them is not a
-    latin-1 ``str`` (see `_native`).
-
-    Raises:
-        PeerProtocolError: one of them is not a ``str``.
-    """
-    return (
-        _native(script, "SCRIPT_NAME"),
-        _native(path, "PATH_INFO"),
-        _native(query, "QUERY_STRING"),
-    )
-
-
 def _target_path(uri: str) -> str:
     """The path of a request target: no query, and no scheme or authority in absolute form."""
     target = uri.partition("?")[0]
@@ -277,7 +263,9 @@ def build_scope(
         path_info = path.encode("latin-1")
         query = query_string.encode("latin-1")
     except (AttributeError, UnicodeEncodeError):
-        script, path_info, query = _target_bytes(script_name, path, query_string)
+        script = _native(script_name, "SCRIPT_NAME")
+        path_info = _native(path, "PATH_INFO")
+        query = _native(query_string, "QUERY_STRING")
     script = script.rstrip(b"/")
     relative = None
     if path_info[:1] != b"/" and path_info and path_info != b"*":
