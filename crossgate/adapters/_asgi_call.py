@@ -24,7 +24,7 @@ from crossgate.sansio.asgi_call_state import (
 from crossgate.sansio.asgi_response import Body, SendFile, Start
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
-__all__ = ["BODY", "DONE", "END", "FILE", "START", "Call", "Options", "resolve"]
+__all__ = ["BODY", "DONE", "END", "FILE", "LOST", "START", "Call", "Options", "resolve"]
 
 _log = logging.getLogger("crossgate")
 
@@ -37,6 +37,8 @@ START, BODY, END, FILE, DONE = range(5)
 
 # The body phases in which the request's own fault decides the answer (a 413 or a 400).
 BROKEN = (BodyPhase.BROKEN, BodyPhase.TOO_LARGE)
+# The response phases in which nothing the app sends can reach the client any more.
+LOST = (ResponsePhase.GONE, ResponsePhase.FINISHED)
 
 
 def resolve(future: asyncio.Future[None] | None) -> None:
@@ -135,7 +137,7 @@ class Call(WSGISide):
 
     async def send(self, message: Message) -> None:
         """The ASGI ``send`` callable given to the app."""
-        if self.response is ResponsePhase.GONE or self.response is ResponsePhase.FINISHED:
+        if self.response in LOST:
             raise client_gone()
         if self.violation is not None:
             raise AppProtocolError(f"the response already broke the protocol: {self.violation}")
@@ -195,8 +197,12 @@ class Call(WSGISide):
     def release(self) -> None:
         """Wake every wait of the app's: ``receive()`` for the disconnect or a body piece, and
         ``send()`` for back-pressure."""
-        for waiter in (*self.waiters, self.piece_waiter, self.drain_waiter):
+        for waiter in self.waiters:
             resolve(waiter)
+        if self.piece_waiter is not None:
+            resolve(self.piece_waiter)
+        if self.drain_waiter is not None:
+            resolve(self.drain_waiter)
 
     def completed(self) -> None:
         """The app completed its response: bound its work after it (Starlette's background

@@ -17,9 +17,9 @@ import logging
 from collections.abc import Callable
 from typing import TypeVarTuple
 
-from crossgate.adapters._asgi_call import Call, Options
+from crossgate.adapters._asgi_call import LOST, Call, Options
 from crossgate.adapters._loops import release
-from crossgate.sansio.asgi_call_state import BodyPhase, ResponsePhase, ServerPhase
+from crossgate.sansio.asgi_call_state import BodyPhase, ServerPhase
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
 __all__ = ["TASK_NAME", "InlineCall"]
@@ -62,8 +62,7 @@ class InlineCall(Call):
         if (
             self.body is not BodyPhase.READING
             or self.server is ServerPhase.CLOSED
-            or self.response is ResponsePhase.GONE
-            or self.response is ResponsePhase.FINISHED
+            or self.response in LOST
         ):
             return None
         piece = self.read_piece()  # blocks this thread: see the module docstring

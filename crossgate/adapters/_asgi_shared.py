@@ -26,9 +26,9 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVarTuple
 
-from crossgate.adapters._asgi_call import DONE, Call, Options, resolve
+from crossgate.adapters._asgi_call import DONE, LOST, Call, Options, resolve
 from crossgate.exceptions import CrossgateError
-from crossgate.sansio.asgi_call_state import AppPhase, BodyPhase, ResponsePhase
+from crossgate.sansio.asgi_call_state import AppPhase, BodyPhase
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
 __all__ = ["READ_AHEAD", "SharedCall"]
@@ -91,7 +91,7 @@ class SharedCall(Call):
                 elif len(self.pieces) < 2:
                     self._want_more()  # read the next ones while the app uses these
                 return data, not last
-            if self.response is ResponsePhase.GONE or self.response is ResponsePhase.FINISHED:
+            if self.response in LOST:
                 break
             self._want_more()
             self.piece_waiter = waiter = self.loop.create_future()
