@@ -57,7 +57,6 @@ class Call(WSGISide):
     on one thread (`crossgate.adapters._asgi_inline.InlineCall`) or across two
     (`crossgate.adapters._asgi_shared.SharedCall`), by overriding `start_task`, `emit`,
     `wait`, `call_on_loop`, `timebox`, `next_piece` and `finish`.
-
     """
 
     __slots__ = (
@@ -72,6 +71,10 @@ class Call(WSGISide):
         "task",
         "waiters",
     )
+
+    # Whether the loop bounds the app's work after its response by itself (shared mode), so
+    # that the server need not call close() for it.
+    bounds_itself = False
 
     def __init__(
         self,
@@ -302,10 +305,6 @@ class Call(WSGISide):
                 self.close()  # the loop bounds the app's work after the response itself
             return self.out
         return self
-
-    # Whether the loop bounds the app's work after its response by itself (shared mode), so
-    # that the server need not call close() for it.
-    bounds_itself = False
 
     def take(self, kind: int, value: Any) -> None:
         """Apply what the loop side emitted to the WSGI side's state."""

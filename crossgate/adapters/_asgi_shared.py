@@ -28,7 +28,7 @@ from typing import Any, TypeVarTuple
 
 from crossgate.adapters._asgi_call import DONE, LOST, Call, Options, resolve
 from crossgate.exceptions import CrossgateError
-from crossgate.sansio.asgi_call_state import AppPhase, BodyPhase
+from crossgate.sansio.asgi_call_state import AppPhase, BodyPhase, Event, next_phase
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
 __all__ = ["READ_AHEAD", "SharedCall"]
@@ -143,7 +143,7 @@ class SharedCall(Call):
             self.loop.call_soon_threadsafe(self._create_task, app, scope, context)
         except RuntimeError:  # pragma: no cover - the adapter was shut down meanwhile
             self.error = CrossgateError("the shared event loop is closed")
-            self.app = AppPhase.RAISED
+            self.app = next_phase(self.app, Event.APP_RAISED)
             return False
         return True
 
@@ -171,7 +171,7 @@ class SharedCall(Call):
             except Empty:  # pragma: no cover - only when the loop thread died under a request
                 if not self.loop.is_running():
                     self.error = CrossgateError("the shared event loop stopped")
-                    self.app = AppPhase.RAISED
+                    self.app = next_phase(self.app, Event.APP_RAISED)
                     return (DONE, None)
 
     def _apply(self, event: tuple[int, Any]) -> None:
