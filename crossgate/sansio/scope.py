@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from operator import itemgetter
 from typing import Any, TypeGuard
 from urllib.parse import quote, unquote_to_bytes
 
@@ -54,30 +53,6 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 # PEP 3333 reserves these for the CGI variables; an HTTP_ twin would duplicate the header.
 _CGI_TWINS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
-
-# The environ values every scope is made of, and what stands for each one a server leaves out.
-# PEP 3333 requires all of them but QUERY_STRING and REMOTE_*, and gunicorn, uWSGI, mod_wsgi and
-# waitress give them all: `build_scope` reads them in one call of `_cgi_values` (C code), and
-# only an environ that lacks one costs a lookup per key (`_cgi_defaults`).
-_CGI_KEYS = (
-    ("REQUEST_METHOD", None),
-    ("SCRIPT_NAME", ""),
-    ("PATH_INFO", ""),
-    ("QUERY_STRING", ""),
-    ("SERVER_NAME", None),
-    ("SERVER_PORT", None),
-    ("SERVER_PROTOCOL", None),
-    ("REMOTE_ADDR", None),
-    ("REMOTE_PORT", None),
-    ("wsgi.url_scheme", None),
-)
-_cgi_values = itemgetter(*(key for key, _ in _CGI_KEYS))
-
-
-def _cgi_defaults(environ: Mapping[str, Any]) -> tuple[Any, ...]:
-    """`_cgi_values` of an environ that lacks some of `_CGI_KEYS`: their defaults instead."""
-    get = environ.get
-    return tuple(get(key, default) for key, default in _CGI_KEYS)
 
 
 def _native(value: object, key: str) -> bytes:
@@ -239,22 +214,12 @@ def build_scope(
             value is not a ``str`` (400); too many headers (431).
     """
     get = environ.get
-    try:
-        values = _cgi_values(environ)
-    except KeyError:
-        values = _cgi_defaults(environ)
-    (
-        method,
-        script_name,
-        path,
-        query_string,
-        server_name,
-        server_port,
-        protocol,
-        remote,
-        remote_port,
-        scheme,
-    ) = values
+    method = get("REQUEST_METHOD")
+    script_name, path = get("SCRIPT_NAME", ""), get("PATH_INFO", "")
+    query_string, scheme = get("QUERY_STRING", ""), get("wsgi.url_scheme")
+    server_name, server_port = get("SERVER_NAME"), get("SERVER_PORT")
+    remote, remote_port = get("REMOTE_ADDR"), get("REMOTE_PORT")
+    protocol = get("SERVER_PROTOCOL")
     if type(method) is not str or not method:
         raise PeerProtocolError(f"the environ's REQUEST_METHOD is missing or empty: {method!r}")
     try:
