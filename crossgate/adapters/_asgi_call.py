@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 from abc import abstractmethod
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVarTuple
+from typing import TypeVarTuple
 
 from crossgate.adapters._asgi_wsgi_side import Options, WSGISide, client_gone
 from crossgate.exceptions import AppProtocolError
@@ -24,16 +25,24 @@ from crossgate.sansio.asgi_call_state import (
 from crossgate.sansio.asgi_response import Body, SendFile, Start
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
-__all__ = ["BODY", "DONE", "END", "FILE", "LOST", "START", "Call", "Options", "resolve"]
+__all__ = ["LOST", "Call", "Emitted", "Options", "Signal", "resolve"]
 
 _log = logging.getLogger("crossgate")
 
 Ts = TypeVarTuple("Ts")
 
 
-# What the loop side tells the WSGI side (`Call.emit`): the response started, a body chunk,
-# the response is complete, a file to send (pathsend), the app ended.
-START, BODY, END, FILE, DONE = range(5)
+class Signal(enum.Enum):
+    """What the loop side tells the WSGI side besides the response's own events."""
+
+    END = "the response is complete"
+    DONE = "the app's coroutine ended"
+    READ = "read the next body pieces (shared mode)"
+
+
+# What the loop side tells the WSGI side (`Call.emit`): the response started, a body chunk, a
+# file to send (pathsend), or a `Signal`.
+Emitted = Start | bytes | SendFile | Signal
 
 # The body phases in which the request's own fault decides the answer (a 413 or a 400).
 BROKEN = (BodyPhase.BROKEN, BodyPhase.TOO_LARGE)
@@ -120,7 +129,7 @@ class Call(WSGISide):
                 self.error = exc
         finally:
             self.app = next_phase(self.app, event)
-            self.emit(DONE, None)
+            self.emit(Signal.DONE)
 
     async def receive(self) -> Message:
         """The ASGI ``receive`` callable given to the app."""
@@ -153,16 +162,16 @@ class Call(WSGISide):
             data, more = event
             if data:
                 self.sent += len(data)
-                self.emit(BODY, data)
+                self.emit(data)
             if not more:
-                self.emit(END, None)
+                self.emit(Signal.END)
                 self.completed()
             elif self.sent - self.taken > self.opts.send_buffer:
                 await self.drained()
         elif type(event) is Start:
-            self.emit(START, event)
+            self.emit(event)
         elif type(event) is SendFile:
-            self.emit(FILE, event.path)
+            self.emit(event)
             self.completed()
 
     async def drained(self) -> None:
@@ -241,7 +250,7 @@ class Call(WSGISide):
         """Start the app's task (WSGI side); False when it cannot start (`fail` answers)."""
 
     @abstractmethod
-    def emit(self, kind: int, value: Any) -> None:
+    def emit(self, item: Emitted) -> None:
         """Tell the WSGI side (`take`) what happened on the loop side."""
 
     @abstractmethod
@@ -306,18 +315,18 @@ class Call(WSGISide):
             return self.out
         return self
 
-    def take(self, kind: int, value: Any) -> None:
+    def take(self, item: Emitted) -> None:
         """Apply what the loop side emitted to the WSGI side's state."""
-        if kind == BODY:
-            self.out.append(value)
-        elif kind == START:
-            self.start = value
-        elif kind == END:
+        if type(item) is bytes:
+            self.out.append(item)
+        elif type(item) is Start:
+            self.start = item
+        elif type(item) is SendFile:
+            self.file_path = item.path
             self.ended = True
-        elif kind == FILE:
-            self.file_path = value
+        elif item is Signal.END:
             self.ended = True
-        else:
+        elif item is Signal.DONE:
             self.done_seen = True
 
     def __iter__(self) -> Call:

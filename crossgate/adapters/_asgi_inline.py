@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import TypeVarTuple
 
-from crossgate.adapters._asgi_call import LOST, Call, Options
+from crossgate.adapters._asgi_call import LOST, Call, Emitted, Options
 from crossgate.adapters._loops import release
 from crossgate.sansio.asgi_call_state import BodyPhase, ServerPhase
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
@@ -71,8 +71,8 @@ class InlineCall(Call):
             return None
         return piece, self.body is BodyPhase.READING
 
-    def emit(self, kind: int, value: object) -> None:
-        self.take(kind, value)
+    def emit(self, item: Emitted) -> None:
+        self.take(item)
         # Stop the loop at the end of the current iteration: the WSGI thread gets control back
         # as soon as the app has sent something and waits (or ended). Only while this request
         # drives the loop: other requests' tasks on this loop must not stop it.

@@ -24,9 +24,9 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from queue import Empty, SimpleQueue
-from typing import Any, TypeVarTuple
+from typing import TypeVarTuple
 
-from crossgate.adapters._asgi_call import DONE, LOST, Call, Options, resolve
+from crossgate.adapters._asgi_call import LOST, Call, Emitted, Options, Signal, resolve
 from crossgate.exceptions import CrossgateError
 from crossgate.sansio.asgi_call_state import AppPhase, BodyPhase, Event, next_phase
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
@@ -36,9 +36,6 @@ __all__ = ["READ_AHEAD", "SharedCall"]
 _log = logging.getLogger("crossgate")
 
 Ts = TypeVarTuple("Ts")
-
-# What the loop asks of the WSGI thread besides `Call.emit`'s kinds: the next body pieces.
-_READ = -1
 
 # How often a WSGI thread waiting for its app checks that the loop thread is still there.
 _LIVENESS_POLL = 5.0
@@ -67,7 +64,7 @@ class SharedCall(Call):
         length: int | None,
     ) -> None:
         super().__init__(opts, loop, environ, start_response, length)
-        self.mailbox: SimpleQueue[tuple[int, Any]] = SimpleQueue()
+        self.mailbox: SimpleQueue[Emitted] = SimpleQueue()
         self.pieces: deque[bytes] = deque()
         self.loop_body_end = False
         self.delivered_all = False
@@ -76,10 +73,10 @@ class SharedCall(Call):
 
     # -- the loop side -------------------------------------------------------------------------
 
-    def emit(self, kind: int, value: Any) -> None:
-        if kind == DONE and self.timer is not None:
+    def emit(self, item: Emitted) -> None:
+        if item is Signal.DONE and self.timer is not None:
             self.timer.cancel()
-        self.mailbox.put((kind, value))
+        self.mailbox.put(item)
 
     async def next_piece(self) -> tuple[bytes, bool] | None:
         while not self.delivered_all:
@@ -105,7 +102,7 @@ class SharedCall(Call):
         """Ask the WSGI thread for the next body pieces, unless they are being read already."""
         if not (self.reading or self.loop_body_end):
             self.reading = True
-            self.mailbox.put((_READ, None))
+            self.mailbox.put(Signal.READ)
 
     def _deliver(self, pieces: list[bytes], end: bool, failed: bool) -> None:
         """Body pieces from the WSGI thread; ``failed`` when the rest cannot be had."""
@@ -159,12 +156,12 @@ class SharedCall(Call):
         # Apply every event already queued, without waiting: coalesces small chunks.
         while True:
             try:
-                event = self.mailbox.get_nowait()
+                item = self.mailbox.get_nowait()
             except Empty:
                 return
-            self._apply(event)
+            self._apply(item)
 
-    def _get(self) -> tuple[int, Any]:
+    def _get(self) -> Emitted:
         while True:
             try:
                 return self.mailbox.get(timeout=_LIVENESS_POLL)
@@ -172,12 +169,11 @@ class SharedCall(Call):
                 if not self.loop.is_running():
                     self.error = CrossgateError("the shared event loop stopped")
                     self.app = next_phase(self.app, Event.APP_RAISED)
-                    return (DONE, None)
+                    return Signal.DONE
 
-    def _apply(self, event: tuple[int, Any]) -> None:
-        kind, value = event
-        if kind != _READ:
-            self.take(kind, value)
+    def _apply(self, item: Emitted) -> None:
+        if item is not Signal.READ:
+            self.take(item)
             return
         # Pieces worth READ_AHEAD bytes (at least one; fewer at the end of the body). May
         # block on the client: the app asked for the body.
