@@ -179,12 +179,10 @@ class Call(WSGISide):
         self.drain_waiter = waiter = self.loop.create_future()
         # Checked again after publishing the waiter: in shared mode the WSGI thread may have
         # taken bytes in between, and it only wakes a waiter it can see.
-        if self.sent - self.taken > self.opts.send_buffer and not self.gone:
-            try:
+        try:
+            if self.sent - self.taken > self.opts.send_buffer and not self.gone:
                 await waiter
-            finally:
-                self.drain_waiter = None
-        else:  # pragma: no cover - the WSGI thread took the bytes in between: a race
+        finally:
             self.drain_waiter = None
         if self.gone:
             raise client_gone()
