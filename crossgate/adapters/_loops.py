@@ -14,32 +14,25 @@ threads do not exist in the child). `finish_loop` and `cancel_tasks` stop them c
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import sys
 import threading
 import weakref
-from asyncio import events
-from collections.abc import Callable, Collection
-from typing import Any, TypeVar, TypeVarTuple
+from collections.abc import Collection
+from typing import Any, TypeVar
 
 from crossgate.exceptions import CrossgateError
 
 __all__ = [
-    "InlineLoop",
     "LoopThread",
     "ThreadLoops",
     "cancel_tasks",
     "finish_loop",
-    "new_inline_loop",
-    "quiet_turn",
     "release",
 ]
 
 _log = logging.getLogger("crossgate")
 
 T = TypeVar("T")
-_Ts = TypeVarTuple("_Ts")
 
 # Tasks that ignored cancellation past every timeout. Referenced here so they are never garbage
 # collected: a pending task's destructor would log "Task was destroyed but it is pending".
@@ -86,145 +79,15 @@ def finish_loop(loop: asyncio.AbstractEventLoop, timeout: float) -> None:
 
 
 def _no_running_loop() -> None:
-    if asyncio._get_running_loop() is not None:
-        raise CrossgateError(
-            "ASGIToWSGI in inline mode was called from a thread that is running an event loop; "
-            "it cannot run the app's loop there. Use mode='shared', or call the ASGI app "
-            "directly from async code"
-        )
-
-
-_new_object = object.__new__
-
-# The slots of asyncio's Handle that `InlineLoop.call_soon` fills itself (CPython 3.11 to 3.13).
-# Any other layout, and call_soon makes its handles the usual way.
-_HANDLE_SLOTS = frozenset(
-    {"_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr", "_context"}
-)
-_FILL_HANDLES = set(events.Handle.__slots__) - {"__weakref__"} == _HANDLE_SLOTS
-
-
-class InlineLoop(asyncio.SelectorEventLoop):
-    """asyncio's default event loop for one WSGI thread, made for `quiet_turn`.
-
-    It is the loop ``asyncio.new_event_loop()`` makes with the default policy on Unix, with
-    two differences that only make it cheaper per request:
-
-    * ``call_soon`` (which every new task calls for its first step) makes its `asyncio.Handle`
-      without the two extra Python calls of asyncio's own path; in debug mode it is asyncio's
-      own path, which records where each callback was scheduled.
-    * the thread it belongs to and its async-generator hooks are kept, for `quiet_turn` to
-      install without looking them up on every request.
-
-    Everything else (``run_forever``, the selector, timers, executors) is asyncio's own.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        base: Any = self  # asyncio's private parts
-        self.owner = threading.get_ident()
-        # What run_forever installs as the thread's async-generator hooks (PEP 525).
-        self.asyncgen_hooks = (base._asyncgen_firstiter_hook, base._asyncgen_finalizer_hook)
-
-    def call_soon(
-        self,
-        callback: Callable[[*_Ts], object],
-        *args: *_Ts,
-        context: contextvars.Context | None = None,
-    ) -> asyncio.Handle:
-        """asyncio's ``call_soon``: run ``callback(*args)`` in the loop's next iteration.
-
-        Raises:
-            RuntimeError: the loop is closed.
-        """
-        base: Any = self  # asyncio's private parts
-        if base._debug or not _FILL_HANDLES:
-            return super().call_soon(callback, *args, context=context)
-        if base._closed:
-            raise RuntimeError("Event loop is closed")
-        # events.Handle.__init__, without its get_debug() call (debug mode took the path
-        # above): the handle asyncio's own call_soon would queue.
-        handle: Any = _new_object(events.Handle)
-        handle._callback = callback
-        handle._args = args
-        handle._cancelled = False
-        handle._loop = self
-        handle._source_traceback = None
-        handle._repr = None
-        handle._context = contextvars.copy_context() if context is None else context
-        base._ready.append(handle)
-        result: asyncio.Handle = handle
-        return result
-
-
-def new_inline_loop() -> asyncio.AbstractEventLoop:
-    """A new loop for an inline-mode thread: an `InlineLoop` where asyncio would make its
-    default loop, else the loop the application's event loop policy makes (uvloop's, say).
-
-    Asked of asyncio itself, which knows the policy in force: the event loop policy API is
-    deprecated from Python 3.14 on. That loop is closed again when it is the default one.
-    """
-    loop = asyncio.new_event_loop()
-    if type(loop) is not asyncio.SelectorEventLoop:
-        return loop
-    loop.close()
-    return InlineLoop()
-
-
-def quiet_turn(loop: asyncio.AbstractEventLoop) -> bool:
-    """Run the callbacks ready on the stopped ``loop``, when that is all an iteration would do.
-
-    One iteration of asyncio's own loop (``BaseEventLoop._run_once``) polls the selector for
-    I/O, moves the timers that are due to the ready queue, then runs the callbacks that were
-    ready when it began. When the loop has no timer and watches no file descriptor but its own
-    self-pipe, the poll and the timers have nothing to do, and running the ready callbacks here
-    does exactly what the iteration would, without the cost of ``run_forever``'s set-up and of
-    an ``epoll_wait`` system call. That is the usual state of an inline-mode loop when a request
-    starts (its only ready callback is the new task's first step), and on the per-request path
-    of a gunicorn sync worker these costs are a large share of what the adapter adds.
-
-    The running loop, the loop's thread and its async-generator hooks are set as
-    ``run_forever`` sets them, so the app sees a running loop, ``asyncio.current_task()``
-    works and an async generator it abandons is finalised on this loop.
-
-    Returns False, having done nothing, when the loop is not an `InlineLoop` (uvloop's, another
-    policy's), is in debug mode, is stopping, has timers, signal handlers or other file
-    descriptors, or nothing is ready, or when this thread already runs a loop: the caller then
-    runs the loop with ``run_forever``, which handles all of those.
-    """
-    if type(loop) is not InlineLoop:
-        return False
-    # The loop's private state, read directly: each accessor would be a Python call on the
-    # per-request path.
-    base: Any = loop
-    ready = base._ready
-    if (
-        not ready
-        or base._scheduled
-        or base._stopping
-        or base._debug
-        or base._signal_handlers
-        # The self-pipe only (the selectors module's own record of what it watches).
-        or len(base._selector._fd_to_key) != 1
-        or events._get_running_loop() is not None
-    ):
-        return False
-    hooks = sys.get_asyncgen_hooks()
-    sys.set_asyncgen_hooks(*loop.asyncgen_hooks)
-    base._thread_id = loop.owner
-    events._set_running_loop(loop)
     try:
-        # Only the callbacks ready now, as one iteration would: those they schedule wait for
-        # the next turn.
-        for _ in range(len(ready)):
-            handle = ready.popleft()
-            if not handle._cancelled:
-                handle._run()
-    finally:
-        events._set_running_loop(None)
-        base._thread_id = None
-        sys.set_asyncgen_hooks(*hooks)
-    return True
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise CrossgateError(
+        "ASGIToWSGI in inline mode was called from a thread that is running an event loop; "
+        "it cannot run the app's loop there. Use mode='shared', or call the ASGI app "
+        "directly from async code"
+    )
 
 
 class ThreadLoops:
@@ -248,7 +111,8 @@ class ThreadLoops:
 
     def _create(self) -> asyncio.AbstractEventLoop:
         _no_running_loop()
-        loop = new_inline_loop()
+        # asyncio's own loop for the policy in force (uvloop's, when the application chose it).
+        loop = asyncio.new_event_loop()
         self._local.loop = loop
         with self._lock:
             dead = [entry for entry in self._loops if not entry[0].is_alive()]

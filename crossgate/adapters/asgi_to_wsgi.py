@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from crossgate._lifespan import LifespanDriver
-from crossgate.adapters._asgi_call import Options
+from crossgate.adapters._asgi_call import Call, Options
 from crossgate.adapters._asgi_inline import InlineCall
 from crossgate.adapters._asgi_shared import SharedCall
 from crossgate.adapters._interface import check_app
@@ -75,7 +75,11 @@ class _Process:
         loops = self.loops
         if isinstance(loops, LoopThread):
             return threading.current_thread() is loops.thread
-        return asyncio._get_running_loop() in loops.all()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return running in loops.all()
 
     def stop(self, timeout: float) -> None:
         """Cancel the requests' leftover tasks, shut the lifespan down, close the loops.
@@ -303,7 +307,10 @@ class ASGIToWSGI:
             _log.info("answering 413: %s", error)
             return _answer(start_response, 413, str(error))
         loops = process.loops
-        if type(loops) is ThreadLoops:
+        call: Call
+        if isinstance(loops, LoopThread):
+            call = SharedCall(self._options, loops.loop, environ, start_response, length)
+        else:
             if process.check_threads and environ.get("wsgi.multithread"):
                 process.check_threads = False
                 _log.warning(
@@ -311,12 +318,7 @@ class ASGIToWSGI:
                     "request) but the server is multithreaded: each thread runs its own loop. "
                     "Pass mode='shared' if requests share loop-bound resources."
                 )
-            loop = loops.get()
-            inline = InlineCall(self._options, loop, environ, start_response, length)
-            return inline.begin(self.app, scope)
-        if not isinstance(loops, LoopThread):  # pragma: no cover - a process has one of the two
-            raise CrossgateError("no event loop for this process")
-        call = SharedCall(self._options, loops.loop, environ, start_response, length)
+            call = InlineCall(self._options, loops.get(), environ, start_response, length)
         return call.begin(self.app, scope)
 
 

@@ -7,9 +7,9 @@ Every choice below keeps the round trip environ -> scope -> environ exact for th
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
-from operator import itemgetter
 from typing import Any, TypeGuard
 from urllib.parse import quote, unquote_to_bytes
 
@@ -48,54 +48,11 @@ _HTTP_VERSIONS = {
     "HTTP/0.9": "1.0",
 }
 
-# Environ key -> ASGI header name, or b"" for a key that is not a header. The set of keys a
-# deployment sees is small, so caching keeps the hot path to one lookup per environ key; bounded
-# so that random header names cannot grow it.
-_KEYS: dict[object, bytes] = {}
-_KEYS_MAX = 512
-
-# The keys of an environ, in order -> its (key, header name) pairs, in the same order. A server
-# builds every environ the same way, so a deployment sees few distinct key sequences (one per
-# set of request headers a client sends): the headers of a request then cost one lookup of the
-# whole key tuple, hashed and compared in C, instead of a lookup per key in Python. Cleared
-# when full, so that clients varying their headers cannot grow it.
-_SHAPES: dict[tuple[object, ...], tuple[tuple[Any, bytes], ...]] = {}
-_SHAPES_MAX = 256
-
-# (SERVER_NAME, SERVER_PORT) -> scope["server"]: a server answers under few names and ports.
-# A tuple, so every request can share it. Cleared when full.
-_SERVERS: dict[tuple[str, str], tuple[str, int | None]] = {}
-_SERVERS_MAX = 64
-
 # RFC 9110 section 5.6.2: a header name is a token (ASCII only).
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 # PEP 3333 reserves these for the CGI variables; an HTTP_ twin would duplicate the header.
 _CGI_TWINS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
-
-# The environ values every scope is made of, and what stands for each one a server leaves out.
-# PEP 3333 requires all of them but QUERY_STRING and REMOTE_*, and gunicorn, uWSGI, mod_wsgi and
-# waitress give them all: `build_scope` reads them in one call of `_cgi_values` (C code), and
-# only an environ that lacks one costs a lookup per key (`_cgi_defaults`).
-_CGI_KEYS = (
-    ("REQUEST_METHOD", None),
-    ("SCRIPT_NAME", ""),
-    ("PATH_INFO", ""),
-    ("QUERY_STRING", ""),
-    ("SERVER_NAME", None),
-    ("SERVER_PORT", None),
-    ("SERVER_PROTOCOL", None),
-    ("REMOTE_ADDR", None),
-    ("REMOTE_PORT", None),
-    ("wsgi.url_scheme", None),
-)
-_cgi_values = itemgetter(*(key for key, _ in _CGI_KEYS))
-
-
-def _cgi_defaults(environ: Mapping[str, Any]) -> tuple[Any, ...]:
-    """`_cgi_values` of an environ that lacks some of `_CGI_KEYS`: their defaults instead."""
-    get = environ.get
-    return tuple(get(key, default) for key, default in _CGI_KEYS)
 
 
 def _native(value: object, key: str) -> bytes:
@@ -130,65 +87,23 @@ def _header_name(key: object) -> bytes:
     `crossgate.sansio.headers.header_environ_key`).
     """
     if type(key) is not str or not key.startswith("HTTP_") or key in _CGI_TWINS:
-        name = b""
-    elif _TOKEN.fullmatch(key, 5):
-        name = key[5:].encode("ascii").lower().replace(b"_", b"-")
-    else:
-        name = b""
-    if len(_KEYS) < _KEYS_MAX:
-        _KEYS[key] = name
-    return name
+        return b""
+    if _TOKEN.fullmatch(key, 5):
+        return key[5:].encode("ascii").lower().replace(b"_", b"-")
+    return b""
 
 
-def _header_pairs(
-    keys: tuple[object, ...], max_headers: int | None
-) -> tuple[tuple[Any, bytes], ...]:
-    """The (environ key, header name) pairs among ``keys``, in order; remembered (`_SHAPES`).
+@functools.lru_cache(maxsize=256)
+def _header_pairs(keys: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
+    """The (environ key, header name) pairs among an environ's ``keys``, in order.
 
-    Raises:
-        PeerProtocolError: more than ``max_headers`` of them (431), found as soon as the count
-            passes the cap; such a shape is never remembered.
+    Cached by the whole key tuple: a server builds every environ the same way, so a deployment
+    sees few distinct key sequences (one per set of headers its clients send), and a request's
+    headers then cost one lookup, hashed and compared in C, instead of one per key in Python
+    (the in-process benchmark's hello row: about a fifth of the adapter's time). Bounded, so
+    that clients varying their headers cannot grow it.
     """
-    get = _KEYS.get
-    pairs = []
-    for key in keys:
-        # b"" marks a known non-header key, None a key not seen yet.
-        name = get(key)
-        if name or (name is None and (name := _header_name(key))):
-            pairs.append((key, name))
-            check_header_count(len(pairs), max_headers)
-    shape = tuple(pairs)
-    if len(_SHAPES) >= _SHAPES_MAX:
-        _SHAPES.clear()
-    _SHAPES[keys] = shape
-    return shape
-
-
-def _target_bytes(script: object, path: object, query: object) -> tuple[bytes, bytes, bytes]:
-    """``SCRIPT_NAME``, ``PATH_INFO`` and ``QUERY_STRING`` as bytes, when one of them is not a
-    latin-1 ``str`` (see `_native`).
-
-    Raises:
-        PeerProtocolError: one of them is not a ``str``.
-    """
-    return (
-        _native(script, "SCRIPT_NAME"),
-        _native(path, "PATH_INFO"),
-        _native(query, "QUERY_STRING"),
-    )
-
-
-def _checked_headers(environ: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
-    """`build_scope`'s headers from an environ that breaks PEP 3333 somewhere: key by key.
-
-    Raises:
-        PeerProtocolError: an ``HTTP_*`` value is not a ``str``.
-    """
-    return [
-        (name, _native(value, str(key)))
-        for key, value in environ.items()
-        if (name := _header_name(key))
-    ]
+    return tuple((key, name) for key in keys if (name := _header_name(key)))
 
 
 def _target_path(uri: str) -> str:
@@ -238,16 +153,6 @@ def _port(value: object) -> int | None:
     if _digits(value):
         return int(value)
     return None
-
-
-def _server(name: str, port: object) -> tuple[str, int | None]:
-    """``scope["server"]`` from ``SERVER_NAME`` and ``SERVER_PORT``; remembered (`_SERVERS`)."""
-    server = (name, _port(port))
-    if type(port) is str:
-        if len(_SERVERS) >= _SERVERS_MAX:
-            _SERVERS.clear()
-        _SERVERS[name, port] = server
-    return server
 
 
 def request_body_length(environ: Mapping[str, Any]) -> int | None:
@@ -309,22 +214,12 @@ def build_scope(
             value is not a ``str`` (400); too many headers (431).
     """
     get = environ.get
-    try:
-        values = _cgi_values(environ)
-    except KeyError:
-        values = _cgi_defaults(environ)
-    (
-        method,
-        script_name,
-        path,
-        query_string,
-        server_name,
-        server_port,
-        protocol,
-        remote,
-        remote_port,
-        scheme,
-    ) = values
+    method = get("REQUEST_METHOD")
+    script_name, path = get("SCRIPT_NAME", ""), get("PATH_INFO", "")
+    query_string, scheme = get("QUERY_STRING", ""), get("wsgi.url_scheme")
+    server_name, server_port = get("SERVER_NAME"), get("SERVER_PORT")
+    remote, remote_port = get("REMOTE_ADDR"), get("REMOTE_PORT")
+    protocol = get("SERVER_PROTOCOL")
     if type(method) is not str or not method:
         raise PeerProtocolError(f"the environ's REQUEST_METHOD is missing or empty: {method!r}")
     try:
@@ -333,7 +228,9 @@ def build_scope(
         path_info = path.encode("latin-1")
         query = query_string.encode("latin-1")
     except (AttributeError, UnicodeEncodeError):
-        script, path_info, query = _target_bytes(script_name, path, query_string)
+        script = _native(script_name, "SCRIPT_NAME")
+        path_info = _native(path, "PATH_INFO")
+        query = _native(query_string, "QUERY_STRING")
     script = script.rstrip(b"/")
     relative = None
     if path_info[:1] != b"/" and path_info and path_info != b"*":
@@ -350,19 +247,19 @@ def build_scope(
     # inside a UTF-8 sequence.
     root_path = script.decode("utf-8", "surrogateescape")
 
-    keys = tuple(environ)
-    pairs = _SHAPES.get(keys)
-    if pairs is None:
-        pairs = _header_pairs(keys, max_headers)
-    elif max_headers is not None and len(pairs) > max_headers:
-        check_header_count(len(pairs), max_headers)  # a shape remembered under a higher cap
     headers = []
     try:
-        # A loop rather than a list comprehension, which is a function call of its own.
-        for key, name in pairs:
+        # A loop rather than a list comprehension, which is a function call of its own
+        # before Python 3.12 (PEP 709 inlines comprehensions from 3.12 on).
+        for key, name in _header_pairs(tuple(environ)):
             headers.append((name, environ[key].encode("latin-1")))
     except (AttributeError, UnicodeEncodeError):
-        headers = _checked_headers(environ)
+        # A value that breaks PEP 3333 somewhere: key by key, to say which.
+        headers = [
+            (name, _native(value, key))
+            for key, value in environ.items()
+            if (name := _header_name(key))
+        ]
     content_type = get("CONTENT_TYPE")
     if content_type:
         headers.append((b"content-type", _native(content_type, "CONTENT_TYPE")))
@@ -372,21 +269,8 @@ def build_scope(
     if max_headers is not None and len(headers) > max_headers:
         check_header_count(len(headers), max_headers)
 
-    if type(server_name) is str and server_name:
-        server = (
-            _SERVERS.get((server_name, server_port)) if type(server_port) is str else None
-        ) or _server(server_name, server_port)
-    else:
-        server = None
-    if type(remote) is str and remote:
-        # _port(remote_port), inline for the usual value: the client's port changes with each
-        # connection, so it cannot be remembered the way the server's is.
-        if _digits(remote_port):
-            client = (remote, int(remote_port))
-        else:
-            client = (remote, _port(remote_port) or 0)
-    else:
-        client = None
+    server = (server_name, _port(server_port)) if type(server_name) is str and server_name else None
+    client = (remote, _port(remote_port) or 0) if type(remote) is str and remote else None
     http_version = _HTTP_VERSIONS.get(protocol, "1.1") if type(protocol) is str else "1.1"
 
     return {

@@ -1,0 +1,162 @@
+"""The phases of one `ASGIToWSGI` request, and the one table of their transitions.
+
+Pure: no threads, no asyncio, no I/O. As h11's ``_state.py`` keeps its connection states, every
+rule of how a request's phases change lives here, in `TRANSITIONS`, and the one rule for what a
+failed response is blamed on in `failure_cause`; the adapter's engine
+(`crossgate.adapters._asgi_call.Call`) only feeds them events. A request has four parties,
+each with its own phase:
+
+* the request body, as the WSGI thread reads it from ``wsgi.input`` (`BodyPhase`);
+* the response, as the app's task sends it (`ResponsePhase`);
+* the app's coroutine (`AppPhase`);
+* the WSGI server's side of the response (`ServerPhase`).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TypeVar, cast
+
+__all__ = [
+    "TRANSITIONS",
+    "AppPhase",
+    "BodyPhase",
+    "Cause",
+    "Event",
+    "ResponsePhase",
+    "ServerPhase",
+    "failure_cause",
+    "next_phase",
+]
+
+
+class _Phase(enum.Enum):
+    # Members are singletons: hashed by identity, in C, rather than by name in Python (every
+    # transition looks its (phase, event) pair up in `TRANSITIONS`, several times a request).
+    __hash__ = object.__hash__
+
+
+class BodyPhase(_Phase):
+    """The request body, read from ``wsgi.input`` (PEP 3333, "Input and Error Streams")."""
+
+    READING = "reading"
+    END = "end"
+    """Read to its end (``CONTENT_LENGTH`` bytes, or EOF of a terminated input)."""
+    BROKEN = "broken"
+    """The input failed or ended short of ``CONTENT_LENGTH``: the client left (400)."""
+    TOO_LARGE = "too large"
+    """It outgrew ``max_body_size`` (413)."""
+
+
+class ResponsePhase(_Phase):
+    """The response as the app's task sees it."""
+
+    RESPONDING = "responding"
+    """Not complete yet, and the client is there."""
+    COMPLETE = "complete"
+    """The last body message or a pathsend was sent."""
+    GONE = "gone"
+    """The client left (or the server closed the response) before it was complete:
+    ``receive()`` says ``http.disconnect``, ``send()`` raises (ASGI HTTP spec 2.4)."""
+    FINISHED = "finished"
+    """Complete, and then the server closed it or the client left: nothing the app does
+    afterwards can reach the server."""
+
+
+class AppPhase(_Phase):
+    """The app's coroutine."""
+
+    RUNNING = "running"
+    RETURNED = "returned"
+    RAISED = "raised"
+    CANCELLED = "cancelled"
+    """Cancelled by the adapter (shutdown, a grace period that ran out)."""
+
+
+class ServerPhase(_Phase):
+    """The WSGI server's side of the response (PEP 3333)."""
+
+    WAITING = "waiting"
+    """``start_response`` not called yet: an error page can still replace the response."""
+    HEADERS = "headers"
+    """``start_response`` called, no body byte handed over yet: ``start_response`` with
+    ``exc_info`` can still replace the headers (PEP 3333, "Error Handling")."""
+    BODY = "body"
+    """Body bytes went out: a failure can only drop the connection."""
+    CLOSED = "closed"
+    """The server called ``close()``."""
+
+
+class Event(_Phase):
+    """What moves a phase on."""
+
+    BODY_READ = "body read"
+    BODY_BROKEN = "body broken"
+    BODY_TOO_LARGE = "body too large"
+    RESPONSE_COMPLETE = "response complete"
+    CLIENT_GONE = "client gone"
+    SERVER_CLOSED = "server closed"
+    APP_RETURNED = "app returned"
+    APP_RAISED = "app raised"
+    APP_CANCELLED = "app cancelled"
+    HEADERS_GIVEN = "headers given"
+    BODY_GIVEN = "body given"
+
+
+Phase = BodyPhase | ResponsePhase | AppPhase | ServerPhase
+P = TypeVar("P", BodyPhase, ResponsePhase, AppPhase, ServerPhase)
+
+# (phase, event) -> the next phase. An event a phase does not list leaves it as it is: a request
+# body that broke stays broken whatever comes next, a closed response stays closed.
+TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
+    (BodyPhase.READING, Event.BODY_READ): BodyPhase.END,
+    (BodyPhase.READING, Event.BODY_BROKEN): BodyPhase.BROKEN,
+    (BodyPhase.READING, Event.BODY_TOO_LARGE): BodyPhase.TOO_LARGE,
+    (ResponsePhase.RESPONDING, Event.RESPONSE_COMPLETE): ResponsePhase.COMPLETE,
+    (ResponsePhase.RESPONDING, Event.CLIENT_GONE): ResponsePhase.GONE,
+    (ResponsePhase.RESPONDING, Event.SERVER_CLOSED): ResponsePhase.GONE,
+    (ResponsePhase.COMPLETE, Event.CLIENT_GONE): ResponsePhase.FINISHED,
+    (ResponsePhase.COMPLETE, Event.SERVER_CLOSED): ResponsePhase.FINISHED,
+    (AppPhase.RUNNING, Event.APP_RETURNED): AppPhase.RETURNED,
+    (AppPhase.RUNNING, Event.APP_RAISED): AppPhase.RAISED,
+    (AppPhase.RUNNING, Event.APP_CANCELLED): AppPhase.CANCELLED,
+    (ServerPhase.WAITING, Event.HEADERS_GIVEN): ServerPhase.HEADERS,
+    (ServerPhase.HEADERS, Event.BODY_GIVEN): ServerPhase.BODY,
+    (ServerPhase.WAITING, Event.SERVER_CLOSED): ServerPhase.CLOSED,
+    (ServerPhase.HEADERS, Event.SERVER_CLOSED): ServerPhase.CLOSED,
+    (ServerPhase.BODY, Event.SERVER_CLOSED): ServerPhase.CLOSED,
+}
+
+
+def next_phase(phase: P, event: Event) -> P:
+    """The phase ``phase`` moves to on ``event`` (`TRANSITIONS`); ``phase`` itself when the
+    event does not move it."""
+    return cast(P, TRANSITIONS.get((phase, event), phase))
+
+
+class Cause(enum.Enum):
+    """What a response the app did not complete is blamed on (`failure_cause`)."""
+
+    TOO_LARGE = "the request body outgrew max_body_size"
+    BODY_BROKEN = "the request body could not be read to its end"
+    VIOLATION = "the app broke the ASGI spec"
+    APP_RAISED = "the app raised"
+    CANCELLED = "the app was cancelled before completing its response"
+    INCOMPLETE = "the app returned without completing its response"
+
+
+def failure_cause(body: BodyPhase, app: AppPhase, *, violation: bool) -> Cause:
+    """Why a response failed: the request's fault first (it gets its 4xx, whatever the app
+    did about it), then the app's breach of the spec (``violation``; the app may have raised
+    it on, or swallowed it), then how the app ended."""
+    if body is BodyPhase.TOO_LARGE:
+        return Cause.TOO_LARGE
+    if body is BodyPhase.BROKEN:
+        return Cause.BODY_BROKEN
+    if violation:
+        return Cause.VIOLATION
+    if app is AppPhase.RAISED:
+        return Cause.APP_RAISED
+    if app is AppPhase.CANCELLED:
+        return Cause.CANCELLED
+    return Cause.INCOMPLETE
