@@ -3,10 +3,10 @@
 Pure: no threads, no asyncio, no I/O. As h11's ``_state.py`` keeps its connection states, every
 rule of how a request's phases change lives here, in `TRANSITIONS`, and the one rule for what a
 failed response is blamed on in `failure_cause`; the adapter's engine
-(`crossgate.adapters._asgi_call.Call`) only feeds them events. A request has four parties,
-each with its own phase:
+(`crossgate.adapters.asgi_to_wsgi._call.AppCall`) only feeds them events. A request has four
+parties, each with its own phase:
 
-* the request body, as the WSGI thread reads it from ``wsgi.input`` (`BodyPhase`);
+* the request body, as the WSGI thread reads it from ``wsgi.input`` (`InputPhase`);
 * the response, as the app's task sends it (`ResponsePhase`);
 * the app's coroutine (`AppPhase`);
 * the WSGI server's side of the response (`ServerPhase`).
@@ -20,9 +20,9 @@ from typing import TypeVar, cast
 __all__ = [
     "TRANSITIONS",
     "AppPhase",
-    "BodyPhase",
     "Cause",
     "Event",
+    "InputPhase",
     "ResponsePhase",
     "ServerPhase",
     "failure_cause",
@@ -36,7 +36,7 @@ class _Phase(enum.Enum):
     __hash__ = object.__hash__
 
 
-class BodyPhase(_Phase):
+class InputPhase(_Phase):
     """The request body, read from ``wsgi.input`` (PEP 3333, "Input and Error Streams")."""
 
     READING = "reading"
@@ -103,15 +103,15 @@ class Event(_Phase):
     BODY_GIVEN = "body given"
 
 
-Phase = BodyPhase | ResponsePhase | AppPhase | ServerPhase
-P = TypeVar("P", BodyPhase, ResponsePhase, AppPhase, ServerPhase)
+Phase = InputPhase | ResponsePhase | AppPhase | ServerPhase
+P = TypeVar("P", InputPhase, ResponsePhase, AppPhase, ServerPhase)
 
 # (phase, event) -> the next phase. An event a phase does not list leaves it as it is: a request
 # body that broke stays broken whatever comes next, a closed response stays closed.
 TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
-    (BodyPhase.READING, Event.BODY_READ): BodyPhase.END,
-    (BodyPhase.READING, Event.BODY_BROKEN): BodyPhase.BROKEN,
-    (BodyPhase.READING, Event.BODY_TOO_LARGE): BodyPhase.TOO_LARGE,
+    (InputPhase.READING, Event.BODY_READ): InputPhase.END,
+    (InputPhase.READING, Event.BODY_BROKEN): InputPhase.BROKEN,
+    (InputPhase.READING, Event.BODY_TOO_LARGE): InputPhase.TOO_LARGE,
     (ResponsePhase.RESPONDING, Event.RESPONSE_COMPLETE): ResponsePhase.COMPLETE,
     (ResponsePhase.RESPONDING, Event.CLIENT_GONE): ResponsePhase.GONE,
     (ResponsePhase.RESPONDING, Event.SERVER_CLOSED): ResponsePhase.GONE,
@@ -145,13 +145,13 @@ class Cause(enum.Enum):
     INCOMPLETE = "the app returned without completing its response"
 
 
-def failure_cause(body: BodyPhase, app: AppPhase, *, violation: bool) -> Cause:
+def failure_cause(body: InputPhase, app: AppPhase, *, violation: bool) -> Cause:
     """Why a response failed: the request's fault first (it gets its 4xx, whatever the app
     did about it), then the app's breach of the spec (``violation``; the app may have raised
     it on, or swallowed it), then how the app ended."""
-    if body is BodyPhase.TOO_LARGE:
+    if body is InputPhase.TOO_LARGE:
         return Cause.TOO_LARGE
-    if body is BodyPhase.BROKEN:
+    if body is InputPhase.BROKEN:
         return Cause.BODY_BROKEN
     if violation:
         return Cause.VIOLATION

@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from crossgate.adapters._loops import LoopThread
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
+from crossgate.adapters.asgi_to_wsgi._loops import LoopThread
 from crossgate.exceptions import ClientDisconnected
 from crossgate.types import ASGIReceive, ASGISend, Message
 from tests.asgi_to_wsgi._apps import TEXT

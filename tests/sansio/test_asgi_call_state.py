@@ -7,9 +7,9 @@ import pytest
 from crossgate.sansio.asgi_call_state import (
     TRANSITIONS,
     AppPhase,
-    BodyPhase,
     Cause,
     Event,
+    InputPhase,
     ResponsePhase,
     ServerPhase,
     failure_cause,
@@ -22,9 +22,9 @@ R, S = ResponsePhase, ServerPhase
 @pytest.mark.parametrize(
     ("phase", "event", "expected"),
     [
-        (BodyPhase.READING, Event.BODY_READ, BodyPhase.END),
-        (BodyPhase.READING, Event.BODY_TOO_LARGE, BodyPhase.TOO_LARGE),
-        (BodyPhase.BROKEN, Event.BODY_READ, BodyPhase.BROKEN),
+        (InputPhase.READING, Event.BODY_READ, InputPhase.END),
+        (InputPhase.READING, Event.BODY_TOO_LARGE, InputPhase.TOO_LARGE),
+        (InputPhase.BROKEN, Event.BODY_READ, InputPhase.BROKEN),
         (R.RESPONDING, Event.RESPONSE_COMPLETE, R.COMPLETE),
         (R.RESPONDING, Event.SERVER_CLOSED, R.GONE),
         (R.COMPLETE, Event.CLIENT_GONE, R.FINISHED),
@@ -49,15 +49,15 @@ def test_every_transition_stays_within_its_kind() -> None:
 @pytest.mark.parametrize(
     ("body", "app", "violation", "cause"),
     [
-        (BodyPhase.TOO_LARGE, AppPhase.RAISED, True, Cause.TOO_LARGE),
-        (BodyPhase.BROKEN, AppPhase.RAISED, True, Cause.BODY_BROKEN),
-        (BodyPhase.END, AppPhase.RAISED, True, Cause.VIOLATION),
-        (BodyPhase.READING, AppPhase.RAISED, False, Cause.APP_RAISED),
-        (BodyPhase.END, AppPhase.CANCELLED, False, Cause.CANCELLED),
-        (BodyPhase.END, AppPhase.RETURNED, False, Cause.INCOMPLETE),
+        (InputPhase.TOO_LARGE, AppPhase.RAISED, True, Cause.TOO_LARGE),
+        (InputPhase.BROKEN, AppPhase.RAISED, True, Cause.BODY_BROKEN),
+        (InputPhase.END, AppPhase.RAISED, True, Cause.VIOLATION),
+        (InputPhase.READING, AppPhase.RAISED, False, Cause.APP_RAISED),
+        (InputPhase.END, AppPhase.CANCELLED, False, Cause.CANCELLED),
+        (InputPhase.END, AppPhase.RETURNED, False, Cause.INCOMPLETE),
     ],
 )
 def test_the_requests_fault_comes_first_then_the_apps(
-    body: BodyPhase, app: AppPhase, violation: bool, cause: Cause
+    body: InputPhase, app: AppPhase, violation: bool, cause: Cause
 ) -> None:
     assert failure_cause(body, app, violation=violation) is cause

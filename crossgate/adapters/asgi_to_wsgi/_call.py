@@ -1,6 +1,6 @@
 """The engine of `ASGIToWSGI`, one for its inline and shared modes: the app's ``receive`` and
 ``send``, the WSGI iterable and ``close()``. A mode says only how the app's task and the WSGI
-thread meet (`Call`)."""
+thread meet (`AppCall`)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from typing import TypeVarTuple
 
-from crossgate.adapters._asgi_wsgi_side import Options, WSGISide, client_gone
+from crossgate.adapters.asgi_to_wsgi._wsgi_side import Options, WSGISide, client_gone
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.asgi_call_state import (
     AppPhase,
-    BodyPhase,
     Event,
+    InputPhase,
     ResponsePhase,
     ServerPhase,
     next_phase,
@@ -25,7 +25,7 @@ from crossgate.sansio.asgi_call_state import (
 from crossgate.sansio.asgi_response import Body, SendFile, Start
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
-__all__ = ["LOST", "Call", "Emitted", "Options", "Signal", "resolve"]
+__all__ = ["LOST", "AppCall", "Emitted", "Options", "Signal", "resolve"]
 
 _log = logging.getLogger("crossgate")
 
@@ -40,12 +40,12 @@ class Signal(enum.Enum):
     READ = "read the next body pieces (shared mode)"
 
 
-# What the loop side tells the WSGI side (`Call.emit`): the response started, a body chunk, a
+# What the loop side tells the WSGI side (`AppCall.emit`): the response started, a body chunk, a
 # file to send (pathsend), or a `Signal`.
 Emitted = Start | bytes | SendFile | Signal
 
 # The body phases in which the request's own fault decides the answer (a 413 or a 400).
-BROKEN = (BodyPhase.BROKEN, BodyPhase.TOO_LARGE)
+BROKEN = (InputPhase.BROKEN, InputPhase.TOO_LARGE)
 # The response phases in which nothing the app sends can reach the client any more.
 LOST = (ResponsePhase.GONE, ResponsePhase.FINISHED)
 
@@ -56,15 +56,15 @@ def resolve(future: asyncio.Future[None] | None) -> None:
         future.set_result(None)
 
 
-class Call(WSGISide):
+class AppCall(WSGISide):
     """One request, and the response iterable the WSGI server consumes: the one engine of
     both modes.
 
     The app's task (the loop side) runs ``receive``, ``send`` and `run`; it tells the WSGI
     side what happened with `emit`. The WSGI side (`begin`, ``__next__``, `close`) applies
     that (`take`) and waits for more with `wait`. A mode says only how the two sides meet:
-    on one thread (`crossgate.adapters._asgi_inline.InlineCall`) or across two
-    (`crossgate.adapters._asgi_shared.SharedCall`), by overriding `start_task`, `emit`,
+    on one thread (`crossgate.adapters.asgi_to_wsgi._inline.InlineCall`) or across two
+    (`crossgate.adapters.asgi_to_wsgi._shared.SharedCall`), by overriding `start_task`, `emit`,
     `wait`, `call_on_loop`, `timebox`, `next_piece` and `finish`.
     """
 
@@ -327,7 +327,7 @@ class Call(WSGISide):
         elif item is Signal.DONE:
             self.done_seen = True
 
-    def __iter__(self) -> Call:
+    def __iter__(self) -> AppCall:
         return self
 
     def __next__(self) -> bytes:

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TypeVarTuple
 
-from crossgate.adapters._asgi_call import LOST, Call, Emitted, Options, Signal, resolve
+from crossgate.adapters.asgi_to_wsgi._call import LOST, AppCall, Emitted, Options, Signal, resolve
 from crossgate.exceptions import CrossgateError
-from crossgate.sansio.asgi_call_state import AppPhase, BodyPhase, Event, next_phase
+from crossgate.sansio.asgi_call_state import AppPhase, Event, InputPhase, next_phase
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
 __all__ = ["READ_AHEAD", "SharedCall"]
@@ -46,7 +46,7 @@ _LIVENESS_POLL = 5.0
 READ_AHEAD = 512 * 1024
 
 
-class SharedCall(Call):
+class SharedCall(AppCall):
     """One request in shared mode: the app's task on the loop thread, the WSGI side on the
     server's thread, talking through a mailbox one way and ``call_soon_threadsafe`` the other."""
 
@@ -134,7 +134,7 @@ class SharedCall(Call):
         if piece is None:
             return False
         self.pieces.append(piece)
-        self.loop_body_end = self.body is BodyPhase.END
+        self.loop_body_end = self.body is InputPhase.END
         context = contextvars.copy_context()
         try:
             self.loop.call_soon_threadsafe(self._create_task, app, scope, context)
@@ -180,14 +180,14 @@ class SharedCall(Call):
         pieces: list[bytes] = []
         size = 0
         failed = False
-        while size < READ_AHEAD and self.body is BodyPhase.READING:
+        while size < READ_AHEAD and self.body is InputPhase.READING:
             piece = self.read_piece()
             if piece is None:
                 failed = True
                 break
             pieces.append(piece)
             size += len(piece)
-        self.call_on_loop(self._deliver, pieces, self.body is BodyPhase.END, failed)
+        self.call_on_loop(self._deliver, pieces, self.body is InputPhase.END, failed)
 
     def finish(self) -> None:
         pass

@@ -1,7 +1,7 @@
 """The WSGI thread's half of an `ASGIToWSGI` request: reading the request body from
 ``wsgi.input``, sending a pathsend's file, and answering for an app that did not complete its
-response (PEP 3333, "Error Handling"). `crossgate.adapters._asgi_call.Call` builds the engine
-on it; the phases it keeps and their rules are `crossgate.sansio.asgi_call_state`'s."""
+response (PEP 3333, "Error Handling"). `crossgate.adapters.asgi_to_wsgi._call.AppCall` builds
+the engine on it; the phases it keeps and their rules are `crossgate.sansio.asgi_call_state`'s."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from crossgate.exceptions import (
 )
 from crossgate.sansio.asgi_call_state import (
     AppPhase,
-    BodyPhase,
     Cause,
     Event,
+    InputPhase,
     ResponsePhase,
     ServerPhase,
     failure_cause,
@@ -138,7 +138,7 @@ class WSGISide(ABC):
         self.start_response = start_response
         self.remaining = length
         self.received = 0
-        self.body = BodyPhase.READING
+        self.body = InputPhase.READING
         self.response = ResponsePhase.RESPONDING
         self.app = AppPhase.RUNNING
         self.server = ServerPhase.WAITING
@@ -165,9 +165,9 @@ class WSGISide(ABC):
     def read_piece(self) -> bytes | None:
         """Read the next piece of the request body from ``wsgi.input``.
 
-        Returns the bytes, ``b""`` (the body phase `BodyPhase.END`) once the body is over, or
+        Returns the bytes, ``b""`` (the body phase `InputPhase.END`) once the body is over, or
         ``None`` when the body cannot be had: the client left or the input failed
-        (`BodyPhase.BROKEN`), or the body outgrew ``max_body_size`` (`BodyPhase.TOO_LARGE`).
+        (`InputPhase.BROKEN`), or the body outgrew ``max_body_size`` (`InputPhase.TOO_LARGE`).
         At most ``read_size`` bytes are read at a time and never past ``CONTENT_LENGTH``
         (PEP 3333, "Input and Error Streams").
         """

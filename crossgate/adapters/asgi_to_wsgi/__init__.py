@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from crossgate._lifespan import LifespanDriver
-from crossgate.adapters._asgi_call import Call, Options
-from crossgate.adapters._asgi_inline import InlineCall
-from crossgate.adapters._asgi_shared import SharedCall
 from crossgate.adapters._interface import check_app
-from crossgate.adapters._loops import LoopThread, ThreadLoops, cancel_tasks
+from crossgate.adapters.asgi_to_wsgi._call import AppCall, Options
+from crossgate.adapters.asgi_to_wsgi._inline import InlineCall
+from crossgate.adapters.asgi_to_wsgi._loops import LoopThread, ThreadLoops, cancel_tasks
+from crossgate.adapters.asgi_to_wsgi._shared import SharedCall
 from crossgate.concurrency._runtime import after_fork_in_child, at_exit
 from crossgate.exceptions import CrossgateError, PeerProtocolError, RequestTooLarge
 from crossgate.sansio.asgi_response import error_response
@@ -307,7 +307,7 @@ class ASGIToWSGI:
             _log.info("answering 413: %s", error)
             return _answer(start_response, 413, str(error))
         loops = process.loops
-        call: Call
+        call: AppCall
         if isinstance(loops, LoopThread):
             call = SharedCall(self._options, loops.loop, environ, start_response, length)
         else:

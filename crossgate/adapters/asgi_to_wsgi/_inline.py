@@ -17,9 +17,9 @@ import logging
 from collections.abc import Callable
 from typing import TypeVarTuple
 
-from crossgate.adapters._asgi_call import LOST, Call, Emitted, Options
-from crossgate.adapters._loops import release
-from crossgate.sansio.asgi_call_state import BodyPhase, ServerPhase
+from crossgate.adapters.asgi_to_wsgi._call import LOST, AppCall, Emitted, Options
+from crossgate.adapters.asgi_to_wsgi._loops import release
+from crossgate.sansio.asgi_call_state import InputPhase, ServerPhase
 from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
 __all__ = ["TASK_NAME", "InlineCall"]
@@ -37,7 +37,7 @@ async def _turns() -> None:
         await asyncio.sleep(0)
 
 
-class InlineCall(Call):
+class InlineCall(AppCall):
     """One request in inline mode: the loop side and the WSGI side are one thread."""
 
     __slots__ = ("driving",)
@@ -60,7 +60,7 @@ class InlineCall(Call):
 
     async def next_piece(self) -> tuple[bytes, bool] | None:
         if (
-            self.body is not BodyPhase.READING
+            self.body is not InputPhase.READING
             or self.server is ServerPhase.CLOSED
             or self.response in LOST
         ):
@@ -69,7 +69,7 @@ class InlineCall(Call):
         if piece is None:
             self.lose()
             return None
-        return piece, self.body is BodyPhase.READING
+        return piece, self.body is InputPhase.READING
 
     def emit(self, item: Emitted) -> None:
         self.take(item)
