@@ -23,7 +23,7 @@ from crossgate.concurrency._calls import Call, OrphanedCalls, check_cancelled, o
 from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
 from crossgate.concurrency._loops import AsyncSingleThreadContext, run_sync, server_loop
 from crossgate.concurrency._loops import set_server_loop as set_server_loop  # the adapters' seam
-from crossgate.concurrency._pool import SHARED_POOL, ExecutorTarget, describe
+from crossgate.concurrency._pool import SHARED_POOL, describe, submit_to
 from crossgate.concurrency._sensitive import ThreadSensitiveContext, submit_sensitive
 from crossgate.concurrency._sync_iter import SyncToAsyncIterator, sync_to_async_iter
 
@@ -140,7 +140,6 @@ def sync_to_async(
             "sync_to_async runs a thread-sensitive call (the default) on the thread Django "
             "expects, not on an executor: pass thread_sensitive=False with executor="
         )
-    target = None if executor is None else ExecutorTarget(executor)
 
     def decorate(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
         if not callable(fn):
@@ -155,10 +154,10 @@ def sync_to_async(
             call = Call(asyncio.get_running_loop(), fn, args, kwargs, ctx)
             if thread_sensitive:
                 submit_sensitive(call, call.loop, describe(fn))
-            elif target is None:
+            elif executor is None:
                 SHARED_POOL.submit(call)
             else:
-                target.submit(call)
+                submit_to(executor, call)
             try:
                 result: R = await call.future
             except asyncio.CancelledError:

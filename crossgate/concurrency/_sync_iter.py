@@ -21,7 +21,7 @@ from typing import Any, Generic, Self, TypeVar
 from crossgate.concurrency._asgiref import adopt_locals
 from crossgate.concurrency._calls import inbox_for, post
 from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import SHARED_POOL, ExecutorTarget, Pool, describe, local
+from crossgate.concurrency._pool import SHARED_POOL, describe, local, submit_to
 from crossgate.concurrency._sensitive import submit_sensitive
 
 __all__ = ["DEFAULT_READ_AHEAD", "SyncToAsyncIterator", "check_read_ahead", "sync_to_async_iter"]
@@ -87,9 +87,7 @@ class SyncToAsyncIterator(Generic[T]):
         self._read_ahead = read_ahead
         self._low = read_ahead // 2
         self._sensitive = thread_sensitive
-        self._target: Pool | ExecutorTarget = (
-            SHARED_POOL if executor is None else ExecutorTarget(executor)
-        )
+        self._executor = executor
         self._lock = threading.Lock()
         self._buffer: deque[T] = deque()
         self._waiting: asyncio.Future[None] | None = None
@@ -177,8 +175,10 @@ class SyncToAsyncIterator(Generic[T]):
         job = _Pull(self)
         if self._sensitive:
             submit_sensitive(job, loop, describe(self._source))
+        elif self._executor is None:
+            SHARED_POOL.submit(job)
         else:
-            self._target.submit(job)
+            submit_to(self._executor, job)
 
     # -- the producer, on a worker thread ---------------------------------------------------
 
