@@ -1,20 +1,17 @@
 """An async iterable read by a task on an event loop, as a sync iterator (`async_to_sync_iter`).
 
-The mirror image of `crossgate.concurrency._sync_iter`: a task on the loop `async_to_sync`
-would use reads ahead, up to ``read_ahead`` items, for a sync consumer that takes them in
-batches (the shape a Django ``StreamingHttpResponse`` needs under WSGI). While it waits, the
-consumer runs the thread-sensitive calls the task sends back to it. Closing the iterator
-cancels the task, which closes the source with ``aclose()`` on its loop.
+The mirror image of `crossgate.concurrency._sync_iter` (the shape a Django
+``StreamingHttpResponse`` needs under WSGI). Closing the iterator cancels the task, which
+closes the source with ``aclose()`` on its loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import threading
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
@@ -44,18 +41,12 @@ class _Session(loops.LoopTask):
     def resume(self) -> None:
         self.space.set()
 
-    def call_soon(self, callback: Callable[[], object]) -> None:
-        # A closed loop is noticed by the consumer's wait.
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(callback)
-
 
 class AsyncToSyncIterator(Generic[T]):
     """A sync iterator over an async iterable, read by a task on an event loop.
 
-    Created by `async_to_sync_iter`; the loop is chosen as for `async_to_sync`, when the
-    first item is asked for. Call `close` (WSGI servers do, on the response) or use ``with``
-    when stopping early, so the source is closed (``aclose()``) on its loop.
+    Created by `async_to_sync_iter`. Call `close` (WSGI servers do) or use ``with`` when
+    stopping early, so the source is closed (``aclose()``) on its loop.
     """
 
     def __init__(self, aiterable: AsyncIterable[T], *, read_ahead: int) -> None:
@@ -212,9 +203,8 @@ def async_to_sync_iter(
     """Iterate the async ``aiterable`` with a plain ``for``, from sync code.
 
     A task on the event loop `async_to_sync` would use reads up to ``read_ahead`` items
-    ahead, and the sync thread takes them in batches: one hand-off per batch, not per item.
-    While the consumer waits for an item it runs the thread-sensitive calls the task sends
-    back to it. `AsyncToSyncIterator.close` cancels the task and closes the source.
+    ahead, and the sync thread takes them in batches, one hand-off per batch. While the
+    consumer waits it runs the thread-sensitive calls the task sends back to it.
 
     Args:
         aiterable: the async iterable (an async generator, a streaming client response...).

@@ -161,6 +161,11 @@ class LoopTask:
     def cancel(self) -> None:
         self.task.cancel()
 
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the loop; a closed loop is noticed by the waiting consumer."""
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(callback)
+
     def enter(self) -> Token[Waiter | None]:
         """First thing in the task: the waiting thread runs its thread-sensitive calls."""
         # The caller's context moved to the loop's thread: so do its asgiref Locals, as in
@@ -242,8 +247,7 @@ def run_sync(
     except BaseException:
         # A timeout, or KeyboardInterrupt here: the coroutine is cancelled, not left running
         # for nobody (unless the loop is closed, the task gone with it).
-        with contextlib.suppress(RuntimeError):
-            call.loop.call_soon_threadsafe(call.cancel)
+        call.call_soon(call.cancel)
         raise
     finally:
         call.waiter.close()
