@@ -23,8 +23,8 @@ from crossgate.concurrency._calls import Call, OrphanedCalls, check_cancelled, o
 from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
 from crossgate.concurrency._loops import AsyncSingleThreadContext, run_sync, server_loop
 from crossgate.concurrency._loops import set_server_loop as set_server_loop  # the adapters' seam
-from crossgate.concurrency._pool import SHARED_POOL, describe, submit_to
-from crossgate.concurrency._sensitive import ThreadSensitiveContext, submit_sensitive
+from crossgate.concurrency._pool import SHARED_POOL, describe
+from crossgate.concurrency._sensitive import ThreadSensitiveContext, submit
 from crossgate.concurrency._sync_iter import SyncToAsyncIterator, sync_to_async_iter
 
 __all__ = [
@@ -137,12 +137,10 @@ def sync_to_async(
         async def run_in_thread(*args: P.args, **kwargs: P.kwargs) -> R:
             ctx = contextvars.copy_context()
             call = Call(asyncio.get_running_loop(), fn, args, kwargs, ctx)
-            if thread_sensitive:
-                submit_sensitive(call, call.loop, describe(fn))
-            elif executor is None:
-                SHARED_POOL.submit(call)
+            if thread_sensitive or executor is not None:
+                submit(call, call.loop, fn, thread_sensitive, executor)
             else:
-                submit_to(executor, call)
+                SHARED_POOL.submit(call)  # the common case, without a dispatch
             try:
                 result: R = await call.future
             except asyncio.CancelledError:

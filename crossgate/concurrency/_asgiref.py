@@ -182,7 +182,9 @@ def loop_executor(loop: asyncio.AbstractEventLoop) -> Executor | None:
 def caller_loop() -> asyncio.AbstractEventLoop | None:
     """The loop awaiting the asgiref `sync_to_async` call this thread runs (as asgiref finds it)."""
     sync = _asgiref()
-    threadlocal = None if sync is None else sync.SyncToAsync.threadlocal
+    if sync is None:
+        return None
+    threadlocal = sync.SyncToAsync.threadlocal
     # asgiref's own fork check (asgiref #194): a loop from the parent process is not running.
     if getattr(threadlocal, "main_event_loop_pid", None) != os.getpid():
         return None

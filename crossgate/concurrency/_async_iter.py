@@ -8,6 +8,7 @@ closes the source with ``aclose()`` on its loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections import deque
@@ -17,7 +18,7 @@ from typing import Generic, Self, TypeVar
 
 from crossgate.concurrency import _loops as loops
 from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import describe
+from crossgate.concurrency._pool import describe, waiter_var
 from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, check_read_ahead
 
 __all__ = ["AsyncToSyncIterator", "async_to_sync_iter"]
@@ -32,8 +33,10 @@ class _Session(loops.LoopTask):
 
     def __init__(self) -> None:
         super().__init__(
-            "async_to_sync_iter was iterated on a thread that runs an event loop, which "
-            "it would block: use async for instead"
+            lambda: (
+                "async_to_sync_iter was iterated on a thread that runs an event loop, which "
+                "it would block: use async for instead"
+            )
         )
         # Set when the consumer drained the buffer enough for the task to read on.
         self.space = asyncio.Event()
@@ -188,7 +191,8 @@ class AsyncToSyncIterator(Generic[T]):
                     # Its failure matters more than the cancellation that closed it.
                     if error is None or isinstance(error, asyncio.CancelledError):
                         error = exc
-            loops.leave(token)
+            with contextlib.suppress(ValueError):  # closed by the GC, in another context
+                waiter_var.reset(token)
             with self._lock:
                 self._done = True
                 self._error = error

@@ -31,8 +31,6 @@ __all__ = [
     "POLL",
     "AsyncSingleThreadContext",
     "LoopTask",
-    "leave",
-    "loop_running",
     "pick_loop",
     "portal_loop",
     "run_sync",
@@ -59,12 +57,9 @@ def server_loop() -> asyncio.AbstractEventLoop | None:
     `async_to_sync`), never by calling its methods directly.
     """
     recorded = _server_loop.get()
-    if recorded is None:
+    if recorded is None or recorded[1] != os.getpid() or recorded[0].is_closed():
         return None
-    loop, pid = recorded
-    if pid != os.getpid() or loop.is_closed():
-        return None
-    return loop
+    return recorded[0]
 
 
 def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -95,15 +90,6 @@ def stop_portal() -> None:
         portal.stop()
 
 
-def loop_running() -> bool:
-    """Whether this thread runs an event loop (which a blocking wait would freeze)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 def pick_loop() -> asyncio.AbstractEventLoop:
     """The loop `async_to_sync` runs its coroutine on, from this thread (module docstring)."""
     job = local.job
@@ -131,7 +117,7 @@ class LoopTask:
     """A task on the loop `pick_loop` chooses, run for a sync thread waiting in `waiter`.
 
     Raises:
-        ConcurrencyError: this thread runs an event loop (``refusal`` says what to do).
+        ConcurrencyError: this thread runs an event loop (``refusal()`` says what to do).
     """
 
     __slots__ = ("loop", "skip", "task", "waiter")
@@ -139,9 +125,13 @@ class LoopTask:
     # Set by `_create` on the loop, before any `cancel` (scheduled after it on the same loop).
     task: asyncio.Task[None]
 
-    def __init__(self, refusal: str) -> None:
-        if loop_running():
-            raise ConcurrencyError(refusal)
+    def __init__(self, refusal: Callable[[], str]) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # no loop on this thread for the blocking wait to freeze
+        else:
+            raise ConcurrencyError(refusal())
         self.loop = pick_loop()
         self.waiter = Waiter()
         self.skip: frozenset[ContextVar[Any]] = frozenset()
@@ -176,12 +166,6 @@ class LoopTask:
         return token
 
 
-def leave(token: Token[Waiter | None]) -> None:
-    """Last thing in a `LoopTask`'s task."""
-    with contextlib.suppress(ValueError):  # closed by the garbage collector, in another context
-        waiter_var.reset(token)
-
-
 class _Call(LoopTask):
     """One `async_to_sync` call: its outcome, written on the loop, read by the caller."""
 
@@ -210,7 +194,8 @@ class _Call(LoopTask):
             # Everything, KeyboardInterrupt and CancelledError included, belongs to the caller.
             self.value = exc
         finally:
-            leave(token)
+            with contextlib.suppress(ValueError):  # closed by the GC, in another context
+                waiter_var.reset(token)
             self.done = True
             self.waiter.wake()
 
@@ -228,10 +213,12 @@ def run_sync(
         TimeoutError: ``timeout`` seconds passed; the coroutine was cancelled.
         BaseException: whatever the coroutine raised, with its traceback.
     """
-    name = describe(func)
     call = _Call(
-        f"async_to_sync({name}) was called from a thread that runs an event loop, which "
-        f"it would block until the call ends: await {name}(...) directly instead"
+        lambda: (
+            f"async_to_sync({describe(func)}) was called from a thread that runs an event "
+            f"loop, which it would block until the call ends: await {describe(func)}(...) directly "
+            "instead"
+        )
     )
     call.done = call.ok = False
     ctx = contextvars.copy_context()
@@ -241,9 +228,13 @@ def run_sync(
         while not call.done:
             wait = POLL if deadline is None else min(POLL, deadline - time.monotonic())
             if wait <= 0:
-                raise TimeoutError(f"{name} did not finish within {timeout} s; it was cancelled")
+                raise TimeoutError(
+                    f"{describe(func)} did not finish within {timeout} s; it was cancelled"
+                )
             if not call.waiter.wait(wait) and call.loop.is_closed() and not call.done:
-                raise ConcurrencyError(f"the event loop running {name} closed before it finished")
+                raise ConcurrencyError(
+                    f"the event loop running {describe(func)} closed before it finished"
+                )
     except BaseException:
         # A timeout, or KeyboardInterrupt here: the coroutine is cancelled, not left running
         # for nobody (unless the loop is closed, the task gone with it).

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import Executor
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Self
 
 from crossgate.concurrency import _asgiref
 from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
-from crossgate.concurrency._pool import Job, Pool, submit_to, waiter_var
+from crossgate.concurrency._pool import SHARED_POOL, Job, Pool, describe, submit_to, waiter_var
 from crossgate.concurrency._runtime import after_fork_in_child
 
-__all__ = ["ThreadSensitiveContext", "default_pool", "submit_sensitive"]
+__all__ = ["ThreadSensitiveContext", "default_pool", "submit"]
 
 _PREFIX = "crossgate-sensitive-"
 # At most this many `ThreadSensitiveContext` threads exist, busy or idle; idle ones are kept for
@@ -125,35 +126,50 @@ _context_var: ContextVar[ThreadSensitiveContext | None] = ContextVar(
 )
 
 
-def _check(owner: threading.Thread | None, name: str) -> None:
+def _check(owner: threading.Thread | None, what: object) -> None:
     if owner is not None and owner is threading.current_thread():
         raise DeadlockError(
-            f"the thread-sensitive call {name} would have to run on thread {owner.name!r}, "
-            "which is the thread awaiting it (it runs the event loop that waits for the "
-            "call), so the call could never start. Call it without sync_to_async there, or "
-            "run the async code with async_to_sync instead of a new event loop on that thread",
+            f"the thread-sensitive call {describe(what)} would have to run on thread "
+            f"{owner.name!r}, which is the thread awaiting it (it runs the event loop that "
+            "waits for the call), so the call could never start. Call it without sync_to_async "
+            "there, or run the async code with async_to_sync instead of a new event loop on "
+            "that thread",
             thread_name=owner.name,
         )
 
 
-def submit_sensitive(job: Job, loop: asyncio.AbstractEventLoop, name: str) -> None:
-    """Run ``job`` (a call of ``name`` awaited on ``loop``) where asgiref would (see above).
+def submit(
+    job: Job,
+    loop: asyncio.AbstractEventLoop,
+    what: object,
+    thread_sensitive: bool,
+    executor: Executor | None,
+) -> None:
+    """Run ``job`` (calling ``what``, awaited on ``loop``) where `sync_to_async` would.
+
+    A thread-sensitive job goes where asgiref would send it (see above).
 
     Raises:
         DeadlockError: that thread is the current one.
         ConcurrencyError: the thread-sensitive context this task inherited has exited.
     """
+    if not thread_sensitive:
+        if executor is None:
+            SHARED_POOL.submit(job)
+        else:
+            submit_to(executor, job)
+        return
     # 1. An outer async_to_sync. When asgiref is loaded its slot holds the innermost one:
     # crossgate's async_to_sync sets it too (see _asgiref.enter_waiter).
     outer = _asgiref.current_executor()
     if outer is None or isinstance(outer, _asgiref.WaiterExecutor):
         waiter = waiter_var.get() if outer is None else outer.waiter
         if waiter is not None:
-            _check(waiter.thread, name)
+            _check(waiter.thread, what)
             if waiter.offer(job):
                 return
     else:
-        _check(_asgiref.foreign_owner(outer), name)
+        _check(_asgiref.foreign_owner(outer), what)
         try:
             submit_to(outer, job)
         except RuntimeError:
@@ -166,11 +182,11 @@ def submit_sensitive(job: Job, loop: asyncio.AbstractEventLoop, name: str) -> No
     if executor is None and context is None:
         executor = _asgiref.loop_executor(loop)
     if executor is not None:
-        _check(_asgiref.foreign_owner(executor), name)
+        _check(_asgiref.foreign_owner(executor), what)
         submit_to(executor, job)
         return
     pool = default_pool() if context is None else context.pool()
-    _check(pool.owner(), name)
+    _check(pool.owner(), what)
     pool.submit(job)
 
 

@@ -20,8 +20,8 @@ from typing import Any, Generic, Self, TypeVar
 from crossgate.concurrency._asgiref import adopt_locals
 from crossgate.concurrency._calls import inbox_for, post
 from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import SHARED_POOL, describe, local, submit_to
-from crossgate.concurrency._sensitive import submit_sensitive
+from crossgate.concurrency._pool import describe, local
+from crossgate.concurrency._sensitive import submit
 
 __all__ = ["DEFAULT_READ_AHEAD", "SyncToAsyncIterator", "check_read_ahead", "sync_to_async_iter"]
 
@@ -172,12 +172,7 @@ class SyncToAsyncIterator(Generic[T]):
         if self._ctx is None:
             self._ctx = contextvars.copy_context()
         job = _Pull(self, self._ctx)
-        if self._sensitive:
-            submit_sensitive(job, loop, describe(self._source))
-        elif self._executor is None:
-            SHARED_POOL.submit(job)
-        else:
-            submit_to(self._executor, job)
+        submit(job, loop, self._source, self._sensitive, self._executor)
 
     # -- the producer, on a worker thread ---------------------------------------------------
 
