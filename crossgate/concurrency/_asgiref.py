@@ -1,22 +1,17 @@
 """Meet asgiref where Django looks: its thread-sensitive executors, its caller's loop, its Locals.
 
 Django calls asgiref directly (``ASGIHandler`` enters asgiref's ``ThreadSensitiveContext`` per
-request; the async ORM uses asgiref's ``sync_to_async(thread_sensitive=True)``). For crossgate's
-thread-sensitive calls to share Django's database connection they must run on the thread
-asgiref would pick, and asgiref's calls inside crossgate's `async_to_sync` must come back to the
-waiting thread. That uses asgiref's class attributes (``SyncToAsync.thread_sensitive_context``,
-``.context_to_thread_executor``, ``.threadlocal``, ``AsyncToSync.executors``,
-``.loop_thread_executors``); private ones are read only where asgiref offers nothing public,
-each with a safe answer when missing.
+request; the async ORM uses asgiref's ``sync_to_async``). To share Django's database connection,
+crossgate's thread-sensitive calls run on the thread asgiref would pick (found through asgiref's
+class attributes), and asgiref's calls inside crossgate's `async_to_sync` come back to the
+waiting thread. Private attributes are read only where asgiref offers nothing public, each
+with a safe answer when missing.
 
-Django keeps the active language, time zone, script prefix and urlconf in asgiref ``Local``s,
-stored in a contextvar: a plain dict up to asgiref 3.11; since 3.12 tagged with the thread
-owning it, so a thread that merely inherited a context sees nothing. asgiref re-tags
-("re-homes") it whenever it moves a context to another thread, at the start of the work there
-and when the changes come back; crossgate does the same at the same points, through asgiref's
-internal ``asgiref.local._Storage`` and ``_rehome`` (only in `_rehomer`, behind a version check).
-
-crossgate never imports asgiref: all of this looks only at what the application loaded.
+Django keeps its active language, time zone, script prefix and urlconf in asgiref ``Local``s:
+since asgiref 3.12 their storage is tagged with its thread, and asgiref re-tags ("re-homes")
+it whenever it moves a context to another thread. crossgate re-homes at the same points, with
+asgiref's internal ``asgiref.local._Storage`` and ``_rehome`` (only in `_rehomer`, behind a
+version check). crossgate never imports asgiref: it looks only at what the application loaded.
 """
 
 from __future__ import annotations

@@ -129,17 +129,7 @@ def check_cancelled() -> None:
 class Call:
     """One `sync_to_async` call: run on a worker thread, settled on the caller's loop."""
 
-    __slots__ = (
-        "args",
-        "ctx",
-        "fn",
-        "future",
-        "inbox",
-        "kwargs",
-        "loop",
-        "state",
-        "thread_name",
-    )
+    __slots__ = ("args", "ctx", "fn", "future", "inbox", "kwargs", "loop", "state", "thread_name")
 
     def __init__(
         self,

@@ -102,11 +102,9 @@ def pick_loop() -> asyncio.AbstractEventLoop:
 class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThreadContext"]):
     """Run the `async_to_sync` calls made in this block on one thread: asgiref's name for it.
 
-    ``with AsyncSingleThreadContext(): ...`` -- in asgiref it makes the `async_to_sync` calls
-    of the block share one thread instead of one new thread each. crossgate's `async_to_sync`
-    already runs every call from one place on the same thread and the same loop, so entering
-    it changes nothing: it exists so that code written for asgiref runs unchanged.
-    Re-entrant; raises nothing of its own and lets exceptions from the block through.
+    crossgate's `async_to_sync` already runs every call from one place on the same thread and
+    loop, so entering it changes nothing: it exists so that code written for asgiref runs
+    unchanged. Re-entrant; raises nothing and lets exceptions from the block through.
     """
 
     def __exit__(self, *exc_info: object) -> None:
