@@ -9,9 +9,10 @@ with a safe answer when missing.
 
 Django keeps its active language, time zone, script prefix and urlconf in asgiref ``Local``s:
 since asgiref 3.12 their storage is tagged with its thread, and asgiref re-tags ("re-homes")
-it whenever it moves a context to another thread. crossgate re-homes at the same points, with
-asgiref's internal ``asgiref.local._Storage`` and ``_rehome`` (only in `_rehomer`, behind a
-version check). crossgate never imports asgiref: it looks only at what the application loaded.
+it whenever it moves a context to another thread. crossgate re-homes at the same points, or
+Django code run through it would see the default language, time zone, prefix and urlconf. It
+uses asgiref's internal ``asgiref.local._Storage`` and ``_rehome`` (only in `_rehomer`, behind
+a version check). crossgate never imports asgiref: it looks only at what the app loaded.
 """
 
 from __future__ import annotations
@@ -161,9 +162,9 @@ def context_executor() -> Executor | None:
             "before it exits"
         )
     executors = sync.SyncToAsync.context_to_thread_executor
-    if context not in executors:
-        executors[context] = PoolExecutor(Pool("crossgate-asgiref-context-", 1))
-    executor: Executor = executors[context]
+    executor: Executor | None = executors.get(context)
+    if executor is None:
+        executor = executors[context] = PoolExecutor(Pool("crossgate-asgiref-context-", 1))
     return executor
 
 
