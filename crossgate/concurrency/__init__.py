@@ -23,8 +23,8 @@ from crossgate.concurrency._calls import Call, OrphanedCalls, check_cancelled, o
 from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
 from crossgate.concurrency._loops import AsyncSingleThreadContext, run_sync, server_loop
 from crossgate.concurrency._loops import set_server_loop as set_server_loop  # the adapters' seam
-from crossgate.concurrency._pool import SHARED_POOL, ExecutorTarget, describe
-from crossgate.concurrency._sensitive import ThreadSensitiveContext, submit_sensitive
+from crossgate.concurrency._pool import SHARED_POOL, describe
+from crossgate.concurrency._sensitive import ThreadSensitiveContext, submit
 from crossgate.concurrency._sync_iter import SyncToAsyncIterator, sync_to_async_iter
 
 __all__ = [
@@ -46,17 +46,11 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
 W = TypeVar("W", bound=Callable[..., Any])
 
 
 def _wraps(wrapper: W, wrapped: Callable[..., Any]) -> W:
-    """`functools.update_wrapper`, keeping a bound method's ``__self__`` as asgiref does.
-
-    asgiref's wrappers expose the instance of a wrapped bound method as ``__self__``, and code
-    moved from asgiref (or written against its wrappers) finds the instance there.
-    """
+    """`functools.update_wrapper`, keeping a bound method's ``__self__`` as asgiref does."""
     functools.update_wrapper(wrapper, wrapped)
     if hasattr(wrapped, "__self__"):
         wrapper.__dict__["__self__"] = wrapped.__self__
@@ -102,29 +96,20 @@ def sync_to_async(
     """Turn the sync callable ``func`` into a coroutine function that runs it in a thread.
 
     Use it as a call, ``await sync_to_async(func)(*args)``, or as a decorator, bare or with
-    options (``@sync_to_async(thread_sensitive=False)``); it takes functions, bound methods,
-    `functools.partial` objects and callable objects, and keeps their signature for type
-    checkers, their name and docstring (`functools.wraps`) and a bound method's ``__self__``.
-    The result is a coroutine function (`inspect.iscoroutinefunction` and asgiref agree), so
-    Django adapts it as async code.
-
-    Each call runs ``func`` with a copy of the caller's contextvars; the changes it makes are
-    copied back to the caller when it returns. asgiref ``Local`` values (Django's active
-    language, time zone, script prefix and urlconf) cross both ways too, as with asgiref.
-    Its exception is raised with its original traceback. If the awaiting task is cancelled,
-    `asyncio.CancelledError` reaches it at once; a call not yet started never starts, and a
-    running one runs on to its end, orphaned: see `orphaned_calls` and `check_cancelled`.
+    options. It keeps ``func``'s signature for type checkers, its name and docstring and a
+    bound method's ``__self__``; the result is a coroutine function, so Django adapts it as
+    async code. Each call runs with a copy of the caller's contextvars (asgiref ``Local``
+    values included, as with asgiref) whose changes come back to the caller; exceptions keep
+    their traceback. A cancelled caller gets `asyncio.CancelledError` at once: a call not yet
+    started never starts, a running one runs on, orphaned (see `check_cancelled`).
 
     Args:
         func: the sync callable.
         thread_sensitive: ``True`` (the default, as asgiref's) runs the call on the thread
-            Django expects for code that is tied to a thread (database connections,
-            ``transaction.atomic``): the thread waiting in an outer `async_to_sync`, the
-            thread of the current request (asgiref's or crossgate's `ThreadSensitiveContext`),
-            or one process-wide thread, so such calls run one at a time. ``False`` runs calls
-            in parallel on a bounded pool of threads named ``crossgate-sync-N``: the fast path
-            for code that shares nothing with a thread (file I/O, a blocking HTTP client,
-            CPU work that releases the GIL).
+            Django expects for thread-bound code (database connections): the thread waiting
+            in an outer `async_to_sync`, the request's thread (asgiref's or crossgate's
+            `ThreadSensitiveContext`), or one process-wide thread. ``False`` runs calls in
+            parallel on a bounded pool of threads named ``crossgate-sync-N``.
         executor: a `concurrent.futures.Executor` to run the calls on instead of the pool;
             only with ``thread_sensitive=False``, as in asgiref.
 
@@ -140,7 +125,6 @@ def sync_to_async(
             "sync_to_async runs a thread-sensitive call (the default) on the thread Django "
             "expects, not on an executor: pass thread_sensitive=False with executor="
         )
-    target = None if executor is None else ExecutorTarget(executor)
 
     def decorate(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
         if not callable(fn):
@@ -153,12 +137,10 @@ def sync_to_async(
         async def run_in_thread(*args: P.args, **kwargs: P.kwargs) -> R:
             ctx = contextvars.copy_context()
             call = Call(asyncio.get_running_loop(), fn, args, kwargs, ctx)
-            if thread_sensitive:
-                submit_sensitive(call, call.loop, describe(fn))
-            elif target is None:
-                SHARED_POOL.submit(call)
+            if thread_sensitive or executor is not None:
+                submit(call, call.loop, fn, thread_sensitive, executor)
             else:
-                target.submit(call)
+                SHARED_POOL.submit(call)  # the common case, without a dispatch
             try:
                 result: R = await call.future
             except asyncio.CancelledError:
@@ -171,9 +153,8 @@ def sync_to_async(
             copy_back(ctx)
             return result
 
-        # The wrapper is an ``async def``: `inspect.iscoroutinefunction`, asgiref and Django see
-        # a coroutine function, on 3.11 as on 3.12 (where `inspect.markcoroutinefunction`
-        # would add nothing to a function that already is one).
+        # An ``async def``: `inspect.iscoroutinefunction`, asgiref and Django see a coroutine
+        # function on every Python (no `inspect.markcoroutinefunction` needed).
         return _wraps(run_in_thread, fn)
 
     return decorate if func is None else decorate(func)
@@ -200,24 +181,20 @@ def async_to_sync(
     """Turn the coroutine function ``func`` into a sync function that blocks for its result.
 
     Use it as a call, ``async_to_sync(func)(*args)``, or as a decorator, bare or with options;
-    it takes coroutine functions, bound methods, `functools.partial` objects and callable
-    objects, and keeps their signature for type checkers, their name and docstring and a
-    bound method's ``__self__``.
+    it keeps ``func``'s signature, name and docstring and a bound method's ``__self__``.
 
     The coroutine runs on an existing event loop, never a new one per call: in a
-    ``WSGIToASGI`` worker thread, the ASGI server's loop (`server_loop`), so a WSGI view shares
-    the server's async connection pools; in a thread running a `sync_to_async` call, the
-    caller's loop (as asgiref does); anywhere else, one persistent loop thread per process,
-    ``crossgate-loop``. While it waits, the calling thread runs the thread-sensitive
-    `sync_to_async` calls the coroutine makes, so they see its database connection. The
-    contextvars (and asgiref ``Local`` values) go along and their changes come back;
-    exceptions keep their traceback. In a process forked from a thread that knew a loop of
-    the parent, the child's own persistent loop is used.
+    ``WSGIToASGI`` worker thread the ASGI server's loop (`server_loop`); in a thread running a
+    `sync_to_async` call, the caller's loop (as asgiref does); anywhere else one persistent
+    loop thread per process, ``crossgate-loop`` (a forked child gets its own). While it waits,
+    the calling thread runs the thread-sensitive `sync_to_async` calls the coroutine makes.
+    Contextvars (and asgiref ``Local`` values) go along and their changes come back;
+    exceptions keep their traceback.
 
     Args:
         func: the coroutine function (or any callable returning an awaitable).
-        timeout: seconds to wait before giving up: the coroutine is then cancelled and
-            `TimeoutError` raised. ``None`` waits as long as it takes.
+        timeout: seconds to wait before cancelling the coroutine and raising `TimeoutError`;
+            ``None`` waits as long as it takes.
 
     Raises:
         ValueError: ``timeout`` is not positive.

@@ -1,29 +1,18 @@
 """Meet asgiref where Django looks: its thread-sensitive executors, its caller's loop, its Locals.
 
 Django calls asgiref directly (``ASGIHandler`` enters asgiref's ``ThreadSensitiveContext`` per
-request; the async ORM uses asgiref's ``sync_to_async(thread_sensitive=True)``). For crossgate's
-thread-sensitive calls to share Django's database connection, they must run on the thread
-asgiref would pick, and asgiref's calls inside crossgate's `async_to_sync` must come back to the
-waiting thread as they would under asgiref's own. That uses asgiref's class attributes
-(``SyncToAsync.thread_sensitive_context``, ``SyncToAsync.context_to_thread_executor``,
-``AsyncToSync.executors``, ``AsyncToSync.loop_thread_executors``, ``SyncToAsync.threadlocal``).
-Three private attributes are read where asgiref offers nothing public, each with a safe answer
-when it is missing: whether a ``ThreadSensitiveContext`` exited, and the thread of an executor
-(`foreign_owner`).
+request; the async ORM uses asgiref's ``sync_to_async``). To share Django's database connection,
+crossgate's thread-sensitive calls run on the thread asgiref would pick (found through asgiref's
+class attributes), and asgiref's calls inside crossgate's `async_to_sync` come back to the
+waiting thread. Private attributes are read only where asgiref offers nothing public, each
+with a safe answer when missing.
 
-Django keeps the active language, time zone, script prefix and urlconf in asgiref ``Local``s,
-stored in a contextvar: a plain dict up to asgiref 3.11, which a copied context carries as it is;
-since 3.12 tagged with the thread that owns it, so that a thread sees only its own (a thread that
-merely *inherited* a context, as on free-threaded Python 3.14, sees nothing). asgiref's helpers
-re-tag ("re-home") it whenever they move a context to another thread: at the start of the work
-there, and when the changes come back (``asgiref.sync._restore_context``). crossgate's helpers
-move contexts at the same points and re-home there too, or Django code run through them sees
-the default language, prefix, time zone and urlconf. asgiref has no public way to re-home: the
-storage class and the function (``asgiref.local._Storage``, ``_rehome``) are internal, used
-only by `_rehomer`, behind a version check; a test fails on an asgiref version nobody checked.
-
-crossgate never imports asgiref: all of this looks only at what the application already
-loaded (Django does).
+Django keeps its active language, time zone, script prefix and urlconf in asgiref ``Local``s:
+since asgiref 3.12 their storage is tagged with its thread, and asgiref re-tags ("re-homes")
+it whenever it moves a context to another thread. crossgate re-homes at the same points, or
+Django code run through it would see the default language, time zone, prefix and urlconf. It
+uses asgiref's internal ``asgiref.local._Storage`` and ``_rehome`` (only in `_rehomer`, behind
+a version check). crossgate never imports asgiref: it looks only at what the app loaded.
 """
 
 from __future__ import annotations
@@ -66,12 +55,8 @@ R = TypeVar("R")
 _MISSING = object()
 _log = logging.getLogger("crossgate.concurrency")
 
-
-# -- Locals -----------------------------------------------------------------------------------
-
-# asgiref minor versions whose Local storage crossgate was checked against, by a test comparing
-# crossgate's helpers with asgiref's own (tests/concurrency/test_asgiref_locals.py). 3.11 needs
-# nothing; 3.12 and 3.13 tag the storage with its thread.
+# asgiref minor versions whose Local storage was checked against crossgate's helpers by
+# tests/concurrency/test_asgiref_locals.py (which fails on any other version).
 CHECKED = frozenset({(3, 11), (3, 12), (3, 13)})
 _TAGGED_SINCE = (3, 12)
 
@@ -80,8 +65,7 @@ Rehome = Callable[[Any], Any]
 
 def asgiref_version() -> tuple[int, ...] | None:
     """The loaded asgiref's version as integers (``(3, 13, 0)``), or ``None`` if not loaded."""
-    module = sys.modules.get("asgiref")
-    text = getattr(module, "__version__", None)
+    text = getattr(sys.modules.get("asgiref"), "__version__", None)
     if not isinstance(text, str):
         return None
     parts = []
@@ -92,20 +76,16 @@ def asgiref_version() -> tuple[int, ...] | None:
     return tuple(parts)
 
 
-# Once per asgiref.local module (a stand-in module in the tests is a new key): a sync_to_async
-# call asks two or three times, and the version parse and look-ups cost 0.8 us each time where
-# the cached answer costs 0.1 us (about 2 % of an 84 us call, measured with asgiref loaded).
+# Cached per asgiref.local module: a sync_to_async call asks two or three times, and the look-ups
+# cost 0.8 us each where the cached answer costs 0.1 us.
 @functools.lru_cache(maxsize=1)
 def _rehomer(local: ModuleType) -> tuple[type, Rehome] | None:
-    # The one use of asgiref.local's internals (see the module docstring).
     version = asgiref_version()
     if version is not None and version[:2] < _TAGGED_SINCE:
         return None  # a plain dict: a copied context carries it as it is
     storage_type = getattr(local, "_Storage", None)
     rehome = getattr(local, "_rehome", None)
     if isinstance(storage_type, type) and callable(rehome):
-        # A version not in CHECKED that still has both is taken on trust; the test named
-        # above fails on it until someone has compared asgiref's re-homing with ours.
         return storage_type, rehome
     _log.warning(
         "asgiref %s stores Local values in a way crossgate does not know: Django's language, "
@@ -122,44 +102,33 @@ def rehomer() -> tuple[type, Rehome] | None:
     return None if local is None else _rehomer(local)
 
 
-def adopt_locals() -> None:
-    """Hand the asgiref ``Local`` storage of the current context to the current thread.
-
-    Call it inside a context that was just moved to this thread (in ``ctx.run`` on a worker
-    thread, at the start of a task made in another thread's context), where asgiref's helpers
-    re-home: every ``Local``'s storage found there is re-tagged, whichever thread it had.
-    """
-    found = rehomer()
-    if found is None:
-        return
-    storage_type, rehome = found
-    for var, value in list(contextvars.copy_context().items()):
-        if isinstance(value, storage_type):
-            var.set(rehome(value))
-
-
 def rehomed(value: object, found: tuple[type, Rehome] | None) -> object:
     """``value`` re-tagged for the current thread if it is asgiref ``Local`` storage."""
-    if found is not None and isinstance(value, found[0]):
-        return found[1](value)
-    return value
+    return found[1](value) if found is not None and isinstance(value, found[0]) else value
+
+
+def adopt_locals() -> None:
+    """Re-home every asgiref ``Local`` storage of the current context to the current thread.
+
+    Called inside a context just moved to this thread, where asgiref's helpers re-home.
+    """
+    found = rehomer()
+    if found is not None:
+        for var, value in list(contextvars.copy_context().items()):
+            if isinstance(value, found[0]):
+                var.set(found[1](value))
 
 
 def copy_back(ctx: contextvars.Context, skip: Collection[contextvars.ContextVar[Any]] = ()) -> None:
     """Set in the current context every variable whose value ``ctx`` changed (but ``skip``).
 
-    `asyncio.to_thread` and anyio drop these changes; asgiref keeps them, and code moved
-    from asgiref relies on it (a `ContextVar` set in a sync view is seen by the caller).
-    asgiref ``Local`` storage comes back re-homed to this thread, as asgiref's helpers hand it
-    back (see the module docstring).
+    `asyncio.to_thread` and anyio drop these changes; asgiref keeps them (a `ContextVar` set in
+    a sync view is seen by the caller), and hands ``Local`` storage back re-homed.
     """
     found = rehomer()
     for var, value in ctx.items():
         if var.get(_MISSING) is not value and var not in skip:
             var.set(rehomed(value, found))
-
-
-# -- executors and loops ----------------------------------------------------------------------
 
 
 def _asgiref() -> ModuleType | None:
@@ -169,26 +138,23 @@ def _asgiref() -> ModuleType | None:
 def current_executor() -> Executor | None:
     """asgiref's executor for the sync thread waiting in an outer asgiref `async_to_sync`."""
     sync = _asgiref()
-    if sync is None:
-        return None
-    executor: Executor | None = getattr(sync.AsyncToSync.executors, "current", None)
+    executor: Executor | None = (
+        getattr(sync.AsyncToSync.executors, "current", None) if sync else None
+    )
     return executor
 
 
 def context_executor() -> Executor | None:
     """The thread of the asgiref ``ThreadSensitiveContext`` in force (Django's request thread).
 
-    Created the way asgiref creates it when this call comes first, and stored where asgiref
-    looks, so Django's own thread-sensitive calls in the request use the same thread.
+    Made as asgiref makes it when this call comes first, and stored where asgiref looks.
 
     Raises:
         ConcurrencyError: the context exited and this task outlived it.
     """
     sync = _asgiref()
-    if sync is None:
-        return None
-    context = sync.SyncToAsync.thread_sensitive_context.get(None)
-    if context is None:
+    context = None if sync is None else sync.SyncToAsync.thread_sensitive_context.get(None)
+    if sync is None or context is None:
         return None
     if getattr(context, "_exited", False):
         raise ConcurrencyError(
@@ -205,9 +171,7 @@ def context_executor() -> Executor | None:
 def loop_executor(loop: asyncio.AbstractEventLoop) -> Executor | None:
     """The waiting thread of the asgiref `async_to_sync` that created ``loop``, if any."""
     sync = _asgiref()
-    if sync is None:
-        return None
-    executor: Executor | None = sync.AsyncToSync.loop_thread_executors.get(loop)
+    executor: Executor | None = sync.AsyncToSync.loop_thread_executors.get(loop) if sync else None
     return executor
 
 
@@ -225,10 +189,10 @@ def caller_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def foreign_owner(executor: Executor) -> threading.Thread | None:
-    """The one thread of an asgiref thread-sensitive executor, for the deadlock check.
+    """The one thread of a thread-sensitive executor, for the deadlock check.
 
     asgiref's (a ``CurrentThreadExecutor``; a context's ``ThreadPoolExecutor(max_workers=1)``)
-    name it only in private attributes, read here; ``None`` (no check) when they are missing.
+    name it only in private attributes; ``None`` (no check) when they are missing.
     """
     if isinstance(executor, PoolExecutor):
         return executor.pool.owner()
@@ -253,9 +217,8 @@ class WaiterExecutor(Executor):
         future: Future[R] = Future()
         job = FnJob(future, fn, args, kwargs)
         if not self.waiter.offer(job):
-            # The waiting thread moved on (a task outlived its async_to_sync). asgiref raises
-            # "CurrentThreadExecutor already quit or is broken" here (asgiref #491, #526);
-            # the default thread-sensitive thread is the next best place.
+            # The waiting thread moved on (a task outlived its async_to_sync), where asgiref
+            # raises "CurrentThreadExecutor already quit or is broken" (asgiref #491, #526).
             self._fallback().submit(job)
         return future
 
@@ -263,16 +226,11 @@ class WaiterExecutor(Executor):
 def enter_waiter(waiter: Waiter, fallback: Callable[[], Pool]) -> frozenset[ContextVar[Any]]:
     """Inside `async_to_sync`'s task: send asgiref's thread-sensitive calls to ``waiter``.
 
-    asgiref looks first at ``AsyncToSync.executors.current``, the executor of the innermost
-    sync thread waiting in an ``async_to_sync``: it is set to ``waiter`` here, as asgiref's
-    own ``async_to_sync`` sets it. It must be set even when an outer value is not visible on
-    this thread: asgiref re-homes its storage on every ``sync_to_async`` it runs, which would
-    make a stale outer executor visible again, and work sent there would wait for a thread
-    that is waiting for us. Tasks started here inherit the setting; once the call is over,
-    `WaiterExecutor` sends their work to the fallback thread.
-
-    Returns the context variables behind that setting: the caller must not copy their new
-    values back into its own context (asgiref's ``async_to_sync`` restores them likewise).
+    Sets ``AsyncToSync.executors.current``, as asgiref's own ``async_to_sync`` does, even when
+    an outer value is not visible on this thread: asgiref re-homes its storage on every
+    ``sync_to_async``, which would make a stale outer executor visible again (and work sent
+    there would wait for a thread waiting for us). Returns the context variables behind that
+    setting, which the caller must not copy back (asgiref restores them likewise).
     """
     sync = _asgiref()
     if sync is None:

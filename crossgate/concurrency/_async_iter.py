@@ -1,10 +1,8 @@
 """An async iterable read by a task on an event loop, as a sync iterator (`async_to_sync_iter`).
 
-The mirror image of `crossgate.concurrency._sync_iter`: a task on the loop `async_to_sync`
-would use reads ahead, up to ``read_ahead`` items, for a sync consumer that takes them in
-batches (the shape a Django ``StreamingHttpResponse`` needs under WSGI). While it waits, the
-consumer runs the thread-sensitive calls the task sends back to it. Closing the iterator
-cancels the task, which closes the source with ``aclose()`` on its loop.
+The mirror image of `crossgate.concurrency._sync_iter` (the shape a Django
+``StreamingHttpResponse`` needs under WSGI). Closing the iterator cancels the task, which
+closes the source with ``aclose()`` on its loop.
 """
 
 from __future__ import annotations
@@ -14,16 +12,13 @@ import contextlib
 import contextvars
 import threading
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
-from crossgate.concurrency import _asgiref
 from crossgate.concurrency import _loops as loops
-from crossgate.concurrency._asgiref import adopt_locals
 from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import Waiter, describe, waiter_var
-from crossgate.concurrency._sensitive import default_pool
+from crossgate.concurrency._pool import describe, waiter_var
 from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, check_read_ahead
 
 __all__ = ["AsyncToSyncIterator", "async_to_sync_iter"]
@@ -31,39 +26,30 @@ __all__ = ["AsyncToSyncIterator", "async_to_sync_iter"]
 T = TypeVar("T")
 
 
-class _Session:
+class _Session(loops.LoopTask):
     """The running part of an `AsyncToSyncIterator`: its loop, reading task and waiter."""
 
-    __slots__ = ("loop", "space", "task", "waiter")
+    __slots__ = ("space",)
 
-    # Set by `AsyncToSyncIterator._begin` on the loop; `cancel` is scheduled on the same loop
-    # after it, and a loop runs its callbacks in order.
-    task: asyncio.Task[None]
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.waiter = Waiter()
+    def __init__(self) -> None:
+        super().__init__(
+            lambda: (
+                "async_to_sync_iter was iterated on a thread that runs an event loop, which "
+                "it would block: use async for instead"
+            )
+        )
         # Set when the consumer drained the buffer enough for the task to read on.
         self.space = asyncio.Event()
 
     def resume(self) -> None:
         self.space.set()
 
-    def cancel(self) -> None:
-        self.task.cancel()
-
-    def call_soon(self, callback: Callable[[], object]) -> None:
-        # A closed loop is noticed by the consumer's wait.
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(callback)
-
 
 class AsyncToSyncIterator(Generic[T]):
     """A sync iterator over an async iterable, read by a task on an event loop.
 
-    Created by `async_to_sync_iter`; the loop is chosen as for `async_to_sync`, when the
-    first item is asked for. Call `close` (WSGI servers do, on the response) or use ``with``
-    when stopping early, so the source is closed (``aclose()``) on its loop.
+    Created by `async_to_sync_iter`. Call `close` (WSGI servers do) or use ``with`` when
+    stopping early, so the source is closed (``aclose()``) on its loop.
     """
 
     def __init__(self, aiterable: AsyncIterable[T], *, read_ahead: int) -> None:
@@ -151,13 +137,8 @@ class AsyncToSyncIterator(Generic[T]):
             raise error
 
     def _start(self) -> _Session:
-        if loops.loop_running():
-            raise ConcurrencyError(
-                "async_to_sync_iter was iterated on a thread that runs an event loop, which "
-                "it would block: use async for instead"
-            )
-        session = self._session = _Session(loops.pick_loop())
-        session.loop.call_soon_threadsafe(self._begin, session, contextvars.copy_context())
+        session = self._session = _Session()
+        session.start(self._produce(session), contextvars.copy_context())
         return session
 
     def _wait(self, session: _Session) -> None:
@@ -174,14 +155,9 @@ class AsyncToSyncIterator(Generic[T]):
 
     # -- the producer, on the event loop ----------------------------------------------------
 
-    def _begin(self, session: _Session, ctx: contextvars.Context) -> None:
-        session.task = session.loop.create_task(self._produce(session), context=ctx)
-
     async def _produce(self, session: _Session) -> None:
         waiter, space = session.waiter, session.space
-        adopt_locals()  # the consumer's context moved to the loop's thread, asgiref Locals too
-        token = waiter_var.set(waiter)
-        _asgiref.enter_waiter(waiter, default_pool)
+        token = session.enter()
         error: BaseException | None = None
         iterator: AsyncIterator[T] | None = None
         try:
@@ -215,8 +191,7 @@ class AsyncToSyncIterator(Generic[T]):
                     # Its failure matters more than the cancellation that closed it.
                     if error is None or isinstance(error, asyncio.CancelledError):
                         error = exc
-            # Closed by the garbage collector, in another context.
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError):  # closed by the GC, in another context
                 waiter_var.reset(token)
             with self._lock:
                 self._done = True
@@ -232,9 +207,8 @@ def async_to_sync_iter(
     """Iterate the async ``aiterable`` with a plain ``for``, from sync code.
 
     A task on the event loop `async_to_sync` would use reads up to ``read_ahead`` items
-    ahead, and the sync thread takes them in batches: one hand-off per batch, not per item.
-    While the consumer waits for an item it runs the thread-sensitive calls the task sends
-    back to it. `AsyncToSyncIterator.close` cancels the task and closes the source.
+    ahead, and the sync thread takes them in batches, one hand-off per batch. While the
+    consumer waits it runs the thread-sensitive calls the task sends back to it.
 
     Args:
         aiterable: the async iterable (an async generator, a streaming client response...).

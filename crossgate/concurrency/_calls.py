@@ -1,10 +1,9 @@
 """One `sync_to_async` call, the trip of its outcome back to the loop, and its orphans.
 
-A `Call` runs on a worker thread inside a copy of the caller's context; its outcome goes back
-to the caller's event loop through that loop's `_Inbox`: however many calls finish at once, the
-loop is woken once and settles them all in one callback. That batching is where 1,000
-concurrent calls beat one ``call_soon_threadsafe`` per result. A call whose awaiting task is
-cancelled while it runs becomes an orphan: counted, logged, told through `check_cancelled`.
+Outcomes go back to the caller's loop through that loop's `_Inbox`: however many calls finish
+at once, the loop is woken once and settles them all in one callback (where 1,000 concurrent
+calls beat one ``call_soon_threadsafe`` per result). A call whose awaiting task is cancelled
+while it runs becomes an orphan: counted, logged, told through `check_cancelled`.
 """
 
 from __future__ import annotations
@@ -26,9 +25,6 @@ from crossgate.concurrency._runtime import after_fork_in_child
 __all__ = ["Call", "OrphanedCalls", "check_cancelled", "inbox_for", "orphaned_calls", "post"]
 
 _log = logging.getLogger("crossgate.concurrency")
-
-
-# -- the trip back to the loop ----------------------------------------------------------------
 
 
 class _Inbox:
@@ -73,7 +69,7 @@ def post(
     ok: bool,
     value: Any,
 ) -> None:
-    """Settle ``future`` on ``loop`` from any thread; wakes the loop only if it is not due."""
+    """Settle ``future`` on ``loop`` from any thread; wake the loop unless a wake-up is due."""
     with inbox.lock:
         inbox.items.append((future, ok, value))
         if inbox.scheduled:
@@ -87,8 +83,6 @@ def post(
             inbox.items.clear()
             inbox.scheduled = False
 
-
-# -- one sync_to_async call -------------------------------------------------------------------
 
 _QUEUED, _RUNNING, _ORPHANED, _DONE, _DROPPED = range(5)
 _STATE_LOCK = threading.Lock()
@@ -109,10 +103,9 @@ _orphans = {"running": 0, "total": 0}
 def orphaned_calls() -> OrphanedCalls:
     """How many sync calls were left running by a cancelled caller: now, and in total.
 
-    A sync function cannot be interrupted, so when the task awaiting it is cancelled, the
-    `CancelledError` reaches the task at once and the function runs on to its end, with
-    nobody to receive its result. Each such call is logged (logger ``crossgate.concurrency``)
-    and counted here; a growing ``running`` figure means threads are busy with abandoned work.
+    A sync function cannot be interrupted: when the task awaiting it is cancelled, it runs on
+    to its end for nobody. Each such call is logged (logger ``crossgate.concurrency``) and
+    counted; a growing ``running`` figure means threads are busy with abandoned work.
     """
     with _STATE_LOCK:
         return OrphanedCalls(_orphans["running"], _orphans["total"])
@@ -121,11 +114,9 @@ def orphaned_calls() -> OrphanedCalls:
 def check_cancelled() -> None:
     """Raise `asyncio.CancelledError` if the caller awaiting this thread's work gave up.
 
-    Call it from sync code run by `sync_to_async` (or read by `sync_to_async_iter`) at points
-    where stopping early is safe: once the awaiting task is cancelled, or the async iterator
-    closed, it raises, so the orphaned work ends instead of running on for nobody. As a
-    `BaseException`, the error passes through ``except Exception`` blocks. Anywhere else
-    (the event loop's thread, a plain thread) it does nothing.
+    Call it from sync code run by `sync_to_async` (or read by `sync_to_async_iter`) where
+    stopping early is safe: once the awaiting task is cancelled, or the async iterator closed,
+    it raises (a `BaseException`, past ``except Exception``). Elsewhere it does nothing.
 
     Raises:
         asyncio.CancelledError: the awaiting caller was cancelled.
@@ -138,17 +129,7 @@ def check_cancelled() -> None:
 class Call:
     """One `sync_to_async` call: run on a worker thread, settled on the caller's loop."""
 
-    __slots__ = (
-        "args",
-        "ctx",
-        "fn",
-        "future",
-        "inbox",
-        "kwargs",
-        "loop",
-        "state",
-        "thread_name",
-    )
+    __slots__ = ("args", "ctx", "fn", "future", "inbox", "kwargs", "loop", "state", "thread_name")
 
     def __init__(
         self,
@@ -183,8 +164,7 @@ class Call:
             release, local.release = local.release[1], None
         previous, local.job = local.job, self
         try:
-            # The context moved to this thread: so do its asgiref Locals (Django's language,
-            # time zone, script prefix), as in asgiref's own sync_to_async.
+            # The context moved to this thread: so do its asgiref Locals, as in asgiref.
             self.ctx.run(adopt_locals)
             value = self.ctx.run(self.fn, *self.args, **self.kwargs)
             ok = True
@@ -204,10 +184,16 @@ class Call:
                 _orphans["running"] -= 1
         if release is not None:
             release()
-        if orphaned:
-            self._log_orphan_end(ok, value)
-        else:
+        if not orphaned:
             post(self.loop, self.inbox, self.future, ok, value)
+        elif ok:
+            _log.info("orphaned call %s finished; its result was dropped", describe(self.fn))
+        elif isinstance(value, asyncio.CancelledError):
+            _log.info("orphaned call %s stopped early at check_cancelled()", describe(self.fn))
+        else:
+            _log.warning(
+                "orphaned call %s failed; nobody awaited it", describe(self.fn), exc_info=value
+            )
 
     def abandon(self) -> None:
         """The awaiting task was cancelled: never start, or finish as an orphan."""
@@ -240,18 +226,6 @@ class Call:
             self.state = _DROPPED
         error = ConcurrencyError(f"the executor cancelled {describe(self.fn)} before it ran")
         post(self.loop, self.inbox, self.future, False, error)
-
-    def _log_orphan_end(self, ok: bool, value: Any) -> None:
-        name = describe(self.fn)
-        if ok:
-            _log.info("orphaned call %s finished; its result was dropped", name)
-        elif isinstance(value, asyncio.CancelledError):
-            _log.info("orphaned call %s stopped early at check_cancelled()", name)
-        else:
-            _log.warning("orphaned call %s failed; nobody awaited it", name, exc_info=value)
-
-
-# -- fork ---------------------------------------------------------------------------------------
 
 
 @after_fork_in_child

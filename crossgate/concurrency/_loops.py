@@ -2,10 +2,9 @@
 
 In order: the loop awaiting the crossgate `sync_to_async` call this thread runs; the ASGI
 server's loop in a `WSGIToASGI` worker thread (`server_loop`); the loop awaiting the asgiref
-``sync_to_async`` call this thread runs (a sync Django view under ``ASGIHandler``); otherwise
-one persistent loop thread per process, ``crossgate-loop``, started on first use (again in a
-forked child: the PID is checked) and stopped at exit. Never a new loop per call: asgiref's
-``async_to_sync`` makes a thread and a loop for each call from a plain thread (asgiref #370).
+``sync_to_async`` call this thread runs; otherwise one persistent loop thread per process,
+``crossgate-loop`` (started on first use, again in a forked child). Never a new loop per call,
+as asgiref's ``async_to_sync`` makes from a plain thread (asgiref #370).
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar, Token
 from typing import Any
 
 from crossgate.concurrency import _asgiref
@@ -31,7 +30,7 @@ from crossgate.concurrency._sensitive import default_pool
 __all__ = [
     "POLL",
     "AsyncSingleThreadContext",
-    "loop_running",
+    "LoopTask",
     "pick_loop",
     "portal_loop",
     "run_sync",
@@ -43,9 +42,8 @@ __all__ = [
 # How often a waiting caller checks that the loop it waits on still exists.
 POLL = 1.0
 
-# The server's loop, with the PID of the process that recorded it: a child forked from a
-# worker thread keeps this context, and the parent's loop in it still looks running there,
-# with no thread to run it (asgiref checks its own caller loop the same way, asgiref #194).
+# The server's loop, with the PID that recorded it: in a child forked from a worker thread the
+# parent's loop still looks running, with no thread to run it (as asgiref #194 checks).
 _server_loop: ContextVar[tuple[asyncio.AbstractEventLoop, int] | None] = ContextVar(
     "crossgate_server_loop", default=None
 )
@@ -54,18 +52,14 @@ _server_loop: ContextVar[tuple[asyncio.AbstractEventLoop, int] | None] = Context
 def server_loop() -> asyncio.AbstractEventLoop | None:
     """Return the ASGI server's event loop when called from a ``WSGIToASGI`` worker thread.
 
-    Returns ``None`` anywhere else, once that loop is closed, and in a process forked from
-    that thread (the loop is the parent's). The loop is running in another thread: schedule
-    work on it with `asyncio.run_coroutine_threadsafe` (or call `async_to_sync`, which does),
-    never by calling its methods directly.
+    ``None`` anywhere else, once that loop is closed, and in a forked child. The loop runs in
+    another thread: schedule work on it with `asyncio.run_coroutine_threadsafe` (or
+    `async_to_sync`), never by calling its methods directly.
     """
     recorded = _server_loop.get()
-    if recorded is None:
+    if recorded is None or recorded[1] != os.getpid() or recorded[0].is_closed():
         return None
-    loop, pid = recorded
-    if pid != os.getpid() or loop.is_closed():
-        return None
-    return loop
+    return recorded[0]
 
 
 def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -96,15 +90,6 @@ def stop_portal() -> None:
         portal.stop()
 
 
-def loop_running() -> bool:
-    """Whether this thread runs an event loop (which a blocking wait would freeze)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 def pick_loop() -> asyncio.AbstractEventLoop:
     """The loop `async_to_sync` runs its coroutine on, from this thread (module docstring)."""
     job = local.job
@@ -117,87 +102,100 @@ def pick_loop() -> asyncio.AbstractEventLoop:
 class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThreadContext"]):
     """Run the `async_to_sync` calls made in this block on one thread: asgiref's name for it.
 
-    ``with AsyncSingleThreadContext(): ...`` -- in asgiref, `async_to_sync` called from a plain
-    thread makes a new thread and event loop per call, and this context makes the calls in the
-    block share one thread instead (still a new loop per call, in asgiref 3.13). crossgate's
-    `async_to_sync` never makes a thread or a loop per call: from the same place, every call
-    runs on the same thread *and the same loop* (the persistent ``crossgate-loop``, the ASGI
-    server's loop in a ``WSGIToASGI`` worker, or the loop awaiting the `sync_to_async` call
-    this thread runs), so an event-loop-bound client made in one call still works in the next.
-    Entering this context therefore changes nothing: it exists so that code written for
-    asgiref, which enters it, imports and runs unchanged. Re-entrant, like asgiref's; it
-    raises nothing of its own and lets exceptions from the block through.
+    crossgate's `async_to_sync` already runs every call from one place on the same thread and
+    loop, so entering it changes nothing: it exists so that code written for asgiref runs
+    unchanged. Re-entrant; raises nothing and lets exceptions from the block through.
     """
 
     def __exit__(self, *exc_info: object) -> None:
         return None
 
 
-class _Box:
-    """The outcome of one `async_to_sync` call, written on the loop, read by the caller."""
+class LoopTask:
+    """A task on the loop `pick_loop` chooses, run for a sync thread waiting in `waiter`.
 
-    __slots__ = ("done", "ok", "skip", "task", "value")
+    Raises:
+        ConcurrencyError: this thread runs an event loop (``refusal()`` says what to do).
+    """
 
-    # Set by `_start` on the loop; a cancel is scheduled on the same loop after it, and a
-    # loop runs its callbacks in order, so `cancel` always finds it.
+    __slots__ = ("loop", "skip", "task", "waiter")
+
+    # Set by `_create` on the loop, before any `cancel` (scheduled after it on the same loop).
     task: asyncio.Task[None]
 
-    def __init__(self) -> None:
-        self.skip: frozenset[contextvars.ContextVar[Any]] = frozenset()
-        self.done = False
-        self.ok = False
-        self.value: Any = None
+    def __init__(self, refusal: Callable[[], str]) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # no loop on this thread for the blocking wait to freeze
+        else:
+            raise ConcurrencyError(refusal())
+        self.loop = pick_loop()
+        self.waiter = Waiter()
+        self.skip: frozenset[ContextVar[Any]] = frozenset()
+
+    def start(self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context) -> None:
+        """Run ``coro`` in ``ctx`` itself (not a copy), so the caller can read its changes."""
+        try:
+            self.loop.call_soon_threadsafe(self._create, coro, ctx)
+        except RuntimeError:
+            # Closed since pick_loop looked at it (the server is shutting down).
+            self.loop = portal_loop()
+            self.loop.call_soon_threadsafe(self._create, coro, ctx)
+
+    def _create(self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context) -> None:
+        self.task = self.loop.create_task(coro, context=ctx)
 
     def cancel(self) -> None:
         self.task.cancel()
 
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the loop; a closed loop is noticed by the waiting consumer."""
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(callback)
 
-async def _main(
-    func: Callable[..., Awaitable[Any]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    waiter: Waiter,
-    box: _Box,
-) -> None:
-    # The caller's context moved to the loop's thread: so do its asgiref Locals, as in
-    # asgiref's own async_to_sync (before enter_waiter sets asgiref's executor Local here).
-    adopt_locals()
-    token = waiter_var.set(waiter)
-    box.skip = _asgiref.enter_waiter(waiter, default_pool)
-    try:
-        awaitable = func(*args, **kwargs)
-        if not inspect.isawaitable(awaitable):
-            raise TypeError(
-                f"async_to_sync needs a callable that returns an awaitable; {describe(func)} "
-                f"returned {type(awaitable).__name__}"
+    def enter(self) -> Token[Waiter | None]:
+        """First thing in the task: the waiting thread runs its thread-sensitive calls."""
+        # The caller's context moved to the loop's thread: so do its asgiref Locals, as in
+        # asgiref (before enter_waiter sets asgiref's executor Local here).
+        adopt_locals()
+        token = waiter_var.set(self.waiter)
+        self.skip = _asgiref.enter_waiter(self.waiter, default_pool)
+        return token
+
+
+class _Call(LoopTask):
+    """One `async_to_sync` call: its outcome, written on the loop, read by the caller."""
+
+    __slots__ = ("done", "ok", "value")
+
+    async def main(
+        self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        token = self.enter()
+        try:
+            awaitable = func(*args, **kwargs)
+            if not inspect.isawaitable(awaitable):
+                raise TypeError(
+                    f"async_to_sync needs a callable that returns an awaitable; {describe(func)} "
+                    f"returned {type(awaitable).__name__}"
+                )
+            self.value = await awaitable
+            self.ok = True
+        except GeneratorExit:
+            # The loop was closed with this task pending, and the garbage collector closes it.
+            self.value = ConcurrencyError(
+                f"the event loop running {describe(func)} was closed before it finished"
             )
-        box.value = await awaitable
-        box.ok = True
-    except GeneratorExit:
-        # The loop was closed with this task pending, and the garbage collector closes it.
-        box.value = ConcurrencyError(
-            f"the event loop running {describe(func)} was closed before it finished"
-        )
-        raise
-    except BaseException as exc:
-        # Everything, KeyboardInterrupt and CancelledError included, belongs to the caller.
-        box.value = exc
-    finally:
-        # Closed by the garbage collector, in another context.
-        with contextlib.suppress(ValueError):
-            waiter_var.reset(token)
-        box.done = True
-        waiter.wake()
-
-
-def _start(
-    loop: asyncio.AbstractEventLoop,
-    coro: Any,
-    ctx: contextvars.Context,
-    box: _Box,
-) -> None:
-    # The task runs in ``ctx`` itself (not a copy), so the caller can read its changes back.
-    box.task = loop.create_task(coro, context=ctx)
+            raise
+        except BaseException as exc:
+            # Everything, KeyboardInterrupt and CancelledError included, belongs to the caller.
+            self.value = exc
+        finally:
+            with contextlib.suppress(ValueError):  # closed by the GC, in another context
+                waiter_var.reset(token)
+            self.done = True
+            self.waiter.wake()
 
 
 def run_sync(
@@ -213,52 +211,43 @@ def run_sync(
         TimeoutError: ``timeout`` seconds passed; the coroutine was cancelled.
         BaseException: whatever the coroutine raised, with its traceback.
     """
-    if loop_running():
-        name = describe(func)
-        raise ConcurrencyError(
-            f"async_to_sync({name}) was called from a thread that runs an event loop, which "
-            f"it would block until the call ends: await {name}(...) directly instead"
+    call = _Call(
+        lambda: (
+            f"async_to_sync({describe(func)}) was called from a thread that runs an event "
+            f"loop, which it would block until the call ends: await {describe(func)}(...) directly "
+            "instead"
         )
-    waiter = Waiter()
-    box = _Box()
+    )
+    call.done = call.ok = False
     ctx = contextvars.copy_context()
-    loop = pick_loop()
-    coro = _main(func, args, kwargs, waiter, box)
-    try:
-        loop.call_soon_threadsafe(_start, loop, coro, ctx, box)
-    except RuntimeError:
-        # Closed since pick_loop looked at it (the server is shutting down).
-        loop = portal_loop()
-        loop.call_soon_threadsafe(_start, loop, coro, ctx, box)
+    call.start(call.main(func, args, kwargs), ctx)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        while not box.done:
+        while not call.done:
             wait = POLL if deadline is None else min(POLL, deadline - time.monotonic())
             if wait <= 0:
                 raise TimeoutError(
                     f"{describe(func)} did not finish within {timeout} s; it was cancelled"
                 )
-            if not waiter.wait(wait) and loop.is_closed() and not box.done:
+            if not call.waiter.wait(wait) and call.loop.is_closed() and not call.done:
                 raise ConcurrencyError(
                     f"the event loop running {describe(func)} closed before it finished"
                 )
     except BaseException:
-        # A timeout, or KeyboardInterrupt in this thread: the caller gave up, so the
-        # coroutine is cancelled rather than left running for nobody (unless the loop is
-        # closed, and the task gone with it).
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(box.cancel)
+        # A timeout, or KeyboardInterrupt here: the coroutine is cancelled, not left running
+        # for nobody (unless the loop is closed, the task gone with it).
+        call.call_soon(call.cancel)
         raise
     finally:
-        waiter.close()
-    copy_back(ctx, box.skip)
-    if box.ok:
-        return box.value
-    error: BaseException = box.value
+        call.waiter.close()
+    copy_back(ctx, call.skip)
+    if call.ok:
+        return call.value
+    error: BaseException = call.value
     try:
         raise error
     finally:
-        del error, box
+        del error, call
 
 
 at_exit(stop_portal)

@@ -1,9 +1,7 @@
 """Where jobs run: bounded, named pools that start threads on demand, and waiting threads.
 
 A `Job` (a `sync_to_async` call, a read of a sync iterator) runs on a `Pool` thread, on a
-foreign executor through `ExecutorTarget`, or on the thread blocked in `async_to_sync` (a
-`Waiter`). `local` tells the code a job runs what the job is: `async_to_sync` finds the
-caller's loop there, `check_cancelled` the cancel flag.
+foreign executor (`submit_to`), or on the thread blocked in `async_to_sync` (a `Waiter`).
 """
 
 from __future__ import annotations
@@ -26,23 +24,22 @@ from crossgate.concurrency._runtime import after_fork_in_child, at_exit
 __all__ = [
     "MAX_WORKERS",
     "SHARED_POOL",
-    "ExecutorTarget",
     "FnJob",
     "Job",
     "Pool",
     "PoolExecutor",
-    "Running",
     "Waiter",
     "describe",
     "local",
+    "submit_to",
     "waiter_var",
 ]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# The bound of the shared pool: `concurrent.futures.ThreadPoolExecutor`'s default, so code
-# moved from `loop.run_in_executor(None, ...)` keeps the concurrency it had.
+# `ThreadPoolExecutor`'s default bound, so code moved from `loop.run_in_executor(None, ...)`
+# keeps the concurrency it had.
 MAX_WORKERS = min(32, (os.cpu_count() or 1) + 4)
 
 
@@ -51,14 +48,10 @@ class Job(Protocol):
 
     def run(self) -> None: ...
 
-    def dropped_by(self, future: Future[Any]) -> None:
-        """Done-callback for a foreign executor's future: act if it was cancelled unrun."""
-        ...
+    def dropped_by(self, future: Future[Any]) -> None: ...
 
 
-class Running(Protocol):
-    """What a worker thread knows about the job it runs (see `local`)."""
-
+class _Running(Protocol):
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None: ...
 
@@ -67,13 +60,12 @@ class Running(Protocol):
 
 
 class _Local(threading.local):
-    # The job this thread is running: `async_to_sync` finds the caller's loop here and
-    # `check_cancelled` the cancel flag.
-    job: Running | None = None
-    # Set by a pool thread around a job, with the job: that job (and no job nested in it on
-    # this thread) calls it just before handing its outcome back, so the thread counts as
-    # idle by the time the caller can submit its next call (otherwise calls in a row would
-    # start a new thread whenever they won that race).
+    # The job this thread runs: `async_to_sync` finds the caller's loop here, `check_cancelled`
+    # the cancel flag.
+    job: _Running | None = None
+    # Set by a pool thread around a job: the job calls it just before handing its outcome
+    # back, so the thread counts as idle by the time the caller submits its next call
+    # (otherwise calls in a row would start a new thread whenever they won that race).
     release: tuple[object, Callable[[], None]] | None = None
 
 
@@ -86,24 +78,22 @@ def describe(fn: object) -> str:
     return str(name) if name else repr(fn)
 
 
-# -- pools ------------------------------------------------------------------------------------
+def submit_to(executor: Executor, job: Job) -> None:
+    """Run ``job`` on a `concurrent.futures.Executor` (``sync_to_async(executor=...)``)."""
+    # An executor that drops queued work (``shutdown(cancel_futures=True)``) would otherwise
+    # leave the caller waiting forever.
+    executor.submit(job.run).add_done_callback(job.dropped_by)
+
 
 _NAMES: dict[str, Iterator[int]] = {}
 _POOLS: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 
-def _thread_name(prefix: str) -> str:
-    counter = _NAMES.setdefault(prefix, itertools.count(1))
-    return f"{prefix}{next(counter)}"
-
-
 class Pool:
     """Up to ``max_workers`` daemon threads named ``prefix`` + N, started on demand, reused.
 
-    A thread starts only when a job is queued and no thread is idle, so N calls in a row use
-    one thread and N concurrent calls at most ``max_workers``. Threads live until `shutdown`
-    (at the latest at interpreter exit); after `os.fork` the child starts afresh, since the
-    parent's threads do not exist there.
+    A thread starts only when a job is queued and no thread is idle. Threads live until
+    `shutdown` (at the latest at exit); a forked child starts afresh.
     """
 
     def __init__(self, prefix: str, max_workers: int) -> None:
@@ -129,10 +119,8 @@ class Pool:
         return list(self._threads)
 
     def owner(self) -> threading.Thread | None:
-        """The one thread that runs every job, for a one-thread pool that has started it."""
-        if self._pid != os.getpid():
-            return None  # the parent's thread, which does not exist in this forked child
-        if self.max_workers == 1 and self._threads:
+        """The one thread of a one-thread pool that has started it (in this process)."""
+        if self._pid == os.getpid() and self.max_workers == 1 and self._threads:
             return self._threads[0]
         return None
 
@@ -150,8 +138,9 @@ class Pool:
                 raise ConcurrencyError(f"the {self.prefix}* threads were shut down")
             self._unclaimed += 1
             if self._unclaimed > self._idle and len(self._threads) < self.max_workers:
+                number = next(_NAMES.setdefault(self.prefix, itertools.count(1)))
                 thread = threading.Thread(
-                    target=self._work, name=_thread_name(self.prefix), daemon=True
+                    target=self._work, name=f"{self.prefix}{number}", daemon=True
                 )
                 self._threads.append(thread)
         self._queue.put(job)
@@ -201,26 +190,12 @@ class Pool:
                 thread.join(max(0.0, deadline - time.monotonic()))
 
 
-# The pool for calls that are not thread-sensitive; its threads start on demand.
+# The pool for calls that are not thread-sensitive.
 SHARED_POOL = Pool("crossgate-sync-", MAX_WORKERS)
 
 
-class ExecutorTarget:
-    """A `concurrent.futures.Executor` to run jobs on (``sync_to_async(executor=...)``)."""
-
-    __slots__ = ("executor",)
-
-    def __init__(self, executor: Executor) -> None:
-        self.executor = executor
-
-    def submit(self, job: Job) -> None:
-        # An executor that drops queued work (``shutdown(cancel_futures=True)``) would
-        # otherwise leave the caller waiting forever.
-        self.executor.submit(job.run).add_done_callback(job.dropped_by)
-
-
 class FnJob:
-    """``fn(*args)`` for a `concurrent.futures.Future` (an `Executor`'s call) as a crossgate job."""
+    """An `Executor`'s call, ``fn(*args)`` settling a `concurrent.futures.Future`, as a job."""
 
     __slots__ = ("args", "fn", "future", "kwargs")
 
@@ -247,11 +222,10 @@ class FnJob:
 
 
 class PoolExecutor(Executor):
-    """A crossgate `Pool` as an `Executor`, for asgiref (and anything that takes one).
+    """A crossgate `Pool` as an `Executor`, for asgiref.
 
     Raises:
-        ConcurrencyError: (from ``submit``, a `RuntimeError` as the executor API says) the
-            pool was shut down.
+        ConcurrencyError: (from ``submit``) the pool was shut down.
     """
 
     def __init__(self, pool: Pool) -> None:
@@ -263,10 +237,7 @@ class PoolExecutor(Executor):
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Let the threads end once the jobs already queued are done; ``wait`` for them.
-
-        ``cancel_futures`` is taken for the `Executor` signature only: queued jobs still run.
-        """
+        """End the threads once the queued jobs are done (they still run); ``wait`` for them."""
         threads = self.pool.threads
         self.pool.shutdown()
         for thread in threads if wait else ():
@@ -274,15 +245,13 @@ class PoolExecutor(Executor):
                 thread.join()
 
 
-# -- the waiting thread -----------------------------------------------------------------------
-# asgiref calls it a ``CurrentThreadExecutor``: while `async_to_sync` waits for its coroutine,
-# the waiting thread is idle, and thread-sensitive sync calls made by that coroutine belong on
-# it (Django's connection for the current thread, an open ``transaction.atomic``), so it runs
-# them.
-
-
 class Waiter:
-    """The calling thread of one `async_to_sync` call (or one `async_to_sync_iter`)."""
+    """The calling thread of one `async_to_sync` call (or one `async_to_sync_iter`).
+
+    asgiref's ``CurrentThreadExecutor``: while it waits for its coroutine, the thread runs the
+    thread-sensitive sync calls the coroutine makes (Django's connection for the thread, an
+    open ``transaction.atomic`` belong on it).
+    """
 
     __slots__ = ("_lock", "_open", "_queue", "thread")
 
@@ -295,10 +264,9 @@ class Waiter:
     def offer(self, job: Job) -> bool:
         """Queue ``job`` for the waiting thread; ``False`` once it stopped waiting."""
         with self._lock:
-            if not self._open:
-                return False
-            self._queue.put(job)
-            return True
+            if self._open:
+                self._queue.put(job)
+            return self._open
 
     def wake(self) -> None:
         """End one `wait` (from any thread)."""
@@ -334,13 +302,9 @@ class Waiter:
 waiter_var: ContextVar[Waiter | None] = ContextVar("crossgate_waiter", default=None)
 
 
-# -- exit and fork ----------------------------------------------------------------------------
-
-
 @at_exit
 def _shutdown_pools() -> None:  # pragma: no cover - runs at exit (a subprocess test checks)
-    # Daemon threads are stopped here, with a bounded wait: a sync call that never returns
-    # must not keep the interpreter from exiting.
+    # A bounded wait: a sync call that never returns must not keep the interpreter alive.
     deadline = time.monotonic() + 1.0
     for pool in list(_POOLS):
         if pool._pid == os.getpid():
@@ -349,10 +313,9 @@ def _shutdown_pools() -> None:  # pragma: no cover - runs at exit (a subprocess 
 
 @after_fork_in_child
 def _start_afresh() -> None:  # pragma: no cover - runs in forked children only
-    # Only the forking thread exists in the child. If it was running a job, the job's loop
-    # (the parent's, still marked running) has no thread here: `async_to_sync` must not send
-    # work to it, nor `check_cancelled` read a parent's cancel flag. The pools start afresh
-    # (their threads and locks are the parent's); `submit` checks the PID as well.
+    # Only the forking thread exists in the child. If it ran a job, that job's loop (the
+    # parent's, still marked running) has no thread here: async_to_sync must not use it, nor
+    # check_cancelled read the parent's flag. Pools start afresh (`submit` checks the PID too).
     local.job = None
     local.release = None
     for pool in list(_POOLS):

@@ -1,11 +1,9 @@
 """crossgate's background runtime: its one loop-thread class, and the one fork and exit hook.
 
-Threads do not survive `os.fork` (the child has only the forking thread; a lock another thread
-held stays locked), and daemon threads must be stopped at exit while they still run. Modules
-that own such state add callbacks here (`after_fork_in_child`, `at_exit`); only this module
-registers with `os.register_at_fork` and `atexit`. Children reset in registration order; exit
-runs in reverse order, as ``atexit`` does, so an adapter shuts its app down while the pools
-and loops the app may use still run.
+Threads do not survive `os.fork` and daemon threads must be stopped at exit while they still
+run, so modules owning such state register callbacks here; only this module registers with
+`os.register_at_fork` and `atexit`. Children reset in registration order; exit runs in reverse
+(as ``atexit`` does), so an adapter shuts its app down while the pools and loops it uses run.
 """
 
 from __future__ import annotations
@@ -61,21 +59,18 @@ def _stop_all() -> None:  # pragma: no cover - runs at exit (subprocess tests ch
 os.register_at_fork(after_in_child=_reset_child)
 atexit.register(_stop_all)
 
-# Tasks that ignored cancellation past every timeout. Referenced here so they are never garbage
-# collected: a pending task's destructor would log "Task was destroyed but it is pending".
+# Tasks that ignored cancellation past every timeout, referenced so that they are never
+# collected (a pending task's destructor logs "Task was destroyed but it is pending").
 _STUCK: list[asyncio.Task[Any]] = []
 
 
 class LoopThread:
     """An event loop running in its own daemon thread, until `stop`.
 
-    A daemon thread, so it never holds up interpreter exit; its owner stops it at exit
-    (`at_exit`). Stopping ends it as `asyncio.run` ends: the tasks left are cancelled and get
-    a bounded time to clean up, async generators are finalised, the loop is closed, on the
-    loop's own thread. One rule that cannot hang: ``loop.shutdown_default_executor()`` is never
-    called, since on Python 3.11 it joins the executor's threads without a bound (one blocked
-    `asyncio.to_thread` call would hang the stop); ``loop.close()`` shuts that executor down
-    without waiting, and its idle threads exit at once.
+    Stopping ends it as `asyncio.run` does (tasks cancelled with a bounded wait, async
+    generators finalised, loop closed), on the loop's own thread, except that
+    ``loop.shutdown_default_executor()`` is never called: on Python 3.11 it joins the
+    executor's threads without a bound, so one blocked `asyncio.to_thread` would hang the stop.
     """
 
     def __init__(self, name: str) -> None:
@@ -90,8 +85,8 @@ class LoopThread:
         asyncio.set_event_loop(loop)
         try:
             loop.run_forever()
-            # One more turn first, so a cancellation requested just before the stop reaches its
-            # task: asyncio folds a cancel requested while another is pending into that one.
+            # One more turn, so a cancellation requested just before the stop reaches its task
+            # (asyncio folds a cancel requested while another is pending into that one).
             loop.run_until_complete(asyncio.sleep(0))
             tasks = asyncio.all_tasks(loop)
             for task in tasks:
@@ -113,8 +108,7 @@ class LoopThread:
             loop.close()
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and wait for its result, from another thread (the callers
-        make sure of it: on the loop's own thread this would wait for itself).
+        """Run ``coro`` on the loop and wait for its result; from another thread only.
 
         Raises:
             TimeoutError: no result within ``timeout`` seconds.
@@ -130,10 +124,7 @@ class LoopThread:
             _log.warning("%s did not finish shutting down in %.1f s", self.thread.name, timeout)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Stop the loop (see the class docstring), waiting up to ``timeout`` s for its tasks.
-
-        Does nothing more when it was stopped already.
-        """
+        """Stop the loop, waiting up to ``timeout`` s for its tasks; again, does nothing."""
         self._timeout = timeout
         with contextlib.suppress(RuntimeError):  # closed: stopped already
             self.loop.call_soon_threadsafe(self.loop.stop)

@@ -2,16 +2,15 @@
 
 The order follows asgiref's, so that Django code sees one thread per request:
 
-1. the sync thread waiting in an outer `async_to_sync` (asgiref's or crossgate's), which runs
-   the call while it waits;
+1. the sync thread waiting in an outer `async_to_sync` (asgiref's or crossgate's);
 2. the thread of asgiref's ``ThreadSensitiveContext`` (Django's ``ASGIHandler`` enters one per
    request);
 3. the thread of crossgate's `ThreadSensitiveContext`;
 4. the waiting thread of the asgiref `async_to_sync` that made the running loop;
 5. one process-wide crossgate thread, ``crossgate-sensitive-N``.
 
-If the chosen thread is the current thread (it runs the event loop awaiting the call, say a
-nested `asyncio.run` inside thread-sensitive code), the call could never start: `DeadlockError`.
+If the chosen thread is the current one (it runs the loop awaiting the call, say a nested
+`asyncio.run` in thread-sensitive code), the call could never start: `DeadlockError`.
 """
 
 from __future__ import annotations
@@ -25,17 +24,14 @@ from typing import Self
 
 from crossgate.concurrency import _asgiref
 from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
-from crossgate.concurrency._pool import ExecutorTarget, Job, Pool, Waiter, waiter_var
+from crossgate.concurrency._pool import SHARED_POOL, Job, Pool, describe, submit_to, waiter_var
 from crossgate.concurrency._runtime import after_fork_in_child
 
-__all__ = ["ThreadSensitiveContext", "default_pool", "submit_sensitive"]
+__all__ = ["ThreadSensitiveContext", "default_pool", "submit"]
 
 _PREFIX = "crossgate-sensitive-"
-# At most this many `ThreadSensitiveContext` threads exist at once, busy or idle: nothing makes a
-# thread per context without bound. Idle ones are kept (up to the same bound) for the next
-# contexts, so a steady load of concurrent contexts starts no new threads. Past the bound, a new
-# context shares the thread of the fewest contexts: its calls still all run on one thread, but
-# wait behind the other contexts' calls on it.
+# At most this many `ThreadSensitiveContext` threads exist, busy or idle; idle ones are kept for
+# the next contexts. Past the bound a new context shares the thread of the fewest contexts.
 MAX_CONTEXT_THREADS = 32
 
 _lock = threading.Lock()
@@ -67,12 +63,10 @@ def _lease() -> Pool:
 
 def _release(pool: Pool) -> None:
     with _lock:
-        left = _users[pool] - 1
-        if left:
-            _users[pool] = left
-            return
-        del _users[pool]
-        _idle.append(pool)
+        _users[pool] -= 1
+        if not _users[pool]:
+            del _users[pool]
+            _idle.append(pool)
 
 
 class ThreadSensitiveContext:
@@ -80,11 +74,10 @@ class ThreadSensitiveContext:
 
     ``async with ThreadSensitiveContext(): ...`` -- every `sync_to_async(...,
     thread_sensitive=True)` call in the block, and in tasks it starts, runs on one thread,
-    leased on first use and given back (kept idle for the next context) on exit. Without a
-    context those calls share one process-wide thread, which serialises them all; an ASGI
-    middleware entering one context per request gives each request its own thread, as
-    Django's ``ASGIHandler`` does with asgiref's context of the same name (inside a Django
-    request that one wins). Only the outermost context counts: nested ones reuse it.
+    leased on first use and given back on exit. Without a context those calls share one
+    process-wide thread; an ASGI middleware entering one per request gives each request its
+    own thread, as Django's ``ASGIHandler`` does with asgiref's context of the same name
+    (inside a Django request that one wins). Nested contexts reuse the outermost.
 
     Raises:
         ConcurrencyError: (from a thread-sensitive call) a task outlived the context.
@@ -133,66 +126,67 @@ _context_var: ContextVar[ThreadSensitiveContext | None] = ContextVar(
 )
 
 
-def _check(owner: threading.Thread | None, name: str) -> None:
+def _check(owner: threading.Thread | None, what: object) -> None:
     if owner is not None and owner is threading.current_thread():
         raise DeadlockError(
-            f"the thread-sensitive call {name} would have to run on thread {owner.name!r}, "
-            "which is the thread awaiting it (it runs the event loop that waits for the "
-            "call), so the call could never start. Call it without sync_to_async there, or "
-            "run the async code with async_to_sync instead of a new event loop on that thread",
+            f"the thread-sensitive call {describe(what)} would have to run on thread "
+            f"{owner.name!r}, which is the thread awaiting it (it runs the event loop that "
+            "waits for the call), so the call could never start. Call it without sync_to_async "
+            "there, or run the async code with async_to_sync instead of a new event loop on "
+            "that thread",
             thread_name=owner.name,
         )
 
 
-def _to_waiter(waiter: Waiter, job: Job, name: str) -> bool:
-    _check(waiter.thread, name)
-    return waiter.offer(job)
+def submit(
+    job: Job,
+    loop: asyncio.AbstractEventLoop,
+    what: object,
+    thread_sensitive: bool,
+    executor: Executor | None,
+) -> None:
+    """Run ``job`` (calling ``what``, awaited on ``loop``) where `sync_to_async` would.
 
-
-def _to_executor(executor: Executor, job: Job, name: str) -> None:
-    _check(_asgiref.foreign_owner(executor), name)
-    ExecutorTarget(executor).submit(job)
-
-
-def submit_sensitive(job: Job, loop: asyncio.AbstractEventLoop, name: str) -> None:
-    """Run ``job`` (a call of ``name`` awaited on ``loop``) where asgiref would (see above).
+    A thread-sensitive job goes where asgiref would send it (see above).
 
     Raises:
         DeadlockError: that thread is the current one.
         ConcurrencyError: the thread-sensitive context this task inherited has exited.
     """
+    if not thread_sensitive:
+        if executor is None:
+            SHARED_POOL.submit(job)
+        else:
+            submit_to(executor, job)
+        return
     # 1. An outer async_to_sync. When asgiref is loaded its slot holds the innermost one:
     # crossgate's async_to_sync sets it too (see _asgiref.enter_waiter).
     outer = _asgiref.current_executor()
-    if isinstance(outer, _asgiref.WaiterExecutor):
-        if _to_waiter(outer.waiter, job, name):
-            return
-    elif outer is not None:
-        _check(_asgiref.foreign_owner(outer), name)
+    if outer is None or isinstance(outer, _asgiref.WaiterExecutor):
+        waiter = waiter_var.get() if outer is None else outer.waiter
+        if waiter is not None:
+            _check(waiter.thread, what)
+            if waiter.offer(job):
+                return
+    else:
+        _check(_asgiref.foreign_owner(outer), what)
         try:
-            ExecutorTarget(outer).submit(job)
+            submit_to(outer, job)
         except RuntimeError:
             pass  # "CurrentThreadExecutor already quit or is broken": try the next place
         else:
             return
-    else:
-        waiter = waiter_var.get()
-        if waiter is not None and _to_waiter(waiter, job, name):
-            return
-    # 2. asgiref's per-request context.
+    # 2. asgiref's context, 3. crossgate's, 4. asgiref's loop thread, 5. the process-wide one.
     executor = _asgiref.context_executor()
-    if executor is not None:
-        _to_executor(executor, job, name)
-        return
-    # 3. crossgate's context, 4. asgiref's loop thread, 5. the process-wide thread.
     context = _context_var.get()
-    if context is None:
+    if executor is None and context is None:
         executor = _asgiref.loop_executor(loop)
-        if executor is not None:
-            _to_executor(executor, job, name)
-            return
+    if executor is not None:
+        _check(_asgiref.foreign_owner(executor), what)
+        submit_to(executor, job)
+        return
     pool = default_pool() if context is None else context.pool()
-    _check(pool.owner(), name)
+    _check(pool.owner(), what)
     pool.submit(job)
 
 

@@ -1,10 +1,9 @@
 """A sync iterable read on a worker thread, as an async iterator (`sync_to_async_iter`).
 
-The worker keeps pulling while the consumer keeps up, into a buffer of up to ``read_ahead``
-items, and wakes the event loop only when the consumer is waiting: a fast producer delivers
-many items per wake-up, a slow one (server-sent events) delivers each item as soon as it
-exists. ``iter()``, ``next()`` and ``close()`` all run on the worker thread; closing the async
-iterator closes the source there, as PEP 3333 asks of WSGI iterables.
+The worker pulls into a buffer of up to ``read_ahead`` items and wakes the event loop only when
+the consumer is waiting: a fast producer delivers many items per wake-up, a slow one
+(server-sent events) each item as soon as it exists. ``close()`` runs on the worker thread
+too, as PEP 3333 asks of WSGI iterables.
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ from typing import Any, Generic, Self, TypeVar
 from crossgate.concurrency._asgiref import adopt_locals
 from crossgate.concurrency._calls import inbox_for, post
 from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import SHARED_POOL, ExecutorTarget, Pool, describe, local
-from crossgate.concurrency._sensitive import submit_sensitive
+from crossgate.concurrency._pool import describe, local
+from crossgate.concurrency._sensitive import submit
 
 __all__ = ["DEFAULT_READ_AHEAD", "SyncToAsyncIterator", "check_read_ahead", "sync_to_async_iter"]
 
@@ -39,10 +38,11 @@ def check_read_ahead(read_ahead: int) -> None:
 class _Pull:
     """The job that reads a `SyncToAsyncIterator`'s source on a worker thread."""
 
-    __slots__ = ("owner",)
+    __slots__ = ("ctx", "owner")
 
-    def __init__(self, owner: SyncToAsyncIterator[Any]) -> None:
+    def __init__(self, owner: SyncToAsyncIterator[Any], ctx: contextvars.Context) -> None:
         self.owner = owner
+        self.ctx = ctx
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -55,7 +55,7 @@ class _Pull:
     def run(self) -> None:
         previous, local.job = local.job, self
         try:
-            self.owner._pull()
+            self.owner._pull(self.ctx)
         finally:
             local.job = previous
 
@@ -67,8 +67,8 @@ class _Pull:
 class SyncToAsyncIterator(Generic[T]):
     """An async iterator over a sync iterable, read on a worker thread (`sync_to_async_iter`).
 
-    Use ``async for``; call `aclose` (or use ``async with``) when stopping early, so the source
-    is closed on its thread. The source's contextvars are a copy of the first consumer's.
+    Call `aclose` (or use ``async with``) when stopping early, so the source is closed on its
+    thread. The source's contextvars are a copy of the first consumer's.
     """
 
     def __init__(
@@ -87,9 +87,7 @@ class SyncToAsyncIterator(Generic[T]):
         self._read_ahead = read_ahead
         self._low = read_ahead // 2
         self._sensitive = thread_sensitive
-        self._target: Pool | ExecutorTarget = (
-            SHARED_POOL if executor is None else ExecutorTarget(executor)
-        )
+        self._executor = executor
         self._lock = threading.Lock()
         self._buffer: deque[T] = deque()
         self._waiting: asyncio.Future[None] | None = None
@@ -170,40 +168,36 @@ class SyncToAsyncIterator(Generic[T]):
             raise error
 
     def _submit(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         if self._ctx is None:
             self._ctx = contextvars.copy_context()
-        self._loop = loop
-        job = _Pull(self)
-        if self._sensitive:
-            submit_sensitive(job, loop, describe(self._source))
-        else:
-            self._target.submit(job)
+        job = _Pull(self, self._ctx)
+        submit(job, loop, self._source, self._sensitive, self._executor)
 
     # -- the producer, on a worker thread ---------------------------------------------------
 
-    def _pull(self) -> None:
-        ctx = self._ctx
-        if ctx is None:  # pragma: no cover - _submit sets it before any job exists
-            raise ConcurrencyError("SyncToAsyncIterator job without a context")
+    def _pull(self, ctx: contextvars.Context) -> None:
         # Each job may run on another thread: the source's asgiref Locals follow it there.
         ctx.run(adopt_locals)
         while True:
             finished, error = ctx.run(self._pull_batch)
             with self._lock:
-                if not finished and (self._closing or len(self._buffer) <= self._low):
-                    continue  # the consumer caught up (or is closing) while we stopped
-                # Only now, out of ``ctx``, may another job (on another thread) enter it.
-                self._pulling = False
-                if finished:
-                    self._done = True
-                    self._error = error
-                waiting, self._waiting = self._waiting, None
-                closer, self._closer = self._closer, None
-            break
-        for future in (waiting, closer):
+                # Unless the consumer caught up (or is closing) while we stopped, stop: only
+                # now, out of ``ctx``, may another job (on another thread) enter it.
+                if finished or not (self._closing or len(self._buffer) <= self._low):
+                    self._stop_pulling(finished, error)
+                    return
+
+    def _stop_pulling(self, finished: bool, error: BaseException | None) -> None:
+        # With the lock held.
+        self._pulling = False
+        if finished:
+            self._done = True
+            self._error = error
+        for future in (self._waiting, self._closer):
             if future is not None:
                 self._wake(future)
+        self._waiting = self._closer = None
 
     def _pull_batch(self) -> tuple[bool, BaseException | None]:
         error: BaseException | None = None
@@ -244,17 +238,9 @@ class SyncToAsyncIterator(Generic[T]):
         post(loop, inbox_for(loop), future, True, None)
 
     def _dropped(self) -> None:
+        error = ConcurrencyError(f"the executor cancelled the reading of {describe(self._source)}")
         with self._lock:
-            self._pulling = False
-            self._done = True
-            self._error = ConcurrencyError(
-                f"the executor cancelled the reading of {describe(self._source)}"
-            )
-            waiting, self._waiting = self._waiting, None
-            closer, self._closer = self._closer, None
-        for future in (waiting, closer):
-            if future is not None:
-                self._wake(future)
+            self._stop_pulling(True, error)
 
 
 def sync_to_async_iter(
@@ -267,11 +253,10 @@ def sync_to_async_iter(
     """Iterate the sync ``iterable`` with ``async for``, reading it on a worker thread.
 
     The thread reads up to ``read_ahead`` items ahead of the consumer and hands them over in
-    batches, one wake-up of the event loop for as many items as are ready, so a long stream
-    does not pay a thread hand-off per item; an item produced while the consumer waits is
-    handed over at once. ``iter()``, ``next()`` and ``close()`` all run on the worker thread
-    (a Django queryset runs its query in ``iter()``). The thread is held while the consumer
-    keeps up and given back when ``read_ahead`` items wait unread.
+    batches (one wake-up of the loop for as many items as are ready); an item produced while
+    the consumer waits is handed over at once. ``iter()``, ``next()`` and ``close()`` all run
+    on the worker thread (a Django queryset runs its query in ``iter()``), held while the
+    consumer keeps up and given back when ``read_ahead`` items wait unread.
 
     Args:
         iterable: the sync iterable (a generator, a queryset, a WSGI response body...).

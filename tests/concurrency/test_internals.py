@@ -404,11 +404,10 @@ def test_the_reader_keeps_going_when_the_consumer_caught_up_meanwhile() -> None:
     # The decision a reading job makes after a full batch: the consumer may have drained the
     # buffer while the job was stopping; then it reads on instead of leaving.
     stream: SyncToAsyncIterator[int] = SyncToAsyncIterator(iter([1, 2]), read_ahead=2)
-    stream._ctx = contextvars.copy_context()
     stream._pulling = True
     outcomes = iter([(False, None), (True, None)])
     stream._pull_batch = lambda: next(outcomes)  # type: ignore[method-assign]
-    stream._pull()
+    stream._pull(contextvars.copy_context())
     assert stream._done
     assert not stream._pulling
 
