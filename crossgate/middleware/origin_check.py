@@ -2,11 +2,9 @@
 
 Browsers attach cookies to a websocket handshake from any page, and websockets are not subject
 to CORS: without an ``Origin`` check, a page on another site can talk to your websocket as the
-logged-in user (cross-site websocket hijacking). The same holds for a cross-site form ``POST``
-(CSRF). These middleware compare the request's ``Origin`` with the allowed origins and answer
-``403 Forbidden`` with the reason, logged at WARNING on the ``crossgate.middleware`` logger
-(Channels' ``OriginValidator`` refuses without saying why). The decision is
-`crossgate.sansio.origin_check.OriginPolicy`, shared by both sides.
+logged-in user (cross-site websocket hijacking); the same holds for a cross-site form ``POST``
+(CSRF). These middleware answer ``403 Forbidden`` with the reason to a request from an origin
+not allowed (`crossgate.sansio.origin_check.OriginPolicy` decides for both sides).
 """
 
 from __future__ import annotations
@@ -107,11 +105,9 @@ class WSGIOriginCheck(_OriginCheckBase[WSGIApplication]):
     """WSGI middleware: the ``"http"`` half of `OriginCheck`, with the same options.
 
     A WSGI server never hands a websocket to the application, so here ``protocols`` must
-    include ``"http"``: requests with an unsafe method are checked, CSRF-style; ``"websocket"``
-    may be listed too (so one options dict serves both sides) and changes nothing. The default
-    is the same as `OriginCheck`'s, ``("websocket",)``, which raises here: the same options
-    never mean a check on one side and none on the other, and leaving ``protocols`` out is
-    never silently taken as "check HTTP".
+    include ``"http"`` (``"websocket"`` may be listed too, and changes nothing). The default is
+    `OriginCheck`'s, ``("websocket",)``, which raises here: the same options never mean a
+    check on one side and none on the other.
 
     Raises:
         ValueError: an invalid pattern, or ``protocols`` without ``"http"`` (the middleware

@@ -1,23 +1,21 @@
 """`TrustedHosts` (ASGI) and `WSGITrustedHosts`: serve only the host names you own.
 
-An application that builds absolute URLs (password-reset links, redirects, cache keys) from the
-``Host`` header can be made to point them at an attacker's site by a request with a forged
-``Host``; a DNS-rebinding page reaches a service on localhost with its own name as ``Host``.
-These middleware answer ``400 Bad Request`` with the reason (logged at WARNING on the
-``crossgate.middleware`` logger) to a request whose ``Host`` is missing, malformed, repeated or
-not allowed, before the application runs. The decision is
-`crossgate.sansio.trusted_hosts.HostPolicy`, shared by both sides.
+A forged ``Host`` points the absolute URLs an application builds (password-reset links,
+redirects) at an attacker's site; a DNS-rebinding page reaches a service on localhost with its
+own name as ``Host``. These middleware answer ``400 Bad Request`` with the reason to a request
+whose ``Host`` is missing, malformed, repeated or not allowed, before the application runs
+(`crossgate.sansio.trusted_hosts.HostPolicy` decides for both sides).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, MutableMapping
-from http import HTTPStatus
 from typing import Any, Generic
 from urllib.parse import quote
 
 from crossgate.middleware._common import App, asgi_refuse, wsgi_refuse
+from crossgate.sansio.asgi_response import error_response
 from crossgate.sansio.headers import single_header
 from crossgate.sansio.response import error_events
 from crossgate.sansio.trusted_hosts import HostDecision, HostPolicy, redirect_location
@@ -25,8 +23,6 @@ from crossgate.types import (
     ASGIApp,
     ASGIReceive,
     ASGISend,
-    HTTPResponseBodyEvent,
-    HTTPResponseStartEvent,
     StartResponse,
     WSGIApplication,
     WSGIEnvironment,
@@ -44,13 +40,12 @@ _KEEP_METHOD = frozenset({"GET", "HEAD"})
 
 def _redirect(
     decision: HostDecision, scheme: str, path: bytes, query: bytes, method: str, host: str | None
-) -> tuple[int, HTTPResponseStartEvent, HTTPResponseBodyEvent]:
-    """The status and the messages of the redirect ``decision`` asks for, logged at DEBUG."""
+) -> tuple[int, str, tuple[tuple[bytes, bytes]]]:
+    """The status, text and ``Location`` of the redirect ``decision`` asks for, logged."""
     location = redirect_location(scheme, decision.location_host, path, query)
     _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
     status = 301 if method in _KEEP_METHOD else 308
-    extra = ((b"location", location.encode("ascii")),)
-    return status, *error_events(status, f"moved to {location}", extra_headers=extra)
+    return status, f"moved to {location}", ((b"location", location.encode("ascii")),)
 
 
 class _TrustedHostsBase(Generic[App]):
@@ -118,9 +113,9 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
                 path = quote(scope["path"].encode("utf-8", "surrogateescape")).encode("ascii")
             query = scope.get("query_string") or b""
             method = scope.get("method", "GET")
-            _, start, body = _redirect(decision, scheme, path, query, method, host)
-            await send(as_message(start))
-            await send(as_message(body))
+            status, text, extra = _redirect(decision, scheme, path, query, method, host)
+            for event in error_events(status, text, extra_headers=extra):
+                await send(as_message(event))
 
 
 class WSGITrustedHosts(_TrustedHostsBase[WSGIApplication]):
@@ -148,15 +143,11 @@ class WSGITrustedHosts(_TrustedHostsBase[WSGIApplication]):
             path = raw.partition("?")[0].encode("latin-1")
         else:
             # PEP 3333: the environ carries the decoded path's bytes as latin-1.
-            decoded = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode(
-                "latin-1"
-            )
-            path = quote(decoded).encode("ascii")
+            decoded = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+            path = quote(decoded.encode("latin-1")).encode("ascii")
         query = environ.get("QUERY_STRING", "").encode("latin-1")
         method = environ.get("REQUEST_METHOD", "GET")
-        status, start, body = _redirect(decision, scheme, path, query, method, host)
-        start_response(
-            f"{status} {HTTPStatus(status).phrase}",
-            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", ())],
-        )
-        return [body["body"]]
+        status, text, extra = _redirect(decision, scheme, path, query, method, host)
+        line, headers, body = error_response(status, text, headers=extra)
+        start_response(line, headers)
+        return [body]
