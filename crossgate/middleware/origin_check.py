@@ -58,26 +58,20 @@ class OriginCheck(_OriginCheckBase[ASGIApp]):
 
     Args:
         app: the ASGI application.
-        allowed_origins: ``https://example.com`` (scheme, host and default port must all
-            match), ``https://example.com:8443``, ``http://localhost:*`` (any port),
-            ``https://*.example.com`` (any subdomain, not ``example.com`` itself), ``null``
-            (the opaque origin; refused unless listed).
-        allow_missing: allow requests without an ``Origin`` header. Browsers always send one on
-            a websocket handshake; other clients (scripts, mobile apps, server-to-server) send
-            none, so allowing them is safe for cookie-less APIs only.
+        allowed_origins: ``https://example.com``, ``https://example.com:8443``,
+            ``http://localhost:*`` (any port), ``https://*.example.com`` (any subdomain),
+            ``null`` (the opaque origin).
+        allow_missing: allow requests without an ``Origin`` header (safe for cookie-less APIs
+            only: browsers always send one on a websocket handshake).
         protocols: what is checked: ``"websocket"`` handshakes and/or ``"http"`` requests with
-            an unsafe method (anything but GET, HEAD, OPTIONS, TRACE: a CSRF check).
-        allow_same_origin: also allow the request's own origin (its scheme and ``Host``). Put
-            `TrustedHosts` outside this middleware, so that the ``Host`` is one of yours, and
-            `ProxyHeaders` outside both, so that scheme and host are the client's.
+            an unsafe method (a CSRF check).
+        allow_same_origin: also allow the request's own origin (its scheme and ``Host``; put
+            `TrustedHosts` and `ProxyHeaders` outside this middleware).
 
     Raises:
         ValueError: an invalid pattern or ``protocols``.
 
-    Scopes not checked (``lifespan``, ``http`` without ``"http"`` in ``protocols``, safe
-    methods) pass through untouched. A refused websocket gets a 403 denial response when the
-    server offers the ``websocket.http.response`` extension, otherwise a close before accept
-    (which servers send as 403).
+    Scopes not checked (``lifespan``, safe methods) pass through untouched.
     """
 
     async def __call__(

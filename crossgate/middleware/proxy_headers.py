@@ -91,16 +91,11 @@ class ProxyHeaders(_ProxyHeadersBase[ASGIApp]):
     Args:
         app: the ASGI application.
         trusted: the direct peers to believe: IP addresses, networks (``"10.0.0.0/8"``),
-            ``"unix"`` for a Unix-socket peer, ``"*"`` for anyone (dangerous: any client can
-            then choose its address). A string is split on commas.
-        mode: ``"x-forwarded"`` (``X-Forwarded-For/-Proto/-Host/-Port/-Prefix``) or
-            ``"forwarded"`` (RFC 7239 ``Forwarded``, plus ``X-Forwarded-Prefix``).
-        hops: how many trusted proxies stand in front of the app; the ``hops``-th entry from
-            the right of each header is used (see `crossgate.sansio.proxy_headers`).
-        fields: which of ``for``, ``proto``, ``host``, ``port``, ``prefix`` to take; leave out
-            any header your proxy does not set or clear itself.
-        strip_untrusted: remove the proxy headers not believed: all of them from untrusted
-            peers, those outside ``mode`` and ``fields`` from trusted ones.
+            ``"unix"``, ``"*"`` for anyone (dangerous). A string is split on commas.
+        mode: ``"x-forwarded"`` or ``"forwarded"`` (RFC 7239, plus ``X-Forwarded-Prefix``).
+        hops: how many trusted proxies stand in front of the app.
+        fields: which of ``for``, ``proto``, ``host``, ``port``, ``prefix`` to take.
+        strip_untrusted: remove the proxy headers not believed.
 
     Raises:
         ValueError: an invalid option (bad ``trusted`` entry, ``mode``, ``hops`` or ``fields``).

@@ -68,14 +68,10 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
 
     Args:
         app: the ASGI application.
-        allowed_hosts: host patterns: ``example.com`` (any port), ``example.com:8443`` (that
-            port only; a request without a port is on the scheme's default port),
-            ``*.example.com`` (any subdomain, at any depth, not ``example.com`` itself),
-            ``[::1]`` / ``[::1]:8000`` (IPv6 literals), ``*`` (any well-formed host). Names
-            compare case-insensitively and without a trailing dot.
-        redirect_to: a canonical ``host[:port]`` (one of the allowed hosts): requests for any
-            other allowed host get a redirect there, keeping scheme, path and query (301 for
-            GET and HEAD, 308 for other methods, which keeps the method and body).
+        allowed_hosts: host patterns: ``example.com`` (any port), ``example.com:8443``,
+            ``*.example.com`` (any subdomain), ``[::1]``, ``*`` (any well-formed host).
+        redirect_to: a canonical ``host[:port]``, one of the allowed hosts: requests for the
+            others are redirected there (301 for GET and HEAD, else 308).
         www_redirect: redirect ``example.com`` to ``www.example.com`` when only the latter is
             allowed.
 
@@ -84,9 +80,7 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
             is not allowed.
 
     ``http`` and ``websocket`` scopes are checked; others pass through untouched. A websocket
-    handshake is never redirected: it is refused when its host is not allowed (with the
-    ``websocket.http.response`` extension a 400, otherwise a close, which servers send as 403)
-    and passes when its host is allowed.
+    handshake is never redirected: it is refused or passes.
     """
 
     async def __call__(
@@ -121,10 +115,8 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
 class WSGITrustedHosts(_TrustedHostsBase[WSGIApplication]):
     """WSGI middleware: `TrustedHosts` for a WSGI application, with the same options.
 
-    The ``Host`` comes from ``HTTP_HOST`` (a WSGI server joins repeated ``Host`` headers with
-    a comma, which is refused like a missing or malformed one); the default port from
-    ``wsgi.url_scheme``. The redirect keeps ``RAW_URI`` / ``REQUEST_URI`` when the server sets
-    them (gunicorn, crossgate's `WSGIToASGI`), else ``SCRIPT_NAME`` + ``PATH_INFO``.
+    The redirect keeps ``RAW_URI`` / ``REQUEST_URI`` when the server sets them, else
+    ``SCRIPT_NAME`` + ``PATH_INFO``.
 
     Raises:
         ValueError: an invalid option.

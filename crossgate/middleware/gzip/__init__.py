@@ -41,18 +41,13 @@ class GZip(GZipBase[ASGIApp]):
 
     Args:
         app: the ASGI application.
-        minimum_size: bodies shorter than this many bytes are sent uncompressed, when their
-            size is known (a ``Content-Length``, or a body sent whole in one message).
+        minimum_size: bodies known to be shorter than this many bytes are sent uncompressed.
         compresslevel: the gzip level, 0 to 9.
-        brotli: ``None`` (the default) offers ``br`` when the `brotli` package imports;
-            ``True`` requires it; ``False`` never offers it.
+        brotli: ``None`` offers ``br`` when `brotli` imports; ``True`` requires it.
         brotli_quality: the brotli quality, 0 to 11.
-        excluded_types: media types never compressed (``"type/*"`` covers a top-level type);
-            `crossgate.sansio.gzip.DEFAULT_EXCLUDED_TYPES` by default, which has
-            ``text/event-stream``.
+        excluded_types: media types never compressed (``"type/*"`` covers a top-level type).
         max_random_bytes: pad each gzip response with 0 to this many random bytes against
-            BREACH (as Django 4.2+ does with 100); 0 pads nothing. With padding on, ``br`` is
-            not offered: brotli has no field to put it in.
+            BREACH (``br`` is then not offered); 0 pads nothing.
 
     ``http.response.start`` is passed on at once when it carries a ``Content-Length`` (or is
     not to be compressed), else held until the first body message shows whether the body is

@@ -78,20 +78,16 @@ class RequestID(RequestIDBase[ASGIApp]):
     Args:
         app: the ASGI application.
         header: the request and response header carrying the id.
-        trust_incoming: whose incoming id to reuse: ``False`` (nobody: always a fresh id), or
-            peers (IP addresses, networks such as ``"10.0.0.0/8"``, ``"unix"``, ``"*"`` for
-            every client; a string is split on commas), such as ``["127.0.0.1", "::1"]`` for
-            nginx on the same machine. ``True`` means every client and is deprecated (a
-            `DeprecationWarning`). Peers are matched against the direct peer: the ``client``
-            or, behind `ProxyHeaders`, the proxy it believed (``"crossgate.proxy_peer"``).
+        trust_incoming: whose incoming id to reuse: ``False`` (nobody), or the direct peers
+            (addresses, networks, ``"unix"``, ``"*"``; behind `ProxyHeaders`, the proxy it
+            believed) such as ``["127.0.0.1", "::1"]``. ``True`` (everybody) is deprecated.
         access_log: write one line per request at INFO.
         logger: the logger (or its name) for the access lines.
         max_id_length: incoming ids longer than this are replaced.
 
-    The id goes into ``scope["crossgate.request_id"]``, replaces the request header, goes on
-    the response (replacing a value the app set) and is `current_request_id` while the app
-    runs. The access line is written when the app returns or raises. Other scope types pass
-    through untouched.
+    The id goes into ``scope["crossgate.request_id"]`` and the request and response headers,
+    and is `current_request_id` while the app runs; the access line is written when the app
+    returns or raises. Other scope types pass through untouched.
 
     Raises:
         ValueError: ``header`` is not a valid header name, a peer is not an address or network,
