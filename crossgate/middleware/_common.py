@@ -1,9 +1,8 @@
 """What every middleware shell needs on both sides: reading headers and refusing a request.
 
-The decisions themselves live in `crossgate.sansio`; these helpers only send "refuse with status
-S because R" (`crossgate._answer.refuse` for ASGI, `crossgate.sansio.asgi_response.error_response`
-for WSGI), the same way for every middleware, so a refusal looks alike whichever side of the
-migration a request lands on. The reason is logged at WARNING on ``crossgate.middleware``.
+A refusal is sent the same way by every middleware (`crossgate._answer.refuse` for ASGI,
+`crossgate.sansio.asgi_response.error_response` for WSGI), so it looks alike whichever side of
+the migration a request lands on; the reason is logged at WARNING on ``crossgate.middleware``.
 """
 
 from __future__ import annotations
@@ -14,12 +13,13 @@ from typing import Any, TypeVar
 
 from crossgate._answer import refuse
 from crossgate.sansio.asgi_response import error_response
+from crossgate.sansio.response import OptExcInfo
 from crossgate.types import ASGIReceive, ASGISend, StartResponse
 
 __all__ = ["App", "asgi_refuse", "close_result", "first_header", "wsgi_refuse"]
 
-#: The application a middleware wraps: an ASGI app on one side, a WSGI app on the other. Each
-#: middleware's constructor is written once, in a base class generic in it, for both sides.
+#: The application a middleware wraps: each middleware's constructor is written once, in a base
+#: class generic in it, for both sides.
 App = TypeVar("App")
 
 _log = logging.getLogger("crossgate.middleware")
@@ -34,31 +34,20 @@ def first_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes |
 
 
 def close_result(result: object) -> None:
-    """Call ``close()`` of an application's result, if it has one.
-
-    PEP 3333: the server (and so any middleware that stands in for it) calls ``close()`` of the
-    iterable an application returned, even when its body is not sent.
-    """
+    """Call ``close()`` of an application's result, if it has one (PEP 3333: the server, and
+    so a middleware standing in for it, calls it even when the body is not sent)."""
     close = getattr(result, "close", None)
     if close is not None:
         close()
 
 
 async def asgi_refuse(
-    scope: Mapping[str, Any],
-    receive: ASGIReceive,
-    send: ASGISend,
-    status: int,
-    reason: str,
-    *,
-    headers: tuple[tuple[bytes, bytes], ...] = (),
+    scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend, status: int, reason: str
 ) -> None:
-    """Answer an ``http`` or ``websocket`` scope with ``status`` and a plain-text ``reason``
-    (a websocket: the denial response where the server offers one, else a close before accept,
-    which servers answer with 403)."""
+    """Answer an ``http`` or ``websocket`` scope with ``status`` and a plain-text ``reason``."""
     # %r escapes CR, LF and other control characters: a path cannot forge a log line.
     _log.warning("refused %s %r: %d %s", scope["type"], scope.get("path", ""), status, reason)
-    await refuse(scope, receive, send, status, reason, headers=headers)
+    await refuse(scope, receive, send, status, reason)
 
 
 def wsgi_refuse(
@@ -66,12 +55,11 @@ def wsgi_refuse(
     start_response: StartResponse,
     status: int,
     reason: str,
-    *,
-    headers: tuple[tuple[bytes, bytes], ...] = (),
+    exc_info: OptExcInfo | None = None,
 ) -> list[bytes]:
     """Answer a WSGI request with ``status`` and a plain-text ``reason``; return the body."""
     # %r escapes CR, LF and other control characters: a path cannot forge a log line.
     _log.warning("refused %r: %d %s", environ.get("PATH_INFO", ""), status, reason)
-    line, wsgi_headers, body = error_response(status, reason, headers=headers)
-    start_response(line, wsgi_headers)
+    line, headers, body = error_response(status, reason)
+    start_response(line, headers, exc_info)
     return [body]

@@ -1,16 +1,14 @@
 """`BodyLimit` / `WSGIBodyLimit`: refuse request bodies over a size, on either side.
 
 A declared ``Content-Length`` over ``max_body_size`` is answered with 413 before the application
-runs. A body without one (chunked, or streamed by an HTTP/2 client) is counted as the application
-reads it; the read that passes the limit raises `crossgate.exceptions.RequestTooLarge` instead of
-handing over a truncated body, and the client gets a 413 when the application lets the error
-propagate before its response started. The counting rules are in `crossgate.sansio.body_limit`.
+runs; a body without one is counted as the application reads it (the rules are
+`crossgate.sansio.body_limit.BodyMeter`).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import IO, Any, Generic
 
 from crossgate.adapters._streams import LineReader
@@ -36,16 +34,14 @@ from crossgate.types import (
 
 __all__ = ["BodyLimit", "LimitedInput", "WSGIBodyLimit"]
 
-# Frameworks wrap errors (``raise X from exc``, anyio's exception groups); the limit's error is
-# looked for this many links deep, plenty for real stacks, and a pathological chain cannot loop.
-_MAX_CAUSE_DEPTH = 16
-
 
 def _caused_by(exc: BaseException, cause: BaseException, depth: int = 0) -> bool:
     """Whether ``exc`` is ``cause`` or carries it (``__cause__``, ``__context__``, a group)."""
     if exc is cause:
         return True
-    if depth >= _MAX_CAUSE_DEPTH:
+    # Frameworks wrap errors (``raise X from exc``, anyio's exception groups): 16 links is
+    # plenty for real stacks, and a pathological chain cannot loop.
+    if depth >= 16:
         return False
     if isinstance(exc, BaseExceptionGroup) and any(
         _caused_by(member, cause, depth + 1) for member in exc.exceptions
@@ -74,21 +70,15 @@ class _BodyLimitBase(Generic[App]):
 class BodyLimit(_BodyLimitBase[ASGIApp]):
     """ASGI middleware: refuse request bodies larger than ``max_body_size`` bytes with 413.
 
-    * A ``Content-Length`` over the limit (or not a number: 400) is refused before ``app`` is
-      called.
-    * Otherwise the ``http.request`` messages are counted as ``app`` receives them. The
-      ``receive()`` call whose message takes the body past the limit raises
-      `crossgate.exceptions.RequestTooLarge` (and so does every later call): the app never sees
-      a truncated body as if it were whole. A body that runs past its ``Content-Length`` or ends
-      short of it raises `crossgate.exceptions.PeerProtocolError` (400) the same way.
-    * If that error leaves ``app`` before it started its response, the client gets the 413
-      (or 400) with the reason, logged at WARNING on ``crossgate.middleware``. If the app
-      turned it into a 5xx response of its own (Starlette's error middleware does), that
-      response is replaced by the 413. If the app had already started a different response,
-      the error is re-raised as `crossgate.exceptions.ResponseAborted` so the server drops the
-      connection rather than finishing a response built on a cut-off body.
-
-    Scopes other than ``http`` (``websocket``, ``lifespan``) pass through untouched.
+    A ``Content-Length`` over the limit (or not a number: 400) is refused before ``app`` is
+    called. Otherwise the ``receive()`` call that takes the body past the limit raises
+    `crossgate.exceptions.RequestTooLarge`, and every later call too, so the app never takes a
+    truncated body for a whole one (a body that does not match its ``Content-Length``:
+    `crossgate.exceptions.PeerProtocolError`, 400). If that error leaves ``app`` before its
+    response started, or the app turned it into a 5xx of its own, the client gets the 413 with
+    the reason; after a different response started, the error is re-raised as
+    `crossgate.exceptions.ResponseAborted` so the server drops the connection. Scopes other
+    than ``http`` pass through untouched.
 
     Raises:
         ValueError: ``max_body_size`` is not an int of 0 or more.
@@ -111,18 +101,15 @@ class BodyLimit(_BodyLimitBase[ASGIApp]):
             error = meter.error
             if error is None or not _caused_by(exc, error):
                 raise
-            if exchange.replaced:
-                return  # the 413 went out in place of the app's error page
             if exchange.started:
                 raise ResponseAborted(
                     f"{error} after the response started; dropping the connection"
                 ) from exc
-            await asgi_refuse(scope, receive, send, error.status_code, str(error))
-            return
+        # The error left the app, or the app caught it and returned without answering (unless
+        # the 413 went out already in place of the app's error page).
         error = meter.error
         if error is not None and not exchange.started and not exchange.replaced:
-            # The app caught the error and returned without answering: answer for it.
-            await asgi_refuse(scope, receive, send, error.status_code, str(error))
+            await exchange.refuse(error)
 
 
 class _LimitedExchange:
@@ -137,6 +124,9 @@ class _LimitedExchange:
         self._send = send
         self.started = False
         self.replaced = False
+
+    async def refuse(self, error: PeerProtocolError) -> None:
+        await asgi_refuse(self.scope, self._receive, self._send, error.status_code, str(error))
 
     async def receive(self) -> Message:
         meter = self.meter
@@ -155,25 +145,20 @@ class _LimitedExchange:
             error = self.meter.error
             if error is not None and message.get("status", 500) >= 500:
                 self.replaced = True
-                await asgi_refuse(
-                    self.scope, self._receive, self._send, error.status_code, str(error)
-                )
+                await self.refuse(error)
                 return
             self.started = True
         await self._send(message)
 
 
 class LimitedInput(LineReader):
-    """``wsgi.input`` counted against a `BodyMeter`.
+    """``wsgi.input`` counted against a `crossgate.sansio.body_limit.BodyMeter`.
 
     Reads never ask the server's stream for bytes past ``CONTENT_LENGTH`` (PEP 3333, "Input and
-    Error Streams"), and without one never for more than one byte past the limit. A read that
-    takes the body past the limit raises `crossgate.exceptions.RequestTooLarge`; an end of file
-    before ``CONTENT_LENGTH`` raises `crossgate.exceptions.PeerProtocolError` (400). Every read
-    after an error raises it again.
-
-    The server's ``readline`` must take a size argument, as those of gunicorn, waitress,
-    wsgiref, mod_wsgi and crossgate do: an unbounded ``readline`` could buffer any amount.
+    Error Streams"), nor for more than one byte past the limit. A read past the limit raises
+    `crossgate.exceptions.RequestTooLarge`; an end of file before ``CONTENT_LENGTH`` raises
+    `crossgate.exceptions.PeerProtocolError` (400); every read after an error raises it again.
+    The server's ``readline`` must take a size argument (gunicorn's, waitress', wsgiref's do).
     """
 
     __slots__ = ("_meter", "_stream")
@@ -226,19 +211,11 @@ class LimitedInput(LineReader):
 class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
     """WSGI middleware: the sibling of `BodyLimit`, with the same option.
 
-    * A ``CONTENT_LENGTH`` over the limit is answered with 413 before ``app`` is called (400
-      when it is not a number).
-    * ``wsgi.input`` becomes a `LimitedInput`: reads stop at ``CONTENT_LENGTH`` (extra bytes a
-      lying client sent never reach the app), a read past the limit raises
-      `crossgate.exceptions.RequestTooLarge`, and an end of file before ``CONTENT_LENGTH``
-      raises `crossgate.exceptions.PeerProtocolError` (400).
-    * A request with no ``CONTENT_LENGTH`` has an empty body unless the server sets
-      ``wsgi.input_terminated`` (chunked uploads under gunicorn, crossgate), as werkzeug and
-      Django read it.
-    * When that error leaves ``app`` the client gets the 413 (or 400), through
-      ``start_response``'s ``exc_info`` if the app had called it; a 5xx the app answered
-      because of it (Flask's error handler) is replaced by the 413. An error raised while the
-      server iterates the response propagates to the server unchanged.
+    ``wsgi.input`` becomes a `LimitedInput`. A request with no ``CONTENT_LENGTH`` has an empty
+    body unless the server sets ``wsgi.input_terminated``, as werkzeug and Django read it. When
+    the limit's error leaves ``app``, the client gets the 413 (through ``start_response``'s
+    ``exc_info`` if the app had called it), as it does in place of a 5xx the app answered
+    because of it; an error raised while the server iterates the response propagates.
 
     Raises:
         ValueError: ``max_body_size`` is not an int of 0 or more.
@@ -298,26 +275,22 @@ class _LimitedWSGIResponse:
         if error is not None and not self.replaced and status[:1] == "5":
             self.replaced = True
             self.refuse(error, exc_info)
-            return _discard
         if self.replaced:
             return _discard
         self.started = True
         return self.real(status, headers, exc_info)
 
     def refuse(self, error: PeerProtocolError, exc_info: OptExcInfo | None) -> list[bytes]:
-        real, started = self.real, self.started
-
-        def start_response(
-            status: str, headers: list[tuple[str, str]], _: OptExcInfo | None = None
-        ) -> Callable[[bytes], object]:
-            if not started:
-                return real(status, headers)
-            # start_response was called already: PEP 3333 ("Error Handling") lets the status
-            # and headers be replaced, with exc_info, until they went out; if they did, the
-            # server re-raises exc_info from this call.
-            return real(status, headers, exc_info)
-
-        self.refusal_body = wsgi_refuse(self.environ, start_response, error.status_code, str(error))
+        # start_response was called already: PEP 3333 ("Error Handling") lets the status and
+        # headers be replaced, with exc_info, until they went out; if they did, the server
+        # re-raises exc_info from this call.
+        self.refusal_body = wsgi_refuse(
+            self.environ,
+            self.real,
+            error.status_code,
+            str(error),
+            exc_info if self.started else None,
+        )
         return self.refusal_body
 
 

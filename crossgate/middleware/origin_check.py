@@ -2,11 +2,9 @@
 
 Browsers attach cookies to a websocket handshake from any page, and websockets are not subject
 to CORS: without an ``Origin`` check, a page on another site can talk to your websocket as the
-logged-in user (cross-site websocket hijacking). The same holds for a cross-site form ``POST``
-(CSRF). These middleware compare the request's ``Origin`` with the allowed origins and answer
-``403 Forbidden`` with the reason, logged at WARNING on the ``crossgate.middleware`` logger
-(Channels' ``OriginValidator`` refuses without saying why). The decision is
-`crossgate.sansio.origin_check.OriginPolicy`, shared by both sides.
+logged-in user (cross-site websocket hijacking); the same holds for a cross-site form ``POST``
+(CSRF). These middleware answer ``403 Forbidden`` with the reason to a request from an origin
+not allowed (`crossgate.sansio.origin_check.OriginPolicy` decides for both sides).
 """
 
 from __future__ import annotations
@@ -60,26 +58,20 @@ class OriginCheck(_OriginCheckBase[ASGIApp]):
 
     Args:
         app: the ASGI application.
-        allowed_origins: ``https://example.com`` (scheme, host and default port must all
-            match), ``https://example.com:8443``, ``http://localhost:*`` (any port),
-            ``https://*.example.com`` (any subdomain, not ``example.com`` itself), ``null``
-            (the opaque origin; refused unless listed).
-        allow_missing: allow requests without an ``Origin`` header. Browsers always send one on
-            a websocket handshake; other clients (scripts, mobile apps, server-to-server) send
-            none, so allowing them is safe for cookie-less APIs only.
+        allowed_origins: ``https://example.com``, ``https://example.com:8443``,
+            ``http://localhost:*`` (any port), ``https://*.example.com`` (any subdomain),
+            ``null`` (the opaque origin).
+        allow_missing: allow requests without an ``Origin`` header (safe for cookie-less APIs
+            only: browsers always send one on a websocket handshake).
         protocols: what is checked: ``"websocket"`` handshakes and/or ``"http"`` requests with
-            an unsafe method (anything but GET, HEAD, OPTIONS, TRACE: a CSRF check).
-        allow_same_origin: also allow the request's own origin (its scheme and ``Host``). Put
-            `TrustedHosts` outside this middleware, so that the ``Host`` is one of yours, and
-            `ProxyHeaders` outside both, so that scheme and host are the client's.
+            an unsafe method (a CSRF check).
+        allow_same_origin: also allow the request's own origin (its scheme and ``Host``; put
+            `TrustedHosts` and `ProxyHeaders` outside this middleware).
 
     Raises:
         ValueError: an invalid pattern or ``protocols``.
 
-    Scopes not checked (``lifespan``, ``http`` without ``"http"`` in ``protocols``, safe
-    methods) pass through untouched. A refused websocket gets a 403 denial response when the
-    server offers the ``websocket.http.response`` extension, otherwise a close before accept
-    (which servers send as 403).
+    Scopes not checked (``lifespan``, safe methods) pass through untouched.
     """
 
     async def __call__(
@@ -107,11 +99,9 @@ class WSGIOriginCheck(_OriginCheckBase[WSGIApplication]):
     """WSGI middleware: the ``"http"`` half of `OriginCheck`, with the same options.
 
     A WSGI server never hands a websocket to the application, so here ``protocols`` must
-    include ``"http"``: requests with an unsafe method are checked, CSRF-style; ``"websocket"``
-    may be listed too (so one options dict serves both sides) and changes nothing. The default
-    is the same as `OriginCheck`'s, ``("websocket",)``, which raises here: the same options
-    never mean a check on one side and none on the other, and leaving ``protocols`` out is
-    never silently taken as "check HTTP".
+    include ``"http"`` (``"websocket"`` may be listed too, and changes nothing). The default is
+    `OriginCheck`'s, ``("websocket",)``, which raises here: the same options never mean a
+    check on one side and none on the other.
 
     Raises:
         ValueError: an invalid pattern, or ``protocols`` without ``"http"`` (the middleware

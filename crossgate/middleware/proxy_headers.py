@@ -1,34 +1,17 @@
 """`ProxyHeaders` (ASGI) and `WSGIProxyHeaders`: believe a trusted reverse proxy about the client.
 
 Behind a proxy, the server sees the proxy as the client, plain HTTP as the scheme and the
-proxy's upstream name as the host. These middleware restore what the client really sent, from
-the proxy's ``X-Forwarded-*`` or RFC 7239 ``Forwarded`` headers, but only when the direct peer is
-a trusted proxy; the decision is `crossgate.sansio.proxy_headers.ProxyPolicy`, shared by both sides.
-
-What changes, on a request from a trusted peer that carries the headers:
-
-* client address: ASGI ``client`` (port 0 when not given; ``None`` when the proxy hid it);
-  WSGI ``REMOTE_ADDR`` (``""`` when hidden) and ``REMOTE_PORT`` (removed when not given);
-* scheme: ASGI ``scheme`` (``ws``/``wss`` for a websocket); WSGI ``wsgi.url_scheme``, ``HTTPS``;
-* host and port: the ``host`` header and ASGI ``server``; WSGI ``HTTP_HOST``, ``SERVER_NAME``,
-  ``SERVER_PORT``;
-* prefix: put in front of ASGI ``root_path``, ``path`` and ``raw_path``; of WSGI
-  ``SCRIPT_NAME`` (and ``RAW_URI`` / ``REQUEST_URI`` when present);
-* the proxy's own address is kept under ``scope["crossgate.proxy_peer"]`` /
-  ``environ["crossgate.proxy_peer"]`` (`PEER_KEY`), for middleware further in that must
-  know which proxy spoke (`RequestID`'s trusted peers).
-
-Proxy headers this middleware does not believe are removed before the app runs
-(``strip_untrusted``): from an untrusted peer all of them (``Forwarded`` and every
-``X-Forwarded-*`` above), from a trusted one those outside its ``mode`` and ``fields`` (a proxy
-passes them through from the client unless it clears them). So nothing further in (Django's
+proxy's upstream name as the host. These middleware restore client address, scheme, host, port
+and prefix from the proxy's ``X-Forwarded-*`` or RFC 7239 ``Forwarded`` headers, only when the
+direct peer is a trusted proxy (`crossgate.sansio.proxy_headers.ProxyPolicy` decides for both
+sides), and remove the proxy headers they do not believe, so that nothing further in (Django's
 ``USE_X_FORWARDED_HOST``, a framework's own proxy fix) can be fooled by them either.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Generic
 
 from crossgate.middleware._common import App
@@ -52,10 +35,8 @@ from crossgate.types import (
 
 __all__ = ["PEER_KEY", "ProxyHeaders", "WSGIProxyHeaders"]
 
-# Where the address of the proxy itself is kept (a scope key, an environ key: PEP 3333 lets
-# middleware add keys with a prefix of their own) when ProxyHeaders replaced the client address,
-# so that middleware further in, such as RequestID's trusted-peer check, can still tell which
-# proxy the connection came from. ``None`` / ``""`` for a Unix-socket peer.
+# The scope / environ key of the proxy's own address when the client address was replaced, for
+# middleware further in that must know which proxy spoke (RequestID). None / "" for a Unix socket.
 PEER_KEY = "crossgate.proxy_peer"
 
 _log = logging.getLogger("crossgate.middleware")
@@ -69,11 +50,6 @@ def _environ_key(name: str) -> str:
 
 _STRIP_KEYS = tuple(_environ_key(name) for name in sorted(PROXY_HEADERS))
 _WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss"}
-
-
-def _log_ignored(decision: ProxyDecision, peer: str | None) -> None:
-    for reason in decision.ignored:
-        _log.debug("ignored a proxy header from %s: %s", peer or "unix socket", reason)
 
 
 class _ProxyHeadersBase(Generic[App]):
@@ -100,6 +76,14 @@ class _ProxyHeadersBase(Generic[App]):
     def _prepare(self) -> None:
         """Turn the header names into the side's own spelling, once."""
 
+    def _decide(
+        self, values: Mapping[str, str], scheme: str, host: str | None, peer: str | None
+    ) -> ProxyDecision:
+        decision = self.policy.decide(values, scheme=scheme, host=host)
+        for reason in decision.ignored:
+            _log.debug("ignored a proxy header from %s: %s", peer or "unix socket", reason)
+        return decision
+
 
 class ProxyHeaders(_ProxyHeadersBase[ASGIApp]):
     """ASGI middleware: take client, scheme, host, port and prefix from a trusted proxy.
@@ -107,21 +91,17 @@ class ProxyHeaders(_ProxyHeadersBase[ASGIApp]):
     Args:
         app: the ASGI application.
         trusted: the direct peers to believe: IP addresses, networks (``"10.0.0.0/8"``),
-            ``"unix"`` for a Unix-socket peer, ``"*"`` for anyone (dangerous: any client can
-            then choose its address). A string is split on commas.
-        mode: ``"x-forwarded"`` (``X-Forwarded-For/-Proto/-Host/-Port/-Prefix``) or
-            ``"forwarded"`` (RFC 7239 ``Forwarded``, plus ``X-Forwarded-Prefix``).
-        hops: how many trusted proxies stand in front of the app; the ``hops``-th entry from
-            the right of each header is used (see `crossgate.sansio.proxy_headers`).
-        fields: which of ``for``, ``proto``, ``host``, ``port``, ``prefix`` to take; leave out
-            any header your proxy does not set or clear itself.
-        strip_untrusted: remove the proxy headers not believed: all of them from untrusted
-            peers, those outside ``mode`` and ``fields`` from trusted ones.
+            ``"unix"``, ``"*"`` for anyone (dangerous). A string is split on commas.
+        mode: ``"x-forwarded"`` or ``"forwarded"`` (RFC 7239, plus ``X-Forwarded-Prefix``).
+        hops: how many trusted proxies stand in front of the app.
+        fields: which of ``for``, ``proto``, ``host``, ``port``, ``prefix`` to take.
+        strip_untrusted: remove the proxy headers not believed.
 
     Raises:
         ValueError: an invalid option (bad ``trusted`` entry, ``mode``, ``hops`` or ``fields``).
 
-    ``http`` and ``websocket`` scopes are handled; any other scope passes through untouched.
+    ``http`` and ``websocket`` scopes are handled, others pass through untouched. The scope is
+    copied; the proxy's own address is kept under ``"crossgate.proxy_peer"``, for `RequestID`.
     Malformed header values never raise: the field is ignored (logged at DEBUG on the
     ``crossgate.middleware`` logger) and the original value kept.
     """
@@ -154,9 +134,7 @@ class ProxyHeaders(_ProxyHeadersBase[ASGIApp]):
         for key in self._unread:
             if values.pop(key, None) is not None:
                 strip = self.strip_untrusted
-        decision = self.policy.decide(values, scheme=scope.get("scheme", "http"), host=host)
-        if decision.ignored:
-            _log_ignored(decision, peer)
+        decision = self._decide(values, scope.get("scheme", "http"), host, peer)
         if strip:
             scope = {**scope, "headers": [(n, v) for n, v in headers if n not in self._unread_b]}
         if decision is not NO_CHANGE:
@@ -199,8 +177,9 @@ def _apply_to_scope(scope: MutableMapping[str, Any], decision: ProxyDecision) ->
 class WSGIProxyHeaders(_ProxyHeadersBase[WSGIApplication]):
     """WSGI middleware: `ProxyHeaders` for a WSGI application, with the same options.
 
-    The environ is changed in place (PEP 3333 lets middleware rewrite the environ it passes
-    on); see the module documentation for which keys.
+    The environ is changed in place, as PEP 3333 lets middleware do: ``REMOTE_ADDR``,
+    ``REMOTE_PORT``, ``wsgi.url_scheme``, ``HTTPS``, ``HTTP_HOST``, ``SERVER_NAME``,
+    ``SERVER_PORT``, ``SCRIPT_NAME`` (and ``RAW_URI`` / ``REQUEST_URI`` when present).
 
     Raises:
         ValueError: an invalid option.
@@ -221,11 +200,8 @@ class WSGIProxyHeaders(_ProxyHeadersBase[WSGIApplication]):
             for key in self._unread_keys:
                 environ.pop(key, None)
         values = {name: environ[key] for name, key in self._keys if key in environ}
-        decision = self.policy.decide(
-            values, scheme=environ.get("wsgi.url_scheme", "http"), host=environ.get("HTTP_HOST")
-        )
-        if decision.ignored:
-            _log_ignored(decision, peer)
+        scheme = environ.get("wsgi.url_scheme", "http")
+        decision = self._decide(values, scheme, environ.get("HTTP_HOST"), peer)
         if decision is not NO_CHANGE:
             _apply_to_environ(environ, decision)
             environ[PEER_KEY] = peer or ""

@@ -1,23 +1,21 @@
 """`TrustedHosts` (ASGI) and `WSGITrustedHosts`: serve only the host names you own.
 
-An application that builds absolute URLs (password-reset links, redirects, cache keys) from the
-``Host`` header can be made to point them at an attacker's site by a request with a forged
-``Host``; a DNS-rebinding page reaches a service on localhost with its own name as ``Host``.
-These middleware answer ``400 Bad Request`` with the reason (logged at WARNING on the
-``crossgate.middleware`` logger) to a request whose ``Host`` is missing, malformed, repeated or
-not allowed, before the application runs. The decision is
-`crossgate.sansio.trusted_hosts.HostPolicy`, shared by both sides.
+A forged ``Host`` points the absolute URLs an application builds (password-reset links,
+redirects) at an attacker's site; a DNS-rebinding page reaches a service on localhost with its
+own name as ``Host``. These middleware answer ``400 Bad Request`` with the reason to a request
+whose ``Host`` is missing, malformed, repeated or not allowed, before the application runs
+(`crossgate.sansio.trusted_hosts.HostPolicy` decides for both sides).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, MutableMapping
-from http import HTTPStatus
 from typing import Any, Generic
 from urllib.parse import quote
 
 from crossgate.middleware._common import App, asgi_refuse, wsgi_refuse
+from crossgate.sansio.asgi_response import error_response
 from crossgate.sansio.headers import single_header
 from crossgate.sansio.response import error_events
 from crossgate.sansio.trusted_hosts import HostDecision, HostPolicy, redirect_location
@@ -25,8 +23,6 @@ from crossgate.types import (
     ASGIApp,
     ASGIReceive,
     ASGISend,
-    HTTPResponseBodyEvent,
-    HTTPResponseStartEvent,
     StartResponse,
     WSGIApplication,
     WSGIEnvironment,
@@ -44,13 +40,12 @@ _KEEP_METHOD = frozenset({"GET", "HEAD"})
 
 def _redirect(
     decision: HostDecision, scheme: str, path: bytes, query: bytes, method: str, host: str | None
-) -> tuple[int, HTTPResponseStartEvent, HTTPResponseBodyEvent]:
-    """The status and the messages of the redirect ``decision`` asks for, logged at DEBUG."""
+) -> tuple[int, str, tuple[tuple[bytes, bytes]]]:
+    """The status, text and ``Location`` of the redirect ``decision`` asks for, logged."""
     location = redirect_location(scheme, decision.location_host, path, query)
     _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
     status = 301 if method in _KEEP_METHOD else 308
-    extra = ((b"location", location.encode("ascii")),)
-    return status, *error_events(status, f"moved to {location}", extra_headers=extra)
+    return status, f"moved to {location}", ((b"location", location.encode("ascii")),)
 
 
 class _TrustedHostsBase(Generic[App]):
@@ -73,14 +68,10 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
 
     Args:
         app: the ASGI application.
-        allowed_hosts: host patterns: ``example.com`` (any port), ``example.com:8443`` (that
-            port only; a request without a port is on the scheme's default port),
-            ``*.example.com`` (any subdomain, at any depth, not ``example.com`` itself),
-            ``[::1]`` / ``[::1]:8000`` (IPv6 literals), ``*`` (any well-formed host). Names
-            compare case-insensitively and without a trailing dot.
-        redirect_to: a canonical ``host[:port]`` (one of the allowed hosts): requests for any
-            other allowed host get a redirect there, keeping scheme, path and query (301 for
-            GET and HEAD, 308 for other methods, which keeps the method and body).
+        allowed_hosts: host patterns: ``example.com`` (any port), ``example.com:8443``,
+            ``*.example.com`` (any subdomain), ``[::1]``, ``*`` (any well-formed host).
+        redirect_to: a canonical ``host[:port]``, one of the allowed hosts: requests for the
+            others are redirected there (301 for GET and HEAD, else 308).
         www_redirect: redirect ``example.com`` to ``www.example.com`` when only the latter is
             allowed.
 
@@ -89,9 +80,7 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
             is not allowed.
 
     ``http`` and ``websocket`` scopes are checked; others pass through untouched. A websocket
-    handshake is never redirected: it is refused when its host is not allowed (with the
-    ``websocket.http.response`` extension a 400, otherwise a close, which servers send as 403)
-    and passes when its host is allowed.
+    handshake is never redirected: it is refused or passes.
     """
 
     async def __call__(
@@ -118,18 +107,16 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
                 path = quote(scope["path"].encode("utf-8", "surrogateescape")).encode("ascii")
             query = scope.get("query_string") or b""
             method = scope.get("method", "GET")
-            _, start, body = _redirect(decision, scheme, path, query, method, host)
-            await send(as_message(start))
-            await send(as_message(body))
+            status, text, extra = _redirect(decision, scheme, path, query, method, host)
+            for event in error_events(status, text, extra_headers=extra):
+                await send(as_message(event))
 
 
 class WSGITrustedHosts(_TrustedHostsBase[WSGIApplication]):
     """WSGI middleware: `TrustedHosts` for a WSGI application, with the same options.
 
-    The ``Host`` comes from ``HTTP_HOST`` (a WSGI server joins repeated ``Host`` headers with
-    a comma, which is refused like a missing or malformed one); the default port from
-    ``wsgi.url_scheme``. The redirect keeps ``RAW_URI`` / ``REQUEST_URI`` when the server sets
-    them (gunicorn, crossgate's `WSGIToASGI`), else ``SCRIPT_NAME`` + ``PATH_INFO``.
+    The redirect keeps ``RAW_URI`` / ``REQUEST_URI`` when the server sets them, else
+    ``SCRIPT_NAME`` + ``PATH_INFO``.
 
     Raises:
         ValueError: an invalid option.
@@ -148,15 +135,11 @@ class WSGITrustedHosts(_TrustedHostsBase[WSGIApplication]):
             path = raw.partition("?")[0].encode("latin-1")
         else:
             # PEP 3333: the environ carries the decoded path's bytes as latin-1.
-            decoded = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode(
-                "latin-1"
-            )
-            path = quote(decoded).encode("ascii")
+            decoded = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+            path = quote(decoded.encode("latin-1")).encode("ascii")
         query = environ.get("QUERY_STRING", "").encode("latin-1")
         method = environ.get("REQUEST_METHOD", "GET")
-        status, start, body = _redirect(decision, scheme, path, query, method, host)
-        start_response(
-            f"{status} {HTTPStatus(status).phrase}",
-            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", ())],
-        )
-        return [body["body"]]
+        status, text, extra = _redirect(decision, scheme, path, query, method, host)
+        line, headers, body = error_response(status, text, headers=extra)
+        start_response(line, headers)
+        return [body]

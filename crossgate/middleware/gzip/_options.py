@@ -5,10 +5,17 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Generic
+from typing import AnyStr, Generic
 
 from crossgate.middleware._common import App
-from crossgate.sansio.gzip import DEFAULT_EXCLUDED_TYPES, Plan, ResponseFacts, plan_response
+from crossgate.sansio.gzip import (
+    DEFAULT_EXCLUDED_TYPES,
+    Action,
+    Plan,
+    compresses_at,
+    plan_response,
+    response_facts,
+)
 from crossgate.sansio.gzip_codec import Compressor, brotli_available
 
 __all__ = ["GZipBase", "GZipOptions"]
@@ -29,9 +36,19 @@ class GZipOptions:
     codings: tuple[str, ...]
     excluded_types: frozenset[str]
 
-    def plan(self, facts: ResponseFacts, method: str, coding: str | None, wait: bool) -> Plan:
+    def plan(
+        self,
+        status: int,
+        headers: Iterable[tuple[AnyStr, AnyStr]],
+        method: str,
+        coding: str | None,
+        *,
+        trailers: bool = False,
+        wait: bool = False,
+    ) -> Plan:
+        """What to do with a response (`crossgate.sansio.gzip.plan_response`)."""
         return plan_response(
-            facts,
+            response_facts(status, headers, trailers=trailers),
             method=method,
             coding=coding,
             minimum_size=self.minimum_size,
@@ -39,20 +56,27 @@ class GZipOptions:
             wait_for_body=wait,
         )
 
-    def padding(self) -> int | None:
-        """A fresh random padding length for one response (0 to ``max_random_bytes``)."""
-        limit = self.max_random_bytes
-        return secrets.randbelow(limit + 1) if limit else None
+    def coding_for(self, plan: Plan, size: int, *, complete: bool) -> str | None:
+        """The coding for a body whose first ``size`` bytes are here (``complete``: all of
+        it), or ``None`` to send it as is."""
+        if plan.action is Action.WAIT and not compresses_at(
+            size, complete=complete, minimum_size=self.minimum_size
+        ):
+            return None
+        return plan.coding  # None unless the plan is to compress or to wait
 
     def compressor(self, coding: str) -> Compressor:
+        limit = self.max_random_bytes
         return Compressor(
             coding,
             level=self.compresslevel,
             brotli_quality=self.brotli_quality,
-            padding=self.padding(),
+            # A fresh random padding length for each response (0 to max_random_bytes).
+            padding=secrets.randbelow(limit + 1) if limit else None,
         )
 
     def whole(self, coding: str, parts: Iterable[bytes]) -> bytes:
+        """A body known whole, compressed in one piece."""
         compressor = self.compressor(coding)
         return b"".join([*map(compressor.feed, parts), compressor.last()])
 
