@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Generic, TypeVar
-from urllib.parse import quote, quote_from_bytes
+from urllib.parse import quote_from_bytes
 
 from crossgate.exceptions import PeerProtocolError
 
@@ -247,9 +247,17 @@ def slash_redirect_location(
     return location
 
 
-def _quote(text: str, what: str) -> bytes:
+def scope_bytes(text: str, what: str) -> bytes:
+    """Encode a decoded scope string back to its bytes (undoing ``surrogateescape`` too).
+
+    Raises:
+        PeerProtocolError: ``text`` holds a lone surrogate.
+    """
     try:
-        quoted = quote(text, safe=PATH_SAFE, encoding="utf-8", errors="surrogateescape")
+        return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         raise PeerProtocolError(f"the scope's {what} is not valid Unicode: {text!r}") from None
-    return quoted.encode("ascii")
+
+
+def _quote(text: str, what: str) -> bytes:
+    return quote_from_bytes(scope_bytes(text, what), safe=PATH_SAFE).encode("ascii")
