@@ -60,19 +60,10 @@ def wsgi_raise_point(*, headers_given: bool, complete: bool) -> RaisePoint:
 
 @dataclass(frozen=True, slots=True)
 class FailurePlan:
-    """The decision `plan_failure` returns.
-
-    Attributes:
-        outcome: what the client gets.
-        status: the status of the error page (``ERROR_PAGE`` only, else ``None``).
-        detail: the message for the error page's body (the reason of a 4xx), or ``None``.
-        propagate: raise the exception to the server (and any middleware around the adapter)
-            once the client has its answer.
-        level: the `logging` level of the log line.
-        traceback: log the exception's traceback (the server will not log it).
-        message: the log line, saying what the client got.
-        headers: extra headers for the error page.
-    """
+    """The decision `plan_failure` returns: the `Outcome`, the error page's ``status``,
+    ``detail`` (a 4xx's reason) and ``headers``, whether to ``propagate`` the exception to the
+    server once the client has its answer, and the log line's ``level``, ``traceback`` and
+    ``message``."""
 
     outcome: Outcome
     status: int | None
@@ -100,18 +91,10 @@ def plan_failure(
     raise_app_exceptions: bool = True,
     http_version: str | None = None,
 ) -> FailurePlan:
-    """Decide what a response that failed with ``error`` becomes.
+    """Decide what a response that failed with ``error`` becomes, given how far it got.
 
-    Args:
-        error: the exception the request ended with.
-        app: ``"WSGI"`` or ``"ASGI"``, for the log line.
-        headers_sent: the response's headers left the adapter (to the server), so an error
-            page can no longer replace them.
-        complete: the whole response left the adapter before the failure.
-        client_gone: the client has left.
-        raise_app_exceptions: the adapter's option: raise the app's exceptions to the server.
-        http_version: the request's HTTP version (the ASGI scope's ``http_version``), when
-            the error page goes to an ASGI server.
+    ``app`` (``"WSGI"`` or ``"ASGI"``) names the app in the log line; ``http_version`` is the
+    scope's, when the error page goes to an ASGI server.
     """
     if isinstance(error, ClientDisconnected) and client_gone:
         return FailurePlan(
@@ -150,10 +133,8 @@ def plan_failure(
     else:
         outcome, status = Outcome.ERROR_PAGE, 500
         got = "before the response headers were sent; the client got a 500"
-    # The app's own exceptions and its breaches of the spec go on; crossgate's own reasons
-    # (the adapter cancelled the app at shutdown, a response it aborted) are not the app's.
-    # Nor is a SystemExit or KeyboardInterrupt from a worker thread: raised in an asyncio
-    # task, it would stop the server's event loop.
+    # The app's exceptions go on; crossgate's own are not the app's, and a SystemExit from a
+    # worker thread would stop the server's event loop.
     propagate = (
         raise_app_exceptions
         and isinstance(error, Exception)
@@ -162,18 +143,15 @@ def plan_failure(
     tail = ", and the exception was raised to the server" if propagate else ""
     headers: tuple[tuple[bytes, bytes], ...] = ()
     if propagate and outcome is Outcome.ERROR_PAGE and http_version in ("1.0", "1.1"):
-        # An ASGI server drops the connection of a request whose app raised, even after a
-        # complete response (uvicorn does): RFC 9112 section 9.6, "Connection: close", tells
-        # a keep-alive client not to send its next request into a closing connection. Not in
-        # HTTP/2, where connection-specific fields are forbidden (RFC 9113 section 8.2.2).
+        # uvicorn drops the connection of an app that raised: "Connection: close" (RFC 9112
+        # section 9.6) keeps a client from reusing it. Forbidden in HTTP/2 (RFC 9113 8.2.2).
         headers = ((b"connection", b"close"),)
     return FailurePlan(
         outcome,
         status,
         None,
         propagate=propagate,
-        # Raised on, the server logs the traceback (uvicorn "Exception in ASGI application",
-        # gunicorn "Error handling request"); one more copy here would only repeat it.
+        # Raised on, the server logs the traceback itself.
         level=logging.INFO if propagate else logging.ERROR,
         traceback=not propagate,
         message=f"the {app} app {_describe(error)} {got}{tail}",
