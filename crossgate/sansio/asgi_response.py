@@ -6,6 +6,7 @@ the ASGI HTTP spec and returns what the WSGI side must do with it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
@@ -46,10 +47,6 @@ HOP_BY_HOP = frozenset(
 
 # RFC 9110 section 5.5: CR, LF and NUL in a value would let the app split the response.
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
-
-# Header name -> (WSGI name, hop-by-hop?), checked once per process. Bounded against random names.
-_NAMES: dict[bytes, tuple[str, bool]] = {}
-_NAMES_MAX = 512
 
 # (name, value) as sent -> its checked WSGI pair, () for a hop-by-hop header. Most pairs repeat
 # from response to response; cleared when full, so pairs that never repeat stay bounded.
@@ -113,16 +110,13 @@ def _bytes(raw: object) -> bytes | None:
     return None
 
 
+# Header name -> (WSGI name, hop-by-hop?): a deployment sends few names.
+@functools.lru_cache(maxsize=512)
 def _name(raw: bytes) -> tuple[str, bool]:
-    known = _NAMES.get(raw)
-    if known is None:
-        if not TOKEN_BYTES.fullmatch(raw):
-            raise AppProtocolError(f"invalid response header name: {raw!r}")
-        # Names keep the app's case: Django sends "Content-Type" through ASGI.
-        known = (raw.decode("ascii"), raw.lower() in HOP_BY_HOP)
-        if len(_NAMES) < _NAMES_MAX:
-            _NAMES[raw] = known
-    return known
+    if not TOKEN_BYTES.fullmatch(raw):
+        raise AppProtocolError(f"invalid response header name: {raw!r}")
+    # Names keep the app's case: Django sends "Content-Type" through ASGI.
+    return raw.decode("ascii"), raw.lower() in HOP_BY_HOP
 
 
 def _pair(item: object) -> tuple[str, str] | tuple[()]:
