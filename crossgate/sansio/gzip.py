@@ -43,8 +43,6 @@ DEFAULT_EXCLUDED_TYPES: frozenset[str] = frozenset(
 # compressed one (RFC 9110 section 14.3; nginx's gzip module drops Accept-Ranges as well).
 DROPPED_WHEN_COMPRESSED = frozenset({"content-length", "content-encoding", "accept-ranges"})
 
-_QVALUE_MAX = 1.0
-
 
 def _parse_accept_encoding(value: str) -> dict[str, float]:
     """``coding -> q`` for each well-formed element (RFC 9110 section 12.5.3); ``x-gzip`` is
@@ -66,7 +64,7 @@ def _parse_accept_encoding(value: str) -> dict[str, float]:
             except ValueError:
                 continue
             # float() also takes "nan", "inf" and "1e0": only 0..1 counts as a qvalue.
-            if not 0.0 <= q <= _QVALUE_MAX:
+            if not 0.0 <= q <= 1.0:
                 continue
         if coding == "x-gzip":
             coding = "gzip"
@@ -179,12 +177,6 @@ def _excluded(content_type: str, excluded: frozenset[str]) -> bool:
     return media in excluded or f"{media.partition('/')[0]}/*" in excluded
 
 
-def _no_transform(cache_control: str) -> bool:
-    # RFC 9111 section 5.2.2.6: no-transform forbids intermediaries to change the content;
-    # this middleware acts as one.
-    return any(d.strip(" \t").lower() == "no-transform" for d in cache_control.split(","))
-
-
 def plan_response(
     facts: ResponseFacts,
     *,
@@ -213,7 +205,11 @@ def plan_response(
     content_type = facts.content_type
     if facts.trailers or (content_type is not None and _excluded(content_type, excluded_types)):
         return _SKIP
-    if facts.cache_control is not None and _no_transform(facts.cache_control):
+    # RFC 9111 section 5.2.2.6: no-transform forbids an intermediary, as this is, to change it.
+    cache_control = facts.cache_control
+    if cache_control is not None and any(
+        d.strip(" \t").lower() == "no-transform" for d in cache_control.split(",")
+    ):
         return _SKIP
     length: int | None = None
     if facts.content_length is not None:

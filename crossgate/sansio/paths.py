@@ -29,8 +29,8 @@ T = TypeVar("T")
 
 # RFC 3986 section 3.3: what a path holds unescaped (pchar and "/"); a raw path keeps its "%".
 PATH_SAFE = "/;=,~!$&'()*+:@"
-_RAW_SAFE = PATH_SAFE + "%"
-_QUERY_SAFE = _RAW_SAFE + "?"
+RAW_SAFE = PATH_SAFE + "%"
+QUERY_SAFE = RAW_SAFE + "?"
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -235,7 +235,7 @@ def slash_redirect_location(
     root = root_path.rstrip("/")
     if raw_path:
         # Some servers put the query in raw_path; the ASGI spec says it is not there.
-        target = quote_from_bytes(raw_path.partition(b"?")[0], safe=_RAW_SAFE).encode("ascii")
+        target = quote_from_bytes(raw_path.partition(b"?")[0], safe=RAW_SAFE).encode("ascii")
         if root and not root_offset(root, path):
             target = _quote(root, "root_path") + target
     else:
@@ -243,7 +243,7 @@ def slash_redirect_location(
         target = _quote(full, "path")
     location = b"/" + target.lstrip(b"/") + b"/"
     if query_string:
-        location += b"?" + quote_from_bytes(query_string, safe=_QUERY_SAFE).encode("ascii")
+        location += b"?" + quote_from_bytes(query_string, safe=QUERY_SAFE).encode("ascii")
     return location
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from crossgate.exceptions import PeerProtocolError
+from crossgate.sansio.paths import QUERY_SAFE, RAW_SAFE
 
 __all__ = [
     "ALLOW",
@@ -263,18 +264,14 @@ class HostPolicy:
         return ALLOW
 
 
-# RFC 3986 section 3.3 path characters: any other byte is escaped, so none breaks the header.
-_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
-_QUERY_SAFE = _PATH_SAFE + "?"
-
-
 def redirect_location(scheme: str, host: str, path: bytes, query: bytes) -> str:
     """The absolute URL to redirect to: ``scheme://host``, the raw ``path`` (``root_path``
-    included; given a ``/`` in front when it lacks one) and ``query``, escaped."""
+    included; given a ``/`` in front when it lacks one) and ``query``, escaped (RFC 3986
+    section 3.3), so no byte of the request breaks the header."""
     http_scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
-    target = quote(path, safe=_PATH_SAFE) or "/"
+    target = quote(path, safe=RAW_SAFE) or "/"
     if not target.startswith("/"):
         target = "/" + target
     if query:
-        target += "?" + quote(query, safe=_QUERY_SAFE)
+        target += "?" + quote(query, safe=QUERY_SAFE)
     return f"{http_scheme}://{host}{target}"
