@@ -161,10 +161,7 @@ def environ_headers(
         if key in result:
             if repeated is None:
                 repeated = {}
-            parts = repeated.get(key)
-            if parts is None:
-                repeated[key] = parts = [result[key]]
-            parts.append(text)
+            repeated.setdefault(key, [result[key]]).append(text)
         else:
             result[key] = text
     if repeated:
