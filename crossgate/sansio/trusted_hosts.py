@@ -62,7 +62,7 @@ class Authority:
     @property
     def is_ip(self) -> bool:
         """Whether the host is an IP address rather than a name."""
-        return self.host.startswith("[") or _is_ipv4(self.host)
+        return self.host.startswith("[") or IPV4.fullmatch(self.host) is not None
 
     def effective_port(self, scheme: str) -> int | None:
         """The explicit port, or the default port of ``scheme``."""
@@ -78,10 +78,6 @@ IPV4 = re.compile(
     r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
     re.ASCII,
 )
-
-
-def _is_ipv4(text: str) -> bool:
-    return IPV4.fullmatch(text) is not None
 
 
 def parse_port(text: str) -> int:
