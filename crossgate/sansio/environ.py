@@ -61,17 +61,15 @@ def _host_and_port(
     server = scope.get("server")
     if server is not None and server[1] is not None:
         return str(server[0]), str(server[1])
+    default_port = _DEFAULT_PORTS.get(scheme, "80")
     if host_header:
-        # "[::1]:8000", "example.com:8000" or "example.com"; the port is what follows the last
-        # colon that is not inside an IPv6 literal.
+        # The port follows the last colon that is not inside an IPv6 literal ("[::1]:8000").
         host, sep, port = host_header.rpartition(":")
         if sep and port.isdigit() and not host.endswith(":"):
             return host, port
-        return host_header, _DEFAULT_PORTS.get(scheme, "80")
-    if server is not None:
-        # A Unix socket: server is (path, None). PEP 3333 requires a SERVER_NAME.
-        return str(server[0]), _DEFAULT_PORTS.get(scheme, "80")
-    return "localhost", _DEFAULT_PORTS.get(scheme, "80")
+        return host_header, default_port
+    # A Unix socket's server is (path, None); PEP 3333 requires a SERVER_NAME.
+    return (str(server[0]) if server is not None else "localhost"), default_port
 
 
 def build_environ(

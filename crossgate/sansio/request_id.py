@@ -40,12 +40,8 @@ def accept_request_id(
     from ``A-Z a-z 0-9 . _ : + / = @ ~ -``), else ``None``: the caller makes a fresh one."""
     if value is None:
         return None
-    if isinstance(value, bytes):
-        if len(value) > max_length or not value.isascii():
-            return None
-        text = value.decode("ascii")
-    else:
-        text = value
+    # latin-1 never fails; a non-ASCII character then fails the pattern.
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
     if len(text) > max_length or not _SAFE_ID.fullmatch(text):
         return None
     return text
