@@ -68,10 +68,10 @@ class FailurePlan:
     outcome: Outcome
     status: int | None
     detail: str | None
-    propagate: bool
-    level: int
-    traceback: bool
     message: str
+    propagate: bool = False
+    level: int = logging.INFO
+    traceback: bool = False
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
@@ -97,30 +97,15 @@ def plan_failure(
     scope's, when the error page goes to an ASGI server.
     """
     if isinstance(error, ClientDisconnected) and client_gone:
-        return FailurePlan(
-            Outcome.CLIENT_GONE,
-            None,
-            None,
-            propagate=False,
-            level=logging.INFO,
-            traceback=False,
-            message=f"the client disconnected; the {app} app stopped ({error})",
-        )
+        message = f"the client disconnected; the {app} app stopped ({error})"
+        return FailurePlan(Outcome.CLIENT_GONE, None, None, message)
     if isinstance(error, PeerProtocolError):
         if headers_sent:
             outcome, status, got = Outcome.ABORT, None, "aborting the connection"
         else:
             outcome, status = Outcome.ERROR_PAGE, error.status_code
             got = f"answering {status}"
-        return FailurePlan(
-            outcome,
-            status,
-            str(error),
-            propagate=False,
-            level=logging.INFO,
-            traceback=False,
-            message=f"{got}: {error}",
-        )
+        return FailurePlan(outcome, status, str(error), f"{got}: {error}")
     if complete:
         outcome, status = Outcome.COMPLETE, None
         got = "after its response was complete; the client got the whole response"
@@ -150,10 +135,10 @@ def plan_failure(
         outcome,
         status,
         None,
+        f"the {app} app {_describe(error)} {got}{tail}",
         propagate=propagate,
         # Raised on, the server logs the traceback itself.
         level=logging.INFO if propagate else logging.ERROR,
         traceback=not propagate,
-        message=f"the {app} app {_describe(error)} {got}{tail}",
         headers=headers,
     )
