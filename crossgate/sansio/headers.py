@@ -118,11 +118,7 @@ def collect_headers(headers: Iterable[Sequence[bytes]], names: Iterable[bytes]) 
     parts: dict[bytes, list[bytes]] = {}
     for key, value in headers:
         if key in wanted:
-            found = parts.get(key)
-            if found is None:
-                parts[key] = [value]
-            else:
-                found.append(value)
+            parts.setdefault(key, []).append(value)
     return {
         key.decode("latin-1"): b",".join(values).decode("latin-1") for key, values in parts.items()
     }
