@@ -1,12 +1,12 @@
-"""ASGI ``http.response.*`` messages -> WSGI ``start_response`` arguments and body chunks.
+"""ASGI ``http.response.*`` messages -> WSGI ``start_response`` arguments and body chunks. Pure.
 
-Pure: no threads, no asyncio, no I/O. `ASGIToWSGI` feeds every message an ASGI app sends to a
-`ResponseCycle`, which checks it against the ASGI HTTP spec (message order and shape) and returns
-what the WSGI side must do with it.
+`ASGIToWSGI` feeds every message an ASGI app sends to a `ResponseCycle`, which checks it against
+the ASGI HTTP spec and returns what the WSGI side must do with it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
@@ -14,7 +14,7 @@ from pathlib import PurePath
 from typing import Any, NamedTuple
 
 from crossgate.exceptions import AppProtocolError
-from crossgate.sansio.headers import parse_content_length
+from crossgate.sansio.headers import TOKEN_BYTES, parse_content_length
 from crossgate.sansio.response import error_events
 
 __all__ = [
@@ -28,10 +28,9 @@ __all__ = [
     "wsgi_headers",
 ]
 
-# RFC 9110 section 7.6.1 and RFC 9112 section 6.1: hop-by-hop fields. PEP 3333 ("Other HTTP
-# Features") forbids a WSGI application to send them; the server manages the connection and
-# the framing itself. The ASGI spec ("Response Start") says the server must ignore a
-# Transfer-Encoding the app sends. The adapter drops them all.
+# Hop-by-hop fields (RFC 9110 section 7.6.1, RFC 9112 section 6.1): PEP 3333 ("Other HTTP
+# Features") forbids a WSGI app to send them, and the ASGI spec has the server ignore
+# Transfer-Encoding. The adapter drops them all.
 HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -46,22 +45,11 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-# RFC 9110 section 5.6.2: a field name is a token.
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# RFC 9110 section 5.5: CR, LF and NUL are never valid in a field value; passing them on would
-# let the app (or data it echoes) split the response.
+# RFC 9110 section 5.5: CR, LF and NUL in a value would let the app split the response.
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
 
-# Header name -> (WSGI name, hop-by-hop?), so a name is checked once per process, not per
-# response. Bounded so that an app sending random names cannot grow it without limit.
-_NAMES: dict[bytes, tuple[str, bool]] = {}
-_NAMES_MAX = 512
-
-# (name, value) pair as the app sent it -> its checked WSGI pair, or () for a hop-by-hop header.
-# Most pairs repeat from response to response (content types, cache policies, lengths of
-# same-sized bodies), so a header is usually checked once per process and costs one lookup
-# afterwards. Cleared when full: pairs that never repeat (cookies, ETags) pass through it
-# without growing it past the bound.
+# (name, value) as sent -> its checked WSGI pair, () for a hop-by-hop header. Most pairs repeat
+# from response to response; cleared when full, so pairs that never repeat stay bounded.
 _PAIRS: dict[tuple[bytes, bytes], tuple[str, str] | tuple[()]] = {}
 _PAIRS_MAX = 1024
 
@@ -92,8 +80,7 @@ class SendFile(NamedTuple):
     path: str
 
 
-# Start and Body are made by `ResponseCycle.feed` for every message: through tuple.__new__,
-# which is what their own __new__ (a Python function) calls.
+# `ResponseCycle.feed` makes a Start or Body per message: tuple.__new__ skips their Python __new__.
 _new_tuple = tuple.__new__
 
 
@@ -101,8 +88,7 @@ def status_line(status: object) -> str:
     """The PEP 3333 status line for an ASGI status code: ``200`` -> ``"200 OK"``.
 
     Raises:
-        AppProtocolError: ``status`` is not an ``int`` from 200 to 599. WSGI has no way to send
-            an interim (1xx) response, and the ASGI ``http.response.start`` is the final one.
+        AppProtocolError: ``status`` is not an ``int`` from 200 to 599 (WSGI cannot send 1xx).
     """
     if type(status) is int:
         line = _STATUS_LINES.get(status)
@@ -124,26 +110,17 @@ def _bytes(raw: object) -> bytes | None:
     return None
 
 
+# Header name -> (WSGI name, hop-by-hop?): a deployment sends few names.
+@functools.lru_cache(maxsize=512)
 def _name(raw: bytes) -> tuple[str, bool]:
-    known = _NAMES.get(raw)
-    if known is None:
-        if not _TOKEN.fullmatch(raw):
-            raise AppProtocolError(f"invalid response header name: {raw!r}")
-        # Names keep the app's case: WSGI header names are case-insensitive, and Django sends
-        # "Content-Type" through ASGI even though the ASGI spec asks for lower case.
-        known = (raw.decode("ascii"), raw.lower() in HOP_BY_HOP)
-        if len(_NAMES) < _NAMES_MAX:
-            _NAMES[raw] = known
-    return known
+    if not TOKEN_BYTES.fullmatch(raw):
+        raise AppProtocolError(f"invalid response header name: {raw!r}")
+    # Names keep the app's case: Django sends "Content-Type" through ASGI.
+    return raw.decode("ascii"), raw.lower() in HOP_BY_HOP
 
 
 def _pair(item: object) -> tuple[str, str] | tuple[()]:
-    """One ``http.response.start`` header as a WSGI pair, ``()`` when it is hop-by-hop;
-    remembered (`_PAIRS`).
-
-    Raises:
-        AppProtocolError: see `wsgi_headers`.
-    """
+    """One header as a WSGI pair, ``()`` when hop-by-hop; remembered in `_PAIRS`."""
     raw_name: object
     raw_value: object
     try:
@@ -168,8 +145,7 @@ def _pair(item: object) -> tuple[str, str] | tuple[()]:
     )
     if len(_PAIRS) >= _PAIRS_MAX:
         _PAIRS.clear()
-    # Remembered under the bytes themselves: a bytes-like pair that compares equal to it (a
-    # memoryview over the same bytes) gets the same answer from the cache as from here.
+    # Keyed by the bytes: an equal memoryview pair gets the same answer from the cache.
     _PAIRS[name_bytes, value_bytes] = pair
     return pair
 
@@ -177,9 +153,8 @@ def _pair(item: object) -> tuple[str, str] | tuple[()]:
 def wsgi_headers(headers: object) -> list[tuple[str, str]]:
     """Translate ``http.response.start`` headers into a PEP 3333 header list.
 
-    Names and values are bytes (or bytes-like: bytearray, memoryview). Values are decoded as
-    latin-1 (PEP 3333 "native strings") with surrounding spaces and tabs removed (RFC 9110
-    section 5.5); hop-by-hop headers are dropped (`HOP_BY_HOP`).
+    Values are decoded as latin-1 (PEP 3333 "native strings") and stripped (RFC 9110 section
+    5.5); hop-by-hop headers are dropped (`HOP_BY_HOP`).
 
     Raises:
         AppProtocolError: ``headers`` is not an iterable of ``(name, value)`` byte-string
@@ -208,26 +183,16 @@ def wsgi_headers(headers: object) -> list[tuple[str, str]]:
 class ResponseCycle:
     """The state of one HTTP response as an ASGI app sends it.
 
-    ASGI HTTP spec rules enforced by `feed`: ``http.response.start`` comes first and once; then
-    ``http.response.body`` messages until one has ``more_body`` false, or one
-    ``http.response.pathsend`` (the "Path Send" extension) right after the start. Once the
-    response is complete, further messages are ignored, as the spec ("Response Body") says.
+    `feed` enforces the ASGI HTTP spec's order: one ``http.response.start``, then body messages
+    until ``more_body`` is false, or one ``http.response.pathsend`` right after the start; later
+    messages are ignored ("Response Body"). A declared ``Content-Length`` is a promise the WSGI
+    server may not check: an invalid or conflicting one is refused, bytes past it are dropped
+    (counted in ``dropped``), lest they reach the client as the next response on a keep-alive
+    connection, and a body ending short of it is an error (not for ``head``, 204 or 304).
 
-    A ``Content-Length`` the app declares is a promise the WSGI server may not check (wsgiref
-    sends whatever it is given): an invalid one, or several that disagree, are refused at the
-    start (`crossgate.sansio.headers.parse_content_length`, the rule `WSGIToASGI` applies too),
-    and body bytes past it are dropped, counted in ``dropped`` for the adapter to log; the
-    response is complete once that many bytes went out. Otherwise the surplus would reach the
-    client as the start of the next response on a keep-alive connection. A body that ends
-    short of it is a protocol error, except in the answer to a ``HEAD`` (``head``) and in a
-    204 or 304.
-
-    ``strict`` checks what the ASGI spec asks of an app beyond what the adapter needs, for
-    ``crossgate.testing``: lower-case header names ("Header names must be lowercased",
-    "Response Start"; the adapter accepts Django's ``Content-Type``), nothing after the app's
-    last message, and no body byte past the Content-Length (the adapter drops them).
-    ``zerocopysend`` accepts the "Zero Copy Send" extension's messages (the adapter does not
-    offer it); they carry no bytes the cycle can count, and `feed` returns ``None`` for them.
+    ``strict`` (for ``crossgate.testing``) also demands lower-case header names, nothing after
+    the last message and no byte past the Content-Length. ``zerocopysend`` accepts that
+    extension's messages (`feed` returns ``None`` for them).
     """
 
     __slots__ = (
@@ -249,9 +214,7 @@ class ResponseCycle:
         self.head = head
         self.strict = strict
         self.zerocopysend = zerocopysend
-        # Whether the body must be as long as the Content-Length: not for a HEAD answer, a 204
-        # or a 304, which carry the length of a body they never send (RFC 9110 sections 8.6,
-        # 9.3.2, 15.4.5).
+        # HEAD, 204 and 304 carry the length of a body they never send (RFC 9110 section 8.6).
         self.must_fill = False
         self.started = False
         self.body_started = False
@@ -264,10 +227,8 @@ class ResponseCycle:
         """Check ``message`` and return what it asks for; ``None`` when it is to be ignored.
 
         Raises:
-            AppProtocolError: the message is not allowed at this point or has a wrong shape
-                (see `status_line`, `wsgi_headers`), the start declares an invalid or
-                conflicting ``Content-Length``, or the body ends short of it; the cycle's
-                state is left unchanged.
+            AppProtocolError: the message is out of order or malformed, the ``Content-Length``
+                is invalid, or the body ends short of it; the state is left unchanged.
         """
         if self.complete:
             if self.strict:
@@ -308,12 +269,10 @@ class ResponseCycle:
                     if len(body) > room:
                         self.dropped += len(body) - room
                         body = body[:room]
-                    # Every declared byte is out: the response is complete (in strict mode,
-                    # once the app says so).
+                    # Every declared byte is out (in strict mode, the app must say so).
                     more = more and self.strict
                 elif not more and self.must_fill:
-                    # RFC 9112 section 6.3: a body that ends short of its Content-Length is
-                    # an incomplete message; the client would wait for the rest.
+                    # RFC 9112 section 6.3: the client would wait for the rest.
                     raise AppProtocolError(
                         f"the app ended its body {room - len(body)} bytes short of its "
                         f"Content-Length of {limit}"
@@ -335,8 +294,7 @@ class ResponseCycle:
                     if bytes(name) != bytes(name).lower():
                         raise AppProtocolError(f"header names must be lower-case: {name!r}")
             start: Start = _new_tuple(Start, (line or status_line(status), headers))
-            # Most responses have one Content-Length or none: names of another length are
-            # passed over without lower-casing them (this runs for every response).
+            # Per response: names of another length are passed over without lower-casing.
             lengths: list[bytes] | None = None
             for name, value in headers:
                 if len(name) == 14 and name.lower() == "content-length":
@@ -372,12 +330,7 @@ def error_response(
     *,
     headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> tuple[str, list[tuple[str, str]], bytes]:
-    """A short plain-text error response as ``(status line, headers, body)`` for WSGI.
-
-    The same response `crossgate.sansio.response.error_events` builds for ASGI: the status
-    phrase, then ``message`` when given; never a traceback (those go to the log). ``headers``
-    are added to it.
-    """
+    """`crossgate.sansio.response.error_events`'s response as WSGI's ``(status, headers, body)``."""
     start, body = error_events(status, message, extra_headers=headers)
     pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
     return status_line(status), pairs, body["body"]

@@ -1,7 +1,4 @@
-"""Deprecated alias of `crossgate.sansio.gzip` and `crossgate.sansio.gzip_codec`.
-
-Renamed after the middleware they serve; the compressor has a module of its own.
-"""
+"""Deprecated alias of `crossgate.sansio.gzip` and `crossgate.sansio.gzip_codec`."""
 
 import warnings
 
@@ -11,10 +8,4 @@ from crossgate.sansio.gzip_codec import *  # noqa: F403
 from crossgate.sansio.gzip_codec import __all__ as _codec
 
 __all__ = [*_decision, *_codec]
-
-warnings.warn(
-    "crossgate.sansio.compression is now crossgate.sansio.gzip (the compressor: "
-    "crossgate.sansio.gzip_codec): import from there",
-    DeprecationWarning,
-    stacklevel=2,
-)
+warnings.warn("crossgate.sansio.compression is now crossgate.sansio.gzip", DeprecationWarning, 2)

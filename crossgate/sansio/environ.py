@@ -1,8 +1,4 @@
-"""ASGI HTTP scope -> PEP 3333 environ. Pure: no threads, no asyncio, no I/O.
-
-The adapter adds the stream objects (``wsgi.input``, ``wsgi.errors``, ``wsgi.file_wrapper``)
-itself; everything that can be computed from the scope alone is computed here.
-"""
+"""ASGI HTTP scope -> PEP 3333 environ, all but the stream objects the adapter adds. Pure."""
 
 from __future__ import annotations
 
@@ -13,6 +9,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from crossgate.exceptions import PeerProtocolError
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS, environ_headers
+from crossgate.sansio.paths import PATH_SAFE, scope_bytes
 
 __all__ = ["EnvironOptions", "build_environ", "split_script_name"]
 
@@ -21,15 +18,9 @@ _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
 @dataclass(frozen=True, slots=True)
 class EnvironOptions:
-    """Choices an operator makes about the environ; the defaults fit most deployments.
-
-    Attributes:
-        keep_underscore_headers: keep request headers whose names contain ``_`` (dropped by
-            default, see `crossgate.sansio.headers.environ_headers`).
-        max_headers: answer 431 when a request has more headers than this; ``None`` for no cap.
-        multiprocess: the value of ``wsgi.multiprocess`` (true when the server runs workers).
-        run_once: the value of ``wsgi.run_once``.
-    """
+    """Choices an operator makes about the environ: keep headers with ``_`` in their names
+    (`crossgate.sansio.headers.environ_headers`), the header cap (431 above it; ``None``: no
+    cap), and the values of ``wsgi.multiprocess`` and ``wsgi.run_once``."""
 
     keep_underscore_headers: bool = False
     max_headers: int | None = DEFAULT_MAX_HEADERS
@@ -38,17 +29,11 @@ class EnvironOptions:
 
 
 def split_script_name(root_path: str, path: bytes) -> tuple[str, bytes]:
-    """Split a decoded request path into ``SCRIPT_NAME`` and the rest.
+    """Split a decoded request path into ``(SCRIPT_NAME, PATH_INFO bytes)``.
 
-    ``root_path`` is removed from the front of ``path`` only at a segment boundary: with a root
-    of ``/app``, ``/app/x`` gives ``/x`` and ``/app`` gives ``""``, but ``/application`` is left
-    whole (asgiref and a2wsgi give ``PATH_INFO='lication'`` there).
-
-    The current ASGI spec (HTTP scope, ``root_path``) says ``path`` includes ``root_path``;
-    older servers sent ``path`` without it. When ``path`` does not start with the root at a
-    boundary, it is taken to be such a server's path and kept whole.
-
-    Returns ``(SCRIPT_NAME, PATH_INFO bytes)``; ``SCRIPT_NAME`` never ends with ``/``.
+    ``root_path`` is removed only at a segment boundary (``/application`` is not under ``/app``;
+    asgiref and a2wsgi give ``lication``); a ``path`` without it is an older server's, kept
+    whole. ``SCRIPT_NAME`` never ends with ``/``.
 
     Raises:
         PeerProtocolError: ``root_path`` holds a lone surrogate.
@@ -56,33 +41,18 @@ def split_script_name(root_path: str, path: bytes) -> tuple[str, bytes]:
     script_name = root_path.rstrip("/")
     if not script_name:
         return "", path
-    root = _utf8(script_name, "root_path")
+    root = scope_bytes(script_name, "root_path")
     if path.startswith(root) and (len(path) == len(root) or path[len(root)] == 0x2F):
         path = path[len(root) :]
-    # SCRIPT_NAME, like every environ string, carries the bytes as latin-1 (PEP 3333,
-    # "Unicode Issues").
+    # Environ strings carry bytes as latin-1 (PEP 3333, "Unicode Issues").
     return root.decode("latin-1"), path
 
 
 def _is_relative_target(root_path: str, path: str, target: bytes) -> bool:
-    """True when ``target``, a ``raw_path`` without its leading ``/``, is ``path`` below
-    ``root_path``: the relative target `crossgate.sansio.scope.build_scope` keeps from a
-    ``PATH_INFO`` such as ``foo``; not when a router's mount has moved ``root_path`` since."""
+    """Whether ``target``, a ``raw_path`` without a leading ``/``, is ``path`` below
+    ``root_path`` (what `build_scope` keeps of a ``PATH_INFO`` such as ``foo``)."""
     root = root_path.rstrip("/")
     return path == root + "/" + target.decode("utf-8", "surrogateescape")
-
-
-def _utf8(text: str, what: str) -> bytes:
-    """Encode a decoded scope string back to its bytes (undoing ``surrogateescape`` too).
-
-    Raises:
-        PeerProtocolError: ``text`` holds a lone surrogate, which no decoding of bytes off the
-            wire can produce.
-    """
-    try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        raise PeerProtocolError(f"the scope's {what} is not valid Unicode: {text!r}") from None
 
 
 def _host_and_port(
@@ -91,17 +61,15 @@ def _host_and_port(
     server = scope.get("server")
     if server is not None and server[1] is not None:
         return str(server[0]), str(server[1])
+    default_port = _DEFAULT_PORTS.get(scheme, "80")
     if host_header:
-        # "[::1]:8000", "example.com:8000" or "example.com"; the port is what follows the last
-        # colon that is not inside an IPv6 literal.
+        # The port follows the last colon that is not inside an IPv6 literal ("[::1]:8000").
         host, sep, port = host_header.rpartition(":")
         if sep and port.isdigit() and not host.endswith(":"):
             return host, port
-        return host_header, _DEFAULT_PORTS.get(scheme, "80")
-    if server is not None:
-        # A Unix socket: server is (path, None). PEP 3333 requires a SERVER_NAME.
-        return str(server[0]), _DEFAULT_PORTS.get(scheme, "80")
-    return "localhost", _DEFAULT_PORTS.get(scheme, "80")
+        return host_header, default_port
+    # A Unix socket's server is (path, None); PEP 3333 requires a SERVER_NAME.
+    return (str(server[0]) if server is not None else "localhost"), default_port
 
 
 def build_environ(
@@ -109,16 +77,13 @@ def build_environ(
 ) -> dict[str, Any]:
     """Build the PEP 3333 environ for an ASGI ``http`` scope, without the stream objects.
 
-    ``PATH_INFO`` comes from ``raw_path`` when the server gives it: the bytes are
-    percent-decoded, then carried as latin-1, so ``%FF`` becomes the single code point U+00FF as
-    under gunicorn and PEP 3333 ("Unicode Issues") asks. Only without ``raw_path`` is the decoded
-    ``path`` used, encoded back to UTF-8 bytes. The raw target is kept as ``RAW_URI`` and
-    ``REQUEST_URI``. The original scope is available as ``asgi.scope``.
+    ``PATH_INFO`` is ``raw_path`` percent-decoded and carried as latin-1 (``%FF`` is U+00FF, as
+    under gunicorn), else ``path`` encoded back to UTF-8. ``RAW_URI`` and ``REQUEST_URI`` keep
+    the raw target, ``asgi.scope`` the scope.
 
     Raises:
-        PeerProtocolError: a request the server should not have let through: too many headers
-            (431), a bad ``Content-Length`` (400), a scope missing ``method`` or ``path``, or a
-            ``path`` that is not valid Unicode (400).
+        PeerProtocolError: too many headers (431), a bad ``Content-Length``, a scope without
+            ``method`` or ``path``, or a ``path`` that is not valid Unicode (400).
     """
     try:
         method: str = scope["method"]
@@ -134,20 +99,20 @@ def build_environ(
         decoded = unquote_to_bytes(raw_path)
         raw_target = raw_path.decode("latin-1")
     else:
-        decoded = _utf8(path_text, "path")
-        raw_target = quote(decoded, safe="/;=,~!$&'()*+:@")
+        decoded = scope_bytes(path_text, "path")
+        raw_target = quote(decoded, safe=PATH_SAFE)
     root_path: str = scope.get("root_path") or ""
     if decoded[:1] == b"/" or decoded == b"*":
         script_name, path_bytes = split_script_name(root_path, decoded)
     elif _is_relative_target(root_path, path_text, decoded):
         # A relative target (werkzeug's test client sends "foo" under SCRIPT_NAME "/app"):
         # `build_scope` kept it in raw_path, and PATH_INFO gets it back as it was.
-        script_name = _utf8(root_path.rstrip("/"), "root_path").decode("latin-1")
+        script_name = scope_bytes(root_path.rstrip("/"), "root_path").decode("latin-1")
         path_bytes = decoded
     else:
         # A relative raw_path that is not path below root_path (a router mounted the app
         # deeper since): path says where the request goes.
-        script_name, path_bytes = split_script_name(root_path, _utf8(path_text, "path"))
+        script_name, path_bytes = split_script_name(root_path, scope_bytes(path_text, "path"))
     if query:
         raw_target = raw_target + "?" + query.decode("latin-1")
 

@@ -1,9 +1,7 @@
 """The phases of one `WSGIToASGI` request and the one table of moves between them. Pure.
 
-A request goes to a pool of worker threads and may wait there; its body arrives on the event
-loop while a worker reads it. `crossgate.adapters._exchange.WorkerExchange` keeps the lock, the
-buffers and the wake-ups; which phase follows which, and what each phase allows, lives here,
-as h11 keeps its states in ``_state.py``.
+`crossgate.adapters._exchange.WorkerExchange` keeps the lock, buffers and wake-ups; which phase
+follows which, and what each allows, lives here, as h11 keeps its states in ``_state.py``.
 """
 
 from __future__ import annotations
@@ -24,19 +22,13 @@ __all__ = [
 class WorkerPhase(enum.Enum):
     """Where a request stands with the worker pool."""
 
-    # Members are singletons: hashed by identity in C, not by `enum.Enum.__hash__` in Python,
-    # the table and the sets below cost no Python call on the per-request path.
+    # Members are singletons: hashing by identity in C keeps Python calls off the request path.
     __hash__ = object.__hash__
 
-    QUEUED = "queued"
-    """Handed to the pool; no worker has picked it up yet."""
-    RUNNING = "running"
-    """A worker runs the app."""
-    FINISHED = "finished"
-    """The worker is done: the whole response, or its failure, is queued for the loop."""
-    ABANDONED = "abandoned"
-    """No worker will ever run the app: the request waited past ``queue_timeout`` (its 503 is
-    queued) or ended while it waited (the client left, the server cancelled it)."""
+    QUEUED = "queued"  # handed to the pool, not picked up yet
+    RUNNING = "running"  # a worker runs the app
+    FINISHED = "finished"  # the whole response, or its failure, is queued for the loop
+    ABANDONED = "abandoned"  # never run: waited past queue_timeout (503), or ended while queued
 
 
 class WorkerEvent(enum.Enum):
@@ -60,27 +52,23 @@ _TRANSITIONS: dict[tuple[WorkerPhase, WorkerEvent], WorkerPhase] = {
 }
 
 KEEPS_BODY = frozenset({WorkerPhase.QUEUED, WorkerPhase.RUNNING})
-"""Phases in which request bytes are kept for the app; after them nobody reads the body (an app
-may answer without reading all of it), so arriving bytes are dropped."""
+"""Phases in which request bytes are kept for the app; later, arriving bytes are dropped."""
 
 READS_AHEAD = frozenset({WorkerPhase.RUNNING, WorkerPhase.FINISHED})
-"""Phases in which the body is read ahead of the app (a queued request reads none: hundreds of
-queued uploads would each hold the read-ahead). After ``FINISHED`` the bytes are dropped as they
-come, and the pending ``receive()`` keeps watching for ``http.disconnect``."""
+"""Phases in which the body is read ahead of the app (not while queued: hundreds of queued
+uploads would each hold it); after ``FINISHED`` a pending ``receive()`` watches for
+``http.disconnect``."""
 
 RESPONSE_QUEUED = frozenset({WorkerPhase.FINISHED, WorkerPhase.ABANDONED})
-"""Phases in which the whole response is queued for the loop: no worker adds to it."""
+"""Phases in which the whole response is queued for the loop."""
 
 
 class BodyPhase(enum.Enum):
     """Where the request body stands (ASGI HTTP spec, ``http.request``'s ``more_body``)."""
 
     RECEIVING = "receiving"
-    COMPLETE = "complete"
-    """The last ``http.request`` message arrived."""
-    REFUSED = "refused"
-    """The body broke ``max_body_size`` (`crossgate.sansio.body_limit.BodyMeter`): no byte past
-    the limit is ever kept, and a read that needs one raises the meter's error."""
+    COMPLETE = "complete"  # the last http.request message arrived
+    REFUSED = "refused"  # broke max_body_size: a read past the limit raises the meter's error
 
 
 def next_phase(phase: WorkerPhase, event: WorkerEvent) -> WorkerPhase:

@@ -1,50 +1,13 @@
-"""What a failed response becomes: what the client gets, what is logged, and whether the
-exception goes on to the server.
+"""What a failed response becomes: what the client gets, what is logged, whether it is raised.
 
-Pure: no threads, no asyncio, no I/O. Both adapters call `plan_failure` at the one point where
-they know how far the response got (on the event loop for `WSGIToASGI`, on the WSGI thread for
-`ASGIToWSGI`), so the answer and the log line always tell what the client really received.
-
-The rules, after the ASGI convention (Starlette's ``ServerErrorMiddleware`` and uvicorn answer
-500 and let the exception through) and PEP 3333 ("Error Handling"):
-
-=====================================  ==========================  ============================
-the failure                            the client gets             goes on to the server
-=====================================  ==========================  ============================
-the request broke a rule or a limit    its 4xx (an abort once      never: not the app's fault
-(`PeerProtocolError`)                  headers went out)
-the client left (`ClientDisconnected`  nothing                     never (ASGI HTTP spec,
-once it is gone)                                                   "Disconnected Client")
-the app raised, or broke the spec      a 500 while no header       with ``raise_app_exceptions``
-(`AppProtocolError`)                   went out; an aborted        (the default): the very
-                                       connection after that; the  exception, after the answer
-                                       whole response when it was
-                                       complete already
-=====================================  ==========================  ============================
-
-Any other `CrossgateError` is the adapter's own doing (it cancelled the app at shutdown): the
-client gets the same answer, and nothing is raised. Nor is a ``SystemExit`` or
-``KeyboardInterrupt`` from the app's thread raised: in an asyncio task it would stop the
-server's event loop.
-
-Where `ASGIToWSGI` raises (`wsgi_raise_point`): PEP 3333 gives an application three places to
-raise from: the application call, the response iterable and ``close()``. An ASGI app that
-completed its response and then raised (Starlette's ``ServerErrorMiddleware`` sends its 500
-page, then re-raises: the ASGI convention) is raised from ``close()``, even when it had ended
-before the server got anything: the server sends that whole response first (gunicorn writes
-the last chunk, then calls ``close()``, logs "Error handling request" and drops the
-connection; Sentry's and werkzeug's middleware wrap ``close()`` too), so the client gets the
-app's own page, as behind an ASGI server. Raised from the call, the server's generic 500
-would replace it; raised from the iterable after the last chunk, gunicorn would drop a chunked
-response before its last chunk. A failure before the response was complete is raised from
-the call (no header given to the server yet) or the iterable (after that). A client of
-werkzeug's test client that never calls ``close()`` on its response does not see the first
-kind: the price of keeping every real server's answer.
-
-crossgate's own protocol errors (`AppProtocolError`: a ``str`` body chunk, ``start_response``
-never called, a body shorter than its ``Content-Length``) count as the app's exceptions: they
-are bugs in the app, and an error tracker around the adapter (Sentry) must see them with the
-request they broke, as Starlette's ``ServerErrorMiddleware`` re-raises any exception.
+Pure. Both adapters call `plan_failure` where they know how far the response got, so the answer
+and the log line tell what the client really received. The rules follow the ASGI convention
+(Starlette's ``ServerErrorMiddleware`` and uvicorn answer 500 and re-raise) and PEP 3333 ("Error
+Handling"); docs/asgi-to-wsgi.md has the table. A `PeerProtocolError` gets its 4xx and is never
+raised; a client that left gets nothing; the app's exceptions and its `AppProtocolError`s get a
+500 (or an abort once headers went out) and are raised on, so an error tracker sees them; any
+other `CrossgateError` is crossgate's own doing and is not raised, nor is a ``SystemExit`` from a
+worker thread, which would stop the server's event loop.
 """
 
 from __future__ import annotations
@@ -67,40 +30,28 @@ __all__ = ["FailurePlan", "Outcome", "RaisePoint", "plan_failure", "wsgi_raise_p
 class Outcome(enum.Enum):
     """What the client gets of a response that failed."""
 
-    ERROR_PAGE = "error page"
-    """No header reached the server yet: the client gets a clean error response."""
-    ABORT = "abort"
-    """Headers (and maybe part of the body) went out: the connection is dropped, so a
-    truncated body never looks complete."""
-    COMPLETE = "complete"
-    """The response was complete before the failure: the client has all of it."""
-    CLIENT_GONE = "client gone"
-    """The client left: nothing is sent."""
+    ERROR_PAGE = "error page"  # no header reached the server yet
+    ABORT = "abort"  # headers went out: drop the connection, so a cut body never looks whole
+    COMPLETE = "complete"  # the client has the whole response
+    CLIENT_GONE = "client gone"  # nothing is sent
 
 
 class RaisePoint(enum.Enum):
     """Where `ASGIToWSGI` raises an app's exception to the WSGI server (PEP 3333 has three)."""
 
-    CALL = "the application call"
-    """Before any header was given to the server: it answers 500 itself."""
-    ITERABLE = "the response iterable"
-    """After ``start_response``, before the response was complete: the server answers 500
-    while no body byte went out, and drops the connection after."""
-    CLOSE = "close()"
-    """After a complete response: the server sends all of it first, then sees the error."""
+    CALL = "the application call"  # no header given yet: the server answers 500 itself
+    ITERABLE = "the response iterable"  # headers given, response incomplete
+    CLOSE = "close()"  # complete: the server sends all of it first, then sees the error
 
 
 def wsgi_raise_point(*, headers_given: bool, complete: bool) -> RaisePoint:
     """Where `ASGIToWSGI` raises an exception of the app's to the WSGI server.
 
-    Args:
-        headers_given: ``start_response`` was called (the iterable was handed over).
-        complete: the app completed its response (its last body message or a pathsend)
-            before it raised.
-
-    A complete response is always delivered and the exception raised from ``close()``: see
-    the module's docstring for why not from the call (the app's page would be lost) or the
-    iterable (a chunked body would be cut before its last chunk).
+    ``headers_given``: ``start_response`` was called; ``complete``: the app completed its
+    response before it raised. A complete response is raised from ``close()``, so the server
+    sends the app's own error page whole (Starlette's ``ServerErrorMiddleware`` sends one, then
+    re-raises): raised from the call, the server's 500 would replace it; from the iterable,
+    gunicorn would cut a chunked body before its last chunk.
     """
     if complete:
         return RaisePoint.CLOSE
@@ -109,27 +60,18 @@ def wsgi_raise_point(*, headers_given: bool, complete: bool) -> RaisePoint:
 
 @dataclass(frozen=True, slots=True)
 class FailurePlan:
-    """The decision `plan_failure` returns.
-
-    Attributes:
-        outcome: what the client gets.
-        status: the status of the error page (``ERROR_PAGE`` only, else ``None``).
-        detail: the message for the error page's body (the reason of a 4xx), or ``None``.
-        propagate: raise the exception to the server (and any middleware around the adapter)
-            once the client has its answer.
-        level: the `logging` level of the log line.
-        traceback: log the exception's traceback (the server will not log it).
-        message: the log line, saying what the client got.
-        headers: extra headers for the error page.
-    """
+    """The decision `plan_failure` returns: the `Outcome`, the error page's ``status``,
+    ``detail`` (a 4xx's reason) and ``headers``, whether to ``propagate`` the exception to the
+    server once the client has its answer, and the log line's ``level``, ``traceback`` and
+    ``message``."""
 
     outcome: Outcome
     status: int | None
     detail: str | None
-    propagate: bool
-    level: int
-    traceback: bool
     message: str
+    propagate: bool = False
+    level: int = logging.INFO
+    traceback: bool = False
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
@@ -149,44 +91,21 @@ def plan_failure(
     raise_app_exceptions: bool = True,
     http_version: str | None = None,
 ) -> FailurePlan:
-    """Decide what a response that failed with ``error`` becomes.
+    """Decide what a response that failed with ``error`` becomes, given how far it got.
 
-    Args:
-        error: the exception the request ended with.
-        app: ``"WSGI"`` or ``"ASGI"``, for the log line.
-        headers_sent: the response's headers left the adapter (to the server), so an error
-            page can no longer replace them.
-        complete: the whole response left the adapter before the failure.
-        client_gone: the client has left.
-        raise_app_exceptions: the adapter's option: raise the app's exceptions to the server.
-        http_version: the request's HTTP version (the ASGI scope's ``http_version``), when
-            the error page goes to an ASGI server.
+    ``app`` (``"WSGI"`` or ``"ASGI"``) names the app in the log line; ``http_version`` is the
+    scope's, when the error page goes to an ASGI server.
     """
     if isinstance(error, ClientDisconnected) and client_gone:
-        return FailurePlan(
-            Outcome.CLIENT_GONE,
-            None,
-            None,
-            propagate=False,
-            level=logging.INFO,
-            traceback=False,
-            message=f"the client disconnected; the {app} app stopped ({error})",
-        )
+        message = f"the client disconnected; the {app} app stopped ({error})"
+        return FailurePlan(Outcome.CLIENT_GONE, None, None, message)
     if isinstance(error, PeerProtocolError):
         if headers_sent:
             outcome, status, got = Outcome.ABORT, None, "aborting the connection"
         else:
             outcome, status = Outcome.ERROR_PAGE, error.status_code
             got = f"answering {status}"
-        return FailurePlan(
-            outcome,
-            status,
-            str(error),
-            propagate=False,
-            level=logging.INFO,
-            traceback=False,
-            message=f"{got}: {error}",
-        )
+        return FailurePlan(outcome, status, str(error), f"{got}: {error}")
     if complete:
         outcome, status = Outcome.COMPLETE, None
         got = "after its response was complete; the client got the whole response"
@@ -199,10 +118,8 @@ def plan_failure(
     else:
         outcome, status = Outcome.ERROR_PAGE, 500
         got = "before the response headers were sent; the client got a 500"
-    # The app's own exceptions and its breaches of the spec go on; crossgate's own reasons
-    # (the adapter cancelled the app at shutdown, a response it aborted) are not the app's.
-    # Nor is a SystemExit or KeyboardInterrupt from a worker thread: raised in an asyncio
-    # task, it would stop the server's event loop.
+    # The app's exceptions go on; crossgate's own are not the app's, and a SystemExit from a
+    # worker thread would stop the server's event loop.
     propagate = (
         raise_app_exceptions
         and isinstance(error, Exception)
@@ -211,20 +128,17 @@ def plan_failure(
     tail = ", and the exception was raised to the server" if propagate else ""
     headers: tuple[tuple[bytes, bytes], ...] = ()
     if propagate and outcome is Outcome.ERROR_PAGE and http_version in ("1.0", "1.1"):
-        # An ASGI server drops the connection of a request whose app raised, even after a
-        # complete response (uvicorn does): RFC 9112 section 9.6, "Connection: close", tells
-        # a keep-alive client not to send its next request into a closing connection. Not in
-        # HTTP/2, where connection-specific fields are forbidden (RFC 9113 section 8.2.2).
+        # uvicorn drops the connection of an app that raised: "Connection: close" (RFC 9112
+        # section 9.6) keeps a client from reusing it. Forbidden in HTTP/2 (RFC 9113 8.2.2).
         headers = ((b"connection", b"close"),)
     return FailurePlan(
         outcome,
         status,
         None,
+        f"the {app} app {_describe(error)} {got}{tail}",
         propagate=propagate,
-        # Raised on, the server logs the traceback (uvicorn "Exception in ASGI application",
-        # gunicorn "Error handling request"); one more copy here would only repeat it.
+        # Raised on, the server logs the traceback itself.
         level=logging.INFO if propagate else logging.ERROR,
         traceback=not propagate,
-        message=f"the {app} app {_describe(error)} {got}{tail}",
         headers=headers,
     )

@@ -1,9 +1,7 @@
 """The grammar of the headers a reverse proxy writes about the client. Pure.
 
-`parse_node` reads a client address (``X-Forwarded-For`` entry, RFC 7239 ``for``),
-`parse_prefix` an ``X-Forwarded-Prefix`` path, `parse_forwarded` an RFC 7239 ``Forwarded``
-value; each raises `crossgate.exceptions.PeerProtocolError` for a malformed one. Which entries
-are believed is `crossgate.sansio.proxy_headers.ProxyPolicy`'s decision.
+Each parser raises `PeerProtocolError` for a malformed value; which entries are believed is
+`crossgate.sansio.proxy_headers.ProxyPolicy`'s decision.
 """
 
 from __future__ import annotations
@@ -47,11 +45,8 @@ _NOT_PATH = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/\x80-\xff]")
 
 @dataclass(frozen=True, slots=True)
 class ClientAddress:
-    """The client's address as the proxies reported it.
-
-    ``host`` is ``None`` when the proxy hid it (RFC 7239 ``unknown`` or an obfuscated
-    identifier such as ``_hidden``); ``port`` is ``None`` when no port was given.
-    """
+    """The client's address as the proxies reported it; ``host`` is ``None`` when hidden
+    (RFC 7239 ``unknown`` or ``_obfuscated``)."""
 
     host: str | None
     port: int | None = None
@@ -68,11 +63,9 @@ class Prefix:
 def parse_node(text: str) -> ClientAddress:
     """Parse a client node: ``X-Forwarded-For`` entry or RFC 7239 ``for`` value (unquoted).
 
-    Accepts ``1.2.3.4``, ``1.2.3.4:4711``, ``[2001:db8::1]``, ``[2001:db8::1]:4711``, a bare
-    ``2001:db8::1`` (common in ``X-Forwarded-For``), ``unknown`` and obfuscated identifiers
-    (``_hidden``, RFC 7239 section 6.3; ports may be obfuscated too). IPv6 addresses come out
-    compressed (``2001:DB8:0::1`` is ``2001:db8::1``), and IPv4-mapped ones as the plain IPv4
-    address (``::ffff:1.2.3.4`` is ``1.2.3.4``).
+    IPv4 or IPv6 addresses (bracketed or bare), with or without a port, ``unknown`` and
+    obfuscated identifiers (RFC 7239 section 6.3). IPv6 comes out compressed, IPv4-mapped
+    addresses as plain IPv4.
 
     Raises:
         PeerProtocolError: anything else, such as a host name or a bad port.
@@ -112,10 +105,8 @@ def _ipv6(text: str) -> str:
         raise PeerProtocolError(f"not an IP address: {text!a}") from None
     if address.scope_id is not None:
         raise PeerProtocolError(f"IPv6 zone identifiers are not allowed: {text!a}")
-    # An IPv4-mapped address (RFC 4291 section 2.5.5.2, what a dual-stack proxy writes for an
-    # IPv4 client) is the IPv4 client: reported as plain "1.2.3.4", so that allow-lists and
-    # rate limits keyed on the IPv4 address match it whichever way the proxy wrote it
-    # (compressing it would give "::ffff:102:304").
+    # An IPv4-mapped address (RFC 4291 section 2.5.5.2, a dual-stack proxy's) is the IPv4
+    # client, so allow-lists keyed on "1.2.3.4" match it.
     mapped = address.ipv4_mapped
     if mapped is not None:
         return str(mapped)
@@ -125,11 +116,9 @@ def _ipv6(text: str) -> str:
 def parse_prefix(text: str) -> Prefix | None:
     """Parse an ``X-Forwarded-Prefix`` value such as ``/app``; ``None`` for ``/`` (no prefix).
 
-    A trailing ``/`` is dropped. The prefix is percent-decoded for ``root_path``; empty
-    segments, escapes of ``/``, dot segments, control characters, any other escaped ASCII
-    character outside RFC 3986's path characters (``%09``, ``%5C``, ``%20``, ``%25``, ``%3F``)
-    and invalid UTF-8 are refused, since each would make the prefix mean something else than
-    the path the proxy removed, or let a URL built on it leave the site.
+    It is percent-decoded for ``root_path``; empty or dot segments, escaped ``/``, control
+    characters, other escapes of non-path characters and invalid UTF-8 are refused: each would
+    make it mean another path, or let a URL built on it leave the site.
 
     Raises:
         PeerProtocolError: ``text`` is not such a path.
@@ -150,12 +139,8 @@ def parse_prefix(text: str) -> Prefix | None:
         raise PeerProtocolError(f"prefix has an encoded '/' or a dot segment: {text!a}")
     if CONTROL.search(decoded.decode("latin-1")):
         raise PeerProtocolError(f"prefix has an encoded control character: {text!a}")
-    # Browsers drop tabs from URLs and read "\\" as "/", so "/%09/evil.com" and "/%5Cevil.com"
-    # would be "//evil.com" in a redirect built from the root path; "%", "?", "#", spaces and
-    # quotes would change what such a URL means too. Once decoded, every ASCII byte must be a
-    # character RFC 3986 section 3.3 allows literally in a path (pchar or "/"); bytes from 0x80
-    # up may only spell UTF-8 text (RFC 3987 ucschar, checked below), which no browser reads as
-    # a delimiter.
+    # Browsers drop tabs and read "\\" as "/": "/%09/evil.com" would be "//evil.com" in a
+    # redirect. Decoded ASCII must be RFC 3986 path characters; other bytes must be UTF-8.
     bad = _NOT_PATH.search(decoded)
     if bad is not None:
         raise PeerProtocolError(
@@ -169,15 +154,11 @@ def parse_prefix(text: str) -> Prefix | None:
 
 
 def parse_forwarded(text: str) -> list[dict[str, str]]:
-    """Parse an RFC 7239 ``Forwarded`` value into its elements, each a dict of parameters.
-
-    Parameter names are lower-cased; quoted values are unquoted. Empty list elements are
-    dropped (RFC 9110 section 5.6.1).
+    """Parse an RFC 7239 ``Forwarded`` value into its elements, each a dict of parameters
+    (names lower-cased, values unquoted, empty elements dropped).
 
     Raises:
-        PeerProtocolError: the value does not follow the RFC 7239 section 4 grammar (an unquoted
-            ``[`` or ``:``, a stray character, an unterminated quote), or an element repeats a
-            parameter (section 4: "MUST NOT occur more than once").
+        PeerProtocolError: the value breaks the section 4 grammar, or repeats a parameter.
     """
     elements: list[dict[str, str]] = []
     current: dict[str, str] = {}

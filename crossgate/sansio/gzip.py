@@ -1,13 +1,8 @@
 """What `crossgate.middleware.gzip` decides about a response, for both sides. Pure.
 
-* `negotiate`: which content coding the client takes (``Accept-Encoding`` with q-values,
-  ``identity;q=0`` and ``*``, RFC 9110 section 12.5.3).
-* `plan_response`: whether a response is compressed, passed on with ``Vary: Accept-Encoding``
-  added, left alone, or needs its first body chunk to decide; and the header values that change.
-* `response_facts` and `planned_headers`: the same reading and rewriting of the response
-  headers for ASGI's byte pairs and WSGI's string pairs.
-
-The compressor itself is `crossgate.sansio.gzip_codec.Compressor`.
+`negotiate` picks the client's coding (RFC 9110 section 12.5.3); `plan_response` decides from the
+status and headers; `response_facts` and `planned_headers` read and rewrite the headers as
+ASGI's byte pairs or WSGI's string pairs. The compressor is `crossgate.sansio.gzip_codec`.
 """
 
 from __future__ import annotations
@@ -34,29 +29,13 @@ __all__ = [
 ]
 
 
-# Types that are compressed already (or must reach the client unbuffered, for text/event-stream)
-# are skipped. An entry ending in "/*" covers the whole top-level type.
+# Types compressed already, or (text/event-stream, HTML Living Standard "Server-sent events")
+# that must reach the client event by event. An entry ending in "/*" covers the top-level type.
+_ARCHIVES = ("zip", "gzip", "x-gzip", "zstd", "x-7z-compressed", "x-rar-compressed")
 DEFAULT_EXCLUDED_TYPES: frozenset[str] = frozenset(
-    {
-        # Server-sent events: each event must reach the client as it is sent (HTML Living
-        # Standard, "Server-sent events"); some proxies and clients also mishandle them encoded.
-        "text/event-stream",
-        "image/png",
-        "image/jpeg",
-        "image/gif",
-        "image/webp",
-        "image/avif",
-        "audio/*",
-        "video/*",
-        "font/woff",
-        "font/woff2",
-        "application/zip",
-        "application/gzip",
-        "application/x-gzip",
-        "application/zstd",
-        "application/x-7z-compressed",
-        "application/x-rar-compressed",
-    }
+    {"text/event-stream", "audio/*", "video/*", "font/woff", "font/woff2"}
+    | {f"image/{kind}" for kind in ("png", "jpeg", "gif", "webp", "avif")}
+    | {f"application/{kind}" for kind in _ARCHIVES}
 )
 
 # Response headers that no longer hold once the body is compressed: the length changes, the
@@ -64,16 +43,10 @@ DEFAULT_EXCLUDED_TYPES: frozenset[str] = frozenset(
 # compressed one (RFC 9110 section 14.3; nginx's gzip module drops Accept-Ranges as well).
 DROPPED_WHEN_COMPRESSED = frozenset({"content-length", "content-encoding", "accept-ranges"})
 
-_QVALUE_MAX = 1.0
-
 
 def _parse_accept_encoding(value: str) -> dict[str, float]:
-    """``coding -> q`` for each well-formed element; malformed elements are skipped.
-
-    RFC 9110 section 12.5.3: ``Accept-Encoding = #( codings [ weight ] )``, codings are
-    case-insensitive, a weight is ``;q=`` and a qvalue between 0 and 1 with up to three
-    decimals. ``x-gzip`` means ``gzip`` (section 8.4.1.3).
-    """
+    """``coding -> q`` for each well-formed element (RFC 9110 section 12.5.3); ``x-gzip`` is
+    ``gzip`` (section 8.4.1.3); malformed elements are skipped."""
     weights: dict[str, float] = {}
     for element in value.split(","):
         coding, _, params = element.partition(";")
@@ -91,7 +64,7 @@ def _parse_accept_encoding(value: str) -> dict[str, float]:
             except ValueError:
                 continue
             # float() also takes "nan", "inf" and "1e0": only 0..1 counts as a qvalue.
-            if not 0.0 <= q <= _QVALUE_MAX:
+            if not 0.0 <= q <= 1.0:
                 continue
         if coding == "x-gzip":
             coding = "gzip"
@@ -105,15 +78,11 @@ def _parse_accept_encoding(value: str) -> dict[str, float]:
 def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -> str | None:
     """The coding to use from ``available`` (server preference order), or ``None`` for identity.
 
-    * No ``Accept-Encoding`` header: identity. RFC 9110 allows any coding then, but clients that
-      send none (curl without ``--compressed``, many scripts) usually cannot decode one.
-    * Each coding's weight is its own q, else the q of ``*``, else 0; the highest positive
-      weight wins, ties going to the earlier entry of ``available`` (``br`` before ``gzip``).
-    * An explicit ``identity;q=X`` with ``X`` above the best coding's weight keeps identity.
-    * When nothing is acceptable (``gzip;q=0``, ``*;q=0``) the response is sent as identity:
-      RFC 9110 allows a 406 there, but an uncompressed answer is more useful.
-
-    ``accept_encoding`` is the header's bytes (ASGI) or its latin-1 string (WSGI).
+    No header means identity (clients that send none usually cannot decode a coding). Each
+    coding weighs its own q, else that of ``*``; the highest positive weight wins, ties going
+    to the earlier entry of ``available``; an ``identity`` weighted higher keeps identity, and
+    so does nothing acceptable (RFC 9110 allows a 406, but an uncompressed answer is better).
+    ``accept_encoding`` is the header's bytes (ASGI) or latin-1 string (WSGI).
     """
     if accept_encoding is None:
         return None
@@ -136,25 +105,16 @@ def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -
 class Action(Enum):
     """What to do with a response, decided from its status and headers."""
 
-    #: Leave the response exactly as it is.
-    SKIP = "skip"
-    #: Send it uncompressed, with `Plan.vary` set as the ``Vary`` header.
-    IDENTITY = "identity"
-    #: Compress it: drop ``Content-Length``, add ``Content-Encoding``, set `Plan.vary` and
-    #: `Plan.etag`.
-    COMPRESS = "compress"
-    #: The headers do not say how long the body is: decide with `compresses_at` once the first
-    #: body chunk shows whether it is the whole body.
-    WAIT = "wait"
+    SKIP = "skip"  # leave the response exactly as it is
+    IDENTITY = "identity"  # send it uncompressed, with `Plan.vary`
+    COMPRESS = "compress"  # compress it, with `Plan.vary` and `Plan.etag`
+    WAIT = "wait"  # the size is unknown: `compresses_at` decides on the first body chunk
 
 
 @dataclass(slots=True)
 class ResponseFacts:
-    """The parts of a response `plan_response` looks at, as the shell found them.
-
-    Header values are the raw values (``None`` when absent); repeated ``Vary`` headers are
-    joined with ``", "`` by the shell.
-    """
+    """The parts of a response `plan_response` looks at: raw header values, ``None`` when
+    absent, repeated ones joined with ``", "``."""
 
     status: int
     content_type: str | None = None
@@ -169,15 +129,8 @@ class ResponseFacts:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """`plan_response`'s answer.
-
-    Attributes:
-        action: see `Action`.
-        coding: the content coding to apply (``COMPRESS`` and ``WAIT``).
-        vary: the new ``Vary`` value (replacing every ``Vary`` header), or ``None`` to leave
-            ``Vary`` as it is.
-        etag: the new ``ETag`` value when compressing turned a strong tag weak, else ``None``.
-    """
+    """`plan_response`'s answer: the `Action`, the ``coding`` to apply, and the new ``Vary``
+    and ``ETag`` values (``None``: leave the header as it is)."""
 
     action: Action
     coding: str | None = None
@@ -192,8 +145,7 @@ _IDENTITY_VARY = Plan(Action.IDENTITY, vary="Accept-Encoding")
 def merge_vary(existing: str | None) -> str | None:
     """The ``Vary`` value that adds ``Accept-Encoding`` to ``existing``; ``None`` if unchanged.
 
-    A compressed response and its uncompressed sibling differ by ``Accept-Encoding``, so a
-    shared cache must key on it (RFC 9110 section 12.5.5), on both variants.
+    Both variants need it, so a shared cache keys on it (RFC 9110 section 12.5.5).
     """
     if existing is None or not existing.strip(" \t,"):
         return "Accept-Encoding"
@@ -207,9 +159,8 @@ def merge_vary(existing: str | None) -> str | None:
 def weaken_etag(etag: str | None) -> str | None:
     """``W/"x"`` for a strong ``"x"``; ``None`` when there is nothing to change.
 
-    RFC 9110 section 8.8.3: a strong validator changes whenever the representation's bytes do,
-    and compression changes them. nginx weakens the tag the same way, so conditional requests
-    (``If-None-Match``, weak comparison) still match.
+    Compression changes the bytes a strong tag stands for (RFC 9110 section 8.8.3); a weak one
+    still matches ``If-None-Match``, as nginx does it.
     """
     if etag is None:
         return None
@@ -226,12 +177,6 @@ def _excluded(content_type: str, excluded: frozenset[str]) -> bool:
     return media in excluded or f"{media.partition('/')[0]}/*" in excluded
 
 
-def _no_transform(cache_control: str) -> bool:
-    # RFC 9111 section 5.2.2.6: no-transform forbids intermediaries to change the content;
-    # this middleware acts as one.
-    return any(d.strip(" \t").lower() == "no-transform" for d in cache_control.split(","))
-
-
 def plan_response(
     facts: ResponseFacts,
     *,
@@ -243,19 +188,11 @@ def plan_response(
 ) -> Plan:
     """Decide what to do with a response from its status and headers.
 
-    Left alone (`Action.SKIP`): 1xx, 204, 206 and responses with ``Content-Range``, a
-    ``Content-Encoding`` already set (never double-compressed), ``Cache-Control:
-    no-transform``, an excluded media type (``text/event-stream``, images, audio, video and
-    archives by default), an invalid ``Content-Length``, and responses with trailers.
-
-    Sent uncompressed but with ``Vary: Accept-Encoding`` (`Action.IDENTITY`): the client took
-    no coding (``coding`` is ``None``), ``HEAD`` and ``304`` (no body, but their headers must
-    match the ``200``'s, RFC 9110 section 15.4.5), and a ``Content-Length`` under
-    ``minimum_size``.
-
-    When no ``Content-Length`` tells the size (or ``wait_for_body``, set when the app may hand
-    the body to the server as a file), the answer is `Action.WAIT`: call `compresses_at` with
-    the first body chunk.
+    `Action.SKIP`: 1xx, 204, 206, ``Content-Range``, a ``Content-Encoding`` already set,
+    ``Cache-Control: no-transform``, an excluded type, an invalid ``Content-Length``, trailers.
+    `Action.IDENTITY` (with ``Vary``): no ``coding``, ``HEAD`` and ``304`` (their headers match
+    the ``200``'s, RFC 9110 section 15.4.5), a ``Content-Length`` under ``minimum_size``.
+    `Action.WAIT`: no ``Content-Length`` (or ``wait_for_body``, when the app may send a file).
     """
     status = facts.status
     if status < 200 or status in (204, 206) or facts.content_range is not None:
@@ -268,7 +205,11 @@ def plan_response(
     content_type = facts.content_type
     if facts.trailers or (content_type is not None and _excluded(content_type, excluded_types)):
         return _SKIP
-    if facts.cache_control is not None and _no_transform(facts.cache_control):
+    # RFC 9111 section 5.2.2.6: no-transform forbids an intermediary, as this is, to change it.
+    cache_control = facts.cache_control
+    if cache_control is not None and any(
+        d.strip(" \t").lower() == "no-transform" for d in cache_control.split(",")
+    ):
         return _SKIP
     length: int | None = None
     if facts.content_length is not None:
@@ -291,11 +232,8 @@ def plan_response(
 
 
 def compresses_at(size: int, *, complete: bool, minimum_size: int) -> bool:
-    """For `Action.WAIT`: whether to compress, given the first body chunk's ``size``.
-
-    ``complete`` says that chunk is the whole body. A streamed body (more to come) is always
-    compressed, since its size cannot be known without holding it back.
-    """
+    """For `Action.WAIT`: whether to compress, given the first body chunk's ``size`` and
+    whether it is the whole body (a streamed body always is: its size cannot be known)."""
     return not complete or size >= minimum_size
 
 
@@ -321,9 +259,8 @@ def response_facts(
 ) -> ResponseFacts:
     """The `ResponseFacts` of a response: ASGI ``(bytes, bytes)`` or WSGI ``(str, str)`` pairs.
 
-    A repeated field is one comma-separated list (RFC 9110 section 5.3). Joined, a repeated
-    ``Content-Length`` is no longer a number and ``Content-Encoding`` no longer ``identity``,
-    so such a response is left alone rather than guessed at.
+    Repeated fields are joined (RFC 9110 section 5.3), so a repeated ``Content-Length`` or
+    ``Content-Encoding`` gets the response left alone rather than guessed at.
     """
     facts = ResponseFacts(status, trailers=trailers)
     for name, value in headers:
@@ -342,11 +279,8 @@ def planned_headers(
     length: int | None,
     pair: Callable[[str, str], tuple[AnyStr, AnyStr]],
 ) -> list[tuple[AnyStr, AnyStr]]:
-    """The response ``headers`` with ``plan`` applied; ``coding`` set when compressing.
-
-    ``length`` is the compressed body's size when it is known whole. ``pair`` makes a header
-    of the shell's kind from a name and a value (the names given are WSGI's spelling).
-    """
+    """The response ``headers`` with ``plan`` applied; ``coding`` set when compressing,
+    ``length`` when the compressed body is known whole; ``pair`` makes the shell's header."""
     dropped = _VARY if plan.vary is not None else frozenset()
     if coding is not None:
         dropped |= _DROPPED

@@ -1,9 +1,6 @@
-"""The compressor `crossgate.middleware.gzip` uses: gzip (or brotli), flushed per chunk. Pure.
+"""The compressor of `crossgate.middleware.gzip`: gzip, or brotli when it imports. Pure.
 
-`Compressor` turns a body into the coding chunk by chunk, flushing after each chunk so a streamed
-response (long polls, progress output) is never held back by the compressor. zlib and brotli
-objects are plain computation, so they live in `crossgate.sansio`. brotli is optional: it is
-used when the `brotli` package imports (`brotli_available`).
+zlib and brotli objects are plain computation, so they live in `crossgate.sansio`.
 """
 
 from __future__ import annotations
@@ -29,8 +26,7 @@ class _BrotliModule(Protocol):
 
 
 def _load_brotli() -> _BrotliModule | None:
-    # The brotli package ships no type information; importing it by name and describing the
-    # little used of it with a Protocol keeps mypy strict without an ignore.
+    # brotli ships no types: a Protocol for the little used keeps mypy strict without an ignore.
     try:
         return cast(_BrotliModule, importlib.import_module("brotli"))
     except ImportError:
@@ -52,11 +48,8 @@ _GZIP_FNAME_HEADER = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff"
 def padded_gzip_header(padding: int) -> bytes:
     """A gzip member header (RFC 1952) whose FNAME field holds ``padding`` bytes.
 
-    The padding Django 4.2+ adds against BREACH ("Heal the Breach", Paulsen et al.): the
-    compressed length of a response then varies by up to the padding's range from one
-    response to the next, so an attacker who measures lengths to guess a secret byte by byte
-    needs many more requests per guess. Decoders skip the name; ``a`` bytes compress nothing
-    away and hold no information.
+    Django 4.2+'s defence against BREACH ("Heal the Breach"): a random padding makes the
+    compressed length vary, so guessing a secret from lengths needs many more requests.
 
     Raises:
         ValueError: ``padding`` is negative.
@@ -69,13 +62,9 @@ def padded_gzip_header(padding: int) -> bytes:
 class Compressor:
     """Compresses one response body chunk by chunk in ``gzip`` or ``br``.
 
-    `chunk` returns everything the chunk compresses to, flushed (zlib ``Z_SYNC_FLUSH``, brotli
-    ``flush()``), so the client can decode it at once; `last` ends the stream. The cost of the
-    flush is a few bytes per chunk, the price of never holding a streamed response back.
-
-    ``padding`` (gzip only) puts that many bytes in the gzip header's file name field
-    (`padded_gzip_header`); the shell draws it at random for each response. ``None`` writes
-    zlib's plain header.
+    `chunk` flushes what each chunk compresses to (a few bytes' cost), so a streamed response
+    is never held back; `last` ends the stream. ``padding`` (gzip only) goes into the header's
+    file name field (`padded_gzip_header`).
 
     Raises:
         ValueError: an unknown ``coding``, ``br`` when `brotli_available` is false, an
@@ -95,8 +84,7 @@ class Compressor:
         self.coding = coding
         self._zlib: zlib._Compress | None = None
         self._brotli: _BrotliCompressor | None = None
-        # With padding: the header still to send, and the CRC-32 and size of the data so far
-        # for the RFC 1952 trailer, which a raw deflate stream leaves to us.
+        # With padding: the header still to send, and the CRC-32 and size for the trailer.
         self._header: bytes | None = None
         self._crc = 0
         self._size = 0
@@ -104,8 +92,7 @@ class Compressor:
             if not 0 <= level <= 9:
                 raise ValueError(f"compresslevel must be between 0 and 9, not {level}")
             if padding is None:
-                # wbits 16 + MAX_WBITS writes the gzip header and trailer (RFC 1952) around
-                # the deflate stream (zlib manual, deflateInit2).
+                # wbits 16 + MAX_WBITS: zlib writes the gzip header and trailer (deflateInit2).
                 self._zlib = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
             else:
                 # Negative wbits: a raw deflate stream, framed here with a padded header.
@@ -170,7 +157,7 @@ def compress_whole(
     brotli_quality: int,
     padding: int | None = None,
 ) -> bytes:
-    """Compress a body that is all known (a WSGI list, or one complete ASGI message) at once.
+    """Compress a body that is all known at once.
 
     Raises:
         ValueError: see `Compressor`.

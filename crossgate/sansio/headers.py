@@ -1,7 +1,4 @@
-"""Header translation between ASGI byte pairs and WSGI environ keys / response header lists.
-
-Pure functions: no threads, no asyncio, no I/O.
-"""
+"""Header translation between ASGI byte pairs and WSGI environ keys / header lists. Pure."""
 
 from __future__ import annotations
 
@@ -14,6 +11,7 @@ from crossgate.exceptions import AppProtocolError, PeerProtocolError
 __all__ = [
     "DEFAULT_MAX_HEADERS",
     "MAX_CONTENT_LENGTH_DIGITS",
+    "TOKEN_BYTES",
     "check_header_count",
     "collect_headers",
     "encode_response_headers",
@@ -23,21 +21,16 @@ __all__ = [
     "single_header",
 ]
 
-# The one header-count cap of both adapters: `WSGIToASGI` (request headers -> environ) and
-# `ASGIToWSGI` (environ -> scope) answer 431 above it (RFC 6585 section 5). 100 is gunicorn's
-# default ``limit_request_fields``; a2wsgi and uvicorn with httptools have none.
+# Both adapters answer 431 above it (RFC 6585 section 5); gunicorn's ``limit_request_fields``.
 DEFAULT_MAX_HEADERS = 100
 
-# A Content-Length of 20 digits is already past 2**64 bytes; far longer ones are refused before
-# int() sees them (CPython refuses to convert more than 4300 digits with a ValueError, and the
-# conversion costs time quadratic in the digits).
+# 20 digits are past 2**64 bytes; longer values never reach int() (quadratic, 4300-digit limit).
 MAX_CONTENT_LENGTH_DIGITS = 64
 
 # RFC 9110 section 5.6.2: a field name is a token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_TOKEN_BYTES = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# RFC 9110 section 5.5: CR, LF and NUL are never valid in a field value; letting them through
-# would let an application (or the data it echoes) inject headers or split the response.
+TOKEN_BYTES = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 section 5.5: CR, LF and NUL in a value would let the app inject headers.
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
 
 # PEP 3333, "environ Variables": the two CGI variables that have no HTTP_ prefix.
@@ -45,27 +38,20 @@ _CGI_KEYS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH
 _CGI_LOOKALIKES = frozenset({b"content_type", b"content_length"})
 
 
-# The header names a deployment sees are few: cached, a translation is one lookup (80 ns a
-# header against 520 ns computed, in-process). Bounded, so random names cannot grow it.
+# A deployment sees few header names: 80 ns a header cached against 520 ns computed.
 @functools.lru_cache(maxsize=512)
 def header_environ_key(name: bytes) -> str | None:
     """Return the PEP 3333 environ key for a lower-case ASGI header name, ``None`` for none.
 
-    ``content-type`` and ``content-length`` map to ``CONTENT_TYPE`` and ``CONTENT_LENGTH``
-    (PEP 3333, "environ Variables": they are CGI variables, with no ``HTTP_`` prefix); every
-    other name maps to ``HTTP_`` plus the name upper-cased with ``-`` turned into ``_``.
-
-    A name that is not an RFC 9110 token (section 5.6.2) gets no key: ``None``. The bytes are
-    upper-cased, ASCII letters only, never the latin-1 text: ``str.upper()`` folds ``\xdf``
-    into ``SS`` and ``\xff`` into a character outside latin-1, so ``x-forwarded-\xdfl`` would
-    pose as ``HTTP_X_FORWARDED_SSL`` (what Django's ``SECURE_PROXY_SSL_HEADER`` reads) and
-    ``x-\xff`` would make a key PEP 3333 forbids. h11, httptools and nginx refuse such names
-    before they arrive; this does not depend on it.
+    ``CONTENT_TYPE`` and ``CONTENT_LENGTH`` have no ``HTTP_`` prefix (PEP 3333, "environ
+    Variables"). A name that is not an RFC 9110 token gets ``None``. The bytes are upper-cased,
+    never the latin-1 text: ``str.upper()`` folds ``\xdf`` into ``SS``, so ``x-forwarded-\xdfl``
+    would pose as ``HTTP_X_FORWARDED_SSL`` (Django's ``SECURE_PROXY_SSL_HEADER``).
     """
     key = _CGI_KEYS.get(name)
     if key is not None:
         return key
-    if not _TOKEN_BYTES.fullmatch(name):
+    if not TOKEN_BYTES.fullmatch(name):
         return None
     return "HTTP_" + name.upper().replace(b"-", b"_").decode("ascii")
 
@@ -83,14 +69,12 @@ def check_header_count(count: int, max_headers: int | None) -> None:
 def parse_content_length(values: Iterable[bytes]) -> int | None:
     """The body length the ``Content-Length`` values of one message declare, ``None`` for none.
 
-    The one rule for Content-Length in crossgate: each value is 1 to 64 ASCII digits (no sign,
-    no whitespace: strip a header value's surrounding whitespace first), and
-    repeated values must agree (RFC 9110 section 8.6 allows a recipient to accept identical
-    repeats; anything else is an unrecoverable framing error, RFC 9112 section 6.3).
+    The one Content-Length rule in crossgate: each value is 1 to 64 ASCII digits (strip it
+    first), and repeats must agree (RFC 9110 section 8.6, RFC 9112 section 6.3).
 
     Raises:
-        AppProtocolError: a value is not such a number, or two values differ. Callers that
-            judge a request rather than a response turn it into a `PeerProtocolError`.
+        AppProtocolError: a value is not such a number, or two differ (callers judging a
+            request turn it into a `PeerProtocolError`).
     """
     if type(values) is list and len(values) == 1:  # the usual case, for every response
         value = values[0]
@@ -111,10 +95,9 @@ def parse_content_length(values: Iterable[bytes]) -> int | None:
 def single_header(headers: Iterable[Sequence[bytes]], name: bytes) -> str | None:
     """The value of header ``name`` (lower-case), as latin-1 text; ``None`` when absent.
 
-    For headers that must appear once (``Host``, RFC 9112 section 3.2; ``Origin``, RFC 6454
-    section 7.3): reading stops at the second line, whatever follows, and both values are
-    returned joined with ``,`` as a WSGI server would join them, so that the policies refuse
-    them alike on both sides. 100,000 ``Host`` lines cost two values, not 100,000.
+    For headers that must appear once (``Host``, ``Origin``): a second line stops the reading,
+    and both are returned joined with ``,`` as a WSGI server joins them, so the policies refuse
+    them alike on both sides.
     """
     found: bytes | None = None
     for key, value in headers:
@@ -128,19 +111,14 @@ def single_header(headers: Iterable[Sequence[bytes]], name: bytes) -> str | None
 def collect_headers(headers: Iterable[Sequence[bytes]], names: Iterable[bytes]) -> dict[str, str]:
     """The values of the list headers ``names`` (lower-case), by latin-1 name.
 
-    Repeated lines are one list (RFC 9110 section 5.3), joined with ``,`` in one pass at the
-    end: time linear in the size of the headers, where joining line by line is quadratic
-    (100,000 ``X-Forwarded-For`` lines of a few bytes were 0.7 s of CPU).
+    Repeated lines are joined with ``,`` (RFC 9110 section 5.3) once, at the end: joining line
+    by line is quadratic.
     """
     wanted = frozenset(names)
     parts: dict[bytes, list[bytes]] = {}
     for key, value in headers:
         if key in wanted:
-            found = parts.get(key)
-            if found is None:
-                parts[key] = [value]
-            else:
-                found.append(value)
+            parts.setdefault(key, []).append(value)
     return {
         key.decode("latin-1"): b",".join(values).decode("latin-1") for key, values in parts.items()
     }
@@ -154,13 +132,9 @@ def environ_headers(
 ) -> dict[str, str]:
     """Translate ASGI request headers into environ entries.
 
-    * Names containing ``_`` are dropped unless ``keep_underscores`` is true: in the environ,
-      ``X-Under`` and ``X_Under`` both become ``HTTP_X_UNDER``, so a client could spoof a header
-      a trusted proxy sets. gunicorn 22+, nginx and Django drop them for the same reason.
-    * Repeated headers are joined with ``", "`` (RFC 9110 section 5.3), except ``Cookie``, which
-      is joined with ``"; "`` (RFC 9113 section 8.2.3 / RFC 6265 section 5.4). The join is
-      linear in the number of headers.
-    * More than ``max_headers`` headers raises `PeerProtocolError` with status 431.
+    Names with ``_`` are dropped unless ``keep_underscores``: ``X_Under`` would pose as
+    ``X-Under`` a trusted proxy sets (gunicorn 22+, nginx and Django drop them too). Repeats are
+    joined with ``", "`` (RFC 9110 section 5.3), ``Cookie`` with ``"; "`` (RFC 6265 section 5.4).
 
     Raises:
         PeerProtocolError: too many headers (431), or a ``Content-Length`` that is not a
@@ -183,10 +157,7 @@ def environ_headers(
         if key in result:
             if repeated is None:
                 repeated = {}
-            parts = repeated.get(key)
-            if parts is None:
-                repeated[key] = parts = [result[key]]
-            parts.append(text)
+            repeated.setdefault(key, [result[key]]).append(text)
         else:
             result[key] = text
     if repeated:
@@ -207,13 +178,10 @@ def environ_headers(
 
 
 def encode_response_headers(headers: object) -> list[tuple[bytes, bytes]]:
-    """Validate WSGI response headers and encode them as ASGI byte pairs.
+    """Validate WSGI response headers and encode them as ASGI byte pairs, names lower-cased.
 
-    PEP 3333 ("The start_response() Callable") asks for a list of ``(name, value)`` tuples of
-    native strings holding only latin-1 code points. Like gunicorn, any list or tuple of
-    two-item lists or tuples is accepted, so an app that runs there runs here; the strings are
-    checked strictly. Names are lower-cased, as the ASGI spec requires for
-    ``http.response.start``.
+    PEP 3333 asks for a list of ``(name, value)`` tuples of latin-1 native strings; like
+    gunicorn, any list or tuple of two-item lists or tuples is accepted.
 
     Raises:
         AppProtocolError: the headers are not such a list, a name is not an RFC 9110 token, or a
@@ -236,9 +204,8 @@ def encode_response_headers(headers: object) -> list[tuple[bytes, bytes]]:
             raise AppProtocolError(
                 f"response header {name!r} has a CR, LF or NUL in its value (header injection)"
             )
-        # RFC 9110 section 5.5: a field value has no leading or trailing whitespace, and h11
-        # refuses one that does. Django's cookies come out as " name=value", so strip, as
-        # gunicorn does.
+        # RFC 9110 section 5.5: no surrounding whitespace (h11 refuses it); Django's cookies
+        # come out as " name=value".
         value = value.strip(" \t")
         try:
             encoded.append((name.lower().encode("ascii"), value.encode("latin-1")))

@@ -1,22 +1,12 @@
-"""One lifespan cycle, from the server's side: its phases, and the rules that move them. Pure.
+"""One lifespan cycle, from the server's side: its phases and the rules that move them. Pure.
 
-crossgate drives an app's lifespan in three places: `ASGIToWSGI` (it is the server of the app it
-wraps), the routers' fan-out (each sub-app), and the test driver ``crossgate.testing``; all three
-run one `LifespanCycle`, fed by one async driver (``crossgate._lifespan``). The ASGI lifespan
-spec 2.0 says an app that does not support lifespan "should raise an exception" on the scope,
-and that the server then goes on without it; it is silent on everything else an app may do
-instead of answering. The rules below fill that gap the way uvicorn's ``--lifespan auto`` does
-(``uvicorn/lifespan/on.py``), so an app behaves the same under crossgate as under uvicorn:
-
-* only ``lifespan.startup.failed`` fails startup;
-* an app that raises, returns, or sends anything but a lifespan answer (a Starlette ``Response``
-  used as the whole app sends ``http.response.start`` for any scope) does not support lifespan,
-  and is served without it;
-* ``send()`` refuses a message that is not an answer to the event waiting for one, so such an app
-  stops at once (uvicorn's ``send`` asserts the same).
-
-With ``required=True`` (``ASGIToWSGI(lifespan="on")``, uvicorn's ``--lifespan on``) an app
-without lifespan support fails startup instead.
+`ASGIToWSGI`, the routers' fan-out and ``crossgate.testing`` all run one `LifespanCycle`, fed by
+one async driver (``crossgate._lifespan``). The ASGI lifespan spec 2.0 only says an app without
+lifespan support "should raise an exception"; the rest follows uvicorn's ``--lifespan auto``
+(``uvicorn/lifespan/on.py``): only ``lifespan.startup.failed`` fails startup; an app that
+raises, returns or sends anything but an answer (a Starlette ``Response`` used as the app) is
+served without lifespan, and its ``send()`` refuses the stray message so it stops at once. With
+``required=True`` (``lifespan="on"``) such an app fails startup instead.
 """
 
 from __future__ import annotations
@@ -39,8 +29,7 @@ __all__ = [
 
 UNSUPPORTED_GRACE: Final = 1.0
 """Seconds an app without lifespan support gets to end once its ``send()`` refused a message,
-before the driver cancels its lifespan task: such an app (a Starlette ``Response`` used as the
-app) ends on the same turn of the loop, and requests, or the other sub-apps, are waiting."""
+before the driver cancels it (it normally ends on the same turn; requests are waiting)."""
 
 ANSWERS: Final[Mapping[str, frozenset[str]]] = {
     "lifespan.startup": frozenset({"lifespan.startup.complete", "lifespan.startup.failed"}),
@@ -75,9 +64,8 @@ TRANSITIONS: Final[Mapping[tuple[LifespanPhase, str], LifespanPhase]] = {
     (_P.STOPPING, ENDED): _P.STOPPED,
     (_P.STOPPING, TIMEOUT): _P.STOPPED,
 }
-"""(phase, what happened) -> the next phase. What happened is an event the server sends, or
-`ANSWERED`, `ENDED`, `TIMEOUT`. What the app sends or does while ``STARTING`` is judged by
-`judge_startup` instead; anything missing here leaves the phase as it is."""
+"""(phase, event sent or `ANSWERED`/`ENDED`/`TIMEOUT`) -> next phase; a missing pair keeps the
+phase. While ``STARTING``, the app's answer is judged by `judge_startup` instead."""
 
 
 def judge_startup(
@@ -86,11 +74,9 @@ def judge_startup(
     error: BaseException | None = None,
     required: bool = False,
 ) -> tuple[LifespanPhase, str]:
-    """The phase the app's answer to ``lifespan.startup`` leads to (``SERVING``, ``FAILED`` or
-    ``UNSUPPORTED``) and, unless it is ``SERVING``, the reason, in words.
+    """The phase the app's answer to ``lifespan.startup`` leads to, and the reason in words.
 
-    ``answer`` is the first message the app sent, or ``None`` when it ended first: it returned,
-    or raised ``error``. ``required`` makes an app without lifespan support a failure.
+    ``answer`` is the app's first message, or ``None`` when it returned or raised ``error``.
     """
     if answer is None:
         reason = "returned" if error is None else f"raised {error!r}"
@@ -108,12 +94,8 @@ def judge_startup(
 
 
 def judge_shutdown(answer: Mapping[str, Any] | None, *, error: BaseException | None = None) -> str:
-    """What went wrong at shutdown, in words; ``""`` when nothing did.
-
-    ``answer`` is the app's first message after ``lifespan.shutdown``, or ``None`` when it ended
-    first: an app that returns without answering has nothing left to shut down (not an error),
-    one that raised failed.
-    """
+    """What went wrong at shutdown, in words; ``""`` when nothing did (returning without an
+    answer is not an error: nothing is left to shut down)."""
     if answer is None:
         return "" if error is None else f"raised during shutdown: {error!r}"
     kind = answer.get("type")
@@ -125,13 +107,8 @@ def judge_shutdown(answer: Mapping[str, Any] | None, *, error: BaseException | N
 
 
 class LifespanCycle:
-    """One lifespan cycle: the events sent, the app's answers judged.
-
-    The driver tells it what it sends (`send`), what the app sends (`app_sent`), that the app's
-    coroutine ended (`ended`) or that an answer did not come in time (`timed_out`); the cycle
-    keeps the `LifespanPhase` and, in ``reason``, what went wrong, in words (``""`` when nothing
-    did). ``required`` makes an app without lifespan support fail startup (``lifespan="on"``).
-    """
+    """One lifespan cycle: the driver reports what it sends and what the app does; the cycle
+    keeps the `LifespanPhase` and, in ``reason``, what went wrong (``""`` when nothing did)."""
 
     __slots__ = ("phase", "reason", "required")
 
@@ -171,11 +148,8 @@ class LifespanCycle:
                 an app that does not speak lifespan stops.
         """
         waiting, kind = self.waiting, message.get("type")
-        if self.phase is _P.STARTING:
-            self.phase, self.reason = judge_startup(message, required=self.required)
-        elif self.phase is _P.STOPPING:
-            self.reason = judge_shutdown(message)
-            self._move(ANSWERED)
+        self._judge(message, None)
+        self._move(ANSWERED)
         if waiting is None:
             raise AppProtocolError(
                 f"the app sent {kind!r} on the lifespan scope when no lifespan event was waiting "
@@ -189,11 +163,14 @@ class LifespanCycle:
 
     def ended(self, error: BaseException | None) -> None:
         """The app's lifespan coroutine returned, or raised ``error``."""
-        if self.phase is _P.STARTING:
-            self.phase, self.reason = judge_startup(None, error=error, required=self.required)
-        elif self.phase is _P.STOPPING:
-            self.reason = judge_shutdown(None, error=error)
+        self._judge(None, error)
         self._move(ENDED)
+
+    def _judge(self, answer: Mapping[str, Any] | None, error: BaseException | None) -> None:
+        if self.phase is _P.STARTING:
+            self.phase, self.reason = judge_startup(answer, error=error, required=self.required)
+        elif self.phase is _P.STOPPING:
+            self.reason = judge_shutdown(answer, error=error)
 
     def timed_out(self, timeout: float) -> None:
         """The answer to the event waiting did not come within ``timeout`` seconds."""

@@ -1,10 +1,8 @@
-"""The ``Origin`` check against cross-site websocket hijacking and CSRF. Pure: no I/O.
+"""The ``Origin`` check against cross-site websocket hijacking and CSRF. Pure.
 
-A browser sends ``Origin`` (RFC 6454 section 7) on every websocket handshake and on every
-cross-origin (and, in current browsers, same-origin) unsafe request. Cookies ride along with
-both, so a page on ``evil.example`` can open a websocket to your app, or post a form to it, as
-the logged-in user; checking ``Origin`` against a list of trusted origins stops that. Non-browser
-clients send no ``Origin`` at all: whether that is allowed is the ``allow_missing`` choice.
+Browsers send ``Origin`` (RFC 6454 section 7) on websocket handshakes and unsafe requests, with
+the user's cookies; checking it against trusted origins stops a page elsewhere from acting as
+the user. Non-browser clients send none: ``allow_missing`` decides.
 """
 
 from __future__ import annotations
@@ -29,13 +27,12 @@ __all__ = [
 
 PROTOCOLS = frozenset({"websocket", "http"})
 
-# RFC 9110 section 9.2.1: methods defined as safe; a browser's cross-site request with one of
-# these must not change state, so only the others are checked for ``protocols=("http",)``.
+# RFC 9110 section 9.2.1: safe methods change no state; only the others are checked.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 # RFC 3986 section 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*", re.ASCII)
-# A websocket request's own origin, for the same-origin rule, is that of the page's scheme.
+# A websocket request's own origin has its page's scheme.
 _HTTP_SCHEME = {"ws": "http", "wss": "https"}
 # Decisions on longer origins or hosts are not remembered: such values are never valid.
 _MEMO_VALUE_MAX = 300
@@ -43,11 +40,8 @@ _MEMO_VALUE_MAX = 300
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """A serialized origin (RFC 6454 section 6.2): scheme, host and effective port.
-
-    ``port`` is the explicit port, or the scheme's default (``None`` for a scheme without
-    one), so ``https://example.com`` and ``https://example.com:443`` are the same origin.
-    """
+    """A serialized origin (RFC 6454 section 6.2): ``port`` is the scheme's default when
+    omitted, so ``https://example.com`` and ``https://example.com:443`` are the same."""
 
     scheme: str
     host: str
@@ -58,8 +52,7 @@ def parse_origin(value: str) -> Origin:
     """Parse an ``Origin`` header value other than ``null``.
 
     Raises:
-        PeerProtocolError: ``value`` is not ``scheme://host[:port]``: it has a path (even a
-            lone ``/``), a query, a user name, several origins, or an invalid host or port.
+        PeerProtocolError: ``value`` is not ``scheme://host[:port]`` (no path, not even ``/``).
     """
     scheme, sep, rest = value.partition("://")
     scheme = scheme.lower()
@@ -73,13 +66,9 @@ def parse_origin(value: str) -> Origin:
 
 @dataclass(frozen=True, slots=True)
 class OriginPattern:
-    """One entry of ``allowed_origins``.
-
-    ``https://example.com`` (that scheme, host and default port), ``https://example.com:8443``,
-    ``http://localhost:*`` (any port), ``https://*.example.com`` (any subdomain, at any depth,
-    not ``example.com`` itself), or ``null`` (the opaque origin of sandboxed frames, ``file:``
-    pages and some redirects: allow it only when you must).
-    """
+    """One entry of ``allowed_origins``: ``https://example.com``, ``https://example.com:8443``,
+    ``http://localhost:*`` (any port), ``https://*.example.com`` (any subdomain, not the domain
+    itself), or ``null`` (the opaque origin of sandboxed frames: only when you must)."""
 
     scheme: str
     host: str
@@ -93,7 +82,7 @@ class OriginPattern:
         """Parse an ``allowed_origins`` entry.
 
         Raises:
-            ValueError: ``text`` is not one of the forms above; the message says why.
+            ValueError: ``text`` is not one of the forms above.
         """
         if text == "null":
             return cls("", "", None, null=True)
@@ -135,17 +124,11 @@ ALLOWED = OriginDecision(True)
 
 
 class OriginPolicy:
-    """Which origins may open a websocket or send an unsafe request.
+    """Which origins (`OriginPattern` texts) may open a websocket or send an unsafe request.
 
-    Args:
-        allowed_origins: `OriginPattern` texts. A single string is refused: it is almost always
-            a forgotten list.
-        allow_missing: allow requests with no ``Origin`` header (non-browser clients).
-        protocols: what is checked: ``"websocket"`` handshakes, and/or ``"http"`` requests with
-            an unsafe method (anything but GET, HEAD, OPTIONS, TRACE).
-        allow_same_origin: also allow the request's own origin (its scheme and ``Host``), as
-            Django's CSRF check does. Put `TrustedHosts` in front so that ``Host`` is one of
-            yours (a DNS-rebinding page sends its own name as ``Host``).
+    ``protocols`` says what is checked: ``"websocket"`` handshakes and/or ``"http"`` unsafe
+    requests. ``allow_same_origin`` also allows the request's own origin, as Django's CSRF check
+    does: put `TrustedHosts` in front, or a DNS-rebinding page passes with its own ``Host``.
 
     Raises:
         ValueError: an invalid pattern, or an unknown or empty ``protocols``.
@@ -175,8 +158,7 @@ class OriginPolicy:
         self.allow_same_origin = allow_same_origin
         self.check_http = "http" in self.protocols
         self.check_websocket = "websocket" in self.protocols
-        # Few distinct (origin, scheme, host) triples reach one deployment; remembering the
-        # decisions saves about a microsecond per request in the middleware benchmark.
+        # Few (origin, scheme, host) triples reach a deployment: a microsecond per request.
         self._remembered = functools.lru_cache(maxsize=1024)(self._decide)
 
     def applies(self, scope_type: str, method: str = "GET") -> bool:
@@ -186,12 +168,8 @@ class OriginPolicy:
         return scope_type == "http" and self.check_http and method not in SAFE_METHODS
 
     def check(self, origin: str | None, *, scheme: str, host: str | None) -> OriginDecision:
-        """Decide on a request with ``Origin`` value ``origin`` (``None`` when absent).
-
-        ``scheme`` and ``host`` (the ``Host`` header) give the request's own origin for
-        ``allow_same_origin``. A value with a comma means several ``Origin`` headers (joined by
-        a WSGI server), which is refused like any malformed value.
-        """
+        """Decide on a request with ``Origin`` value ``origin`` (``None`` when absent); its own
+        origin is ``scheme`` and ``host``. A comma means several headers: refused."""
         if len(origin or "") > _MEMO_VALUE_MAX or len(host or "") > _MEMO_VALUE_MAX:
             return self._decide(origin, scheme, host)
         return self._remembered(origin, scheme, host)

@@ -1,31 +1,19 @@
-"""Mount prefixes and the paths a mounted application sees. Pure: no threads, no asyncio, no I/O.
+"""Mount prefixes and the paths a mounted application sees. Pure.
 
-The rules come from the ASGI HTTP and WebSocket connection scopes (spec 2.x):
-
-* ``path`` is the whole request path, ``root_path`` included, and ``raw_path`` is its undecoded
-  bytes. uvicorn builds both that way (``root_path + path``).
-* ``root_path`` is "the root path this application is mounted at", the equivalent of WSGI's
-  ``SCRIPT_NAME``.
-
-So a mount leaves ``path`` and ``raw_path`` alone and moves the prefix into ``root_path``:
-``/legacy/cart`` under a mount at ``/legacy`` reaches the child with ``root_path='/legacy'`` and
-``path='/legacy/cart'``, and a WSGI child sees ``SCRIPT_NAME='/legacy'`` and
-``PATH_INFO='/cart'`` (`crossgate.sansio.environ.split_script_name`).
-
-Older servers (hypercorn among them) send a ``path`` without the ``root_path`` in it. Such a
-path is matched whole, and the child gets it in the current form, ``root_path`` in front, so the
-child never has to guess which convention its parent followed.
-
-Prefixes match at segment boundaries only: a mount at ``/app`` serves ``/app`` and ``/app/x``,
-never ``/application`` (starlette #2599 and the WSGI adapters of asgiref and a2wsgi cut
-``/application`` to ``lication``).
+The ASGI spec (2.x) has ``path`` hold the whole path, ``root_path`` (WSGI's ``SCRIPT_NAME``)
+included. So a mount leaves ``path`` and ``raw_path`` alone and moves its prefix into
+``root_path``: ``/legacy/cart`` under ``/legacy`` reaches the child with ``root_path='/legacy'``
+and ``path='/legacy/cart'``. An older server's ``path`` without its ``root_path`` (hypercorn) is
+matched whole and handed on in the current form. Prefixes match at segment boundaries only:
+``/app`` never serves ``/application`` (starlette #2599; asgiref and a2wsgi cut it to
+``lication``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Generic, TypeVar
-from urllib.parse import quote, quote_from_bytes
+from urllib.parse import quote_from_bytes
 
 from crossgate.exceptions import PeerProtocolError
 
@@ -39,19 +27,14 @@ __all__ = [
 
 T = TypeVar("T")
 
-# The characters build_environ leaves unescaped when it rebuilds a raw path (RFC 3986 section
-# 3.3, pchar minus the ones that would change the meaning of a path).
-_PATH_SAFE = "/;=,~!$&'()*+:@"
-# What a raw path or query keeps as it is in a Location: RFC 3986 pchar (and "/", "?") plus
-# complete or not, "%" escapes the client already sent.
-_RAW_SAFE = _PATH_SAFE + "%"
-_QUERY_SAFE = _RAW_SAFE + "?"
+# RFC 3986 section 3.3: what a path holds unescaped (pchar and "/"); a raw path keeps its "%".
+PATH_SAFE = "/;=,~!$&'()*+:@"
+RAW_SAFE = PATH_SAFE + "%"
+QUERY_SAFE = RAW_SAFE + "?"
 
 
 def normalize_prefix(prefix: str) -> str:
-    """Check a mount prefix and return it in the form the router matches: no trailing ``/``.
-
-    A prefix is a decoded path, as the scope's ``path`` is: ``"/café"``, not ``"/caf%C3%A9"``.
+    """Check a decoded mount prefix (``"/café"``) and return it without a trailing ``/``.
 
     Raises:
         TypeError: ``prefix`` is not a `str`.
@@ -72,13 +55,9 @@ def normalize_prefix(prefix: str) -> str:
 
 
 def root_offset(root_path: str, path: str) -> int:
-    """Where the part of ``path`` below ``root_path`` begins.
-
-    ``len(root_path)`` (without a trailing ``/``) when ``path`` starts with ``root_path`` at a
-    segment boundary, as the current ASGI spec has it; 0 when it does not, which is an older
-    server's ``path`` with the root already removed (kept whole, as
-    `crossgate.sansio.environ.split_script_name` keeps it).
-    """
+    """Where the part of ``path`` below ``root_path`` begins: ``len(root_path)`` (without a
+    trailing ``/``) when ``path`` starts with it at a segment boundary, else 0 (an older server's
+    ``path``, without the root)."""
     root = root_path.rstrip("/")
     size = len(root)
     if size and path.startswith(root) and (len(path) == size or path[size] == "/"):
@@ -86,9 +65,8 @@ def root_offset(root_path: str, path: str) -> int:
     return 0
 
 
-# A compiled table serves at most this many distinct root_path values before it starts over. A
-# router meets one or two (the server's --root-path, its own mount point); the bound is there
-# because a root_path can come from a proxy header a middleware trusted.
+# Distinct root_path values a table compiles before it starts over: a router meets one or two,
+# but a root_path can come from a proxy header.
 MAX_ROOTS = 16
 
 # What `MountTable.route` returns: (value, child root_path, child path, child raw_path), the
@@ -119,11 +97,9 @@ class _Compiled(Generic[T]):
 class MountTable(Generic[T]):
     """Mount prefixes, each with the value it routes to, matched longest first.
 
-    Built once, when the router is built, and specialised once for each ``root_path`` it meets
-    (normally one): the prefixes with that root in front, grouped by where their first segment
-    ends, each with its answer ready. A request then costs one `str.find` for the end of its
-    first path segment, one dictionary lookup, and a `str.startswith` per prefix sharing that
-    segment (longest first, so ``/api/v2`` wins over ``/api``); nothing is allocated.
+    Specialised once for each ``root_path`` it meets, with prefixes grouped by where their
+    first segment ends, a request costs one `str.find`, one dict lookup and a `str.startswith`
+    per prefix sharing that segment; nothing is allocated.
 
     Raises:
         ValueError: two entries have the same prefix (after `normalize_prefix`), or a prefix
@@ -183,9 +159,8 @@ class MountTable(Generic[T]):
     def route(self, root_path: str | None, path: str, raw_path: bytes | None) -> Routed[T] | None:
         """Match and compute the child scope's paths in one step (the router's hot path).
 
-        Returns ``(value, root_path, path, raw_path)`` for the mounted app, as `child_paths`
-        gives them, except that ``path`` and ``raw_path`` are ``None`` when they stay as they
-        are (always, but for an older server's path); ``None`` when no prefix matches.
+        Returns `child_paths`'s answer after the value, ``path`` and ``raw_path`` ``None`` when
+        they stay as they are; ``None`` when no prefix matches.
 
         Raises:
             PeerProtocolError: as `child_paths`.
@@ -230,15 +205,12 @@ def child_paths(
 ) -> tuple[str, str, bytes | None]:
     """The ``(root_path, path, raw_path)`` of the scope a mount at ``prefix`` hands its app.
 
-    ``prefix`` is one `MountTable.lookup` returned for this ``root_path`` and ``path``. The
-    child's ``root_path`` is the parent's plus ``prefix``; ``path`` and ``raw_path`` are kept
-    (ASGI spec: ``path`` already includes every ``root_path``). A ``path`` from an older server,
-    without the parent's ``root_path`` in it, gets it put in front, in ``raw_path`` too
-    (percent-encoded from UTF-8, as uvicorn would have sent it), so both stay consistent.
+    ``prefix`` is what `MountTable.lookup` returned. The child's ``root_path`` is the parent's
+    plus ``prefix``; ``path`` and ``raw_path`` are kept, but an older server's ``path`` gets the
+    parent's ``root_path`` put in front, in ``raw_path`` too (percent-encoded, as uvicorn would).
 
     Raises:
-        PeerProtocolError: ``root_path`` holds a lone surrogate, which no server decoding
-            bytes off the wire can produce.
+        PeerProtocolError: ``root_path`` holds a lone surrogate.
     """
     root = root_path.rstrip("/")
     if not root or root_offset(root, path):
@@ -253,11 +225,9 @@ def slash_redirect_location(
 ) -> bytes:
     """The ``Location`` that adds the missing ``/`` to a request for a bare mount prefix.
 
-    Built from the raw path when the server gave one, so the client gets back the bytes it
-    sent (percent-escapes included) plus the slash and the query string. Bytes outside the
-    RFC 3986 path and query characters are percent-encoded, so CR, LF or NUL from the request
-    never reach the header, and a path starting with ``//`` is collapsed to one ``/``: as a
-    ``Location`` it would name another host (RFC 3986 section 4.2).
+    Built from the raw path when there is one, so the client gets back the bytes it sent.
+    Other bytes than RFC 3986 path and query characters are escaped (no CR or LF reaches the
+    header), and a leading ``//`` is collapsed: it would name another host (section 4.2).
 
     Raises:
         PeerProtocolError: ``root_path`` or ``path`` holds a lone surrogate.
@@ -265,7 +235,7 @@ def slash_redirect_location(
     root = root_path.rstrip("/")
     if raw_path:
         # Some servers put the query in raw_path; the ASGI spec says it is not there.
-        target = quote_from_bytes(raw_path.partition(b"?")[0], safe=_RAW_SAFE).encode("ascii")
+        target = quote_from_bytes(raw_path.partition(b"?")[0], safe=RAW_SAFE).encode("ascii")
         if root and not root_offset(root, path):
             target = _quote(root, "root_path") + target
     else:
@@ -273,13 +243,21 @@ def slash_redirect_location(
         target = _quote(full, "path")
     location = b"/" + target.lstrip(b"/") + b"/"
     if query_string:
-        location += b"?" + quote_from_bytes(query_string, safe=_QUERY_SAFE).encode("ascii")
+        location += b"?" + quote_from_bytes(query_string, safe=QUERY_SAFE).encode("ascii")
     return location
 
 
-def _quote(text: str, what: str) -> bytes:
+def scope_bytes(text: str, what: str) -> bytes:
+    """Encode a decoded scope string back to its bytes (undoing ``surrogateescape`` too).
+
+    Raises:
+        PeerProtocolError: ``text`` holds a lone surrogate.
+    """
     try:
-        quoted = quote(text, safe=_PATH_SAFE, encoding="utf-8", errors="surrogateescape")
+        return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         raise PeerProtocolError(f"the scope's {what} is not valid Unicode: {text!r}") from None
-    return quoted.encode("ascii")
+
+
+def _quote(text: str, what: str) -> bytes:
+    return quote_from_bytes(scope_bytes(text, what), safe=PATH_SAFE).encode("ascii")

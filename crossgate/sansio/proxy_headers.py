@@ -1,27 +1,15 @@
 """What a request looked like before the reverse proxies: the `ProxyHeaders` decision. Pure.
 
-A proxy in front of the app tells it, in headers, what the client sent: its address, the scheme,
-the host and port it asked for and the path prefix the proxy removed. Anyone can write those
-headers, so they are read only when the direct peer is a trusted proxy (`TrustedPeers`), and
-only the entries the trusted proxies themselves added (`ProxyPolicy` with ``hops``).
+Proxy headers tell the client's address, scheme, host, port and the prefix the proxy removed.
+Anyone can write them, so they are read only from a trusted peer (`TrustedPeers`), and only the
+entries the trusted proxies added. One family per deployment (reading both would let a client
+use the one the proxy does not clean): ``"x-forwarded"`` (``X-Forwarded-For``, ``-Proto``,
+``-Host``, ``-Port``, ``-Prefix``) or ``"forwarded"`` (RFC 7239, plus ``X-Forwarded-Prefix``).
 
-Two header families, one chosen per deployment (reading both would let a client use the one the
-proxy does not clean):
-
-* ``"x-forwarded"``: ``X-Forwarded-For``, ``-Proto``, ``-Host``, ``-Port``, ``-Prefix`` (de facto
-  standard; nginx, HAProxy, AWS ALB, Traefik);
-* ``"forwarded"``: RFC 7239 ``Forwarded`` (``for``, ``proto``, ``host`` parameters), plus
-  ``X-Forwarded-Prefix``, since RFC 7239 has no parameter for a path prefix.
-
-The hops rule (werkzeug ProxyFix's): every proxy appends one entry to each list, so with ``hops``
-proxies in front, the ``hops``-th entry from the right is the one the outermost trusted proxy
-wrote about the client, and everything left of it came from the client and is never used. A
-header with fewer entries than ``hops`` (a proxy that overwrites rather than appends, or a
-request that came through fewer proxies) gives its leftmost entry, which one of the trusted
-proxies wrote. Entries are never skipped for being trusted addresses themselves.
-
-Malformed values never raise: the field is ignored, the original value kept, and the reason is
-returned in `ProxyDecision.ignored` for the shell to log at DEBUG.
+The hops rule is werkzeug ProxyFix's: each proxy appends one entry, so the ``hops``-th entry
+from the right is the outermost trusted proxy's, and all left of it came from the client; a
+shorter list gives its leftmost entry (trusted addresses are never skipped). Malformed values
+never raise: they are ignored, the reason returned in `ProxyDecision.ignored` for a DEBUG log.
 """
 
 from __future__ import annotations
@@ -67,16 +55,11 @@ _MEMO_VALUE_MAX = 512
 
 
 class TrustedPeers:
-    """The direct peers whose proxy headers are believed.
-
-    Args:
-        trusted: IP addresses and networks (``"10.0.0.0/8"``, ``"fd00::/8"``), ``"unix"`` for a
-            Unix-socket peer (no client address), and ``"*"`` for everyone (dangerous: any
-            client can then choose its address, scheme and host). A string is split on commas.
+    """The direct peers whose proxy headers are believed: IP addresses and networks, ``"unix"``
+    for a Unix-socket peer, ``"*"`` for everyone (dangerous); a string is split on commas.
 
     Raises:
-        ValueError: an entry is none of these (host names are refused: resolving them per
-            request would be slow and spoofable).
+        ValueError: an entry is none of these (a host name would be slow and spoofable).
     """
 
     def __init__(self, trusted: str | Iterable[str]) -> None:
@@ -99,8 +82,7 @@ class TrustedPeers:
                         "such as 10.0.0.0/8, 'unix' or '*')"
                     ) from None
         self.networks = tuple(networks)
-        # Parsing an address costs microseconds, and requests come from few proxies. Bounded:
-        # a flood of distinct client addresses evicts old entries instead of growing it.
+        # Parsing an address costs microseconds, and requests come from few proxies.
         self._matches = functools.lru_cache(maxsize=4096)(self._match)
 
     def trusts(self, address: str | None) -> bool:
@@ -127,15 +109,9 @@ class TrustedPeers:
 class ProxyDecision:
     """What to change in the scope or environ; ``None`` fields are left as they are.
 
-    Attributes:
-        client: the client's address.
-        scheme: ``"http"`` or ``"https"`` (the shell turns it into ``ws``/``wss`` for a
-            websocket).
-        host: the new ``Host`` header value.
-        server: the new ``(name, port)`` of the server the client addressed; ``name`` without
-            IPv6 brackets.
-        prefix: the path prefix to put in front of ``root_path`` / ``SCRIPT_NAME`` and the path.
-        ignored: why each malformed value was ignored (for a DEBUG log).
+    ``scheme`` is ``http`` or ``https`` (the shell makes it ``ws``/``wss``), ``host`` the new
+    ``Host``, ``server`` the new ``(name, port)``, ``prefix`` goes in front of ``root_path``,
+    ``ignored`` says why each malformed value was ignored.
     """
 
     client: ClientAddress | None = None
@@ -150,15 +126,8 @@ NO_CHANGE = ProxyDecision()
 
 
 class ProxyPolicy:
-    """Trusted peers, header family, hops and fields: everything `ProxyHeaders` decides with.
-
-    Args:
-        trusted: see `TrustedPeers`.
-        mode: ``"x-forwarded"`` or ``"forwarded"``.
-        hops: how many trusted proxies stand in front of the app (at least 1).
-        fields: which of ``for``, ``proto``, ``host``, ``port``, ``prefix`` to take from the
-            headers; leave out any your proxy does not set or clear itself (nginx passes a
-            client's ``X-Forwarded-Host`` through unless told to set it).
+    """Trusted peers, header family, ``hops`` (trusted proxies in front) and ``fields`` (leave
+    out any your proxy does not set itself): everything `ProxyHeaders` decides with.
 
     Raises:
         ValueError: an invalid option; the message names it.
@@ -184,16 +153,13 @@ class ProxyPolicy:
         self.peers = TrustedPeers(trusted)
         self.mode = mode
         self.hops = hops
-        if mode == "x-forwarded":
-            names = [_X_HEADERS[field] for field in FIELDS if field in self.fields]
-        else:
-            # RFC 7239 has no port parameter (the port travels in "host") and no prefix.
-            names = ["forwarded"] if self.fields - {"prefix", "port"} else []
-            if "prefix" in self.fields:
-                names.append(_X_HEADERS["prefix"])
+        # The X- headers read: in "forwarded" mode only the prefix, which RFC 7239 lacks (its
+        # port travels in "host").
+        x_fields = self.fields if mode == "x-forwarded" else self.fields & {"prefix"}
+        self._reads = tuple((f, _X_HEADERS[f]) for f in FIELDS if f in x_fields)
+        rfc7239 = mode == "forwarded" and self.fields - {"prefix", "port"}
         # The lower-case header names this policy reads, for the shells to collect.
-        self.header_names = tuple(names)
-        self._reads = tuple((f, _X_HEADERS[f]) for f in FIELDS if f in self.fields)
+        self.header_names = (*(["forwarded"] if rfc7239 else []), *(n for _, n in self._reads))
         # RFC 7239 section 5 parameters read; "by" (the proxy's own interface) never is.
         self._forwarded_params = self.fields & {"for", "proto", "host"}
         # Clients send many requests with the same headers (keep-alive, a page's assets).
@@ -204,7 +170,7 @@ class ProxyPolicy:
         return self.peers.trusts(peer)
 
     def _pick(self, name: str, text: str, ignored: list[str]) -> str | None:
-        """The entry of list header ``name`` the trusted proxies wrote (see the module doc)."""
+        """The entry of list header ``name`` the trusted proxies wrote (the hops rule)."""
         if CONTROL.search(text):
             ignored.append(f"{name}: control characters in {text!a}")
             return None
@@ -216,13 +182,8 @@ class ProxyPolicy:
         return entries[-min(self.hops, len(entries))]
 
     def decide(self, values: Mapping[str, str], *, scheme: str, host: str | None) -> ProxyDecision:
-        """Decide what a request from a trusted peer really was.
-
-        Args:
-            values: the headers named in ``header_names`` that the request has, by lower-case
-                name; repeated header lines joined with ``,`` (RFC 9110 section 5.3).
-            scheme: the scope's scheme (``http``, ``https``, ``ws``, ``wss``).
-            host: the request's ``Host`` header, or ``None``.
+        """Decide what a request from a trusted peer really was, from ``values`` (the headers
+        of ``header_names`` it has, repeats joined with ``,``), its scheme and ``Host``.
 
         Never raises for any header content: malformed values are listed in ``ignored``.
         """
@@ -238,16 +199,13 @@ class ProxyPolicy:
     ) -> ProxyDecision:
         values = dict(items)
         ignored: list[str] = []
-        raw: dict[str, str] = {}
-        if self.mode == "x-forwarded":
-            for field, name in self._reads:
-                text = values.get(name)
-                if text is not None:
-                    picked = self._pick(name, text, ignored)
-                    if picked is not None:
-                        raw[field] = picked
-        else:
-            raw = self._forwarded(values, ignored)
+        raw = self._forwarded(values, ignored) if self.mode == "forwarded" else {}
+        for field, name in self._reads:
+            text = values.get(name)
+            if text is not None:
+                picked = self._pick(name, text, ignored)
+                if picked is not None:
+                    raw[field] = picked
         client: ClientAddress | None = None
         scheme_out: str | None = None
         authority: Authority | None = None
@@ -273,26 +231,21 @@ class ProxyPolicy:
         return ProxyDecision(client, scheme_out, new_host, server, prefix, tuple(ignored))
 
     def _forwarded(self, values: Mapping[str, str], ignored: list[str]) -> dict[str, str]:
-        raw: dict[str, str] = {}
         text = values.get("forwarded")
-        if text is not None:
-            if CONTROL.search(text):
-                ignored.append(f"forwarded: control characters in {text!a}")
-            else:
-                try:
-                    elements = parse_forwarded(text)
-                except PeerProtocolError as exc:
-                    ignored.append(f"forwarded: {exc}")
-                    elements = []
-                if elements:
-                    element = elements[-min(self.hops, len(elements))]
-                    raw = {k: v for k, v in element.items() if k in self._forwarded_params}
-        prefix = values.get(_X_HEADERS["prefix"])
-        if prefix is not None and "prefix" in self.fields:
-            picked = self._pick(_X_HEADERS["prefix"], prefix, ignored)
-            if picked is not None:
-                raw["prefix"] = picked
-        return raw
+        if text is None:
+            return {}
+        if CONTROL.search(text):
+            ignored.append(f"forwarded: control characters in {text!a}")
+            return {}
+        try:
+            elements = parse_forwarded(text)
+        except PeerProtocolError as exc:
+            ignored.append(f"forwarded: {exc}")
+            return {}
+        if not elements:
+            return {}
+        element = elements[-min(self.hops, len(elements))]
+        return {k: v for k, v in element.items() if k in self._forwarded_params}
 
     @staticmethod
     def _server(

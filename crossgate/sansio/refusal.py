@@ -1,8 +1,7 @@
 """The messages that refuse a connection with a status and a reason, for both scope types. Pure.
 
-Every place crossgate answers for an app it cannot or will not call (a router with no route,
-`WSGIToASGI` given a websocket, a middleware that refuses) sends these, through
-`crossgate._answer`, so a refusal looks alike wherever it comes from.
+Every refusal (a router with no route, `WSGIToASGI` given a websocket, a middleware) sends
+these through `crossgate._answer`, so it looks alike wherever it comes from.
 """
 
 from __future__ import annotations
@@ -42,12 +41,9 @@ def refusal_events(
 ) -> list[Message]:
     """The messages that answer ``scope`` with ``status`` and a plain-text ``reason``.
 
-    ``http``: the short error response of `crossgate.sansio.response.error_events`. A websocket
-    whose server offers `WEBSOCKET_DENIAL`: that same response, as the handshake's answer.
-    Any other websocket: a close before accept, which the server turns into a 403 (ASGI spec,
-    websocket "Close - send event"); its code and reason still reach logs and servers that
-    report them: 1011 (internal error) for a 5xx status, else 1008 (policy violation), RFC 6455
-    section 7.4.1. The sender waits for ``websocket.connect`` first (`crossgate._answer`).
+    ``http``, or a websocket whose server offers `WEBSOCKET_DENIAL`: the error response of
+    `crossgate.sansio.response.error_events`. Any other websocket: a close before accept (a 403,
+    ASGI spec), code 1011 for a 5xx status, else 1008 (RFC 6455 section 7.4.1).
     """
     start, body = error_events(status, reason, extra_headers=headers)
     if scope["type"] != "websocket":

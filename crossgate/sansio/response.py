@@ -1,7 +1,6 @@
 """WSGI ``start_response`` semantics and their translation into ASGI ``http.response.*`` events.
 
-Pure: no threads, no asyncio, no I/O. The adapter calls into a `ResponseState` from the
-thread that runs the WSGI application and ships the events it returns to the event loop.
+Pure: the adapter's WSGI thread calls into a `ResponseState` and ships its events to the loop.
 """
 
 from __future__ import annotations
@@ -37,9 +36,8 @@ def parse_status(status: object) -> int:
     """Return the status code of a PEP 3333 status line such as ``"200 OK"``.
 
     Raises:
-        AppProtocolError: ``status`` is not a ``str`` made of three digits, a space and a reason
-            phrase without CR, LF or NUL, or its code is not a final status (200-599; PEP 3333
-            gives WSGI no way to send an interim 1xx response).
+        AppProtocolError: ``status`` is not three digits from 200 to 599 (WSGI cannot send
+            1xx), a space and a reason without CR, LF or NUL.
     """
     if type(status) is not str:
         raise AppProtocolError(f"status must be a str such as '200 OK', not {status!r}")
@@ -55,13 +53,10 @@ def parse_status(status: object) -> int:
 
 
 def body_chunk(chunk: object) -> bytes:
-    """Return a body chunk a WSGI app produced as ``bytes``.
-
-    PEP 3333 ("Unicode Issues"): the body is made of bytestrings. ``bytes`` passes as is; a
-    ``bytearray`` or ``memoryview`` is copied into ``bytes`` (ASGI messages carry ``bytes``).
+    """Return a body chunk a WSGI app produced as ``bytes`` (PEP 3333 "Unicode Issues").
 
     Raises:
-        AppProtocolError: ``chunk`` is anything else (a ``str`` most often), named by its type.
+        AppProtocolError: ``chunk`` is not bytes-like (a ``str`` most often).
     """
     if type(chunk) is bytes:
         return chunk
@@ -76,15 +71,9 @@ def body_chunk(chunk: object) -> bytes:
 class ResponseState:
     """What ``start_response`` was told, and how much of the body went out.
 
-    PEP 3333 ("The start_response() Callable", "Error Handling") rules enforced here:
-
-    * ``start_response`` is called once, except with ``exc_info``, which may replace the status
-      and headers until they are sent; after that ``exc_info`` is re-raised.
-    * The headers are sent with the first non-empty body chunk, or when the iterable ends.
-    * A ``Content-Length`` the application set is a promise: bytes past it are dropped
-      (`clamp`), and a body that ends short is an error (`shortfall`).
-
-    ``method`` is the request's: the answer to a ``HEAD`` has no body (RFC 9110 section 9.3.2).
+    PEP 3333: ``start_response`` is called once, except with ``exc_info``, which may replace
+    the status and headers until they are sent, and is re-raised after. A ``Content-Length``
+    is a promise: bytes past it are dropped (`clamp`), a short body is an error (`shortfall`).
     """
 
     __slots__ = ("committed", "content_length", "head", "headers", "sent", "status")
@@ -102,9 +91,7 @@ class ResponseState:
 
         Raises:
             BaseException: ``exc_info``'s exception, when the headers already went out.
-            AppProtocolError: a second call without ``exc_info``, or an invalid status or
-                header (see `parse_status` and
-                `crossgate.sansio.headers.encode_response_headers`).
+            AppProtocolError: a second call without ``exc_info``, or an invalid status or header.
         """
         if exc_info is not None and exc_info[1] is not None:
             if self.committed:
@@ -132,10 +119,7 @@ class ResponseState:
         return {"type": "http.response.start", "status": self.status, "headers": self.headers}
 
     def clamp(self, chunk: bytes) -> tuple[bytes, int, bool]:
-        """Account for ``chunk``; return ``(bytes to send, bytes dropped, body complete)``.
-
-        With no ``Content-Length`` the chunk is sent whole and the body is never complete early.
-        """
+        """Account for ``chunk``; return ``(bytes to send, bytes dropped, body complete)``."""
         limit = self.content_length
         if limit is None:
             self.sent += len(chunk)
@@ -150,11 +134,8 @@ class ResponseState:
         return chunk, dropped, self.sent >= limit
 
     def shortfall(self) -> int:
-        """Bytes still owed under ``Content-Length`` (0 when none was set or all were sent).
-
-        A HEAD answer, a 204 and a 304 carry the Content-Length of a body they never send
-        (RFC 9110 sections 8.6, 9.3.2, 15.4.5): they owe nothing.
-        """
+        """Bytes still owed under ``Content-Length``; HEAD, 204 and 304 owe none (RFC 9110
+        section 8.6)."""
         if self.content_length is None or self.head or self.status in (204, 304):
             return 0
         return max(self.content_length - self.sent, 0)
@@ -169,16 +150,12 @@ def file_send_event(
     offset: int,
     size: int,
 ) -> HTTPResponsePathsendEvent | HTTPResponseZerocopysendEvent | None:
-    """Choose how the server can send a regular file the app returned through
-    ``wsgi.file_wrapper``, and settle ``state`` for it; ``None`` means iterate the file instead.
+    """The event that has the server send a ``wsgi.file_wrapper`` file, settling ``state``;
+    ``None`` means iterate the file instead.
 
-    ``path`` is the file's absolute path when the caller checked it still names the open file,
-    else ``None``; ``offset`` is the file's position and ``size`` its length. The ASGI "Path
-    Send" extension sends a whole file by name, so it needs ``offset == 0``; "Zero Copy Send"
-    takes the open file with an offset. Either is only used before any body went out, and when
-    a ``Content-Length`` the app set matches what remains, and never for a HEAD (the answer
-    has no body, and the event would have the server send the file). The response gets a
-    ``Content-Length`` when it had none and counts as fully sent.
+    ``path`` is set when the caller checked it names the open file. "Path Send" needs the whole
+    file; "Zero Copy Send" takes an ``offset``. Either only before any body, with a matching
+    ``Content-Length``, and never for a HEAD (the server would send the file).
     """
     remaining = size - offset
     if (
@@ -214,11 +191,8 @@ def error_events(
     *,
     extra_headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
-    """Return the two events of a short plain-text error response.
-
-    The body is the status phrase, then ``message`` on its own line when given; it names what
-    went wrong, never a traceback (those go to the ``crossgate`` logger).
-    """
+    """The two events of a short plain-text error response: the status phrase, then
+    ``message``; never a traceback (that goes to the log)."""
     phrase = HTTPStatus(status_code).phrase
     text = (
         f"{status_code} {phrase}\n" if message is None else f"{status_code} {phrase}: {message}\n"

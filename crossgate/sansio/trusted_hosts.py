@@ -1,12 +1,9 @@
-"""Host header parsing and the allowed-hosts decision. Pure: no threads, no asyncio, no I/O.
+"""Host header parsing and the allowed-hosts decision. Pure.
 
-`parse_authority` is the one parser for ``host[:port]`` values in crossgate: the `Host` header
-(`TrustedHosts`), ``X-Forwarded-Host`` and the ``host`` of RFC 7239 ``Forwarded`` (`ProxyHeaders`)
-and the host part of an ``Origin`` (`OriginCheck`). It accepts what RFC 9110 section 7.2 allows a
-client to send (``uri-host [ ":" port ]``, with ``uri-host`` from RFC 3986 section 3.2.2), minus
-the exotic forms no browser or proxy emits (percent-encoded or sub-delimiter registered names,
-IPvFuture, IPv6 zone identifiers), so that anything that could smuggle a second host, a user
-name or a header break (``evil.com:80@good.com``, a comma, CR/LF) is refused.
+`parse_authority` is crossgate's one parser for ``host[:port]`` (``Host``, ``X-Forwarded-Host``,
+``Forwarded``'s ``host``, an ``Origin``'s host): RFC 9110 section 7.2 minus the exotic forms no
+client sends (percent-encoded names, IPvFuture, zone identifiers), so nothing that could smuggle
+a second host, a user name or a header break (``evil.com:80@good.com``, a comma, CR/LF) passes.
 """
 
 from __future__ import annotations
@@ -20,6 +17,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from crossgate.exceptions import PeerProtocolError
+from crossgate.sansio.paths import QUERY_SAFE, RAW_SAFE
 
 __all__ = [
     "ALLOW",
@@ -36,11 +34,8 @@ __all__ = [
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
-# A DNS-style registered name: dot-separated labels of letters, digits, "-" and "_" (the
-# underscore is not valid in DNS host names, but container and service names use it and it can
-# smuggle nothing), neither starting nor ending with "-"; one trailing dot for a fully
-# qualified name. Lower case: the value is lower-cased first (host names are case-insensitive,
-# RFC 3986 section 3.2.2).
+# Dot-separated labels of lower-case letters, digits, "-" and "_" (container names use it), no
+# "-" at either end; one trailing dot for a fully qualified name.
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?", re.ASCII)
 _MAX_NAME = 253
@@ -53,14 +48,8 @@ def default_port(scheme: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Authority:
-    """A validated ``host[:port]``.
-
-    Attributes:
-        host: the host as it goes into a URL or a ``Host`` header: a lower-case name without a
-            trailing dot, a dotted IPv4 address, or an IPv6 address in brackets (compressed
-            form, ``[::1]``).
-        port: the explicit port, or ``None`` when the value named none.
-    """
+    """A validated ``host[:port]``: ``host`` as it goes into a URL (a lower-case name without
+    a trailing dot, an IPv4 address, or a compressed IPv6 address in brackets)."""
 
     host: str
     port: int | None = None
@@ -73,7 +62,7 @@ class Authority:
     @property
     def is_ip(self) -> bool:
         """Whether the host is an IP address rather than a name."""
-        return self.host.startswith("[") or _is_ipv4(self.host)
+        return self.host.startswith("[") or IPV4.fullmatch(self.host) is not None
 
     def effective_port(self, scheme: str) -> int | None:
         """The explicit port, or the default port of ``scheme``."""
@@ -83,18 +72,12 @@ class Authority:
         return self.host if self.port is None else f"{self.host}:{self.port}"
 
 
-# A dotted-quad IPv4 address in canonical form (no leading zeros, which Python's ipaddress also
-# refuses): matching it is ten times cheaper than building an IPv4Address, and the hot path of
-# ProxyHeaders parses one per request.
+# A canonical dotted-quad IPv4 address: ten times cheaper to match than an IPv4Address to build.
 IPV4 = re.compile(
     r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
     r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
     re.ASCII,
 )
-
-
-def _is_ipv4(text: str) -> bool:
-    return IPV4.fullmatch(text) is not None
 
 
 def parse_port(text: str) -> int:
@@ -108,22 +91,15 @@ def parse_port(text: str) -> int:
     return int(text)
 
 
-# A deployment sees few distinct hosts, and each of TrustedHosts, ProxyHeaders and OriginCheck
-# parses one per request. Only valid values are kept (an exception is not cached), and a valid
-# value is at most 260 characters long.
+# A deployment sees few hosts; only valid values (at most 260 characters) are cached.
 @functools.lru_cache(maxsize=1024)
 def parse_authority(value: str) -> Authority:
-    """Parse and normalize ``host[:port]`` as a `Host` header carries it.
-
-    Names are lower-cased and lose a trailing dot (``Example.COM.`` is ``example.com``); IPv6
-    literals must be bracketed (``[::1]:8000``) and are compressed. The port, when present, is
-    1-65535.
+    """Parse and normalize ``host[:port]``: ``Example.COM.`` is ``example.com``, IPv6 literals
+    are bracketed and compressed, a port is 1-65535.
 
     Raises:
-        PeerProtocolError: ``value`` is empty, not ASCII (internationalized names travel as
-            punycode, RFC 9110 section 4.2.3), holds anything but a host and a port (a user
-            name, a path, a comma, whitespace, control characters), or names an impossible
-            address or port. The message says which, with the value escaped.
+        PeerProtocolError: ``value`` is empty, not ASCII (names travel as punycode), holds
+            anything but a host and a port, or names an impossible address or port.
     """
     if not value:
         raise PeerProtocolError("empty host")
@@ -131,8 +107,7 @@ def parse_authority(value: str) -> Authority:
         raise PeerProtocolError(f"host is not ASCII: {value!a}")
     port: int | None = None
     if value.startswith("["):
-        # RFC 3986 section 3.2.2: IP-literal = "[" IPv6address "]" (IPvFuture and RFC 6874 zone
-        # identifiers are refused: no client sends them in a Host header).
+        # RFC 3986 section 3.2.2: IP-literal = "[" IPv6address "]".
         end = value.find("]")
         if end < 0:
             raise PeerProtocolError(f"unclosed IPv6 literal in host: {value!a}")
@@ -162,12 +137,8 @@ def parse_authority(value: str) -> Authority:
 
 @dataclass(frozen=True, slots=True)
 class HostPattern:
-    """One entry of ``allowed_hosts``.
-
-    ``example.com`` (any port), ``example.com:8443`` (that port only), ``*.example.com`` (any
-    subdomain, at any depth, but not ``example.com`` itself: list both to allow both), ``[::1]``
-    and ``[::1]:8000`` (IPv6 literals, bracketed), or ``*`` (any well-formed host).
-    """
+    """One entry of ``allowed_hosts``: ``example.com`` (any port), ``example.com:8443``,
+    ``*.example.com`` (any subdomain, not ``example.com`` itself), ``[::1]``, or ``*``."""
 
     host: str
     port: int | None = None
@@ -178,7 +149,7 @@ class HostPattern:
         """Parse an ``allowed_hosts`` entry.
 
         Raises:
-            ValueError: ``text`` is not one of the forms above; the message says why.
+            ValueError: ``text`` is not one of the forms above.
         """
         if text == "*":
             return cls("", None, wildcard=True)
@@ -205,14 +176,8 @@ class HostPattern:
 
 @dataclass(frozen=True, slots=True)
 class HostDecision:
-    """What to do with a request, given its Host.
-
-    Attributes:
-        action: ``"allow"``, ``"refuse"`` (answer 400 with ``reason``) or ``"redirect"`` (to
-            ``location_host``, keeping the scheme, path and query).
-        reason: why the request is refused or redirected (for the response and the log).
-        location_host: the host to redirect to, for ``"redirect"``.
-    """
+    """What to do with a request, given its Host: ``allow``, ``refuse`` (400 with ``reason``)
+    or ``redirect`` (to ``location_host``, keeping the scheme, path and query)."""
 
     action: Literal["allow", "refuse", "redirect"]
     reason: str = ""
@@ -223,15 +188,8 @@ ALLOW = HostDecision("allow")
 
 
 class HostPolicy:
-    """The allowed hosts of a deployment, and an optional canonical host to redirect to.
-
-    Args:
-        allowed_hosts: `HostPattern` texts. A single string is refused: it is almost always a
-            forgotten list.
-        redirect_to: a canonical ``host[:port]``; requests for any other allowed host are
-            redirected there. It must itself be allowed.
-        www_redirect: redirect ``example.com`` to ``www.example.com`` when only the latter is
-            allowed (starlette's ``www_redirect``).
+    """The allowed hosts of a deployment (`HostPattern` texts; a lone string is refused as a
+    forgotten list), a canonical ``redirect_to`` host, and starlette's ``www_redirect``.
 
     Raises:
         ValueError: an invalid pattern, no pattern at all, or a ``redirect_to`` that is not a
@@ -272,12 +230,8 @@ class HostPolicy:
     def check(self, host: str | None, scheme: str, *, redirect: bool = True) -> HostDecision:
         """Decide on a request whose Host header is ``host`` (``None`` when it has none).
 
-        With ``redirect`` false (a websocket handshake cannot follow a redirect), the answer is
-        only ever ``allow`` or ``refuse``.
-
-        ``host`` holding a comma means the request carried several Host headers (a WSGI server
-        joins them): RFC 9112 section 3.2 requires a 400 for that, as for a missing or invalid
-        one. ``scheme`` decides the default port (``http``/``ws`` 80, ``https``/``wss`` 443).
+        ``redirect`` is false where the client cannot follow one (a websocket handshake). A
+        comma means several Host headers (a WSGI server joins them): a 400, RFC 9112 section 3.2.
         """
         if host is None:
             return HostDecision("refuse", "missing Host header")
@@ -306,23 +260,14 @@ class HostPolicy:
         return ALLOW
 
 
-# RFC 3986 section 3.3: the characters a path may hold literally; anything else is
-# percent-encoded in the Location, so no byte of the request can break the header.
-_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
-_QUERY_SAFE = _PATH_SAFE + "?"
-
-
 def redirect_location(scheme: str, host: str, path: bytes, query: bytes) -> str:
-    """The absolute URL to redirect to: ``scheme://host`` plus the request's path and query.
-
-    ``path`` is the raw (still percent-encoded) path, ``root_path`` included. Bytes outside the
-    RFC 3986 path and query characters are percent-encoded, so CR, LF or NUL in the request
-    never reach the ``Location`` header; a path that does not start with ``/`` gets one.
-    """
+    """The absolute URL to redirect to: ``scheme://host``, the raw ``path`` (``root_path``
+    included; given a ``/`` in front when it lacks one) and ``query``, escaped (RFC 3986
+    section 3.3), so no byte of the request breaks the header."""
     http_scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
-    target = quote(path, safe=_PATH_SAFE) or "/"
+    target = quote(path, safe=RAW_SAFE) or "/"
     if not target.startswith("/"):
         target = "/" + target
     if query:
-        target += "?" + quote(query, safe=_QUERY_SAFE)
+        target += "?" + quote(query, safe=QUERY_SAFE)
     return f"{http_scheme}://{host}{target}"
