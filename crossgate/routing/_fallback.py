@@ -1,13 +1,6 @@
-"""The per-connection machinery of `crossgate.routing.Fallback`.
-
-An attempt wraps the primary app's ``receive`` and ``send``. While the primary may still fall
-through (it has not answered yet), every message it receives is recorded; once it answers with
-a status that does not fall through, recording stops and everything passes straight on. When it
-does fall through, its answer is dropped and the fallback gets the recorded messages again
-before the live ones.
-
-The recorder never reads ahead of the primary: it only sees what the primary asks for, so the
-server's flow control (ASGI: ``receive`` is awaited one message at a time) is untouched.
+"""The per-connection machinery of `crossgate.routing.Fallback`: an attempt wraps the primary's
+``receive`` and ``send``, records what it receives while it may still fall through (never reading
+ahead of it, so the server's flow control is untouched), and replays that to the fallback.
 """
 
 from __future__ import annotations
@@ -15,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import tempfile
-from dataclasses import dataclass
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Final
 
 from crossgate.types import ASGIReceive, ASGISend, Message
 
-__all__ = ["AttemptPhase", "HTTPAttempt", "Policy", "WebSocketAttempt"]
+if TYPE_CHECKING:
+    from crossgate.routing import Fallback
+
+__all__ = ["AttemptPhase", "HTTPAttempt", "WebSocketAttempt"]
 
 
 class AttemptPhase(enum.Enum):
@@ -40,25 +35,9 @@ REPLAY_CHUNK: Final = 64 * 1024
 _HTTP_DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """What a `crossgate.routing.Fallback` decided once: which statuses fall through, and how
-    much request body it keeps for a replay (in memory, then at most, ``None``: no limit)."""
-
-    statuses: frozenset[int]
-    memory_limit: int
-    replay_limit: int | None
-
-
 class HTTPAttempt:
     """One HTTP request's try at the primary, and the replay of its body for the fallback.
-
-    Body bytes are kept in memory up to ``memory_limit``, then in an anonymous temporary file,
-    and only up to ``replay_limit`` bytes: past it the request can no longer fall through, and
-    whatever the primary answers goes to the client. Nothing is allocated for a request whose
-    primary reads one empty body (most requests): the recording starts with the first message
-    that has something to keep.
-    """
+    Nothing is allocated for a primary that reads one empty body (most requests)."""
 
     __slots__ = (
         "_empty",
@@ -67,22 +46,21 @@ class HTTPAttempt:
         "_live_receive",
         "_live_send",
         "_parked",
-        "_policy",
         "_rec",
         "_replay",
+        "_router",
         "mode",
     )
 
-    def __init__(self, receive: ASGIReceive, send: ASGISend, policy: Policy) -> None:
+    def __init__(self, receive: ASGIReceive, send: ASGISend, router: Fallback) -> None:
         self._live_receive = receive
         self._live_send = send
-        self._policy = policy
+        self._router = router
         self.mode = UNDECIDED
         self._empty = False  # the primary read a whole, empty body and nothing else
         self._rec: _Recording | None = None
-        # The primary's receive() calls waiting on the server right now. One of them may be a
-        # task the primary left behind when it answered; the message it gets once the fallback
-        # has taken over is the fallback's (`_parked`, or `_handoff` if the fallback waits).
+        # The primary's receive() calls waiting on the server; one may be a task it left behind,
+        # whose message, once the fallback took over, is the fallback's (`_parked`/`_handoff`).
         self._inflight = 0
         self._parked: Message | None = None
         self._handoff: asyncio.Future[Message | None] | None = None
@@ -92,8 +70,6 @@ class HTTPAttempt:
     def missed(self) -> bool:
         """The primary answered a falling-through status after the body overflowed."""
         return self._rec is not None and self._rec.missed
-
-    # -- the primary's side ---------------------------------------------------------------------
 
     async def receive(self) -> Message:
         if self.mode is DONE:
@@ -109,13 +85,12 @@ class HTTPAttempt:
             raise
         self._inflight -= 1
         if self.mode is DONE:
-            # The fallback took over while this call (a task the primary left behind) was
-            # waiting: the message belongs to the fallback.
+            # The fallback took over while this leftover call waited: the message is its own.
             self._hand_over(message)
             return _HTTP_DISCONNECT
         if self.mode is not PASS:
-            # Recorded after a fall-through too: a primary still reading after its 404 (an
-            # adapter's read-ahead) takes messages the fallback must see.
+            # Also after a fall-through: a primary still reading after its 404 (an adapter's
+            # read-ahead) takes messages the fallback must see.
             self._record(message)
         return message
 
@@ -124,11 +99,11 @@ class HTTPAttempt:
         if mode is PASS:
             await self._live_send(message)
         elif mode is UNDECIDED:
-            # The decision is made at http.response.start: it comes before any body (ASGI
-            # HTTP spec), so a status that falls through is known before a byte went out.
+            # http.response.start comes before any body (ASGI HTTP spec): a status that falls
+            # through is known before a byte went out.
             if (
                 message["type"] == "http.response.start"
-                and message.get("status") in self._policy.statuses
+                and message.get("status") in self._router.statuses
             ):
                 rec = self._rec
                 if rec is None or not rec.overflowed:
@@ -151,17 +126,15 @@ class HTTPAttempt:
             ):
                 self._empty = True
                 return
-            rec = self._rec = _Recording(self._policy, seen_empty=self._empty)
+            rec = self._rec = _Recording(self._router, seen_empty=self._empty)
         rec.record(message, limited=self.mode is UNDECIDED)
-
-    # -- the fallback's side --------------------------------------------------------------------
 
     def replay_receive(self) -> ASGIReceive:
         """The fallback's ``receive``: what the primary got, then the live messages."""
         self.mode = DONE
         rec = self._rec
         if rec is None and self._empty:
-            rec = self._rec = _Recording(self._policy, seen_empty=True)
+            rec = self._rec = _Recording(self._router, seen_empty=True)
         if rec is not None:
             rec.rewind()
         self._replay = rec
@@ -179,8 +152,8 @@ class HTTPAttempt:
             self._parked = None
             return parked
         if self._inflight:
-            # The server's next message will go to the primary's leftover call, which hands
-            # it over: two concurrent receive() calls on the server would race for it.
+            # The primary's leftover call will get the server's next message and hand it over:
+            # two concurrent receive() calls on the server would race for it.
             handoff: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
             self._handoff = handoff
             try:
@@ -212,7 +185,7 @@ class _Recording:
         "_disconnected",
         "_more",
         "_next",
-        "_policy",
+        "_router",
         "_seen",
         "_spool",
         "missed",
@@ -220,8 +193,8 @@ class _Recording:
         "size",
     )
 
-    def __init__(self, policy: Policy, *, seen_empty: bool) -> None:
-        self._policy = policy
+    def __init__(self, router: Fallback, *, seen_empty: bool) -> None:
+        self._router = router
         self._seen = seen_empty
         self._more = not seen_empty
         self._disconnected = False
@@ -245,9 +218,9 @@ class _Recording:
 
     def _keep(self, body: bytes, *, limited: bool) -> None:
         size = self.size + len(body)
-        limit = self._policy.replay_limit
-        # The limit applies while the request may still fall through; once it has, every
-        # byte must be kept, or the fallback would get a truncated body.
+        limit = self._router.max_replay
+        # Only while the request may still fall through: once it has, every byte must be
+        # kept, or the fallback would get a truncated body.
         if limited and limit is not None and size > limit:
             self.overflowed = True
             self.discard()
@@ -255,11 +228,10 @@ class _Recording:
         self.size = size
         spool = self._spool
         if spool is None:
-            if size <= self._policy.memory_limit:
+            if size <= self._router.buffer_size:
                 self._chunks.append(body)
                 return
-            # Past the memory bound: move to an anonymous temporary file (deleted when closed,
-            # or by the OS if the process dies).
+            # An anonymous temporary file: deleted when closed, or by the OS if the process dies.
             spool = self._spool = tempfile.TemporaryFile()  # noqa: SIM115
             for chunk in self._chunks:
                 spool.write(chunk)
@@ -312,12 +284,11 @@ def _request(body: bytes, *, more: bool) -> Message:
 
 class WebSocketAttempt:
     """One websocket's try at the primary: a refusal before accepting hands it to the fallback.
-
-    Before the handshake completes the server only delivers ``websocket.connect`` (and maybe
-    ``websocket.disconnect``), so the recording is a short list of messages.
-    """
+    Before the handshake the server only delivers ``websocket.connect`` (maybe a disconnect)."""
 
     __slots__ = ("_live_receive", "_live_send", "_received", "mode")
+
+    missed = False  # no body, so no replay limit to pass
 
     def __init__(self, receive: ASGIReceive, send: ASGISend) -> None:
         self._live_receive = receive
@@ -339,11 +310,9 @@ class WebSocketAttempt:
             await self._live_send(message)
         elif mode is UNDECIDED:
             kind = message["type"]
-            # ASGI websocket spec: a close before accept refuses the handshake (the server
-            # answers 403); with the websocket.http.response extension the refusal is an HTTP
-            # response instead. Either way the primary did not take the connection, whatever
-            # the status: WSGIToASGI, for one, refuses with a 403 where it can, a close where
-            # it cannot, and both must hand over alike.
+            # ASGI websocket spec: a close before accept refuses the handshake, and so does a
+            # denial response (websocket.http.response), whatever its status: WSGIToASGI
+            # refuses with a 403 where it can, a close where it cannot; both hand over alike.
             if kind == "websocket.close" or kind == "websocket.http.response.start":
                 self.mode = DROP
                 return
@@ -359,8 +328,9 @@ class WebSocketAttempt:
         live = self._live_receive
 
         async def receive() -> Message:
-            if pending:
-                return pending.pop(0)
-            return await live()
+            return pending.pop(0) if pending else await live()
 
         return receive
+
+    def discard(self) -> None:
+        """Nothing to clean up: the recorded messages go with the attempt."""
