@@ -36,19 +36,24 @@ _HTTP_DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 
 
 class HTTPAttempt:
-    """One HTTP request's try at the primary, and the replay of its body for the fallback.
-    Nothing is allocated for a primary that reads one empty body (most requests)."""
+    """One HTTP request's try at the primary, and the replay of its body for the fallback."""
 
     __slots__ = (
-        "_empty",
+        "_chunks",
+        "_disconnected",
         "_handoff",
         "_inflight",
         "_live_receive",
         "_live_send",
+        "_more",
+        "_next",
+        "_overflowed",
         "_parked",
-        "_rec",
-        "_replay",
         "_router",
+        "_seen",
+        "_size",
+        "_spool",
+        "missed",
         "mode",
     )
 
@@ -57,19 +62,22 @@ class HTTPAttempt:
         self._live_send = send
         self._router = router
         self.mode = UNDECIDED
-        self._empty = False  # the primary read a whole, empty body and nothing else
-        self._rec: _Recording | None = None
+        # The recording: whether the primary read an http.request, the last one's more_body,
+        # whether it saw http.disconnect; the body in memory (from `_next` on) or spooled.
+        self._seen = False
+        self._more = True
+        self._disconnected = False
+        self._chunks: list[bytes] = []
+        self._next = 0
+        self._spool: IO[bytes] | None = None
+        self._size = 0
+        self._overflowed = False  # past max_replay: the request can no longer fall through
+        self.missed = False  # ... and the primary answered a falling-through status all the same
         # The primary's receive() calls waiting on the server; one may be a task it left behind,
         # whose message, once the fallback took over, is the fallback's (`_parked`/`_handoff`).
         self._inflight = 0
         self._parked: Message | None = None
         self._handoff: asyncio.Future[Message | None] | None = None
-        self._replay: _Recording | None = None
-
-    @property
-    def missed(self) -> bool:
-        """The primary answered a falling-through status after the body overflowed."""
-        return self._rec is not None and self._rec.missed
 
     async def receive(self) -> Message:
         if self.mode is DONE:
@@ -91,7 +99,15 @@ class HTTPAttempt:
         if self.mode is not PASS:
             # Also after a fall-through: a primary still reading after its 404 (an adapter's
             # read-ahead) takes messages the fallback must see.
-            self._record(message)
+            kind = message.get("type")
+            if kind == "http.request":
+                self._seen = True
+                self._more = bool(message.get("more_body", False))
+                body: bytes = message.get("body", b"")
+                if body and not self._overflowed:
+                    self._keep(body)
+            elif kind == "http.disconnect":
+                self._disconnected = True
         return message
 
     async def send(self, message: Message) -> None:
@@ -105,48 +121,48 @@ class HTTPAttempt:
                 message["type"] == "http.response.start"
                 and message.get("status") in self._router.statuses
             ):
-                rec = self._rec
-                if rec is None or not rec.overflowed:
+                if not self._overflowed:
                     self.mode = DROP
                     return
-                rec.missed = True
+                self.missed = True
             self.mode = PASS
             self.discard()
             await self._live_send(message)
         # DROP and DONE: the primary's answer is not the one the client gets.
 
-    def _record(self, message: Message) -> None:
-        rec = self._rec
-        if rec is None:
-            if (
-                not self._empty
-                and message.get("type") == "http.request"
-                and not message.get("body")
-                and not message.get("more_body", False)
-            ):
-                self._empty = True
+    def _keep(self, body: bytes) -> None:
+        size = self._size + len(body)
+        limit = self._router.max_replay
+        # Only while the request may still fall through: once it has, every byte must be
+        # kept, or the fallback would get a truncated body.
+        if self.mode is UNDECIDED and limit is not None and size > limit:
+            self._overflowed = True
+            self.discard()
+            return
+        self._size = size
+        spool = self._spool
+        if spool is None:
+            if size <= self._router.buffer_size:
+                self._chunks.append(body)
                 return
-            rec = self._rec = _Recording(self._router, seen_empty=self._empty)
-        rec.record(message, limited=self.mode is UNDECIDED)
+            # An anonymous temporary file: deleted when closed, or by the OS if the process dies.
+            spool = self._spool = tempfile.TemporaryFile()  # noqa: SIM115
+            for chunk in self._chunks:
+                spool.write(chunk)
+            self._chunks.clear()
+        spool.write(body)
 
     def replay_receive(self) -> ASGIReceive:
         """The fallback's ``receive``: what the primary got, then the live messages."""
         self.mode = DONE
-        rec = self._rec
-        if rec is None and self._empty:
-            rec = self._rec = _Recording(self._router, seen_empty=True)
-        if rec is not None:
-            rec.rewind()
-        self._replay = rec
+        if self._spool is not None:
+            self._spool.seek(0)
         return self._fallback_receive
 
     async def _fallback_receive(self) -> Message:
-        rec = self._replay
-        if rec is not None:
-            message = rec.next_replayed()
-            if message is not None:
-                return message
-            self._replay = None
+        message = self._replayed()
+        if message is not None:
+            return message
         parked = self._parked
         if parked is not None:
             self._parked = None
@@ -164,6 +180,30 @@ class HTTPAttempt:
                 return message
         return await self._live_receive()
 
+    def _replayed(self) -> Message | None:
+        """The next recorded message to replay, or ``None`` when they have all gone."""
+        chunks = self._chunks
+        spool = self._spool
+        if self._next < len(chunks):
+            chunk = chunks[self._next]
+            self._next += 1
+            last = self._next == len(chunks)
+        elif spool is not None:
+            chunk = spool.read(REPLAY_CHUNK)
+            last = spool.tell() >= self._size
+        elif self._seen:
+            self._seen = False  # the primary read only empty bodies: replay one, once
+            return {"type": "http.request", "body": b"", "more_body": self._more}
+        elif self._disconnected:
+            self._disconnected = False
+            return _HTTP_DISCONNECT
+        else:
+            return None
+        if last:
+            self._seen = False
+            self.discard()
+        return {"type": "http.request", "body": chunk, "more_body": self._more or not last}
+
     def _hand_over(self, message: Message | None) -> None:
         handoff = self._handoff
         if handoff is not None and not handoff.done():
@@ -173,113 +213,13 @@ class HTTPAttempt:
 
     def discard(self) -> None:
         """Forget the recorded body and close the temporary file, if any."""
-        if self._rec is not None:
-            self._rec.discard()
-
-
-class _Recording:
-    """The request messages a primary received, kept for a replay."""
-
-    __slots__ = (
-        "_chunks",
-        "_disconnected",
-        "_more",
-        "_next",
-        "_router",
-        "_seen",
-        "_spool",
-        "missed",
-        "overflowed",
-        "size",
-    )
-
-    def __init__(self, router: Fallback, *, seen_empty: bool) -> None:
-        self._router = router
-        self._seen = seen_empty
-        self._more = not seen_empty
-        self._disconnected = False
-        self._chunks: list[bytes] = []
-        self._next = 0
-        self._spool: IO[bytes] | None = None
-        self.size = 0
-        self.overflowed = False
-        self.missed = False
-
-    def record(self, message: Message, *, limited: bool) -> None:
-        kind = message.get("type")
-        if kind == "http.request":
-            self._seen = True
-            self._more = bool(message.get("more_body", False))
-            body: bytes = message.get("body", b"")
-            if body and not self.overflowed:
-                self._keep(body, limited=limited)
-        elif kind == "http.disconnect":
-            self._disconnected = True
-
-    def _keep(self, body: bytes, *, limited: bool) -> None:
-        size = self.size + len(body)
-        limit = self._router.max_replay
-        # Only while the request may still fall through: once it has, every byte must be
-        # kept, or the fallback would get a truncated body.
-        if limited and limit is not None and size > limit:
-            self.overflowed = True
-            self.discard()
-            return
-        self.size = size
-        spool = self._spool
-        if spool is None:
-            if size <= self._router.buffer_size:
-                self._chunks.append(body)
-                return
-            # An anonymous temporary file: deleted when closed, or by the OS if the process dies.
-            spool = self._spool = tempfile.TemporaryFile()  # noqa: SIM115
-            for chunk in self._chunks:
-                spool.write(chunk)
-            self._chunks.clear()
-        spool.write(body)
-
-    def rewind(self) -> None:
-        if self._spool is not None:
-            self._spool.seek(0)
-
-    def next_replayed(self) -> Message | None:
-        """The next recorded message to replay, or ``None`` when they have all gone."""
-        chunks = self._chunks
-        if self._next < len(chunks):
-            chunk = chunks[self._next]
-            self._next += 1
-            last = self._next == len(chunks)
-            if last:
-                self._seen = False
-                self.discard()
-            return _request(chunk, more=self._more or not last)
-        spool = self._spool
-        if spool is not None:
-            chunk = spool.read(REPLAY_CHUNK)
-            last = spool.tell() >= self.size
-            if last:
-                self._seen = False
-                self.discard()
-            return _request(chunk, more=self._more or not last)
-        if self._seen:
-            self._seen = False  # the primary read only empty bodies: replay one, once
-            return _request(b"", more=self._more)
-        if self._disconnected:
-            self._disconnected = False
-            return _HTTP_DISCONNECT
-        return None
-
-    def discard(self) -> None:
-        self._chunks = []
+        if self._chunks:
+            self._chunks = []
         self._next = 0
         spool, self._spool = self._spool, None
         if spool is not None:
             spool.close()
-        self.size = 0
-
-
-def _request(body: bytes, *, more: bool) -> Message:
-    return {"type": "http.request", "body": body, "more_body": more}
+        self._size = 0
 
 
 class WebSocketAttempt:
