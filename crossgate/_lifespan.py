@@ -129,12 +129,12 @@ class LifespanDriver:
             self._log.log(
                 level, "%s does not support lifespan (it %s); served without it", self.name, reason
             )
-            await self._end(min(grace, UNSUPPORTED_GRACE))
+            await self.abort(min(grace, UNSUPPORTED_GRACE))
         elif phase is LifespanPhase.FAILED:
             self._log.error("%s", self.failure)
             # One that reported its failure ends by itself (Starlette raises right after); one
             # that did not answer in time is not waited for again.
-            await self._end(grace if self.messages else 0.0)
+            await self.abort(grace if self.messages else 0.0)
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Shut the app's lifespan down, if startup completed (ASGI lifespan spec), and wait
@@ -154,28 +154,24 @@ class LifespanDriver:
             self._log.error("%s %s", self.name, reason, exc_info=self.error)
         elif not any(m["type"] == "lifespan.shutdown.complete" for m in self.messages):
             self._log.debug("%s returned without answering lifespan.shutdown", self.name)
-        if await self._end(EXIT_GRACE if timeout is None else timeout):
+        if await self.abort(EXIT_GRACE if timeout is None else timeout):
             self._log.warning("%s kept running after lifespan shutdown; cancelled it", self.name)
 
-    async def _end(self, grace: float) -> bool:
-        """Let the lifespan task end within ``grace`` seconds, else cancel it (and say True)."""
+    async def abort(self, grace: float | None = None) -> bool:
+        """Cancel the lifespan task unless it ends within ``grace`` seconds (``None``: at once,
+        the server gave up on lifespan); True when it had to be cancelled."""
         task = self.task
         if task is None or task.done():
             return False
-        await asyncio.wait((task,), timeout=grace)
-        if task.done():
-            return False
-        await self.abort()
+        if grace is not None:
+            await asyncio.wait((task,), timeout=grace)
+            if task.done():
+                return False
+        task.cancel()
+        # asyncio.wait, not `await task`: the app's CancelledError stays in its task, the
+        # caller's still propagates, and a coroutine ignoring cancellation cannot hang us.
+        await asyncio.wait((task,), timeout=EXIT_GRACE)
         return True
-
-    async def abort(self) -> None:
-        """Cancel the lifespan task, if it still runs (the server gave up on lifespan)."""
-        task = self.task
-        if task is not None and not task.done():
-            task.cancel()
-            # asyncio.wait, not `await task`: the app's CancelledError stays in its task, the
-            # caller's still propagates, and a coroutine ignoring cancellation cannot hang us.
-            await asyncio.wait((task,), timeout=EXIT_GRACE)
 
 
 async def run_hooks(

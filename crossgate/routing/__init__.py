@@ -1,10 +1,6 @@
-"""Routers for incremental migration: one ASGI entry point in front of old and new apps.
-
-* `ProtocolRouter` sends each connection to an app by its scope type.
-* `PathRouter` with `Mount` sends each request to the app mounted at the longest matching path
-  prefix, with ``root_path`` (and so ``SCRIPT_NAME``) set as the ASGI spec says.
-* `Fallback` tries a new app first and hands what it answers 404 to the legacy app, request
-  body included: the strangler-fig pattern.
+"""Routers for incremental migration: one ASGI entry point in front of old and new apps, by
+scope type (`ProtocolRouter`), path prefix (`PathRouter`, `Mount`) or by trying a new app
+first (`Fallback`, the strangler-fig pattern). See docs/routing.md.
 
 Every router accepts ASGI and WSGI apps alike (`is_asgi` tells them apart; `asgi` and `wsgi`
 override it), answers the server's lifespan protocol itself and fans it out to every sub-app,
@@ -68,9 +64,8 @@ class ProtocolRouter(Router):
     application = ProtocolRouter({"http": flask_app, "websocket": starlette_app})
     ```
 
-    An ``http`` connection with no entry gets a 500 and a websocket a refused handshake, both
-    logged as errors; another scope type with no entry raises (ASGI spec). ``lifespan`` is
-    always the router's own.
+    An ``http`` or ``websocket`` connection with no entry is refused with a 500 and logged;
+    another scope type with no entry raises (ASGI spec). ``lifespan`` is the router's own.
 
     Args:
         routes: scope type -> ASGI or WSGI app.
@@ -141,14 +136,10 @@ class PathRouter(Router):
     ```
 
     The longest prefix wins, at segment boundaries only. The mounted app gets ``root_path``
-    extended by the prefix and ``path`` / ``raw_path`` unchanged (ASGI spec: ``path`` includes
-    ``root_path``), so a WSGI app sees ``SCRIPT_NAME='/legacy'`` and ``PATH_INFO='/cart'``. A
-    path from an older server that leaves ``root_path`` out of ``path`` is put in the current
-    form for the mounted app. Mounts nest: mount a `PathRouter`.
-
-    The bare prefix (``/legacy``) is served with ``PATH_INFO=''``; with ``redirect_slashes`` an
-    HTTP request for it gets a 307 to ``/legacy/``. A path no mount matches goes to ``default``
-    with its scope untouched, or gets a 404 (a refused handshake for a websocket).
+    extended by the prefix and ``path`` unchanged (ASGI spec), so a WSGI app sees
+    ``SCRIPT_NAME='/legacy'`` and ``PATH_INFO='/cart'``; the bare prefix is served with
+    ``PATH_INFO=''``. A path no mount matches goes to ``default`` with its scope untouched, or
+    gets a 404 (a refused handshake for a websocket). Mounts nest: mount a `PathRouter`.
 
     Args:
         routes: the mounts, in lifespan order.
@@ -251,16 +242,11 @@ class Fallback(Router):
     application = Fallback(fastapi_app, django_asgi_app)
     ```
 
-    HTTP: a status in ``statuses`` at the primary's ``http.response.start`` (which comes before
-    any body) is dropped, and once the primary returns the request goes to the fallback, the
-    body the primary read replayed first. The body is recorded only while the primary may still
-    fall through, and never read ahead: in memory up to ``buffer_size`` bytes, then in a
-    temporary file up to ``max_replay``; past that the primary's answer goes to the client.
-
-    Websocket: a primary that refuses before accepting (a ``websocket.close`` or a denial
-    response of any status) hands the connection, ``websocket.connect`` included, to the
-    fallback. The primary gets its own copy of the scope, so what it writes there (as
-    Starlette's router does) never reaches the fallback.
+    A primary's ``http.response.start`` with a status in ``statuses`` is dropped, and the
+    request goes to the fallback, the body the primary read replayed first (recorded while the
+    primary may still fall through, never read ahead, up to ``max_replay`` bytes: past that the
+    primary's answer goes to the client). A websocket the primary refuses before accepting goes
+    to the fallback too. The primary gets its own copy of the scope.
 
     Args:
         primary: the app tried first.
