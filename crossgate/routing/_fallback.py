@@ -38,25 +38,6 @@ _HTTP_DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 class HTTPAttempt:
     """One HTTP request's try at the primary, and the replay of its body for the fallback."""
 
-    __slots__ = (
-        "_chunks",
-        "_disconnected",
-        "_handoff",
-        "_inflight",
-        "_live_receive",
-        "_live_send",
-        "_more",
-        "_next",
-        "_overflowed",
-        "_parked",
-        "_router",
-        "_seen",
-        "_size",
-        "_spool",
-        "missed",
-        "mode",
-    )
-
     def __init__(self, receive: ASGIReceive, send: ASGISend, router: Fallback) -> None:
         self._live_receive = receive
         self._live_send = send
