@@ -265,13 +265,11 @@ async def call_websocket(
     """Open a websocket to ``app`` and return what it sent until it closed or refused."""
     scope = dict(scope) if scope is not None else http_scope(type="websocket")
     sent: list[Message] = []
-    connected = False
+    inbox: list[Message] = [{"type": "websocket.connect"}]
 
     async def receive() -> Message:
-        nonlocal connected
-        if not connected:
-            connected = True
-            return {"type": "websocket.connect"}
+        if inbox:
+            return inbox.pop()
         never: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         return await never  # the client stays until the app is done
 

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from crossgate._answer import refuse, respond
+from crossgate._answer import refuse
 from crossgate.exceptions import CrossgateError, PeerProtocolError
 from crossgate.routing._base import (
     App,
@@ -182,21 +182,31 @@ class PathRouter(Router):
     async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
+            location = None
             try:
                 found = self._route(scope.get("root_path"), scope["path"], scope.get("raw_path"))
+                if (
+                    found is not None
+                    and self.redirect_slashes
+                    and kind == "http"
+                    and (found[2] or scope["path"]) == found[1]
+                ):
+                    location = slash_redirect_location(
+                        scope.get("root_path") or "",
+                        scope["path"],
+                        scope.get("raw_path"),
+                        scope.get("query_string") or b"",
+                    )
             except PeerProtocolError as exc:  # a scope no server should send
-                _log.info("rejected a %s connection: %s", kind, exc)
+                _log.info("PathRouter: rejected a %s connection: %s", kind, exc)
                 await refuse(scope, receive, send, exc.status_code, str(exc))
+                return
+            if location is not None:
+                reason = "this mount is served with a trailing slash"
+                await refuse(scope, receive, send, 307, reason, headers=((b"location", location),))
                 return
             if found is not None:
                 child, child_root, child_path, raw_path = found
-                if (
-                    self.redirect_slashes
-                    and kind == "http"
-                    and (child_path or scope["path"]) == child_root
-                ):
-                    await self._redirect(scope, send)
-                    return
                 # ASGI spec: a middleware copies the scope before changing it.
                 child_scope = dict(scope)
                 child_scope["root_path"] = child_root
@@ -218,21 +228,6 @@ class PathRouter(Router):
             await refuse(scope, receive, send, 404, "no app is mounted at this path")
         else:
             raise CrossgateError(f"PathRouter cannot serve a {kind!r} scope without a default")
-
-    async def _redirect(self, scope: Message, send: ASGISend) -> None:
-        try:
-            location = slash_redirect_location(
-                scope.get("root_path") or "",
-                scope["path"],
-                scope.get("raw_path"),
-                scope.get("query_string") or b"",
-            )
-        except PeerProtocolError as exc:
-            _log.info("PathRouter: rejected a request: %s", exc)
-            await respond(send, exc.status_code, str(exc))
-            return
-        reason = "this mount is served with a trailing slash"
-        await respond(send, 307, reason, headers=((b"location", location),))
 
 
 class Fallback(Router):
