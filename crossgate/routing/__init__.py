@@ -208,8 +208,7 @@ class PathRouter(Router):
             if found is not None:
                 child, child_root, child_path, raw_path = found
                 # ASGI spec: a middleware copies the scope before changing it.
-                child_scope = dict(scope)
-                child_scope["root_path"] = child_root
+                child_scope = {**scope, "root_path": child_root}
                 if child_path is not None:
                     child_scope["path"] = child_path
                     if raw_path is not None:
@@ -301,12 +300,8 @@ class Fallback(Router):
         else:
             raise CrossgateError(f"Fallback cannot serve a {kind!r} scope")
         # The primary's own copy of the scope and its state: Starlette's router writes there.
-        primary_scope = dict(scope)
-        state = self._primary.state
-        if state is None:
-            state = scope.get("state")
-        if state is not None:
-            primary_scope["state"] = state.copy()
+        state = self._primary.state if self._primary.state is not None else scope.get("state")
+        primary_scope = dict(scope) if state is None else {**scope, "state": state.copy()}
         try:
             await self._primary.app(primary_scope, attempt.receive, attempt.send)
             if attempt.mode is DROP:

@@ -9,6 +9,7 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
@@ -74,17 +75,15 @@ def wsgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
     return WSGIToASGI(app, **{"interface": "wsgi", **options})
 
 
+@dataclass(slots=True, eq=False)
 class Child:
     """One sub-app as the router calls it, and the ``state`` its requests get: ``None`` when
     the server's copy of the router's state will do, else the app's own lifespan namespace, of
     which each request gets a shallow copy (ASGI spec)."""
 
-    __slots__ = ("app", "name", "state")
-
-    def __init__(self, app: App, name: str) -> None:
-        self.app = app
-        self.name = name
-        self.state: dict[str, Any] | None = None
+    app: App
+    name: str
+    state: dict[str, Any] | None = None
 
 
 # The `WSGIToASGI` the routers made for each WSGI app object (by id) while a router uses it, and
