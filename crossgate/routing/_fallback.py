@@ -55,9 +55,8 @@ class HTTPAttempt:
         self._overflowed = False  # past max_replay: the request can no longer fall through
         self.missed = False  # ... and the primary answered a falling-through status all the same
         # The primary's receive() calls waiting on the server; one may be a task it left behind,
-        # whose message, once the fallback took over, is the fallback's (`_parked`/`_handoff`).
+        # whose message, once the fallback took over, is the fallback's (through `_handoff`).
         self._inflight = 0
-        self._parked: Message | None = None
         self._handoff: asyncio.Future[Message | None] | None = None
 
     async def receive(self) -> Message:
@@ -138,28 +137,19 @@ class HTTPAttempt:
         self.mode = DONE
         if self._spool is not None:
             self._spool.seek(0)
+        if self._inflight:
+            self._handoff = asyncio.get_running_loop().create_future()
         return self._fallback_receive
 
     async def _fallback_receive(self) -> Message:
         message = self._replayed()
-        if message is not None:
-            return message
-        parked = self._parked
-        if parked is not None:
-            self._parked = None
-            return parked
-        if self._inflight:
-            # The primary's leftover call will get the server's next message and hand it over:
+        handoff = self._handoff
+        if message is None and handoff is not None:
+            # The primary's leftover call gets the server's next message and hands it over:
             # two concurrent receive() calls on the server would race for it.
-            handoff: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
-            self._handoff = handoff
-            try:
-                message = await handoff
-            finally:
-                self._handoff = None
-            if message is not None:
-                return message
-        return await self._live_receive()
+            message = await handoff
+            self._handoff = None
+        return message if message is not None else await self._live_receive()
 
     def _replayed(self) -> Message | None:
         """The next recorded message to replay, or ``None`` when they have all gone."""
@@ -189,8 +179,6 @@ class HTTPAttempt:
         handoff = self._handoff
         if handoff is not None and not handoff.done():
             handoff.set_result(message)
-        elif message is not None:
-            self._parked = message
 
     def discard(self) -> None:
         """Forget the recorded body and close the temporary file, if any."""
