@@ -38,18 +38,34 @@ _HTTP_DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 class HTTPAttempt:
     """One HTTP request's try at the primary, and the replay of its body for the fallback."""
 
+    __slots__ = (
+        "_chunks",
+        "_disconnected",
+        "_handoff",
+        "_inflight",
+        "_live_receive",
+        "_live_send",
+        "_more",
+        "_overflowed",
+        "_router",
+        "_seen",
+        "_size",
+        "_spool",
+        "missed",
+        "mode",
+    )
+
     def __init__(self, receive: ASGIReceive, send: ASGISend, router: Fallback) -> None:
         self._live_receive = receive
         self._live_send = send
         self._router = router
         self.mode = UNDECIDED
         # The recording: whether the primary read an http.request, the last one's more_body,
-        # whether it saw http.disconnect; the body in memory (from `_next` on) or spooled.
+        # whether it saw http.disconnect; the body in memory or spooled.
         self._seen = False
         self._more = True
         self._disconnected = False
         self._chunks: list[bytes] = []
-        self._next = 0
         self._spool: IO[bytes] | None = None
         self._size = 0
         self._overflowed = False  # past max_replay: the request can no longer fall through
@@ -135,6 +151,7 @@ class HTTPAttempt:
     def replay_receive(self) -> ASGIReceive:
         """The fallback's ``receive``: what the primary got, then the live messages."""
         self.mode = DONE
+        self._chunks.reverse()  # replayed from the end: pop() is cheap
         if self._spool is not None:
             self._spool.seek(0)
         if self._inflight:
@@ -155,10 +172,9 @@ class HTTPAttempt:
         """The next recorded message to replay, or ``None`` when they have all gone."""
         chunks = self._chunks
         spool = self._spool
-        if self._next < len(chunks):
-            chunk = chunks[self._next]
-            self._next += 1
-            last = self._next == len(chunks)
+        if chunks:
+            chunk = chunks.pop()
+            last = not chunks
         elif spool is not None:
             chunk = spool.read(REPLAY_CHUNK)
             last = spool.tell() >= self._size
@@ -182,13 +198,12 @@ class HTTPAttempt:
 
     def discard(self) -> None:
         """Forget the recorded body and close the temporary file, if any."""
-        if self._chunks:
+        if self._size:  # only a body with bytes in it leaves chunks or a spool
             self._chunks = []
-        self._next = 0
-        spool, self._spool = self._spool, None
-        if spool is not None:
-            spool.close()
-        self._size = 0
+            self._size = 0
+            if self._spool is not None:
+                self._spool.close()
+                self._spool = None
 
 
 class WebSocketAttempt:
