@@ -1,7 +1,4 @@
-"""Answering for an app: an HTTP error response, or a refused websocket handshake.
-
-The messages are `crossgate.sansio.refusal`'s; this module only sends them, at the right time.
-"""
+"""Sending `crossgate.sansio.refusal`'s answers for an app, at the right time."""
 
 from __future__ import annotations
 
@@ -12,6 +9,8 @@ from crossgate.sansio.refusal import refusal_events
 from crossgate.types import ASGIReceive, ASGISend
 
 __all__ = ["refuse", "respond"]
+
+_HTTP: Final = {"type": "http"}
 
 
 async def refuse(
@@ -25,11 +24,9 @@ async def refuse(
 ) -> None:
     """Answer ``scope`` with ``status`` and ``reason`` (`crossgate.sansio.refusal`).
 
-    A websocket refusal answers the client's ``websocket.connect``, so it is received first:
-    the ASGI spec has the server send that message during the handshake and wait for the
-    app's reply ("Connect - receive event"), and the denial-response extension allows its
-    messages "after the websocket.connect message". A client that left before the handshake
-    (``websocket.disconnect`` instead) gets nothing.
+    A websocket refusal answers the client's ``websocket.connect``, so that is received first
+    (ASGI spec: the denial response comes "after the websocket.connect message"); a client
+    that left before the handshake gets nothing.
     """
     if scope["type"] == "websocket":
         message = await receive()
@@ -42,10 +39,6 @@ async def refuse(
 async def respond(
     send: ASGISend, status: int, reason: str, *, headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
-    """Answer an ``http`` scope with a short plain-text response: ``status`` and ``reason``
-    (`crossgate.sansio.response.error_events`)."""
+    """Answer an ``http`` scope with a short plain-text response: ``status`` and ``reason``."""
     for message in refusal_events(_HTTP, status, reason, headers=headers):
         await send(message)
-
-
-_HTTP: Final = {"type": "http"}

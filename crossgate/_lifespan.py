@@ -1,10 +1,6 @@
-"""Lifespan, both sides (ASGI lifespan spec 2.0), for every place crossgate needs it.
-
-* `LifespanDriver` is the server side: it runs an app's lifespan in a task of its own and feeds
-  a `crossgate.sansio.lifespan.LifespanCycle`, which judges what the app does. `ASGIToWSGI` (the
-  server of the app it wraps), the routers (each sub-app) and ``crossgate.testing`` use it.
-* `answer_lifespan` and `run_hooks` are the app side, for `WSGIToASGI` and the routers, which
-  answer their server's lifespan themselves.
+"""Lifespan, both sides (ASGI lifespan spec 2.0): `LifespanDriver` is the server side, feeding
+a `crossgate.sansio.lifespan.LifespanCycle` (for `ASGIToWSGI`, the routers' sub-apps and
+``crossgate.testing``); `answer_lifespan` and `run_hooks` the app side (`WSGIToASGI`, routers).
 """
 
 from __future__ import annotations
@@ -35,9 +31,9 @@ _ASGI: Final = {"version": "3.0", "spec_version": "2.0"}
 class LifespanDriver:
     """The server side of one app's lifespan, run in a task of its own.
 
-    `startup` and `shutdown` never raise for what the app does: the outcome is in
-    ``cycle.phase``, `failure` and `supported`, and is logged on ``logger`` under ``name``.
-    ``messages`` keeps every message the app sent; ``error`` what its coroutine raised.
+    `startup` and `shutdown` never raise for what the app does: the outcome is in ``cycle``,
+    `failure` and `supported`, logged on ``logger``. ``messages`` keeps what the app sent,
+    ``error`` what its coroutine raised.
     """
 
     def __init__(
@@ -56,18 +52,16 @@ class LifespanDriver:
         self.error: BaseException | None = None
         self.task: asyncio.Task[None] | None = None
         self._log = logger
-        # Whether the app ever called receive(): one that did may have meant to speak
-        # lifespan, so its not doing so is worth an INFO line rather than a DEBUG one.
+        # An app that called receive() may have meant to speak lifespan: worth INFO, not DEBUG.
         self._received = False
-        # Since Python 3.10 a queue binds to a loop only when first used, so it can be made
-        # here, on whatever thread builds the driver.
+        # Since Python 3.10 a queue binds to a loop only when first used: any thread may build it.
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._answer: asyncio.Future[None] | None = None
 
     @property
     def failure(self) -> str | None:
-        """What went wrong, in words, or ``None``: after `startup`, why it failed (the reason
-        to give with every refused request); after `shutdown`, what went wrong there."""
+        """What went wrong at `startup` (the reason every refused request gets) or at
+        `shutdown`, in words, or ``None``."""
         phase, reason = self.cycle.phase, self.cycle.reason
         if phase is LifespanPhase.FAILED:
             return f"{self.name} failed to start: {reason}"
@@ -78,13 +72,11 @@ class LifespanDriver:
         """False when the app does not speak lifespan and is served without it."""
         return self.cycle.phase is not LifespanPhase.UNSUPPORTED
 
-    # -- the app's side -------------------------------------------------------------------------
-
     async def _main(self, scope: Message) -> None:
         try:
             await self.app(scope, self._receive, self._send)
         except Exception as exc:
-            # Kept, not raised: the task must never end with an exception nobody retrieves.
+            # Kept, not raised: no task may end with an exception nobody retrieves.
             self.error = exc
         finally:
             self.cycle.ended(self.error)
@@ -97,8 +89,8 @@ class LifespanDriver:
     async def _send(self, message: Message) -> None:
         self.messages.append(dict(message))
         try:
-            # uvicorn's send() refuses the same: an app that answers with anything but a
-            # lifespan answer (a Starlette Response sends http.response.start) stops here.
+            # As uvicorn's send(): anything but a lifespan answer (a Starlette Response's
+            # http.response.start) is refused here.
             self.cycle.app_sent(message)
         finally:
             self._wake()
@@ -107,8 +99,6 @@ class LifespanDriver:
         answer = self._answer
         if answer is not None and not answer.done():
             answer.set_result(None)
-
-    # -- the server's side ----------------------------------------------------------------------
 
     async def _exchange(self, event: str, timeout: float | None) -> None:
         """Send ``event``; wait for the answer, the app's end, or ``timeout`` seconds."""
@@ -134,22 +124,21 @@ class LifespanDriver:
         phase, reason = self.cycle.phase, self.cycle.reason
         grace = EXIT_GRACE if timeout is None else timeout
         if phase is LifespanPhase.UNSUPPORTED:
-            # Once, with the reason and no traceback: this is how an app says it has no
-            # lifespan (ASGI lifespan spec), not an error. Its send() raised, so it is ending.
+            # Not an error: how an app says it has no lifespan (ASGI lifespan spec).
             level = logging.INFO if self._received else logging.DEBUG
             self._log.log(
                 level, "%s does not support lifespan (it %s); served without it", self.name, reason
             )
-            await self._end(min(grace, UNSUPPORTED_GRACE))
+            await self.abort(min(grace, UNSUPPORTED_GRACE))
         elif phase is LifespanPhase.FAILED:
             self._log.error("%s", self.failure)
-            # An app that reported its failure ends by itself (Starlette raises right after);
-            # one that did not answer in time is not waited for again.
-            await self._end(grace if self.messages else 0.0)
+            # One that reported its failure ends by itself (Starlette raises right after); one
+            # that did not answer in time is not waited for again.
+            await self.abort(grace if self.messages else 0.0)
 
     async def shutdown(self, timeout: float | None = None) -> None:
-        """Shut the app's lifespan down and wait (bounded) for it to end; what went wrong is
-        in `failure`. Does nothing unless startup completed (ASGI lifespan spec)."""
+        """Shut the app's lifespan down, if startup completed (ASGI lifespan spec), and wait
+        (bounded) for it to end; what went wrong is in `failure`."""
         if self.cycle.phase is LifespanPhase.STOPPED:
             # The lifespan coroutine ended while the app was serving: say why, at shutdown.
             if self.error is not None:
@@ -165,40 +154,32 @@ class LifespanDriver:
             self._log.error("%s %s", self.name, reason, exc_info=self.error)
         elif not any(m["type"] == "lifespan.shutdown.complete" for m in self.messages):
             self._log.debug("%s returned without answering lifespan.shutdown", self.name)
-        if await self._end(EXIT_GRACE if timeout is None else timeout):
+        if await self.abort(EXIT_GRACE if timeout is None else timeout):
             self._log.warning("%s kept running after lifespan shutdown; cancelled it", self.name)
 
-    async def _end(self, grace: float) -> bool:
-        """Let the lifespan task finish within ``grace`` seconds, else cancel it; True when it
-        had to be cancelled."""
+    async def abort(self, grace: float | None = None) -> bool:
+        """Cancel the lifespan task unless it ends within ``grace`` seconds (``None``: at once,
+        the server gave up on lifespan); True when it had to be cancelled."""
         task = self.task
         if task is None or task.done():
             return False
-        await asyncio.wait((task,), timeout=grace)
-        if task.done():
-            return False
-        await self.abort()
+        if grace is not None:
+            await asyncio.wait((task,), timeout=grace)
+            if task.done():
+                return False
+        task.cancel()
+        # asyncio.wait, not `await task`: the app's CancelledError stays in its task, the
+        # caller's still propagates, and a coroutine ignoring cancellation cannot hang us.
+        await asyncio.wait((task,), timeout=EXIT_GRACE)
         return True
-
-    async def abort(self) -> None:
-        """Cancel the lifespan task, if it still runs (the server gave up on lifespan)."""
-        task = self.task
-        if task is not None and not task.done():
-            task.cancel()
-            # asyncio.wait, not `await task`: the app's CancelledError stays in its task,
-            # while a cancellation of the caller still propagates. Bounded even for a
-            # coroutine that ignores its cancellation.
-            await asyncio.wait((task,), timeout=EXIT_GRACE)
 
 
 async def run_hooks(
     hooks: Sequence[Hook], kind: Literal["on_startup", "on_shutdown"]
 ) -> str | None:
-    """Run lifespan hooks in order; what failed, in words, or ``None``.
-
-    Startup stops at the first failure: what follows may need what failed. Every shutdown hook
-    runs even when one fails, as each may hold its own resource; all failures are reported.
-    """
+    """Run lifespan hooks in order; what failed, in words, or ``None``. Startup stops at the
+    first failure (what follows may need it); every shutdown hook runs (each may hold its own
+    resource), and all failures are reported."""
     errors: list[str] = []
     for hook in hooks:
         try:
@@ -219,8 +200,8 @@ async def answer_lifespan(
     startup: Callable[[], Awaitable[str | None]],
     shutdown: Callable[[], Awaitable[str | None]],
 ) -> None:
-    """The app side of the lifespan protocol: ``startup`` at ``lifespan.startup``, ``shutdown``
-    at ``lifespan.shutdown``, each returning what failed, in words, or ``None``."""
+    """The app side of lifespan: run ``startup`` and ``shutdown``, each returning what failed,
+    in words, or ``None``, and answer the server with the outcome."""
     message = await receive()
     if message["type"] == "lifespan.startup":
         error = await startup()
@@ -231,7 +212,7 @@ async def answer_lifespan(
         message = await receive()
     if message["type"] == "lifespan.shutdown":
         error = await shutdown()
-        if error is not None:
-            await send({"type": "lifespan.shutdown.failed", "message": error})
-        else:
+        if error is None:
             await send({"type": "lifespan.shutdown.complete"})
+        else:
+            await send({"type": "lifespan.shutdown.failed", "message": error})

@@ -1,12 +1,7 @@
-"""An in-memory ASGI server for tests: drive an app with precise control over the client.
-
-``httpx.ASGITransport`` is the right tool to test what an app answers. This driver is for what
-a transport cannot show: the exact messages and their order, a client that sends its body in
-pieces or slowly, one that leaves mid-upload or mid-response, and the server extensions
-(``http.response.pathsend`` ...) a scope offers. Every message the app sends is checked against
-the ASGI HTTP spec as it arrives.
-
-Example:
+"""An in-memory ASGI server for tests: what ``httpx.ASGITransport`` cannot show (the exact
+messages and their order, a client that sends its body in pieces or slowly, or leaves midway,
+the server extensions a scope offers), with every message the app sends checked against the
+ASGI HTTP spec as it arrives.
 
 ```python
 result = await call_http(app, http_scope("POST", "/upload"), body=[b"a" * 65536] * 10)
@@ -59,8 +54,8 @@ def http_scope(
 ) -> dict[str, Any]:
     """Build an ASGI HTTP (or, with ``type="websocket"``, websocket) scope as a server would.
 
-    ``raw_path`` defaults to ``path`` encoded as UTF-8; ``path`` should include ``root_path``,
-    as the current ASGI spec says. A ``host`` header is added unless one is given.
+    ``raw_path`` defaults to ``path`` in UTF-8; ``path`` includes ``root_path`` (ASGI spec). A
+    ``host`` header is added unless one is given.
     """
     header_list = [(bytes(k).lower(), bytes(v)) for k, v in headers]
     if not any(k == b"host" for k, _ in header_list) and server is not None:
@@ -90,14 +85,10 @@ def http_scope(
 class HTTPConformanceChecker(ResponseCycle):
     """Checks the messages an app sends on an HTTP connection against the ASGI HTTP spec.
 
-    It is the check `ASGIToWSGI` makes (`crossgate.sansio.asgi_response.ResponseCycle`), in its
-    strict mode: ``http.response.start`` exactly once and first, with an int status from 200 to
-    599 and lower-case byte-string header names (RFC 9110 tokens) and values; then
-    ``http.response.body`` messages until one has ``more_body`` false, or one
-    ``http.response.pathsend`` right after the start, or a final
-    ``http.response.zerocopysend``; no body byte past the Content-Length, and none short of it
-    (``head``: the answer to a ``HEAD``, which may carry a length it never sends); nothing after
-    the end.
+    It is `ASGIToWSGI`'s check (`crossgate.sansio.asgi_response.ResponseCycle`), strict: one
+    ``http.response.start`` first (int status 200-599, lowercase token header names), then
+    bodies until ``more_body`` is false (or one ``pathsend``, or a final ``zerocopysend``), as
+    many bytes as the Content-Length (``head``: a ``HEAD`` answer may send fewer), then nothing.
     """
 
     __slots__ = ()
@@ -128,10 +119,7 @@ class HTTPResult:
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or ``None``."""
         key = name.lower().encode("latin-1")
-        for k, v in self.headers:
-            if k == key:
-                return v.decode("latin-1")
-        return None
+        return next((v.decode("latin-1") for k, v in self.headers if k == key), None)
 
     @property
     def text(self) -> str:
@@ -172,13 +160,12 @@ async def call_http(
     chunks = [body] if isinstance(body, bytes) else list(body)
     result = HTTPResult()
     checker = HTTPConformanceChecker(head=scope.get("method") == "HEAD")
-    gone = asyncio.Event()
-    done = asyncio.Event()
+    over = asyncio.Event()  # the client left, or the response is complete
     index = 0
 
     def leave() -> None:
         result.disconnected = True
-        gone.set()
+        over.set()
 
     async def receive() -> Message:
         nonlocal index
@@ -190,16 +177,11 @@ async def call_http(
             leave()
         # Like uvicorn: after the body, receive() waits until the client leaves or the
         # response is complete, then reports http.disconnect.
-        waiters = [asyncio.ensure_future(gone.wait()), asyncio.ensure_future(done.wait())]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await over.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: Mapping[str, Any]) -> None:
-        if gone.is_set():
+        if result.disconnected:
             if send_raises_after_disconnect:
                 raise OSError("the client disconnected")
             return
@@ -218,7 +200,7 @@ async def call_http(
                 leave()
         if checker.complete:
             result.complete = True
-            done.set()
+            over.set()
 
     timer = None
     if disconnect_after is not None:
@@ -251,11 +233,10 @@ async def call_lifespan(
 ) -> LifespanResult:
     """Run a whole lifespan cycle: startup, then (when startup completed) shutdown.
 
-    The app is driven as `ASGIToWSGI` and the routers drive it (one driver,
-    `crossgate.sansio.lifespan.LifespanCycle` for the rules), and waited for until it returns.
-    ``send()`` refuses what uvicorn's refuses, by raising `AppProtocolError` into the app: a
-    message that does not answer the lifespan event waiting (an HTTP response, a second answer).
-    The message is still recorded. What the app raises propagates, for the test to see.
+    The app is driven as `ASGIToWSGI` and the routers drive it, and waited for until it
+    returns. ``send()`` raises `AppProtocolError` into the app for what uvicorn's refuses (a
+    message that answers no waiting event); the message is still recorded. What the app
+    raises propagates, for the test to see.
 
     Raises:
         TimeoutError: the cycle took longer than ``timeout`` seconds.
@@ -264,8 +245,7 @@ async def call_lifespan(
 
     async def cycle() -> None:
         await driver.startup(state=state if state is not None else {})
-        # Given the whole timeout to end in: one still running after its shutdown answer is
-        # a TimeoutError for the test, not a cancellation.
+        # The whole timeout to end in: one still running is a TimeoutError, not a cancellation.
         await driver.shutdown(timeout)
         if driver.task is not None:
             await asyncio.wait((driver.task,))
@@ -285,15 +265,13 @@ async def call_websocket(
     """Open a websocket to ``app`` and return what it sent until it closed or refused."""
     scope = dict(scope) if scope is not None else http_scope(type="websocket")
     sent: list[Message] = []
-    connected = False
+    inbox: list[Message] = [{"type": "websocket.connect"}]
 
     async def receive() -> Message:
-        nonlocal connected
-        if not connected:
-            connected = True
-            return {"type": "websocket.connect"}
-        await asyncio.Event().wait()  # the client stays until the app is done
-        raise AssertionError("unreachable")  # pragma: no cover
+        if inbox:
+            return inbox.pop()
+        never: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        return await never  # the client stays until the app is done
 
     async def send(message: Mapping[str, Any]) -> None:
         sent.append(dict(message))

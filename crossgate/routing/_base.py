@@ -1,42 +1,35 @@
-"""What crossgate's three routers share: telling ASGI apps from WSGI apps (and the markers
-that override the rule), preparing sub-apps and handing lifespan to the fan-out, and the
-answers a router gives when it cannot route.
-
-The public names here are re-exported by `crossgate.routing`; import them from there.
+"""What the three routers share: telling ASGI apps from WSGI apps, preparing sub-apps, and the
+lifespan fan-out (ASGI lifespan spec 2.0). Its public names are re-exported by
+`crossgate.routing`; import them from there.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
-from crossgate._answer import refuse
+from crossgate._lifespan import Hook, LifespanDriver, answer_lifespan, run_hooks
 from crossgate.adapters._interface import describe, is_asgi
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
-from crossgate.exceptions import PeerProtocolError
-from crossgate.routing._lifespan import Child, Fanout, Hook, Lifespan
 from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message, WSGIApplication
 
-__all__ = [
-    "App",
-    "Router",
-    "asgi",
-    "call",
-    "downstream",
-    "is_asgi",
-    "reject",
-    "wsgi",
-]
+__all__ = ["App", "Hook", "Lifespan", "Router", "asgi", "call", "downstream", "is_asgi", "wsgi"]
 
 _log = logging.getLogger("crossgate.routing")
 
 App = Callable[..., Any]
 """An ASGI 3 application or a PEP 3333 WSGI application; `is_asgi` tells which."""
 
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]]
+"""A ``lifespan=`` factory: called with the router, it returns an async context manager that may
+yield a mapping to add to the router's state (the Starlette convention)."""
 
-# -- telling ASGI from WSGI ---------------------------------------------------------------------
+_Stop = Callable[[], Awaitable[str | None]]
 
 
 class _ExplicitASGI:
@@ -57,8 +50,7 @@ class _ExplicitASGI:
 def asgi(app: App) -> ASGIApp:
     """Mark ``app`` as ASGI for the routers, whatever `is_asgi` would say.
 
-    The result is itself an ASGI app that calls ``app``; a router unwraps it and calls ``app``
-    directly.
+    The result is itself an ASGI app that calls ``app``; a router unwraps it.
 
     Raises:
         TypeError: ``app`` is not callable.
@@ -83,11 +75,19 @@ def wsgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
     return WSGIToASGI(app, **{"interface": "wsgi", **options})
 
 
-# -- what every router shares -------------------------------------------------------------------
+@dataclass(slots=True, eq=False)
+class Child:
+    """One sub-app as the router calls it, and the ``state`` its requests get: ``None`` when
+    the server's copy of the router's state will do, else the app's own lifespan namespace, of
+    which each request gets a shallow copy (ASGI spec)."""
 
-# The `WSGIToASGI` the routers made for each WSGI app object (by id), for as long as a router
-# still uses it, and the options it was made with: another router given the same app object
-# with the same options shares it (and its thread pool) instead of making a second one.
+    app: App
+    name: str
+    state: dict[str, Any] | None = None
+
+
+# The `WSGIToASGI` the routers made for each WSGI app object (by id) while a router uses it, and
+# its options: another router given the same object and options shares it (and its thread pool).
 _SHARED: weakref.WeakValueDictionary[int, WSGIToASGI] = weakref.WeakValueDictionary()
 _SHARED_OPTIONS: weakref.WeakKeyDictionary[WSGIToASGI, dict[str, Any]] = weakref.WeakKeyDictionary()
 
@@ -104,10 +104,12 @@ class Router:
     ) -> None:
         self.wsgi_options: dict[str, Any] = dict(wsgi_options or {})
         self._children: list[Child] = []
-        # id(app) -> (app, child): the same app given twice is one sub-app with one lifespan
-        # (and, for WSGI, one thread pool). The app is kept so that its id stays unique.
+        # id(app) -> (app, child): an app given twice is one sub-app with one lifespan. The app
+        # is kept so that its id stays unique.
         self._known: dict[int, tuple[object, Child]] = {}
-        self._fanout = Fanout(self, self._children, list(on_startup), list(on_shutdown), lifespan)
+        self._on_startup = list(on_startup)
+        self._on_shutdown = list(on_shutdown)
+        self._lifespan = lifespan
 
     def _child(self, app: App, label: str) -> Child:
         if not callable(app):
@@ -116,24 +118,18 @@ class Router:
         if known is not None:
             return known[1]
         if isinstance(app, _ExplicitASGI):
-            target: App = app.app
-            name = f"{label} ({describe(target)})"
+            child = Child(app.app, f"{label} ({describe(app.app)})")
         elif is_asgi(app):
-            target, name = app, f"{label} ({describe(app)})"
+            child = Child(app, f"{label} ({describe(app)})")
         else:
-            target, name = self._adapter(app), f"{label} (WSGI {describe(app)})"
-        child = Child(target, name)
+            child = Child(self._adapter(app), f"{label} (WSGI {describe(app)})")
         self._known[id(app)] = (app, child)
         self._children.append(child)
         return child
 
     def _adapter(self, app: App) -> WSGIToASGI:
-        """The `WSGIToASGI` for the WSGI app ``app``: the one another router already made for
-        this very object with the same options, else a new one.
-
-        One WSGI app given to two routers (a `Mount` and a `Fallback`) gets one adapter, so
-        one thread pool, not one per router.
-        """
+        """The `WSGIToASGI` another router made for this very object with the same options,
+        else a new one: one WSGI app in two routers gets one thread pool, not two."""
         shared = _SHARED.get(id(app))
         # The adapter holds its app, so while it lives, no other object can have that id.
         if shared is not None and shared.app is app:
@@ -152,21 +148,103 @@ class Router:
 
     @property
     def apps(self) -> tuple[App, ...]:
-        """The sub-apps as the router calls them (WSGI apps inside their `WSGIToASGI`).
-
-        In lifespan order: startup runs through them first to last, shutdown last to first.
-        """
+        """The sub-apps as the router calls them (WSGI apps inside their `WSGIToASGI`), in
+        lifespan order: startup runs first to last, shutdown last to first."""
         return tuple(child.app for child in self._children)
 
     def close(self) -> None:
-        """Stop the thread pools of the `WSGIToASGI` adapters among the sub-apps (those this
-        router made, and those given to it, such as `wsgi` returns), and of nested routers'.
-
-        Lifespan shutdown already does this; call it when the server runs no lifespan.
-        """
+        """Stop the thread pools of the `WSGIToASGI` adapters among the sub-apps, nested
+        routers' included. Lifespan shutdown does this; call it when the server runs none."""
         for child in self._children:
             if isinstance(child.app, WSGIToASGI | Router):
                 child.app.close()
+
+    # -- lifespan fan-out ---------------------------------------------------------------------
+    # Startup: the lifespan= context, the on_startup hooks, then each sub-app in a task of its
+    # own; the first failure stops what started, in reverse, and is the server's
+    # lifespan.startup.failed. Shutdown: everything started, in reverse, each even when an
+    # earlier one failed; the failures go to the server, joined.
+
+    async def _fanout(self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        server_state = scope.get("state")
+        # Without a "state" key the server does not support lifespan state (ASGI lifespan
+        # spec); the router keeps a namespace of its own all the same.
+        state: dict[str, Any] = server_state if server_state is not None else {}
+        asgi = scope.get("asgi") or {"version": "3.0", "spec_version": "2.0"}
+        drivers = [LifespanDriver(c.app, name=c.name, logger=_log) for c in self._children]
+        stops: list[_Stop] = []
+
+        async def startup() -> str | None:
+            error = await self._startup(state, asgi, drivers, stops)
+            if error is not None:
+                await _stop_all(stops)  # the server learns of the first failure only
+                return error
+            for child, driver in zip(self._children, drivers, strict=True):
+                own = driver.state
+                # The server copies ``state`` into every request scope: when the sub-app added
+                # or changed nothing, that copy will do (no copy on the hot path).
+                same = own.keys() == state.keys() and all(own[k] is state[k] for k in own)
+                child.state = None if same and (server_state is not None or not own) else own
+            return None
+
+        try:
+            await answer_lifespan(receive, send, startup, partial(_stop_all, stops))
+        finally:
+            # After a cancellation (the server gave up on lifespan) the sub-apps' tasks must
+            # not outlive the router's.
+            for driver in reversed(drivers):
+                await driver.abort()
+
+    async def _startup(
+        self, state: dict[str, Any], asgi: object, drivers: list[LifespanDriver], stops: list[_Stop]
+    ) -> str | None:
+        for child in self._children:
+            child.state = None
+        if self._lifespan is not None:
+            try:
+                manager = self._lifespan(self)
+                value = await manager.__aenter__()
+            except Exception as exc:
+                _log.exception("the lifespan context of %r failed to start", self)
+                return f"the lifespan context failed to start: {exc!r}"
+            stops.append(partial(self._exit, manager))
+            if value is not None:
+                state.update(value)  # Starlette's convention
+        error = await run_hooks(self._on_startup, "on_startup")
+        if error is not None:
+            return error
+        stops.append(partial(run_hooks, self._on_shutdown, "on_shutdown"))
+        for driver in drivers:
+            # Its own namespace, seeded with the router's, so sub-apps never overwrite each
+            # other's keys. The driver applies uvicorn's "auto" rule (crossgate.sansio.lifespan):
+            # an app that raises, returns or answers otherwise is served without lifespan.
+            await driver.startup(state=dict(state), asgi=asgi)
+            if driver.failure is not None:
+                return driver.failure
+            stops.append(partial(_shut_down, driver))
+        return None
+
+    async def _exit(self, manager: AbstractAsyncContextManager[object]) -> str | None:
+        try:
+            await manager.__aexit__(None, None, None)
+        except Exception as exc:
+            _log.exception("the lifespan context of %r failed to stop", self)
+            return f"the lifespan context failed to stop: {exc!r}"
+        return None
+
+
+async def _shut_down(driver: LifespanDriver) -> str | None:
+    await driver.shutdown()
+    return driver.failure
+
+
+async def _stop_all(stops: list[_Stop]) -> str | None:
+    errors = []
+    while stops:
+        error = await stops.pop()()
+        if error is not None:
+            errors.append(error)
+    return "; ".join(errors) or None
 
 
 async def call(child: Child, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
@@ -191,23 +269,19 @@ _WITH_HEADERS: Final = frozenset(
 
 
 def downstream(child: Child, send: ASGISend) -> ASGISend:
-    """The ``send`` a sub-app gets: ``send`` itself for crossgate's own adapters and routers,
-    which send lowercase header names already; for any other app, ``send`` behind
-    `lowercase_header_names`."""
+    """The ``send`` a sub-app gets: as it is for crossgate's own adapters and routers, which
+    send lowercase header names already; else behind `lowercase_header_names`."""
     if isinstance(child.app, WSGIToASGI | Router):
         return send
     return lowercase_header_names(send)
 
 
 def lowercase_header_names(send: ASGISend) -> ASGISend:
-    """Wrap ``send`` so that the header names of every response go out in lowercase.
+    """Wrap ``send`` so that response header names go out in lowercase, values untouched.
 
-    The ASGI spec asks apps for lowercase names ("Header names must be lowercased" in the
-    HTTP ``http.response.start`` message), and HTTP/2 and HTTP/3 forbid uppercase ones (RFC
-    9113 section 8.2.1, RFC 9114 section 4.2). Django's ``ASGIHandler`` sends them as the
-    response holds them (``Content-Type``); hypercorn's HTTP/3 passes them on, and the client
-    aborts the stream. Values are left as they are; a message whose names are lowercase
-    already is passed on as it is.
+    The ASGI spec asks for lowercase names, and HTTP/2 and HTTP/3 forbid uppercase ones (RFC
+    9113 section 8.2.1, RFC 9114 section 4.2): Django's ``ASGIHandler`` sends
+    ``Content-Type``, hypercorn's HTTP/3 passes it on, and the client aborts the stream.
     """
 
     async def send_lowercase(message: Message) -> None:
@@ -225,11 +299,3 @@ def lowercase_header_names(send: ASGISend) -> ASGISend:
         await send(message)
 
     return send_lowercase
-
-
-async def reject(
-    scope: Message, receive: ASGIReceive, send: ASGISend, error: PeerProtocolError
-) -> None:
-    """Answer a request whose scope the router cannot route (a server bug, in practice)."""
-    _log.info("rejected a %s connection: %s", scope["type"], error)
-    await refuse(scope, receive, send, error.status_code, str(error))

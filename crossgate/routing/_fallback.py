@@ -1,13 +1,6 @@
-"""The per-connection machinery of `crossgate.routing.Fallback`.
-
-An attempt wraps the primary app's ``receive`` and ``send``. While the primary may still fall
-through (it has not answered yet), every message it receives is recorded; once it answers with
-a status that does not fall through, recording stops and everything passes straight on. When it
-does fall through, its answer is dropped and the fallback gets the recorded messages again
-before the live ones.
-
-The recorder never reads ahead of the primary: it only sees what the primary asks for, so the
-server's flow control (ASGI: ``receive`` is awaited one message at a time) is untouched.
+"""The per-connection machinery of `crossgate.routing.Fallback`: an attempt wraps the primary's
+``receive`` and ``send``, records what it receives while it may still fall through (never reading
+ahead of it, so the server's flow control is untouched), and replays that to the fallback.
 """
 
 from __future__ import annotations
@@ -15,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import tempfile
-from dataclasses import dataclass
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Final
 
 from crossgate.types import ASGIReceive, ASGISend, Message
 
-__all__ = ["AttemptPhase", "HTTPAttempt", "Policy", "WebSocketAttempt"]
+if TYPE_CHECKING:
+    from crossgate.routing import Fallback
+
+__all__ = ["AttemptPhase", "HTTPAttempt", "WebSocketAttempt"]
 
 
 class AttemptPhase(enum.Enum):
@@ -40,60 +35,45 @@ REPLAY_CHUNK: Final = 64 * 1024
 _HTTP_DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """What a `crossgate.routing.Fallback` decided once: which statuses fall through, and how
-    much request body it keeps for a replay (in memory, then at most, ``None``: no limit)."""
-
-    statuses: frozenset[int]
-    memory_limit: int
-    replay_limit: int | None
-
-
 class HTTPAttempt:
-    """One HTTP request's try at the primary, and the replay of its body for the fallback.
-
-    Body bytes are kept in memory up to ``memory_limit``, then in an anonymous temporary file,
-    and only up to ``replay_limit`` bytes: past it the request can no longer fall through, and
-    whatever the primary answers goes to the client. Nothing is allocated for a request whose
-    primary reads one empty body (most requests): the recording starts with the first message
-    that has something to keep.
-    """
+    """One HTTP request's try at the primary, and the replay of its body for the fallback."""
 
     __slots__ = (
-        "_empty",
+        "_chunks",
+        "_disconnected",
         "_handoff",
         "_inflight",
         "_live_receive",
         "_live_send",
-        "_parked",
-        "_policy",
-        "_rec",
-        "_replay",
+        "_more",
+        "_overflowed",
+        "_router",
+        "_seen",
+        "_size",
+        "_spool",
+        "missed",
         "mode",
     )
 
-    def __init__(self, receive: ASGIReceive, send: ASGISend, policy: Policy) -> None:
+    def __init__(self, receive: ASGIReceive, send: ASGISend, router: Fallback) -> None:
         self._live_receive = receive
         self._live_send = send
-        self._policy = policy
+        self._router = router
         self.mode = UNDECIDED
-        self._empty = False  # the primary read a whole, empty body and nothing else
-        self._rec: _Recording | None = None
-        # The primary's receive() calls waiting on the server right now. One of them may be a
-        # task the primary left behind when it answered; the message it gets once the fallback
-        # has taken over is the fallback's (`_parked`, or `_handoff` if the fallback waits).
+        # The recording: whether the primary read an http.request, the last one's more_body,
+        # whether it saw http.disconnect; the body in memory or spooled.
+        self._seen = False
+        self._more = True
+        self._disconnected = False
+        self._chunks: list[bytes] = []
+        self._spool: IO[bytes] | None = None
+        self._size = 0
+        self._overflowed = False  # past max_replay: the request can no longer fall through
+        self.missed = False  # ... and the primary answered a falling-through status all the same
+        # The primary's receive() calls waiting on the server; one may be a task it left behind,
+        # whose message, once the fallback took over, is the fallback's (through `_handoff`).
         self._inflight = 0
-        self._parked: Message | None = None
         self._handoff: asyncio.Future[Message | None] | None = None
-        self._replay: _Recording | None = None
-
-    @property
-    def missed(self) -> bool:
-        """The primary answered a falling-through status after the body overflowed."""
-        return self._rec is not None and self._rec.missed
-
-    # -- the primary's side ---------------------------------------------------------------------
 
     async def receive(self) -> Message:
         if self.mode is DONE:
@@ -109,14 +89,21 @@ class HTTPAttempt:
             raise
         self._inflight -= 1
         if self.mode is DONE:
-            # The fallback took over while this call (a task the primary left behind) was
-            # waiting: the message belongs to the fallback.
+            # The fallback took over while this leftover call waited: the message is its own.
             self._hand_over(message)
             return _HTTP_DISCONNECT
         if self.mode is not PASS:
-            # Recorded after a fall-through too: a primary still reading after its 404 (an
-            # adapter's read-ahead) takes messages the fallback must see.
-            self._record(message)
+            # Also after a fall-through: a primary still reading after its 404 (an adapter's
+            # read-ahead) takes messages the fallback must see.
+            kind = message.get("type")
+            if kind == "http.request":
+                self._seen = True
+                self._more = bool(message.get("more_body", False))
+                body: bytes = message.get("body", b"")
+                if body and not self._overflowed:
+                    self._keep(body)
+            elif kind == "http.disconnect":
+                self._disconnected = True
         return message
 
     async def send(self, message: Message) -> None:
@@ -124,200 +111,108 @@ class HTTPAttempt:
         if mode is PASS:
             await self._live_send(message)
         elif mode is UNDECIDED:
-            # The decision is made at http.response.start: it comes before any body (ASGI
-            # HTTP spec), so a status that falls through is known before a byte went out.
+            # http.response.start comes before any body (ASGI HTTP spec): a status that falls
+            # through is known before a byte went out.
             if (
                 message["type"] == "http.response.start"
-                and message.get("status") in self._policy.statuses
+                and message.get("status") in self._router.statuses
             ):
-                rec = self._rec
-                if rec is None or not rec.overflowed:
+                if not self._overflowed:
                     self.mode = DROP
                     return
-                rec.missed = True
+                self.missed = True
             self.mode = PASS
             self.discard()
             await self._live_send(message)
         # DROP and DONE: the primary's answer is not the one the client gets.
 
-    def _record(self, message: Message) -> None:
-        rec = self._rec
-        if rec is None:
-            if (
-                not self._empty
-                and message.get("type") == "http.request"
-                and not message.get("body")
-                and not message.get("more_body", False)
-            ):
-                self._empty = True
-                return
-            rec = self._rec = _Recording(self._policy, seen_empty=self._empty)
-        rec.record(message, limited=self.mode is UNDECIDED)
-
-    # -- the fallback's side --------------------------------------------------------------------
-
-    def replay_receive(self) -> ASGIReceive:
-        """The fallback's ``receive``: what the primary got, then the live messages."""
-        self.mode = DONE
-        rec = self._rec
-        if rec is None and self._empty:
-            rec = self._rec = _Recording(self._policy, seen_empty=True)
-        if rec is not None:
-            rec.rewind()
-        self._replay = rec
-        return self._fallback_receive
-
-    async def _fallback_receive(self) -> Message:
-        rec = self._replay
-        if rec is not None:
-            message = rec.next_replayed()
-            if message is not None:
-                return message
-            self._replay = None
-        parked = self._parked
-        if parked is not None:
-            self._parked = None
-            return parked
-        if self._inflight:
-            # The server's next message will go to the primary's leftover call, which hands
-            # it over: two concurrent receive() calls on the server would race for it.
-            handoff: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
-            self._handoff = handoff
-            try:
-                message = await handoff
-            finally:
-                self._handoff = None
-            if message is not None:
-                return message
-        return await self._live_receive()
-
-    def _hand_over(self, message: Message | None) -> None:
-        handoff = self._handoff
-        if handoff is not None and not handoff.done():
-            handoff.set_result(message)
-        elif message is not None:
-            self._parked = message
-
-    def discard(self) -> None:
-        """Forget the recorded body and close the temporary file, if any."""
-        if self._rec is not None:
-            self._rec.discard()
-
-
-class _Recording:
-    """The request messages a primary received, kept for a replay."""
-
-    __slots__ = (
-        "_chunks",
-        "_disconnected",
-        "_more",
-        "_next",
-        "_policy",
-        "_seen",
-        "_spool",
-        "missed",
-        "overflowed",
-        "size",
-    )
-
-    def __init__(self, policy: Policy, *, seen_empty: bool) -> None:
-        self._policy = policy
-        self._seen = seen_empty
-        self._more = not seen_empty
-        self._disconnected = False
-        self._chunks: list[bytes] = []
-        self._next = 0
-        self._spool: IO[bytes] | None = None
-        self.size = 0
-        self.overflowed = False
-        self.missed = False
-
-    def record(self, message: Message, *, limited: bool) -> None:
-        kind = message.get("type")
-        if kind == "http.request":
-            self._seen = True
-            self._more = bool(message.get("more_body", False))
-            body: bytes = message.get("body", b"")
-            if body and not self.overflowed:
-                self._keep(body, limited=limited)
-        elif kind == "http.disconnect":
-            self._disconnected = True
-
-    def _keep(self, body: bytes, *, limited: bool) -> None:
-        size = self.size + len(body)
-        limit = self._policy.replay_limit
-        # The limit applies while the request may still fall through; once it has, every
-        # byte must be kept, or the fallback would get a truncated body.
-        if limited and limit is not None and size > limit:
-            self.overflowed = True
+    def _keep(self, body: bytes) -> None:
+        size = self._size + len(body)
+        limit = self._router.max_replay
+        # Only while the request may still fall through: once it has, every byte must be
+        # kept, or the fallback would get a truncated body.
+        if self.mode is UNDECIDED and limit is not None and size > limit:
+            self._overflowed = True
             self.discard()
             return
-        self.size = size
+        self._size = size
         spool = self._spool
         if spool is None:
-            if size <= self._policy.memory_limit:
+            if size <= self._router.buffer_size:
                 self._chunks.append(body)
                 return
-            # Past the memory bound: move to an anonymous temporary file (deleted when closed,
-            # or by the OS if the process dies).
+            # An anonymous temporary file: deleted when closed, or by the OS if the process dies.
             spool = self._spool = tempfile.TemporaryFile()  # noqa: SIM115
             for chunk in self._chunks:
                 spool.write(chunk)
             self._chunks.clear()
         spool.write(body)
 
-    def rewind(self) -> None:
+    def replay_receive(self) -> ASGIReceive:
+        """The fallback's ``receive``: what the primary got, then the live messages."""
+        self.mode = DONE
+        self._chunks.reverse()  # replayed from the end: pop() is cheap
         if self._spool is not None:
             self._spool.seek(0)
+        if self._inflight:
+            self._handoff = asyncio.get_running_loop().create_future()
+        return self._fallback_receive
 
-    def next_replayed(self) -> Message | None:
+    async def _fallback_receive(self) -> Message:
+        message = self._replayed()
+        handoff = self._handoff
+        if message is None and handoff is not None:
+            # The primary's leftover call gets the server's next message and hands it over:
+            # two concurrent receive() calls on the server would race for it.
+            message = await handoff
+            self._handoff = None
+        return message if message is not None else await self._live_receive()
+
+    def _replayed(self) -> Message | None:
         """The next recorded message to replay, or ``None`` when they have all gone."""
         chunks = self._chunks
-        if self._next < len(chunks):
-            chunk = chunks[self._next]
-            self._next += 1
-            last = self._next == len(chunks)
-            if last:
-                self._seen = False
-                self.discard()
-            return _request(chunk, more=self._more or not last)
         spool = self._spool
-        if spool is not None:
+        if chunks:
+            chunk = chunks.pop()
+            last = not chunks
+        elif spool is not None:
             chunk = spool.read(REPLAY_CHUNK)
-            last = spool.tell() >= self.size
-            if last:
-                self._seen = False
-                self.discard()
-            return _request(chunk, more=self._more or not last)
-        if self._seen:
+            last = spool.tell() >= self._size
+        elif self._seen:
             self._seen = False  # the primary read only empty bodies: replay one, once
-            return _request(b"", more=self._more)
-        if self._disconnected:
+            return {"type": "http.request", "body": b"", "more_body": self._more}
+        elif self._disconnected:
             self._disconnected = False
             return _HTTP_DISCONNECT
-        return None
+        else:
+            return None
+        if last:
+            self._seen = False
+            self.discard()
+        return {"type": "http.request", "body": chunk, "more_body": self._more or not last}
+
+    def _hand_over(self, message: Message | None) -> None:
+        handoff = self._handoff
+        if handoff is not None and not handoff.done():
+            handoff.set_result(message)
 
     def discard(self) -> None:
-        self._chunks = []
-        self._next = 0
-        spool, self._spool = self._spool, None
-        if spool is not None:
-            spool.close()
-        self.size = 0
-
-
-def _request(body: bytes, *, more: bool) -> Message:
-    return {"type": "http.request", "body": body, "more_body": more}
+        """Forget the recorded body and close the temporary file, if any."""
+        if self._size:  # only a body with bytes in it leaves chunks or a spool
+            self._chunks = []
+            self._size = 0
+            if self._spool is not None:
+                self._spool.close()
+                self._spool = None
 
 
 class WebSocketAttempt:
     """One websocket's try at the primary: a refusal before accepting hands it to the fallback.
-
-    Before the handshake completes the server only delivers ``websocket.connect`` (and maybe
-    ``websocket.disconnect``), so the recording is a short list of messages.
-    """
+    Before the handshake the server only delivers ``websocket.connect`` (maybe a disconnect)."""
 
     __slots__ = ("_live_receive", "_live_send", "_received", "mode")
+
+    missed = False  # no body, so no replay limit to pass
 
     def __init__(self, receive: ASGIReceive, send: ASGISend) -> None:
         self._live_receive = receive
@@ -339,11 +234,9 @@ class WebSocketAttempt:
             await self._live_send(message)
         elif mode is UNDECIDED:
             kind = message["type"]
-            # ASGI websocket spec: a close before accept refuses the handshake (the server
-            # answers 403); with the websocket.http.response extension the refusal is an HTTP
-            # response instead. Either way the primary did not take the connection, whatever
-            # the status: WSGIToASGI, for one, refuses with a 403 where it can, a close where
-            # it cannot, and both must hand over alike.
+            # ASGI websocket spec: a close before accept refuses the handshake, and so does a
+            # denial response (websocket.http.response), whatever its status: WSGIToASGI
+            # refuses with a 403 where it can, a close where it cannot; both hand over alike.
             if kind == "websocket.close" or kind == "websocket.http.response.start":
                 self.mode = DROP
                 return
@@ -359,8 +252,9 @@ class WebSocketAttempt:
         live = self._live_receive
 
         async def receive() -> Message:
-            if pending:
-                return pending.pop(0)
-            return await live()
+            return pending.pop(0) if pending else await live()
 
         return receive
+
+    def discard(self) -> None:
+        """Nothing to clean up: the recorded messages go with the attempt."""
