@@ -1,18 +1,11 @@
 """The state one request shares between the event loop and the worker thread running the app.
 
-Every cross-thread hand-off costs about 100 µs (a futex wake plus a GIL switch), so this module
-is built to make as few as possible:
-
-* One lock guards everything. The loop side never blocks on it for long: the worker only holds
-  it to append or take bytes.
-* Either side wakes the other only when the other is actually waiting, and a wake-up carries
-  everything queued since: request bytes are read ahead in bulk (bounded in bytes, see
-  `crossgate.adapters._incoming_body`), and response chunks produced while the client is slower
-  are coalesced into one ``send``.
-* The worker blocks only when the loop is more than ``send_buffer`` bytes behind
-  (back-pressure), or when it needs request bytes that have not arrived yet.
-
-The request's phases, and which follows which, are `crossgate.sansio.exchange`'s table.
+A cross-thread hand-off costs ~100 µs (a futex wake plus a GIL switch), so: one lock guards
+everything, held only to append or take bytes; either side wakes the other only when it waits,
+and a wake-up carries everything queued since (response chunks produced while the client is
+slower are coalesced into one ``send``); the worker blocks only when the loop is more than
+``send_buffer`` bytes behind (back-pressure) or when it needs request bytes not yet here.
+The request's phases are `crossgate.sansio.exchange`'s table.
 """
 
 from __future__ import annotations
@@ -20,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from crossgate.adapters._incoming_body import GONE, IncomingBody, ReadAheadBudget
+from crossgate.adapters._incoming_body import GONE, IncomingBody, ReadAheadBudget, wake
 from crossgate.exceptions import ClientDisconnected, ResponseAborted
 from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import (
@@ -47,18 +40,6 @@ class WorkerExchange(IncomingBody):
     `check_connected` and `finish`.
     """
 
-    __slots__ = (
-        "_buffered",
-        "_chunks",
-        "_failure",
-        "_file_event",
-        "_file_sent",
-        "_late",
-        "_send_buffer",
-        "_sender_waiter",
-        "_start",
-    )
-
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -78,8 +59,7 @@ class WorkerExchange(IncomingBody):
         self._file_event: Message | None = None
         self._file_sent = False
         self._failure: BaseException | None = None
-        # What the iterable's close() raised after a complete body (PEP 3333: close() is the
-        # app's): the response is sent whole, then this is raised like any app exception.
+        # What the iterable's close() raised after a complete body: raised after the response.
         self._late: Exception | None = None
         self._sender_waiter: asyncio.Future[None] | None = None
 
@@ -89,9 +69,20 @@ class WorkerExchange(IncomingBody):
             self._sender_waiter = None
             self._call_soon(waiter)
 
-    def _detach_sender(self) -> asyncio.Future[None] | None:
-        waiter, self._sender_waiter = self._sender_waiter, None
-        return waiter
+    def mark_disconnected(self) -> None:
+        """The client left (``http.disconnect``, a failed send, a cancelled request)."""
+        with self._cond:
+            self.disconnected = True
+            if self.body_phase is BodyPhase.RECEIVING:
+                # The app's next read raises ClientDisconnected anyway: free the bytes read
+                # ahead now, not when the app gets to it (it may still be queued).
+                self._drop_body()
+                self._charge()
+            self._cond.notify_all()
+            waiter, self._sender_waiter = self._sender_waiter, None
+        self.disconnected_event.set()
+        if waiter is not None:
+            wake(waiter)
 
     # -- the worker thread --------------------------------------------------------------------
 
@@ -103,8 +94,7 @@ class WorkerExchange(IncomingBody):
                 self._close_spooled()
                 return False
             if self.body_phase is BodyPhase.RECEIVING and not self._eager:
-                # The pump held back while the request was queued (see `pump`): start it now.
-                # An eager pump is already reading; waking it would cost a hand-off for nothing.
+                # The pump held back while the request was queued; an eager one is reading.
                 self._wake_body_pump()
             return True
 
@@ -149,13 +139,9 @@ class WorkerExchange(IncomingBody):
         data: bytes = b"",
         late: Exception | None = None,
     ) -> None:
-        """The worker is done; ``failure`` aborts a response whose headers went out.
-
-        ``start`` and ``data`` are the start event and the last bytes of the response, when the
-        worker still holds them: sending them with the end of the body costs one wake-up of
-        the loop instead of two. ``late`` is what the iterable's ``close()`` raised after a
-        complete body: the response is still sent whole, and ``late`` handled after it.
-        """
+        """The worker is done: ``failure`` is the app's, or ``start`` and ``data`` end the
+        response (one wake-up of the loop, not two); ``late`` is what ``close()`` raised after
+        a complete body, handled once the response is sent."""
         with self._cond:
             if start is not None:
                 self._start = start
@@ -164,8 +150,7 @@ class WorkerExchange(IncomingBody):
             self.phase = next_phase(self.phase, WorkerEvent.FINISHED)
             self._failure = failure
             self._late = late
-            # Nobody reads the body any more (an app may answer without reading it all).
-            self._drop_body()
+            self._drop_body()  # an app may answer without reading the whole body
             self._close_spooled()
             self._wake_sender()
 
@@ -185,8 +170,8 @@ class WorkerExchange(IncomingBody):
         _log.warning("no worker thread became free in time; answering 503")
 
     def abandon(self) -> None:
-        """When the request is over: a request that never got a worker never will (it must not
-        run the app later, for nobody); its buffered body and spooled file go at once."""
+        """When the request is over: one that never got a worker never will, and its
+        buffered body and spooled file go at once."""
         with self._cond:
             self.phase = next_phase(self.phase, WorkerEvent.ENDED)
             if self.phase is WorkerPhase.ABANDONED:
@@ -196,7 +181,7 @@ class WorkerExchange(IncomingBody):
     async def respond(
         self, send: ASGISend, *, raise_app_exceptions: bool = True, http_version: str = "1.1"
     ) -> None:
-        """Send what the worker produces until it finishes; see the module docstring.
+        """Send what the worker produces until it finishes.
 
         Raises:
             BaseException: the app's exception, once the client has its answer, with
@@ -212,13 +197,10 @@ class WorkerExchange(IncomingBody):
             with self._cond:
                 finished = self.phase in RESPONSE_QUEUED
                 if finished and self._failure is not None:
-                    # Whatever is still queued is not sent: the answer to a failure is
-                    # decided below, from what the server has already been given.
-                    break
+                    break  # the answer is decided below, from what the server was given
                 chunks = self._chunks
                 if chunks:
-                    # The bytes stay counted in `_buffered` until send() returns: bytes in the
-                    # middle of a send are not with the client yet (back-pressure bound).
+                    # Counted in `_buffered` until send() returns (back-pressure bound).
                     self._chunks = []
                 start = None
                 if not headers_sent and self._start is not None:
@@ -240,9 +222,8 @@ class WorkerExchange(IncomingBody):
                     await self._send_batch(send, start, file_event, chunks, finished, complete)
                     complete = complete or file_event is not None or finished
                 except BaseException as exc:
-                    # A failing send means the connection is gone (uvicorn raises an OSError,
-                    # others their own types). Stop the worker, then wait for it to close the
-                    # iterable before leaving, so close() still runs exactly once.
+                    # The connection is gone (uvicorn raises OSError, others their own): stop
+                    # the worker and wait for it to close the iterable, exactly once.
                     send_error = exc
                     self.mark_disconnected()
                     if isinstance(exc, asyncio.CancelledError):
@@ -255,9 +236,7 @@ class WorkerExchange(IncomingBody):
             if failure is not None:
                 await self._fail(send, failure, headers_sent, raise_app_exceptions, http_version)
             elif late is not None:
-                # close() raised once the whole body was produced: the response went out
-                # (the ASGI convention, as Starlette's ServerErrorMiddleware answers and then
-                # raises), and the exception goes on like any other of the app's.
+                # The response went out; then raise, as Starlette's ServerErrorMiddleware does.
                 await self._fail(
                     send,
                     late,
@@ -269,9 +248,8 @@ class WorkerExchange(IncomingBody):
             if send_error is not None and not isinstance(send_error, OSError):
                 raise send_error
         finally:
-            # The exception's traceback holds this frame (and, through the worker's frames, this
-            # exchange with its request body): dropping the references here breaks the cycle,
-            # so the body is freed as soon as the request ends, not at the next cyclic GC.
+            # The traceback holds this frame, and through it the request body: breaking the
+            # cycle frees the body when the request ends, not at the next cyclic GC.
             failure = send_error = late = None
 
     async def _fail(
@@ -284,12 +262,8 @@ class WorkerExchange(IncomingBody):
         *,
         complete: bool = False,
     ) -> None:
-        """Answer, log and (maybe) raise a failure, knowing what reached the server.
-
-        The app may have committed its headers on the worker, but while they wait here
-        unsent the client can still get an honest error page instead of a reset.
-        ``complete``: the whole response reached the server before the failure.
-        """
+        """Answer, log and (maybe) raise a failure, knowing what reached the server: headers
+        committed on the worker but unsent still allow an error page instead of a reset."""
         plan = plan_failure(
             failure,
             app="WSGI",
@@ -328,8 +302,7 @@ class WorkerExchange(IncomingBody):
         if start is not None:
             await send(as_message(start))
         if file_event is not None:
-            # The extension event completes the response (ASGI "Path Send" and "Zero Copy
-            # Send" extensions); no http.response.body follows it.
+            # It completes the response (ASGI "Path Send", "Zero Copy Send"): no body follows.
             await send(file_event)
             with self._cond:
                 self._file_sent = True

@@ -160,9 +160,7 @@ def _send_file(
     found = regular_file(iterable)
     if found is None:
         return False
-    event = file_send_event(
-        state, extensions, file=found.file, path=found.path, offset=found.offset, size=found.size
-    )
+    event = file_send_event(state, extensions, **found)
     if event is None:
         return False
     exchange.push_file(state.commit(), as_message(event))
