@@ -219,8 +219,28 @@ class WorkerExchange(IncomingBody):
                 continue
             if not (self.disconnected or send_error is not None):
                 try:
-                    await self._send_batch(send, start, file_event, chunks, finished, complete)
-                    complete = complete or file_event is not None or finished
+                    if start is not None:
+                        await send(as_message(start))
+                    if file_event is not None:
+                        # It completes the response (ASGI "Path Send", "Zero Copy Send").
+                        await send(file_event)
+                        complete = True
+                        with self._cond:
+                            self._file_sent = True
+                            self._cond.notify()
+                    elif not complete and (chunks or finished):
+                        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                        try:
+                            more = not finished
+                            await send(
+                                {"type": "http.response.body", "body": body, "more_body": more}
+                            )
+                            complete = finished
+                        finally:
+                            if body:
+                                with self._cond:
+                                    self._buffered -= len(body)
+                                    self._cond.notify()
                 except BaseException as exc:
                     # The connection is gone (uvicorn raises OSError, others their own): stop
                     # the worker and wait for it to close the iterable, exactly once.
@@ -230,37 +250,31 @@ class WorkerExchange(IncomingBody):
                         raise
             if finished:
                 break
-        failure, self._failure = self._failure, None
-        late, self._late = self._late, None
+        # After a `late` failure the response went out whole: it is raised after it, as
+        # Starlette's ServerErrorMiddleware does.
+        failure = self._failure if self._failure is not None else self._late
+        complete = complete and self._failure is None and send_error is None
+        self._failure = self._late = None
         try:
             if failure is not None:
-                await self._fail(send, failure, headers_sent, raise_app_exceptions, http_version)
-            elif late is not None:
-                # The response went out; then raise, as Starlette's ServerErrorMiddleware does.
                 await self._fail(
-                    send,
-                    late,
-                    headers_sent,
-                    raise_app_exceptions,
-                    http_version,
-                    complete=complete and send_error is None,
+                    send, failure, headers_sent, complete, raise_app_exceptions, http_version
                 )
             if send_error is not None and not isinstance(send_error, OSError):
                 raise send_error
         finally:
             # The traceback holds this frame, and through it the request body: breaking the
             # cycle frees the body when the request ends, not at the next cyclic GC.
-            failure = send_error = late = None
+            failure = send_error = None
 
     async def _fail(
         self,
         send: ASGISend,
         failure: BaseException,
         headers_sent: bool,
+        complete: bool,
         raise_app_exceptions: bool,
         http_version: str,
-        *,
-        complete: bool = False,
     ) -> None:
         """Answer, log and (maybe) raise a failure, knowing what reached the server: headers
         committed on the worker but unsent still allow an error page instead of a reset."""
@@ -289,31 +303,3 @@ class WorkerExchange(IncomingBody):
                 raise ResponseAborted(aborted) from failure
         finally:
             del failure  # held by this frame, which the traceback holds: no cycle
-
-    async def _send_batch(
-        self,
-        send: ASGISend,
-        start: HTTPResponseStartEvent | None,
-        file_event: Message | None,
-        chunks: list[bytes],
-        finished: bool,
-        complete: bool,
-    ) -> None:
-        if start is not None:
-            await send(as_message(start))
-        if file_event is not None:
-            # It completes the response (ASGI "Path Send", "Zero Copy Send"): no body follows.
-            await send(file_event)
-            with self._cond:
-                self._file_sent = True
-                self._cond.notify()
-            return
-        if not complete and (chunks or finished):
-            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            try:
-                await send({"type": "http.response.body", "body": body, "more_body": not finished})
-            finally:
-                if body:
-                    with self._cond:
-                        self._buffered -= len(body)
-                        self._cond.notify()
