@@ -36,7 +36,7 @@ class WorkerExchange(IncomingBody):
     """One request's hand-off between the event loop and the worker thread that runs the app.
 
     The body comes in through `IncomingBody`. The loop calls `respond` (the response out),
-    `expire`, `abandon` and `settle`; the worker calls `begin`, `push`, `push_file`,
+    `expire` and `end`; the worker calls `begin`, `push`, `push_file`,
     `check_connected` and `finish`.
     """
 
@@ -169,14 +169,16 @@ class WorkerExchange(IncomingBody):
             self._wake_sender()
         _log.warning("no worker thread became free in time; answering 503")
 
-    def abandon(self) -> None:
-        """When the request is over: one that never got a worker never will, and its
-        buffered body and spooled file go at once."""
+    def end(self) -> None:
+        """When the request is over: one that never got a worker never will (its body and
+        spooled file go at once); its bytes leave the read-ahead budget."""
         with self._cond:
             self.phase = next_phase(self.phase, WorkerEvent.ENDED)
             if self.phase is WorkerPhase.ABANDONED:
                 self._drop_body()
                 self._close_spooled()
+            self._budget.used -= self._accounted
+            self._accounted = 0
 
     async def respond(
         self, send: ASGISend, *, raise_app_exceptions: bool = True, http_version: str = "1.1"

@@ -194,12 +194,6 @@ class IncomingBody:
 
     # -- the event loop -----------------------------------------------------------------------
 
-    def settle(self) -> None:
-        """When the request is over: take it out of the read-ahead budget."""
-        with self._cond:
-            self._budget.used -= self._accounted
-            self._accounted = 0
-
     def _count(self, size: int) -> None:
         self.received += size
         if size and self._meter is not None:

@@ -282,8 +282,7 @@ class WSGIToASGI:
             pump.cancel()
             if timer is not None:
                 timer.cancel()
-            exchange.abandon()
-            exchange.settle()
+            exchange.end()
 
     # -- lifespan (answer_lifespan: startup stops at the first failure, shutdown runs all) ----
 
