@@ -35,9 +35,8 @@ _log = logging.getLogger("crossgate")
 class WorkerExchange(IncomingBody):
     """One request's hand-off between the event loop and the worker thread that runs the app.
 
-    The body comes in through `IncomingBody`. The loop calls `respond` (the response out),
-    `expire` and `end`; the worker calls `begin`, `push`, `push_file`,
-    `check_connected` and `finish`.
+    The body comes in through `IncomingBody`. The loop calls `respond`, `expire` and `end`; the
+    worker calls `begin`, `push`, `push_file`, `check_connected` and `finish`.
     """
 
     def __init__(
