@@ -73,8 +73,7 @@ class WorkerExchange(IncomingBody):
         with self._cond:
             self.disconnected = True
             if self.body_phase is BodyPhase.RECEIVING:
-                # The app's next read raises ClientDisconnected anyway: free the bytes read
-                # ahead now, not when the app gets to it (it may still be queued).
+                # The app's next read fails anyway: free the read-ahead now (it may be queued).
                 self._drop_body()
                 self._charge()
             self._cond.notify_all()
@@ -251,8 +250,7 @@ class WorkerExchange(IncomingBody):
                         raise
             if finished:
                 break
-        # After a `late` failure the response went out whole: it is raised after it, as
-        # Starlette's ServerErrorMiddleware does.
+        # A `late` failure is raised after the whole response, as Starlette's middleware does.
         failure = self._failure if self._failure is not None else self._late
         complete = complete and self._failure is None and send_error is None
         self._failure = self._late = None
@@ -264,8 +262,7 @@ class WorkerExchange(IncomingBody):
             if send_error is not None and not isinstance(send_error, OSError):
                 raise send_error
         finally:
-            # The traceback holds this frame, and through it the request body: breaking the
-            # cycle frees the body when the request ends, not at the next cyclic GC.
+            # The traceback holds this frame: no cycle keeps the body until the next cyclic GC.
             failure = send_error = None
 
     async def _fail(

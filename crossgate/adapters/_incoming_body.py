@@ -263,8 +263,7 @@ class IncomingBody:
         while True:
             if self.body_phase is BodyPhase.RECEIVING:
                 with self._cond:
-                    # Bounded in bytes even while the worker waits (receive() can deliver a
-                    # lot while the worker gets the GIL back); only a larger read lifts it.
+                    # Bounded even while the worker waits (it may take a while to get the GIL).
                     ahead = 0
                     if self.phase in READS_AHEAD or self._eager:
                         self._charge()

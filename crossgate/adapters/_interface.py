@@ -86,16 +86,11 @@ def check_app(app: object, wanted: Literal["asgi", "wsgi"], interface: str) -> N
         )
     if interface == wanted or is_asgi(app) == (wanted == "asgi"):
         return
+    other, is_other, wrapper = ("WSGI", "a WSGI", "WSGIToASGI")
     if wanted == "wsgi":
-        raise TypeError(
-            f"{adapter} serves WSGI applications, and {describe(app)} is an ASGI application "
-            "(it is, or its __call__ is, a coroutine function): give it to the ASGI server as "
-            "it is, or wrap it in ASGIToWSGI to serve it from a WSGI server. If it is WSGI in "
-            "fact, pass interface='wsgi'."
-        )
+        other, is_other, wrapper = ("ASGI", "an ASGI", "ASGIToWSGI")
     raise TypeError(
-        f"{adapter} serves ASGI applications, and {describe(app)} is a WSGI application (its "
-        "call is not a coroutine function): give it to the WSGI server as it is, or wrap it in "
-        "WSGIToASGI to serve it from an ASGI server. If it is an ASGI app that only returns a "
-        "coroutine, pass interface='asgi'."
+        f"{adapter} serves {kind} applications, and {describe(app)} is {is_other} application "
+        f"(crossgate.routing.is_asgi): give it to the {other} server as it is, or wrap it in "
+        f"{wrapper} for {kind} servers. If it is {kind} in fact, pass interface={wanted!r}."
     )

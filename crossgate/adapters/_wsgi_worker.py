@@ -97,8 +97,7 @@ def _run_app(
                 close()
             except Exception as exc:
                 if failure is None:
-                    # The body is complete: send it, then raise this (an ASGIToWSGI inside
-                    # raises from close() what its app raised after answering).
+                    # Sent whole, then raised (ASGIToWSGI raises so after its app answered).
                     late = exc
                 else:  # the app's first failure is the one answered
                     _log.exception("the WSGI iterable's close() raised")
@@ -107,8 +106,7 @@ def _run_app(
         failure = AppProtocolError(
             f"the app sent {state.shortfall()} bytes fewer than its Content-Length"
         )
-    # A failure is decided and logged on the loop (`WorkerExchange.respond`), where it is
-    # known whether the headers reached the server.
+    # A failure is decided on the loop, which knows whether the headers reached the server.
     try:
         if failure is None:
             try:
@@ -122,8 +120,7 @@ def _run_app(
             _log.error("the WSGI iterable's close() raised", exc_info=late)
         exchange.finish(failure)
     finally:
-        # The traceback holds this frame, which holds the exception: a cycle that would keep
-        # the request (its read-ahead bytes, the environ) alive until the cyclic GC runs.
+        # The traceback holds this frame: no cycle keeps the request until the next cyclic GC.
         failure = late = None
 
 

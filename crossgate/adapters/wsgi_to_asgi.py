@@ -157,8 +157,7 @@ class WSGIToASGI:
         self._shared_executor = executor
         self._own_executor: ThreadPoolExecutor | None = None
         self._own_executor_pid = 0
-        # Requests handed to the pool and not finished yet. Changed on the event loop only; an
-        # adapter shared by several loops in threads may miscount, which only costs a hint.
+        # Requests in the pool; a hint only (several loops sharing the adapter may miscount).
         self._in_flight = 0
 
     # -- the thread pool ----------------------------------------------------------------------
@@ -202,8 +201,7 @@ class WSGIToASGI:
             _log.info("refused a websocket to %s: %s", scope.get("path"), reason)
             await refuse(scope, receive, send, 403, reason)
         else:
-            # ASGI spec, "Applications": an application should raise for a scope type it does
-            # not know, so the server can tell the protocol is unsupported.
+            # ASGI spec, "Applications": raise for a scope type the app does not know.
             raise CrossgateError(f"WSGIToASGI cannot serve a {kind!r} scope")
 
     async def _http(self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
@@ -219,9 +217,8 @@ class WSGIToASGI:
             meter = None
             if self.max_body_size is not None:
                 meter = BodyMeter(self.max_body_size, declared_length(length))
-            # The first body message (most often the whole body) is read here when a worker is
-            # free or no body is announced. A queued request reads nothing until a worker picks
-            # it up: hundreds of queued uploads would hold hundreds of MiB.
+            # The first body message (often the whole body) is read here if a worker is free:
+            # a queued request reads none, or hundreds of queued uploads would hold 100s of MiB.
             eager = self.request_body == "stream" and (
                 self._shared_executor is not None  # no count of a shared executor's workers
                 or self._in_flight < self.workers
