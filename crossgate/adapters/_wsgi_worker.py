@@ -74,7 +74,7 @@ def _run_app(
             # The whole body goes out with the end of the response: one wake-up of the loop.
             try:
                 tail = b"".join(iterable)
-            except TypeError:  # AppProtocolError names the chunk that is not bytes
+            except TypeError:  # body_chunk raises AppProtocolError for a chunk not bytes
                 tail = b"".join([body_chunk(chunk) for chunk in iterable])
             tail = _clamp(state, tail)
         elif not _send_file(exchange, state, iterable, extensions):
