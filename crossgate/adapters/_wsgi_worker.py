@@ -49,14 +49,19 @@ def _run_app(
     state = ResponseState(environ["REQUEST_METHOD"])
     errors: ErrorStream = environ["wsgi.errors"]
 
-    def write(data: bytes) -> None:
-        # PEP 3333, "The write() Callable": it may block while the client is too far behind.
+    def write(data: bytes) -> bool:
+        """PEP 3333's ``write()`` (it may block while the client is too far behind), and each
+        chunk of the iterable; True once ``Content-Length`` bytes went out."""
         if type(data) is not bytes:
             data = body_chunk(data)
-        if data:
-            _emit(exchange, state, data)
-        else:
+        if not data:
+            # PEP 3333: an empty chunk must not send the headers. A long poll yields them
+            # while it waits: this is where it learns that the client left.
             exchange.check_connected()
+            return False
+        data, complete = _clamp(state, data)
+        exchange.push(None if state.committed else state.commit(), data)
+        return complete
 
     def start_response(
         status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -76,18 +81,11 @@ def _run_app(
                 tail = b"".join(iterable)
             except TypeError:  # body_chunk raises AppProtocolError for a chunk not bytes
                 tail = b"".join([body_chunk(chunk) for chunk in iterable])
-            tail = _clamp(state, tail)
+            tail, _ = _clamp(state, tail)
         elif not _send_file(exchange, state, iterable, extensions):
             for chunk in iterable:
-                if type(chunk) is not bytes:
-                    chunk = body_chunk(chunk)
-                if chunk:
-                    if _emit(exchange, state, chunk):
-                        break
-                else:
-                    # PEP 3333: an empty chunk must not send the headers. A long poll
-                    # yields them while it waits: this is where it learns the client left.
-                    exchange.check_connected()
+                if write(chunk):
+                    break
     except BaseException as exc:
         failure = exc
     finally:
@@ -124,22 +122,16 @@ def _run_app(
         failure = late = None
 
 
-def _clamp(state: ResponseState, chunk: bytes) -> bytes:
-    data, dropped, _ = state.clamp(chunk)
+def _clamp(state: ResponseState, chunk: bytes) -> tuple[bytes, bool]:
+    """``chunk`` cut to the ``Content-Length``, and whether the body is now complete."""
+    data, dropped, complete = state.clamp(chunk)
     if dropped:
         _log.warning(
             "the app sent %d bytes past its Content-Length of %d; dropped them",
             dropped,
             state.content_length,
         )
-    return data
-
-
-def _emit(exchange: WorkerExchange, state: ResponseState, chunk: bytes) -> bool:
-    """Queue a body chunk; True once ``Content-Length`` bytes went out."""
-    data = _clamp(state, chunk)
-    exchange.push(None if state.committed else state.commit(), data)
-    return state.content_length is not None and state.sent >= state.content_length
+    return data, complete
 
 
 def _send_file(
