@@ -1,18 +1,11 @@
 """The state one request shares between the event loop and the worker thread running the app.
 
-Every cross-thread hand-off costs about 100 µs (a futex wake plus a GIL switch), so this module
-is built to make as few as possible:
-
-* One lock guards everything. The loop side never blocks on it for long: the worker only holds
-  it to append or take bytes.
-* Either side wakes the other only when the other is actually waiting, and a wake-up carries
-  everything queued since: request bytes are read ahead in bulk (bounded in bytes, see
-  `crossgate.adapters._incoming_body`), and response chunks produced while the client is slower
-  are coalesced into one ``send``.
-* The worker blocks only when the loop is more than ``send_buffer`` bytes behind
-  (back-pressure), or when it needs request bytes that have not arrived yet.
-
-The request's phases, and which follows which, are `crossgate.sansio.exchange`'s table.
+A cross-thread hand-off costs ~100 µs (a futex wake plus a GIL switch), so: one lock guards
+everything, held only to append or take bytes; either side wakes the other only when it waits,
+and a wake-up carries everything queued since (response chunks produced while the client is
+slower are coalesced into one ``send``); the worker blocks only when the loop is more than
+``send_buffer`` bytes behind (back-pressure) or when it needs request bytes not yet here.
+The request's phases are `crossgate.sansio.exchange`'s table.
 """
 
 from __future__ import annotations
@@ -20,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from crossgate.adapters._incoming_body import GONE, IncomingBody, ReadAheadBudget
+from crossgate.adapters._incoming_body import GONE, IncomingBody, ReadAheadBudget, wake
 from crossgate.exceptions import ClientDisconnected, ResponseAborted
 from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import (
@@ -42,22 +35,9 @@ _log = logging.getLogger("crossgate")
 class WorkerExchange(IncomingBody):
     """One request's hand-off between the event loop and the worker thread that runs the app.
 
-    The body comes in through `IncomingBody`. The loop calls `respond` (the response out),
-    `expire`, `abandon` and `settle`; the worker calls `begin`, `push`, `push_file`,
-    `check_connected` and `finish`.
+    The body comes in through `IncomingBody`. The loop calls `respond`, `expire` and `end`; the
+    worker calls `begin`, `push`, `push_file`, `check_connected` and `finish`.
     """
-
-    __slots__ = (
-        "_buffered",
-        "_chunks",
-        "_failure",
-        "_file_event",
-        "_file_sent",
-        "_late",
-        "_send_buffer",
-        "_sender_waiter",
-        "_start",
-    )
 
     def __init__(
         self,
@@ -78,8 +58,7 @@ class WorkerExchange(IncomingBody):
         self._file_event: Message | None = None
         self._file_sent = False
         self._failure: BaseException | None = None
-        # What the iterable's close() raised after a complete body (PEP 3333: close() is the
-        # app's): the response is sent whole, then this is raised like any app exception.
+        # What the iterable's close() raised after a complete body: raised after the response.
         self._late: Exception | None = None
         self._sender_waiter: asyncio.Future[None] | None = None
 
@@ -89,9 +68,19 @@ class WorkerExchange(IncomingBody):
             self._sender_waiter = None
             self._call_soon(waiter)
 
-    def _detach_sender(self) -> asyncio.Future[None] | None:
-        waiter, self._sender_waiter = self._sender_waiter, None
-        return waiter
+    def mark_disconnected(self) -> None:
+        """The client left (``http.disconnect``, a failed send, a cancelled request)."""
+        with self._cond:
+            self.disconnected = True
+            if self.body_phase is BodyPhase.RECEIVING:
+                # The app's next read fails anyway: free the read-ahead now (it may be queued).
+                self._drop_body()
+                self._charge()
+            self._cond.notify_all()
+            waiter, self._sender_waiter = self._sender_waiter, None
+        self.disconnected_event.set()
+        if waiter is not None:
+            wake(waiter)
 
     # -- the worker thread --------------------------------------------------------------------
 
@@ -103,8 +92,7 @@ class WorkerExchange(IncomingBody):
                 self._close_spooled()
                 return False
             if self.body_phase is BodyPhase.RECEIVING and not self._eager:
-                # The pump held back while the request was queued (see `pump`): start it now.
-                # An eager pump is already reading; waking it would cost a hand-off for nothing.
+                # The pump held back while the request was queued; an eager one is reading.
                 self._wake_body_pump()
             return True
 
@@ -149,13 +137,9 @@ class WorkerExchange(IncomingBody):
         data: bytes = b"",
         late: Exception | None = None,
     ) -> None:
-        """The worker is done; ``failure`` aborts a response whose headers went out.
-
-        ``start`` and ``data`` are the start event and the last bytes of the response, when the
-        worker still holds them: sending them with the end of the body costs one wake-up of
-        the loop instead of two. ``late`` is what the iterable's ``close()`` raised after a
-        complete body: the response is still sent whole, and ``late`` handled after it.
-        """
+        """The worker is done: ``failure`` is the app's, or ``start`` and ``data`` end the
+        response (one wake-up of the loop, not two); ``late`` is what ``close()`` raised after
+        a complete body, handled once the response is sent."""
         with self._cond:
             if start is not None:
                 self._start = start
@@ -164,8 +148,7 @@ class WorkerExchange(IncomingBody):
             self.phase = next_phase(self.phase, WorkerEvent.FINISHED)
             self._failure = failure
             self._late = late
-            # Nobody reads the body any more (an app may answer without reading it all).
-            self._drop_body()
+            self._drop_body()  # an app may answer without reading the whole body
             self._close_spooled()
             self._wake_sender()
 
@@ -184,19 +167,21 @@ class WorkerExchange(IncomingBody):
             self._wake_sender()
         _log.warning("no worker thread became free in time; answering 503")
 
-    def abandon(self) -> None:
-        """When the request is over: a request that never got a worker never will (it must not
-        run the app later, for nobody); its buffered body and spooled file go at once."""
+    def end(self) -> None:
+        """When the request is over: one that never got a worker never will (its body and
+        spooled file go at once); its bytes leave the read-ahead budget."""
         with self._cond:
             self.phase = next_phase(self.phase, WorkerEvent.ENDED)
             if self.phase is WorkerPhase.ABANDONED:
                 self._drop_body()
                 self._close_spooled()
+            self._budget.used -= self._accounted
+            self._accounted = 0
 
     async def respond(
         self, send: ASGISend, *, raise_app_exceptions: bool = True, http_version: str = "1.1"
     ) -> None:
-        """Send what the worker produces until it finishes; see the module docstring.
+        """Send what the worker produces until it finishes.
 
         Raises:
             BaseException: the app's exception, once the client has its answer, with
@@ -212,13 +197,10 @@ class WorkerExchange(IncomingBody):
             with self._cond:
                 finished = self.phase in RESPONSE_QUEUED
                 if finished and self._failure is not None:
-                    # Whatever is still queued is not sent: the answer to a failure is
-                    # decided below, from what the server has already been given.
-                    break
+                    break  # the answer is decided below, from what the server was given
                 chunks = self._chunks
                 if chunks:
-                    # The bytes stay counted in `_buffered` until send() returns: bytes in the
-                    # middle of a send are not with the client yet (back-pressure bound).
+                    # Counted in `_buffered` until send() returns (back-pressure bound).
                     self._chunks = []
                 start = None
                 if not headers_sent and self._start is not None:
@@ -237,59 +219,63 @@ class WorkerExchange(IncomingBody):
                 continue
             if not (self.disconnected or send_error is not None):
                 try:
-                    await self._send_batch(send, start, file_event, chunks, finished, complete)
-                    complete = complete or file_event is not None or finished
+                    if start is not None:
+                        await send(as_message(start))
+                    if file_event is not None:
+                        # It completes the response (ASGI "Path Send", "Zero Copy Send").
+                        await send(file_event)
+                        complete = True
+                        with self._cond:
+                            self._file_sent = True
+                            self._cond.notify()
+                    elif not complete and (chunks or finished):
+                        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                        try:
+                            more = not finished
+                            await send(
+                                {"type": "http.response.body", "body": body, "more_body": more}
+                            )
+                            complete = finished
+                        finally:
+                            if body:
+                                with self._cond:
+                                    self._buffered -= len(body)
+                                    self._cond.notify()
                 except BaseException as exc:
-                    # A failing send means the connection is gone (uvicorn raises an OSError,
-                    # others their own types). Stop the worker, then wait for it to close the
-                    # iterable before leaving, so close() still runs exactly once.
+                    # The connection is gone (uvicorn raises OSError, others their own): stop
+                    # the worker and wait for it to close the iterable, exactly once.
                     send_error = exc
                     self.mark_disconnected()
                     if isinstance(exc, asyncio.CancelledError):
                         raise
             if finished:
                 break
-        failure, self._failure = self._failure, None
-        late, self._late = self._late, None
+        # A `late` failure is raised after the whole response, as Starlette's middleware does.
+        failure = self._failure if self._failure is not None else self._late
+        complete = complete and self._failure is None and send_error is None
+        self._failure = self._late = None
         try:
             if failure is not None:
-                await self._fail(send, failure, headers_sent, raise_app_exceptions, http_version)
-            elif late is not None:
-                # close() raised once the whole body was produced: the response went out
-                # (the ASGI convention, as Starlette's ServerErrorMiddleware answers and then
-                # raises), and the exception goes on like any other of the app's.
                 await self._fail(
-                    send,
-                    late,
-                    headers_sent,
-                    raise_app_exceptions,
-                    http_version,
-                    complete=complete and send_error is None,
+                    send, failure, headers_sent, complete, raise_app_exceptions, http_version
                 )
             if send_error is not None and not isinstance(send_error, OSError):
                 raise send_error
         finally:
-            # The exception's traceback holds this frame (and, through the worker's frames, this
-            # exchange with its request body): dropping the references here breaks the cycle,
-            # so the body is freed as soon as the request ends, not at the next cyclic GC.
-            failure = send_error = late = None
+            # The traceback holds this frame: no cycle keeps the body until the next cyclic GC.
+            failure = send_error = None
 
     async def _fail(
         self,
         send: ASGISend,
         failure: BaseException,
         headers_sent: bool,
+        complete: bool,
         raise_app_exceptions: bool,
         http_version: str,
-        *,
-        complete: bool = False,
     ) -> None:
-        """Answer, log and (maybe) raise a failure, knowing what reached the server.
-
-        The app may have committed its headers on the worker, but while they wait here
-        unsent the client can still get an honest error page instead of a reset.
-        ``complete``: the whole response reached the server before the failure.
-        """
+        """Answer, log and (maybe) raise a failure, knowing what reached the server: headers
+        committed on the worker but unsent still allow an error page instead of a reset."""
         plan = plan_failure(
             failure,
             app="WSGI",
@@ -315,32 +301,3 @@ class WorkerExchange(IncomingBody):
                 raise ResponseAborted(aborted) from failure
         finally:
             del failure  # held by this frame, which the traceback holds: no cycle
-
-    async def _send_batch(
-        self,
-        send: ASGISend,
-        start: HTTPResponseStartEvent | None,
-        file_event: Message | None,
-        chunks: list[bytes],
-        finished: bool,
-        complete: bool,
-    ) -> None:
-        if start is not None:
-            await send(as_message(start))
-        if file_event is not None:
-            # The extension event completes the response (ASGI "Path Send" and "Zero Copy
-            # Send" extensions); no http.response.body follows it.
-            await send(file_event)
-            with self._cond:
-                self._file_sent = True
-                self._cond.notify()
-            return
-        if not complete and (chunks or finished):
-            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            try:
-                await send({"type": "http.response.body", "body": body, "more_body": not finished})
-            finally:
-                if body:
-                    with self._cond:
-                        self._buffered -= len(body)
-                        self._cond.notify()

@@ -1,8 +1,8 @@
 """The request body on its way from the event loop to the worker thread running the app.
 
 The loop reads ``http.request`` messages (`IncomingBody.pump`, or `IncomingBody.spool` first);
-the worker reads them through ``wsgi.input``. `crossgate.adapters._exchange` tells why the
-bytes are read ahead in bulk and either side wakes the other only when it waits.
+the worker reads them through ``wsgi.input``. Bytes are read ahead in bulk, bounded per request
+and per loop, and either side wakes the other only when it waits: a hand-off costs ~100 µs.
 """
 
 from __future__ import annotations
@@ -34,18 +34,12 @@ def wake(waiter: asyncio.Future[None]) -> None:
 
 
 class ReadAheadBudget:
-    """Request bytes buffered ahead of the apps, counted across the requests of one event loop.
+    """Request bytes buffered ahead of the apps, across the requests of one event loop.
 
-    ``read_ahead`` bounds one request; this bounds them all, so that many uploads at once (or
-    a storm of clients that announce a large body and leave) cannot each hold ``read_ahead``
-    bytes. Past the limit, requests are read at the app's pace only: the pump reads what a
-    waiting ``read()`` needs, and the server keeps the rest, with back-pressure to the client.
-
-    Only its event loop's thread changes it (see `IncomingBody._charge`), so it needs no lock,
-    and the worker's reads, which only shrink their request's buffer, never touch it.
+    ``read_ahead`` bounds one request; this bounds them all, so that many uploads (or clients
+    that announce a large body and leave) cannot each hold ``read_ahead`` bytes: past it, bodies
+    are read at the app's pace. Only its loop's thread changes it (`IncomingBody._charge`).
     """
-
-    __slots__ = ("limit", "used")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -55,31 +49,9 @@ class ReadAheadBudget:
 class IncomingBody:
     """One request's body, fed on the loop and read on the worker, under one lock.
 
-    ``phase`` (the request's `WorkerPhase`) and ``body_phase`` are for reading only: they move
-    by `crossgate.sansio.exchange`'s rules. ``eager``: a worker was free when the request came,
-    so the body is read ahead before the worker starts (a queued request reads none).
+    ``phase`` and ``body_phase`` move by `crossgate.sansio.exchange`'s rules. ``eager``: a
+    worker was free when the request came, so the body is read ahead before the worker starts.
     """
-
-    __slots__ = (
-        "_accounted",
-        "_body",
-        "_body_len",
-        "_body_pos",
-        "_body_waiter",
-        "_body_wanted",
-        "_budget",
-        "_cond",
-        "_eager",
-        "_meter",
-        "_read_ahead",
-        "_spooled",
-        "body_phase",
-        "disconnected",
-        "disconnected_event",
-        "loop",
-        "phase",
-        "received",
-    )
 
     def __init__(
         self,
@@ -99,12 +71,11 @@ class IncomingBody:
         self._cond = threading.Condition(threading.Lock())
         self._eager = eager
         self._read_ahead = read_ahead
-        self._meter = meter  # max_body_size: the sans-IO meter decides when the body breaks it
+        self._meter = meter  # max_body_size: the sans-IO meter decides
         self._budget = budget if budget is not None else ReadAheadBudget(read_ahead)
-        self._accounted = 0  # the buffered bytes this request counts in _budget (`_charge`)
-        # The messages' bytes objects received but not yet read by the app, kept as they came
-        # so that a read the size of a message hands that object over uncopied. _body_pos is
-        # how much of _body[0] was read already; _body_len counts unread bytes.
+        self._accounted = 0  # the buffered bytes this request counts in _budget
+        # The messages' bytes, kept as they came so that a read the size of a message hands
+        # that object over uncopied; _body_pos bytes of _body[0] are read, _body_len unread.
         self._body: deque[bytes] = deque()
         self._body_len = 0
         self._body_pos = 0
@@ -115,16 +86,12 @@ class IncomingBody:
     # -- with the lock held -------------------------------------------------------------------
 
     def _drop_body(self) -> None:
-        """Let go of every buffered request byte (the budget learns of it in `_charge`)."""
         self._body.clear()
         self._body_len = self._body_pos = 0
 
     def _charge(self) -> None:
-        """On the loop: bring the shared budget up to date with what this request buffers.
-
-        Reads on the worker thread only shrink ``_body_len``; the loop settles the difference
-        here, when it feeds a message or decides whether to read ahead.
-        """
+        """On the loop: bring the shared budget up to date (worker reads only shrink
+        ``_body_len``; the loop settles the difference here)."""
         delta = self._body_len - self._accounted
         if delta:
             self._budget.used += delta
@@ -141,18 +108,12 @@ class IncomingBody:
         try:
             self.loop.call_soon_threadsafe(wake, waiter)
         except RuntimeError:
-            # The loop is closed: the server is gone, and so is the client.
-            self.disconnected = True
+            self.disconnected = True  # the loop is closed: the server is gone, and the client
 
     def _close_spooled(self) -> None:
+        # Our own reference: middleware may have replaced environ["wsgi.input"].
         if self._spooled is not None:
-            # Our own reference: middleware (and wsgiref's validator) may have replaced
-            # environ["wsgi.input"] with a wrapper.
             self._spooled.close()
-
-    def _detach_sender(self) -> asyncio.Future[None] | None:
-        """The response side's waiter, to wake on a disconnect (`WorkerExchange` has one)."""
-        return None
 
     # -- the worker thread --------------------------------------------------------------------
 
@@ -177,7 +138,7 @@ class IncomingBody:
                 self._wait_for(self._body_len + 1)
 
     def _wait_for(self, size: int) -> None:
-        """With the lock held: wait until ``size`` bytes are buffered or the body has ended."""
+        """Wait until ``size`` bytes are buffered or the body has ended."""
         while self._body_len < size and self.body_phase is BodyPhase.RECEIVING:
             if self.disconnected:
                 raise ClientDisconnected(GONE + " before sending the whole body")
@@ -189,7 +150,7 @@ class IncomingBody:
             self._meter.check()  # BodyPhase.REFUSED: the meter raises its error again
 
     def _take(self, size: int) -> bytes:
-        """With the lock held: remove and return up to ``size`` buffered bytes."""
+        """Remove and return up to ``size`` buffered bytes."""
         body = self._body
         pieces: list[bytes] = []
         wanted = min(size, self._body_len)
@@ -212,7 +173,7 @@ class IncomingBody:
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _find_newline(self, limit: int) -> int:
-        """With the lock held: bytes up to and including the first newline, or -1."""
+        """Bytes up to and including the first newline within ``limit``, or -1."""
         offset = 0
         pos = self._body_pos
         for chunk in self._body:
@@ -227,36 +188,13 @@ class IncomingBody:
         return -1
 
     def check_connected(self) -> None:
-        """Raise `ClientDisconnected` when the client is gone (a read of one flag, no lock)."""
+        """Raise `ClientDisconnected` when the client is gone (one flag, no lock)."""
         if self.disconnected:
             raise ClientDisconnected(GONE)
 
     # -- the event loop -----------------------------------------------------------------------
 
-    def settle(self) -> None:
-        """When the request is over: take this request out of the read-ahead budget."""
-        with self._cond:
-            self._budget.used -= self._accounted
-            self._accounted = 0
-
-    def mark_disconnected(self) -> None:
-        """The client left (``http.disconnect``, a failed send, a cancelled request)."""
-        with self._cond:
-            self.disconnected = True
-            if self.body_phase is BodyPhase.RECEIVING:
-                # The body will never be whole, so the app's next read raises
-                # ClientDisconnected anyway: let go of the bytes read ahead now, not when the
-                # app gets around to failing (it may still be queued for a worker).
-                self._drop_body()
-                self._charge()
-            self._cond.notify_all()
-            waiter = self._detach_sender()
-        self.disconnected_event.set()
-        if waiter is not None:
-            wake(waiter)
-
     def _count(self, size: int) -> None:
-        """Count body bytes received; the meter raises past ``max_body_size``."""
         self.received += size
         if size and self._meter is not None:
             self._meter.count(size)
@@ -265,8 +203,8 @@ class IncomingBody:
         """Add an ``http.request`` message's body.
 
         Raises:
-            PeerProtocolError: the message breaks ``max_body_size``; it is not added, not even
-                the part below the limit (`BodyPhase.REFUSED`): the app never reads past it.
+            PeerProtocolError: the message breaks ``max_body_size``; none of it is added
+                (`BodyPhase.REFUSED`): the app never reads past the limit.
         """
         data: bytes = message.get("body", b"")
         more: bool = message.get("more_body", False)
@@ -290,8 +228,8 @@ class IncomingBody:
                 self._cond.notify()
 
     async def spool(self, receive: ASGIReceive, threshold: int) -> IO[bytes] | None:
-        """Read the whole body into a temporary file (memory up to ``threshold`` bytes) before
-        the app runs; ``None`` when the client left first. The file is closed with the request.
+        """Read the whole body into a temporary file (in memory up to ``threshold`` bytes);
+        ``None`` when the client left first. The file is closed with the request.
 
         Raises:
             PeerProtocolError: the body broke ``max_body_size``.
@@ -319,18 +257,13 @@ class IncomingBody:
         return spooled
 
     async def pump(self, receive: ASGIReceive) -> None:
-        """Read the rest of the body ahead of the app, then watch for ``http.disconnect``.
-
-        One task does both because ASGI gives one ``receive`` per request, and a pending
-        ``receive`` is how a disconnect is noticed while the app is still producing.
-        """
+        """Read the rest of the body ahead of the app, then watch for ``http.disconnect``
+        (ASGI gives one ``receive`` per request, so one task does both)."""
         loop = self.loop
         while True:
             if self.body_phase is BodyPhase.RECEIVING:
                 with self._cond:
-                    # Bounded in bytes even while the worker waits: it may take the worker
-                    # milliseconds to get the GIL back, and receive() can deliver a lot in
-                    # that time. Only a read larger than the read-ahead lifts the bound.
+                    # Bounded even while the worker waits (it may take a while to get the GIL).
                     ahead = 0
                     if self.phase in READS_AHEAD or self._eager:
                         self._charge()
@@ -352,6 +285,7 @@ class IncomingBody:
                     self.feed(message)
                 except PeerProtocolError:
                     return
-            # Held across the next wait, this reference would keep the message's bytes alive
-            # after the app has read them, one message per request.
-            del message
+            del message  # held across the next wait, it would keep bytes the app has read
+
+    def mark_disconnected(self) -> None:  # pragma: no cover - `WorkerExchange` overrides it
+        raise NotImplementedError

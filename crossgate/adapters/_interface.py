@@ -1,8 +1,6 @@
-"""Telling ASGI apps from WSGI apps: the rule the routers and both adapters share.
+"""Telling ASGI apps from WSGI apps: the one rule of the routers and both adapters.
 
-The routers use it to wrap WSGI sub-apps; the adapters use it to refuse, at construction, an app
-of the wrong kind (an ASGI app given to `WSGIToASGI` would otherwise fail every request with a
-bare ``TypeError``). `crossgate.routing.is_asgi` is the public name of `is_asgi`.
+`crossgate.routing.is_asgi` is the public name of `is_asgi`.
 """
 
 from __future__ import annotations
@@ -18,23 +16,11 @@ __all__ = ["check_app", "describe", "is_asgi"]
 def is_asgi(app: object) -> bool:
     """Whether ``app`` is taken for an ASGI application (otherwise: WSGI).
 
-    The rule, in order:
-
-    1. an ``__crossgate_asgi__`` attribute decides when it is there: true for ASGI, false for
-       WSGI (set it on a class to settle the question for all its instances);
-    2. a coroutine function is ASGI (`inspect.iscoroutinefunction`, which also sees
-       `functools.partial` objects and functions marked with asgiref's or (Python 3.12+)
-       `inspect`'s ``markcoroutinefunction``);
-    3. a class is WSGI (PEP 3333 allows a class as the application; an ASGI 3 app cannot be
-       one, since calling a class does not return an awaitable);
-    4. an object whose ``__call__`` is a coroutine function is ASGI (Starlette, FastAPI,
-       Django's ``ASGIHandler``, crossgate's own routers and adapters), ``__call__`` read as
-       a call reads it: from the class, bound to the object (so a ``__call__`` kept in a
-       ``__slots__`` entry, as sentry-sdk's ``SentryAsgiMiddleware`` keeps it, counts);
-    5. anything else is WSGI (Flask, Django's ``WSGIHandler``, plain functions).
-
-    An ASGI app that is a plain function returning a coroutine (some hand-written middleware)
-    looks like WSGI to this rule: wrap it in `crossgate.routing.asgi` for a router, or pass
+    In order: an ``__crossgate_asgi__`` attribute decides when present; a coroutine function is
+    ASGI; a class is WSGI (PEP 3333 allows one; an ASGI 3 app cannot be one); an object whose
+    ``__call__``, read as a call reads it, is a coroutine function is ASGI; anything else is
+    WSGI. docs/routing.md explains each step. A plain function that
+    returns a coroutine looks like WSGI: wrap it in `crossgate.routing.asgi`, or pass
     ``interface="asgi"`` to `crossgate.ASGIToWSGI`.
     """
     marker = getattr(app, "__crossgate_asgi__", None)
@@ -44,9 +30,8 @@ def is_asgi(app: object) -> bool:
         return True
     if inspect.isclass(app):
         return False
-    # Python looks special methods up on the type, so that is where an instance's call lives,
-    # bound the way a call binds it. (B004 is about testing callability; this reads the method
-    # to see whether it is async.)
+    # Python looks special methods up on the type (B004 is about testing callability; this
+    # reads the method to see whether it is async).
     cls = type(app)
     if isinstance(inspect.getattr_static(cls, "__call__", None), staticmethod):
         # Not bound: the call is the function inside (binding a partial warns on 3.13).
@@ -54,9 +39,8 @@ def is_asgi(app: object) -> bool:
     call = getattr(cls, "__call__", None)  # noqa: B004
     bind = getattr(type(call), "__get__", None)
     if bind is not None:
-        # A function binds to a method. A __slots__ entry named "__call__" gives what the
-        # instance stores there: sentry-sdk's SentryAsgiMiddleware stores its async
-        # _run_asgi3 so, and is ASGI though its class has no async __call__.
+        # A __slots__ entry named "__call__" binds to what the instance stores there
+        # (sentry-sdk's SentryAsgiMiddleware stores its async _run_asgi3 so).
         try:
             call = bind(call, app, cls)
         except AttributeError:
@@ -79,11 +63,8 @@ def describe(app: object) -> str:
 
 
 def check_app(app: object, wanted: Literal["asgi", "wsgi"], interface: str) -> None:
-    """Refuse ``app`` unless it is a ``wanted`` app, for the adapter that serves that kind.
-
-    ``interface`` is the adapter's ``interface=`` option (named after uvicorn's
-    ``--interface``): ``"auto"`` applies `is_asgi`; the adapter's own kind (``wanted``) skips
-    the check, for a callable that fools the rule.
+    """Refuse ``app`` unless it is a ``wanted`` app; ``interface`` is the adapter's option
+    (as uvicorn's ``--interface``): ``"auto"`` applies `is_asgi`, ``wanted`` skips the check.
 
     Raises:
         TypeError: ``app`` is not callable (``None``, a ``"module:app"`` string) or is the
@@ -105,16 +86,11 @@ def check_app(app: object, wanted: Literal["asgi", "wsgi"], interface: str) -> N
         )
     if interface == wanted or is_asgi(app) == (wanted == "asgi"):
         return
+    other, is_other, wrapper = ("WSGI", "a WSGI", "WSGIToASGI")
     if wanted == "wsgi":
-        raise TypeError(
-            f"{adapter} serves WSGI applications, and {describe(app)} is an ASGI application "
-            "(it is, or its __call__ is, a coroutine function): give it to the ASGI server as "
-            "it is, or wrap it in ASGIToWSGI to serve it from a WSGI server. If it is WSGI in "
-            "fact, pass interface='wsgi'."
-        )
+        other, is_other, wrapper = ("ASGI", "an ASGI", "ASGIToWSGI")
     raise TypeError(
-        f"{adapter} serves ASGI applications, and {describe(app)} is a WSGI application (its "
-        "call is not a coroutine function): give it to the WSGI server as it is, or wrap it in "
-        "WSGIToASGI to serve it from an ASGI server. If it is an ASGI app that only returns a "
-        "coroutine, pass interface='asgi'."
+        f"{adapter} serves {kind} applications, and {describe(app)} is {is_other} application "
+        f"(crossgate.routing.is_asgi): give it to the {other} server as it is, or wrap it in "
+        f"{wrapper} for {kind} servers. If it is {kind} in fact, pass interface={wanted!r}."
     )

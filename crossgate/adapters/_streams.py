@@ -6,7 +6,7 @@ import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeGuard
+from typing import IO, TYPE_CHECKING, Any, TypeGuard
 
 if TYPE_CHECKING:
     from crossgate.adapters._incoming_body import IncomingBody
@@ -16,22 +16,20 @@ __all__ = [
     "ErrorStream",
     "FileWrapper",
     "LineReader",
-    "RegularFile",
     "RequestBody",
     "regular_file",
 ]
 
-# Files are read in blocks of at least this size when no zero-copy path is available: a small
-# block (Django asks for 4 KiB) would cost a Python iteration, and a queue push, per 4 KiB.
+# Files are read in blocks of at least this size: a small block (Django asks for 4 KiB) would
+# cost a Python iteration, and a queue push, per 4 KiB.
 FILE_BLOCK_SIZE = 256 * 1024
 
 _log = logging.getLogger("crossgate")
 
 
 class LineReader:
-    """``readlines`` and iteration on top of a subclass's ``readline``, as on a binary file
-    (PEP 3333, "Input and Error Streams"); shared by the ``wsgi.input`` streams crossgate makes.
-    """
+    """``readlines`` and iteration on a subclass's ``readline`` (PEP 3333, "Input and Error
+    Streams"); shared by the ``wsgi.input`` streams crossgate makes."""
 
     __slots__ = ()
 
@@ -59,10 +57,7 @@ class LineReader:
 
 
 class RequestBody(LineReader):
-    """``wsgi.input`` in stream mode: reads pull from the bytes the loop reads ahead.
-
-    ``read(n)``, ``read()``, ``readline(limit)``, ``readlines(hint)`` and iteration behave as on
-    a binary file (PEP 3333, "Input and Error Streams"); the stream ends where the body ends.
+    """``wsgi.input`` in stream mode: reads, as on a binary file, of the bytes read ahead.
 
     Raises (from every read):
         ClientDisconnected: the client left before sending the bytes asked for.
@@ -82,12 +77,12 @@ class RequestBody(LineReader):
 
 
 class ErrorStream:
-    """``wsgi.errors``: a text stream whose lines go to the ``crossgate`` logger at ERROR.
+    """``wsgi.errors`` (PEP 3333): each line is a record of the ``crossgate`` logger at ERROR,
+    not a write to stderr that would bypass the server's logging. One per request, so partial
+    lines of two requests never mix.
 
-    PEP 3333 ("Input and Error Streams") asks for a file-like object with ``write``,
-    ``writelines`` and ``flush``. Writing to the process's stderr would bypass the logging
-    configuration of the server, so each complete line becomes one log record instead.
-    One instance serves one request, so partial lines from two requests never mix.
+    Raises:
+        TypeError: ``write`` of something other than ``str``.
     """
 
     __slots__ = ("_partial",)
@@ -117,9 +112,8 @@ class ErrorStream:
 class FileWrapper:
     """``wsgi.file_wrapper`` (PEP 3333, "Optional Platform-Specific File Handling").
 
-    Iterating reads the file in large blocks. When the ASGI server offers
-    ``http.response.pathsend`` or ``http.response.zerocopysend`` and ``filelike`` is a real file,
-    the adapter hands the file to the server instead of iterating. ``close()`` closes the file.
+    Iterating reads the file in large blocks; when the server offers pathsend or zerocopysend
+    and ``filelike`` is a regular file, the adapter hands the file over instead.
     """
 
     __slots__ = ("blksize", "filelike")
@@ -142,18 +136,9 @@ class FileWrapper:
             close()
 
 
-class RegularFile(NamedTuple):
-    """A regular file a `FileWrapper` holds, as the pathsend / zerocopysend events need it."""
-
-    file: Any
-    path: str | None
-    offset: int
-    size: int
-
-
-def regular_file(wrapper: FileWrapper) -> RegularFile | None:
-    """The regular file ``wrapper`` holds, with where it stands; ``None`` for anything else
-    (a pipe, a socket, a ``BytesIO``): those are iterated instead."""
+def regular_file(wrapper: FileWrapper) -> dict[str, Any] | None:
+    """The ``file``, ``path``, ``offset`` and ``size`` of the regular file ``wrapper`` holds;
+    ``None`` for anything else (a pipe, a socket, a ``BytesIO``): those are iterated."""
     file = wrapper.filelike
     try:
         info = os.fstat(file.fileno())
@@ -162,18 +147,15 @@ def regular_file(wrapper: FileWrapper) -> RegularFile | None:
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
-    return RegularFile(file, _file_path(file, info), offset, info.st_size)
+    return {"file": file, "path": _file_path(file, info), "offset": offset, "size": info.st_size}
 
 
 def _file_path(file: Any, info: os.stat_result) -> str | None:
     """The absolute path of the open regular file ``file``, or None when none is known.
 
-    Its ``name`` first. A wrapper such as Django's ``FieldFile`` names the file relative to its
-    storage (``attachments/report.pdf``), not to the working directory; the file object it
-    wraps (``.file``) knows the real path. On Linux, the kernel's own record of the open file
-    (``/proc/self/fd/N``) serves when neither does. Every candidate must still name this very
-    file (`_same_file`): pathsend sends a path, and a name that now points elsewhere would
-    send another file.
+    Its ``name``, else its ``.file``'s (Django's ``FieldFile`` names the file relative to its
+    storage), else Linux's ``/proc/self/fd/N``. Each must still name this very file: pathsend
+    sends a path, and a name that now points elsewhere would send another file.
     """
     inner = getattr(file, "file", None)
     for name in (getattr(file, "name", None), getattr(inner, "name", None)):

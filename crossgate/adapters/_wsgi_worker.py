@@ -1,8 +1,6 @@
-"""One request on a worker thread: run the WSGI app and hand its response to the `WorkerExchange`.
-
-PEP 3333 on this side (``start_response``, ``write``, the iterable and its ``close()``); the
-event loop sends what `WorkerExchange` queues. What the response may be (the status and headers,
-``Content-Length`` promises, when a file goes by pathsend) is `crossgate.sansio.response`'s.
+"""One request on a worker thread: run the WSGI app (PEP 3333: ``start_response``, ``write``,
+the iterable and its ``close()``) and hand its response to the `WorkerExchange`. What the
+response may be is `crossgate.sansio.response`'s.
 """
 
 from __future__ import annotations
@@ -30,9 +28,8 @@ def run_request(
     environ: WSGIEnvironment,
     extensions: Mapping[str, object],
 ) -> None:
-    """Run ``app`` for one request; report everything through ``exchange``.
-
-    ``extensions`` are the scope's: the server's pathsend / zerocopysend may send a file."""
+    """Run ``app`` for one request; report everything through ``exchange``. ``extensions``
+    are the scope's (pathsend / zerocopysend may send a file)."""
     if not exchange.begin():
         return  # it waited too long and got a 503 instead
     try:
@@ -52,15 +49,19 @@ def _run_app(
     state = ResponseState(environ["REQUEST_METHOD"])
     errors: ErrorStream = environ["wsgi.errors"]
 
-    def write(data: bytes) -> None:
-        # PEP 3333, "The write() Callable": kept for legacy apps; it blocks while the
-        # client is too far behind, as the PEP allows.
+    def write(data: bytes) -> bool:
+        """PEP 3333's ``write()`` (it may block while the client is too far behind), and each
+        chunk of the iterable; True once ``Content-Length`` bytes went out."""
         if type(data) is not bytes:
             data = body_chunk(data)
-        if data:
-            _emit(exchange, state, data)
-        else:
+        if not data:
+            # PEP 3333: an empty chunk must not send the headers. A long poll yields them
+            # while it waits: this is where it learns that the client left.
             exchange.check_connected()
+            return False
+        data, complete = _clamp(state, data)
+        exchange.push(None if state.committed else state.commit(), data)
+        return complete
 
     def start_response(
         status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -75,21 +76,16 @@ def _run_app(
     try:
         iterable = app(environ, start_response)
         if type(iterable) is list or type(iterable) is tuple:
-            # The whole body is known: it goes out with the end of the response, in one
-            # message and one wake-up of the loop.
-            tail = _clamp(state, _join(iterable))
+            # The whole body goes out with the end of the response: one wake-up of the loop.
+            try:
+                tail = b"".join(iterable)
+            except TypeError:  # body_chunk raises AppProtocolError for a chunk not bytes
+                tail = b"".join([body_chunk(chunk) for chunk in iterable])
+            tail, _ = _clamp(state, tail)
         elif not _send_file(exchange, state, iterable, extensions):
             for chunk in iterable:
-                if type(chunk) is not bytes:
-                    chunk = body_chunk(chunk)
-                if chunk:
-                    if _emit(exchange, state, chunk):
-                        break
-                else:
-                    # PEP 3333: an empty chunk must not send the headers. A long poll
-                    # yields them while it waits: each is where it learns that the
-                    # client left, so that it is closed as promptly as one that sends.
-                    exchange.check_connected()
+                if write(chunk):
+                    break
     except BaseException as exc:
         failure = exc
     finally:
@@ -99,52 +95,43 @@ def _run_app(
                 close()
             except Exception as exc:
                 if failure is None:
-                    # close() is the app's (PEP 3333), and the body is complete: the
-                    # response is sent whole, then this is the app's exception after a
-                    # complete response (an ASGIToWSGI inside raises from close() what its
-                    # app raised after answering: Starlette's ServerErrorMiddleware).
+                    # Sent whole, then raised (ASGIToWSGI raises so after its app answered).
                     late = exc
-                else:
-                    # The app already failed; that failure is the one answered.
+                else:  # the app's first failure is the one answered
                     _log.exception("the WSGI iterable's close() raised")
         errors.flush()
     if failure is None and state.shortfall():
         failure = AppProtocolError(
             f"the app sent {state.shortfall()} bytes fewer than its Content-Length"
         )
+    # A failure is decided on the loop, which knows whether the headers reached the server.
     try:
-        _report(exchange, state, failure, tail, late)
+        if failure is None:
+            try:
+                exchange.finish(
+                    start=None if state.committed else state.commit(), data=tail, late=late
+                )
+                return
+            except AppProtocolError as exc:  # start_response() was never called
+                failure = exc
+        if late is not None:
+            _log.error("the WSGI iterable's close() raised", exc_info=late)
+        exchange.finish(failure)
     finally:
-        # The exception's traceback holds this frame, which holds the exception: a cycle
-        # that would keep the request (its read-ahead bytes, the environ) alive until the
-        # cyclic garbage collector happens to run, long after a client left mid-upload.
+        # The traceback holds this frame: no cycle keeps the request until the next cyclic GC.
         failure = late = None
 
 
-def _join(chunks: list[bytes] | tuple[bytes, ...]) -> bytes:
-    """A list or tuple body in one piece; `AppProtocolError` names a chunk that is not bytes."""
-    try:
-        return b"".join(chunks)
-    except TypeError:
-        return b"".join([body_chunk(chunk) for chunk in chunks])
-
-
-def _clamp(state: ResponseState, chunk: bytes) -> bytes:
-    data, dropped, _ = state.clamp(chunk)
+def _clamp(state: ResponseState, chunk: bytes) -> tuple[bytes, bool]:
+    """``chunk`` cut to the ``Content-Length``, and whether the body is now complete."""
+    data, dropped, complete = state.clamp(chunk)
     if dropped:
         _log.warning(
             "the app sent %d bytes past its Content-Length of %d; dropped them",
             dropped,
             state.content_length,
         )
-    return data
-
-
-def _emit(exchange: WorkerExchange, state: ResponseState, chunk: bytes) -> bool:
-    """Queue a body chunk; True once ``Content-Length`` bytes went out."""
-    data = _clamp(state, chunk)
-    exchange.push(None if state.committed else state.commit(), data)
-    return state.content_length is not None and state.sent >= state.content_length
+    return data, complete
 
 
 def _send_file(
@@ -153,39 +140,15 @@ def _send_file(
     iterable: Iterable[bytes],
     extensions: Mapping[str, object],
 ) -> bool:
-    """Hand a ``wsgi.file_wrapper`` file to the server's pathsend / zerocopysend extension;
-    False to iterate the wrapper instead (`file_send_event` decides)."""
+    """Hand a ``wsgi.file_wrapper`` file to the server's pathsend / zerocopysend; False to
+    iterate it instead."""
     if not isinstance(iterable, FileWrapper) or not extensions.keys() & _FILE_EVENTS:
         return False
     found = regular_file(iterable)
     if found is None:
         return False
-    event = file_send_event(
-        state, extensions, file=found.file, path=found.path, offset=found.offset, size=found.size
-    )
+    event = file_send_event(state, extensions, **found)
     if event is None:
         return False
     exchange.push_file(state.commit(), as_message(event))
     return True
-
-
-def _report(
-    exchange: WorkerExchange,
-    state: ResponseState,
-    failure: BaseException | None,
-    tail: bytes,
-    late: Exception | None = None,
-) -> None:
-    """Hand the end of the response to the loop. A failure is decided and logged there
-    (`WorkerExchange.respond`), where it is known whether the headers reached the server.
-    ``late`` is what ``close()`` raised after a complete body."""
-    if failure is None:
-        try:
-            start = None if state.committed else state.commit()
-            exchange.finish(start=start, data=tail, late=late)
-            return
-        except AppProtocolError as exc:  # start_response() was never called
-            failure = exc
-    if late is not None:
-        _log.error("the WSGI iterable's close() raised", exc_info=late)
-    exchange.finish(failure)

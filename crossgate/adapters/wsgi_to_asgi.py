@@ -19,7 +19,7 @@ from crossgate.adapters._interface import check_app
 from crossgate.adapters._memory import MemoryReleaser
 from crossgate.adapters._streams import ErrorStream, FileWrapper, RequestBody
 from crossgate.adapters._wsgi_worker import run_request
-from crossgate.exceptions import CrossgateError, PeerProtocolError, ProtocolError
+from crossgate.exceptions import CrossgateError, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
 from crossgate.sansio.environ import EnvironOptions, build_environ
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
@@ -36,11 +36,8 @@ ASYNCIO_ONLY = (
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop, or ``None`` under another event loop (trio).
-
-    The worker threads hand results back through the loop's ``call_soon_threadsafe`` and
-    asyncio futures; trio has neither, and anyio is not a dependency crossgate may require.
-    """
+    """The running asyncio loop, or ``None`` under trio (the workers hand results back with
+    ``call_soon_threadsafe`` and asyncio futures; anyio is not a dependency)."""
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -51,53 +48,41 @@ class WSGIToASGI:
     """Serve the WSGI application ``app`` as an ASGI application.
 
     Each request runs ``app`` in a worker thread from a bounded pool, with the request task's
-    contextvars copied in. The request body streams into ``wsgi.input`` and the response
-    streams back with back-pressure, in as few thread hand-offs as the traffic allows. The
-    "WSGIToASGI" page of the documentation describes every behaviour and the spec choices
-    behind it.
+    contextvars copied in; the body streams into ``wsgi.input`` and the response streams back
+    with back-pressure. The "WSGIToASGI" page of the documentation describes every behaviour.
+    It runs on asyncio only: under trio it fails lifespan startup, and answers a request with a
+    500 and raises.
 
     Args:
         app: the WSGI application (PEP 3333).
-        workers: size of the thread pool created for this adapter (ignored with ``executor``).
-        executor: an executor to run requests on instead, possibly shared with other code.
-        queue_timeout: seconds a request may wait for a free worker before a 503 with
-            ``Retry-After``; ``None`` waits as long as it takes.
+        workers: size of the adapter's own thread pool (ignored with ``executor``).
+        executor: an executor to run requests on instead, possibly shared.
+        queue_timeout: seconds a request may wait for a worker before a 503 with
+            ``Retry-After`` (``retry_after`` seconds); ``None`` waits as long as it takes.
         request_body: ``"stream"`` feeds ``wsgi.input`` while the client sends; ``"spool"``
-            reads the whole body first (memory up to ``spool_threshold``, then a temporary
-            file), so a slow upload never holds a worker thread.
-        spool_threshold: bytes kept in memory in spool mode.
+            reads the whole body first (in memory up to ``spool_threshold`` bytes, then in a
+            temporary file), so a slow upload never holds a worker.
         max_body_size: bodies larger than this get a 413; ``None`` for no limit.
-        read_ahead: request bytes read ahead of the application, at most, per request.
-        read_ahead_budget: request bytes read ahead of the applications, at most, across all
-            requests on one event loop; past it, bodies are read at the applications' pace.
-        release_memory: after a burst of request bodies, have the C allocator give the freed
-            memory back to the operating system (glibc's ``malloc_trim``, on Linux only).
+        read_ahead: request bytes read ahead of the application, at most, per request...
+        read_ahead_budget: ...and across all requests on one event loop.
+        release_memory: after a burst of request bodies, give the freed memory back to the
+            operating system (glibc's ``malloc_trim``, on Linux only).
         send_buffer: response bytes the application may run ahead of the client, at most.
         max_headers: requests with more headers get a 431; ``None`` for no cap.
         keep_underscore_headers: keep request headers with ``_`` in their names.
-        multiprocess: the value of ``wsgi.multiprocess`` (set it when the server runs workers).
-        run_once: the value of ``wsgi.run_once``.
-        on_startup: callables run at lifespan startup (may be ``async``).
-        on_shutdown: callables run at lifespan shutdown (may be ``async``).
-        retry_after: the ``Retry-After`` seconds sent with a queue-timeout 503.
+        multiprocess: the value of ``wsgi.multiprocess``; run_once: of ``wsgi.run_once``.
+        on_startup: callables (may be ``async``) run at lifespan startup; on_shutdown: at
+            shutdown.
         raise_app_exceptions: when the app raises (or breaks PEP 3333), answer 500 if no
-            header went out yet (else abort the connection), then raise the app's exception
-            to the server and to the middleware around the adapter (Sentry, Starlette's
-            ``ServerErrorMiddleware``, test clients), as ASGI apps do. ``False`` keeps it
-            here: the failure is logged at ERROR with its traceback and the request ends
-            normally after its 500 (an abort raises `ResponseAborted`). The same name and
-            meaning as on httpx's ``ASGITransport``.
+            header went out (else abort), then raise the exception to the server and the
+            middleware around the adapter, as ASGI apps do (httpx's ``ASGITransport`` has the
+            same option). ``False`` logs it at ERROR instead; an abort raises `ResponseAborted`.
         interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
-            ASGI; ``"wsgi"`` skips that check, for a WSGI app that fools it.
-
-    It runs on asyncio only: under another event loop (trio, e.g. ``hypercorn -k trio``) it
-    fails lifespan startup, and answers a request with a 500 and raises, with a message that
-    says so.
+            ASGI; ``"wsgi"`` skips that check.
 
     Raises:
-        TypeError: ``app`` is not a WSGI application: not callable (``None``, a
-            ``"module:app"`` string), or an ASGI application (the message names
-            `crossgate.ASGIToWSGI`, the wrapper that serves ASGI apps from a WSGI server).
+        TypeError: ``app`` is not callable (``None``, a ``"module:app"`` string), or is an
+            ASGI application (the message names `crossgate.ASGIToWSGI`).
         ValueError: an option is out of range.
         CrossgateError: (from a call) the server runs it on an event loop other than asyncio.
     """
@@ -153,7 +138,7 @@ class WSGIToASGI:
         self.read_ahead = read_ahead
         self.read_ahead_budget = read_ahead_budget
         self.release_memory = release_memory
-        # One budget per event loop: only its loop's thread changes it (see ReadAheadBudget).
+        # One budget per event loop: only its loop's thread changes it.
         self._budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadAheadBudget] = (
             weakref.WeakKeyDictionary()
         )
@@ -172,8 +157,7 @@ class WSGIToASGI:
         self._shared_executor = executor
         self._own_executor: ThreadPoolExecutor | None = None
         self._own_executor_pid = 0
-        # Requests handed to the pool and not finished yet. Changed on the event loop only; an
-        # adapter shared by several loops in threads may miscount, which only costs a hint.
+        # Requests in the pool; a hint only (several loops sharing the adapter may miscount).
         self._in_flight = 0
 
     # -- the thread pool ----------------------------------------------------------------------
@@ -192,19 +176,14 @@ class WSGIToASGI:
         return pool
 
     def _budget(self, loop: asyncio.AbstractEventLoop) -> ReadAheadBudget:
-        """The read-ahead budget of the requests on ``loop``."""
         budget = self._budgets.get(loop)
         if budget is None:
             budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
         return budget
 
     def close(self, *, wait: bool = True) -> None:
-        """Stop the adapter's own thread pool (a shared ``executor`` is left alone).
-
-        Lifespan shutdown calls this; call it yourself when the server has no lifespan.
-        Requests already queued still run to the end (dropping them would leave their
-        clients waiting forever); a request arriving later starts a new pool.
-        """
+        """Stop the adapter's own thread pool (not a shared ``executor``); lifespan shutdown
+        calls it. Queued requests still run; a later request starts a new pool."""
         pool, self._own_executor = self._own_executor, None
         if pool is not None:
             pool.shutdown(wait=wait)
@@ -216,34 +195,30 @@ class WSGIToASGI:
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
-            await self._lifespan(receive, send)
+            await answer_lifespan(receive, send, self._startup, self._shutdown)
         elif kind == "websocket":
-            await self._refuse_websocket(scope, receive, send)
+            reason = "this path is served by a WSGI application, which cannot accept websockets"
+            _log.info("refused a websocket to %s: %s", scope.get("path"), reason)
+            await refuse(scope, receive, send, 403, reason)
         else:
-            # ASGI spec, "Applications": an application should raise for a scope type it does
-            # not know, so the server can tell the protocol is unsupported.
+            # ASGI spec, "Applications": raise for a scope type the app does not know.
             raise CrossgateError(f"WSGIToASGI cannot serve a {kind!r} scope")
 
     async def _http(self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
         loop = _asyncio_loop()
         if loop is None:
-            # ASGI spec, "Applications": raise for what the application cannot serve, so the
-            # server logs it; the client gets a plain 500 first instead of a reset.
-            await _send_status(send, 500, "Internal Server Error")
+            # ASGI spec, "Applications": raise for what the app cannot serve; a 500 goes first.
+            await respond(send, 500, "Internal Server Error")
             raise CrossgateError(ASYNCIO_ONLY)
         try:
             environ = build_environ(scope, self._environ_options)
-            # max_body_size: a declared Content-Length over it is refused here, before the app
-            # runs; a streamed body is counted message by message (`WorkerExchange.feed`).
+            # A declared Content-Length over max_body_size is refused here, before the app runs.
             length = environ.get("CONTENT_LENGTH")
             meter = None
             if self.max_body_size is not None:
                 meter = BodyMeter(self.max_body_size, declared_length(length))
-            # The first body message is read here on the loop when a worker is free or no body
-            # is announced: for most requests it is the whole body, and the worker then never
-            # waits for input. A request that waits in the queue reads nothing: hundreds of
-            # queued uploads (or clients that announce a large body and leave) would hold
-            # hundreds of MiB. Its pump starts once a worker picks it up (`WorkerExchange.begin`).
+            # The first body message (often the whole body) is read here if a worker is free:
+            # a queued request reads none, or hundreds of queued uploads would hold 100s of MiB.
             eager = self.request_body == "stream" and (
                 self._shared_executor is not None  # no count of a shared executor's workers
                 or self._in_flight < self.workers
@@ -261,9 +236,7 @@ class WSGIToASGI:
                 environ["wsgi.input"] = await exchange.spool(receive, self.spool_threshold)
                 if environ["wsgi.input"] is None:
                     return
-                # The whole body is here, so its size is known even for a chunked upload:
-                # PEP 3333 makes CONTENT_LENGTH optional, but Django reads exactly
-                # CONTENT_LENGTH bytes (and nothing without it), ignoring wsgi.input_terminated.
+                # Known even for a chunked upload: Django reads exactly CONTENT_LENGTH bytes.
                 environ["CONTENT_LENGTH"] = str(exchange.received)
             else:
                 if eager:
@@ -275,7 +248,7 @@ class WSGIToASGI:
                 environ["wsgi.input"] = RequestBody(exchange)
         except PeerProtocolError as exc:
             _log.info("rejected request: %s", exc)
-            await _send_error(send, exc)
+            await respond(send, exc.status_code, str(exc))
             return
         environ["wsgi.errors"] = ErrorStream()
         environ["wsgi.file_wrapper"] = FileWrapper
@@ -291,7 +264,7 @@ class WSGIToASGI:
                 executor.submit(context.run, run_request, self.app, exchange, environ, extensions)
             except RuntimeError:  # the executor was shut down
                 _log.warning("the worker pool is shut down; answering 503")
-                await _send_status(send, 503, "the server is shutting down")
+                await respond(send, 503, "the server is shutting down")
                 return
             if self.queue_timeout is not None:
                 timer = loop.call_later(self.queue_timeout, exchange.expire, self.retry_after)
@@ -306,43 +279,21 @@ class WSGIToASGI:
             pump.cancel()
             if timer is not None:
                 timer.cancel()
-            exchange.abandon()
-            exchange.settle()
+            exchange.end()
 
-    # -- lifespan and websocket ---------------------------------------------------------------
+    # -- lifespan (answer_lifespan: startup stops at the first failure, shutdown runs all) ----
 
-    async def _lifespan(self, receive: ASGIReceive, send: ASGISend) -> None:
-        """Answer the lifespan protocol (ASGI lifespan spec), running the configured hooks:
-        startup stops at the first failure, every shutdown hook runs (`run_hooks`)."""
+    async def _startup(self) -> str | None:
+        if _asyncio_loop() is None:
+            # Refuse to start rather than answer every request with a 500 later.
+            _log.error("%s", ASYNCIO_ONLY)
+            return ASYNCIO_ONLY
+        return await run_hooks(self.on_startup, "on_startup")
 
-        async def startup() -> str | None:
-            if _asyncio_loop() is None:
-                # Refuse to start rather than answer every request with a 500 later.
-                _log.error("%s", ASYNCIO_ONLY)
-                return ASYNCIO_ONLY
-            return await run_hooks(self.on_startup, "on_startup")
-
-        async def shutdown() -> str | None:
-            error = await run_hooks(self.on_shutdown, "on_shutdown")
-            self.close(wait=False)
-            return error
-
-        await answer_lifespan(receive, send, startup, shutdown)
-
-    async def _refuse_websocket(
-        self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend
-    ) -> None:
-        """Refuse a websocket: WSGI has no way to hold the connection open."""
-        reason = "this path is served by a WSGI application, which cannot accept websockets"
-        _log.info("refused a websocket to %s: %s", scope.get("path"), reason)
-        await refuse(scope, receive, send, 403, reason)
-
-
-async def _send_error(send: ASGISend, error: ProtocolError) -> None:
-    await respond(send, error.status_code, str(error))
-
-
-_send_status = respond
+    async def _shutdown(self) -> str | None:
+        error = await run_hooks(self.on_shutdown, "on_shutdown")
+        self.close(wait=False)
+        return error
 
 
 def wsgi_to_asgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
