@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, TypeGuard
 
 if TYPE_CHECKING:
-    from crossgate.adapters._incoming_body import IncomingBody
+    from crossgate.adapters.wsgi_to_asgi._incoming_body import IncomingBody
 
 __all__ = [
     "FILE_BLOCK_SIZE",

@@ -1,7 +1,8 @@
 """The phases of one `WSGIToASGI` request and the one table of moves between them. Pure.
 
-`crossgate.adapters._exchange.WorkerExchange` keeps the lock, buffers and wake-ups; which phase
-follows which, and what each allows, lives here, as h11 keeps its states in ``_state.py``.
+`crossgate.adapters.wsgi_to_asgi._exchange.WorkerExchange` keeps the lock, buffers and
+wake-ups; which phase follows which, and what each allows, lives here, as h11 keeps its states
+in ``_state.py``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from crossgate import ClientDisconnected, RequestTooLarge
-from crossgate.adapters import _exchange
+from crossgate.adapters.wsgi_to_asgi import _exchange
 from crossgate.testing import HTTPResult, call_http, http_scope
 from crossgate.types import StartResponse, WSGIEnvironment
 from tests.adapters.conftest import CountingApp, MakeAdapter, run

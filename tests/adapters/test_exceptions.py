@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from crossgate import AppProtocolError, ResponseAborted
-from crossgate.adapters._exchange import WorkerExchange
+from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
 from crossgate.testing import HTTPResult, call_http
 from crossgate.types import Message, StartResponse, WSGIEnvironment
 from tests.adapters.conftest import MakeAdapter, run

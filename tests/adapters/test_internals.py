@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from crossgate import ClientDisconnected, WSGIToASGI, wsgi_to_asgi
-from crossgate.adapters._exchange import WorkerExchange
 from crossgate.adapters._streams import FILE_BLOCK_SIZE, ErrorStream, FileWrapper
+from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
 from crossgate.testing import call_http, call_websocket, http_scope
 from crossgate.types import StartResponse, WSGIEnvironment
 from tests.adapters.conftest import MakeAdapter, run

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from crossgate import ClientDisconnected, WSGIToASGI
-from crossgate.adapters import _memory
-from crossgate.adapters._memory import MemoryReleaser
+from crossgate.adapters.wsgi_to_asgi import _memory
+from crossgate.adapters.wsgi_to_asgi._memory import MemoryReleaser
 from crossgate.testing import HTTPResult, call_http, http_scope
 from crossgate.types import Message, StartResponse, WSGIEnvironment
 from tests.adapters.conftest import MakeAdapter, run

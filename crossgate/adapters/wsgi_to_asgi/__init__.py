@@ -13,12 +13,12 @@ from typing import Any, Literal
 
 from crossgate._answer import refuse, respond
 from crossgate._lifespan import Hook, answer_lifespan, run_hooks
-from crossgate.adapters._exchange import WorkerExchange
-from crossgate.adapters._incoming_body import ReadAheadBudget
 from crossgate.adapters._interface import check_app
-from crossgate.adapters._memory import MemoryReleaser
 from crossgate.adapters._streams import ErrorStream, FileWrapper, RequestBody
-from crossgate.adapters._wsgi_worker import run_request
+from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
+from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget
+from crossgate.adapters.wsgi_to_asgi._memory import MemoryReleaser
+from crossgate.adapters.wsgi_to_asgi._worker import run_request
 from crossgate.exceptions import CrossgateError, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
 from crossgate.sansio.environ import EnvironOptions, build_environ

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
-from crossgate.adapters._exchange import WorkerExchange
 from crossgate.adapters._streams import ErrorStream, FileWrapper, regular_file
+from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
 from crossgate.concurrency import set_server_loop
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.response import OptExcInfo, ResponseState, body_chunk, file_send_event

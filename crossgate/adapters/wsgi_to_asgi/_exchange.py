@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from crossgate.adapters._incoming_body import GONE, IncomingBody, ReadAheadBudget, wake
+from crossgate.adapters.wsgi_to_asgi._incoming_body import GONE, IncomingBody, ReadAheadBudget, wake
 from crossgate.exceptions import ClientDisconnected, ResponseAborted
 from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import (
