@@ -60,6 +60,7 @@ class AppCall(WSGISide):
     __slots__ = (
         "done_seen",
         "drain_waiter",
+        "driving",
         "ended",
         "loop",
         "piece_waiter",
@@ -93,6 +94,8 @@ class AppCall(WSGISide):
         self.taken = 0
         self.ended = False
         self.done_seen = False
+        # Inline mode: this request's WSGI thread is running the loop (`InlineCall.wait`).
+        self.driving = False
 
     async def run(self, app: ASGIApp, scope: Message) -> None:
         """The request's task; what the app raises is kept for `fail` or `close`, or logged."""
@@ -201,6 +204,12 @@ class AppCall(WSGISide):
         self.response = next_phase(self.response, event)
         self.release()
         self.timebox(self.opts.disconnect_grace)
+
+    def cancel(self, task: asyncio.Task[None], timeout: float) -> None:
+        """Cancel the app, still running ``timeout`` s after its response or its client's end."""
+        what = "work after the response" if self.complete else "after the client disconnected"
+        _log.warning("cancelling the ASGI app: still running %g s %s", timeout, what)
+        task.cancel()
 
     def server_closed(self) -> None:
         """The WSGI server called ``close()`` (on the loop side)."""
