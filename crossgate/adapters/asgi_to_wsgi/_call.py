@@ -22,7 +22,7 @@ from crossgate.sansio.asgi_call_state import (
     next_phase,
 )
 from crossgate.sansio.asgi_response import Body, SendFile, Start
-from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
+from crossgate.types import ASGIApp, Message
 
 __all__ = ["LOST", "AppCall", "Emitted", "Options", "Signal", "resolve"]
 
@@ -57,45 +57,10 @@ class AppCall(WSGISide):
     (`take`) and waits for more (`wait`). A mode (`InlineCall`, `SharedCall`) says only how the
     two sides meet, by the abstract methods below."""
 
-    __slots__ = (
-        "done_seen",
-        "drain_waiter",
-        "driving",
-        "ended",
-        "loop",
-        "piece_waiter",
-        "sent",
-        "start",
-        "taken",
-        "task",
-        "waiters",
-    )
+    __slots__ = ()
 
     # The loop bounds the app's work after its response by itself: close() is not needed for it.
     bounds_itself = False
-
-    def __init__(
-        self,
-        opts: Options,
-        loop: asyncio.AbstractEventLoop,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-        length: int | None,
-    ) -> None:
-        super().__init__(opts, environ, start_response, length)
-        self.loop = loop
-        self.task: asyncio.Task[None] | None = None
-        self.waiters: list[asyncio.Future[None]] = []
-        self.piece_waiter: asyncio.Future[None] | None = None
-        self.drain_waiter: asyncio.Future[None] | None = None
-        self.sent = 0
-        # WSGI side: what `take` learnt, and the body bytes handed over.
-        self.start: Start | None = None
-        self.taken = 0
-        self.ended = False
-        self.done_seen = False
-        # Inline mode: this request's WSGI thread is running the loop (`InlineCall.wait`).
-        self.driving = False
 
     async def run(self, app: ASGIApp, scope: Message) -> None:
         """The request's task; what the app raises is kept for `fail` or `close`, or logged."""

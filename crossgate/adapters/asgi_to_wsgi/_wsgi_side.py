@@ -1,8 +1,9 @@
-"""The WSGI thread's half of an `ASGIToWSGI` request (`AppCall` builds on it): reading
-``wsgi.input``, sending a pathsend's file, answering for an incomplete response (PEP 3333)."""
+"""One `ASGIToWSGI` request's state, and the WSGI thread's work on it (`AppCall` builds on it):
+reading ``wsgi.input``, sending a pathsend's file, answering for an incomplete response."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -28,7 +29,7 @@ from crossgate.sansio.asgi_call_state import (
     failure_cause,
     next_phase,
 )
-from crossgate.sansio.asgi_response import ResponseCycle, error_response
+from crossgate.sansio.asgi_response import ResponseCycle, Start, error_response
 from crossgate.sansio.failure import FailurePlan, Outcome, plan_failure
 from crossgate.types import StartResponse, WSGIEnvironment
 
@@ -55,37 +56,50 @@ def client_gone() -> ClientDisconnected:
 
 
 class WSGISide(ABC):
-    """One request's state (four phases, `crossgate.sansio.asgi_call_state`) and what the WSGI
-    thread does with it."""
+    """One request's state, both sides' (four phases, `crossgate.sansio.asgi_call_state`), and
+    what the WSGI thread does with it."""
 
     __slots__ = (
         "app",
         "body",
         "cycle",
+        "done_seen",
+        "drain_waiter",
+        "driving",
+        "ended",
         "error",
         "file",
         "file_path",
         "file_wrapper",
         "input",
         "late_error",
+        "loop",
         "opts",
         "out",
+        "piece_waiter",
         "received",
         "remaining",
         "response",
+        "sent",
         "server",
+        "start",
         "start_response",
+        "taken",
+        "task",
         "violation",
+        "waiters",
     )
 
     def __init__(
         self,
         opts: Options,
+        loop: asyncio.AbstractEventLoop,
         environ: WSGIEnvironment,
         start_response: StartResponse,
         length: int | None,
     ) -> None:
         self.opts = opts
+        self.loop = loop
         self.input: Any = environ["wsgi.input"]
         self.file_wrapper: Any = environ.get("wsgi.file_wrapper")
         self.file_path: str | None = None
@@ -103,6 +117,19 @@ class WSGISide(ABC):
         # What the app raised after its complete response, for close() to raise.
         self.late_error: Exception | None = None
         self.out: list[bytes] = []
+        # The loop side's.
+        self.task: asyncio.Task[None] | None = None
+        self.waiters: list[asyncio.Future[None]] = []
+        self.piece_waiter: asyncio.Future[None] | None = None
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.sent = 0
+        # What the WSGI side learnt from the loop side (`AppCall.take`), and bytes handed over.
+        self.start: Start | None = None
+        self.taken = 0
+        self.ended = False
+        self.done_seen = False
+        # Inline mode: this request's WSGI thread is running the loop (`InlineCall.wait`).
+        self.driving = False
 
     @property
     def complete(self) -> bool:
