@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import enum
 import logging
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import TypeVarTuple
 
+from crossgate.adapters._streams import FILE_BLOCK_SIZE
 from crossgate.adapters.asgi_to_wsgi._wsgi_side import Options, WSGISide, client_gone
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.asgi_call_state import (
@@ -51,7 +52,7 @@ def resolve(future: asyncio.Future[None] | None) -> None:
         future.set_result(None)
 
 
-class AppCall(WSGISide):
+class AppCall(WSGISide, ABC):
     """One request and its WSGI iterable. The app's task (loop side) tells the WSGI side
     (`begin`, ``__next__``, `close`) what happened with `emit`; the WSGI side applies it
     (`take`) and waits for more (`wait`). A mode (`InlineCall`, `SharedCall`) says only how the
@@ -148,7 +149,7 @@ class AppCall(WSGISide):
         """Wake every wait of the app's (``receive()``, back-pressure in ``send()``)."""
         for waiter in self.waiters:
             resolve(waiter)
-        if self.piece_waiter is not None:
+        if self.piece_waiter is not None:  # tested here: release() runs every request
             resolve(self.piece_waiter)
         if self.drain_waiter is not None:
             resolve(self.drain_waiter)
@@ -233,7 +234,7 @@ class AppCall(WSGISide):
         self.give(Event.HEADERS_GIVEN)
         if self.file_path is not None:
             try:
-                return self.send_file(wrap=True)
+                return self.open_file(wrap=True)
             except BaseException:  # raised from the application call: no close() will come
                 with contextlib.suppress(Exception):
                     self.close()
@@ -279,12 +280,15 @@ class AppCall(WSGISide):
                 return data
             file = self.file
             if file is not None:
-                block = self.file_block(file)
-                if block is None:
+                block = file.read(FILE_BLOCK_SIZE)
+                if not block:
+                    file.close()
+                    self.file = None
                     raise StopIteration
+                self.give(Event.BODY_GIVEN)
                 return block
             if self.file_path is not None:  # a pathsend after the iterable was handed over
-                self.send_file(wrap=False)
+                self.open_file(wrap=False)
                 continue
             if self.ended:
                 raise StopIteration
@@ -293,9 +297,41 @@ class AppCall(WSGISide):
                 return self.fail()
             self.wait()
 
-    def send_file(self, *, wrap: bool) -> Iterable[bytes]:
-        wrapped = self.open_file(wrap=wrap)
-        return self if wrapped is None else wrapped
+    def open_file(self, *, wrap: bool) -> Iterable[bytes]:
+        """Open a pathsend's file; with ``wrap`` (the iterable is not handed over yet), return
+        it in the server's ``wsgi.file_wrapper`` (PEP 3333; gunicorn uses ``sendfile()``), else
+        ``self``, which sends it (or the error page when it cannot be opened)."""
+        path = self.file_path
+        assert path is not None  # checked by the callers
+        self.file_path = None
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - closed by the wrapper, __next__ or close()
+        except OSError as exc:
+            self.violation = AppProtocolError(f"http.response.pathsend cannot open {path!r}: {exc}")
+            self.out = [self.fail()]
+            return self
+        if wrap and self.file_wrapper is not None:
+            # The server recognises only its own wrapper, so the wrapper is the iterable, and
+            # its close() (which the server calls) must close this call too.
+            wrapper = self.file_wrapper(file, FILE_BLOCK_SIZE)
+            inner = getattr(wrapper, "close", None)
+
+            def close() -> None:
+                try:
+                    if inner is not None:
+                        inner()
+                finally:
+                    self.close()
+
+            try:
+                wrapper.close = close
+            except (AttributeError, TypeError):
+                pass  # a wrapper that takes no close(): the call is the iterable
+            else:
+                result: Iterable[bytes] = wrapper
+                return result
+        self.file = file
+        return self
 
     def close(self) -> None:
         """Called by the WSGI server when it is done with the response (PEP 3333).

@@ -1,16 +1,13 @@
 """One `ASGIToWSGI` request's state, and the WSGI thread's work on it (`AppCall` builds on it):
-reading ``wsgi.input``, sending a pathsend's file, answering for an incomplete response."""
+reading ``wsgi.input`` and answering for an incomplete response."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from abc import ABC, abstractmethod
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from crossgate.adapters._streams import FILE_BLOCK_SIZE
 from crossgate.exceptions import (
     AppProtocolError,
     ClientDisconnected,
@@ -55,7 +52,7 @@ def client_gone() -> ClientDisconnected:
     return ClientDisconnected("the client disconnected; the response cannot be sent")
 
 
-class WSGISide(ABC):
+class WSGISide:
     """One request's state, both sides' (four phases, `crossgate.sansio.asgi_call_state`), and
     what the WSGI thread does with it."""
 
@@ -195,55 +192,6 @@ class WSGISide(ABC):
         )
         _log.log(plan.level, "%s", plan.message, exc_info=error if plan.traceback else None)
         return plan
-
-    def open_file(self, *, wrap: bool) -> Iterable[bytes] | None:
-        """Open a pathsend's file; with ``wrap`` (the iterable is not handed over yet), return
-        it in the server's ``wsgi.file_wrapper`` (PEP 3333; gunicorn uses ``sendfile()``).
-        ``None`` when the call itself is the iterable (`file_block`, or the error page)."""
-        path = self.file_path
-        assert path is not None  # checked by the callers
-        self.file_path = None
-        try:
-            file = open(path, "rb")  # noqa: SIM115 - closed by the wrapper, file_block or close()
-        except OSError as exc:
-            self.violation = AppProtocolError(f"http.response.pathsend cannot open {path!r}: {exc}")
-            self.out = [self.fail()]
-            return None
-        if wrap and self.file_wrapper is not None:
-            # The server recognises only its own wrapper, so the wrapper is the iterable, and
-            # its close() (which the server calls) must close this call too.
-            wrapper = self.file_wrapper(file, FILE_BLOCK_SIZE)
-            inner = getattr(wrapper, "close", None)
-
-            def close() -> None:
-                try:
-                    if inner is not None:
-                        inner()
-                finally:
-                    self.close()
-
-            try:
-                wrapper.close = close
-            except (AttributeError, TypeError):
-                pass  # a wrapper that takes no close(): the call is the iterable
-            else:
-                result: Iterable[bytes] = wrapper
-                return result
-        self.file = file
-        return None
-
-    def file_block(self, file: IO[bytes]) -> bytes | None:
-        block = file.read(FILE_BLOCK_SIZE)
-        if block:
-            self.give(Event.BODY_GIVEN)
-            return block
-        file.close()
-        self.file = None
-        return None
-
-    @abstractmethod
-    def close(self) -> None:
-        """Called by the WSGI server when it is done with the response (PEP 3333)."""
 
     def fail(self) -> bytes:
         """Answer for an app that did not complete its response (`plan_failure` decides); return
