@@ -58,8 +58,6 @@ class AppCall(WSGISide, ABC):
     (`take`) and waits for more (`wait`). A mode (`InlineCall`, `SharedCall`) says only how the
     two sides meet, by the abstract methods below."""
 
-    __slots__ = ()
-
     # The loop bounds the app's work after its response by itself: close() is not needed for it.
     bounds_itself = False
 

@@ -35,8 +35,6 @@ async def _turns() -> None:
 class InlineCall(AppCall):
     """One request in inline mode: the loop side and the WSGI side are one thread."""
 
-    __slots__ = ()
-
     def start_task(self, app: ASGIApp, scope: Message) -> bool:
         self.task = self.loop.create_task(self.run(app, scope), name=TASK_NAME)
         return True

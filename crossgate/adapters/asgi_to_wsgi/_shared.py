@@ -37,8 +37,6 @@ class SharedCall(AppCall):
     """One request in shared mode: the app's task on the loop thread, the WSGI side on the
     server's."""
 
-    __slots__ = ("delivered_all", "loop_body_end", "mailbox", "pieces", "reading", "timer")
-
     bounds_itself = True
 
     def __init__(

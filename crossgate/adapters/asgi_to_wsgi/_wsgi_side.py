@@ -56,37 +56,6 @@ class WSGISide:
     """One request's state, both sides' (four phases, `crossgate.sansio.asgi_call_state`), and
     what the WSGI thread does with it."""
 
-    __slots__ = (
-        "app",
-        "body",
-        "cycle",
-        "done_seen",
-        "drain_waiter",
-        "driving",
-        "ended",
-        "error",
-        "file",
-        "file_path",
-        "file_wrapper",
-        "input",
-        "late_error",
-        "loop",
-        "opts",
-        "out",
-        "piece_waiter",
-        "received",
-        "remaining",
-        "response",
-        "sent",
-        "server",
-        "start",
-        "start_response",
-        "taken",
-        "task",
-        "violation",
-        "waiters",
-    )
-
     def __init__(
         self,
         opts: Options,
