@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from crossgate._lifespan import LifespanDriver
 from crossgate.adapters._interface import check_app
-from crossgate.adapters.asgi_to_wsgi._call import AppCall, Options
+from crossgate.adapters.asgi_to_wsgi._call import AppCall
 from crossgate.adapters.asgi_to_wsgi._inline import InlineCall
 from crossgate.adapters.asgi_to_wsgi._loops import LoopThread, ThreadLoops, cancel_tasks
 from crossgate.adapters.asgi_to_wsgi._shared import SharedCall
@@ -184,16 +184,12 @@ class ASGIToWSGI:
         self.lifespan: LifespanMode = lifespan
         self.max_body_size = max_body_size
         self.max_headers = max_headers
+        self.read_size = read_size
+        self.send_buffer = send_buffer
+        self.background_timeout = background_timeout
+        self.disconnect_grace = disconnect_grace
         self.lifespan_timeout = lifespan_timeout
         self.raise_app_exceptions = raise_app_exceptions
-        self._options = Options(
-            read_size=read_size,
-            send_buffer=send_buffer,
-            max_body_size=max_body_size,
-            background_timeout=background_timeout,
-            disconnect_grace=disconnect_grace,
-            raise_app_exceptions=raise_app_exceptions,
-        )
         self._process: _Process | None = None
         self._lock = threading.Lock()
         _ADAPTERS.add(self)
@@ -278,7 +274,7 @@ class ASGIToWSGI:
         loops = process.loops
         call: AppCall
         if isinstance(loops, LoopThread):
-            call = SharedCall(self._options, loops.loop, environ, start_response, length)
+            call = SharedCall(self, loops.loop, environ, start_response, length)
         else:
             if process.check_threads and environ.get("wsgi.multithread"):
                 process.check_threads = False
@@ -287,7 +283,7 @@ class ASGIToWSGI:
                     "request) but the server is multithreaded: each thread runs its own loop. "
                     "Pass mode='shared' if requests share loop-bound resources."
                 )
-            call = InlineCall(self._options, loops.get(), environ, start_response, length)
+            call = InlineCall(self, loops.get(), environ, start_response, length)
         return call.begin(self.app, scope)
 
 

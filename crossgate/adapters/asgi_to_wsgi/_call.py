@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import TypeVarTuple
 
 from crossgate.adapters._streams import FILE_BLOCK_SIZE
-from crossgate.adapters.asgi_to_wsgi._wsgi_side import Options, WSGISide, client_gone
+from crossgate.adapters.asgi_to_wsgi._wsgi_side import WSGISide, client_gone
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.asgi_call_state import (
     AppPhase,
@@ -25,7 +25,7 @@ from crossgate.sansio.asgi_call_state import (
 from crossgate.sansio.asgi_response import Body, SendFile, Start
 from crossgate.types import ASGIApp, Message
 
-__all__ = ["LOST", "AppCall", "Emitted", "Options", "Signal", "resolve"]
+__all__ = ["LOST", "AppCall", "Emitted", "Signal", "resolve"]
 
 _log = logging.getLogger("crossgate")
 

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TypeVarTuple
 
-from crossgate.adapters.asgi_to_wsgi._call import LOST, AppCall, Emitted, Options, Signal, resolve
+from crossgate.adapters.asgi_to_wsgi._call import LOST, AppCall, Emitted, Signal, resolve
 from crossgate.exceptions import CrossgateError
 from crossgate.sansio.asgi_call_state import AppPhase, Event, InputPhase, next_phase
-from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
+from crossgate.types import ASGIApp, Message
 
 __all__ = ["READ_AHEAD", "SharedCall"]
 
@@ -39,21 +39,29 @@ class SharedCall(AppCall):
 
     bounds_itself = True
 
-    def __init__(
-        self,
-        opts: Options,
-        loop: asyncio.AbstractEventLoop,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-        length: int | None,
-    ) -> None:
-        super().__init__(opts, loop, environ, start_response, length)
+    def start_task(self, app: ASGIApp, scope: Message) -> bool:
+        # This mode's own state, made here, the first thing `begin` does.
         self.mailbox: SimpleQueue[Emitted] = SimpleQueue()
-        self.pieces: deque[bytes] = deque()
-        self.loop_body_end = False
         self.delivered_all = False
         self.reading = False
         self.timer: asyncio.TimerHandle | None = None
+        # The first piece (most often the whole body) is read here: the app needs no hand-off.
+        piece = self.read_piece()
+        if piece is None:
+            return False
+        self.pieces = deque((piece,))
+        self.loop_body_end = self.body is InputPhase.END
+        context = contextvars.copy_context()
+        try:
+            self.loop.call_soon_threadsafe(self._create_task, app, scope, context)
+        except RuntimeError:  # pragma: no cover - the adapter was shut down meanwhile
+            self.error = CrossgateError("the shared event loop is closed")
+            self.app = next_phase(self.app, Event.APP_RAISED)
+            return False
+        return True
+
+    def _create_task(self, app: ASGIApp, scope: Message, context: contextvars.Context) -> None:
+        self.task = self.loop.create_task(self.run(app, scope), context=context)
 
     def emit(self, item: Emitted) -> None:
         if item is Signal.DONE and self.timer is not None:
@@ -101,25 +109,6 @@ class SharedCall(AppCall):
         # The timer is cancelled when the app ends, and starts after the task.
         assert self.task is not None
         self.cancel(self.task, timeout)
-
-    def start_task(self, app: ASGIApp, scope: Message) -> bool:
-        # The first piece (most often the whole body) is read here: the app needs no hand-off.
-        piece = self.read_piece()
-        if piece is None:
-            return False
-        self.pieces.append(piece)
-        self.loop_body_end = self.body is InputPhase.END
-        context = contextvars.copy_context()
-        try:
-            self.loop.call_soon_threadsafe(self._create_task, app, scope, context)
-        except RuntimeError:  # pragma: no cover - the adapter was shut down meanwhile
-            self.error = CrossgateError("the shared event loop is closed")
-            self.app = next_phase(self.app, Event.APP_RAISED)
-            return False
-        return True
-
-    def _create_task(self, app: ASGIApp, scope: Message, context: contextvars.Context) -> None:
-        self.task = self.loop.create_task(self.run(app, scope), context=context)
 
     def call_on_loop(self, callback: Callable[[*Ts], object], *args: *Ts) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: the adapter shut down

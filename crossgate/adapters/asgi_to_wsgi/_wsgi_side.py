@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from crossgate.exceptions import (
     AppProtocolError,
@@ -30,21 +29,12 @@ from crossgate.sansio.asgi_response import ResponseCycle, Start, error_response
 from crossgate.sansio.failure import FailurePlan, Outcome, plan_failure
 from crossgate.types import StartResponse, WSGIEnvironment
 
-__all__ = ["Options", "WSGISide", "client_gone"]
+if TYPE_CHECKING:
+    from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
+
+__all__ = ["WSGISide", "client_gone"]
 
 _log = logging.getLogger("crossgate")
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """The per-request settings of an `ASGIToWSGI` (see its docstring)."""
-
-    read_size: int
-    send_buffer: int
-    max_body_size: int | None
-    background_timeout: float
-    disconnect_grace: float
-    raise_app_exceptions: bool = True
 
 
 def client_gone() -> ClientDisconnected:
@@ -58,7 +48,7 @@ class WSGISide:
 
     def __init__(
         self,
-        opts: Options,
+        opts: ASGIToWSGI,
         loop: asyncio.AbstractEventLoop,
         environ: WSGIEnvironment,
         start_response: StartResponse,
