@@ -108,8 +108,7 @@ class _Process:
 class ASGIToWSGI:
     """Serve the ASGI application ``app`` as a WSGI application (PEP 3333).
 
-    The response streams out as the app sends it, the body streams in from ``wsgi.input`` as
-    the app reads it. The "ASGIToWSGI" documentation page describes every behaviour.
+    Both bodies stream; the "ASGIToWSGI" documentation page describes every behaviour.
 
     Args:
         app: the ASGI application (ASGI 3).
@@ -121,28 +120,23 @@ class ASGIToWSGI:
             requires it; ``"off"`` never runs it. It starts once per process before its first
             request (or at `startup`); a failed startup makes every request answer 500.
         max_body_size: request bodies larger than this get a 413; ``None`` for no limit.
-        max_headers: requests with more headers get a 431 (as with `WSGIToASGI`); ``None``
-            for no cap.
+        max_headers: requests with more headers get a 431; ``None`` for no cap.
         read_size: the largest piece of request body read at a time (``http.request``).
         send_buffer: response bytes the app may send ahead of the server before ``send()``
             waits (back-pressure).
         background_timeout: seconds the app may run after its complete response (Starlette
             ``BackgroundTasks``) before it is cancelled.
-        disconnect_grace: seconds the app gets to end once the client is gone before it is
-            cancelled.
+        disconnect_grace: the same, once the client is gone.
         lifespan_timeout: seconds lifespan startup and shutdown may take each.
-        raise_app_exceptions: let the app's exceptions (and `AppProtocolError`) reach the
-            WSGI server and the middleware around the adapter, from the point
-            `crossgate.sansio.failure.wsgi_raise_point` names (as httpx's ``WSGITransport``).
-            ``False`` logs them and answers a 500 page (or `ResponseAborted` once body bytes
-            went out).
+        raise_app_exceptions: raise the app's exceptions (and `AppProtocolError`) to the WSGI
+            server and its middleware (`crossgate.sansio.failure.wsgi_raise_point` says where);
+            ``False`` logs them and answers 500 (or `ResponseAborted` after body bytes).
         interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
             WSGI; ``"asgi"`` skips that check.
 
     Raises:
-        TypeError: ``app`` is not an ASGI application: not callable (``None``, a
-            ``"module:app"`` string), or a WSGI application (the message names
-            `crossgate.WSGIToASGI`, the wrapper that serves WSGI apps from an ASGI server).
+        TypeError: ``app`` is not callable, or is a WSGI application (the message names
+            `crossgate.WSGIToASGI`).
         ValueError: an option is out of range.
     """
 
@@ -263,14 +257,12 @@ class ASGIToWSGI:
         try:
             length = request_body_length(environ)
             scope = build_scope(environ, state=process.state, max_headers=self.max_headers)
+            limit = self.max_body_size
+            if limit is not None and length is not None and length > limit:
+                raise RequestTooLarge.for_limit(limit)
         except PeerProtocolError as exc:
             _log.info("answering %d: %s", exc.status_code, exc)
             return _answer(start_response, exc.status_code, str(exc))
-        limit = self.max_body_size
-        if limit is not None and length is not None and length > limit:
-            error = RequestTooLarge.for_limit(limit)
-            _log.info("answering 413: %s", error)
-            return _answer(start_response, 413, str(error))
         loops = process.loops
         call: AppCall
         if isinstance(loops, LoopThread):

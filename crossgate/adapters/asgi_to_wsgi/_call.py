@@ -208,7 +208,6 @@ class AppCall(WSGISide, ABC):
     async def next_piece(self) -> tuple[bytes, bool] | None:
         """The next body piece and whether more follows; ``None`` when there is none."""
 
-    @abstractmethod
     def finish(self) -> None:
         """The server is done with the response (from `close`)."""
 

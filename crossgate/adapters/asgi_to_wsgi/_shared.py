@@ -149,6 +149,3 @@ class SharedCall(AppCall):
             pieces.append(piece)
             size += len(piece)
         self.call_on_loop(self._deliver, pieces, self.body is InputPhase.END, failed)
-
-    def finish(self) -> None:
-        pass
