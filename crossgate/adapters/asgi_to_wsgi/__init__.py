@@ -164,9 +164,8 @@ class ASGIToWSGI:
         for name, size in (("read_size", read_size), ("send_buffer", send_buffer)):
             if size < 1:
                 raise ValueError(f"{name} must be at least 1 byte")
-        if max_body_size is not None and max_body_size < 0:
-            raise ValueError("max_body_size must not be negative")
         for name, seconds in (
+            ("max_body_size", max_body_size or 0),
             ("background_timeout", background_timeout),
             ("disconnect_grace", disconnect_grace),
             ("lifespan_timeout", lifespan_timeout),

@@ -256,7 +256,7 @@ class AppCall(WSGISide, ABC):
             self.ended = True
         elif item is Signal.END:
             self.ended = True
-        elif item is Signal.DONE:
+        else:  # Signal.DONE (READ goes to SharedCall alone)
             self.done_seen = True
 
     def __iter__(self) -> AppCall:
