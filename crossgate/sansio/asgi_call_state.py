@@ -1,15 +1,7 @@
-"""The phases of one `ASGIToWSGI` request, and the one table of their transitions.
-
-Pure: no threads, no asyncio, no I/O. As h11's ``_state.py`` keeps its connection states, every
-rule of how a request's phases change lives here, in `TRANSITIONS`, and the one rule for what a
-failed response is blamed on in `failure_cause`; the adapter's engine
-(`crossgate.adapters.asgi_to_wsgi._call.AppCall`) only feeds them events. A request has four
-parties, each with its own phase:
-
-* the request body, as the WSGI thread reads it from ``wsgi.input`` (`InputPhase`);
-* the response, as the app's task sends it (`ResponsePhase`);
-* the app's coroutine (`AppPhase`);
-* the WSGI server's side of the response (`ServerPhase`).
+"""The phases of one `ASGIToWSGI` request (its body, response, app and server side), the one
+table of their transitions (`TRANSITIONS`, as h11's ``_state.py`` keeps its states) and the one
+rule of what a failed response is blamed on (`failure_cause`). Pure: no threads, asyncio or I/O;
+the adapter's engine only feeds them events.
 """
 
 from __future__ import annotations
@@ -31,8 +23,7 @@ __all__ = [
 
 
 class _Phase(enum.Enum):
-    # Members are singletons: hashed by identity, in C, rather than by name in Python (every
-    # transition looks its (phase, event) pair up in `TRANSITIONS`, several times a request).
+    # Hashed by identity, in C, not by name in Python: `TRANSITIONS` lookups are per request.
     __hash__ = object.__hash__
 
 
@@ -41,26 +32,19 @@ class InputPhase(_Phase):
 
     READING = "reading"
     END = "end"
-    """Read to its end (``CONTENT_LENGTH`` bytes, or EOF of a terminated input)."""
-    BROKEN = "broken"
-    """The input failed or ended short of ``CONTENT_LENGTH``: the client left (400)."""
-    TOO_LARGE = "too large"
-    """It outgrew ``max_body_size`` (413)."""
+    BROKEN = "broken"  # the input failed or ended short of CONTENT_LENGTH (400)
+    TOO_LARGE = "too large"  # it outgrew max_body_size (413)
 
 
 class ResponsePhase(_Phase):
     """The response as the app's task sees it."""
 
     RESPONDING = "responding"
-    """Not complete yet, and the client is there."""
-    COMPLETE = "complete"
-    """The last body message or a pathsend was sent."""
+    COMPLETE = "complete"  # the last body message or a pathsend was sent
+    # The client left (or the server closed the response) before it was complete: receive()
+    # says http.disconnect, send() raises (ASGI HTTP spec 2.4).
     GONE = "gone"
-    """The client left (or the server closed the response) before it was complete:
-    ``receive()`` says ``http.disconnect``, ``send()`` raises (ASGI HTTP spec 2.4)."""
-    FINISHED = "finished"
-    """Complete, and then the server closed it or the client left: nothing the app does
-    afterwards can reach the server."""
+    FINISHED = "finished"  # complete, then closed or left: nothing reaches the server now
 
 
 class AppPhase(_Phase):
@@ -69,22 +53,17 @@ class AppPhase(_Phase):
     RUNNING = "running"
     RETURNED = "returned"
     RAISED = "raised"
-    CANCELLED = "cancelled"
-    """Cancelled by the adapter (shutdown, a grace period that ran out)."""
+    CANCELLED = "cancelled"  # by the adapter (shutdown, a grace period that ran out)
 
 
 class ServerPhase(_Phase):
     """The WSGI server's side of the response (PEP 3333)."""
 
-    WAITING = "waiting"
-    """``start_response`` not called yet: an error page can still replace the response."""
+    WAITING = "waiting"  # start_response not called yet
+    # No body byte yet: start_response with exc_info can replace the headers (PEP 3333).
     HEADERS = "headers"
-    """``start_response`` called, no body byte handed over yet: ``start_response`` with
-    ``exc_info`` can still replace the headers (PEP 3333, "Error Handling")."""
-    BODY = "body"
-    """Body bytes went out: a failure can only drop the connection."""
-    CLOSED = "closed"
-    """The server called ``close()``."""
+    BODY = "body"  # body bytes went out: a failure can only drop the connection
+    CLOSED = "closed"  # the server called close()
 
 
 class Event(_Phase):
@@ -129,8 +108,7 @@ TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
 
 
 def next_phase(phase: P, event: Event) -> P:
-    """The phase ``phase`` moves to on ``event`` (`TRANSITIONS`); ``phase`` itself when the
-    event does not move it."""
+    """The phase ``phase`` moves to on ``event`` (`TRANSITIONS`)."""
     return cast(P, TRANSITIONS.get((phase, event), phase))
 
 
@@ -146,9 +124,8 @@ class Cause(enum.Enum):
 
 
 def failure_cause(body: InputPhase, app: AppPhase, *, violation: bool) -> Cause:
-    """Why a response failed: the request's fault first (it gets its 4xx, whatever the app
-    did about it), then the app's breach of the spec (``violation``; the app may have raised
-    it on, or swallowed it), then how the app ended."""
+    """Why a response failed: the request's fault first (it gets its 4xx), then the app's
+    breach of the spec (raised on or swallowed), then how the app ended."""
     if body is InputPhase.TOO_LARGE:
         return Cause.TOO_LARGE
     if body is InputPhase.BROKEN:

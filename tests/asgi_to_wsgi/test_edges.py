@@ -13,7 +13,7 @@ from typing import IO, Any
 import pytest
 
 from crossgate.adapters import asgi_to_wsgi as asgi_to_wsgi_module
-from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI, _loops, _wsgi_side
+from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI, _call, _loops
 from crossgate.exceptions import ClientDisconnected, CrossgateError
 from crossgate.types import ASGIReceive, ASGISend, Message
 from tests.asgi_to_wsgi._apps import TEXT, echo, hello, read_body, respond
@@ -216,7 +216,7 @@ def test_closing_during_a_file_closes_it(
         return file
 
     # The adapter's module-level name wins over the builtin: every file it opens is seen.
-    monkeypatch.setattr(_wsgi_side, "open", recording_open, raising=False)
+    monkeypatch.setattr(_call, "open", recording_open, raising=False)
     result = run_wsgi(make_adapter(_late_file_app(data_file)), stop_after=1)
 
     assert len(result.chunks) == 1

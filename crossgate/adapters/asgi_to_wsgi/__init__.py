@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from crossgate._lifespan import LifespanDriver
 from crossgate.adapters._interface import check_app
-from crossgate.adapters.asgi_to_wsgi._call import AppCall, Options
+from crossgate.adapters.asgi_to_wsgi._call import AppCall
 from crossgate.adapters.asgi_to_wsgi._inline import InlineCall
 from crossgate.adapters.asgi_to_wsgi._loops import LoopThread, ThreadLoops, cancel_tasks
 from crossgate.adapters.asgi_to_wsgi._shared import SharedCall
@@ -30,11 +30,10 @@ _log = logging.getLogger("crossgate")
 Mode = Literal["auto", "inline", "shared"]
 LifespanMode = Literal["auto", "on", "off"]
 
-# Every adapter, for the at-fork and at-exit hooks below; weak, so adapters can be collected.
+# Every adapter, for the at-fork and at-exit hooks below.
 _ADAPTERS: weakref.WeakSet[ASGIToWSGI] = weakref.WeakSet()
-# What a forked child inherited from its parent: loops whose threads do not exist here. Never
-# used, never closed, but kept referenced, so their pending tasks are never destroyed (which
-# would log "Task was destroyed but it is pending") and their loops never finalised here.
+# What a forked child inherited: loops whose threads do not exist here. Kept referenced, never
+# closed, so that their pending tasks never log "Task was destroyed but it is pending".
 _INHERITED: list[object] = []
 
 
@@ -50,12 +49,11 @@ class _Process:
             ThreadLoops() if mode == "inline" else LoopThread("crossgate-asgi-loop")
         )
         self.lifespan_loop: asyncio.AbstractEventLoop | None = None
-        # Inline mode chosen by "auto" without a request to look at (startup() came first):
-        # the first threaded request gets a warning, once.
+        # "auto" chose inline before any request (startup()): warn once if threads come.
         self.check_threads = False
 
     def start(self, timeout: float) -> None:
-        """Run lifespan startup on the loop requests will run on (this thread's, inline)."""
+        """Run lifespan startup on the loop requests will run on."""
         lifespan = self.lifespan
         if lifespan is None:
             return
@@ -71,7 +69,7 @@ class _Process:
             self.state = lifespan.state
 
     def on_own_loop(self) -> bool:
-        """True when called from code running on one of this process's loops (the app)."""
+        """Whether the caller runs on one of this process's loops (the app)."""
         loops = self.loops
         if isinstance(loops, LoopThread):
             return threading.current_thread() is loops.thread
@@ -82,11 +80,8 @@ class _Process:
         return running in loops.all()
 
     def stop(self, timeout: float) -> None:
-        """Cancel the requests' leftover tasks, shut the lifespan down, close the loops.
-
-        Work still running after its response (background tasks) is cancelled first, so that
-        lifespan shutdown closes what startup set up only once nothing uses it any more.
-        """
+        """Cancel the requests' leftover tasks first (lifespan shutdown closes what they use),
+        then shut the lifespan down and close the loops."""
         lifespan = self.lifespan
         keep = (lifespan.task,) if lifespan is not None and lifespan.task is not None else ()
         loops = self.loops
@@ -97,8 +92,7 @@ class _Process:
             loops.stop(timeout)
             return
         for loop in loops.all():
-            # A loop still running belongs to a thread serving a request: ThreadLoops.close
-            # leaves it alone too.
+            # A running loop belongs to a thread serving a request: left alone.
             if not loop.is_running():
                 loop.run_until_complete(cancel_tasks(timeout, keep))
         home = self.lifespan_loop
@@ -114,54 +108,35 @@ class _Process:
 class ASGIToWSGI:
     """Serve the ASGI application ``app`` as a WSGI application (PEP 3333).
 
-    Each request runs ``app`` on an event loop; the response streams out as the app sends it,
-    and the request body streams in from ``wsgi.input`` as the app reads it. The
-    "ASGIToWSGI" page of the documentation describes every behaviour and the spec choices
-    behind it.
+    Both bodies stream; the "ASGIToWSGI" documentation page describes every behaviour.
 
     Args:
         app: the ASGI application (ASGI 3).
-        mode: ``"inline"`` runs the app on an event loop owned by the WSGI thread, created
-            lazily and kept for that thread: no cross-thread hand-off at all (for gunicorn sync
-            and other one-thread workers). ``"shared"`` runs every request on one loop thread
-            per process (for threaded servers whose app keeps loop-bound resources, such as a
-            database pool, that all requests share). ``"auto"`` picks ``"shared"`` when the
-            first request's ``wsgi.multithread`` is true, else ``"inline"``, once per process.
-        lifespan: ``"auto"`` runs the ASGI lifespan protocol and serves without it, quietly,
-            an app that does not support it; ``"on"`` makes that a startup failure; ``"off"``
-            never runs it. Startup runs once per process before its first request (or when
-            `startup` is called); a failed startup makes every request answer 500.
+        mode: ``"inline"`` runs the app on the WSGI thread's own event loop, with no hand-off
+            (gunicorn sync); ``"shared"`` on one loop thread per process (threaded servers whose
+            app shares loop-bound resources, such as a database pool); ``"auto"`` picks
+            ``"shared"`` when the first request's ``wsgi.multithread`` is true.
+        lifespan: ``"auto"`` runs the ASGI lifespan protocol if the app supports it; ``"on"``
+            requires it; ``"off"`` never runs it. It starts once per process before its first
+            request (or at `startup`); a failed startup makes every request answer 500.
         max_body_size: request bodies larger than this get a 413; ``None`` for no limit.
-        max_headers: requests with more headers get a 431; ``None`` for no cap. The same
-            default (100) and status as `WSGIToASGI`'s.
-        read_size: the largest piece of request body read from ``wsgi.input`` at a time, and
-            so the largest ``http.request`` message.
-        send_buffer: response bytes the app may send ahead of the WSGI server, at most, before
-            its ``send()`` waits (back-pressure).
-        background_timeout: seconds the app may keep running after its response is complete
-            (Starlette ``BackgroundTasks``) before it is cancelled.
-        disconnect_grace: seconds the app gets to end by itself once the client is gone
-            (``receive()`` says ``http.disconnect`` and ``send()`` raises) before it is
-            cancelled.
+        max_headers: requests with more headers get a 431; ``None`` for no cap.
+        read_size: the largest piece of request body read at a time (``http.request``).
+        send_buffer: response bytes the app may send ahead of the server before ``send()``
+            waits (back-pressure).
+        background_timeout: seconds the app may run after its complete response (Starlette
+            ``BackgroundTasks``) before it is cancelled.
+        disconnect_grace: the same, once the client is gone.
         lifespan_timeout: seconds lifespan startup and shutdown may take each.
-        raise_app_exceptions: let the app's exceptions (and its breaches of the ASGI spec,
-            `AppProtocolError`) reach the WSGI server and the middleware around the adapter
-            (Sentry, werkzeug's debugger, Flask's ``PROPAGATE_EXCEPTIONS``, test clients):
-            raised from the application call when the app failed before its response
-            started, from the iterable after that (the server answers 500 while no body
-            byte went out, and drops the connection after), and from ``close()`` when the app
-            raised after a complete response, so the server sends that response whole
-            (`crossgate.sansio.failure.wsgi_raise_point`). ``False`` keeps them here: logged
-            at ERROR with the traceback, a 500 page (or `ResponseAborted` once body bytes went
-            out). The same name and meaning as on httpx's ``WSGITransport``.
+        raise_app_exceptions: raise the app's exceptions (and `AppProtocolError`) to the WSGI
+            server and its middleware (`crossgate.sansio.failure.wsgi_raise_point` says where);
+            ``False`` logs them and answers 500 (or `ResponseAborted` after body bytes).
         interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
-            WSGI; ``"asgi"`` skips that check, for an ASGI app that fools it (a plain function
-            that returns a coroutine).
+            WSGI; ``"asgi"`` skips that check.
 
     Raises:
-        TypeError: ``app`` is not an ASGI application: not callable (``None``, a
-            ``"module:app"`` string), or a WSGI application (the message names
-            `crossgate.WSGIToASGI`, the wrapper that serves WSGI apps from an ASGI server).
+        TypeError: ``app`` is not callable, or is a WSGI application (the message names
+            `crossgate.WSGIToASGI`).
         ValueError: an option is out of range.
     """
 
@@ -181,7 +156,6 @@ class ASGIToWSGI:
         raise_app_exceptions: bool = True,
         interface: Literal["auto", "asgi"] = "auto",
     ) -> None:
-        # Here, not at the first request, which would fail with a bare TypeError.
         check_app(app, "asgi", interface)
         if mode not in ("auto", "inline", "shared"):
             raise ValueError("mode must be 'auto', 'inline' or 'shared'")
@@ -190,9 +164,8 @@ class ASGIToWSGI:
         for name, size in (("read_size", read_size), ("send_buffer", send_buffer)):
             if size < 1:
                 raise ValueError(f"{name} must be at least 1 byte")
-        if max_body_size is not None and max_body_size < 0:
-            raise ValueError("max_body_size must not be negative")
         for name, seconds in (
+            ("max_body_size", max_body_size or 0),
             ("background_timeout", background_timeout),
             ("disconnect_grace", disconnect_grace),
             ("lifespan_timeout", lifespan_timeout),
@@ -204,24 +177,18 @@ class ASGIToWSGI:
         self.lifespan: LifespanMode = lifespan
         self.max_body_size = max_body_size
         self.max_headers = max_headers
+        self.read_size = read_size
+        self.send_buffer = send_buffer
+        self.background_timeout = background_timeout
+        self.disconnect_grace = disconnect_grace
         self.lifespan_timeout = lifespan_timeout
         self.raise_app_exceptions = raise_app_exceptions
-        self._options = Options(
-            read_size=read_size,
-            send_buffer=send_buffer,
-            max_body_size=max_body_size,
-            background_timeout=background_timeout,
-            disconnect_grace=disconnect_grace,
-            raise_app_exceptions=raise_app_exceptions,
-        )
         self._process: _Process | None = None
         self._lock = threading.Lock()
         _ADAPTERS.add(self)
 
-    # -- the process state ------------------------------------------------------------------
-
     def _boot(self, environ: WSGIEnvironment | None) -> _Process:
-        """This process's state, made (and lifespan started) on the first call in a process."""
+        """This process's state, made (and its lifespan started) on its first call."""
         with self._lock:
             process = self._process
             if process is not None and process.pid == os.getpid():
@@ -230,8 +197,6 @@ class ASGIToWSGI:
                 _INHERITED.append(process)
             mode = self.mode
             if mode == "auto":
-                # Decided once per process; startup() before any request has no environ to
-                # look at and picks inline (pass mode="shared" for a threaded server then).
                 threaded = environ is not None and bool(environ.get("wsgi.multithread"))
                 mode = "shared" if threaded else "inline"
             lifespan = (
@@ -250,12 +215,9 @@ class ASGIToWSGI:
             return process
 
     def startup(self) -> None:
-        """Run lifespan startup now, in this process, instead of before its first request.
-
-        For servers that fork after importing the app (``gunicorn --preload``), call it in the
-        child, e.g. from gunicorn's ``post_fork`` hook. Does nothing when it already ran here.
-        With ``mode="auto"`` it commits the process to inline mode: pass ``mode="shared"``
-        to the adapter for a threaded server.
+        """Run lifespan startup now, in this process, instead of before its first request
+        (after a fork, e.g. from gunicorn's ``post_fork``). Does nothing when it already ran.
+        With ``mode="auto"`` it chooses inline mode: pass ``mode="shared"`` for threads.
 
         Raises:
             CrossgateError: the app's startup failed (requests will answer 500 until
@@ -266,10 +228,8 @@ class ASGIToWSGI:
             raise CrossgateError(process.failure)
 
     def shutdown(self) -> None:
-        """Run lifespan shutdown, cancel leftover work and close this process's loops.
-
-        Runs by itself at interpreter exit (``atexit``). Work still running after its response
-        (background tasks) is cancelled first. A request after this starts everything again.
+        """Cancel leftover work, run lifespan shutdown and close this process's loops. Runs by
+        itself at exit; a request after it starts everything again.
 
         Raises:
             CrossgateError: called from the app itself, on a loop this would have to stop.
@@ -286,8 +246,6 @@ class ASGIToWSGI:
             self._process = None
         process.stop(min(self.lifespan_timeout, 10.0))
 
-    # -- the WSGI entry point ---------------------------------------------------------------
-
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         process = self._process
         if process is None or process.pid != os.getpid():
@@ -298,18 +256,16 @@ class ASGIToWSGI:
         try:
             length = request_body_length(environ)
             scope = build_scope(environ, state=process.state, max_headers=self.max_headers)
+            limit = self.max_body_size
+            if limit is not None and length is not None and length > limit:
+                raise RequestTooLarge.for_limit(limit)
         except PeerProtocolError as exc:
             _log.info("answering %d: %s", exc.status_code, exc)
             return _answer(start_response, exc.status_code, str(exc))
-        limit = self.max_body_size
-        if limit is not None and length is not None and length > limit:
-            error = RequestTooLarge.for_limit(limit)
-            _log.info("answering 413: %s", error)
-            return _answer(start_response, 413, str(error))
         loops = process.loops
         call: AppCall
         if isinstance(loops, LoopThread):
-            call = SharedCall(self._options, loops.loop, environ, start_response, length)
+            call = SharedCall(self, loops.loop, environ, start_response, length)
         else:
             if process.check_threads and environ.get("wsgi.multithread"):
                 process.check_threads = False
@@ -318,7 +274,7 @@ class ASGIToWSGI:
                     "request) but the server is multithreaded: each thread runs its own loop. "
                     "Pass mode='shared' if requests share loop-bound resources."
                 )
-            call = InlineCall(self._options, loops.get(), environ, start_response, length)
+            call = InlineCall(self, loops.get(), environ, start_response, length)
         return call.begin(self.app, scope)
 
 
@@ -335,7 +291,6 @@ def _after_fork_in_child() -> None:
 
 
 def _shutdown_all() -> None:
-    """At interpreter exit: shut down every adapter that is running in this process."""
     for adapter in list(_ADAPTERS):
         try:
             adapter.shutdown()

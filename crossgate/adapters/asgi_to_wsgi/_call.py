@@ -1,6 +1,5 @@
-"""The engine of `ASGIToWSGI`, one for its inline and shared modes: the app's ``receive`` and
-``send``, the WSGI iterable and ``close()``. A mode says only how the app's task and the WSGI
-thread meet (`AppCall`)."""
+"""The one engine of `ASGIToWSGI`'s two modes: the app's ``receive`` and ``send``, the WSGI
+iterable and ``close()``."""
 
 from __future__ import annotations
 
@@ -8,11 +7,12 @@ import asyncio
 import contextlib
 import enum
 import logging
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import TypeVarTuple
 
-from crossgate.adapters.asgi_to_wsgi._wsgi_side import Options, WSGISide, client_gone
+from crossgate.adapters._streams import FILE_BLOCK_SIZE
+from crossgate.adapters.asgi_to_wsgi._wsgi_side import WSGISide, client_gone
 from crossgate.exceptions import AppProtocolError
 from crossgate.sansio.asgi_call_state import (
     AppPhase,
@@ -23,9 +23,9 @@ from crossgate.sansio.asgi_call_state import (
     next_phase,
 )
 from crossgate.sansio.asgi_response import Body, SendFile, Start
-from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
+from crossgate.types import ASGIApp, Message
 
-__all__ = ["LOST", "AppCall", "Emitted", "Options", "Signal", "resolve"]
+__all__ = ["LOST", "AppCall", "Emitted", "Signal", "resolve"]
 
 _log = logging.getLogger("crossgate")
 
@@ -33,15 +33,12 @@ Ts = TypeVarTuple("Ts")
 
 
 class Signal(enum.Enum):
-    """What the loop side tells the WSGI side besides the response's own events."""
-
     END = "the response is complete"
     DONE = "the app's coroutine ended"
     READ = "read the next body pieces (shared mode)"
 
 
-# What the loop side tells the WSGI side (`AppCall.emit`): the response started, a body chunk, a
-# file to send (pathsend), or a `Signal`.
+# What the loop side tells the WSGI side (`AppCall.emit`).
 Emitted = Start | bytes | SendFile | Signal
 
 # The body phases in which the request's own fault decides the answer (a 413 or a 400).
@@ -51,66 +48,21 @@ LOST = (ResponsePhase.GONE, ResponsePhase.FINISHED)
 
 
 def resolve(future: asyncio.Future[None] | None) -> None:
-    """Wake whoever awaits ``future`` (on the loop), unless it is done already."""
     if future is not None and not future.done():
         future.set_result(None)
 
 
-class AppCall(WSGISide):
-    """One request, and the response iterable the WSGI server consumes: the one engine of
-    both modes.
+class AppCall(WSGISide, ABC):
+    """One request and its WSGI iterable. The app's task (loop side) tells the WSGI side
+    (`begin`, ``__next__``, `close`) what happened with `emit`; the WSGI side applies it
+    (`take`) and waits for more (`wait`). A mode (`InlineCall`, `SharedCall`) says only how the
+    two sides meet, by the abstract methods below."""
 
-    The app's task (the loop side) runs ``receive``, ``send`` and `run`; it tells the WSGI
-    side what happened with `emit`. The WSGI side (`begin`, ``__next__``, `close`) applies
-    that (`take`) and waits for more with `wait`. A mode says only how the two sides meet:
-    on one thread (`crossgate.adapters.asgi_to_wsgi._inline.InlineCall`) or across two
-    (`crossgate.adapters.asgi_to_wsgi._shared.SharedCall`), by overriding `start_task`, `emit`,
-    `wait`, `call_on_loop`, `timebox`, `next_piece` and `finish`.
-    """
-
-    __slots__ = (
-        "done_seen",
-        "drain_waiter",
-        "ended",
-        "loop",
-        "piece_waiter",
-        "sent",
-        "start",
-        "taken",
-        "task",
-        "waiters",
-    )
-
-    # Whether the loop bounds the app's work after its response by itself (shared mode), so
-    # that the server need not call close() for it.
+    # The loop bounds the app's work after its response by itself: close() is not needed for it.
     bounds_itself = False
 
-    def __init__(
-        self,
-        opts: Options,
-        loop: asyncio.AbstractEventLoop,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-        length: int | None,
-    ) -> None:
-        super().__init__(opts, environ, start_response, length)
-        self.loop = loop
-        # Loop side.
-        self.task: asyncio.Task[None] | None = None
-        self.waiters: list[asyncio.Future[None]] = []
-        self.piece_waiter: asyncio.Future[None] | None = None
-        self.drain_waiter: asyncio.Future[None] | None = None
-        self.sent = 0
-        # WSGI side: what `take` learnt from the loop side, and the body bytes handed over.
-        self.start: Start | None = None
-        self.taken = 0
-        self.ended = False
-        self.done_seen = False
-
-    # -- the app's task, on the event loop ----------------------------------------------------
-
     async def run(self, app: ASGIApp, scope: Message) -> None:
-        """Run the app as this request's task; what it raises is kept for `fail` or logged."""
+        """The request's task; what the app raises is kept for `fail` or `close`, or logged."""
         event = Event.APP_RETURNED
         try:
             await app(scope, self.receive, self.send)
@@ -119,8 +71,9 @@ class AppCall(WSGISide):
             raise
         except Exception as exc:
             event = Event.APP_RAISED
-            if self.keep_late(exc):
-                pass
+            if self.response is ResponsePhase.COMPLETE and self.opts.raise_app_exceptions:
+                # `wsgi_raise_point`: close() raises it, once the server sent the response.
+                self.late_error = exc
             elif self.response is not ResponsePhase.RESPONDING:
                 # Not kept: nothing depends on it any more, and its traceback would keep the
                 # app's objects (an abandoned async generator awaiting its clean-up) alive.
@@ -132,7 +85,6 @@ class AppCall(WSGISide):
             self.emit(Signal.DONE)
 
     async def receive(self) -> Message:
-        """The ASGI ``receive`` callable given to the app."""
         piece = await self.next_piece()
         if piece is not None:
             return {"type": "http.request", "body": piece[0], "more_body": piece[1]}
@@ -148,16 +100,23 @@ class AppCall(WSGISide):
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
-        """The ASGI ``send`` callable given to the app."""
         if self.response in LOST:
             raise client_gone()
         if self.violation is not None:
             raise AppProtocolError(f"the response already broke the protocol: {self.violation}")
+        cycle = self.cycle
+        dropped = cycle.dropped
         try:
-            event = self.feed(message)
+            event = cycle.feed(message)
         except AppProtocolError as exc:
             self.violation = exc
             raise
+        if cycle.dropped != dropped:
+            _log.warning(
+                "the ASGI app sent %d bytes past its Content-Length of %s; dropped them",
+                cycle.dropped - dropped,
+                cycle.content_length,
+            )
         if type(event) is Body:
             data, more = event
             if data:
@@ -167,85 +126,67 @@ class AppCall(WSGISide):
                 self.emit(Signal.END)
                 self.completed()
             elif self.sent - self.taken > self.opts.send_buffer:
-                await self.drained()
+                # Back-pressure: wait until the WSGI server has taken enough.
+                self.drain_waiter = waiter = self.loop.create_future()
+                # Checked again once the waiter is published: in shared mode the WSGI thread
+                # may have taken bytes in between, and it only wakes a waiter it can see.
+                try:
+                    if self.sent - self.taken > self.opts.send_buffer and not self.gone:
+                        await waiter
+                finally:
+                    self.drain_waiter = None
+                if self.gone:
+                    raise client_gone()
         elif type(event) is Start:
             self.emit(event)
         elif type(event) is SendFile:
             self.emit(event)
             self.completed()
 
-    async def drained(self) -> None:
-        """Back-pressure: wait until the WSGI server has taken enough of the queued bytes."""
-        self.drain_waiter = waiter = self.loop.create_future()
-        # Checked again after publishing the waiter: in shared mode the WSGI thread may have
-        # taken bytes in between, and it only wakes a waiter it can see.
-        try:
-            if self.sent - self.taken > self.opts.send_buffer and not self.gone:
-                await waiter
-        finally:
-            self.drain_waiter = None
-        if self.gone:
-            raise client_gone()
-
-    def feed(self, message: Message) -> Start | Body | SendFile | None:
-        """`ResponseCycle.feed`, logging the body bytes it drops past the app's Content-Length.
-
-        Raises:
-            AppProtocolError: see `ResponseCycle.feed`.
-        """
-        cycle = self.cycle
-        dropped = cycle.dropped
-        event = cycle.feed(message)
-        if cycle.dropped != dropped:
-            _log.warning(
-                "the ASGI app sent %d bytes past its Content-Length of %s; dropped them",
-                cycle.dropped - dropped,
-                cycle.content_length,
-            )
-        return event
-
     def release(self) -> None:
-        """Wake every wait of the app's: ``receive()`` for the disconnect or a body piece, and
-        ``send()`` for back-pressure."""
+        """Wake every wait of the app's (``receive()``, back-pressure in ``send()``)."""
         for waiter in self.waiters:
             resolve(waiter)
-        if self.piece_waiter is not None:
+        if self.piece_waiter is not None:  # tested here: release() runs every request
             resolve(self.piece_waiter)
         if self.drain_waiter is not None:
             resolve(self.drain_waiter)
 
     def completed(self) -> None:
-        """The app completed its response: bound its work after it (Starlette's background
-        tasks)."""
+        """The app completed its response: bound its work after it (background tasks)."""
         self.response = next_phase(self.response, Event.RESPONSE_COMPLETE)
         self.release()
         self.timebox(self.opts.background_timeout)
 
     @property
     def gone(self) -> bool:
-        """The client left (or the server closed the response) before it was complete."""
         return self.response is ResponsePhase.GONE
 
     def lose(self, event: Event = Event.CLIENT_GONE) -> None:
-        """The client is gone (or, ``SERVER_CLOSED``, the server closed the response):
-        ``receive()`` answers ``http.disconnect``, ``send()`` raises."""
+        """The client is gone (or the server closed the response): ``receive()`` answers
+        ``http.disconnect``, ``send()`` raises."""
         self.response = next_phase(self.response, event)
         self.release()
         self.timebox(self.opts.disconnect_grace)
 
+    def cancel(self, task: asyncio.Task[None], timeout: float) -> None:
+        """Cancel the app, still running ``timeout`` s after its response or its client's end."""
+        what = "work after the response" if self.complete else "after the client disconnected"
+        _log.warning("cancelling the ASGI app: still running %g s %s", timeout, what)
+        task.cancel()
+
     def server_closed(self) -> None:
-        """The WSGI server called ``close()``: nobody reads the body or the response now."""
+        """The WSGI server called ``close()`` (on the loop side)."""
         late, self.late_error = self.late_error, None
-        if late is not None:
-            # The app raised after the WSGI side's close() looked (it had not ended then).
+        if late is not None:  # raised after close() looked: too late to raise
             self.log_late(late, complete=True)
         self.lose(Event.SERVER_CLOSED)
 
-    # -- what a mode says: how the loop side and the WSGI side meet ---------------------------
+    # -- what a mode says: how the loop side and the WSGI side meet
 
     @abstractmethod
     def start_task(self, app: ASGIApp, scope: Message) -> bool:
-        """Start the app's task (WSGI side); False when it cannot start (`fail` answers)."""
+        """Start the app's task; False when it cannot start (`fail` answers)."""
 
     @abstractmethod
     def emit(self, item: Emitted) -> None:
@@ -257,26 +198,22 @@ class AppCall(WSGISide):
 
     @abstractmethod
     def call_on_loop(self, callback: Callable[[*Ts], object], *args: *Ts) -> None:
-        """Run ``callback`` on the loop side, from the WSGI side."""
+        """Run ``callback`` on the loop side."""
 
     @abstractmethod
     def timebox(self, timeout: float) -> None:
-        """The app has ``timeout`` s left to end (after its response, or once the client left)
-        before it is cancelled."""
+        """Cancel the app if it has not ended ``timeout`` s from now."""
 
     @abstractmethod
     async def next_piece(self) -> tuple[bytes, bool] | None:
-        """The next piece of the request body and whether more follows; ``None`` once the
-        body is over or cannot be had."""
+        """The next body piece and whether more follows; ``None`` when there is none."""
 
-    @abstractmethod
     def finish(self) -> None:
-        """The server is done with the response (WSGI side, from `close`)."""
+        """The server is done with the response (from `close`)."""
 
-    # -- the WSGI side --------------------------------------------------------------------------
+    # -- the WSGI side
 
     def begin(self, app: ASGIApp, scope: Message) -> Iterable[bytes]:
-        """Start the app and wait until its response starts; return the WSGI iterable."""
         if not self.start_task(app, scope):
             return [self.fail()]
         while self.start is None and not self.done_seen:
@@ -287,19 +224,15 @@ class AppCall(WSGISide):
         if start is None or (self.body in BROKEN and not self.ended):
             body = self.fail()
             self.ended = True
-            if not self.done_seen:
-                # The app started a response this request will not send: it is told the
-                # client is gone and bounded like any app whose client left.
+            if not self.done_seen:  # the app is told the client is gone, and bounded
                 self.close()
             return [body]
         self.start_response(start.status, start.headers)
         self.give(Event.HEADERS_GIVEN)
         if self.file_path is not None:
             try:
-                return self.send_file(wrap=True)
-            except BaseException:
-                # The app's error, raised to the server from the application call: no close()
-                # will come, so it is called here.
+                return self.open_file(wrap=True)
+            except BaseException:  # raised from the application call: no close() will come
                 with contextlib.suppress(Exception):
                     self.close()
                 raise
@@ -314,7 +247,6 @@ class AppCall(WSGISide):
         return self
 
     def take(self, item: Emitted) -> None:
-        """Apply what the loop side emitted to the WSGI side's state."""
         if type(item) is bytes:
             self.out.append(item)
         elif type(item) is Start:
@@ -324,7 +256,7 @@ class AppCall(WSGISide):
             self.ended = True
         elif item is Signal.END:
             self.ended = True
-        elif item is Signal.DONE:
+        else:  # Signal.DONE (READ goes to SharedCall alone)
             self.done_seen = True
 
     def __iter__(self) -> AppCall:
@@ -345,13 +277,15 @@ class AppCall(WSGISide):
                 return data
             file = self.file
             if file is not None:
-                block = self.file_block(file)
-                if block is None:
+                block = file.read(FILE_BLOCK_SIZE)
+                if not block:
+                    file.close()
+                    self.file = None
                     raise StopIteration
+                self.give(Event.BODY_GIVEN)
                 return block
-            if self.file_path is not None:
-                # A pathsend that came after the iterable was handed over: read the file here.
-                self.send_file(wrap=False)
+            if self.file_path is not None:  # a pathsend after the iterable was handed over
+                self.open_file(wrap=False)
                 continue
             if self.ended:
                 raise StopIteration
@@ -360,21 +294,55 @@ class AppCall(WSGISide):
                 return self.fail()
             self.wait()
 
-    def send_file(self, *, wrap: bool) -> Iterable[bytes]:
-        """The iterable for a pathsend (see `open_file`)."""
-        wrapped = self.open_file(wrap=wrap)
-        return self if wrapped is None else wrapped
+    def open_file(self, *, wrap: bool) -> Iterable[bytes]:
+        """Open a pathsend's file; with ``wrap`` (the iterable is not handed over yet), return
+        it in the server's ``wsgi.file_wrapper`` (PEP 3333; gunicorn uses ``sendfile()``), else
+        ``self``, which sends it (or the error page when it cannot be opened)."""
+        path = self.file_path
+        assert path is not None  # checked by the callers
+        self.file_path = None
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - closed by the wrapper, __next__ or close()
+        except OSError as exc:
+            self.violation = AppProtocolError(f"http.response.pathsend cannot open {path!r}: {exc}")
+            self.out = [self.fail()]
+            return self
+        if wrap and self.file_wrapper is not None:
+            # The server recognises only its own wrapper, so the wrapper is the iterable, and
+            # its close() (which the server calls) must close this call too.
+            wrapper = self.file_wrapper(file, FILE_BLOCK_SIZE)
+            inner = getattr(wrapper, "close", None)
+
+            def close() -> None:
+                try:
+                    if inner is not None:
+                        inner()
+                finally:
+                    self.close()
+
+            try:
+                wrapper.close = close
+            except (AttributeError, TypeError):
+                pass  # a wrapper that takes no close(): the call is the iterable
+            else:
+                result: Iterable[bytes] = wrapper
+                return result
+        self.file = file
+        return self
 
     def close(self) -> None:
         """Called by the WSGI server when it is done with the response (PEP 3333).
 
         Raises:
-            Exception: what the app raised after its complete response (`raise_late`).
+            Exception: what the app raised after its complete response: the server has sent
+                the response whole by then, and the middleware around the adapter sees it.
         """
         if self.server is ServerPhase.CLOSED:
             return
         self.give(Event.SERVER_CLOSED)
-        self.close_file()
+        if self.file is not None:
+            self.file.close()
+            self.file = None
         self.finish()
         late = None
         if self.app is not AppPhase.RUNNING:
@@ -383,6 +351,6 @@ class AppCall(WSGISide):
             late, self.late_error = self.late_error, None
         if not self.done_seen:
             self.call_on_loop(self.server_closed)
-        self.raise_late(late)
-
-    # -- http.response.pathsend, on the WSGI thread ------------------------------------------
+        if late is not None:
+            self._plan(late, complete=True)
+            raise late
