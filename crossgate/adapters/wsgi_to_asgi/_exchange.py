@@ -241,6 +241,9 @@ class WorkerExchange(IncomingBody):
                                 with self._cond:
                                     self._buffered -= len(body)
                                     self._cond.notify()
+                            # Free the joined body now, not when the next batch replaces it:
+                            # holding two makes every large join a fresh mmap (page faults).
+                            del body
                 except BaseException as exc:
                     # The connection is gone (uvicorn raises OSError, others their own): stop
                     # the worker and wait for it to close the iterable, exactly once.
