@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, TypeGuard
 
@@ -27,14 +28,15 @@ FILE_BLOCK_SIZE = 256 * 1024
 _log = logging.getLogger("crossgate")
 
 
-class LineReader:
+class LineReader(ABC):
     """``readlines`` and iteration on a subclass's ``readline`` (PEP 3333, "Input and Error
     Streams"); shared by the ``wsgi.input`` streams crossgate makes."""
 
     __slots__ = ()
 
-    def readline(self, size: int | None = -1) -> bytes:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def readline(self, size: int | None = -1) -> bytes:
+        """One line, or at most ``size`` bytes of it; ``b""`` at the end of the body."""
 
     def readlines(self, hint: int = -1) -> list[bytes]:
         lines: list[bytes] = []

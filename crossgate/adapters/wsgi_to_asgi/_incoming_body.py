@@ -11,6 +11,7 @@ import asyncio
 import logging
 import tempfile
 import threading
+from abc import ABC, abstractmethod
 from collections import deque
 from typing import IO
 
@@ -46,7 +47,7 @@ class ReadAheadBudget:
         self.used = 0
 
 
-class IncomingBody:
+class IncomingBody(ABC):
     """One request's body, fed on the loop and read on the worker, under one lock.
 
     ``phase`` and ``body_phase`` move by `crossgate.sansio.exchange`'s rules. ``eager``: a
@@ -287,5 +288,7 @@ class IncomingBody:
                     return
             del message  # held across the next wait, it would keep bytes the app has read
 
-    def mark_disconnected(self) -> None:  # pragma: no cover - `WorkerExchange` overrides it
-        raise NotImplementedError
+    @abstractmethod
+    def mark_disconnected(self) -> None:
+        """The client left: the body's half drops what it read ahead, the response's half
+        (`WorkerExchange`) also wakes its sender."""
