@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from typing import TypeVar, cast
 
+from crossgate.sansio._identity_enum import IdentityEnum
+
 __all__ = [
     "TRANSITIONS",
     "AppPhase",
@@ -22,12 +24,7 @@ __all__ = [
 ]
 
 
-class _Phase(enum.Enum):
-    # Hashed by identity, in C, not by name in Python: `TRANSITIONS` lookups are per request.
-    __hash__ = object.__hash__
-
-
-class InputPhase(_Phase):
+class InputPhase(IdentityEnum):
     """The request body, read from ``wsgi.input`` (PEP 3333, "Input and Error Streams")."""
 
     READING = "reading"
@@ -36,7 +33,7 @@ class InputPhase(_Phase):
     TOO_LARGE = "too large"  # it outgrew max_body_size (413)
 
 
-class ResponsePhase(_Phase):
+class ResponsePhase(IdentityEnum):
     """The response as the app's task sees it."""
 
     RESPONDING = "responding"
@@ -47,7 +44,7 @@ class ResponsePhase(_Phase):
     FINISHED = "finished"  # complete, then closed or left: nothing reaches the server now
 
 
-class AppPhase(_Phase):
+class AppPhase(IdentityEnum):
     """The app's coroutine."""
 
     RUNNING = "running"
@@ -56,7 +53,7 @@ class AppPhase(_Phase):
     CANCELLED = "cancelled"  # by the adapter (shutdown, a grace period that ran out)
 
 
-class ServerPhase(_Phase):
+class ServerPhase(IdentityEnum):
     """The WSGI server's side of the response (PEP 3333)."""
 
     WAITING = "waiting"  # start_response not called yet
@@ -66,7 +63,7 @@ class ServerPhase(_Phase):
     CLOSED = "closed"  # the server called close()
 
 
-class Event(_Phase):
+class Event(IdentityEnum):
     """What moves a phase on."""
 
     BODY_READ = "body read"

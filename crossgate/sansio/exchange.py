@@ -7,7 +7,7 @@ in ``_state.py``.
 
 from __future__ import annotations
 
-import enum
+from crossgate.sansio._identity_enum import IdentityEnum
 
 __all__ = [
     "KEEPS_BODY",
@@ -20,11 +20,8 @@ __all__ = [
 ]
 
 
-class WorkerPhase(enum.Enum):
+class WorkerPhase(IdentityEnum):
     """Where a request stands with the worker pool."""
-
-    # Members are singletons: hashing by identity in C keeps Python calls off the request path.
-    __hash__ = object.__hash__
 
     QUEUED = "queued"  # handed to the pool, not picked up yet
     RUNNING = "running"  # a worker runs the app
@@ -32,10 +29,8 @@ class WorkerPhase(enum.Enum):
     ABANDONED = "abandoned"  # never run: waited past queue_timeout (503), or ended while queued
 
 
-class WorkerEvent(enum.Enum):
+class WorkerEvent(IdentityEnum):
     """What moves a request from one `WorkerPhase` to the next."""
-
-    __hash__ = object.__hash__  # as `WorkerPhase.__hash__`
 
     PICKED_UP = "a worker picked the request up"
     FINISHED = "the worker finished the response"
@@ -64,7 +59,7 @@ RESPONSE_QUEUED = frozenset({WorkerPhase.FINISHED, WorkerPhase.ABANDONED})
 """Phases in which the whole response is queued for the loop."""
 
 
-class BodyPhase(enum.Enum):
+class BodyPhase(IdentityEnum):
     """Where the request body stands (ASGI HTTP spec, ``http.request``'s ``more_body``)."""
 
     RECEIVING = "receiving"
