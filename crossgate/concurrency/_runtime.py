@@ -14,10 +14,18 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["STOP_TIMEOUT", "LoopThread", "after_fork_in_child", "at_exit"]
+__all__ = [
+    "STOP_TIMEOUT",
+    "STUCK_TASKS",
+    "LoopThread",
+    "after_fork_in_child",
+    "at_exit",
+    "cancel_tasks",
+    "finish_loop",
+]
 
 _log = logging.getLogger("crossgate.concurrency")
 
@@ -61,17 +69,45 @@ atexit.register(_stop_all)
 
 # Tasks that ignored cancellation past every timeout, referenced so that they are never
 # collected (a pending task's destructor logs "Task was destroyed but it is pending").
-_STUCK: list[asyncio.Task[Any]] = []
+STUCK_TASKS: list[asyncio.Task[Any]] = []
+
+
+async def cancel_tasks(timeout: float, keep: Collection[asyncio.Task[Any]] = ()) -> None:
+    """Cancel every task of the running loop but the caller and ``keep``; wait for them, at
+    most ``timeout`` s (a task still running then is logged and kept in `STUCK_TASKS`)."""
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current and t not in keep]
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    if pending:
+        _log.warning(
+            "%d task(s) still running on %s %.1f s after being cancelled: %r",
+            len(pending),
+            threading.current_thread().name,
+            timeout,
+            pending,
+        )
+        STUCK_TASKS.extend(pending)
+
+
+def finish_loop(loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    """End a loop that is not running as `asyncio.run` does (tasks cancelled with a bounded
+    wait, async generators finalised, loop closed), except that
+    ``loop.shutdown_default_executor()`` is never called: on Python 3.11 it joins the
+    executor's threads without a bound, so one blocked `asyncio.to_thread` would hang it."""
+    try:
+        loop.run_until_complete(cancel_tasks(timeout))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
 
 
 class LoopThread:
-    """An event loop running in its own daemon thread, until `stop`.
-
-    Stopping ends it as `asyncio.run` does (tasks cancelled with a bounded wait, async
-    generators finalised, loop closed), on the loop's own thread, except that
-    ``loop.shutdown_default_executor()`` is never called: on Python 3.11 it joins the
-    executor's threads without a bound, so one blocked `asyncio.to_thread` would hang the stop.
-    """
+    """An event loop running in its own daemon thread, until `stop`, which ends it on its
+    own thread with `finish_loop`."""
 
     def __init__(self, name: str) -> None:
         self.pid = os.getpid()
@@ -88,24 +124,9 @@ class LoopThread:
             # One more turn, so a cancellation requested just before the stop reaches its task
             # (asyncio folds a cancel requested while another is pending into that one).
             loop.run_until_complete(asyncio.sleep(0))
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                _, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=self._timeout))
-                if pending:
-                    _log.warning(
-                        "%d task(s) still running on %s %.1f s after being cancelled: %r",
-                        len(pending),
-                        self.thread.name,
-                        self._timeout,
-                        pending,
-                    )
-                    _STUCK.extend(pending)
-            loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             asyncio.set_event_loop(None)
-            loop.close()
+            finish_loop(loop, self._timeout)
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coro`` on the loop and wait for its result; from another thread only.

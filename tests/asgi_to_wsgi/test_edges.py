@@ -14,6 +14,7 @@ import pytest
 
 from crossgate.adapters import asgi_to_wsgi as asgi_to_wsgi_module
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI, _call, _loops
+from crossgate.concurrency import _runtime
 from crossgate.exceptions import ClientDisconnected, CrossgateError
 from crossgate.types import ASGIReceive, ASGISend, Message
 from tests.asgi_to_wsgi._apps import TEXT, echo, hello, read_body, respond
@@ -315,8 +316,8 @@ def test_a_task_that_ignores_cancellation_is_reported_not_destroyed(
 
     messages = [r.getMessage() for r in caplog.records]
     assert any("still running" in m and "after being cancelled" in m for m in messages)
-    assert _loops._STUCK
-    _loops._STUCK.clear()
+    assert _runtime.STUCK_TASKS
+    _runtime.STUCK_TASKS.clear()
 
 
 def test_shutdown_during_a_request_closes_its_inline_loop_when_the_request_ends(

@@ -326,7 +326,7 @@ def test_a_task_that_ignores_the_stop_is_reported_and_kept(
     future = asyncio.run_coroutine_threadsafe(stubborn(), thread.loop)
     thread.stop(0.05)
     assert "still running on crossgate-stubborn" in caplog.text
-    [task] = [t for t in _runtime._STUCK if not t.done()]
+    [task] = [t for t in _runtime.STUCK_TASKS if not t.done()]
     assert thread.loop.is_closed()
     release.set()
     assert not future.done()  # kept referenced, so never destroyed: its loop is closed

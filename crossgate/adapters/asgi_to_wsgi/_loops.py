@@ -10,9 +10,10 @@ import asyncio
 import logging
 import threading
 import weakref
-from collections.abc import Collection
-from typing import Any, TypeVar
+from typing import TypeVar
 
+# Shared mode's loop thread and the way every loop ends are the one runtime's (async_to_sync's).
+from crossgate.concurrency._runtime import LoopThread, cancel_tasks, finish_loop
 from crossgate.exceptions import CrossgateError
 
 __all__ = ["LoopThread", "ThreadLoops", "cancel_tasks", "finish_loop", "release"]
@@ -20,41 +21,6 @@ __all__ = ["LoopThread", "ThreadLoops", "cancel_tasks", "finish_loop", "release"
 _log = logging.getLogger("crossgate")
 
 T = TypeVar("T")
-
-# Tasks that ignored cancellation past every timeout, kept from the garbage collector, whose
-# destructor would log "Task was destroyed but it is pending".
-_STUCK: list[asyncio.Task[Any]] = []
-
-
-async def cancel_tasks(timeout: float, keep: Collection[asyncio.Task[Any]] = ()) -> None:
-    """Cancel every task of the running loop but the caller and ``keep``; wait for them, at
-    most ``timeout`` s (a task still running then is logged and kept in `_STUCK`)."""
-    current = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks() if t is not current and t not in keep]
-    if not tasks:
-        return
-    for task in tasks:
-        task.cancel()
-    _, pending = await asyncio.wait(tasks, timeout=timeout)
-    if pending:
-        _log.warning(
-            "%d ASGI task(s) still running %.1f s after being cancelled: %r",
-            len(pending),
-            timeout,
-            pending,
-        )
-        _STUCK.extend(pending)
-
-
-def finish_loop(loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-    """Cancel what is left on a loop that is not running, wait (bounded), and close it."""
-    try:
-        loop.run_until_complete(cancel_tasks(timeout))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        # Not loop.shutdown_default_executor(): on Python 3.11 it joins the executor's threads
-        # without a bound. loop.close() shuts it down without waiting.
-    finally:
-        loop.close()
 
 
 class ThreadLoops:
@@ -127,7 +93,3 @@ def release(loop: asyncio.AbstractEventLoop, timeout: float) -> None:
     if loop in _CLOSE_WHEN_DONE and not loop.is_running():
         _CLOSE_WHEN_DONE.discard(loop)
         finish_loop(loop, timeout)
-
-
-# Shared mode's loop thread is crossgate's one loop-thread class, shared with async_to_sync.
-from crossgate.concurrency._runtime import LoopThread  # noqa: E402
