@@ -1,7 +1,4 @@
-"""The ``crossgate`` command line: ``crossgate serve MODULE:ATTR`` (see ``crossgate --help``).
-
-Also ``python -m crossgate``. The command needs no package beyond the server it starts.
-"""
+"""The ``crossgate`` command line: ``crossgate serve MODULE:ATTR``, also ``python -m crossgate``."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""The app object ``crossgate serve`` hands to the server as ``crossgate.cli._app:application``.
+"""What ``crossgate serve`` hands its server: ``crossgate.cli._app:application``."""
 
-Servers that start workers or reload import their app by name in a fresh process; this module
-rebuilds the served app there from the `ServedApp` the command left in the environment.
-"""
+from crossgate.cli._servers import ServeCommand
 
-from __future__ import annotations
-
-from crossgate.cli._target import ServedApp
-
-__all__ = ["application"]
-
-application = ServedApp.from_environment().build()
+application = ServeCommand.from_environment().build()

@@ -1,198 +1,286 @@
-"""One function per server: start it, through its own documented entry point, on the app.
-
-crossgate is not a server. Each runner here hands ``crossgate.cli._app:application`` (the
-user's object, wrapped when needed; see `crossgate.cli._target`) to the server the way that
-server's documentation shows: uvicorn's ``uvicorn.run``, hypercorn's and daphne's command-line
-entry points (called in this process, with the arguments their CLIs take), granian's
-``Granian`` class, gunicorn's custom-application pattern (``BaseApplication``) and
-``waitress.serve``. A runner returns when the server stops.
-"""
+"""``crossgate serve``: the app, built alike in every server process, and the six servers."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import importlib.util
+import json
+import logging
 import os
 import sys
 import sysconfig
 from collections.abc import Callable
+from typing import Any, Literal, TypeAlias
 
-from crossgate.cli._target import CommandLineError, Interface
+from crossgate._logging import DATE_FORMAT, FORMAT
+from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
+from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
+from crossgate.exceptions import CrossgateError
+from crossgate.routing import App, asgi, is_asgi
 
-__all__ = ["SERVERS", "Server", "Settings"]
+__all__ = ["SERVERS", "CommandLineError", "ServeCommand", "run"]
 
-APP = "crossgate.cli._app:application"
+Interface: TypeAlias = Literal["asgi", "wsgi"]
+_Adapter: TypeAlias = type[WSGIToASGI] | type[ASGIToWSGI]
+
+ENVIRONMENT_KEY = "CROSSGATE_SERVE_TARGET"
+
+# By argparse name: the adapters that take each option, and as what.
+ADAPTER_OPTIONS: dict[str, dict[_Adapter, str]] = {
+    "threads": {WSGIToASGI: "workers"},
+    "queue_timeout": {WSGIToASGI: "queue_timeout"},
+    "request_body": {WSGIToASGI: "request_body"},
+    "mode": {ASGIToWSGI: "mode"},
+    "lifespan": {ASGIToWSGI: "lifespan"},
+    "max_body_size": {WSGIToASGI: "max_body_size", ASGIToWSGI: "max_body_size"},
+}
+
+_HANDLER_NAME = "crossgate serve"
+
+_log = logging.getLogger("crossgate.cli")
+
+
+class CommandLineError(CrossgateError):
+    """A mistake the user can fix: the command prints the message on one line and exits 2."""
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    """The server options of ``crossgate serve``."""
+class ServeCommand:
+    """The ``crossgate serve`` command line: what every process needs to build the app."""
 
+    app: str
+    server: str
     host: str
     port: int
     workers: int | None
     reload: bool
     log_level: str
-    interface: Interface
-    """The interface the server serves the (possibly wrapped) app with."""
-    imported_modules: frozenset[str]
-    """Modules the command imported to check the app (gunicorn's workers import them anew)."""
+    interface: Literal["auto", "asgi", "wsgi"]
+    app_dir: str
+    options: dict[str, Any]  # the adapter's, by ADAPTER_OPTIONS name
+
+    @classmethod
+    def from_environment(cls) -> ServeCommand:
+        raw = os.environ.get(ENVIRONMENT_KEY)
+        if raw is None:
+            raise CommandLineError(
+                "crossgate.cli._app is what `crossgate serve` hands to the server; "
+                "run `crossgate serve MODULE:ATTR` instead of importing it"
+            )
+        return cls(**json.loads(raw))
+
+    def resolve(self) -> tuple[App, Interface, _Adapter | None]:
+        """Import the object; its kind, and the adapter it needs on the server (or None)."""
+        self._log_to_stderr()
+        app = self._import()
+        if not callable(app):
+            raise CommandLineError(
+                f"{self.app} is a {type(app).__name__}, not a WSGI or ASGI application; "
+                "MODULE:ATTR must name the app object itself"
+            )
+        kind: Interface = (
+            ("asgi" if is_asgi(app) else "wsgi") if self.interface == "auto" else self.interface
+        )
+        speaks = SERVERS[self.server].speaks
+        adapter = None if kind in speaks else (WSGIToASGI if kind == "wsgi" else ASGIToWSGI)
+        for name in self.options:
+            # Refused rather than ignored: an option that silently does nothing misleads.
+            if adapter not in ADAPTER_OPTIONS[name]:
+                wanted = [taker.__name__ for taker in ADAPTER_OPTIONS[name]]
+                through = "as it is" if adapter is None else f"through {adapter.__name__}"
+                raise CommandLineError(
+                    f"--{name.replace('_', '-')} is a {' / '.join(wanted)} option, but "
+                    f"{self.server} serves {self.app} {through}; "
+                    f"drop it or pick a --server that needs {wanted[0]}"
+                )
+        return app, kind, adapter
+
+    def _log_to_stderr(self) -> None:
+        # Not propagated: a root handler the app adds would print the records twice.
+        logger = logging.getLogger("crossgate")
+        if _HANDLER_NAME not in [handler.name for handler in logger.handlers]:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.set_name(_HANDLER_NAME)
+            handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+            logger.addHandler(handler)
+        logger.setLevel(self.log_level.upper())
+        logger.propagate = False
+
+    def _import(self) -> object:
+        module_name, colon, attrs = self.app.partition(":")
+        if not colon or not module_name or not attrs:
+            raise CommandLineError(
+                f"{self.app!r} is not MODULE:ATTR; name the module and the app object in it, "
+                "e.g. `crossgate serve myproject.wsgi:application`"
+            )
+        path = os.path.abspath(self.app_dir)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as error:
+            missing = error.name if isinstance(error, ModuleNotFoundError) else None
+            # The module itself (or a package above it) is missing, not one it imports.
+            if missing is not None and f"{module_name}.".startswith(f"{missing}."):
+                raise CommandLineError(
+                    f"could not import module {module_name!r} ({error}); run from the "
+                    "directory that contains it, or pass --app-dir"
+                ) from None
+            raise CommandLineError(
+                f"importing {module_name!r} failed: {type(error).__name__}: {error}"
+            ) from None
+        try:
+            return functools.reduce(getattr, attrs.split("."), module)
+        except AttributeError:
+            raise CommandLineError(
+                f"module {module_name!r} has no attribute {attrs!r}; "
+                "ATTR names the app object (e.g. app, application)"
+            ) from None
+
+    def build(self) -> object:
+        """The user's object, wrapped when the server speaks the other interface."""
+        app, kind, adapter = self.resolve()
+        if adapter is not None:
+            options = {
+                ADAPTER_OPTIONS[name][adapter]: value for name, value in self.options.items()
+            }
+            return adapter(app, **options)
+        # --interface asgi on an object is_asgi takes for WSGI (a function returning a
+        # coroutine): uvicorn would call it as ASGI 2, hypercorn as WSGI.
+        return asgi(app) if kind == "asgi" and not is_asgi(app) else app
+
+
+APP = "crossgate.cli._app:application"
 
 
 @dataclasses.dataclass(frozen=True)
 class Server:
-    """What ``crossgate serve`` needs to know about one server."""
-
-    name: str
-    """Its name on the command line, on PyPI and as an import."""
+    name: str  # on the command line, on PyPI and as an import
     speaks: tuple[Interface, ...]
-    """The interfaces it serves; an app of another kind is wrapped."""
-    run: Callable[[Settings], None]
-    """Start the server on `APP`; returns when the server stops."""
-    no_workers: str = ""
-    """Why ``--workers`` is refused; empty when the server has worker processes."""
+    run: Callable[[ServeCommand], None]
+    no_workers: str = ""  # why --workers is refused, if it is
     no_reload: str = ""
-    """Why ``--reload`` is refused; empty when the server has a reloader."""
-    reload_needs: str = ""
-    """A package ``--reload`` needs besides the server (its ``reload`` extra brings it)."""
+    reload_needs: str = ""  # what the server's "reload" extra brings
+    forks: bool = False  # its workers fork from this process: see _forget_project_modules
 
-    def check(self, settings: Settings) -> None:
-        """Refuse what this server cannot do, before starting anything.
-
-        Raises:
-            CommandLineError: the server (or what its ``--reload`` needs) is not installed, or
-                it lacks ``--workers``/``--reload``.
-        """
+    def check(self, command: ServeCommand) -> None:
+        """Raise `CommandLineError` for what this server cannot do, before starting it."""
         if importlib.util.find_spec(self.name) is None:
             raise CommandLineError(
                 f"--server {self.name} needs the {self.name} package: pip install {self.name}"
             )
-        if settings.workers is not None and self.no_workers:
-            raise CommandLineError(f"--workers: {self.no_workers}")
-        if settings.reload and self.no_reload:
-            raise CommandLineError(f"--reload: {self.no_reload}")
-        if (
-            settings.reload
-            and self.reload_needs
-            and importlib.util.find_spec(self.reload_needs) is None
-        ):
+        for option, refusal in (("workers", self.no_workers), ("reload", self.no_reload)):
+            if getattr(command, option) and refusal:
+                raise CommandLineError(f"--{option}: {refusal}")
+        if command.reload and self.reload_needs and not importlib.util.find_spec(self.reload_needs):
             raise CommandLineError(
                 f"--reload on {self.name} needs {self.reload_needs}: "
                 f"pip install '{self.name}[reload]'"
             )
 
 
-def _uvicorn(settings: Settings) -> None:
+def _uvicorn(command: ServeCommand) -> None:
     import uvicorn
 
     # A string, not the object: uvicorn imports it again in each worker and after a reload.
     uvicorn.run(
         APP,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        reload=settings.reload,
-        log_level=settings.log_level,
+        host=command.host,
+        port=command.port,
+        workers=command.workers,
+        reload=command.reload,
+        log_level=command.log_level,
     )
 
 
-def _hypercorn(settings: Settings) -> None:
+def _hypercorn(command: ServeCommand) -> None:
     from hypercorn.__main__ import main
 
-    arguments = [APP, "--bind", f"{settings.host}:{settings.port}"]
-    arguments += ["--log-level", settings.log_level, "--access-logfile", "-"]
-    if settings.workers is not None:
-        arguments += ["--workers", str(settings.workers)]
-    if settings.reload:
+    arguments = [APP, "--bind", f"{command.host}:{command.port}", "--access-logfile", "-"]
+    arguments += ["--log-level", command.log_level]
+    if command.workers is not None:
+        arguments += ["--workers", str(command.workers)]
+    if command.reload:
         arguments.append("--reload")
     main(arguments)
 
 
-def _granian(settings: Settings) -> None:
+def _granian(command: ServeCommand) -> None:
     from granian import Granian
     from granian.constants import Interfaces
     from granian.log import LogLevels
 
     Granian(
         APP,
-        address=settings.host,
-        port=settings.port,
-        interface=Interfaces.ASGI if settings.interface == "asgi" else Interfaces.WSGI,
-        workers=settings.workers or 1,
-        reload=settings.reload,
-        log_level=LogLevels(settings.log_level),
+        address=command.host,
+        port=command.port,
+        interface=Interfaces(command.interface),
+        workers=command.workers or 1,
+        reload=command.reload,
+        log_level=LogLevels(command.log_level),
     ).serve()
 
 
-def _daphne(settings: Settings) -> None:
+def _daphne(command: ServeCommand) -> None:
     from daphne.cli import CommandLineInterface  # type: ignore[import-untyped]
 
-    verbosity = {"debug": "2", "info": "1"}.get(settings.log_level, "0")
-    arguments = ["--bind", settings.host, "--port", str(settings.port), "-v", verbosity]
+    verbosity = {"debug": "2", "info": "1"}.get(command.log_level, "0")
+    arguments = ["--bind", command.host, "--port", str(command.port), "-v", verbosity]
     CommandLineInterface().run([*arguments, APP])
 
 
-def _gunicorn(settings: Settings) -> None:
+def _gunicorn(command: ServeCommand) -> None:
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
     class Application(BaseApplication):  # type: ignore[misc]
-        """gunicorn's documented custom application: options in, the app from `load`."""
-
         def load_config(self) -> None:
-            options: dict[str, object] = {
-                "bind": f"{settings.host}:{settings.port}",
-                "loglevel": settings.log_level,
+            options = {
+                "bind": f"{command.host}:{command.port}",
+                "loglevel": command.log_level,
                 "accesslog": "-",
                 "errorlog": "-",
-                "reload": settings.reload,
+                "reload": command.reload,
+                "workers": command.workers,
+                # gunicorn 24+ opens a control socket at one fixed path by default, so two
+                # servers started this way would fight over it.
+                "control_socket_disable": True,
             }
-            if settings.workers is not None:
-                options["workers"] = settings.workers
-            # gunicorn 24+ opens a control socket at one fixed path (~/.gunicorn/gunicorn.ctl)
-            # by default, so two servers started this way would fight over it; a development
-            # command leaves it off.
-            if "control_socket_disable" in self.cfg.settings:
-                options["control_socket_disable"] = True
             for key, value in options.items():
-                self.cfg.set(key, value)
+                if value is not None and key in self.cfg.settings:
+                    self.cfg.set(key, value)
 
         def load(self) -> object:
-            # In each worker, after the fork: the import builds the app there.
-            from crossgate.cli._app import application
+            from crossgate.cli._app import application  # in each worker, after the fork
 
             return application
 
-    # Each worker imports the app itself, as gunicorn does without --preload: the command
-    # imported it here only to check it. A worker forked with the app already imported would
-    # share whatever the import opened (connections, threads), and would serve the old code
-    # after a --reload (the reason gunicorn's --reload does not work with --preload).
-    # Installed packages stay: some C extensions cannot be imported twice in one process.
-    for name in (*_project_modules(settings.imported_modules), "crossgate.cli._app"):
-        sys.modules.pop(name, None)
     Application(prog="crossgate serve --server gunicorn").run()
 
 
-def _project_modules(names: frozenset[str]) -> list[str]:
-    """The modules among ``names`` that are not installed packages or the standard library."""
+def _forget_project_modules(names: frozenset[str]) -> None:
+    # So that each forked worker imports the app anew, as gunicorn's do without --preload: one
+    # forked with it would share what the import opened, and serve old code after a --reload.
+    # Installed packages stay (some C extensions cannot be imported twice); the built app goes.
     paths = sysconfig.get_paths()
     installed = tuple(
         os.path.join(os.path.realpath(paths[key]), "")
         for key in ("purelib", "platlib", "stdlib", "platstdlib")
     )
-    found = []
     for name in names:
         file = getattr(sys.modules.get(name), "__file__", None)
         if file is not None and not os.path.realpath(file).startswith(installed):
-            found.append(name)
-    return found
+            del sys.modules[name]
+    sys.modules.pop("crossgate.cli._app", None)
 
 
-def _waitress(settings: Settings) -> None:
+def _waitress(command: ServeCommand) -> None:
     import waitress  # type: ignore[import-untyped]
 
     from crossgate.cli._app import application
 
-    waitress.serve(application, host=settings.host, port=settings.port)
+    waitress.serve(application, host=command.host, port=command.port)
 
 
 SERVERS: dict[str, Server] = {
@@ -209,7 +297,7 @@ SERVERS: dict[str, Server] = {
             "--server uvicorn",
             no_reload="daphne has no reloader; use --server uvicorn or hypercorn while developing",
         ),
-        Server("gunicorn", ("wsgi",), _gunicorn),
+        Server("gunicorn", ("wsgi",), _gunicorn, forks=True),
         Server(
             "waitress",
             ("wsgi",),
@@ -220,3 +308,25 @@ SERVERS: dict[str, Server] = {
         ),
     )
 }
+
+
+def run(**arguments: Any) -> None:
+    """Run ``crossgate serve`` with these parsed arguments."""
+    given = {name: arguments.pop(name) for name in ADAPTER_OPTIONS}
+    options = {name: value for name, value in given.items() if value is not None}
+    command = ServeCommand(**arguments, options=options)
+    before = frozenset(sys.modules)
+    _, kind, adapter = command.resolve()
+    imported = frozenset(sys.modules) - before
+    server = SERVERS[command.server]
+    server.check(command)
+    command = dataclasses.replace(command, interface=kind)
+    # Build it here too, as every server process will, so that a failure shows before the start.
+    os.environ[ENVIRONMENT_KEY] = json.dumps(dataclasses.asdict(command))
+    importlib.import_module("crossgate.cli._app")
+    how = "as it is" if adapter is None else f"wrapped in {adapter.__name__}"
+    where = f"{server.name} at http://{command.host}:{command.port}"
+    _log.info("serving %s (%s, %s) on %s", command.app, kind.upper(), how, where)
+    if server.forks:
+        _forget_project_modules(imported)
+    server.run(command)

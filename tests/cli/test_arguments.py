@@ -12,7 +12,7 @@ import pytest
 
 from crossgate import WSGIToASGI
 from crossgate.cli import main
-from crossgate.cli._target import ENVIRONMENT_KEY, CommandLineError, ServedApp
+from crossgate.cli._servers import ENVIRONMENT_KEY, CommandLineError, ServeCommand
 
 APP = "tests.cli.apps:wsgi_app"
 
@@ -95,17 +95,21 @@ def test_the_app_module_outside_crossgate_serve_says_so(monkeypatch: pytest.Monk
     monkeypatch.delenv(ENVIRONMENT_KEY, raising=False)
 
     with pytest.raises(CommandLineError, match="run `crossgate serve MODULE:ATTR`"):
-        ServedApp.from_environment()
+        ServeCommand.from_environment()
 
 
 def test_adapter_options_reach_the_adapter() -> None:
-    served = ServedApp(
+    served = ServeCommand(
         app=APP,
-        app_dir=".",
-        interface="auto",
-        served_as=("asgi",),
-        options={"threads": 3, "max_body_size": 10},
+        server="uvicorn",
+        host="127.0.0.1",
+        port=8000,
+        workers=None,
+        reload=False,
         log_level="warning",
+        interface="auto",
+        app_dir=".",
+        options={"threads": 3, "max_body_size": 10},
     )
 
     built = served.build()
