@@ -320,6 +320,7 @@ def run(**arguments: Any) -> None:
     imported = frozenset(sys.modules) - before
     server = SERVERS[command.server]
     server.check(command)
+    # Every process then serves the kind found here; granian needs it for its interface.
     command = dataclasses.replace(command, interface=kind)
     # Build it here too, as every server process will, so that a failure shows before the start.
     os.environ[ENVIRONMENT_KEY] = json.dumps(dataclasses.asdict(command))
