@@ -1,11 +1,8 @@
 """The state one request shares between the event loop and the worker thread running the app.
 
-A cross-thread hand-off costs ~100 µs (a futex wake plus a GIL switch), so: one lock guards
-everything, held only to append or take bytes; either side wakes the other only when it waits,
-and a wake-up carries everything queued since (response chunks produced while the client is
-slower are coalesced into one ``send``); the worker blocks only when the loop is more than
-``send_buffer`` bytes behind (back-pressure) or when it needs request bytes not yet here.
-The request's phases are `crossgate.sansio.exchange`'s table.
+One lock guards it all, held only to append or take bytes; a wake-up carries everything queued
+since (chunks made while the client is slower go out in one ``send``); the worker blocks only
+when more than ``send_buffer`` bytes are unsent or when it needs request bytes not yet here.
 """
 
 from __future__ import annotations
@@ -51,15 +48,13 @@ class WorkerExchange(IncomingBody):
     ) -> None:
         super().__init__(loop, read_ahead=read_ahead, meter=meter, budget=budget, eager=eager)
         self._send_buffer = send_buffer
-        # What the worker produced and the loop has not sent yet.
         self._start: HTTPResponseStartEvent | None = None
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._file_event: Message | None = None
         self._file_sent = False
         self._failure: BaseException | None = None
-        # What the iterable's close() raised after a complete body: raised after the response.
-        self._late: Exception | None = None
+        self._late: Exception | None = None  # close() raised after a complete body
         self._sender_waiter: asyncio.Future[None] | None = None
 
     def _wake_sender(self) -> None:
@@ -73,7 +68,7 @@ class WorkerExchange(IncomingBody):
         with self._cond:
             self.disconnected = True
             if self.body_phase is BodyPhase.RECEIVING:
-                # The app's next read fails anyway: free the read-ahead now (it may be queued).
+                # The app's next read fails anyway: free the read-ahead now.
                 self._drop_body()
                 self._charge()
             self._cond.notify_all()
@@ -92,8 +87,7 @@ class WorkerExchange(IncomingBody):
                 self._close_spooled()
                 return False
             if self.body_phase is BodyPhase.RECEIVING and not self._eager:
-                # The pump held back while the request was queued; an eager one is reading.
-                self._wake_body_pump()
+                self._wake_body_pump()  # it held back while the request was queued
             return True
 
     def push(self, start: HTTPResponseStartEvent | None, data: bytes) -> None:
@@ -137,9 +131,8 @@ class WorkerExchange(IncomingBody):
         data: bytes = b"",
         late: Exception | None = None,
     ) -> None:
-        """The worker is done: ``failure`` is the app's, or ``start`` and ``data`` end the
-        response (one wake-up of the loop, not two); ``late`` is what ``close()`` raised after
-        a complete body, handled once the response is sent."""
+        """The worker is done: with ``failure``, or with the end of the response in one wake-up;
+        ``late`` is what ``close()`` raised after a complete body."""
         with self._cond:
             if start is not None:
                 self._start = start
@@ -168,8 +161,7 @@ class WorkerExchange(IncomingBody):
         _log.warning("no worker thread became free in time; answering 503")
 
     def end(self) -> None:
-        """When the request is over: one that never got a worker never will (its body and
-        spooled file go at once); its bytes leave the read-ahead budget."""
+        """The request is over: free what a never-run request holds; leave the budget."""
         with self._cond:
             self.phase = next_phase(self.phase, WorkerEvent.ENDED)
             if self.phase is WorkerPhase.ABANDONED:
@@ -181,11 +173,12 @@ class WorkerExchange(IncomingBody):
     async def respond(
         self, send: ASGISend, *, raise_app_exceptions: bool = True, http_version: str = "1.1"
     ) -> None:
-        """Send what the worker produces until it finishes.
+        """Send what the worker produces until it finishes; then answer, log and maybe raise a
+        failure as `crossgate.sansio.failure.plan_failure` decides from what reached the server.
 
         Raises:
             BaseException: the app's exception, once the client has its answer, with
-                ``raise_app_exceptions`` (`crossgate.sansio.failure.plan_failure` decides).
+                ``raise_app_exceptions``.
             ResponseAborted: without it, when the app failed after the headers went out.
             BaseException: whatever ``send`` raised, other than ``OSError`` (a closed
                 connection), once the worker has stopped.
@@ -197,11 +190,10 @@ class WorkerExchange(IncomingBody):
             with self._cond:
                 finished = self.phase in RESPONSE_QUEUED
                 if finished and self._failure is not None:
-                    break  # the answer is decided below, from what the server was given
+                    break  # headers queued but unsent still allow an error page
                 chunks = self._chunks
                 if chunks:
-                    # Counted in `_buffered` until send() returns (back-pressure bound).
-                    self._chunks = []
+                    self._chunks = []  # still in `_buffered` until send() returns
                 start = None
                 if not headers_sent and self._start is not None:
                     start, headers_sent = self._start, True
@@ -213,8 +205,7 @@ class WorkerExchange(IncomingBody):
                 try:
                     await waiter
                 except asyncio.CancelledError:
-                    # The server cancelled us (shutdown): stop the worker at its next push.
-                    self.mark_disconnected()
+                    self.mark_disconnected()  # server shutdown: stop the worker at its next push
                     raise
                 continue
             if not (self.disconnected or send_error is not None):
@@ -222,8 +213,7 @@ class WorkerExchange(IncomingBody):
                     if start is not None:
                         await send(as_message(start))
                     if file_event is not None:
-                        # It completes the response (ASGI "Path Send", "Zero Copy Send").
-                        await send(file_event)
+                        await send(file_event)  # it completes the response (ASGI "Path Send")
                         complete = True
                         with self._cond:
                             self._file_sent = True
@@ -241,8 +231,7 @@ class WorkerExchange(IncomingBody):
                                 with self._cond:
                                     self._buffered -= len(body)
                                     self._cond.notify()
-                            # Free the joined body now, not when the next batch replaces it:
-                            # holding two makes every large join a fresh mmap (page faults).
+                            # Holding two joined bodies makes every large join a fresh mmap.
                             del body
                 except BaseException as exc:
                     # The connection is gone (uvicorn raises OSError, others their own): stop
@@ -259,48 +248,31 @@ class WorkerExchange(IncomingBody):
         self._failure = self._late = None
         try:
             if failure is not None:
-                await self._fail(
-                    send, failure, headers_sent, complete, raise_app_exceptions, http_version
+                plan = plan_failure(
+                    failure,
+                    app="WSGI",
+                    headers_sent=headers_sent,
+                    complete=complete,
+                    client_gone=self.disconnected,
+                    raise_app_exceptions=raise_app_exceptions,
+                    http_version=http_version,
                 )
+                traceback = failure if plan.traceback else None
+                _log.log(plan.level, "%s", plan.message, exc_info=traceback)
+                if plan.outcome is Outcome.ERROR_PAGE and plan.status is not None:
+                    page = error_events(plan.status, plan.detail, extra_headers=plan.headers)
+                    try:
+                        await send(as_message(page[0]))
+                        await send(as_message(page[1]))
+                    except OSError:
+                        pass  # the client left meanwhile
+                if plan.propagate:
+                    raise failure
+                if plan.outcome is Outcome.ABORT:
+                    aborted = "the response failed after its headers were sent"
+                    raise ResponseAborted(aborted) from failure
             if send_error is not None and not isinstance(send_error, OSError):
                 raise send_error
         finally:
             # The traceback holds this frame: no cycle keeps the body until the next cyclic GC.
-            failure = send_error = None
-
-    async def _fail(
-        self,
-        send: ASGISend,
-        failure: BaseException,
-        headers_sent: bool,
-        complete: bool,
-        raise_app_exceptions: bool,
-        http_version: str,
-    ) -> None:
-        """Answer, log and (maybe) raise a failure, knowing what reached the server: headers
-        committed on the worker but unsent still allow an error page instead of a reset."""
-        plan = plan_failure(
-            failure,
-            app="WSGI",
-            headers_sent=headers_sent,
-            complete=complete,
-            client_gone=self.disconnected,
-            raise_app_exceptions=raise_app_exceptions,
-            http_version=http_version,
-        )
-        _log.log(plan.level, "%s", plan.message, exc_info=failure if plan.traceback else None)
-        if plan.outcome is Outcome.ERROR_PAGE and plan.status is not None:
-            start, body = error_events(plan.status, plan.detail, extra_headers=plan.headers)
-            try:
-                await send(as_message(start))
-                await send(as_message(body))
-            except OSError:
-                pass  # the client left meanwhile; nothing else to tell it
-        try:
-            if plan.propagate:
-                raise failure
-            if plan.outcome is Outcome.ABORT:
-                aborted = "the response failed after its headers were sent"
-                raise ResponseAborted(aborted) from failure
-        finally:
-            del failure  # held by this frame, which the traceback holds: no cycle
+            failure = send_error = traceback = None
