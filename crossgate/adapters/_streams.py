@@ -6,8 +6,11 @@ import logging
 import os
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, TypeGuard
+
+from crossgate.sansio.response import ResponseState, file_send_event
+from crossgate.types import Message, as_message
 
 if TYPE_CHECKING:
     from crossgate.adapters.wsgi_to_asgi._incoming_body import IncomingBody
@@ -18,7 +21,7 @@ __all__ = [
     "FileWrapper",
     "LineReader",
     "RequestBody",
-    "regular_file",
+    "file_event",
 ]
 
 # Files are read in blocks of at least this size: a small block (Django asks for 4 KiB) would
@@ -26,6 +29,8 @@ __all__ = [
 FILE_BLOCK_SIZE = 256 * 1024
 
 _log = logging.getLogger("crossgate")
+
+_FILE_EVENTS = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
 
 
 class LineReader(ABC):
@@ -138,10 +143,14 @@ class FileWrapper:
             close()
 
 
-def regular_file(wrapper: FileWrapper) -> dict[str, Any] | None:
-    """The ``file``, ``path``, ``offset`` and ``size`` of the regular file ``wrapper`` holds;
-    ``None`` for anything else (a pipe, a socket, a ``BytesIO``): those are iterated."""
-    file = wrapper.filelike
+def file_event(
+    iterable: object, state: ResponseState, extensions: Mapping[str, object]
+) -> Message | None:
+    """The pathsend / zerocopysend event that hands the server the regular file of a
+    ``wsgi.file_wrapper``; ``None`` to iterate ``iterable`` (a pipe, a ``BytesIO``...)."""
+    if not isinstance(iterable, FileWrapper) or not extensions.keys() & _FILE_EVENTS:
+        return None
+    file = iterable.filelike
     try:
         info = os.fstat(file.fileno())
         offset = file.tell()
@@ -149,7 +158,11 @@ def regular_file(wrapper: FileWrapper) -> dict[str, Any] | None:
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
-    return {"file": file, "path": _file_path(file, info), "offset": offset, "size": info.st_size}
+    path = _file_path(file, info)
+    event = file_send_event(
+        state, extensions, file=file, path=path, offset=offset, size=info.st_size
+    )
+    return None if event is None else as_message(event)
 
 
 def _file_path(file: Any, info: os.stat_result) -> str | None:

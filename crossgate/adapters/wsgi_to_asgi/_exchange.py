@@ -1,4 +1,4 @@
-"""The state one request shares between the event loop and the worker thread running the app.
+"""One request between the event loop and the worker thread that runs the WSGI app (PEP 3333).
 
 One lock guards it all, held only to append or take bytes; a wake-up carries everything queued
 since (chunks made while the client is slower go out in one ``send``); the worker blocks only
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable, Mapping
 
+from crossgate.adapters._streams import ErrorStream, file_event
 from crossgate.adapters.wsgi_to_asgi._incoming_body import GONE, IncomingBody, ReadAheadBudget, wake
-from crossgate.exceptions import ClientDisconnected, ResponseAborted
+from crossgate.concurrency import set_server_loop
+from crossgate.exceptions import AppProtocolError, ClientDisconnected, ResponseAborted
 from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import (
     RESPONSE_QUEUED,
@@ -21,19 +24,38 @@ from crossgate.sansio.exchange import (
     next_phase,
 )
 from crossgate.sansio.failure import Outcome, plan_failure
-from crossgate.sansio.response import error_events
-from crossgate.types import ASGISend, HTTPResponseStartEvent, Message, as_message
+from crossgate.sansio.response import OptExcInfo, ResponseState, body_chunk, error_events
+from crossgate.types import (
+    ASGISend,
+    HTTPResponseStartEvent,
+    Message,
+    WSGIApplication,
+    WSGIEnvironment,
+    as_message,
+)
 
 __all__ = ["WorkerExchange"]
 
 _log = logging.getLogger("crossgate")
 
 
+def _clamp(state: ResponseState, chunk: bytes) -> tuple[bytes, bool]:
+    """``chunk`` cut to the ``Content-Length``, and whether the body is now complete."""
+    data, dropped, complete = state.clamp(chunk)
+    if dropped:
+        _log.warning(
+            "the app sent %d bytes past its Content-Length of %d; dropped them",
+            dropped,
+            state.content_length,
+        )
+    return data, complete
+
+
 class WorkerExchange(IncomingBody):
     """One request's hand-off between the event loop and the worker thread that runs the app.
 
     The body comes in through `IncomingBody`. The loop calls `respond`, `expire` and `end`; the
-    worker calls `begin`, `push`, `push_file`, `check_connected` and `finish`.
+    worker calls `run`, which reports through `begin`, `push`, `push_file` and `finish`.
     """
 
     def __init__(
@@ -89,6 +111,95 @@ class WorkerExchange(IncomingBody):
             if self.body_phase is BodyPhase.RECEIVING and not self._eager:
                 self._wake_body_pump()  # it held back while the request was queued
             return True
+
+    def run(
+        self, app: WSGIApplication, environ: WSGIEnvironment, extensions: Mapping[str, object]
+    ) -> None:
+        """On the worker: run ``app``; ``extensions`` are the scope's (pathsend may send a file)."""
+        if not self.begin():
+            return  # it waited too long and got a 503 instead
+        try:
+            self._run_app(app, environ, extensions)
+        except BaseException as exc:  # pragma: no cover - a crossgate bug must not hang
+            _log.critical("crossgate failed while running a request", exc_info=exc)
+            self.finish(exc)
+
+    def _run_app(
+        self, app: WSGIApplication, environ: WSGIEnvironment, extensions: Mapping[str, object]
+    ) -> None:
+        set_server_loop(self.loop)
+        state = ResponseState(environ["REQUEST_METHOD"])
+        errors: ErrorStream = environ["wsgi.errors"]
+
+        def write(data: bytes) -> bool:
+            """PEP 3333's ``write()``, and each chunk of the iterable; True once complete."""
+            if type(data) is not bytes:
+                data = body_chunk(data)
+            if not data:
+                # PEP 3333: an empty chunk must not send the headers. A long poll yields them
+                # while it waits: this is where it learns that the client left.
+                self.check_connected()
+                return False
+            data, complete = _clamp(state, data)
+            self.push(None if state.committed else state.commit(), data)
+            return complete
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            state.start(status, headers, exc_info)
+            return write
+
+        iterable: Iterable[bytes] | None = None
+        failure: BaseException | None = None
+        late: Exception | None = None
+        tail = b""
+        try:
+            iterable = app(environ, start_response)
+            if type(iterable) is list or type(iterable) is tuple:
+                # The whole body goes out with the end of the response: one wake-up of the loop.
+                try:
+                    tail = b"".join(iterable)
+                except TypeError:  # body_chunk raises AppProtocolError for a chunk not bytes
+                    tail = b"".join([body_chunk(chunk) for chunk in iterable])
+                tail, _ = _clamp(state, tail)
+            elif (event := file_event(iterable, state, extensions)) is not None:
+                self.push_file(state.commit(), event)
+            else:
+                for chunk in iterable:
+                    if write(chunk):
+                        break
+        except BaseException as exc:
+            failure = exc
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:
+                    if failure is None:
+                        late = exc  # sent whole, then raised (as ASGIToWSGI's close() may)
+                    else:  # the app's first failure is the one answered
+                        _log.exception("the WSGI iterable's close() raised")
+            errors.flush()
+        if failure is None and state.shortfall():
+            failure = AppProtocolError(
+                f"the app sent {state.shortfall()} bytes fewer than its Content-Length"
+            )
+        try:
+            if failure is None:
+                try:
+                    start = None if state.committed else state.commit()
+                    self.finish(start=start, data=tail, late=late)
+                    return
+                except AppProtocolError as exc:  # start_response() was never called
+                    failure = exc
+            if late is not None:
+                _log.error("the WSGI iterable's close() raised", exc_info=late)
+            self.finish(failure)  # the loop decides, knowing whether the headers went out
+        finally:
+            # The traceback holds this frame: no cycle keeps the request until the next GC.
+            failure = late = None
 
     def push(self, start: HTTPResponseStartEvent | None, data: bytes) -> None:
         """Queue response bytes (and the start event, the first time); block while too far ahead.
