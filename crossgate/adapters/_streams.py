@@ -24,8 +24,7 @@ __all__ = [
     "file_event",
 ]
 
-# Files are read in blocks of at least this size: a small block (Django asks for 4 KiB) would
-# cost a Python iteration, and a queue push, per 4 KiB.
+# A small block (Django asks for 4 KiB) would cost a Python iteration and a queue push per block.
 FILE_BLOCK_SIZE = 256 * 1024
 
 _log = logging.getLogger("crossgate")
@@ -34,8 +33,7 @@ _FILE_EVENTS = frozenset({"http.response.pathsend", "http.response.zerocopysend"
 
 
 class LineReader(ABC):
-    """``readlines`` and iteration on a subclass's ``readline`` (PEP 3333, "Input and Error
-    Streams"); shared by the ``wsgi.input`` streams crossgate makes."""
+    """``readlines`` and iteration (PEP 3333, "Input and Error Streams") on ``readline``."""
 
     __slots__ = ()
 
@@ -64,12 +62,7 @@ class LineReader(ABC):
 
 
 class RequestBody(LineReader):
-    """``wsgi.input`` in stream mode: reads, as on a binary file, of the bytes read ahead.
-
-    Raises (from every read):
-        ClientDisconnected: the client left before sending the bytes asked for.
-        RequestTooLarge: the body passed ``max_body_size``; no byte past it is ever returned.
-    """
+    """``wsgi.input`` in stream mode (reads raise ClientDisconnected or RequestTooLarge)."""
 
     __slots__ = ("_body",)
 
@@ -84,13 +77,7 @@ class RequestBody(LineReader):
 
 
 class ErrorStream:
-    """``wsgi.errors`` (PEP 3333): each line is a record of the ``crossgate`` logger at ERROR,
-    not a write to stderr that would bypass the server's logging. One per request, so partial
-    lines of two requests never mix.
-
-    Raises:
-        TypeError: ``write`` of something other than ``str``.
-    """
+    """``wsgi.errors``: each line is an ERROR record of the ``crossgate`` logger, not stderr."""
 
     __slots__ = ("_partial",)
 
@@ -117,11 +104,7 @@ class ErrorStream:
 
 
 class FileWrapper:
-    """``wsgi.file_wrapper`` (PEP 3333, "Optional Platform-Specific File Handling").
-
-    Iterating reads the file in large blocks; when the server offers pathsend or zerocopysend
-    and ``filelike`` is a regular file, the adapter hands the file over instead.
-    """
+    """``wsgi.file_wrapper`` (PEP 3333, "Optional Platform-Specific File Handling")."""
 
     __slots__ = ("blksize", "filelike")
 
@@ -166,12 +149,8 @@ def file_event(
 
 
 def _file_path(file: Any, info: os.stat_result) -> str | None:
-    """The absolute path of the open regular file ``file``, or None when none is known.
-
-    Its ``name``, else its ``.file``'s (Django's ``FieldFile`` names the file relative to its
-    storage), else Linux's ``/proc/self/fd/N``. Each must still name this very file: pathsend
-    sends a path, and a name that now points elsewhere would send another file.
-    """
+    """The absolute path of the open ``file``: its ``name``, its ``.file``'s (Django's
+    ``FieldFile`` is relative to its storage) or ``/proc/self/fd/N``, if still that file."""
     inner = getattr(file, "file", None)
     for name in (getattr(file, "name", None), getattr(inner, "name", None)):
         if _same_file(name, info):
@@ -185,10 +164,7 @@ def _file_path(file: Any, info: os.stat_result) -> str | None:
 
 def _same_file(path: object, info: os.stat_result) -> TypeGuard[str]:
     """True when ``path`` still names the open file (it was not renamed or replaced)."""
-    if not isinstance(path, str):
-        return False
     try:
-        current = os.stat(path)
+        return isinstance(path, str) and os.path.samestat(os.stat(path), info)
     except OSError:
         return False
-    return (current.st_dev, current.st_ino) == (info.st_dev, info.st_ino)

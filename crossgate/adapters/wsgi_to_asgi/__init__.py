@@ -116,34 +116,27 @@ class WSGIToASGI:
 
     Each request runs ``app`` in a worker thread from a bounded pool, with the request task's
     contextvars copied in; the body streams into ``wsgi.input`` and the response streams back
-    with back-pressure. The "WSGIToASGI" page of the documentation describes every behaviour.
-    It runs on asyncio only: under trio it fails lifespan startup, and answers a request with a
-    500 and raises.
+    with back-pressure. It runs on asyncio only: under trio it fails lifespan startup, and
+    answers a request with a 500 and raises.
+
+    Every option is in the table of the "WSGIToASGI" page; the less obvious ones:
 
     Args:
-        app: the WSGI application (PEP 3333).
-        workers: size of the adapter's own thread pool (ignored with ``executor``).
-        executor: an executor to run requests on instead, possibly shared.
+        executor: an executor to run requests on instead of the adapter's own pool of
+            ``workers`` threads, possibly shared.
         queue_timeout: seconds a request may wait for a worker before a 503 with
             ``Retry-After`` (``retry_after`` seconds); ``None`` waits as long as it takes.
         request_body: ``"stream"`` feeds ``wsgi.input`` while the client sends; ``"spool"``
             reads the whole body first (in memory up to ``spool_threshold`` bytes, then in a
             temporary file), so a slow upload never holds a worker.
-        max_body_size: bodies larger than this get a 413; ``None`` for no limit.
         read_ahead: request bytes read ahead of the application, at most, per request...
         read_ahead_budget: ...and across all requests on one event loop.
         release_memory: after a burst of request bodies, give the freed memory back to the
             operating system (glibc's ``malloc_trim``, on Linux only).
         send_buffer: response bytes the application may run ahead of the client, at most.
-        max_headers: requests with more headers get a 431; ``None`` for no cap.
-        keep_underscore_headers: keep request headers with ``_`` in their names.
-        multiprocess: the value of ``wsgi.multiprocess``; run_once: of ``wsgi.run_once``.
-        on_startup: callables (may be ``async``) run at lifespan startup; on_shutdown: at
-            shutdown.
         raise_app_exceptions: when the app raises (or breaks PEP 3333), answer 500 if no
-            header went out (else abort), then raise the exception to the server and the
-            middleware around the adapter, as ASGI apps do (httpx's ``ASGITransport`` has the
-            same option). ``False`` logs it at ERROR instead; an abort raises `ResponseAborted`.
+            header went out (else abort), then raise the exception to the server, as ASGI apps
+            do. ``False`` logs it at ERROR instead; an abort raises `ResponseAborted`.
         interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
             ASGI; ``"wsgi"`` skips that check.
 
