@@ -1,13 +1,13 @@
 """One request between the event loop and the worker thread that runs the WSGI app (PEP 3333).
 
-One lock guards it all, held only to append or take bytes; a wake-up carries everything queued
-since (chunks made while the client is slower go out in one ``send``); the worker blocks only
-when more than ``send_buffer`` bytes are unsent or when it needs request bytes not yet here.
+A wake-up carries everything queued since (chunks made while the client is slower go out in one
+``send``); the worker blocks only when ``send_buffer`` bytes are unsent (back-pressure).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
@@ -52,10 +52,8 @@ def _clamp(state: ResponseState, chunk: bytes) -> tuple[bytes, bool]:
 
 
 class WorkerExchange(IncomingBody):
-    """One request's hand-off between the event loop and the worker thread that runs the app.
-
-    The body comes in through `IncomingBody`. The loop calls `respond`, `expire` and `end`; the
-    worker calls `run`, which reports through `begin`, `push`, `push_file` and `finish`.
+    """The loop calls `respond`, `expire` and `end`; the worker calls `run`, which reports
+    through `begin`, `push`, `push_file` and `finish`. The body comes in through `IncomingBody`.
     """
 
     def __init__(
@@ -99,8 +97,6 @@ class WorkerExchange(IncomingBody):
         if waiter is not None:
             wake(waiter)
 
-    # -- the worker thread --------------------------------------------------------------------
-
     def begin(self) -> bool:
         """Mark the request as running; False when it waited too long and got a 503 instead."""
         with self._cond:
@@ -138,7 +134,8 @@ class WorkerExchange(IncomingBody):
             if not data:
                 # PEP 3333: an empty chunk must not send the headers. A long poll yields them
                 # while it waits: this is where it learns that the client left.
-                self.check_connected()
+                if self.disconnected:
+                    raise ClientDisconnected(GONE)
                 return False
             data, complete = _clamp(state, data)
             self.push(None if state.committed else state.commit(), data)
@@ -202,11 +199,7 @@ class WorkerExchange(IncomingBody):
             failure = late = None
 
     def push(self, start: HTTPResponseStartEvent | None, data: bytes) -> None:
-        """Queue response bytes (and the start event, the first time); block while too far ahead.
-
-        Raises:
-            ClientDisconnected: the client is gone; the caller stops producing.
-        """
+        """Queue response bytes (and the start event); block while too far ahead of the client."""
         with self._cond:
             if self.disconnected:
                 raise ClientDisconnected(GONE)
@@ -222,11 +215,7 @@ class WorkerExchange(IncomingBody):
                 raise ClientDisconnected(GONE)
 
     def push_file(self, start: HTTPResponseStartEvent, event: Message) -> None:
-        """Have the loop send ``start`` then a pathsend / zerocopysend event; wait until sent.
-
-        Raises:
-            ClientDisconnected: the client is gone.
-        """
+        """Have the loop send ``start`` then a pathsend / zerocopysend event; wait until sent."""
         with self._cond:
             self._start, self._file_event = start, event
             self._wake_sender()
@@ -242,8 +231,7 @@ class WorkerExchange(IncomingBody):
         data: bytes = b"",
         late: Exception | None = None,
     ) -> None:
-        """The worker is done: with ``failure``, or with the end of the response in one wake-up;
-        ``late`` is what ``close()`` raised after a complete body."""
+        """The worker is done: with ``failure``, or with the end of the response in one wake-up."""
         with self._cond:
             if start is not None:
                 self._start = start
@@ -255,8 +243,6 @@ class WorkerExchange(IncomingBody):
             self._drop_body()  # an app may answer without reading the whole body
             self._close_spooled()
             self._wake_sender()
-
-    # -- the event loop -----------------------------------------------------------------------
 
     def expire(self, retry_after: int) -> None:
         """Queue timeout: answer 503 with ``Retry-After`` unless a worker picked the request up."""
@@ -284,18 +270,8 @@ class WorkerExchange(IncomingBody):
     async def respond(
         self, send: ASGISend, *, raise_app_exceptions: bool = True, http_version: str = "1.1"
     ) -> None:
-        """Send what the worker produces until it finishes; then answer, log and maybe raise a
-        failure as `crossgate.sansio.failure.plan_failure` decides from what reached the server.
-
-        Raises:
-            BaseException: the app's exception, once the client has its answer, with
-                ``raise_app_exceptions``.
-            ResponseAborted: without it, when the app failed after the headers went out.
-            BaseException: whatever ``send`` raised, other than ``OSError`` (a closed
-                connection), once the worker has stopped.
-        """
-        headers_sent = False
-        complete = False
+        """Send what the worker produces; then answer a failure as `plan_failure` decides."""
+        headers_sent = complete = False
         send_error: BaseException | None = None
         while True:
             with self._cond:
@@ -372,11 +348,9 @@ class WorkerExchange(IncomingBody):
                 _log.log(plan.level, "%s", plan.message, exc_info=traceback)
                 if plan.outcome is Outcome.ERROR_PAGE and plan.status is not None:
                     page = error_events(plan.status, plan.detail, extra_headers=plan.headers)
-                    try:
-                        await send(as_message(page[0]))
-                        await send(as_message(page[1]))
-                    except OSError:
-                        pass  # the client left meanwhile
+                    with contextlib.suppress(OSError):  # the client left meanwhile
+                        for event in page:
+                            await send(as_message(event))
                 if plan.propagate:
                     raise failure
                 if plan.outcome is Outcome.ABORT:

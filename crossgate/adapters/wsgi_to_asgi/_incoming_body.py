@@ -39,8 +39,7 @@ class ReadAheadBudget:
 class IncomingBody(ABC):
     """One request's body, fed on the loop and read on the worker, under one lock.
 
-    Bytes are read ahead in bulk, bounded per request and per loop (`ReadAheadBudget`), and a
-    side wakes the other only when it waits: a hand-off costs ~100 µs. ``eager``: a worker was
+    A side wakes the other only when it waits: a hand-off costs ~100 µs. ``eager``: a worker was
     free, so the body is read ahead before the worker starts.
     """
 
@@ -102,10 +101,7 @@ class IncomingBody(ABC):
         if self._spooled is not None:
             self._spooled.close()
 
-    # -- the worker thread --------------------------------------------------------------------
-
     def read(self, size: int | None = -1) -> bytes:
-        """``wsgi.input.read`` (`crossgate.adapters._streams.RequestBody` says what it raises)."""
         if size is None or size < 0:
             size = _ALL
         with self._cond:
@@ -171,23 +167,13 @@ class IncomingBody(ABC):
             pos = 0
         return -1
 
-    def check_connected(self) -> None:
-        if self.disconnected:
-            raise ClientDisconnected(GONE)
-
-    # -- the event loop -----------------------------------------------------------------------
-
     def _count(self, size: int) -> None:
         self.received += size
         if size and self._meter is not None:
             self._meter.count(size)
 
     def feed(self, message: Message) -> None:
-        """Add an ``http.request`` message's body.
-
-        Raises:
-            PeerProtocolError: the message breaks ``max_body_size``; none of it is added.
-        """
+        """Add an ``http.request`` message's body; none of it if it breaks ``max_body_size``."""
         data: bytes = message.get("body", b"")
         more: bool = message.get("more_body", False)
         with self._cond:
@@ -209,12 +195,7 @@ class IncomingBody(ABC):
                 self._cond.notify()
 
     async def spool(self, receive: ASGIReceive, threshold: int) -> IO[bytes] | None:
-        """Read the whole body into a temporary file (in memory up to ``threshold`` bytes);
-        ``None`` when the client left first.
-
-        Raises:
-            PeerProtocolError: the body broke ``max_body_size``.
-        """
+        """The whole body in a temporary file (in memory up to ``threshold`` bytes), or None."""
         spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=threshold)  # noqa: SIM115
         try:
             while True:
@@ -238,8 +219,7 @@ class IncomingBody(ABC):
         return spooled
 
     async def pump(self, receive: ASGIReceive) -> None:
-        """Read the body ahead of the app, then watch for ``http.disconnect`` (one task: ASGI
-        gives one ``receive`` per request)."""
+        """Read the body ahead of the app, then watch for ``http.disconnect``."""
         loop = self.loop
         while True:
             if self.body_phase is BodyPhase.RECEIVING:
