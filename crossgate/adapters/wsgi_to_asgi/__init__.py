@@ -60,8 +60,7 @@ def _find_malloc_trim() -> Callable[[int], int] | None:
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # musl (Alpine) has none
     if trim is None:  # pragma: no cover
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
+    trim.argtypes = [ctypes.c_size_t]  # restype is c_int by default
     found: Callable[[int], int] = trim
     return found
 
@@ -122,17 +121,13 @@ class WSGIToASGI:
     Every option is in the table of the "WSGIToASGI" page; the less obvious ones:
 
     Args:
-        executor: an executor to run requests on instead of the adapter's own pool of
-            ``workers`` threads, possibly shared.
         queue_timeout: seconds a request may wait for a worker before a 503 with
             ``Retry-After`` (``retry_after`` seconds); ``None`` waits as long as it takes.
         request_body: ``"stream"`` feeds ``wsgi.input`` while the client sends; ``"spool"``
             reads the whole body first (in memory up to ``spool_threshold`` bytes, then in a
             temporary file), so a slow upload never holds a worker.
-        read_ahead: request bytes read ahead of the application, at most, per request...
-        read_ahead_budget: ...and across all requests on one event loop.
-        release_memory: after a burst of request bodies, give the freed memory back to the
-            operating system (glibc's ``malloc_trim``, on Linux only).
+        read_ahead_budget: request bytes read ahead of the applications, at most, across all
+            requests on one event loop (``read_ahead``: of one request).
         send_buffer: response bytes the application may run ahead of the client, at most.
         raise_app_exceptions: when the app raises (or breaks PEP 3333), answer 500 if no
             header went out (else abort), then raise the exception to the server, as ASGI apps
