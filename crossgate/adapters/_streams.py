@@ -7,20 +7,16 @@ import os
 import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, TypeGuard
+from typing import IO, Any, TypeGuard
 
 from crossgate.sansio.response import ResponseState, file_send_event
 from crossgate.types import Message, as_message
-
-if TYPE_CHECKING:
-    from crossgate.adapters.wsgi_to_asgi._incoming_body import IncomingBody
 
 __all__ = [
     "FILE_BLOCK_SIZE",
     "ErrorStream",
     "FileWrapper",
     "LineReader",
-    "RequestBody",
     "file_event",
 ]
 
@@ -59,21 +55,6 @@ class LineReader(ABC):
         if not line:
             raise StopIteration
         return line
-
-
-class RequestBody(LineReader):
-    """``wsgi.input`` in stream mode (reads raise ClientDisconnected or RequestTooLarge)."""
-
-    __slots__ = ("_body",)
-
-    def __init__(self, body: IncomingBody) -> None:
-        self._body = body
-
-    def read(self, size: int | None = -1) -> bytes:
-        return self._body.read(size)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        return self._body.readline(size)
 
 
 class ErrorStream:

@@ -18,9 +18,9 @@ from typing import Any, Literal
 from crossgate._answer import refuse, respond
 from crossgate._lifespan import Hook, answer_lifespan, run_hooks
 from crossgate.adapters._interface import check_app
-from crossgate.adapters._streams import ErrorStream, FileWrapper, RequestBody
+from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
-from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget
+from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget, RequestBody
 from crossgate.exceptions import CrossgateError, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
 from crossgate.sansio.environ import EnvironOptions, build_environ
@@ -37,11 +37,10 @@ ASYNCIO_ONLY = (
 )
 
 
-# Body bytes through the adapter before a trim of the heap is due: small bodies never trigger one.
+# A trim of the heap falls due after this many body bytes, then waits for TRIM_DELAY quiet
+# seconds (one trim per burst), or TRIM_MAX_WAIT under traffic that never pauses.
 TRIM_AFTER_BYTES = 16 * 1024 * 1024
-# A due trim waits for this many quiet seconds, so one trim follows a whole burst...
 TRIM_DELAY = 0.5
-# ...but under traffic that never pauses, it runs at the latest this long after it fell due.
 TRIM_MAX_WAIT = 10.0
 
 
@@ -100,9 +99,8 @@ class MemoryReleaser:
             return
         self._handle = None
         self.pending = 0
-        # A trim walks the whole heap (~10 ms for a few hundred MiB): not on the loop (ctypes
-        # releases the GIL). RuntimeError: the interpreter is exiting.
-        with contextlib.suppress(RuntimeError):
+        # A trim walks the whole heap (~10 ms for a few hundred MiB): not on the loop.
+        with contextlib.suppress(RuntimeError):  # the interpreter is exiting
             threading.Thread(target=_trim_now, args=(trim,), name="crossgate-trim").start()
 
 
@@ -263,8 +261,7 @@ class WSGIToASGI:
             meter = None
             if self.max_body_size is not None:
                 meter = BodyMeter(self.max_body_size, declared_length(length))
-            # The first body message is read here if a worker is free: hundreds of queued
-            # uploads must not each hold one.
+            # Read the first body message now only if a worker is free: queued uploads wait.
             eager = self.request_body == "stream" and (
                 self._shared_executor is not None  # no count of a shared executor's workers
                 or self._in_flight < self.workers

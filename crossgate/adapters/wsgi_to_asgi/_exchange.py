@@ -132,8 +132,7 @@ class WorkerExchange(IncomingBody):
             if type(data) is not bytes:
                 data = body_chunk(data)
             if not data:
-                # PEP 3333: an empty chunk must not send the headers. A long poll yields them
-                # while it waits: this is where it learns that the client left.
+                # PEP 3333: no headers for an empty chunk; a long poll learns the client left.
                 if self.disconnected:
                     raise ClientDisconnected(GONE)
                 return False
@@ -321,8 +320,7 @@ class WorkerExchange(IncomingBody):
                             # Holding two joined bodies makes every large join a fresh mmap.
                             del body
                 except BaseException as exc:
-                    # The connection is gone (uvicorn raises OSError, others their own): stop
-                    # the worker and wait for it to close the iterable, exactly once.
+                    # The connection is gone: stop the worker, which closes the iterable once.
                     send_error = exc
                     self.mark_disconnected()
                     if isinstance(exc, asyncio.CancelledError):

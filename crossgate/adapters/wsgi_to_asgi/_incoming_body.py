@@ -10,12 +10,13 @@ from abc import ABC, abstractmethod
 from collections import deque
 from typing import IO
 
+from crossgate.adapters._streams import LineReader
 from crossgate.exceptions import ClientDisconnected, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import KEEPS_BODY, READS_AHEAD, BodyPhase, WorkerPhase
 from crossgate.types import ASGIReceive, Message
 
-__all__ = ["GONE", "IncomingBody", "ReadAheadBudget", "wake"]
+__all__ = ["GONE", "IncomingBody", "ReadAheadBudget", "RequestBody", "wake"]
 
 _log = logging.getLogger("crossgate")
 
@@ -251,3 +252,18 @@ class IncomingBody(ABC):
     @abstractmethod
     def mark_disconnected(self) -> None:
         """The client left: drop the read-ahead (and, in `WorkerExchange`, wake the sender)."""
+
+
+class RequestBody(LineReader):
+    """``wsgi.input`` in stream mode (reads raise ClientDisconnected or RequestTooLarge)."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: IncomingBody) -> None:
+        self._body = body
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._body.read(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._body.readline(size)
