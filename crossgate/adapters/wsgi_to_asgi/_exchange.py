@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 
 from crossgate.adapters._streams import ErrorStream, file_event
-from crossgate.adapters.wsgi_to_asgi._incoming_body import GONE, IncomingBody, ReadAheadBudget, wake
+from crossgate.adapters.wsgi_to_asgi._incoming_body import GONE, IncomingBody, ReadAheadBudget
 from crossgate.concurrency import set_server_loop
 from crossgate.exceptions import AppProtocolError, ClientDisconnected, ResponseAborted
 from crossgate.sansio.body_limit import BodyMeter
@@ -75,27 +75,12 @@ class WorkerExchange(IncomingBody):
         self._file_sent = False
         self._failure: BaseException | None = None
         self._late: Exception | None = None  # close() raised after a complete body
-        self._sender_waiter: asyncio.Future[None] | None = None
 
     def _wake_sender(self) -> None:
         waiter = self._sender_waiter
         if waiter is not None:
             self._sender_waiter = None
             self._call_soon(waiter)
-
-    def mark_disconnected(self) -> None:
-        """The client left (``http.disconnect``, a failed send, a cancelled request)."""
-        with self._cond:
-            self.disconnected = True
-            if self.body_phase is BodyPhase.RECEIVING:
-                # The app's next read fails anyway: free the read-ahead now.
-                self._drop_body()
-                self._charge()
-            self._cond.notify_all()
-            waiter, self._sender_waiter = self._sender_waiter, None
-        self.disconnected_event.set()
-        if waiter is not None:
-            wake(waiter)
 
     def begin(self) -> bool:
         """Mark the request as running; False when it waited too long and got a 503 instead."""

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import tempfile
 import threading
-from abc import ABC, abstractmethod
 from collections import deque
 from typing import IO
 
@@ -37,11 +36,11 @@ class ReadAheadBudget:
         self.used = 0
 
 
-class IncomingBody(ABC):
-    """One request's body, fed on the loop and read on the worker, under one lock.
+class IncomingBody:
+    """One request's shared state and its body, fed on the loop and read on the worker.
 
-    A side wakes the other only when it waits: a hand-off costs ~100 µs. ``eager``: a worker was
-    free, so the body is read ahead before the worker starts.
+    One lock guards it all; a side wakes the other only when it waits (a hand-off costs ~100 µs).
+    ``eager``: a worker was free, so the body is read ahead before the worker starts.
     """
 
     def __init__(
@@ -72,6 +71,7 @@ class IncomingBody(ABC):
         self._body_wanted = 0  # bytes the waiting worker needs; 0 when it is not waiting
         self._body_waiter: asyncio.Future[None] | None = None
         self._spooled: IO[bytes] | None = None
+        self._sender_waiter: asyncio.Future[None] | None = None  # `WorkerExchange.respond`'s
 
     def _drop_body(self) -> None:
         self._body.clear()
@@ -249,9 +249,19 @@ class IncomingBody(ABC):
                     return
             del message  # held across the next wait, it would keep bytes the app has read
 
-    @abstractmethod
     def mark_disconnected(self) -> None:
-        """The client left: drop the read-ahead (and, in `WorkerExchange`, wake the sender)."""
+        """The client left (``http.disconnect``, a failed send, a cancelled request)."""
+        with self._cond:
+            self.disconnected = True
+            if self.body_phase is BodyPhase.RECEIVING:
+                # The app's next read fails anyway: free the read-ahead now.
+                self._drop_body()
+                self._charge()
+            self._cond.notify_all()
+            waiter, self._sender_waiter = self._sender_waiter, None
+        self.disconnected_event.set()
+        if waiter is not None:
+            wake(waiter)
 
 
 class RequestBody(LineReader):
