@@ -327,8 +327,8 @@ class WorkerExchange(IncomingBody):
                     raise_app_exceptions=raise_app_exceptions,
                     http_version=http_version,
                 )
-                traceback = failure if plan.traceback else None
-                _log.log(plan.level, "%s", plan.message, exc_info=traceback)
+                exc_info = failure if plan.traceback else None
+                _log.log(plan.level, "%s", plan.message, exc_info=exc_info)
                 if plan.outcome is Outcome.ERROR_PAGE and plan.status is not None:
                     page = error_events(plan.status, plan.detail, extra_headers=plan.headers)
                     with contextlib.suppress(OSError):  # the client left meanwhile
@@ -343,4 +343,4 @@ class WorkerExchange(IncomingBody):
                 raise send_error
         finally:
             # The traceback holds this frame: no cycle keeps the body until the next cyclic GC.
-            failure = send_error = traceback = None
+            failure = send_error = exc_info = None
