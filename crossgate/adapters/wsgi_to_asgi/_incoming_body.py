@@ -15,7 +15,7 @@ from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import KEEPS_BODY, READS_AHEAD, BodyPhase, WorkerPhase
 from crossgate.types import ASGIReceive, Message
 
-__all__ = ["GONE", "IncomingBody", "ReadAheadBudget", "RequestBody", "wake"]
+__all__ = ["GONE", "IncomingBody", "ReadAheadBudget", "RequestBody"]
 
 _log = logging.getLogger("crossgate")
 
