@@ -336,6 +336,7 @@ def test_release_memory_false_never_trims(make_adapter: MakeAdapter) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_malloc_trim_is_found_on_linux() -> None:
     assert w2a_module._find_malloc_trim() is not None
+    assert w2a_module._MALLOC_TRIM is not None  # what an adapter with release_memory=True uses
 
 
 def test_a_trim_waits_for_the_traffic_to_pause_but_not_forever(
