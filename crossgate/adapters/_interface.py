@@ -1,7 +1,4 @@
-"""Telling ASGI apps from WSGI apps: the one rule of the routers and both adapters.
-
-`crossgate.routing.is_asgi` is the public name of `is_asgi`.
-"""
+"""Telling ASGI apps from WSGI apps: the one rule of the routers and both adapters."""
 
 from __future__ import annotations
 
@@ -17,11 +14,9 @@ def is_asgi(app: object) -> bool:
     """Whether ``app`` is taken for an ASGI application (otherwise: WSGI).
 
     In order: an ``__crossgate_asgi__`` attribute decides when present; a coroutine function is
-    ASGI; a class is WSGI (PEP 3333 allows one; an ASGI 3 app cannot be one); an object whose
-    ``__call__``, read as a call reads it, is a coroutine function is ASGI; anything else is
-    WSGI. docs/routing.md explains each step. A plain function that
-    returns a coroutine looks like WSGI: wrap it in `crossgate.routing.asgi`, or pass
-    ``interface="asgi"`` to `crossgate.ASGIToWSGI`.
+    ASGI; a class is WSGI; an object whose ``__call__`` is a coroutine function is ASGI;
+    anything else is WSGI ("ASGI or WSGI?" in docs/routing.md). A plain function that returns a
+    coroutine looks like WSGI: wrap it in `crossgate.routing.asgi`.
     """
     marker = getattr(app, "__crossgate_asgi__", None)
     if marker is not None:
@@ -30,17 +25,14 @@ def is_asgi(app: object) -> bool:
         return True
     if inspect.isclass(app):
         return False
-    # Python looks special methods up on the type (B004 is about testing callability; this
-    # reads the method to see whether it is async).
     cls = type(app)
     if isinstance(inspect.getattr_static(cls, "__call__", None), staticmethod):
         # Not bound: the call is the function inside (binding a partial warns on 3.13).
         return _is_coroutine_function(cls.__call__)
-    call = getattr(cls, "__call__", None)  # noqa: B004
+    call = getattr(cls, "__call__", None)  # noqa: B004 - special methods are on the type
     bind = getattr(type(call), "__get__", None)
     if bind is not None:
-        # A __slots__ entry named "__call__" binds to what the instance stores there
-        # (sentry-sdk's SentryAsgiMiddleware stores its async _run_asgi3 so).
+        # A "__call__" slot binds to what the instance stores (sentry's SentryAsgiMiddleware).
         try:
             call = bind(call, app, cls)
         except AttributeError:
@@ -51,8 +43,7 @@ def is_asgi(app: object) -> bool:
 def _is_coroutine_function(obj: object) -> bool:
     if inspect.iscoroutinefunction(obj):
         return True
-    # Before 3.12 there is no inspect.markcoroutinefunction; asgiref's stand-in (which Django
-    # uses for async views and middleware) sets a marker only asyncio's older check reads.
+    # Before 3.12, asgiref's markcoroutinefunction (Django's) sets a marker only asyncio reads.
     return sys.version_info < (3, 12) and asyncio.iscoroutinefunction(obj)
 
 
@@ -63,16 +54,17 @@ def describe(app: object) -> str:
 
 
 def check_app(app: object, wanted: Literal["asgi", "wsgi"], interface: str) -> None:
-    """Refuse ``app`` unless it is a ``wanted`` app; ``interface`` is the adapter's option
-    (as uvicorn's ``--interface``): ``"auto"`` applies `is_asgi`, ``wanted`` skips the check.
+    """Refuse ``app`` unless it is a ``wanted`` app; ``interface="auto"`` applies `is_asgi`.
 
     Raises:
-        TypeError: ``app`` is not callable (``None``, a ``"module:app"`` string) or is the
-            other kind; the message names the wrapper it needs.
+        TypeError: ``app`` is not callable or is the other kind.
         ValueError: ``interface`` is neither ``"auto"`` nor ``wanted``.
     """
-    adapter = "ASGIToWSGI" if wanted == "asgi" else "WSGIToASGI"
-    kind = "ASGI" if wanted == "asgi" else "WSGI"
+    adapter, kind, other, is_other, wrapper = (
+        ("ASGIToWSGI", "ASGI", "WSGI", "a WSGI", "WSGIToASGI")
+        if wanted == "asgi"
+        else ("WSGIToASGI", "WSGI", "ASGI", "an ASGI", "ASGIToWSGI")
+    )
     if interface not in ("auto", wanted):
         raise ValueError(f"{adapter}: interface must be 'auto' or {wanted!r}, not {interface!r}")
     if isinstance(app, str):
@@ -86,9 +78,6 @@ def check_app(app: object, wanted: Literal["asgi", "wsgi"], interface: str) -> N
         )
     if interface == wanted or is_asgi(app) == (wanted == "asgi"):
         return
-    other, is_other, wrapper = ("WSGI", "a WSGI", "WSGIToASGI")
-    if wanted == "wsgi":
-        other, is_other, wrapper = ("ASGI", "an ASGI", "ASGIToWSGI")
     raise TypeError(
         f"{adapter} serves {kind} applications, and {describe(app)} is {is_other} application "
         f"(crossgate.routing.is_asgi): give it to the {other} server as it is, or wrap it in "

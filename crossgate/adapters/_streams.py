@@ -6,31 +6,30 @@ import logging
 import os
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any, TypeGuard
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO, Any, TypeGuard
 
-if TYPE_CHECKING:
-    from crossgate.adapters.wsgi_to_asgi._incoming_body import IncomingBody
+from crossgate.sansio.response import ResponseState, file_send_event
+from crossgate.types import Message, as_message
 
 __all__ = [
     "FILE_BLOCK_SIZE",
     "ErrorStream",
     "FileWrapper",
     "LineReader",
-    "RequestBody",
-    "regular_file",
+    "file_event",
 ]
 
-# Files are read in blocks of at least this size: a small block (Django asks for 4 KiB) would
-# cost a Python iteration, and a queue push, per 4 KiB.
+# A small block (Django asks for 4 KiB) would cost a Python iteration and a queue push per block.
 FILE_BLOCK_SIZE = 256 * 1024
 
 _log = logging.getLogger("crossgate")
 
+_FILE_EVENTS = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
+
 
 class LineReader(ABC):
-    """``readlines`` and iteration on a subclass's ``readline`` (PEP 3333, "Input and Error
-    Streams"); shared by the ``wsgi.input`` streams crossgate makes."""
+    """``readlines`` and iteration (PEP 3333, "Input and Error Streams") on ``readline``."""
 
     __slots__ = ()
 
@@ -58,34 +57,8 @@ class LineReader(ABC):
         return line
 
 
-class RequestBody(LineReader):
-    """``wsgi.input`` in stream mode: reads, as on a binary file, of the bytes read ahead.
-
-    Raises (from every read):
-        ClientDisconnected: the client left before sending the bytes asked for.
-        RequestTooLarge: the body passed ``max_body_size``; no byte past it is ever returned.
-    """
-
-    __slots__ = ("_body",)
-
-    def __init__(self, body: IncomingBody) -> None:
-        self._body = body
-
-    def read(self, size: int | None = -1) -> bytes:
-        return self._body.read(size)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        return self._body.readline(size)
-
-
 class ErrorStream:
-    """``wsgi.errors`` (PEP 3333): each line is a record of the ``crossgate`` logger at ERROR,
-    not a write to stderr that would bypass the server's logging. One per request, so partial
-    lines of two requests never mix.
-
-    Raises:
-        TypeError: ``write`` of something other than ``str``.
-    """
+    """``wsgi.errors``: each line is an ERROR record of the ``crossgate`` logger, not stderr."""
 
     __slots__ = ("_partial",)
 
@@ -112,11 +85,7 @@ class ErrorStream:
 
 
 class FileWrapper:
-    """``wsgi.file_wrapper`` (PEP 3333, "Optional Platform-Specific File Handling").
-
-    Iterating reads the file in large blocks; when the server offers pathsend or zerocopysend
-    and ``filelike`` is a regular file, the adapter hands the file over instead.
-    """
+    """``wsgi.file_wrapper`` (PEP 3333, "Optional Platform-Specific File Handling")."""
 
     __slots__ = ("blksize", "filelike")
 
@@ -138,10 +107,14 @@ class FileWrapper:
             close()
 
 
-def regular_file(wrapper: FileWrapper) -> dict[str, Any] | None:
-    """The ``file``, ``path``, ``offset`` and ``size`` of the regular file ``wrapper`` holds;
-    ``None`` for anything else (a pipe, a socket, a ``BytesIO``): those are iterated."""
-    file = wrapper.filelike
+def file_event(
+    iterable: object, state: ResponseState, extensions: Mapping[str, object]
+) -> Message | None:
+    """The pathsend / zerocopysend event that hands the server the regular file of a
+    ``wsgi.file_wrapper``; ``None`` to iterate ``iterable`` (a pipe, a ``BytesIO``...)."""
+    if not isinstance(iterable, FileWrapper) or not extensions.keys() & _FILE_EVENTS:
+        return None
+    file = iterable.filelike
     try:
         info = os.fstat(file.fileno())
         offset = file.tell()
@@ -149,16 +122,16 @@ def regular_file(wrapper: FileWrapper) -> dict[str, Any] | None:
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
-    return {"file": file, "path": _file_path(file, info), "offset": offset, "size": info.st_size}
+    path = _file_path(file, info)
+    event = file_send_event(
+        state, extensions, file=file, path=path, offset=offset, size=info.st_size
+    )
+    return None if event is None else as_message(event)
 
 
 def _file_path(file: Any, info: os.stat_result) -> str | None:
-    """The absolute path of the open regular file ``file``, or None when none is known.
-
-    Its ``name``, else its ``.file``'s (Django's ``FieldFile`` names the file relative to its
-    storage), else Linux's ``/proc/self/fd/N``. Each must still name this very file: pathsend
-    sends a path, and a name that now points elsewhere would send another file.
-    """
+    """The absolute path of the open ``file``: its ``name``, its ``.file``'s (Django's
+    ``FieldFile`` is relative to its storage) or ``/proc/self/fd/N``, if still that file."""
     inner = getattr(file, "file", None)
     for name in (getattr(file, "name", None), getattr(inner, "name", None)):
         if _same_file(name, info):
@@ -172,10 +145,7 @@ def _file_path(file: Any, info: os.stat_result) -> str | None:
 
 def _same_file(path: object, info: os.stat_result) -> TypeGuard[str]:
     """True when ``path`` still names the open file (it was not renamed or replaced)."""
-    if not isinstance(path, str):
-        return False
     try:
-        current = os.stat(path)
+        return isinstance(path, str) and os.path.samestat(os.stat(path), info)
     except OSError:
         return False
-    return (current.st_dev, current.st_ino) == (info.st_dev, info.st_ino)

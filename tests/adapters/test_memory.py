@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+import crossgate.adapters.wsgi_to_asgi as w2a_module
 from crossgate import ClientDisconnected, WSGIToASGI
-from crossgate.adapters.wsgi_to_asgi import _memory
-from crossgate.adapters.wsgi_to_asgi._memory import MemoryReleaser
+from crossgate.adapters.wsgi_to_asgi import MemoryReleaser
 from crossgate.testing import HTTPResult, call_http, http_scope
 from crossgate.types import Message, StartResponse, WSGIEnvironment
 from tests.adapters.conftest import MakeAdapter, run
@@ -288,17 +288,17 @@ class _FakeTrim:
 def test_the_heap_is_trimmed_once_after_a_burst_of_bodies(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_memory, "TRIM_DELAY", 0.0)
+    monkeypatch.setattr(w2a_module, "TRIM_DELAY", 0.0)
     trim = _FakeTrim()
     releaser = MemoryReleaser(trim)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        releaser.note(loop, _memory.TRIM_AFTER_BYTES - 1)
+        releaser.note(loop, w2a_module.TRIM_AFTER_BYTES - 1)
         await _spin()
         assert not trim.calls
         releaser.note(loop, 1)
-        releaser.note(loop, _memory.TRIM_AFTER_BYTES)  # the same burst: one trim
+        releaser.note(loop, w2a_module.TRIM_AFTER_BYTES)  # the same burst: one trim
         await _wait_for(trim.called)
 
     run(main)
@@ -309,8 +309,8 @@ def test_the_heap_is_trimmed_once_after_a_burst_of_bodies(
 def test_an_adapter_trims_after_a_burst_of_uploads(
     make_adapter: MakeAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_memory, "TRIM_AFTER_BYTES", 256 * KiB)
-    monkeypatch.setattr(_memory, "TRIM_DELAY", 0.0)
+    monkeypatch.setattr(w2a_module, "TRIM_AFTER_BYTES", 256 * KiB)
+    monkeypatch.setattr(w2a_module, "TRIM_DELAY", 0.0)
     trim = _FakeTrim()
     adapter = make_adapter(reader)
     adapter._releaser = MemoryReleaser(trim)
@@ -325,10 +325,9 @@ def test_an_adapter_trims_after_a_burst_of_uploads(
 
 def test_release_memory_false_never_trims(make_adapter: MakeAdapter) -> None:
     adapter = make_adapter(reader, release_memory=False)
-    assert not adapter._releaser.enabled
 
     async def main() -> None:
-        adapter._releaser.note(asyncio.get_running_loop(), 2 * _memory.TRIM_AFTER_BYTES)
+        adapter._releaser.note(asyncio.get_running_loop(), 2 * w2a_module.TRIM_AFTER_BYTES)
 
     run(main)
     assert adapter._releaser.pending == 0
@@ -336,27 +335,27 @@ def test_release_memory_false_never_trims(make_adapter: MakeAdapter) -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_malloc_trim_is_found_on_linux() -> None:
-    assert _memory._find_malloc_trim() is not None
-    assert MemoryReleaser().enabled
+    assert w2a_module._find_malloc_trim() is not None
+    assert w2a_module._MALLOC_TRIM is not None  # what an adapter with release_memory=True uses
 
 
 def test_a_trim_waits_for_the_traffic_to_pause_but_not_forever(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_memory, "TRIM_DELAY", 3600.0)  # the timers never fire on their own
+    monkeypatch.setattr(w2a_module, "TRIM_DELAY", 3600.0)  # the timers never fire on their own
     trim = _FakeTrim()
     releaser = MemoryReleaser(trim)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        releaser.note(loop, _memory.TRIM_AFTER_BYTES)
+        releaser.note(loop, w2a_module.TRIM_AFTER_BYTES)
         # Bodies still going through: the due trim waits for a pause.
         releaser._check(loop, trim)
         await _spin()
         assert not trim.calls
-        assert releaser.pending == _memory.TRIM_AFTER_BYTES
+        assert releaser.pending == w2a_module.TRIM_AFTER_BYTES
         # Traffic that never pauses: the trim runs once it has waited TRIM_MAX_WAIT.
-        monkeypatch.setattr(_memory, "TRIM_MAX_WAIT", 0.0)
+        monkeypatch.setattr(w2a_module, "TRIM_MAX_WAIT", 0.0)
         releaser._check(loop, trim)
         await _wait_for(trim.called)
         # The timers still scheduled die with the loop.

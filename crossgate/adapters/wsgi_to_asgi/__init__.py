@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import ctypes
 import logging
 import os
+import sys
+import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Literal
 
 from crossgate._answer import refuse, respond
 from crossgate._lifespan import Hook, answer_lifespan, run_hooks
 from crossgate.adapters._interface import check_app
-from crossgate.adapters._streams import ErrorStream, FileWrapper, RequestBody
+from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
-from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget
-from crossgate.adapters.wsgi_to_asgi._memory import MemoryReleaser
-from crossgate.adapters.wsgi_to_asgi._worker import run_request
+from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget, RequestBody
 from crossgate.exceptions import CrossgateError, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
 from crossgate.sansio.environ import EnvironOptions, build_environ
@@ -35,13 +37,75 @@ ASYNCIO_ONLY = (
 )
 
 
+# A trim of the heap falls due after this many body bytes, then waits for TRIM_DELAY quiet
+# seconds (one trim per burst), or TRIM_MAX_WAIT under traffic that never pauses.
+TRIM_AFTER_BYTES = 16 * 1024 * 1024
+TRIM_DELAY = 0.5
+TRIM_MAX_WAIT = 10.0
+
+
 def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop, or ``None`` under trio (the workers hand results back with
-    ``call_soon_threadsafe`` and asyncio futures; anyio is not a dependency)."""
+    """The running asyncio loop, or ``None`` under trio (anyio is not a dependency)."""
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (malloc_trim(3)), or None where the C library has none."""
+    if not sys.platform.startswith("linux"):  # pragma: no cover - tested on Linux
+        return None
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # musl (Alpine) has none
+    if trim is None:  # pragma: no cover
+        return None
+    trim.argtypes = [ctypes.c_size_t]  # restype is c_int by default
+    found: Callable[[int], int] = trim
+    return found
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
+class MemoryReleaser:
+    """Calls ``trim`` (None: never) after each burst of body bytes on one event loop.
+
+    glibc returns freed heap pages only from the top of the heap: after a burst of uploads a few
+    live objects can keep every freed body page in the RSS for good.
+    """
+
+    def __init__(self, trim: Callable[[int], int] | None) -> None:
+        self._trim = trim
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0  # when the pending trim fell due (loop time)
+        self._last = 0.0  # when body bytes last went through (loop time)
+        self.pending = 0
+
+    def note(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        trim = self._trim
+        if trim is None:
+            return
+        self.pending += size
+        self._last = loop.time()
+        if self.pending >= TRIM_AFTER_BYTES and self._handle is None:
+            self._due = self._last
+            self._handle = loop.call_later(TRIM_DELAY, self._check, loop, trim)
+
+    def _check(self, loop: asyncio.AbstractEventLoop, trim: Callable[[int], int]) -> None:
+        now = loop.time()
+        quiet_at = self._last + TRIM_DELAY
+        if now < quiet_at and now - self._due < TRIM_MAX_WAIT:
+            self._handle = loop.call_later(quiet_at - now, self._check, loop, trim)
+            return
+        self._handle = None
+        self.pending = 0
+        # A trim walks the whole heap (~10 ms for a few hundred MiB): not on the loop.
+        with contextlib.suppress(RuntimeError):  # the interpreter is exiting
+            threading.Thread(target=_trim_now, args=(trim,), name="crossgate-trim").start()
+
+
+def _trim_now(trim: Callable[[int], int]) -> None:
+    _log.debug("malloc_trim(0) after a burst of request bodies returned %d", trim(0))
 
 
 class WSGIToASGI:
@@ -49,34 +113,23 @@ class WSGIToASGI:
 
     Each request runs ``app`` in a worker thread from a bounded pool, with the request task's
     contextvars copied in; the body streams into ``wsgi.input`` and the response streams back
-    with back-pressure. The "WSGIToASGI" page of the documentation describes every behaviour.
-    It runs on asyncio only: under trio it fails lifespan startup, and answers a request with a
-    500 and raises.
+    with back-pressure. It runs on asyncio only: under trio it fails lifespan startup, and
+    answers a request with a 500 and raises.
+
+    Every option is in the table of the "WSGIToASGI" page; the less obvious ones:
 
     Args:
-        app: the WSGI application (PEP 3333).
-        workers: size of the adapter's own thread pool (ignored with ``executor``).
-        executor: an executor to run requests on instead, possibly shared.
         queue_timeout: seconds a request may wait for a worker before a 503 with
             ``Retry-After`` (``retry_after`` seconds); ``None`` waits as long as it takes.
         request_body: ``"stream"`` feeds ``wsgi.input`` while the client sends; ``"spool"``
             reads the whole body first (in memory up to ``spool_threshold`` bytes, then in a
             temporary file), so a slow upload never holds a worker.
-        max_body_size: bodies larger than this get a 413; ``None`` for no limit.
-        read_ahead: request bytes read ahead of the application, at most, per request...
-        read_ahead_budget: ...and across all requests on one event loop.
-        release_memory: after a burst of request bodies, give the freed memory back to the
-            operating system (glibc's ``malloc_trim``, on Linux only).
+        read_ahead_budget: request bytes read ahead of the applications, at most, across all
+            requests on one event loop (``read_ahead``: of one request).
         send_buffer: response bytes the application may run ahead of the client, at most.
-        max_headers: requests with more headers get a 431; ``None`` for no cap.
-        keep_underscore_headers: keep request headers with ``_`` in their names.
-        multiprocess: the value of ``wsgi.multiprocess``; run_once: of ``wsgi.run_once``.
-        on_startup: callables (may be ``async``) run at lifespan startup; on_shutdown: at
-            shutdown.
         raise_app_exceptions: when the app raises (or breaks PEP 3333), answer 500 if no
-            header went out (else abort), then raise the exception to the server and the
-            middleware around the adapter, as ASGI apps do (httpx's ``ASGITransport`` has the
-            same option). ``False`` logs it at ERROR instead; an abort raises `ResponseAborted`.
+            header went out (else abort), then raise the exception to the server, as ASGI apps
+            do. ``False`` logs it at ERROR instead; an abort raises `ResponseAborted`.
         interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
             ASGI; ``"wsgi"`` skips that check.
 
@@ -111,7 +164,6 @@ class WSGIToASGI:
         raise_app_exceptions: bool = True,
         interface: Literal["auto", "wsgi"] = "auto",
     ) -> None:
-        # Here, not at the first request, which would fail with a bare TypeError.
         check_app(app, "wsgi", interface)
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -138,11 +190,10 @@ class WSGIToASGI:
         self.read_ahead = read_ahead
         self.read_ahead_budget = read_ahead_budget
         self.release_memory = release_memory
-        # One budget per event loop: only its loop's thread changes it.
         self._budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadAheadBudget] = (
             weakref.WeakKeyDictionary()
         )
-        self._releaser = MemoryReleaser() if release_memory else MemoryReleaser(None)
+        self._releaser = MemoryReleaser(_MALLOC_TRIM if release_memory else None)
         self.send_buffer = send_buffer
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
@@ -157,17 +208,13 @@ class WSGIToASGI:
         self._shared_executor = executor
         self._own_executor: ThreadPoolExecutor | None = None
         self._own_executor_pid = 0
-        # Requests in the pool; a hint only (several loops sharing the adapter may miscount).
-        self._in_flight = 0
-
-    # -- the thread pool ----------------------------------------------------------------------
+        self._in_flight = 0  # a hint only: several loops sharing the adapter may miscount
 
     def _executor(self) -> Executor:
         if self._shared_executor is not None:
             return self._shared_executor
         pool = self._own_executor
-        # Threads do not survive fork(): a pool made before the server forked its workers
-        # (gunicorn --preload) would be a pool of ghosts in the child. Check the PID.
+        # Threads do not survive fork() (gunicorn --preload): a new process needs a new pool.
         if pool is None or self._own_executor_pid != os.getpid():
             pool = self._own_executor = ThreadPoolExecutor(
                 max_workers=self.workers, thread_name_prefix="crossgate-wsgi"
@@ -187,8 +234,6 @@ class WSGIToASGI:
         pool, self._own_executor = self._own_executor, None
         if pool is not None:
             pool.shutdown(wait=wait)
-
-    # -- ASGI entry point ---------------------------------------------------------------------
 
     async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         kind = scope["type"]
@@ -212,13 +257,11 @@ class WSGIToASGI:
             raise CrossgateError(ASYNCIO_ONLY)
         try:
             environ = build_environ(scope, self._environ_options)
-            # A declared Content-Length over max_body_size is refused here, before the app runs.
             length = environ.get("CONTENT_LENGTH")
             meter = None
             if self.max_body_size is not None:
                 meter = BodyMeter(self.max_body_size, declared_length(length))
-            # The first body message (often the whole body) is read here if a worker is free:
-            # a queued request reads none, or hundreds of queued uploads would hold 100s of MiB.
+            # Read the first body message now only if a worker is free: queued uploads wait.
             eager = self.request_body == "stream" and (
                 self._shared_executor is not None  # no count of a shared executor's workers
                 or self._in_flight < self.workers
@@ -261,7 +304,7 @@ class WSGIToASGI:
             try:
                 extensions = scope.get("extensions") or {}
                 context = contextvars.copy_context()
-                executor.submit(context.run, run_request, self.app, exchange, environ, extensions)
+                executor.submit(context.run, exchange.run, self.app, environ, extensions)
             except RuntimeError:  # the executor was shut down
                 _log.warning("the worker pool is shut down; answering 503")
                 await respond(send, 503, "the server is shutting down")
@@ -281,11 +324,8 @@ class WSGIToASGI:
                 timer.cancel()
             exchange.end()
 
-    # -- lifespan (answer_lifespan: startup stops at the first failure, shutdown runs all) ----
-
     async def _startup(self) -> str | None:
         if _asyncio_loop() is None:
-            # Refuse to start rather than answer every request with a 500 later.
             _log.error("%s", ASYNCIO_ONLY)
             return ASYNCIO_ONLY
         return await run_hooks(self.on_startup, "on_startup")

@@ -1,20 +1,20 @@
-"""The state one request shares between the event loop and the worker thread running the app.
+"""One request between the event loop and the worker thread that runs the WSGI app (PEP 3333).
 
-A cross-thread hand-off costs ~100 µs (a futex wake plus a GIL switch), so: one lock guards
-everything, held only to append or take bytes; either side wakes the other only when it waits,
-and a wake-up carries everything queued since (response chunks produced while the client is
-slower are coalesced into one ``send``); the worker blocks only when the loop is more than
-``send_buffer`` bytes behind (back-pressure) or when it needs request bytes not yet here.
-The request's phases are `crossgate.sansio.exchange`'s table.
+A wake-up carries everything queued since (chunks made while the client is slower go out in one
+``send``); the worker blocks only when ``send_buffer`` bytes are unsent (back-pressure).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable, Iterable, Mapping
 
-from crossgate.adapters.wsgi_to_asgi._incoming_body import GONE, IncomingBody, ReadAheadBudget, wake
-from crossgate.exceptions import ClientDisconnected, ResponseAborted
+from crossgate.adapters._streams import ErrorStream, file_event
+from crossgate.adapters.wsgi_to_asgi._incoming_body import GONE, IncomingBody, ReadAheadBudget
+from crossgate.concurrency import set_server_loop
+from crossgate.exceptions import AppProtocolError, ClientDisconnected, ResponseAborted
 from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import (
     RESPONSE_QUEUED,
@@ -24,19 +24,36 @@ from crossgate.sansio.exchange import (
     next_phase,
 )
 from crossgate.sansio.failure import Outcome, plan_failure
-from crossgate.sansio.response import error_events
-from crossgate.types import ASGISend, HTTPResponseStartEvent, Message, as_message
+from crossgate.sansio.response import OptExcInfo, ResponseState, body_chunk, error_events
+from crossgate.types import (
+    ASGISend,
+    HTTPResponseStartEvent,
+    Message,
+    WSGIApplication,
+    WSGIEnvironment,
+    as_message,
+)
 
 __all__ = ["WorkerExchange"]
 
 _log = logging.getLogger("crossgate")
 
 
-class WorkerExchange(IncomingBody):
-    """One request's hand-off between the event loop and the worker thread that runs the app.
+def _clamp(state: ResponseState, chunk: bytes) -> tuple[bytes, bool]:
+    """``chunk`` cut to the ``Content-Length``, and whether the body is now complete."""
+    data, dropped, complete = state.clamp(chunk)
+    if dropped:
+        _log.warning(
+            "the app sent %d bytes past its Content-Length of %d; dropped them",
+            dropped,
+            state.content_length,
+        )
+    return data, complete
 
-    The body comes in through `IncomingBody`. The loop calls `respond`, `expire` and `end`; the
-    worker calls `begin`, `push`, `push_file`, `check_connected` and `finish`.
+
+class WorkerExchange(IncomingBody):
+    """The loop calls `respond`, `expire` and `end`; the worker calls `run`, which reports
+    through `begin`, `push`, `push_file` and `finish`. The body comes in through `IncomingBody`.
     """
 
     def __init__(
@@ -51,38 +68,19 @@ class WorkerExchange(IncomingBody):
     ) -> None:
         super().__init__(loop, read_ahead=read_ahead, meter=meter, budget=budget, eager=eager)
         self._send_buffer = send_buffer
-        # What the worker produced and the loop has not sent yet.
         self._start: HTTPResponseStartEvent | None = None
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._file_event: Message | None = None
         self._file_sent = False
         self._failure: BaseException | None = None
-        # What the iterable's close() raised after a complete body: raised after the response.
-        self._late: Exception | None = None
-        self._sender_waiter: asyncio.Future[None] | None = None
+        self._late: Exception | None = None  # close() raised after a complete body
 
     def _wake_sender(self) -> None:
         waiter = self._sender_waiter
         if waiter is not None:
             self._sender_waiter = None
             self._call_soon(waiter)
-
-    def mark_disconnected(self) -> None:
-        """The client left (``http.disconnect``, a failed send, a cancelled request)."""
-        with self._cond:
-            self.disconnected = True
-            if self.body_phase is BodyPhase.RECEIVING:
-                # The app's next read fails anyway: free the read-ahead now (it may be queued).
-                self._drop_body()
-                self._charge()
-            self._cond.notify_all()
-            waiter, self._sender_waiter = self._sender_waiter, None
-        self.disconnected_event.set()
-        if waiter is not None:
-            wake(waiter)
-
-    # -- the worker thread --------------------------------------------------------------------
 
     def begin(self) -> bool:
         """Mark the request as running; False when it waited too long and got a 503 instead."""
@@ -92,16 +90,100 @@ class WorkerExchange(IncomingBody):
                 self._close_spooled()
                 return False
             if self.body_phase is BodyPhase.RECEIVING and not self._eager:
-                # The pump held back while the request was queued; an eager one is reading.
-                self._wake_body_pump()
+                self._wake_body_pump()  # it held back while the request was queued
             return True
 
-    def push(self, start: HTTPResponseStartEvent | None, data: bytes) -> None:
-        """Queue response bytes (and the start event, the first time); block while too far ahead.
+    def run(
+        self, app: WSGIApplication, environ: WSGIEnvironment, extensions: Mapping[str, object]
+    ) -> None:
+        """On the worker: run ``app``; ``extensions`` are the scope's (pathsend may send a file)."""
+        if not self.begin():
+            return  # it waited too long and got a 503 instead
+        try:
+            self._run_app(app, environ, extensions)
+        except BaseException as exc:  # pragma: no cover - a crossgate bug must not hang
+            _log.critical("crossgate failed while running a request", exc_info=exc)
+            self.finish(exc)
 
-        Raises:
-            ClientDisconnected: the client is gone; the caller stops producing.
-        """
+    def _run_app(
+        self, app: WSGIApplication, environ: WSGIEnvironment, extensions: Mapping[str, object]
+    ) -> None:
+        set_server_loop(self.loop)
+        state = ResponseState(environ["REQUEST_METHOD"])
+        errors: ErrorStream = environ["wsgi.errors"]
+
+        def write(data: bytes) -> bool:
+            """PEP 3333's ``write()``, and each chunk of the iterable; True once complete."""
+            if type(data) is not bytes:
+                data = body_chunk(data)
+            if not data:
+                # PEP 3333: no headers for an empty chunk; a long poll learns the client left.
+                if self.disconnected:
+                    raise ClientDisconnected(GONE)
+                return False
+            data, complete = _clamp(state, data)
+            self.push(None if state.committed else state.commit(), data)
+            return complete
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            state.start(status, headers, exc_info)
+            return write
+
+        iterable: Iterable[bytes] | None = None
+        failure: BaseException | None = None
+        late: Exception | None = None
+        tail = b""
+        try:
+            iterable = app(environ, start_response)
+            if type(iterable) is list or type(iterable) is tuple:
+                # The whole body goes out with the end of the response: one wake-up of the loop.
+                try:
+                    tail = b"".join(iterable)
+                except TypeError:  # body_chunk raises AppProtocolError for a chunk not bytes
+                    tail = b"".join([body_chunk(chunk) for chunk in iterable])
+                tail, _ = _clamp(state, tail)
+            elif (event := file_event(iterable, state, extensions)) is not None:
+                self.push_file(state.commit(), event)
+            else:
+                for chunk in iterable:
+                    if write(chunk):
+                        break
+        except BaseException as exc:
+            failure = exc
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:
+                    if failure is None:
+                        late = exc  # sent whole, then raised (as ASGIToWSGI's close() may)
+                    else:  # the app's first failure is the one answered
+                        _log.exception("the WSGI iterable's close() raised")
+            errors.flush()
+        if failure is None and state.shortfall():
+            failure = AppProtocolError(
+                f"the app sent {state.shortfall()} bytes fewer than its Content-Length"
+            )
+        try:
+            if failure is None:
+                try:
+                    start = None if state.committed else state.commit()
+                    self.finish(start=start, data=tail, late=late)
+                    return
+                except AppProtocolError as exc:  # start_response() was never called
+                    failure = exc
+            if late is not None:
+                _log.error("the WSGI iterable's close() raised", exc_info=late)
+            self.finish(failure)  # the loop decides, knowing whether the headers went out
+        finally:
+            # The traceback holds this frame: no cycle keeps the request until the next GC.
+            failure = late = None
+
+    def push(self, start: HTTPResponseStartEvent | None, data: bytes) -> None:
+        """Queue response bytes (and the start event); block while too far ahead of the client."""
         with self._cond:
             if self.disconnected:
                 raise ClientDisconnected(GONE)
@@ -117,11 +199,7 @@ class WorkerExchange(IncomingBody):
                 raise ClientDisconnected(GONE)
 
     def push_file(self, start: HTTPResponseStartEvent, event: Message) -> None:
-        """Have the loop send ``start`` then a pathsend / zerocopysend event; wait until sent.
-
-        Raises:
-            ClientDisconnected: the client is gone.
-        """
+        """Have the loop send ``start`` then a pathsend / zerocopysend event; wait until sent."""
         with self._cond:
             self._start, self._file_event = start, event
             self._wake_sender()
@@ -137,9 +215,7 @@ class WorkerExchange(IncomingBody):
         data: bytes = b"",
         late: Exception | None = None,
     ) -> None:
-        """The worker is done: ``failure`` is the app's, or ``start`` and ``data`` end the
-        response (one wake-up of the loop, not two); ``late`` is what ``close()`` raised after
-        a complete body, handled once the response is sent."""
+        """The worker is done: with ``failure``, or with the end of the response in one wake-up."""
         with self._cond:
             if start is not None:
                 self._start = start
@@ -151,8 +227,6 @@ class WorkerExchange(IncomingBody):
             self._drop_body()  # an app may answer without reading the whole body
             self._close_spooled()
             self._wake_sender()
-
-    # -- the event loop -----------------------------------------------------------------------
 
     def expire(self, retry_after: int) -> None:
         """Queue timeout: answer 503 with ``Retry-After`` unless a worker picked the request up."""
@@ -168,8 +242,7 @@ class WorkerExchange(IncomingBody):
         _log.warning("no worker thread became free in time; answering 503")
 
     def end(self) -> None:
-        """When the request is over: one that never got a worker never will (its body and
-        spooled file go at once); its bytes leave the read-ahead budget."""
+        """The request is over: free what a never-run request holds; leave the budget."""
         with self._cond:
             self.phase = next_phase(self.phase, WorkerEvent.ENDED)
             if self.phase is WorkerPhase.ABANDONED:
@@ -181,27 +254,17 @@ class WorkerExchange(IncomingBody):
     async def respond(
         self, send: ASGISend, *, raise_app_exceptions: bool = True, http_version: str = "1.1"
     ) -> None:
-        """Send what the worker produces until it finishes.
-
-        Raises:
-            BaseException: the app's exception, once the client has its answer, with
-                ``raise_app_exceptions`` (`crossgate.sansio.failure.plan_failure` decides).
-            ResponseAborted: without it, when the app failed after the headers went out.
-            BaseException: whatever ``send`` raised, other than ``OSError`` (a closed
-                connection), once the worker has stopped.
-        """
-        headers_sent = False
-        complete = False
+        """Send what the worker produces; then answer a failure as `plan_failure` decides."""
+        headers_sent = complete = False
         send_error: BaseException | None = None
         while True:
             with self._cond:
                 finished = self.phase in RESPONSE_QUEUED
                 if finished and self._failure is not None:
-                    break  # the answer is decided below, from what the server was given
+                    break  # headers queued but unsent still allow an error page
                 chunks = self._chunks
                 if chunks:
-                    # Counted in `_buffered` until send() returns (back-pressure bound).
-                    self._chunks = []
+                    self._chunks = []  # still in `_buffered` until send() returns
                 start = None
                 if not headers_sent and self._start is not None:
                     start, headers_sent = self._start, True
@@ -213,8 +276,7 @@ class WorkerExchange(IncomingBody):
                 try:
                     await waiter
                 except asyncio.CancelledError:
-                    # The server cancelled us (shutdown): stop the worker at its next push.
-                    self.mark_disconnected()
+                    self.mark_disconnected()  # server shutdown: stop the worker at its next push
                     raise
                 continue
             if not (self.disconnected or send_error is not None):
@@ -222,8 +284,7 @@ class WorkerExchange(IncomingBody):
                     if start is not None:
                         await send(as_message(start))
                     if file_event is not None:
-                        # It completes the response (ASGI "Path Send", "Zero Copy Send").
-                        await send(file_event)
+                        await send(file_event)  # it completes the response (ASGI "Path Send")
                         complete = True
                         with self._cond:
                             self._file_sent = True
@@ -241,12 +302,10 @@ class WorkerExchange(IncomingBody):
                                 with self._cond:
                                     self._buffered -= len(body)
                                     self._cond.notify()
-                            # Free the joined body now, not when the next batch replaces it:
-                            # holding two makes every large join a fresh mmap (page faults).
+                            # Holding two joined bodies makes every large join a fresh mmap.
                             del body
                 except BaseException as exc:
-                    # The connection is gone (uvicorn raises OSError, others their own): stop
-                    # the worker and wait for it to close the iterable, exactly once.
+                    # The connection is gone: stop the worker, which closes the iterable once.
                     send_error = exc
                     self.mark_disconnected()
                     if isinstance(exc, asyncio.CancelledError):
@@ -259,48 +318,29 @@ class WorkerExchange(IncomingBody):
         self._failure = self._late = None
         try:
             if failure is not None:
-                await self._fail(
-                    send, failure, headers_sent, complete, raise_app_exceptions, http_version
+                plan = plan_failure(
+                    failure,
+                    app="WSGI",
+                    headers_sent=headers_sent,
+                    complete=complete,
+                    client_gone=self.disconnected,
+                    raise_app_exceptions=raise_app_exceptions,
+                    http_version=http_version,
                 )
+                exc_info = failure if plan.traceback else None
+                _log.log(plan.level, "%s", plan.message, exc_info=exc_info)
+                if plan.outcome is Outcome.ERROR_PAGE and plan.status is not None:
+                    page = error_events(plan.status, plan.detail, extra_headers=plan.headers)
+                    with contextlib.suppress(OSError):  # the client left meanwhile
+                        for event in page:
+                            await send(as_message(event))
+                if plan.propagate:
+                    raise failure
+                if plan.outcome is Outcome.ABORT:
+                    aborted = "the response failed after its headers were sent"
+                    raise ResponseAborted(aborted) from failure
             if send_error is not None and not isinstance(send_error, OSError):
                 raise send_error
         finally:
             # The traceback holds this frame: no cycle keeps the body until the next cyclic GC.
-            failure = send_error = None
-
-    async def _fail(
-        self,
-        send: ASGISend,
-        failure: BaseException,
-        headers_sent: bool,
-        complete: bool,
-        raise_app_exceptions: bool,
-        http_version: str,
-    ) -> None:
-        """Answer, log and (maybe) raise a failure, knowing what reached the server: headers
-        committed on the worker but unsent still allow an error page instead of a reset."""
-        plan = plan_failure(
-            failure,
-            app="WSGI",
-            headers_sent=headers_sent,
-            complete=complete,
-            client_gone=self.disconnected,
-            raise_app_exceptions=raise_app_exceptions,
-            http_version=http_version,
-        )
-        _log.log(plan.level, "%s", plan.message, exc_info=failure if plan.traceback else None)
-        if plan.outcome is Outcome.ERROR_PAGE and plan.status is not None:
-            start, body = error_events(plan.status, plan.detail, extra_headers=plan.headers)
-            try:
-                await send(as_message(start))
-                await send(as_message(body))
-            except OSError:
-                pass  # the client left meanwhile; nothing else to tell it
-        try:
-            if plan.propagate:
-                raise failure
-            if plan.outcome is Outcome.ABORT:
-                aborted = "the response failed after its headers were sent"
-                raise ResponseAborted(aborted) from failure
-        finally:
-            del failure  # held by this frame, which the traceback holds: no cycle
+            failure = send_error = exc_info = None

@@ -1,9 +1,4 @@
-"""The request body on its way from the event loop to the worker thread running the app.
-
-The loop reads ``http.request`` messages (`IncomingBody.pump`, or `IncomingBody.spool` first);
-the worker reads them through ``wsgi.input``. Bytes are read ahead in bulk, bounded per request
-and per loop, and either side wakes the other only when it waits: a hand-off costs ~100 µs.
-"""
+"""The request body on its way from the event loop to the worker thread running the app."""
 
 from __future__ import annotations
 
@@ -11,16 +6,16 @@ import asyncio
 import logging
 import tempfile
 import threading
-from abc import ABC, abstractmethod
 from collections import deque
 from typing import IO
 
+from crossgate.adapters._streams import LineReader
 from crossgate.exceptions import ClientDisconnected, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import KEEPS_BODY, READS_AHEAD, BodyPhase, WorkerPhase
 from crossgate.types import ASGIReceive, Message
 
-__all__ = ["GONE", "IncomingBody", "ReadAheadBudget", "wake"]
+__all__ = ["GONE", "IncomingBody", "ReadAheadBudget", "RequestBody"]
 
 _log = logging.getLogger("crossgate")
 
@@ -29,29 +24,23 @@ _ALL = 1 << 62  # a read of "everything"
 
 
 def wake(waiter: asyncio.Future[None]) -> None:
-    """On the loop: wake a side that waits on ``waiter`` (once)."""
     if not waiter.done():
         waiter.set_result(None)
 
 
 class ReadAheadBudget:
-    """Request bytes buffered ahead of the apps, across the requests of one event loop.
-
-    ``read_ahead`` bounds one request; this bounds them all, so that many uploads (or clients
-    that announce a large body and leave) cannot each hold ``read_ahead`` bytes: past it, bodies
-    are read at the app's pace. Only its loop's thread changes it (`IncomingBody._charge`).
-    """
+    """Request bytes read ahead across one event loop's requests; changed on that loop only."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
 
 
-class IncomingBody(ABC):
-    """One request's body, fed on the loop and read on the worker, under one lock.
+class IncomingBody:
+    """One request's shared state and its body, fed on the loop and read on the worker.
 
-    ``phase`` and ``body_phase`` move by `crossgate.sansio.exchange`'s rules. ``eager``: a
-    worker was free when the request came, so the body is read ahead before the worker starts.
+    One lock guards it all; a side wakes the other only when it waits (a hand-off costs ~100 µs).
+    ``eager``: a worker was free, so the body is read ahead before the worker starts.
     """
 
     def __init__(
@@ -72,27 +61,24 @@ class IncomingBody(ABC):
         self._cond = threading.Condition(threading.Lock())
         self._eager = eager
         self._read_ahead = read_ahead
-        self._meter = meter  # max_body_size: the sans-IO meter decides
+        self._meter = meter
         self._budget = budget if budget is not None else ReadAheadBudget(read_ahead)
         self._accounted = 0  # the buffered bytes this request counts in _budget
-        # The messages' bytes, kept as they came so that a read the size of a message hands
-        # that object over uncopied; _body_pos bytes of _body[0] are read, _body_len unread.
+        # Kept as they came, so a read the size of a message takes it uncopied.
         self._body: deque[bytes] = deque()
-        self._body_len = 0
-        self._body_pos = 0
+        self._body_len = 0  # unread bytes
+        self._body_pos = 0  # bytes of _body[0] already read
         self._body_wanted = 0  # bytes the waiting worker needs; 0 when it is not waiting
         self._body_waiter: asyncio.Future[None] | None = None
         self._spooled: IO[bytes] | None = None
-
-    # -- with the lock held -------------------------------------------------------------------
+        self._sender_waiter: asyncio.Future[None] | None = None  # `WorkerExchange.respond`'s
 
     def _drop_body(self) -> None:
         self._body.clear()
         self._body_len = self._body_pos = 0
 
     def _charge(self) -> None:
-        """On the loop: bring the shared budget up to date (worker reads only shrink
-        ``_body_len``; the loop settles the difference here)."""
+        """On the loop: settle the shared budget with what the worker read since."""
         delta = self._body_len - self._accounted
         if delta:
             self._budget.used += delta
@@ -116,10 +102,7 @@ class IncomingBody(ABC):
         if self._spooled is not None:
             self._spooled.close()
 
-    # -- the worker thread --------------------------------------------------------------------
-
     def read(self, size: int | None = -1) -> bytes:
-        """``wsgi.input.read`` (`crossgate.adapters._streams.RequestBody` says what it raises)."""
         if size is None or size < 0:
             size = _ALL
         with self._cond:
@@ -127,7 +110,6 @@ class IncomingBody(ABC):
             return self._take(size)
 
     def readline(self, size: int | None = -1) -> bytes:
-        """``wsgi.input.readline``, as `read`."""
         limit = _ALL if size is None or size < 0 else size
         with self._cond:
             while True:
@@ -139,7 +121,6 @@ class IncomingBody(ABC):
                 self._wait_for(self._body_len + 1)
 
     def _wait_for(self, size: int) -> None:
-        """Wait until ``size`` bytes are buffered or the body has ended."""
         while self._body_len < size and self.body_phase is BodyPhase.RECEIVING:
             if self.disconnected:
                 raise ClientDisconnected(GONE + " before sending the whole body")
@@ -151,7 +132,6 @@ class IncomingBody(ABC):
             self._meter.check()  # BodyPhase.REFUSED: the meter raises its error again
 
     def _take(self, size: int) -> bytes:
-        """Remove and return up to ``size`` buffered bytes."""
         body = self._body
         pieces: list[bytes] = []
         wanted = min(size, self._body_len)
@@ -188,25 +168,13 @@ class IncomingBody(ABC):
             pos = 0
         return -1
 
-    def check_connected(self) -> None:
-        """Raise `ClientDisconnected` when the client is gone (one flag, no lock)."""
-        if self.disconnected:
-            raise ClientDisconnected(GONE)
-
-    # -- the event loop -----------------------------------------------------------------------
-
     def _count(self, size: int) -> None:
         self.received += size
         if size and self._meter is not None:
             self._meter.count(size)
 
     def feed(self, message: Message) -> None:
-        """Add an ``http.request`` message's body.
-
-        Raises:
-            PeerProtocolError: the message breaks ``max_body_size``; none of it is added
-                (`BodyPhase.REFUSED`): the app never reads past the limit.
-        """
+        """Add an ``http.request`` message's body; none of it if it breaks ``max_body_size``."""
         data: bytes = message.get("body", b"")
         more: bool = message.get("more_body", False)
         with self._cond:
@@ -220,8 +188,7 @@ class IncomingBody(ABC):
                 size = len(data)
                 self._body.append(data)
                 self._body_len += size
-                # `_charge`, inlined: this runs for every message of every upload.
-                self._budget.used += size
+                self._budget.used += size  # `_charge`, inlined: it runs for every message
                 self._accounted += size
             if not more:
                 self.body_phase = BodyPhase.COMPLETE
@@ -229,12 +196,7 @@ class IncomingBody(ABC):
                 self._cond.notify()
 
     async def spool(self, receive: ASGIReceive, threshold: int) -> IO[bytes] | None:
-        """Read the whole body into a temporary file (in memory up to ``threshold`` bytes);
-        ``None`` when the client left first. The file is closed with the request.
-
-        Raises:
-            PeerProtocolError: the body broke ``max_body_size``.
-        """
+        """The whole body in a temporary file (in memory up to ``threshold`` bytes), or None."""
         spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=threshold)  # noqa: SIM115
         try:
             while True:
@@ -258,13 +220,12 @@ class IncomingBody(ABC):
         return spooled
 
     async def pump(self, receive: ASGIReceive) -> None:
-        """Read the rest of the body ahead of the app, then watch for ``http.disconnect``
-        (ASGI gives one ``receive`` per request, so one task does both)."""
+        """Read the body ahead of the app, then watch for ``http.disconnect``."""
         loop = self.loop
         while True:
             if self.body_phase is BodyPhase.RECEIVING:
                 with self._cond:
-                    # Bounded even while the worker waits (it may take a while to get the GIL).
+                    # Bounded even while the worker waits: it may take a while to get the GIL.
                     ahead = 0
                     if self.phase in READS_AHEAD or self._eager:
                         self._charge()
@@ -288,7 +249,31 @@ class IncomingBody(ABC):
                     return
             del message  # held across the next wait, it would keep bytes the app has read
 
-    @abstractmethod
     def mark_disconnected(self) -> None:
-        """The client left: the body's half drops what it read ahead, the response's half
-        (`WorkerExchange`) also wakes its sender."""
+        """The client left (``http.disconnect``, a failed send, a cancelled request)."""
+        with self._cond:
+            self.disconnected = True
+            if self.body_phase is BodyPhase.RECEIVING:
+                # The app's next read fails anyway: free the read-ahead now.
+                self._drop_body()
+                self._charge()
+            self._cond.notify_all()
+            waiter, self._sender_waiter = self._sender_waiter, None
+        self.disconnected_event.set()
+        if waiter is not None:
+            wake(waiter)
+
+
+class RequestBody(LineReader):
+    """``wsgi.input`` in stream mode (reads raise ClientDisconnected or RequestTooLarge)."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: IncomingBody) -> None:
+        self._body = body
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._body.read(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._body.readline(size)
