@@ -1,9 +1,6 @@
 """Middleware that applies one policy to ASGI and WSGI apps alike.
 
-Each module holds one middleware: an ASGI class and its WSGI sibling taking the same options,
-both fed by the same decision code in `crossgate.sansio`. Outermost first, the recommended order
-is `ProxyHeaders`, `RequestID`, `TrustedHosts`, `OriginCheck`, `BodyLimit`, `GZip` (see the
-middleware page of the docs for why).
+Outermost first: `ProxyHeaders`, `RequestID`, `TrustedHosts`, `OriginCheck`, `BodyLimit`, `GZip`.
 """
 
 from crossgate.middleware.body_limit import BodyLimit, WSGIBodyLimit

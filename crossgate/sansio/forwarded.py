@@ -1,7 +1,6 @@
 """The grammar of the headers a reverse proxy writes about the client. Pure.
 
-Each parser raises `PeerProtocolError` for a malformed value; which entries are believed is
-`crossgate.sansio.proxy_headers.ProxyPolicy`'s decision.
+Each parser raises `PeerProtocolError` for a malformed value; `ProxyPolicy` decides what to believe.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ __all__ = [
     "parse_prefix",
 ]
 
-# RFC 9110 section 5.5: no field value holds CR, LF or NUL, and none of the values read here may
-# hold any other control character (HTAB aside, which is whitespace).
+# RFC 9110 section 5.5: no CR, LF or NUL; nor, in the values read here, other controls but HTAB.
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 # RFC 7239 section 4: forwarded-pair = token "=" value; value = token / quoted-string (RFC 9110
@@ -37,9 +35,8 @@ _QUOTED_PAIR = re.compile(r"\\(.)")
 # RFC 7239 section 6.3: obfnode = "_" 1*( ALPHA / DIGIT / "." / "_" / "-"); obfport the same.
 _OBFUSCATED = re.compile(r"_[A-Za-z0-9._-]+")
 
-# RFC 3986 section 3.3: path-abempty made of pchar; percent escapes must be complete.
+# RFC 3986 section 3.3: path-abempty of pchar, complete escapes; and ASCII outside pchar and "/".
 _PREFIX = re.compile(r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)+")
-# The ASCII bytes outside pchar and "/" (RFC 3986 sections 3.3 and 2), in a decoded prefix.
 _NOT_PATH = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/\x80-\xff]")
 
 
@@ -63,9 +60,8 @@ class Prefix:
 def parse_node(text: str) -> ClientAddress:
     """Parse a client node: ``X-Forwarded-For`` entry or RFC 7239 ``for`` value (unquoted).
 
-    IPv4 or IPv6 addresses (bracketed or bare), with or without a port, ``unknown`` and
-    obfuscated identifiers (RFC 7239 section 6.3). IPv6 comes out compressed, IPv4-mapped
-    addresses as plain IPv4.
+    An IP address (IPv6 compressed, IPv4-mapped as plain IPv4), with or without a port, or
+    ``unknown`` or an obfuscated identifier (RFC 7239 section 6.3) for a hidden client.
 
     Raises:
         PeerProtocolError: anything else, such as a host name or a bad port.
@@ -92,10 +88,8 @@ def parse_node(text: str) -> ClientAddress:
             host = None
         else:
             raise PeerProtocolError(f"not an IP address: {name!a}")
-    port: int | None = None
-    if port_text and not _OBFUSCATED.fullmatch(port_text):
-        port = parse_port(port_text)
-    return ClientAddress(host, port)
+    hidden = not port_text or _OBFUSCATED.fullmatch(port_text)
+    return ClientAddress(host, None if hidden else parse_port(port_text))
 
 
 def _ipv6(text: str) -> str:
@@ -105,20 +99,16 @@ def _ipv6(text: str) -> str:
         raise PeerProtocolError(f"not an IP address: {text!a}") from None
     if address.scope_id is not None:
         raise PeerProtocolError(f"IPv6 zone identifiers are not allowed: {text!a}")
-    # An IPv4-mapped address (RFC 4291 section 2.5.5.2, a dual-stack proxy's) is the IPv4
-    # client, so allow-lists keyed on "1.2.3.4" match it.
+    # RFC 4291 section 2.5.5.2: a dual-stack proxy's ::ffff:1.2.3.4 is the IPv4 client.
     mapped = address.ipv4_mapped
-    if mapped is not None:
-        return str(mapped)
-    return address.compressed
+    return address.compressed if mapped is None else str(mapped)
 
 
 def parse_prefix(text: str) -> Prefix | None:
     """Parse an ``X-Forwarded-Prefix`` value such as ``/app``; ``None`` for ``/`` (no prefix).
 
-    It is percent-decoded for ``root_path``; empty or dot segments, escaped ``/``, control
-    characters, other escapes of non-path characters and invalid UTF-8 are refused: each would
-    make it mean another path, or let a URL built on it leave the site.
+    It is percent-decoded for ``root_path``; anything that would make it mean another path, or
+    let a URL built on it leave the site, is refused (docs/middleware.md, "ProxyHeaders").
 
     Raises:
         PeerProtocolError: ``text`` is not such a path.
@@ -129,8 +119,7 @@ def parse_prefix(text: str) -> Prefix | None:
     if not _PREFIX.fullmatch(text):
         raise PeerProtocolError(f"not a path prefix such as /app: {text!a}")
     raw = text.encode("ascii")
-    # An empty segment ("//evil.com") would make the prefix a network-path reference (RFC 3986
-    # section 4.2): URLs built on it, a redirect's Location among them, would leave the site.
+    # RFC 3986 section 4.2: "//evil.com" is a network-path reference; a redirect would leave.
     if "//" in text:
         raise PeerProtocolError(f"prefix has an empty segment: {text!a}")
     decoded = unquote_to_bytes(raw)
@@ -139,8 +128,7 @@ def parse_prefix(text: str) -> Prefix | None:
         raise PeerProtocolError(f"prefix has an encoded '/' or a dot segment: {text!a}")
     if CONTROL.search(decoded.decode("latin-1")):
         raise PeerProtocolError(f"prefix has an encoded control character: {text!a}")
-    # Browsers drop tabs and read "\\" as "/": "/%09/evil.com" would be "//evil.com" in a
-    # redirect. Decoded ASCII must be RFC 3986 path characters; other bytes must be UTF-8.
+    # Browsers drop tabs and read "\\" as "/": "/%09/evil.com" would redirect to "//evil.com".
     bad = _NOT_PATH.search(decoded)
     if bad is not None:
         raise PeerProtocolError(

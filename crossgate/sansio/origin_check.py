@@ -1,9 +1,4 @@
-"""The ``Origin`` check against cross-site websocket hijacking and CSRF. Pure.
-
-Browsers send ``Origin`` (RFC 6454 section 7) on websocket handshakes and unsafe requests, with
-the user's cookies; checking it against trusted origins stops a page elsewhere from acting as
-the user. Non-browser clients send none: ``allow_missing`` decides.
-"""
+"""The ``Origin`` check against cross-site websocket hijacking and CSRF (RFC 6454). Pure."""
 
 from __future__ import annotations
 
@@ -26,15 +21,13 @@ __all__ = [
 ]
 
 PROTOCOLS = frozenset({"websocket", "http"})
-
 # RFC 9110 section 9.2.1: safe methods change no state; only the others are checked.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-
 # RFC 3986 section 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*", re.ASCII)
 # A websocket request's own origin has its page's scheme.
 _HTTP_SCHEME = {"ws": "http", "wss": "https"}
-# Decisions on longer origins or hosts are not remembered: such values are never valid.
+# Longer origins or hosts are never valid: their decisions are not remembered.
 _MEMO_VALUE_MAX = 300
 
 
@@ -87,7 +80,7 @@ class OriginPattern:
         if text == "null":
             return cls("", "", None, null=True)
         any_port = text.endswith(":*")
-        body = text[:-2] if any_port else text
+        body = text.removesuffix(":*")
         scheme, _, host = body.partition("://")
         wildcard = host.startswith("*.")
         try:
@@ -149,8 +142,7 @@ class OriginPolicy:
         self.allow_null = any(p.null for p in patterns)
         self.patterns = tuple(p for p in patterns if not p.null)
         self.protocols = frozenset(protocols)
-        unknown = self.protocols - PROTOCOLS
-        if unknown or not self.protocols:
+        if not self.protocols or not self.protocols <= PROTOCOLS:
             raise ValueError(
                 f"protocols must be some of 'websocket' and 'http', not {sorted(protocols)!r}"
             )
@@ -176,35 +168,28 @@ class OriginPolicy:
 
     def _decide(self, origin: str | None, scheme: str, host: str | None) -> OriginDecision:
         if origin is None:
-            if self.allow_missing:
-                return ALLOWED
-            return OriginDecision(False, "missing Origin header")
+            return ALLOWED if self.allow_missing else OriginDecision(False, "missing Origin header")
         if origin == "null":
-            if self.allow_null:
-                return ALLOWED
-            return OriginDecision(False, "Origin null is not allowed")
+            return (
+                ALLOWED if self.allow_null else OriginDecision(False, "Origin null is not allowed")
+            )
         if "," in origin:
             return OriginDecision(False, "more than one Origin header")
         try:
             parsed = parse_origin(origin)
         except PeerProtocolError as exc:
             return OriginDecision(False, f"invalid Origin header: {exc}")
-        for pattern in self.patterns:
-            if pattern.matches(parsed):
-                return ALLOWED
-        if self.allow_same_origin and host is not None and self._same(parsed, scheme, host):
+        if any(pattern.matches(parsed) for pattern in self.patterns):
+            return ALLOWED
+        if self.allow_same_origin and host is not None and _same(parsed, scheme, host):
             return ALLOWED
         return OriginDecision(False, f"origin {origin!a} is not allowed")
 
-    @staticmethod
-    def _same(origin: Origin, scheme: str, host: str) -> bool:
-        own_scheme = _HTTP_SCHEME.get(scheme, scheme)
-        try:
-            authority = parse_authority(host)
-        except PeerProtocolError:
-            return False
-        return (
-            origin.scheme == own_scheme
-            and origin.host == authority.host
-            and origin.port == authority.effective_port(own_scheme)
-        )
+
+def _same(origin: Origin, scheme: str, host: str) -> bool:
+    own_scheme = _HTTP_SCHEME.get(scheme, scheme)
+    try:
+        authority = parse_authority(host)
+    except PeerProtocolError:
+        return False
+    return origin == Origin(own_scheme, authority.host, authority.effective_port(own_scheme))
