@@ -1,25 +1,15 @@
-"""`OriginCheck` (ASGI) and `WSGIOriginCheck`: refuse cross-site websockets and form posts.
-
-A request from an origin not allowed gets a ``403`` with the reason; the decision is
-`crossgate.sansio.origin_check.OriginPolicy`'s (docs/middleware.md says why it matters).
-"""
+"""`OriginCheck` (ASGI) and `WSGIOriginCheck`: refuse cross-site websockets and form posts."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Generic
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from crossgate.middleware._common import App, asgi_refuse, wsgi_refuse
 from crossgate.sansio.headers import single_header
 from crossgate.sansio.origin_check import OriginPolicy
-from crossgate.types import (
-    ASGIApp,
-    ASGIReceive,
-    ASGISend,
-    StartResponse,
-    WSGIApplication,
-    WSGIEnvironment,
-)
+from crossgate.types import ASGIApp, ASGIReceive, ASGISend
 
 __all__ = ["OriginCheck", "WSGIOriginCheck"]
 
@@ -52,10 +42,9 @@ class OriginCheck(_OriginCheckBase[ASGIApp]):
     """ASGI middleware: refuse websocket handshakes (and optionally unsafe HTTP requests) from
     origins that are not allowed.
 
-    The options are `crossgate.sansio.origin_check.OriginPolicy`'s; ``allowed_origins`` are
-    `OriginPattern` texts. ``allow_missing`` is safe for cookie-less APIs only, and
-    ``allow_same_origin`` needs `TrustedHosts` and `ProxyHeaders` outside this middleware.
-    Scopes not checked (``lifespan``, safe methods) pass through untouched.
+    The options are `crossgate.sansio.origin_check.OriginPolicy`'s (docs/middleware.md):
+    ``allow_missing`` is safe for cookie-less APIs only, and ``allow_same_origin`` needs
+    `TrustedHosts` and `ProxyHeaders` outside this middleware.
 
     Raises:
         ValueError: an invalid pattern or ``protocols``.

@@ -1,14 +1,11 @@
-"""`ProxyHeaders` (ASGI) and `WSGIProxyHeaders`: believe a trusted reverse proxy about the client.
-
-`crossgate.sansio.proxy_headers.ProxyPolicy` decides for both sides; the proxy headers not
-believed are removed, so that nothing further in can be fooled by them either.
-"""
+"""`ProxyHeaders` (ASGI) and `WSGIProxyHeaders`: believe a trusted reverse proxy about clients."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Generic
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from crossgate.middleware._common import App
 from crossgate.sansio.headers import collect_headers
@@ -20,19 +17,11 @@ from crossgate.sansio.proxy_headers import (
     ProxyDecision,
     ProxyPolicy,
 )
-from crossgate.types import (
-    ASGIApp,
-    ASGIReceive,
-    ASGISend,
-    StartResponse,
-    WSGIApplication,
-    WSGIEnvironment,
-)
+from crossgate.types import ASGIApp, ASGIReceive, ASGISend
 
 __all__ = ["PEER_KEY", "ProxyHeaders", "WSGIProxyHeaders"]
 
-# The scope / environ key of the proxy's own address when the client address was replaced, for
-# middleware further in that must know which proxy spoke (RequestID). None / "" for a Unix socket.
+# The scope / environ key of the proxy's own address once the client's replaced it (for RequestID).
 PEER_KEY = "crossgate.proxy_peer"
 
 _log = logging.getLogger("crossgate.middleware")
@@ -81,11 +70,9 @@ class _ProxyHeadersBase(Generic[App]):
 class ProxyHeaders(_ProxyHeadersBase[ASGIApp]):
     """ASGI middleware: take client, scheme, host, port and prefix from a trusted proxy.
 
-    The options are those of `crossgate.sansio.proxy_headers.ProxyPolicy`, and
-    ``strip_untrusted`` (remove the proxy headers not believed); docs/middleware.md has them
-    all. ``http`` and ``websocket`` scopes are handled, others pass through. The scope is
-    copied; the proxy's own address is kept under ``"crossgate.proxy_peer"``, for `RequestID`.
-    Malformed header values never raise: they are ignored and logged at DEBUG.
+    The options are `crossgate.sansio.proxy_headers.ProxyPolicy`'s, and ``strip_untrusted``
+    (remove the proxy headers not believed): docs/middleware.md. The scope is copied, with the
+    proxy's address under ``"crossgate.proxy_peer"``; malformed values are ignored, not raised.
 
     Raises:
         ValueError: an invalid option (bad ``trusted`` entry, ``mode``, ``hops`` or ``fields``).

@@ -1,8 +1,4 @@
-"""`TrustedHosts` (ASGI) and `WSGITrustedHosts`: serve only the host names you own.
-
-A forged ``Host`` points the URLs an application builds at an attacker's site, and lets a
-DNS-rebinding page reach a local service; `crossgate.sansio.trusted_hosts.HostPolicy` decides.
-"""
+"""`TrustedHosts` (ASGI) and `WSGITrustedHosts`: serve only the host names you own."""
 
 from __future__ import annotations
 
@@ -10,20 +6,14 @@ import logging
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Generic
 from urllib.parse import quote
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from crossgate._answer import respond
 from crossgate.middleware._common import App, asgi_refuse, wsgi_refuse
 from crossgate.sansio.asgi_response import error_response
 from crossgate.sansio.headers import single_header
 from crossgate.sansio.trusted_hosts import HostDecision, HostPolicy, redirect_location
-from crossgate.types import (
-    ASGIApp,
-    ASGIReceive,
-    ASGISend,
-    StartResponse,
-    WSGIApplication,
-    WSGIEnvironment,
-)
+from crossgate.types import ASGIApp, ASGIReceive, ASGISend
 
 __all__ = ["TrustedHosts", "WSGITrustedHosts"]
 
@@ -57,10 +47,8 @@ class _TrustedHostsBase(Generic[App]):
 class TrustedHosts(_TrustedHostsBase[ASGIApp]):
     """ASGI middleware: answer 400 to requests whose ``Host`` is not one of ``allowed_hosts``.
 
-    ``allowed_hosts`` are `crossgate.sansio.trusted_hosts.HostPattern` texts. ``redirect_to``
-    sends the other allowed hosts to one canonical host, ``www_redirect`` a bare domain to its
-    ``www.`` (301 for GET and HEAD, else 308); docs/middleware.md has the details. ``http`` and
-    ``websocket`` scopes are checked, others pass through; a websocket is never redirected.
+    The options are `crossgate.sansio.trusted_hosts.HostPolicy`'s (docs/middleware.md). Requests
+    redirected to ``redirect_to`` or a ``www.`` host get a 301 for GET and HEAD, else a 308.
 
     Raises:
         ValueError: an invalid pattern, an empty ``allowed_hosts``, or a ``redirect_to`` that
@@ -95,9 +83,6 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
 
 class WSGITrustedHosts(_TrustedHostsBase[WSGIApplication]):
     """WSGI middleware: `TrustedHosts` for a WSGI application, with the same options.
-
-    The redirect keeps ``RAW_URI`` / ``REQUEST_URI`` when the server sets them, else
-    ``SCRIPT_NAME`` + ``PATH_INFO``.
 
     Raises:
         ValueError: an invalid option.

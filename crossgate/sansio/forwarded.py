@@ -1,7 +1,4 @@
-"""The grammar of the headers a reverse proxy writes about the client. Pure.
-
-Each parser raises `PeerProtocolError` for a malformed value; `ProxyPolicy` decides what to believe.
-"""
+"""The grammar of the proxy headers about the client: parsers raising `PeerProtocolError`. Pure."""
 
 from __future__ import annotations
 
@@ -24,17 +21,14 @@ __all__ = [
 
 # RFC 9110 section 5.5: no CR, LF or NUL; nor, in the values read here, other controls but HTAB.
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
 # RFC 7239 section 4: forwarded-pair = token "=" value; value = token / quoted-string (RFC 9110
 # section 5.6). Whitespace around the pair is tolerated, as around list items.
 _TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
 _PAIR = re.compile(rf"[ \t]*({_TCHARS})=({_TCHARS}|{_QUOTED})[ \t]*")
 _QUOTED_PAIR = re.compile(r"\\(.)")
-
 # RFC 7239 section 6.3: obfnode = "_" 1*( ALPHA / DIGIT / "." / "_" / "-"); obfport the same.
 _OBFUSCATED = re.compile(r"_[A-Za-z0-9._-]+")
-
 # RFC 3986 section 3.3: path-abempty of pchar, complete escapes; and ASCII outside pchar and "/".
 _PREFIX = re.compile(r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)+")
 _NOT_PATH = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/\x80-\xff]")

@@ -27,7 +27,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*", re.ASCII)
 # A websocket request's own origin has its page's scheme.
 _HTTP_SCHEME = {"ws": "http", "wss": "https"}
-# Longer origins or hosts are never valid: their decisions are not remembered.
+# Longer origins or hosts are never valid: not worth remembering.
 _MEMO_VALUE_MAX = 300
 
 
@@ -117,11 +117,8 @@ ALLOWED = OriginDecision(True)
 
 
 class OriginPolicy:
-    """Which origins (`OriginPattern` texts) may open a websocket or send an unsafe request.
-
-    ``protocols`` says what is checked: ``"websocket"`` handshakes and/or ``"http"`` unsafe
-    requests. ``allow_same_origin`` also allows the request's own origin, as Django's CSRF check
-    does: put `TrustedHosts` in front, or a DNS-rebinding page passes with its own ``Host``.
+    """Which origins (`OriginPattern` texts) may open a websocket (``protocols`` ``"websocket"``)
+    or send an unsafe request (``"http"``); ``allow_same_origin`` is Django's CSRF rule.
 
     Raises:
         ValueError: an invalid pattern, or an unknown or empty ``protocols``.
@@ -160,8 +157,8 @@ class OriginPolicy:
         return scope_type == "http" and self.check_http and method not in SAFE_METHODS
 
     def check(self, origin: str | None, *, scheme: str, host: str | None) -> OriginDecision:
-        """Decide on a request with ``Origin`` value ``origin`` (``None`` when absent); its own
-        origin is ``scheme`` and ``host``. A comma means several headers: refused."""
+        """Decide on a request with ``Origin`` value ``origin`` (``None`` when absent) and its
+        own ``scheme`` and ``host``."""
         if len(origin or "") > _MEMO_VALUE_MAX or len(host or "") > _MEMO_VALUE_MAX:
             return self._decide(origin, scheme, host)
         return self._remembered(origin, scheme, host)
@@ -173,7 +170,7 @@ class OriginPolicy:
             return (
                 ALLOWED if self.allow_null else OriginDecision(False, "Origin null is not allowed")
             )
-        if "," in origin:
+        if "," in origin:  # several headers, joined
             return OriginDecision(False, "more than one Origin header")
         try:
             parsed = parse_origin(origin)

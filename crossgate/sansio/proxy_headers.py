@@ -1,7 +1,6 @@
 """What a request looked like before the reverse proxies: the `ProxyHeaders` decision. Pure.
 
-Only a trusted peer's headers are read, only the entries its proxies added (the hops rule), and
-malformed values are ignored with a reason, never raised (docs/middleware.md, "ProxyHeaders").
+Rules and values: docs/middleware.md, "ProxyHeaders". Malformed values are ignored, never raised.
 """
 
 from __future__ import annotations
@@ -13,15 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from crossgate.exceptions import PeerProtocolError
-from crossgate.sansio.forwarded import (
-    CONTROL,
-    ClientAddress,
-    Prefix,
-    parse_forwarded,
-    parse_node,
-    parse_prefix,
-)
-from crossgate.sansio.trusted_hosts import Authority, parse_authority, parse_port
+from crossgate.sansio import forwarded
+from crossgate.sansio.trusted_hosts import parse_authority, parse_port
 
 __all__ = [
     "FIELDS",
@@ -90,18 +82,15 @@ class TrustedPeers:
 
 @dataclass(frozen=True, slots=True)
 class ProxyDecision:
-    """What to change in the scope or environ; ``None`` fields are left as they are.
+    """What to change in the scope or environ (``None``: nothing): ``scheme`` is ``http`` or
+    ``https``, ``host`` the new ``Host``, ``server`` the new ``(name, port)``, ``prefix`` goes in
+    front of ``root_path``, ``ignored`` says why each malformed value was ignored."""
 
-    ``scheme`` is ``http`` or ``https`` (the shell makes it ``ws``/``wss``), ``host`` the new
-    ``Host``, ``server`` the new ``(name, port)``, ``prefix`` goes in front of ``root_path``,
-    ``ignored`` says why each malformed value was ignored.
-    """
-
-    client: ClientAddress | None = None
+    client: forwarded.ClientAddress | None = None
     scheme: str | None = None
     host: str | None = None
     server: tuple[str, int] | None = None
-    prefix: Prefix | None = None
+    prefix: forwarded.Prefix | None = None
     ignored: tuple[str, ...] = ()
 
 
@@ -116,11 +105,11 @@ def _parse_proto(text: str) -> str:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "for": parse_node,
+    "for": forwarded.parse_node,
     "proto": _parse_proto,
     "host": parse_authority,
     "port": parse_port,
-    "prefix": parse_prefix,
+    "prefix": forwarded.parse_prefix,
 }
 
 
@@ -168,11 +157,8 @@ class ProxyPolicy:
         return self.peers.trusts(peer)
 
     def decide(self, values: Mapping[str, str], *, scheme: str, host: str | None) -> ProxyDecision:
-        """Decide what a request from a trusted peer really was, from ``values`` (the headers
-        of ``header_names`` it has, repeats joined with ``,``), its scheme and ``Host``.
-
-        Never raises for any header content: malformed values are listed in ``ignored``.
-        """
+        """Decide what a request from a trusted peer really was, from ``values`` (its headers
+        of ``header_names``, repeats joined with ``,``), its scheme and ``Host``. Never raises."""
         if not values:
             return NO_CHANGE
         items = tuple(values.items())
@@ -190,10 +176,16 @@ class ProxyPolicy:
             text = values.get(name)
             if text is None:
                 continue
-            if CONTROL.search(text):
+            if forwarded.CONTROL.search(text):
                 ignored.append(f"{name}: control characters in {text!a}")
             elif name == "forwarded":
-                raw.update(self._forwarded(text, ignored))
+                try:
+                    elements = forwarded.parse_forwarded(text)
+                except PeerProtocolError as exc:
+                    ignored.append(f"forwarded: {exc}")
+                    continue
+                element = elements[-min(self.hops, len(elements))] if elements else {}
+                raw.update((k, v) for k, v in element.items() if k in self._forwarded_params)
             elif picked := self._pick(text):
                 raw[_X_FIELDS[name]] = picked
         parsed: dict[str, Any] = {}
@@ -203,9 +195,22 @@ class ProxyPolicy:
             except PeerProtocolError as exc:
                 ignored.append(f"{field}: {exc}")
         scheme_out = parsed.get("proto")
-        new_host, server = _server(
-            parsed.get("host"), parsed.get("port"), scheme_out or scheme, host, ignored
-        )
+        authority, port = parsed.get("host"), parsed.get("port")
+        if authority is None and port is not None:
+            try:
+                authority = parse_authority(host or "")
+            except PeerProtocolError as exc:
+                ignored.append(f"port: no valid Host to apply it to ({exc})")
+        new_host: str | None = None
+        server: tuple[str, int] | None = None
+        if authority is not None:
+            # The scope's scheme is http, https, ws or wss (ASGI spec); any other is taken as http.
+            default = _PORTS[_PROTOS.get(scheme_out or scheme, "http")]
+            if port is None:
+                new_host, port = str(authority), authority.port or default
+            else:
+                new_host = authority.host if port == default else f"{authority.host}:{port}"
+            server = (authority.name, port)
         client, prefix = parsed.get("for"), parsed.get("prefix")
         return ProxyDecision(client, scheme_out, new_host, server, prefix, tuple(ignored))
 
@@ -215,33 +220,3 @@ class ProxyPolicy:
             return text.strip(" \t")
         entries = [entry for part in text.split(",") if (entry := part.strip(" \t"))]
         return entries[-min(self.hops, len(entries))] if entries else ""
-
-    def _forwarded(self, text: str, ignored: list[str]) -> dict[str, str]:
-        try:
-            elements = parse_forwarded(text)
-        except PeerProtocolError as exc:
-            ignored.append(f"forwarded: {exc}")
-            return {}
-        element = elements[-min(self.hops, len(elements))] if elements else {}
-        return {k: v for k, v in element.items() if k in self._forwarded_params}
-
-
-def _server(
-    authority: Authority | None, port: int | None, scheme: str, host: str | None, ignored: list[str]
-) -> tuple[str | None, tuple[str, int] | None]:
-    """The new Host header and server, when a host or port was forwarded."""
-    if authority is None and port is None:
-        return None, None
-    base = authority
-    if base is None:
-        try:
-            base = parse_authority(host or "")
-        except PeerProtocolError as exc:
-            ignored.append(f"port: no valid Host to apply it to ({exc})")
-            return None, None
-    # The scope's scheme is http, https, ws or wss (ASGI spec); any other is taken as http.
-    scheme = _PROTOS.get(scheme, "http")
-    if port is None:
-        return str(base), (base.name, base.port or _PORTS[scheme])
-    shown = base.host if port == _PORTS[scheme] else f"{base.host}:{port}"
-    return shown, (base.name, port)

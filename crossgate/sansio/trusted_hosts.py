@@ -1,8 +1,4 @@
-"""Host header parsing and the allowed-hosts decision. Pure.
-
-`parse_authority` is crossgate's one parser for ``host[:port]`` (``Host``, ``X-Forwarded-Host``,
-``Forwarded``'s ``host``, an ``Origin``'s host).
-"""
+"""Host parsing (crossgate's one ``host[:port]`` parser) and the allowed-hosts decision. Pure."""
 
 from __future__ import annotations
 
@@ -88,12 +84,11 @@ def parse_port(text: str) -> int:
 
 @functools.lru_cache(maxsize=1024)  # a deployment sees few hosts
 def parse_authority(value: str) -> Authority:
-    """Parse and normalize ``host[:port]``: ``Example.COM.`` is ``example.com``, IPv6 literals
-    are bracketed and compressed, a port is 1-65535.
+    """Parse and normalize ``host[:port]`` (``Host``, ``X-Forwarded-Host``, an ``Origin``'s):
+    ``Example.COM.`` is ``example.com``, IPv6 literals are bracketed and compressed.
 
     RFC 9110 section 7.2 minus the forms no client sends (percent-encoded names, IPvFuture,
-    zone identifiers), so nothing that could smuggle a second host, a user name or a header
-    break (``evil.com:80@good.com``, a comma, CR/LF) passes.
+    zone identifiers): no second host, user name or header break can pass.
 
     Raises:
         PeerProtocolError: ``value`` is empty, not ASCII (names travel as punycode), holds
@@ -181,8 +176,7 @@ ALLOW = HostDecision("allow")
 
 
 class HostPolicy:
-    """The allowed hosts of a deployment (`HostPattern` texts; a lone string is refused as a
-    forgotten list), a canonical ``redirect_to`` host, and starlette's ``www_redirect``.
+    """The allowed hosts (`HostPattern` texts), a canonical ``redirect_to``, ``www_redirect``.
 
     Raises:
         ValueError: an invalid pattern, no pattern at all, or a ``redirect_to`` that is not a
@@ -221,14 +215,11 @@ class HostPolicy:
         )
 
     def check(self, host: str | None, scheme: str, *, redirect: bool = True) -> HostDecision:
-        """Decide on a request whose Host header is ``host`` (``None`` when it has none).
-
-        ``redirect`` is false where the client cannot follow one (a websocket handshake). A
-        comma means several Host headers (a WSGI server joins them): a 400, RFC 9112 section 3.2.
-        """
+        """Decide on a request whose Host header is ``host`` (``None`` when it has none);
+        ``redirect`` is false where the client cannot follow one (a websocket handshake)."""
         if host is None:
             return HostDecision("refuse", "missing Host header")
-        if "," in host:
+        if "," in host:  # several Host lines, joined: RFC 9112 section 3.2 asks for a 400
             return HostDecision("refuse", "more than one Host header")
         try:
             authority = parse_authority(host)
@@ -249,8 +240,7 @@ class HostPolicy:
 
 def redirect_location(scheme: str, host: str, path: bytes, query: bytes) -> str:
     """The absolute URL to redirect to: ``scheme://host``, the raw ``path`` (``root_path``
-    included; given a ``/`` in front when it lacks one) and ``query``, escaped (RFC 3986
-    section 3.3), so no byte of the request breaks the header."""
+    included) and ``query``, escaped (RFC 3986 section 3.3): no byte breaks the header."""
     target = quote(path, safe=RAW_SAFE) or "/"
     if not target.startswith("/"):
         target = "/" + target
