@@ -28,8 +28,7 @@ def first_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes |
 
 
 def close_result(result: object) -> None:
-    """Call ``close()`` of an application's result, if it has one (PEP 3333: the server, and
-    so a middleware standing in for it, calls it even when the body is not sent)."""
+    """Call ``close()`` of an application's result, if it has one (PEP 3333)."""
     close = getattr(result, "close", None)
     if close is not None:
         close()

@@ -42,9 +42,8 @@ class OriginCheck(_OriginCheckBase[ASGIApp]):
     """ASGI middleware: refuse websocket handshakes (and optionally unsafe HTTP requests) from
     origins that are not allowed.
 
-    The options are `crossgate.sansio.origin_check.OriginPolicy`'s (docs/middleware.md):
-    ``allow_missing`` is safe for cookie-less APIs only, and ``allow_same_origin`` needs
-    `TrustedHosts` and `ProxyHeaders` outside this middleware.
+    The options are explained in docs/middleware.md: ``allow_missing`` is safe for cookie-less
+    APIs only, ``allow_same_origin`` needs `TrustedHosts` and `ProxyHeaders` outside this one.
 
     Raises:
         ValueError: an invalid pattern or ``protocols``.
@@ -73,8 +72,7 @@ class OriginCheck(_OriginCheckBase[ASGIApp]):
 class WSGIOriginCheck(_OriginCheckBase[WSGIApplication]):
     """WSGI middleware: the ``"http"`` half of `OriginCheck`, with the same options.
 
-    A WSGI server never hands a websocket to the application, so ``protocols`` must include
-    ``"http"``; `OriginCheck`'s default, ``("websocket",)``, raises here.
+    Websockets never reach a WSGI application, so ``protocols`` must include ``"http"``.
 
     Raises:
         ValueError: an invalid pattern, or ``protocols`` without ``"http"`` (the middleware

@@ -70,9 +70,8 @@ class _ProxyHeadersBase(Generic[App]):
 class ProxyHeaders(_ProxyHeadersBase[ASGIApp]):
     """ASGI middleware: take client, scheme, host, port and prefix from a trusted proxy.
 
-    The options are `crossgate.sansio.proxy_headers.ProxyPolicy`'s, and ``strip_untrusted``
-    (remove the proxy headers not believed): docs/middleware.md. The scope is copied, with the
-    proxy's address under ``"crossgate.proxy_peer"``; malformed values are ignored, not raised.
+    The options are explained in docs/middleware.md. The scope is copied, with the proxy's
+    address under ``"crossgate.proxy_peer"``; malformed values are ignored, never raised.
 
     Raises:
         ValueError: an invalid option (bad ``trusted`` entry, ``mode``, ``hops`` or ``fields``).
@@ -135,9 +134,7 @@ def _apply_to_scope(scope: MutableMapping[str, Any], decision: ProxyDecision) ->
 
 
 class WSGIProxyHeaders(_ProxyHeadersBase[WSGIApplication]):
-    """WSGI middleware: `ProxyHeaders` for a WSGI application, with the same options.
-
-    The environ is changed in place, as PEP 3333 lets middleware do.
+    """WSGI middleware: `ProxyHeaders` for a WSGI application; the environ changes in place.
 
     Raises:
         ValueError: an invalid option.

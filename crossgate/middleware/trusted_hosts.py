@@ -47,8 +47,7 @@ class _TrustedHostsBase(Generic[App]):
 class TrustedHosts(_TrustedHostsBase[ASGIApp]):
     """ASGI middleware: answer 400 to requests whose ``Host`` is not one of ``allowed_hosts``.
 
-    The options are `crossgate.sansio.trusted_hosts.HostPolicy`'s (docs/middleware.md). Requests
-    redirected to ``redirect_to`` or a ``www.`` host get a 301 for GET and HEAD, else a 308.
+    The options are explained in docs/middleware.md; redirects are 301 for GET and HEAD, else 308.
 
     Raises:
         ValueError: an invalid pattern, an empty ``allowed_hosts``, or a ``redirect_to`` that

@@ -10,14 +10,7 @@ from urllib.parse import unquote_to_bytes
 from crossgate.exceptions import PeerProtocolError
 from crossgate.sansio.trusted_hosts import IPV4, parse_port
 
-__all__ = [
-    "CONTROL",
-    "ClientAddress",
-    "Prefix",
-    "parse_forwarded",
-    "parse_node",
-    "parse_prefix",
-]
+__all__ = ["CONTROL", "ClientAddress", "Prefix", "parse_forwarded", "parse_node", "parse_prefix"]
 
 # RFC 9110 section 5.5: no CR, LF or NUL; nor, in the values read here, other controls but HTAB.
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -36,8 +29,7 @@ _NOT_PATH = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/\x80-\xff]")
 
 @dataclass(frozen=True, slots=True)
 class ClientAddress:
-    """The client's address as the proxies reported it; ``host`` is ``None`` when hidden
-    (RFC 7239 ``unknown`` or ``_obfuscated``)."""
+    """The client's address as the proxies reported it; ``host`` is ``None`` when hidden."""
 
     host: str | None
     port: int | None = None
@@ -99,10 +91,7 @@ def _ipv6(text: str) -> str:
 
 
 def parse_prefix(text: str) -> Prefix | None:
-    """Parse an ``X-Forwarded-Prefix`` value such as ``/app``; ``None`` for ``/`` (no prefix).
-
-    It is percent-decoded for ``root_path``; anything that would make it mean another path, or
-    let a URL built on it leave the site, is refused (docs/middleware.md, "ProxyHeaders").
+    """Parse and percent-decode an ``X-Forwarded-Prefix`` such as ``/app``; ``None`` for ``/``.
 
     Raises:
         PeerProtocolError: ``text`` is not such a path.

@@ -33,8 +33,7 @@ _MEMO_VALUE_MAX = 300
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """A serialized origin (RFC 6454 section 6.2): ``port`` is the scheme's default when
-    omitted, so ``https://example.com`` and ``https://example.com:443`` are the same."""
+    """A serialized origin (RFC 6454 section 6.2); ``port`` defaults to the scheme's."""
 
     scheme: str
     host: str
@@ -117,8 +116,7 @@ ALLOWED = OriginDecision(True)
 
 
 class OriginPolicy:
-    """Which origins (`OriginPattern` texts) may open a websocket (``protocols`` ``"websocket"``)
-    or send an unsafe request (``"http"``); ``allow_same_origin`` is Django's CSRF rule.
+    """Which origins may open a websocket or send an unsafe request: `OriginCheck`'s options.
 
     Raises:
         ValueError: an invalid pattern, or an unknown or empty ``protocols``.

@@ -1,7 +1,4 @@
-"""What a request looked like before the reverse proxies: the `ProxyHeaders` decision. Pure.
-
-Rules and values: docs/middleware.md, "ProxyHeaders". Malformed values are ignored, never raised.
-"""
+"""What a request looked like before the reverse proxies: the `ProxyHeaders` decision. Pure."""
 
 from __future__ import annotations
 
@@ -40,8 +37,7 @@ _MEMO_VALUE_MAX = 512
 
 
 class TrustedPeers:
-    """The direct peers whose proxy headers are believed: IP addresses and networks, ``"unix"``
-    for a Unix-socket peer, ``"*"`` for everyone (dangerous); a string is split on commas.
+    """The direct peers whose proxy headers are believed: ``ProxyHeaders(trusted=...)``.
 
     Raises:
         ValueError: an entry is none of these (a host name would be slow and spoofable).
@@ -65,7 +61,7 @@ class TrustedPeers:
         self._matches = functools.lru_cache(maxsize=4096)(self._match)
 
     def trusts(self, address: str | None) -> bool:
-        """Whether a direct peer at ``address`` (``None`` or ``""``: a Unix socket) is trusted."""
+        """Whether a direct peer at ``address`` (``None``/``""``: a Unix socket) is trusted."""
         if self.everyone:
             return True
         return self._matches(address) if address else self.unix
@@ -114,8 +110,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 
 
 class ProxyPolicy:
-    """Trusted peers, header family, ``hops`` (trusted proxies in front) and ``fields`` (leave
-    out any your proxy does not set itself): everything `ProxyHeaders` decides with.
+    """Everything `ProxyHeaders` decides with: its options but ``strip_untrusted``.
 
     Raises:
         ValueError: an invalid option; the message names it.

@@ -47,8 +47,7 @@ def default_port(scheme: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Authority:
-    """A validated ``host[:port]``: ``host`` as it goes into a URL (a lower-case name without
-    a trailing dot, an IPv4 address, or a compressed IPv6 address in brackets)."""
+    """A validated ``host[:port]``, ``host`` as it goes into a URL (IPv6 in brackets)."""
 
     host: str
     port: int | None = None
@@ -84,11 +83,8 @@ def parse_port(text: str) -> int:
 
 @functools.lru_cache(maxsize=1024)  # a deployment sees few hosts
 def parse_authority(value: str) -> Authority:
-    """Parse and normalize ``host[:port]`` (``Host``, ``X-Forwarded-Host``, an ``Origin``'s):
-    ``Example.COM.`` is ``example.com``, IPv6 literals are bracketed and compressed.
-
-    RFC 9110 section 7.2 minus the forms no client sends (percent-encoded names, IPvFuture,
-    zone identifiers): no second host, user name or header break can pass.
+    """Parse and normalize ``host[:port]`` (RFC 9110 section 7.2 minus the forms no client
+    sends): ``Example.COM.`` is ``example.com``, IPv6 literals are bracketed and compressed.
 
     Raises:
         PeerProtocolError: ``value`` is empty, not ASCII (names travel as punycode), holds
@@ -164,8 +160,8 @@ class HostPattern:
 
 @dataclass(frozen=True, slots=True)
 class HostDecision:
-    """What to do with a request, given its Host: ``allow``, ``refuse`` (400 with ``reason``)
-    or ``redirect`` (to ``location_host``, keeping the scheme, path and query)."""
+    """What to do with a request: ``allow``, ``refuse`` (why: ``reason``) or ``redirect``
+    (to ``location_host``)."""
 
     action: Literal["allow", "refuse", "redirect"]
     reason: str = ""
