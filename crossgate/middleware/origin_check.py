@@ -55,8 +55,7 @@ class OriginCheck(_OriginCheckBase[ASGIApp]):
         if not self.policy.applies(scope["type"], scope.get("method", "GET")):
             await self.app(scope, receive, send)
             return
-        # Lines joined as a WSGI server joins them: several origins are refused, several hosts
-        # match no origin, whatever follows the second line.
+        # Joined as a WSGI server joins them: several origins are refused, several hosts match none.
         headers = scope["headers"]
         origin = single_header(headers, b"origin")
         host = None

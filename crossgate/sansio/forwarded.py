@@ -14,8 +14,7 @@ __all__ = ["CONTROL", "ClientAddress", "Prefix", "parse_forwarded", "parse_node"
 
 # RFC 9110 section 5.5: no CR, LF or NUL; nor, in the values read here, other controls but HTAB.
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# RFC 7239 section 4: forwarded-pair = token "=" value; value = token / quoted-string (RFC 9110
-# section 5.6). Whitespace around the pair is tolerated, as around list items.
+# RFC 7239 section 4: forwarded-pair = token "=" value; value = token / quoted-string.
 _TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
 _PAIR = re.compile(rf"[ \t]*({_TCHARS})=({_TCHARS}|{_QUOTED})[ \t]*")
@@ -54,26 +53,23 @@ def parse_node(text: str) -> ClientAddress:
     """
     if IPV4.fullmatch(text):  # the common case, first
         return ClientAddress(text)
-    port_text = ""
     if text.startswith("["):
         end = text.find("]")
         rest = text[end + 1 :] if end > 0 else "?"
         if rest and not rest.startswith(":"):
             raise PeerProtocolError(f"not a node: {text!a}")
-        name, port_text = text[1:end], rest[1:]
-        host = _ipv6(name)
+        host: str | None = _ipv6(text[1:end])
+        port_text = rest[1:]
     elif text.count(":") > 1:
-        host = _ipv6(text)
+        return ClientAddress(_ipv6(text))
     else:
         name, colon, port_text = text.partition(":")
         if colon and not port_text:
             raise PeerProtocolError(f"empty port in node: {text!a}")
-        if IPV4.fullmatch(name):
-            host = name
-        elif name == "unknown" or _OBFUSCATED.fullmatch(name):
-            host = None
-        else:
+        ipv4 = IPV4.fullmatch(name)
+        if not ipv4 and name != "unknown" and not _OBFUSCATED.fullmatch(name):
             raise PeerProtocolError(f"not an IP address: {name!a}")
+        host = name if ipv4 else None
     hidden = not port_text or _OBFUSCATED.fullmatch(port_text)
     return ClientAddress(host, None if hidden else parse_port(port_text))
 

@@ -136,13 +136,11 @@ class ProxyPolicy:
         self.peers = TrustedPeers(trusted)
         self.mode = mode
         self.hops = hops
-        # In "forwarded" mode only X-Forwarded-Prefix is read: RFC 7239 has no prefix, and its
-        # port travels in "host". Its parameter "by" (the proxy's own interface) is never read.
+        # RFC 7239 has no prefix (X-Forwarded-Prefix is read) and its port is in "host"; no "by".
         x_fields = self.fields if mode == "x-forwarded" else self.fields & {"prefix"}
         x_names = tuple(_X_HEADERS[f] for f in FIELDS if f in x_fields)
         self._reads = ("forwarded", *x_names) if mode == "forwarded" else x_names
         self._forwarded_params = self.fields & {"for", "proto", "host"}
-        # The lower-case header names this policy reads, for the shells to collect.
         self.header_names = x_names if not self._forwarded_params else self._reads
         # Clients send many requests with the same headers (keep-alive, a page's assets).
         self._remembered = functools.lru_cache(maxsize=1024)(self._decide)
@@ -181,8 +179,11 @@ class ProxyPolicy:
                     continue
                 element = elements[-min(self.hops, len(elements))] if elements else {}
                 raw.update((k, v) for k, v in element.items() if k in self._forwarded_params)
-            elif picked := self._pick(text):
-                raw[_X_FIELDS[name]] = picked
+            elif "," not in text:  # the common case: one proxy, one entry
+                if entry := text.strip(" \t"):
+                    raw[_X_FIELDS[name]] = entry
+            elif entries := [entry for part in text.split(",") if (entry := part.strip(" \t"))]:
+                raw[_X_FIELDS[name]] = entries[-min(self.hops, len(entries))]  # the hops rule
         parsed: dict[str, Any] = {}
         for field, text in raw.items():
             try:
@@ -208,10 +209,3 @@ class ProxyPolicy:
             server = (authority.name, port)
         client, prefix = parsed.get("for"), parsed.get("prefix")
         return ProxyDecision(client, scheme_out, new_host, server, prefix, tuple(ignored))
-
-    def _pick(self, text: str) -> str:
-        """The entry of a list header that the trusted proxies wrote (the hops rule)."""
-        if "," not in text:  # the common case: one proxy, one entry
-            return text.strip(" \t")
-        entries = [entry for part in text.split(",") if (entry := part.strip(" \t"))]
-        return entries[-min(self.hops, len(entries))] if entries else ""

@@ -28,8 +28,7 @@ __all__ = [
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _HTTP_SCHEMES = {"ws": "http", "wss": "https"}
-# Labels of lower-case letters, digits, "-" and "_" (container names use it), no "-" at either
-# end; one trailing dot for a fully qualified name.
+# Labels of a-z, 0-9, "-" (not at either end) and "_" (container names); one trailing dot.
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?", re.ASCII)
 # A canonical dotted-quad IPv4 address: ten times cheaper to match than an IPv4Address to build.
