@@ -24,6 +24,7 @@ def _redirect(
     decision: HostDecision, scheme: str, path: bytes, query: bytes, method: str, host: str | None
 ) -> tuple[int, str, tuple[tuple[bytes, bytes]]]:
     """The status, text and ``Location`` of the redirect ``decision`` asks for, logged."""
+    path = path.partition(b"?")[0]  # some servers leave the query in the raw path
     location = redirect_location(scheme, decision.location_host, path, query)
     _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
     # RFC 9110 sections 15.4.2 and 15.4.9: a 301 may turn a POST into a GET; a 308 may not.
@@ -69,11 +70,9 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
         elif decision.action == "refuse":
             await asgi_refuse(scope, receive, send, 400, decision.reason)
         else:
-            raw_path = scope.get("raw_path")
-            if raw_path:
-                path = raw_path.partition(b"?")[0]
-            else:
-                path = quote(scope["path"].encode("utf-8", "surrogateescape")).encode("ascii")
+            path = scope.get("raw_path") or quote(
+                scope["path"].encode("utf-8", "surrogateescape")
+            ).encode("ascii")
             query = scope.get("query_string") or b""
             method = scope.get("method", "GET")
             status, text, extra = _redirect(decision, scheme, path, query, method, host)
@@ -96,12 +95,9 @@ class WSGITrustedHosts(_TrustedHostsBase[WSGIApplication]):
         if decision.action == "refuse":
             return wsgi_refuse(environ, start_response, 400, decision.reason)
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-        if raw:
-            path = raw.partition("?")[0].encode("latin-1")
-        else:
-            # PEP 3333: the environ carries the decoded path's bytes as latin-1.
-            decoded = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-            path = quote(decoded.encode("latin-1")).encode("ascii")
+        # PEP 3333: the environ carries the decoded path's bytes as latin-1.
+        decoded = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        path = raw.encode("latin-1") if raw else quote(decoded.encode("latin-1")).encode("ascii")
         query = environ.get("QUERY_STRING", "").encode("latin-1")
         method = environ.get("REQUEST_METHOD", "GET")
         status, text, extra = _redirect(decision, scheme, path, query, method, host)
