@@ -1,7 +1,4 @@
-"""Middleware that applies one policy to ASGI and WSGI apps alike.
-
-Outermost first: `ProxyHeaders`, `RequestID`, `TrustedHosts`, `OriginCheck`, `BodyLimit`, `GZip`.
-"""
+"""Middleware that applies one policy to ASGI and WSGI apps alike (docs/middleware.md)."""
 
 from crossgate.middleware.body_limit import BodyLimit, WSGIBodyLimit
 from crossgate.middleware.gzip import GZip, WSGIGZip

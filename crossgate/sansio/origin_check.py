@@ -155,8 +155,7 @@ class OriginPolicy:
         return scope_type == "http" and self.check_http and method not in SAFE_METHODS
 
     def check(self, origin: str | None, *, scheme: str, host: str | None) -> OriginDecision:
-        """Decide on a request with ``Origin`` value ``origin`` (``None`` when absent) and its
-        own ``scheme`` and ``host``."""
+        """Decide on an ``Origin`` (``None`` when absent), given the request's scheme and host."""
         if len(origin or "") > _MEMO_VALUE_MAX or len(host or "") > _MEMO_VALUE_MAX:
             return self._decide(origin, scheme, host)
         return self._remembered(origin, scheme, host)
