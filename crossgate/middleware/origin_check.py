@@ -58,9 +58,7 @@ class OriginCheck(_OriginCheckBase[ASGIApp]):
         # Joined as a WSGI server joins them: several origins are refused, several hosts match none.
         headers = scope["headers"]
         origin = single_header(headers, b"origin")
-        host = None
-        if origin is not None and "," not in origin:
-            host = single_header(headers, b"host")
+        host = single_header(headers, b"host") if origin is not None and "," not in origin else None
         decision = self.policy.check(origin, scheme=scope.get("scheme") or "http", host=host)
         if decision.allowed:
             await self.app(scope, receive, send)
@@ -74,8 +72,7 @@ class WSGIOriginCheck(_OriginCheckBase[WSGIApplication]):
     Websockets never reach a WSGI application, so ``protocols`` must include ``"http"``.
 
     Raises:
-        ValueError: an invalid pattern, or ``protocols`` without ``"http"`` (the middleware
-            would check nothing).
+        ValueError: an invalid pattern, or ``protocols`` without ``"http"`` (nothing to check).
     """
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -51,8 +51,7 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
     The options are explained in docs/middleware.md; redirects are 301 for GET and HEAD, else 308.
 
     Raises:
-        ValueError: an invalid pattern, an empty ``allowed_hosts``, or a ``redirect_to`` that
-            is not allowed.
+        ValueError: an invalid pattern, no pattern, or an invalid or not allowed ``redirect_to``.
     """
 
     async def __call__(

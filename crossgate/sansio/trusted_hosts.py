@@ -83,8 +83,7 @@ def parse_authority(value: str) -> Authority:
     sends): ``Example.COM.`` is ``example.com``, IPv6 literals are bracketed and compressed.
 
     Raises:
-        PeerProtocolError: ``value`` is empty, not ASCII (names travel as punycode), holds
-            anything but a host and a port, or names an impossible address or port.
+        PeerProtocolError: ``value`` is empty, not ASCII (use punycode) or not a host and port.
     """
     if not value:
         raise PeerProtocolError("empty host")
@@ -171,8 +170,7 @@ class HostPolicy:
     """The allowed hosts (`HostPattern` texts), a canonical ``redirect_to``, ``www_redirect``.
 
     Raises:
-        ValueError: an invalid pattern, no pattern at all, or a ``redirect_to`` that is not a
-            valid host or is not allowed.
+        ValueError: an invalid pattern, no pattern, or an invalid or not allowed ``redirect_to``.
     """
 
     def __init__(
