@@ -62,9 +62,7 @@ class TrustedPeers:
 
     def trusts(self, address: str | None) -> bool:
         """Whether a direct peer at ``address`` (``None``/``""``: a Unix socket) is trusted."""
-        if self.everyone:
-            return True
-        return self._matches(address) if address else self.unix
+        return self.everyone or (self._matches(address) if address else self.unix)
 
     def _match(self, address: str) -> bool:
         try:

@@ -200,9 +200,8 @@ class HostPolicy:
 
     def allows(self, authority: Authority, scheme: str) -> bool:
         """Whether any pattern allows ``authority`` over ``scheme``."""
-        return authority.host in self.exact or any(
-            pattern.matches(authority, scheme) for pattern in self.patterns
-        )
+        exact = authority.host in self.exact
+        return exact or any(pattern.matches(authority, scheme) for pattern in self.patterns)
 
     def check(self, host: str | None, scheme: str, *, redirect: bool = True) -> HostDecision:
         """Decide on a Host header (``None``: none); no redirect where one cannot be followed."""
