@@ -1,10 +1,4 @@
-"""Middleware that applies one policy to ASGI and WSGI apps alike.
-
-Each module holds one middleware: an ASGI class and its WSGI sibling taking the same options,
-both fed by the same decision code in `crossgate.sansio`. Outermost first, the recommended order
-is `ProxyHeaders`, `RequestID`, `TrustedHosts`, `OriginCheck`, `BodyLimit`, `GZip` (see the
-middleware page of the docs for why).
-"""
+"""Middleware that applies one policy to ASGI and WSGI apps alike (docs/middleware.md)."""
 
 from crossgate.middleware.body_limit import BodyLimit, WSGIBodyLimit
 from crossgate.middleware.gzip import GZip, WSGIGZip

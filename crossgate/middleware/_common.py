@@ -1,9 +1,4 @@
-"""What every middleware shell needs on both sides: reading headers and refusing a request.
-
-A refusal is sent the same way by every middleware (`crossgate._answer.refuse` for ASGI,
-`crossgate.sansio.asgi_response.error_response` for WSGI), so it looks alike whichever side of
-the migration a request lands on; the reason is logged at WARNING on ``crossgate.middleware``.
-"""
+"""What every middleware shell needs on both sides: reading headers and refusing a request."""
 
 from __future__ import annotations
 
@@ -18,8 +13,7 @@ from crossgate.types import ASGIReceive, ASGISend, StartResponse
 
 __all__ = ["App", "asgi_refuse", "close_result", "first_header", "wsgi_refuse"]
 
-#: The application a middleware wraps: each middleware's constructor is written once, in a base
-#: class generic in it, for both sides.
+#: The application a middleware wraps, for constructors written once for both sides.
 App = TypeVar("App")
 
 _log = logging.getLogger("crossgate.middleware")
@@ -34,8 +28,7 @@ def first_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes |
 
 
 def close_result(result: object) -> None:
-    """Call ``close()`` of an application's result, if it has one (PEP 3333: the server, and
-    so a middleware standing in for it, calls it even when the body is not sent)."""
+    """Call ``close()`` of an application's result, if it has one (PEP 3333)."""
     close = getattr(result, "close", None)
     if close is not None:
         close()
@@ -58,7 +51,6 @@ def wsgi_refuse(
     exc_info: OptExcInfo | None = None,
 ) -> list[bytes]:
     """Answer a WSGI request with ``status`` and a plain-text ``reason``; return the body."""
-    # %r escapes CR, LF and other control characters: a path cannot forge a log line.
     _log.warning("refused %r: %d %s", environ.get("PATH_INFO", ""), status, reason)
     line, headers, body = error_response(status, reason)
     start_response(line, headers, exc_info)

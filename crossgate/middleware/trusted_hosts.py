@@ -1,11 +1,4 @@
-"""`TrustedHosts` (ASGI) and `WSGITrustedHosts`: serve only the host names you own.
-
-A forged ``Host`` points the absolute URLs an application builds (password-reset links,
-redirects) at an attacker's site; a DNS-rebinding page reaches a service on localhost with its
-own name as ``Host``. These middleware answer ``400 Bad Request`` with the reason to a request
-whose ``Host`` is missing, malformed, repeated or not allowed, before the application runs
-(`crossgate.sansio.trusted_hosts.HostPolicy` decides for both sides).
-"""
+"""`TrustedHosts` (ASGI) and `WSGITrustedHosts`: serve only the host names you own."""
 
 from __future__ import annotations
 
@@ -13,44 +6,33 @@ import logging
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Generic
 from urllib.parse import quote
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+from crossgate._answer import respond
 from crossgate.middleware._common import App, asgi_refuse, wsgi_refuse
 from crossgate.sansio.asgi_response import error_response
 from crossgate.sansio.headers import single_header
-from crossgate.sansio.response import error_events
 from crossgate.sansio.trusted_hosts import HostDecision, HostPolicy, redirect_location
-from crossgate.types import (
-    ASGIApp,
-    ASGIReceive,
-    ASGISend,
-    StartResponse,
-    WSGIApplication,
-    WSGIEnvironment,
-    as_message,
-)
+from crossgate.types import ASGIApp, ASGIReceive, ASGISend
 
 __all__ = ["TrustedHosts", "WSGITrustedHosts"]
 
 _log = logging.getLogger("crossgate.middleware")
-
-# RFC 9110 section 15.4.2 and RFC 9110 section 15.4.9: 301 may turn a POST into a GET (browsers
-# do), 308 keeps the method and body; GET and HEAD get the widely cached 301.
-_KEEP_METHOD = frozenset({"GET", "HEAD"})
 
 
 def _redirect(
     decision: HostDecision, scheme: str, path: bytes, query: bytes, method: str, host: str | None
 ) -> tuple[int, str, tuple[tuple[bytes, bytes]]]:
     """The status, text and ``Location`` of the redirect ``decision`` asks for, logged."""
+    path = path.partition(b"?")[0]  # some servers leave the query in the raw path
     location = redirect_location(scheme, decision.location_host, path, query)
     _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
-    status = 301 if method in _KEEP_METHOD else 308
+    # RFC 9110 sections 15.4.2 and 15.4.9: a 301 may turn a POST into a GET; a 308 may not.
+    status = 301 if method in ("GET", "HEAD") else 308
     return status, f"moved to {location}", ((b"location", location.encode("ascii")),)
 
 
 class _TrustedHostsBase(Generic[App]):
-    """The constructor of `TrustedHosts` and `WSGITrustedHosts`: the options, in one place."""
-
     def __init__(
         self,
         app: App,
@@ -64,23 +46,12 @@ class _TrustedHostsBase(Generic[App]):
 
 
 class TrustedHosts(_TrustedHostsBase[ASGIApp]):
-    """ASGI middleware: refuse requests whose ``Host`` is not one of ``allowed_hosts``.
+    """ASGI middleware: answer 400 to requests whose ``Host`` is not one of ``allowed_hosts``.
 
-    Args:
-        app: the ASGI application.
-        allowed_hosts: host patterns: ``example.com`` (any port), ``example.com:8443``,
-            ``*.example.com`` (any subdomain), ``[::1]``, ``*`` (any well-formed host).
-        redirect_to: a canonical ``host[:port]``, one of the allowed hosts: requests for the
-            others are redirected there (301 for GET and HEAD, else 308).
-        www_redirect: redirect ``example.com`` to ``www.example.com`` when only the latter is
-            allowed.
+    The options are explained in docs/middleware.md; redirects are 301 for GET and HEAD, else 308.
 
     Raises:
-        ValueError: an invalid pattern, an empty ``allowed_hosts``, or a ``redirect_to`` that
-            is not allowed.
-
-    ``http`` and ``websocket`` scopes are checked; others pass through untouched. A websocket
-    handshake is never redirected: it is refused or passes.
+        ValueError: an invalid pattern, no pattern, or an invalid or not allowed ``redirect_to``.
     """
 
     async def __call__(
@@ -90,8 +61,6 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        # Two Host lines are joined, as a WSGI server would, so the policy sees and refuses
-        # them alike (RFC 9112 section 3.2: 400 for more than one Host); reading stops there.
         host = single_header(scope["headers"], b"host")
         scheme = scope.get("scheme") or "http"
         decision = self.policy.check(host, scheme, redirect=kind == "http")
@@ -100,23 +69,17 @@ class TrustedHosts(_TrustedHostsBase[ASGIApp]):
         elif decision.action == "refuse":
             await asgi_refuse(scope, receive, send, 400, decision.reason)
         else:
-            raw_path = scope.get("raw_path")
-            if raw_path:
-                path = raw_path.partition(b"?")[0]
-            else:
-                path = quote(scope["path"].encode("utf-8", "surrogateescape")).encode("ascii")
+            path = scope.get("raw_path") or quote(
+                scope["path"].encode("utf-8", "surrogateescape")
+            ).encode("ascii")
             query = scope.get("query_string") or b""
             method = scope.get("method", "GET")
             status, text, extra = _redirect(decision, scheme, path, query, method, host)
-            for event in error_events(status, text, extra_headers=extra):
-                await send(as_message(event))
+            await respond(send, status, text, headers=extra)
 
 
 class WSGITrustedHosts(_TrustedHostsBase[WSGIApplication]):
     """WSGI middleware: `TrustedHosts` for a WSGI application, with the same options.
-
-    The redirect keeps ``RAW_URI`` / ``REQUEST_URI`` when the server sets them, else
-    ``SCRIPT_NAME`` + ``PATH_INFO``.
 
     Raises:
         ValueError: an invalid option.
@@ -131,12 +94,9 @@ class WSGITrustedHosts(_TrustedHostsBase[WSGIApplication]):
         if decision.action == "refuse":
             return wsgi_refuse(environ, start_response, 400, decision.reason)
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-        if raw:
-            path = raw.partition("?")[0].encode("latin-1")
-        else:
-            # PEP 3333: the environ carries the decoded path's bytes as latin-1.
-            decoded = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-            path = quote(decoded.encode("latin-1")).encode("ascii")
+        # PEP 3333: the environ carries the decoded path's bytes as latin-1.
+        decoded = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        path = raw.encode("latin-1") if raw else quote(decoded.encode("latin-1")).encode("ascii")
         query = environ.get("QUERY_STRING", "").encode("latin-1")
         method = environ.get("REQUEST_METHOD", "GET")
         status, text, extra = _redirect(decision, scheme, path, query, method, host)

@@ -1,8 +1,4 @@
-"""The grammar of the headers a reverse proxy writes about the client. Pure.
-
-Each parser raises `PeerProtocolError` for a malformed value; which entries are believed is
-`crossgate.sansio.proxy_headers.ProxyPolicy`'s decision.
-"""
+"""The grammar of the proxy headers about the client: parsers raising `PeerProtocolError`. Pure."""
 
 from __future__ import annotations
 
@@ -14,39 +10,25 @@ from urllib.parse import unquote_to_bytes
 from crossgate.exceptions import PeerProtocolError
 from crossgate.sansio.trusted_hosts import IPV4, parse_port
 
-__all__ = [
-    "CONTROL",
-    "ClientAddress",
-    "Prefix",
-    "parse_forwarded",
-    "parse_node",
-    "parse_prefix",
-]
+__all__ = ["CONTROL", "ClientAddress", "Prefix", "parse_forwarded", "parse_node", "parse_prefix"]
 
-# RFC 9110 section 5.5: no field value holds CR, LF or NUL, and none of the values read here may
-# hold any other control character (HTAB aside, which is whitespace).
+# RFC 9110 section 5.5: no CR, LF or NUL; nor, in the values read here, other controls but HTAB.
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-# RFC 7239 section 4: forwarded-pair = token "=" value; value = token / quoted-string (RFC 9110
-# section 5.6). Whitespace around the pair is tolerated, as around list items.
+# RFC 7239 section 4: forwarded-pair = token "=" value; value = token / quoted-string.
 _TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
 _PAIR = re.compile(rf"[ \t]*({_TCHARS})=({_TCHARS}|{_QUOTED})[ \t]*")
 _QUOTED_PAIR = re.compile(r"\\(.)")
-
 # RFC 7239 section 6.3: obfnode = "_" 1*( ALPHA / DIGIT / "." / "_" / "-"); obfport the same.
 _OBFUSCATED = re.compile(r"_[A-Za-z0-9._-]+")
-
-# RFC 3986 section 3.3: path-abempty made of pchar; percent escapes must be complete.
+# RFC 3986 section 3.3: path-abempty of pchar, complete escapes; and ASCII outside pchar and "/".
 _PREFIX = re.compile(r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)+")
-# The ASCII bytes outside pchar and "/" (RFC 3986 sections 3.3 and 2), in a decoded prefix.
 _NOT_PATH = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/\x80-\xff]")
 
 
 @dataclass(frozen=True, slots=True)
 class ClientAddress:
-    """The client's address as the proxies reported it; ``host`` is ``None`` when hidden
-    (RFC 7239 ``unknown`` or ``_obfuscated``)."""
+    """The client's address as the proxies reported it; ``host`` is ``None`` when hidden."""
 
     host: str | None
     port: int | None = None
@@ -63,39 +45,33 @@ class Prefix:
 def parse_node(text: str) -> ClientAddress:
     """Parse a client node: ``X-Forwarded-For`` entry or RFC 7239 ``for`` value (unquoted).
 
-    IPv4 or IPv6 addresses (bracketed or bare), with or without a port, ``unknown`` and
-    obfuscated identifiers (RFC 7239 section 6.3). IPv6 comes out compressed, IPv4-mapped
-    addresses as plain IPv4.
+    An IP address (IPv6 compressed, IPv4-mapped as plain IPv4), with or without a port, or
+    ``unknown`` or an obfuscated identifier (RFC 7239 section 6.3) for a hidden client.
 
     Raises:
         PeerProtocolError: anything else, such as a host name or a bad port.
     """
     if IPV4.fullmatch(text):  # the common case, first
         return ClientAddress(text)
-    port_text = ""
     if text.startswith("["):
         end = text.find("]")
         rest = text[end + 1 :] if end > 0 else "?"
         if rest and not rest.startswith(":"):
             raise PeerProtocolError(f"not a node: {text!a}")
-        name, port_text = text[1:end], rest[1:]
-        host = _ipv6(name)
+        host: str | None = _ipv6(text[1:end])
+        port_text = rest[1:]
     elif text.count(":") > 1:
-        host = _ipv6(text)
+        return ClientAddress(_ipv6(text))
     else:
         name, colon, port_text = text.partition(":")
         if colon and not port_text:
             raise PeerProtocolError(f"empty port in node: {text!a}")
-        if IPV4.fullmatch(name):
-            host = name
-        elif name == "unknown" or _OBFUSCATED.fullmatch(name):
-            host = None
-        else:
+        ipv4 = IPV4.fullmatch(name)
+        if not ipv4 and name != "unknown" and not _OBFUSCATED.fullmatch(name):
             raise PeerProtocolError(f"not an IP address: {name!a}")
-    port: int | None = None
-    if port_text and not _OBFUSCATED.fullmatch(port_text):
-        port = parse_port(port_text)
-    return ClientAddress(host, port)
+        host = name if ipv4 else None
+    hidden = not port_text or _OBFUSCATED.fullmatch(port_text)
+    return ClientAddress(host, None if hidden else parse_port(port_text))
 
 
 def _ipv6(text: str) -> str:
@@ -105,20 +81,13 @@ def _ipv6(text: str) -> str:
         raise PeerProtocolError(f"not an IP address: {text!a}") from None
     if address.scope_id is not None:
         raise PeerProtocolError(f"IPv6 zone identifiers are not allowed: {text!a}")
-    # An IPv4-mapped address (RFC 4291 section 2.5.5.2, a dual-stack proxy's) is the IPv4
-    # client, so allow-lists keyed on "1.2.3.4" match it.
+    # RFC 4291 section 2.5.5.2: a dual-stack proxy's ::ffff:1.2.3.4 is the IPv4 client.
     mapped = address.ipv4_mapped
-    if mapped is not None:
-        return str(mapped)
-    return address.compressed
+    return address.compressed if mapped is None else str(mapped)
 
 
 def parse_prefix(text: str) -> Prefix | None:
-    """Parse an ``X-Forwarded-Prefix`` value such as ``/app``; ``None`` for ``/`` (no prefix).
-
-    It is percent-decoded for ``root_path``; empty or dot segments, escaped ``/``, control
-    characters, other escapes of non-path characters and invalid UTF-8 are refused: each would
-    make it mean another path, or let a URL built on it leave the site.
+    """Parse and percent-decode an ``X-Forwarded-Prefix`` such as ``/app``; ``None`` for ``/``.
 
     Raises:
         PeerProtocolError: ``text`` is not such a path.
@@ -129,8 +98,7 @@ def parse_prefix(text: str) -> Prefix | None:
     if not _PREFIX.fullmatch(text):
         raise PeerProtocolError(f"not a path prefix such as /app: {text!a}")
     raw = text.encode("ascii")
-    # An empty segment ("//evil.com") would make the prefix a network-path reference (RFC 3986
-    # section 4.2): URLs built on it, a redirect's Location among them, would leave the site.
+    # RFC 3986 section 4.2: "//evil.com" is a network-path reference; a redirect would leave.
     if "//" in text:
         raise PeerProtocolError(f"prefix has an empty segment: {text!a}")
     decoded = unquote_to_bytes(raw)
@@ -139,8 +107,7 @@ def parse_prefix(text: str) -> Prefix | None:
         raise PeerProtocolError(f"prefix has an encoded '/' or a dot segment: {text!a}")
     if CONTROL.search(decoded.decode("latin-1")):
         raise PeerProtocolError(f"prefix has an encoded control character: {text!a}")
-    # Browsers drop tabs and read "\\" as "/": "/%09/evil.com" would be "//evil.com" in a
-    # redirect. Decoded ASCII must be RFC 3986 path characters; other bytes must be UTF-8.
+    # Browsers drop tabs and read "\\" as "/": "/%09/evil.com" would redirect to "//evil.com".
     bad = _NOT_PATH.search(decoded)
     if bad is not None:
         raise PeerProtocolError(

@@ -1,9 +1,4 @@
-"""The ``Origin`` check against cross-site websocket hijacking and CSRF. Pure.
-
-Browsers send ``Origin`` (RFC 6454 section 7) on websocket handshakes and unsafe requests, with
-the user's cookies; checking it against trusted origins stops a page elsewhere from acting as
-the user. Non-browser clients send none: ``allow_missing`` decides.
-"""
+"""The ``Origin`` check against cross-site websocket hijacking and CSRF (RFC 6454). Pure."""
 
 from __future__ import annotations
 
@@ -26,22 +21,19 @@ __all__ = [
 ]
 
 PROTOCOLS = frozenset({"websocket", "http"})
-
 # RFC 9110 section 9.2.1: safe methods change no state; only the others are checked.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-
 # RFC 3986 section 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*", re.ASCII)
 # A websocket request's own origin has its page's scheme.
 _HTTP_SCHEME = {"ws": "http", "wss": "https"}
-# Decisions on longer origins or hosts are not remembered: such values are never valid.
+# Longer origins or hosts are never valid: not worth remembering.
 _MEMO_VALUE_MAX = 300
 
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """A serialized origin (RFC 6454 section 6.2): ``port`` is the scheme's default when
-    omitted, so ``https://example.com`` and ``https://example.com:443`` are the same."""
+    """A serialized origin (RFC 6454 section 6.2); ``port`` defaults to the scheme's."""
 
     scheme: str
     host: str
@@ -87,7 +79,7 @@ class OriginPattern:
         if text == "null":
             return cls("", "", None, null=True)
         any_port = text.endswith(":*")
-        body = text[:-2] if any_port else text
+        body = text.removesuffix(":*")
         scheme, _, host = body.partition("://")
         wildcard = host.startswith("*.")
         try:
@@ -124,11 +116,7 @@ ALLOWED = OriginDecision(True)
 
 
 class OriginPolicy:
-    """Which origins (`OriginPattern` texts) may open a websocket or send an unsafe request.
-
-    ``protocols`` says what is checked: ``"websocket"`` handshakes and/or ``"http"`` unsafe
-    requests. ``allow_same_origin`` also allows the request's own origin, as Django's CSRF check
-    does: put `TrustedHosts` in front, or a DNS-rebinding page passes with its own ``Host``.
+    """Which origins may open a websocket or send an unsafe request: `OriginCheck`'s options.
 
     Raises:
         ValueError: an invalid pattern, or an unknown or empty ``protocols``.
@@ -149,8 +137,7 @@ class OriginPolicy:
         self.allow_null = any(p.null for p in patterns)
         self.patterns = tuple(p for p in patterns if not p.null)
         self.protocols = frozenset(protocols)
-        unknown = self.protocols - PROTOCOLS
-        if unknown or not self.protocols:
+        if not self.protocols or not self.protocols <= PROTOCOLS:
             raise ValueError(
                 f"protocols must be some of 'websocket' and 'http', not {sorted(protocols)!r}"
             )
@@ -168,43 +155,35 @@ class OriginPolicy:
         return scope_type == "http" and self.check_http and method not in SAFE_METHODS
 
     def check(self, origin: str | None, *, scheme: str, host: str | None) -> OriginDecision:
-        """Decide on a request with ``Origin`` value ``origin`` (``None`` when absent); its own
-        origin is ``scheme`` and ``host``. A comma means several headers: refused."""
+        """Decide on an ``Origin`` (``None`` when absent), given the request's scheme and host."""
         if len(origin or "") > _MEMO_VALUE_MAX or len(host or "") > _MEMO_VALUE_MAX:
             return self._decide(origin, scheme, host)
         return self._remembered(origin, scheme, host)
 
     def _decide(self, origin: str | None, scheme: str, host: str | None) -> OriginDecision:
         if origin is None:
-            if self.allow_missing:
-                return ALLOWED
-            return OriginDecision(False, "missing Origin header")
+            return ALLOWED if self.allow_missing else OriginDecision(False, "missing Origin header")
         if origin == "null":
-            if self.allow_null:
-                return ALLOWED
-            return OriginDecision(False, "Origin null is not allowed")
-        if "," in origin:
+            return (
+                ALLOWED if self.allow_null else OriginDecision(False, "Origin null is not allowed")
+            )
+        if "," in origin:  # several headers, joined
             return OriginDecision(False, "more than one Origin header")
         try:
             parsed = parse_origin(origin)
         except PeerProtocolError as exc:
             return OriginDecision(False, f"invalid Origin header: {exc}")
-        for pattern in self.patterns:
-            if pattern.matches(parsed):
-                return ALLOWED
-        if self.allow_same_origin and host is not None and self._same(parsed, scheme, host):
+        if any(pattern.matches(parsed) for pattern in self.patterns):
+            return ALLOWED
+        if self.allow_same_origin and host is not None and _same(parsed, scheme, host):
             return ALLOWED
         return OriginDecision(False, f"origin {origin!a} is not allowed")
 
-    @staticmethod
-    def _same(origin: Origin, scheme: str, host: str) -> bool:
-        own_scheme = _HTTP_SCHEME.get(scheme, scheme)
-        try:
-            authority = parse_authority(host)
-        except PeerProtocolError:
-            return False
-        return (
-            origin.scheme == own_scheme
-            and origin.host == authority.host
-            and origin.port == authority.effective_port(own_scheme)
-        )
+
+def _same(origin: Origin, scheme: str, host: str) -> bool:
+    own_scheme = _HTTP_SCHEME.get(scheme, scheme)
+    try:
+        authority = parse_authority(host)
+    except PeerProtocolError:
+        return False
+    return origin == Origin(own_scheme, authority.host, authority.effective_port(own_scheme))
