@@ -22,7 +22,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
-from crossgate.adapters.asgi_to_wsgi._loops import LoopThread
+from crossgate.concurrency._runtime import LoopThread
 from crossgate.exceptions import ClientDisconnected
 from crossgate.types import ASGIReceive, ASGISend, Message
 from tests.asgi_to_wsgi._apps import TEXT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -12,11 +13,15 @@ from typing import Any, Literal
 
 from crossgate._lifespan import LifespanDriver
 from crossgate.adapters._interface import check_app
-from crossgate.adapters.asgi_to_wsgi._call import AppCall
-from crossgate.adapters.asgi_to_wsgi._inline import InlineCall
-from crossgate.adapters.asgi_to_wsgi._loops import LoopThread, ThreadLoops, cancel_tasks
+from crossgate.adapters.asgi_to_wsgi._call import CLOSE_WHEN_DONE, AppCall
 from crossgate.adapters.asgi_to_wsgi._shared import SharedCall
-from crossgate.concurrency._runtime import after_fork_in_child, at_exit
+from crossgate.concurrency._runtime import (
+    LoopThread,
+    after_fork_in_child,
+    at_exit,
+    cancel_tasks,
+    finish_loop,
+)
 from crossgate.exceptions import CrossgateError, PeerProtocolError, RequestTooLarge
 from crossgate.sansio.asgi_response import error_response
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
@@ -30,60 +35,89 @@ _log = logging.getLogger("crossgate")
 Mode = Literal["auto", "inline", "shared"]
 LifespanMode = Literal["auto", "on", "off"]
 
-# Every adapter, for the at-fork and at-exit hooks below.
-_ADAPTERS: weakref.WeakSet[ASGIToWSGI] = weakref.WeakSet()
-# What a forked child inherited: loops whose threads do not exist here. Kept referenced, never
-# closed, so that their pending tasks never log "Task was destroyed but it is pending".
+_ADAPTERS: weakref.WeakSet[ASGIToWSGI] = weakref.WeakSet()  # for the fork and exit hooks
+# A forked child's loops from its parent: never closed, so that their tasks never log "Task was
+# destroyed but it is pending".
 _INHERITED: list[object] = []
 
 
-class _Process:
-    """What an adapter holds for one process: its loops and its lifespan."""
+class _ThreadLoops:
+    """Inline mode's event loops, one per WSGI thread, made on first use."""
 
-    def __init__(self, mode: Literal["inline", "shared"], lifespan: LifespanDriver | None) -> None:
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._loops: list[tuple[threading.Thread, asyncio.AbstractEventLoop]] = []
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+        if loop is not None and not loop.is_closed():
+            return loop
+        with contextlib.suppress(RuntimeError):  # raised when no loop runs, as it must be
+            asyncio.get_running_loop()
+            raise CrossgateError(
+                "ASGIToWSGI in inline mode was called from a thread that is running an event "
+                "loop; it cannot run the app's loop there. Use mode='shared', or call the ASGI "
+                "app directly from async code"
+            )
+        loop = asyncio.new_event_loop()  # the policy's: uvloop's, when the application chose it
+        self._local.loop = loop
+        with self._lock:
+            dead = [old for thread, old in self._loops if not thread.is_alive()]
+            self._loops = [entry for entry in self._loops if entry[0].is_alive()]
+            self._loops.append((threading.current_thread(), loop))
+        for old in dead:  # left behind by threads that ended
+            finish_loop(old, 1.0)
+        return loop
+
+    def all(self) -> list[asyncio.AbstractEventLoop]:
+        with self._lock:
+            return [loop for _, loop in self._loops if not loop.is_closed()]
+
+    def close(self, timeout: float) -> None:
+        """Finish every loop; one serving a request is closed by its thread after it."""
+        with self._lock:
+            loops, self._loops = self._loops, []
+        for thread, loop in loops:
+            if loop.is_running():
+                _log.warning(
+                    "the event loop of thread %s is serving a request: closing it when that "
+                    "request ends",
+                    thread.name,
+                )
+                CLOSE_WHEN_DONE.add(loop)
+            else:
+                finish_loop(loop, timeout)
+
+
+class _Process:
+    """An adapter's loops and lifespan in one process."""
+
+    def __init__(self, shared: bool, lifespan: LifespanDriver | None) -> None:
         self.pid = os.getpid()
         self.lifespan = lifespan
         self.state: dict[str, Any] = {}
         self.failure: str | None = None
-        self.loops: ThreadLoops | LoopThread = (
-            ThreadLoops() if mode == "inline" else LoopThread("crossgate-asgi-loop")
-        )
-        self.lifespan_loop: asyncio.AbstractEventLoop | None = None
-        # "auto" chose inline before any request (startup()): warn once if threads come.
-        self.check_threads = False
+        self.loops = LoopThread("crossgate-asgi-loop") if shared else _ThreadLoops()
+        self.check_threads = False  # "auto" chose inline at startup(): warn once if threads come
 
     def start(self, timeout: float) -> None:
-        """Run lifespan startup on the loop requests will run on."""
         lifespan = self.lifespan
         if lifespan is None:
             return
-        loops = self.loops
-        if isinstance(loops, LoopThread):
-            loops.call(lifespan.startup(timeout))
-            self.lifespan_loop = loops.loop
+        if isinstance(self.loops, LoopThread):
+            self.loops.call(lifespan.startup(timeout))
         else:
-            self.lifespan_loop = loop = loops.get()
-            loop.run_until_complete(lifespan.startup(timeout))
+            self.loops.get().run_until_complete(lifespan.startup(timeout))
         self.failure = lifespan.failure
         if lifespan.supported and self.failure is None:
             self.state = lifespan.state
 
-    def on_own_loop(self) -> bool:
-        """Whether the caller runs on one of this process's loops (the app)."""
-        loops = self.loops
-        if isinstance(loops, LoopThread):
-            return threading.current_thread() is loops.thread
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-        return running in loops.all()
-
     def stop(self, timeout: float) -> None:
-        """Cancel the requests' leftover tasks first (lifespan shutdown closes what they use),
-        then shut the lifespan down and close the loops."""
+        # The requests' leftover tasks go first: lifespan shutdown closes what they use.
         lifespan = self.lifespan
-        keep = (lifespan.task,) if lifespan is not None and lifespan.task is not None else ()
+        task = None if lifespan is None else lifespan.task
+        keep = () if task is None else (task,)
         loops = self.loops
         if isinstance(loops, LoopThread):
             loops.run(cancel_tasks(timeout, keep), 3 * timeout)
@@ -92,51 +126,37 @@ class _Process:
             loops.stop(timeout)
             return
         for loop in loops.all():
-            # A running loop belongs to a thread serving a request: left alone.
-            if not loop.is_running():
+            if not loop.is_running():  # a running loop serves a request: left alone
                 loop.run_until_complete(cancel_tasks(timeout, keep))
-        home = self.lifespan_loop
-        if (
-            lifespan is not None
-            and home is not None
-            and not (home.is_closed() or home.is_running())
-        ):
-            home.run_until_complete(lifespan.shutdown(timeout))
+        if lifespan is not None and task is not None:
+            home = task.get_loop()
+            if not (home.is_closed() or home.is_running()):
+                home.run_until_complete(lifespan.shutdown(timeout))
         loops.close(timeout)
 
 
 class ASGIToWSGI:
     """Serve the ASGI application ``app`` as a WSGI application (PEP 3333).
 
-    Both bodies stream; the "ASGIToWSGI" documentation page describes every behaviour.
+    Both bodies stream, with back-pressure; the "ASGIToWSGI" documentation page describes every
+    option and behaviour.
 
     Args:
-        app: the ASGI application (ASGI 3).
-        mode: ``"inline"`` runs the app on the WSGI thread's own event loop, with no hand-off
-            (gunicorn sync); ``"shared"`` on one loop thread per process (threaded servers whose
-            app shares loop-bound resources, such as a database pool); ``"auto"`` picks
-            ``"shared"`` when the first request's ``wsgi.multithread`` is true.
+        mode: ``"inline"`` runs the app on the WSGI thread's own event loop (gunicorn sync);
+            ``"shared"`` on one loop thread per process (threaded servers whose app shares
+            loop-bound resources); ``"auto"`` picks ``"shared"`` when the first request's
+            ``wsgi.multithread`` is true.
         lifespan: ``"auto"`` runs the ASGI lifespan protocol if the app supports it; ``"on"``
-            requires it; ``"off"`` never runs it. It starts once per process before its first
-            request (or at `startup`); a failed startup makes every request answer 500.
-        max_body_size: request bodies larger than this get a 413; ``None`` for no limit.
-        max_headers: requests with more headers get a 431; ``None`` for no cap.
-        read_size: the largest piece of request body read at a time (``http.request``).
-        send_buffer: response bytes the app may send ahead of the server before ``send()``
-            waits (back-pressure).
+            requires it; ``"off"`` never runs it. A failed startup makes every request a 500.
         background_timeout: seconds the app may run after its complete response (Starlette
-            ``BackgroundTasks``) before it is cancelled.
-        disconnect_grace: the same, once the client is gone.
-        lifespan_timeout: seconds lifespan startup and shutdown may take each.
-        raise_app_exceptions: raise the app's exceptions (and `AppProtocolError`) to the WSGI
-            server and its middleware (`crossgate.sansio.failure.wsgi_raise_point` says where);
-            ``False`` logs them and answers 500 (or `ResponseAborted` after body bytes).
-        interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
-            WSGI; ``"asgi"`` skips that check.
+            ``BackgroundTasks``) before it is cancelled; ``disconnect_grace``, once the client
+            is gone.
+        raise_app_exceptions: raise the app's exceptions to the WSGI server and its
+            middleware; ``False`` logs them and answers 500.
+        interface: ``"asgi"`` skips the check that ``app`` is not a WSGI application.
 
     Raises:
-        TypeError: ``app`` is not callable, or is a WSGI application (the message names
-            `crossgate.WSGIToASGI`).
+        TypeError: ``app`` is not callable, or is a WSGI application.
         ValueError: an option is out of range.
     """
 
@@ -188,23 +208,18 @@ class ASGIToWSGI:
         _ADAPTERS.add(self)
 
     def _boot(self, environ: WSGIEnvironment | None) -> _Process:
-        """This process's state, made (and its lifespan started) on its first call."""
         with self._lock:
             process = self._process
             if process is not None and process.pid == os.getpid():
                 return process
             if process is not None:
                 _INHERITED.append(process)
-            mode = self.mode
-            if mode == "auto":
-                threaded = environ is not None and bool(environ.get("wsgi.multithread"))
-                mode = "shared" if threaded else "inline"
-            lifespan = (
-                None
-                if self.lifespan == "off"
-                else LifespanDriver(self.app, required=self.lifespan == "on")
-            )
-            process = _Process(mode, lifespan)
+            threaded = environ is not None and bool(environ.get("wsgi.multithread"))
+            shared = self.mode == "shared" or (self.mode == "auto" and threaded)
+            lifespan: LifespanDriver | None = None
+            if self.lifespan != "off":
+                lifespan = LifespanDriver(self.app, required=self.lifespan == "on")
+            process = _Process(shared, lifespan)
             process.check_threads = self.mode == "auto" and environ is None
             try:
                 process.start(self.lifespan_timeout)
@@ -216,8 +231,7 @@ class ASGIToWSGI:
 
     def startup(self) -> None:
         """Run lifespan startup now, in this process, instead of before its first request
-        (after a fork, e.g. from gunicorn's ``post_fork``). Does nothing when it already ran.
-        With ``mode="auto"`` it chooses inline mode: pass ``mode="shared"`` for threads.
+        (gunicorn's ``post_fork``); does nothing once it ran. ``mode="auto"`` then picks inline.
 
         Raises:
             CrossgateError: the app's startup failed (requests will answer 500 until
@@ -238,11 +252,14 @@ class ASGIToWSGI:
             process = self._process
             if process is None or process.pid != os.getpid():
                 return
-            if process.on_own_loop():
-                raise CrossgateError(
-                    "ASGIToWSGI.shutdown() was called from the app, on the adapter's own event "
-                    "loop, which shutdown must stop; call it from another thread"
-                )
+            loops = process.loops
+            own = loops.all() if isinstance(loops, _ThreadLoops) else (loops.loop,)
+            with contextlib.suppress(RuntimeError):  # raised when no loop runs here
+                if asyncio.get_running_loop() in own:
+                    raise CrossgateError(
+                        "ASGIToWSGI.shutdown() was called from the app, on the adapter's own event "
+                        "loop, which shutdown must stop; call it from another thread"
+                    )
             self._process = None
         process.stop(min(self.lifespan_timeout, 10.0))
 
@@ -263,19 +280,18 @@ class ASGIToWSGI:
             _log.info("answering %d: %s", exc.status_code, exc)
             return _answer(start_response, exc.status_code, str(exc))
         loops = process.loops
-        call: AppCall
         if isinstance(loops, LoopThread):
-            call = SharedCall(self, loops.loop, environ, start_response, length)
-        else:
-            if process.check_threads and environ.get("wsgi.multithread"):
-                process.check_threads = False
-                _log.warning(
-                    "ASGIToWSGI(mode='auto') is in inline mode (startup() ran before the first "
-                    "request) but the server is multithreaded: each thread runs its own loop. "
-                    "Pass mode='shared' if requests share loop-bound resources."
-                )
-            call = InlineCall(self, loops.get(), environ, start_response, length)
-        return call.begin(self.app, scope)
+            return SharedCall(self, loops.loop, environ, start_response, length).begin(
+                self.app, scope
+            )
+        if process.check_threads and environ.get("wsgi.multithread"):
+            process.check_threads = False
+            _log.warning(
+                "ASGIToWSGI(mode='auto') is in inline mode (startup() ran before the first "
+                "request) but the server is multithreaded: each thread runs its own loop. "
+                "Pass mode='shared' if requests share loop-bound resources."
+            )
+        return AppCall(self, loops.get(), environ, start_response, length).begin(self.app, scope)
 
 
 def _answer(start_response: StartResponse, status: int, message: str | None = None) -> list[bytes]:

@@ -1,9 +1,8 @@
 """Shared mode: every request's ASGI app runs on the process's one loop thread.
 
 The loop talks to the WSGI thread through a `queue.SimpleQueue`, the WSGI thread to the loop
-through ``call_soon_threadsafe``. Both ways are bounded: the body is read as the app asks for
-it, `READ_AHEAD` bytes ahead at most, and ``send()`` waits past ``send_buffer`` queued bytes.
-A request normally costs two hand-offs (start the task, hand the response back).
+through ``call_soon_threadsafe``; a request normally costs two hand-offs. The body is read as the
+app asks for it, `READ_AHEAD` bytes ahead at most.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TypeVarTuple
 
-from crossgate.adapters.asgi_to_wsgi._call import LOST, AppCall, Emitted, Signal, resolve
+from crossgate.adapters.asgi_to_wsgi._call import BROKEN, LOST, AppCall, Emitted, resolve
 from crossgate.exceptions import CrossgateError
 from crossgate.sansio.asgi_call_state import AppPhase, Event, InputPhase, next_phase
 from crossgate.types import ASGIApp, Message
@@ -28,8 +27,8 @@ Ts = TypeVarTuple("Ts")
 # How often a WSGI thread waiting for its app checks that the loop thread is still there.
 _LIVENESS_POLL = 5.0
 
-# Body bytes read per request for pieces from the loop: each is a hand-off both ways (~100 us),
-# so a 10 MiB upload in 64 KiB pieces costs 20 of them, not 160.
+# Each read for the loop is a hand-off both ways (~100 us): a 10 MiB upload in 64 KiB pieces
+# costs 20 of them, not 160.
 READ_AHEAD = 512 * 1024
 
 
@@ -38,13 +37,11 @@ class SharedCall(AppCall):
     server's."""
 
     bounds_itself = True
+    reading = False
+    timer: asyncio.TimerHandle | None = None
 
     def start_task(self, app: ASGIApp, scope: Message) -> bool:
-        # This mode's own state, made here, the first thing `begin` does.
         self.mailbox: SimpleQueue[Emitted] = SimpleQueue()
-        self.delivered_all = False
-        self.reading = False
-        self.timer: asyncio.TimerHandle | None = None
         # The first piece (most often the whole body) is read here: the app needs no hand-off.
         piece = self.read_piece()
         if piece is None:
@@ -64,22 +61,17 @@ class SharedCall(AppCall):
         self.task = self.loop.create_task(self.run(app, scope), context=context)
 
     def emit(self, item: Emitted) -> None:
-        if item is Signal.DONE and self.timer is not None:
+        if type(item) is AppPhase and self.timer is not None:
             self.timer.cancel()
         self.mailbox.put(item)
 
     async def next_piece(self) -> tuple[bytes, bool] | None:
-        while not self.delivered_all:
+        while self.pieces or not (self.loop_body_end or self.response in LOST):
             if self.pieces:
                 data = self.pieces.popleft()
-                last = self.loop_body_end and not self.pieces
-                if last:
-                    self.delivered_all = True
-                elif len(self.pieces) < 2:
+                if len(self.pieces) < 2:
                     self._want_more()  # read the next ones while the app uses these
-                return data, not last
-            if self.response in LOST:
-                break
+                return data, not (self.loop_body_end and not self.pieces)
             self._want_more()
             self.piece_waiter = waiter = self.loop.create_future()
             try:
@@ -91,14 +83,14 @@ class SharedCall(AppCall):
     def _want_more(self) -> None:
         if not (self.reading or self.loop_body_end):
             self.reading = True
-            self.mailbox.put(Signal.READ)
+            self.mailbox.put(InputPhase.READING)
 
-    def _deliver(self, pieces: list[bytes], end: bool, failed: bool) -> None:
+    def _deliver(self, pieces: list[bytes], body: InputPhase) -> None:
         self.reading = False
         self.pieces.extend(pieces)
-        self.loop_body_end = end
-        if failed:
-            self.lose()
+        self.loop_body_end = body is InputPhase.END
+        if body in BROKEN:
+            self.advance(Event.CLIENT_GONE)
         resolve(self.piece_waiter)
 
     def timebox(self, timeout: float) -> None:
@@ -106,8 +98,7 @@ class SharedCall(AppCall):
             self.timer = self.loop.call_later(timeout, self._expire, timeout)
 
     def _expire(self, timeout: float) -> None:
-        # The timer is cancelled when the app ends, and starts after the task.
-        assert self.task is not None
+        assert self.task is not None  # the timer starts after the task, and stops at its end
         self.cancel(self.task, timeout)
 
     def call_on_loop(self, callback: Callable[[*Ts], object], *args: *Ts) -> None:
@@ -123,29 +114,29 @@ class SharedCall(AppCall):
                 if not self.loop.is_running():
                     self.error = CrossgateError("the shared event loop stopped")
                     self.app = next_phase(self.app, Event.APP_RAISED)
-                    item = Signal.DONE
+                    item = self.app
                     break
-        # Then every event already queued, without waiting: coalesces small chunks.
-        while True:
+        while True:  # then every item already queued, without waiting: coalesces small chunks
             self._apply(item)
             try:
                 item = self.mailbox.get_nowait()
             except Empty:
                 return
 
+    def finish(self) -> None:
+        pass  # the loop bounds the app's work itself (`timebox`)
+
     def _apply(self, item: Emitted) -> None:
-        if item is not Signal.READ:
+        if item is not InputPhase.READING:
             self.take(item)
             return
         # Pieces worth READ_AHEAD bytes (at least one). May block on the client.
         pieces: list[bytes] = []
         size = 0
-        failed = False
         while size < READ_AHEAD and self.body is InputPhase.READING:
             piece = self.read_piece()
             if piece is None:
-                failed = True
                 break
             pieces.append(piece)
             size += len(piece)
-        self.call_on_loop(self._deliver, pieces, self.body is InputPhase.END, failed)
+        self.call_on_loop(self._deliver, pieces, self.body)
