@@ -41,16 +41,24 @@ _ADAPTERS: weakref.WeakSet[ASGIToWSGI] = weakref.WeakSet()  # for the fork and e
 _INHERITED: list[object] = []
 
 
-class _ThreadLoops:
-    """Inline mode's event loops, one per WSGI thread, made on first use."""
+class _Process:
+    """An adapter's loops and lifespan in one process: one loop thread (shared mode), or one
+    loop per WSGI thread, made on first use (inline mode)."""
 
-    def __init__(self) -> None:
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._loops: list[tuple[threading.Thread, asyncio.AbstractEventLoop]] = []
+    def __init__(self, shared: bool, lifespan: LifespanDriver | None) -> None:
+        self.pid = os.getpid()
+        self.lifespan = lifespan
+        self.state: dict[str, Any] = {}
+        self.failure: str | None = None
+        self.thread = LoopThread("crossgate-asgi-loop") if shared else None
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.loops: list[tuple[threading.Thread, asyncio.AbstractEventLoop]] = []
+        self.check_threads = False  # "auto" chose inline at startup(): warn once if threads come
 
-    def get(self) -> asyncio.AbstractEventLoop:
-        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """Inline mode: this thread's loop."""
+        loop: asyncio.AbstractEventLoop | None = getattr(self.local, "loop", None)
         if loop is not None and not loop.is_closed():
             return loop
         with contextlib.suppress(RuntimeError):  # raised when no loop runs, as it must be
@@ -61,23 +69,53 @@ class _ThreadLoops:
                 "app directly from async code"
             )
         loop = asyncio.new_event_loop()  # the policy's: uvloop's, when the application chose it
-        self._local.loop = loop
-        with self._lock:
-            dead = [old for thread, old in self._loops if not thread.is_alive()]
-            self._loops = [entry for entry in self._loops if entry[0].is_alive()]
-            self._loops.append((threading.current_thread(), loop))
+        self.local.loop = loop
+        with self.lock:
+            dead = [old for thread, old in self.loops if not thread.is_alive()]
+            self.loops = [entry for entry in self.loops if entry[0].is_alive()]
+            self.loops.append((threading.current_thread(), loop))
         for old in dead:  # left behind by threads that ended
             finish_loop(old, 1.0)
         return loop
 
     def all(self) -> list[asyncio.AbstractEventLoop]:
-        with self._lock:
-            return [loop for _, loop in self._loops if not loop.is_closed()]
+        if self.thread is not None:
+            return [self.thread.loop]
+        with self.lock:
+            return [loop for _, loop in self.loops if not loop.is_closed()]
 
-    def close(self, timeout: float) -> None:
-        """Finish every loop; one serving a request is closed by its thread after it."""
-        with self._lock:
-            loops, self._loops = self._loops, []
+    def start(self, timeout: float) -> None:
+        lifespan = self.lifespan
+        if lifespan is None:
+            return
+        if self.thread is not None:
+            self.thread.call(lifespan.startup(timeout))
+        else:
+            self.loop().run_until_complete(lifespan.startup(timeout))
+        self.failure = lifespan.failure
+        if lifespan.supported and self.failure is None:
+            self.state = lifespan.state
+
+    def stop(self, timeout: float) -> None:
+        # The requests' leftover tasks go first: lifespan shutdown closes what they use.
+        lifespan = self.lifespan
+        task = None if lifespan is None else lifespan.task
+        keep = () if task is None else (task,)
+        if self.thread is not None:
+            self.thread.run(cancel_tasks(timeout, keep), 3 * timeout)
+            if lifespan is not None:
+                self.thread.run(lifespan.shutdown(timeout), 3 * timeout)
+            self.thread.stop(timeout)
+            return
+        with self.lock:
+            loops, self.loops = self.loops, []
+        for _, loop in loops:
+            if not (loop.is_running() or loop.is_closed()):  # a running one serves a request
+                loop.run_until_complete(cancel_tasks(timeout, keep))
+        if lifespan is not None and task is not None:
+            home = task.get_loop()
+            if not (home.is_closed() or home.is_running()):
+                home.run_until_complete(lifespan.shutdown(timeout))
         for thread, loop in loops:
             if loop.is_running():
                 _log.warning(
@@ -88,51 +126,6 @@ class _ThreadLoops:
                 CLOSE_WHEN_DONE.add(loop)
             else:
                 finish_loop(loop, timeout)
-
-
-class _Process:
-    """An adapter's loops and lifespan in one process."""
-
-    def __init__(self, shared: bool, lifespan: LifespanDriver | None) -> None:
-        self.pid = os.getpid()
-        self.lifespan = lifespan
-        self.state: dict[str, Any] = {}
-        self.failure: str | None = None
-        self.loops = LoopThread("crossgate-asgi-loop") if shared else _ThreadLoops()
-        self.check_threads = False  # "auto" chose inline at startup(): warn once if threads come
-
-    def start(self, timeout: float) -> None:
-        lifespan = self.lifespan
-        if lifespan is None:
-            return
-        if isinstance(self.loops, LoopThread):
-            self.loops.call(lifespan.startup(timeout))
-        else:
-            self.loops.get().run_until_complete(lifespan.startup(timeout))
-        self.failure = lifespan.failure
-        if lifespan.supported and self.failure is None:
-            self.state = lifespan.state
-
-    def stop(self, timeout: float) -> None:
-        # The requests' leftover tasks go first: lifespan shutdown closes what they use.
-        lifespan = self.lifespan
-        task = None if lifespan is None else lifespan.task
-        keep = () if task is None else (task,)
-        loops = self.loops
-        if isinstance(loops, LoopThread):
-            loops.run(cancel_tasks(timeout, keep), 3 * timeout)
-            if lifespan is not None:
-                loops.run(lifespan.shutdown(timeout), 3 * timeout)
-            loops.stop(timeout)
-            return
-        for loop in loops.all():
-            if not loop.is_running():  # a running loop serves a request: left alone
-                loop.run_until_complete(cancel_tasks(timeout, keep))
-        if lifespan is not None and task is not None:
-            home = task.get_loop()
-            if not (home.is_closed() or home.is_running()):
-                home.run_until_complete(lifespan.shutdown(timeout))
-        loops.close(timeout)
 
 
 class ASGIToWSGI:
@@ -252,10 +245,8 @@ class ASGIToWSGI:
             process = self._process
             if process is None or process.pid != os.getpid():
                 return
-            loops = process.loops
-            own = loops.all() if isinstance(loops, _ThreadLoops) else (loops.loop,)
             with contextlib.suppress(RuntimeError):  # raised when no loop runs here
-                if asyncio.get_running_loop() in own:
+                if asyncio.get_running_loop() in process.all():
                     raise CrossgateError(
                         "ASGIToWSGI.shutdown() was called from the app, on the adapter's own event "
                         "loop, which shutdown must stop; call it from another thread"
@@ -279,11 +270,9 @@ class ASGIToWSGI:
         except PeerProtocolError as exc:
             _log.info("answering %d: %s", exc.status_code, exc)
             return _answer(start_response, exc.status_code, str(exc))
-        loops = process.loops
-        if isinstance(loops, LoopThread):
-            return SharedCall(self, loops.loop, environ, start_response, length).begin(
-                self.app, scope
-            )
+        if process.thread is not None:
+            call = SharedCall(self, process.thread.loop, environ, start_response, length)
+            return call.begin(self.app, scope)
         if process.check_threads and environ.get("wsgi.multithread"):
             process.check_threads = False
             _log.warning(
@@ -291,7 +280,7 @@ class ASGIToWSGI:
                 "request) but the server is multithreaded: each thread runs its own loop. "
                 "Pass mode='shared' if requests share loop-bound resources."
             )
-        return AppCall(self, loops.get(), environ, start_response, length).begin(self.app, scope)
+        return AppCall(self, process.loop(), environ, start_response, length).begin(self.app, scope)
 
 
 def _answer(start_response: StartResponse, status: int, message: str | None = None) -> list[bytes]:
