@@ -289,22 +289,20 @@ def _answer(start_response: StartResponse, status: int, message: str | None = No
     return [body]
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     # A lock some thread of the parent held at fork() stays held for ever in the child.
     for adapter in list(_ADAPTERS):
         adapter._lock = threading.Lock()
 
 
+@at_exit
 def _shutdown_all() -> None:
     for adapter in list(_ADAPTERS):
         try:
             adapter.shutdown()
         except Exception:
             _log.exception("ASGIToWSGI shutdown at exit failed")
-
-
-after_fork_in_child(_after_fork_in_child)
-at_exit(_shutdown_all)
 
 
 def asgi_to_wsgi(app: ASGIApp, **options: Any) -> ASGIToWSGI:

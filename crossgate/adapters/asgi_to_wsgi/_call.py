@@ -8,7 +8,6 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TypeVarTuple
 
 from crossgate.adapters._streams import FILE_BLOCK_SIZE
 from crossgate.adapters.asgi_to_wsgi._wsgi_side import WSGISide
@@ -28,8 +27,6 @@ from crossgate.types import ASGIApp, Message
 __all__ = ["BROKEN", "CLOSE_WHEN_DONE", "LOST", "TASK_NAME", "AppCall", "Emitted", "resolve"]
 
 _log = logging.getLogger("crossgate")
-
-Ts = TypeVarTuple("Ts")
 
 # A task without a name gets one formatted from a counter.
 TASK_NAME = "crossgate-asgi-request"
@@ -186,7 +183,7 @@ class AppCall(WSGISide):
         if self.driving:  # the WSGI side bounds it once it has control (`settle`)
             self.loop.stop()
 
-    def call_on_loop(self, callback: Callable[[*Ts], object], *args: *Ts) -> None:
+    def call_on_loop(self, callback: Callable[..., object], *args: object) -> None:
         callback(*args)
 
     def wait(self) -> None:

@@ -1,9 +1,5 @@
-"""Shared mode: every request's ASGI app runs on the process's one loop thread.
-
-The loop talks to the WSGI thread through a `queue.SimpleQueue`, the WSGI thread to the loop
-through ``call_soon_threadsafe``; a request normally costs two hand-offs. The body is read as the
-app asks for it, `READ_AHEAD` bytes ahead at most.
-"""
+"""Shared mode: the app runs on the process's one loop thread, which talks to the WSGI thread
+through a `queue.SimpleQueue`; the WSGI thread answers with ``call_soon_threadsafe``."""
 
 from __future__ import annotations
 
@@ -13,7 +9,6 @@ import contextvars
 from collections import deque
 from collections.abc import Callable
 from queue import Empty, SimpleQueue
-from typing import TypeVarTuple
 
 from crossgate.adapters.asgi_to_wsgi._call import BROKEN, LOST, AppCall, Emitted, resolve
 from crossgate.exceptions import CrossgateError
@@ -22,19 +17,15 @@ from crossgate.types import ASGIApp, Message
 
 __all__ = ["READ_AHEAD", "SharedCall"]
 
-Ts = TypeVarTuple("Ts")
-
 # How often a WSGI thread waiting for its app checks that the loop thread is still there.
 _LIVENESS_POLL = 5.0
 
-# Each read for the loop is a hand-off both ways (~100 us): a 10 MiB upload in 64 KiB pieces
-# costs 20 of them, not 160.
+# Each read for the loop costs a hand-off both ways (~100 us): 20 for 10 MiB, not 160.
 READ_AHEAD = 512 * 1024
 
 
 class SharedCall(AppCall):
-    """One request in shared mode: the app's task on the loop thread, the WSGI side on the
-    server's."""
+    """One request in shared mode: its body is read as the app asks, `READ_AHEAD` bytes ahead."""
 
     bounds_itself = True
     reading = False
@@ -48,17 +39,17 @@ class SharedCall(AppCall):
             return False
         self.pieces = deque((piece,))
         self.loop_body_end = self.body is InputPhase.END
-        context = contextvars.copy_context()
         try:
-            self.loop.call_soon_threadsafe(self._create_task, app, scope, context)
+            context = contextvars.copy_context()
+            self.loop.call_soon_threadsafe(self._create_task, app, scope, context=context)
         except RuntimeError:  # pragma: no cover - the adapter was shut down meanwhile
             self.error = CrossgateError("the shared event loop is closed")
             self.app = next_phase(self.app, Event.APP_RAISED)
             return False
         return True
 
-    def _create_task(self, app: ASGIApp, scope: Message, context: contextvars.Context) -> None:
-        self.task = self.loop.create_task(self.run(app, scope), context=context)
+    def _create_task(self, app: ASGIApp, scope: Message) -> None:  # in the request's context
+        self.task = self.loop.create_task(self.run(app, scope))
 
     def emit(self, item: Emitted) -> None:
         if type(item) is AppPhase and self.timer is not None:
@@ -95,29 +86,26 @@ class SharedCall(AppCall):
 
     def timebox(self, timeout: float) -> None:
         if self.app is AppPhase.RUNNING and self.timer is None:
-            self.timer = self.loop.call_later(timeout, self._expire, timeout)
+            assert self.task is not None  # this runs on the loop, after `_create_task`
+            self.timer = self.loop.call_later(timeout, self.cancel, self.task, timeout)
 
-    def _expire(self, timeout: float) -> None:
-        assert self.task is not None  # the timer starts after the task, and stops at its end
-        self.cancel(self.task, timeout)
-
-    def call_on_loop(self, callback: Callable[[*Ts], object], *args: *Ts) -> None:
+    def call_on_loop(self, callback: Callable[..., object], *args: object) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: the adapter shut down
             self.loop.call_soon_threadsafe(callback, *args)
 
     def wait(self) -> None:
-        while True:
-            try:
+        item: Emitted | None = None
+        while item is None:
+            with contextlib.suppress(Empty):
                 item = self.mailbox.get(timeout=_LIVENESS_POLL)
-                break
-            except Empty:  # pragma: no cover - only when the loop thread died under a request
-                if not self.loop.is_running():
-                    self.error = CrossgateError("the shared event loop stopped")
-                    self.app = next_phase(self.app, Event.APP_RAISED)
-                    item = self.app
-                    break
+            if item is None and not self.loop.is_running():  # pragma: no cover - it died
+                self.error = CrossgateError("the shared event loop stopped")
+                item = self.app = next_phase(self.app, Event.APP_RAISED)
         while True:  # then every item already queued, without waiting: coalesces small chunks
-            self._apply(item)
+            if item is InputPhase.READING:
+                self._read_ahead()
+            else:
+                self.take(item)
             try:
                 item = self.mailbox.get_nowait()
             except Empty:
@@ -126,11 +114,8 @@ class SharedCall(AppCall):
     def finish(self) -> None:
         pass  # the loop bounds the app's work itself (`timebox`)
 
-    def _apply(self, item: Emitted) -> None:
-        if item is not InputPhase.READING:
-            self.take(item)
-            return
-        # Pieces worth READ_AHEAD bytes (at least one). May block on the client.
+    def _read_ahead(self) -> None:
+        """Read pieces worth READ_AHEAD bytes (at least one) for the loop; may block."""
         pieces: list[bytes] = []
         size = 0
         while size < READ_AHEAD and self.body is InputPhase.READING:
