@@ -42,8 +42,7 @@ _INHERITED: list[object] = []
 
 
 class _Process:
-    """An adapter's loops and lifespan in one process: one loop thread (shared mode), or one
-    loop per WSGI thread, made on first use (inline mode)."""
+    """An adapter's lifespan and loops in one process: a loop thread, or one per WSGI thread."""
 
     def __init__(self, shared: bool, lifespan: LifespanDriver | None) -> None:
         self.pid = os.getpid()
@@ -57,7 +56,6 @@ class _Process:
         self.check_threads = False  # "auto" chose inline at startup(): warn once if threads come
 
     def loop(self) -> asyncio.AbstractEventLoop:
-        """Inline mode: this thread's loop."""
         loop: asyncio.AbstractEventLoop | None = getattr(self.local, "loop", None)
         if loop is not None and not loop.is_closed():
             return loop
@@ -142,10 +140,8 @@ class ASGIToWSGI:
         lifespan: ``"auto"`` runs the ASGI lifespan protocol if the app supports it; ``"on"``
             requires it; ``"off"`` never runs it. A failed startup makes every request a 500.
         background_timeout: seconds the app may run after its complete response (Starlette
-            ``BackgroundTasks``) before it is cancelled; ``disconnect_grace``, once the client
-            is gone.
-        raise_app_exceptions: raise the app's exceptions to the WSGI server and its
-            middleware; ``False`` logs them and answers 500.
+            ``BackgroundTasks``); ``disconnect_grace``, once the client is gone.
+        raise_app_exceptions: ``False`` logs the app's exceptions and answers 500 instead.
         interface: ``"asgi"`` skips the check that ``app`` is not a WSGI application.
 
     Raises:
@@ -235,8 +231,8 @@ class ASGIToWSGI:
             raise CrossgateError(process.failure)
 
     def shutdown(self) -> None:
-        """Cancel leftover work, run lifespan shutdown and close this process's loops. Runs by
-        itself at exit; a request after it starts everything again.
+        """Cancel leftover work, run lifespan shutdown and close this process's loops (at exit,
+        too); a request after it starts everything again.
 
         Raises:
             CrossgateError: called from the app itself, on a loop this would have to stop.

@@ -54,9 +54,8 @@ def client_gone() -> ClientDisconnected:
 
 
 class AppCall(WSGISide):
-    """One request and its WSGI iterable. The app's task (the loop side) tells the WSGI side
-    (`begin`, ``__next__``, `close`) what happened with `emit`; the WSGI side applies it (`take`)
-    and waits for more (`wait`). In inline mode the WSGI thread runs the loop only in `wait`."""
+    """One request and its WSGI iterable. The app's task tells the WSGI side (`begin`,
+    ``__next__``, `close`) what happened with `emit`; the WSGI side applies it (`take`)."""
 
     bounds_itself = False  # the loop bounds the app's work after its response without close()
 
@@ -160,7 +159,6 @@ class AppCall(WSGISide):
         return True
 
     async def next_piece(self) -> tuple[bytes, bool] | None:
-        """The next body piece and whether more follows, or ``None``."""
         if (
             self.body is not InputPhase.READING
             or self.server is ServerPhase.CLOSED
@@ -215,7 +213,7 @@ class AppCall(WSGISide):
             finish_loop(loop, self.opts.disconnect_grace)
 
     def settle(self, timeout: float) -> None:
-        """Run the loop until the app's task ends, at most ``timeout`` s; then cancel it."""
+        """Run the loop until the app's task ends, cancelling it after ``timeout`` s."""
         task = self.task
         assert task is not None  # made by begin()
         self.loop.run_until_complete(asyncio.wait((task,), timeout=timeout))
@@ -312,28 +310,18 @@ class AppCall(WSGISide):
         assert path is not None
         self.file_path = None
         try:
-            file = open(path, "rb")  # noqa: SIM115 - closed by the wrapper, __next__ or close()
+            self.file = open(path, "rb")  # noqa: SIM115 - closed by __next__ or close()
         except OSError as exc:
             self.violation = AppProtocolError(f"http.response.pathsend cannot open {path!r}: {exc}")
             self.out = [self.fail()]
             return self
         if wrap and self.file_wrapper is not None:
-            # The server knows only its own wrapper, so its close() must close this call.
-            wrapper = self.file_wrapper(file, FILE_BLOCK_SIZE)
-            inner = getattr(wrapper, "close", None)
-
-            def close() -> None:
-                try:
-                    if inner is not None:
-                        inner()
-                finally:
-                    self.close()
-
+            # The server knows only its own wrapper: its close() must be this call's.
+            wrapper = self.file_wrapper(self.file, FILE_BLOCK_SIZE)
             with contextlib.suppress(AttributeError, TypeError):  # else the call is the iterable
-                wrapper.close = close
+                wrapper.close = self.close
                 result: Iterable[bytes] = wrapper
                 return result
-        self.file = file
         return self
 
     def close(self) -> None:

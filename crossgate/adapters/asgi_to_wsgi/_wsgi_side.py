@@ -65,13 +65,12 @@ class WSGISide:
         self.file_path: str | None = None
         self.file: IO[bytes] | None = None
         self.received = 0
-        # The loop side's.
         self.task: asyncio.Task[None] | None = None
         self.disconnected: asyncio.Future[None] | None = None
         self.piece_waiter: asyncio.Future[None] | None = None
         self.drain_waiter: asyncio.Future[None] | None = None
         self.sent = 0
-        # What the WSGI side learnt from the loop side (`AppCall.take`), and bytes handed over.
+        # What the WSGI side learnt from the loop side (`AppCall.take`).
         self.start: Start | None = None
         self.taken = 0
         self.ended = False
