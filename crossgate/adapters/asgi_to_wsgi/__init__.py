@@ -44,7 +44,7 @@ _INHERITED: list[object] = []
 class _Process:
     """An adapter's lifespan and loops in one process: a loop thread, or one per WSGI thread."""
 
-    def __init__(self, shared: bool, lifespan: LifespanDriver | None) -> None:
+    def __init__(self, shared: bool, lifespan: LifespanDriver | None, timeout: float) -> None:
         self.pid = os.getpid()
         self.lifespan = lifespan
         self.state: dict[str, Any] = {}
@@ -54,6 +54,19 @@ class _Process:
         self.lock = threading.Lock()
         self.loops: list[tuple[threading.Thread, asyncio.AbstractEventLoop]] = []
         self.check_threads = False  # "auto" chose inline at startup(): warn once if threads come
+        if lifespan is None:
+            return
+        try:  # lifespan startup, on the loop requests will run on
+            if self.thread is not None:
+                self.thread.call(lifespan.startup(timeout))
+            else:
+                self.loop().run_until_complete(lifespan.startup(timeout))
+        except BaseException:
+            self.stop(1.0)
+            raise
+        self.failure = lifespan.failure
+        if lifespan.supported and self.failure is None:
+            self.state = lifespan.state
 
     def loop(self) -> asyncio.AbstractEventLoop:
         loop: asyncio.AbstractEventLoop | None = getattr(self.local, "loop", None)
@@ -81,18 +94,6 @@ class _Process:
             return [self.thread.loop]
         with self.lock:
             return [loop for _, loop in self.loops if not loop.is_closed()]
-
-    def start(self, timeout: float) -> None:
-        lifespan = self.lifespan
-        if lifespan is None:
-            return
-        if self.thread is not None:
-            self.thread.call(lifespan.startup(timeout))
-        else:
-            self.loop().run_until_complete(lifespan.startup(timeout))
-        self.failure = lifespan.failure
-        if lifespan.supported and self.failure is None:
-            self.state = lifespan.state
 
     def stop(self, timeout: float) -> None:
         # The requests' leftover tasks go first: lifespan shutdown closes what they use.
@@ -208,13 +209,8 @@ class ASGIToWSGI:
             lifespan: LifespanDriver | None = None
             if self.lifespan != "off":
                 lifespan = LifespanDriver(self.app, required=self.lifespan == "on")
-            process = _Process(shared, lifespan)
+            process = _Process(shared, lifespan, self.lifespan_timeout)
             process.check_threads = self.mode == "auto" and environ is None
-            try:
-                process.start(self.lifespan_timeout)
-            except BaseException:
-                process.stop(1.0)
-                raise
             self._process = process
             return process
 

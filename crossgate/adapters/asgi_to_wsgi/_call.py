@@ -39,6 +39,8 @@ Emitted = Start | Body | SendFile | AppPhase | InputPhase
 BROKEN = (InputPhase.BROKEN, InputPhase.TOO_LARGE)  # the request's fault: a 413 or a 400
 LOST = (ResponsePhase.GONE, ResponsePhase.FINISHED)  # nothing sent reaches the client now
 
+# ASGI HTTP spec 2.4: send() raises an OSError once the client is gone.
+_GONE = "the client disconnected; the response cannot be sent"
 # Inline loops found serving a request at shutdown: their own thread closes them after it.
 CLOSE_WHEN_DONE: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
@@ -46,11 +48,6 @@ CLOSE_WHEN_DONE: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 def resolve(future: asyncio.Future[None] | None) -> None:
     if future is not None and not future.done():
         future.set_result(None)
-
-
-def client_gone() -> ClientDisconnected:
-    # ASGI HTTP spec 2.4: send() raises an OSError once the client is gone.
-    return ClientDisconnected("the client disconnected; the response cannot be sent")
 
 
 class AppCall(WSGISide):
@@ -91,7 +88,7 @@ class AppCall(WSGISide):
 
     async def send(self, message: Message) -> None:
         if self.response in LOST:
-            raise client_gone()
+            raise ClientDisconnected(_GONE)
         if self.violation is not None:
             raise AppProtocolError(f"the response already broke the protocol: {self.violation}")
         cycle = self.cycle
@@ -121,7 +118,7 @@ class AppCall(WSGISide):
                 finally:
                     self.drain_waiter = None
                 if self.gone:
-                    raise client_gone()
+                    raise ClientDisconnected(_GONE)
         elif event is not None:
             self.emit(event)
         if event is not None and cycle.complete:

@@ -102,10 +102,7 @@ class WSGISide:
                 return None
             self.body = next_phase(self.body, Event.BODY_READ)
             return b""
-        if type(data) is not bytes:
-            data = bytes(data)
-        if len(data) > size:  # an input that returns more than asked must not break the limit
-            data = data[:size]
+        data = bytes(data[:size])  # an input that returns more than asked must not break the limit
         self.received += len(data)
         limit = self.opts.max_body_size
         if limit is not None and self.received > limit:
