@@ -36,8 +36,7 @@ Mode = Literal["auto", "inline", "shared"]
 LifespanMode = Literal["auto", "on", "off"]
 
 _ADAPTERS: weakref.WeakSet[ASGIToWSGI] = weakref.WeakSet()  # for the fork and exit hooks
-# A forked child's loops from its parent: never closed, so that their tasks never log "Task was
-# destroyed but it is pending".
+# A forked child's loops from its parent: never closed, so no task logs "Task was destroyed".
 _INHERITED: list[object] = []
 
 
@@ -79,8 +78,8 @@ class _Process:
                 "loop; it cannot run the app's loop there. Use mode='shared', or call the ASGI "
                 "app directly from async code"
             )
-        loop = asyncio.new_event_loop()  # the policy's: uvloop's, when the application chose it
-        self.local.loop = loop
+        # The policy's loop: uvloop's, when the application chose it.
+        self.local.loop = loop = asyncio.new_event_loop()
         with self.lock:
             dead = [old for thread, old in self.loops if not thread.is_alive()]
             self.loops = [entry for entry in self.loops if entry[0].is_alive()]
@@ -215,8 +214,8 @@ class ASGIToWSGI:
             return process
 
     def startup(self) -> None:
-        """Run lifespan startup now, in this process, instead of before its first request
-        (gunicorn's ``post_fork``); does nothing once it ran. ``mode="auto"`` then picks inline.
+        """Run lifespan startup now instead of before the process's first request (gunicorn's
+        ``post_fork``); does nothing once it ran. ``mode="auto"`` then picks inline.
 
         Raises:
             CrossgateError: the app's startup failed (requests will answer 500 until

@@ -28,12 +28,11 @@ __all__ = ["BROKEN", "CLOSE_WHEN_DONE", "LOST", "TASK_NAME", "AppCall", "Emitted
 
 _log = logging.getLogger("crossgate")
 
-# A task without a name gets one formatted from a counter.
-TASK_NAME = "crossgate-asgi-request"
+TASK_NAME = "crossgate-asgi-request"  # a task without a name gets one made from a counter
 
 
 # What the loop side tells the WSGI side: a response event, the app's phase once it ended, or
-# (shared mode) InputPhase.READING: read more of the body.
+# InputPhase.READING (shared mode: read more body).
 Emitted = Start | Body | SendFile | AppPhase | InputPhase
 
 BROKEN = (InputPhase.BROKEN, InputPhase.TOO_LARGE)  # the request's fault: a 413 or a 400
@@ -113,11 +112,11 @@ class AppCall(WSGISide):
                 self.drain_waiter = waiter = self.loop.create_future()  # back-pressure
                 # Checked again once published: the WSGI thread wakes only a waiter it can see.
                 try:
-                    if self.sent - self.taken > self.opts.send_buffer and not self.gone:
+                    if self.sent - self.taken > self.opts.send_buffer and self.response not in LOST:
                         await waiter
                 finally:
                     self.drain_waiter = None
-                if self.gone:
+                if self.response in LOST:
                     raise ClientDisconnected(_GONE)
         elif event is not None:
             self.emit(event)
@@ -133,10 +132,6 @@ class AppCall(WSGISide):
         complete = event is Event.RESPONSE_COMPLETE
         self.timebox(self.opts.background_timeout if complete else self.opts.disconnect_grace)
 
-    @property
-    def gone(self) -> bool:
-        return self.response is ResponsePhase.GONE
-
     def cancel(self, task: asyncio.Task[None], timeout: float) -> None:
         what = "work after the response" if self.complete else "after the client disconnected"
         _log.warning("cancelling the ASGI app: still running %g s %s", timeout, what)
@@ -148,7 +143,7 @@ class AppCall(WSGISide):
             self.log_late(late, complete=True)
         self.advance(Event.SERVER_CLOSED)
 
-    # -- how the two sides meet, in inline mode; `SharedCall` overrides these
+    # How the two sides meet, in inline mode; `SharedCall` overrides these.
 
     def start_task(self, app: ASGIApp, scope: Message) -> bool:
         """False when the task cannot start (`fail` answers)."""
@@ -183,7 +178,7 @@ class AppCall(WSGISide):
 
     def wait(self) -> None:
         """Block the WSGI side until the loop side has emitted more."""
-        if self.gone:  # the body could not be read: the app gets its grace period to end
+        if self.response in LOST:  # the body could not be read: the app gets a grace period
             self.settle(self.opts.disconnect_grace)
             self.done_seen = True
             return
@@ -220,8 +215,6 @@ class AppCall(WSGISide):
         self.loop.run_until_complete(asyncio.wait((task,), timeout=max(timeout, 1.0)))
         if not task.done():
             _log.warning("the ASGI app's task ignored its cancellation; it is left behind")
-
-    # -- the WSGI side
 
     def begin(self, app: ASGIApp, scope: Message) -> Iterable[bytes]:
         if not self.start_task(app, scope):
@@ -282,11 +275,10 @@ class AppCall(WSGISide):
                     self.call_on_loop(resolve, waiter)
                 self.give(Event.BODY_GIVEN)
                 return data
-            file = self.file
-            if file is not None:
-                block = file.read(FILE_BLOCK_SIZE)
+            if self.file is not None:
+                block = self.file.read(FILE_BLOCK_SIZE)
                 if not block:
-                    file.close()
+                    self.file.close()
                     self.file = None
                     raise StopIteration
                 self.give(Event.BODY_GIVEN)

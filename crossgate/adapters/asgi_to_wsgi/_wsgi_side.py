@@ -70,7 +70,6 @@ class WSGISide:
         self.piece_waiter: asyncio.Future[None] | None = None
         self.drain_waiter: asyncio.Future[None] | None = None
         self.sent = 0
-        # What the WSGI side learnt from the loop side (`AppCall.take`).
         self.start: Start | None = None
         self.taken = 0
         self.ended = False
