@@ -43,18 +43,24 @@ _INHERITED: list[object] = []
 class _Process:
     """An adapter's lifespan and loops in one process: a loop thread, or one per WSGI thread."""
 
-    def __init__(self, shared: bool, lifespan: LifespanDriver | None, timeout: float) -> None:
+    def __init__(self, adapter: ASGIToWSGI, environ: WSGIEnvironment | None) -> None:
         self.pid = os.getpid()
-        self.lifespan = lifespan
-        self.state: dict[str, Any] = {}
-        self.failure: str | None = None
+        mode = adapter.mode
+        threaded = environ is not None and bool(environ.get("wsgi.multithread"))
+        shared = mode == "shared" or (mode == "auto" and threaded)
         self.thread = LoopThread("crossgate-asgi-loop") if shared else None
         self.local = threading.local()
         self.lock = threading.Lock()
         self.loops: list[tuple[threading.Thread, asyncio.AbstractEventLoop]] = []
-        self.check_threads = False  # "auto" chose inline at startup(): warn once if threads come
-        if lifespan is None:
+        # "auto" chose inline at startup(): warn once if threads come.
+        self.check_threads = mode == "auto" and environ is None
+        self.state: dict[str, Any] = {}
+        self.failure: str | None = None
+        self.lifespan: LifespanDriver | None = None
+        if adapter.lifespan == "off":
             return
+        self.lifespan = lifespan = LifespanDriver(adapter.app, required=adapter.lifespan == "on")
+        timeout = adapter.lifespan_timeout
         try:  # lifespan startup, on the loop requests will run on
             if self.thread is not None:
                 self.thread.call(lifespan.startup(timeout))
@@ -203,14 +209,7 @@ class ASGIToWSGI:
                 return process
             if process is not None:
                 _INHERITED.append(process)
-            threaded = environ is not None and bool(environ.get("wsgi.multithread"))
-            shared = self.mode == "shared" or (self.mode == "auto" and threaded)
-            lifespan: LifespanDriver | None = None
-            if self.lifespan != "off":
-                lifespan = LifespanDriver(self.app, required=self.lifespan == "on")
-            process = _Process(shared, lifespan, self.lifespan_timeout)
-            process.check_threads = self.mode == "auto" and environ is None
-            self._process = process
+            self._process = process = _Process(self, environ)
             return process
 
     def startup(self) -> None:
