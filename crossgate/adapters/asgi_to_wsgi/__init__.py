@@ -254,9 +254,8 @@ class ASGIToWSGI:
         try:
             length = request_body_length(environ)
             scope = build_scope(environ, state=process.state, max_headers=self.max_headers)
-            limit = self.max_body_size
-            if limit is not None and length is not None and length > limit:
-                raise RequestTooLarge.for_limit(limit)
+            if self.max_body_size is not None and (length or 0) > self.max_body_size:
+                raise RequestTooLarge.for_limit(self.max_body_size)
         except PeerProtocolError as exc:
             _log.info("answering %d: %s", exc.status_code, exc)
             return _answer(start_response, exc.status_code, str(exc))

@@ -1,5 +1,4 @@
-"""The one engine of `ASGIToWSGI`, run inline on the WSGI thread's own loop; `SharedCall`
-overrides how the app's task and the WSGI thread meet."""
+"""The one engine of `ASGIToWSGI`, as inline mode runs it; `SharedCall` overrides a few parts."""
 
 from __future__ import annotations
 
@@ -50,8 +49,7 @@ def resolve(future: asyncio.Future[None] | None) -> None:
 
 
 class AppCall(WSGISide):
-    """One request and its WSGI iterable. The app's task tells the WSGI side (`begin`,
-    ``__next__``, `close`) what happened with `emit`; the WSGI side applies it (`take`)."""
+    """One request and its WSGI iterable: the app's task calls `emit`, the WSGI side `take`."""
 
     bounds_itself = False  # the loop bounds the app's work after its response without close()
 

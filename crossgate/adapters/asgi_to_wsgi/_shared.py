@@ -1,5 +1,4 @@
-"""Shared mode: the app runs on the process's one loop thread, which talks to the WSGI thread
-through a `queue.SimpleQueue`; the WSGI thread answers with ``call_soon_threadsafe``."""
+"""Shared mode: the app runs on the process's one loop thread, the WSGI thread waits on a queue."""
 
 from __future__ import annotations
 

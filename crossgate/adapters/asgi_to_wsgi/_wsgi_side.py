@@ -1,5 +1,4 @@
-"""One `ASGIToWSGI` request's state, and the WSGI thread's work on it: reading ``wsgi.input``
-and answering for a response the app did not complete."""
+"""One `ASGIToWSGI` request's state; reading ``wsgi.input``; answering for a failed response."""
 
 from __future__ import annotations
 
@@ -84,9 +83,9 @@ class WSGISide:
         self.server = next_phase(self.server, event)
 
     def read_piece(self) -> bytes | None:
-        """The next piece of the body (never past ``CONTENT_LENGTH``: PEP 3333), ``b""`` at its
-        end, ``None`` when it cannot be had (see ``self.body``)."""
+        """The next piece of the body, ``b""`` at its end, ``None`` if it cannot be had."""
         remaining = self.remaining
+        # Never past CONTENT_LENGTH (PEP 3333): the read would block.
         size = self.opts.read_size if remaining is None else min(self.opts.read_size, remaining)
         try:
             data = self.input.read(size) if size else b""
