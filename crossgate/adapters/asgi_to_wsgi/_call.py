@@ -257,9 +257,6 @@ class AppCall(WSGISide):
         else:  # the app's phase (InputPhase.READING goes to SharedCall alone)
             self.done_seen = True
 
-    def __iter__(self) -> AppCall:
-        return self
-
     def __next__(self) -> bytes:
         while True:
             out = self.out
@@ -275,12 +272,11 @@ class AppCall(WSGISide):
                 return data
             if self.file is not None:
                 block = self.file.read(FILE_BLOCK_SIZE)
-                if not block:
-                    self.file.close()
-                    self.file = None
-                    raise StopIteration
-                self.give(Event.BODY_GIVEN)
-                return block
+                if block:
+                    out.append(block)
+                    continue
+                self.file.close()
+                self.file = None
             if self.file_path is not None:  # a pathsend after the iterable was handed over
                 self.open_file(wrap=False)
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from crossgate.exceptions import (
@@ -35,7 +36,7 @@ __all__ = ["WSGISide"]
 _log = logging.getLogger("crossgate")
 
 
-class WSGISide:
+class WSGISide(Iterator[bytes]):
     """One request's four phases (`crossgate.sansio.asgi_call_state`) and other state."""
 
     def __init__(
