@@ -45,27 +45,25 @@ class _Process:
 
     def __init__(self, adapter: ASGIToWSGI, environ: WSGIEnvironment | None) -> None:
         self.pid = os.getpid()
-        mode = adapter.mode
         threaded = environ is not None and bool(environ.get("wsgi.multithread"))
-        shared = mode == "shared" or (mode == "auto" and threaded)
+        shared = adapter.mode == "shared" or (adapter.mode == "auto" and threaded)
         self.thread = LoopThread("crossgate-asgi-loop") if shared else None
         self.local = threading.local()
         self.lock = threading.Lock()
         self.loops: list[tuple[threading.Thread, asyncio.AbstractEventLoop]] = []
         # "auto" chose inline at startup(): warn once if threads come.
-        self.check_threads = mode == "auto" and environ is None
+        self.check_threads = adapter.mode == "auto" and environ is None
         self.state: dict[str, Any] = {}
         self.failure: str | None = None
         self.lifespan: LifespanDriver | None = None
         if adapter.lifespan == "off":
             return
         self.lifespan = lifespan = LifespanDriver(adapter.app, required=adapter.lifespan == "on")
-        timeout = adapter.lifespan_timeout
         try:  # lifespan startup, on the loop requests will run on
             if self.thread is not None:
-                self.thread.call(lifespan.startup(timeout))
+                self.thread.call(lifespan.startup(adapter.lifespan_timeout))
             else:
-                self.loop().run_until_complete(lifespan.startup(timeout))
+                self.loop().run_until_complete(lifespan.startup(adapter.lifespan_timeout))
         except BaseException:
             self.stop(1.0)
             raise

@@ -30,8 +30,7 @@ _log = logging.getLogger("crossgate")
 TASK_NAME = "crossgate-asgi-request"  # a task without a name gets one made from a counter
 
 
-# What the loop side tells the WSGI side: a response event, the app's phase once it ended, or
-# InputPhase.READING (shared mode: read more body).
+# To the WSGI side: a response event, the app's phase at its end, or (shared mode) read more body.
 Emitted = Start | Body | SendFile | AppPhase | InputPhase
 
 BROKEN = (InputPhase.BROKEN, InputPhase.TOO_LARGE)  # the request's fault: a 413 or a 400

@@ -100,15 +100,12 @@ class SharedCall(AppCall):
             if item is None and not self.loop.is_running():  # pragma: no cover - it died
                 self.error = CrossgateError("the shared event loop stopped")
                 item = self.app = next_phase(self.app, Event.APP_RAISED)
-        while True:  # then every item already queued, without waiting: coalesces small chunks
+        while item is not None:  # then every item queued, without waiting: coalesces small chunks
             if item is InputPhase.READING:
                 self._read_ahead()
             else:
                 self.take(item)
-            try:
-                item = self.mailbox.get_nowait()
-            except Empty:
-                return
+            item = None if self.mailbox.empty() else self.mailbox.get_nowait()
 
     def finish(self) -> None:
         pass  # the loop bounds the app's work itself (`timebox`)
