@@ -101,8 +101,7 @@ class _Process:
     def stop(self, timeout: float) -> None:
         # The requests' leftover tasks go first: lifespan shutdown closes what they use.
         lifespan = self.lifespan
-        task = None if lifespan is None else lifespan.task
-        keep = () if task is None else (task,)
+        keep = () if lifespan is None or lifespan.task is None else (lifespan.task,)
         if self.thread is not None:
             self.thread.run(cancel_tasks(timeout, keep), 3 * timeout)
             if lifespan is not None:
@@ -114,8 +113,8 @@ class _Process:
         for _, loop in loops:
             if not (loop.is_running() or loop.is_closed()):  # a running one serves a request
                 loop.run_until_complete(cancel_tasks(timeout, keep))
-        if lifespan is not None and task is not None:
-            home = task.get_loop()
+        if lifespan is not None and lifespan.task is not None:
+            home = lifespan.task.get_loop()
             if not (home.is_closed() or home.is_running()):
                 home.run_until_complete(lifespan.shutdown(timeout))
         for thread, loop in loops:

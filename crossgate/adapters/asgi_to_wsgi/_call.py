@@ -191,15 +191,15 @@ class AppCall(WSGISide):
         if not self.complete:
             self.advance(Event.CLIENT_GONE)
         if not self.done_seen:
-            timeout = self.opts.background_timeout if self.complete else self.opts.disconnect_grace
-            self.settle(timeout)
+            self.settle(
+                self.opts.background_timeout if self.complete else self.opts.disconnect_grace
+            )
             # Turns for the clean-up the app's end scheduled (an async generator's finaliser).
             for _ in range(3):
                 self.loop.run_until_complete(asyncio.sleep(0))
-        loop = self.loop
-        if loop in CLOSE_WHEN_DONE and not loop.is_running():  # its adapter shut down
-            CLOSE_WHEN_DONE.discard(loop)
-            finish_loop(loop, self.opts.disconnect_grace)
+        if self.loop in CLOSE_WHEN_DONE and not self.loop.is_running():  # its adapter shut down
+            CLOSE_WHEN_DONE.discard(self.loop)
+            finish_loop(self.loop, self.opts.disconnect_grace)
 
     def settle(self, timeout: float) -> None:
         """Run the loop until the app's task ends, cancelling it after ``timeout`` s."""
@@ -297,9 +297,10 @@ class AppCall(WSGISide):
             self.violation = AppProtocolError(f"http.response.pathsend cannot open {path!r}: {exc}")
             self.out = [self.fail()]
             return self
-        if wrap and self.file_wrapper is not None:
+        file_wrapper = self.environ.get("wsgi.file_wrapper")
+        if wrap and file_wrapper is not None:
             # The server knows only its own wrapper: its close() must be this call's.
-            wrapper = self.file_wrapper(self.file, FILE_BLOCK_SIZE)
+            wrapper = file_wrapper(self.file, FILE_BLOCK_SIZE)
             with contextlib.suppress(AttributeError, TypeError):  # else the call is the iterable
                 wrapper.close = self.close
                 result: Iterable[bytes] = wrapper

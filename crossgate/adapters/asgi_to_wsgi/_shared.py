@@ -16,11 +16,8 @@ from crossgate.types import ASGIApp, Message
 
 __all__ = ["READ_AHEAD", "SharedCall"]
 
-# How often a WSGI thread waiting for its app checks that the loop thread is still there.
-_LIVENESS_POLL = 5.0
-
-# Each read for the loop costs a hand-off both ways (~100 us): 20 for 10 MiB, not 160.
-READ_AHEAD = 512 * 1024
+_LIVENESS_POLL = 5.0  # how often a waiting WSGI thread checks that the loop thread is alive
+READ_AHEAD = 512 * 1024  # each read for the loop costs a hand-off both ways (~100 us)
 
 
 class SharedCall(AppCall):

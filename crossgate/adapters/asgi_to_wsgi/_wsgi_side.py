@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from crossgate.exceptions import (
     AppProtocolError,
@@ -49,8 +49,7 @@ class WSGISide(Iterator[bytes]):
     ) -> None:
         self.opts = opts
         self.loop = loop
-        self.input: Any = environ["wsgi.input"]
-        self.file_wrapper: Any = environ.get("wsgi.file_wrapper")
+        self.environ = environ
         self.start_response = start_response
         self.remaining = length
         self.body = InputPhase.READING
@@ -89,7 +88,7 @@ class WSGISide(Iterator[bytes]):
         # Never past CONTENT_LENGTH (PEP 3333): the read would block.
         size = self.opts.read_size if remaining is None else min(self.opts.read_size, remaining)
         try:
-            data = self.input.read(size) if size else b""
+            data = self.environ["wsgi.input"].read(size) if size else b""
         except Exception as exc:  # gunicorn's NoMoreData, InvalidChunkSize; wsgiref's OSError
             _log.info("reading the request body failed: %r", exc)
             self.body = next_phase(self.body, Event.BODY_BROKEN)
@@ -97,10 +96,8 @@ class WSGISide(Iterator[bytes]):
         if not data:
             if remaining:
                 _log.info("the request body ended %d bytes short of its Content-Length", remaining)
-                self.body = next_phase(self.body, Event.BODY_BROKEN)
-                return None
-            self.body = next_phase(self.body, Event.BODY_READ)
-            return b""
+            self.body = next_phase(self.body, Event.BODY_BROKEN if remaining else Event.BODY_READ)
+            return None if remaining else b""
         data = bytes(data[:size])  # an input that returns more than asked must not break the limit
         self.received += len(data)
         limit = self.opts.max_body_size
@@ -114,7 +111,6 @@ class WSGISide(Iterator[bytes]):
         return data
 
     def log_late(self, exc: Exception, *, complete: bool) -> None:
-        """Log what the app raised once its response no longer depended on it."""
         if complete:  # work after the response (Starlette BackgroundTasks) failed
             _log.error("the ASGI app failed after its response was complete", exc_info=exc)
         else:  # ASGI HTTP spec ("Disconnected Client"): not to be logged as an error
