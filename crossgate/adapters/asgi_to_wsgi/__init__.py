@@ -132,8 +132,7 @@ class _Process:
 class ASGIToWSGI:
     """Serve the ASGI application ``app`` as a WSGI application (PEP 3333).
 
-    Both bodies stream, with back-pressure; the "ASGIToWSGI" documentation page describes every
-    option and behaviour.
+    The "ASGIToWSGI" documentation page describes every option and behaviour.
 
     Args:
         mode: ``"inline"`` runs the app on the WSGI thread's own event loop (gunicorn sync);
@@ -222,8 +221,8 @@ class ASGIToWSGI:
             raise CrossgateError(process.failure)
 
     def shutdown(self) -> None:
-        """Cancel leftover work, run lifespan shutdown and close this process's loops (at exit,
-        too); a request after it starts everything again.
+        """Run lifespan shutdown and close this process's loops (at exit too); a request after
+        it starts everything again.
 
         Raises:
             CrossgateError: called from the app itself, on a loop this would have to stop.

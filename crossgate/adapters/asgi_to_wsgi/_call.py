@@ -148,11 +148,8 @@ class AppCall(WSGISide):
         return True
 
     async def next_piece(self) -> tuple[bytes, bool] | None:
-        if (
-            self.body is not InputPhase.READING
-            or self.server is ServerPhase.CLOSED
-            or self.response in LOST
-        ):
+        closed = self.server is ServerPhase.CLOSED or self.response in LOST
+        if closed or self.body is not InputPhase.READING:
             return None
         piece = self.read_piece()  # blocks the loop: it serves only this request
         if piece is None:
@@ -288,9 +285,8 @@ class AppCall(WSGISide):
 
     def open_file(self, *, wrap: bool) -> Iterable[bytes]:
         """Open a pathsend's file, with ``wrap`` in the server's ``wsgi.file_wrapper``."""
-        path = self.file_path
+        path, self.file_path = self.file_path, None
         assert path is not None
-        self.file_path = None
         try:
             self.file = open(path, "rb")  # noqa: SIM115 - closed by __next__ or close()
         except OSError as exc:
