@@ -51,6 +51,8 @@ class _Process:
         self.local = threading.local()
         self.lock = threading.Lock()
         self.loops: list[tuple[threading.Thread, asyncio.AbstractEventLoop]] = []
+        if self.thread is not None:
+            self.loops.append((self.thread.thread, self.thread.loop))
         # "auto" chose inline at startup(): warn once if threads come.
         self.check_threads = adapter.mode == "auto" and environ is None
         self.state: dict[str, Any] = {}
@@ -93,8 +95,6 @@ class _Process:
         return loop
 
     def all(self) -> list[asyncio.AbstractEventLoop]:
-        if self.thread is not None:
-            return [self.thread.loop]
         with self.lock:
             return [loop for _, loop in self.loops if not loop.is_closed()]
 

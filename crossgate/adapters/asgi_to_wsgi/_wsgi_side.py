@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING
@@ -156,12 +157,9 @@ class WSGISide(Iterator[bytes]):
             self.give(Event.HEADERS_GIVEN)
             return body
         # PEP 3333 ("Error Handling"): exc_info replaces the headers until body bytes went out.
-        traceback = cause.__traceback__
-        if traceback is None:  # made here, never raised: raise it once for a traceback
-            try:
+        if cause.__traceback__ is None:  # made here, never raised: raise it once for a traceback
+            with contextlib.suppress(BaseException):
                 raise cause
-            except BaseException as raised:
-                traceback = raised.__traceback__
-        assert traceback is not None
-        self.start_response(line, headers, (type(cause), cause, traceback))
+        assert cause.__traceback__ is not None
+        self.start_response(line, headers, (type(cause), cause, cause.__traceback__))
         return body
