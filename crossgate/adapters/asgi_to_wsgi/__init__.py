@@ -36,8 +36,7 @@ Mode = Literal["auto", "inline", "shared"]
 LifespanMode = Literal["auto", "on", "off"]
 
 _ADAPTERS: weakref.WeakSet[ASGIToWSGI] = weakref.WeakSet()  # for the fork and exit hooks
-# A forked child's loops from its parent: never closed, so no task logs "Task was destroyed".
-_INHERITED: list[object] = []
+_INHERITED: list[object] = []  # a fork's parent loops: never closed, so no "Task was destroyed"
 
 
 class _Process:

@@ -29,7 +29,6 @@ _log = logging.getLogger("crossgate")
 
 TASK_NAME = "crossgate-asgi-request"  # a task without a name gets one made from a counter
 
-
 # To the WSGI side: a response event, the app's phase at its end, or (shared mode) read more body.
 Emitted = Start | Body | SendFile | AppPhase | InputPhase
 
