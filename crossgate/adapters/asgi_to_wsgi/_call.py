@@ -187,9 +187,8 @@ class AppCall(WSGISide):
         if not self.complete:
             self.advance(Event.CLIENT_GONE)
         if not self.done_seen:
-            self.settle(
-                self.opts.background_timeout if self.complete else self.opts.disconnect_grace
-            )
+            timeout = self.opts.background_timeout if self.complete else self.opts.disconnect_grace
+            self.settle(timeout)
             # Turns for the clean-up the app's end scheduled (an async generator's finaliser).
             for _ in range(3):
                 self.loop.run_until_complete(asyncio.sleep(0))
