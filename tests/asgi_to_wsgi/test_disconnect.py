@@ -22,7 +22,6 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
-from crossgate.adapters.asgi_to_wsgi._loops import LoopThread
 from crossgate.exceptions import ClientDisconnected
 from crossgate.types import ASGIReceive, ASGISend, Message
 from tests.asgi_to_wsgi._apps import TEXT
@@ -134,14 +133,13 @@ def test_starlette_streaming_response_stops_when_the_client_leaves(
 def _pending_tasks(adapter: ASGIToWSGI) -> list[asyncio.Task[Any]]:
     process = adapter._process
     assert process is not None
-    loops = process.loops
-    if isinstance(loops, LoopThread):
+    if process.thread is not None:
 
         async def others() -> list[asyncio.Task[Any]]:
             return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 
-        return asyncio.run_coroutine_threadsafe(others(), loops.loop).result(WAIT)
-    return [task for loop in loops.all() for task in asyncio.all_tasks(loop)]
+        return asyncio.run_coroutine_threadsafe(others(), process.thread.loop).result(WAIT)
+    return [task for loop in process.all() for task in asyncio.all_tasks(loop)]
 
 
 def test_many_early_closes_leave_no_pending_task(

@@ -13,7 +13,7 @@ from typing import IO, Any
 import pytest
 
 from crossgate.adapters import asgi_to_wsgi as asgi_to_wsgi_module
-from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI, _call, _loops
+from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI, _call
 from crossgate.concurrency import _runtime
 from crossgate.exceptions import ClientDisconnected, CrossgateError
 from crossgate.types import ASGIReceive, ASGISend, Message
@@ -362,13 +362,12 @@ def test_loops_of_threads_that_ended_are_closed(thread_leak_check: None) -> None
         thread.join(WAIT)
     process = adapter._process
     assert process is not None
-    loops = process.loops
-    assert isinstance(loops, _loops.ThreadLoops)
+    assert process.thread is None
 
     # The second thread's loop was made after the first thread had ended: that one is closed.
-    assert len(loops.all()) == 1
+    assert len(process.all()) == 1
     adapter.shutdown()
-    _loops.finish_loop(asyncio.new_event_loop(), 1.0)  # and a loop can be finished at once
+    _runtime.finish_loop(asyncio.new_event_loop(), 1.0)  # and a loop can be finished at once
 
 
 def test_shutdown_does_not_wait_for_a_thread_the_app_left_blocked(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
-from crossgate.adapters.asgi_to_wsgi._inline import TASK_NAME
+from crossgate.adapters.asgi_to_wsgi._call import TASK_NAME
 from crossgate.types import ASGIReceive, ASGISend, Message
 from tests.asgi_to_wsgi._apps import hello
 from tests.asgi_to_wsgi.conftest import run_wsgi

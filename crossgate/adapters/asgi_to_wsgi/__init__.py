@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -12,11 +13,15 @@ from typing import Any, Literal
 
 from crossgate._lifespan import LifespanDriver
 from crossgate.adapters._interface import check_app
-from crossgate.adapters.asgi_to_wsgi._call import AppCall
-from crossgate.adapters.asgi_to_wsgi._inline import InlineCall
-from crossgate.adapters.asgi_to_wsgi._loops import LoopThread, ThreadLoops, cancel_tasks
+from crossgate.adapters.asgi_to_wsgi._call import CLOSE_WHEN_DONE, AppCall
 from crossgate.adapters.asgi_to_wsgi._shared import SharedCall
-from crossgate.concurrency._runtime import after_fork_in_child, at_exit
+from crossgate.concurrency._runtime import (
+    LoopThread,
+    after_fork_in_child,
+    at_exit,
+    cancel_tasks,
+    finish_loop,
+)
 from crossgate.exceptions import CrossgateError, PeerProtocolError, RequestTooLarge
 from crossgate.sansio.asgi_response import error_response
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
@@ -30,113 +35,118 @@ _log = logging.getLogger("crossgate")
 Mode = Literal["auto", "inline", "shared"]
 LifespanMode = Literal["auto", "on", "off"]
 
-# Every adapter, for the at-fork and at-exit hooks below.
-_ADAPTERS: weakref.WeakSet[ASGIToWSGI] = weakref.WeakSet()
-# What a forked child inherited: loops whose threads do not exist here. Kept referenced, never
-# closed, so that their pending tasks never log "Task was destroyed but it is pending".
-_INHERITED: list[object] = []
+_ADAPTERS: weakref.WeakSet[ASGIToWSGI] = weakref.WeakSet()  # for the fork and exit hooks
+_INHERITED: list[object] = []  # a fork's parent loops: never closed, so no "Task was destroyed"
 
 
 class _Process:
-    """What an adapter holds for one process: its loops and its lifespan."""
+    """An adapter's lifespan and loops in one process: a loop thread, or one per WSGI thread."""
 
-    def __init__(self, mode: Literal["inline", "shared"], lifespan: LifespanDriver | None) -> None:
+    def __init__(self, adapter: ASGIToWSGI, environ: WSGIEnvironment | None) -> None:
         self.pid = os.getpid()
-        self.lifespan = lifespan
+        threaded = environ is not None and bool(environ.get("wsgi.multithread"))
+        shared = adapter.mode == "shared" or (adapter.mode == "auto" and threaded)
+        self.thread = LoopThread("crossgate-asgi-loop") if shared else None
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.loops: list[tuple[threading.Thread, asyncio.AbstractEventLoop]] = []
+        if self.thread is not None:
+            self.loops.append((self.thread.thread, self.thread.loop))
+        # "auto" chose inline at startup(): warn once if threads come.
+        self.check_threads = adapter.mode == "auto" and environ is None
         self.state: dict[str, Any] = {}
         self.failure: str | None = None
-        self.loops: ThreadLoops | LoopThread = (
-            ThreadLoops() if mode == "inline" else LoopThread("crossgate-asgi-loop")
-        )
-        self.lifespan_loop: asyncio.AbstractEventLoop | None = None
-        # "auto" chose inline before any request (startup()): warn once if threads come.
-        self.check_threads = False
-
-    def start(self, timeout: float) -> None:
-        """Run lifespan startup on the loop requests will run on."""
-        lifespan = self.lifespan
-        if lifespan is None:
+        self.lifespan: LifespanDriver | None = None
+        if adapter.lifespan == "off":
             return
-        loops = self.loops
-        if isinstance(loops, LoopThread):
-            loops.call(lifespan.startup(timeout))
-            self.lifespan_loop = loops.loop
-        else:
-            self.lifespan_loop = loop = loops.get()
-            loop.run_until_complete(lifespan.startup(timeout))
+        self.lifespan = lifespan = LifespanDriver(adapter.app, required=adapter.lifespan == "on")
+        try:  # lifespan startup, on the loop requests will run on
+            if self.thread is not None:
+                self.thread.call(lifespan.startup(adapter.lifespan_timeout))
+            else:
+                self.loop().run_until_complete(lifespan.startup(adapter.lifespan_timeout))
+        except BaseException:
+            self.stop(1.0)
+            raise
         self.failure = lifespan.failure
         if lifespan.supported and self.failure is None:
             self.state = lifespan.state
 
-    def on_own_loop(self) -> bool:
-        """Whether the caller runs on one of this process's loops (the app)."""
-        loops = self.loops
-        if isinstance(loops, LoopThread):
-            return threading.current_thread() is loops.thread
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-        return running in loops.all()
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop: asyncio.AbstractEventLoop | None = getattr(self.local, "loop", None)
+        if loop is not None and not loop.is_closed():
+            return loop
+        with contextlib.suppress(RuntimeError):  # raised when no loop runs, as it must be
+            asyncio.get_running_loop()
+            raise CrossgateError(
+                "ASGIToWSGI in inline mode was called from a thread that is running an event "
+                "loop; it cannot run the app's loop there. Use mode='shared', or call the ASGI "
+                "app directly from async code"
+            )
+        # The policy's loop: uvloop's, when the application chose it.
+        self.local.loop = loop = asyncio.new_event_loop()
+        with self.lock:
+            dead = [old for thread, old in self.loops if not thread.is_alive()]
+            self.loops = [entry for entry in self.loops if entry[0].is_alive()]
+            self.loops.append((threading.current_thread(), loop))
+        for old in dead:  # left behind by threads that ended
+            finish_loop(old, 1.0)
+        return loop
+
+    def all(self) -> list[asyncio.AbstractEventLoop]:
+        with self.lock:
+            return [loop for _, loop in self.loops if not loop.is_closed()]
 
     def stop(self, timeout: float) -> None:
-        """Cancel the requests' leftover tasks first (lifespan shutdown closes what they use),
-        then shut the lifespan down and close the loops."""
+        # The requests' leftover tasks go first: lifespan shutdown closes what they use.
         lifespan = self.lifespan
-        keep = (lifespan.task,) if lifespan is not None and lifespan.task is not None else ()
-        loops = self.loops
-        if isinstance(loops, LoopThread):
-            loops.run(cancel_tasks(timeout, keep), 3 * timeout)
+        keep = () if lifespan is None or lifespan.task is None else (lifespan.task,)
+        if self.thread is not None:
+            self.thread.run(cancel_tasks(timeout, keep), 3 * timeout)
             if lifespan is not None:
-                loops.run(lifespan.shutdown(timeout), 3 * timeout)
-            loops.stop(timeout)
+                self.thread.run(lifespan.shutdown(timeout), 3 * timeout)
+            self.thread.stop(timeout)
             return
-        for loop in loops.all():
-            # A running loop belongs to a thread serving a request: left alone.
-            if not loop.is_running():
+        with self.lock:
+            loops, self.loops = self.loops, []
+        for _, loop in loops:
+            if not (loop.is_running() or loop.is_closed()):  # a running one serves a request
                 loop.run_until_complete(cancel_tasks(timeout, keep))
-        home = self.lifespan_loop
-        if (
-            lifespan is not None
-            and home is not None
-            and not (home.is_closed() or home.is_running())
-        ):
-            home.run_until_complete(lifespan.shutdown(timeout))
-        loops.close(timeout)
+        if lifespan is not None and lifespan.task is not None:
+            home = lifespan.task.get_loop()
+            if not (home.is_closed() or home.is_running()):
+                home.run_until_complete(lifespan.shutdown(timeout))
+        for thread, loop in loops:
+            if loop.is_running():
+                _log.warning(
+                    "the event loop of thread %s is serving a request: closing it when that "
+                    "request ends",
+                    thread.name,
+                )
+                CLOSE_WHEN_DONE.add(loop)
+            else:
+                finish_loop(loop, timeout)
 
 
 class ASGIToWSGI:
     """Serve the ASGI application ``app`` as a WSGI application (PEP 3333).
 
-    Both bodies stream; the "ASGIToWSGI" documentation page describes every behaviour.
+    The "ASGIToWSGI" documentation page describes every option and behaviour.
 
     Args:
-        app: the ASGI application (ASGI 3).
-        mode: ``"inline"`` runs the app on the WSGI thread's own event loop, with no hand-off
-            (gunicorn sync); ``"shared"`` on one loop thread per process (threaded servers whose
-            app shares loop-bound resources, such as a database pool); ``"auto"`` picks
-            ``"shared"`` when the first request's ``wsgi.multithread`` is true.
+        mode: ``"inline"`` runs the app on the WSGI thread's own event loop (gunicorn sync);
+            ``"shared"`` on one loop thread per process (threaded servers whose app shares
+            loop-bound resources); ``"auto"`` picks ``"shared"`` when the first request's
+            ``wsgi.multithread`` is true.
         lifespan: ``"auto"`` runs the ASGI lifespan protocol if the app supports it; ``"on"``
-            requires it; ``"off"`` never runs it. It starts once per process before its first
-            request (or at `startup`); a failed startup makes every request answer 500.
-        max_body_size: request bodies larger than this get a 413; ``None`` for no limit.
-        max_headers: requests with more headers get a 431; ``None`` for no cap.
-        read_size: the largest piece of request body read at a time (``http.request``).
-        send_buffer: response bytes the app may send ahead of the server before ``send()``
-            waits (back-pressure).
+            requires it; ``"off"`` never runs it. A failed startup makes every request a 500.
         background_timeout: seconds the app may run after its complete response (Starlette
-            ``BackgroundTasks``) before it is cancelled.
-        disconnect_grace: the same, once the client is gone.
-        lifespan_timeout: seconds lifespan startup and shutdown may take each.
-        raise_app_exceptions: raise the app's exceptions (and `AppProtocolError`) to the WSGI
-            server and its middleware (`crossgate.sansio.failure.wsgi_raise_point` says where);
-            ``False`` logs them and answers 500 (or `ResponseAborted` after body bytes).
-        interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
-            WSGI; ``"asgi"`` skips that check.
+            ``BackgroundTasks``); ``disconnect_grace``, once the client is gone.
+        raise_app_exceptions: ``False`` logs the app's exceptions and answers 500 instead.
+        interface: ``"asgi"`` skips the check that ``app`` is not a WSGI application.
 
     Raises:
-        TypeError: ``app`` is not callable, or is a WSGI application (the message names
-            `crossgate.WSGIToASGI`).
+        TypeError: ``app`` is not callable, or is a WSGI application.
         ValueError: an option is out of range.
     """
 
@@ -188,36 +198,18 @@ class ASGIToWSGI:
         _ADAPTERS.add(self)
 
     def _boot(self, environ: WSGIEnvironment | None) -> _Process:
-        """This process's state, made (and its lifespan started) on its first call."""
         with self._lock:
             process = self._process
             if process is not None and process.pid == os.getpid():
                 return process
             if process is not None:
                 _INHERITED.append(process)
-            mode = self.mode
-            if mode == "auto":
-                threaded = environ is not None and bool(environ.get("wsgi.multithread"))
-                mode = "shared" if threaded else "inline"
-            lifespan = (
-                None
-                if self.lifespan == "off"
-                else LifespanDriver(self.app, required=self.lifespan == "on")
-            )
-            process = _Process(mode, lifespan)
-            process.check_threads = self.mode == "auto" and environ is None
-            try:
-                process.start(self.lifespan_timeout)
-            except BaseException:
-                process.stop(1.0)
-                raise
-            self._process = process
+            self._process = process = _Process(self, environ)
             return process
 
     def startup(self) -> None:
-        """Run lifespan startup now, in this process, instead of before its first request
-        (after a fork, e.g. from gunicorn's ``post_fork``). Does nothing when it already ran.
-        With ``mode="auto"`` it chooses inline mode: pass ``mode="shared"`` for threads.
+        """Run lifespan startup now instead of before the process's first request (gunicorn's
+        ``post_fork``); does nothing once it ran. ``mode="auto"`` then picks inline.
 
         Raises:
             CrossgateError: the app's startup failed (requests will answer 500 until
@@ -228,8 +220,8 @@ class ASGIToWSGI:
             raise CrossgateError(process.failure)
 
     def shutdown(self) -> None:
-        """Cancel leftover work, run lifespan shutdown and close this process's loops. Runs by
-        itself at exit; a request after it starts everything again.
+        """Run lifespan shutdown and close this process's loops (at exit too); a request after
+        it starts everything again.
 
         Raises:
             CrossgateError: called from the app itself, on a loop this would have to stop.
@@ -238,11 +230,12 @@ class ASGIToWSGI:
             process = self._process
             if process is None or process.pid != os.getpid():
                 return
-            if process.on_own_loop():
-                raise CrossgateError(
-                    "ASGIToWSGI.shutdown() was called from the app, on the adapter's own event "
-                    "loop, which shutdown must stop; call it from another thread"
-                )
+            with contextlib.suppress(RuntimeError):  # raised when no loop runs here
+                if asyncio.get_running_loop() in process.all():
+                    raise CrossgateError(
+                        "ASGIToWSGI.shutdown() was called from the app, on the adapter's own event "
+                        "loop, which shutdown must stop; call it from another thread"
+                    )
             self._process = None
         process.stop(min(self.lifespan_timeout, 10.0))
 
@@ -256,26 +249,22 @@ class ASGIToWSGI:
         try:
             length = request_body_length(environ)
             scope = build_scope(environ, state=process.state, max_headers=self.max_headers)
-            limit = self.max_body_size
-            if limit is not None and length is not None and length > limit:
-                raise RequestTooLarge.for_limit(limit)
+            if self.max_body_size is not None and (length or 0) > self.max_body_size:
+                raise RequestTooLarge.for_limit(self.max_body_size)
         except PeerProtocolError as exc:
             _log.info("answering %d: %s", exc.status_code, exc)
             return _answer(start_response, exc.status_code, str(exc))
-        loops = process.loops
-        call: AppCall
-        if isinstance(loops, LoopThread):
-            call = SharedCall(self, loops.loop, environ, start_response, length)
-        else:
-            if process.check_threads and environ.get("wsgi.multithread"):
-                process.check_threads = False
-                _log.warning(
-                    "ASGIToWSGI(mode='auto') is in inline mode (startup() ran before the first "
-                    "request) but the server is multithreaded: each thread runs its own loop. "
-                    "Pass mode='shared' if requests share loop-bound resources."
-                )
-            call = InlineCall(self, loops.get(), environ, start_response, length)
-        return call.begin(self.app, scope)
+        if process.thread is not None:
+            call = SharedCall(self, process.thread.loop, environ, start_response, length)
+            return call.begin(self.app, scope)
+        if process.check_threads and environ.get("wsgi.multithread"):
+            process.check_threads = False
+            _log.warning(
+                "ASGIToWSGI(mode='auto') is in inline mode (startup() ran before the first "
+                "request) but the server is multithreaded: each thread runs its own loop. "
+                "Pass mode='shared' if requests share loop-bound resources."
+            )
+        return AppCall(self, process.loop(), environ, start_response, length).begin(self.app, scope)
 
 
 def _answer(start_response: StartResponse, status: int, message: str | None = None) -> list[bytes]:
@@ -284,22 +273,20 @@ def _answer(start_response: StartResponse, status: int, message: str | None = No
     return [body]
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     # A lock some thread of the parent held at fork() stays held for ever in the child.
     for adapter in list(_ADAPTERS):
         adapter._lock = threading.Lock()
 
 
+@at_exit
 def _shutdown_all() -> None:
     for adapter in list(_ADAPTERS):
         try:
             adapter.shutdown()
         except Exception:
             _log.exception("ASGIToWSGI shutdown at exit failed")
-
-
-after_fork_in_child(_after_fork_in_child)
-at_exit(_shutdown_all)
 
 
 def asgi_to_wsgi(app: ASGIApp, **options: Any) -> ASGIToWSGI:

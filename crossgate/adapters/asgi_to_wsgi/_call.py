@@ -1,19 +1,17 @@
-"""The one engine of `ASGIToWSGI`'s two modes: the app's ``receive`` and ``send``, the WSGI
-iterable and ``close()``."""
+"""The one engine of `ASGIToWSGI`, as inline mode runs it; `SharedCall` overrides a few parts."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
-from abc import ABC, abstractmethod
+import weakref
 from collections.abc import Callable, Iterable
-from typing import TypeVarTuple
 
 from crossgate.adapters._streams import FILE_BLOCK_SIZE
-from crossgate.adapters.asgi_to_wsgi._wsgi_side import WSGISide, client_gone
-from crossgate.exceptions import AppProtocolError
+from crossgate.adapters.asgi_to_wsgi._wsgi_side import WSGISide
+from crossgate.concurrency._runtime import finish_loop
+from crossgate.exceptions import AppProtocolError, ClientDisconnected
 from crossgate.sansio.asgi_call_state import (
     AppPhase,
     Event,
@@ -25,26 +23,22 @@ from crossgate.sansio.asgi_call_state import (
 from crossgate.sansio.asgi_response import Body, SendFile, Start
 from crossgate.types import ASGIApp, Message
 
-__all__ = ["LOST", "AppCall", "Emitted", "Signal", "resolve"]
+__all__ = ["BROKEN", "CLOSE_WHEN_DONE", "LOST", "TASK_NAME", "AppCall", "Emitted", "resolve"]
 
 _log = logging.getLogger("crossgate")
 
-Ts = TypeVarTuple("Ts")
+TASK_NAME = "crossgate-asgi-request"  # a task without a name gets one made from a counter
 
+# To the WSGI side: a response event, the app's phase at its end, or (shared mode) read more body.
+Emitted = Start | Body | SendFile | AppPhase | InputPhase
 
-class Signal(enum.Enum):
-    END = "the response is complete"
-    DONE = "the app's coroutine ended"
-    READ = "read the next body pieces (shared mode)"
+BROKEN = (InputPhase.BROKEN, InputPhase.TOO_LARGE)  # the request's fault: a 413 or a 400
+LOST = (ResponsePhase.GONE, ResponsePhase.FINISHED)  # nothing sent reaches the client now
 
-
-# What the loop side tells the WSGI side (`AppCall.emit`).
-Emitted = Start | bytes | SendFile | Signal
-
-# The body phases in which the request's own fault decides the answer (a 413 or a 400).
-BROKEN = (InputPhase.BROKEN, InputPhase.TOO_LARGE)
-# The response phases in which nothing the app sends can reach the client any more.
-LOST = (ResponsePhase.GONE, ResponsePhase.FINISHED)
+# ASGI HTTP spec 2.4: send() raises an OSError once the client is gone.
+_GONE = "the client disconnected; the response cannot be sent"
+# Inline loops found serving a request at shutdown: their own thread closes them after it.
+CLOSE_WHEN_DONE: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 def resolve(future: asyncio.Future[None] | None) -> None:
@@ -52,17 +46,12 @@ def resolve(future: asyncio.Future[None] | None) -> None:
         future.set_result(None)
 
 
-class AppCall(WSGISide, ABC):
-    """One request and its WSGI iterable. The app's task (loop side) tells the WSGI side
-    (`begin`, ``__next__``, `close`) what happened with `emit`; the WSGI side applies it
-    (`take`) and waits for more (`wait`). A mode (`InlineCall`, `SharedCall`) says only how the
-    two sides meet, by the abstract methods below."""
+class AppCall(WSGISide):
+    """One request and its WSGI iterable: the app's task calls `emit`, the WSGI side `take`."""
 
-    # The loop bounds the app's work after its response by itself: close() is not needed for it.
-    bounds_itself = False
+    bounds_itself = False  # the loop bounds the app's work after its response without close()
 
     async def run(self, app: ASGIApp, scope: Message) -> None:
-        """The request's task; what the app raises is kept for `fail` or `close`, or logged."""
         event = Event.APP_RETURNED
         try:
             await app(scope, self.receive, self.send)
@@ -72,36 +61,29 @@ class AppCall(WSGISide, ABC):
         except Exception as exc:
             event = Event.APP_RAISED
             if self.response is ResponsePhase.COMPLETE and self.opts.raise_app_exceptions:
-                # `wsgi_raise_point`: close() raises it, once the server sent the response.
-                self.late_error = exc
+                self.late_error = exc  # `wsgi_raise_point`: close() raises it
             elif self.response is not ResponsePhase.RESPONDING:
-                # Not kept: nothing depends on it any more, and its traceback would keep the
-                # app's objects (an abandoned async generator awaiting its clean-up) alive.
-                self.log_late(exc, complete=self.complete)
+                self.log_late(exc, complete=self.complete)  # not kept: it holds the app's objects
             else:
                 self.error = exc
         finally:
             self.app = next_phase(self.app, event)
-            self.emit(Signal.DONE)
+            self.emit(self.app)
 
     async def receive(self) -> Message:
         piece = await self.next_piece()
         if piece is not None:
             return {"type": "http.request", "body": piece[0], "more_body": piece[1]}
         if self.response is ResponsePhase.RESPONDING:
-            # ASGI HTTP spec ("Disconnect"): after the body, http.disconnect comes once the
-            # response is sent or the client has left.
-            waiter = self.loop.create_future()
-            self.waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                self.waiters.remove(waiter)
+            # ASGI HTTP spec: http.disconnect comes once the response is sent or the client left.
+            if self.disconnected is None:
+                self.disconnected = self.loop.create_future()
+            await asyncio.shield(self.disconnected)
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
         if self.response in LOST:
-            raise client_gone()
+            raise ClientDisconnected(_GONE)
         if self.violation is not None:
             raise AppProtocolError(f"the response already broke the protocol: {self.violation}")
         cycle = self.cycle
@@ -119,99 +101,112 @@ class AppCall(WSGISide, ABC):
             )
         if type(event) is Body:
             data, more = event
-            if data:
+            if data or not more:
                 self.sent += len(data)
-                self.emit(data)
-            if not more:
-                self.emit(Signal.END)
-                self.completed()
-            elif self.sent - self.taken > self.opts.send_buffer:
-                # Back-pressure: wait until the WSGI server has taken enough.
-                self.drain_waiter = waiter = self.loop.create_future()
-                # Checked again once the waiter is published: in shared mode the WSGI thread
-                # may have taken bytes in between, and it only wakes a waiter it can see.
+                self.emit(event)
+            if more and self.sent - self.taken > self.opts.send_buffer:
+                self.drain_waiter = waiter = self.loop.create_future()  # back-pressure
+                # Checked again once published: the WSGI thread wakes only a waiter it can see.
                 try:
-                    if self.sent - self.taken > self.opts.send_buffer and not self.gone:
+                    if self.sent - self.taken > self.opts.send_buffer and self.response not in LOST:
                         await waiter
                 finally:
                     self.drain_waiter = None
-                if self.gone:
-                    raise client_gone()
-        elif type(event) is Start:
+                if self.response in LOST:
+                    raise ClientDisconnected(_GONE)
+        elif event is not None:
             self.emit(event)
-        elif type(event) is SendFile:
-            self.emit(event)
-            self.completed()
+        if event is not None and cycle.complete:
+            self.advance(Event.RESPONSE_COMPLETE)
 
-    def release(self) -> None:
-        """Wake every wait of the app's (``receive()``, back-pressure in ``send()``)."""
-        for waiter in self.waiters:
-            resolve(waiter)
-        if self.piece_waiter is not None:  # tested here: release() runs every request
-            resolve(self.piece_waiter)
-        if self.drain_waiter is not None:
-            resolve(self.drain_waiter)
-
-    def completed(self) -> None:
-        """The app completed its response: bound its work after it (background tasks)."""
-        self.response = next_phase(self.response, Event.RESPONSE_COMPLETE)
-        self.release()
-        self.timebox(self.opts.background_timeout)
-
-    @property
-    def gone(self) -> bool:
-        return self.response is ResponsePhase.GONE
-
-    def lose(self, event: Event = Event.CLIENT_GONE) -> None:
-        """The client is gone (or the server closed the response): ``receive()`` answers
-        ``http.disconnect``, ``send()`` raises."""
+    def advance(self, event: Event) -> None:
+        """Move the response on, wake the app's waits and bound what it does from now on."""
         self.response = next_phase(self.response, event)
-        self.release()
-        self.timebox(self.opts.disconnect_grace)
+        for waiter in (self.disconnected, self.piece_waiter, self.drain_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        complete = event is Event.RESPONSE_COMPLETE
+        self.timebox(self.opts.background_timeout if complete else self.opts.disconnect_grace)
 
     def cancel(self, task: asyncio.Task[None], timeout: float) -> None:
-        """Cancel the app, still running ``timeout`` s after its response or its client's end."""
         what = "work after the response" if self.complete else "after the client disconnected"
         _log.warning("cancelling the ASGI app: still running %g s %s", timeout, what)
         task.cancel()
 
     def server_closed(self) -> None:
-        """The WSGI server called ``close()`` (on the loop side)."""
         late, self.late_error = self.late_error, None
         if late is not None:  # raised after close() looked: too late to raise
             self.log_late(late, complete=True)
-        self.lose(Event.SERVER_CLOSED)
+        self.advance(Event.SERVER_CLOSED)
 
-    # -- what a mode says: how the loop side and the WSGI side meet
+    # How the two sides meet, in inline mode; `SharedCall` overrides these.
 
-    @abstractmethod
     def start_task(self, app: ASGIApp, scope: Message) -> bool:
-        """Start the app's task; False when it cannot start (`fail` answers)."""
+        """False when the task cannot start (`fail` answers)."""
+        self.task = self.loop.create_task(self.run(app, scope), name=TASK_NAME)
+        return True
 
-    @abstractmethod
+    async def next_piece(self) -> tuple[bytes, bool] | None:
+        closed = self.server is ServerPhase.CLOSED or self.response in LOST
+        if closed or self.body is not InputPhase.READING:
+            return None
+        piece = self.read_piece()  # blocks the loop: it serves only this request
+        if piece is None:
+            self.advance(Event.CLIENT_GONE)
+            return None
+        return piece, self.body is InputPhase.READING
+
     def emit(self, item: Emitted) -> None:
-        """Tell the WSGI side (`take`) what happened on the loop side."""
+        self.take(item)
+        if self.driving:  # this request's, not another's leftover task: the WSGI side resumes
+            self.loop.stop()
 
-    @abstractmethod
-    def wait(self) -> None:
-        """Block the WSGI side until the loop side has emitted more."""
-
-    @abstractmethod
-    def call_on_loop(self, callback: Callable[[*Ts], object], *args: *Ts) -> None:
-        """Run ``callback`` on the loop side."""
-
-    @abstractmethod
     def timebox(self, timeout: float) -> None:
         """Cancel the app if it has not ended ``timeout`` s from now."""
+        if self.driving:  # the WSGI side bounds it once it has control (`settle`)
+            self.loop.stop()
 
-    @abstractmethod
-    async def next_piece(self) -> tuple[bytes, bool] | None:
-        """The next body piece and whether more follows; ``None`` when there is none."""
+    def call_on_loop(self, callback: Callable[..., object], *args: object) -> None:
+        callback(*args)
+
+    def wait(self) -> None:
+        """Block the WSGI side until the loop side has emitted more."""
+        if self.response in LOST:  # the body could not be read: the app gets a grace period
+            self.settle(self.opts.disconnect_grace)
+            self.done_seen = True
+            return
+        # Stopped by `emit`: a future's done-callback would cost one more turn of the loop.
+        self.driving = True
+        try:
+            self.loop.run_forever()
+        finally:
+            self.driving = False
 
     def finish(self) -> None:
         """The server is done with the response (from `close`)."""
+        if not self.complete:
+            self.advance(Event.CLIENT_GONE)
+        if not self.done_seen:
+            timeout = self.opts.background_timeout if self.complete else self.opts.disconnect_grace
+            self.settle(timeout)
+            # Turns for the clean-up the app's end scheduled (an async generator's finaliser).
+            for _ in range(3):
+                self.loop.run_until_complete(asyncio.sleep(0))
+        if self.loop in CLOSE_WHEN_DONE and not self.loop.is_running():  # its adapter shut down
+            CLOSE_WHEN_DONE.discard(self.loop)
+            finish_loop(self.loop, self.opts.disconnect_grace)
 
-    # -- the WSGI side
+    def settle(self, timeout: float) -> None:
+        """Run the loop until the app's task ends, cancelling it after ``timeout`` s."""
+        task = self.task
+        assert task is not None  # made by begin()
+        self.loop.run_until_complete(asyncio.wait((task,), timeout=timeout))
+        if task.done():
+            return
+        self.cancel(task, timeout)
+        self.loop.run_until_complete(asyncio.wait((task,), timeout=max(timeout, 1.0)))
+        if not task.done():
+            _log.warning("the ASGI app's task ignored its cancellation; it is left behind")
 
     def begin(self, app: ASGIApp, scope: Message) -> Iterable[bytes]:
         if not self.start_task(app, scope):
@@ -219,12 +214,10 @@ class AppCall(WSGISide, ABC):
         while self.start is None and not self.done_seen:
             self.wait()
         start = self.start
-        # A body that could not be read makes the answer a 413 / 400, unless the app already
-        # completed its own response.
         if start is None or (self.body in BROKEN and not self.ended):
             body = self.fail()
             self.ended = True
-            if not self.done_seen:  # the app is told the client is gone, and bounded
+            if not self.done_seen:
                 self.close()
             return [body]
         self.start_response(start.status, start.headers)
@@ -237,30 +230,26 @@ class AppCall(WSGISide, ABC):
                     self.close()
                 raise
         if self.ended and self.late_error is None and (self.done_seen or self.bounds_itself):
-            # The usual case: the app answered at once. A list lets the server skip close().
-            # An app that answered in full and then raised (Starlette's ServerErrorMiddleware
-            # and WSGIToASGI answer 500 and raise) gets the iterable: the server sends its
-            # whole page, and close() raises (`wsgi_raise_point`).
+            # A list lets the server skip close(); an app that raised needs it (`wsgi_raise_point`).
             if not self.done_seen:
-                self.close()  # the loop bounds the app's work after the response itself
+                self.close()
             return self.out
         return self
 
     def take(self, item: Emitted) -> None:
-        if type(item) is bytes:
-            self.out.append(item)
+        if type(item) is Body:
+            data, more = item
+            if data:
+                self.out.append(data)
+            if not more:
+                self.ended = True
         elif type(item) is Start:
             self.start = item
         elif type(item) is SendFile:
             self.file_path = item.path
             self.ended = True
-        elif item is Signal.END:
-            self.ended = True
-        else:  # Signal.DONE (READ goes to SharedCall alone)
+        else:  # the app's phase (InputPhase.READING goes to SharedCall alone)
             self.done_seen = True
-
-    def __iter__(self) -> AppCall:
-        return self
 
     def __next__(self) -> bytes:
         while True:
@@ -275,15 +264,13 @@ class AppCall(WSGISide, ABC):
                     self.call_on_loop(resolve, waiter)
                 self.give(Event.BODY_GIVEN)
                 return data
-            file = self.file
-            if file is not None:
-                block = file.read(FILE_BLOCK_SIZE)
-                if not block:
-                    file.close()
-                    self.file = None
-                    raise StopIteration
-                self.give(Event.BODY_GIVEN)
-                return block
+            if self.file is not None:
+                block = self.file.read(FILE_BLOCK_SIZE)
+                if block:
+                    out.append(block)
+                    continue
+                self.file.close()
+                self.file = None
             if self.file_path is not None:  # a pathsend after the iterable was handed over
                 self.open_file(wrap=False)
                 continue
@@ -295,48 +282,27 @@ class AppCall(WSGISide, ABC):
             self.wait()
 
     def open_file(self, *, wrap: bool) -> Iterable[bytes]:
-        """Open a pathsend's file; with ``wrap`` (the iterable is not handed over yet), return
-        it in the server's ``wsgi.file_wrapper`` (PEP 3333; gunicorn uses ``sendfile()``), else
-        ``self``, which sends it (or the error page when it cannot be opened)."""
-        path = self.file_path
-        assert path is not None  # checked by the callers
-        self.file_path = None
+        """Open a pathsend's file, with ``wrap`` in the server's ``wsgi.file_wrapper``."""
+        path, self.file_path = self.file_path, None
+        assert path is not None
         try:
-            file = open(path, "rb")  # noqa: SIM115 - closed by the wrapper, __next__ or close()
+            self.file = open(path, "rb")  # noqa: SIM115 - closed by __next__ or close()
         except OSError as exc:
             self.violation = AppProtocolError(f"http.response.pathsend cannot open {path!r}: {exc}")
             self.out = [self.fail()]
             return self
-        if wrap and self.file_wrapper is not None:
-            # The server recognises only its own wrapper, so the wrapper is the iterable, and
-            # its close() (which the server calls) must close this call too.
-            wrapper = self.file_wrapper(file, FILE_BLOCK_SIZE)
-            inner = getattr(wrapper, "close", None)
-
-            def close() -> None:
-                try:
-                    if inner is not None:
-                        inner()
-                finally:
-                    self.close()
-
-            try:
-                wrapper.close = close
-            except (AttributeError, TypeError):
-                pass  # a wrapper that takes no close(): the call is the iterable
-            else:
+        file_wrapper = self.environ.get("wsgi.file_wrapper")
+        if wrap and file_wrapper is not None:
+            # The server knows only its own wrapper: its close() must be this call's.
+            wrapper = file_wrapper(self.file, FILE_BLOCK_SIZE)
+            with contextlib.suppress(AttributeError, TypeError):  # else the call is the iterable
+                wrapper.close = self.close
                 result: Iterable[bytes] = wrapper
                 return result
-        self.file = file
         return self
 
     def close(self) -> None:
-        """Called by the WSGI server when it is done with the response (PEP 3333).
-
-        Raises:
-            Exception: what the app raised after its complete response: the server has sent
-                the response whole by then, and the middleware around the adapter sees it.
-        """
+        """PEP 3333's ``close()``: raises what the app raised after its complete response."""
         if self.server is ServerPhase.CLOSED:
             return
         self.give(Event.SERVER_CLOSED)
@@ -345,12 +311,10 @@ class AppCall(WSGISide, ABC):
             self.file = None
         self.finish()
         late = None
-        if self.app is not AppPhase.RUNNING:
-            # The app's phase moves after late_error is set: what late_error holds now is
-            # final. When the app has not ended, server_closed logs what it may raise later.
+        if self.app is not AppPhase.RUNNING:  # else server_closed logs what it may raise later
             late, self.late_error = self.late_error, None
         if not self.done_seen:
             self.call_on_loop(self.server_closed)
         if late is not None:
-            self._plan(late, complete=True)
+            self.plan(late, complete=True)
             raise late

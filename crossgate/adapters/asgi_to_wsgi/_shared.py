@@ -1,10 +1,4 @@
-"""Shared mode: every request's ASGI app runs on the process's one loop thread.
-
-The loop talks to the WSGI thread through a `queue.SimpleQueue`, the WSGI thread to the loop
-through ``call_soon_threadsafe``. Both ways are bounded: the body is read as the app asks for
-it, `READ_AHEAD` bytes ahead at most, and ``send()`` waits past ``send_buffer`` queued bytes.
-A request normally costs two hand-offs (start the task, hand the response back).
-"""
+"""Shared mode: the app runs on the process's one loop thread, the WSGI thread waits on a queue."""
 
 from __future__ import annotations
 
@@ -14,72 +8,57 @@ import contextvars
 from collections import deque
 from collections.abc import Callable
 from queue import Empty, SimpleQueue
-from typing import TypeVarTuple
 
-from crossgate.adapters.asgi_to_wsgi._call import LOST, AppCall, Emitted, Signal, resolve
+from crossgate.adapters.asgi_to_wsgi._call import BROKEN, LOST, AppCall, Emitted, resolve
 from crossgate.exceptions import CrossgateError
 from crossgate.sansio.asgi_call_state import AppPhase, Event, InputPhase, next_phase
 from crossgate.types import ASGIApp, Message
 
 __all__ = ["READ_AHEAD", "SharedCall"]
 
-Ts = TypeVarTuple("Ts")
-
-# How often a WSGI thread waiting for its app checks that the loop thread is still there.
-_LIVENESS_POLL = 5.0
-
-# Body bytes read per request for pieces from the loop: each is a hand-off both ways (~100 us),
-# so a 10 MiB upload in 64 KiB pieces costs 20 of them, not 160.
-READ_AHEAD = 512 * 1024
+_LIVENESS_POLL = 5.0  # how often a waiting WSGI thread checks that the loop thread is alive
+READ_AHEAD = 512 * 1024  # each read for the loop costs a hand-off both ways (~100 us)
 
 
 class SharedCall(AppCall):
-    """One request in shared mode: the app's task on the loop thread, the WSGI side on the
-    server's."""
+    """One request in shared mode: its body is read as the app asks, `READ_AHEAD` bytes ahead."""
 
     bounds_itself = True
+    reading = False
+    timer: asyncio.TimerHandle | None = None
 
     def start_task(self, app: ASGIApp, scope: Message) -> bool:
-        # This mode's own state, made here, the first thing `begin` does.
         self.mailbox: SimpleQueue[Emitted] = SimpleQueue()
-        self.delivered_all = False
-        self.reading = False
-        self.timer: asyncio.TimerHandle | None = None
         # The first piece (most often the whole body) is read here: the app needs no hand-off.
         piece = self.read_piece()
         if piece is None:
             return False
         self.pieces = deque((piece,))
         self.loop_body_end = self.body is InputPhase.END
-        context = contextvars.copy_context()
         try:
-            self.loop.call_soon_threadsafe(self._create_task, app, scope, context)
+            context = contextvars.copy_context()
+            self.loop.call_soon_threadsafe(self._create_task, app, scope, context=context)
         except RuntimeError:  # pragma: no cover - the adapter was shut down meanwhile
             self.error = CrossgateError("the shared event loop is closed")
             self.app = next_phase(self.app, Event.APP_RAISED)
             return False
         return True
 
-    def _create_task(self, app: ASGIApp, scope: Message, context: contextvars.Context) -> None:
-        self.task = self.loop.create_task(self.run(app, scope), context=context)
+    def _create_task(self, app: ASGIApp, scope: Message) -> None:  # in the request's context
+        self.task = self.loop.create_task(self.run(app, scope))
 
     def emit(self, item: Emitted) -> None:
-        if item is Signal.DONE and self.timer is not None:
+        if type(item) is AppPhase and self.timer is not None:
             self.timer.cancel()
         self.mailbox.put(item)
 
     async def next_piece(self) -> tuple[bytes, bool] | None:
-        while not self.delivered_all:
+        while self.pieces or not (self.loop_body_end or self.response in LOST):
             if self.pieces:
                 data = self.pieces.popleft()
-                last = self.loop_body_end and not self.pieces
-                if last:
-                    self.delivered_all = True
-                elif len(self.pieces) < 2:
+                if len(self.pieces) < 2:
                     self._want_more()  # read the next ones while the app uses these
-                return data, not last
-            if self.response in LOST:
-                break
+                return data, not (self.loop_body_end and not self.pieces)
             self._want_more()
             self.piece_waiter = waiter = self.loop.create_future()
             try:
@@ -91,61 +70,51 @@ class SharedCall(AppCall):
     def _want_more(self) -> None:
         if not (self.reading or self.loop_body_end):
             self.reading = True
-            self.mailbox.put(Signal.READ)
+            self.mailbox.put(InputPhase.READING)
 
-    def _deliver(self, pieces: list[bytes], end: bool, failed: bool) -> None:
+    def _deliver(self, pieces: list[bytes], body: InputPhase) -> None:
         self.reading = False
         self.pieces.extend(pieces)
-        self.loop_body_end = end
-        if failed:
-            self.lose()
+        self.loop_body_end = body is InputPhase.END
+        if body in BROKEN:
+            self.advance(Event.CLIENT_GONE)
         resolve(self.piece_waiter)
 
     def timebox(self, timeout: float) -> None:
         if self.app is AppPhase.RUNNING and self.timer is None:
-            self.timer = self.loop.call_later(timeout, self._expire, timeout)
+            assert self.task is not None  # this runs on the loop, after `_create_task`
+            self.timer = self.loop.call_later(timeout, self.cancel, self.task, timeout)
 
-    def _expire(self, timeout: float) -> None:
-        # The timer is cancelled when the app ends, and starts after the task.
-        assert self.task is not None
-        self.cancel(self.task, timeout)
-
-    def call_on_loop(self, callback: Callable[[*Ts], object], *args: *Ts) -> None:
+    def call_on_loop(self, callback: Callable[..., object], *args: object) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: the adapter shut down
             self.loop.call_soon_threadsafe(callback, *args)
 
     def wait(self) -> None:
-        while True:
-            try:
+        item: Emitted | None = None
+        while item is None:
+            with contextlib.suppress(Empty):
                 item = self.mailbox.get(timeout=_LIVENESS_POLL)
-                break
-            except Empty:  # pragma: no cover - only when the loop thread died under a request
-                if not self.loop.is_running():
-                    self.error = CrossgateError("the shared event loop stopped")
-                    self.app = next_phase(self.app, Event.APP_RAISED)
-                    item = Signal.DONE
-                    break
-        # Then every event already queued, without waiting: coalesces small chunks.
-        while True:
-            self._apply(item)
-            try:
-                item = self.mailbox.get_nowait()
-            except Empty:
-                return
+            if item is None and not self.loop.is_running():  # pragma: no cover - it died
+                self.error = CrossgateError("the shared event loop stopped")
+                item = self.app = next_phase(self.app, Event.APP_RAISED)
+        while item is not None:  # then every item queued, without waiting: coalesces small chunks
+            if item is InputPhase.READING:
+                self._read_ahead()
+            else:
+                self.take(item)
+            item = None if self.mailbox.empty() else self.mailbox.get_nowait()
 
-    def _apply(self, item: Emitted) -> None:
-        if item is not Signal.READ:
-            self.take(item)
-            return
-        # Pieces worth READ_AHEAD bytes (at least one). May block on the client.
+    def finish(self) -> None:
+        pass  # the loop bounds the app's work itself (`timebox`)
+
+    def _read_ahead(self) -> None:
+        """Read pieces worth READ_AHEAD bytes (at least one) for the loop; may block."""
         pieces: list[bytes] = []
         size = 0
-        failed = False
         while size < READ_AHEAD and self.body is InputPhase.READING:
             piece = self.read_piece()
             if piece is None:
-                failed = True
                 break
             pieces.append(piece)
             size += len(piece)
-        self.call_on_loop(self._deliver, pieces, self.body is InputPhase.END, failed)
+        self.call_on_loop(self._deliver, pieces, self.body)

@@ -1,15 +1,15 @@
-"""One `ASGIToWSGI` request's state, and the WSGI thread's work on it (`AppCall` builds on it):
-reading ``wsgi.input`` and answering for an incomplete response."""
+"""One `ASGIToWSGI` request's state; reading ``wsgi.input``; answering for a failed response."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING
 
 from crossgate.exceptions import (
     AppProtocolError,
-    ClientDisconnected,
     CrossgateError,
     PeerProtocolError,
     RequestTooLarge,
@@ -32,19 +32,13 @@ from crossgate.types import StartResponse, WSGIEnvironment
 if TYPE_CHECKING:
     from crossgate.adapters.asgi_to_wsgi import ASGIToWSGI
 
-__all__ = ["WSGISide", "client_gone"]
+__all__ = ["WSGISide"]
 
 _log = logging.getLogger("crossgate")
 
 
-def client_gone() -> ClientDisconnected:
-    """The error ``send()`` raises once the client is gone (ASGI HTTP spec 2.4: an OSError)."""
-    return ClientDisconnected("the client disconnected; the response cannot be sent")
-
-
-class WSGISide:
-    """One request's state, both sides' (four phases, `crossgate.sansio.asgi_call_state`), and
-    what the WSGI thread does with it."""
+class WSGISide(Iterator[bytes]):
+    """One request's four phases (`crossgate.sansio.asgi_call_state`) and other state."""
 
     def __init__(
         self,
@@ -56,36 +50,31 @@ class WSGISide:
     ) -> None:
         self.opts = opts
         self.loop = loop
-        self.input: Any = environ["wsgi.input"]
-        self.file_wrapper: Any = environ.get("wsgi.file_wrapper")
-        self.file_path: str | None = None
-        self.file: IO[bytes] | None = None
+        self.environ = environ
         self.start_response = start_response
         self.remaining = length
-        self.received = 0
         self.body = InputPhase.READING
         self.response = ResponsePhase.RESPONDING
         self.app = AppPhase.RUNNING
         self.server = ServerPhase.WAITING
         self.cycle = ResponseCycle(head=environ.get("REQUEST_METHOD") == "HEAD")
+        self.out: list[bytes] = []
         self.violation: AppProtocolError | None = None
         self.error: Exception | None = None
-        # What the app raised after its complete response, for close() to raise.
-        self.late_error: Exception | None = None
-        self.out: list[bytes] = []
-        # The loop side's.
+        self.late_error: Exception | None = None  # raised after the complete response
+        self.file_path: str | None = None
+        self.file: IO[bytes] | None = None
+        self.received = 0
         self.task: asyncio.Task[None] | None = None
-        self.waiters: list[asyncio.Future[None]] = []
+        self.disconnected: asyncio.Future[None] | None = None
         self.piece_waiter: asyncio.Future[None] | None = None
         self.drain_waiter: asyncio.Future[None] | None = None
         self.sent = 0
-        # What the WSGI side learnt from the loop side (`AppCall.take`), and bytes handed over.
         self.start: Start | None = None
         self.taken = 0
         self.ended = False
         self.done_seen = False
-        # Inline mode: this request's WSGI thread is running the loop (`InlineCall.wait`).
-        self.driving = False
+        self.driving = False  # inline mode: this request's thread is running the loop
 
     @property
     def complete(self) -> bool:
@@ -95,32 +84,22 @@ class WSGISide:
         self.server = next_phase(self.server, event)
 
     def read_piece(self) -> bytes | None:
-        """The next piece of the body (at most ``read_size``, never past ``CONTENT_LENGTH``:
-        PEP 3333), ``b""`` at its end, ``None`` when it cannot be had (see ``self.body``)."""
+        """The next piece of the body, ``b""`` at its end, ``None`` if it cannot be had."""
         remaining = self.remaining
-        if remaining == 0:
-            self.body = next_phase(self.body, Event.BODY_READ)
-            return b""
+        # Never past CONTENT_LENGTH (PEP 3333): the read would block.
         size = self.opts.read_size if remaining is None else min(self.opts.read_size, remaining)
         try:
-            data = self.input.read(size)
-        except Exception as exc:
-            # gunicorn raises NoMoreData (an IOError) when the client leaves mid-body and
-            # InvalidChunkSize for a broken chunked body; wsgiref's socket raises OSError.
+            data = self.environ["wsgi.input"].read(size) if size else b""
+        except Exception as exc:  # gunicorn's NoMoreData, InvalidChunkSize; wsgiref's OSError
             _log.info("reading the request body failed: %r", exc)
             self.body = next_phase(self.body, Event.BODY_BROKEN)
             return None
         if not data:
-            if remaining is None:
-                self.body = next_phase(self.body, Event.BODY_READ)
-                return b""
-            _log.info("the request body ended %d bytes short of its Content-Length", remaining)
-            self.body = next_phase(self.body, Event.BODY_BROKEN)
-            return None
-        if type(data) is not bytes:
-            data = bytes(data)
-        if len(data) > size:  # an input that returns more than asked must not break the limit
-            data = data[:size]
+            if remaining:
+                _log.info("the request body ended %d bytes short of its Content-Length", remaining)
+            self.body = next_phase(self.body, Event.BODY_BROKEN if remaining else Event.BODY_READ)
+            return None if remaining else b""
+        data = bytes(data[:size])  # an input that returns more than asked must not break the limit
         self.received += len(data)
         limit = self.opts.max_body_size
         if limit is not None and self.received > limit:
@@ -133,15 +112,12 @@ class WSGISide:
         return data
 
     def log_late(self, exc: Exception, *, complete: bool) -> None:
-        """Log what the app raised once its response no longer depended on it."""
         if complete:  # work after the response (Starlette BackgroundTasks) failed
             _log.error("the ASGI app failed after its response was complete", exc_info=exc)
-        else:
-            # ASGI HTTP spec ("Disconnected Client"): the error send() raised for a client that
-            # left is not to be logged as an error.
+        else:  # ASGI HTTP spec ("Disconnected Client"): not to be logged as an error
             _log.info("the ASGI app ended with %r after the client disconnected", exc)
 
-    def _plan(self, error: BaseException, *, complete: bool = False) -> FailurePlan:
+    def plan(self, error: BaseException, *, complete: bool = False) -> FailurePlan:
         plan = plan_failure(
             error,
             app="ASGI",
@@ -153,15 +129,7 @@ class WSGISide:
         return plan
 
     def fail(self) -> bytes:
-        """Answer for an app that did not complete its response (`plan_failure` decides); return
-        the error page's body. PEP 3333 ("Error Handling"): ``start_response`` with ``exc_info``
-        replaces the headers until body bytes went out; after that only dropping the connection
-        keeps the client from taking a truncated body for a whole one.
-
-        Raises:
-            Exception: the app's exception, with ``raise_app_exceptions``.
-            ResponseAborted: body bytes already went out (the cause is chained).
-        """
+        """Answer for an app that did not complete its response; return the error page's body."""
         found = failure_cause(self.body, self.app, violation=self.violation is not None)
         cause: BaseException
         if found is Cause.TOO_LARGE:
@@ -176,10 +144,10 @@ class WSGISide:
             cause = CrossgateError("the ASGI app was cancelled before completing its response")
         else:
             cause = AppProtocolError("the ASGI app returned without completing its response")
-        plan = self._plan(cause)
+        plan = self.plan(cause)
         if plan.propagate:
             raise cause
-        if plan.outcome is Outcome.ABORT:
+        if plan.outcome is Outcome.ABORT:  # else the client takes a cut body for a whole one
             raise ResponseAborted(
                 "the ASGI app did not complete a response whose body had started"
             ) from cause
@@ -187,13 +155,11 @@ class WSGISide:
         if self.server is ServerPhase.WAITING:
             self.start_response(line, headers)
             self.give(Event.HEADERS_GIVEN)
-        else:
-            traceback = cause.__traceback__
-            if traceback is None:  # made here, never raised: raise it once for a traceback
-                try:
-                    raise cause
-                except BaseException as raised:
-                    traceback = raised.__traceback__
-            assert traceback is not None
-            self.start_response(line, headers, (type(cause), cause, traceback))
+            return body
+        # PEP 3333 ("Error Handling"): exc_info replaces the headers until body bytes went out.
+        if cause.__traceback__ is None:  # made here, never raised: raise it once for a traceback
+            with contextlib.suppress(BaseException):
+                raise cause
+        assert cause.__traceback__ is not None
+        self.start_response(line, headers, (type(cause), cause, cause.__traceback__))
         return body
