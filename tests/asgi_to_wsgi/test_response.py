@@ -228,6 +228,33 @@ def test_pathsend_file_wrapper_close_closes_the_file_and_the_request(
     assert after
 
 
+def test_pathsend_keeps_the_servers_own_file_wrapper_close(
+    make_adapter: MakeAdapter, big_file: Path
+) -> None:
+    closed: list[str] = []
+
+    class ServerWrapper:
+        """A server's wrapper whose close() does more than close the file."""
+
+        def __init__(self, file: Any, block_size: int) -> None:
+            self.file = file
+            self.block_size = block_size
+
+        def __iter__(self) -> Any:
+            return iter(lambda: self.file.read(self.block_size), b"")
+
+        def close(self) -> None:
+            closed.append("server cleanup")
+            self.file.close()
+
+    environ = make_environ(extra={"wsgi.file_wrapper": ServerWrapper})
+    result = run_wsgi(make_adapter(_file_app(big_file)), environ, validate=False)
+
+    assert isinstance(result.iterable, ServerWrapper)
+    assert result.body == big_file.read_bytes()
+    assert closed == ["server cleanup"]  # chained, not replaced
+
+
 def test_pathsend_of_a_missing_file_is_a_500(make_adapter: MakeAdapter, tmp_path: Path) -> None:
     app = _file_app(tmp_path / "missing")
     result = run_wsgi(make_adapter(app, raise_app_exceptions=False))

@@ -293,10 +293,19 @@ class AppCall(WSGISide):
             return self
         file_wrapper = self.environ.get("wsgi.file_wrapper")
         if wrap and file_wrapper is not None:
-            # The server knows only its own wrapper: its close() must be this call's.
+            # The server knows only its own wrapper: its close() must close this call too.
             wrapper = file_wrapper(self.file, FILE_BLOCK_SIZE)
+            inner = getattr(wrapper, "close", None)
+
+            def close() -> None:
+                try:
+                    if inner is not None:
+                        inner()
+                finally:
+                    self.close()
+
             with contextlib.suppress(AttributeError, TypeError):  # else the call is the iterable
-                wrapper.close = self.close
+                wrapper.close = close
                 result: Iterable[bytes] = wrapper
                 return result
         return self
