@@ -1,19 +1,6 @@
-"""Routers for incremental migration: one ASGI entry point in front of old and new apps, by
-scope type (`ProtocolRouter`), path prefix (`PathRouter`, `Mount`) or by trying a new app
-first (`Fallback`, the strangler-fig pattern). See docs/routing.md.
-
-Every router accepts ASGI and WSGI apps alike (`is_asgi` tells them apart; `asgi` and `wsgi`
-override it), answers the server's lifespan protocol itself and fans it out to every sub-app,
-each with its own ``state``. The routers' common keyword arguments:
-
-* ``wsgi_options``: keyword arguments for each `WSGIToASGI` the router makes.
-* ``on_startup`` / ``on_shutdown``: callables (plain or async) run at lifespan startup before
-  the apps start, and at shutdown after they stopped.
-* ``lifespan``: a callable taking the router and returning an async context manager, entered
-  first at startup and left last at shutdown; a mapping it yields joins the lifespan state.
-
-Each router raises `ValueError` for a `WSGIToASGI` option out of range and `TypeError` for an
-app that is not callable.
+"""Routers for incremental migration (docs/routing.md). Each takes ``wsgi_options``,
+``on_startup``, ``on_shutdown`` and ``lifespan=``, and raises `TypeError` for an app that is not
+callable and `ValueError` for a `WSGIToASGI` option out of range.
 """
 
 from __future__ import annotations
@@ -58,17 +45,10 @@ MIB: Final = 1024 * 1024
 
 
 class ProtocolRouter(Router):
-    """Send each connection to the app registered for its scope type.
+    """Send each connection to the app registered for its scope type in ``routes``.
 
-    ```python
-    application = ProtocolRouter({"http": flask_app, "websocket": starlette_app})
-    ```
-
-    An ``http`` or ``websocket`` connection with no entry is refused with a 500 and logged;
-    another scope type with no entry raises (ASGI spec). ``lifespan`` is the router's own.
-
-    Args:
-        routes: scope type -> ASGI or WSGI app.
+    An ``http`` or ``websocket`` connection with no entry gets a 500 and is logged; another
+    scope type with no entry raises (ASGI spec). ``lifespan`` is the router's own.
 
     Raises:
         ValueError: ``routes`` has a ``lifespan`` entry.
@@ -111,7 +91,7 @@ class Mount:
     """An app served under a path prefix, for `PathRouter`.
 
     ``prefix`` is a decoded path such as ``"/legacy"``; a trailing ``/`` is ignored. The app
-    serves ``/legacy`` itself and everything below ``/legacy/``, never ``/legacyx``.
+    serves ``/legacy`` and everything below ``/legacy/``, never ``/legacyx``.
 
     Raises:
         TypeError: ``prefix`` is not a `str`.
@@ -131,20 +111,10 @@ class Mount:
 class PathRouter(Router):
     """Send each ``http`` and ``websocket`` connection to the app mounted at its path.
 
-    ```python
-    application = PathRouter([Mount("/legacy", flask_app)], default=starlette_app)
-    ```
-
     The longest prefix wins, at segment boundaries only. The mounted app gets ``root_path``
-    extended by the prefix and ``path`` unchanged (ASGI spec), so a WSGI app sees
-    ``SCRIPT_NAME='/legacy'`` and ``PATH_INFO='/cart'``; the bare prefix is served with
-    ``PATH_INFO=''``. A path no mount matches goes to ``default`` with its scope untouched, or
-    gets a 404 (a refused handshake for a websocket). Mounts nest: mount a `PathRouter`.
-
-    Args:
-        routes: the mounts, in lifespan order.
-        default: the app for every other path.
-        redirect_slashes: redirect ``/prefix`` to ``/prefix/`` rather than serve it.
+    extended by the prefix and ``path`` unchanged (ASGI spec). A path no mount matches goes to
+    ``default`` with its scope untouched, or gets a 404 (a refused handshake for a websocket).
+    ``routes`` are in lifespan order; ``redirect_slashes`` redirects ``/prefix`` to ``/prefix/``.
 
     Raises:
         ValueError: two mounts share a prefix.
@@ -207,7 +177,6 @@ class PathRouter(Router):
                 return
             if found is not None:
                 child, child_root, child_path, raw_path = found
-                # ASGI spec: a middleware copies the scope before changing it.
                 child_scope = {**scope, "root_path": child_root}
                 if child_path is not None:
                     child_scope["path"] = child_path
@@ -232,22 +201,10 @@ class PathRouter(Router):
 class Fallback(Router):
     """Try ``primary`` first; what it answers with one of ``statuses`` goes to ``fallback``.
 
-    ```python
-    application = Fallback(fastapi_app, django_asgi_app)
-    ```
-
-    A primary's ``http.response.start`` with a status in ``statuses`` is dropped, and the
-    request goes to the fallback, the body the primary read replayed first (recorded while the
-    primary may still fall through, never read ahead, up to ``max_replay`` bytes: past that the
-    primary's answer goes to the client). A websocket the primary refuses before accepting goes
-    to the fallback too. The primary gets its own copy of the scope.
-
-    Args:
-        primary: the app tried first.
-        fallback: the app for what the primary does not serve.
-        statuses: the primary's statuses that send a request to the fallback.
-        buffer_size: request body bytes kept in memory for a replay before spooling to disk.
-        max_replay: request body bytes kept for a replay at most; ``None`` for no limit.
+    The fallback gets the request body the primary read replayed first: kept in memory up to
+    ``buffer_size`` bytes, then in a temporary file, up to ``max_replay`` (``None``: no limit);
+    past that the primary's answer goes to the client. A websocket the primary refuses before
+    accepting goes to the fallback too.
 
     Raises:
         ValueError: ``statuses`` is empty or holds something that is not an HTTP status,
@@ -299,7 +256,7 @@ class Fallback(Router):
             attempt = WebSocketAttempt(receive, primary_send)
         else:
             raise CrossgateError(f"Fallback cannot serve a {kind!r} scope")
-        # The primary's own copy of the scope and its state: Starlette's router writes there.
+        # Its own copy of the scope and state: Starlette's router writes there.
         state = self._primary.state if self._primary.state is not None else scope.get("state")
         primary_scope = dict(scope) if state is None else {**scope, "state": state.copy()}
         try:

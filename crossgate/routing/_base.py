@@ -1,6 +1,5 @@
-"""What the three routers share: telling ASGI apps from WSGI apps, preparing sub-apps, and the
-lifespan fan-out (ASGI lifespan spec 2.0). Its public names are re-exported by
-`crossgate.routing`; import them from there.
+"""What the three routers share: ASGI or WSGI, sub-app preparation, the lifespan fan-out (ASGI
+lifespan spec 2.0). Its public names are re-exported by `crossgate.routing`.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ _Stop = Callable[[], Awaitable[str | None]]
 
 
 class _ExplicitASGI:
-    """What `asgi` returns: the app, marked ASGI; routers unwrap it and call the app directly."""
+    """What `asgi` returns: routers unwrap it and call the app directly."""
 
     __crossgate_asgi__ = True
 
@@ -61,9 +60,7 @@ def asgi(app: App) -> ASGIApp:
 
 
 def wsgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
-    """Mark ``app`` as WSGI, with its own `WSGIToASGI` options (``workers``, ``executor`` ...).
-
-    Returns the `WSGIToASGI` adapter, which any router uses as it is.
+    """Mark ``app`` as WSGI, with its own `WSGIToASGI` options; returns that adapter.
 
     Raises:
         TypeError: ``app`` is not callable, or an option is unknown.
@@ -71,23 +68,21 @@ def wsgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
     """
     if not callable(app):
         raise TypeError(f"a WSGI app is callable; got {type(app).__name__}")
-    # Marked WSGI by the caller: the adapter does not second-guess it.
     return WSGIToASGI(app, **{"interface": "wsgi", **options})
 
 
 @dataclass(slots=True, eq=False)
 class Child:
-    """One sub-app as the router calls it, and the ``state`` its requests get: ``None`` when
-    the server's copy of the router's state will do, else the app's own lifespan namespace, of
-    which each request gets a shallow copy (ASGI spec)."""
+    """A sub-app as the router calls it; ``state`` is its own lifespan namespace, ``None`` when
+    the server's copy of the router's will do."""
 
     app: App
     name: str
     state: dict[str, Any] | None = None
 
 
-# The `WSGIToASGI` the routers made for each WSGI app object (by id) while a router uses it, and
-# its options: another router given the same object and options shares it (and its thread pool).
+# The `WSGIToASGI` routers made for each WSGI app object (by id), and its options: another router
+# given the same object and options shares it, and its thread pool.
 _SHARED: weakref.WeakValueDictionary[int, WSGIToASGI] = weakref.WeakValueDictionary()
 _SHARED_OPTIONS: weakref.WeakKeyDictionary[WSGIToASGI, dict[str, Any]] = weakref.WeakKeyDictionary()
 
@@ -104,8 +99,7 @@ class Router:
     ) -> None:
         self.wsgi_options: dict[str, Any] = dict(wsgi_options or {})
         self._children: list[Child] = []
-        # id(app) -> (app, child): an app given twice is one sub-app with one lifespan. The app
-        # is kept so that its id stays unique.
+        # id(app) -> (app, child): an app given twice is one sub-app. The app keeps its id unique.
         self._known: dict[int, tuple[object, Child]] = {}
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
@@ -128,8 +122,6 @@ class Router:
         return child
 
     def _adapter(self, app: App) -> WSGIToASGI:
-        """The `WSGIToASGI` another router made for this very object with the same options,
-        else a new one: one WSGI app in two routers gets one thread pool, not two."""
         shared = _SHARED.get(id(app))
         # The adapter holds its app, so while it lives, no other object can have that id.
         if shared is not None and shared.app is app:
@@ -159,30 +151,21 @@ class Router:
             if isinstance(child.app, WSGIToASGI | Router):
                 child.app.close()
 
-    # -- lifespan fan-out ---------------------------------------------------------------------
-    # Startup: the lifespan= context, the on_startup hooks, then each sub-app in a task of its
-    # own; the first failure stops what started, in reverse, and is the server's
-    # lifespan.startup.failed. Shutdown: everything started, in reverse, each even when an
-    # earlier one failed; the failures go to the server, joined.
-
     async def _fanout(self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
         server_state = scope.get("state")
-        # Without a "state" key the server does not support lifespan state (ASGI lifespan
-        # spec); the router keeps a namespace of its own all the same.
+        # No "state" key: the server keeps no lifespan state (ASGI lifespan spec); the router does.
         state: dict[str, Any] = server_state if server_state is not None else {}
-        asgi = scope.get("asgi") or {"version": "3.0", "spec_version": "2.0"}
         drivers = [LifespanDriver(c.app, name=c.name, logger=_log) for c in self._children]
-        stops: list[_Stop] = []
+        stops: list[_Stop] = []  # what started, each returning what failed as it stopped
 
         async def startup() -> str | None:
-            error = await self._startup(state, asgi, drivers, stops)
+            error = await self._startup(state, scope.get("asgi"), drivers, stops)
             if error is not None:
                 await _stop_all(stops)  # the server learns of the first failure only
                 return error
             for child, driver in zip(self._children, drivers, strict=True):
                 own = driver.state
-                # The server copies ``state`` into every request scope: when the sub-app added
-                # or changed nothing, that copy will do (no copy on the hot path).
+                # A sub-app that changed nothing needs no copy of its own per request.
                 same = own.keys() == state.keys() and all(own[k] is state[k] for k in own)
                 child.state = None if same and (server_state is not None or not own) else own
             return None
@@ -190,8 +173,7 @@ class Router:
         try:
             await answer_lifespan(receive, send, startup, partial(_stop_all, stops))
         finally:
-            # After a cancellation (the server gave up on lifespan) the sub-apps' tasks must
-            # not outlive the router's.
+            # The server gave up on lifespan (a cancellation): no sub-app task outlives ours.
             for driver in reversed(drivers):
                 await driver.abort()
 
@@ -209,15 +191,13 @@ class Router:
                 return f"the lifespan context failed to start: {exc!r}"
             stops.append(partial(self._exit, manager))
             if value is not None:
-                state.update(value)  # Starlette's convention
+                state.update(value)
         error = await run_hooks(self._on_startup, "on_startup")
         if error is not None:
             return error
         stops.append(partial(run_hooks, self._on_shutdown, "on_shutdown"))
         for driver in drivers:
-            # Its own namespace, seeded with the router's, so sub-apps never overwrite each
-            # other's keys. The driver applies uvicorn's "auto" rule (crossgate.sansio.lifespan):
-            # an app that raises, returns or answers otherwise is served without lifespan.
+            # A namespace of its own, so that sub-apps never overwrite each other's keys.
             await driver.startup(state=dict(state), asgi=asgi)
             if driver.failure is not None:
                 return driver.failure
@@ -269,20 +249,11 @@ _WITH_HEADERS: Final = frozenset(
 
 
 def downstream(child: Child, send: ASGISend) -> ASGISend:
-    """The ``send`` a sub-app gets: as it is for crossgate's own adapters and routers, which
-    send lowercase header names already; else behind `lowercase_header_names`."""
+    """The ``send`` a sub-app gets: behind a wrapper that lowercases header names, unless it is
+    one of crossgate's adapters or routers (ASGI spec; HTTP/2 and HTTP/3 forbid uppercase names,
+    RFC 9113 section 8.2.1, and Django's ``ASGIHandler`` sends ``Content-Type``)."""
     if isinstance(child.app, WSGIToASGI | Router):
         return send
-    return lowercase_header_names(send)
-
-
-def lowercase_header_names(send: ASGISend) -> ASGISend:
-    """Wrap ``send`` so that response header names go out in lowercase, values untouched.
-
-    The ASGI spec asks for lowercase names, and HTTP/2 and HTTP/3 forbid uppercase ones (RFC
-    9113 section 8.2.1, RFC 9114 section 4.2): Django's ``ASGIHandler`` sends
-    ``Content-Type``, hypercorn's HTTP/3 passes it on, and the client aborts the stream.
-    """
 
     async def send_lowercase(message: Message) -> None:
         if message["type"] in _WITH_HEADERS:

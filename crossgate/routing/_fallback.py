@@ -1,6 +1,6 @@
-"""The per-connection machinery of `crossgate.routing.Fallback`: an attempt wraps the primary's
-``receive`` and ``send``, records what it receives while it may still fall through (never reading
-ahead of it, so the server's flow control is untouched), and replays that to the fallback.
+"""`crossgate.routing.Fallback`'s attempts: each wraps the primary's ``receive`` and ``send``,
+records what it receives while it may still fall through (never reading ahead, so the server's
+flow control is untouched), and replays that to the fallback.
 """
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import tempfile
-from typing import IO, TYPE_CHECKING, Final
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, ClassVar, Final
 
 from crossgate.types import ASGIReceive, ASGISend, Message
 
@@ -27,53 +28,35 @@ class AttemptPhase(enum.Enum):
     DONE = enum.auto()  # the fallback has the connection: the primary's leftovers are cut off
 
 
-UNDECIDED, PASS, DROP, DONE = AttemptPhase  # in definition order
+UNDECIDED, PASS, DROP, DONE = AttemptPhase
 
-# Pieces the spooled body is replayed in.
-REPLAY_CHUNK: Final = 64 * 1024
+REPLAY_CHUNK: Final = 64 * 1024  # the pieces a spooled body is replayed in
 
 _HTTP_DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class HTTPAttempt:
     """One HTTP request's try at the primary, and the replay of its body for the fallback."""
 
-    __slots__ = (
-        "_chunks",
-        "_disconnected",
-        "_handoff",
-        "_inflight",
-        "_live_receive",
-        "_live_send",
-        "_more",
-        "_overflowed",
-        "_router",
-        "_seen",
-        "_size",
-        "_spool",
-        "missed",
-        "mode",
-    )
-
-    def __init__(self, receive: ASGIReceive, send: ASGISend, router: Fallback) -> None:
-        self._live_receive = receive
-        self._live_send = send
-        self._router = router
-        self.mode = UNDECIDED
-        # The recording: whether the primary read an http.request, the last one's more_body,
-        # whether it saw http.disconnect; the body in memory or spooled.
-        self._seen = False
-        self._more = True
-        self._disconnected = False
-        self._chunks: list[bytes] = []
-        self._spool: IO[bytes] | None = None
-        self._size = 0
-        self._overflowed = False  # past max_replay: the request can no longer fall through
-        self.missed = False  # ... and the primary answered a falling-through status all the same
-        # The primary's receive() calls waiting on the server; one may be a task it left behind,
-        # whose message, once the fallback took over, is the fallback's (through `_handoff`).
-        self._inflight = 0
-        self._handoff: asyncio.Future[Message | None] | None = None
+    _live_receive: ASGIReceive
+    _live_send: ASGISend
+    _router: Fallback
+    mode: AttemptPhase = UNDECIDED
+    # The recording: whether the primary read an http.request, the last one's more_body,
+    # whether it saw http.disconnect; the body in memory or spooled.
+    _seen: bool = False
+    _more: bool = True
+    _disconnected: bool = False
+    _chunks: list[bytes] = field(default_factory=list)
+    _spool: IO[bytes] | None = None
+    _size: int = 0
+    _overflowed: bool = False  # past max_replay: the request can no longer fall through
+    missed: bool = False  # ... and the primary answered a falling-through status all the same
+    # The primary's receive() calls waiting on the server; once the fallback took over, the
+    # message a leftover one gets is the fallback's (through `_handoff`).
+    _inflight: int = 0
+    _handoff: asyncio.Future[Message | None] | None = None
 
     async def receive(self) -> Message:
         if self.mode is DONE:
@@ -83,18 +66,17 @@ class HTTPAttempt:
         try:
             message = await self._live_receive()
         except BaseException:
-            self._inflight -= 1
             if self.mode is DONE:
                 self._hand_over(None)  # the fallback must not wait for it any longer
             raise
-        self._inflight -= 1
+        finally:
+            self._inflight -= 1
         if self.mode is DONE:
             # The fallback took over while this leftover call waited: the message is its own.
             self._hand_over(message)
             return _HTTP_DISCONNECT
         if self.mode is not PASS:
-            # Also after a fall-through: a primary still reading after its 404 (an adapter's
-            # read-ahead) takes messages the fallback must see.
+            # Also after a fall-through: an adapter's read-ahead takes messages the fallback needs.
             kind = message.get("type")
             if kind == "http.request":
                 self._seen = True
@@ -111,8 +93,7 @@ class HTTPAttempt:
         if mode is PASS:
             await self._live_send(message)
         elif mode is UNDECIDED:
-            # http.response.start comes before any body (ASGI HTTP spec): a status that falls
-            # through is known before a byte went out.
+            # ASGI HTTP spec: http.response.start comes first, so no byte went out yet.
             if (
                 message["type"] == "http.response.start"
                 and message.get("status") in self._router.statuses
@@ -129,8 +110,7 @@ class HTTPAttempt:
     def _keep(self, body: bytes) -> None:
         size = self._size + len(body)
         limit = self._router.max_replay
-        # Only while the request may still fall through: once it has, every byte must be
-        # kept, or the fallback would get a truncated body.
+        # Once the request fell through, every byte is kept: the fallback needs the whole body.
         if self.mode is UNDECIDED and limit is not None and size > limit:
             self._overflowed = True
             self.discard()
@@ -206,19 +186,16 @@ class HTTPAttempt:
                 self._spool = None
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class WebSocketAttempt:
     """One websocket's try at the primary: a refusal before accepting hands it to the fallback.
     Before the handshake the server only delivers ``websocket.connect`` (maybe a disconnect)."""
 
-    __slots__ = ("_live_receive", "_live_send", "_received", "mode")
-
-    missed = False  # no body, so no replay limit to pass
-
-    def __init__(self, receive: ASGIReceive, send: ASGISend) -> None:
-        self._live_receive = receive
-        self._live_send = send
-        self._received: list[Message] = []
-        self.mode = UNDECIDED
+    _live_receive: ASGIReceive
+    _live_send: ASGISend
+    _received: list[Message] = field(default_factory=list)
+    mode: AttemptPhase = UNDECIDED
+    missed: ClassVar[bool] = False  # no body, so no replay limit to pass
 
     async def receive(self) -> Message:
         if self.mode is DONE:
@@ -235,8 +212,7 @@ class WebSocketAttempt:
         elif mode is UNDECIDED:
             kind = message["type"]
             # ASGI websocket spec: a close before accept refuses the handshake, and so does a
-            # denial response (websocket.http.response), whatever its status: WSGIToASGI
-            # refuses with a 403 where it can, a close where it cannot; both hand over alike.
+            # denial response of any status (WSGIToASGI sends either).
             if kind == "websocket.close" or kind == "websocket.http.response.start":
                 self.mode = DROP
                 return
@@ -247,14 +223,11 @@ class WebSocketAttempt:
     def replay_receive(self) -> ASGIReceive:
         """The fallback's ``receive``: the messages the primary got, then the live ones."""
         self.mode = DONE
-        pending = self._received
-        self._received = []
-        live = self._live_receive
+        return self._replay
 
-        async def receive() -> Message:
-            return pending.pop(0) if pending else await live()
-
-        return receive
+    async def _replay(self) -> Message:
+        received = self._received
+        return received.pop(0) if received else await self._live_receive()
 
     def discard(self) -> None:
         """Nothing to clean up: the recorded messages go with the attempt."""
