@@ -1,17 +1,5 @@
-"""Where crossgate's log records go when nobody configured logging.
-
-uvicorn, hypercorn, daphne and gunicorn configure only their own loggers (``uvicorn.error``,
-``gunicorn.error``...), never the root logger, so a record from ``crossgate`` found no handler
-and went to `logging.lastResort`, which prints the bare message: no level, time or logger name,
-like a stray ``print``.
-
-`FallbackHandler` on the ``crossgate`` logger stands in for `logging.lastResort` and nothing
-more: it writes a record only when no other handler on the record's way up (as far as
-``propagate`` lets it go) would see it. Once the application configures logging anywhere on that
-path (``basicConfig``, a dictConfig, a server's ``--log-config``, pytest's capture) it stays
-silent, so nothing is printed twice. It never changes a level: the logger's effective level
-still filters first, as it does for `logging.lastResort`. Its format is the servers' own
-(gunicorn's and hypercorn's): ``[time] [pid] [LEVEL] logger: message``.
+"""A stand-in for `logging.lastResort` on the ``crossgate`` logger, in the servers' format: it
+writes a record only when no other handler would see it (docs/servers.md, "Logs").
 """
 
 from __future__ import annotations
@@ -49,7 +37,7 @@ class FallbackHandler(logging.Handler):
             self.handleError(record)
 
     def _another_handler_sees(self, record: logging.LogRecord) -> bool:
-        # The walk `Logger.callHandlers` makes, level checks included.
+        # The walk Logger.callHandlers makes, level checks included.
         logger: logging.Logger | None = logging.getLogger(record.name)
         while logger is not None:
             for handler in logger.handlers:

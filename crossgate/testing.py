@@ -1,12 +1,5 @@
-"""An in-memory ASGI server for tests: what ``httpx.ASGITransport`` cannot show (the exact
-messages and their order, a client that sends its body in pieces or slowly, or leaves midway,
-the server extensions a scope offers), with every message the app sends checked against the
-ASGI HTTP spec as it arrives.
-
-```python
-result = await call_http(app, http_scope("POST", "/upload"), body=[b"a" * 65536] * 10)
-assert result.status == 200
-```
+"""An in-memory ASGI server for tests: the exact messages and their order, a client that sends
+its body in pieces or slowly or leaves midway, every message checked against the ASGI HTTP spec.
 """
 
 from __future__ import annotations
@@ -85,10 +78,9 @@ def http_scope(
 class HTTPConformanceChecker(ResponseCycle):
     """Checks the messages an app sends on an HTTP connection against the ASGI HTTP spec.
 
-    It is `ASGIToWSGI`'s check (`crossgate.sansio.asgi_response.ResponseCycle`), strict: one
-    ``http.response.start`` first (int status 200-599, lowercase token header names), then
-    bodies until ``more_body`` is false (or one ``pathsend``, or a final ``zerocopysend``), as
-    many bytes as the Content-Length (``head``: a ``HEAD`` answer may send fewer), then nothing.
+    It is `ASGIToWSGI`'s check (`crossgate.sansio.asgi_response.ResponseCycle`), strict:
+    lowercase header names, nothing after the end, ``zerocopysend`` allowed. ``head``: a
+    ``HEAD`` answer may send fewer bytes than its Content-Length.
     """
 
     __slots__ = ()
@@ -141,20 +133,22 @@ async def call_http(
 ) -> HTTPResult:
     """Run one HTTP request through ``app`` and return what the client saw.
 
+    Exceptions the app raises are stored in ``HTTPResult.error``, not raised.
+
     Args:
-        app: the ASGI application.
         scope: the scope; a ``GET /`` from `http_scope` by default.
         body: the request body, whole or as the list of chunks the client sends.
         body_complete: false to make the client leave right after the listed chunks.
-        disconnect_after_bytes: the client leaves once it has this many body bytes.
+        disconnect_after_bytes: the client leaves once it has this many response body bytes.
         disconnect_after: the client leaves this many seconds after the request started.
         send_delay: seconds each ``send`` takes (a slow client).
         send_raises_after_disconnect: ``send`` raises ``OSError`` once the client left, as
             uvicorn does; otherwise it drops the message silently.
-        timeout: fail with `TimeoutError` when the app takes longer than this.
         check: check every sent message with `HTTPConformanceChecker`.
 
-    Exceptions the app raises are stored in ``HTTPResult.error``, not raised.
+    Raises:
+        TimeoutError: the app took longer than ``timeout`` seconds.
+        ASGIConformanceError: the app sent a message the ASGI spec does not allow.
     """
     scope = dict(scope) if scope is not None else http_scope()
     chunks = [body] if isinstance(body, bytes) else list(body)
@@ -175,8 +169,7 @@ async def call_http(
             return {"type": "http.request", "body": chunks[index - 1], "more_body": more}
         if not body_complete:
             leave()
-        # Like uvicorn: after the body, receive() waits until the client leaves or the
-        # response is complete, then reports http.disconnect.
+        # Like uvicorn: after the body, http.disconnect once the client left or the response ended.
         await over.wait()
         return {"type": "http.disconnect"}
 
@@ -234,18 +227,18 @@ async def call_lifespan(
     """Run a whole lifespan cycle: startup, then (when startup completed) shutdown.
 
     The app is driven as `ASGIToWSGI` and the routers drive it, and waited for until it
-    returns. ``send()`` raises `AppProtocolError` into the app for what uvicorn's refuses (a
-    message that answers no waiting event); the message is still recorded. What the app
-    raises propagates, for the test to see.
+    returns. ``send()`` raises `AppProtocolError` into the app for a message that answers no
+    waiting event, as uvicorn's does; the message is still recorded.
 
     Raises:
         TimeoutError: the cycle took longer than ``timeout`` seconds.
+        Exception: what the app raised.
     """
     driver = LifespanDriver(app)
 
     async def cycle() -> None:
         await driver.startup(state=state if state is not None else {})
-        # The whole timeout to end in: one still running is a TimeoutError, not a cancellation.
+        # The whole timeout to end in: one still running is a TimeoutError, not cancelled.
         await driver.shutdown(timeout)
         if driver.task is not None:
             await asyncio.wait((driver.task,))
