@@ -45,10 +45,8 @@ MIB: Final = 1024 * 1024
 
 
 class ProtocolRouter(Router):
-    """Send each connection to the app registered for its scope type in ``routes``.
-
-    An ``http`` or ``websocket`` connection with no entry gets a 500 and is logged; another
-    scope type with no entry raises (ASGI spec). ``lifespan`` is the router's own.
+    """Send each connection to the app ``routes`` maps its scope type to. An ``http`` or
+    ``websocket`` connection with no entry gets a 500 and is logged; another scope type raises.
 
     Raises:
         ValueError: ``routes`` has a ``lifespan`` entry.
@@ -72,26 +70,22 @@ class ProtocolRouter(Router):
         self._routes = {kind: self._child(app, f"[{kind!r}]") for kind, app in routes.items()}
 
     async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
-        child = self._routes.get(scope["type"])
+        kind = scope["type"]
+        child = self._routes.get(kind)
         if child is not None:
             await call(child, scope, receive, send)
-            return
-        kind = scope["type"]
-        if kind == "lifespan":
+        elif kind == "lifespan":
             await self._fanout(scope, receive, send)
-            return
-        reason = f"no app is configured for {kind!r} connections"
-        if kind != "http" and kind != "websocket":
-            raise CrossgateError(f"ProtocolRouter: {reason}")
-        _log.error("ProtocolRouter: %s; answering 500", reason)
-        await refuse(scope, receive, send, 500, reason)
+        elif kind == "http" or kind == "websocket":
+            reason = f"no app is configured for {kind!r} connections"
+            _log.error("ProtocolRouter: %s; answering 500", reason)
+            await refuse(scope, receive, send, 500, reason)
+        else:
+            raise CrossgateError(f"ProtocolRouter: no app is configured for {kind!r} connections")
 
 
 class Mount:
-    """An app served under a path prefix, for `PathRouter`.
-
-    ``prefix`` is a decoded path such as ``"/legacy"``; a trailing ``/`` is ignored. The app
-    serves ``/legacy`` and everything below ``/legacy/``, never ``/legacyx``.
+    """An app served under a decoded path prefix such as ``"/legacy"``, for `PathRouter`.
 
     Raises:
         TypeError: ``prefix`` is not a `str`.
@@ -111,10 +105,9 @@ class Mount:
 class PathRouter(Router):
     """Send each ``http`` and ``websocket`` connection to the app mounted at its path.
 
-    The longest prefix wins, at segment boundaries only. The mounted app gets ``root_path``
-    extended by the prefix and ``path`` unchanged (ASGI spec). A path no mount matches goes to
-    ``default`` with its scope untouched, or gets a 404 (a refused handshake for a websocket).
-    ``routes`` are in lifespan order; ``redirect_slashes`` redirects ``/prefix`` to ``/prefix/``.
+    The longest prefix wins, at segment boundaries only; the mounted app gets ``root_path``
+    extended by the prefix. A path no mount matches goes to ``default``, or gets a 404.
+    ``redirect_slashes`` redirects ``/prefix`` to ``/prefix/``.
 
     Raises:
         ValueError: two mounts share a prefix.
@@ -201,10 +194,9 @@ class PathRouter(Router):
 class Fallback(Router):
     """Try ``primary`` first; what it answers with one of ``statuses`` goes to ``fallback``.
 
-    The fallback gets the request body the primary read replayed first: kept in memory up to
-    ``buffer_size`` bytes, then in a temporary file, up to ``max_replay`` (``None``: no limit);
-    past that the primary's answer goes to the client. A websocket the primary refuses before
-    accepting goes to the fallback too.
+    The body the primary read is replayed to the fallback: kept in memory up to ``buffer_size``
+    bytes, then in a temporary file, up to ``max_replay`` (``None``: no limit); past that the
+    primary's answer goes to the client. A websocket the primary refuses goes to the fallback.
 
     Raises:
         ValueError: ``statuses`` is empty or holds something that is not an HTTP status,

@@ -1,6 +1,4 @@
-"""What the three routers share: ASGI or WSGI, sub-app preparation, the lifespan fan-out (ASGI
-lifespan spec 2.0). Its public names are re-exported by `crossgate.routing`.
-"""
+"""What the routers share: sub-apps, ASGI or WSGI, the lifespan fan-out (ASGI lifespan 2.0)."""
 
 from __future__ import annotations
 
@@ -32,8 +30,6 @@ _Stop = Callable[[], Awaitable[str | None]]
 
 
 class _ExplicitASGI:
-    """What `asgi` returns: routers unwrap it and call the app directly."""
-
     __crossgate_asgi__ = True
 
     def __init__(self, app: App) -> None:
@@ -47,9 +43,7 @@ class _ExplicitASGI:
 
 
 def asgi(app: App) -> ASGIApp:
-    """Mark ``app`` as ASGI for the routers, whatever `is_asgi` would say.
-
-    The result is itself an ASGI app that calls ``app``; a router unwraps it.
+    """Mark ``app`` as ASGI for the routers, whatever `is_asgi` would say (routers unwrap it).
 
     Raises:
         TypeError: ``app`` is not callable.
@@ -73,8 +67,7 @@ def wsgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
 
 @dataclass(slots=True, eq=False)
 class Child:
-    """A sub-app as the router calls it; ``state`` is its own lifespan namespace, ``None`` when
-    the server's copy of the router's will do."""
+    """A sub-app; ``state`` is its lifespan namespace, ``None`` when the server's copy will do."""
 
     app: App
     name: str
@@ -88,7 +81,7 @@ _SHARED_OPTIONS: weakref.WeakKeyDictionary[WSGIToASGI, dict[str, Any]] = weakref
 
 
 class Router:
-    """Sub-app preparation, lifespan fan-out and clean-up, common to the three routers."""
+    """Sub-apps, lifespan fan-out and clean-up, common to the three routers."""
 
     def __init__(
         self,
@@ -140,13 +133,13 @@ class Router:
 
     @property
     def apps(self) -> tuple[App, ...]:
-        """The sub-apps as the router calls them (WSGI apps inside their `WSGIToASGI`), in
-        lifespan order: startup runs first to last, shutdown last to first."""
+        """The sub-apps as the router calls them (WSGI apps in their `WSGIToASGI`), in startup
+        order."""
         return tuple(child.app for child in self._children)
 
     def close(self) -> None:
-        """Stop the thread pools of the `WSGIToASGI` adapters among the sub-apps, nested
-        routers' included. Lifespan shutdown does this; call it when the server runs none."""
+        """Stop the thread pools of the sub-apps' `WSGIToASGI` adapters, nested routers'
+        included. Lifespan shutdown does this; call it when the server runs none."""
         for child in self._children:
             if isinstance(child.app, WSGIToASGI | Router):
                 child.app.close()
@@ -156,7 +149,7 @@ class Router:
         # No "state" key: the server keeps no lifespan state (ASGI lifespan spec); the router does.
         state: dict[str, Any] = server_state if server_state is not None else {}
         drivers = [LifespanDriver(c.app, name=c.name, logger=_log) for c in self._children]
-        stops: list[_Stop] = []  # what started, each returning what failed as it stopped
+        stops: list[_Stop] = []  # what started; each returns what failed as it stopped
 
         async def startup() -> str | None:
             error = await self._startup(state, scope.get("asgi"), drivers, stops)

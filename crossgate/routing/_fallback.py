@@ -1,6 +1,5 @@
 """`crossgate.routing.Fallback`'s attempts: each wraps the primary's ``receive`` and ``send``,
-records what it receives while it may still fall through (never reading ahead, so the server's
-flow control is untouched), and replays that to the fallback.
+records what it receives while it may still fall through (never reading ahead), replays it.
 """
 
 from __future__ import annotations
@@ -37,30 +36,24 @@ _HTTP_DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 
 @dataclass(slots=True, eq=False, repr=False)
 class HTTPAttempt:
-    """One HTTP request's try at the primary, and the replay of its body for the fallback."""
-
     _live_receive: ASGIReceive
     _live_send: ASGISend
     _router: Fallback
     mode: AttemptPhase = UNDECIDED
-    # The recording: whether the primary read an http.request, the last one's more_body,
-    # whether it saw http.disconnect; the body in memory or spooled.
-    _seen: bool = False
-    _more: bool = True
+    _seen: bool = False  # the primary read an http.request
+    _more: bool = True  # the last one's more_body
     _disconnected: bool = False
     _chunks: list[bytes] = field(default_factory=list)
     _spool: IO[bytes] | None = None
     _size: int = 0
     _overflowed: bool = False  # past max_replay: the request can no longer fall through
     missed: bool = False  # ... and the primary answered a falling-through status all the same
-    # The primary's receive() calls waiting on the server; once the fallback took over, the
-    # message a leftover one gets is the fallback's (through `_handoff`).
+    # The primary's receive() calls waiting; what a leftover one gets goes to the fallback.
     _inflight: int = 0
     _handoff: asyncio.Future[Message | None] | None = None
 
     async def receive(self) -> Message:
         if self.mode is DONE:
-            # A task the primary left behind must not take the fallback's messages.
             return _HTTP_DISCONNECT
         self._inflight += 1
         try:
@@ -72,7 +65,7 @@ class HTTPAttempt:
         finally:
             self._inflight -= 1
         if self.mode is DONE:
-            # The fallback took over while this leftover call waited: the message is its own.
+            # The fallback took over while this leftover call waited.
             self._hand_over(message)
             return _HTTP_DISCONNECT
         if self.mode is not PASS:
@@ -121,7 +114,6 @@ class HTTPAttempt:
             if size <= self._router.buffer_size:
                 self._chunks.append(body)
                 return
-            # An anonymous temporary file: deleted when closed, or by the OS if the process dies.
             spool = self._spool = tempfile.TemporaryFile()  # noqa: SIM115
             for chunk in self._chunks:
                 spool.write(chunk)
@@ -142,14 +134,12 @@ class HTTPAttempt:
         message = self._replayed()
         handoff = self._handoff
         if message is None and handoff is not None:
-            # The primary's leftover call gets the server's next message and hands it over:
-            # two concurrent receive() calls on the server would race for it.
+            # Not a second receive() on the server: the leftover one hands its message over.
             message = await handoff
             self._handoff = None
         return message if message is not None else await self._live_receive()
 
     def _replayed(self) -> Message | None:
-        """The next recorded message to replay, or ``None`` when they have all gone."""
         chunks = self._chunks
         spool = self._spool
         if chunks:
@@ -178,7 +168,7 @@ class HTTPAttempt:
 
     def discard(self) -> None:
         """Forget the recorded body and close the temporary file, if any."""
-        if self._size:  # only a body with bytes in it leaves chunks or a spool
+        if self._size:
             self._chunks = []
             self._size = 0
             if self._spool is not None:
@@ -188,9 +178,6 @@ class HTTPAttempt:
 
 @dataclass(slots=True, eq=False, repr=False)
 class WebSocketAttempt:
-    """One websocket's try at the primary: a refusal before accepting hands it to the fallback.
-    Before the handshake the server only delivers ``websocket.connect`` (maybe a disconnect)."""
-
     _live_receive: ASGIReceive
     _live_send: ASGISend
     _received: list[Message] = field(default_factory=list)
@@ -230,4 +217,4 @@ class WebSocketAttempt:
         return received.pop(0) if received else await self._live_receive()
 
     def discard(self) -> None:
-        """Nothing to clean up: the recorded messages go with the attempt."""
+        """Nothing to clean up."""
