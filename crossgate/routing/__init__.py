@@ -10,18 +10,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from crossgate._answer import refuse
+from crossgate.adapters._interface import is_asgi
 from crossgate.exceptions import CrossgateError, PeerProtocolError
-from crossgate.routing._base import (
-    App,
-    Hook,
-    Lifespan,
-    Router,
-    asgi,
-    call,
-    downstream,
-    is_asgi,
-    wsgi,
-)
+from crossgate.routing._base import App, Hook, Lifespan, Router, asgi, call, downstream, wsgi
 from crossgate.routing._fallback import DROP, HTTPAttempt, WebSocketAttempt
 from crossgate.sansio.paths import MountTable, normalize_prefix, slash_redirect_location
 from crossgate.types import ASGIReceive, ASGISend, Message

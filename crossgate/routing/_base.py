@@ -15,7 +15,7 @@ from crossgate.adapters._interface import describe, is_asgi
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message, WSGIApplication
 
-__all__ = ["App", "Hook", "Lifespan", "Router", "asgi", "call", "downstream", "is_asgi", "wsgi"]
+__all__ = ["App", "Hook", "Lifespan", "Router", "asgi", "call", "downstream", "wsgi"]
 
 _log = logging.getLogger("crossgate.routing")
 

@@ -115,8 +115,7 @@ class HTTPAttempt:
                 self._chunks.append(body)
                 return
             spool = self._spool = tempfile.TemporaryFile()  # noqa: SIM115
-            for chunk in self._chunks:
-                spool.write(chunk)
+            spool.writelines(self._chunks)
             self._chunks.clear()
         spool.write(body)
 
@@ -131,15 +130,6 @@ class HTTPAttempt:
         return self._fallback_receive
 
     async def _fallback_receive(self) -> Message:
-        message = self._replayed()
-        handoff = self._handoff
-        if message is None and handoff is not None:
-            # Not a second receive() on the server: the leftover one hands its message over.
-            message = await handoff
-            self._handoff = None
-        return message if message is not None else await self._live_receive()
-
-    def _replayed(self) -> Message | None:
         chunks = self._chunks
         spool = self._spool
         if chunks:
@@ -155,7 +145,11 @@ class HTTPAttempt:
             self._disconnected = False
             return _HTTP_DISCONNECT
         else:
-            return None
+            # Not a second receive() on the server: a leftover one hands its message over.
+            handoff = self._handoff
+            message = None if handoff is None else await handoff
+            self._handoff = None
+            return message if message is not None else await self._live_receive()
         if last:
             self._seen = False
             self.discard()
