@@ -13,12 +13,14 @@ from typing import Any, Final, Literal
 from crossgate.sansio.lifespan import UNSUPPORTED_GRACE, LifespanCycle, LifespanPhase
 from crossgate.types import ASGIReceive, ASGISend, Message
 
-__all__ = ["EXIT_GRACE", "Hook", "LifespanDriver", "answer_lifespan", "run_hooks"]
+__all__ = ["EXIT_GRACE", "Hook", "LifespanDriver", "Step", "answer_lifespan", "run_hooks"]
 
 _log = logging.getLogger("crossgate")
 
 Hook = Callable[[], object]
 """An ``on_startup`` / ``on_shutdown`` callable: plain, or returning an awaitable."""
+
+Step = Callable[[], Awaitable[str | None]]  # a lifespan step: what failed, in words, or None
 
 EXIT_GRACE: Final = 5.0  # seconds an app gets to return once its lifespan is over
 
@@ -178,10 +180,7 @@ async def run_hooks(
 
 
 async def answer_lifespan(
-    receive: ASGIReceive,
-    send: ASGISend,
-    startup: Callable[[], Awaitable[str | None]],
-    shutdown: Callable[[], Awaitable[str | None]],
+    receive: ASGIReceive, send: ASGISend, startup: Step, shutdown: Step
 ) -> None:
     """Answer the server's lifespan events with what ``startup`` and ``shutdown`` return: what
     failed, in words, or ``None``."""

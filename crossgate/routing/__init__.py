@@ -136,21 +136,14 @@ class PathRouter(Router):
     async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
+            root, path, raw = scope.get("root_path"), scope["path"], scope.get("raw_path")
             location = None
             try:
-                found = self._route(scope.get("root_path"), scope["path"], scope.get("raw_path"))
-                if (
-                    found is not None
-                    and self.redirect_slashes
-                    and kind == "http"
-                    and (found[2] or scope["path"]) == found[1]
-                ):
-                    location = slash_redirect_location(
-                        scope.get("root_path") or "",
-                        scope["path"],
-                        scope.get("raw_path"),
-                        scope.get("query_string") or b"",
-                    )
+                found = self._route(root, path, raw)
+                redirect = self.redirect_slashes and kind == "http"
+                if redirect and found is not None and (found[2] or path) == found[1]:
+                    query = scope.get("query_string") or b""
+                    location = slash_redirect_location(root or "", path, raw, query)
             except PeerProtocolError as exc:  # a scope no server should send
                 _log.info("PathRouter: rejected a %s connection: %s", kind, exc)
                 await refuse(scope, receive, send, exc.status_code, str(exc))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
-from crossgate._lifespan import Hook, LifespanDriver, answer_lifespan, run_hooks
+from crossgate._lifespan import Hook, LifespanDriver, Step, answer_lifespan, run_hooks
 from crossgate.adapters._interface import describe, is_asgi
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message, WSGIApplication
@@ -25,8 +25,6 @@ App = Callable[..., Any]
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]]
 """A ``lifespan=`` factory: called with the router, it returns an async context manager that may
 yield a mapping to add to the router's state (the Starlette convention)."""
-
-_Stop = Callable[[], Awaitable[str | None]]
 
 
 class _ExplicitASGI:
@@ -149,7 +147,7 @@ class Router:
         # No "state" key: the server keeps no lifespan state (ASGI lifespan spec); the router does.
         state: dict[str, Any] = server_state if server_state is not None else {}
         drivers = [LifespanDriver(c.app, name=c.name, logger=_log) for c in self._children]
-        stops: list[_Stop] = []  # what started; each returns what failed as it stopped
+        stops: list[Step] = []  # what started; each returns what failed as it stopped
 
         async def startup() -> str | None:
             error = await self._startup(state, scope.get("asgi"), drivers, stops)
@@ -171,7 +169,7 @@ class Router:
                 await driver.abort()
 
     async def _startup(
-        self, state: dict[str, Any], asgi: object, drivers: list[LifespanDriver], stops: list[_Stop]
+        self, state: dict[str, Any], asgi: object, drivers: list[LifespanDriver], stops: list[Step]
     ) -> str | None:
         for child in self._children:
             child.state = None
@@ -211,7 +209,7 @@ async def _shut_down(driver: LifespanDriver) -> str | None:
     return driver.failure
 
 
-async def _stop_all(stops: list[_Stop]) -> str | None:
+async def _stop_all(stops: list[Step]) -> str | None:
     errors = []
     while stops:
         error = await stops.pop()()
