@@ -72,8 +72,7 @@ class Child:
     state: dict[str, Any] | None = None
 
 
-# The `WSGIToASGI` routers made for each WSGI app object (by id), and its options: another router
-# given the same object and options shares it, and its thread pool.
+# The `WSGIToASGI` made for each WSGI app (by id) and its options: routers share it and its pool.
 _SHARED: weakref.WeakValueDictionary[int, WSGIToASGI] = weakref.WeakValueDictionary()
 _SHARED_OPTIONS: weakref.WeakKeyDictionary[WSGIToASGI, dict[str, Any]] = weakref.WeakKeyDictionary()
 
@@ -90,7 +89,7 @@ class Router:
     ) -> None:
         self.wsgi_options: dict[str, Any] = dict(wsgi_options or {})
         self._children: list[Child] = []
-        # id(app) -> (app, child): an app given twice is one sub-app. The app keeps its id unique.
+        # id(app) -> (app, child): an app given twice is one sub-app; holding it keeps the id.
         self._known: dict[int, tuple[object, Child]] = {}
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
@@ -114,7 +113,6 @@ class Router:
 
     def _adapter(self, app: App) -> WSGIToASGI:
         shared = _SHARED.get(id(app))
-        # The adapter holds its app, so while it lives, no other object can have that id.
         if shared is not None and shared.app is app:
             if _SHARED_OPTIONS.get(shared) == self.wsgi_options:
                 return shared
@@ -164,7 +162,7 @@ class Router:
         try:
             await answer_lifespan(receive, send, startup, partial(_stop_all, stops))
         finally:
-            # The server gave up on lifespan (a cancellation): no sub-app task outlives ours.
+            # The server gave up on lifespan (a cancellation): no sub-app task outlives it.
             for driver in reversed(drivers):
                 await driver.abort()
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import tempfile
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, ClassVar, Final
+from typing import IO, TYPE_CHECKING, Final
 
 from crossgate.types import ASGIReceive, ASGISend, Message
 
@@ -25,32 +24,48 @@ class AttemptPhase(enum.Enum):
     PASS = enum.auto()  # it answered for real: forward everything, record nothing
     DROP = enum.auto()  # it fell through: drop its answer, the fallback gets the connection
     DONE = enum.auto()  # the fallback has the connection: the primary's leftovers are cut off
+    OVERFLOWED = enum.auto()  # past max_replay before an answer: it can no longer fall through
 
 
-UNDECIDED, PASS, DROP, DONE = AttemptPhase
+UNDECIDED, PASS, DROP, DONE, OVERFLOWED = AttemptPhase
 
 REPLAY_CHUNK: Final = 64 * 1024  # the pieces a spooled body is replayed in
 
 _HTTP_DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 
 
-@dataclass(slots=True, eq=False, repr=False)
 class HTTPAttempt:
-    _live_receive: ASGIReceive
-    _live_send: ASGISend
-    _router: Fallback
-    mode: AttemptPhase = UNDECIDED
-    _seen: bool = False  # the primary read an http.request
-    _more: bool = True  # the last one's more_body
-    _disconnected: bool = False
-    _chunks: list[bytes] = field(default_factory=list)
-    _spool: IO[bytes] | None = None
-    _size: int = 0
-    _overflowed: bool = False  # past max_replay: the request can no longer fall through
-    missed: bool = False  # ... and the primary answered a falling-through status all the same
-    # The primary's receive() calls waiting; what a leftover one gets goes to the fallback.
-    _inflight: int = 0
-    _handoff: asyncio.Future[Message | None] | None = None
+    __slots__ = (
+        "_chunks",
+        "_disconnected",
+        "_handoff",
+        "_inflight",
+        "_live_receive",
+        "_live_send",
+        "_more",
+        "_router",
+        "_seen",
+        "_size",
+        "_spool",
+        "missed",
+        "mode",
+    )
+
+    def __init__(self, receive: ASGIReceive, send: ASGISend, router: Fallback) -> None:
+        self._live_receive = receive
+        self._live_send = send
+        self._router = router
+        self.mode = UNDECIDED
+        self._seen = False  # the primary read an http.request
+        self._more = True  # the last one's more_body
+        self._disconnected = False
+        self._chunks: list[bytes] = []
+        self._spool: IO[bytes] | None = None
+        self._size = 0
+        self.missed = False  # it passed max_replay, and the primary's answer would fall through
+        # The primary's receive() calls waiting; what a leftover one gets goes to the fallback.
+        self._inflight = 0
+        self._handoff: asyncio.Future[Message | None] | None = None
 
     async def receive(self) -> Message:
         if self.mode is DONE:
@@ -68,14 +83,14 @@ class HTTPAttempt:
             # The fallback took over while this leftover call waited.
             self._hand_over(message)
             return _HTTP_DISCONNECT
-        if self.mode is not PASS:
+        if self.mode is UNDECIDED or self.mode is DROP:
             # Also after a fall-through: an adapter's read-ahead takes messages the fallback needs.
             kind = message.get("type")
             if kind == "http.request":
                 self._seen = True
                 self._more = bool(message.get("more_body", False))
                 body: bytes = message.get("body", b"")
-                if body and not self._overflowed:
+                if body:
                     self._keep(body)
             elif kind == "http.disconnect":
                 self._disconnected = True
@@ -85,13 +100,13 @@ class HTTPAttempt:
         mode = self.mode
         if mode is PASS:
             await self._live_send(message)
-        elif mode is UNDECIDED:
+        elif mode is UNDECIDED or mode is OVERFLOWED:
             # ASGI HTTP spec: http.response.start comes first, so no byte went out yet.
             if (
                 message["type"] == "http.response.start"
                 and message.get("status") in self._router.statuses
             ):
-                if not self._overflowed:
+                if mode is UNDECIDED:
                     self.mode = DROP
                     return
                 self.missed = True
@@ -105,7 +120,7 @@ class HTTPAttempt:
         limit = self._router.max_replay
         # Once the request fell through, every byte is kept: the fallback needs the whole body.
         if self.mode is UNDECIDED and limit is not None and size > limit:
-            self._overflowed = True
+            self.mode = OVERFLOWED
             self.discard()
             return
         self._size = size
@@ -170,13 +185,16 @@ class HTTPAttempt:
                 self._spool = None
 
 
-@dataclass(slots=True, eq=False, repr=False)
 class WebSocketAttempt:
-    _live_receive: ASGIReceive
-    _live_send: ASGISend
-    _received: list[Message] = field(default_factory=list)
-    mode: AttemptPhase = UNDECIDED
-    missed: ClassVar[bool] = False  # no body, so no replay limit to pass
+    __slots__ = ("_live_receive", "_live_send", "_received", "mode")
+
+    missed = False  # no body, so no replay limit to pass
+
+    def __init__(self, receive: ASGIReceive, send: ASGISend) -> None:
+        self._live_receive = receive
+        self._live_send = send
+        self._received: list[Message] = []
+        self.mode = UNDECIDED
 
     async def receive(self) -> Message:
         if self.mode is DONE:
