@@ -28,9 +28,8 @@ _ASGI: Final = {"version": "3.0", "spec_version": "2.0"}
 
 
 class LifespanDriver:
-    """The server side of one app's lifespan, run in a task of its own. `startup` and `shutdown`
-    never raise for what the app does: they log it, and keep it in `failure`, ``messages`` (what
-    the app sent) and ``error`` (what its coroutine raised)."""
+    """The server side of one app's lifespan, in a task of its own. `startup` and `shutdown` log
+    what the app does wrong and keep it in `failure` and ``error``; they never raise for it."""
 
     def __init__(
         self,
@@ -48,7 +47,6 @@ class LifespanDriver:
         self.error: BaseException | None = None
         self.task: asyncio.Task[None] | None = None
         self._log = logger
-        self._received = False  # an app that called receive() is worth INFO, not DEBUG
         # A queue binds to a loop only when first used (Python 3.10+): any thread may build it.
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._answer: asyncio.Future[None] | None = None
@@ -68,17 +66,13 @@ class LifespanDriver:
 
     async def _main(self, scope: Message) -> None:
         try:
-            await self.app(scope, self._receive, self._send)
+            await self.app(scope, self._inbox.get, self._send)
         except Exception as exc:
             # Kept, not raised: no task may end with an exception nobody retrieves.
             self.error = exc
         finally:
             self.cycle.ended(self.error)
             self._wake()
-
-    async def _receive(self) -> Message:
-        self._received = True
-        return await self._inbox.get()
 
     async def _send(self, message: Message) -> None:
         self.messages.append(dict(message))
@@ -116,7 +110,8 @@ class LifespanDriver:
         grace = EXIT_GRACE if timeout is None else timeout
         if phase is LifespanPhase.UNSUPPORTED:
             # Not an error: how an app says it has no lifespan (ASGI lifespan spec).
-            level = logging.INFO if self._received else logging.DEBUG
+            # One that took lifespan.startup from its inbox is worth INFO, not DEBUG.
+            level = logging.INFO if self._inbox.empty() else logging.DEBUG
             self._log.log(
                 level, "%s does not support lifespan (it %s); served without it", self.name, reason
             )
@@ -182,8 +177,7 @@ async def run_hooks(
 async def answer_lifespan(
     receive: ASGIReceive, send: ASGISend, startup: Step, shutdown: Step
 ) -> None:
-    """Answer the server's lifespan events with what ``startup`` and ``shutdown`` return: what
-    failed, in words, or ``None``."""
+    """Answer the server's lifespan events with what ``startup`` and ``shutdown`` return."""
     message = await receive()
     if message["type"] == "lifespan.startup":
         error = await startup()

@@ -78,8 +78,6 @@ _SHARED_OPTIONS: weakref.WeakKeyDictionary[WSGIToASGI, dict[str, Any]] = weakref
 
 
 class Router:
-    """Sub-apps, lifespan fan-out and clean-up, common to the three routers."""
-
     def __init__(
         self,
         wsgi_options: Mapping[str, Any] | None,
@@ -129,8 +127,7 @@ class Router:
 
     @property
     def apps(self) -> tuple[App, ...]:
-        """The sub-apps as the router calls them (WSGI apps in their `WSGIToASGI`), in startup
-        order."""
+        """The sub-apps as the router calls them (WSGI apps in their `WSGIToASGI`), in order."""
         return tuple(child.app for child in self._children)
 
     def close(self) -> None:
@@ -238,9 +235,8 @@ _WITH_HEADERS: Final = frozenset(
 
 
 def downstream(child: Child, send: ASGISend) -> ASGISend:
-    """The ``send`` a sub-app gets: behind a wrapper that lowercases header names, unless it is
-    one of crossgate's adapters or routers (ASGI spec; HTTP/2 and HTTP/3 forbid uppercase names,
-    RFC 9113 section 8.2.1, and Django's ``ASGIHandler`` sends ``Content-Type``)."""
+    """The ``send`` a sub-app gets: header names lowercased, unless crossgate's own app sends it.
+    ASGI spec; HTTP/2 forbids uppercase (RFC 9113 8.2.1); Django's ASGIHandler sends them."""
     if isinstance(child.app, WSGIToASGI | Router):
         return send
 
