@@ -21,8 +21,14 @@ class FallbackHandler(logging.Handler):
         self.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
 
     def handle(self, record: logging.LogRecord) -> bool:
-        if self._another_handler_sees(record):
-            return False
+        # The walk Logger.callHandlers makes, level checks included: does another handler see it?
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            if any(h is not self and record.levelno >= h.level for h in logger.handlers):
+                return False
+            if not logger.propagate:
+                break
+            logger = logger.parent
         return super().handle(record)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -36,25 +42,12 @@ class FallbackHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def _another_handler_sees(self, record: logging.LogRecord) -> bool:
-        # The walk Logger.callHandlers makes, level checks included.
-        logger: logging.Logger | None = logging.getLogger(record.name)
-        while logger is not None:
-            for handler in logger.handlers:
-                if handler is not self and record.levelno >= handler.level:
-                    return True
-            if not logger.propagate:
-                return False
-            logger = logger.parent
-        return False
-
 
 def install_fallback() -> FallbackHandler:
     """Put one `FallbackHandler` on the ``crossgate`` logger (once per process)."""
     logger = logging.getLogger("crossgate")
-    for handler in logger.handlers:
-        if isinstance(handler, FallbackHandler):
-            return handler
-    handler = FallbackHandler()
-    logger.addHandler(handler)
+    handler = next((h for h in logger.handlers if isinstance(h, FallbackHandler)), None)
+    if handler is None:
+        handler = FallbackHandler()
+        logger.addHandler(handler)
     return handler
