@@ -215,12 +215,9 @@ async def _stop_all(stops: list[Step]) -> str | None:
 
 async def call(child: Child, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
     """Call a sub-app with ``scope``, or a copy carrying the sub-app's own lifespan state."""
-    state = child.state
-    send = downstream(child, send)
-    if state is None:
-        await child.app(scope, receive, send)
-    else:
-        await child.app({**scope, "state": state.copy()}, receive, send)
+    if child.state is not None:
+        scope = {**scope, "state": child.state.copy()}
+    await child.app(scope, receive, downstream(child, send))
 
 
 # The messages that carry response headers (ASGI HTTP and WebSocket specs).
