@@ -179,16 +179,12 @@ async def answer_lifespan(
 ) -> None:
     """Answer the server's lifespan events with what ``startup`` and ``shutdown`` return."""
     message = await receive()
-    if message["type"] == "lifespan.startup":
-        error = await startup()
-        if error is not None:
-            await send({"type": "lifespan.startup.failed", "message": error})
-            return
-        await send({"type": "lifespan.startup.complete"})
-        message = await receive()
-    if message["type"] == "lifespan.shutdown":
-        error = await shutdown()
-        if error is None:
-            await send({"type": "lifespan.shutdown.complete"})
-        else:
-            await send({"type": "lifespan.shutdown.failed", "message": error})
+    for event, step in (("lifespan.startup", startup), ("lifespan.shutdown", shutdown)):
+        if message["type"] == event:
+            error = await step()
+            if error is not None:
+                await send({"type": f"{event}.failed", "message": error})
+                return
+            await send({"type": f"{event}.complete"})
+            if event == "lifespan.startup":
+                message = await receive()
