@@ -136,14 +136,11 @@ class PathRouter(Router):
     async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
-            root, path, raw = scope.get("root_path"), scope["path"], scope.get("raw_path")
             location = None
             try:
-                found = self._route(root, path, raw)
-                redirect = self.redirect_slashes and kind == "http"
-                if redirect and found is not None and (found[2] or path) == found[1]:
-                    query = scope.get("query_string") or b""
-                    location = slash_redirect_location(root or "", path, raw, query)
+                found = self._route(scope.get("root_path"), scope["path"], scope.get("raw_path"))
+                if found is not None and self.redirect_slashes and kind == "http":
+                    location = _bare_prefix_location(scope, found[1], found[2])
             except PeerProtocolError as exc:  # a scope no server should send
                 _log.info("PathRouter: rejected a %s connection: %s", kind, exc)
                 await refuse(scope, receive, send, exc.status_code, str(exc))
@@ -173,6 +170,15 @@ class PathRouter(Router):
             await refuse(scope, receive, send, 404, "no app is mounted at this path")
         else:
             raise CrossgateError(f"PathRouter cannot serve a {kind!r} scope without a default")
+
+
+def _bare_prefix_location(scope: Message, child_root: str, child_path: str | None) -> bytes | None:
+    """The ``Location`` adding the ``/`` that a request for a bare mount prefix lacks, or None."""
+    path = scope["path"]
+    if (child_path or path) != child_root:
+        return None
+    query = scope.get("query_string") or b""
+    return slash_redirect_location(scope.get("root_path") or "", path, scope.get("raw_path"), query)
 
 
 class Fallback(Router):
