@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 from crossgate._answer import refuse
 from crossgate.adapters._interface import is_asgi
@@ -31,8 +31,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("crossgate.routing")
-
-MIB: Final = 1024 * 1024
 
 
 class ProtocolRouter(Router):
@@ -199,8 +197,8 @@ class Fallback(Router):
         fallback: App,
         statuses: Iterable[int] = (404,),
         *,
-        buffer_size: int = MIB,
-        max_replay: int | None = 64 * MIB,
+        buffer_size: int = 1024 * 1024,
+        max_replay: int | None = 64 * 1024 * 1024,
         wsgi_options: Mapping[str, Any] | None = None,
         on_startup: Sequence[Hook] = (),
         on_shutdown: Sequence[Hook] = (),
