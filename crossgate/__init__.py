@@ -1,12 +1,5 @@
-"""crossgate: WSGI and ASGI code living together.
-
-Run a WSGI application inside an ASGI server with `WSGIToASGI`, and an ASGI application inside
-a WSGI server with `ASGIToWSGI`; call sync code from async
-code and back with `sync_to_async` / `async_to_sync`; route one ASGI entry point
-to ASGI and WSGI apps by protocol, path or fallback (`crossgate.routing`); apply one proxy,
-host, origin, body-size, compression and request-ID policy to both sides
-(`crossgate.middleware`); translate between the two protocols with the pure functions of
-`crossgate.sansio`.
+"""crossgate: WSGI and ASGI code living together. Adapters both ways, sync/async helpers,
+routers, middleware for both sides, and the pure translation functions of `crossgate.sansio`.
 """
 
 from crossgate._logging import install_fallback as _install_fallback
@@ -57,8 +50,7 @@ from crossgate.routing import Fallback, Mount, PathRouter, ProtocolRouter
 
 __version__ = "0.1.0"
 
-# Servers configure their own loggers, not the root: without this, crossgate's records reach
-# `logging.lastResort` and print bare (see crossgate/_logging.py).
+# Servers configure their own loggers, not the root: else crossgate's records print bare.
 _install_fallback()
 
 __all__ = [

@@ -1,7 +1,5 @@
 """``python -m crossgate``: the same as the ``crossgate`` command."""
 
-from __future__ import annotations
-
 import sys
 
 from crossgate.cli import main

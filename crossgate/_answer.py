@@ -22,12 +22,8 @@ async def refuse(
     *,
     headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
-    """Answer ``scope`` with ``status`` and ``reason`` (`crossgate.sansio.refusal`).
-
-    A websocket refusal answers the client's ``websocket.connect``, so that is received first
-    (ASGI spec: the denial response comes "after the websocket.connect message"); a client
-    that left before the handshake gets nothing.
-    """
+    """Answer ``scope`` with ``status`` and ``reason``. A websocket refusal comes "after the
+    websocket.connect message" (ASGI spec): a client that left before it gets nothing."""
     if scope["type"] == "websocket":
         message = await receive()
         if message["type"] != "websocket.connect":
@@ -39,6 +35,6 @@ async def refuse(
 async def respond(
     send: ASGISend, status: int, reason: str, *, headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
-    """Answer an ``http`` scope with a short plain-text response: ``status`` and ``reason``."""
+    """Answer an ``http`` scope with ``status`` and ``reason``."""
     for message in refusal_events(_HTTP, status, reason, headers=headers):
         await send(message)

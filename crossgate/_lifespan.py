@@ -1,6 +1,5 @@
-"""Lifespan, both sides (ASGI lifespan spec 2.0): `LifespanDriver` is the server side, feeding
-a `crossgate.sansio.lifespan.LifespanCycle` (for `ASGIToWSGI`, the routers' sub-apps and
-``crossgate.testing``); `answer_lifespan` and `run_hooks` the app side (`WSGIToASGI`, routers).
+"""Lifespan, both sides (ASGI lifespan spec 2.0): `LifespanDriver` is the server side, feeding a
+`crossgate.sansio.lifespan.LifespanCycle`; `answer_lifespan` and `run_hooks` are the app side.
 """
 
 from __future__ import annotations
@@ -14,27 +13,23 @@ from typing import Any, Final, Literal
 from crossgate.sansio.lifespan import UNSUPPORTED_GRACE, LifespanCycle, LifespanPhase
 from crossgate.types import ASGIReceive, ASGISend, Message
 
-__all__ = ["EXIT_GRACE", "Hook", "LifespanDriver", "answer_lifespan", "run_hooks"]
+__all__ = ["EXIT_GRACE", "Hook", "LifespanDriver", "Step", "answer_lifespan", "run_hooks"]
 
 _log = logging.getLogger("crossgate")
 
 Hook = Callable[[], object]
 """An ``on_startup`` / ``on_shutdown`` callable: plain, or returning an awaitable."""
 
-EXIT_GRACE: Final = 5.0
-"""Seconds an app gets to return once its lifespan is over (it answered shutdown, or failed
-startup) before its task is cancelled; a well-behaved app returns on the next turn of the loop."""
+Step = Callable[[], Awaitable[str | None]]  # a lifespan step: what failed, in words, or None
+
+EXIT_GRACE: Final = 5.0  # seconds an app gets to return once its lifespan is over
 
 _ASGI: Final = {"version": "3.0", "spec_version": "2.0"}
 
 
 class LifespanDriver:
-    """The server side of one app's lifespan, run in a task of its own.
-
-    `startup` and `shutdown` never raise for what the app does: the outcome is in ``cycle``,
-    `failure` and `supported`, logged on ``logger``. ``messages`` keeps what the app sent,
-    ``error`` what its coroutine raised.
-    """
+    """The server side of one app's lifespan, in a task of its own. `startup` and `shutdown` log
+    what the app does wrong and keep it in `failure` and ``error``; they never raise for it."""
 
     def __init__(
         self,
@@ -52,16 +47,13 @@ class LifespanDriver:
         self.error: BaseException | None = None
         self.task: asyncio.Task[None] | None = None
         self._log = logger
-        # An app that called receive() may have meant to speak lifespan: worth INFO, not DEBUG.
-        self._received = False
-        # Since Python 3.10 a queue binds to a loop only when first used: any thread may build it.
+        # A queue binds to a loop only when first used (Python 3.10+): any thread may build it.
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._answer: asyncio.Future[None] | None = None
 
     @property
     def failure(self) -> str | None:
-        """What went wrong at `startup` (the reason every refused request gets) or at
-        `shutdown`, in words, or ``None``."""
+        """What went wrong at `startup` or at `shutdown`, in words, or ``None``."""
         phase, reason = self.cycle.phase, self.cycle.reason
         if phase is LifespanPhase.FAILED:
             return f"{self.name} failed to start: {reason}"
@@ -74,7 +66,7 @@ class LifespanDriver:
 
     async def _main(self, scope: Message) -> None:
         try:
-            await self.app(scope, self._receive, self._send)
+            await self.app(scope, self._inbox.get, self._send)
         except Exception as exc:
             # Kept, not raised: no task may end with an exception nobody retrieves.
             self.error = exc
@@ -82,15 +74,10 @@ class LifespanDriver:
             self.cycle.ended(self.error)
             self._wake()
 
-    async def _receive(self) -> Message:
-        self._received = True
-        return await self._inbox.get()
-
     async def _send(self, message: Message) -> None:
         self.messages.append(dict(message))
         try:
-            # As uvicorn's send(): anything but a lifespan answer (a Starlette Response's
-            # http.response.start) is refused here.
+            # As uvicorn's send(): anything but a lifespan answer is refused here.
             self.cycle.app_sent(message)
         finally:
             self._wake()
@@ -101,7 +88,6 @@ class LifespanDriver:
             answer.set_result(None)
 
     async def _exchange(self, event: str, timeout: float | None) -> None:
-        """Send ``event``; wait for the answer, the app's end, or ``timeout`` seconds."""
         answer = self._answer = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait(self.cycle.send(event))
         await asyncio.wait((answer,), timeout=timeout)
@@ -115,7 +101,6 @@ class LifespanDriver:
         state: dict[str, Any] | None = None,
         asgi: object = None,
     ) -> None:
-        """Start the app's lifespan with ``state`` as its namespace, and wait for its answer."""
         if state is not None:
             self.state = state
         scope = {"type": "lifespan", "asgi": asgi or _ASGI, "state": self.state}
@@ -125,22 +110,20 @@ class LifespanDriver:
         grace = EXIT_GRACE if timeout is None else timeout
         if phase is LifespanPhase.UNSUPPORTED:
             # Not an error: how an app says it has no lifespan (ASGI lifespan spec).
-            level = logging.INFO if self._received else logging.DEBUG
+            # One that took lifespan.startup from its inbox is worth INFO, not DEBUG.
+            level = logging.INFO if self._inbox.empty() else logging.DEBUG
             self._log.log(
                 level, "%s does not support lifespan (it %s); served without it", self.name, reason
             )
             await self.abort(min(grace, UNSUPPORTED_GRACE))
         elif phase is LifespanPhase.FAILED:
             self._log.error("%s", self.failure)
-            # One that reported its failure ends by itself (Starlette raises right after); one
-            # that did not answer in time is not waited for again.
+            # One that reported its failure ends by itself; one that did not answer in time
+            # is not waited for again.
             await self.abort(grace if self.messages else 0.0)
 
     async def shutdown(self, timeout: float | None = None) -> None:
-        """Shut the app's lifespan down, if startup completed (ASGI lifespan spec), and wait
-        (bounded) for it to end; what went wrong is in `failure`."""
         if self.cycle.phase is LifespanPhase.STOPPED:
-            # The lifespan coroutine ended while the app was serving: say why, at shutdown.
             if self.error is not None:
                 self._log.error("the lifespan of %s ended early", self.name, exc_info=self.error)
             else:
@@ -158,8 +141,7 @@ class LifespanDriver:
             self._log.warning("%s kept running after lifespan shutdown; cancelled it", self.name)
 
     async def abort(self, grace: float | None = None) -> bool:
-        """Cancel the lifespan task unless it ends within ``grace`` seconds (``None``: at once,
-        the server gave up on lifespan); True when it had to be cancelled."""
+        """Cancel the task unless it ends within ``grace`` seconds; True when it was cancelled."""
         task = self.task
         if task is None or task.done():
             return False
@@ -168,8 +150,7 @@ class LifespanDriver:
             if task.done():
                 return False
         task.cancel()
-        # asyncio.wait, not `await task`: the app's CancelledError stays in its task, the
-        # caller's still propagates, and a coroutine ignoring cancellation cannot hang us.
+        # Not `await task`: its CancelledError stays in it, and one ignoring it cannot hang us.
         await asyncio.wait((task,), timeout=EXIT_GRACE)
         return True
 
@@ -178,8 +159,7 @@ async def run_hooks(
     hooks: Sequence[Hook], kind: Literal["on_startup", "on_shutdown"]
 ) -> str | None:
     """Run lifespan hooks in order; what failed, in words, or ``None``. Startup stops at the
-    first failure (what follows may need it); every shutdown hook runs (each may hold its own
-    resource), and all failures are reported."""
+    first failure; every shutdown hook runs, and all failures are reported."""
     errors: list[str] = []
     for hook in hooks:
         try:
@@ -195,24 +175,16 @@ async def run_hooks(
 
 
 async def answer_lifespan(
-    receive: ASGIReceive,
-    send: ASGISend,
-    startup: Callable[[], Awaitable[str | None]],
-    shutdown: Callable[[], Awaitable[str | None]],
+    receive: ASGIReceive, send: ASGISend, startup: Step, shutdown: Step
 ) -> None:
-    """The app side of lifespan: run ``startup`` and ``shutdown``, each returning what failed,
-    in words, or ``None``, and answer the server with the outcome."""
+    """Answer the server's lifespan events with what ``startup`` and ``shutdown`` return."""
     message = await receive()
-    if message["type"] == "lifespan.startup":
-        error = await startup()
-        if error is not None:
-            await send({"type": "lifespan.startup.failed", "message": error})
-            return
-        await send({"type": "lifespan.startup.complete"})
-        message = await receive()
-    if message["type"] == "lifespan.shutdown":
-        error = await shutdown()
-        if error is None:
-            await send({"type": "lifespan.shutdown.complete"})
-        else:
-            await send({"type": "lifespan.shutdown.failed", "message": error})
+    for event, step in (("lifespan.startup", startup), ("lifespan.shutdown", shutdown)):
+        if message["type"] == event:
+            error = await step()
+            if error is not None:
+                await send({"type": f"{event}.failed", "message": error})
+                return
+            await send({"type": f"{event}.complete"})
+            if event == "lifespan.startup":
+                message = await receive()

@@ -1,17 +1,5 @@
-"""Where crossgate's log records go when nobody configured logging.
-
-uvicorn, hypercorn, daphne and gunicorn configure only their own loggers (``uvicorn.error``,
-``gunicorn.error``...), never the root logger, so a record from ``crossgate`` found no handler
-and went to `logging.lastResort`, which prints the bare message: no level, time or logger name,
-like a stray ``print``.
-
-`FallbackHandler` on the ``crossgate`` logger stands in for `logging.lastResort` and nothing
-more: it writes a record only when no other handler on the record's way up (as far as
-``propagate`` lets it go) would see it. Once the application configures logging anywhere on that
-path (``basicConfig``, a dictConfig, a server's ``--log-config``, pytest's capture) it stays
-silent, so nothing is printed twice. It never changes a level: the logger's effective level
-still filters first, as it does for `logging.lastResort`. Its format is the servers' own
-(gunicorn's and hypercorn's): ``[time] [pid] [LEVEL] logger: message``.
+"""A stand-in for `logging.lastResort` on the ``crossgate`` logger, in the servers' format: it
+writes a record only when no other handler would see it (docs/servers.md, "Logs").
 """
 
 from __future__ import annotations
@@ -33,8 +21,14 @@ class FallbackHandler(logging.Handler):
         self.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
 
     def handle(self, record: logging.LogRecord) -> bool:
-        if self._another_handler_sees(record):
-            return False
+        # The walk Logger.callHandlers makes, level checks included: does another handler see it?
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            if any(h is not self and record.levelno >= h.level for h in logger.handlers):
+                return False
+            if not logger.propagate:
+                break
+            logger = logger.parent
         return super().handle(record)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -48,25 +42,12 @@ class FallbackHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def _another_handler_sees(self, record: logging.LogRecord) -> bool:
-        # The walk `Logger.callHandlers` makes, level checks included.
-        logger: logging.Logger | None = logging.getLogger(record.name)
-        while logger is not None:
-            for handler in logger.handlers:
-                if handler is not self and record.levelno >= handler.level:
-                    return True
-            if not logger.propagate:
-                return False
-            logger = logger.parent
-        return False
-
 
 def install_fallback() -> FallbackHandler:
     """Put one `FallbackHandler` on the ``crossgate`` logger (once per process)."""
     logger = logging.getLogger("crossgate")
-    for handler in logger.handlers:
-        if isinstance(handler, FallbackHandler):
-            return handler
-    handler = FallbackHandler()
-    logger.addHandler(handler)
+    handler = next((h for h in logger.handlers if isinstance(h, FallbackHandler)), None)
+    if handler is None:
+        handler = FallbackHandler()
+        logger.addHandler(handler)
     return handler

@@ -1,11 +1,5 @@
-"""crossgate's exceptions: one root, `CrossgateError`, and a protocol split after h11.
-
-A `ProtocolError` says who broke the rules and which HTTP status that maps to:
-
-* `AppProtocolError` -- the application broke PEP 3333 or the ASGI spec (a bad status line,
-  a header with a newline in it, ``start_response`` never called). The client gets a 500.
-* `PeerProtocolError` -- the request broke a rule or a configured limit (too many headers,
-  a body over ``max_body_size``). The client gets the 4xx the error carries.
+"""crossgate's exceptions: one root, `CrossgateError`, and a `ProtocolError` that says who broke
+the rules, after h11: the application (`AppProtocolError`) or the request (`PeerProtocolError`).
 """
 
 from __future__ import annotations
@@ -26,10 +20,8 @@ class CrossgateError(Exception):
 
 
 class ProtocolError(CrossgateError):
-    """A rule of PEP 3333, the ASGI spec or HTTP was broken.
-
-    ``status_code`` is the HTTP status the adapter answers with when it still can.
-    """
+    """A rule of PEP 3333, the ASGI spec or HTTP was broken; ``status_code`` is the HTTP status
+    the adapter answers with when it still can."""
 
     status_code: int = 500
 
@@ -40,11 +32,14 @@ class ProtocolError(CrossgateError):
 
 
 class AppProtocolError(ProtocolError):
-    """The application broke the protocol; the client gets a 500 and the error is logged."""
+    """The application broke PEP 3333 or the ASGI spec (a bad status line, a header with a
+    newline in it, ``start_response`` never called); the client gets a 500, the error is logged.
+    """
 
 
 class PeerProtocolError(ProtocolError):
-    """The request broke the protocol or a configured limit; the client gets a 4xx."""
+    """The request broke the protocol or a configured limit (too many headers, a body over
+    ``max_body_size``); the client gets the 4xx the error carries."""
 
     status_code = 400
 
@@ -61,16 +56,10 @@ class RequestTooLarge(PeerProtocolError):
 
 
 class ClientDisconnected(CrossgateError, OSError):
-    """The client went away: raised by ``wsgi.input`` reads that can no longer be satisfied.
-
-    It is an `OSError` so that code that already handles a broken socket (as it would
-    under gunicorn) handles this too.
-    """
+    """The client went away: raised by ``wsgi.input`` reads that can no longer be satisfied. An
+    `OSError`, so code that handles a broken socket (as under gunicorn) handles this too."""
 
 
 class ResponseAborted(CrossgateError):
-    """The response failed after its headers went out, so the connection must be dropped.
-
-    Raised to the ASGI server, which closes the connection instead of finishing the response:
-    a truncated body must never look complete to the client. The cause is chained.
-    """
+    """The response failed after its headers went out: raised to the ASGI server, which drops
+    the connection, so a truncated body never looks complete. The cause is chained."""

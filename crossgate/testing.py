@@ -1,12 +1,5 @@
-"""An in-memory ASGI server for tests: what ``httpx.ASGITransport`` cannot show (the exact
-messages and their order, a client that sends its body in pieces or slowly, or leaves midway,
-the server extensions a scope offers), with every message the app sends checked against the
-ASGI HTTP spec as it arrives.
-
-```python
-result = await call_http(app, http_scope("POST", "/upload"), body=[b"a" * 65536] * 10)
-assert result.status == 200
-```
+"""An in-memory ASGI server for tests: the exact messages and their order, a client that sends
+its body in pieces or slowly or leaves midway, every message checked against the ASGI HTTP spec.
 """
 
 from __future__ import annotations
@@ -52,11 +45,8 @@ def http_scope(
     extensions: dict[str, dict[object, object]] | None = None,
     type: str = "http",
 ) -> dict[str, Any]:
-    """Build an ASGI HTTP (or, with ``type="websocket"``, websocket) scope as a server would.
-
-    ``raw_path`` defaults to ``path`` in UTF-8; ``path`` includes ``root_path`` (ASGI spec). A
-    ``host`` header is added unless one is given.
-    """
+    """Build an ASGI HTTP (or, with ``type="websocket"``, websocket) scope as a server would,
+    with a ``host`` header unless one is given. ``path`` includes ``root_path`` (ASGI spec)."""
     header_list = [(bytes(k).lower(), bytes(v)) for k, v in headers]
     if not any(k == b"host" for k, _ in header_list) and server is not None:
         name = f"[{server[0]}]" if ":" in server[0] else server[0]  # an IPv6 literal
@@ -83,13 +73,9 @@ def http_scope(
 
 
 class HTTPConformanceChecker(ResponseCycle):
-    """Checks the messages an app sends on an HTTP connection against the ASGI HTTP spec.
-
-    It is `ASGIToWSGI`'s check (`crossgate.sansio.asgi_response.ResponseCycle`), strict: one
-    ``http.response.start`` first (int status 200-599, lowercase token header names), then
-    bodies until ``more_body`` is false (or one ``pathsend``, or a final ``zerocopysend``), as
-    many bytes as the Content-Length (``head``: a ``HEAD`` answer may send fewer), then nothing.
-    """
+    """Checks the messages an app sends on an HTTP connection against the ASGI HTTP spec: it is
+    `ASGIToWSGI`'s `crossgate.sansio.asgi_response.ResponseCycle`, strict. With ``head``, the
+    body may be shorter than its Content-Length."""
 
     __slots__ = ()
 
@@ -139,22 +125,20 @@ async def call_http(
     timeout: float = 30.0,
     check: bool = True,
 ) -> HTTPResult:
-    """Run one HTTP request through ``app`` and return what the client saw.
+    """Run one HTTP request through ``app`` and return what the client saw; what the app raises
+    is in ``HTTPResult.error``.
 
     Args:
-        app: the ASGI application.
-        scope: the scope; a ``GET /`` from `http_scope` by default.
-        body: the request body, whole or as the list of chunks the client sends.
-        body_complete: false to make the client leave right after the listed chunks.
-        disconnect_after_bytes: the client leaves once it has this many body bytes.
-        disconnect_after: the client leaves this many seconds after the request started.
-        send_delay: seconds each ``send`` takes (a slow client).
+        body: the request body, whole or in the chunks the client sends.
+        body_complete: false: the client leaves right after the chunks.
+        disconnect_after_bytes: the client leaves once it got this many response body bytes.
+        disconnect_after: the client leaves this many seconds after the start.
         send_raises_after_disconnect: ``send`` raises ``OSError`` once the client left, as
-            uvicorn does; otherwise it drops the message silently.
-        timeout: fail with `TimeoutError` when the app takes longer than this.
-        check: check every sent message with `HTTPConformanceChecker`.
+            uvicorn's does; else it drops the message.
 
-    Exceptions the app raises are stored in ``HTTPResult.error``, not raised.
+    Raises:
+        TimeoutError: the app took longer than ``timeout`` seconds.
+        ASGIConformanceError: the app sent a message the ASGI spec does not allow.
     """
     scope = dict(scope) if scope is not None else http_scope()
     chunks = [body] if isinstance(body, bytes) else list(body)
@@ -175,8 +159,7 @@ async def call_http(
             return {"type": "http.request", "body": chunks[index - 1], "more_body": more}
         if not body_complete:
             leave()
-        # Like uvicorn: after the body, receive() waits until the client leaves or the
-        # response is complete, then reports http.disconnect.
+        # Like uvicorn: after the body, http.disconnect once the client left or the response ended.
         await over.wait()
         return {"type": "http.disconnect"}
 
@@ -202,9 +185,8 @@ async def call_http(
             result.complete = True
             over.set()
 
-    timer = None
-    if disconnect_after is not None:
-        timer = asyncio.get_running_loop().call_later(disconnect_after, leave)
+    loop = asyncio.get_running_loop()
+    timer = None if disconnect_after is None else loop.call_later(disconnect_after, leave)
     try:
         await asyncio.wait_for(app(scope, receive, send), timeout)
     except (TimeoutError, ASGIConformanceError):
@@ -231,22 +213,18 @@ class LifespanResult:
 async def call_lifespan(
     app: ASGIApp, *, state: dict[str, Any] | None = None, timeout: float = 10.0
 ) -> LifespanResult:
-    """Run a whole lifespan cycle: startup, then (when startup completed) shutdown.
-
-    The app is driven as `ASGIToWSGI` and the routers drive it, and waited for until it
-    returns. ``send()`` raises `AppProtocolError` into the app for what uvicorn's refuses (a
-    message that answers no waiting event); the message is still recorded. What the app
-    raises propagates, for the test to see.
+    """Run a whole lifespan cycle, driven as `ASGIToWSGI` and the routers drive it: startup,
+    then (when startup completed) shutdown, and wait for the app to return.
 
     Raises:
         TimeoutError: the cycle took longer than ``timeout`` seconds.
+        Exception: what the app raised.
     """
     driver = LifespanDriver(app)
 
     async def cycle() -> None:
         await driver.startup(state=state if state is not None else {})
-        # The whole timeout to end in: one still running is a TimeoutError, not a cancellation.
-        await driver.shutdown(timeout)
+        await driver.shutdown(timeout)  # one still running ends in a TimeoutError
         if driver.task is not None:
             await asyncio.wait((driver.task,))
 

@@ -1,8 +1,5 @@
-"""Types for ASGI scopes and messages, and the WSGI callables crossgate deals with.
-
-One ``TypedDict`` per ASGI message, tagged with a ``Literal`` ``type`` so that code can narrow on
-``message["type"]`` (the shape follows the ASGI specification, version 3.0, HTTP spec 2.5).
-WSGI types come from `wsgiref.types` (PEP 3333).
+"""Types for the ASGI messages crossgate builds, one ``TypedDict`` per message with a ``Literal``
+``type`` tag (ASGI 3.0, HTTP spec 2.5), and the WSGI callables from `wsgiref.types` (PEP 3333).
 """
 
 from __future__ import annotations
@@ -15,74 +12,16 @@ __all__ = [
     "ASGIApp",
     "ASGIReceive",
     "ASGISend",
-    "ASGIVersions",
-    "HTTPDisconnectEvent",
-    "HTTPRequestEvent",
     "HTTPResponseBodyEvent",
     "HTTPResponsePathsendEvent",
     "HTTPResponseStartEvent",
     "HTTPResponseZerocopysendEvent",
-    "HTTPScope",
-    "LifespanScope",
     "Message",
-    "Scope",
     "StartResponse",
     "WSGIApplication",
     "WSGIEnvironment",
-    "WebSocketScope",
     "as_message",
 ]
-
-
-class ASGIVersions(TypedDict):
-    spec_version: str
-    version: Literal["2.0", "3.0"]
-
-
-class _ConnectionScope(TypedDict):
-    """The keys the HTTP and WebSocket scopes share."""
-
-    asgi: ASGIVersions
-    http_version: str
-    scheme: str
-    path: str
-    raw_path: NotRequired[bytes | None]
-    query_string: bytes
-    root_path: str
-    headers: Iterable[tuple[bytes, bytes]]
-    client: NotRequired[tuple[str, int] | None]
-    server: NotRequired[tuple[str, int | None] | None]
-    state: NotRequired[dict[str, Any]]
-    extensions: NotRequired[dict[str, dict[object, object]] | None]
-
-
-class HTTPScope(_ConnectionScope):
-    type: Literal["http"]
-    method: str
-
-
-class WebSocketScope(_ConnectionScope):
-    type: Literal["websocket"]
-    subprotocols: NotRequired[Iterable[str]]
-
-
-class LifespanScope(TypedDict):
-    type: Literal["lifespan"]
-    asgi: ASGIVersions
-    state: NotRequired[dict[str, Any]]
-
-
-Scope: TypeAlias = HTTPScope | WebSocketScope | LifespanScope
-
-
-class HTTPRequestEvent(TypedDict):
-    type: Literal["http.request"]
-    body: bytes
-    more_body: NotRequired[bool]
-
-
-class HTTPDisconnectEvent(TypedDict):
-    type: Literal["http.disconnect"]
 
 
 class HTTPResponseStartEvent(TypedDict):
@@ -99,15 +38,11 @@ class HTTPResponseBodyEvent(TypedDict):
 
 
 class HTTPResponsePathsendEvent(TypedDict):
-    """The ``http.response.pathsend`` extension: the server sends the file at ``path``."""
-
     type: Literal["http.response.pathsend"]
     path: str
 
 
 class HTTPResponseZerocopysendEvent(TypedDict):
-    """The ``http.response.zerocopysend`` extension: the server sends from an open file."""
-
     type: Literal["http.response.zerocopysend"]
     file: object
     offset: NotRequired[int]
@@ -115,9 +50,8 @@ class HTTPResponseZerocopysendEvent(TypedDict):
     more_body: NotRequired[bool]
 
 
-# Messages travel through ``receive`` and ``send`` as mutable mappings, the convention of asgiref,
-# starlette and httpx, so that crossgate apps type-check wherever those are used. The TypedDicts
-# above describe the events crossgate builds; `as_message` hands one to ``send``.
+# Messages travel through ``receive`` and ``send`` as mutable mappings, as in asgiref, starlette
+# and httpx, so crossgate apps type-check beside them; `as_message` hands an event to ``send``.
 Message: TypeAlias = MutableMapping[str, Any]
 ASGIReceive: TypeAlias = Callable[[], Awaitable[Message]]
 ASGISend: TypeAlias = Callable[[Message], Awaitable[None]]

@@ -1,40 +1,18 @@
-"""Routers for incremental migration: one ASGI entry point in front of old and new apps, by
-scope type (`ProtocolRouter`), path prefix (`PathRouter`, `Mount`) or by trying a new app
-first (`Fallback`, the strangler-fig pattern). See docs/routing.md.
-
-Every router accepts ASGI and WSGI apps alike (`is_asgi` tells them apart; `asgi` and `wsgi`
-override it), answers the server's lifespan protocol itself and fans it out to every sub-app,
-each with its own ``state``. The routers' common keyword arguments:
-
-* ``wsgi_options``: keyword arguments for each `WSGIToASGI` the router makes.
-* ``on_startup`` / ``on_shutdown``: callables (plain or async) run at lifespan startup before
-  the apps start, and at shutdown after they stopped.
-* ``lifespan``: a callable taking the router and returning an async context manager, entered
-  first at startup and left last at shutdown; a mapping it yields joins the lifespan state.
-
-Each router raises `ValueError` for a `WSGIToASGI` option out of range and `TypeError` for an
-app that is not callable.
+"""Routers for incremental migration (docs/routing.md). Each takes ``wsgi_options``,
+``on_startup``, ``on_shutdown`` and ``lifespan=``, and raises `TypeError` for an app that is not
+callable and `ValueError` for a `WSGIToASGI` option out of range.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 from crossgate._answer import refuse
+from crossgate.adapters._interface import is_asgi
 from crossgate.exceptions import CrossgateError, PeerProtocolError
-from crossgate.routing._base import (
-    App,
-    Hook,
-    Lifespan,
-    Router,
-    asgi,
-    call,
-    downstream,
-    is_asgi,
-    wsgi,
-)
+from crossgate.routing._base import App, Hook, Lifespan, Router, asgi, call, downstream, wsgi
 from crossgate.routing._fallback import DROP, HTTPAttempt, WebSocketAttempt
 from crossgate.sansio.paths import MountTable, normalize_prefix, slash_redirect_location
 from crossgate.types import ASGIReceive, ASGISend, Message
@@ -54,21 +32,10 @@ __all__ = [
 
 _log = logging.getLogger("crossgate.routing")
 
-MIB: Final = 1024 * 1024
-
 
 class ProtocolRouter(Router):
-    """Send each connection to the app registered for its scope type.
-
-    ```python
-    application = ProtocolRouter({"http": flask_app, "websocket": starlette_app})
-    ```
-
-    An ``http`` or ``websocket`` connection with no entry is refused with a 500 and logged;
-    another scope type with no entry raises (ASGI spec). ``lifespan`` is the router's own.
-
-    Args:
-        routes: scope type -> ASGI or WSGI app.
+    """Send each connection to the app ``routes`` maps its scope type to. An ``http`` or
+    ``websocket`` connection with no entry gets a 500 and is logged; another scope type raises.
 
     Raises:
         ValueError: ``routes`` has a ``lifespan`` entry.
@@ -92,26 +59,22 @@ class ProtocolRouter(Router):
         self._routes = {kind: self._child(app, f"[{kind!r}]") for kind, app in routes.items()}
 
     async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
-        child = self._routes.get(scope["type"])
+        kind = scope["type"]
+        child = self._routes.get(kind)
         if child is not None:
             await call(child, scope, receive, send)
-            return
-        kind = scope["type"]
-        if kind == "lifespan":
+        elif kind == "lifespan":
             await self._fanout(scope, receive, send)
-            return
-        reason = f"no app is configured for {kind!r} connections"
-        if kind != "http" and kind != "websocket":
-            raise CrossgateError(f"ProtocolRouter: {reason}")
-        _log.error("ProtocolRouter: %s; answering 500", reason)
-        await refuse(scope, receive, send, 500, reason)
+        elif kind == "http" or kind == "websocket":
+            reason = f"no app is configured for {kind!r} connections"
+            _log.error("ProtocolRouter: %s; answering 500", reason)
+            await refuse(scope, receive, send, 500, reason)
+        else:
+            raise CrossgateError(f"ProtocolRouter: no app is configured for {kind!r} connections")
 
 
 class Mount:
-    """An app served under a path prefix, for `PathRouter`.
-
-    ``prefix`` is a decoded path such as ``"/legacy"``; a trailing ``/`` is ignored. The app
-    serves ``/legacy`` itself and everything below ``/legacy/``, never ``/legacyx``.
+    """An app served under a decoded path prefix such as ``"/legacy"``, for `PathRouter`.
 
     Raises:
         TypeError: ``prefix`` is not a `str`.
@@ -131,20 +94,9 @@ class Mount:
 class PathRouter(Router):
     """Send each ``http`` and ``websocket`` connection to the app mounted at its path.
 
-    ```python
-    application = PathRouter([Mount("/legacy", flask_app)], default=starlette_app)
-    ```
-
-    The longest prefix wins, at segment boundaries only. The mounted app gets ``root_path``
-    extended by the prefix and ``path`` unchanged (ASGI spec), so a WSGI app sees
-    ``SCRIPT_NAME='/legacy'`` and ``PATH_INFO='/cart'``; the bare prefix is served with
-    ``PATH_INFO=''``. A path no mount matches goes to ``default`` with its scope untouched, or
-    gets a 404 (a refused handshake for a websocket). Mounts nest: mount a `PathRouter`.
-
-    Args:
-        routes: the mounts, in lifespan order.
-        default: the app for every other path.
-        redirect_slashes: redirect ``/prefix`` to ``/prefix/`` rather than serve it.
+    The longest prefix wins, at segment boundaries only; the mounted app gets ``root_path``
+    extended by the prefix. A path no mount matches goes to ``default``, or gets a 404.
+    ``redirect_slashes`` redirects ``/prefix`` to ``/prefix/``.
 
     Raises:
         ValueError: two mounts share a prefix.
@@ -185,18 +137,8 @@ class PathRouter(Router):
             location = None
             try:
                 found = self._route(scope.get("root_path"), scope["path"], scope.get("raw_path"))
-                if (
-                    found is not None
-                    and self.redirect_slashes
-                    and kind == "http"
-                    and (found[2] or scope["path"]) == found[1]
-                ):
-                    location = slash_redirect_location(
-                        scope.get("root_path") or "",
-                        scope["path"],
-                        scope.get("raw_path"),
-                        scope.get("query_string") or b"",
-                    )
+                if found is not None and self.redirect_slashes and kind == "http":
+                    location = _bare_prefix_location(scope, found[1], found[2])
             except PeerProtocolError as exc:  # a scope no server should send
                 _log.info("PathRouter: rejected a %s connection: %s", kind, exc)
                 await refuse(scope, receive, send, exc.status_code, str(exc))
@@ -207,7 +149,6 @@ class PathRouter(Router):
                 return
             if found is not None:
                 child, child_root, child_path, raw_path = found
-                # ASGI spec: a middleware copies the scope before changing it.
                 child_scope = {**scope, "root_path": child_root}
                 if child_path is not None:
                     child_scope["path"] = child_path
@@ -229,25 +170,21 @@ class PathRouter(Router):
             raise CrossgateError(f"PathRouter cannot serve a {kind!r} scope without a default")
 
 
+def _bare_prefix_location(scope: Message, child_root: str, child_path: str | None) -> bytes | None:
+    """The ``Location`` adding the ``/`` that a request for a bare mount prefix lacks, or None."""
+    path = scope["path"]
+    if (child_path or path) != child_root:
+        return None
+    query = scope.get("query_string") or b""
+    return slash_redirect_location(scope.get("root_path") or "", path, scope.get("raw_path"), query)
+
+
 class Fallback(Router):
     """Try ``primary`` first; what it answers with one of ``statuses`` goes to ``fallback``.
 
-    ```python
-    application = Fallback(fastapi_app, django_asgi_app)
-    ```
-
-    A primary's ``http.response.start`` with a status in ``statuses`` is dropped, and the
-    request goes to the fallback, the body the primary read replayed first (recorded while the
-    primary may still fall through, never read ahead, up to ``max_replay`` bytes: past that the
-    primary's answer goes to the client). A websocket the primary refuses before accepting goes
-    to the fallback too. The primary gets its own copy of the scope.
-
-    Args:
-        primary: the app tried first.
-        fallback: the app for what the primary does not serve.
-        statuses: the primary's statuses that send a request to the fallback.
-        buffer_size: request body bytes kept in memory for a replay before spooling to disk.
-        max_replay: request body bytes kept for a replay at most; ``None`` for no limit.
+    The body the primary read is replayed to the fallback: kept in memory up to ``buffer_size``
+    bytes, then in a temporary file, up to ``max_replay`` (``None``: no limit); past that the
+    primary's answer goes to the client. A websocket the primary refuses goes to the fallback.
 
     Raises:
         ValueError: ``statuses`` is empty or holds something that is not an HTTP status,
@@ -260,8 +197,8 @@ class Fallback(Router):
         fallback: App,
         statuses: Iterable[int] = (404,),
         *,
-        buffer_size: int = MIB,
-        max_replay: int | None = 64 * MIB,
+        buffer_size: int = 1024 * 1024,
+        max_replay: int | None = 64 * 1024 * 1024,
         wsgi_options: Mapping[str, Any] | None = None,
         on_startup: Sequence[Hook] = (),
         on_shutdown: Sequence[Hook] = (),
@@ -299,7 +236,7 @@ class Fallback(Router):
             attempt = WebSocketAttempt(receive, primary_send)
         else:
             raise CrossgateError(f"Fallback cannot serve a {kind!r} scope")
-        # The primary's own copy of the scope and its state: Starlette's router writes there.
+        # Its own copy of the scope and state: Starlette's router writes there.
         state = self._primary.state if self._primary.state is not None else scope.get("state")
         primary_scope = dict(scope) if state is None else {**scope, "state": state.copy()}
         try:

@@ -1,24 +1,21 @@
-"""What the three routers share: telling ASGI apps from WSGI apps, preparing sub-apps, and the
-lifespan fan-out (ASGI lifespan spec 2.0). Its public names are re-exported by
-`crossgate.routing`; import them from there.
-"""
+"""What the routers share: sub-apps, ASGI or WSGI, the lifespan fan-out (ASGI lifespan 2.0)."""
 
 from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
-from crossgate._lifespan import Hook, LifespanDriver, answer_lifespan, run_hooks
+from crossgate._lifespan import Hook, LifespanDriver, Step, answer_lifespan, run_hooks
 from crossgate.adapters._interface import describe, is_asgi
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message, WSGIApplication
 
-__all__ = ["App", "Hook", "Lifespan", "Router", "asgi", "call", "downstream", "is_asgi", "wsgi"]
+__all__ = ["App", "Hook", "Lifespan", "Router", "asgi", "call", "downstream", "wsgi"]
 
 _log = logging.getLogger("crossgate.routing")
 
@@ -29,12 +26,8 @@ Lifespan = Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]
 """A ``lifespan=`` factory: called with the router, it returns an async context manager that may
 yield a mapping to add to the router's state (the Starlette convention)."""
 
-_Stop = Callable[[], Awaitable[str | None]]
-
 
 class _ExplicitASGI:
-    """What `asgi` returns: the app, marked ASGI; routers unwrap it and call the app directly."""
-
     __crossgate_asgi__ = True
 
     def __init__(self, app: App) -> None:
@@ -48,9 +41,7 @@ class _ExplicitASGI:
 
 
 def asgi(app: App) -> ASGIApp:
-    """Mark ``app`` as ASGI for the routers, whatever `is_asgi` would say.
-
-    The result is itself an ASGI app that calls ``app``; a router unwraps it.
+    """Mark ``app`` as ASGI for the routers, whatever `is_asgi` would say (routers unwrap it).
 
     Raises:
         TypeError: ``app`` is not callable.
@@ -61,9 +52,7 @@ def asgi(app: App) -> ASGIApp:
 
 
 def wsgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
-    """Mark ``app`` as WSGI, with its own `WSGIToASGI` options (``workers``, ``executor`` ...).
-
-    Returns the `WSGIToASGI` adapter, which any router uses as it is.
+    """Mark ``app`` as WSGI, with its own `WSGIToASGI` options; returns that adapter.
 
     Raises:
         TypeError: ``app`` is not callable, or an option is unknown.
@@ -71,30 +60,24 @@ def wsgi(app: WSGIApplication, **options: Any) -> WSGIToASGI:
     """
     if not callable(app):
         raise TypeError(f"a WSGI app is callable; got {type(app).__name__}")
-    # Marked WSGI by the caller: the adapter does not second-guess it.
     return WSGIToASGI(app, **{"interface": "wsgi", **options})
 
 
 @dataclass(slots=True, eq=False)
 class Child:
-    """One sub-app as the router calls it, and the ``state`` its requests get: ``None`` when
-    the server's copy of the router's state will do, else the app's own lifespan namespace, of
-    which each request gets a shallow copy (ASGI spec)."""
+    """A sub-app; ``state`` is its lifespan namespace, ``None`` when the server's copy will do."""
 
     app: App
     name: str
     state: dict[str, Any] | None = None
 
 
-# The `WSGIToASGI` the routers made for each WSGI app object (by id) while a router uses it, and
-# its options: another router given the same object and options shares it (and its thread pool).
+# The `WSGIToASGI` made for each WSGI app (by id) and its options: routers share it and its pool.
 _SHARED: weakref.WeakValueDictionary[int, WSGIToASGI] = weakref.WeakValueDictionary()
 _SHARED_OPTIONS: weakref.WeakKeyDictionary[WSGIToASGI, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 class Router:
-    """Sub-app preparation, lifespan fan-out and clean-up, common to the three routers."""
-
     def __init__(
         self,
         wsgi_options: Mapping[str, Any] | None,
@@ -104,8 +87,7 @@ class Router:
     ) -> None:
         self.wsgi_options: dict[str, Any] = dict(wsgi_options or {})
         self._children: list[Child] = []
-        # id(app) -> (app, child): an app given twice is one sub-app with one lifespan. The app
-        # is kept so that its id stays unique.
+        # id(app) -> (app, child): an app given twice is one sub-app; holding it keeps the id.
         self._known: dict[int, tuple[object, Child]] = {}
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
@@ -128,10 +110,7 @@ class Router:
         return child
 
     def _adapter(self, app: App) -> WSGIToASGI:
-        """The `WSGIToASGI` another router made for this very object with the same options,
-        else a new one: one WSGI app in two routers gets one thread pool, not two."""
         shared = _SHARED.get(id(app))
-        # The adapter holds its app, so while it lives, no other object can have that id.
         if shared is not None and shared.app is app:
             if _SHARED_OPTIONS.get(shared) == self.wsgi_options:
                 return shared
@@ -148,41 +127,31 @@ class Router:
 
     @property
     def apps(self) -> tuple[App, ...]:
-        """The sub-apps as the router calls them (WSGI apps inside their `WSGIToASGI`), in
-        lifespan order: startup runs first to last, shutdown last to first."""
+        """The sub-apps as the router calls them (WSGI apps in their `WSGIToASGI`), in order."""
         return tuple(child.app for child in self._children)
 
     def close(self) -> None:
-        """Stop the thread pools of the `WSGIToASGI` adapters among the sub-apps, nested
-        routers' included. Lifespan shutdown does this; call it when the server runs none."""
+        """Stop the thread pools of the sub-apps' `WSGIToASGI` adapters, nested routers'
+        included. Lifespan shutdown does this; call it when the server runs none."""
         for child in self._children:
             if isinstance(child.app, WSGIToASGI | Router):
                 child.app.close()
 
-    # -- lifespan fan-out ---------------------------------------------------------------------
-    # Startup: the lifespan= context, the on_startup hooks, then each sub-app in a task of its
-    # own; the first failure stops what started, in reverse, and is the server's
-    # lifespan.startup.failed. Shutdown: everything started, in reverse, each even when an
-    # earlier one failed; the failures go to the server, joined.
-
     async def _fanout(self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
         server_state = scope.get("state")
-        # Without a "state" key the server does not support lifespan state (ASGI lifespan
-        # spec); the router keeps a namespace of its own all the same.
+        # No "state" key: the server keeps no lifespan state (ASGI lifespan spec); the router does.
         state: dict[str, Any] = server_state if server_state is not None else {}
-        asgi = scope.get("asgi") or {"version": "3.0", "spec_version": "2.0"}
         drivers = [LifespanDriver(c.app, name=c.name, logger=_log) for c in self._children]
-        stops: list[_Stop] = []
+        stops: list[Step] = []  # what started; each returns what failed as it stopped
 
         async def startup() -> str | None:
-            error = await self._startup(state, asgi, drivers, stops)
+            error = await self._startup(state, scope.get("asgi"), drivers, stops)
             if error is not None:
                 await _stop_all(stops)  # the server learns of the first failure only
                 return error
             for child, driver in zip(self._children, drivers, strict=True):
                 own = driver.state
-                # The server copies ``state`` into every request scope: when the sub-app added
-                # or changed nothing, that copy will do (no copy on the hot path).
+                # A sub-app that changed nothing needs no copy of its own per request.
                 same = own.keys() == state.keys() and all(own[k] is state[k] for k in own)
                 child.state = None if same and (server_state is not None or not own) else own
             return None
@@ -190,13 +159,12 @@ class Router:
         try:
             await answer_lifespan(receive, send, startup, partial(_stop_all, stops))
         finally:
-            # After a cancellation (the server gave up on lifespan) the sub-apps' tasks must
-            # not outlive the router's.
+            # The server gave up on lifespan (a cancellation): no sub-app task outlives it.
             for driver in reversed(drivers):
                 await driver.abort()
 
     async def _startup(
-        self, state: dict[str, Any], asgi: object, drivers: list[LifespanDriver], stops: list[_Stop]
+        self, state: dict[str, Any], asgi: object, drivers: list[LifespanDriver], stops: list[Step]
     ) -> str | None:
         for child in self._children:
             child.state = None
@@ -209,15 +177,13 @@ class Router:
                 return f"the lifespan context failed to start: {exc!r}"
             stops.append(partial(self._exit, manager))
             if value is not None:
-                state.update(value)  # Starlette's convention
+                state.update(value)
         error = await run_hooks(self._on_startup, "on_startup")
         if error is not None:
             return error
         stops.append(partial(run_hooks, self._on_shutdown, "on_shutdown"))
         for driver in drivers:
-            # Its own namespace, seeded with the router's, so sub-apps never overwrite each
-            # other's keys. The driver applies uvicorn's "auto" rule (crossgate.sansio.lifespan):
-            # an app that raises, returns or answers otherwise is served without lifespan.
+            # A namespace of its own, so that sub-apps never overwrite each other's keys.
             await driver.startup(state=dict(state), asgi=asgi)
             if driver.failure is not None:
                 return driver.failure
@@ -238,7 +204,7 @@ async def _shut_down(driver: LifespanDriver) -> str | None:
     return driver.failure
 
 
-async def _stop_all(stops: list[_Stop]) -> str | None:
+async def _stop_all(stops: list[Step]) -> str | None:
     errors = []
     while stops:
         error = await stops.pop()()
@@ -249,12 +215,9 @@ async def _stop_all(stops: list[_Stop]) -> str | None:
 
 async def call(child: Child, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
     """Call a sub-app with ``scope``, or a copy carrying the sub-app's own lifespan state."""
-    state = child.state
-    send = downstream(child, send)
-    if state is None:
-        await child.app(scope, receive, send)
-    else:
-        await child.app({**scope, "state": state.copy()}, receive, send)
+    if child.state is not None:
+        scope = {**scope, "state": child.state.copy()}
+    await child.app(scope, receive, downstream(child, send))
 
 
 # The messages that carry response headers (ASGI HTTP and WebSocket specs).
@@ -269,20 +232,10 @@ _WITH_HEADERS: Final = frozenset(
 
 
 def downstream(child: Child, send: ASGISend) -> ASGISend:
-    """The ``send`` a sub-app gets: as it is for crossgate's own adapters and routers, which
-    send lowercase header names already; else behind `lowercase_header_names`."""
+    """The ``send`` a sub-app gets: header names lowercased, unless crossgate's own app sends it.
+    ASGI spec; HTTP/2 forbids uppercase (RFC 9113 8.2.1); Django's ASGIHandler sends them."""
     if isinstance(child.app, WSGIToASGI | Router):
         return send
-    return lowercase_header_names(send)
-
-
-def lowercase_header_names(send: ASGISend) -> ASGISend:
-    """Wrap ``send`` so that response header names go out in lowercase, values untouched.
-
-    The ASGI spec asks for lowercase names, and HTTP/2 and HTTP/3 forbid uppercase ones (RFC
-    9113 section 8.2.1, RFC 9114 section 4.2): Django's ``ASGIHandler`` sends
-    ``Content-Type``, hypercorn's HTTP/3 passes it on, and the client aborts the stream.
-    """
 
     async def send_lowercase(message: Message) -> None:
         if message["type"] in _WITH_HEADERS:

@@ -1,6 +1,5 @@
-"""The per-connection machinery of `crossgate.routing.Fallback`: an attempt wraps the primary's
-``receive`` and ``send``, records what it receives while it may still fall through (never reading
-ahead of it, so the server's flow control is untouched), and replays that to the fallback.
+"""`crossgate.routing.Fallback`'s attempts: each wraps the primary's ``receive`` and ``send``,
+records what it receives while it may still fall through (never reading ahead), replays it.
 """
 
 from __future__ import annotations
@@ -25,19 +24,17 @@ class AttemptPhase(enum.Enum):
     PASS = enum.auto()  # it answered for real: forward everything, record nothing
     DROP = enum.auto()  # it fell through: drop its answer, the fallback gets the connection
     DONE = enum.auto()  # the fallback has the connection: the primary's leftovers are cut off
+    OVERFLOWED = enum.auto()  # past max_replay before an answer: it can no longer fall through
 
 
-UNDECIDED, PASS, DROP, DONE = AttemptPhase  # in definition order
+UNDECIDED, PASS, DROP, DONE, OVERFLOWED = AttemptPhase
 
-# Pieces the spooled body is replayed in.
-REPLAY_CHUNK: Final = 64 * 1024
+REPLAY_CHUNK: Final = 64 * 1024  # the pieces a spooled body is replayed in
 
 _HTTP_DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 
 
 class HTTPAttempt:
-    """One HTTP request's try at the primary, and the replay of its body for the fallback."""
-
     __slots__ = (
         "_chunks",
         "_disconnected",
@@ -46,7 +43,6 @@ class HTTPAttempt:
         "_live_receive",
         "_live_send",
         "_more",
-        "_overflowed",
         "_router",
         "_seen",
         "_size",
@@ -60,47 +56,41 @@ class HTTPAttempt:
         self._live_send = send
         self._router = router
         self.mode = UNDECIDED
-        # The recording: whether the primary read an http.request, the last one's more_body,
-        # whether it saw http.disconnect; the body in memory or spooled.
-        self._seen = False
-        self._more = True
+        self._seen = False  # the primary read an http.request
+        self._more = True  # the last one's more_body
         self._disconnected = False
         self._chunks: list[bytes] = []
         self._spool: IO[bytes] | None = None
         self._size = 0
-        self._overflowed = False  # past max_replay: the request can no longer fall through
-        self.missed = False  # ... and the primary answered a falling-through status all the same
-        # The primary's receive() calls waiting on the server; one may be a task it left behind,
-        # whose message, once the fallback took over, is the fallback's (through `_handoff`).
+        self.missed = False  # it passed max_replay, and the primary's answer would fall through
+        # The primary's receive() calls waiting; what a leftover one gets goes to the fallback.
         self._inflight = 0
         self._handoff: asyncio.Future[Message | None] | None = None
 
     async def receive(self) -> Message:
         if self.mode is DONE:
-            # A task the primary left behind must not take the fallback's messages.
             return _HTTP_DISCONNECT
         self._inflight += 1
         try:
             message = await self._live_receive()
         except BaseException:
-            self._inflight -= 1
             if self.mode is DONE:
                 self._hand_over(None)  # the fallback must not wait for it any longer
             raise
-        self._inflight -= 1
+        finally:
+            self._inflight -= 1
         if self.mode is DONE:
-            # The fallback took over while this leftover call waited: the message is its own.
+            # The fallback took over while this leftover call waited.
             self._hand_over(message)
             return _HTTP_DISCONNECT
-        if self.mode is not PASS:
-            # Also after a fall-through: a primary still reading after its 404 (an adapter's
-            # read-ahead) takes messages the fallback must see.
+        if self.mode is UNDECIDED or self.mode is DROP:
+            # Also after a fall-through: an adapter's read-ahead takes messages the fallback needs.
             kind = message.get("type")
             if kind == "http.request":
                 self._seen = True
                 self._more = bool(message.get("more_body", False))
                 body: bytes = message.get("body", b"")
-                if body and not self._overflowed:
+                if body:
                     self._keep(body)
             elif kind == "http.disconnect":
                 self._disconnected = True
@@ -110,14 +100,13 @@ class HTTPAttempt:
         mode = self.mode
         if mode is PASS:
             await self._live_send(message)
-        elif mode is UNDECIDED:
-            # http.response.start comes before any body (ASGI HTTP spec): a status that falls
-            # through is known before a byte went out.
+        elif mode is UNDECIDED or mode is OVERFLOWED:
+            # ASGI HTTP spec: http.response.start comes first, so no byte went out yet.
             if (
                 message["type"] == "http.response.start"
                 and message.get("status") in self._router.statuses
             ):
-                if not self._overflowed:
+                if mode is UNDECIDED:
                     self.mode = DROP
                     return
                 self.missed = True
@@ -129,10 +118,9 @@ class HTTPAttempt:
     def _keep(self, body: bytes) -> None:
         size = self._size + len(body)
         limit = self._router.max_replay
-        # Only while the request may still fall through: once it has, every byte must be
-        # kept, or the fallback would get a truncated body.
+        # Once the request fell through, every byte is kept: the fallback needs the whole body.
         if self.mode is UNDECIDED and limit is not None and size > limit:
-            self._overflowed = True
+            self.mode = OVERFLOWED
             self.discard()
             return
         self._size = size
@@ -141,10 +129,8 @@ class HTTPAttempt:
             if size <= self._router.buffer_size:
                 self._chunks.append(body)
                 return
-            # An anonymous temporary file: deleted when closed, or by the OS if the process dies.
             spool = self._spool = tempfile.TemporaryFile()  # noqa: SIM115
-            for chunk in self._chunks:
-                spool.write(chunk)
+            spool.writelines(self._chunks)
             self._chunks.clear()
         spool.write(body)
 
@@ -159,17 +145,6 @@ class HTTPAttempt:
         return self._fallback_receive
 
     async def _fallback_receive(self) -> Message:
-        message = self._replayed()
-        handoff = self._handoff
-        if message is None and handoff is not None:
-            # The primary's leftover call gets the server's next message and hands it over:
-            # two concurrent receive() calls on the server would race for it.
-            message = await handoff
-            self._handoff = None
-        return message if message is not None else await self._live_receive()
-
-    def _replayed(self) -> Message | None:
-        """The next recorded message to replay, or ``None`` when they have all gone."""
         chunks = self._chunks
         spool = self._spool
         if chunks:
@@ -185,7 +160,11 @@ class HTTPAttempt:
             self._disconnected = False
             return _HTTP_DISCONNECT
         else:
-            return None
+            # Not a second receive() on the server: a leftover one hands its message over.
+            handoff = self._handoff
+            message = None if handoff is None else await handoff
+            self._handoff = None
+            return message if message is not None else await self._live_receive()
         if last:
             self._seen = False
             self.discard()
@@ -198,7 +177,7 @@ class HTTPAttempt:
 
     def discard(self) -> None:
         """Forget the recorded body and close the temporary file, if any."""
-        if self._size:  # only a body with bytes in it leaves chunks or a spool
+        if self._size:
             self._chunks = []
             self._size = 0
             if self._spool is not None:
@@ -207,9 +186,6 @@ class HTTPAttempt:
 
 
 class WebSocketAttempt:
-    """One websocket's try at the primary: a refusal before accepting hands it to the fallback.
-    Before the handshake the server only delivers ``websocket.connect`` (maybe a disconnect)."""
-
     __slots__ = ("_live_receive", "_live_send", "_received", "mode")
 
     missed = False  # no body, so no replay limit to pass
@@ -235,8 +211,7 @@ class WebSocketAttempt:
         elif mode is UNDECIDED:
             kind = message["type"]
             # ASGI websocket spec: a close before accept refuses the handshake, and so does a
-            # denial response (websocket.http.response), whatever its status: WSGIToASGI
-            # refuses with a 403 where it can, a close where it cannot; both hand over alike.
+            # denial response of any status (WSGIToASGI sends either).
             if kind == "websocket.close" or kind == "websocket.http.response.start":
                 self.mode = DROP
                 return
@@ -247,14 +222,11 @@ class WebSocketAttempt:
     def replay_receive(self) -> ASGIReceive:
         """The fallback's ``receive``: the messages the primary got, then the live ones."""
         self.mode = DONE
-        pending = self._received
-        self._received = []
-        live = self._live_receive
+        return self._replay
 
-        async def receive() -> Message:
-            return pending.pop(0) if pending else await live()
-
-        return receive
+    async def _replay(self) -> Message:
+        received = self._received
+        return received.pop(0) if received else await self._live_receive()
 
     def discard(self) -> None:
-        """Nothing to clean up: the recorded messages go with the attempt."""
+        """Nothing to clean up."""
