@@ -1,7 +1,6 @@
 """WSGI ``start_response`` semantics and their translation into ASGI ``http.response.*`` events.
 
-Pure: the adapter's WSGI thread calls into a `ResponseState` and ships its events to the loop.
-"""
+Pure: the adapter's WSGI thread calls into a `ResponseState` and ships its events to the loop."""
 
 from __future__ import annotations
 
@@ -53,7 +52,7 @@ def parse_status(status: object) -> int:
 
 
 def body_chunk(chunk: object) -> bytes:
-    """Return a body chunk a WSGI app produced as ``bytes`` (PEP 3333 "Unicode Issues").
+    """Return a body chunk a WSGI app produced as ``bytes``.
 
     Raises:
         AppProtocolError: ``chunk`` is not bytes-like (a ``str`` most often).
@@ -69,12 +68,8 @@ def body_chunk(chunk: object) -> bytes:
 
 
 class ResponseState:
-    """What ``start_response`` was told, and how much of the body went out.
-
-    PEP 3333: ``start_response`` is called once, except with ``exc_info``, which may replace
-    the status and headers until they are sent, and is re-raised after. A ``Content-Length``
-    is a promise: bytes past it are dropped (`clamp`), a short body is an error (`shortfall`).
-    """
+    """What ``start_response`` was told (PEP 3333: once, but ``exc_info`` may replace it until
+    the headers are sent), and how much of the ``Content-Length`` promise went out."""
 
     __slots__ = ("committed", "content_length", "head", "headers", "sent", "status")
 
@@ -106,7 +101,7 @@ class ResponseState:
         self.status, self.headers, self.content_length = code, encoded, length
 
     def commit(self) -> HTTPResponseStartEvent:
-        """Mark the headers as sent and return the ``http.response.start`` event.
+        """Mark the headers as sent and return their ``http.response.start`` event.
 
         Raises:
             AppProtocolError: ``start_response`` was never called.
@@ -124,12 +119,9 @@ class ResponseState:
         if limit is None:
             self.sent += len(chunk)
             return chunk, 0, False
-        room = limit - self.sent
-        if len(chunk) > room:
-            dropped = len(chunk) - room
-            chunk = chunk[:room]
-        else:
-            dropped = 0
+        dropped = max(len(chunk) + self.sent - limit, 0)
+        if dropped:
+            chunk = chunk[: len(chunk) - dropped]
         self.sent += len(chunk)
         return chunk, dropped, self.sent >= limit
 
@@ -154,8 +146,8 @@ def file_send_event(
     ``None`` means iterate the file instead.
 
     ``path`` is set when the caller checked it names the open file. "Path Send" needs the whole
-    file; "Zero Copy Send" takes an ``offset``. Either only before any body, with a matching
-    ``Content-Length``, and never for a HEAD (the server would send the file).
+    file, "Zero Copy Send" takes an ``offset``; either only before any body, with a matching
+    ``Content-Length``, and never for a HEAD.
     """
     remaining = size - offset
     if (
