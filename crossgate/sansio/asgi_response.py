@@ -164,12 +164,11 @@ def wsgi_headers(headers: object) -> list[tuple[str, str]]:
 class ResponseCycle:
     """The state of one HTTP response as an ASGI app sends it.
 
-    `feed` enforces the ASGI HTTP spec's order (one start, then body messages, or one pathsend;
-    later messages are ignored) and the ``Content-Length`` promise: bytes past it are dropped
-    (counted in ``dropped``), a short body is an error (not for ``head``, 204 or 304).
-    ``strict`` (for ``crossgate.testing``) also demands lower-case header names, nothing after
-    the last message and no byte past the Content-Length. ``zerocopysend`` accepts that
-    extension's messages (`feed` returns ``None`` for them).
+    `feed` enforces the ASGI HTTP spec's message order and the ``Content-Length`` promise:
+    bytes past it are dropped (counted in ``dropped``), a short body is an error (not for
+    ``head``, 204 or 304). ``strict`` (for ``crossgate.testing``) also demands lower-case header
+    names, nothing after the last message and no byte past the Content-Length. ``zerocopysend``
+    accepts that extension's messages (`feed` returns ``None`` for them).
     """
 
     __slots__ = (

@@ -29,10 +29,8 @@ class EnvironOptions:
 
 
 def split_script_name(root_path: str, path: bytes) -> tuple[str, bytes]:
-    """Split a decoded request path into ``(SCRIPT_NAME, PATH_INFO bytes)``.
-
-    ``root_path`` is removed only at a segment boundary (``/application`` is not under ``/app``);
-    a ``path`` without it is an older server's, kept whole. ``SCRIPT_NAME`` never ends in ``/``.
+    """Split a decoded request path into ``(SCRIPT_NAME, PATH_INFO bytes)``, ``root_path``
+    removed only at a segment boundary (a ``path`` without it is kept whole).
 
     Raises:
         PeerProtocolError: ``root_path`` holds a lone surrogate.
@@ -64,10 +62,8 @@ def _host_and_port(scope: Mapping[str, Any], host: str | None, scheme: str) -> t
 def build_environ(
     scope: Mapping[str, Any], options: EnvironOptions = EnvironOptions()
 ) -> dict[str, Any]:
-    """Build the PEP 3333 environ for an ASGI ``http`` scope, without the stream objects.
-
-    ``PATH_INFO`` is ``raw_path`` percent-decoded and carried as latin-1 (as under gunicorn),
-    else ``path`` encoded back to UTF-8; docs/wsgi-to-asgi.md has each key.
+    """Build the PEP 3333 environ for an ASGI ``http`` scope, without the stream objects
+    (docs/wsgi-to-asgi.md has each key).
 
     Raises:
         PeerProtocolError: too many headers (431), a bad ``Content-Length``, a scope without

@@ -1,7 +1,4 @@
-"""The phases of one `WSGIToASGI` request and their one transition table. Pure.
-
-`crossgate.adapters.wsgi_to_asgi._exchange.WorkerExchange` keeps the lock, buffers and wake-ups.
-"""
+"""The phases of one `WSGIToASGI` request and their one transition table. Pure."""
 
 from __future__ import annotations
 

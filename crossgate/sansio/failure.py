@@ -37,11 +37,8 @@ class RaisePoint(enum.Enum):
 
 
 def wsgi_raise_point(*, headers_given: bool, complete: bool) -> RaisePoint:
-    """Where `ASGIToWSGI` raises an exception of the app's to the WSGI server.
-
-    ``headers_given``: ``start_response`` was called; ``complete``: the app completed its
-    response first, which is raised from ``close()`` so the server sends it whole.
-    """
+    """Where `ASGIToWSGI` raises an exception of the app's to the WSGI server: from
+    ``close()`` once the response is ``complete``, so the server sends it whole."""
     if complete:
         return RaisePoint.CLOSE
     return RaisePoint.ITERABLE if headers_given else RaisePoint.CALL

@@ -1,6 +1,4 @@
-"""One lifespan cycle, from the server's side: its phases and the rules that move them. Pure.
-
-The rules follow uvicorn's ``--lifespan auto``; docs/asgi-to-wsgi.md ("Lifespan") has them."""
+"""One lifespan cycle, from the server's side, by uvicorn's ``--lifespan auto`` rules. Pure."""
 
 from __future__ import annotations
 
@@ -109,8 +107,7 @@ class LifespanCycle:
         """The ``event`` message for the app.
 
         Raises:
-            CrossgateError: ``event`` may not be sent now (a shutdown without a completed
-                startup: ASGI lifespan spec).
+            CrossgateError: ``event`` may not be sent now (a shutdown before startup completed).
         """
         if (self.phase, event) not in TRANSITIONS:
             raise CrossgateError(f"{event!r} cannot be sent in lifespan phase {self.phase.value}")

@@ -1,8 +1,4 @@
-"""Mount prefixes and the paths a mounted application sees. Pure.
-
-A mount moves its prefix into ``root_path`` and leaves ``path`` whole (ASGI 2.x), matching at
-segment boundaries only; docs/routing.md has the rules.
-"""
+"""Mount prefixes and the paths a mounted application sees (docs/routing.md has the rules). Pure."""
 
 from __future__ import annotations
 
@@ -27,11 +23,9 @@ PATH_SAFE = "/;=,~!$&'()*+:@"
 RAW_SAFE = PATH_SAFE + "%"
 QUERY_SAFE = RAW_SAFE + "?"
 
-# Distinct root_path values a table compiles before it starts over (one can come from a proxy).
-MAX_ROOTS = 16
+MAX_ROOTS = 16  # root_path values a table compiles before it starts over
 
-# What `MountTable.route` returns: (value, child root_path, child path, child raw_path), the
-# last two None when they stay as they are.
+# (value, child root_path, child path, child raw_path), the last two None when they stay.
 Routed = tuple[T, str, str | None, bytes | None]
 # Where a prefix's first segment ends -> (full prefix, where it ends, the answer), longest first.
 _Groups = dict[int, tuple[tuple[str, int, Routed[T]], ...]]
@@ -83,9 +77,6 @@ def _under(root: str, groups: _Groups[T]) -> tuple[str, _Groups[T]]:
 class MountTable(Generic[T]):
     """Mount prefixes, each with the value it routes to, matched longest first.
 
-    Specialised once for each ``root_path`` it meets, a request costs one `str.find`, one dict
-    lookup and a `str.startswith` per prefix sharing its first segment; nothing is allocated.
-
     Raises:
         ValueError: two entries have the same prefix (after `normalize_prefix`), or a prefix
             is invalid.
@@ -121,11 +112,8 @@ class MountTable(Generic[T]):
         return self._prefixes
 
     def lookup(self, root_path: str, path: str) -> tuple[str, T] | None:
-        """The ``(prefix, value)`` of the longest prefix ``path`` is under, or ``None``.
-
-        ``path`` and ``root_path`` are the scope's; the prefix is matched against the part of
-        ``path`` below ``root_path`` (see `root_offset`), at a segment boundary.
-        """
+        """The ``(prefix, value)`` of the longest prefix the part of ``path`` below ``root_path``
+        (see `root_offset`) is under, or ``None``."""
         offset = root_offset(root_path, path) if root_path else 0
         end = path.find("/", offset + 1)
         size = len(path)
@@ -136,10 +124,8 @@ class MountTable(Generic[T]):
         return None
 
     def route(self, root_path: str | None, path: str, raw_path: bytes | None) -> Routed[T] | None:
-        """Match and compute the child scope's paths in one step (the router's hot path).
-
-        Returns `child_paths`'s answer after the value, ``path`` and ``raw_path`` ``None`` when
-        they stay as they are; ``None`` when no prefix matches.
+        """The value and `child_paths` (``path`` and ``raw_path`` ``None`` when they stay), or
+        ``None`` when no prefix matches.
 
         Raises:
             PeerProtocolError: as `child_paths`.
@@ -172,11 +158,8 @@ class MountTable(Generic[T]):
 def child_paths(
     root_path: str, path: str, raw_path: bytes | None, prefix: str
 ) -> tuple[str, str, bytes | None]:
-    """The ``(root_path, path, raw_path)`` of the scope a mount at ``prefix`` hands its app.
-
-    The child's ``root_path`` is the parent's plus ``prefix`` (from `MountTable.lookup`);
-    ``path`` and ``raw_path`` are kept, but an older server's ``path`` gets the parent's
-    ``root_path`` put in front, in ``raw_path`` too (percent-encoded, as uvicorn would).
+    """The ``(root_path, path, raw_path)`` of the scope a mount at ``prefix`` hands its app: an
+    older server's ``path`` and ``raw_path`` get the parent's ``root_path`` put in front.
 
     Raises:
         PeerProtocolError: ``root_path`` holds a lone surrogate.
@@ -192,18 +175,16 @@ def child_paths(
 def slash_redirect_location(
     root_path: str, path: str, raw_path: bytes | None, query_string: bytes
 ) -> bytes:
-    """The ``Location`` that adds the missing ``/`` to a request for a bare mount prefix.
-
-    Built from the raw path when there is one, so the client gets back the bytes it sent. Bytes
-    other than RFC 3986 path and query characters are escaped (no CR or LF reaches the header),
-    and a leading ``//`` is collapsed: it would name another host (section 4.2).
+    """The ``Location`` that adds the missing ``/`` to a request for a bare mount prefix: the
+    raw path when there is one, escaped to RFC 3986 characters (no CR or LF), and a leading
+    ``//``, which would name another host, collapsed.
 
     Raises:
         PeerProtocolError: ``root_path`` or ``path`` holds a lone surrogate.
     """
     root = root_path.rstrip("/")
     if raw_path:
-        # Some servers put the query in raw_path; the ASGI spec says it is not there.
+        # Some servers put the query in raw_path; the ASGI spec excludes it.
         target = quote_from_bytes(raw_path.partition(b"?")[0], safe=RAW_SAFE).encode("ascii")
         if root and not root_offset(root, path):
             target = _quote(root, "root_path") + target

@@ -1,6 +1,5 @@
 """WSGI ``start_response`` semantics and their translation into ASGI ``http.response.*`` events.
-
-Pure: the adapter's WSGI thread calls into a `ResponseState` and ships its events to the loop."""
+Pure."""
 
 from __future__ import annotations
 
@@ -27,7 +26,7 @@ __all__ = [
     "parse_status",
 ]
 
-# What sys.exc_info() returns; PEP 3333 passes it to start_response as ``exc_info``.
+# What sys.exc_info() returns: start_response's ``exc_info``.
 OptExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
 
@@ -142,13 +141,9 @@ def file_send_event(
     offset: int,
     size: int,
 ) -> HTTPResponsePathsendEvent | HTTPResponseZerocopysendEvent | None:
-    """The event that has the server send a ``wsgi.file_wrapper`` file, settling ``state``;
-    ``None`` means iterate the file instead.
-
-    ``path`` is set when the caller checked it names the open file. "Path Send" needs the whole
-    file, "Zero Copy Send" takes an ``offset``; either only before any body, with a matching
-    ``Content-Length``, and never for a HEAD.
-    """
+    """The pathsend or zerocopysend event that sends a ``wsgi.file_wrapper`` file, settling
+    ``state``; ``None``: iterate the file (after a body, a HEAD, or another Content-Length).
+    ``path`` is set when the caller checked it names the open file."""
     remaining = size - offset
     if (
         state.head

@@ -21,14 +21,12 @@ from crossgate.sansio.paths import PATH_SAFE
 
 __all__ = ["ASGI_SPEC_VERSION", "DEFAULT_EXTENSIONS", "build_scope", "request_body_length"]
 
-# 2.4: send() on a closed connection raises an OSError (`ClientDisconnected`); 2.5 only adds a
-# websocket field.
+# 2.4: send() on a closed connection raises an OSError; 2.5 only adds a websocket field.
 ASGI_SPEC_VERSION = "2.4"
 
-# The ASGI "Path Send" extension: the adapter serves the file through ``wsgi.file_wrapper``.
+# "Path Send": the adapter serves the file through ``wsgi.file_wrapper``.
 DEFAULT_EXTENSIONS = ("http.response.pathsend",)
 
-# SERVER_PROTOCOL -> http_version.
 _HTTP_VERSIONS = {
     "HTTP/1.1": "1.1",
     "HTTP/1.0": "1.0",
@@ -39,17 +37,13 @@ _HTTP_VERSIONS = {
     "HTTP/0.9": "1.0",  # the nearest version the ASGI spec knows
 }
 
-# PEP 3333 reserves these for the CGI variables; an HTTP_ twin would duplicate the header.
+# An HTTP_ twin of a CGI variable would duplicate the header.
 _CGI_TWINS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 
 
 def _native(value: object, key: str) -> bytes:
     """The bytes a PEP 3333 "native string" carries; text beyond latin-1 is UTF-8 encoded
-    (even a lone surrogate) instead of a crash.
-
-    Raises:
-        PeerProtocolError: ``value`` is not a ``str``.
-    """
+    (even a lone surrogate) instead of a crash. Raises `PeerProtocolError` for a non-``str``."""
     if type(value) is not str:
         raise PeerProtocolError(
             f"environ[{key!r}] must be a str (PEP 3333), not {type(value).__name__}"
@@ -77,8 +71,8 @@ def _header_pairs(keys: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
 
 
 def _raw_path(environ: Mapping[str, Any], decoded: bytes) -> bytes:
-    """``RAW_URI`` or ``REQUEST_URI``'s path when it decodes to ``decoded`` (a middleware may
-    have rewritten the path), else ``decoded`` quoted."""
+    """``RAW_URI`` or ``REQUEST_URI``'s path when it decodes to ``decoded`` (not rewritten by a
+    middleware), else ``decoded`` quoted."""
     uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if type(uri) is str:
         target = uri.partition("?")[0]
@@ -138,9 +132,8 @@ def build_scope(
 ) -> dict[str, Any]:
     """Build the ASGI ``http`` scope of a WSGI request (docs/asgi-to-wsgi.md has each key).
 
-    ``path`` is ``SCRIPT_NAME`` + ``PATH_INFO`` decoded from UTF-8 with ``surrogateescape``, so
-    bytes that are not UTF-8 never raise; ``state`` is a shallow copy of the lifespan state.
-    More than ``max_headers`` headers get a 431; ``None`` for no cap.
+    ``state`` is shallow-copied into the scope; more than ``max_headers`` headers get a 431
+    (``None``: no cap).
 
     Raises:
         PeerProtocolError: ``REQUEST_METHOD`` is missing or empty, or a CGI value or ``HTTP_*``
