@@ -39,11 +39,8 @@ _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
 _PAIRS: dict[tuple[bytes, bytes], tuple[str, str] | tuple[()]] = {}
 _PAIRS_MAX = 1024
 
-_STATUS_LINES = {
-    status.value: f"{status.value} {status.phrase}"
-    for status in HTTPStatus
-    if 200 <= status.value <= 599
-}
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+_STATUS_LINES = {code: f"{code} {_PHRASES.get(code, 'Unknown')}" for code in range(200, 600)}
 
 
 class Start(NamedTuple):
@@ -76,15 +73,12 @@ def status_line(status: object) -> str:
     Raises:
         AppProtocolError: ``status`` is not an ``int`` from 200 to 599 (WSGI cannot send 1xx).
     """
-    if type(status) is int:
-        line = _STATUS_LINES.get(status)
-        if line is not None:
-            return line
-        if 200 <= status <= 599:
-            return f"{status} Unknown"
-    raise AppProtocolError(
-        f"http.response.start status must be an int from 200 to 599, not {status!r}"
-    )
+    line = _STATUS_LINES.get(status) if type(status) is int else None
+    if line is None:
+        raise AppProtocolError(
+            f"http.response.start status must be an int from 200 to 599, not {status!r}"
+        )
+    return line
 
 
 def _bytes(raw: object) -> bytes | None:

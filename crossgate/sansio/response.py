@@ -118,9 +118,12 @@ class ResponseState:
         if limit is None:
             self.sent += len(chunk)
             return chunk, 0, False
-        dropped = max(len(chunk) + self.sent - limit, 0)
-        if dropped:
-            chunk = chunk[: len(chunk) - dropped]
+        room = limit - self.sent
+        if len(chunk) > room:
+            dropped = len(chunk) - room
+            chunk = chunk[:room]
+        else:
+            dropped = 0
         self.sent += len(chunk)
         return chunk, dropped, self.sent >= limit
 
