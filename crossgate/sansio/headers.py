@@ -137,13 +137,11 @@ def environ_headers(
         key = header_environ_key(name)
         if key is None:
             continue
-        text = value.decode("latin-1")
-        if key in result:
-            if repeated is None:
-                repeated = {}
-            repeated.setdefault(key, [result[key]]).append(text)
+        if key not in result:
+            result[key] = value.decode("latin-1")
         else:
-            result[key] = text
+            repeated = repeated or {}
+            repeated.setdefault(key, [result[key]]).append(value.decode("latin-1"))
     if repeated:
         for key, parts in repeated.items():
             if key == "CONTENT_LENGTH":

@@ -183,11 +183,8 @@ def error_events(
 ) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
     """The two events of a short plain-text error response: the status phrase, then
     ``message``; never a traceback (that goes to the log)."""
-    phrase = HTTPStatus(status_code).phrase
-    text = (
-        f"{status_code} {phrase}\n" if message is None else f"{status_code} {phrase}: {message}\n"
-    )
-    body = text.encode("utf-8")
+    text = f"{status_code} {HTTPStatus(status_code).phrase}"
+    body = (text + ("\n" if message is None else f": {message}\n")).encode("utf-8")
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode("ascii")),
