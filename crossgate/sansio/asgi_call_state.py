@@ -1,21 +1,17 @@
-"""The phases of one `ASGIToWSGI` request (its body, response, app and server side), the one
-table of their transitions (`TRANSITIONS`, as h11's ``_state.py`` keeps its states) and the one
-rule of what a failed response is blamed on (`failure_cause`). Pure: no threads, asyncio or I/O;
-the adapter's engine only feeds them events.
-"""
+"""The phases of one `ASGIToWSGI` request, their one transition table (as h11's ``_state.py``)
+and the rule of what a failed response is blamed on. Pure."""
 
 from __future__ import annotations
 
 import enum
 from typing import TypeVar, cast
 
-from crossgate.sansio._identity_enum import IdentityEnum
-
 __all__ = [
     "TRANSITIONS",
     "AppPhase",
     "Cause",
     "Event",
+    "IdentityEnum",
     "InputPhase",
     "ResponsePhase",
     "ServerPhase",
@@ -24,8 +20,15 @@ __all__ = [
 ]
 
 
+class IdentityEnum(enum.Enum):
+    """An enum hashed by identity in C, not by `enum.Enum`'s Python ``__hash__``: each
+    transition looks a ``(phase, event)`` pair up on the request path."""
+
+    __hash__ = object.__hash__
+
+
 class InputPhase(IdentityEnum):
-    """The request body, read from ``wsgi.input`` (PEP 3333, "Input and Error Streams")."""
+    """The request body, read from ``wsgi.input``."""
 
     READING = "reading"
     END = "end"
@@ -38,9 +41,7 @@ class ResponsePhase(IdentityEnum):
 
     RESPONDING = "responding"
     COMPLETE = "complete"  # the last body message or a pathsend was sent
-    # The client left (or the server closed the response) before it was complete: receive()
-    # says http.disconnect, send() raises (ASGI HTTP spec 2.4).
-    GONE = "gone"
+    GONE = "gone"  # the client or server left before it was complete (ASGI HTTP spec 2.4)
     FINISHED = "finished"  # complete, then closed or left: nothing reaches the server now
 
 
@@ -54,11 +55,10 @@ class AppPhase(IdentityEnum):
 
 
 class ServerPhase(IdentityEnum):
-    """The WSGI server's side of the response (PEP 3333)."""
+    """The WSGI server's side of the response."""
 
     WAITING = "waiting"  # start_response not called yet
-    # No body byte yet: start_response with exc_info can replace the headers (PEP 3333).
-    HEADERS = "headers"
+    HEADERS = "headers"  # start_response with exc_info can still replace them (PEP 3333)
     BODY = "body"  # body bytes went out: a failure can only drop the connection
     CLOSED = "closed"  # the server called close()
 
@@ -82,8 +82,8 @@ class Event(IdentityEnum):
 Phase = InputPhase | ResponsePhase | AppPhase | ServerPhase
 P = TypeVar("P", InputPhase, ResponsePhase, AppPhase, ServerPhase)
 
-# (phase, event) -> the next phase. An event a phase does not list leaves it as it is: a request
-# body that broke stays broken whatever comes next, a closed response stays closed.
+# A pair missing here leaves the phase as it is: a broken body stays broken, a closed response
+# stays closed.
 TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
     (InputPhase.READING, Event.BODY_READ): InputPhase.END,
     (InputPhase.READING, Event.BODY_BROKEN): InputPhase.BROKEN,
@@ -120,17 +120,13 @@ class Cause(enum.Enum):
     INCOMPLETE = "the app returned without completing its response"
 
 
+_BODY_CAUSES = {InputPhase.TOO_LARGE: Cause.TOO_LARGE, InputPhase.BROKEN: Cause.BODY_BROKEN}
+_APP_CAUSES = {AppPhase.RAISED: Cause.APP_RAISED, AppPhase.CANCELLED: Cause.CANCELLED}
+
+
 def failure_cause(body: InputPhase, app: AppPhase, *, violation: bool) -> Cause:
     """Why a response failed: the request's fault first (it gets its 4xx), then the app's
     breach of the spec (raised on or swallowed), then how the app ended."""
-    if body is InputPhase.TOO_LARGE:
-        return Cause.TOO_LARGE
-    if body is InputPhase.BROKEN:
-        return Cause.BODY_BROKEN
-    if violation:
-        return Cause.VIOLATION
-    if app is AppPhase.RAISED:
-        return Cause.APP_RAISED
-    if app is AppPhase.CANCELLED:
-        return Cause.CANCELLED
-    return Cause.INCOMPLETE
+    if body in _BODY_CAUSES:
+        return _BODY_CAUSES[body]
+    return Cause.VIOLATION if violation else _APP_CAUSES.get(app, Cause.INCOMPLETE)

@@ -1,8 +1,6 @@
 """ASGI ``http.response.*`` messages -> WSGI ``start_response`` arguments and body chunks. Pure.
 
-`ASGIToWSGI` feeds every message an ASGI app sends to a `ResponseCycle`, which checks it against
-the ASGI HTTP spec and returns what the WSGI side must do with it.
-"""
+`ASGIToWSGI` feeds each message an ASGI app sends to a `ResponseCycle`."""
 
 from __future__ import annotations
 
@@ -28,36 +26,21 @@ __all__ = [
     "wsgi_headers",
 ]
 
-# Hop-by-hop fields (RFC 9110 section 7.6.1, RFC 9112 section 6.1): PEP 3333 ("Other HTTP
-# Features") forbids a WSGI app to send them, and the ASGI spec has the server ignore
-# Transfer-Encoding. The adapter drops them all.
+# Hop-by-hop fields (RFC 9110 section 7.6.1), which PEP 3333 forbids a WSGI app to send.
 HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
+    b"connection keep-alive proxy-authenticate proxy-authorization proxy-connection te trailer "
+    b"transfer-encoding upgrade".split()
 )
 
 # RFC 9110 section 5.5: CR, LF and NUL in a value would let the app split the response.
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
 
-# (name, value) as sent -> its checked WSGI pair, () for a hop-by-hop header. Most pairs repeat
-# from response to response; cleared when full, so pairs that never repeat stay bounded.
+# (name, value) as sent -> its checked WSGI pair, () for a hop-by-hop header; cleared when full.
 _PAIRS: dict[tuple[bytes, bytes], tuple[str, str] | tuple[()]] = {}
 _PAIRS_MAX = 1024
 
-_STATUS_LINES = {
-    status.value: f"{status.value} {status.phrase}"
-    for status in HTTPStatus
-    if 200 <= status.value <= 599
-}
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+_STATUS_LINES = {code: f"{code} {_PHRASES.get(code, 'Unknown')}" for code in range(200, 600)}
 
 
 class Start(NamedTuple):
@@ -80,7 +63,7 @@ class SendFile(NamedTuple):
     path: str
 
 
-# `ResponseCycle.feed` makes a Start or Body per message: tuple.__new__ skips their Python __new__.
+# Skips the NamedTuples' Python __new__ for the Start or Body of each message.
 _new_tuple = tuple.__new__
 
 
@@ -90,19 +73,15 @@ def status_line(status: object) -> str:
     Raises:
         AppProtocolError: ``status`` is not an ``int`` from 200 to 599 (WSGI cannot send 1xx).
     """
-    if type(status) is int:
-        line = _STATUS_LINES.get(status)
-        if line is not None:
-            return line
-        if 200 <= status <= 599:
-            return f"{status} Unknown"
-    raise AppProtocolError(
-        f"http.response.start status must be an int from 200 to 599, not {status!r}"
-    )
+    line = _STATUS_LINES.get(status) if type(status) is int else None
+    if line is None:
+        raise AppProtocolError(
+            f"http.response.start status must be an int from 200 to 599, not {status!r}"
+        )
+    return line
 
 
 def _bytes(raw: object) -> bytes | None:
-    """``raw`` as ``bytes`` when it is bytes-like (bytes, bytearray, memoryview), else None."""
     if type(raw) is bytes:
         return raw
     if isinstance(raw, bytes | bytearray | memoryview):
@@ -110,17 +89,16 @@ def _bytes(raw: object) -> bytes | None:
     return None
 
 
-# Header name -> (WSGI name, hop-by-hop?): a deployment sends few names.
 @functools.lru_cache(maxsize=512)
 def _name(raw: bytes) -> tuple[str, bool]:
+    """The WSGI name (in the app's case) and whether it is hop-by-hop."""
     if not TOKEN_BYTES.fullmatch(raw):
         raise AppProtocolError(f"invalid response header name: {raw!r}")
-    # Names keep the app's case: Django sends "Content-Type" through ASGI.
     return raw.decode("ascii"), raw.lower() in HOP_BY_HOP
 
 
 def _pair(item: object) -> tuple[str, str] | tuple[()]:
-    """One header as a WSGI pair, ``()`` when hop-by-hop; remembered in `_PAIRS`."""
+    """One header as a WSGI pair, ``()`` when hop-by-hop."""
     raw_name: object
     raw_value: object
     try:
@@ -145,16 +123,13 @@ def _pair(item: object) -> tuple[str, str] | tuple[()]:
     )
     if len(_PAIRS) >= _PAIRS_MAX:
         _PAIRS.clear()
-    # Keyed by the bytes: an equal memoryview pair gets the same answer from the cache.
     _PAIRS[name_bytes, value_bytes] = pair
     return pair
 
 
 def wsgi_headers(headers: object) -> list[tuple[str, str]]:
-    """Translate ``http.response.start`` headers into a PEP 3333 header list.
-
-    Values are decoded as latin-1 (PEP 3333 "native strings") and stripped (RFC 9110 section
-    5.5); hop-by-hop headers are dropped (`HOP_BY_HOP`).
+    """Translate ``http.response.start`` headers into a PEP 3333 header list: values decoded as
+    latin-1 and stripped, hop-by-hop headers (`HOP_BY_HOP`) dropped.
 
     Raises:
         AppProtocolError: ``headers`` is not an iterable of ``(name, value)`` byte-string
@@ -171,7 +146,7 @@ def wsgi_headers(headers: object) -> list[tuple[str, str]]:
     for item in headers:
         try:
             pair = known(item)
-        except TypeError:  # unhashable: not a pair of bytes; _pair says what it is
+        except TypeError:  # unhashable: _pair says what it is
             pair = None
         if pair is None:
             pair = _pair(item)
@@ -183,16 +158,11 @@ def wsgi_headers(headers: object) -> list[tuple[str, str]]:
 class ResponseCycle:
     """The state of one HTTP response as an ASGI app sends it.
 
-    `feed` enforces the ASGI HTTP spec's order: one ``http.response.start``, then body messages
-    until ``more_body`` is false, or one ``http.response.pathsend`` right after the start; later
-    messages are ignored ("Response Body"). A declared ``Content-Length`` is a promise the WSGI
-    server may not check: an invalid or conflicting one is refused, bytes past it are dropped
-    (counted in ``dropped``), lest they reach the client as the next response on a keep-alive
-    connection, and a body ending short of it is an error (not for ``head``, 204 or 304).
-
-    ``strict`` (for ``crossgate.testing``) also demands lower-case header names, nothing after
-    the last message and no byte past the Content-Length. ``zerocopysend`` accepts that
-    extension's messages (`feed` returns ``None`` for them).
+    `feed` enforces the ASGI HTTP spec's message order and the ``Content-Length`` promise:
+    bytes past it are dropped (counted in ``dropped``), a short body is an error (not for
+    ``head``, 204 or 304). ``strict`` (for ``crossgate.testing``) also demands lower-case header
+    names, nothing after the last message and no byte past the Content-Length. ``zerocopysend``
+    accepts that extension's messages (`feed` returns ``None`` for them).
     """
 
     __slots__ = (
@@ -214,7 +184,6 @@ class ResponseCycle:
         self.head = head
         self.strict = strict
         self.zerocopysend = zerocopysend
-        # HEAD, 204 and 304 carry the length of a body they never send (RFC 9110 section 8.6).
         self.must_fill = False
         self.started = False
         self.body_started = False
@@ -235,7 +204,6 @@ class ResponseCycle:
                 kind = message.get("type") if isinstance(message, Mapping) else message
                 raise AppProtocolError(f"{kind!r} sent after the response was complete")
             if self.content_length is not None and self.sent >= self.content_length:
-                # Body the app sends after its Content-Length was reached is past it, too.
                 body = message.get("body") if isinstance(message, Mapping) else None
                 if isinstance(body, bytes | bytearray | memoryview):
                     self.dropped += len(body)
@@ -269,10 +237,8 @@ class ResponseCycle:
                     if len(body) > room:
                         self.dropped += len(body) - room
                         body = body[:room]
-                    # Every declared byte is out (in strict mode, the app must say so).
                     more = more and self.strict
-                elif not more and self.must_fill:
-                    # RFC 9112 section 6.3: the client would wait for the rest.
+                elif not more and self.must_fill:  # RFC 9112 section 6.3
                     raise AppProtocolError(
                         f"the app ended its body {room - len(body)} bytes short of its "
                         f"Content-Length of {limit}"
@@ -286,7 +252,6 @@ class ResponseCycle:
             if self.started:
                 raise AppProtocolError("http.response.start sent twice")
             status = message.get("status")
-            # status_line(status), with its table read here first.
             line = _STATUS_LINES.get(status) if type(status) is int else None
             headers = wsgi_headers(message.get("headers", ()))
             if self.strict:
@@ -294,7 +259,6 @@ class ResponseCycle:
                     if bytes(name) != bytes(name).lower():
                         raise AppProtocolError(f"header names must be lower-case: {name!r}")
             start: Start = _new_tuple(Start, (line or status_line(status), headers))
-            # Per response: names of another length are passed over without lower-casing.
             lengths: list[bytes] | None = None
             for name, value in headers:
                 if len(name) == 14 and name.lower() == "content-length":
@@ -302,6 +266,7 @@ class ResponseCycle:
                         lengths = []
                     lengths.append(value.encode("latin-1"))
             self.content_length = None if lengths is None else parse_content_length(lengths)
+            # HEAD, 204 and 304 carry the length of a body they never send (RFC 9110 8.6).
             self.must_fill = not (self.head or status in (204, 304))
             self.started = True
             return start

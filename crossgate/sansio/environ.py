@@ -19,8 +19,8 @@ _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 @dataclass(frozen=True, slots=True)
 class EnvironOptions:
     """Choices an operator makes about the environ: keep headers with ``_`` in their names
-    (`crossgate.sansio.headers.environ_headers`), the header cap (431 above it; ``None``: no
-    cap), and the values of ``wsgi.multiprocess`` and ``wsgi.run_once``."""
+    (see `crossgate.sansio.headers.environ_headers`), the header cap (431 above it; ``None``:
+    no cap), and ``wsgi.multiprocess`` and ``wsgi.run_once``."""
 
     keep_underscore_headers: bool = False
     max_headers: int | None = DEFAULT_MAX_HEADERS
@@ -29,11 +29,8 @@ class EnvironOptions:
 
 
 def split_script_name(root_path: str, path: bytes) -> tuple[str, bytes]:
-    """Split a decoded request path into ``(SCRIPT_NAME, PATH_INFO bytes)``.
-
-    ``root_path`` is removed only at a segment boundary (``/application`` is not under ``/app``;
-    asgiref and a2wsgi give ``lication``); a ``path`` without it is an older server's, kept
-    whole. ``SCRIPT_NAME`` never ends with ``/``.
+    """Split a decoded request path into ``(SCRIPT_NAME, PATH_INFO bytes)``, ``root_path``
+    removed only at a segment boundary (a ``path`` without it is kept whole).
 
     Raises:
         PeerProtocolError: ``root_path`` holds a lone surrogate.
@@ -44,30 +41,20 @@ def split_script_name(root_path: str, path: bytes) -> tuple[str, bytes]:
     root = scope_bytes(script_name, "root_path")
     if path.startswith(root) and (len(path) == len(root) or path[len(root)] == 0x2F):
         path = path[len(root) :]
-    # Environ strings carry bytes as latin-1 (PEP 3333, "Unicode Issues").
     return root.decode("latin-1"), path
 
 
-def _is_relative_target(root_path: str, path: str, target: bytes) -> bool:
-    """Whether ``target``, a ``raw_path`` without a leading ``/``, is ``path`` below
-    ``root_path`` (what `build_scope` keeps of a ``PATH_INFO`` such as ``foo``)."""
-    root = root_path.rstrip("/")
-    return path == root + "/" + target.decode("utf-8", "surrogateescape")
-
-
-def _host_and_port(
-    scope: Mapping[str, Any], host_header: str | None, scheme: str
-) -> tuple[str, str]:
+def _host_and_port(scope: Mapping[str, Any], host: str | None, scheme: str) -> tuple[str, str]:
     server = scope.get("server")
     if server is not None and server[1] is not None:
         return str(server[0]), str(server[1])
     default_port = _DEFAULT_PORTS.get(scheme, "80")
-    if host_header:
+    if host:
         # The port follows the last colon that is not inside an IPv6 literal ("[::1]:8000").
-        host, sep, port = host_header.rpartition(":")
-        if sep and port.isdigit() and not host.endswith(":"):
-            return host, port
-        return host_header, default_port
+        name, sep, port = host.rpartition(":")
+        if sep and port.isdigit() and not name.endswith(":"):
+            return name, port
+        return host, default_port
     # A Unix socket's server is (path, None); PEP 3333 requires a SERVER_NAME.
     return (str(server[0]) if server is not None else "localhost"), default_port
 
@@ -75,11 +62,8 @@ def _host_and_port(
 def build_environ(
     scope: Mapping[str, Any], options: EnvironOptions = EnvironOptions()
 ) -> dict[str, Any]:
-    """Build the PEP 3333 environ for an ASGI ``http`` scope, without the stream objects.
-
-    ``PATH_INFO`` is ``raw_path`` percent-decoded and carried as latin-1 (``%FF`` is U+00FF, as
-    under gunicorn), else ``path`` encoded back to UTF-8. ``RAW_URI`` and ``REQUEST_URI`` keep
-    the raw target, ``asgi.scope`` the scope.
+    """Build the PEP 3333 environ for an ASGI ``http`` scope, without the stream objects
+    (docs/wsgi-to-asgi.md has each key).
 
     Raises:
         PeerProtocolError: too many headers (431), a bad ``Content-Length``, a scope without
@@ -94,7 +78,7 @@ def build_environ(
     query: bytes = scope.get("query_string") or b""
     raw_path: bytes | None = scope.get("raw_path")
     if raw_path:
-        # Some servers include the query in raw_path; the ASGI spec says it excludes it.
+        # Some servers include the query in raw_path; the ASGI spec excludes it.
         raw_path = raw_path.partition(b"?")[0]
         decoded = unquote_to_bytes(raw_path)
         raw_target = raw_path.decode("latin-1")
@@ -104,14 +88,12 @@ def build_environ(
     root_path: str = scope.get("root_path") or ""
     if decoded[:1] == b"/" or decoded == b"*":
         script_name, path_bytes = split_script_name(root_path, decoded)
-    elif _is_relative_target(root_path, path_text, decoded):
-        # A relative target (werkzeug's test client sends "foo" under SCRIPT_NAME "/app"):
-        # `build_scope` kept it in raw_path, and PATH_INFO gets it back as it was.
+    elif path_text == root_path.rstrip("/") + "/" + decoded.decode("utf-8", "surrogateescape"):
+        # A relative target (werkzeug's "foo" under "/app", kept by `build_scope`) comes back.
         script_name = scope_bytes(root_path.rstrip("/"), "root_path").decode("latin-1")
         path_bytes = decoded
     else:
-        # A relative raw_path that is not path below root_path (a router mounted the app
-        # deeper since): path says where the request goes.
+        # A relative raw_path that is not path below root_path (mounted deeper since).
         script_name, path_bytes = split_script_name(root_path, scope_bytes(path_text, "path"))
     if query:
         raw_target = raw_target + "?" + query.decode("latin-1")
@@ -142,8 +124,7 @@ def build_environ(
             "wsgi.multithread": True,
             "wsgi.multiprocess": options.multiprocess,
             "wsgi.run_once": options.run_once,
-            # The adapter always gives the app an input that ends at the end of the body, so
-            # apps may read to EOF without CONTENT_LENGTH (the mod_wsgi / gunicorn extension).
+            # The adapter's input ends with the body (the mod_wsgi / gunicorn extension).
             "wsgi.input_terminated": True,
             "asgi.scope": scope,
         }

@@ -1,13 +1,8 @@
-"""The phases of one `WSGIToASGI` request and the one table of moves between them. Pure.
-
-`crossgate.adapters.wsgi_to_asgi._exchange.WorkerExchange` keeps the lock, buffers and
-wake-ups; which phase follows which, and what each allows, lives here, as h11 keeps its states
-in ``_state.py``.
-"""
+"""The phases of one `WSGIToASGI` request and their one transition table. Pure."""
 
 from __future__ import annotations
 
-from crossgate.sansio._identity_enum import IdentityEnum
+from crossgate.sansio.asgi_call_state import IdentityEnum
 
 __all__ = [
     "KEEPS_BODY",
@@ -38,8 +33,8 @@ class WorkerEvent(IdentityEnum):
     ENDED = "the loop is done with the request"
 
 
-# Pairs missing from the table leave the phase as it is: a worker that comes for an abandoned
-# request does not run it, a timeout after a worker picked the request up changes nothing.
+# A pair missing here leaves the phase as it is: a worker that comes for an abandoned request
+# does not run it, a timeout after a worker picked the request up changes nothing.
 _TRANSITIONS: dict[tuple[WorkerPhase, WorkerEvent], WorkerPhase] = {
     (WorkerPhase.QUEUED, WorkerEvent.PICKED_UP): WorkerPhase.RUNNING,
     (WorkerPhase.QUEUED, WorkerEvent.EXPIRED): WorkerPhase.ABANDONED,
@@ -51,9 +46,8 @@ KEEPS_BODY = frozenset({WorkerPhase.QUEUED, WorkerPhase.RUNNING})
 """Phases in which request bytes are kept for the app; later, arriving bytes are dropped."""
 
 READS_AHEAD = frozenset({WorkerPhase.RUNNING, WorkerPhase.FINISHED})
-"""Phases in which the body is read ahead of the app (not while queued: hundreds of queued
-uploads would each hold it); after ``FINISHED`` a pending ``receive()`` watches for
-``http.disconnect``."""
+"""Phases in which the body is read ahead of the app (not while queued: each queued upload
+would hold it); after ``FINISHED`` a pending ``receive()`` watches for ``http.disconnect``."""
 
 RESPONSE_QUEUED = frozenset({WorkerPhase.FINISHED, WorkerPhase.ABANDONED})
 """Phases in which the whole response is queued for the loop."""

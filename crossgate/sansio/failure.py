@@ -1,14 +1,6 @@
 """What a failed response becomes: what the client gets, what is logged, whether it is raised.
 
-Pure. Both adapters call `plan_failure` where they know how far the response got, so the answer
-and the log line tell what the client really received. The rules follow the ASGI convention
-(Starlette's ``ServerErrorMiddleware`` and uvicorn answer 500 and re-raise) and PEP 3333 ("Error
-Handling"); docs/asgi-to-wsgi.md has the table. A `PeerProtocolError` gets its 4xx and is never
-raised; a client that left gets nothing; the app's exceptions and its `AppProtocolError`s get a
-500 (or an abort once headers went out) and are raised on, so an error tracker sees them; any
-other `CrossgateError` is crossgate's own doing and is not raised, nor is a ``SystemExit`` from a
-worker thread, which would stop the server's event loop.
-"""
+Pure; both adapters use it. docs/asgi-to-wsgi.md ("Errors") has the rules."""
 
 from __future__ import annotations
 
@@ -45,14 +37,8 @@ class RaisePoint(enum.Enum):
 
 
 def wsgi_raise_point(*, headers_given: bool, complete: bool) -> RaisePoint:
-    """Where `ASGIToWSGI` raises an exception of the app's to the WSGI server.
-
-    ``headers_given``: ``start_response`` was called; ``complete``: the app completed its
-    response before it raised. A complete response is raised from ``close()``, so the server
-    sends the app's own error page whole (Starlette's ``ServerErrorMiddleware`` sends one, then
-    re-raises): raised from the call, the server's 500 would replace it; from the iterable,
-    gunicorn would cut a chunked body before its last chunk.
-    """
+    """Where `ASGIToWSGI` raises an exception of the app's to the WSGI server: from
+    ``close()`` once the response is ``complete``, so the server sends it whole."""
     if complete:
         return RaisePoint.CLOSE
     return RaisePoint.ITERABLE if headers_given else RaisePoint.CALL
@@ -93,6 +79,8 @@ def plan_failure(
 ) -> FailurePlan:
     """Decide what a response that failed with ``error`` becomes, given how far it got.
 
+    A `PeerProtocolError` gets its 4xx and is not raised on, nor is crossgate's own error; the
+    app's exceptions get a 500 (or an abort once headers went out) and are raised on.
     ``app`` (``"WSGI"`` or ``"ASGI"``) names the app in the log line; ``http_version`` is the
     scope's, when the error page goes to an ASGI server.
     """
@@ -118,8 +106,7 @@ def plan_failure(
     else:
         outcome, status = Outcome.ERROR_PAGE, 500
         got = "before the response headers were sent; the client got a 500"
-    # The app's exceptions go on; crossgate's own are not the app's, and a SystemExit from a
-    # worker thread would stop the server's event loop.
+    # A SystemExit from a worker thread would stop the server's event loop.
     propagate = (
         raise_app_exceptions
         and isinstance(error, Exception)
@@ -128,8 +115,8 @@ def plan_failure(
     tail = ", and the exception was raised to the server" if propagate else ""
     headers: tuple[tuple[bytes, bytes], ...] = ()
     if propagate and outcome is Outcome.ERROR_PAGE and http_version in ("1.0", "1.1"):
-        # uvicorn drops the connection of an app that raised: "Connection: close" (RFC 9112
-        # section 9.6) keeps a client from reusing it. Forbidden in HTTP/2 (RFC 9113 8.2.2).
+        # As uvicorn drops the connection of an app that raised (RFC 9112 section 9.6); not
+        # allowed in HTTP/2 (RFC 9113 section 8.2.2).
         headers = ((b"connection", b"close"),)
     return FailurePlan(
         outcome,
@@ -137,7 +124,6 @@ def plan_failure(
         None,
         f"the {app} app {_describe(error)} {got}{tail}",
         propagate=propagate,
-        # Raised on, the server logs the traceback itself.
         level=logging.INFO if propagate else logging.ERROR,
         traceback=not propagate,
         headers=headers,

@@ -1,13 +1,4 @@
-"""One lifespan cycle, from the server's side: its phases and the rules that move them. Pure.
-
-`ASGIToWSGI`, the routers' fan-out and ``crossgate.testing`` all run one `LifespanCycle`, fed by
-one async driver (``crossgate._lifespan``). The ASGI lifespan spec 2.0 only says an app without
-lifespan support "should raise an exception"; the rest follows uvicorn's ``--lifespan auto``
-(``uvicorn/lifespan/on.py``): only ``lifespan.startup.failed`` fails startup; an app that
-raises, returns or sends anything but an answer (a Starlette ``Response`` used as the app) is
-served without lifespan, and its ``send()`` refuses the stray message so it stops at once. With
-``required=True`` (``lifespan="on"``) such an app fails startup instead.
-"""
+"""One lifespan cycle, from the server's side, by uvicorn's ``--lifespan auto`` rules. Pure."""
 
 from __future__ import annotations
 
@@ -23,13 +14,12 @@ __all__ = [
     "UNSUPPORTED_GRACE",
     "LifespanCycle",
     "LifespanPhase",
-    "judge_shutdown",
     "judge_startup",
 ]
 
 UNSUPPORTED_GRACE: Final = 1.0
 """Seconds an app without lifespan support gets to end once its ``send()`` refused a message,
-before the driver cancels it (it normally ends on the same turn; requests are waiting)."""
+before the driver cancels it."""
 
 ANSWERS: Final[Mapping[str, frozenset[str]]] = {
     "lifespan.startup": frozenset({"lifespan.startup.complete", "lifespan.startup.failed"}),
@@ -74,10 +64,8 @@ def judge_startup(
     error: BaseException | None = None,
     required: bool = False,
 ) -> tuple[LifespanPhase, str]:
-    """The phase the app's answer to ``lifespan.startup`` leads to, and the reason in words.
-
-    ``answer`` is the app's first message, or ``None`` when it returned or raised ``error``.
-    """
+    """The phase the app's answer to ``lifespan.startup`` leads to, and the reason in words;
+    ``answer`` is ``None`` when the app returned or raised ``error`` instead."""
     if answer is None:
         reason = "returned" if error is None else f"raised {error!r}"
         reason += " without answering lifespan.startup"
@@ -93,22 +81,10 @@ def judge_startup(
     return _P.UNSUPPORTED, reason
 
 
-def judge_shutdown(answer: Mapping[str, Any] | None, *, error: BaseException | None = None) -> str:
-    """What went wrong at shutdown, in words; ``""`` when nothing did (returning without an
-    answer is not an error: nothing is left to shut down)."""
-    if answer is None:
-        return "" if error is None else f"raised during shutdown: {error!r}"
-    kind = answer.get("type")
-    if kind == "lifespan.shutdown.complete":
-        return ""
-    if kind == "lifespan.shutdown.failed":
-        return f"failed to shut down: {answer.get('message') or ''}"
-    return f"answered lifespan.shutdown with {kind!r}"
-
-
 class LifespanCycle:
     """One lifespan cycle: the driver reports what it sends and what the app does; the cycle
-    keeps the `LifespanPhase` and, in ``reason``, what went wrong (``""`` when nothing did)."""
+    keeps the `LifespanPhase` and, in ``reason``, what went wrong (``""`` when nothing did).
+    ``required`` (``lifespan="on"``) makes an app without lifespan support fail startup."""
 
     __slots__ = ("phase", "reason", "required")
 
@@ -131,8 +107,7 @@ class LifespanCycle:
         """The ``event`` message for the app.
 
         Raises:
-            CrossgateError: ``event`` may not be sent now (a shutdown without a completed
-                startup: ASGI lifespan spec).
+            CrossgateError: ``event`` may not be sent now (a shutdown before startup completed).
         """
         if (self.phase, event) not in TRANSITIONS:
             raise CrossgateError(f"{event!r} cannot be sent in lifespan phase {self.phase.value}")
@@ -144,8 +119,7 @@ class LifespanCycle:
 
         Raises:
             AppProtocolError: ``message`` is not an answer to the event waiting (`ANSWERS`),
-                or none waits; the driver raises it into the app, from its ``send()``, so that
-                an app that does not speak lifespan stops.
+                or none waits; the driver raises it from the app's ``send()``.
         """
         waiting, kind = self.waiting, message.get("type")
         self._judge(message, None)
@@ -170,7 +144,14 @@ class LifespanCycle:
         if self.phase is _P.STARTING:
             self.phase, self.reason = judge_startup(answer, error=error, required=self.required)
         elif self.phase is _P.STOPPING:
-            self.reason = judge_shutdown(answer, error=error)
+            # Returning without an answer is no error: nothing is left to shut down.
+            kind = None if answer is None else answer.get("type")
+            if answer is None:
+                self.reason = "" if error is None else f"raised during shutdown: {error!r}"
+            elif kind == "lifespan.shutdown.failed":
+                self.reason = f"failed to shut down: {answer.get('message') or ''}"
+            elif kind != "lifespan.shutdown.complete":
+                self.reason = f"answered lifespan.shutdown with {kind!r}"
 
     def timed_out(self, timeout: float) -> None:
         """The answer to the event waiting did not come within ``timeout`` seconds."""

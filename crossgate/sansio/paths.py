@@ -1,13 +1,4 @@
-"""Mount prefixes and the paths a mounted application sees. Pure.
-
-The ASGI spec (2.x) has ``path`` hold the whole path, ``root_path`` (WSGI's ``SCRIPT_NAME``)
-included. So a mount leaves ``path`` and ``raw_path`` alone and moves its prefix into
-``root_path``: ``/legacy/cart`` under ``/legacy`` reaches the child with ``root_path='/legacy'``
-and ``path='/legacy/cart'``. An older server's ``path`` without its ``root_path`` (hypercorn) is
-matched whole and handed on in the current form. Prefixes match at segment boundaries only:
-``/app`` never serves ``/application`` (starlette #2599; asgiref and a2wsgi cut it to
-``lication``).
-"""
+"""Mount prefixes and the paths a mounted application sees (docs/routing.md has the rules). Pure."""
 
 from __future__ import annotations
 
@@ -31,6 +22,13 @@ T = TypeVar("T")
 PATH_SAFE = "/;=,~!$&'()*+:@"
 RAW_SAFE = PATH_SAFE + "%"
 QUERY_SAFE = RAW_SAFE + "?"
+
+MAX_ROOTS = 16  # root_path values a table compiles before it starts over
+
+# (value, child root_path, child path, child raw_path), the last two None when they stay.
+Routed = tuple[T, str, str | None, bytes | None]
+# Where a prefix's first segment ends -> (full prefix, where it ends, the answer), longest first.
+_Groups = dict[int, tuple[tuple[str, int, Routed[T]], ...]]
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -65,41 +63,19 @@ def root_offset(root_path: str, path: str) -> int:
     return 0
 
 
-# Distinct root_path values a table compiles before it starts over: a router meets one or two,
-# but a root_path can come from a proxy header.
-MAX_ROOTS = 16
-
-# What `MountTable.route` returns: (value, child root_path, child path, child raw_path), the
-# last two None when they stay as they are.
-Routed = tuple[T, str, str | None, bytes | None]
-
-
-class _Compiled(Generic[T]):
-    """A `MountTable` specialised for one ``root_path``: the full prefixes (root + mount
-    prefix) grouped by where their first segment ends, with the answer for each built in."""
-
-    __slots__ = ("groups", "offset", "root")
-
-    def __init__(
-        self, root: str, groups: dict[int, tuple[tuple[str, int, tuple[T, str, None, None]], ...]]
-    ) -> None:
-        self.root = root
-        self.offset = len(root)
-        self.groups = {
-            self.offset + head: tuple(
-                (root + prefix, self.offset + length, (answer[0], root + prefix, None, None))
-                for prefix, length, answer in group
-            )
-            for head, group in groups.items()
-        }
+def _under(root: str, groups: _Groups[T]) -> tuple[str, _Groups[T]]:
+    offset = len(root)
+    return root, {
+        offset + head: tuple(
+            (root + prefix, offset + stop, (answer[0], root + prefix, None, None))
+            for prefix, stop, answer in group
+        )
+        for head, group in groups.items()
+    }
 
 
 class MountTable(Generic[T]):
     """Mount prefixes, each with the value it routes to, matched longest first.
-
-    Specialised once for each ``root_path`` it meets, with prefixes grouped by where their
-    first segment ends, a request costs one `str.find`, one dict lookup and a `str.startswith`
-    per prefix sharing that segment; nothing is allocated.
 
     Raises:
         ValueError: two entries have the same prefix (after `normalize_prefix`), or a prefix
@@ -107,7 +83,7 @@ class MountTable(Generic[T]):
         TypeError: a prefix is not a `str`.
     """
 
-    __slots__ = ("_compiled", "_entries", "_groups", "_prefixes", "_top")
+    __slots__ = ("_compiled", "_entries", "_prefixes", "_top")
 
     def __init__(self, mounts: Iterable[tuple[str, T]]) -> None:
         seen: dict[str, T] = {}
@@ -116,22 +92,16 @@ class MountTable(Generic[T]):
             if normal in seen:
                 raise ValueError(f"two mounts share the prefix {normal!r}")
             seen[normal] = value
-        groups: dict[int, list[tuple[str, int, tuple[T, str, None, None]]]] = {}
-        self._entries: dict[str, tuple[str, T]] = {}
-        for prefix, value in seen.items():
+        self._prefixes = tuple(sorted(seen, key=len, reverse=True))
+        self._entries = {prefix: (prefix, value) for prefix, value in seen.items()}
+        groups: dict[int, list[tuple[str, int, Routed[T]]]] = {}
+        for prefix in self._prefixes:
             end = prefix.find("/", 1)
             head = len(prefix) if end < 0 else end
-            groups.setdefault(head, []).append((prefix, len(prefix), (value, prefix, None, None)))
-            self._entries[prefix] = (prefix, value)
-        # First-segment length -> (prefix, its length, the answer under an empty root_path),
-        # longest prefix first.
-        self._groups = {
-            head: tuple(sorted(entries, key=lambda entry: entry[1], reverse=True))
-            for head, entries in groups.items()
-        }
-        self._prefixes = tuple(sorted(seen, key=len, reverse=True))
-        self._top = _Compiled("", self._groups)
-        self._compiled: dict[str, _Compiled[T]] = {}
+            answer = (seen[prefix], prefix, None, None)
+            groups.setdefault(head, []).append((prefix, len(prefix), answer))
+        self._top: tuple[str, _Groups[T]] = ("", {h: tuple(g) for h, g in groups.items()})
+        self._compiled: dict[str, tuple[str, _Groups[T]]] = {}
 
     def __len__(self) -> int:
         return len(self._prefixes)
@@ -142,72 +112,54 @@ class MountTable(Generic[T]):
         return self._prefixes
 
     def lookup(self, root_path: str, path: str) -> tuple[str, T] | None:
-        """The ``(prefix, value)`` of the longest prefix ``path`` is under, or ``None``.
-
-        ``path`` and ``root_path`` are the scope's; the prefix is matched against the part of
-        ``path`` below ``root_path`` (see `root_offset`), at a segment boundary.
-        """
+        """The ``(prefix, value)`` of the longest prefix the part of ``path`` below ``root_path``
+        (see `root_offset`) is under, or ``None``."""
         offset = root_offset(root_path, path) if root_path else 0
         end = path.find("/", offset + 1)
         size = len(path)
-        for prefix, length, _ in self._groups.get((size if end < 0 else end) - offset, ()):
+        for prefix, length, _ in self._top[1].get((size if end < 0 else end) - offset, ()):
             stop = offset + length
             if path.startswith(prefix, offset) and (size == stop or path[stop] == "/"):
                 return self._entries[prefix]
         return None
 
     def route(self, root_path: str | None, path: str, raw_path: bytes | None) -> Routed[T] | None:
-        """Match and compute the child scope's paths in one step (the router's hot path).
-
-        Returns `child_paths`'s answer after the value, ``path`` and ``raw_path`` ``None`` when
-        they stay as they are; ``None`` when no prefix matches.
+        """The value and `child_paths` (``path`` and ``raw_path`` ``None`` when they stay), or
+        ``None`` when no prefix matches.
 
         Raises:
             PeerProtocolError: as `child_paths`.
         """
-        if root_path:
-            table = self._compiled.get(root_path)
-            if table is None:
-                table = self._compile(root_path)
+        if not root_path:
+            root, groups = self._top
+        elif (compiled := self._compiled.get(root_path)) is not None:
+            root, groups = compiled
         else:
-            table = self._top
-        offset = table.offset
+            if len(self._compiled) >= MAX_ROOTS:
+                self._compiled.clear()
+            compiled = self._compiled[root_path] = _under(root_path.rstrip("/"), self._top[1])
+            root, groups = compiled
+        offset = len(root)
         end = path.find("/", offset + 1)
         size = len(path)
-        group = table.groups.get(size if end < 0 else end)
-        if group is not None:
-            for full, stop, answer in group:
-                # The full prefix starts with root_path + "/": a match is also the proof that
-                # path includes root_path, as the current spec has it.
-                if path.startswith(full) and (size == stop or path[stop] == "/"):
-                    return answer
-        if not offset:
+        for full, stop, answer in groups.get(size if end < 0 else end, ()):
+            # The full prefix starts with root_path + "/": a match proves path includes it.
+            if path.startswith(full) and (size == stop or path[stop] == "/"):
+                return answer
+        if not offset or (path.startswith(root) and (size == offset or path[offset] == "/")):
             return None
-        root = table.root
-        if path.startswith(root) and (size == offset or path[offset] == "/"):
-            return None  # under root_path, but no mount matches
-        # An older server's path, root_path left out: match it whole and hand it on in the
-        # current form.
+        # An older server's path, root_path left out: match it whole, hand on the current form.
         found = self.lookup("", path)
         if found is None:
             return None
         return found[1], *child_paths(root, path, raw_path, found[0])
 
-    def _compile(self, root_path: str) -> _Compiled[T]:
-        if len(self._compiled) >= MAX_ROOTS:
-            self._compiled.clear()
-        table = self._compiled[root_path] = _Compiled(root_path.rstrip("/"), self._groups)
-        return table
-
 
 def child_paths(
     root_path: str, path: str, raw_path: bytes | None, prefix: str
 ) -> tuple[str, str, bytes | None]:
-    """The ``(root_path, path, raw_path)`` of the scope a mount at ``prefix`` hands its app.
-
-    ``prefix`` is what `MountTable.lookup` returned. The child's ``root_path`` is the parent's
-    plus ``prefix``; ``path`` and ``raw_path`` are kept, but an older server's ``path`` gets the
-    parent's ``root_path`` put in front, in ``raw_path`` too (percent-encoded, as uvicorn would).
+    """The ``(root_path, path, raw_path)`` of the scope a mount at ``prefix`` hands its app: an
+    older server's ``path`` and ``raw_path`` get the parent's ``root_path`` put in front.
 
     Raises:
         PeerProtocolError: ``root_path`` holds a lone surrogate.
@@ -223,18 +175,16 @@ def child_paths(
 def slash_redirect_location(
     root_path: str, path: str, raw_path: bytes | None, query_string: bytes
 ) -> bytes:
-    """The ``Location`` that adds the missing ``/`` to a request for a bare mount prefix.
-
-    Built from the raw path when there is one, so the client gets back the bytes it sent.
-    Other bytes than RFC 3986 path and query characters are escaped (no CR or LF reaches the
-    header), and a leading ``//`` is collapsed: it would name another host (section 4.2).
+    """The ``Location`` that adds the missing ``/`` to a request for a bare mount prefix: the
+    raw path when there is one, escaped to RFC 3986 characters (no CR or LF), and a leading
+    ``//``, which would name another host, collapsed.
 
     Raises:
         PeerProtocolError: ``root_path`` or ``path`` holds a lone surrogate.
     """
     root = root_path.rstrip("/")
     if raw_path:
-        # Some servers put the query in raw_path; the ASGI spec says it is not there.
+        # Some servers put the query in raw_path; the ASGI spec excludes it.
         target = quote_from_bytes(raw_path.partition(b"?")[0], safe=RAW_SAFE).encode("ascii")
         if root and not root_offset(root, path):
             target = _quote(root, "root_path") + target

@@ -1,8 +1,6 @@
 """The messages that refuse a connection with a status and a reason, for both scope types. Pure.
 
-Every refusal (a router with no route, `WSGIToASGI` given a websocket, a middleware) sends
-these through `crossgate._answer`, so it looks alike wherever it comes from.
-"""
+Every refusal (a router, `WSGIToASGI`, a middleware) sends them through `crossgate._answer`."""
 
 from __future__ import annotations
 
@@ -25,11 +23,8 @@ MAX_CLOSE_REASON: Final = 123
 
 def close_reason(reason: str) -> str:
     """``reason`` cut to `MAX_CLOSE_REASON` bytes of UTF-8, on a character boundary."""
-    data = reason.encode("utf-8", "replace")
-    if len(data) <= MAX_CLOSE_REASON:
-        return data.decode("utf-8")
-    # "ignore" drops only the character the cut split: the bytes before it are whole.
-    return data[:MAX_CLOSE_REASON].decode("utf-8", "ignore")
+    # "ignore" drops only the character the cut split.
+    return reason.encode("utf-8", "replace")[:MAX_CLOSE_REASON].decode("utf-8", "ignore")
 
 
 def refusal_events(
@@ -41,9 +36,9 @@ def refusal_events(
 ) -> list[Message]:
     """The messages that answer ``scope`` with ``status`` and a plain-text ``reason``.
 
-    ``http``, or a websocket whose server offers `WEBSOCKET_DENIAL`: the error response of
-    `crossgate.sansio.response.error_events`. Any other websocket: a close before accept (a 403,
-    ASGI spec), code 1011 for a 5xx status, else 1008 (RFC 6455 section 7.4.1).
+    ``http``, or a websocket whose server offers `WEBSOCKET_DENIAL`: the response of
+    `crossgate.sansio.response.error_events`. Any other websocket: a close before accept, code
+    1011 for a 5xx status, else 1008 (RFC 6455 section 7.4.1).
     """
     start, body = error_events(status, reason, extra_headers=headers)
     if scope["type"] != "websocket":

@@ -1,7 +1,5 @@
 """WSGI ``start_response`` semantics and their translation into ASGI ``http.response.*`` events.
-
-Pure: the adapter's WSGI thread calls into a `ResponseState` and ships its events to the loop.
-"""
+Pure."""
 
 from __future__ import annotations
 
@@ -28,7 +26,7 @@ __all__ = [
     "parse_status",
 ]
 
-# What sys.exc_info() returns; PEP 3333 passes it to start_response as ``exc_info``.
+# What sys.exc_info() returns: start_response's ``exc_info``.
 OptExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
 
@@ -53,7 +51,7 @@ def parse_status(status: object) -> int:
 
 
 def body_chunk(chunk: object) -> bytes:
-    """Return a body chunk a WSGI app produced as ``bytes`` (PEP 3333 "Unicode Issues").
+    """Return a body chunk a WSGI app produced as ``bytes``.
 
     Raises:
         AppProtocolError: ``chunk`` is not bytes-like (a ``str`` most often).
@@ -69,12 +67,8 @@ def body_chunk(chunk: object) -> bytes:
 
 
 class ResponseState:
-    """What ``start_response`` was told, and how much of the body went out.
-
-    PEP 3333: ``start_response`` is called once, except with ``exc_info``, which may replace
-    the status and headers until they are sent, and is re-raised after. A ``Content-Length``
-    is a promise: bytes past it are dropped (`clamp`), a short body is an error (`shortfall`).
-    """
+    """What ``start_response`` was told (PEP 3333: once, but ``exc_info`` may replace it until
+    the headers are sent), and how much of the ``Content-Length`` promise went out."""
 
     __slots__ = ("committed", "content_length", "head", "headers", "sent", "status")
 
@@ -106,7 +100,7 @@ class ResponseState:
         self.status, self.headers, self.content_length = code, encoded, length
 
     def commit(self) -> HTTPResponseStartEvent:
-        """Mark the headers as sent and return the ``http.response.start`` event.
+        """Mark the headers as sent and return their ``http.response.start`` event.
 
         Raises:
             AppProtocolError: ``start_response`` was never called.
@@ -150,13 +144,9 @@ def file_send_event(
     offset: int,
     size: int,
 ) -> HTTPResponsePathsendEvent | HTTPResponseZerocopysendEvent | None:
-    """The event that has the server send a ``wsgi.file_wrapper`` file, settling ``state``;
-    ``None`` means iterate the file instead.
-
-    ``path`` is set when the caller checked it names the open file. "Path Send" needs the whole
-    file; "Zero Copy Send" takes an ``offset``. Either only before any body, with a matching
-    ``Content-Length``, and never for a HEAD (the server would send the file).
-    """
+    """The pathsend or zerocopysend event that sends a ``wsgi.file_wrapper`` file, settling
+    ``state``; ``None``: iterate the file (after a body, a HEAD, or another Content-Length).
+    ``path`` is set when the caller checked it names the open file."""
     remaining = size - offset
     if (
         state.head
@@ -193,11 +183,8 @@ def error_events(
 ) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
     """The two events of a short plain-text error response: the status phrase, then
     ``message``; never a traceback (that goes to the log)."""
-    phrase = HTTPStatus(status_code).phrase
-    text = (
-        f"{status_code} {phrase}\n" if message is None else f"{status_code} {phrase}: {message}\n"
-    )
-    body = text.encode("utf-8")
+    text = f"{status_code} {HTTPStatus(status_code).phrase}"
+    body = (text + ("\n" if message is None else f": {message}\n")).encode("utf-8")
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode("ascii")),
