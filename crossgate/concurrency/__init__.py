@@ -1,10 +1,6 @@
 """Threads and event loops: where sync and async code meet.
 
-`sync_to_async` runs a blocking function in a worker thread and awaits it; `async_to_sync` runs
-a coroutine function from sync code and blocks for it. Both carry contextvars across (changes
-come back to the caller), keep Django's thread-sensitive code on the thread Django expects, and
-never swallow a cancellation. `sync_to_async_iter` and `async_to_sync_iter` do the same for
-iterators. The "Sync and async" page of the documentation explains the rules.
+The "Sync and async" page of the documentation explains the rules.
 """
 
 from __future__ import annotations
@@ -96,20 +92,15 @@ def sync_to_async(
     """Turn the sync callable ``func`` into a coroutine function that runs it in a thread.
 
     Use it as a call, ``await sync_to_async(func)(*args)``, or as a decorator, bare or with
-    options. It keeps ``func``'s signature for type checkers, its name and docstring and a
-    bound method's ``__self__``; the result is a coroutine function, so Django adapts it as
-    async code. Each call runs with a copy of the caller's contextvars (asgiref ``Local``
-    values included, as with asgiref) whose changes come back to the caller; exceptions keep
-    their traceback. A cancelled caller gets `asyncio.CancelledError` at once: a call not yet
-    started never starts, a running one runs on, orphaned (see `check_cancelled`).
+    options; it keeps ``func``'s signature, name, docstring and a bound method's ``__self__``.
+    Each call runs with a copy of the caller's contextvars whose changes come back to the
+    caller. A cancelled caller gets `asyncio.CancelledError` at once: a call not yet started
+    never starts, a running one runs on, orphaned (see `check_cancelled`).
 
     Args:
-        func: the sync callable.
         thread_sensitive: ``True`` (the default, as asgiref's) runs the call on the thread
-            Django expects for thread-bound code (database connections): the thread waiting
-            in an outer `async_to_sync`, the request's thread (asgiref's or crossgate's
-            `ThreadSensitiveContext`), or one process-wide thread. ``False`` runs calls in
-            parallel on a bounded pool of threads named ``crossgate-sync-N``.
+            Django expects for thread-bound code (database connections). ``False`` runs calls
+            in parallel on a bounded pool of threads named ``crossgate-sync-N``.
         executor: a `concurrent.futures.Executor` to run the calls on instead of the pool;
             only with ``thread_sensitive=False``, as in asgiref.
 
@@ -120,7 +111,6 @@ def sync_to_async(
         ConcurrencyError: (when called) the thread-sensitive context has exited.
     """
     if thread_sensitive and executor is not None:
-        # asgiref raises the same: a thread-sensitive call has one thread to run on.
         raise TypeError(
             "sync_to_async runs a thread-sensitive call (the default) on the thread Django "
             "expects, not on an executor: pass thread_sensitive=False with executor="
@@ -140,11 +130,10 @@ def sync_to_async(
             if thread_sensitive or executor is not None:
                 submit(call, call.loop, fn, thread_sensitive, executor)
             else:
-                SHARED_POOL.submit(call)  # the common case, without a dispatch
+                SHARED_POOL.put(call)  # the common case, without a dispatch
             try:
                 result: R = await call.future
-            except asyncio.CancelledError:
-                # Never swallowed, never traded for the result (asgiref #567).
+            except asyncio.CancelledError:  # never swallowed nor traded for a result (asgiref #567)
                 call.abandon()
                 raise
             except BaseException:
@@ -153,8 +142,6 @@ def sync_to_async(
             copy_back(ctx)
             return result
 
-        # An ``async def``: `inspect.iscoroutinefunction`, asgiref and Django see a coroutine
-        # function on every Python (no `inspect.markcoroutinefunction` needed).
         return _wraps(run_in_thread, fn)
 
     return decorate if func is None else decorate(func)
@@ -181,18 +168,13 @@ def async_to_sync(
     """Turn the coroutine function ``func`` into a sync function that blocks for its result.
 
     Use it as a call, ``async_to_sync(func)(*args)``, or as a decorator, bare or with options;
-    it keeps ``func``'s signature, name and docstring and a bound method's ``__self__``.
-
-    The coroutine runs on an existing event loop, never a new one per call: in a
-    ``WSGIToASGI`` worker thread the ASGI server's loop (`server_loop`); in a thread running a
-    `sync_to_async` call, the caller's loop (as asgiref does); anywhere else one persistent
-    loop thread per process, ``crossgate-loop`` (a forked child gets its own). While it waits,
-    the calling thread runs the thread-sensitive `sync_to_async` calls the coroutine makes.
-    Contextvars (and asgiref ``Local`` values) go along and their changes come back;
-    exceptions keep their traceback.
+    it keeps ``func``'s signature, name, docstring and a bound method's ``__self__``. The
+    coroutine runs on an existing event loop, never a new one per call: the ASGI server's in a
+    ``WSGIToASGI`` worker thread, the caller's in a `sync_to_async` thread, else one persistent
+    ``crossgate-loop`` thread per process. While it waits, the calling thread runs the
+    thread-sensitive calls the coroutine makes. Contextvars go along and their changes come back.
 
     Args:
-        func: the coroutine function (or any callable returning an awaitable).
         timeout: seconds to wait before cancelling the coroutine and raising `TimeoutError`;
             ``None`` waits as long as it takes.
 
@@ -210,8 +192,7 @@ def async_to_sync(
             raise TypeError(f"async_to_sync needs a callable, not {type(fn).__name__}")
 
         def run_on_loop(*args: P.args, **kwargs: P.kwargs) -> R:
-            result: R = run_sync(fn, args, kwargs, timeout)
-            return result
+            return run_sync(fn, args, kwargs, timeout)
 
         return _wraps(run_on_loop, fn)
 

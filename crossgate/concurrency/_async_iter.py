@@ -1,7 +1,6 @@
 """An async iterable read by a task on an event loop, as a sync iterator (`async_to_sync_iter`).
 
-The mirror image of `crossgate.concurrency._sync_iter` (the shape a Django
-``StreamingHttpResponse`` needs under WSGI). Closing the iterator cancels the task, which
+The mirror image of `crossgate.concurrency._sync_iter`; closing it cancels the task, which
 closes the source with ``aclose()`` on its loop.
 """
 
@@ -10,42 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import threading
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Self, TypeVar
 
-from crossgate.concurrency import _loops as loops
 from crossgate.concurrency._errors import ConcurrencyError
+from crossgate.concurrency._loops import POLL, LoopTask, run_sync
 from crossgate.concurrency._pool import describe, waiter_var
-from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, check_read_ahead
-
-__all__ = ["AsyncToSyncIterator", "async_to_sync_iter"]
+from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, Buffered
 
 T = TypeVar("T")
 
 
-class _Session(loops.LoopTask):
-    """The running part of an `AsyncToSyncIterator`: its loop, reading task and waiter."""
-
-    __slots__ = ("space",)
-
-    def __init__(self) -> None:
-        super().__init__(
-            lambda: (
-                "async_to_sync_iter was iterated on a thread that runs an event loop, which "
-                "it would block: use async for instead"
-            )
-        )
-        # Set when the consumer drained the buffer enough for the task to read on.
-        self.space = asyncio.Event()
-
-    def resume(self) -> None:
-        self.space.set()
-
-
-class AsyncToSyncIterator(Generic[T]):
+class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
     """A sync iterator over an async iterable, read by a task on an event loop.
 
     Created by `async_to_sync_iter`. Call `close` (WSGI servers do) or use ``with`` when
@@ -53,18 +29,12 @@ class AsyncToSyncIterator(Generic[T]):
     """
 
     def __init__(self, aiterable: AsyncIterable[T], *, read_ahead: int) -> None:
-        check_read_ahead(read_ahead)
-        self._source = aiterable
-        self._read_ahead = read_ahead
-        self._low = read_ahead // 2
-        self._lock = threading.Lock()
-        self._buffer: deque[T] = deque()
+        super().__init__(aiterable, read_ahead)
         self._waiting = False
         self._paused = False
-        self._done = False
         self._closed = False
-        self._error: BaseException | None = None
-        self._session: _Session | None = None
+        self._task: LoopTask | None = None
+        self._space = asyncio.Event()  # set when the task may read on
 
     def __iter__(self) -> Self:
         return self
@@ -80,12 +50,10 @@ class AsyncToSyncIterator(Generic[T]):
     ) -> None:
         self.close()
 
-    # -- the consumer, on a sync thread -----------------------------------------------------
-
     def __next__(self) -> T:
         if self._closed:
             raise StopIteration
-        session = self._session or self._start()
+        task = self._task or self._start()
         while True:
             with self._lock:
                 if self._buffer:
@@ -94,15 +62,15 @@ class AsyncToSyncIterator(Generic[T]):
                     self._paused = self._paused and not resume
                     break
                 if self._done:
-                    error, self._error = self._error, None
-                    session.waiter.close()
+                    error = self._take_error()
+                    task.waiter.close()
                     if error is not None:
                         raise error
                     raise StopIteration
                 self._waiting = True
-            self._wait(session)
+            self._wait(task)
         if resume:
-            session.call_soon(session.resume)
+            task.call_soon(self._resume)
         return item
 
     def close(self) -> None:
@@ -114,38 +82,45 @@ class AsyncToSyncIterator(Generic[T]):
         if self._closed:
             return
         self._closed = True
-        session = self._session
-        if session is None:
+        task = self._task
+        if task is None:
             aclose = getattr(self._source, "aclose", None)
             if aclose is not None:
-                loops.run_sync(aclose, (), {}, None)
+                run_sync(aclose, (), {}, None)
             return
         with self._lock:
             self._buffer.clear()
             running = not self._done
         if running:
-            session.call_soon(session.cancel)
+            task.call_soon(task.cancel)
             while True:
                 with self._lock:
                     if self._done:
                         break
                     self._waiting = True
-                self._wait(session)
-        session.waiter.close()
-        error, self._error = self._error, None
+                self._wait(task)
+        task.waiter.close()
+        error = self._take_error()
         if error is not None and not isinstance(error, asyncio.CancelledError):
             raise error
 
-    def _start(self) -> _Session:
-        session = self._session = _Session()
-        session.start(self._produce(session), contextvars.copy_context())
-        return session
+    def _start(self) -> LoopTask:
+        task = self._task = LoopTask(
+            lambda: (
+                "async_to_sync_iter was iterated on a thread that runs an event loop, which "
+                "it would block: use async for instead"
+            )
+        )
+        task.start(self._produce(task), contextvars.copy_context())
+        return task
 
-    def _wait(self, session: _Session) -> None:
-        # A wake-up comes whenever the task hands over an item or finishes; the poll only
-        # notices a loop that closed under the task.
-        while not session.waiter.wait(loops.POLL):
-            if session.loop.is_closed():
+    def _resume(self) -> None:
+        self._space.set()
+
+    def _wait(self, task: LoopTask) -> None:
+        # Woken per hand-over or at the end; the poll only notices a loop closed under the task.
+        while not task.waiter.wait(POLL):
+            if task.loop.is_closed():
                 with self._lock:
                     self._done = True
                     self._error = ConcurrencyError(
@@ -153,11 +128,9 @@ class AsyncToSyncIterator(Generic[T]):
                     )
                 return
 
-    # -- the producer, on the event loop ----------------------------------------------------
-
-    async def _produce(self, session: _Session) -> None:
-        waiter, space = session.waiter, session.space
-        token = session.enter()
+    async def _produce(self, task: LoopTask) -> None:
+        waiter, space = task.waiter, self._space
+        token = task.enter()
         error: BaseException | None = None
         iterator: AsyncIterator[T] | None = None
         try:
@@ -207,8 +180,8 @@ def async_to_sync_iter(
     """Iterate the async ``aiterable`` with a plain ``for``, from sync code.
 
     A task on the event loop `async_to_sync` would use reads up to ``read_ahead`` items
-    ahead, and the sync thread takes them in batches, one hand-off per batch. While the
-    consumer waits it runs the thread-sensitive calls the task sends back to it.
+    ahead, and the sync thread takes them in batches. While the consumer waits it runs the
+    thread-sensitive calls the task sends back to it.
 
     Args:
         aiterable: the async iterable (an async generator, a streaming client response...).

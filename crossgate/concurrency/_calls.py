@@ -1,10 +1,4 @@
-"""One `sync_to_async` call, the trip of its outcome back to the loop, and its orphans.
-
-Outcomes go back to the caller's loop through that loop's `_Inbox`: however many calls finish
-at once, the loop is woken once and settles them all in one callback (where 1,000 concurrent
-calls beat one ``call_soon_threadsafe`` per result). A call whose awaiting task is cancelled
-while it runs becomes an orphan: counted, logged, told through `check_cancelled`.
-"""
+"""One `sync_to_async` call, the trip of its outcome back to the loop, and its orphans."""
 
 from __future__ import annotations
 
@@ -22,13 +16,11 @@ from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._pool import describe, local
 from crossgate.concurrency._runtime import after_fork_in_child
 
-__all__ = ["Call", "OrphanedCalls", "check_cancelled", "inbox_for", "orphaned_calls", "post"]
-
 _log = logging.getLogger("crossgate.concurrency")
 
 
 class _Inbox:
-    """Outcomes waiting for one event loop; settled in one callback per wake-up."""
+    """Outcomes for one loop: however many calls finish at once, one wake-up settles them."""
 
     __slots__ = ("items", "lock", "scheduled")
 
@@ -42,8 +34,7 @@ class _Inbox:
             items, self.items = self.items, []
             self.scheduled = False
         for future, ok, value in items:
-            # A cancelled caller's future is done already: the outcome has nowhere to go.
-            if not future.done():
+            if not future.done():  # else its caller was cancelled
                 if ok:
                     future.set_result(value)
                 else:
@@ -69,7 +60,6 @@ def post(
     ok: bool,
     value: Any,
 ) -> None:
-    """Settle ``future`` on ``loop`` from any thread; wake the loop unless a wake-up is due."""
     with inbox.lock:
         inbox.items.append((future, ok, value))
         if inbox.scheduled:
@@ -77,8 +67,7 @@ def post(
         inbox.scheduled = True
     try:
         loop.call_soon_threadsafe(inbox.drain)
-    except RuntimeError:
-        # The loop is closed: whoever awaited these futures is gone with it.
+    except RuntimeError:  # the loop is closed: whoever awaited these futures is gone with it
         with inbox.lock:
             inbox.items.clear()
             inbox.scheduled = False
@@ -101,11 +90,10 @@ _orphans = {"running": 0, "total": 0}
 
 
 def orphaned_calls() -> OrphanedCalls:
-    """How many sync calls were left running by a cancelled caller: now, and in total.
+    """How many sync calls a cancelled caller left running: now, and in total.
 
-    A sync function cannot be interrupted: when the task awaiting it is cancelled, it runs on
-    to its end for nobody. Each such call is logged (logger ``crossgate.concurrency``) and
-    counted; a growing ``running`` figure means threads are busy with abandoned work.
+    Each is also logged (logger ``crossgate.concurrency``); a growing ``running`` figure means
+    threads are busy with abandoned work.
     """
     with _STATE_LOCK:
         return OrphanedCalls(_orphans["running"], _orphans["total"])
@@ -164,15 +152,13 @@ class Call:
             release, local.release = local.release[1], None
         previous, local.job = local.job, self
         try:
-            # The context moved to this thread: so do its asgiref Locals, as in asgiref.
             self.ctx.run(adopt_locals)
             value = self.ctx.run(self.fn, *self.args, **self.kwargs)
             ok = True
         except BaseException as exc:
             value, ok = exc, False
             if isinstance(exc, StopIteration):
-                # asyncio futures refuse StopIteration (PEP 479); without this the caller
-                # would never be woken.
+                # asyncio futures refuse StopIteration (PEP 479): the caller would hang.
                 value = RuntimeError(f"{describe(self.fn)} raised StopIteration")
                 value.__cause__ = exc
         finally:
@@ -196,7 +182,6 @@ class Call:
             )
 
     def abandon(self) -> None:
-        """The awaiting task was cancelled: never start, or finish as an orphan."""
         with _STATE_LOCK:
             if self.state == _QUEUED:
                 self.state = _DROPPED
@@ -217,7 +202,6 @@ class Call:
         )
 
     def dropped_by(self, future: Future[Any]) -> None:
-        """Done-callback of a foreign executor's future: was the call dropped unrun?"""
         if not future.cancelled():
             return
         with _STATE_LOCK:
@@ -230,8 +214,7 @@ class Call:
 
 @after_fork_in_child
 def _reset_state() -> None:  # pragma: no cover - runs in forked children only
-    # Only the forking thread exists in the child: a lock another thread held at the fork
-    # would stay locked forever, and the parent's orphans are not running here.
+    # A lock another thread held at the fork would stay locked in the child forever.
     global _STATE_LOCK, _INBOXES_LOCK
     _STATE_LOCK = threading.Lock()
     _INBOXES_LOCK = threading.Lock()

@@ -1,10 +1,8 @@
 """Which event loop `async_to_sync` uses, the persistent loop thread, and the call itself.
 
-In order: the loop awaiting the crossgate `sync_to_async` call this thread runs; the ASGI
-server's loop in a `WSGIToASGI` worker thread (`server_loop`); the loop awaiting the asgiref
-``sync_to_async`` call this thread runs; otherwise one persistent loop thread per process,
-``crossgate-loop`` (started on first use, again in a forked child). Never a new loop per call,
-as asgiref's ``async_to_sync`` makes from a plain thread (asgiref #370).
+In order: the loop awaiting the `sync_to_async` call this thread runs (crossgate's, then the
+server's loop in a `WSGIToASGI` worker, then asgiref's); else one persistent loop thread per
+process. Never a new loop per call, as asgiref's makes from a plain thread (asgiref #370).
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import Any, TypeVar
 
 from crossgate.concurrency import _asgiref
 from crossgate.concurrency._asgiref import adopt_locals, copy_back
@@ -27,23 +25,13 @@ from crossgate.concurrency._pool import Waiter, describe, local, waiter_var
 from crossgate.concurrency._runtime import LoopThread, after_fork_in_child, at_exit
 from crossgate.concurrency._sensitive import default_pool
 
-__all__ = [
-    "POLL",
-    "AsyncSingleThreadContext",
-    "LoopTask",
-    "pick_loop",
-    "portal_loop",
-    "run_sync",
-    "server_loop",
-    "set_server_loop",
-    "stop_portal",
-]
+R = TypeVar("R")
 
 # How often a waiting caller checks that the loop it waits on still exists.
 POLL = 1.0
 
-# The server's loop, with the PID that recorded it: in a child forked from a worker thread the
-# parent's loop still looks running, with no thread to run it (as asgiref #194 checks).
+# With the PID that recorded it: in a child forked from a worker thread the parent's loop
+# still looks running, with no thread to run it (as asgiref #194 checks).
 _server_loop: ContextVar[tuple[asyncio.AbstractEventLoop, int] | None] = ContextVar(
     "crossgate_server_loop", default=None
 )
@@ -72,7 +60,6 @@ _portal_lock = threading.Lock()
 
 
 def portal_loop() -> asyncio.AbstractEventLoop:
-    """The persistent loop, started on first use and again after a fork."""
     global _portal
     with _portal_lock:
         portal = _portal
@@ -81,8 +68,8 @@ def portal_loop() -> asyncio.AbstractEventLoop:
         return portal.loop
 
 
+@at_exit
 def stop_portal() -> None:
-    """Stop the persistent loop thread, if this process started one (at exit)."""
     global _portal
     with _portal_lock:
         portal, _portal = _portal, None
@@ -91,7 +78,6 @@ def stop_portal() -> None:
 
 
 def pick_loop() -> asyncio.AbstractEventLoop:
-    """The loop `async_to_sync` runs its coroutine on, from this thread (module docstring)."""
     job = local.job
     for loop in (None if job is None else job.loop, server_loop(), _asgiref.caller_loop()):
         if loop is not None and loop.is_running() and not loop.is_closed():
@@ -102,9 +88,8 @@ def pick_loop() -> asyncio.AbstractEventLoop:
 class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThreadContext"]):
     """Run the `async_to_sync` calls made in this block on one thread: asgiref's name for it.
 
-    crossgate's `async_to_sync` already runs every call from one place on the same thread and
-    loop, so entering it changes nothing: it exists so that code written for asgiref runs
-    unchanged. Re-entrant; raises nothing and lets exceptions from the block through.
+    crossgate's `async_to_sync` already does, so entering it changes nothing: it exists so that
+    code written for asgiref runs unchanged. Re-entrant; raises nothing.
     """
 
     def __exit__(self, *exc_info: object) -> None:
@@ -131,15 +116,14 @@ class LoopTask:
         else:
             raise ConcurrencyError(refusal())
         self.loop = pick_loop()
-        self.waiter = Waiter()
+        self.waiter = Waiter(default_pool)
         self.skip: frozenset[ContextVar[Any]] = frozenset()
 
     def start(self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context) -> None:
         """Run ``coro`` in ``ctx`` itself (not a copy), so the caller can read its changes."""
         try:
             self.loop.call_soon_threadsafe(self._create, coro, ctx)
-        except RuntimeError:
-            # Closed since pick_loop looked at it (the server is shutting down).
+        except RuntimeError:  # closed since pick_loop looked at it (the server is shutting down)
             self.loop = portal_loop()
             self.loop.call_soon_threadsafe(self._create, coro, ctx)
 
@@ -156,17 +140,13 @@ class LoopTask:
 
     def enter(self) -> Token[Waiter | None]:
         """First thing in the task: the waiting thread runs its thread-sensitive calls."""
-        # The caller's context moved to the loop's thread: so do its asgiref Locals, as in
-        # asgiref (before enter_waiter sets asgiref's executor Local here).
-        adopt_locals()
+        adopt_locals()  # before enter_waiter sets asgiref's executor Local here
         token = waiter_var.set(self.waiter)
-        self.skip = _asgiref.enter_waiter(self.waiter, default_pool)
+        self.skip = _asgiref.enter_waiter(self.waiter)
         return token
 
 
 class _Call(LoopTask):
-    """One `async_to_sync` call: its outcome, written on the loop, read by the caller."""
-
     __slots__ = ("done", "ok", "value")
 
     async def main(
@@ -182,14 +162,12 @@ class _Call(LoopTask):
                 )
             self.value = await awaitable
             self.ok = True
-        except GeneratorExit:
-            # The loop was closed with this task pending, and the garbage collector closes it.
+        except GeneratorExit:  # the loop was closed with this task pending; the GC closes it
             self.value = ConcurrencyError(
                 f"the event loop running {describe(func)} was closed before it finished"
             )
             raise
-        except BaseException as exc:
-            # Everything, KeyboardInterrupt and CancelledError included, belongs to the caller.
+        except BaseException as exc:  # KeyboardInterrupt and CancelledError belong to the caller
             self.value = exc
         finally:
             with contextlib.suppress(ValueError):  # closed by the GC, in another context
@@ -199,11 +177,11 @@ class _Call(LoopTask):
 
 
 def run_sync(
-    func: Callable[..., Awaitable[Any]],
+    func: Callable[..., Awaitable[R]],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     timeout: float | None,
-) -> Any:
+) -> R:
     """Run ``func(*args, **kwargs)`` on the loop `pick_loop` chooses; block for the outcome.
 
     Raises:
@@ -234,23 +212,20 @@ def run_sync(
                     f"the event loop running {describe(func)} closed before it finished"
                 )
     except BaseException:
-        # A timeout, or KeyboardInterrupt here: the coroutine is cancelled, not left running
-        # for nobody (unless the loop is closed, the task gone with it).
+        # A timeout or KeyboardInterrupt: cancel the coroutine, not left running for nobody.
         call.call_soon(call.cancel)
         raise
     finally:
         call.waiter.close()
     copy_back(ctx, call.skip)
     if call.ok:
-        return call.value
+        result: R = call.value
+        return result
     error: BaseException = call.value
     try:
         raise error
     finally:
         del error, call
-
-
-at_exit(stop_portal)
 
 
 @after_fork_in_child

@@ -1,8 +1,4 @@
-"""Where jobs run: bounded, named pools that start threads on demand, and waiting threads.
-
-A `Job` (a `sync_to_async` call, a read of a sync iterator) runs on a `Pool` thread, on a
-foreign executor (`submit_to`), or on the thread blocked in `async_to_sync` (a `Waiter`).
-"""
+"""Where jobs run: bounded pools of named threads started on demand, and waiting threads."""
 
 from __future__ import annotations
 
@@ -21,31 +17,14 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._runtime import after_fork_in_child, at_exit
 
-__all__ = [
-    "MAX_WORKERS",
-    "SHARED_POOL",
-    "FnJob",
-    "Job",
-    "Pool",
-    "PoolExecutor",
-    "Waiter",
-    "describe",
-    "local",
-    "submit_to",
-    "waiter_var",
-]
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# `ThreadPoolExecutor`'s default bound, so code moved from `loop.run_in_executor(None, ...)`
-# keeps the concurrency it had.
+# `ThreadPoolExecutor`'s default, so code moved from `run_in_executor(None, ...)` keeps its reach.
 MAX_WORKERS = min(32, (os.cpu_count() or 1) + 4)
 
 
 class Job(Protocol):
-    """Work a worker thread runs; `run` never raises."""
-
     def run(self) -> None: ...
 
     def dropped_by(self, future: Future[Any]) -> None: ...
@@ -60,12 +39,10 @@ class _Running(Protocol):
 
 
 class _Local(threading.local):
-    # The job this thread runs: `async_to_sync` finds the caller's loop here, `check_cancelled`
-    # the cancel flag.
+    # The job this thread runs: `async_to_sync` finds its loop here, `check_cancelled` its flag.
     job: _Running | None = None
-    # Set by a pool thread around a job: the job calls it just before handing its outcome
-    # back, so the thread counts as idle by the time the caller submits its next call
-    # (otherwise calls in a row would start a new thread whenever they won that race).
+    # Set by a pool thread around a job, which calls it just before handing its outcome back:
+    # else the next call in a row would start a new thread whenever it won that race.
     release: tuple[object, Callable[[], None]] | None = None
 
 
@@ -73,125 +50,13 @@ local = _Local()
 
 
 def describe(fn: object) -> str:
-    """A short name for ``fn`` in messages and logs."""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return str(name) if name else repr(fn)
 
 
 def submit_to(executor: Executor, job: Job) -> None:
-    """Run ``job`` on a `concurrent.futures.Executor` (``sync_to_async(executor=...)``)."""
-    # An executor that drops queued work (``shutdown(cancel_futures=True)``) would otherwise
-    # leave the caller waiting forever.
+    # An executor that drops queued work (``cancel_futures=True``) must not strand the caller.
     executor.submit(job.run).add_done_callback(job.dropped_by)
-
-
-_NAMES: dict[str, Iterator[int]] = {}
-_POOLS: weakref.WeakSet[Pool] = weakref.WeakSet()
-
-
-class Pool:
-    """Up to ``max_workers`` daemon threads named ``prefix`` + N, started on demand, reused.
-
-    A thread starts only when a job is queued and no thread is idle. Threads live until
-    `shutdown` (at the latest at exit); a forked child starts afresh.
-    """
-
-    def __init__(self, prefix: str, max_workers: int) -> None:
-        if max_workers < 1:
-            raise ValueError(f"max_workers must be at least 1, not {max_workers}")
-        self.prefix = prefix
-        self.max_workers = max_workers
-        self._reset()
-        _POOLS.add(self)
-
-    def _reset(self) -> None:
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._queue: SimpleQueue[Job | None] = SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._idle = 0
-        self._unclaimed = 0
-        self._closed = False
-
-    @property
-    def threads(self) -> list[threading.Thread]:
-        """The pool's live threads."""
-        return list(self._threads)
-
-    def owner(self) -> threading.Thread | None:
-        """The one thread of a one-thread pool that has started it (in this process)."""
-        if self._pid == os.getpid() and self.max_workers == 1 and self._threads:
-            return self._threads[0]
-        return None
-
-    def submit(self, job: Job) -> None:
-        """Queue ``job``; start a thread if none is idle and the bound allows.
-
-        Raises:
-            ConcurrencyError: the pool was shut down.
-        """
-        if self._pid != os.getpid():
-            self._reset()
-        thread = None
-        with self._lock:
-            if self._closed:
-                raise ConcurrencyError(f"the {self.prefix}* threads were shut down")
-            self._unclaimed += 1
-            if self._unclaimed > self._idle and len(self._threads) < self.max_workers:
-                number = next(_NAMES.setdefault(self.prefix, itertools.count(1)))
-                thread = threading.Thread(
-                    target=self._work, name=f"{self.prefix}{number}", daemon=True
-                )
-                self._threads.append(thread)
-        self._queue.put(job)
-        if thread is not None:
-            thread.start()
-
-    def _work(self) -> None:
-        # Bound once: after a fork `_reset` replaces them, and this thread is not there.
-        queue, lock, threads = self._queue, self._lock, self._threads
-        released = False
-        try:
-            while True:
-                if not released:
-                    with lock:
-                        self._idle += 1
-                job = queue.get()
-                with lock:
-                    self._idle -= 1
-                    self._unclaimed -= 1
-                if job is None:
-                    return
-                local.release = (job, self._release)
-                job.run()
-                del job
-                released = local.release is None
-                local.release = None
-        finally:
-            with lock:
-                threads.remove(threading.current_thread())
-
-    def _release(self) -> None:
-        with self._lock:
-            self._idle += 1
-
-    def shutdown(self, timeout: float | None = None) -> None:
-        """Stop the threads once they finish the jobs already queued; wait up to ``timeout``."""
-        with self._lock:
-            self._closed = True
-            threads = list(self._threads)
-        for _ in threads:
-            self._queue.put(None)
-        if timeout is None:
-            return
-        deadline = time.monotonic() + timeout
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
-
-
-# The pool for calls that are not thread-sensitive.
-SHARED_POOL = Pool("crossgate-sync-", MAX_WORKERS)
 
 
 class FnJob:
@@ -221,42 +86,122 @@ class FnJob:
             local.job = previous
 
 
-class PoolExecutor(Executor):
-    """A crossgate `Pool` as an `Executor`, for asgiref.
+_NAMES: dict[str, Iterator[int]] = {}
+_POOLS: weakref.WeakSet[Pool] = weakref.WeakSet()
 
-    Raises:
-        ConcurrencyError: (from ``submit``) the pool was shut down.
-    """
 
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
+class Pool(Executor):
+    """Up to ``max_workers`` daemon threads named ``prefix`` + N, started on demand, reused."""
+
+    def __init__(self, prefix: str, max_workers: int) -> None:
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, not {max_workers}")
+        self.prefix = prefix
+        self.max_workers = max_workers
+        self._reset()
+        _POOLS.add(self)
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._queue: SimpleQueue[Job | None] = SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._unclaimed = 0
+        self._closed = False
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return list(self._threads)
+
+    def owner(self) -> threading.Thread | None:
+        """The one thread of a one-thread pool, once started (in this process)."""
+        if self._pid == os.getpid() and self.max_workers == 1 and self._threads:
+            return self._threads[0]
+        return None
+
+    def put(self, job: Job) -> None:
+        """Queue ``job``; start a thread if none is idle and the bound allows."""
+        if self._pid != os.getpid():
+            self._reset()
+        thread = None
+        with self._lock:
+            if self._closed:
+                raise ConcurrencyError(f"the {self.prefix}* threads were shut down")
+            self._unclaimed += 1
+            if self._unclaimed > self._idle and len(self._threads) < self.max_workers:
+                number = next(_NAMES.setdefault(self.prefix, itertools.count(1)))
+                thread = threading.Thread(
+                    target=self._work, name=f"{self.prefix}{number}", daemon=True
+                )
+                self._threads.append(thread)
+        self._queue.put(job)
+        if thread is not None:
+            thread.start()
 
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         future: Future[R] = Future()
-        self.pool.submit(FnJob(future, fn, args, kwargs))
+        self.put(FnJob(future, fn, args, kwargs))
         return future
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """End the threads once the queued jobs are done (they still run); ``wait`` for them."""
-        threads = self.pool.threads
-        self.pool.shutdown()
+    def _work(self) -> None:
+        # Bound once: after a fork `_reset` replaces them, and this thread is not there.
+        queue, lock, threads = self._queue, self._lock, self._threads
+        released = False
+        try:
+            while True:
+                if not released:
+                    with lock:
+                        self._idle += 1
+                job = queue.get()
+                with lock:
+                    self._idle -= 1
+                    self._unclaimed -= 1
+                if job is None:
+                    return
+                local.release = (job, self._release)
+                job.run()
+                del job
+                released = local.release is None
+                local.release = None
+        finally:
+            with lock:
+                threads.remove(threading.current_thread())
+
+    def _release(self) -> None:
+        with self._lock:
+            self._idle += 1
+
+    def shutdown(
+        self, wait: bool = True, *, cancel_futures: bool = False, timeout: float | None = None
+    ) -> None:
+        """End the threads once the queued jobs are done; ``wait`` up to ``timeout`` for them."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in threads if wait else ():
             if thread is not threading.current_thread():
-                thread.join()
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
-class Waiter:
-    """The calling thread of one `async_to_sync` call (or one `async_to_sync_iter`).
+SHARED_POOL = Pool("crossgate-sync-", MAX_WORKERS)
 
-    asgiref's ``CurrentThreadExecutor``: while it waits for its coroutine, the thread runs the
-    thread-sensitive sync calls the coroutine makes (Django's connection for the thread, an
-    open ``transaction.atomic`` belong on it).
+
+class Waiter(Executor):
+    """The thread blocked in one `async_to_sync`, running the thread-sensitive jobs sent to it.
+
+    asgiref's ``CurrentThreadExecutor``: its ``submit`` falls back to ``fallback()`` once the
+    thread stopped waiting, where asgiref raises (asgiref #491, #526).
     """
 
-    __slots__ = ("_lock", "_open", "_queue", "thread")
+    __slots__ = ("_lock", "_open", "_queue", "fallback", "thread")
 
-    def __init__(self) -> None:
+    def __init__(self, fallback: Callable[[], Pool]) -> None:
         self.thread = threading.current_thread()
+        self.fallback = fallback
         self._queue: SimpleQueue[Job | None] = SimpleQueue()
         self._lock = threading.Lock()
         self._open = True
@@ -268,8 +213,14 @@ class Waiter:
                 self._queue.put(job)
             return self._open
 
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        future: Future[R] = Future()
+        job = FnJob(future, fn, args, kwargs)
+        if not self.offer(job):
+            self.fallback().put(job)
+        return future
+
     def wake(self) -> None:
-        """End one `wait` (from any thread)."""
         self._queue.put(None)
 
     def wait(self, timeout: float) -> bool:
@@ -308,14 +259,12 @@ def _shutdown_pools() -> None:  # pragma: no cover - runs at exit (a subprocess 
     deadline = time.monotonic() + 1.0
     for pool in list(_POOLS):
         if pool._pid == os.getpid():
-            pool.shutdown(max(0.0, deadline - time.monotonic()))
+            pool.shutdown(timeout=max(0.0, deadline - time.monotonic()))
 
 
 @after_fork_in_child
 def _start_afresh() -> None:  # pragma: no cover - runs in forked children only
-    # Only the forking thread exists in the child. If it ran a job, that job's loop (the
-    # parent's, still marked running) has no thread here: async_to_sync must not use it, nor
-    # check_cancelled read the parent's flag. Pools start afresh (`submit` checks the PID too).
+    # Only the forking thread is in the child: its job's loop (the parent's) has no thread here.
     local.job = None
     local.release = None
     for pool in list(_POOLS):

@@ -1,9 +1,7 @@
-"""crossgate's background runtime: its one loop-thread class, and the one fork and exit hook.
+"""crossgate's one loop-thread class, and the one place that registers fork and exit hooks.
 
-Threads do not survive `os.fork` and daemon threads must be stopped at exit while they still
-run, so modules owning such state register callbacks here; only this module registers with
-`os.register_at_fork` and `atexit`. Children reset in registration order; exit runs in reverse
-(as ``atexit`` does), so an adapter shuts its app down while the pools and loops it uses run.
+Children reset in registration order; exit runs in reverse (as ``atexit`` does), so an adapter
+shuts its app down while the pools and loops it uses still run.
 """
 
 from __future__ import annotations
@@ -17,22 +15,11 @@ import threading
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, TypeVar
 
-__all__ = [
-    "STOP_TIMEOUT",
-    "STUCK_TASKS",
-    "LoopThread",
-    "after_fork_in_child",
-    "at_exit",
-    "cancel_tasks",
-    "finish_loop",
-]
-
 _log = logging.getLogger("crossgate.concurrency")
 
 T = TypeVar("T")
 Callback = TypeVar("Callback", bound=Callable[[], None])
 
-# How long stopping a loop thread waits, by default, for the tasks it cancels.
 STOP_TIMEOUT = 2.0
 
 _child_resets: list[Callable[[], None]] = []
@@ -40,13 +27,11 @@ _exit_stops: list[Callable[[], None]] = []
 
 
 def after_fork_in_child(callback: Callback) -> Callback:
-    """Run ``callback`` in every child process forked from now on (a decorator, too)."""
     _child_resets.append(callback)
     return callback
 
 
 def at_exit(callback: Callback) -> Callback:
-    """Run ``callback`` at interpreter exit, before the callbacks added earlier (a decorator)."""
     _exit_stops.append(callback)
     return callback
 
@@ -67,14 +52,12 @@ def _stop_all() -> None:  # pragma: no cover - runs at exit (subprocess tests ch
 os.register_at_fork(after_in_child=_reset_child)
 atexit.register(_stop_all)
 
-# Tasks that ignored cancellation past every timeout, referenced so that they are never
-# collected (a pending task's destructor logs "Task was destroyed but it is pending").
+# Referenced so that they are never collected: a pending task's destructor logs an error.
 STUCK_TASKS: list[asyncio.Task[Any]] = []
 
 
 async def cancel_tasks(timeout: float, keep: Collection[asyncio.Task[Any]] = ()) -> None:
-    """Cancel every task of the running loop but the caller and ``keep``; wait for them, at
-    most ``timeout`` s (a task still running then is logged and kept in `STUCK_TASKS`)."""
+    """Cancel every task but the caller and ``keep``; wait at most ``timeout`` s for them."""
     current = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not current and t not in keep]
     if not tasks:
@@ -94,10 +77,8 @@ async def cancel_tasks(timeout: float, keep: Collection[asyncio.Task[Any]] = ())
 
 
 def finish_loop(loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-    """End a loop that is not running as `asyncio.run` does (tasks cancelled with a bounded
-    wait, async generators finalised, loop closed), except that
-    ``loop.shutdown_default_executor()`` is never called: on Python 3.11 it joins the
-    executor's threads without a bound, so one blocked `asyncio.to_thread` would hang it."""
+    """End a stopped loop as `asyncio.run` does, but for ``shutdown_default_executor()``."""
+    # That one joins the executor's threads without a bound on 3.11: one blocked to_thread hangs.
     try:
         loop.run_until_complete(cancel_tasks(timeout))
         loop.run_until_complete(loop.shutdown_asyncgens())
@@ -106,8 +87,7 @@ def finish_loop(loop: asyncio.AbstractEventLoop, timeout: float) -> None:
 
 
 class LoopThread:
-    """An event loop running in its own daemon thread, until `stop`, which ends it on its
-    own thread with `finish_loop`."""
+    """An event loop running in its own daemon thread until `stop`."""
 
     def __init__(self, name: str) -> None:
         self.pid = os.getpid()
@@ -121,8 +101,8 @@ class LoopThread:
         asyncio.set_event_loop(loop)
         try:
             loop.run_forever()
-            # One more turn, so a cancellation requested just before the stop reaches its task
-            # (asyncio folds a cancel requested while another is pending into that one).
+            # asyncio folds a cancel requested while another is pending into that one: one
+            # more turn lets a cancellation requested just before the stop reach its task.
             loop.run_until_complete(asyncio.sleep(0))
         finally:
             asyncio.set_event_loop(None)

@@ -1,17 +1,4 @@
-"""Where a thread-sensitive call runs, and the deadlock it must never fall into.
-
-The order follows asgiref's, so that Django code sees one thread per request:
-
-1. the sync thread waiting in an outer `async_to_sync` (asgiref's or crossgate's);
-2. the thread of asgiref's ``ThreadSensitiveContext`` (Django's ``ASGIHandler`` enters one per
-   request);
-3. the thread of crossgate's `ThreadSensitiveContext`;
-4. the waiting thread of the asgiref `async_to_sync` that made the running loop;
-5. one process-wide crossgate thread, ``crossgate-sensitive-N``.
-
-If the chosen thread is the current one (it runs the loop awaiting the call, say a nested
-`asyncio.run` in thread-sensitive code), the call could never start: `DeadlockError`.
-"""
+"""Where a thread-sensitive call runs: asgiref's order (docs/concurrency.md), never a deadlock."""
 
 from __future__ import annotations
 
@@ -24,14 +11,19 @@ from typing import Self
 
 from crossgate.concurrency import _asgiref
 from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
-from crossgate.concurrency._pool import SHARED_POOL, Job, Pool, describe, submit_to, waiter_var
+from crossgate.concurrency._pool import (
+    SHARED_POOL,
+    Job,
+    Pool,
+    Waiter,
+    describe,
+    submit_to,
+    waiter_var,
+)
 from crossgate.concurrency._runtime import after_fork_in_child
 
-__all__ = ["ThreadSensitiveContext", "default_pool", "submit"]
-
 _PREFIX = "crossgate-sensitive-"
-# At most this many `ThreadSensitiveContext` threads exist, busy or idle; idle ones are kept for
-# the next contexts. Past the bound a new context shares the thread of the fewest contexts.
+# Context threads, busy or idle; past the bound a new context shares the least-used thread.
 MAX_CONTEXT_THREADS = 32
 
 _lock = threading.Lock()
@@ -41,7 +33,6 @@ _users: dict[Pool, int] = {}  # leased threads -> how many contexts use each
 
 
 def default_pool() -> Pool:
-    """The process-wide thread for thread-sensitive calls made outside any context."""
     global _default
     with _lock:
         if _default is None:
@@ -74,10 +65,9 @@ class ThreadSensitiveContext:
 
     ``async with ThreadSensitiveContext(): ...`` -- every `sync_to_async(...,
     thread_sensitive=True)` call in the block, and in tasks it starts, runs on one thread,
-    leased on first use and given back on exit. Without a context those calls share one
-    process-wide thread; an ASGI middleware entering one per request gives each request its
-    own thread, as Django's ``ASGIHandler`` does with asgiref's context of the same name
-    (inside a Django request that one wins). Nested contexts reuse the outermost.
+    leased on first use and given back on exit, as Django's ``ASGIHandler`` does per request
+    with asgiref's context of the same name (inside a Django request that one wins). Nested
+    contexts reuse the outermost.
 
     Raises:
         ConcurrencyError: (from a thread-sensitive call) a task outlived the context.
@@ -147,23 +137,20 @@ def submit(
 ) -> None:
     """Run ``job`` (calling ``what``, awaited on ``loop``) where `sync_to_async` would.
 
-    A thread-sensitive job goes where asgiref would send it (see above).
-
     Raises:
         DeadlockError: that thread is the current one.
         ConcurrencyError: the thread-sensitive context this task inherited has exited.
     """
     if not thread_sensitive:
         if executor is None:
-            SHARED_POOL.submit(job)
+            SHARED_POOL.put(job)
         else:
             submit_to(executor, job)
         return
-    # 1. An outer async_to_sync. When asgiref is loaded its slot holds the innermost one:
-    # crossgate's async_to_sync sets it too (see _asgiref.enter_waiter).
+    # 1. An outer async_to_sync: when asgiref is loaded, its slot holds the innermost one.
     outer = _asgiref.current_executor()
-    if outer is None or isinstance(outer, _asgiref.WaiterExecutor):
-        waiter = waiter_var.get() if outer is None else outer.waiter
+    if outer is None or isinstance(outer, Waiter):
+        waiter = waiter_var.get() if outer is None else outer
         if waiter is not None:
             _check(waiter.thread, what)
             if waiter.offer(job):
@@ -187,7 +174,7 @@ def submit(
         return
     pool = default_pool() if context is None else context.pool()
     _check(pool.owner(), what)
-    pool.submit(job)
+    pool.put(job)
 
 
 @after_fork_in_child

@@ -1,9 +1,7 @@
 """A sync iterable read on a worker thread, as an async iterator (`sync_to_async_iter`).
 
-The worker pulls into a buffer of up to ``read_ahead`` items and wakes the event loop only when
-the consumer is waiting: a fast producer delivers many items per wake-up, a slow one
-(server-sent events) each item as soon as it exists. ``close()`` runs on the worker thread
-too, as PEP 3333 asks of WSGI iterables.
+The producer reads up to ``read_ahead`` items ahead and wakes the consumer only when it waits,
+so a fast producer hands over many items per wake-up and a slow one each item at once.
 """
 
 from __future__ import annotations
@@ -23,16 +21,29 @@ from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._pool import describe, local
 from crossgate.concurrency._sensitive import submit
 
-__all__ = ["DEFAULT_READ_AHEAD", "SyncToAsyncIterator", "check_read_ahead", "sync_to_async_iter"]
-
 T = TypeVar("T")
+S = TypeVar("S")
 
 DEFAULT_READ_AHEAD = 64
 
 
-def check_read_ahead(read_ahead: int) -> None:
-    if read_ahead < 1:
-        raise ValueError(f"read_ahead must be at least 1, not {read_ahead}")
+class Buffered(Generic[S, T]):
+    """The state both directions share: a source, its buffer, its end."""
+
+    def __init__(self, source: S, read_ahead: int) -> None:
+        if read_ahead < 1:
+            raise ValueError(f"read_ahead must be at least 1, not {read_ahead}")
+        self._source = source
+        self._read_ahead = read_ahead
+        self._low = read_ahead // 2
+        self._lock = threading.Lock()
+        self._buffer: deque[T] = deque()
+        self._done = False
+        self._error: BaseException | None = None
+
+    def _take_error(self) -> BaseException | None:
+        error, self._error = self._error, None
+        return error
 
 
 class _Pull:
@@ -64,7 +75,7 @@ class _Pull:
             self.owner._dropped()
 
 
-class SyncToAsyncIterator(Generic[T]):
+class SyncToAsyncIterator(Buffered[Iterable[T], T]):
     """An async iterator over a sync iterable, read on a worker thread (`sync_to_async_iter`).
 
     Call `aclose` (or use ``async with``) when stopping early, so the source is closed on its
@@ -79,23 +90,16 @@ class SyncToAsyncIterator(Generic[T]):
         thread_sensitive: bool = False,
         executor: Executor | None = None,
     ) -> None:
-        check_read_ahead(read_ahead)
+        super().__init__(iterable, read_ahead)
         if thread_sensitive and executor is not None:
             raise TypeError("take thread_sensitive=True or an executor, not both")
-        self._source = iterable
         self._iterator: Iterator[T] | None = None
-        self._read_ahead = read_ahead
-        self._low = read_ahead // 2
         self._sensitive = thread_sensitive
         self._executor = executor
-        self._lock = threading.Lock()
-        self._buffer: deque[T] = deque()
         self._waiting: asyncio.Future[None] | None = None
         self._closer: asyncio.Future[None] | None = None
         self._pulling = False
         self._closing = False
-        self._done = False
-        self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ctx: contextvars.Context | None = None
 
@@ -113,8 +117,6 @@ class SyncToAsyncIterator(Generic[T]):
     ) -> None:
         await self.aclose()
 
-    # -- the consumer, on the event loop ----------------------------------------------------
-
     async def __anext__(self) -> T:
         while True:
             with self._lock:
@@ -124,7 +126,7 @@ class SyncToAsyncIterator(Generic[T]):
                     self._pulling = self._pulling or refill
                     break
                 if self._done or self._closing:
-                    error, self._error = self._error, None
+                    error = self._take_error()
                     if error is not None:
                         raise error
                     raise StopAsyncIteration
@@ -162,8 +164,7 @@ class SyncToAsyncIterator(Generic[T]):
             self._submit()
         if closer is not None:
             await closer
-        # A failure of the source not yet raised by __anext__ (its close() included).
-        error, self._error = self._error, None
+        error = self._take_error()
         if error is not None:
             raise error
 
@@ -171,19 +172,15 @@ class SyncToAsyncIterator(Generic[T]):
         loop = self._loop = asyncio.get_running_loop()
         if self._ctx is None:
             self._ctx = contextvars.copy_context()
-        job = _Pull(self, self._ctx)
-        submit(job, loop, self._source, self._sensitive, self._executor)
-
-    # -- the producer, on a worker thread ---------------------------------------------------
+        submit(_Pull(self, self._ctx), loop, self._source, self._sensitive, self._executor)
 
     def _pull(self, ctx: contextvars.Context) -> None:
-        # Each job may run on another thread: the source's asgiref Locals follow it there.
-        ctx.run(adopt_locals)
+        ctx.run(adopt_locals)  # each job may run on another thread
         while True:
             finished, error = ctx.run(self._pull_batch)
             with self._lock:
-                # Unless the consumer caught up (or is closing) while we stopped, stop: only
-                # now, out of ``ctx``, may another job (on another thread) enter it.
+                # Stop unless the consumer caught up (or is closing) meanwhile: only now, out
+                # of ``ctx``, may another job (on another thread) enter it.
                 if finished or not (self._closing or len(self._buffer) <= self._low):
                     self._stop_pulling(finished, error)
                     return
@@ -253,10 +250,8 @@ def sync_to_async_iter(
     """Iterate the sync ``iterable`` with ``async for``, reading it on a worker thread.
 
     The thread reads up to ``read_ahead`` items ahead of the consumer and hands them over in
-    batches (one wake-up of the loop for as many items as are ready); an item produced while
-    the consumer waits is handed over at once. ``iter()``, ``next()`` and ``close()`` all run
-    on the worker thread (a Django queryset runs its query in ``iter()``), held while the
-    consumer keeps up and given back when ``read_ahead`` items wait unread.
+    batches. ``iter()``, ``next()`` and ``close()`` all run on the worker thread (a Django
+    queryset runs its query in ``iter()``; PEP 3333 asks it of a WSGI body's ``close()``).
 
     Args:
         iterable: the sync iterable (a generator, a queryset, a WSGI response body...).

@@ -155,7 +155,7 @@ def test_a_one_thread_pool_of_another_process_has_no_owner(
         def dropped_by(self, future: object) -> None:  # pragma: no cover
             """Only called by a foreign executor; a pool never calls it."""
 
-    pool.submit(Job())
+    pool.put(Job())
     assert done.wait(WAIT)
     assert pool.owner() is not None
     real_pid = os.getpid()

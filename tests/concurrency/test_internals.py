@@ -26,10 +26,9 @@ from crossgate.concurrency import (
 )
 from crossgate.concurrency import _asgiref as bridge
 from crossgate.concurrency import _loops as loops
-from crossgate.concurrency._asgiref import WaiterExecutor
 from crossgate.concurrency._calls import Call, inbox_for, orphaned_calls, post
 from crossgate.concurrency._errors import DeadlockError
-from crossgate.concurrency._pool import Pool, PoolExecutor, Waiter
+from crossgate.concurrency._pool import Pool, Waiter
 from crossgate.concurrency._runtime import LoopThread
 from crossgate.concurrency._sensitive import default_pool
 from crossgate.concurrency._sync_iter import SyncToAsyncIterator
@@ -82,7 +81,7 @@ def test_without_asgiref_the_waiting_thread_runs_sensitive_calls() -> None:
     assert bridge.current_executor() is None
     assert bridge.context_executor() is None
     assert bridge.caller_loop() is None
-    assert bridge.enter_waiter(Waiter(), default_pool) == frozenset()
+    assert bridge.enter_waiter(Waiter(default_pool)) == frozenset()
 
     async def inner() -> list[threading.Thread]:
         return [await sync_to_async(ident, thread_sensitive=True)() for _ in range(2)]
@@ -136,8 +135,7 @@ def test_without_asgiref_a_nested_loop_on_the_waiting_thread_is_a_deadlock() -> 
 
 
 def test_asgiref_jobs_on_a_waiter_report_results_errors_and_cancels() -> None:
-    waiter = Waiter()
-    executor = WaiterExecutor(waiter, default_pool)
+    executor = waiter = Waiter(default_pool)
     ok = executor.submit(lambda: 42)
     failing = executor.submit(int, "not a number")
     ran: list[str] = []
@@ -186,7 +184,7 @@ def test_a_pool_starts_afresh_after_a_fork(monkeypatch: pytest.MonkeyPatch) -> N
     first: list[threading.Thread] = []
     second: list[threading.Thread] = []
     done = threading.Event()
-    test_pool.submit(Job(lambda: first.append(threading.current_thread())))
+    test_pool.put(Job(lambda: first.append(threading.current_thread())))
     old_queue = test_pool._queue
     real_pid = os.getpid()
     monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)
@@ -195,7 +193,7 @@ def test_a_pool_starts_afresh_after_a_fork(monkeypatch: pytest.MonkeyPatch) -> N
         second.append(threading.current_thread())
         done.set()
 
-    test_pool.submit(Job(record))
+    test_pool.put(Job(record))
     monkeypatch.undo()
     assert done.wait(WAIT)
     assert first[0] is not second[0]  # the "parent's" thread is not used in the "child"
@@ -213,8 +211,8 @@ def test_shutdown_without_a_timeout_returns_at_once_and_the_threads_stop() -> No
         release.wait(WAIT)
         ran.append(threading.current_thread())
 
-    test_pool.submit(Job(job))
-    test_pool.shutdown()  # the queued job is still running: returns without waiting for it
+    test_pool.put(Job(job))
+    test_pool.shutdown(wait=False)  # the queued job is still running: returns without waiting
     release.set()
     for thread in test_pool.threads:
         thread.join(WAIT)
@@ -230,7 +228,7 @@ def test_shutdown_from_a_pool_thread_does_not_join_itself() -> None:
         test_pool.shutdown(timeout=WAIT)
         done.set()
 
-    test_pool.submit(Job(stop_from_inside))
+    test_pool.put(Job(stop_from_inside))
     assert done.wait(WAIT)
     for thread in test_pool.threads:
         thread.join(WAIT)
@@ -357,7 +355,7 @@ def test_stopping_never_waits_for_the_default_executor() -> None:
 
 
 def test_a_pool_serves_as_an_executor() -> None:
-    executor = PoolExecutor(Pool("crossgate-test-executor-", 1))
+    executor = Pool("crossgate-test-executor-", 1)
     assert executor.submit(lambda: threading.current_thread().name).result(WAIT) == (
         "crossgate-test-executor-1"
     )
@@ -472,7 +470,7 @@ def test_a_call_nested_in_another_job_does_not_free_that_jobs_thread() -> None:
                 idle_inside.append(test_pool._idle)
             done.set()
 
-        test_pool.submit(Job(outer_job))
+        test_pool.put(Job(outer_job))
         assert await nested.future == 5
         await loop.run_in_executor(None, done.wait, WAIT)
 

@@ -106,8 +106,8 @@ def test_a_fast_stream_needs_few_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     from crossgate.concurrency._pool import SHARED_POOL
 
     read_ahead, total = 16, 1000
-    submit = Counting(SHARED_POOL.submit)
-    monkeypatch.setattr(SHARED_POOL, "submit", submit)
+    submit = Counting(SHARED_POOL.put)
+    monkeypatch.setattr(SHARED_POOL, "put", submit)
 
     async def main() -> int:
         return sum([item async for item in sync_to_async_iter(range(total), read_ahead=read_ahead)])
@@ -389,8 +389,8 @@ def test_async_hand_offs_are_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_async_reader_pauses_when_the_consumer_lags(monkeypatch: pytest.MonkeyPatch) -> None:
     read_ahead, total = 8, 200
-    resumes = Counting(async_iter._Session.resume)
-    monkeypatch.setattr(async_iter._Session, "resume", lambda self: resumes(self))
+    resumes = Counting(async_iter.AsyncToSyncIterator._resume)
+    monkeypatch.setattr(async_iter.AsyncToSyncIterator, "_resume", lambda self: resumes(self))
     produced: list[int] = []
 
     async def produce() -> AsyncIterator[int]:

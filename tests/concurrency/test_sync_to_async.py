@@ -372,7 +372,7 @@ def test_a_shut_down_pool_refuses_work() -> None:
 
         call = Call(asyncio.get_running_loop(), add, (1,), {}, contextvars.copy_context())
         with pytest.raises(ConcurrencyError, match="shut down"):
-            pool.submit(call)
+            pool.put(call)
 
     run(main)
     with pytest.raises(ValueError, match="at least 1"):
