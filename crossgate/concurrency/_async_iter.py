@@ -13,9 +13,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import Self, TypeVar
 
-from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._loops import POLL, LoopTask, run_sync
-from crossgate.concurrency._pool import describe, waiter_var
+from crossgate.concurrency._pool import ConcurrencyError, describe, waiter_var
 from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, Buffered
 
 T = TypeVar("T")
@@ -24,8 +23,8 @@ T = TypeVar("T")
 class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
     """A sync iterator over an async iterable, read by a task on an event loop.
 
-    Created by `async_to_sync_iter`. Call `close` (WSGI servers do) or use ``with`` when
-    stopping early, so the source is closed (``aclose()``) on its loop.
+    Call `close` (WSGI servers do) or use ``with`` when stopping early, so the source is closed
+    (``aclose()``) on its loop.
     """
 
     def __init__(self, aiterable: AsyncIterable[T], *, read_ahead: int) -> None:
@@ -62,10 +61,8 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
                     self._paused = self._paused and not resume
                     break
                 if self._done:
-                    error = self._take_error()
                     task.waiter.close()
-                    if error is not None:
-                        raise error
+                    self._raise_error()
                     raise StopIteration
                 self._waiting = True
             self._wait(task)
@@ -100,9 +97,8 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
                     self._waiting = True
                 self._wait(task)
         task.waiter.close()
-        error = self._take_error()
-        if error is not None and not isinstance(error, asyncio.CancelledError):
-            raise error
+        with contextlib.suppress(asyncio.CancelledError):
+            self._raise_error()
 
     def _start(self) -> LoopTask:
         task = self._task = LoopTask(

@@ -19,11 +19,9 @@ from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
 from crossgate.concurrency import _asgiref
-from crossgate.concurrency._asgiref import adopt_locals, copy_back
-from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import Waiter, describe, local, waiter_var
+from crossgate.concurrency._asgiref import adopt_locals, copy_back, default_pool
+from crossgate.concurrency._pool import ConcurrencyError, Waiter, describe, local, waiter_var
 from crossgate.concurrency._runtime import LoopThread, after_fork_in_child, at_exit
-from crossgate.concurrency._sensitive import default_pool
 
 R = TypeVar("R")
 
@@ -63,7 +61,7 @@ def portal_loop() -> asyncio.AbstractEventLoop:
     global _portal
     with _portal_lock:
         portal = _portal
-        if portal is None or portal.pid != os.getpid() or portal.loop.is_closed():
+        if portal is None or portal.loop.is_closed():
             portal = _portal = LoopThread("crossgate-loop")
         return portal.loop
 
@@ -73,7 +71,7 @@ def stop_portal() -> None:
     global _portal
     with _portal_lock:
         portal, _portal = _portal, None
-    if portal is not None and portal.pid == os.getpid():
+    if portal is not None:
         portal.stop()
 
 

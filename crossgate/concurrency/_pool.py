@@ -1,4 +1,4 @@
-"""Where jobs run: bounded pools of named threads started on demand, and waiting threads."""
+"""Where jobs run (bounded pools of named threads, waiting threads) and how outcomes return."""
 
 from __future__ import annotations
 
@@ -14,14 +14,84 @@ from contextvars import ContextVar
 from queue import Empty, SimpleQueue
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._runtime import after_fork_in_child, at_exit
+from crossgate.exceptions import CrossgateError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 # `ThreadPoolExecutor`'s default, so code moved from `run_in_executor(None, ...)` keeps its reach.
 MAX_WORKERS = min(32, (os.cpu_count() or 1) + 4)
+
+
+class ConcurrencyError(CrossgateError, RuntimeError):
+    """A sync/async helper was used where it cannot work.
+
+    For example `async_to_sync` on a thread that runs an event loop (``await`` instead), or a
+    thread-sensitive call after its `ThreadSensitiveContext` exited. A `RuntimeError`, as
+    asgiref's equivalents are, so code written against asgiref keeps catching it.
+    """
+
+
+class DeadlockError(ConcurrencyError):
+    """Thread-sensitive work was submitted from the very thread that would have to run it.
+
+    That thread runs the code waiting for the work, so the call could never start: crossgate
+    raises this instead of hanging. The message names the thread.
+    """
+
+    def __init__(self, message: str, *, thread_name: str) -> None:
+        super().__init__(message)
+        self.thread_name = thread_name
+
+
+class Inbox:
+    """Outcomes for one loop: however many calls finish at once, one wake-up settles them."""
+
+    __slots__ = ("items", "lock", "scheduled")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        self.scheduled = False
+
+    def post(
+        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bool, value: Any
+    ) -> None:
+        with self.lock:
+            self.items.append((future, ok, value))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        try:
+            loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:  # the loop is closed: whoever awaited these futures is gone with it
+            with self.lock:
+                self.items.clear()
+                self.scheduled = False
+
+    def drain(self) -> None:
+        with self.lock:
+            items, self.items = self.items, []
+            self.scheduled = False
+        for future, ok, value in items:
+            if not future.done():  # else its caller was cancelled
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+
+_INBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Inbox] = weakref.WeakKeyDictionary()
+_INBOXES_LOCK = threading.Lock()
+
+
+def inbox_for(loop: asyncio.AbstractEventLoop) -> Inbox:
+    inbox = _INBOXES.get(loop)
+    if inbox is None:
+        with _INBOXES_LOCK:
+            inbox = _INBOXES.setdefault(loop, Inbox())
+    return inbox
 
 
 class Job(Protocol):
@@ -102,7 +172,6 @@ class Pool(Executor):
         _POOLS.add(self)
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._queue: SimpleQueue[Job | None] = SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -115,15 +184,13 @@ class Pool(Executor):
         return list(self._threads)
 
     def owner(self) -> threading.Thread | None:
-        """The one thread of a one-thread pool, once started (in this process)."""
-        if self._pid == os.getpid() and self.max_workers == 1 and self._threads:
+        """The one thread of a one-thread pool, once started."""
+        if self.max_workers == 1 and self._threads:
             return self._threads[0]
         return None
 
     def put(self, job: Job) -> None:
         """Queue ``job``; start a thread if none is idle and the bound allows."""
-        if self._pid != os.getpid():
-            self._reset()
         thread = None
         with self._lock:
             if self._closed:
@@ -258,13 +325,15 @@ def _shutdown_pools() -> None:  # pragma: no cover - runs at exit (a subprocess 
     # A bounded wait: a sync call that never returns must not keep the interpreter alive.
     deadline = time.monotonic() + 1.0
     for pool in list(_POOLS):
-        if pool._pid == os.getpid():
-            pool.shutdown(timeout=max(0.0, deadline - time.monotonic()))
+        pool.shutdown(timeout=max(0.0, deadline - time.monotonic()))
 
 
 @after_fork_in_child
 def _start_afresh() -> None:  # pragma: no cover - runs in forked children only
-    # Only the forking thread is in the child: its job's loop (the parent's) has no thread here.
+    # Only the forking thread is in the child: its job's loop (the parent's) has no thread here,
+    # and a lock another thread held would stay locked forever.
+    global _INBOXES_LOCK
+    _INBOXES_LOCK = threading.Lock()
     local.job = None
     local.release = None
     for pool in list(_POOLS):

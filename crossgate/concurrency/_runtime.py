@@ -90,7 +90,6 @@ class LoopThread:
     """An event loop running in its own daemon thread until `stop`."""
 
     def __init__(self, name: str) -> None:
-        self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self._timeout = STOP_TIMEOUT
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)

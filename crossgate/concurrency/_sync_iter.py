@@ -15,11 +15,8 @@ from concurrent.futures import Executor, Future
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-from crossgate.concurrency._asgiref import adopt_locals
-from crossgate.concurrency._calls import inbox_for, post
-from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import describe, local
-from crossgate.concurrency._sensitive import submit
+from crossgate.concurrency._asgiref import adopt_locals, submit
+from crossgate.concurrency._pool import ConcurrencyError, describe, inbox_for, local
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -41,23 +38,24 @@ class Buffered(Generic[S, T]):
         self._done = False
         self._error: BaseException | None = None
 
-    def _take_error(self) -> BaseException | None:
+    def _raise_error(self) -> None:
         error, self._error = self._error, None
-        return error
+        if error is not None:
+            raise error
 
 
 class _Pull:
     """The job that reads a `SyncToAsyncIterator`'s source on a worker thread."""
 
-    __slots__ = ("ctx", "owner")
+    __slots__ = ("ctx", "loop", "owner")
 
-    def __init__(self, owner: SyncToAsyncIterator[Any], ctx: contextvars.Context) -> None:
-        self.owner = owner
-        self.ctx = ctx
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None:
-        return self.owner._loop
+    def __init__(
+        self,
+        owner: SyncToAsyncIterator[Any],
+        loop: asyncio.AbstractEventLoop,
+        ctx: contextvars.Context,
+    ) -> None:
+        self.owner, self.loop, self.ctx = owner, loop, ctx
 
     @property
     def cancel_requested(self) -> bool:
@@ -79,7 +77,7 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
     """An async iterator over a sync iterable, read on a worker thread (`sync_to_async_iter`).
 
     Call `aclose` (or use ``async with``) when stopping early, so the source is closed on its
-    thread. The source's contextvars are a copy of the first consumer's.
+    thread.
     """
 
     def __init__(
@@ -100,7 +98,6 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
         self._closer: asyncio.Future[None] | None = None
         self._pulling = False
         self._closing = False
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._ctx: contextvars.Context | None = None
 
     def __aiter__(self) -> Self:
@@ -126,9 +123,7 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
                     self._pulling = self._pulling or refill
                     break
                 if self._done or self._closing:
-                    error = self._take_error()
-                    if error is not None:
-                        raise error
+                    self._raise_error()
                     raise StopAsyncIteration
                 start = not self._pulling
                 self._pulling = True
@@ -164,15 +159,13 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
             self._submit()
         if closer is not None:
             await closer
-        error = self._take_error()
-        if error is not None:
-            raise error
+        self._raise_error()
 
     def _submit(self) -> None:
-        loop = self._loop = asyncio.get_running_loop()
-        if self._ctx is None:
+        loop = asyncio.get_running_loop()
+        if self._ctx is None:  # the source's contextvars are a copy of the first consumer's
             self._ctx = contextvars.copy_context()
-        submit(_Pull(self, self._ctx), loop, self._source, self._sensitive, self._executor)
+        submit(_Pull(self, loop, self._ctx), loop, self._source, self._sensitive, self._executor)
 
     def _pull(self, ctx: contextvars.Context) -> None:
         ctx.run(adopt_locals)  # each job may run on another thread
@@ -232,7 +225,7 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
 
     def _wake(self, future: asyncio.Future[None]) -> None:
         loop = future.get_loop()
-        post(loop, inbox_for(loop), future, True, None)
+        inbox_for(loop).post(loop, future, True, None)
 
     def _dropped(self) -> None:
         error = ConcurrencyError(f"the executor cancelled the reading of {describe(self._source)}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
 import subprocess
 import sys
 import threading
@@ -17,20 +16,20 @@ from typing import Any
 import pytest
 
 from crossgate.concurrency import (
+    Call,
     ThreadSensitiveContext,
     _runtime,
     async_to_sync,
     async_to_sync_iter,
+    orphaned_calls,
     sync_to_async,
     sync_to_async_iter,
 )
 from crossgate.concurrency import _asgiref as bridge
 from crossgate.concurrency import _loops as loops
-from crossgate.concurrency._calls import Call, inbox_for, orphaned_calls, post
-from crossgate.concurrency._errors import DeadlockError
-from crossgate.concurrency._pool import Pool, Waiter
+from crossgate.concurrency._asgiref import default_pool
+from crossgate.concurrency._pool import DeadlockError, Pool, Waiter, inbox_for
 from crossgate.concurrency._runtime import LoopThread
-from crossgate.concurrency._sensitive import default_pool
 from crossgate.concurrency._sync_iter import SyncToAsyncIterator
 from tests.concurrency.conftest import WAIT, run
 
@@ -179,22 +178,20 @@ class Job:
         raise AssertionError("not used with pools")
 
 
-def test_a_pool_starts_afresh_after_a_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pool_starts_afresh_after_a_fork() -> None:
     test_pool = Pool("crossgate-test-", 1)
     first: list[threading.Thread] = []
     second: list[threading.Thread] = []
     done = threading.Event()
     test_pool.put(Job(lambda: first.append(threading.current_thread())))
     old_queue = test_pool._queue
-    real_pid = os.getpid()
-    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)
+    test_pool._reset()  # what the after-fork hook does in a child
 
     def record() -> None:
         second.append(threading.current_thread())
         done.set()
 
     test_pool.put(Job(record))
-    monkeypatch.undo()
     assert done.wait(WAIT)
     assert first[0] is not second[0]  # the "parent's" thread is not used in the "child"
     old_queue.put(None)  # both threads live in this one process: stop the old one too
@@ -241,8 +238,8 @@ def test_late_outcomes_for_cancelled_futures_and_closed_loops_are_dropped() -> N
         cancelled.cancel()
         live: asyncio.Future[Any] = loop.create_future()
         inbox = inbox_for(loop)
-        post(loop, inbox, cancelled, True, "too late")
-        post(loop, inbox, live, False, ValueError("delivered"))
+        inbox.post(loop, cancelled, True, "too late")
+        inbox.post(loop, live, False, ValueError("delivered"))
         with pytest.raises(ValueError, match="delivered"):
             await live
 
@@ -250,7 +247,7 @@ def test_late_outcomes_for_cancelled_futures_and_closed_loops_are_dropped() -> N
     closed = asyncio.new_event_loop()
     closed.close()
     inbox = inbox_for(closed)
-    post(closed, inbox, Future(), True, None)  # type: ignore[arg-type]
+    inbox.post(closed, Future(), True, None)  # type: ignore[arg-type]
     assert inbox.items == []
     assert not inbox.scheduled
 

@@ -14,9 +14,7 @@ import pytest
 
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.concurrency import _async_iter as async_iter
-from crossgate.concurrency import _calls as calls
 from crossgate.concurrency import _loops as loops
-from crossgate.concurrency import _sync_iter as sync_iter
 from crossgate.concurrency import (
     async_to_sync_iter,
     check_cancelled,
@@ -24,7 +22,7 @@ from crossgate.concurrency import (
     sync_to_async,
     sync_to_async_iter,
 )
-from crossgate.concurrency._errors import ConcurrencyError
+from crossgate.concurrency._pool import ConcurrencyError, Inbox
 from crossgate.testing import call_http
 from crossgate.types import StartResponse, WSGIEnvironment
 from tests.concurrency.conftest import WAIT, run
@@ -79,8 +77,8 @@ def test_items_arrive_in_order_and_iter_runs_on_the_worker() -> None:
 def test_thread_hand_offs_are_per_batch_not_per_item(monkeypatch: pytest.MonkeyPatch) -> None:
     read_ahead = 50
     asked_last = threading.Event()
-    posts = Counting(calls.post)
-    monkeypatch.setattr(sync_iter, "post", posts)
+    posts = Counting(Inbox.post)
+    monkeypatch.setattr(Inbox, "post", lambda self, *args: posts(self, *args))
 
     def produce() -> Iterator[int]:
         for i in range(read_ahead):

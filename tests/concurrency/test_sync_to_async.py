@@ -16,8 +16,7 @@ from asgiref.sync import iscoroutinefunction as asgiref_iscoroutinefunction
 from asgiref.sync import sync_to_async as asgiref_sync_to_async
 
 from crossgate.concurrency import async_to_sync, sync_to_async
-from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import MAX_WORKERS, SHARED_POOL
+from crossgate.concurrency._pool import MAX_WORKERS, SHARED_POOL, ConcurrencyError
 from tests.concurrency.conftest import WAIT, run
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
@@ -368,7 +367,7 @@ def test_a_shut_down_pool_refuses_work() -> None:
     pool.shutdown(timeout=WAIT)
 
     async def main() -> None:
-        from crossgate.concurrency._calls import Call
+        from crossgate.concurrency import Call
 
         call = Call(asyncio.get_running_loop(), add, (1,), {}, contextvars.copy_context())
         with pytest.raises(ConcurrencyError, match="shut down"):
