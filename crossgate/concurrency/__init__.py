@@ -216,21 +216,13 @@ def _is_async(func: object) -> bool:
 
 @overload
 def sync_to_async(
-    func: Callable[P, R],
-    /,
-    *,
-    thread_sensitive: bool = True,
-    executor: Executor | None = None,
+    func: Callable[P, R], /, *, thread_sensitive: bool = True, executor: Executor | None = None
 ) -> Callable[P, Coroutine[Any, Any, R]]: ...
 
 
 @overload
 def sync_to_async(
-    func: None = None,
-    /,
-    *,
-    thread_sensitive: bool = True,
-    executor: Executor | None = None,
+    func: None = None, /, *, thread_sensitive: bool = True, executor: Executor | None = None
 ) -> Callable[[Callable[P, R]], Callable[P, Coroutine[Any, Any, R]]]: ...
 
 
@@ -315,10 +307,7 @@ def async_to_sync(
 
 
 def async_to_sync(
-    func: Callable[P, Awaitable[R]] | None = None,
-    /,
-    *,
-    timeout: float | None = None,
+    func: Callable[P, Awaitable[R]] | None = None, /, *, timeout: float | None = None
 ) -> Callable[P, R] | Callable[[Callable[P, Awaitable[R]]], Callable[P, R]]:
     """Turn the coroutine function ``func`` into a sync function that blocks for its result.
 

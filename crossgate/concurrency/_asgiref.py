@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Collection
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextvars import ContextVar, Token
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any, Self
 
 from crossgate.concurrency._pool import (
@@ -99,44 +99,6 @@ def copy_back(ctx: contextvars.Context, skip: Collection[contextvars.ContextVar[
 
 def _asgiref() -> ModuleType | None:
     return sys.modules.get("asgiref.sync")
-
-
-def current_executor() -> Executor | None:
-    """asgiref's executor for the thread waiting in an outer ``async_to_sync``."""
-    sync = _asgiref()
-    executor: Executor | None = (
-        getattr(sync.AsyncToSync.executors, "current", None) if sync else None
-    )
-    return executor
-
-
-def context_executor() -> Executor | None:
-    """The thread of asgiref's ``ThreadSensitiveContext`` in force, made as asgiref makes it.
-
-    Raises:
-        ConcurrencyError: the context exited and this task outlived it.
-    """
-    sync = _asgiref()
-    context = None if sync is None else sync.SyncToAsync.thread_sensitive_context.get(None)
-    if sync is None or context is None:
-        return None
-    if getattr(context, "_exited", False):
-        raise ConcurrencyError(
-            "asgiref's ThreadSensitiveContext has exited: tasks created inside it must finish "
-            "before it exits"
-        )
-    executors = sync.SyncToAsync.context_to_thread_executor
-    executor: Executor | None = executors.get(context)
-    if executor is None:
-        executor = executors[context] = Pool("crossgate-asgiref-context-", 1)
-    return executor
-
-
-def loop_executor(loop: asyncio.AbstractEventLoop) -> Executor | None:
-    """The waiting thread of the asgiref ``async_to_sync`` that created ``loop``."""
-    sync = _asgiref()
-    executor: Executor | None = sync.AsyncToSync.loop_thread_executors.get(loop) if sync else None
-    return executor
 
 
 def caller_loop() -> asyncio.AbstractEventLoop | None:
@@ -244,12 +206,7 @@ class ThreadSensitiveContext:
             self._exited = False
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._token is None:
             return
         _context_var.reset(self._token)
@@ -307,8 +264,9 @@ def submit(
         else:
             submit_to(executor, job)
         return
+    sync = _asgiref()
     # 1. An outer async_to_sync: when asgiref is loaded, its slot holds the innermost one.
-    outer = current_executor()
+    outer = getattr(sync.AsyncToSync.executors, "current", None) if sync else None
     if outer is None or isinstance(outer, Waiter):
         waiter = waiter_var.get() if outer is None else outer
         if waiter is not None:
@@ -323,11 +281,22 @@ def submit(
             pass  # "CurrentThreadExecutor already quit or is broken": try the next place
         else:
             return
-    # 2. asgiref's context, 3. crossgate's, 4. asgiref's loop thread, 5. the process-wide one.
-    executor = context_executor()
+    # 2. asgiref's context (its thread made as asgiref makes it), 3. crossgate's context,
+    # 4. the waiting thread of the asgiref async_to_sync that made the loop, 5. our own thread.
     context = _context_var.get()
-    if executor is None and context is None:
-        executor = loop_executor(loop)
+    asgiref_context = sync.SyncToAsync.thread_sensitive_context.get(None) if sync else None
+    if sync is not None and asgiref_context is not None:
+        if getattr(asgiref_context, "_exited", False):
+            raise ConcurrencyError(
+                "asgiref's ThreadSensitiveContext has exited: tasks created inside it must "
+                "finish before it exits"
+            )
+        executors = sync.SyncToAsync.context_to_thread_executor
+        executor = executors.get(asgiref_context)
+        if executor is None:
+            executor = executors[asgiref_context] = Pool("crossgate-asgiref-context-", 1)
+    elif context is None and sync is not None:
+        executor = sync.AsyncToSync.loop_thread_executors.get(loop)
     if executor is not None:
         _check(foreign_owner(executor), what)
         submit_to(executor, job)

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import contextvars
 from collections.abc import AsyncIterable, AsyncIterator
-from types import TracebackType
 from typing import Self, TypeVar
 
 from crossgate.concurrency._loops import POLL, LoopTask, run_sync
@@ -41,12 +40,7 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __next__(self) -> T:

@@ -25,19 +25,13 @@ MAX_WORKERS = min(32, (os.cpu_count() or 1) + 4)
 
 
 class ConcurrencyError(CrossgateError, RuntimeError):
-    """A sync/async helper was used where it cannot work.
-
-    For example `async_to_sync` on a thread that runs an event loop (``await`` instead), or a
-    thread-sensitive call after its `ThreadSensitiveContext` exited. A `RuntimeError`, as
-    asgiref's equivalents are, so code written against asgiref keeps catching it.
-    """
+    """A sync/async helper was used where it cannot work (a `RuntimeError`, as asgiref's are)."""
 
 
 class DeadlockError(ConcurrencyError):
-    """Thread-sensitive work was submitted from the very thread that would have to run it.
+    """Thread-sensitive work was sent to the very thread waiting for it, which would hang.
 
-    That thread runs the code waiting for the work, so the call could never start: crossgate
-    raises this instead of hanging. The message names the thread.
+    The message and ``thread_name`` name that thread.
     """
 
     def __init__(self, message: str, *, thread_name: str) -> None:
@@ -130,7 +124,7 @@ def submit_to(executor: Executor, job: Job) -> None:
 
 
 class FnJob:
-    """An `Executor`'s call, ``fn(*args)`` settling a `concurrent.futures.Future`, as a job."""
+    """An `Executor`'s call as a job."""
 
     __slots__ = ("args", "fn", "future", "kwargs")
 
@@ -190,7 +184,6 @@ class Pool(Executor):
         return None
 
     def put(self, job: Job) -> None:
-        """Queue ``job``; start a thread if none is idle and the bound allows."""
         thread = None
         with self._lock:
             if self._closed:
@@ -260,8 +253,8 @@ SHARED_POOL = Pool("crossgate-sync-", MAX_WORKERS)
 class Waiter(Executor):
     """The thread blocked in one `async_to_sync`, running the thread-sensitive jobs sent to it.
 
-    asgiref's ``CurrentThreadExecutor``: its ``submit`` falls back to ``fallback()`` once the
-    thread stopped waiting, where asgiref raises (asgiref #491, #526).
+    asgiref's ``CurrentThreadExecutor``, but once the thread stopped waiting ``submit`` falls
+    back to ``fallback()`` where asgiref raises (asgiref #491, #526).
     """
 
     __slots__ = ("_lock", "_open", "_queue", "fallback", "thread")
@@ -287,11 +280,11 @@ class Waiter(Executor):
             self.fallback().put(job)
         return future
 
-    def wake(self) -> None:
+    def wake(self) -> None:  # ends one `wait`
         self._queue.put(None)
 
     def wait(self, timeout: float) -> bool:
-        """Run jobs sent here until `wake`; ``False`` if ``timeout`` seconds passed first."""
+        """Run jobs sent here until `wake`; ``False`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -304,7 +297,7 @@ class Waiter(Executor):
             del job
 
     def close(self) -> None:
-        """Stop accepting jobs; run those already queued (they belong on this thread)."""
+        """Stop accepting jobs; run those already queued."""
         with self._lock:
             self._open = False
         while True:

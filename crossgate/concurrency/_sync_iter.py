@@ -12,7 +12,6 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future
-from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from crossgate.concurrency._asgiref import adopt_locals, submit
@@ -106,12 +105,7 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def __anext__(self) -> T:
