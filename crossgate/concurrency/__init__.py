@@ -208,12 +208,6 @@ def _wraps(wrapper: W, wrapped: Callable[..., Any]) -> W:
     return wrapper
 
 
-def _is_async(func: object) -> bool:
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)  # noqa: B004 - a callable object's async __call__
-    )
-
-
 @overload
 def sync_to_async(
     func: Callable[P, R], /, *, thread_sensitive: bool = True, executor: Executor | None = None
@@ -266,7 +260,9 @@ def sync_to_async(
     def decorate(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
         if not callable(fn):
             raise TypeError(f"sync_to_async needs a callable, not {type(fn).__name__}")
-        if _is_async(fn):
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - a callable object's async __call__
+        ):
             raise TypeError(
                 f"sync_to_async needs a sync callable; {describe(fn)} is async: await it directly"
             )

@@ -76,10 +76,6 @@ def rehomer() -> tuple[type, Rehome] | None:
     return None if local is None else _rehomer(local)
 
 
-def rehomed(value: object, found: tuple[type, Rehome] | None) -> object:
-    return found[1](value) if found is not None and isinstance(value, found[0]) else value
-
-
 def adopt_locals() -> None:
     """Re-home the current context's asgiref Locals to this thread (the context just moved)."""
     found = rehomer()
@@ -94,7 +90,9 @@ def copy_back(ctx: contextvars.Context, skip: Collection[contextvars.ContextVar[
     found = rehomer()
     for var, value in ctx.items():
         if var.get(_MISSING) is not value and var not in skip:
-            var.set(rehomed(value, found))
+            if found is not None and isinstance(value, found[0]):
+                value = found[1](value)
+            var.set(value)
 
 
 def _asgiref() -> ModuleType | None:
@@ -129,12 +127,9 @@ def foreign_owner(executor: Executor) -> threading.Thread | None:
 
 
 def enter_waiter(waiter: Waiter) -> frozenset[ContextVar[Any]]:
-    """Send asgiref's thread-sensitive calls to ``waiter``; return the variables set for it.
-
-    Set even when an outer value is not visible here: asgiref re-homes its storage on every
-    ``sync_to_async``, which would bring a stale outer executor back (and deadlock). The caller
-    must not copy those variables back (asgiref restores them likewise).
-    """
+    """Send asgiref's thread-sensitive calls to ``waiter``; return the variables set for it."""
+    # Set even when no outer value is visible here: asgiref re-homes its storage on every
+    # sync_to_async, which would bring a stale outer executor back (and deadlock).
     sync = _asgiref()
     if sync is None:
         return frozenset()
@@ -160,26 +155,6 @@ def default_pool() -> Pool:
         if _default is None:
             _default = Pool(_PREFIX, 1)
         return _default
-
-
-def _lease() -> Pool:
-    with _lock:
-        if len(_users) >= MAX_CONTEXT_THREADS:
-            pool = min(_users, key=_users.__getitem__)
-        elif _idle:
-            pool = _idle.pop()
-        else:
-            pool = Pool(_PREFIX, 1)  # its thread starts with its first call
-        _users[pool] = _users.get(pool, 0) + 1
-        return pool
-
-
-def _release(pool: Pool) -> None:
-    with _lock:
-        _users[pool] -= 1
-        if not _users[pool]:
-            del _users[pool]
-            _idle.append(pool)
 
 
 class ThreadSensitiveContext:
@@ -214,7 +189,11 @@ class ThreadSensitiveContext:
         self._exited = True
         pool, self._pool = self._pool, None
         if pool is not None:
-            _release(pool)
+            with _lock:
+                _users[pool] -= 1
+                if not _users[pool]:
+                    del _users[pool]
+                    _idle.append(pool)
 
     def pool(self) -> Pool:
         """This context's thread (leased on first use)."""
@@ -224,7 +203,14 @@ class ThreadSensitiveContext:
                 "tasks started inside the context must finish before it exits"
             )
         if self._pool is None:
-            self._pool = _lease()
+            with _lock:
+                if len(_users) >= MAX_CONTEXT_THREADS:
+                    self._pool = min(_users, key=_users.__getitem__)
+                elif _idle:
+                    self._pool = _idle.pop()
+                else:
+                    self._pool = Pool(_PREFIX, 1)  # its thread starts with its first call
+                _users[self._pool] = _users.get(self._pool, 0) + 1
         return self._pool
 
 
@@ -252,12 +238,7 @@ def submit(
     thread_sensitive: bool,
     executor: Executor | None,
 ) -> None:
-    """Run ``job`` (calling ``what``, awaited on ``loop``) where `sync_to_async` would.
-
-    Raises:
-        DeadlockError: that thread is the current one.
-        ConcurrencyError: the thread-sensitive context this task inherited has exited.
-    """
+    """Run ``job`` (calling ``what``, awaited on ``loop``) where `sync_to_async` would."""
     if not thread_sensitive:
         if executor is None:
             SHARED_POOL.put(job)

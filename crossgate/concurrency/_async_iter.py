@@ -1,8 +1,4 @@
-"""An async iterable read by a task on an event loop, as a sync iterator (`async_to_sync_iter`).
-
-The mirror image of `crossgate.concurrency._sync_iter`; closing it cancels the task, which
-closes the source with ``aclose()`` on its loop.
-"""
+"""An async iterable read by a task on an event loop, as a sync iterator (`async_to_sync_iter`)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Which event loop `async_to_sync` uses, the persistent loop thread, and the call itself.
+"""Which event loop `async_to_sync` uses (docs/concurrency.md), and the call itself.
 
-In order: the loop awaiting the `sync_to_async` call this thread runs (crossgate's, then the
-server's loop in a `WSGIToASGI` worker, then asgiref's); else one persistent loop thread per
-process. Never a new loop per call, as asgiref's makes from a plain thread (asgiref #370).
+Never a new loop per call, as asgiref's makes from a plain thread (asgiref #370).
 """
 
 from __future__ import annotations
@@ -95,11 +93,7 @@ class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThr
 
 
 class LoopTask:
-    """A task on the loop `pick_loop` chooses, run for a sync thread waiting in `waiter`.
-
-    Raises:
-        ConcurrencyError: this thread runs an event loop (``refusal()`` says what to do).
-    """
+    """A task on the loop `pick_loop` chooses, run for a sync thread waiting in `waiter`."""
 
     __slots__ = ("loop", "skip", "task", "waiter")
 
@@ -132,8 +126,7 @@ class LoopTask:
         self.task.cancel()
 
     def call_soon(self, callback: Callable[[], object]) -> None:
-        """Run ``callback`` on the loop; a closed loop is noticed by the waiting consumer."""
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError):  # closed: the waiting consumer notices
             self.loop.call_soon_threadsafe(callback)
 
     def enter(self) -> Token[Waiter | None]:
@@ -180,13 +173,6 @@ def run_sync(
     kwargs: dict[str, Any],
     timeout: float | None,
 ) -> R:
-    """Run ``func(*args, **kwargs)`` on the loop `pick_loop` chooses; block for the outcome.
-
-    Raises:
-        ConcurrencyError: this thread runs an event loop; or that loop closed first.
-        TimeoutError: ``timeout`` seconds passed; the coroutine was cancelled.
-        BaseException: whatever the coroutine raised, with its traceback.
-    """
     call = _Call(
         lambda: (
             f"async_to_sync({describe(func)}) was called from a thread that runs an event "

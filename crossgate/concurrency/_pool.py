@@ -158,8 +158,6 @@ class Pool(Executor):
     """Up to ``max_workers`` daemon threads named ``prefix`` + N, started on demand, reused."""
 
     def __init__(self, prefix: str, max_workers: int) -> None:
-        if max_workers < 1:
-            raise ValueError(f"max_workers must be at least 1, not {max_workers}")
         self.prefix = prefix
         self.max_workers = max_workers
         self._reset()

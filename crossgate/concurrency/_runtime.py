@@ -1,7 +1,6 @@
 """crossgate's one loop-thread class, and the one place that registers fork and exit hooks.
 
-Children reset in registration order; exit runs in reverse (as ``atexit`` does), so an adapter
-shuts its app down while the pools and loops it uses still run.
+Exit hooks run in reverse, so an adapter shuts its app down while the loops it uses still run.
 """
 
 from __future__ import annotations
@@ -108,12 +107,7 @@ class LoopThread:
             finish_loop(loop, self._timeout)
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and wait for its result; from another thread only.
-
-        Raises:
-            TimeoutError: no result within ``timeout`` seconds.
-            BaseException: what ``coro`` raised.
-        """
+        """Run ``coro`` on the loop and wait for its result; from another thread only."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def run(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:

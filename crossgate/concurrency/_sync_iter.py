@@ -1,8 +1,4 @@
-"""A sync iterable read on a worker thread, as an async iterator (`sync_to_async_iter`).
-
-The producer reads up to ``read_ahead`` items ahead and wakes the consumer only when it waits,
-so a fast producer hands over many items per wake-up and a slow one each item at once.
-"""
+"""A sync iterable read on a worker thread, as an async iterator (`sync_to_async_iter`)."""
 
 from __future__ import annotations
 
@@ -24,8 +20,6 @@ DEFAULT_READ_AHEAD = 64
 
 
 class Buffered(Generic[S, T]):
-    """The state both directions share: a source, its buffer, its end."""
-
     def __init__(self, source: S, read_ahead: int) -> None:
         if read_ahead < 1:
             raise ValueError(f"read_ahead must be at least 1, not {read_ahead}")
@@ -44,8 +38,6 @@ class Buffered(Generic[S, T]):
 
 
 class _Pull:
-    """The job that reads a `SyncToAsyncIterator`'s source on a worker thread."""
-
     __slots__ = ("ctx", "loop", "owner")
 
     def __init__(
