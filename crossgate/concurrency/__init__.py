@@ -1,7 +1,4 @@
-"""Threads and event loops: where sync and async code meet.
-
-The "Sync and async" page of the documentation explains the rules.
-"""
+"""Threads and event loops: where sync and async code meet (docs: "Sync and async")."""
 
 from __future__ import annotations
 
@@ -70,11 +67,7 @@ _orphans = {"running": 0, "total": 0}
 
 
 def orphaned_calls() -> OrphanedCalls:
-    """How many sync calls a cancelled caller left running: now, and in total.
-
-    Each is also logged (logger ``crossgate.concurrency``); a growing ``running`` figure means
-    threads are busy with abandoned work.
-    """
+    """How many sync calls a cancelled caller left running: now, and in total (also logged)."""
     with _STATE_LOCK:
         return OrphanedCalls(_orphans["running"], _orphans["total"])
 
@@ -82,9 +75,8 @@ def orphaned_calls() -> OrphanedCalls:
 def check_cancelled() -> None:
     """Raise `asyncio.CancelledError` if the caller awaiting this thread's work gave up.
 
-    Call it from sync code run by `sync_to_async` (or read by `sync_to_async_iter`) where
-    stopping early is safe: once the awaiting task is cancelled, or the async iterator closed,
-    it raises (a `BaseException`, past ``except Exception``). Elsewhere it does nothing.
+    Call it where stopping early is safe in sync code run by `sync_to_async` (or read by
+    `sync_to_async_iter`); elsewhere it does nothing.
 
     Raises:
         asyncio.CancelledError: the awaiting caller was cancelled.
@@ -232,18 +224,13 @@ def sync_to_async(
 ):
     """Turn the sync callable ``func`` into a coroutine function that runs it in a thread.
 
-    Use it as a call, ``await sync_to_async(func)(*args)``, or as a decorator, bare or with
-    options; it keeps ``func``'s signature, name, docstring and a bound method's ``__self__``.
-    Each call runs with a copy of the caller's contextvars whose changes come back to the
-    caller. A cancelled caller gets `asyncio.CancelledError` at once: a call not yet started
-    never starts, a running one runs on, orphaned (see `check_cancelled`).
+    A call or a decorator, bare or with options. Contextvars go along and their changes come
+    back; a cancelled caller gets `asyncio.CancelledError` at once (see `check_cancelled`).
 
     Args:
-        thread_sensitive: ``True`` (the default, as asgiref's) runs the call on the thread
-            Django expects for thread-bound code (database connections). ``False`` runs calls
-            in parallel on a bounded pool of threads named ``crossgate-sync-N``.
-        executor: a `concurrent.futures.Executor` to run the calls on instead of the pool;
-            only with ``thread_sensitive=False``, as in asgiref.
+        thread_sensitive: ``True`` (as asgiref) runs the call on the thread Django expects for
+            thread-bound code; ``False`` on a bounded pool of ``crossgate-sync-N`` threads.
+        executor: runs the calls instead of the pool; only with ``thread_sensitive=False``.
 
     Raises:
         TypeError: ``func`` is async or not callable; or an ``executor`` was given without
@@ -307,16 +294,12 @@ def async_to_sync(
 ) -> Callable[P, R] | Callable[[Callable[P, Awaitable[R]]], Callable[P, R]]:
     """Turn the coroutine function ``func`` into a sync function that blocks for its result.
 
-    Use it as a call, ``async_to_sync(func)(*args)``, or as a decorator, bare or with options;
-    it keeps ``func``'s signature, name, docstring and a bound method's ``__self__``. The
-    coroutine runs on an existing event loop, never a new one per call: the ASGI server's in a
-    ``WSGIToASGI`` worker thread, the caller's in a `sync_to_async` thread, else one persistent
-    ``crossgate-loop`` thread per process. While it waits, the calling thread runs the
-    thread-sensitive calls the coroutine makes. Contextvars go along and their changes come back.
+    A call or a decorator, bare or with options. The coroutine runs on an existing loop (the
+    server's, the caller's, or one ``crossgate-loop`` thread), never a new one per call; the
+    waiting thread runs the thread-sensitive calls it makes. Contextvars go along and back.
 
     Args:
-        timeout: seconds to wait before cancelling the coroutine and raising `TimeoutError`;
-            ``None`` waits as long as it takes.
+        timeout: seconds before the coroutine is cancelled and `TimeoutError` raised.
 
     Raises:
         ValueError: ``timeout`` is not positive.

@@ -160,11 +160,9 @@ def default_pool() -> Pool:
 class ThreadSensitiveContext:
     """Give the thread-sensitive calls made inside this block a thread of their own.
 
-    ``async with ThreadSensitiveContext(): ...`` -- every `sync_to_async(...,
-    thread_sensitive=True)` call in the block, and in tasks it starts, runs on one thread,
-    leased on first use and given back on exit, as Django's ``ASGIHandler`` does per request
-    with asgiref's context of the same name (inside a Django request that one wins). Nested
-    contexts reuse the outermost.
+    ``async with ThreadSensitiveContext(): ...``, as Django's ``ASGIHandler`` does per request
+    with asgiref's context of the same name (which wins inside it). Nested contexts reuse the
+    outermost.
 
     Raises:
         ConcurrencyError: (from a thread-sensitive call) a task outlived the context.

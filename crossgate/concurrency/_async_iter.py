@@ -18,8 +18,7 @@ T = TypeVar("T")
 class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
     """A sync iterator over an async iterable, read by a task on an event loop.
 
-    Call `close` (WSGI servers do) or use ``with`` when stopping early, so the source is closed
-    (``aclose()``) on its loop.
+    `close` it (WSGI servers do) or use ``with`` when stopping early.
     """
 
     def __init__(self, aiterable: AsyncIterable[T], *, read_ahead: int) -> None:
@@ -165,12 +164,10 @@ def async_to_sync_iter(
 ) -> AsyncToSyncIterator[T]:
     """Iterate the async ``aiterable`` with a plain ``for``, from sync code.
 
-    A task on the event loop `async_to_sync` would use reads up to ``read_ahead`` items
-    ahead, and the sync thread takes them in batches. While the consumer waits it runs the
-    thread-sensitive calls the task sends back to it.
+    A task on the loop `async_to_sync` would use reads ahead; the sync thread takes items in
+    batches and runs the thread-sensitive calls the task makes.
 
     Args:
-        aiterable: the async iterable (an async generator, a streaming client response...).
         read_ahead: items read ahead of the consumer, at most.
 
     Raises:

@@ -36,9 +36,8 @@ _server_loop: ContextVar[tuple[asyncio.AbstractEventLoop, int] | None] = Context
 def server_loop() -> asyncio.AbstractEventLoop | None:
     """Return the ASGI server's event loop when called from a ``WSGIToASGI`` worker thread.
 
-    ``None`` anywhere else, once that loop is closed, and in a forked child. The loop runs in
-    another thread: schedule work on it with `asyncio.run_coroutine_threadsafe` (or
-    `async_to_sync`), never by calling its methods directly.
+    ``None`` anywhere else, once that loop is closed, and in a forked child. It runs in another
+    thread: use `asyncio.run_coroutine_threadsafe` (or `async_to_sync`), not its methods.
     """
     recorded = _server_loop.get()
     if recorded is None or recorded[1] != os.getpid() or recorded[0].is_closed():
@@ -82,10 +81,10 @@ def pick_loop() -> asyncio.AbstractEventLoop:
 
 
 class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThreadContext"]):
-    """Run the `async_to_sync` calls made in this block on one thread: asgiref's name for it.
+    """asgiref's name for running this block's `async_to_sync` calls on one thread.
 
-    crossgate's `async_to_sync` already does, so entering it changes nothing: it exists so that
-    code written for asgiref runs unchanged. Re-entrant; raises nothing.
+    crossgate's `async_to_sync` always does: entering it changes nothing, for code written for
+    asgiref. Re-entrant; raises nothing.
     """
 
     def __exit__(self, *exc_info: object) -> None:

@@ -67,8 +67,7 @@ class _Pull:
 class SyncToAsyncIterator(Buffered[Iterable[T], T]):
     """An async iterator over a sync iterable, read on a worker thread (`sync_to_async_iter`).
 
-    Call `aclose` (or use ``async with``) when stopping early, so the source is closed on its
-    thread.
+    `aclose` it (or use ``async with``) when stopping early.
     """
 
     def __init__(
@@ -130,8 +129,7 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
         """Stop reading and close the source on its thread (``close()``, if it has one).
 
         Raises:
-            BaseException: what the source's ``close()`` raised, or an error of the source
-                that `__anext__` has not raised yet.
+            BaseException: what the source's ``close()`` raised, or an unraised error of it.
         """
         with self._lock:
             self._buffer.clear()
@@ -228,15 +226,13 @@ def sync_to_async_iter(
 ) -> SyncToAsyncIterator[T]:
     """Iterate the sync ``iterable`` with ``async for``, reading it on a worker thread.
 
-    The thread reads up to ``read_ahead`` items ahead of the consumer and hands them over in
-    batches. ``iter()``, ``next()`` and ``close()`` all run on the worker thread (a Django
-    queryset runs its query in ``iter()``; PEP 3333 asks it of a WSGI body's ``close()``).
+    ``iter()``, ``next()`` and ``close()`` all run on the worker thread (PEP 3333 asks it of a
+    WSGI body's ``close()``), which hands items over in batches.
 
     Args:
-        iterable: the sync iterable (a generator, a queryset, a WSGI response body...).
         read_ahead: items read ahead of the consumer, at most.
         thread_sensitive: read on the thread-sensitive thread (see `sync_to_async`).
-        executor: a `concurrent.futures.Executor` to read on instead of the shared pool.
+        executor: an executor to read on instead of the shared pool.
 
     Raises:
         ValueError: ``read_ahead`` is below 1.
