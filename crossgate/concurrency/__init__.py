@@ -13,8 +13,13 @@ from concurrent.futures import Executor, Future
 from typing import Any, NamedTuple, ParamSpec, TypeVar, overload
 
 from crossgate.concurrency._asgiref import ThreadSensitiveContext, adopt_locals, copy_back, submit
-from crossgate.concurrency._async_iter import AsyncToSyncIterator, async_to_sync_iter
-from crossgate.concurrency._loops import AsyncSingleThreadContext, run_sync, server_loop
+from crossgate.concurrency._loops import (
+    AsyncSingleThreadContext,
+    AsyncToSyncIterator,
+    async_to_sync_iter,
+    run_sync,
+    server_loop,
+)
 from crossgate.concurrency._loops import set_server_loop as set_server_loop  # the adapters' seam
 from crossgate.concurrency._pool import (
     SHARED_POOL,
