@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any, Self
 
 from crossgate.concurrency._pool import (
+    SENSITIVE_POOL,
     SHARED_POOL,
     ConcurrencyError,
     DeadlockError,
@@ -112,20 +113,6 @@ def caller_loop() -> asyncio.AbstractEventLoop | None:
     return loop
 
 
-def foreign_owner(executor: Executor) -> threading.Thread | None:
-    """The one thread of a thread-sensitive executor, if its private attributes say."""
-    if isinstance(executor, Pool):
-        return executor.owner()
-    thread = getattr(executor, "_work_thread", None)
-    if isinstance(thread, threading.Thread):
-        return thread
-    threads = getattr(executor, "_threads", None)
-    if isinstance(executor, ThreadPoolExecutor) and threads:
-        only: threading.Thread = next(iter(threads))
-        return only
-    return None
-
-
 def enter_waiter(waiter: Waiter) -> frozenset[ContextVar[Any]]:
     """Send asgiref's thread-sensitive calls to ``waiter``; return the variables set for it."""
     # Set even when no outer value is visible here: asgiref re-homes its storage on every
@@ -139,22 +126,12 @@ def enter_waiter(waiter: Waiter) -> frozenset[ContextVar[Any]]:
     return frozenset(var for var, value in after.items() if before.get(var, _MISSING) is not value)
 
 
-_PREFIX = "crossgate-sensitive-"
 # Context threads, busy or idle; past the bound a new context shares the least-used thread.
 MAX_CONTEXT_THREADS = 32
 
 _lock = threading.Lock()
-_default: Pool | None = None
 _idle: list[Pool] = []
 _users: dict[Pool, int] = {}  # leased threads -> how many contexts use each
-
-
-def default_pool() -> Pool:
-    global _default
-    with _lock:
-        if _default is None:
-            _default = Pool(_PREFIX, 1)
-        return _default
 
 
 class ThreadSensitiveContext:
@@ -207,7 +184,7 @@ class ThreadSensitiveContext:
                 elif _idle:
                     self._pool = _idle.pop()
                 else:
-                    self._pool = Pool(_PREFIX, 1)  # its thread starts with its first call
+                    self._pool = Pool(SENSITIVE_POOL.prefix, 1)  # its thread starts on first use
                 _users[self._pool] = _users.get(self._pool, 0) + 1
         return self._pool
 
@@ -217,15 +194,26 @@ _context_var: ContextVar[ThreadSensitiveContext | None] = ContextVar(
 )
 
 
-def _check(owner: threading.Thread | None, what: object) -> None:
-    if owner is not None and owner is threading.current_thread():
+def _check(executor: Executor, what: object) -> None:
+    """Refuse to send ``what`` to the one thread of ``executor`` if it is this thread."""
+    if isinstance(executor, Waiter):
+        owner: object = executor.thread
+    elif isinstance(executor, Pool):
+        owner = executor.owner()
+    else:  # asgiref's executors name their thread only in private attributes
+        owner = getattr(executor, "_work_thread", None)
+        threads = getattr(executor, "_threads", None)
+        if isinstance(executor, ThreadPoolExecutor) and threads:
+            owner = next(iter(threads))
+    thread = threading.current_thread()
+    if owner is thread:
         raise DeadlockError(
             f"the thread-sensitive call {describe(what)} would have to run on thread "
-            f"{owner.name!r}, which is the thread awaiting it (it runs the event loop that "
+            f"{thread.name!r}, which is the thread awaiting it (it runs the event loop that "
             "waits for the call), so the call could never start. Call it without sync_to_async "
             "there, or run the async code with async_to_sync instead of a new event loop on "
             "that thread",
-            thread_name=owner.name,
+            thread_name=thread.name,
         )
 
 
@@ -249,11 +237,11 @@ def submit(
     if outer is None or isinstance(outer, Waiter):
         waiter = waiter_var.get() if outer is None else outer
         if waiter is not None:
-            _check(waiter.thread, what)
+            _check(waiter, what)
             if waiter.offer(job):
                 return
     else:
-        _check(foreign_owner(outer), what)
+        _check(outer, what)
         try:
             submit_to(outer, job)
         except RuntimeError:
@@ -277,11 +265,11 @@ def submit(
     elif context is None and sync is not None:
         executor = sync.AsyncToSync.loop_thread_executors.get(loop)
     if executor is not None:
-        _check(foreign_owner(executor), what)
+        _check(executor, what)
         submit_to(executor, job)
         return
-    pool = default_pool() if context is None else context.pool()
-    _check(pool.owner(), what)
+    pool = SENSITIVE_POOL if context is None else context.pool()
+    _check(pool, what)
     pool.put(job)
 
 

@@ -17,7 +17,7 @@ from contextvars import ContextVar, Token
 from typing import Any, Self, TypeVar
 
 from crossgate.concurrency import _asgiref
-from crossgate.concurrency._asgiref import adopt_locals, copy_back, default_pool
+from crossgate.concurrency._asgiref import adopt_locals, copy_back
 from crossgate.concurrency._pool import ConcurrencyError, Waiter, describe, local, waiter_var
 from crossgate.concurrency._runtime import LoopThread, after_fork_in_child, at_exit
 from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, Buffered
@@ -109,7 +109,7 @@ class LoopTask:
         else:
             raise ConcurrencyError(refusal())
         self.loop = pick_loop()
-        self.waiter = Waiter(default_pool)
+        self.waiter = Waiter()
         self.skip: frozenset[ContextVar[Any]] = frozenset()
 
     def start(self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context) -> None:

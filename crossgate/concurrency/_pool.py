@@ -246,20 +246,21 @@ class Pool(Executor):
 
 
 SHARED_POOL = Pool("crossgate-sync-", MAX_WORKERS)
+# For the thread-sensitive calls made outside every context and outer async_to_sync.
+SENSITIVE_POOL = Pool("crossgate-sensitive-", 1)
 
 
 class Waiter(Executor):
     """The thread blocked in one `async_to_sync`, running the thread-sensitive jobs sent to it.
 
     asgiref's ``CurrentThreadExecutor``, but once the thread stopped waiting ``submit`` falls
-    back to ``fallback()`` where asgiref raises (asgiref #491, #526).
+    back to `SENSITIVE_POOL` where asgiref raises (asgiref #491, #526).
     """
 
-    __slots__ = ("_lock", "_open", "_queue", "fallback", "thread")
+    __slots__ = ("_lock", "_open", "_queue", "thread")
 
-    def __init__(self, fallback: Callable[[], Pool]) -> None:
+    def __init__(self) -> None:
         self.thread = threading.current_thread()
-        self.fallback = fallback
         self._queue: SimpleQueue[Job | None] = SimpleQueue()
         self._lock = threading.Lock()
         self._open = True
@@ -275,7 +276,7 @@ class Waiter(Executor):
         future: Future[R] = Future()
         job = FnJob(future, fn, args, kwargs)
         if not self.offer(job):
-            self.fallback().put(job)
+            SENSITIVE_POOL.put(job)
         return future
 
     def wake(self) -> None:  # ends one `wait`

@@ -27,7 +27,6 @@ from crossgate.concurrency import (
 )
 from crossgate.concurrency import _asgiref as bridge
 from crossgate.concurrency import _loops as loops
-from crossgate.concurrency._asgiref import default_pool
 from crossgate.concurrency._pool import DeadlockError, Pool, Waiter, inbox_for
 from crossgate.concurrency._runtime import LoopThread
 from crossgate.concurrency._sync_iter import SyncToAsyncIterator
@@ -78,7 +77,7 @@ def without_asgiref(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("without_asgiref")
 def test_without_asgiref_the_waiting_thread_runs_sensitive_calls() -> None:
     assert bridge.caller_loop() is None
-    assert bridge.enter_waiter(Waiter(default_pool)) == frozenset()
+    assert bridge.enter_waiter(Waiter()) == frozenset()
 
     async def inner() -> list[threading.Thread]:
         return [await sync_to_async(ident, thread_sensitive=True)() for _ in range(2)]
@@ -131,7 +130,7 @@ def test_without_asgiref_a_nested_loop_on_the_waiting_thread_is_a_deadlock() -> 
 
 
 def test_asgiref_jobs_on_a_waiter_report_results_errors_and_cancels() -> None:
-    executor = waiter = Waiter(default_pool)
+    executor = waiter = Waiter()
     ok = executor.submit(lambda: 42)
     failing = executor.submit(int, "not a number")
     ran: list[str] = []
@@ -353,7 +352,7 @@ def test_a_pool_serves_as_an_executor() -> None:
     assert executor.submit(lambda: threading.current_thread().name).result(WAIT) == (
         "crossgate-test-executor-1"
     )
-    owner = bridge.foreign_owner(executor)
+    owner = executor.owner()
     assert owner is not None
     assert owner.name == "crossgate-test-executor-1"
     executor.shutdown()
