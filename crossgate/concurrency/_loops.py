@@ -138,13 +138,23 @@ class LoopTask:
         return token
 
 
-class _Call(LoopTask):
-    __slots__ = ("done", "ok", "value")
+def run_sync(
+    func: Callable[..., Awaitable[R]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    timeout: float | None,
+) -> R:
+    task = LoopTask(
+        lambda: (
+            f"async_to_sync({describe(func)}) was called from a thread that runs an event "
+            f"loop, which it would block until the call ends: await {describe(func)}(...) directly "
+            "instead"
+        )
+    )
+    outcome: list[Any] = []  # [ok, value] once done
 
-    async def main(
-        self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        token = self.enter()
+    async def main() -> None:
+        token = task.enter()
         try:
             awaitable = func(*args, **kwargs)
             if not inspect.isawaitable(awaitable):
@@ -152,65 +162,52 @@ class _Call(LoopTask):
                     f"async_to_sync needs a callable that returns an awaitable; {describe(func)} "
                     f"returned {type(awaitable).__name__}"
                 )
-            self.value = await awaitable
-            self.ok = True
+            outcome[:] = True, await awaitable
         except GeneratorExit:  # the loop was closed with this task pending; the GC closes it
-            self.value = ConcurrencyError(
-                f"the event loop running {describe(func)} was closed before it finished"
+            outcome[:] = (
+                False,
+                ConcurrencyError(
+                    f"the event loop running {describe(func)} was closed before it finished"
+                ),
             )
             raise
         except BaseException as exc:  # KeyboardInterrupt and CancelledError belong to the caller
-            self.value = exc
+            outcome[:] = False, exc
         finally:
             with contextlib.suppress(ValueError):  # closed by the GC, in another context
                 waiter_var.reset(token)
-            self.done = True
-            self.waiter.wake()
+            task.waiter.wake()
 
-
-def run_sync(
-    func: Callable[..., Awaitable[R]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    timeout: float | None,
-) -> R:
-    call = _Call(
-        lambda: (
-            f"async_to_sync({describe(func)}) was called from a thread that runs an event "
-            f"loop, which it would block until the call ends: await {describe(func)}(...) directly "
-            "instead"
-        )
-    )
-    call.done = call.ok = False
     ctx = contextvars.copy_context()
-    call.start(call.main(func, args, kwargs), ctx)
+    task.start(main(), ctx)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        while not call.done:
+        while not outcome:
             wait = POLL if deadline is None else min(POLL, deadline - time.monotonic())
             if wait <= 0:
                 raise TimeoutError(
                     f"{describe(func)} did not finish within {timeout} s; it was cancelled"
                 )
-            if not call.waiter.wait(wait) and call.loop.is_closed() and not call.done:
+            if not task.waiter.wait(wait) and task.loop.is_closed() and not outcome:
                 raise ConcurrencyError(
                     f"the event loop running {describe(func)} closed before it finished"
                 )
     except BaseException:
         # A timeout or KeyboardInterrupt: cancel the coroutine, not left running for nobody.
-        call.call_soon(call.cancel)
+        task.call_soon(task.cancel)
         raise
     finally:
-        call.waiter.close()
-    copy_back(ctx, call.skip)
-    if call.ok:
-        result: R = call.value
+        task.waiter.close()
+    copy_back(ctx, task.skip)
+    ok, value = outcome
+    outcome.clear()  # no cycle through the traceback's frame
+    if ok:
+        result: R = value
         return result
-    error: BaseException = call.value
     try:
-        raise error
+        raise value
     finally:
-        del error, call
+        del value
 
 
 class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):

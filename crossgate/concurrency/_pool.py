@@ -171,10 +171,6 @@ class Pool(Executor):
         self._unclaimed = 0
         self._closed = False
 
-    @property
-    def threads(self) -> list[threading.Thread]:
-        return list(self._threads)
-
     def owner(self) -> threading.Thread | None:
         """The one thread of a one-thread pool, once started."""
         if self.max_workers == 1 and self._threads:

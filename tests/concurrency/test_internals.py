@@ -207,10 +207,10 @@ def test_shutdown_without_a_timeout_returns_at_once_and_the_threads_stop() -> No
     test_pool.put(Job(job))
     test_pool.shutdown(wait=False)  # the queued job is still running: returns without waiting
     release.set()
-    for thread in test_pool.threads:
+    for thread in list(test_pool._threads):
         thread.join(WAIT)
     assert ran
-    assert not any(t.is_alive() for t in test_pool.threads)
+    assert not any(t.is_alive() for t in test_pool._threads)
 
 
 def test_shutdown_from_a_pool_thread_does_not_join_itself() -> None:
@@ -223,7 +223,7 @@ def test_shutdown_from_a_pool_thread_does_not_join_itself() -> None:
 
     test_pool.put(Job(stop_from_inside))
     assert done.wait(WAIT)
-    for thread in test_pool.threads:
+    for thread in list(test_pool._threads):
         thread.join(WAIT)
 
 
