@@ -21,35 +21,16 @@ Callback = TypeVar("Callback", bound=Callable[[], None])
 
 STOP_TIMEOUT = 2.0
 
-_child_resets: list[Callable[[], None]] = []
-_exit_stops: list[Callable[[], None]] = []
-
 
 def after_fork_in_child(callback: Callback) -> Callback:
-    _child_resets.append(callback)
+    os.register_at_fork(after_in_child=callback)
     return callback
 
 
 def at_exit(callback: Callback) -> Callback:
-    _exit_stops.append(callback)
+    atexit.register(callback)  # which runs the later first, and the others if one fails
     return callback
 
-
-def _reset_child() -> None:  # pragma: no cover - runs in forked children only
-    for callback in _child_resets:
-        callback()
-
-
-def _stop_all() -> None:  # pragma: no cover - runs at exit (subprocess tests check)
-    for callback in reversed(_exit_stops):
-        try:
-            callback()
-        except Exception:  # one failure must not keep the others from stopping their threads
-            _log.exception("crossgate's exit callback %r failed", callback)
-
-
-os.register_at_fork(after_in_child=_reset_child)
-atexit.register(_stop_all)
 
 # Referenced so that they are never collected: a pending task's destructor logs an error.
 STUCK_TASKS: list[asyncio.Task[Any]] = []
