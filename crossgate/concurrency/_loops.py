@@ -271,15 +271,13 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
             return
         with self._lock:
             self._buffer.clear()
-            running = not self._done
-        if running:
-            task.call_soon(task.cancel)
-            while True:
-                with self._lock:
-                    if self._done:
-                        break
-                    self._waiting = True
-                self._wait(task)
+        task.call_soon(task.cancel)  # if still running
+        while True:
+            with self._lock:
+                if self._done:
+                    break
+                self._waiting = True
+            self._wait(task)
         task.waiter.close()
         with contextlib.suppress(asyncio.CancelledError):
             self._raise_error()

@@ -77,15 +77,10 @@ class Inbox:
 
 
 _INBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Inbox] = weakref.WeakKeyDictionary()
-_INBOXES_LOCK = threading.Lock()
 
 
 def inbox_for(loop: asyncio.AbstractEventLoop) -> Inbox:
-    inbox = _INBOXES.get(loop)
-    if inbox is None:
-        with _INBOXES_LOCK:
-            inbox = _INBOXES.setdefault(loop, Inbox())
-    return inbox
+    return _INBOXES.get(loop) or _INBOXES.setdefault(loop, Inbox())  # one setdefault wins
 
 
 class Job(Protocol):
@@ -318,10 +313,7 @@ def _shutdown_pools() -> None:  # pragma: no cover - runs at exit (a subprocess 
 
 @after_fork_in_child
 def _start_afresh() -> None:  # pragma: no cover - runs in forked children only
-    # Only the forking thread is in the child: its job's loop (the parent's) has no thread here,
-    # and a lock another thread held would stay locked forever.
-    global _INBOXES_LOCK
-    _INBOXES_LOCK = threading.Lock()
+    # Only the forking thread is in the child: its job's loop (the parent's) has no thread here.
     local.job = None
     local.release = None
     for pool in list(_POOLS):

@@ -8,6 +8,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
 from crossgate.concurrency._asgiref import adopt_locals, submit
@@ -37,16 +38,11 @@ class Buffered(Generic[S, T]):
             raise error
 
 
+@dataclass(slots=True, eq=False)
 class _Pull:
-    __slots__ = ("ctx", "loop", "owner")
-
-    def __init__(
-        self,
-        owner: SyncToAsyncIterator[Any],
-        loop: asyncio.AbstractEventLoop,
-        ctx: contextvars.Context,
-    ) -> None:
-        self.owner, self.loop, self.ctx = owner, loop, ctx
+    owner: SyncToAsyncIterator[Any]
+    loop: asyncio.AbstractEventLoop
+    ctx: contextvars.Context
 
     @property
     def cancel_requested(self) -> bool:
