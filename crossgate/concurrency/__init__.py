@@ -132,12 +132,11 @@ class Call:
             self.ctx.run(adopt_locals)
             value = self.ctx.run(self.fn, *self.args, **self.kwargs)
             ok = True
+        except StopIteration as exc:  # asyncio futures refuse it (PEP 479): the caller would hang
+            value, ok = RuntimeError(f"{describe(self.fn)} raised StopIteration"), False
+            value.__cause__ = exc
         except BaseException as exc:
             value, ok = exc, False
-            if isinstance(exc, StopIteration):
-                # asyncio futures refuse StopIteration (PEP 479): the caller would hang.
-                value = RuntimeError(f"{describe(self.fn)} raised StopIteration")
-                value.__cause__ = exc
         finally:
             local.job = previous
         with _STATE_LOCK:

@@ -1,7 +1,6 @@
 """Where a thread-sensitive call runs (asgiref's order, docs/concurrency.md), and asgiref's Locals.
 
-asgiref's private attributes are read only where it offers nothing public, each with a safe
-answer when missing; crossgate never imports asgiref, it looks only at what the app loaded.
+asgiref's private attributes are read only where it offers nothing public, with a safe default.
 """
 
 from __future__ import annotations
@@ -103,9 +102,7 @@ def _asgiref() -> ModuleType | None:
 def caller_loop() -> asyncio.AbstractEventLoop | None:
     """The loop awaiting the asgiref ``sync_to_async`` call this thread runs."""
     sync = _asgiref()
-    if sync is None:
-        return None
-    threadlocal = sync.SyncToAsync.threadlocal
+    threadlocal = sync.SyncToAsync.threadlocal if sync else None
     # asgiref's own fork check (asgiref #194): a loop from the parent process is not running.
     if getattr(threadlocal, "main_event_loop_pid", None) != os.getpid():
         return None

@@ -1,7 +1,4 @@
-"""`async_to_sync` and `async_to_sync_iter`: a task on an existing loop for a waiting thread.
-
-Never a new loop per call, as asgiref's makes from a plain thread (asgiref #370).
-"""
+"""`async_to_sync` and its iterator: a task on an existing loop (never a new one, asgiref #370)."""
 
 from __future__ import annotations
 
@@ -25,8 +22,7 @@ from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, Buffered
 R = TypeVar("R")
 T = TypeVar("T")
 
-# How often a waiting caller checks that the loop it waits on still exists.
-POLL = 1.0
+POLL = 1.0  # how often a waiting caller checks that its loop still exists
 
 # With the PID that recorded it: in a child forked from a worker thread the parent's loop
 # still looks running, with no thread to run it (as asgiref #194 checks).
@@ -83,10 +79,9 @@ def pick_loop() -> asyncio.AbstractEventLoop:
 
 
 class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThreadContext"]):
-    """asgiref's name for running this block's `async_to_sync` calls on one thread.
+    """asgiref's name for running a block's `async_to_sync` calls on one thread.
 
-    crossgate's `async_to_sync` always does: entering it changes nothing, for code written for
-    asgiref. Re-entrant; raises nothing.
+    crossgate's always do: entering it changes nothing. Re-entrant; raises nothing.
     """
 
     def __exit__(self, *exc_info: object) -> None:
@@ -164,12 +159,8 @@ def run_sync(
                 )
             outcome[:] = True, await awaitable
         except GeneratorExit:  # the loop was closed with this task pending; the GC closes it
-            outcome[:] = (
-                False,
-                ConcurrencyError(
-                    f"the event loop running {describe(func)} was closed before it finished"
-                ),
-            )
+            closed = f"the event loop running {describe(func)} was closed before it finished"
+            outcome[:] = False, ConcurrencyError(closed)
             raise
         except BaseException as exc:  # KeyboardInterrupt and CancelledError belong to the caller
             outcome[:] = False, exc
@@ -357,11 +348,8 @@ def async_to_sync_iter(
 ) -> AsyncToSyncIterator[T]:
     """Iterate the async ``aiterable`` with a plain ``for``, from sync code.
 
-    A task on the loop `async_to_sync` would use reads ahead; the sync thread takes items in
-    batches and runs the thread-sensitive calls the task makes.
-
-    Args:
-        read_ahead: items read ahead of the consumer, at most.
+    A task on the loop `async_to_sync` would use reads up to ``read_ahead`` items ahead; the
+    sync thread takes them in batches and runs the thread-sensitive calls the task makes.
 
     Raises:
         ValueError: ``read_ahead`` is below 1.

@@ -29,10 +29,7 @@ class ConcurrencyError(CrossgateError, RuntimeError):
 
 
 class DeadlockError(ConcurrencyError):
-    """Thread-sensitive work was sent to the very thread waiting for it, which would hang.
-
-    The message and ``thread_name`` name that thread.
-    """
+    """Thread-sensitive work was sent to the very thread waiting for it (``thread_name``)."""
 
     def __init__(self, message: str, *, thread_name: str) -> None:
         super().__init__(message)
@@ -98,10 +95,9 @@ class _Running(Protocol):
 
 
 class _Local(threading.local):
-    # The job this thread runs: `async_to_sync` finds its loop here, `check_cancelled` its flag.
     job: _Running | None = None
-    # Set by a pool thread around a job, which calls it just before handing its outcome back:
-    # else the next call in a row would start a new thread whenever it won that race.
+    # Called by the job just before handing its outcome back, so that the next call in a row
+    # finds the pool thread idle rather than start a new one.
     release: tuple[object, Callable[[], None]] | None = None
 
 
@@ -244,8 +240,8 @@ SENSITIVE_POOL = Pool("crossgate-sensitive-", 1)
 class Waiter(Executor):
     """The thread blocked in one `async_to_sync`, running the thread-sensitive jobs sent to it.
 
-    asgiref's ``CurrentThreadExecutor``, but once the thread stopped waiting ``submit`` falls
-    back to `SENSITIVE_POOL` where asgiref raises (asgiref #491, #526).
+    asgiref's ``CurrentThreadExecutor``, but falling back to `SENSITIVE_POOL` when the thread
+    stopped waiting, where asgiref raises (asgiref #491, #526).
     """
 
     __slots__ = ("_lock", "_open", "_queue", "thread")

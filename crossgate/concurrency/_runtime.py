@@ -1,7 +1,4 @@
-"""crossgate's one loop-thread class, and the one place that registers fork and exit hooks.
-
-Exit hooks run in reverse, so an adapter shuts its app down while the loops it uses still run.
-"""
+"""crossgate's one loop-thread class, and the one place that registers fork and exit hooks."""
 
 from __future__ import annotations
 

@@ -158,8 +158,7 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
                     self._stop_pulling(finished, error)
                     return
 
-    def _stop_pulling(self, finished: bool, error: BaseException | None) -> None:
-        # With the lock held.
+    def _stop_pulling(self, finished: bool, error: BaseException | None) -> None:  # lock held
         self._pulling = False
         if finished:
             self._done = True
@@ -222,13 +221,9 @@ def sync_to_async_iter(
 ) -> SyncToAsyncIterator[T]:
     """Iterate the sync ``iterable`` with ``async for``, reading it on a worker thread.
 
-    ``iter()``, ``next()`` and ``close()`` all run on the worker thread (PEP 3333 asks it of a
-    WSGI body's ``close()``), which hands items over in batches.
-
-    Args:
-        read_ahead: items read ahead of the consumer, at most.
-        thread_sensitive: read on the thread-sensitive thread (see `sync_to_async`).
-        executor: an executor to read on instead of the shared pool.
+    ``iter()``, ``next()`` and ``close()`` all run on that thread (PEP 3333 asks it of a WSGI
+    body's ``close()``), at most ``read_ahead`` items ahead of the consumer;
+    ``thread_sensitive`` and ``executor`` choose the thread as for `sync_to_async`.
 
     Raises:
         ValueError: ``read_ahead`` is below 1.
