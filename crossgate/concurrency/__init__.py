@@ -112,7 +112,6 @@ class Call:
         self.inbox = inbox_for(loop)
         self.future: asyncio.Future[Any] = loop.create_future()
         self.state = _QUEUED
-        self.thread_name = ""
 
     @property
     def cancel_requested(self) -> bool:
@@ -123,7 +122,7 @@ class Call:
             if self.state != _QUEUED:
                 return  # the caller was cancelled before a thread was free: never start
             self.state = _RUNNING
-        self.thread_name = threading.current_thread().name
+            self.thread_name = threading.current_thread().name
         release = None
         if local.release is not None and local.release[0] is self:
             release, local.release = local.release[1], None

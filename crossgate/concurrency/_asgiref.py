@@ -36,9 +36,6 @@ from crossgate.concurrency._runtime import after_fork_in_child
 _MISSING = object()
 _log = logging.getLogger("crossgate.concurrency")
 
-# asgiref minor versions checked by tests/concurrency/test_asgiref_locals.py (fails on others).
-CHECKED = frozenset({(3, 11), (3, 12), (3, 13)})
-
 Rehome = Callable[[Any], Any]
 
 

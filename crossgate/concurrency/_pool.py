@@ -115,8 +115,6 @@ def submit_to(executor: Executor, job: Job) -> None:
 
 
 class FnJob:
-    """An `Executor`'s call as a job."""
-
     __slots__ = ("args", "fn", "future", "kwargs")
 
     def __init__(self, future: Future[Any], fn: Callable[..., Any], args: Any, kwargs: Any) -> None:

@@ -57,7 +57,10 @@ class _Pull:
 
     def dropped_by(self, future: Future[Any]) -> None:
         if future.cancelled():
-            self.owner._dropped()
+            source = describe(self.owner._source)
+            with self.owner._lock:
+                error = ConcurrencyError(f"the executor cancelled the reading of {source}")
+                self.owner._stop_pulling(True, error)
 
 
 class SyncToAsyncIterator(Buffered[Iterable[T], T]):
@@ -205,11 +208,6 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
     def _wake(self, future: asyncio.Future[None]) -> None:
         loop = future.get_loop()
         inbox_for(loop).post(loop, future, True, None)
-
-    def _dropped(self) -> None:
-        error = ConcurrencyError(f"the executor cancelled the reading of {describe(self._source)}")
-        with self._lock:
-            self._stop_pulling(True, error)
 
 
 def sync_to_async_iter(
