@@ -146,7 +146,7 @@ class Call:
         if release is not None:
             release()
         if not orphaned:
-            self.inbox.post(self.loop, self.future, ok, value)
+            self.inbox.post(self.future, ok, value)
         elif ok:
             _log.info("orphaned call %s finished; its result was dropped", describe(self.fn))
         elif isinstance(value, asyncio.CancelledError):
@@ -184,7 +184,7 @@ class Call:
                 return
             self.state = _DROPPED
         error = ConcurrencyError(f"the executor cancelled {describe(self.fn)} before it ran")
-        self.inbox.post(self.loop, self.future, False, error)
+        self.inbox.post(self.future, False, error)
 
 
 @after_fork_in_child

@@ -46,9 +46,8 @@ def asgiref_version() -> tuple[int, ...] | None:
     return tuple(map(int, itertools.takewhile(str.isdigit, text.split("."))))
 
 
-# Since asgiref 3.12 a Local's storage is tagged with its thread, and asgiref re-tags it
-# ("re-homes") whenever it moves a context to another thread: crossgate must re-home at the
-# same points, or Django's language, time zone, script prefix and urlconf are lost.
+# Since asgiref 3.12 a Local's storage is tagged with its thread and "re-homed" whenever a
+# context moves thread: crossgate must do so too, or Django's language and urlconf are lost.
 # Cached: the look-ups cost 0.8 us each, asked two or three times per sync_to_async call.
 @functools.lru_cache(maxsize=1)
 def _rehomer(local: ModuleType) -> tuple[type, Rehome] | None:
@@ -242,8 +241,7 @@ def submit(
             pass  # "CurrentThreadExecutor already quit or is broken": try the next place
         else:
             return
-    # 2. asgiref's context (its thread made as asgiref makes it), 3. crossgate's context,
-    # 4. the waiting thread of the asgiref async_to_sync that made the loop, 5. our own thread.
+    # 2. asgiref's context, 3. crossgate's, 4. the asgiref async_to_sync that made the loop.
     context = _context_var.get()
     asgiref_context = sync.SyncToAsync.thread_sensitive_context.get(None) if sync else None
     if sync is not None and asgiref_context is not None:

@@ -24,8 +24,7 @@ T = TypeVar("T")
 
 POLL = 1.0  # how often a waiting caller checks that its loop still exists
 
-# With the PID that recorded it: in a child forked from a worker thread the parent's loop
-# still looks running, with no thread to run it (as asgiref #194 checks).
+# With its PID: a child forked from a worker thread sees the loop running, with no thread.
 _server_loop: ContextVar[tuple[asyncio.AbstractEventLoop, int] | None] = ContextVar(
     "crossgate_server_loop", default=None
 )
@@ -55,10 +54,9 @@ _portal_lock = threading.Lock()
 def portal_loop() -> asyncio.AbstractEventLoop:
     global _portal
     with _portal_lock:
-        portal = _portal
-        if portal is None or portal.loop.is_closed():
-            portal = _portal = LoopThread("crossgate-loop")
-        return portal.loop
+        if _portal is None or _portal.loop.is_closed():
+            _portal = LoopThread("crossgate-loop")
+        return _portal.loop
 
 
 @at_exit

@@ -46,16 +46,14 @@ class Inbox:
         self.items: list[tuple[asyncio.Future[Any], bool, Any]] = []
         self.scheduled = False
 
-    def post(
-        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bool, value: Any
-    ) -> None:
+    def post(self, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         with self.lock:
             self.items.append((future, ok, value))
             if self.scheduled:
                 return
             self.scheduled = True
         try:
-            loop.call_soon_threadsafe(self.drain)
+            future.get_loop().call_soon_threadsafe(self.drain)
         except RuntimeError:  # the loop is closed: whoever awaited these futures is gone with it
             with self.lock:
                 self.items.clear()

@@ -206,8 +206,7 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
         return error
 
     def _wake(self, future: asyncio.Future[None]) -> None:
-        loop = future.get_loop()
-        inbox_for(loop).post(loop, future, True, None)
+        inbox_for(future.get_loop()).post(future, True, None)
 
 
 def sync_to_async_iter(

@@ -234,8 +234,8 @@ def test_late_outcomes_for_cancelled_futures_and_closed_loops_are_dropped() -> N
         cancelled.cancel()
         live: asyncio.Future[Any] = loop.create_future()
         inbox = inbox_for(loop)
-        inbox.post(loop, cancelled, True, "too late")
-        inbox.post(loop, live, False, ValueError("delivered"))
+        inbox.post(cancelled, True, "too late")
+        inbox.post(live, False, ValueError("delivered"))
         with pytest.raises(ValueError, match="delivered"):
             await live
 
@@ -243,7 +243,7 @@ def test_late_outcomes_for_cancelled_futures_and_closed_loops_are_dropped() -> N
     closed = asyncio.new_event_loop()
     closed.close()
     inbox = inbox_for(closed)
-    inbox.post(closed, Future(), True, None)  # type: ignore[arg-type]
+    inbox.post(closed.create_future(), True, None)
     assert inbox.items == []
     assert not inbox.scheduled
 
