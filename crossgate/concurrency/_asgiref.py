@@ -91,13 +91,9 @@ def copy_back(ctx: contextvars.Context, skip: Collection[contextvars.ContextVar[
             var.set(value)
 
 
-def _asgiref() -> ModuleType | None:
-    return sys.modules.get("asgiref.sync")
-
-
 def caller_loop() -> asyncio.AbstractEventLoop | None:
     """The loop awaiting the asgiref ``sync_to_async`` call this thread runs."""
-    sync = _asgiref()
+    sync = sys.modules.get("asgiref.sync")
     threadlocal = sync.SyncToAsync.threadlocal if sync else None
     # asgiref's own fork check (asgiref #194): a loop from the parent process is not running.
     if getattr(threadlocal, "main_event_loop_pid", None) != os.getpid():
@@ -110,7 +106,7 @@ def enter_waiter(waiter: Waiter) -> frozenset[ContextVar[Any]]:
     """Send asgiref's thread-sensitive calls to ``waiter``; return the variables set for it."""
     # Set even when no outer value is visible here: asgiref re-homes its storage on every
     # sync_to_async, which would bring a stale outer executor back (and deadlock).
-    sync = _asgiref()
+    sync = sys.modules.get("asgiref.sync")
     if sync is None:
         return frozenset()
     before = contextvars.copy_context()
@@ -224,7 +220,7 @@ def submit(
         else:
             submit_to(executor, job)
         return
-    sync = _asgiref()
+    sync = sys.modules.get("asgiref.sync")
     # 1. An outer async_to_sync: when asgiref is loaded, its slot holds the innermost one.
     outer = getattr(sync.AsyncToSync.executors, "current", None) if sync else None
     if outer is None or isinstance(outer, Waiter):

@@ -71,7 +71,7 @@ print(sorted(m for m in sys.modules if m.startswith(("asgiref", "django"))))
 @pytest.fixture
 def without_asgiref(monkeypatch: pytest.MonkeyPatch) -> None:
     """As if the application had never imported asgiref (crossgate then ignores it)."""
-    monkeypatch.setattr(bridge, "_asgiref", lambda: None)
+    monkeypatch.delitem(sys.modules, "asgiref.sync", raising=False)
 
 
 @pytest.mark.usefixtures("without_asgiref")
