@@ -60,12 +60,10 @@ _STATE_LOCK = threading.Lock()
 
 
 class OrphanedCalls(NamedTuple):
-    """Sync calls whose awaiting caller was cancelled while they ran (see `orphaned_calls`)."""
+    """Sync calls a cancelled caller left running: ``running`` now, ``total`` since start."""
 
     running: int
-    """Orphaned calls still running now."""
     total: int
-    """Calls orphaned since the process started."""
 
 
 _orphans = {"running": 0, "total": 0}

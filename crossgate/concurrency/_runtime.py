@@ -77,8 +77,7 @@ class LoopThread:
         asyncio.set_event_loop(loop)
         try:
             loop.run_forever()
-            # asyncio folds a cancel requested while another is pending into that one: one
-            # more turn lets a cancellation requested just before the stop reach its task.
+            # One more turn, so that a cancellation requested just before the stop reaches its task.
             loop.run_until_complete(asyncio.sleep(0))
         finally:
             asyncio.set_event_loop(None)
