@@ -101,8 +101,7 @@ class LoopTask:
             pass  # no loop on this thread for the blocking wait to freeze
         else:
             raise ConcurrencyError(refusal())
-        self.loop = pick_loop()
-        self.waiter = Waiter()
+        self.loop, self.waiter = pick_loop(), Waiter()
         self.skip: frozenset[ContextVar[Any]] = frozenset()
 
     def start(self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context) -> None:
@@ -131,23 +130,13 @@ class LoopTask:
         return token
 
 
-def run_sync(
-    func: Callable[..., Awaitable[R]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    timeout: float | None,
-) -> R:
-    task = LoopTask(
-        lambda: (
-            f"async_to_sync({describe(func)}) was called from a thread that runs an event "
-            f"loop, which it would block until the call ends: await {describe(func)}(...) directly "
-            "instead"
-        )
-    )
-    outcome: list[Any] = []  # [ok, value] once done
+class _Call(LoopTask):
+    __slots__ = ("done", "ok", "value")
 
-    async def main() -> None:
-        token = task.enter()
+    async def main(
+        self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        token = self.enter()
         try:
             awaitable = func(*args, **kwargs)
             if not inspect.isawaitable(awaitable):
@@ -155,48 +144,64 @@ def run_sync(
                     f"async_to_sync needs a callable that returns an awaitable; {describe(func)} "
                     f"returned {type(awaitable).__name__}"
                 )
-            outcome[:] = True, await awaitable
+            self.value = await awaitable
+            self.ok = True
         except GeneratorExit:  # the loop was closed with this task pending; the GC closes it
             closed = f"the event loop running {describe(func)} was closed before it finished"
-            outcome[:] = False, ConcurrencyError(closed)
+            self.value = ConcurrencyError(closed)
             raise
         except BaseException as exc:  # KeyboardInterrupt and CancelledError belong to the caller
-            outcome[:] = False, exc
+            self.value = exc
         finally:
             with contextlib.suppress(ValueError):  # closed by the GC, in another context
                 waiter_var.reset(token)
-            task.waiter.wake()
+            self.done = True
+            self.waiter.wake()
 
+
+def run_sync(
+    func: Callable[..., Awaitable[R]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    timeout: float | None,
+) -> R:
+    call = _Call(
+        lambda: (
+            f"async_to_sync({describe(func)}) was called from a thread that runs an event "
+            f"loop, which it would block until the call ends: await {describe(func)}(...) directly "
+            "instead"
+        )
+    )
+    call.done = call.ok = False
     ctx = contextvars.copy_context()
-    task.start(main(), ctx)
+    call.start(call.main(func, args, kwargs), ctx)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        while not outcome:
+        while not call.done:
             wait = POLL if deadline is None else min(POLL, deadline - time.monotonic())
             if wait <= 0:
                 raise TimeoutError(
                     f"{describe(func)} did not finish within {timeout} s; it was cancelled"
                 )
-            if not task.waiter.wait(wait) and task.loop.is_closed() and not outcome:
+            if not call.waiter.wait(wait) and call.loop.is_closed() and not call.done:
                 raise ConcurrencyError(
                     f"the event loop running {describe(func)} closed before it finished"
                 )
     except BaseException:
         # A timeout or KeyboardInterrupt: cancel the coroutine, not left running for nobody.
-        task.call_soon(task.cancel)
+        call.call_soon(call.cancel)
         raise
     finally:
-        task.waiter.close()
-    copy_back(ctx, task.skip)
-    ok, value = outcome
-    outcome.clear()  # no cycle through the traceback's frame
-    if ok:
-        result: R = value
+        call.waiter.close()
+    copy_back(ctx, call.skip)
+    if call.ok:
+        result: R = call.value
         return result
+    error: BaseException = call.value
     try:
-        raise value
+        raise error
     finally:
-        del value
+        del error, call
 
 
 class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
@@ -207,9 +212,7 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
 
     def __init__(self, aiterable: AsyncIterable[T], *, read_ahead: int) -> None:
         super().__init__(aiterable, read_ahead)
-        self._waiting = False
-        self._paused = False
-        self._closed = False
+        self._waiting = self._paused = self._closed = False
         self._task: LoopTask | None = None
         self._space = asyncio.Event()  # set when the task may read on
 

@@ -145,8 +145,7 @@ class Pool(Executor):
     """Up to ``max_workers`` daemon threads named ``prefix`` + N, started on demand, reused."""
 
     def __init__(self, prefix: str, max_workers: int) -> None:
-        self.prefix = prefix
-        self.max_workers = max_workers
+        self.prefix, self.max_workers = prefix, max_workers
         self._reset()
         _POOLS.add(self)
 

@@ -81,12 +81,10 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
         if thread_sensitive and executor is not None:
             raise TypeError("take thread_sensitive=True or an executor, not both")
         self._iterator: Iterator[T] | None = None
-        self._sensitive = thread_sensitive
-        self._executor = executor
+        self._sensitive, self._executor = thread_sensitive, executor
         self._waiting: asyncio.Future[None] | None = None
         self._closer: asyncio.Future[None] | None = None
-        self._pulling = False
-        self._closing = False
+        self._pulling = self._closing = False
         self._ctx: contextvars.Context | None = None
 
     def __aiter__(self) -> Self:
