@@ -1,11 +1,4 @@
-"""Threads and event loops: where sync and async code meet.
-
-`sync_to_async` runs a blocking function in a worker thread and awaits it; `async_to_sync` runs
-a coroutine function from sync code and blocks for it. Both carry contextvars across (changes
-come back to the caller), keep Django's thread-sensitive code on the thread Django expects, and
-never swallow a cancellation. `sync_to_async_iter` and `async_to_sync_iter` do the same for
-iterators. The "Sync and async" page of the documentation explains the rules.
-"""
+"""Threads and event loops: where sync and async code meet (docs: "Sync and async")."""
 
 from __future__ import annotations
 
@@ -13,18 +6,30 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import logging
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import Executor
-from typing import Any, ParamSpec, TypeVar, overload
+from concurrent.futures import Executor, Future
+from typing import Any, NamedTuple, ParamSpec, TypeVar, overload
 
-from crossgate.concurrency._asgiref import copy_back
-from crossgate.concurrency._async_iter import AsyncToSyncIterator, async_to_sync_iter
-from crossgate.concurrency._calls import Call, OrphanedCalls, check_cancelled, orphaned_calls
-from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
-from crossgate.concurrency._loops import AsyncSingleThreadContext, run_sync, server_loop
+from crossgate.concurrency._asgiref import ThreadSensitiveContext, adopt_locals, copy_back, submit
+from crossgate.concurrency._loops import (
+    AsyncSingleThreadContext,
+    AsyncToSyncIterator,
+    async_to_sync_iter,
+    run_sync,
+    server_loop,
+)
 from crossgate.concurrency._loops import set_server_loop as set_server_loop  # the adapters' seam
-from crossgate.concurrency._pool import SHARED_POOL, describe
-from crossgate.concurrency._sensitive import ThreadSensitiveContext, submit
+from crossgate.concurrency._pool import (
+    SHARED_POOL,
+    ConcurrencyError,
+    DeadlockError,
+    describe,
+    inbox_for,
+    local,
+)
+from crossgate.concurrency._runtime import after_fork_in_child
 from crossgate.concurrency._sync_iter import SyncToAsyncIterator, sync_to_async_iter
 
 __all__ = [
@@ -48,6 +53,145 @@ P = ParamSpec("P")
 R = TypeVar("R")
 W = TypeVar("W", bound=Callable[..., Any])
 
+_log = logging.getLogger("crossgate.concurrency")
+
+_QUEUED, _RUNNING, _ORPHANED, _DONE, _DROPPED = range(5)
+_STATE_LOCK = threading.Lock()
+
+
+class OrphanedCalls(NamedTuple):
+    """Sync calls a cancelled caller left running: ``running`` now, ``total`` since start."""
+
+    running: int
+    total: int
+
+
+_orphans = {"running": 0, "total": 0}
+
+
+def orphaned_calls() -> OrphanedCalls:
+    """How many sync calls a cancelled caller left running: now, and in total (also logged)."""
+    with _STATE_LOCK:
+        return OrphanedCalls(_orphans["running"], _orphans["total"])
+
+
+def check_cancelled() -> None:
+    """Raise `asyncio.CancelledError` if the caller awaiting this thread's work gave up.
+
+    Call it where stopping early is safe in sync code run by `sync_to_async` (or read by
+    `sync_to_async_iter`); elsewhere it does nothing.
+
+    Raises:
+        asyncio.CancelledError: the awaiting caller was cancelled.
+    """
+    job = local.job
+    if job is not None and job.cancel_requested:
+        raise asyncio.CancelledError("the caller awaiting this sync call was cancelled")
+
+
+class Call:
+    """One `sync_to_async` call: run on a worker thread, settled on the caller's loop."""
+
+    __slots__ = ("args", "ctx", "fn", "future", "inbox", "kwargs", "loop", "state", "thread_name")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ctx: contextvars.Context,
+    ) -> None:
+        self.loop = loop
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.ctx = ctx
+        self.inbox = inbox_for(loop)
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.state = _QUEUED
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.state == _ORPHANED
+
+    def run(self) -> None:
+        with _STATE_LOCK:
+            if self.state != _QUEUED:
+                return  # the caller was cancelled before a thread was free: never start
+            self.state = _RUNNING
+            self.thread_name = threading.current_thread().name
+        release = None
+        if local.release is not None and local.release[0] is self:
+            release, local.release = local.release[1], None
+        previous, local.job = local.job, self
+        try:
+            self.ctx.run(adopt_locals)
+            value = self.ctx.run(self.fn, *self.args, **self.kwargs)
+            ok = True
+        except StopIteration as exc:  # asyncio futures refuse it (PEP 479): the caller would hang
+            value, ok = RuntimeError(f"{describe(self.fn)} raised StopIteration"), False
+            value.__cause__ = exc
+        except BaseException as exc:
+            value, ok = exc, False
+        finally:
+            local.job = previous
+        with _STATE_LOCK:
+            orphaned = self.state == _ORPHANED
+            self.state = _DONE
+            if orphaned:
+                _orphans["running"] -= 1
+        if release is not None:
+            release()
+        if not orphaned:
+            self.inbox.post(self.future, ok, value)
+        elif ok:
+            _log.info("orphaned call %s finished; its result was dropped", describe(self.fn))
+        elif isinstance(value, asyncio.CancelledError):
+            _log.info("orphaned call %s stopped early at check_cancelled()", describe(self.fn))
+        else:
+            _log.warning(
+                "orphaned call %s failed; nobody awaited it", describe(self.fn), exc_info=value
+            )
+
+    def abandon(self) -> None:
+        with _STATE_LOCK:
+            if self.state == _QUEUED:
+                self.state = _DROPPED
+                return
+            if self.state != _RUNNING:
+                return
+            self.state = _ORPHANED
+            _orphans["running"] += 1
+            _orphans["total"] += 1
+            running = _orphans["running"]
+        _log.warning(
+            "the task awaiting %s was cancelled while it ran on thread %r; the call runs on "
+            "to its end, orphaned (orphaned calls running: %d); call "
+            "crossgate.check_cancelled() in it to stop early",
+            describe(self.fn),
+            self.thread_name,
+            running,
+        )
+
+    def dropped_by(self, future: Future[Any]) -> None:
+        if not future.cancelled():
+            return
+        with _STATE_LOCK:
+            if self.state != _QUEUED:
+                return
+            self.state = _DROPPED
+        error = ConcurrencyError(f"the executor cancelled {describe(self.fn)} before it ran")
+        self.inbox.post(self.future, False, error)
+
+
+@after_fork_in_child
+def _reset_state() -> None:  # pragma: no cover - runs in forked children only
+    # A lock another thread held at the fork would stay locked in the child forever.
+    global _STATE_LOCK
+    _STATE_LOCK = threading.Lock()
+    _orphans["running"] = 0
+
 
 def _wraps(wrapper: W, wrapped: Callable[..., Any]) -> W:
     """`functools.update_wrapper`, keeping a bound method's ``__self__`` as asgiref does."""
@@ -57,29 +201,15 @@ def _wraps(wrapper: W, wrapped: Callable[..., Any]) -> W:
     return wrapper
 
 
-def _is_async(func: object) -> bool:
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)  # noqa: B004 - a callable object's async __call__
-    )
-
-
 @overload
 def sync_to_async(
-    func: Callable[P, R],
-    /,
-    *,
-    thread_sensitive: bool = True,
-    executor: Executor | None = None,
+    func: Callable[P, R], /, *, thread_sensitive: bool = True, executor: Executor | None = None
 ) -> Callable[P, Coroutine[Any, Any, R]]: ...
 
 
 @overload
 def sync_to_async(
-    func: None = None,
-    /,
-    *,
-    thread_sensitive: bool = True,
-    executor: Executor | None = None,
+    func: None = None, /, *, thread_sensitive: bool = True, executor: Executor | None = None
 ) -> Callable[[Callable[P, R]], Callable[P, Coroutine[Any, Any, R]]]: ...
 
 
@@ -95,23 +225,13 @@ def sync_to_async(
 ):
     """Turn the sync callable ``func`` into a coroutine function that runs it in a thread.
 
-    Use it as a call, ``await sync_to_async(func)(*args)``, or as a decorator, bare or with
-    options. It keeps ``func``'s signature for type checkers, its name and docstring and a
-    bound method's ``__self__``; the result is a coroutine function, so Django adapts it as
-    async code. Each call runs with a copy of the caller's contextvars (asgiref ``Local``
-    values included, as with asgiref) whose changes come back to the caller; exceptions keep
-    their traceback. A cancelled caller gets `asyncio.CancelledError` at once: a call not yet
-    started never starts, a running one runs on, orphaned (see `check_cancelled`).
+    A call or a decorator, bare or with options. Contextvars go along and their changes come
+    back; a cancelled caller gets `asyncio.CancelledError` at once (see `check_cancelled`).
 
     Args:
-        func: the sync callable.
-        thread_sensitive: ``True`` (the default, as asgiref's) runs the call on the thread
-            Django expects for thread-bound code (database connections): the thread waiting
-            in an outer `async_to_sync`, the request's thread (asgiref's or crossgate's
-            `ThreadSensitiveContext`), or one process-wide thread. ``False`` runs calls in
-            parallel on a bounded pool of threads named ``crossgate-sync-N``.
-        executor: a `concurrent.futures.Executor` to run the calls on instead of the pool;
-            only with ``thread_sensitive=False``, as in asgiref.
+        thread_sensitive: ``True`` (as asgiref) runs the call on the thread Django expects for
+            thread-bound code; ``False`` on a bounded pool of ``crossgate-sync-N`` threads.
+        executor: runs the calls instead of the pool; only with ``thread_sensitive=False``.
 
     Raises:
         TypeError: ``func`` is async or not callable; or an ``executor`` was given without
@@ -120,7 +240,6 @@ def sync_to_async(
         ConcurrencyError: (when called) the thread-sensitive context has exited.
     """
     if thread_sensitive and executor is not None:
-        # asgiref raises the same: a thread-sensitive call has one thread to run on.
         raise TypeError(
             "sync_to_async runs a thread-sensitive call (the default) on the thread Django "
             "expects, not on an executor: pass thread_sensitive=False with executor="
@@ -129,7 +248,9 @@ def sync_to_async(
     def decorate(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
         if not callable(fn):
             raise TypeError(f"sync_to_async needs a callable, not {type(fn).__name__}")
-        if _is_async(fn):
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - a callable object's async __call__
+        ):
             raise TypeError(
                 f"sync_to_async needs a sync callable; {describe(fn)} is async: await it directly"
             )
@@ -140,11 +261,10 @@ def sync_to_async(
             if thread_sensitive or executor is not None:
                 submit(call, call.loop, fn, thread_sensitive, executor)
             else:
-                SHARED_POOL.submit(call)  # the common case, without a dispatch
+                SHARED_POOL.put(call)  # the common case, without a dispatch
             try:
                 result: R = await call.future
-            except asyncio.CancelledError:
-                # Never swallowed, never traded for the result (asgiref #567).
+            except asyncio.CancelledError:  # never swallowed nor traded for a result (asgiref #567)
                 call.abandon()
                 raise
             except BaseException:
@@ -153,8 +273,6 @@ def sync_to_async(
             copy_back(ctx)
             return result
 
-        # An ``async def``: `inspect.iscoroutinefunction`, asgiref and Django see a coroutine
-        # function on every Python (no `inspect.markcoroutinefunction` needed).
         return _wraps(run_in_thread, fn)
 
     return decorate if func is None else decorate(func)
@@ -173,28 +291,16 @@ def async_to_sync(
 
 
 def async_to_sync(
-    func: Callable[P, Awaitable[R]] | None = None,
-    /,
-    *,
-    timeout: float | None = None,
+    func: Callable[P, Awaitable[R]] | None = None, /, *, timeout: float | None = None
 ) -> Callable[P, R] | Callable[[Callable[P, Awaitable[R]]], Callable[P, R]]:
     """Turn the coroutine function ``func`` into a sync function that blocks for its result.
 
-    Use it as a call, ``async_to_sync(func)(*args)``, or as a decorator, bare or with options;
-    it keeps ``func``'s signature, name and docstring and a bound method's ``__self__``.
-
-    The coroutine runs on an existing event loop, never a new one per call: in a
-    ``WSGIToASGI`` worker thread the ASGI server's loop (`server_loop`); in a thread running a
-    `sync_to_async` call, the caller's loop (as asgiref does); anywhere else one persistent
-    loop thread per process, ``crossgate-loop`` (a forked child gets its own). While it waits,
-    the calling thread runs the thread-sensitive `sync_to_async` calls the coroutine makes.
-    Contextvars (and asgiref ``Local`` values) go along and their changes come back;
-    exceptions keep their traceback.
+    A call or a decorator, bare or with options. The coroutine runs on an existing loop (the
+    server's, the caller's, or one ``crossgate-loop`` thread), never a new one per call; the
+    waiting thread runs the thread-sensitive calls it makes. Contextvars go along and back.
 
     Args:
-        func: the coroutine function (or any callable returning an awaitable).
-        timeout: seconds to wait before cancelling the coroutine and raising `TimeoutError`;
-            ``None`` waits as long as it takes.
+        timeout: seconds before the coroutine is cancelled and `TimeoutError` raised.
 
     Raises:
         ValueError: ``timeout`` is not positive.
@@ -210,8 +316,7 @@ def async_to_sync(
             raise TypeError(f"async_to_sync needs a callable, not {type(fn).__name__}")
 
         def run_on_loop(*args: P.args, **kwargs: P.kwargs) -> R:
-            result: R = run_sync(fn, args, kwargs, timeout)
-            return result
+            return run_sync(fn, args, kwargs, timeout)
 
         return _wraps(run_on_loop, fn)
 

@@ -1,18 +1,6 @@
-"""Meet asgiref where Django looks: its thread-sensitive executors, its caller's loop, its Locals.
+"""Where a thread-sensitive call runs (asgiref's order, docs/concurrency.md), and asgiref's Locals.
 
-Django calls asgiref directly (``ASGIHandler`` enters asgiref's ``ThreadSensitiveContext`` per
-request; the async ORM uses asgiref's ``sync_to_async``). To share Django's database connection,
-crossgate's thread-sensitive calls run on the thread asgiref would pick (found through asgiref's
-class attributes), and asgiref's calls inside crossgate's `async_to_sync` come back to the
-waiting thread. Private attributes are read only where asgiref offers nothing public, each
-with a safe answer when missing.
-
-Django keeps its active language, time zone, script prefix and urlconf in asgiref ``Local``s:
-since asgiref 3.12 their storage is tagged with its thread, and asgiref re-tags ("re-homes")
-it whenever it moves a context to another thread. crossgate re-homes at the same points, or
-Django code run through it would see the default language, time zone, prefix and urlconf. It
-uses asgiref's internal ``asgiref.local._Storage`` and ``_rehome`` (only in `_rehomer`, behind
-a version check). crossgate never imports asgiref: it looks only at what the app loaded.
+asgiref's private attributes are read only where it offers nothing public, with a safe default.
 """
 
 from __future__ import annotations
@@ -20,68 +8,51 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import itertools
 import logging
 import os
 import sys
 import threading
 from collections.abc import Callable, Collection
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextvars import ContextVar
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextvars import ContextVar, Token
 from types import ModuleType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Self
 
-from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import FnJob, Pool, PoolExecutor, Waiter
-
-__all__ = [
-    "CHECKED",
-    "WaiterExecutor",
-    "adopt_locals",
-    "asgiref_version",
-    "caller_loop",
-    "context_executor",
-    "copy_back",
-    "current_executor",
-    "enter_waiter",
-    "foreign_owner",
-    "loop_executor",
-    "rehomed",
-    "rehomer",
-]
-
-P = ParamSpec("P")
-R = TypeVar("R")
+from crossgate.concurrency._pool import (
+    SENSITIVE_POOL,
+    SHARED_POOL,
+    ConcurrencyError,
+    DeadlockError,
+    Job,
+    Pool,
+    Waiter,
+    describe,
+    submit_to,
+    waiter_var,
+)
+from crossgate.concurrency._runtime import after_fork_in_child
 
 _MISSING = object()
 _log = logging.getLogger("crossgate.concurrency")
-
-# asgiref minor versions whose Local storage was checked against crossgate's helpers by
-# tests/concurrency/test_asgiref_locals.py (which fails on any other version).
-CHECKED = frozenset({(3, 11), (3, 12), (3, 13)})
-_TAGGED_SINCE = (3, 12)
 
 Rehome = Callable[[Any], Any]
 
 
 def asgiref_version() -> tuple[int, ...] | None:
-    """The loaded asgiref's version as integers (``(3, 13, 0)``), or ``None`` if not loaded."""
     text = getattr(sys.modules.get("asgiref"), "__version__", None)
     if not isinstance(text, str):
         return None
-    parts = []
-    for part in text.split("."):
-        if not part.isdigit():
-            break
-        parts.append(int(part))
-    return tuple(parts)
+    return tuple(map(int, itertools.takewhile(str.isdigit, text.split("."))))
 
 
-# Cached per asgiref.local module: a sync_to_async call asks two or three times, and the look-ups
-# cost 0.8 us each where the cached answer costs 0.1 us.
+# Since asgiref 3.12 a Local's storage is tagged with its thread and "re-homed" whenever a
+# context moves thread: crossgate must do so too, or Django's language and urlconf are lost.
+# Cached: the look-ups cost 0.8 us each, asked two or three times per sync_to_async call.
 @functools.lru_cache(maxsize=1)
 def _rehomer(local: ModuleType) -> tuple[type, Rehome] | None:
     version = asgiref_version()
-    if version is not None and version[:2] < _TAGGED_SINCE:
+    if version is not None and version[:2] < (3, 12):
         return None  # a plain dict: a copied context carries it as it is
     storage_type = getattr(local, "_Storage", None)
     rehome = getattr(local, "_rehome", None)
@@ -97,21 +68,12 @@ def _rehomer(local: ModuleType) -> tuple[type, Rehome] | None:
 
 
 def rehomer() -> tuple[type, Rehome] | None:
-    """asgiref's Local storage type and the function re-tagging it, if the loaded one tags."""
     local = sys.modules.get("asgiref.local")
     return None if local is None else _rehomer(local)
 
 
-def rehomed(value: object, found: tuple[type, Rehome] | None) -> object:
-    """``value`` re-tagged for the current thread if it is asgiref ``Local`` storage."""
-    return found[1](value) if found is not None and isinstance(value, found[0]) else value
-
-
 def adopt_locals() -> None:
-    """Re-home every asgiref ``Local`` storage of the current context to the current thread.
-
-    Called inside a context just moved to this thread, where asgiref's helpers re-home.
-    """
+    """Re-home the current context's asgiref Locals to this thread (the context just moved)."""
     found = rehomer()
     if found is not None:
         for var, value in list(contextvars.copy_context().items()):
@@ -120,67 +82,19 @@ def adopt_locals() -> None:
 
 
 def copy_back(ctx: contextvars.Context, skip: Collection[contextvars.ContextVar[Any]] = ()) -> None:
-    """Set in the current context every variable whose value ``ctx`` changed (but ``skip``).
-
-    `asyncio.to_thread` and anyio drop these changes; asgiref keeps them (a `ContextVar` set in
-    a sync view is seen by the caller), and hands ``Local`` storage back re-homed.
-    """
+    """Set here every variable but ``skip`` whose value ``ctx`` changed, as asgiref does."""
     found = rehomer()
     for var, value in ctx.items():
         if var.get(_MISSING) is not value and var not in skip:
-            var.set(rehomed(value, found))
-
-
-def _asgiref() -> ModuleType | None:
-    return sys.modules.get("asgiref.sync")
-
-
-def current_executor() -> Executor | None:
-    """asgiref's executor for the sync thread waiting in an outer asgiref `async_to_sync`."""
-    sync = _asgiref()
-    executor: Executor | None = (
-        getattr(sync.AsyncToSync.executors, "current", None) if sync else None
-    )
-    return executor
-
-
-def context_executor() -> Executor | None:
-    """The thread of the asgiref ``ThreadSensitiveContext`` in force (Django's request thread).
-
-    Made as asgiref makes it when this call comes first, and stored where asgiref looks.
-
-    Raises:
-        ConcurrencyError: the context exited and this task outlived it.
-    """
-    sync = _asgiref()
-    context = None if sync is None else sync.SyncToAsync.thread_sensitive_context.get(None)
-    if sync is None or context is None:
-        return None
-    if getattr(context, "_exited", False):
-        raise ConcurrencyError(
-            "asgiref's ThreadSensitiveContext has exited: tasks created inside it must finish "
-            "before it exits"
-        )
-    executors = sync.SyncToAsync.context_to_thread_executor
-    executor: Executor | None = executors.get(context)
-    if executor is None:
-        executor = executors[context] = PoolExecutor(Pool("crossgate-asgiref-context-", 1))
-    return executor
-
-
-def loop_executor(loop: asyncio.AbstractEventLoop) -> Executor | None:
-    """The waiting thread of the asgiref `async_to_sync` that created ``loop``, if any."""
-    sync = _asgiref()
-    executor: Executor | None = sync.AsyncToSync.loop_thread_executors.get(loop) if sync else None
-    return executor
+            if found is not None and isinstance(value, found[0]):
+                value = found[1](value)
+            var.set(value)
 
 
 def caller_loop() -> asyncio.AbstractEventLoop | None:
-    """The loop awaiting the asgiref `sync_to_async` call this thread runs (as asgiref finds it)."""
-    sync = _asgiref()
-    if sync is None:
-        return None
-    threadlocal = sync.SyncToAsync.threadlocal
+    """The loop awaiting the asgiref ``sync_to_async`` call this thread runs."""
+    sync = sys.modules.get("asgiref.sync")
+    threadlocal = sync.SyncToAsync.threadlocal if sync else None
     # asgiref's own fork check (asgiref #194): a loop from the parent process is not running.
     if getattr(threadlocal, "main_event_loop_pid", None) != os.getpid():
         return None
@@ -188,54 +102,166 @@ def caller_loop() -> asyncio.AbstractEventLoop | None:
     return loop
 
 
-def foreign_owner(executor: Executor) -> threading.Thread | None:
-    """The one thread of a thread-sensitive executor, for the deadlock check.
-
-    asgiref's (a ``CurrentThreadExecutor``; a context's ``ThreadPoolExecutor(max_workers=1)``)
-    name it only in private attributes; ``None`` (no check) when they are missing.
-    """
-    if isinstance(executor, PoolExecutor):
-        return executor.pool.owner()
-    thread = getattr(executor, "_work_thread", None)
-    if isinstance(thread, threading.Thread):
-        return thread
-    threads = getattr(executor, "_threads", None)
-    if isinstance(executor, ThreadPoolExecutor) and threads:
-        only: threading.Thread = next(iter(threads))
-        return only
-    return None
-
-
-class WaiterExecutor(Executor):
-    """A crossgate `Waiter` as the executor asgiref submits thread-sensitive work to."""
-
-    def __init__(self, waiter: Waiter, fallback: Callable[[], Pool]) -> None:
-        self.waiter = waiter
-        self._fallback = fallback
-
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
-        future: Future[R] = Future()
-        job = FnJob(future, fn, args, kwargs)
-        if not self.waiter.offer(job):
-            # The waiting thread moved on (a task outlived its async_to_sync), where asgiref
-            # raises "CurrentThreadExecutor already quit or is broken" (asgiref #491, #526).
-            self._fallback().submit(job)
-        return future
-
-
-def enter_waiter(waiter: Waiter, fallback: Callable[[], Pool]) -> frozenset[ContextVar[Any]]:
-    """Inside `async_to_sync`'s task: send asgiref's thread-sensitive calls to ``waiter``.
-
-    Sets ``AsyncToSync.executors.current``, as asgiref's own ``async_to_sync`` does, even when
-    an outer value is not visible on this thread: asgiref re-homes its storage on every
-    ``sync_to_async``, which would make a stale outer executor visible again (and work sent
-    there would wait for a thread waiting for us). Returns the context variables behind that
-    setting, which the caller must not copy back (asgiref restores them likewise).
-    """
-    sync = _asgiref()
+def enter_waiter(waiter: Waiter) -> frozenset[ContextVar[Any]]:
+    """Send asgiref's thread-sensitive calls to ``waiter``; return the variables set for it."""
+    # Set even when no outer value is visible here: asgiref re-homes its storage on every
+    # sync_to_async, which would bring a stale outer executor back (and deadlock).
+    sync = sys.modules.get("asgiref.sync")
     if sync is None:
         return frozenset()
     before = contextvars.copy_context()
-    sync.AsyncToSync.executors.current = WaiterExecutor(waiter, fallback)
+    sync.AsyncToSync.executors.current = waiter
     after = contextvars.copy_context()
     return frozenset(var for var, value in after.items() if before.get(var, _MISSING) is not value)
+
+
+# Context threads, busy or idle; past the bound a new context shares the least-used thread.
+MAX_CONTEXT_THREADS = 32
+
+_lock = threading.Lock()
+_idle: list[Pool] = []
+_users: dict[Pool, int] = {}  # leased threads -> how many contexts use each
+
+
+class ThreadSensitiveContext:
+    """Give the thread-sensitive calls made inside this block a thread of their own.
+
+    ``async with ThreadSensitiveContext(): ...``, as Django's ``ASGIHandler`` does per request
+    with asgiref's context of the same name (which wins inside it). Nested contexts reuse the
+    outermost.
+
+    Raises:
+        ConcurrencyError: (from a thread-sensitive call) a task outlived the context.
+    """
+
+    def __init__(self) -> None:
+        self._token: Token[ThreadSensitiveContext | None] | None = None
+        self._pool: Pool | None = None
+        self._exited = False
+
+    async def __aenter__(self) -> Self:
+        if _context_var.get() is None:
+            self._token = _context_var.set(self)
+            self._exited = False
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._token is None:
+            return
+        _context_var.reset(self._token)
+        self._token = None
+        self._exited = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with _lock:
+                _users[pool] -= 1
+                if not _users[pool]:
+                    del _users[pool]
+                    _idle.append(pool)
+
+    def pool(self) -> Pool:
+        """This context's thread (leased on first use)."""
+        if self._exited:
+            raise ConcurrencyError(
+                "a thread-sensitive call was made after its ThreadSensitiveContext exited: "
+                "tasks started inside the context must finish before it exits"
+            )
+        if self._pool is None:
+            with _lock:
+                if len(_users) >= MAX_CONTEXT_THREADS:
+                    self._pool = min(_users, key=_users.__getitem__)
+                elif _idle:
+                    self._pool = _idle.pop()
+                else:
+                    self._pool = Pool(SENSITIVE_POOL.prefix, 1)  # its thread starts on first use
+                _users[self._pool] = _users.get(self._pool, 0) + 1
+        return self._pool
+
+
+_context_var: ContextVar[ThreadSensitiveContext | None] = ContextVar(
+    "crossgate_thread_sensitive_context", default=None
+)
+
+
+def _check(executor: Executor, what: object) -> None:
+    """Refuse to send ``what`` to the one thread of ``executor`` if it is this thread."""
+    if isinstance(executor, Waiter):
+        owner: object = executor.thread
+    elif isinstance(executor, Pool):
+        owner = executor.owner()
+    else:  # asgiref's executors name their thread only in private attributes
+        owner = getattr(executor, "_work_thread", None)
+        threads = getattr(executor, "_threads", None)
+        if isinstance(executor, ThreadPoolExecutor) and threads:
+            owner = next(iter(threads))
+    thread = threading.current_thread()
+    if owner is thread:
+        raise DeadlockError(
+            f"the thread-sensitive call {describe(what)} would have to run on thread "
+            f"{thread.name!r}, which is the thread awaiting it (it runs the event loop that "
+            "waits for the call), so the call could never start. Call it without sync_to_async "
+            "there, or run the async code with async_to_sync instead of a new event loop on "
+            "that thread",
+            thread_name=thread.name,
+        )
+
+
+def submit(
+    job: Job,
+    loop: asyncio.AbstractEventLoop,
+    what: object,
+    thread_sensitive: bool,
+    executor: Executor | None,
+) -> None:
+    """Run ``job`` (calling ``what``, awaited on ``loop``) where `sync_to_async` would."""
+    if not thread_sensitive:
+        if executor is None:
+            SHARED_POOL.put(job)
+        else:
+            submit_to(executor, job)
+        return
+    sync = sys.modules.get("asgiref.sync")
+    # 1. An outer async_to_sync: when asgiref is loaded, its slot holds the innermost one.
+    outer = getattr(sync.AsyncToSync.executors, "current", None) if sync else None
+    if outer is None or isinstance(outer, Waiter):
+        waiter = waiter_var.get() if outer is None else outer
+        if waiter is not None:
+            _check(waiter, what)
+            if waiter.offer(job):
+                return
+    else:
+        _check(outer, what)
+        try:
+            submit_to(outer, job)
+        except RuntimeError:
+            pass  # "CurrentThreadExecutor already quit or is broken": try the next place
+        else:
+            return
+    # 2. asgiref's context, 3. crossgate's, 4. the asgiref async_to_sync that made the loop.
+    context = _context_var.get()
+    asgiref_context = sync.SyncToAsync.thread_sensitive_context.get(None) if sync else None
+    if sync is not None and asgiref_context is not None:
+        if getattr(asgiref_context, "_exited", False):
+            raise ConcurrencyError(
+                "asgiref's ThreadSensitiveContext has exited: tasks created inside it must "
+                "finish before it exits"
+            )
+        executors = sync.SyncToAsync.context_to_thread_executor
+        executor = executors.get(asgiref_context)
+        if executor is None:
+            executor = executors[asgiref_context] = Pool("crossgate-asgiref-context-", 1)
+    elif context is None and sync is not None:
+        executor = sync.AsyncToSync.loop_thread_executors.get(loop)
+    if executor is not None:
+        _check(executor, what)
+        submit_to(executor, job)
+        return
+    pool = SENSITIVE_POOL if context is None else context.pool()
+    _check(pool, what)
+    pool.put(job)
+
+
+@after_fork_in_child
+def _new_lock() -> None:  # pragma: no cover - runs in forked children only
+    global _lock
+    _lock = threading.Lock()

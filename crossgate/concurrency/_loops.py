@@ -1,11 +1,4 @@
-"""Which event loop `async_to_sync` uses, the persistent loop thread, and the call itself.
-
-In order: the loop awaiting the crossgate `sync_to_async` call this thread runs; the ASGI
-server's loop in a `WSGIToASGI` worker thread (`server_loop`); the loop awaiting the asgiref
-``sync_to_async`` call this thread runs; otherwise one persistent loop thread per process,
-``crossgate-loop`` (started on first use, again in a forked child). Never a new loop per call,
-as asgiref's ``async_to_sync`` makes from a plain thread (asgiref #370).
-"""
+"""`async_to_sync` and its iterator: a task on an existing loop (never a new one, asgiref #370)."""
 
 from __future__ import annotations
 
@@ -16,34 +9,22 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import Any, Self, TypeVar
 
 from crossgate.concurrency import _asgiref
 from crossgate.concurrency._asgiref import adopt_locals, copy_back
-from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import Waiter, describe, local, waiter_var
+from crossgate.concurrency._pool import ConcurrencyError, Waiter, describe, local, waiter_var
 from crossgate.concurrency._runtime import LoopThread, after_fork_in_child, at_exit
-from crossgate.concurrency._sensitive import default_pool
+from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, Buffered
 
-__all__ = [
-    "POLL",
-    "AsyncSingleThreadContext",
-    "LoopTask",
-    "pick_loop",
-    "portal_loop",
-    "run_sync",
-    "server_loop",
-    "set_server_loop",
-    "stop_portal",
-]
+R = TypeVar("R")
+T = TypeVar("T")
 
-# How often a waiting caller checks that the loop it waits on still exists.
-POLL = 1.0
+POLL = 1.0  # how often a waiting caller checks that its loop still exists
 
-# The server's loop, with the PID that recorded it: in a child forked from a worker thread the
-# parent's loop still looks running, with no thread to run it (as asgiref #194 checks).
+# With its PID: a child forked from a worker thread sees the loop running, with no thread.
 _server_loop: ContextVar[tuple[asyncio.AbstractEventLoop, int] | None] = ContextVar(
     "crossgate_server_loop", default=None
 )
@@ -52,9 +33,8 @@ _server_loop: ContextVar[tuple[asyncio.AbstractEventLoop, int] | None] = Context
 def server_loop() -> asyncio.AbstractEventLoop | None:
     """Return the ASGI server's event loop when called from a ``WSGIToASGI`` worker thread.
 
-    ``None`` anywhere else, once that loop is closed, and in a forked child. The loop runs in
-    another thread: schedule work on it with `asyncio.run_coroutine_threadsafe` (or
-    `async_to_sync`), never by calling its methods directly.
+    ``None`` anywhere else, once that loop is closed, and in a forked child. It runs in another
+    thread: use `asyncio.run_coroutine_threadsafe` (or `async_to_sync`), not its methods.
     """
     recorded = _server_loop.get()
     if recorded is None or recorded[1] != os.getpid() or recorded[0].is_closed():
@@ -72,26 +52,23 @@ _portal_lock = threading.Lock()
 
 
 def portal_loop() -> asyncio.AbstractEventLoop:
-    """The persistent loop, started on first use and again after a fork."""
     global _portal
     with _portal_lock:
-        portal = _portal
-        if portal is None or portal.pid != os.getpid() or portal.loop.is_closed():
-            portal = _portal = LoopThread("crossgate-loop")
-        return portal.loop
+        if _portal is None or _portal.loop.is_closed():
+            _portal = LoopThread("crossgate-loop")
+        return _portal.loop
 
 
+@at_exit
 def stop_portal() -> None:
-    """Stop the persistent loop thread, if this process started one (at exit)."""
     global _portal
     with _portal_lock:
         portal, _portal = _portal, None
-    if portal is not None and portal.pid == os.getpid():
+    if portal is not None:
         portal.stop()
 
 
 def pick_loop() -> asyncio.AbstractEventLoop:
-    """The loop `async_to_sync` runs its coroutine on, from this thread (module docstring)."""
     job = local.job
     for loop in (None if job is None else job.loop, server_loop(), _asgiref.caller_loop()):
         if loop is not None and loop.is_running() and not loop.is_closed():
@@ -100,11 +77,9 @@ def pick_loop() -> asyncio.AbstractEventLoop:
 
 
 class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThreadContext"]):
-    """Run the `async_to_sync` calls made in this block on one thread: asgiref's name for it.
+    """asgiref's name for running a block's `async_to_sync` calls on one thread.
 
-    crossgate's `async_to_sync` already runs every call from one place on the same thread and
-    loop, so entering it changes nothing: it exists so that code written for asgiref runs
-    unchanged. Re-entrant; raises nothing and lets exceptions from the block through.
+    crossgate's always do: entering it changes nothing. Re-entrant; raises nothing.
     """
 
     def __exit__(self, *exc_info: object) -> None:
@@ -112,11 +87,7 @@ class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThr
 
 
 class LoopTask:
-    """A task on the loop `pick_loop` chooses, run for a sync thread waiting in `waiter`.
-
-    Raises:
-        ConcurrencyError: this thread runs an event loop (``refusal()`` says what to do).
-    """
+    """A task on the loop `pick_loop` chooses, run for a sync thread waiting in `waiter`."""
 
     __slots__ = ("loop", "skip", "task", "waiter")
 
@@ -130,16 +101,14 @@ class LoopTask:
             pass  # no loop on this thread for the blocking wait to freeze
         else:
             raise ConcurrencyError(refusal())
-        self.loop = pick_loop()
-        self.waiter = Waiter()
+        self.loop, self.waiter = pick_loop(), Waiter()
         self.skip: frozenset[ContextVar[Any]] = frozenset()
 
     def start(self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context) -> None:
         """Run ``coro`` in ``ctx`` itself (not a copy), so the caller can read its changes."""
         try:
             self.loop.call_soon_threadsafe(self._create, coro, ctx)
-        except RuntimeError:
-            # Closed since pick_loop looked at it (the server is shutting down).
+        except RuntimeError:  # closed since pick_loop looked at it (the server is shutting down)
             self.loop = portal_loop()
             self.loop.call_soon_threadsafe(self._create, coro, ctx)
 
@@ -150,23 +119,18 @@ class LoopTask:
         self.task.cancel()
 
     def call_soon(self, callback: Callable[[], object]) -> None:
-        """Run ``callback`` on the loop; a closed loop is noticed by the waiting consumer."""
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError):  # closed: the waiting consumer notices
             self.loop.call_soon_threadsafe(callback)
 
     def enter(self) -> Token[Waiter | None]:
         """First thing in the task: the waiting thread runs its thread-sensitive calls."""
-        # The caller's context moved to the loop's thread: so do its asgiref Locals, as in
-        # asgiref (before enter_waiter sets asgiref's executor Local here).
-        adopt_locals()
+        adopt_locals()  # before enter_waiter sets asgiref's executor Local here
         token = waiter_var.set(self.waiter)
-        self.skip = _asgiref.enter_waiter(self.waiter, default_pool)
+        self.skip = _asgiref.enter_waiter(self.waiter)
         return token
 
 
 class _Call(LoopTask):
-    """One `async_to_sync` call: its outcome, written on the loop, read by the caller."""
-
     __slots__ = ("done", "ok", "value")
 
     async def main(
@@ -182,14 +146,11 @@ class _Call(LoopTask):
                 )
             self.value = await awaitable
             self.ok = True
-        except GeneratorExit:
-            # The loop was closed with this task pending, and the garbage collector closes it.
-            self.value = ConcurrencyError(
-                f"the event loop running {describe(func)} was closed before it finished"
-            )
+        except GeneratorExit:  # the loop was closed with this task pending; the GC closes it
+            closed = f"the event loop running {describe(func)} was closed before it finished"
+            self.value = ConcurrencyError(closed)
             raise
-        except BaseException as exc:
-            # Everything, KeyboardInterrupt and CancelledError included, belongs to the caller.
+        except BaseException as exc:  # KeyboardInterrupt and CancelledError belong to the caller
             self.value = exc
         finally:
             with contextlib.suppress(ValueError):  # closed by the GC, in another context
@@ -199,18 +160,11 @@ class _Call(LoopTask):
 
 
 def run_sync(
-    func: Callable[..., Awaitable[Any]],
+    func: Callable[..., Awaitable[R]],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     timeout: float | None,
-) -> Any:
-    """Run ``func(*args, **kwargs)`` on the loop `pick_loop` chooses; block for the outcome.
-
-    Raises:
-        ConcurrencyError: this thread runs an event loop; or that loop closed first.
-        TimeoutError: ``timeout`` seconds passed; the coroutine was cancelled.
-        BaseException: whatever the coroutine raised, with its traceback.
-    """
+) -> R:
     call = _Call(
         lambda: (
             f"async_to_sync({describe(func)}) was called from a thread that runs an event "
@@ -234,15 +188,15 @@ def run_sync(
                     f"the event loop running {describe(func)} closed before it finished"
                 )
     except BaseException:
-        # A timeout, or KeyboardInterrupt here: the coroutine is cancelled, not left running
-        # for nobody (unless the loop is closed, the task gone with it).
+        # A timeout or KeyboardInterrupt: cancel the coroutine, not left running for nobody.
         call.call_soon(call.cancel)
         raise
     finally:
         call.waiter.close()
     copy_back(ctx, call.skip)
     if call.ok:
-        return call.value
+        result: R = call.value
+        return result
     error: BaseException = call.value
     try:
         raise error
@@ -250,7 +204,159 @@ def run_sync(
         del error, call
 
 
-at_exit(stop_portal)
+class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
+    """A sync iterator over an async iterable, read by a task on an event loop.
+
+    `close` it (WSGI servers do) or use ``with`` when stopping early.
+    """
+
+    def __init__(self, aiterable: AsyncIterable[T], *, read_ahead: int) -> None:
+        super().__init__(aiterable, read_ahead)
+        self._waiting = self._paused = self._closed = False
+        self._task: LoopTask | None = None
+        self._space = asyncio.Event()  # set when the task may read on
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __next__(self) -> T:
+        if self._closed:
+            raise StopIteration
+        task = self._task or self._start()
+        while True:
+            with self._lock:
+                if self._buffer:
+                    item = self._buffer.popleft()
+                    resume = self._paused and len(self._buffer) <= self._low
+                    self._paused = self._paused and not resume
+                    break
+                if self._done:
+                    task.waiter.close()
+                    self._raise_error()
+                    raise StopIteration
+                self._waiting = True
+            self._wait(task)
+        if resume:
+            task.call_soon(self._resume)
+        return item
+
+    def close(self) -> None:
+        """Stop reading: cancel the reading task, which closes the source (``aclose()``).
+
+        Raises:
+            BaseException: what the source's ``aclose()`` raised.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        task = self._task
+        if task is None:
+            aclose = getattr(self._source, "aclose", None)
+            if aclose is not None:
+                run_sync(aclose, (), {}, None)
+            return
+        with self._lock:
+            self._buffer.clear()
+        task.call_soon(task.cancel)  # if still running
+        while True:
+            with self._lock:
+                if self._done:
+                    break
+                self._waiting = True
+            self._wait(task)
+        task.waiter.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            self._raise_error()
+
+    def _start(self) -> LoopTask:
+        task = self._task = LoopTask(
+            lambda: (
+                "async_to_sync_iter was iterated on a thread that runs an event loop, which "
+                "it would block: use async for instead"
+            )
+        )
+        task.start(self._produce(task), contextvars.copy_context())
+        return task
+
+    def _resume(self) -> None:
+        self._space.set()
+
+    def _wait(self, task: LoopTask) -> None:
+        # Woken per hand-over or at the end; the poll only notices a loop closed under the task.
+        while not task.waiter.wait(POLL):
+            if task.loop.is_closed():
+                with self._lock:
+                    self._done = True
+                    self._error = ConcurrencyError(
+                        f"the event loop reading {describe(self._source)} closed"
+                    )
+                return
+
+    async def _produce(self, task: LoopTask) -> None:
+        waiter, space = task.waiter, self._space
+        token = task.enter()
+        error: BaseException | None = None
+        iterator: AsyncIterator[T] | None = None
+        try:
+            iterator = aiter(self._source)
+            while True:
+                with self._lock:
+                    full = len(self._buffer) >= self._read_ahead
+                    if full:
+                        self._paused = True
+                        space.clear()
+                if full:
+                    await space.wait()
+                    continue
+                try:
+                    item = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                with self._lock:
+                    self._buffer.append(item)
+                    wake, self._waiting = self._waiting, False
+                if wake:
+                    waiter.wake()
+        except BaseException as exc:
+            error = exc
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except BaseException as exc:
+                    # Its failure matters more than the cancellation that closed it.
+                    if error is None or isinstance(error, asyncio.CancelledError):
+                        error = exc
+            with contextlib.suppress(ValueError):  # closed by the GC, in another context
+                waiter_var.reset(token)
+            with self._lock:
+                self._done = True
+                self._error = error
+                wake, self._waiting = self._waiting, False
+            if wake:
+                waiter.wake()
+
+
+def async_to_sync_iter(
+    aiterable: AsyncIterable[T], *, read_ahead: int = DEFAULT_READ_AHEAD
+) -> AsyncToSyncIterator[T]:
+    """Iterate the async ``aiterable`` with a plain ``for``, from sync code.
+
+    A task on the loop `async_to_sync` would use reads up to ``read_ahead`` items ahead; the
+    sync thread takes them in batches and runs the thread-sensitive calls the task makes.
+
+    Raises:
+        ValueError: ``read_ahead`` is below 1.
+        ConcurrencyError: (when iterated) the thread runs an event loop: use ``async for``.
+    """
+    return AsyncToSyncIterator(aiterable, read_ahead=read_ahead)
 
 
 @after_fork_in_child

@@ -1,8 +1,4 @@
-"""Where jobs run: bounded, named pools that start threads on demand, and waiting threads.
-
-A `Job` (a `sync_to_async` call, a read of a sync iterator) runs on a `Pool` thread, on a
-foreign executor (`submit_to`), or on the thread blocked in `async_to_sync` (a `Waiter`).
-"""
+"""Where jobs run (bounded pools of named threads, waiting threads) and how outcomes return."""
 
 from __future__ import annotations
 
@@ -18,34 +14,71 @@ from contextvars import ContextVar
 from queue import Empty, SimpleQueue
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from crossgate.concurrency._errors import ConcurrencyError
 from crossgate.concurrency._runtime import after_fork_in_child, at_exit
-
-__all__ = [
-    "MAX_WORKERS",
-    "SHARED_POOL",
-    "FnJob",
-    "Job",
-    "Pool",
-    "PoolExecutor",
-    "Waiter",
-    "describe",
-    "local",
-    "submit_to",
-    "waiter_var",
-]
+from crossgate.exceptions import CrossgateError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# `ThreadPoolExecutor`'s default bound, so code moved from `loop.run_in_executor(None, ...)`
-# keeps the concurrency it had.
+# `ThreadPoolExecutor`'s default, so code moved from `run_in_executor(None, ...)` keeps its reach.
 MAX_WORKERS = min(32, (os.cpu_count() or 1) + 4)
 
 
-class Job(Protocol):
-    """Work a worker thread runs; `run` never raises."""
+class ConcurrencyError(CrossgateError, RuntimeError):
+    """A sync/async helper was used where it cannot work (a `RuntimeError`, as asgiref's are)."""
 
+
+class DeadlockError(ConcurrencyError):
+    """Thread-sensitive work was sent to the very thread waiting for it (``thread_name``)."""
+
+    def __init__(self, message: str, *, thread_name: str) -> None:
+        super().__init__(message)
+        self.thread_name = thread_name
+
+
+class Inbox:
+    """Outcomes for one loop: however many calls finish at once, one wake-up settles them."""
+
+    __slots__ = ("items", "lock", "scheduled")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        self.scheduled = False
+
+    def post(self, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+        with self.lock:
+            self.items.append((future, ok, value))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        try:
+            future.get_loop().call_soon_threadsafe(self.drain)
+        except RuntimeError:  # the loop is closed: whoever awaited these futures is gone with it
+            with self.lock:
+                self.items.clear()
+                self.scheduled = False
+
+    def drain(self) -> None:
+        with self.lock:
+            items, self.items = self.items, []
+            self.scheduled = False
+        for future, ok, value in items:
+            if not future.done():  # else its caller was cancelled
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+
+_INBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Inbox] = weakref.WeakKeyDictionary()
+
+
+def inbox_for(loop: asyncio.AbstractEventLoop) -> Inbox:
+    return _INBOXES.get(loop) or _INBOXES.setdefault(loop, Inbox())  # one setdefault wins
+
+
+class Job(Protocol):
     def run(self) -> None: ...
 
     def dropped_by(self, future: Future[Any]) -> None: ...
@@ -60,12 +93,9 @@ class _Running(Protocol):
 
 
 class _Local(threading.local):
-    # The job this thread runs: `async_to_sync` finds the caller's loop here, `check_cancelled`
-    # the cancel flag.
     job: _Running | None = None
-    # Set by a pool thread around a job: the job calls it just before handing its outcome
-    # back, so the thread counts as idle by the time the caller submits its next call
-    # (otherwise calls in a row would start a new thread whenever they won that race).
+    # Called by the job just before handing its outcome back, so that the next call in a row
+    # finds the pool thread idle rather than start a new one.
     release: tuple[object, Callable[[], None]] | None = None
 
 
@@ -73,39 +103,53 @@ local = _Local()
 
 
 def describe(fn: object) -> str:
-    """A short name for ``fn`` in messages and logs."""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return str(name) if name else repr(fn)
 
 
 def submit_to(executor: Executor, job: Job) -> None:
-    """Run ``job`` on a `concurrent.futures.Executor` (``sync_to_async(executor=...)``)."""
-    # An executor that drops queued work (``shutdown(cancel_futures=True)``) would otherwise
-    # leave the caller waiting forever.
+    # An executor that drops queued work (``cancel_futures=True``) must not strand the caller.
     executor.submit(job.run).add_done_callback(job.dropped_by)
+
+
+class FnJob:
+    __slots__ = ("args", "fn", "future", "kwargs")
+
+    def __init__(self, future: Future[Any], fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
+        self.future, self.fn, self.args, self.kwargs = future, fn, args, kwargs
+
+    def dropped_by(self, future: Future[Any]) -> None:
+        if future.cancelled():
+            self.future.cancel()
+
+    def run(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return
+        # Not a crossgate call: check_cancelled() and async_to_sync must not see an outer one.
+        previous, local.job = local.job, None
+        try:
+            result = self.fn(*self.args, **self.kwargs)
+        except BaseException as exc:
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
+        finally:
+            local.job = previous
 
 
 _NAMES: dict[str, Iterator[int]] = {}
 _POOLS: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 
-class Pool:
-    """Up to ``max_workers`` daemon threads named ``prefix`` + N, started on demand, reused.
-
-    A thread starts only when a job is queued and no thread is idle. Threads live until
-    `shutdown` (at the latest at exit); a forked child starts afresh.
-    """
+class Pool(Executor):
+    """Up to ``max_workers`` daemon threads named ``prefix`` + N, started on demand, reused."""
 
     def __init__(self, prefix: str, max_workers: int) -> None:
-        if max_workers < 1:
-            raise ValueError(f"max_workers must be at least 1, not {max_workers}")
-        self.prefix = prefix
-        self.max_workers = max_workers
+        self.prefix, self.max_workers = prefix, max_workers
         self._reset()
         _POOLS.add(self)
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._queue: SimpleQueue[Job | None] = SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -113,25 +157,13 @@ class Pool:
         self._unclaimed = 0
         self._closed = False
 
-    @property
-    def threads(self) -> list[threading.Thread]:
-        """The pool's live threads."""
-        return list(self._threads)
-
     def owner(self) -> threading.Thread | None:
-        """The one thread of a one-thread pool that has started it (in this process)."""
-        if self._pid == os.getpid() and self.max_workers == 1 and self._threads:
+        """The one thread of a one-thread pool, once started."""
+        if self.max_workers == 1 and self._threads:
             return self._threads[0]
         return None
 
-    def submit(self, job: Job) -> None:
-        """Queue ``job``; start a thread if none is idle and the bound allows.
-
-        Raises:
-            ConcurrencyError: the pool was shut down.
-        """
-        if self._pid != os.getpid():
-            self._reset()
+    def put(self, job: Job) -> None:
         thread = None
         with self._lock:
             if self._closed:
@@ -146,6 +178,11 @@ class Pool:
         self._queue.put(job)
         if thread is not None:
             thread.start()
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        future: Future[R] = Future()
+        self.put(FnJob(future, fn, args, kwargs))
+        return future
 
     def _work(self) -> None:
         # Bound once: after a fork `_reset` replaces them, and this thread is not there.
@@ -175,82 +212,31 @@ class Pool:
         with self._lock:
             self._idle += 1
 
-    def shutdown(self, timeout: float | None = None) -> None:
-        """Stop the threads once they finish the jobs already queued; wait up to ``timeout``."""
+    def shutdown(
+        self, wait: bool = True, *, cancel_futures: bool = False, timeout: float | None = None
+    ) -> None:
+        """End the threads once the queued jobs are done; ``wait`` up to ``timeout`` for them."""
         with self._lock:
             self._closed = True
             threads = list(self._threads)
         for _ in threads:
             self._queue.put(None)
-        if timeout is None:
-            return
-        deadline = time.monotonic() + timeout
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
-
-
-# The pool for calls that are not thread-sensitive.
-SHARED_POOL = Pool("crossgate-sync-", MAX_WORKERS)
-
-
-class FnJob:
-    """An `Executor`'s call, ``fn(*args)`` settling a `concurrent.futures.Future`, as a job."""
-
-    __slots__ = ("args", "fn", "future", "kwargs")
-
-    def __init__(self, future: Future[Any], fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
-        self.future, self.fn, self.args, self.kwargs = future, fn, args, kwargs
-
-    def dropped_by(self, future: Future[Any]) -> None:
-        if future.cancelled():
-            self.future.cancel()
-
-    def run(self) -> None:
-        if not self.future.set_running_or_notify_cancel():
-            return
-        # Not a crossgate call: check_cancelled() and async_to_sync must not see an outer one.
-        previous, local.job = local.job, None
-        try:
-            result = self.fn(*self.args, **self.kwargs)
-        except BaseException as exc:
-            self.future.set_exception(exc)
-        else:
-            self.future.set_result(result)
-        finally:
-            local.job = previous
-
-
-class PoolExecutor(Executor):
-    """A crossgate `Pool` as an `Executor`, for asgiref.
-
-    Raises:
-        ConcurrencyError: (from ``submit``) the pool was shut down.
-    """
-
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
-
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
-        future: Future[R] = Future()
-        self.pool.submit(FnJob(future, fn, args, kwargs))
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """End the threads once the queued jobs are done (they still run); ``wait`` for them."""
-        threads = self.pool.threads
-        self.pool.shutdown()
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in threads if wait else ():
             if thread is not threading.current_thread():
-                thread.join()
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
-class Waiter:
-    """The calling thread of one `async_to_sync` call (or one `async_to_sync_iter`).
+SHARED_POOL = Pool("crossgate-sync-", MAX_WORKERS)
+# For the thread-sensitive calls made outside every context and outer async_to_sync.
+SENSITIVE_POOL = Pool("crossgate-sensitive-", 1)
 
-    asgiref's ``CurrentThreadExecutor``: while it waits for its coroutine, the thread runs the
-    thread-sensitive sync calls the coroutine makes (Django's connection for the thread, an
-    open ``transaction.atomic`` belong on it).
+
+class Waiter(Executor):
+    """The thread blocked in one `async_to_sync`, running the thread-sensitive jobs sent to it.
+
+    asgiref's ``CurrentThreadExecutor``, but falling back to `SENSITIVE_POOL` when the thread
+    stopped waiting, where asgiref raises (asgiref #491, #526).
     """
 
     __slots__ = ("_lock", "_open", "_queue", "thread")
@@ -268,12 +254,18 @@ class Waiter:
                 self._queue.put(job)
             return self._open
 
-    def wake(self) -> None:
-        """End one `wait` (from any thread)."""
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        future: Future[R] = Future()
+        job = FnJob(future, fn, args, kwargs)
+        if not self.offer(job):
+            SENSITIVE_POOL.put(job)
+        return future
+
+    def wake(self) -> None:  # ends one `wait`
         self._queue.put(None)
 
     def wait(self, timeout: float) -> bool:
-        """Run jobs sent here until `wake`; ``False`` if ``timeout`` seconds passed first."""
+        """Run jobs sent here until `wake`; ``False`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -286,7 +278,7 @@ class Waiter:
             del job
 
     def close(self) -> None:
-        """Stop accepting jobs; run those already queued (they belong on this thread)."""
+        """Stop accepting jobs; run those already queued."""
         with self._lock:
             self._open = False
         while True:
@@ -307,15 +299,12 @@ def _shutdown_pools() -> None:  # pragma: no cover - runs at exit (a subprocess 
     # A bounded wait: a sync call that never returns must not keep the interpreter alive.
     deadline = time.monotonic() + 1.0
     for pool in list(_POOLS):
-        if pool._pid == os.getpid():
-            pool.shutdown(max(0.0, deadline - time.monotonic()))
+        pool.shutdown(timeout=max(0.0, deadline - time.monotonic()))
 
 
 @after_fork_in_child
 def _start_afresh() -> None:  # pragma: no cover - runs in forked children only
-    # Only the forking thread exists in the child. If it ran a job, that job's loop (the
-    # parent's, still marked running) has no thread here: async_to_sync must not use it, nor
-    # check_cancelled read the parent's flag. Pools start afresh (`submit` checks the PID too).
+    # Only the forking thread is in the child: its job's loop (the parent's) has no thread here.
     local.job = None
     local.release = None
     for pool in list(_POOLS):

@@ -1,10 +1,4 @@
-"""crossgate's background runtime: its one loop-thread class, and the one fork and exit hook.
-
-Threads do not survive `os.fork` and daemon threads must be stopped at exit while they still
-run, so modules owning such state register callbacks here; only this module registers with
-`os.register_at_fork` and `atexit`. Children reset in registration order; exit runs in reverse
-(as ``atexit`` does), so an adapter shuts its app down while the pools and loops it uses run.
-"""
+"""crossgate's one loop-thread class, and the one place that registers fork and exit hooks."""
 
 from __future__ import annotations
 
@@ -17,64 +11,30 @@ import threading
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, TypeVar
 
-__all__ = [
-    "STOP_TIMEOUT",
-    "STUCK_TASKS",
-    "LoopThread",
-    "after_fork_in_child",
-    "at_exit",
-    "cancel_tasks",
-    "finish_loop",
-]
-
 _log = logging.getLogger("crossgate.concurrency")
 
 T = TypeVar("T")
 Callback = TypeVar("Callback", bound=Callable[[], None])
 
-# How long stopping a loop thread waits, by default, for the tasks it cancels.
 STOP_TIMEOUT = 2.0
-
-_child_resets: list[Callable[[], None]] = []
-_exit_stops: list[Callable[[], None]] = []
 
 
 def after_fork_in_child(callback: Callback) -> Callback:
-    """Run ``callback`` in every child process forked from now on (a decorator, too)."""
-    _child_resets.append(callback)
+    os.register_at_fork(after_in_child=callback)
     return callback
 
 
 def at_exit(callback: Callback) -> Callback:
-    """Run ``callback`` at interpreter exit, before the callbacks added earlier (a decorator)."""
-    _exit_stops.append(callback)
+    atexit.register(callback)  # which runs the later first, and the others if one fails
     return callback
 
 
-def _reset_child() -> None:  # pragma: no cover - runs in forked children only
-    for callback in _child_resets:
-        callback()
-
-
-def _stop_all() -> None:  # pragma: no cover - runs at exit (subprocess tests check)
-    for callback in reversed(_exit_stops):
-        try:
-            callback()
-        except Exception:  # one failure must not keep the others from stopping their threads
-            _log.exception("crossgate's exit callback %r failed", callback)
-
-
-os.register_at_fork(after_in_child=_reset_child)
-atexit.register(_stop_all)
-
-# Tasks that ignored cancellation past every timeout, referenced so that they are never
-# collected (a pending task's destructor logs "Task was destroyed but it is pending").
+# Referenced so that they are never collected: a pending task's destructor logs an error.
 STUCK_TASKS: list[asyncio.Task[Any]] = []
 
 
 async def cancel_tasks(timeout: float, keep: Collection[asyncio.Task[Any]] = ()) -> None:
-    """Cancel every task of the running loop but the caller and ``keep``; wait for them, at
-    most ``timeout`` s (a task still running then is logged and kept in `STUCK_TASKS`)."""
+    """Cancel every task but the caller and ``keep``; wait at most ``timeout`` s for them."""
     current = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not current and t not in keep]
     if not tasks:
@@ -94,10 +54,8 @@ async def cancel_tasks(timeout: float, keep: Collection[asyncio.Task[Any]] = ())
 
 
 def finish_loop(loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-    """End a loop that is not running as `asyncio.run` does (tasks cancelled with a bounded
-    wait, async generators finalised, loop closed), except that
-    ``loop.shutdown_default_executor()`` is never called: on Python 3.11 it joins the
-    executor's threads without a bound, so one blocked `asyncio.to_thread` would hang it."""
+    """End a stopped loop as `asyncio.run` does, but for ``shutdown_default_executor()``."""
+    # That one joins the executor's threads without a bound on 3.11: one blocked to_thread hangs.
     try:
         loop.run_until_complete(cancel_tasks(timeout))
         loop.run_until_complete(loop.shutdown_asyncgens())
@@ -106,11 +64,9 @@ def finish_loop(loop: asyncio.AbstractEventLoop, timeout: float) -> None:
 
 
 class LoopThread:
-    """An event loop running in its own daemon thread, until `stop`, which ends it on its
-    own thread with `finish_loop`."""
+    """An event loop running in its own daemon thread until `stop`."""
 
     def __init__(self, name: str) -> None:
-        self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self._timeout = STOP_TIMEOUT
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -121,20 +77,14 @@ class LoopThread:
         asyncio.set_event_loop(loop)
         try:
             loop.run_forever()
-            # One more turn, so a cancellation requested just before the stop reaches its task
-            # (asyncio folds a cancel requested while another is pending into that one).
+            # One more turn, so that a cancellation requested just before the stop reaches its task.
             loop.run_until_complete(asyncio.sleep(0))
         finally:
             asyncio.set_event_loop(None)
             finish_loop(loop, self._timeout)
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and wait for its result; from another thread only.
-
-        Raises:
-            TimeoutError: no result within ``timeout`` seconds.
-            BaseException: what ``coro`` raised.
-        """
+        """Run ``coro`` on the loop and wait for its result; from another thread only."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def run(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:

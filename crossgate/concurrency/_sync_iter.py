@@ -1,10 +1,4 @@
-"""A sync iterable read on a worker thread, as an async iterator (`sync_to_async_iter`).
-
-The worker pulls into a buffer of up to ``read_ahead`` items and wakes the event loop only when
-the consumer is waiting: a fast producer delivers many items per wake-up, a slow one
-(server-sent events) each item as soon as it exists. ``close()`` runs on the worker thread
-too, as PEP 3333 asks of WSGI iterables.
-"""
+"""A sync iterable read on a worker thread, as an async iterator (`sync_to_async_iter`)."""
 
 from __future__ import annotations
 
@@ -14,39 +8,41 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future
-from types import TracebackType
+from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
-from crossgate.concurrency._asgiref import adopt_locals
-from crossgate.concurrency._calls import inbox_for, post
-from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import describe, local
-from crossgate.concurrency._sensitive import submit
-
-__all__ = ["DEFAULT_READ_AHEAD", "SyncToAsyncIterator", "check_read_ahead", "sync_to_async_iter"]
+from crossgate.concurrency._asgiref import adopt_locals, submit
+from crossgate.concurrency._pool import ConcurrencyError, describe, inbox_for, local
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 DEFAULT_READ_AHEAD = 64
 
 
-def check_read_ahead(read_ahead: int) -> None:
-    if read_ahead < 1:
-        raise ValueError(f"read_ahead must be at least 1, not {read_ahead}")
+class Buffered(Generic[S, T]):
+    def __init__(self, source: S, read_ahead: int) -> None:
+        if read_ahead < 1:
+            raise ValueError(f"read_ahead must be at least 1, not {read_ahead}")
+        self._source = source
+        self._read_ahead = read_ahead
+        self._low = read_ahead // 2
+        self._lock = threading.Lock()
+        self._buffer: deque[T] = deque()
+        self._done = False
+        self._error: BaseException | None = None
+
+    def _raise_error(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
 
+@dataclass(slots=True, eq=False)
 class _Pull:
-    """The job that reads a `SyncToAsyncIterator`'s source on a worker thread."""
-
-    __slots__ = ("ctx", "owner")
-
-    def __init__(self, owner: SyncToAsyncIterator[Any], ctx: contextvars.Context) -> None:
-        self.owner = owner
-        self.ctx = ctx
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None:
-        return self.owner._loop
+    owner: SyncToAsyncIterator[Any]
+    loop: asyncio.AbstractEventLoop
+    ctx: contextvars.Context
 
     @property
     def cancel_requested(self) -> bool:
@@ -61,14 +57,16 @@ class _Pull:
 
     def dropped_by(self, future: Future[Any]) -> None:
         if future.cancelled():
-            self.owner._dropped()
+            source = describe(self.owner._source)
+            with self.owner._lock:
+                error = ConcurrencyError(f"the executor cancelled the reading of {source}")
+                self.owner._stop_pulling(True, error)
 
 
-class SyncToAsyncIterator(Generic[T]):
+class SyncToAsyncIterator(Buffered[Iterable[T], T]):
     """An async iterator over a sync iterable, read on a worker thread (`sync_to_async_iter`).
 
-    Call `aclose` (or use ``async with``) when stopping early, so the source is closed on its
-    thread. The source's contextvars are a copy of the first consumer's.
+    `aclose` it (or use ``async with``) when stopping early.
     """
 
     def __init__(
@@ -79,24 +77,14 @@ class SyncToAsyncIterator(Generic[T]):
         thread_sensitive: bool = False,
         executor: Executor | None = None,
     ) -> None:
-        check_read_ahead(read_ahead)
+        super().__init__(iterable, read_ahead)
         if thread_sensitive and executor is not None:
             raise TypeError("take thread_sensitive=True or an executor, not both")
-        self._source = iterable
         self._iterator: Iterator[T] | None = None
-        self._read_ahead = read_ahead
-        self._low = read_ahead // 2
-        self._sensitive = thread_sensitive
-        self._executor = executor
-        self._lock = threading.Lock()
-        self._buffer: deque[T] = deque()
+        self._sensitive, self._executor = thread_sensitive, executor
         self._waiting: asyncio.Future[None] | None = None
         self._closer: asyncio.Future[None] | None = None
-        self._pulling = False
-        self._closing = False
-        self._done = False
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pulling = self._closing = False
         self._ctx: contextvars.Context | None = None
 
     def __aiter__(self) -> Self:
@@ -105,15 +93,8 @@ class SyncToAsyncIterator(Generic[T]):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    # -- the consumer, on the event loop ----------------------------------------------------
 
     async def __anext__(self) -> T:
         while True:
@@ -124,9 +105,7 @@ class SyncToAsyncIterator(Generic[T]):
                     self._pulling = self._pulling or refill
                     break
                 if self._done or self._closing:
-                    error, self._error = self._error, None
-                    if error is not None:
-                        raise error
+                    self._raise_error()
                     raise StopAsyncIteration
                 start = not self._pulling
                 self._pulling = True
@@ -147,8 +126,7 @@ class SyncToAsyncIterator(Generic[T]):
         """Stop reading and close the source on its thread (``close()``, if it has one).
 
         Raises:
-            BaseException: what the source's ``close()`` raised, or an error of the source
-                that `__anext__` has not raised yet.
+            BaseException: what the source's ``close()`` raised, or an unraised error of it.
         """
         with self._lock:
             self._buffer.clear()
@@ -162,34 +140,26 @@ class SyncToAsyncIterator(Generic[T]):
             self._submit()
         if closer is not None:
             await closer
-        # A failure of the source not yet raised by __anext__ (its close() included).
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
+        self._raise_error()
 
     def _submit(self) -> None:
-        loop = self._loop = asyncio.get_running_loop()
-        if self._ctx is None:
+        loop = asyncio.get_running_loop()
+        if self._ctx is None:  # the source's contextvars are a copy of the first consumer's
             self._ctx = contextvars.copy_context()
-        job = _Pull(self, self._ctx)
-        submit(job, loop, self._source, self._sensitive, self._executor)
-
-    # -- the producer, on a worker thread ---------------------------------------------------
+        submit(_Pull(self, loop, self._ctx), loop, self._source, self._sensitive, self._executor)
 
     def _pull(self, ctx: contextvars.Context) -> None:
-        # Each job may run on another thread: the source's asgiref Locals follow it there.
-        ctx.run(adopt_locals)
+        ctx.run(adopt_locals)  # each job may run on another thread
         while True:
             finished, error = ctx.run(self._pull_batch)
             with self._lock:
-                # Unless the consumer caught up (or is closing) while we stopped, stop: only
-                # now, out of ``ctx``, may another job (on another thread) enter it.
+                # Stop unless the consumer caught up (or is closing) meanwhile: only now, out
+                # of ``ctx``, may another job (on another thread) enter it.
                 if finished or not (self._closing or len(self._buffer) <= self._low):
                     self._stop_pulling(finished, error)
                     return
 
-    def _stop_pulling(self, finished: bool, error: BaseException | None) -> None:
-        # With the lock held.
+    def _stop_pulling(self, finished: bool, error: BaseException | None) -> None:  # lock held
         self._pulling = False
         if finished:
             self._done = True
@@ -234,13 +204,7 @@ class SyncToAsyncIterator(Generic[T]):
         return error
 
     def _wake(self, future: asyncio.Future[None]) -> None:
-        loop = future.get_loop()
-        post(loop, inbox_for(loop), future, True, None)
-
-    def _dropped(self) -> None:
-        error = ConcurrencyError(f"the executor cancelled the reading of {describe(self._source)}")
-        with self._lock:
-            self._stop_pulling(True, error)
+        inbox_for(future.get_loop()).post(future, True, None)
 
 
 def sync_to_async_iter(
@@ -252,17 +216,9 @@ def sync_to_async_iter(
 ) -> SyncToAsyncIterator[T]:
     """Iterate the sync ``iterable`` with ``async for``, reading it on a worker thread.
 
-    The thread reads up to ``read_ahead`` items ahead of the consumer and hands them over in
-    batches (one wake-up of the loop for as many items as are ready); an item produced while
-    the consumer waits is handed over at once. ``iter()``, ``next()`` and ``close()`` all run
-    on the worker thread (a Django queryset runs its query in ``iter()``), held while the
-    consumer keeps up and given back when ``read_ahead`` items wait unread.
-
-    Args:
-        iterable: the sync iterable (a generator, a queryset, a WSGI response body...).
-        read_ahead: items read ahead of the consumer, at most.
-        thread_sensitive: read on the thread-sensitive thread (see `sync_to_async`).
-        executor: a `concurrent.futures.Executor` to read on instead of the shared pool.
+    ``iter()``, ``next()`` and ``close()`` all run on that thread (PEP 3333 asks it of a WSGI
+    body's ``close()``), at most ``read_ahead`` items ahead of the consumer;
+    ``thread_sensitive`` and ``executor`` choose the thread as for `sync_to_async`.
 
     Raises:
         ValueError: ``read_ahead`` is below 1.

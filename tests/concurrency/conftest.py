@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from crossgate.concurrency._asgiref import MAX_CONTEXT_THREADS
 from crossgate.concurrency._pool import MAX_WORKERS
-from crossgate.concurrency._sensitive import MAX_CONTEXT_THREADS
 
 T = TypeVar("T")
 

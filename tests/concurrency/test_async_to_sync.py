@@ -6,7 +6,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import os
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import pytest
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.concurrency import _loops as loops
 from crossgate.concurrency import async_to_sync, set_server_loop, sync_to_async
-from crossgate.concurrency._errors import ConcurrencyError
+from crossgate.concurrency._pool import ConcurrencyError
 from crossgate.testing import call_http
 from crossgate.types import StartResponse, WSGIEnvironment
 from tests.concurrency.conftest import WAIT, run
@@ -305,17 +304,15 @@ def test_base_exceptions_of_the_coroutine_reach_the_caller() -> None:
 # -- the persistent loop: fork and exit -----------------------------------------------------------
 
 
-def test_a_pid_change_starts_a_new_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_fork_starts_a_new_loop() -> None:
     old_loop = async_to_sync(where)()[0]
     old_portal = loops._portal
     assert old_portal is not None
-    real_pid = os.getpid()
-    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)
+    loops._forget_portal()  # what the after-fork hook does in a child
     try:
         new_loop = async_to_sync(where)()[0]
         new_portal = loops._portal
     finally:
-        monkeypatch.undo()
         # Both loop threads run in this one process: stop them both.
         old_portal.stop()
         if loops._portal is not None:

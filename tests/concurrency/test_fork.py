@@ -138,9 +138,7 @@ def test_a_server_loop_from_another_process_is_not_used(monkeypatch: pytest.Monk
     assert run(main) == (True, True)
 
 
-def test_a_one_thread_pool_of_another_process_has_no_owner(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_one_thread_pool_of_another_process_has_no_owner() -> None:
     # Its thread is the parent's: deadlock detection must not compare the child's threads
     # with it.
     from crossgate.concurrency._pool import Pool
@@ -155,13 +153,11 @@ def test_a_one_thread_pool_of_another_process_has_no_owner(
         def dropped_by(self, future: object) -> None:  # pragma: no cover
             """Only called by a foreign executor; a pool never calls it."""
 
-    pool.submit(Job())
+    pool.put(Job())
     assert done.wait(WAIT)
-    assert pool.owner() is not None
-    real_pid = os.getpid()
-    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)
-    try:
-        assert pool.owner() is None
-    finally:
-        monkeypatch.undo()
-        pool.shutdown(timeout=WAIT)
+    thread, old_queue = pool.owner(), pool._queue
+    assert thread is not None
+    pool._reset()  # what the after-fork hook does in a child
+    assert pool.owner() is None
+    old_queue.put(None)  # the "parent's" thread lives in this process: stop it
+    thread.join(WAIT)

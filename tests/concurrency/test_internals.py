@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
 import subprocess
 import sys
 import threading
@@ -17,21 +16,19 @@ from typing import Any
 import pytest
 
 from crossgate.concurrency import (
+    Call,
     ThreadSensitiveContext,
     _runtime,
     async_to_sync,
     async_to_sync_iter,
+    orphaned_calls,
     sync_to_async,
     sync_to_async_iter,
 )
 from crossgate.concurrency import _asgiref as bridge
 from crossgate.concurrency import _loops as loops
-from crossgate.concurrency._asgiref import WaiterExecutor
-from crossgate.concurrency._calls import Call, inbox_for, orphaned_calls, post
-from crossgate.concurrency._errors import DeadlockError
-from crossgate.concurrency._pool import Pool, PoolExecutor, Waiter
+from crossgate.concurrency._pool import DeadlockError, Pool, Waiter, inbox_for
 from crossgate.concurrency._runtime import LoopThread
-from crossgate.concurrency._sensitive import default_pool
 from crossgate.concurrency._sync_iter import SyncToAsyncIterator
 from tests.concurrency.conftest import WAIT, run
 
@@ -74,15 +71,13 @@ print(sorted(m for m in sys.modules if m.startswith(("asgiref", "django"))))
 @pytest.fixture
 def without_asgiref(monkeypatch: pytest.MonkeyPatch) -> None:
     """As if the application had never imported asgiref (crossgate then ignores it)."""
-    monkeypatch.setattr(bridge, "_asgiref", lambda: None)
+    monkeypatch.delitem(sys.modules, "asgiref.sync", raising=False)
 
 
 @pytest.mark.usefixtures("without_asgiref")
 def test_without_asgiref_the_waiting_thread_runs_sensitive_calls() -> None:
-    assert bridge.current_executor() is None
-    assert bridge.context_executor() is None
     assert bridge.caller_loop() is None
-    assert bridge.enter_waiter(Waiter(), default_pool) == frozenset()
+    assert bridge.enter_waiter(Waiter()) == frozenset()
 
     async def inner() -> list[threading.Thread]:
         return [await sync_to_async(ident, thread_sensitive=True)() for _ in range(2)]
@@ -90,7 +85,6 @@ def test_without_asgiref_the_waiting_thread_runs_sensitive_calls() -> None:
     assert async_to_sync(inner)() == [threading.current_thread()] * 2
 
     async def main() -> None:
-        assert bridge.loop_executor(asyncio.get_running_loop()) is None
         thread = await sync_to_async(ident, thread_sensitive=True)()
         assert thread.name.startswith("crossgate-sensitive-")
 
@@ -136,8 +130,7 @@ def test_without_asgiref_a_nested_loop_on_the_waiting_thread_is_a_deadlock() -> 
 
 
 def test_asgiref_jobs_on_a_waiter_report_results_errors_and_cancels() -> None:
-    waiter = Waiter()
-    executor = WaiterExecutor(waiter, default_pool)
+    executor = waiter = Waiter()
     ok = executor.submit(lambda: 42)
     failing = executor.submit(int, "not a number")
     ran: list[str] = []
@@ -181,22 +174,20 @@ class Job:
         raise AssertionError("not used with pools")
 
 
-def test_a_pool_starts_afresh_after_a_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pool_starts_afresh_after_a_fork() -> None:
     test_pool = Pool("crossgate-test-", 1)
     first: list[threading.Thread] = []
     second: list[threading.Thread] = []
     done = threading.Event()
-    test_pool.submit(Job(lambda: first.append(threading.current_thread())))
+    test_pool.put(Job(lambda: first.append(threading.current_thread())))
     old_queue = test_pool._queue
-    real_pid = os.getpid()
-    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)
+    test_pool._reset()  # what the after-fork hook does in a child
 
     def record() -> None:
         second.append(threading.current_thread())
         done.set()
 
-    test_pool.submit(Job(record))
-    monkeypatch.undo()
+    test_pool.put(Job(record))
     assert done.wait(WAIT)
     assert first[0] is not second[0]  # the "parent's" thread is not used in the "child"
     old_queue.put(None)  # both threads live in this one process: stop the old one too
@@ -213,13 +204,13 @@ def test_shutdown_without_a_timeout_returns_at_once_and_the_threads_stop() -> No
         release.wait(WAIT)
         ran.append(threading.current_thread())
 
-    test_pool.submit(Job(job))
-    test_pool.shutdown()  # the queued job is still running: returns without waiting for it
+    test_pool.put(Job(job))
+    test_pool.shutdown(wait=False)  # the queued job is still running: returns without waiting
     release.set()
-    for thread in test_pool.threads:
+    for thread in list(test_pool._threads):
         thread.join(WAIT)
     assert ran
-    assert not any(t.is_alive() for t in test_pool.threads)
+    assert not any(t.is_alive() for t in test_pool._threads)
 
 
 def test_shutdown_from_a_pool_thread_does_not_join_itself() -> None:
@@ -230,9 +221,9 @@ def test_shutdown_from_a_pool_thread_does_not_join_itself() -> None:
         test_pool.shutdown(timeout=WAIT)
         done.set()
 
-    test_pool.submit(Job(stop_from_inside))
+    test_pool.put(Job(stop_from_inside))
     assert done.wait(WAIT)
-    for thread in test_pool.threads:
+    for thread in list(test_pool._threads):
         thread.join(WAIT)
 
 
@@ -243,8 +234,8 @@ def test_late_outcomes_for_cancelled_futures_and_closed_loops_are_dropped() -> N
         cancelled.cancel()
         live: asyncio.Future[Any] = loop.create_future()
         inbox = inbox_for(loop)
-        post(loop, inbox, cancelled, True, "too late")
-        post(loop, inbox, live, False, ValueError("delivered"))
+        inbox.post(cancelled, True, "too late")
+        inbox.post(live, False, ValueError("delivered"))
         with pytest.raises(ValueError, match="delivered"):
             await live
 
@@ -252,7 +243,7 @@ def test_late_outcomes_for_cancelled_futures_and_closed_loops_are_dropped() -> N
     closed = asyncio.new_event_loop()
     closed.close()
     inbox = inbox_for(closed)
-    post(closed, inbox, Future(), True, None)  # type: ignore[arg-type]
+    inbox.post(closed.create_future(), True, None)
     assert inbox.items == []
     assert not inbox.scheduled
 
@@ -357,11 +348,11 @@ def test_stopping_never_waits_for_the_default_executor() -> None:
 
 
 def test_a_pool_serves_as_an_executor() -> None:
-    executor = PoolExecutor(Pool("crossgate-test-executor-", 1))
+    executor = Pool("crossgate-test-executor-", 1)
     assert executor.submit(lambda: threading.current_thread().name).result(WAIT) == (
         "crossgate-test-executor-1"
     )
-    owner = bridge.foreign_owner(executor)
+    owner = executor.owner()
     assert owner is not None
     assert owner.name == "crossgate-test-executor-1"
     executor.shutdown()
@@ -472,7 +463,7 @@ def test_a_call_nested_in_another_job_does_not_free_that_jobs_thread() -> None:
                 idle_inside.append(test_pool._idle)
             done.set()
 
-        test_pool.submit(Job(outer_job))
+        test_pool.put(Job(outer_job))
         assert await nested.future == 5
         await loop.run_in_executor(None, done.wait, WAIT)
 

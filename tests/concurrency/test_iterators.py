@@ -13,18 +13,16 @@ from wsgiref.validate import validator
 import pytest
 
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
-from crossgate.concurrency import _async_iter as async_iter
-from crossgate.concurrency import _calls as calls
-from crossgate.concurrency import _loops as loops
-from crossgate.concurrency import _sync_iter as sync_iter
 from crossgate.concurrency import (
+    AsyncToSyncIterator,
     async_to_sync_iter,
     check_cancelled,
     set_server_loop,
     sync_to_async,
     sync_to_async_iter,
 )
-from crossgate.concurrency._errors import ConcurrencyError
+from crossgate.concurrency import _loops as loops
+from crossgate.concurrency._pool import ConcurrencyError, Inbox
 from crossgate.testing import call_http
 from crossgate.types import StartResponse, WSGIEnvironment
 from tests.concurrency.conftest import WAIT, run
@@ -79,8 +77,8 @@ def test_items_arrive_in_order_and_iter_runs_on_the_worker() -> None:
 def test_thread_hand_offs_are_per_batch_not_per_item(monkeypatch: pytest.MonkeyPatch) -> None:
     read_ahead = 50
     asked_last = threading.Event()
-    posts = Counting(calls.post)
-    monkeypatch.setattr(sync_iter, "post", posts)
+    posts = Counting(Inbox.post)
+    monkeypatch.setattr(Inbox, "post", lambda self, *args: posts(self, *args))
 
     def produce() -> Iterator[int]:
         for i in range(read_ahead):
@@ -106,8 +104,8 @@ def test_a_fast_stream_needs_few_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     from crossgate.concurrency._pool import SHARED_POOL
 
     read_ahead, total = 16, 1000
-    submit = Counting(SHARED_POOL.submit)
-    monkeypatch.setattr(SHARED_POOL, "submit", submit)
+    submit = Counting(SHARED_POOL.put)
+    monkeypatch.setattr(SHARED_POOL, "put", submit)
 
     async def main() -> int:
         return sum([item async for item in sync_to_async_iter(range(total), read_ahead=read_ahead)])
@@ -389,8 +387,8 @@ def test_async_hand_offs_are_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_async_reader_pauses_when_the_consumer_lags(monkeypatch: pytest.MonkeyPatch) -> None:
     read_ahead, total = 8, 200
-    resumes = Counting(async_iter._Session.resume)
-    monkeypatch.setattr(async_iter._Session, "resume", lambda self: resumes(self))
+    resumes = Counting(AsyncToSyncIterator._resume)
+    monkeypatch.setattr(AsyncToSyncIterator, "_resume", lambda self: resumes(self))
     produced: list[int] = []
 
     async def produce() -> AsyncIterator[int]:

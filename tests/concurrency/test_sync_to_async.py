@@ -16,8 +16,7 @@ from asgiref.sync import iscoroutinefunction as asgiref_iscoroutinefunction
 from asgiref.sync import sync_to_async as asgiref_sync_to_async
 
 from crossgate.concurrency import async_to_sync, sync_to_async
-from crossgate.concurrency._errors import ConcurrencyError
-from crossgate.concurrency._pool import MAX_WORKERS, SHARED_POOL
+from crossgate.concurrency._pool import MAX_WORKERS, SHARED_POOL, ConcurrencyError
 from tests.concurrency.conftest import WAIT, run
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
@@ -288,12 +287,12 @@ def test_runs_on_named_pool_threads_and_reuses_them() -> None:
             names.add(await sync_to_async(current_thread_name, thread_sensitive=False)())
         return names
 
-    before = set(SHARED_POOL.threads)
+    before = set(SHARED_POOL._threads)
     names = run(main)
-    assert names <= {thread.name for thread in SHARED_POOL.threads}
+    assert names <= {thread.name for thread in SHARED_POOL._threads}
     assert all(name.startswith("crossgate-sync-") for name in names)
     # 50 calls in a row start at most one thread (none if one was idle already).
-    assert len(set(SHARED_POOL.threads) - before) <= (0 if before else 1)
+    assert len(set(SHARED_POOL._threads) - before) <= (0 if before else 1)
 
 
 def test_concurrent_calls_run_in_parallel_up_to_the_bound() -> None:
@@ -312,7 +311,7 @@ def test_concurrent_calls_run_in_parallel_up_to_the_bound() -> None:
 
     run(main)
     assert len(running) == MAX_WORKERS
-    assert len(SHARED_POOL.threads) <= MAX_WORKERS
+    assert len(SHARED_POOL._threads) <= MAX_WORKERS
 
 
 def test_a_user_executor_runs_the_calls() -> None:
@@ -368,12 +367,10 @@ def test_a_shut_down_pool_refuses_work() -> None:
     pool.shutdown(timeout=WAIT)
 
     async def main() -> None:
-        from crossgate.concurrency._calls import Call
+        from crossgate.concurrency import Call
 
         call = Call(asyncio.get_running_loop(), add, (1,), {}, contextvars.copy_context())
         with pytest.raises(ConcurrencyError, match="shut down"):
-            pool.submit(call)
+            pool.put(call)
 
     run(main)
-    with pytest.raises(ValueError, match="at least 1"):
-        Pool("crossgate-test-", 0)

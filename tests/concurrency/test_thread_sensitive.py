@@ -15,14 +15,14 @@ from asgiref.sync import ThreadSensitiveContext as AsgirefContext
 from asgiref.sync import async_to_sync as asgiref_async_to_sync
 from asgiref.sync import sync_to_async as asgiref_sync_to_async
 
-import crossgate.concurrency._sensitive as sensitive_module
+import crossgate.concurrency._asgiref as sensitive_module
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.concurrency import (
     ThreadSensitiveContext,
     async_to_sync,
     sync_to_async,
 )
-from crossgate.concurrency._errors import ConcurrencyError, DeadlockError
+from crossgate.concurrency._pool import ConcurrencyError, DeadlockError
 from crossgate.testing import call_http
 from crossgate.types import StartResponse, WSGIEnvironment
 from tests.concurrency.conftest import WAIT, run
