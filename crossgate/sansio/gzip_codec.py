@@ -1,14 +1,12 @@
-"""The compressor of `crossgate.middleware.gzip`: gzip, or brotli when it imports. Pure.
-
-zlib and brotli objects are plain computation, so they live in `crossgate.sansio`.
-"""
+"""The compressor of `crossgate.middleware.gzip`: gzip, or brotli when it imports. Pure."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol, cast
 
 __all__ = ["Compressor", "brotli_available", "compress_whole", "padded_gzip_header"]
@@ -20,15 +18,12 @@ class _BrotliCompressor(Protocol):
     def finish(self) -> bytes: ...
 
 
-class _BrotliModule(Protocol):
-    # Only the quality is used; the name is brotli's.
-    def Compressor(self, *, quality: int) -> _BrotliCompressor: ...
-
-
-def _load_brotli() -> _BrotliModule | None:
-    # brotli ships no types: a Protocol for the little used keeps mypy strict without an ignore.
+def _load_brotli() -> Callable[..., _BrotliCompressor] | None:
+    """``brotli.Compressor``, typed here (brotli ships no types), or ``None``."""
     try:
-        return cast(_BrotliModule, importlib.import_module("brotli"))
+        return cast(
+            "Callable[..., _BrotliCompressor]", importlib.import_module("brotli").Compressor
+        )
     except ImportError:
         return None
 
@@ -59,6 +54,29 @@ def padded_gzip_header(padding: int) -> bytes:
     return _GZIP_FNAME_HEADER + b"a" * padding + b"\x00"
 
 
+class _PaddedGzip:
+    """A raw deflate stream framed here as gzip, behind a `padded_gzip_header`."""
+
+    __slots__ = ("_crc", "_header", "_size", "deflate")
+
+    def __init__(self, level: int, padding: int) -> None:
+        self._header = padded_gzip_header(padding)
+        self._crc = self._size = 0
+        self.deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+
+    def process(self, data: bytes) -> bytes:
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        out = self._header + self.deflate.compress(data)
+        self._header = b""
+        return out
+
+    def finish(self) -> bytes:
+        # RFC 1952 section 2.3.1: CRC32 and ISIZE (the size modulo 2**32), little-endian.
+        trailer = struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
+        return self.deflate.flush(zlib.Z_FINISH) + trailer
+
+
 class Compressor:
     """Compresses one response body chunk by chunk in ``gzip`` or ``br``.
 
@@ -71,7 +89,7 @@ class Compressor:
             out-of-range level, or ``padding`` with ``br`` (brotli has no field to put it in).
     """
 
-    __slots__ = ("_brotli", "_crc", "_header", "_size", "_zlib", "coding")
+    __slots__ = ("_finish", "_flush", "_process", "coding")
 
     def __init__(
         self,
@@ -82,22 +100,22 @@ class Compressor:
         padding: int | None = None,
     ) -> None:
         self.coding = coding
-        self._zlib: zlib._Compress | None = None
-        self._brotli: _BrotliCompressor | None = None
-        # With padding: the header still to send, and the CRC-32 and size for the trailer.
-        self._header: bytes | None = None
-        self._crc = 0
-        self._size = 0
+        self._process: Callable[[bytes], bytes]
+        self._flush: Callable[[], bytes]
+        self._finish: Callable[[], bytes]
         if coding == "gzip":
             if not 0 <= level <= 9:
                 raise ValueError(f"compresslevel must be between 0 and 9, not {level}")
             if padding is None:
                 # wbits 16 + MAX_WBITS: zlib writes the gzip header and trailer (deflateInit2).
-                self._zlib = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+                deflate = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+                self._process = deflate.compress
+                self._finish = functools.partial(deflate.flush, zlib.Z_FINISH)
             else:
-                # Negative wbits: a raw deflate stream, framed here with a padded header.
-                self._header = padded_gzip_header(padding)
-                self._zlib = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+                padded = _PaddedGzip(level, padding)
+                deflate = padded.deflate
+                self._process, self._finish = padded.process, padded.finish
+            self._flush = functools.partial(deflate.flush, zlib.Z_SYNC_FLUSH)
         elif padding is not None:
             raise ValueError(f"padding is for gzip only, not {coding!r}")
         elif coding == "br":
@@ -105,48 +123,22 @@ class Compressor:
                 raise ValueError("the brotli package is not installed: pip install brotli")
             if not 0 <= brotli_quality <= 11:
                 raise ValueError(f"brotli_quality must be between 0 and 11, not {brotli_quality}")
-            self._brotli = _brotli.Compressor(quality=brotli_quality)
+            brotli = _brotli(quality=brotli_quality)
+            self._process, self._flush, self._finish = brotli.process, brotli.flush, brotli.finish
         else:
             raise ValueError(f"unknown content coding {coding!r}; use 'gzip' or 'br'")
 
-    def _framed(self, data: bytes, out: bytes) -> bytes:
-        """``out`` (deflated ``data``) with the padded header in front the first time."""
-        self._crc = zlib.crc32(data, self._crc)
-        self._size += len(data)
-        header = self._header
-        if not header:  # sent already
-            return out
-        self._header = b""
-        return header + out
-
     def chunk(self, data: bytes) -> bytes:
         """Compress ``data`` and flush; ``b""`` for an empty chunk (nothing to flush)."""
-        if not data:
-            return b""
-        if self._zlib is not None:
-            out = self._zlib.compress(data) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
-            return out if self._header is None else self._framed(data, out)
-        brotli = cast(_BrotliCompressor, self._brotli)
-        return brotli.process(data) + brotli.flush()
+        return self._process(data) + self._flush() if data else b""
 
     def feed(self, data: bytes) -> bytes:
         """Compress ``data`` without flushing: for a body known whole, where nothing waits."""
-        if self._zlib is not None:
-            out = self._zlib.compress(data)
-            return out if self._header is None else self._framed(data, out)
-        return cast(_BrotliCompressor, self._brotli).process(data)
+        return self._process(data)
 
     def last(self, data: bytes = b"") -> bytes:
         """Compress ``data`` and end the stream; nothing may follow."""
-        if self._zlib is not None:
-            out = self._zlib.compress(data) + self._zlib.flush(zlib.Z_FINISH)
-            if self._header is None:
-                return out
-            # RFC 1952 section 2.3.1: CRC32 and ISIZE (the size modulo 2**32), little-endian.
-            out = self._framed(data, out)
-            return out + struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
-        brotli = cast(_BrotliCompressor, self._brotli)
-        return brotli.process(data) + brotli.finish()
+        return self._process(data) + self._finish()
 
 
 def compress_whole(
@@ -163,4 +155,4 @@ def compress_whole(
         ValueError: see `Compressor`.
     """
     compressor = Compressor(coding, level=level, brotli_quality=brotli_quality, padding=padding)
-    return b"".join([*(compressor.feed(p) for p in parts), compressor.last()])
+    return b"".join([*map(compressor.feed, parts), compressor.last()])

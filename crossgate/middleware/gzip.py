@@ -1,0 +1,387 @@
+"""`GZip` / `WSGIGZip`: compress responses with gzip (or brotli), flushing every chunk the app
+sends so that no stream is held back. What to compress is `crossgate.sansio.gzip`'s decision."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, AnyStr, Generic
+
+from crossgate.exceptions import AppProtocolError
+from crossgate.middleware._common import App, close_result, first_header
+from crossgate.sansio.gzip import (
+    DEFAULT_EXCLUDED_TYPES,
+    Action,
+    Plan,
+    compresses_at,
+    negotiate,
+    plan_response,
+    planned_headers,
+    response_facts,
+)
+from crossgate.sansio.gzip_codec import Compressor, brotli_available
+from crossgate.sansio.response import OptExcInfo
+from crossgate.types import (
+    ASGIApp,
+    ASGIReceive,
+    ASGISend,
+    Message,
+    StartResponse,
+    WSGIApplication,
+    WSGIEnvironment,
+)
+
+__all__ = ["GZip", "WSGIGZip"]
+
+# ASGI spec, "Extensions": with these the app may hand the body to the server as a file, which
+# cannot be compressed on the way; the decision then waits for the first body message.
+_FILE_EXTENSIONS = ("http.response.pathsend", "http.response.zerocopysend")
+
+
+class _GZipBase(Generic[App]):
+    """The options of `GZip` and `WSGIGZip`, checked in one place for both sides."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        minimum_size: int = 500,
+        compresslevel: int = 6,
+        brotli: bool | None = None,
+        brotli_quality: int = 4,
+        excluded_types: Iterable[str] = DEFAULT_EXCLUDED_TYPES,
+        max_random_bytes: int = 0,
+    ) -> None:
+        if minimum_size < 0:
+            raise ValueError(f"minimum_size must be 0 or more, not {minimum_size}")
+        if isinstance(max_random_bytes, bool) or max_random_bytes < 0:
+            raise ValueError(f"max_random_bytes must be 0 or more, not {max_random_bytes!r}")
+        if not 0 <= compresslevel <= 9:
+            raise ValueError(f"compresslevel must be between 0 and 9, not {compresslevel}")
+        if not 0 <= brotli_quality <= 11:
+            raise ValueError(f"brotli_quality must be between 0 and 11, not {brotli_quality}")
+        if max_random_bytes and brotli:
+            raise ValueError(
+                "max_random_bytes pads gzip only (brotli has no field for it): pass brotli=False"
+            )
+        if brotli and not brotli_available():
+            raise ValueError("brotli=True needs the brotli package: pip install brotli")
+        # With padding on, br is not offered: a br response would go unpadded.
+        use_brotli = (brotli_available() if brotli is None else brotli) and not max_random_bytes
+        self.app = app
+        self.minimum_size = minimum_size
+        self.compresslevel = compresslevel
+        self.brotli_quality = brotli_quality
+        self.max_random_bytes = max_random_bytes
+        #: The codings offered, in server preference order (br compresses text smaller).
+        self.codings = ("br", "gzip") if use_brotli else ("gzip",)
+        self.excluded_types = frozenset(t.strip().lower() for t in excluded_types)
+
+
+class _Response:
+    """One response through either side: its plan, and its compressor once committed."""
+
+    __slots__ = ("coding", "compressor", "method", "options")
+
+    def __init__(self, options: _GZipBase[Any], method: str, coding: str | None) -> None:
+        self.options = options
+        self.method = method
+        self.coding = coding
+        self.compressor: Compressor | None = None
+
+    def plan(
+        self,
+        status: int,
+        headers: Iterable[tuple[AnyStr, AnyStr]],
+        *,
+        trailers: bool = False,
+        wait: bool = False,
+    ) -> Plan:
+        return plan_response(
+            response_facts(status, headers, trailers=trailers),
+            method=self.method,
+            coding=self.coding,
+            minimum_size=self.options.minimum_size,
+            excluded_types=self.options.excluded_types,
+            wait_for_body=wait,
+        )
+
+    def coding_for(self, plan: Plan, size: int, *, complete: bool) -> str | None:
+        """The coding for a body whose first ``size`` bytes are here (``complete``: all of
+        it), or ``None`` to send it as is."""
+        minimum_size = self.options.minimum_size
+        if plan.action is Action.WAIT and not compresses_at(
+            size, complete=complete, minimum_size=minimum_size
+        ):
+            return None
+        return plan.coding  # None unless the plan is to compress or to wait
+
+    def new_compressor(self, coding: str) -> Compressor:
+        limit = self.options.max_random_bytes
+        return Compressor(
+            coding,
+            level=self.options.compresslevel,
+            brotli_quality=self.options.brotli_quality,
+            # A fresh random padding length for each response (0 to max_random_bytes).
+            padding=secrets.randbelow(limit + 1) if limit else None,
+        )
+
+    def whole(self, coding: str, parts: Iterable[bytes]) -> bytes:
+        compressor = self.new_compressor(coding)
+        return b"".join([*map(compressor.feed, parts), compressor.last()])
+
+    def commit(
+        self,
+        headers: Iterable[tuple[AnyStr, AnyStr]],
+        plan: Plan,
+        coding: str | None,
+        length: int | None,
+        pair: Callable[[str, str], tuple[AnyStr, AnyStr]],
+    ) -> list[tuple[AnyStr, AnyStr]]:
+        """``headers`` with ``plan`` applied; what follows is compressed when ``coding`` is set
+        and the body is not compressed whole already (``length``)."""
+        if coding is not None and length is None:
+            self.compressor = self.new_compressor(coding)
+        return planned_headers(headers, plan, coding, length, pair)
+
+
+def _asgi_pair(name: str, value: str) -> tuple[bytes, bytes]:
+    return name.lower().encode("latin-1"), value.encode("latin-1")
+
+
+def _wsgi_pair(name: str, value: str) -> tuple[str, str]:
+    return name, value
+
+
+class GZip(_GZipBase[ASGIApp]):
+    """ASGI middleware: compress ``http`` responses with gzip, or brotli when preferred.
+
+    The options are described in docs/middleware.md ("GZip"). ``http.response.start`` is held
+    only when the size is unknown, until the first body message. Other scopes pass through.
+
+    Args:
+        brotli: ``None`` offers ``br`` when `brotli` imports; ``True`` requires it.
+        excluded_types: media types never compressed (``"type/*"`` covers a top-level type).
+        max_random_bytes: pad each gzip response with 0 to this many random bytes against
+            BREACH (``br`` is then not offered).
+
+    Raises:
+        ValueError: an option out of range, ``brotli=True`` without the package or with
+            ``max_random_bytes``.
+    """
+
+    async def __call__(self, scope: Any, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extensions = scope.get("extensions") or {}
+        responder = _GZipResponder(
+            self,
+            scope.get("method", "GET"),
+            negotiate(first_header(scope["headers"], b"accept-encoding"), self.codings),
+            any(name in extensions for name in _FILE_EXTENSIONS),
+            send,
+        )
+        await self.app(scope, receive, responder.send)
+
+
+class _GZipResponder(_Response):
+    """The ``send`` `GZip` gives the app: passed on, compressed, or its start held (`_held`)
+    until the first body message."""
+
+    __slots__ = ("_held", "_send", "_started", "wait")
+
+    def __init__(
+        self, options: GZip, method: str, coding: str | None, wait: bool, send: ASGISend
+    ) -> None:
+        super().__init__(options, method, coding)
+        self.wait = wait
+        self._send = send
+        self._started = False
+        self._held: tuple[Message, Plan] | None = None
+
+    async def send(self, message: Message) -> None:
+        compressor = self.compressor
+        if compressor is not None:
+            await self._send(self._compress(compressor, message))
+        elif self._held is not None:
+            await self._decide(message, *self._held)
+        elif not self._started and message["type"] == "http.response.start":
+            self._started = True
+            plan = self.plan(
+                int(message.get("status", 200)),
+                message.get("headers", ()),
+                trailers=bool(message.get("trailers")),
+                wait=self.wait,
+            )
+            if plan.action is Action.SKIP:
+                await self._send(message)
+            elif plan.action is Action.WAIT:
+                self._held = (message, plan)
+            else:
+                await self._commit(message, plan, plan.coding)
+        else:
+            await self._send(message)  # passed on as is (out of order: the server reports it)
+
+    async def _commit(
+        self, start: Message, plan: Plan, coding: str | None, length: int | None = None
+    ) -> None:
+        headers = self.commit(start.get("headers", ()), plan, coding, length, _asgi_pair)
+        await self._send({**start, "headers": headers})
+
+    async def _decide(self, message: Message, held: Message, plan: Plan) -> None:
+        """The held start, and the first message after it: now the size question is settled."""
+        self._held = None
+        body = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        coding = None  # a file handed to the server (pathsend / zerocopysend) goes out as is
+        if message["type"] == "http.response.body":
+            coding = self.coding_for(plan, len(body), complete=not more)
+        if coding is not None and not more:
+            compressed = self.whole(coding, (body,))
+            await self._commit(held, plan, coding, len(compressed))
+            await self._send({"type": "http.response.body", "body": compressed})
+        else:
+            await self._commit(held, plan, coding)
+            await self.send(message)
+
+    def _compress(self, compressor: Compressor, message: Message) -> Message:
+        if message["type"] != "http.response.body":
+            raise AppProtocolError(
+                f"{message['type']!r} cannot follow a compressed http.response.start; "
+                "only http.response.body can"
+            )
+        body = message.get("body", b"")
+        if message.get("more_body", False):
+            # An empty message goes on empty (apps send them to test the connection).
+            return {"type": "http.response.body", "body": compressor.chunk(body), "more_body": True}
+        self.compressor = None  # the response is complete
+        return {"type": "http.response.body", "body": compressor.last(body)}
+
+
+class WSGIGZip(_GZipBase[WSGIApplication]):
+    """WSGI middleware: the sibling of `GZip`, with the same options.
+
+    A response that is not compressed is returned as the app's own iterable, so
+    ``wsgi.file_wrapper`` keeps its fast path. A list or tuple is compressed whole (with a
+    ``Content-Length``); any other iterable is a stream, each chunk compressed and flushed.
+
+    Raises:
+        ValueError: an option out of range, ``brotli=True`` without the package or with
+            ``max_random_bytes``.
+    """
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        coding = negotiate(environ.get("HTTP_ACCEPT_ENCODING"), self.codings)
+        response = _GZipWSGIResponse(
+            self, environ.get("REQUEST_METHOD", "GET"), coding, start_response
+        )
+        result = self.app(environ, response.start_response)
+        try:
+            return response.wrap(result)
+        except BaseException:
+            close_result(result)
+            raise
+
+
+class _GZipWSGIResponse(_Response):
+    """One response through `WSGIGZip`: ``start_response``, ``write``, and the app's iterable
+    compressed chunk by chunk. The real ``start_response`` is called once the decision is made
+    (`start`), as PEP 3333 allows: the headers go out with the first non-empty body chunk."""
+
+    __slots__ = ("emitted", "exc_info", "headers", "planned", "real", "result", "status", "writer")
+
+    def __init__(
+        self, options: WSGIGZip, method: str, coding: str | None, start_response: StartResponse
+    ) -> None:
+        super().__init__(options, method, coding)
+        self.real = start_response
+        self.status = ""  # "" until start_response is called
+        self.headers: list[tuple[str, str]] = []
+        self.exc_info: OptExcInfo | None = None
+        self.planned = False  # the real start_response was called
+        self.writer: Any = None
+        self.emitted = False  # non-empty body bytes went to the server
+        self.result: Iterable[bytes] = ()
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> Any:
+        if exc_info is not None and exc_info[1] is not None:
+            if self.emitted:
+                # PEP 3333 ("Error Handling"): the headers are out, so re-raise.
+                raise exc_info[1].with_traceback(exc_info[2])
+            self.planned = False  # not sent yet: decide again for the error response
+            self.compressor = None
+        elif self.status:
+            raise AppProtocolError(
+                "start_response() was called a second time without exc_info (PEP 3333)"
+            )
+        self.status, self.headers, self.exc_info = status, headers, exc_info
+        return self.write
+
+    def decide(self) -> Plan:
+        if not self.status:
+            raise AppProtocolError(
+                "the application produced a body without calling start_response()"
+            )
+        code = self.status[:3]
+        return self.plan(int(code) if code.isdigit() else 500, self.headers)
+
+    def start(self, plan: Plan, coding: str | None, length: int | None = None) -> None:
+        """Call the real ``start_response`` with ``plan`` applied."""
+        self.planned = True
+        headers = self.headers
+        if plan.action is not Action.SKIP:
+            headers = self.commit(headers, plan, coding, length, _wsgi_pair)
+        self.writer = self.real(self.status, headers, self.exc_info)
+
+    def write(self, data: bytes) -> None:
+        """The ``write`` callable (PEP 3333): the body so far is a stream."""
+        out = self.encode(data)
+        if out:
+            self.writer(out)
+
+    def encode(self, data: bytes) -> bytes:
+        """A chunk of a body of unknown size, compressed when the plan says so."""
+        if not self.planned:
+            plan = self.decide()
+            self.start(plan, self.coding_for(plan, len(data), complete=False))
+        out = data if self.compressor is None else self.compressor.chunk(data)
+        self.emitted = self.emitted or bool(out)
+        return out
+
+    def wrap(self, result: Iterable[bytes]) -> Iterable[bytes]:
+        """What `WSGIGZip` returns to the server for the app's ``result``."""
+        self.result = result
+        if self.planned or not self.status:
+            return self  # write() was used, or start_response comes with the first chunk
+        plan = self.decide()
+        if isinstance(result, list | tuple):
+            coding = self.coding_for(plan, sum(map(len, result)), complete=True)
+            if coding is None:
+                self.start(plan, None)
+                return result
+            compressed = self.whole(coding, result)
+            close_result(result)
+            self.start(plan, coding, len(compressed))
+            return [compressed]
+        if plan.action is not Action.WAIT:
+            self.start(plan, plan.coding)
+            if plan.coding is None:
+                return result  # the app's own object: wsgi.file_wrapper keeps its fast path
+        # Otherwise the first chunk decides (PEP 3333: headers go out with the first non-empty
+        # chunk anyway).
+        return self
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.result:
+            yield self.encode(chunk)
+        if not self.planned and self.status:
+            plan = self.decide()  # the body ended before its first chunk
+            self.start(plan, self.coding_for(plan, 0, complete=True))
+        if self.compressor is not None:
+            yield self.compressor.last()
+
+    def close(self) -> None:
+        close_result(self.result)
