@@ -1,9 +1,5 @@
-"""`BodyLimit` / `WSGIBodyLimit`: refuse request bodies over a size, on either side.
-
-A declared ``Content-Length`` over ``max_body_size`` is answered with 413 before the application
-runs; a body without one is counted as the application reads it (the rules are
-`crossgate.sansio.body_limit.BodyMeter`).
-"""
+"""`BodyLimit` / `WSGIBodyLimit`: refuse request bodies over a size, on either side (the rules
+are `crossgate.sansio.body_limit.BodyMeter`'s)."""
 
 from __future__ import annotations
 
@@ -13,13 +9,7 @@ from typing import IO, Any, Generic
 
 from crossgate.adapters._streams import LineReader
 from crossgate.exceptions import PeerProtocolError, ResponseAborted
-from crossgate.middleware._common import (
-    App,
-    asgi_refuse,
-    close_result,
-    first_header,
-    wsgi_refuse,
-)
+from crossgate.middleware._common import App, asgi_refuse, close_result, first_header, wsgi_refuse
 from crossgate.sansio.body_limit import BodyMeter, declared_length
 from crossgate.sansio.response import OptExcInfo
 from crossgate.types import (
@@ -39,29 +29,20 @@ def _caused_by(exc: BaseException, cause: BaseException, depth: int = 0) -> bool
     """Whether ``exc`` is ``cause`` or carries it (``__cause__``, ``__context__``, a group)."""
     if exc is cause:
         return True
-    # Frameworks wrap errors (``raise X from exc``, anyio's exception groups): 16 links is
-    # plenty for real stacks, and a pathological chain cannot loop.
-    if depth >= 16:
+    if depth >= 16:  # plenty for real stacks, and a pathological chain cannot loop
         return False
-    if isinstance(exc, BaseExceptionGroup) and any(
-        _caused_by(member, cause, depth + 1) for member in exc.exceptions
-    ):
-        return True
-    return any(
-        link is not None and _caused_by(link, cause, depth + 1)
-        for link in (exc.__cause__, exc.__context__)
-    )
+    links = [exc.__cause__, exc.__context__]
+    if isinstance(exc, BaseExceptionGroup):
+        links.extend(exc.exceptions)
+    return any(link is not None and _caused_by(link, cause, depth + 1) for link in links)
 
 
 class _BodyLimitBase(Generic[App]):
-    """The constructor of `BodyLimit` and `WSGIBodyLimit`: the option, in one place."""
+    """The option of `BodyLimit` and `WSGIBodyLimit`, checked in one place."""
 
     def __init__(self, app: App, *, max_body_size: int) -> None:
-        if (
-            isinstance(max_body_size, bool)
-            or not isinstance(max_body_size, int)
-            or max_body_size < 0
-        ):
+        size = max_body_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError(f"max_body_size must be an int of 0 or more, not {max_body_size!r}")
         self.app = app
         self.max_body_size = max_body_size
@@ -70,15 +51,10 @@ class _BodyLimitBase(Generic[App]):
 class BodyLimit(_BodyLimitBase[ASGIApp]):
     """ASGI middleware: refuse request bodies larger than ``max_body_size`` bytes with 413.
 
-    A ``Content-Length`` over the limit (or not a number: 400) is refused before ``app`` is
-    called. Otherwise the ``receive()`` call that takes the body past the limit raises
-    `crossgate.exceptions.RequestTooLarge`, and every later call too, so the app never takes a
-    truncated body for a whole one (a body that does not match its ``Content-Length``:
-    `crossgate.exceptions.PeerProtocolError`, 400). If that error leaves ``app`` before its
-    response started, or the app turned it into a 5xx of its own, the client gets the 413 with
-    the reason; after a different response started, the error is re-raised as
-    `crossgate.exceptions.ResponseAborted` so the server drops the connection. Scopes other
-    than ``http`` pass through untouched.
+    A ``Content-Length`` over the limit is refused before ``app`` is called; otherwise the
+    ``receive()`` that takes the body past it raises `crossgate.exceptions.RequestTooLarge`,
+    and so does every later call. docs/middleware.md ("BodyLimit") tells what the client then
+    gets. Scopes other than ``http`` pass through untouched.
 
     Raises:
         ValueError: ``max_body_size`` is not an int of 0 or more.
@@ -105,8 +81,7 @@ class BodyLimit(_BodyLimitBase[ASGIApp]):
                 raise ResponseAborted(
                     f"{error} after the response started; dropping the connection"
                 ) from exc
-        # The error left the app, or the app caught it and returned without answering (unless
-        # the 413 went out already in place of the app's error page).
+        # The error left the app, or the app caught it and returned without answering.
         error = meter.error
         if error is not None and not exchange.started and not exchange.replaced:
             await exchange.refuse(error)
@@ -152,14 +127,9 @@ class _LimitedExchange:
 
 
 class LimitedInput(LineReader):
-    """``wsgi.input`` counted against a `crossgate.sansio.body_limit.BodyMeter`.
-
-    Reads never ask the server's stream for bytes past ``CONTENT_LENGTH`` (PEP 3333, "Input and
-    Error Streams"), nor for more than one byte past the limit. A read past the limit raises
-    `crossgate.exceptions.RequestTooLarge`; an end of file before ``CONTENT_LENGTH`` raises
-    `crossgate.exceptions.PeerProtocolError` (400); every read after an error raises it again.
-    The server's ``readline`` must take a size argument (gunicorn's, waitress', wsgiref's do).
-    """
+    """``wsgi.input`` counted against a `crossgate.sansio.body_limit.BodyMeter`, whose errors
+    its reads raise. The server's ``readline`` must take a size argument (gunicorn's,
+    waitress', wsgiref's do)."""
 
     __slots__ = ("_meter", "_stream")
 
@@ -182,9 +152,8 @@ class LimitedInput(LineReader):
         return data
 
     def _fill(self, data: bytes, asked: int) -> bytes:
-        # A short read usually means end of file, but PEP 3333 does not promise that a stream
-        # returns all it was asked for: read on until it says end of file, so that a body cut
-        # short is told apart from a slow one.
+        # PEP 3333 lets a stream return less than asked without an end of file: read on, so that
+        # a body cut short is told apart from a slow one.
         parts = [data]
         got = len(data)
         while got < asked:
@@ -212,10 +181,7 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
     """WSGI middleware: the sibling of `BodyLimit`, with the same option.
 
     ``wsgi.input`` becomes a `LimitedInput`. A request with no ``CONTENT_LENGTH`` has an empty
-    body unless the server sets ``wsgi.input_terminated``, as werkzeug and Django read it. When
-    the limit's error leaves ``app``, the client gets the 413 (through ``start_response``'s
-    ``exc_info`` if the app had called it), as it does in place of a 5xx the app answered
-    because of it; an error raised while the server iterates the response propagates.
+    body unless the server sets ``wsgi.input_terminated``, as werkzeug and Django read it.
 
     Raises:
         ValueError: ``max_body_size`` is not an int of 0 or more.
@@ -229,8 +195,7 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
             meter = BodyMeter(self.max_body_size, declared)
         except PeerProtocolError as exc:
             return wsgi_refuse(environ, start_response, exc.status_code, str(exc))
-        # Changed in place, as WSGI middleware do (werkzeug's ProxyFix): middleware further
-        # out that look at the environ afterwards see the stream the app read from.
+        # In place, as WSGI middleware do: middleware further out see the stream the app read.
         environ["wsgi.input"] = LimitedInput(environ["wsgi.input"], meter)
         response = _LimitedWSGIResponse(environ, meter, start_response)
         try:
@@ -281,9 +246,8 @@ class _LimitedWSGIResponse:
         return self.real(status, headers, exc_info)
 
     def refuse(self, error: PeerProtocolError, exc_info: OptExcInfo | None) -> list[bytes]:
-        # start_response was called already: PEP 3333 ("Error Handling") lets the status and
-        # headers be replaced, with exc_info, until they went out; if they did, the server
-        # re-raises exc_info from this call.
+        # PEP 3333 ("Error Handling"): with exc_info, the status can be replaced until it went
+        # out; if it did, the server re-raises exc_info from this call.
         self.refusal_body = wsgi_refuse(
             self.environ,
             self.real,
