@@ -1,27 +1,29 @@
-"""`RequestID` / `WSGIRequestID`: one id per request, on the response, in the logs, and one
-access line per request through `logging`.
-
-The id is reused from the request's header only when the direct peer is trusted to set it and
-the value is safe (`crossgate.sansio.request_id.accept_request_id`), else a fresh one is made.
-Both sides take the same options and write the same access line (``_options.py``).
-"""
+"""`RequestID` / `WSGIRequestID`: one id per request, on the response and in the logs, and one
+access line per request through `logging`, the same on both sides."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator
-from typing import Any, AnyStr
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from typing import Any, AnyStr, Generic
 
-from crossgate.middleware._common import close_result, first_header
+from crossgate.middleware._common import App, close_result, first_header
 from crossgate.middleware.proxy_headers import PEER_KEY
-from crossgate.middleware.request_id._options import (
-    SCOPE_KEY,
-    AccessRecord,
-    RequestIDBase,
-    request_id_var,
+from crossgate.sansio.headers import header_environ_key
+from crossgate.sansio.proxy_headers import TrustedPeers
+from crossgate.sansio.request_id import (
+    DEFAULT_MAX_ID_LENGTH,
+    accept_request_id,
+    access_line,
+    asgi_request_line,
+    log_safe,
+    new_request_id,
+    wsgi_request_line,
 )
-from crossgate.sansio.request_id import asgi_target, wsgi_target
 from crossgate.sansio.response import OptExcInfo
 from crossgate.types import (
     ASGIApp,
@@ -35,9 +37,13 @@ from crossgate.types import (
 
 __all__ = ["RequestID", "RequestIDFilter", "WSGIRequestID", "current_request_id", "request_id_var"]
 
-# The messages that carry response headers, where the id goes (ASGI spec: HTTP "Response Start",
-# WebSocket "Accept" and the "WebSocket Denial Response" extension).
+#: The id of the request whose code is running (``None`` outside one).
+request_id_var: ContextVar[str | None] = ContextVar("crossgate.request_id", default=None)
+
+_SCOPE_KEY = "crossgate.request_id"
+
 _STARTS = frozenset({"http.response.start", "websocket.http.response.start", "websocket.accept"})
+_DISCONNECTS = ("http.disconnect", "websocket.disconnect")
 
 
 def current_request_id() -> str | None:
@@ -46,12 +52,8 @@ def current_request_id() -> str | None:
 
 
 class RequestIDFilter(logging.Filter):
-    """A `logging.Filter` that sets ``record.request_id`` on every record it sees.
-
-    The value is the current request's id, or ``default`` outside a request; a record that
-    already carries one (the access line) keeps it. It never drops a record. Attach it to a
-    handler, and use ``%(request_id)s`` in its format.
-    """
+    """A `logging.Filter` that sets ``record.request_id`` (unless set already) to the current
+    request's id, or ``default`` outside a request. It never drops a record."""
 
     def __init__(self, name: str = "", *, default: str = "-") -> None:
         super().__init__(name)
@@ -72,22 +74,142 @@ def _with_header(
     return kept
 
 
-class RequestID(RequestIDBase[ASGIApp]):
+class _RequestIDBase(Generic[App]):
+    """The options of `RequestID` and `WSGIRequestID`, checked in one place for both sides."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        header: str = "X-Request-ID",
+        trust_incoming: bool | Iterable[str] = False,
+        access_log: bool = True,
+        logger: str | logging.Logger = "crossgate.access",
+        max_id_length: int = DEFAULT_MAX_ID_LENGTH,
+    ) -> None:
+        # None for a name that is not an RFC 9110 token ("?" stands in for non-ASCII).
+        environ_key = header_environ_key(header.lower().encode("ascii", "replace"))
+        if environ_key is None:
+            raise ValueError(f"header must be a valid header name, not {header!r}")
+        if max_id_length < 1:
+            raise ValueError(f"max_id_length must be 1 or more, not {max_id_length}")
+        self.trusted: TrustedPeers | None = None
+        if trust_incoming is True:
+            warnings.warn(
+                "RequestID(trust_incoming=True) trusts every client's request id; pass the "
+                "proxies to trust instead, such as trust_incoming=['127.0.0.1', '::1'] (or "
+                "['*'] to keep trusting everybody)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            self.trusted = TrustedPeers(["*"])
+        elif trust_incoming is not False:
+            self.trusted = TrustedPeers(trust_incoming)
+        self.app = app
+        self.header = header
+        self.name = header.lower().encode("ascii")
+        self.environ_key = environ_key
+        self.access_log = access_log
+        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        self.max_id_length = max_id_length
+
+    def choose(self, peer: str | None, incoming: bytes | str | None) -> str:
+        if self.trusted is not None and incoming is not None and self.trusted.trusts(peer):
+            reused = accept_request_id(incoming, max_length=self.max_id_length)
+            if reused is not None:
+                return reused
+        return new_request_id()
+
+
+class _AccessLine(dict[str, Any]):
+    """An access line's fields, made into the message only when a handler formats it."""
+
+    def __str__(self) -> str:
+        return access_line(**self)
+
+
+class _Access:
+    """What one side learns about a response, and its access line (`finish`)."""
+
+    status: int | None = None
+    sent = 0
+    emitted = False  # something went out, so the server cannot answer 500 any more
+    complete = False
+    disconnected = False
+    error = False
+    cancelled = False
+    logged = False
+
+    def __init__(
+        self,
+        middleware: _RequestIDBase[Any],
+        request_id: str,
+        request: Any,
+        request_line: Callable[[Any], dict[str, Any]],
+    ) -> None:
+        self.middleware = middleware
+        self.request_id = request_id
+        self.request = request
+        self.request_line = request_line
+        self.started = time.perf_counter()
+
+    def finish(self) -> None:
+        """Write the access line at INFO (once), with its fields also as record attributes."""
+        if self.logged:
+            return
+        self.logged = True
+        logger = self.middleware.logger
+        if not (self.middleware.access_log and logger.isEnabledFor(logging.INFO)):
+            return
+        if self.complete and not (self.error or self.cancelled):
+            outcome = ""
+        elif self.disconnected:
+            outcome = "client disconnected"
+        elif self.error:
+            outcome = "app error"
+        elif self.cancelled:
+            outcome = "cancelled"
+        else:
+            outcome = "incomplete"
+        status = self.status
+        if status is None or (self.error and not self.emitted):
+            # Nobody got an answer: nginx's "client closed request", or the server's 500.
+            status = 499 if outcome in ("client disconnected", "cancelled") else 500
+        line = _AccessLine(
+            self.request_line(self.request),
+            status=status,
+            sent=self.sent,
+            duration_ms=(time.perf_counter() - self.started) * 1000,
+            request_id=self.request_id,
+            outcome=outcome,
+        )
+        # Logger.info() would walk the stack and check each extra key, doubling the cost.
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, (), None)
+        client = line["client"]
+        # Escaped: a decoded path (no raw_path) holding CR LF must not make two log lines.
+        record.__dict__.update(
+            request_id=self.request_id,
+            client_addr=client if client is None else log_safe(client),
+            http_method=log_safe(line["method"]),
+            http_path=log_safe(line["path"]),
+            http_status=status,
+            response_bytes=self.sent,
+            duration_ms=line["duration_ms"],
+            outcome=outcome or "complete",
+        )
+        logger.handle(record)
+
+
+class RequestID(_RequestIDBase[ASGIApp]):
     """ASGI middleware: a request id per ``http`` and ``websocket`` request, and access lines.
 
-    Args:
-        app: the ASGI application.
-        header: the request and response header carrying the id.
-        trust_incoming: whose incoming id to reuse: ``False`` (nobody), or the direct peers
-            (addresses, networks, ``"unix"``, ``"*"``; behind `ProxyHeaders`, the proxy it
-            believed) such as ``["127.0.0.1", "::1"]``. ``True`` (everybody) is deprecated.
-        access_log: write one line per request at INFO.
-        logger: the logger (or its name) for the access lines.
-        max_id_length: incoming ids longer than this are replaced.
-
     The id goes into ``scope["crossgate.request_id"]`` and the request and response headers,
-    and is `current_request_id` while the app runs; the access line is written when the app
-    returns or raises. Other scope types pass through untouched.
+    and is `current_request_id` while the app runs. docs/middleware.md ("RequestID") describes
+    the options and the access line. Other scope types pass through untouched.
+
+    Args:
+        trust_incoming: the direct peers (behind `ProxyHeaders`, the proxy) whose incoming id
+            is reused, such as ``["127.0.0.1", "::1"]``; ``False``: nobody's.
 
     Raises:
         ValueError: ``header`` is not a valid header name, a peer is not an address or network,
@@ -102,7 +224,7 @@ class RequestID(RequestIDBase[ASGIApp]):
         name = self.name
         headers = scope["headers"]
         client = scope.get("client")
-        # Behind ProxyHeaders, trust is about the proxy that spoke, not the client it reported.
+        # Behind ProxyHeaders, the proxy that spoke, not the client it reported.
         peer = scope[PEER_KEY] if PEER_KEY in scope else (client[0] if client else None)
         request_id = self.choose(
             peer, None if self.trusted is None else first_header(headers, name)
@@ -110,97 +232,62 @@ class RequestID(RequestIDBase[ASGIApp]):
         pair = (name, request_id.encode("ascii"))
         headers = [h for h in headers if h[0] != name]
         headers.append(pair)
-        scope = {**scope, "headers": headers, SCOPE_KEY: request_id}
-        watch = _ASGIAccess(self, scope, pair, receive, send)
+        scope = {**scope, "headers": headers, _SCOPE_KEY: request_id}
+        access = _Access(self, request_id, scope, asgi_request_line)
+
+        async def watch_receive() -> Message:
+            message = await receive()
+            if not access.complete and message["type"] in _DISCONNECTS:
+                access.disconnected = True
+            return message
+
+        async def watch_send(message: Message) -> None:
+            kind = message["type"]
+            if kind in _STARTS:
+                message = {**message, "headers": _with_header(message.get("headers", ()), pair)}
+            try:
+                await send(message)
+            except OSError:
+                access.disconnected = True
+                raise
+            # Counted once sent: what a send that failed carried never reached the client.
+            access.emitted = True
+            if kind == "http.response.body" or kind == "websocket.http.response.body":
+                access.sent += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    access.complete = True
+            elif kind == "http.response.start" or kind == "websocket.http.response.start":
+                access.status = message["status"]
+            elif kind == "websocket.accept":
+                access.status, access.complete = 101, True
+            elif kind == "websocket.close":
+                # Closed before accept: servers answer the handshake with 403.
+                access.status, access.complete = access.status or 403, True
+            elif kind == "http.response.pathsend" or (
+                kind == "http.response.zerocopysend" and not message.get("more_body", False)
+            ):
+                access.complete = True
+
         token = request_id_var.set(request_id)
         try:
-            await self.app(scope, watch.receive, watch.send)
+            await self.app(scope, watch_receive, watch_send)
         except asyncio.CancelledError:
-            watch.cancelled = True
+            access.cancelled = True
             raise
         except Exception:
-            watch.error = True
+            access.error = True
             raise
         finally:
-            watch.finish()
+            access.finish()
             request_id_var.reset(token)
 
 
-class _ASGIAccess(AccessRecord):
-    """`RequestID`'s ``receive`` and ``send`` for one request: the id goes on, the counts in."""
-
-    __slots__ = ("_receive", "_send", "pair", "scope")
-
-    def __init__(
-        self,
-        middleware: RequestID,
-        scope: Any,
-        pair: tuple[bytes, bytes],
-        receive: ASGIReceive,
-        send: ASGISend,
-    ) -> None:
-        super().__init__(middleware, scope[SCOPE_KEY])
-        self.scope = scope
-        self.pair = pair
-        self._receive = receive
-        self._send = send
-
-    def request_line(self) -> tuple[str | None, str, str, str, str]:
-        scope = self.scope
-        client = scope.get("client")
-        raw_path = scope.get("raw_path")
-        return (
-            None if not client else f"{client[0]}:{client[1]}",
-            scope.get("method", "GET") if scope["type"] == "http" else "WEBSOCKET",
-            asgi_target(raw_path) if raw_path else scope.get("path", ""),
-            scope.get("query_string", b"").decode("latin-1"),
-            scope.get("http_version", "1.1"),
-        )
-
-    async def receive(self) -> Message:
-        message = await self._receive()
-        if not self.complete and message["type"] in ("http.disconnect", "websocket.disconnect"):
-            self.disconnected = True
-        return message
-
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind in _STARTS:
-            message = {**message, "headers": _with_header(message.get("headers", ()), self.pair)}
-        try:
-            await self._send(message)
-        except OSError:
-            self.disconnected = True
-            raise
-        # Counted once sent: what a send that failed carried never reached the client.
-        self.emitted = True
-        if kind == "http.response.body" or kind == "websocket.http.response.body":
-            self.sent += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                self.complete = True
-        elif kind == "http.response.start" or kind == "websocket.http.response.start":
-            self.status = message["status"]
-        elif kind == "websocket.accept":
-            # A websocket that was accepted ends normally when the client leaves.
-            self.status, self.complete = 101, True
-        elif kind == "websocket.close":
-            if self.status is None:
-                self.status = 403  # closed before accept: servers answer the handshake with 403
-            self.complete = True
-        elif kind == "http.response.pathsend" or (
-            kind == "http.response.zerocopysend" and not message.get("more_body", False)
-        ):
-            self.complete = True
-
-
-class WSGIRequestID(RequestIDBase[WSGIApplication]):
+class WSGIRequestID(_RequestIDBase[WSGIApplication]):
     """WSGI middleware: the sibling of `RequestID`, with the same options.
 
     The id goes into ``environ["crossgate.request_id"]`` and the request header's ``HTTP_*``
-    entry, and is `current_request_id` during every call into the app (the call, each step of
-    its iterable, ``close()``). The access line is written on ``close()`` (PEP 3333 requires
-    the call), or at once when the app raises. A ``wsgi.file_wrapper`` response is returned
-    unwrapped, for the server's file fast path, and logged with its ``Content-Length``.
+    entry, and is `current_request_id` during every call into the app, its iterable and
+    ``close()``, where the access line is written.
 
     Raises:
         ValueError: as for `RequestID`.
@@ -208,13 +295,12 @@ class WSGIRequestID(RequestIDBase[WSGIApplication]):
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         key = self.environ_key
-        # Behind WSGIProxyHeaders, trust is about the proxy that spoke, not the client it reported.
+        # Behind WSGIProxyHeaders, the proxy that spoke, not the client it reported.
         peer = environ.get(PEER_KEY, environ.get("REMOTE_ADDR")) or None
         request_id = self.choose(peer, environ.get(key))
-        # Changed in place, as WSGI middleware do: middleware further out (an error reporter)
-        # find the id in the environ too.
+        # In place, as WSGI middleware do: middleware further out find the id too.
         environ[key] = request_id
-        environ[SCOPE_KEY] = request_id
+        environ[_SCOPE_KEY] = request_id
         access = _WSGIAccess(self, environ, start_response)
         token = request_id_var.set(request_id)
         try:
@@ -234,34 +320,20 @@ class WSGIRequestID(RequestIDBase[WSGIApplication]):
         return access
 
 
-class _WSGIAccess(AccessRecord):
+class _WSGIAccess(_Access):
     """`WSGIRequestID`'s ``start_response`` and the app's iterable, with the id set around each
-    step and the access line written on ``close()``."""
+    step."""
 
-    __slots__ = ("content_length", "environ", "iterator", "real", "result", "writer")
+    content_length = 0
+    writer: Any = None
+    result: Iterable[bytes] = ()
+    iterator: Iterator[bytes] | None = None
 
     def __init__(
         self, middleware: WSGIRequestID, environ: WSGIEnvironment, start_response: StartResponse
     ) -> None:
-        super().__init__(middleware, environ[SCOPE_KEY])
-        self.environ = environ
+        super().__init__(middleware, environ[_SCOPE_KEY], environ, wsgi_request_line)
         self.real = start_response
-        self.content_length = 0
-        self.writer: Any = None
-        self.result: Iterable[bytes] = ()
-        self.iterator: Iterator[bytes] | None = None
-
-    def request_line(self) -> tuple[str | None, str, str, str, str]:
-        environ = self.environ
-        address = environ.get("REMOTE_ADDR") or None
-        port = environ.get("REMOTE_PORT")
-        return (
-            f"{address}:{port}" if address and port else address,
-            str(environ.get("REQUEST_METHOD", "GET")),
-            wsgi_target(environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", "")),
-            str(environ.get("QUERY_STRING", "")),
-            str(environ.get("SERVER_PROTOCOL", "HTTP/1.1")).removeprefix("HTTP/"),
-        )
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -276,7 +348,6 @@ class _WSGIAccess(AccessRecord):
         return self.write
 
     def write(self, data: bytes) -> None:
-        """The ``write`` callable (PEP 3333), counted."""
         self.writer(data)
         self.sent += len(data)
         self.emitted = self.emitted or bool(data)
