@@ -90,15 +90,14 @@ class BodyLimit(_BodyLimitBase[ASGIApp]):
 class _LimitedExchange:
     """One request through `BodyLimit`: the counting ``receive`` and the watching ``send``."""
 
-    __slots__ = ("_receive", "_send", "meter", "replaced", "scope", "started")
+    started = False
+    replaced = False
 
     def __init__(self, scope: Any, meter: BodyMeter, receive: ASGIReceive, send: ASGISend) -> None:
         self.scope = scope
         self.meter = meter
         self._receive = receive
         self._send = send
-        self.started = False
-        self.replaced = False
 
     async def refuse(self, error: PeerProtocolError) -> None:
         await asgi_refuse(self.scope, self._receive, self._send, error.status_code, str(error))
@@ -144,25 +143,19 @@ class LimitedInput(LineReader):
             return b""
         data = self._stream.read(asked)
         if 0 < len(data) < asked:
-            data = self._fill(data, asked)
+            # PEP 3333 lets a stream return less than asked before its end: read on, so that a
+            # body cut short is told apart from a slow one.
+            parts = [data]
+            got = len(data)
+            while got < asked and (more := self._stream.read(asked - got)):
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
         if data:
             meter.count(len(data))
         if len(data) < asked:
             meter.finish()  # end of file; raises when short of CONTENT_LENGTH
         return data
-
-    def _fill(self, data: bytes, asked: int) -> bytes:
-        # PEP 3333 lets a stream return less than asked without an end of file: read on, so that
-        # a body cut short is told apart from a slow one.
-        parts = [data]
-        got = len(data)
-        while got < asked:
-            more = self._stream.read(asked - got)
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-        return b"".join(parts)
 
     def readline(self, size: int | None = -1) -> bytes:
         meter = self._meter
@@ -221,7 +214,9 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
 class _LimitedWSGIResponse:
     """Watches ``start_response`` for `WSGIBodyLimit`, and answers the refusal when needed."""
 
-    __slots__ = ("environ", "meter", "real", "refusal_body", "replaced", "started")
+    started = False
+    replaced = False
+    refusal_body: Iterable[bytes] = ()
 
     def __init__(
         self, environ: WSGIEnvironment, meter: BodyMeter, start_response: StartResponse
@@ -229,9 +224,6 @@ class _LimitedWSGIResponse:
         self.environ = environ
         self.meter = meter
         self.real = start_response
-        self.started = False
-        self.replaced = False
-        self.refusal_body: list[bytes] = []
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -245,7 +237,7 @@ class _LimitedWSGIResponse:
         self.started = True
         return self.real(status, headers, exc_info)
 
-    def refuse(self, error: PeerProtocolError, exc_info: OptExcInfo | None) -> list[bytes]:
+    def refuse(self, error: PeerProtocolError, exc_info: OptExcInfo | None) -> Iterable[bytes]:
         # PEP 3333 ("Error Handling"): with exc_info, the status can be replaced until it went
         # out; if it did, the server re-raises exc_info from this call.
         self.refusal_body = wsgi_refuse(

@@ -13,6 +13,7 @@ from crossgate.sansio.gzip import (
     DEFAULT_EXCLUDED_TYPES,
     Action,
     Plan,
+    ResponseFacts,
     compresses_at,
     negotiate,
     plan_response,
@@ -33,8 +34,7 @@ from crossgate.types import (
 
 __all__ = ["GZip", "WSGIGZip"]
 
-# ASGI spec, "Extensions": with these the app may hand the body to the server as a file, which
-# cannot be compressed on the way; the decision then waits for the first body message.
+# ASGI spec, "Extensions": the app may hand the body to the server as a file, uncompressed.
 _FILE_EXTENSIONS = ("http.response.pathsend", "http.response.zerocopysend")
 
 
@@ -81,28 +81,21 @@ class _GZipBase(Generic[App]):
 class _Response:
     """One response through either side: its plan, and its compressor once committed."""
 
-    __slots__ = ("coding", "compressor", "method", "options")
+    compressor: Compressor | None = None
 
     def __init__(self, options: _GZipBase[Any], method: str, coding: str | None) -> None:
         self.options = options
         self.method = method
         self.coding = coding
-        self.compressor: Compressor | None = None
 
-    def plan(
-        self,
-        status: int,
-        headers: Iterable[tuple[AnyStr, AnyStr]],
-        *,
-        trailers: bool = False,
-        wait: bool = False,
-    ) -> Plan:
+    def plan(self, facts: ResponseFacts, *, wait: bool = False) -> Plan:
+        options = self.options
         return plan_response(
-            response_facts(status, headers, trailers=trailers),
+            facts,
             method=self.method,
             coding=self.coding,
-            minimum_size=self.options.minimum_size,
-            excluded_types=self.options.excluded_types,
+            minimum_size=options.minimum_size,
+            excluded_types=options.excluded_types,
             wait_for_body=wait,
         )
 
@@ -110,9 +103,8 @@ class _Response:
         """The coding for a body whose first ``size`` bytes are here (``complete``: all of
         it), or ``None`` to send it as is."""
         minimum_size = self.options.minimum_size
-        if plan.action is Action.WAIT and not compresses_at(
-            size, complete=complete, minimum_size=minimum_size
-        ):
+        wait = plan.action is Action.WAIT
+        if wait and not compresses_at(size, complete=complete, minimum_size=minimum_size):
             return None
         return plan.coding  # None unless the plan is to compress or to wait
 
@@ -156,12 +148,11 @@ def _wsgi_pair(name: str, value: str) -> tuple[str, str]:
 class GZip(_GZipBase[ASGIApp]):
     """ASGI middleware: compress ``http`` responses with gzip, or brotli when preferred.
 
-    The options are described in docs/middleware.md ("GZip"). ``http.response.start`` is held
-    only when the size is unknown, until the first body message. Other scopes pass through.
+    docs/middleware.md ("GZip") describes the options and what is compressed. Other scopes
+    pass through.
 
     Args:
         brotli: ``None`` offers ``br`` when `brotli` imports; ``True`` requires it.
-        excluded_types: media types never compressed (``"type/*"`` covers a top-level type).
         max_random_bytes: pad each gzip response with 0 to this many random bytes against
             BREACH (``br`` is then not offered).
 
@@ -189,7 +180,8 @@ class _GZipResponder(_Response):
     """The ``send`` `GZip` gives the app: passed on, compressed, or its start held (`_held`)
     until the first body message."""
 
-    __slots__ = ("_held", "_send", "_started", "wait")
+    _started = False
+    _held: tuple[Message, Plan] | None = None
 
     def __init__(
         self, options: GZip, method: str, coding: str | None, wait: bool, send: ASGISend
@@ -197,8 +189,6 @@ class _GZipResponder(_Response):
         super().__init__(options, method, coding)
         self.wait = wait
         self._send = send
-        self._started = False
-        self._held: tuple[Message, Plan] | None = None
 
     async def send(self, message: Message) -> None:
         compressor = self.compressor
@@ -208,12 +198,10 @@ class _GZipResponder(_Response):
             await self._decide(message, *self._held)
         elif not self._started and message["type"] == "http.response.start":
             self._started = True
-            plan = self.plan(
-                int(message.get("status", 200)),
-                message.get("headers", ()),
-                trailers=bool(message.get("trailers")),
-                wait=self.wait,
-            )
+            status = int(message.get("status", 200))
+            trailers = bool(message.get("trailers"))
+            facts = response_facts(status, message.get("headers", ()), trailers=trailers)
+            plan = self.plan(facts, wait=self.wait)
             if plan.action is Action.SKIP:
                 await self._send(message)
             elif plan.action is Action.WAIT:
@@ -260,11 +248,8 @@ class _GZipResponder(_Response):
 
 
 class WSGIGZip(_GZipBase[WSGIApplication]):
-    """WSGI middleware: the sibling of `GZip`, with the same options.
-
-    A response that is not compressed is returned as the app's own iterable, so
-    ``wsgi.file_wrapper`` keeps its fast path. A list or tuple is compressed whole (with a
-    ``Content-Length``); any other iterable is a stream, each chunk compressed and flushed.
+    """WSGI middleware: the sibling of `GZip`, with the same options. A list or tuple is
+    compressed whole; any other iterable is a stream, each chunk compressed and flushed.
 
     Raises:
         ValueError: an option out of range, ``brotli=True`` without the package or with
@@ -289,20 +274,19 @@ class _GZipWSGIResponse(_Response):
     compressed chunk by chunk. The real ``start_response`` is called once the decision is made
     (`start`), as PEP 3333 allows: the headers go out with the first non-empty body chunk."""
 
-    __slots__ = ("emitted", "exc_info", "headers", "planned", "real", "result", "status", "writer")
+    status = ""  # "" until start_response is called
+    headers: list[tuple[str, str]]  # set with status
+    exc_info: OptExcInfo | None = None
+    planned = False  # the real start_response was called
+    writer: Any = None
+    emitted = False  # non-empty body bytes went to the server
+    result: Iterable[bytes] = ()
 
     def __init__(
         self, options: WSGIGZip, method: str, coding: str | None, start_response: StartResponse
     ) -> None:
         super().__init__(options, method, coding)
         self.real = start_response
-        self.status = ""  # "" until start_response is called
-        self.headers: list[tuple[str, str]] = []
-        self.exc_info: OptExcInfo | None = None
-        self.planned = False  # the real start_response was called
-        self.writer: Any = None
-        self.emitted = False  # non-empty body bytes went to the server
-        self.result: Iterable[bytes] = ()
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -326,10 +310,9 @@ class _GZipWSGIResponse(_Response):
                 "the application produced a body without calling start_response()"
             )
         code = self.status[:3]
-        return self.plan(int(code) if code.isdigit() else 500, self.headers)
+        return self.plan(response_facts(int(code) if code.isdigit() else 500, self.headers))
 
     def start(self, plan: Plan, coding: str | None, length: int | None = None) -> None:
-        """Call the real ``start_response`` with ``plan`` applied."""
         self.planned = True
         headers = self.headers
         if plan.action is not Action.SKIP:
@@ -337,7 +320,6 @@ class _GZipWSGIResponse(_Response):
         self.writer = self.real(self.status, headers, self.exc_info)
 
     def write(self, data: bytes) -> None:
-        """The ``write`` callable (PEP 3333): the body so far is a stream."""
         out = self.encode(data)
         if out:
             self.writer(out)
@@ -352,7 +334,6 @@ class _GZipWSGIResponse(_Response):
         return out
 
     def wrap(self, result: Iterable[bytes]) -> Iterable[bytes]:
-        """What `WSGIGZip` returns to the server for the app's ``result``."""
         self.result = result
         if self.planned or not self.status:
             return self  # write() was used, or start_response comes with the first chunk
@@ -370,8 +351,7 @@ class _GZipWSGIResponse(_Response):
             self.start(plan, plan.coding)
             if plan.coding is None:
                 return result  # the app's own object: wsgi.file_wrapper keeps its fast path
-        # Otherwise the first chunk decides (PEP 3333: headers go out with the first non-empty
-        # chunk anyway).
+        # The first chunk decides (PEP 3333: the headers go out with it anyway).
         return self
 
     def __iter__(self) -> Iterator[bytes]:

@@ -65,7 +65,6 @@ def _parse_accept_encoding(value: str) -> dict[str, float]:
     return weights
 
 
-# Browsers send a handful of distinct values; parsing one costs more than the cache lookup.
 @functools.lru_cache(maxsize=256)
 def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -> str | None:
     """The coding to use from ``available`` (server preference order), or ``None`` for identity.
@@ -75,10 +74,9 @@ def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -
     """
     if accept_encoding is None:
         return None
-    text = (
-        accept_encoding.decode("latin-1") if isinstance(accept_encoding, bytes) else accept_encoding
-    )
-    weights = _parse_accept_encoding(text)
+    if isinstance(accept_encoding, bytes):
+        accept_encoding = accept_encoding.decode("latin-1")
+    weights = _parse_accept_encoding(accept_encoding)
     star = weights.get("*", 0.0)
     best: str | None = None
     best_q = 0.0
@@ -194,12 +192,8 @@ def plan_response(
             return _SKIP
         length = int(text)
     vary = merge_vary(facts.vary)
-    if (
-        coding is None
-        or method == "HEAD"
-        or status == 304
-        or (length is not None and length < minimum_size)
-    ):
+    small = length is not None and length < minimum_size
+    if coding is None or method == "HEAD" or status == 304 or small:
         return _IDENTITY_VARY if facts.vary is None else Plan(Action.IDENTITY, vary=vary)
     etag = weaken_etag(facts.etag)
     if length is None or wait_for_body:

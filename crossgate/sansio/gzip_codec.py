@@ -41,10 +41,8 @@ _GZIP_FNAME_HEADER = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff"
 
 
 def padded_gzip_header(padding: int) -> bytes:
-    """A gzip member header (RFC 1952) whose FNAME field holds ``padding`` bytes.
-
-    Django 4.2+'s defence against BREACH ("Heal the Breach"): a random padding makes the
-    compressed length vary, so guessing a secret from lengths needs many more requests.
+    """A gzip member header (RFC 1952) whose FNAME field holds ``padding`` bytes, against
+    BREACH as Django 4.2+ does it.
 
     Raises:
         ValueError: ``padding`` is negative.
@@ -78,11 +76,8 @@ class _PaddedGzip:
 
 
 class Compressor:
-    """Compresses one response body chunk by chunk in ``gzip`` or ``br``.
-
-    `chunk` flushes what each chunk compresses to (a few bytes' cost), so a streamed response
-    is never held back; `last` ends the stream. ``padding`` (gzip only) goes into the header's
-    file name field (`padded_gzip_header`).
+    """Compresses one response body chunk by chunk in ``gzip`` or ``br``; ``padding`` (gzip
+    only) goes into the header's file name field (`padded_gzip_header`).
 
     Raises:
         ValueError: an unknown ``coding``, ``br`` when `brotli_available` is false, an
