@@ -70,59 +70,44 @@ class BodyLimit(_BodyLimitBase[ASGIApp]):
         except PeerProtocolError as exc:
             await asgi_refuse(scope, receive, send, exc.status_code, str(exc))
             return
-        exchange = _LimitedExchange(scope, meter, receive, send)
+        started = replaced = False
+
+        async def counted_receive() -> Message:
+            meter.check()
+            message = await receive()
+            if message["type"] == "http.request":
+                meter.count(len(message.get("body", b"")))
+                if not message.get("more_body", False):
+                    meter.finish()
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started, replaced
+            if replaced:
+                return  # the rest of the app's error page; the 413 already went out
+            if message["type"] == "http.response.start" and not started:
+                error = meter.error
+                if error is not None and message.get("status", 500) >= 500:
+                    replaced = True
+                    await asgi_refuse(scope, receive, send, error.status_code, str(error))
+                    return
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, exchange.receive, exchange.send)
+            await self.app(scope, counted_receive, watched_send)
         except Exception as exc:
             error = meter.error
             if error is None or not _caused_by(exc, error):
                 raise
-            if exchange.started:
+            if started:
                 raise ResponseAborted(
                     f"{error} after the response started; dropping the connection"
                 ) from exc
         # The error left the app, or the app caught it and returned without answering.
         error = meter.error
-        if error is not None and not exchange.started and not exchange.replaced:
-            await exchange.refuse(error)
-
-
-class _LimitedExchange:
-    """One request through `BodyLimit`: the counting ``receive`` and the watching ``send``."""
-
-    started = False
-    replaced = False
-
-    def __init__(self, scope: Any, meter: BodyMeter, receive: ASGIReceive, send: ASGISend) -> None:
-        self.scope = scope
-        self.meter = meter
-        self._receive = receive
-        self._send = send
-
-    async def refuse(self, error: PeerProtocolError) -> None:
-        await asgi_refuse(self.scope, self._receive, self._send, error.status_code, str(error))
-
-    async def receive(self) -> Message:
-        meter = self.meter
-        meter.check()
-        message = await self._receive()
-        if message["type"] == "http.request":
-            meter.count(len(message.get("body", b"")))
-            if not message.get("more_body", False):
-                meter.finish()
-        return message
-
-    async def send(self, message: Message) -> None:
-        if self.replaced:
-            return  # the rest of the app's error page; the 413 already went out
-        if message["type"] == "http.response.start" and not self.started:
-            error = self.meter.error
-            if error is not None and message.get("status", 500) >= 500:
-                self.replaced = True
-                await self.refuse(error)
-                return
-            self.started = True
-        await self._send(message)
+        if error is not None and not started and not replaced:
+            await asgi_refuse(scope, receive, send, error.status_code, str(error))
 
 
 class LimitedInput(LineReader):
@@ -190,64 +175,46 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
             return wsgi_refuse(environ, start_response, exc.status_code, str(exc))
         # In place, as WSGI middleware do: middleware further out see the stream the app read.
         environ["wsgi.input"] = LimitedInput(environ["wsgi.input"], meter)
-        response = _LimitedWSGIResponse(environ, meter, start_response)
+        started = replaced = False
+        refusal: Iterable[bytes] = ()
+
+        def refuse(error: PeerProtocolError, exc_info: OptExcInfo | None) -> Iterable[bytes]:
+            nonlocal refusal
+            # PEP 3333 ("Error Handling"): with exc_info, the status can be replaced until it
+            # went out; if it did, the server re-raises exc_info from this call.
+            exc_info = exc_info if started else None
+            refusal = wsgi_refuse(environ, start_response, error.status_code, str(error), exc_info)
+            return refusal
+
+        def watched_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+        ) -> Any:
+            nonlocal started, replaced
+            error = meter.error
+            if error is not None and not replaced and status[:1] == "5":
+                replaced = True
+                refuse(error, exc_info)
+            if replaced:
+                return _discard
+            started = True
+            return start_response(status, headers, exc_info)
+
         try:
-            result = self.app(environ, response.start_response)
+            result = self.app(environ, watched_start_response)
         except Exception as exc:
             error = meter.error
             if error is None or not _caused_by(exc, error):
                 raise
-            if response.replaced:
-                return response.refusal_body
-            return response.refuse(error, sys.exc_info())
-        if response.replaced:
+            return refusal if replaced else refuse(error, sys.exc_info())
+        if replaced:
             close_result(result)
-            return response.refusal_body
+            return refusal
         error = meter.error
-        if error is not None and not response.started:
+        if error is not None and not started:
             # The app caught the error and returned without calling start_response.
             close_result(result)
-            return response.refuse(error, None)
+            return refuse(error, None)
         return result
-
-
-class _LimitedWSGIResponse:
-    """Watches ``start_response`` for `WSGIBodyLimit`, and answers the refusal when needed."""
-
-    started = False
-    replaced = False
-    refusal_body: Iterable[bytes] = ()
-
-    def __init__(
-        self, environ: WSGIEnvironment, meter: BodyMeter, start_response: StartResponse
-    ) -> None:
-        self.environ = environ
-        self.meter = meter
-        self.real = start_response
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
-    ) -> Any:
-        error = self.meter.error
-        if error is not None and not self.replaced and status[:1] == "5":
-            self.replaced = True
-            self.refuse(error, exc_info)
-        if self.replaced:
-            return _discard
-        self.started = True
-        return self.real(status, headers, exc_info)
-
-    def refuse(self, error: PeerProtocolError, exc_info: OptExcInfo | None) -> Iterable[bytes]:
-        # PEP 3333 ("Error Handling"): with exc_info, the status can be replaced until it went
-        # out; if it did, the server re-raises exc_info from this call.
-        self.refusal_body = wsgi_refuse(
-            self.environ,
-            self.real,
-            error.status_code,
-            str(error),
-            exc_info if self.started else None,
-        )
-        return self.refusal_body
 
 
 def _discard(data: bytes) -> None:
