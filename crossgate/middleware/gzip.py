@@ -130,8 +130,8 @@ class _Response:
         length: int | None,
         pair: Callable[[str, str], tuple[AnyStr, AnyStr]],
     ) -> list[tuple[AnyStr, AnyStr]]:
-        """``headers`` with ``plan`` applied; what follows is compressed when ``coding`` is set
-        and the body is not compressed whole already (``length``)."""
+        """``headers`` with ``plan`` applied; the compressor starts unless ``length`` says the
+        body is compressed whole already."""
         if coding is not None and length is None:
             self.compressor = self.new_compressor(coding)
         return planned_headers(headers, plan, coding, length, pair)
@@ -177,8 +177,7 @@ class GZip(_GZipBase[ASGIApp]):
 
 
 class _GZipResponder(_Response):
-    """The ``send`` `GZip` gives the app: passed on, compressed, or its start held (`_held`)
-    until the first body message."""
+    """The ``send`` `GZip` gives the app for one response."""
 
     _started = False
     _held: tuple[Message, Plan] | None = None
@@ -270,9 +269,8 @@ class WSGIGZip(_GZipBase[WSGIApplication]):
 
 
 class _GZipWSGIResponse(_Response):
-    """One response through `WSGIGZip`: ``start_response``, ``write``, and the app's iterable
-    compressed chunk by chunk. The real ``start_response`` is called once the decision is made
-    (`start`), as PEP 3333 allows: the headers go out with the first non-empty body chunk."""
+    """One response through `WSGIGZip`; the real ``start_response`` is called once the plan is
+    made (PEP 3333: the headers go out with the first non-empty body chunk anyway)."""
 
     status = ""  # "" until start_response is called
     headers: list[tuple[str, str]]  # set with status

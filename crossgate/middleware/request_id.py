@@ -144,12 +144,10 @@ class _Access:
         self,
         middleware: _RequestIDBase[Any],
         request_id: str,
-        request: Any,
-        request_line: Callable[[Any], dict[str, Any]],
+        request_line: Callable[[], dict[str, Any]],
     ) -> None:
         self.middleware = middleware
         self.request_id = request_id
-        self.request = request
         self.request_line = request_line
         self.started = time.perf_counter()
 
@@ -176,7 +174,7 @@ class _Access:
             # Nobody got an answer: nginx's "client closed request", or the server's 500.
             status = 499 if outcome in ("client disconnected", "cancelled") else 500
         line = _AccessLine(
-            self.request_line(self.request),
+            self.request_line(),
             status=status,
             sent=self.sent,
             duration_ms=(time.perf_counter() - self.started) * 1000,
@@ -233,7 +231,7 @@ class RequestID(_RequestIDBase[ASGIApp]):
         headers = [h for h in headers if h[0] != name]
         headers.append(pair)
         scope = {**scope, "headers": headers, _SCOPE_KEY: request_id}
-        access = _Access(self, request_id, scope, asgi_request_line)
+        access = _Access(self, request_id, lambda: asgi_request_line(scope))
 
         async def watch_receive() -> Message:
             message = await receive()
@@ -321,8 +319,7 @@ class WSGIRequestID(_RequestIDBase[WSGIApplication]):
 
 
 class _WSGIAccess(_Access):
-    """`WSGIRequestID`'s ``start_response`` and the app's iterable, with the id set around each
-    step."""
+    """`WSGIRequestID`'s ``start_response`` and the app's iterable, with the id set."""
 
     content_length = 0
     writer: Any = None
@@ -332,7 +329,7 @@ class _WSGIAccess(_Access):
     def __init__(
         self, middleware: WSGIRequestID, environ: WSGIEnvironment, start_response: StartResponse
     ) -> None:
-        super().__init__(middleware, environ[_SCOPE_KEY], environ, wsgi_request_line)
+        super().__init__(middleware, environ[_SCOPE_KEY], lambda: wsgi_request_line(environ))
         self.real = start_response
 
     def start_response(

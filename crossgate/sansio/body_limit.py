@@ -9,16 +9,14 @@ __all__ = ["BodyMeter", "announces_body", "declared_length"]
 
 
 def declared_length(value: bytes | str | None) -> int | None:
-    """The request's ``Content-Length`` as an ``int``; ``None`` when absent or empty (PEP 3333
-    allows ``CONTENT_LENGTH=""``).
+    """The request's ``Content-Length`` as an ``int``; ``None`` when absent or empty.
 
     Raises:
         PeerProtocolError: the value is not ``1*DIGIT`` (RFC 9110 section 8.6); 400.
     """
     if value is None:
         return None
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    text = text.strip(" \t")
+    text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip(" \t")
     if not text:
         return None
     try:
@@ -28,9 +26,8 @@ def declared_length(value: bytes | str | None) -> int | None:
 
 
 class BodyMeter:
-    """Counts one request body against ``limit`` and its ``declared`` length (``None`` when
-    streamed). Once a rule is broken, `error` holds the exception and every later call raises
-    it again.
+    """Counts one request body against ``limit`` and its ``declared`` length. Once a rule is
+    broken, `error` holds the exception and every later call raises it again.
 
     Raises:
         RequestTooLarge: from the constructor, when ``declared`` is over ``limit``.
@@ -95,12 +92,9 @@ class BodyMeter:
             PeerProtocolError: a rule was already broken (see `check`).
         """
         self.check()
-        wanted = size if size is not None and size >= 0 else None
-        if self.declared is not None:
-            room = self.declared - self.received
-        else:
-            room = self.limit - self.received + 1
-        return room if wanted is None else min(wanted, room)
+        end = self.limit + 1 if self.declared is None else self.declared
+        room = end - self.received
+        return room if size is None or size < 0 else min(size, room)
 
 
 def announces_body(content_length: str | None, transfer_encoding: str | None) -> bool:

@@ -38,8 +38,7 @@ DROPPED_WHEN_COMPRESSED = frozenset({"content-length", "content-encoding", "acce
 
 
 def _parse_accept_encoding(value: str) -> dict[str, float]:
-    """``coding -> q`` for each well-formed element (RFC 9110 section 12.5.3); ``x-gzip`` is
-    ``gzip`` (section 8.4.1.3); malformed elements are skipped."""
+    """``coding -> q`` for each well-formed element (RFC 9110 sections 12.5.3, 8.4.1.3)."""
     weights: dict[str, float] = {}
     for element in value.split(","):
         coding, _, params = element.partition(";")
