@@ -93,7 +93,6 @@ class _RequestIDBase(Generic[App]):
             raise ValueError(f"header must be a valid header name, not {header!r}")
         if max_id_length < 1:
             raise ValueError(f"max_id_length must be 1 or more, not {max_id_length}")
-        self.trusted: TrustedPeers | None = None
         if trust_incoming is True:
             warnings.warn(
                 "RequestID(trust_incoming=True) trusts every client's request id; pass the "
@@ -102,9 +101,8 @@ class _RequestIDBase(Generic[App]):
                 DeprecationWarning,
                 stacklevel=2,
             )
-            self.trusted = TrustedPeers(["*"])
-        elif trust_incoming is not False:
-            self.trusted = TrustedPeers(trust_incoming)
+            trust_incoming = ["*"]
+        self.trusted = None if trust_incoming is False else TrustedPeers(trust_incoming)
         self.app = app
         self.header = header
         self.name = header.lower().encode("ascii")
