@@ -6,21 +6,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from typing import IO, Any, Generic
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from crossgate.adapters._streams import LineReader
 from crossgate.exceptions import PeerProtocolError, ResponseAborted
 from crossgate.middleware._common import App, asgi_refuse, close_result, first_header, wsgi_refuse
 from crossgate.sansio.body_limit import BodyMeter, declared_length
 from crossgate.sansio.response import OptExcInfo
-from crossgate.types import (
-    ASGIApp,
-    ASGIReceive,
-    ASGISend,
-    Message,
-    StartResponse,
-    WSGIApplication,
-    WSGIEnvironment,
-)
+from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message
 
 __all__ = ["BodyLimit", "LimitedInput", "WSGIBodyLimit"]
 

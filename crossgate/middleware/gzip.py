@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, AnyStr, Generic
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from crossgate.exceptions import AppProtocolError
 from crossgate.middleware._common import App, close_result, first_header
@@ -22,15 +23,7 @@ from crossgate.sansio.gzip import (
 )
 from crossgate.sansio.gzip_codec import Compressor, brotli_available
 from crossgate.sansio.response import OptExcInfo
-from crossgate.types import (
-    ASGIApp,
-    ASGIReceive,
-    ASGISend,
-    Message,
-    StartResponse,
-    WSGIApplication,
-    WSGIEnvironment,
-)
+from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message
 
 __all__ = ["GZip", "WSGIGZip"]
 

@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any, AnyStr, Generic
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from crossgate.middleware._common import App, close_result, first_header
 from crossgate.middleware.proxy_headers import PEER_KEY
@@ -25,15 +26,7 @@ from crossgate.sansio.request_id import (
     wsgi_request_line,
 )
 from crossgate.sansio.response import OptExcInfo
-from crossgate.types import (
-    ASGIApp,
-    ASGIReceive,
-    ASGISend,
-    Message,
-    StartResponse,
-    WSGIApplication,
-    WSGIEnvironment,
-)
+from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message
 
 __all__ = ["RequestID", "RequestIDFilter", "WSGIRequestID", "current_request_id", "request_id_var"]
 
