@@ -159,84 +159,68 @@ class GZip(_GZipBase[ASGIApp]):
             await self.app(scope, receive, send)
             return
         extensions = scope.get("extensions") or {}
-        responder = _GZipResponder(
-            self,
-            scope.get("method", "GET"),
-            negotiate(first_header(scope["headers"], b"accept-encoding"), self.codings),
-            any(name in extensions for name in _FILE_EXTENSIONS),
-            send,
-        )
-        await self.app(scope, receive, responder.send)
+        wait = any(name in extensions for name in _FILE_EXTENSIONS)
+        coding = negotiate(first_header(scope["headers"], b"accept-encoding"), self.codings)
+        response = _Response(self, scope.get("method", "GET"), coding)
+        started = False
+        held: tuple[Message, Plan] | None = None  # a start, until the first body message
 
+        async def commit(
+            start: Message, plan: Plan, coding: str | None, length: int | None
+        ) -> None:
+            headers = response.commit(start.get("headers", ()), plan, coding, length, _asgi_pair)
+            await send({**start, "headers": headers})
 
-class _GZipResponder(_Response):
-    """The ``send`` `GZip` gives the app for one response."""
-
-    _started = False
-    _held: tuple[Message, Plan] | None = None
-
-    def __init__(
-        self, options: GZip, method: str, coding: str | None, wait: bool, send: ASGISend
-    ) -> None:
-        super().__init__(options, method, coding)
-        self.wait = wait
-        self._send = send
-
-    async def send(self, message: Message) -> None:
-        compressor = self.compressor
-        if compressor is not None:
-            await self._send(self._compress(compressor, message))
-        elif self._held is not None:
-            await self._decide(message, *self._held)
-        elif not self._started and message["type"] == "http.response.start":
-            self._started = True
-            status = int(message.get("status", 200))
-            trailers = bool(message.get("trailers"))
-            facts = response_facts(status, message.get("headers", ()), trailers=trailers)
-            plan = self.plan(facts, wait=self.wait)
-            if plan.action is Action.SKIP:
-                await self._send(message)
-            elif plan.action is Action.WAIT:
-                self._held = (message, plan)
+        async def compressing_send(message: Message) -> None:
+            nonlocal started, held
+            compressor = response.compressor
+            if compressor is not None:
+                await send(_compressed(response, compressor, message))
+            elif held is not None:
+                start, plan = held
+                held = None
+                body = message.get("body", b"")
+                more = bool(message.get("more_body", False))
+                chosen = None  # a file handed to the server (pathsend / zerocopysend) goes as is
+                if message["type"] == "http.response.body":
+                    chosen = response.coding_for(plan, len(body), complete=not more)
+                if chosen is not None and not more:
+                    compressed = response.whole(chosen, (body,))
+                    await commit(start, plan, chosen, len(compressed))
+                    await send({"type": "http.response.body", "body": compressed})
+                else:
+                    await commit(start, plan, chosen, None)
+                    await compressing_send(message)
+            elif not started and message["type"] == "http.response.start":
+                started = True
+                status = int(message.get("status", 200))
+                trailers = bool(message.get("trailers"))
+                facts = response_facts(status, message.get("headers", ()), trailers=trailers)
+                plan = response.plan(facts, wait=wait)
+                if plan.action is Action.SKIP:
+                    await send(message)
+                elif plan.action is Action.WAIT:
+                    held = (message, plan)
+                else:
+                    await commit(message, plan, plan.coding, None)
             else:
-                await self._commit(message, plan, plan.coding)
-        else:
-            await self._send(message)  # passed on as is (out of order: the server reports it)
+                await send(message)  # passed on as is (out of order: the server reports it)
 
-    async def _commit(
-        self, start: Message, plan: Plan, coding: str | None, length: int | None = None
-    ) -> None:
-        headers = self.commit(start.get("headers", ()), plan, coding, length, _asgi_pair)
-        await self._send({**start, "headers": headers})
+        await self.app(scope, receive, compressing_send)
 
-    async def _decide(self, message: Message, held: Message, plan: Plan) -> None:
-        """The held start, and the first message after it: now the size question is settled."""
-        self._held = None
-        body = message.get("body", b"")
-        more = bool(message.get("more_body", False))
-        coding = None  # a file handed to the server (pathsend / zerocopysend) goes out as is
-        if message["type"] == "http.response.body":
-            coding = self.coding_for(plan, len(body), complete=not more)
-        if coding is not None and not more:
-            compressed = self.whole(coding, (body,))
-            await self._commit(held, plan, coding, len(compressed))
-            await self._send({"type": "http.response.body", "body": compressed})
-        else:
-            await self._commit(held, plan, coding)
-            await self.send(message)
 
-    def _compress(self, compressor: Compressor, message: Message) -> Message:
-        if message["type"] != "http.response.body":
-            raise AppProtocolError(
-                f"{message['type']!r} cannot follow a compressed http.response.start; "
-                "only http.response.body can"
-            )
-        body = message.get("body", b"")
-        if message.get("more_body", False):
-            # An empty message goes on empty (apps send them to test the connection).
-            return {"type": "http.response.body", "body": compressor.chunk(body), "more_body": True}
-        self.compressor = None  # the response is complete
-        return {"type": "http.response.body", "body": compressor.last(body)}
+def _compressed(response: _Response, compressor: Compressor, message: Message) -> Message:
+    if message["type"] != "http.response.body":
+        raise AppProtocolError(
+            f"{message['type']!r} cannot follow a compressed http.response.start; "
+            "only http.response.body can"
+        )
+    body = message.get("body", b"")
+    if message.get("more_body", False):
+        # An empty message goes on empty (apps send them to test the connection).
+        return {"type": "http.response.body", "body": compressor.chunk(body), "more_body": True}
+    response.compressor = None  # the response is complete
+    return {"type": "http.response.body", "body": compressor.last(body)}
 
 
 class WSGIGZip(_GZipBase[WSGIApplication]):
