@@ -105,8 +105,7 @@ class BodyLimit(_BodyLimitBase[ASGIApp]):
 
 class LimitedInput(LineReader):
     """``wsgi.input`` counted against a `crossgate.sansio.body_limit.BodyMeter`, whose errors
-    its reads raise. The server's ``readline`` must take a size argument (gunicorn's,
-    waitress', wsgiref's do)."""
+    its reads raise. The server's ``readline`` must take a size argument."""
 
     __slots__ = ("_meter", "_stream")
 

@@ -228,8 +228,7 @@ class WSGIGZip(_GZipBase[WSGIApplication]):
     compressed whole; any other iterable is a stream, each chunk compressed and flushed.
 
     Raises:
-        ValueError: an option out of range, ``brotli=True`` without the package or with
-            ``max_random_bytes``.
+        ValueError: as for `GZip`.
     """
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
