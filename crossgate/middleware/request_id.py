@@ -106,9 +106,7 @@ class _RequestIDBase(Generic[App]):
 
     def choose(self, peer: str | None, incoming: bytes | str | None) -> str:
         if self.trusted is not None and incoming is not None and self.trusted.trusts(peer):
-            reused = accept_request_id(incoming, max_length=self.max_id_length)
-            if reused is not None:
-                return reused
+            return accept_request_id(incoming, max_length=self.max_id_length) or new_request_id()
         return new_request_id()
 
 
