@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import importlib
 import struct
 import zlib
@@ -52,29 +51,6 @@ def padded_gzip_header(padding: int) -> bytes:
     return _GZIP_FNAME_HEADER + b"a" * padding + b"\x00"
 
 
-class _PaddedGzip:
-    """A raw deflate stream framed here as gzip, behind a `padded_gzip_header`."""
-
-    __slots__ = ("_crc", "_header", "_size", "deflate")
-
-    def __init__(self, level: int, padding: int) -> None:
-        self._header = padded_gzip_header(padding)
-        self._crc = self._size = 0
-        self.deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-
-    def process(self, data: bytes) -> bytes:
-        self._crc = zlib.crc32(data, self._crc)
-        self._size += len(data)
-        out = self._header + self.deflate.compress(data)
-        self._header = b""
-        return out
-
-    def finish(self) -> bytes:
-        # RFC 1952 section 2.3.1: CRC32 and ISIZE (the size modulo 2**32), little-endian.
-        trailer = struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
-        return self.deflate.flush(zlib.Z_FINISH) + trailer
-
-
 class Compressor:
     """Compresses one response body chunk by chunk in ``gzip`` or ``br``; ``padding`` (gzip
     only) goes into the header's file name field (`padded_gzip_header`).
@@ -84,7 +60,7 @@ class Compressor:
             out-of-range level, or ``padding`` with ``br`` (brotli has no field to put it in).
     """
 
-    __slots__ = ("_finish", "_flush", "_process", "coding")
+    __slots__ = ("_brotli", "_crc", "_header", "_size", "_zlib", "coding")
 
     def __init__(
         self,
@@ -95,22 +71,22 @@ class Compressor:
         padding: int | None = None,
     ) -> None:
         self.coding = coding
-        self._process: Callable[[bytes], bytes]
-        self._flush: Callable[[], bytes]
-        self._finish: Callable[[], bytes]
+        self._zlib: zlib._Compress | None = None
+        self._brotli: _BrotliCompressor | None = None
+        # With padding: the header still to send, and the CRC-32 and size for the trailer.
+        self._header: bytes | None = None
+        self._crc = 0
+        self._size = 0
         if coding == "gzip":
             if not 0 <= level <= 9:
                 raise ValueError(f"compresslevel must be between 0 and 9, not {level}")
             if padding is None:
                 # wbits 16 + MAX_WBITS: zlib writes the gzip header and trailer (deflateInit2).
-                deflate = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-                self._process = deflate.compress
-                self._finish = functools.partial(deflate.flush, zlib.Z_FINISH)
+                self._zlib = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
             else:
-                padded = _PaddedGzip(level, padding)
-                deflate = padded.deflate
-                self._process, self._finish = padded.process, padded.finish
-            self._flush = functools.partial(deflate.flush, zlib.Z_SYNC_FLUSH)
+                # Negative wbits: a raw deflate stream, framed here with a padded header.
+                self._header = padded_gzip_header(padding)
+                self._zlib = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
         elif padding is not None:
             raise ValueError(f"padding is for gzip only, not {coding!r}")
         elif coding == "br":
@@ -118,22 +94,48 @@ class Compressor:
                 raise ValueError("the brotli package is not installed: pip install brotli")
             if not 0 <= brotli_quality <= 11:
                 raise ValueError(f"brotli_quality must be between 0 and 11, not {brotli_quality}")
-            brotli = _brotli(quality=brotli_quality)
-            self._process, self._flush, self._finish = brotli.process, brotli.flush, brotli.finish
+            self._brotli = _brotli(quality=brotli_quality)
         else:
             raise ValueError(f"unknown content coding {coding!r}; use 'gzip' or 'br'")
 
+    def _framed(self, data: bytes, out: bytes) -> bytes:
+        """``out`` (deflated ``data``) with the padded header in front the first time."""
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        header = self._header
+        if not header:  # sent already
+            return out
+        self._header = b""
+        return header + out
+
     def chunk(self, data: bytes) -> bytes:
         """Compress ``data`` and flush; ``b""`` for an empty chunk (nothing to flush)."""
-        return self._process(data) + self._flush() if data else b""
+        if not data:
+            return b""
+        if self._zlib is not None:
+            out = self._zlib.compress(data) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
+            return out if self._header is None else self._framed(data, out)
+        brotli = cast(_BrotliCompressor, self._brotli)
+        return brotli.process(data) + brotli.flush()
 
     def feed(self, data: bytes) -> bytes:
         """Compress ``data`` without flushing: for a body known whole, where nothing waits."""
-        return self._process(data)
+        if self._zlib is not None:
+            out = self._zlib.compress(data)
+            return out if self._header is None else self._framed(data, out)
+        return cast(_BrotliCompressor, self._brotli).process(data)
 
     def last(self, data: bytes = b"") -> bytes:
         """Compress ``data`` and end the stream; nothing may follow."""
-        return self._process(data) + self._finish()
+        if self._zlib is not None:
+            out = self._zlib.compress(data) + self._zlib.flush(zlib.Z_FINISH)
+            if self._header is None:
+                return out
+            # RFC 1952 section 2.3.1: CRC32 and ISIZE (the size modulo 2**32), little-endian.
+            out = self._framed(data, out)
+            return out + struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
+        brotli = cast(_BrotliCompressor, self._brotli)
+        return brotli.process(data) + brotli.finish()
 
 
 def compress_whole(
