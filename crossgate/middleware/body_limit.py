@@ -1,36 +1,19 @@
-"""`BodyLimit` / `WSGIBodyLimit`: refuse request bodies over a size, on either side.
-
-A declared ``Content-Length`` over ``max_body_size`` is answered with 413 before the application
-runs; a body without one is counted as the application reads it (the rules are
-`crossgate.sansio.body_limit.BodyMeter`).
-"""
+"""`BodyLimit` / `WSGIBodyLimit`: refuse request bodies over a size, on either side (the rules
+are `crossgate.sansio.body_limit.BodyMeter`'s)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
 from typing import IO, Any, Generic
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from crossgate.adapters._streams import LineReader
 from crossgate.exceptions import PeerProtocolError, ResponseAborted
-from crossgate.middleware._common import (
-    App,
-    asgi_refuse,
-    close_result,
-    first_header,
-    wsgi_refuse,
-)
+from crossgate.middleware._common import App, asgi_refuse, close_result, first_header, wsgi_refuse
 from crossgate.sansio.body_limit import BodyMeter, declared_length
 from crossgate.sansio.response import OptExcInfo
-from crossgate.types import (
-    ASGIApp,
-    ASGIReceive,
-    ASGISend,
-    Message,
-    StartResponse,
-    WSGIApplication,
-    WSGIEnvironment,
-)
+from crossgate.types import ASGIApp, ASGIReceive, ASGISend, Message
 
 __all__ = ["BodyLimit", "LimitedInput", "WSGIBodyLimit"]
 
@@ -39,29 +22,20 @@ def _caused_by(exc: BaseException, cause: BaseException, depth: int = 0) -> bool
     """Whether ``exc`` is ``cause`` or carries it (``__cause__``, ``__context__``, a group)."""
     if exc is cause:
         return True
-    # Frameworks wrap errors (``raise X from exc``, anyio's exception groups): 16 links is
-    # plenty for real stacks, and a pathological chain cannot loop.
-    if depth >= 16:
+    if depth >= 16:  # plenty for real stacks, and a pathological chain cannot loop
         return False
-    if isinstance(exc, BaseExceptionGroup) and any(
-        _caused_by(member, cause, depth + 1) for member in exc.exceptions
-    ):
-        return True
-    return any(
-        link is not None and _caused_by(link, cause, depth + 1)
-        for link in (exc.__cause__, exc.__context__)
-    )
+    links = [exc.__cause__, exc.__context__]
+    if isinstance(exc, BaseExceptionGroup):
+        links.extend(exc.exceptions)
+    return any(link is not None and _caused_by(link, cause, depth + 1) for link in links)
 
 
 class _BodyLimitBase(Generic[App]):
-    """The constructor of `BodyLimit` and `WSGIBodyLimit`: the option, in one place."""
+    """The option of `BodyLimit` and `WSGIBodyLimit`, checked in one place."""
 
     def __init__(self, app: App, *, max_body_size: int) -> None:
-        if (
-            isinstance(max_body_size, bool)
-            or not isinstance(max_body_size, int)
-            or max_body_size < 0
-        ):
+        size = max_body_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError(f"max_body_size must be an int of 0 or more, not {max_body_size!r}")
         self.app = app
         self.max_body_size = max_body_size
@@ -70,15 +44,10 @@ class _BodyLimitBase(Generic[App]):
 class BodyLimit(_BodyLimitBase[ASGIApp]):
     """ASGI middleware: refuse request bodies larger than ``max_body_size`` bytes with 413.
 
-    A ``Content-Length`` over the limit (or not a number: 400) is refused before ``app`` is
-    called. Otherwise the ``receive()`` call that takes the body past the limit raises
-    `crossgate.exceptions.RequestTooLarge`, and every later call too, so the app never takes a
-    truncated body for a whole one (a body that does not match its ``Content-Length``:
-    `crossgate.exceptions.PeerProtocolError`, 400). If that error leaves ``app`` before its
-    response started, or the app turned it into a 5xx of its own, the client gets the 413 with
-    the reason; after a different response started, the error is re-raised as
-    `crossgate.exceptions.ResponseAborted` so the server drops the connection. Scopes other
-    than ``http`` pass through untouched.
+    A ``Content-Length`` over the limit is refused before ``app`` is called; otherwise the
+    ``receive()`` that takes the body past it raises `crossgate.exceptions.RequestTooLarge`,
+    and so does every later call. docs/middleware.md ("BodyLimit") tells what the client then
+    gets. Scopes other than ``http`` pass through untouched.
 
     Raises:
         ValueError: ``max_body_size`` is not an int of 0 or more.
@@ -94,72 +63,49 @@ class BodyLimit(_BodyLimitBase[ASGIApp]):
         except PeerProtocolError as exc:
             await asgi_refuse(scope, receive, send, exc.status_code, str(exc))
             return
-        exchange = _LimitedExchange(scope, meter, receive, send)
+        started = replaced = False
+
+        async def counted_receive() -> Message:
+            meter.check()
+            message = await receive()
+            if message["type"] == "http.request":
+                meter.count(len(message.get("body", b"")))
+                if not message.get("more_body", False):
+                    meter.finish()
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started, replaced
+            if replaced:
+                return  # the rest of the app's error page; the 413 already went out
+            if message["type"] == "http.response.start" and not started:
+                error = meter.error
+                if error is not None and message.get("status", 500) >= 500:
+                    replaced = True
+                    await asgi_refuse(scope, receive, send, error.status_code, str(error))
+                    return
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, exchange.receive, exchange.send)
+            await self.app(scope, counted_receive, watched_send)
         except Exception as exc:
             error = meter.error
             if error is None or not _caused_by(exc, error):
                 raise
-            if exchange.started:
+            if started:
                 raise ResponseAborted(
                     f"{error} after the response started; dropping the connection"
                 ) from exc
-        # The error left the app, or the app caught it and returned without answering (unless
-        # the 413 went out already in place of the app's error page).
+        # The error left the app, or the app caught it and returned without answering.
         error = meter.error
-        if error is not None and not exchange.started and not exchange.replaced:
-            await exchange.refuse(error)
-
-
-class _LimitedExchange:
-    """One request through `BodyLimit`: the counting ``receive`` and the watching ``send``."""
-
-    __slots__ = ("_receive", "_send", "meter", "replaced", "scope", "started")
-
-    def __init__(self, scope: Any, meter: BodyMeter, receive: ASGIReceive, send: ASGISend) -> None:
-        self.scope = scope
-        self.meter = meter
-        self._receive = receive
-        self._send = send
-        self.started = False
-        self.replaced = False
-
-    async def refuse(self, error: PeerProtocolError) -> None:
-        await asgi_refuse(self.scope, self._receive, self._send, error.status_code, str(error))
-
-    async def receive(self) -> Message:
-        meter = self.meter
-        meter.check()
-        message = await self._receive()
-        if message["type"] == "http.request":
-            meter.count(len(message.get("body", b"")))
-            if not message.get("more_body", False):
-                meter.finish()
-        return message
-
-    async def send(self, message: Message) -> None:
-        if self.replaced:
-            return  # the rest of the app's error page; the 413 already went out
-        if message["type"] == "http.response.start" and not self.started:
-            error = self.meter.error
-            if error is not None and message.get("status", 500) >= 500:
-                self.replaced = True
-                await self.refuse(error)
-                return
-            self.started = True
-        await self._send(message)
+        if error is not None and not started and not replaced:
+            await asgi_refuse(scope, receive, send, error.status_code, str(error))
 
 
 class LimitedInput(LineReader):
-    """``wsgi.input`` counted against a `crossgate.sansio.body_limit.BodyMeter`.
-
-    Reads never ask the server's stream for bytes past ``CONTENT_LENGTH`` (PEP 3333, "Input and
-    Error Streams"), nor for more than one byte past the limit. A read past the limit raises
-    `crossgate.exceptions.RequestTooLarge`; an end of file before ``CONTENT_LENGTH`` raises
-    `crossgate.exceptions.PeerProtocolError` (400); every read after an error raises it again.
-    The server's ``readline`` must take a size argument (gunicorn's, waitress', wsgiref's do).
-    """
+    """``wsgi.input`` counted against a `crossgate.sansio.body_limit.BodyMeter`, whose errors
+    its reads raise. The server's ``readline`` must take a size argument."""
 
     __slots__ = ("_meter", "_stream")
 
@@ -174,26 +120,19 @@ class LimitedInput(LineReader):
             return b""
         data = self._stream.read(asked)
         if 0 < len(data) < asked:
-            data = self._fill(data, asked)
+            # PEP 3333 lets a stream return less than asked before its end: read on, so that a
+            # body cut short is told apart from a slow one.
+            parts = [data]
+            got = len(data)
+            while got < asked and (more := self._stream.read(asked - got)):
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
         if data:
             meter.count(len(data))
         if len(data) < asked:
             meter.finish()  # end of file; raises when short of CONTENT_LENGTH
         return data
-
-    def _fill(self, data: bytes, asked: int) -> bytes:
-        # A short read usually means end of file, but PEP 3333 does not promise that a stream
-        # returns all it was asked for: read on until it says end of file, so that a body cut
-        # short is told apart from a slow one.
-        parts = [data]
-        got = len(data)
-        while got < asked:
-            more = self._stream.read(asked - got)
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-        return b"".join(parts)
 
     def readline(self, size: int | None = -1) -> bytes:
         meter = self._meter
@@ -212,10 +151,7 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
     """WSGI middleware: the sibling of `BodyLimit`, with the same option.
 
     ``wsgi.input`` becomes a `LimitedInput`. A request with no ``CONTENT_LENGTH`` has an empty
-    body unless the server sets ``wsgi.input_terminated``, as werkzeug and Django read it. When
-    the limit's error leaves ``app``, the client gets the 413 (through ``start_response``'s
-    ``exc_info`` if the app had called it), as it does in place of a 5xx the app answered
-    because of it; an error raised while the server iterates the response propagates.
+    body unless the server sets ``wsgi.input_terminated``, as werkzeug and Django read it.
 
     Raises:
         ValueError: ``max_body_size`` is not an int of 0 or more.
@@ -229,69 +165,48 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
             meter = BodyMeter(self.max_body_size, declared)
         except PeerProtocolError as exc:
             return wsgi_refuse(environ, start_response, exc.status_code, str(exc))
-        # Changed in place, as WSGI middleware do (werkzeug's ProxyFix): middleware further
-        # out that look at the environ afterwards see the stream the app read from.
+        # In place, as WSGI middleware do: middleware further out see the stream the app read.
         environ["wsgi.input"] = LimitedInput(environ["wsgi.input"], meter)
-        response = _LimitedWSGIResponse(environ, meter, start_response)
+        started = replaced = False
+        refusal: Iterable[bytes] = ()
+
+        def refuse(error: PeerProtocolError, exc_info: OptExcInfo | None) -> Iterable[bytes]:
+            nonlocal refusal
+            # PEP 3333 ("Error Handling"): with exc_info, the status can be replaced until it
+            # went out; if it did, the server re-raises exc_info from this call.
+            exc_info = exc_info if started else None
+            refusal = wsgi_refuse(environ, start_response, error.status_code, str(error), exc_info)
+            return refusal
+
+        def watched_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+        ) -> Any:
+            nonlocal started, replaced
+            error = meter.error
+            if error is not None and not replaced and status[:1] == "5":
+                replaced = True
+                refuse(error, exc_info)
+            if replaced:
+                return _discard
+            started = True
+            return start_response(status, headers, exc_info)
+
         try:
-            result = self.app(environ, response.start_response)
+            result = self.app(environ, watched_start_response)
         except Exception as exc:
             error = meter.error
             if error is None or not _caused_by(exc, error):
                 raise
-            if response.replaced:
-                return response.refusal_body
-            return response.refuse(error, sys.exc_info())
-        if response.replaced:
+            return refusal if replaced else refuse(error, sys.exc_info())
+        if replaced:
             close_result(result)
-            return response.refusal_body
+            return refusal
         error = meter.error
-        if error is not None and not response.started:
+        if error is not None and not started:
             # The app caught the error and returned without calling start_response.
             close_result(result)
-            return response.refuse(error, None)
+            return refuse(error, None)
         return result
-
-
-class _LimitedWSGIResponse:
-    """Watches ``start_response`` for `WSGIBodyLimit`, and answers the refusal when needed."""
-
-    __slots__ = ("environ", "meter", "real", "refusal_body", "replaced", "started")
-
-    def __init__(
-        self, environ: WSGIEnvironment, meter: BodyMeter, start_response: StartResponse
-    ) -> None:
-        self.environ = environ
-        self.meter = meter
-        self.real = start_response
-        self.started = False
-        self.replaced = False
-        self.refusal_body: list[bytes] = []
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
-    ) -> Any:
-        error = self.meter.error
-        if error is not None and not self.replaced and status[:1] == "5":
-            self.replaced = True
-            self.refuse(error, exc_info)
-        if self.replaced:
-            return _discard
-        self.started = True
-        return self.real(status, headers, exc_info)
-
-    def refuse(self, error: PeerProtocolError, exc_info: OptExcInfo | None) -> list[bytes]:
-        # start_response was called already: PEP 3333 ("Error Handling") lets the status and
-        # headers be replaced, with exc_info, until they went out; if they did, the server
-        # re-raises exc_info from this call.
-        self.refusal_body = wsgi_refuse(
-            self.environ,
-            self.real,
-            error.status_code,
-            str(error),
-            exc_info if self.started else None,
-        )
-        return self.refusal_body
 
 
 def _discard(data: bytes) -> None:

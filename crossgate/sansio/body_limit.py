@@ -1,8 +1,4 @@
-"""Request body limits: what `crossgate.middleware.body_limit` decides, on either side. Pure.
-
-A `BodyMeter` follows one body and raises when it passes ``max_body_size`` (413), runs past its
-``Content-Length`` or ends short of it (400).
-"""
+"""Request body limits: what `crossgate.middleware.body_limit` and the adapters decide. Pure."""
 
 from __future__ import annotations
 
@@ -13,16 +9,14 @@ __all__ = ["BodyMeter", "announces_body", "declared_length"]
 
 
 def declared_length(value: bytes | str | None) -> int | None:
-    """The request's ``Content-Length`` as an ``int``; ``None`` when absent or empty (PEP 3333
-    allows ``CONTENT_LENGTH=""``).
+    """The request's ``Content-Length`` as an ``int``; ``None`` when absent or empty.
 
     Raises:
         PeerProtocolError: the value is not ``1*DIGIT`` (RFC 9110 section 8.6); 400.
     """
     if value is None:
         return None
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    text = text.strip(" \t")
+    text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip(" \t")
     if not text:
         return None
     try:
@@ -32,9 +26,8 @@ def declared_length(value: bytes | str | None) -> int | None:
 
 
 class BodyMeter:
-    """Counts one request body against ``limit`` and its ``declared`` length (``None`` when
-    streamed). A declared length over ``limit`` raises at once, before the app runs. Once a rule
-    is broken, `error` holds the exception and every later call raises it again.
+    """Counts one request body against ``limit`` and its ``declared`` length. Once a rule is
+    broken, `error` holds the exception and every later call raises it again.
 
     Raises:
         RequestTooLarge: from the constructor, when ``declared`` is over ``limit``.
@@ -53,10 +46,6 @@ class BodyMeter:
             self.error = RequestTooLarge.for_limit(limit)
             raise self.error
 
-    def _fail(self, error: PeerProtocolError) -> PeerProtocolError:
-        self.error = error
-        return error
-
     def check(self) -> None:
         """Raise the error a previous call recorded, if any."""
         if self.error is not None:
@@ -72,46 +61,40 @@ class BodyMeter:
         self.check()
         self.received += size
         if self.received > self.limit:
-            raise self._fail(RequestTooLarge.for_limit(self.limit))
+            self.error = RequestTooLarge.for_limit(self.limit)
+            raise self.error
         if self.declared is not None and self.received > self.declared:
-            raise self._fail(
-                PeerProtocolError(
-                    f"request body is longer than its Content-Length of {self.declared} bytes"
-                )
+            self.error = PeerProtocolError(
+                f"request body is longer than its Content-Length of {self.declared} bytes"
             )
+            raise self.error
 
     def finish(self) -> None:
         """The body ended.
 
         Raises:
-            PeerProtocolError: short of its ``Content-Length`` (400): the app must not take a
-                truncated body for the whole one.
+            PeerProtocolError: short of its ``Content-Length`` (400).
         """
         self.check()
         if self.declared is not None and self.received < self.declared:
-            raise self._fail(
-                PeerProtocolError(
-                    f"request body ended after {self.received} of the {self.declared} bytes "
-                    "its Content-Length promised"
-                )
+            self.error = PeerProtocolError(
+                f"request body ended after {self.received} of the {self.declared} bytes "
+                "its Content-Length promised"
             )
+            raise self.error
 
     def allowance(self, size: int | None) -> int:
-        """How many bytes a read of ``size`` (negative or ``None``: all) may ask the server for.
-
-        Never past the ``Content-Length`` (PEP 3333: the server simulates an end of file there);
-        without one, one byte past the limit, enough to see it broken. ``0`` means the end.
+        """How many bytes a read of ``size`` (negative or ``None``: all) may ask the server for:
+        never past the ``Content-Length`` (PEP 3333), nor more than one byte past the limit.
+        ``0`` means the end.
 
         Raises:
             PeerProtocolError: a rule was already broken (see `check`).
         """
         self.check()
-        wanted = size if size is not None and size >= 0 else None
-        if self.declared is not None:
-            room = self.declared - self.received
-        else:
-            room = self.limit - self.received + 1
-        return room if wanted is None else min(wanted, room)
+        end = self.limit + 1 if self.declared is None else self.declared
+        room = end - self.received
+        return room if size is None or size < 0 else min(size, room)
 
 
 def announces_body(content_length: str | None, transfer_encoding: str | None) -> bool:

@@ -2,10 +2,9 @@
 
 import warnings
 
+from crossgate.sansio import gzip, gzip_codec
 from crossgate.sansio.gzip import *  # noqa: F403
-from crossgate.sansio.gzip import __all__ as _decision
 from crossgate.sansio.gzip_codec import *  # noqa: F403
-from crossgate.sansio.gzip_codec import __all__ as _codec
 
-__all__ = [*_decision, *_codec]
+__all__ = [*gzip.__all__, *gzip_codec.__all__]
 warnings.warn("crossgate.sansio.compression is now crossgate.sansio.gzip", DeprecationWarning, 2)

@@ -1,9 +1,5 @@
-"""What `crossgate.middleware.gzip` decides about a response, for both sides. Pure.
-
-`negotiate` picks the client's coding (RFC 9110 section 12.5.3); `plan_response` decides from the
-status and headers; `response_facts` and `planned_headers` read and rewrite the headers as
-ASGI's byte pairs or WSGI's string pairs. The compressor is `crossgate.sansio.gzip_codec`.
-"""
+"""What `crossgate.middleware.gzip` decides about a response, for both sides (its compressor
+is `crossgate.sansio.gzip_codec`). Pure."""
 
 from __future__ import annotations
 
@@ -29,8 +25,7 @@ __all__ = [
 ]
 
 
-# Types compressed already, or (text/event-stream, HTML Living Standard "Server-sent events")
-# that must reach the client event by event. An entry ending in "/*" covers the top-level type.
+# Compressed already, or (server-sent events) to reach the client event by event.
 _ARCHIVES = ("zip", "gzip", "x-gzip", "zstd", "x-7z-compressed", "x-rar-compressed")
 DEFAULT_EXCLUDED_TYPES: frozenset[str] = frozenset(
     {"text/event-stream", "audio/*", "video/*", "font/woff", "font/woff2"}
@@ -38,15 +33,12 @@ DEFAULT_EXCLUDED_TYPES: frozenset[str] = frozenset(
     | {f"application/{kind}" for kind in _ARCHIVES}
 )
 
-# Response headers that no longer hold once the body is compressed: the length changes, the
-# coding is replaced, and byte ranges of the uncompressed representation mean nothing in the
-# compressed one (RFC 9110 section 14.3; nginx's gzip module drops Accept-Ranges as well).
+# Untrue of a compressed body; ranges of the uncompressed one mean nothing (RFC 9110 section 14.3).
 DROPPED_WHEN_COMPRESSED = frozenset({"content-length", "content-encoding", "accept-ranges"})
 
 
 def _parse_accept_encoding(value: str) -> dict[str, float]:
-    """``coding -> q`` for each well-formed element (RFC 9110 section 12.5.3); ``x-gzip`` is
-    ``gzip`` (section 8.4.1.3); malformed elements are skipped."""
+    """``coding -> q`` for each well-formed element (RFC 9110 sections 12.5.3, 8.4.1.3)."""
     weights: dict[str, float] = {}
     for element in value.split(","):
         coding, _, params = element.partition(";")
@@ -63,33 +55,27 @@ def _parse_accept_encoding(value: str) -> dict[str, float]:
                 q = float(number.strip(" \t"))
             except ValueError:
                 continue
-            # float() also takes "nan", "inf" and "1e0": only 0..1 counts as a qvalue.
+            # float() also takes "nan" and "inf".
             if not 0.0 <= q <= 1.0:
                 continue
         if coding == "x-gzip":
             coding = "gzip"
-        # The first weight given for a coding wins; a client repeating one is confused anyway.
         weights.setdefault(coding, q)
     return weights
 
 
-# Browsers send a handful of distinct values; parsing one costs more than the cache lookup.
 @functools.lru_cache(maxsize=256)
 def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -> str | None:
     """The coding to use from ``available`` (server preference order), or ``None`` for identity.
 
-    No header means identity (clients that send none usually cannot decode a coding). Each
-    coding weighs its own q, else that of ``*``; the highest positive weight wins, ties going
-    to the earlier entry of ``available``; an ``identity`` weighted higher keeps identity, and
-    so does nothing acceptable (RFC 9110 allows a 406, but an uncompressed answer is better).
-    ``accept_encoding`` is the header's bytes (ASGI) or latin-1 string (WSGI).
+    Each coding weighs its own q, else that of ``*``; ties go to the earlier entry of
+    ``available``. ``accept_encoding`` is the header's bytes (ASGI) or latin-1 string (WSGI).
     """
     if accept_encoding is None:
         return None
-    text = (
-        accept_encoding.decode("latin-1") if isinstance(accept_encoding, bytes) else accept_encoding
-    )
-    weights = _parse_accept_encoding(text)
+    if isinstance(accept_encoding, bytes):
+        accept_encoding = accept_encoding.decode("latin-1")
+    weights = _parse_accept_encoding(accept_encoding)
     star = weights.get("*", 0.0)
     best: str | None = None
     best_q = 0.0
@@ -105,10 +91,10 @@ def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -
 class Action(Enum):
     """What to do with a response, decided from its status and headers."""
 
-    SKIP = "skip"  # leave the response exactly as it is
-    IDENTITY = "identity"  # send it uncompressed, with `Plan.vary`
-    COMPRESS = "compress"  # compress it, with `Plan.vary` and `Plan.etag`
-    WAIT = "wait"  # the size is unknown: `compresses_at` decides on the first body chunk
+    SKIP = "skip"  # as it is
+    IDENTITY = "identity"  # uncompressed, with `Plan.vary`
+    COMPRESS = "compress"  # with `Plan.vary` and `Plan.etag`
+    WAIT = "wait"  # `compresses_at` decides on the first body chunk
 
 
 @dataclass(slots=True)
@@ -143,10 +129,8 @@ _IDENTITY_VARY = Plan(Action.IDENTITY, vary="Accept-Encoding")
 
 
 def merge_vary(existing: str | None) -> str | None:
-    """The ``Vary`` value that adds ``Accept-Encoding`` to ``existing``; ``None`` if unchanged.
-
-    Both variants need it, so a shared cache keys on it (RFC 9110 section 12.5.5).
-    """
+    """The ``Vary`` value that adds ``Accept-Encoding`` to ``existing``; ``None`` if unchanged
+    (RFC 9110 section 12.5.5)."""
     if existing is None or not existing.strip(" \t,"):
         return "Accept-Encoding"
     for token in existing.split(","):
@@ -157,11 +141,8 @@ def merge_vary(existing: str | None) -> str | None:
 
 
 def weaken_etag(etag: str | None) -> str | None:
-    """``W/"x"`` for a strong ``"x"``; ``None`` when there is nothing to change.
-
-    Compression changes the bytes a strong tag stands for (RFC 9110 section 8.8.3); a weak one
-    still matches ``If-None-Match``, as nginx does it.
-    """
+    """``W/"x"`` for a strong ``"x"`` (RFC 9110 section 8.8.3); ``None`` when there is nothing
+    to change."""
     if etag is None:
         return None
     stripped = etag.strip(" \t")
@@ -170,7 +151,6 @@ def weaken_etag(etag: str | None) -> str | None:
     return None
 
 
-# An app sends a handful of distinct types; caching the parse keeps it off the per-response path.
 @functools.lru_cache(maxsize=256)
 def _excluded(content_type: str, excluded: frozenset[str]) -> bool:
     media = content_type.partition(";")[0].strip(" \t").lower()
@@ -186,26 +166,19 @@ def plan_response(
     excluded_types: frozenset[str] = DEFAULT_EXCLUDED_TYPES,
     wait_for_body: bool = False,
 ) -> Plan:
-    """Decide what to do with a response from its status and headers.
-
-    `Action.SKIP`: 1xx, 204, 206, ``Content-Range``, a ``Content-Encoding`` already set,
-    ``Cache-Control: no-transform``, an excluded type, an invalid ``Content-Length``, trailers.
-    `Action.IDENTITY` (with ``Vary``): no ``coding``, ``HEAD`` and ``304`` (their headers match
-    the ``200``'s, RFC 9110 section 15.4.5), a ``Content-Length`` under ``minimum_size``.
-    `Action.WAIT`: no ``Content-Length`` (or ``wait_for_body``, when the app may send a file).
-    """
+    """Decide what to do with a response from its status and headers (the rules are in
+    docs/middleware.md, "GZip"). `Action.WAIT` when there is no ``Content-Length``, or with
+    ``wait_for_body`` (the app may send a file)."""
     status = facts.status
     if status < 200 or status in (204, 206) or facts.content_range is not None:
         return _SKIP
-    if facts.content_encoding is not None and facts.content_encoding.strip(" \t").lower() not in (
-        "",
-        "identity",
-    ):
+    encoding = facts.content_encoding
+    if encoding is not None and encoding.strip(" \t").lower() not in ("", "identity"):
         return _SKIP
     content_type = facts.content_type
     if facts.trailers or (content_type is not None and _excluded(content_type, excluded_types)):
         return _SKIP
-    # RFC 9111 section 5.2.2.6: no-transform forbids an intermediary, as this is, to change it.
+    # RFC 9111 section 5.2.2.6.
     cache_control = facts.cache_control
     if cache_control is not None and any(
         d.strip(" \t").lower() == "no-transform" for d in cache_control.split(",")
@@ -218,12 +191,8 @@ def plan_response(
             return _SKIP
         length = int(text)
     vary = merge_vary(facts.vary)
-    if (
-        coding is None
-        or method == "HEAD"
-        or status == 304
-        or (length is not None and length < minimum_size)
-    ):
+    small = length is not None and length < minimum_size
+    if coding is None or method == "HEAD" or status == 304 or small:
         return _IDENTITY_VARY if facts.vary is None else Plan(Action.IDENTITY, vary=vary)
     etag = weaken_etag(facts.etag)
     if length is None or wait_for_body:
@@ -233,16 +202,14 @@ def plan_response(
 
 def compresses_at(size: int, *, complete: bool, minimum_size: int) -> bool:
     """For `Action.WAIT`: whether to compress, given the first body chunk's ``size`` and
-    whether it is the whole body (a streamed body always is: its size cannot be known)."""
+    whether it is the whole body."""
     return not complete or size >= minimum_size
 
 
 def _both_forms(*names: str) -> frozenset[str | bytes]:
-    """Lower-case header ``names`` as WSGI (``str``) and as ASGI (``bytes``) spell them."""
     return frozenset({*names, *(name.encode("ascii") for name in names)})
 
 
-# The response headers ResponseFacts holds; each name, in either form -> its field.
 _FACT_HEADERS = "content-type content-encoding content-length content-range cache-control etag vary"
 _FACT_FIELDS = {
     name: header.replace("-", "_")
@@ -257,11 +224,8 @@ _DROPPED = _both_forms(*DROPPED_WHEN_COMPRESSED)
 def response_facts(
     status: int, headers: Iterable[tuple[AnyStr, AnyStr]], *, trailers: bool = False
 ) -> ResponseFacts:
-    """The `ResponseFacts` of a response: ASGI ``(bytes, bytes)`` or WSGI ``(str, str)`` pairs.
-
-    Repeated fields are joined (RFC 9110 section 5.3), so a repeated ``Content-Length`` or
-    ``Content-Encoding`` gets the response left alone rather than guessed at.
-    """
+    """The `ResponseFacts` of ASGI ``(bytes, bytes)`` or WSGI ``(str, str)`` header pairs;
+    repeated fields are joined (RFC 9110 section 5.3)."""
     facts = ResponseFacts(status, trailers=trailers)
     for name, value in headers:
         attr = _FACT_FIELDS.get(name.lower())

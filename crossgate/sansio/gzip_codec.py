@@ -1,14 +1,11 @@
-"""The compressor of `crossgate.middleware.gzip`: gzip, or brotli when it imports. Pure.
-
-zlib and brotli objects are plain computation, so they live in `crossgate.sansio`.
-"""
+"""The compressor of `crossgate.middleware.gzip`: gzip, or brotli when it imports. Pure."""
 
 from __future__ import annotations
 
 import importlib
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol, cast
 
 __all__ = ["Compressor", "brotli_available", "compress_whole", "padded_gzip_header"]
@@ -20,15 +17,12 @@ class _BrotliCompressor(Protocol):
     def finish(self) -> bytes: ...
 
 
-class _BrotliModule(Protocol):
-    # Only the quality is used; the name is brotli's.
-    def Compressor(self, *, quality: int) -> _BrotliCompressor: ...
-
-
-def _load_brotli() -> _BrotliModule | None:
-    # brotli ships no types: a Protocol for the little used keeps mypy strict without an ignore.
+def _load_brotli() -> Callable[..., _BrotliCompressor] | None:
+    """``brotli.Compressor``, typed here (brotli ships no types), or ``None``."""
     try:
-        return cast(_BrotliModule, importlib.import_module("brotli"))
+        return cast(
+            "Callable[..., _BrotliCompressor]", importlib.import_module("brotli").Compressor
+        )
     except ImportError:
         return None
 
@@ -46,10 +40,8 @@ _GZIP_FNAME_HEADER = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff"
 
 
 def padded_gzip_header(padding: int) -> bytes:
-    """A gzip member header (RFC 1952) whose FNAME field holds ``padding`` bytes.
-
-    Django 4.2+'s defence against BREACH ("Heal the Breach"): a random padding makes the
-    compressed length vary, so guessing a secret from lengths needs many more requests.
+    """A gzip member header (RFC 1952) whose FNAME field holds ``padding`` bytes, against
+    BREACH as Django 4.2+ does it.
 
     Raises:
         ValueError: ``padding`` is negative.
@@ -60,11 +52,8 @@ def padded_gzip_header(padding: int) -> bytes:
 
 
 class Compressor:
-    """Compresses one response body chunk by chunk in ``gzip`` or ``br``.
-
-    `chunk` flushes what each chunk compresses to (a few bytes' cost), so a streamed response
-    is never held back; `last` ends the stream. ``padding`` (gzip only) goes into the header's
-    file name field (`padded_gzip_header`).
+    """Compresses one response body chunk by chunk in ``gzip`` or ``br``; ``padding`` (gzip
+    only) goes into the header's file name field (`padded_gzip_header`).
 
     Raises:
         ValueError: an unknown ``coding``, ``br`` when `brotli_available` is false, an
@@ -105,7 +94,7 @@ class Compressor:
                 raise ValueError("the brotli package is not installed: pip install brotli")
             if not 0 <= brotli_quality <= 11:
                 raise ValueError(f"brotli_quality must be between 0 and 11, not {brotli_quality}")
-            self._brotli = _brotli.Compressor(quality=brotli_quality)
+            self._brotli = _brotli(quality=brotli_quality)
         else:
             raise ValueError(f"unknown content coding {coding!r}; use 'gzip' or 'br'")
 
@@ -163,4 +152,4 @@ def compress_whole(
         ValueError: see `Compressor`.
     """
     compressor = Compressor(coding, level=level, brotli_quality=brotli_quality, padding=padding)
-    return b"".join([*(compressor.feed(p) for p in parts), compressor.last()])
+    return b"".join([*map(compressor.feed, parts), compressor.last()])

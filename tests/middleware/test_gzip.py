@@ -186,8 +186,8 @@ def test_brotli_true_without_the_package(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(ValueError, match="pip install brotli"):
         WSGIGZip(text_app(b""), brotli=True)
     # The default just leaves br out.
-    assert GZip(_asgi_app()).options.codings == ("gzip",)
-    assert WSGIGZip(text_app(b"")).options.codings == ("gzip",)
+    assert GZip(_asgi_app()).codings == ("gzip",)
+    assert WSGIGZip(text_app(b"")).codings == ("gzip",)
 
 
 # --- ASGI ---------------------------------------------------------------------------------------
