@@ -144,8 +144,7 @@ class ServeCommand:
                 ADAPTER_OPTIONS[name][adapter]: value for name, value in self.options.items()
             }
             return adapter(app, **options)
-        # --interface asgi on an object is_asgi takes for WSGI (a function returning a
-        # coroutine): uvicorn would call it as ASGI 2, hypercorn as WSGI.
+        # --interface asgi on what is_asgi takes for WSGI: uvicorn would call it as ASGI 2.
         return asgi(app) if kind == "asgi" and not is_asgi(app) else app
 
 
@@ -225,8 +224,7 @@ def _gunicorn(command: ServeCommand) -> None:
                 "errorlog": "-",
                 "reload": command.reload,
                 "workers": command.workers,
-                # gunicorn 24+ opens a control socket at one fixed path by default, so two
-                # servers started this way would fight over it.
+                # gunicorn 24+: two servers would fight over its control socket's fixed path.
                 "control_socket_disable": True,
             }
             for key, value in options.items():
@@ -306,9 +304,8 @@ def run(**arguments: Any) -> None:
     where = f"{server.name} at http://{command.host}:{command.port}"
     _log.info("serving %s (%s, %s) on %s", command.app, kind.upper(), how, where)
     if server.forks:
-        # So that each forked worker imports the app anew, as gunicorn's do without --preload:
-        # one forked with it would share what the import opened, and serve old code after a
-        # --reload. Installed packages stay (some C extensions cannot be imported twice).
+        # Each forked worker imports the app anew (as without gunicorn --preload), not sharing
+        # what it opened; installed packages stay (some C extensions cannot be imported twice).
         paths = sysconfig.get_paths()
         installed = tuple(
             os.path.join(os.path.realpath(paths[key]), "")

@@ -207,8 +207,7 @@ class WebSocketAttempt:
             await self._live_send(message)
         elif mode is UNDECIDED:
             kind = message["type"]
-            # ASGI websocket spec: a close before accept refuses the handshake, and so does a
-            # denial response of any status (WSGIToASGI sends either).
+            # ASGI websocket spec: a close before accept, or a denial response, refuses it.
             if kind == "websocket.close" or kind == "websocket.http.response.start":
                 self.mode = DROP
                 return
