@@ -90,8 +90,8 @@ class Mount:
 
 
 class PathRouter(Router):
-    """Send each ``http`` and ``websocket`` connection to the app mounted at its path (the
-    longest prefix), else to ``default``, else a 404. ``redirect_slashes``: ``/p`` to ``/p/``.
+    """Send each ``http`` and ``websocket`` connection to the app mounted at the longest prefix
+    of its path, else to ``default``, else a 404 (docs/routing.md, ``redirect_slashes`` too).
 
     Raises:
         ValueError: two mounts share a prefix.
