@@ -1,6 +1,5 @@
 """Lifespan, both sides (ASGI lifespan spec 2.0): `LifespanDriver` is the server side, feeding a
-`crossgate.sansio.lifespan.LifespanCycle`; `answer_lifespan` and `run_hooks` are the app side.
-"""
+`crossgate.sansio.lifespan.LifespanCycle`; `answer_lifespan` and `run_hooks` are the app side."""
 
 from __future__ import annotations
 
@@ -83,9 +82,8 @@ class LifespanDriver:
             self._wake()
 
     def _wake(self) -> None:
-        answer = self._answer
-        if answer is not None and not answer.done():
-            answer.set_result(None)
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(None)
 
     async def _exchange(self, event: str, timeout: float | None) -> None:
         answer = self._answer = asyncio.get_running_loop().create_future()
@@ -109,8 +107,7 @@ class LifespanDriver:
         phase, reason = self.cycle.phase, self.cycle.reason
         grace = EXIT_GRACE if timeout is None else timeout
         if phase is LifespanPhase.UNSUPPORTED:
-            # Not an error: how an app says it has no lifespan (ASGI lifespan spec).
-            # One that took lifespan.startup from its inbox is worth INFO, not DEBUG.
+            # ASGI lifespan spec: how an app says it has none; INFO if it took lifespan.startup.
             level = logging.INFO if self._inbox.empty() else logging.DEBUG
             self._log.log(
                 level, "%s does not support lifespan (it %s); served without it", self.name, reason
@@ -118,8 +115,7 @@ class LifespanDriver:
             await self.abort(min(grace, UNSUPPORTED_GRACE))
         elif phase is LifespanPhase.FAILED:
             self._log.error("%s", self.failure)
-            # One that reported its failure ends by itself; one that did not answer in time
-            # is not waited for again.
+            # One that reported its failure ends by itself; one that timed out gets no more time.
             await self.abort(grace if self.messages else 0.0)
 
     async def shutdown(self, timeout: float | None = None) -> None:

@@ -1,6 +1,5 @@
 """An in-memory ASGI server for tests: the exact messages and their order, a client that sends
-its body in pieces or slowly or leaves midway, every message checked against the ASGI HTTP spec.
-"""
+its body in pieces or slowly or leaves midway, every message checked against the ASGI HTTP spec."""
 
 from __future__ import annotations
 
@@ -73,9 +72,8 @@ def http_scope(
 
 
 class HTTPConformanceChecker(ResponseCycle):
-    """Checks the messages an app sends on an HTTP connection against the ASGI HTTP spec: it is
-    `ASGIToWSGI`'s `crossgate.sansio.asgi_response.ResponseCycle`, strict. With ``head``, the
-    body may be shorter than its Content-Length."""
+    """Checks an app's HTTP messages against the ASGI HTTP spec, as `ASGIToWSGI` does but strict.
+    With ``head``, the body may be shorter than its Content-Length."""
 
     __slots__ = ()
 
@@ -213,8 +211,8 @@ class LifespanResult:
 async def call_lifespan(
     app: ASGIApp, *, state: dict[str, Any] | None = None, timeout: float = 10.0
 ) -> LifespanResult:
-    """Run a whole lifespan cycle, driven as `ASGIToWSGI` and the routers drive it: startup,
-    then (when startup completed) shutdown, and wait for the app to return.
+    """Run a whole lifespan cycle as `ASGIToWSGI` and the routers do: startup, then (when it
+    completed) shutdown, and wait for the app to return.
 
     Raises:
         TimeoutError: the cycle took longer than ``timeout`` seconds.

@@ -50,8 +50,7 @@ class HTTPResponseZerocopysendEvent(TypedDict):
     more_body: NotRequired[bool]
 
 
-# Messages travel through ``receive`` and ``send`` as mutable mappings, as in asgiref, starlette
-# and httpx, so crossgate apps type-check beside them; `as_message` hands an event to ``send``.
+# Mutable mappings, as in asgiref, starlette and httpx, so crossgate apps type-check beside them.
 Message: TypeAlias = MutableMapping[str, Any]
 ASGIReceive: TypeAlias = Callable[[], Awaitable[Message]]
 ASGISend: TypeAlias = Callable[[Message], Awaitable[None]]

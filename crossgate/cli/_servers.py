@@ -73,7 +73,15 @@ class ServeCommand:
 
     def resolve(self) -> tuple[App, Interface, _Adapter | None]:
         """Import the object; its kind, and the adapter it needs on the server (or None)."""
-        self._log_to_stderr()
+        # Not propagated: a root handler the app adds would print the records twice.
+        logger = logging.getLogger("crossgate")
+        if _HANDLER_NAME not in [handler.name for handler in logger.handlers]:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.set_name(_HANDLER_NAME)
+            handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+            logger.addHandler(handler)
+        logger.setLevel(self.log_level.upper())
+        logger.propagate = False
         app = self._import()
         if not callable(app):
             raise CommandLineError(
@@ -96,17 +104,6 @@ class ServeCommand:
                     f"drop it or pick a --server that needs {wanted[0]}"
                 )
         return app, kind, adapter
-
-    def _log_to_stderr(self) -> None:
-        # Not propagated: a root handler the app adds would print the records twice.
-        logger = logging.getLogger("crossgate")
-        if _HANDLER_NAME not in [handler.name for handler in logger.handlers]:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.set_name(_HANDLER_NAME)
-            handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
-            logger.addHandler(handler)
-        logger.setLevel(self.log_level.upper())
-        logger.propagate = False
 
     def _import(self) -> object:
         module_name, colon, attrs = self.app.partition(":")
@@ -147,8 +144,7 @@ class ServeCommand:
                 ADAPTER_OPTIONS[name][adapter]: value for name, value in self.options.items()
             }
             return adapter(app, **options)
-        # --interface asgi on an object is_asgi takes for WSGI (a function returning a
-        # coroutine): uvicorn would call it as ASGI 2, hypercorn as WSGI.
+        # --interface asgi on what is_asgi takes for WSGI: uvicorn would call it as ASGI 2.
         return asgi(app) if kind == "asgi" and not is_asgi(app) else app
 
 
@@ -163,22 +159,7 @@ class Server:
     no_workers: str = ""  # why --workers is refused, if it is
     no_reload: str = ""
     reload_needs: str = ""  # what the server's "reload" extra brings
-    forks: bool = False  # its workers fork from this process: see _forget_project_modules
-
-    def check(self, command: ServeCommand) -> None:
-        """Raise `CommandLineError` for what this server cannot do, before starting it."""
-        if importlib.util.find_spec(self.name) is None:
-            raise CommandLineError(
-                f"--server {self.name} needs the {self.name} package: pip install {self.name}"
-            )
-        for option, refusal in (("workers", self.no_workers), ("reload", self.no_reload)):
-            if getattr(command, option) and refusal:
-                raise CommandLineError(f"--{option}: {refusal}")
-        if command.reload and self.reload_needs and not importlib.util.find_spec(self.reload_needs):
-            raise CommandLineError(
-                f"--reload on {self.name} needs {self.reload_needs}: "
-                f"pip install '{self.name}[reload]'"
-            )
+    forks: bool = False  # its workers fork from this process: see run()
 
 
 def _uvicorn(command: ServeCommand) -> None:
@@ -243,8 +224,7 @@ def _gunicorn(command: ServeCommand) -> None:
                 "errorlog": "-",
                 "reload": command.reload,
                 "workers": command.workers,
-                # gunicorn 24+ opens a control socket at one fixed path by default, so two
-                # servers started this way would fight over it.
+                # gunicorn 24+: two servers would fight over its control socket's fixed path.
                 "control_socket_disable": True,
             }
             for key, value in options.items():
@@ -257,22 +237,6 @@ def _gunicorn(command: ServeCommand) -> None:
             return application
 
     Application(prog="crossgate serve --server gunicorn").run()
-
-
-def _forget_project_modules(names: frozenset[str]) -> None:
-    # So that each forked worker imports the app anew, as gunicorn's do without --preload: one
-    # forked with it would share what the import opened, and serve old code after a --reload.
-    # Installed packages stay (some C extensions cannot be imported twice); the built app goes.
-    paths = sysconfig.get_paths()
-    installed = tuple(
-        os.path.join(os.path.realpath(paths[key]), "")
-        for key in ("purelib", "platlib", "stdlib", "platstdlib")
-    )
-    for name in names:
-        file = getattr(sys.modules.get(name), "__file__", None)
-        if file is not None and not os.path.realpath(file).startswith(installed):
-            del sys.modules[name]
-    sys.modules.pop("crossgate.cli._app", None)
 
 
 def _waitress(command: ServeCommand) -> None:
@@ -319,7 +283,18 @@ def run(**arguments: Any) -> None:
     _, kind, adapter = command.resolve()
     imported = frozenset(sys.modules) - before
     server = SERVERS[command.server]
-    server.check(command)
+    if importlib.util.find_spec(server.name) is None:
+        raise CommandLineError(
+            f"--server {server.name} needs the {server.name} package: pip install {server.name}"
+        )
+    for option, refusal in (("workers", server.no_workers), ("reload", server.no_reload)):
+        if getattr(command, option) and refusal:
+            raise CommandLineError(f"--{option}: {refusal}")
+    if command.reload and server.reload_needs and not importlib.util.find_spec(server.reload_needs):
+        raise CommandLineError(
+            f"--reload on {server.name} needs {server.reload_needs}: "
+            f"pip install '{server.name}[reload]'"
+        )
     # Every process then serves the kind found here; granian needs it for its interface.
     command = dataclasses.replace(command, interface=kind)
     # Build it here too, as every server process will, so that a failure shows before the start.
@@ -329,5 +304,16 @@ def run(**arguments: Any) -> None:
     where = f"{server.name} at http://{command.host}:{command.port}"
     _log.info("serving %s (%s, %s) on %s", command.app, kind.upper(), how, where)
     if server.forks:
-        _forget_project_modules(imported)
+        # Each forked worker imports the app anew (as without gunicorn --preload), not sharing
+        # what it opened; installed packages stay (some C extensions cannot be imported twice).
+        paths = sysconfig.get_paths()
+        installed = tuple(
+            os.path.join(os.path.realpath(paths[key]), "")
+            for key in ("purelib", "platlib", "stdlib", "platstdlib")
+        )
+        for name in imported:
+            file = getattr(sys.modules.get(name), "__file__", None)
+            if file is not None and not os.path.realpath(file).startswith(installed):
+                del sys.modules[name]
+        sys.modules.pop("crossgate.cli._app", None)
     server.run(command)

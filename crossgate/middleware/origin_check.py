@@ -42,9 +42,6 @@ class OriginCheck(_OriginCheckBase[ASGIApp]):
     """ASGI middleware: refuse websocket handshakes (and optionally unsafe HTTP requests) from
     origins that are not allowed.
 
-    The options are explained in docs/middleware.md: ``allow_missing`` is safe for cookie-less
-    APIs only, ``allow_same_origin`` needs `TrustedHosts` and `ProxyHeaders` outside this one.
-
     Raises:
         ValueError: an invalid pattern or ``protocols``.
     """
@@ -68,8 +65,6 @@ class OriginCheck(_OriginCheckBase[ASGIApp]):
 
 class WSGIOriginCheck(_OriginCheckBase[WSGIApplication]):
     """WSGI middleware: the ``"http"`` half of `OriginCheck`, with the same options.
-
-    Websockets never reach a WSGI application, so ``protocols`` must include ``"http"``.
 
     Raises:
         ValueError: an invalid pattern, or ``protocols`` without ``"http"`` (nothing to check).

@@ -21,7 +21,6 @@ from crossgate.types import ASGIApp, ASGIReceive, ASGISend
 
 __all__ = ["PEER_KEY", "ProxyHeaders", "WSGIProxyHeaders"]
 
-# The scope / environ key of the proxy's own address once the client's replaced it (for RequestID).
 PEER_KEY = "crossgate.proxy_peer"
 
 _log = logging.getLogger("crossgate.middleware")
@@ -70,9 +69,6 @@ class _ProxyHeadersBase(Generic[App]):
 class ProxyHeaders(_ProxyHeadersBase[ASGIApp]):
     """ASGI middleware: take client, scheme, host, port and prefix from a trusted proxy.
 
-    The options are explained in docs/middleware.md. The scope is copied, with the proxy's
-    address under ``"crossgate.proxy_peer"``; malformed values are ignored, never raised.
-
     Raises:
         ValueError: an invalid option (bad ``trusted`` entry, ``mode``, ``hops`` or ``fields``).
     """
@@ -102,35 +98,30 @@ class ProxyHeaders(_ProxyHeadersBase[ASGIApp]):
         decision = self._decide(values, scope.get("scheme", "http"), host, peer)
         if strip:
             scope = {**scope, "headers": [(n, v) for n, v in headers if n not in self._unread_b]}
-        if decision is not NO_CHANGE:
-            scope = _apply_to_scope(scope, decision)
-            scope[PEER_KEY] = peer
+        if decision is NO_CHANGE:
+            await self.app(scope, receive, send)
+            return
+        scope = {**scope, PEER_KEY: peer}
+        client = decision.client
+        if client is not None:
+            # ASGI spec, HTTP scope: client is (host, port), or None when unknown.
+            scope["client"] = None if client.host is None else (client.host, client.port or 0)
+        if decision.scheme is not None:
+            websocket = kind == "websocket"
+            scope["scheme"] = _WEBSOCKET_SCHEMES[decision.scheme] if websocket else decision.scheme
+        if decision.host is not None:
+            others = [(n, v) for n, v in scope["headers"] if n != b"host"]
+            scope["headers"] = [(b"host", decision.host.encode("latin-1")), *others]
+        if decision.server is not None:
+            scope["server"] = decision.server
+        prefix = decision.prefix
+        if prefix is not None:
+            # ASGI spec: path includes root_path, and raw_path stays the encoded form of path.
+            scope["root_path"] = prefix.path + (scope.get("root_path") or "")
+            scope["path"] = prefix.path + scope["path"]
+            if scope.get("raw_path"):
+                scope["raw_path"] = prefix.raw + scope["raw_path"]
         await self.app(scope, receive, send)
-
-
-def _apply_to_scope(scope: MutableMapping[str, Any], decision: ProxyDecision) -> dict[str, Any]:
-    new = dict(scope)
-    client = decision.client
-    if client is not None:
-        # ASGI spec, HTTP scope: client is (host, port), or None when unknown.
-        new["client"] = None if client.host is None else (client.host, client.port or 0)
-    if decision.scheme is not None:
-        websocket = new["type"] == "websocket"
-        new["scheme"] = _WEBSOCKET_SCHEMES[decision.scheme] if websocket else decision.scheme
-    if decision.host is not None:
-        host = decision.host.encode("latin-1")
-        new["headers"] = [(b"host", host)] + [(n, v) for n, v in new["headers"] if n != b"host"]
-    if decision.server is not None:
-        new["server"] = decision.server
-    prefix = decision.prefix
-    if prefix is not None:
-        # ASGI spec: path includes root_path, and raw_path stays the encoded form of path.
-        new["root_path"] = prefix.path + (new.get("root_path") or "")
-        new["path"] = prefix.path + new["path"]
-        raw_path = new.get("raw_path")
-        if raw_path:
-            new["raw_path"] = prefix.raw + raw_path
-    return new
 
 
 class WSGIProxyHeaders(_ProxyHeadersBase[WSGIApplication]):
@@ -151,34 +142,31 @@ class WSGIProxyHeaders(_ProxyHeadersBase[WSGIApplication]):
         values = {name: environ[key] for name, key in self._keys if key in environ}
         scheme = environ.get("wsgi.url_scheme", "http")
         decision = self._decide(values, scheme, environ.get("HTTP_HOST"), peer)
-        if decision is not NO_CHANGE:
-            _apply_to_environ(environ, decision)
-            environ[PEER_KEY] = peer or ""
+        if decision is NO_CHANGE:
+            return self.app(environ, start_response)
+        environ[PEER_KEY] = peer or ""
+        client = decision.client
+        if client is not None:
+            environ["REMOTE_ADDR"] = client.host or ""
+            if client.host is not None and client.port is not None:
+                environ["REMOTE_PORT"] = str(client.port)
+            else:
+                environ.pop("REMOTE_PORT", None)  # the proxy's port would be a lie
+        if decision.scheme is not None:
+            environ["wsgi.url_scheme"] = decision.scheme
+            if decision.scheme == "https" or "HTTPS" in environ:
+                environ["HTTPS"] = "on" if decision.scheme == "https" else "off"
+        if decision.host is not None:
+            environ["HTTP_HOST"] = decision.host
+        if decision.server is not None:
+            environ["SERVER_NAME"], port = decision.server
+            environ["SERVER_PORT"] = str(port)
+        prefix = decision.prefix
+        if prefix is not None:
+            # PEP 3333, "Unicode Issues": environ strings carry the path's bytes as latin-1.
+            script_name = prefix.path.encode("utf-8").decode("latin-1")
+            environ["SCRIPT_NAME"] = script_name + environ.get("SCRIPT_NAME", "")
+            for key in ("RAW_URI", "REQUEST_URI"):
+                if key in environ:
+                    environ[key] = prefix.raw.decode("ascii") + environ[key]
         return self.app(environ, start_response)
-
-
-def _apply_to_environ(environ: WSGIEnvironment, decision: ProxyDecision) -> None:
-    client = decision.client
-    if client is not None:
-        environ["REMOTE_ADDR"] = client.host or ""
-        if client.host is not None and client.port is not None:
-            environ["REMOTE_PORT"] = str(client.port)
-        else:
-            environ.pop("REMOTE_PORT", None)  # the proxy's port would be a lie
-    if decision.scheme is not None:
-        environ["wsgi.url_scheme"] = decision.scheme
-        if decision.scheme == "https" or "HTTPS" in environ:
-            environ["HTTPS"] = "on" if decision.scheme == "https" else "off"
-    if decision.host is not None:
-        environ["HTTP_HOST"] = decision.host
-    if decision.server is not None:
-        environ["SERVER_NAME"], port = decision.server
-        environ["SERVER_PORT"] = str(port)
-    prefix = decision.prefix
-    if prefix is not None:
-        # PEP 3333, "Unicode Issues": environ strings carry the path's bytes as latin-1.
-        script_name = prefix.path.encode("utf-8").decode("latin-1")
-        environ["SCRIPT_NAME"] = script_name + environ.get("SCRIPT_NAME", "")
-        for key in ("RAW_URI", "REQUEST_URI"):
-            if key in environ:
-                environ[key] = prefix.raw.decode("ascii") + environ[key]

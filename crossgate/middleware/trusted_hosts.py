@@ -23,7 +23,6 @@ _log = logging.getLogger("crossgate.middleware")
 def _redirect(
     decision: HostDecision, scheme: str, path: bytes, query: bytes, method: str, host: str | None
 ) -> tuple[int, str, tuple[tuple[bytes, bytes]]]:
-    """The status, text and ``Location`` of the redirect ``decision`` asks for, logged."""
     path = path.partition(b"?")[0]  # some servers leave the query in the raw path
     location = redirect_location(scheme, decision.location_host, path, query)
     _log.debug("redirecting %r to %r (%s)", host, location, decision.reason)
@@ -47,8 +46,6 @@ class _TrustedHostsBase(Generic[App]):
 
 class TrustedHosts(_TrustedHostsBase[ASGIApp]):
     """ASGI middleware: answer 400 to requests whose ``Host`` is not one of ``allowed_hosts``.
-
-    The options are explained in docs/middleware.md; redirects are 301 for GET and HEAD, else 308.
 
     Raises:
         ValueError: an invalid pattern, no pattern, or an invalid or not allowed ``redirect_to``.

@@ -1,7 +1,5 @@
-"""Routers for incremental migration (docs/routing.md). Each takes ``wsgi_options``,
-``on_startup``, ``on_shutdown`` and ``lifespan=``, and raises `TypeError` for an app that is not
-callable and `ValueError` for a `WSGIToASGI` option out of range.
-"""
+"""Routers for incremental migration (docs/routing.md). Each raises `TypeError` for an app that
+is not callable and `ValueError` for a `WSGIToASGI` option out of range."""
 
 from __future__ import annotations
 
@@ -92,11 +90,8 @@ class Mount:
 
 
 class PathRouter(Router):
-    """Send each ``http`` and ``websocket`` connection to the app mounted at its path.
-
-    The longest prefix wins, at segment boundaries only; the mounted app gets ``root_path``
-    extended by the prefix. A path no mount matches goes to ``default``, or gets a 404.
-    ``redirect_slashes`` redirects ``/prefix`` to ``/prefix/``.
+    """Send each ``http`` and ``websocket`` connection to the app mounted at the longest prefix
+    of its path, else to ``default``, else a 404 (docs/routing.md, ``redirect_slashes`` too).
 
     Raises:
         ValueError: two mounts share a prefix.
@@ -180,11 +175,9 @@ def _bare_prefix_location(scope: Message, child_root: str, child_path: str | Non
 
 
 class Fallback(Router):
-    """Try ``primary`` first; what it answers with one of ``statuses`` goes to ``fallback``.
-
-    The body the primary read is replayed to the fallback: kept in memory up to ``buffer_size``
-    bytes, then in a temporary file, up to ``max_replay`` (``None``: no limit); past that the
-    primary's answer goes to the client. A websocket the primary refuses goes to the fallback.
+    """Try ``primary`` first; what it answers with one of ``statuses`` (or a websocket it refuses)
+    goes to ``fallback``, with the body replayed: in memory up to ``buffer_size`` bytes, then in
+    a temporary file up to ``max_replay`` (``None``: no limit), past which the primary answers.
 
     Raises:
         ValueError: ``statuses`` is empty or holds something that is not an HTTP status,

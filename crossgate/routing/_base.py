@@ -104,26 +104,25 @@ class Router:
         elif is_asgi(app):
             child = Child(app, f"{label} ({describe(app)})")
         else:
-            child = Child(self._adapter(app), f"{label} (WSGI {describe(app)})")
+            adapter = _SHARED.get(id(app))
+            if adapter is None or adapter.app is not app:
+                adapter = None
+            elif _SHARED_OPTIONS.get(adapter) != self.wsgi_options:
+                _log.warning(
+                    "the WSGI app %s is given to two routers with different wsgi_options: it "
+                    "gets one WSGIToASGI (and one thread pool) for each; give it the same "
+                    "options, or wrap it once with crossgate.routing.wsgi() and give both "
+                    "routers the result",
+                    describe(app),
+                )
+                adapter = None
+            if adapter is None:
+                adapter = _SHARED[id(app)] = WSGIToASGI(app, **self.wsgi_options)
+                _SHARED_OPTIONS[adapter] = dict(self.wsgi_options)
+            child = Child(adapter, f"{label} (WSGI {describe(app)})")
         self._known[id(app)] = (app, child)
         self._children.append(child)
         return child
-
-    def _adapter(self, app: App) -> WSGIToASGI:
-        shared = _SHARED.get(id(app))
-        if shared is not None and shared.app is app:
-            if _SHARED_OPTIONS.get(shared) == self.wsgi_options:
-                return shared
-            _log.warning(
-                "the WSGI app %s is given to two routers with different wsgi_options: it gets "
-                "one WSGIToASGI (and one thread pool) for each; give it the same options, or "
-                "wrap it once with crossgate.routing.wsgi() and give both routers the result",
-                describe(app),
-            )
-        adapter = WSGIToASGI(app, **self.wsgi_options)
-        _SHARED[id(app)] = adapter
-        _SHARED_OPTIONS[adapter] = dict(self.wsgi_options)
-        return adapter
 
     @property
     def apps(self) -> tuple[App, ...]:
@@ -131,8 +130,7 @@ class Router:
         return tuple(child.app for child in self._children)
 
     def close(self) -> None:
-        """Stop the thread pools of the sub-apps' `WSGIToASGI` adapters, nested routers'
-        included. Lifespan shutdown does this; call it when the server runs none."""
+        """Stop the sub-apps' `WSGIToASGI` thread pools (docs/routing.md, "Lifespan fan-out")."""
         for child in self._children:
             if isinstance(child.app, WSGIToASGI | Router):
                 child.app.close()
@@ -232,8 +230,7 @@ _WITH_HEADERS: Final = frozenset(
 
 
 def downstream(child: Child, send: ASGISend) -> ASGISend:
-    """The ``send`` a sub-app gets: header names lowercased, unless crossgate's own app sends it.
-    ASGI spec; HTTP/2 forbids uppercase (RFC 9113 8.2.1); Django's ASGIHandler sends them."""
+    """The ``send`` a sub-app gets: header names lowercased (ASGI spec, RFC 9113 8.2.1)."""
     if isinstance(child.app, WSGIToASGI | Router):
         return send
 

@@ -1,6 +1,5 @@
 """`crossgate.routing.Fallback`'s attempts: each wraps the primary's ``receive`` and ``send``,
-records what it receives while it may still fall through (never reading ahead), replays it.
-"""
+records what it receives while it may still fall through (never reading ahead), replays it."""
 
 from __future__ import annotations
 
@@ -57,7 +56,7 @@ class HTTPAttempt:
         self._router = router
         self.mode = UNDECIDED
         self._seen = False  # the primary read an http.request
-        self._more = True  # the last one's more_body
+        self._more = True
         self._disconnected = False
         self._chunks: list[bytes] = []
         self._spool: IO[bytes] | None = None
@@ -79,8 +78,7 @@ class HTTPAttempt:
             raise
         finally:
             self._inflight -= 1
-        if self.mode is DONE:
-            # The fallback took over while this leftover call waited.
+        if self.mode is DONE:  # the fallback took over while this leftover call waited
             self._hand_over(message)
             return _HTTP_DISCONNECT
         if self.mode is UNDECIDED or self.mode is DROP:
@@ -135,7 +133,6 @@ class HTTPAttempt:
         spool.write(body)
 
     def replay_receive(self) -> ASGIReceive:
-        """The fallback's ``receive``: what the primary got, then the live messages."""
         self.mode = DONE
         self._chunks.reverse()  # replayed from the end: pop() is cheap
         if self._spool is not None:
@@ -210,8 +207,7 @@ class WebSocketAttempt:
             await self._live_send(message)
         elif mode is UNDECIDED:
             kind = message["type"]
-            # ASGI websocket spec: a close before accept refuses the handshake, and so does a
-            # denial response of any status (WSGIToASGI sends either).
+            # ASGI websocket spec: a close before accept, or a denial response, refuses it.
             if kind == "websocket.close" or kind == "websocket.http.response.start":
                 self.mode = DROP
                 return
@@ -220,7 +216,6 @@ class WebSocketAttempt:
             await self._live_send(message)
 
     def replay_receive(self) -> ASGIReceive:
-        """The fallback's ``receive``: the messages the primary got, then the live ones."""
         self.mode = DONE
         return self._replay
 
@@ -229,4 +224,4 @@ class WebSocketAttempt:
         return received.pop(0) if received else await self._live_receive()
 
     def discard(self) -> None:
-        """Nothing to clean up."""
+        pass
