@@ -1,6 +1,4 @@
-"""ASGI ``http.response.*`` messages -> WSGI ``start_response`` arguments and body chunks. Pure.
-
-`ASGIToWSGI` feeds each message an ASGI app sends to a `ResponseCycle`."""
+"""ASGI ``http.response.*`` messages -> WSGI ``start_response`` arguments and body chunks. Pure."""
 
 from __future__ import annotations
 
@@ -128,8 +126,7 @@ def _pair(item: object) -> tuple[str, str] | tuple[()]:
 
 
 def wsgi_headers(headers: object) -> list[tuple[str, str]]:
-    """Translate ``http.response.start`` headers into a PEP 3333 header list: values decoded as
-    latin-1 and stripped, hop-by-hop headers (`HOP_BY_HOP`) dropped.
+    """Translate ASGI response headers to PEP 3333's: latin-1, stripped, no `HOP_BY_HOP` header.
 
     Raises:
         AppProtocolError: ``headers`` is not an iterable of ``(name, value)`` byte-string
@@ -156,13 +153,11 @@ def wsgi_headers(headers: object) -> list[tuple[str, str]]:
 
 
 class ResponseCycle:
-    """The state of one HTTP response as an ASGI app sends it.
+    """The state of one HTTP response as an ASGI app sends it: message order, Content-Length.
 
-    `feed` enforces the ASGI HTTP spec's message order and the ``Content-Length`` promise:
-    bytes past it are dropped (counted in ``dropped``), a short body is an error (not for
-    ``head``, 204 or 304). ``strict`` (for ``crossgate.testing``) also demands lower-case header
-    names, nothing after the last message and no byte past the Content-Length. ``zerocopysend``
-    accepts that extension's messages (`feed` returns ``None`` for them).
+    Bytes past the Content-Length are dropped (counted in ``dropped``); a short body is an error
+    (not for ``head``, 204 or 304). ``strict`` (for ``crossgate.testing``) also demands lower-case
+    names, nothing after the last message and no byte past the Content-Length.
     """
 
     __slots__ = (
@@ -259,13 +254,12 @@ class ResponseCycle:
                     if bytes(name) != bytes(name).lower():
                         raise AppProtocolError(f"header names must be lower-case: {name!r}")
             start: Start = _new_tuple(Start, (line or status_line(status), headers))
-            lengths: list[bytes] | None = None
-            for name, value in headers:
-                if len(name) == 14 and name.lower() == "content-length":
-                    if lengths is None:
-                        lengths = []
-                    lengths.append(value.encode("latin-1"))
-            self.content_length = None if lengths is None else parse_content_length(lengths)
+            lengths = [
+                value.encode("latin-1")
+                for name, value in headers
+                if len(name) == 14 and name.lower() == "content-length"
+            ]
+            self.content_length = parse_content_length(lengths) if lengths else None
             # HEAD, 204 and 304 carry the length of a body they never send (RFC 9110 8.6).
             self.must_fill = not (self.head or status in (204, 304))
             self.started = True

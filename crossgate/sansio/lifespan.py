@@ -18,14 +18,13 @@ __all__ = [
 ]
 
 UNSUPPORTED_GRACE: Final = 1.0
-"""Seconds an app without lifespan support gets to end once its ``send()`` refused a message,
-before the driver cancels it."""
+"""Seconds an app without lifespan support gets to end before the driver cancels it."""
 
 ANSWERS: Final[Mapping[str, frozenset[str]]] = {
     "lifespan.startup": frozenset({"lifespan.startup.complete", "lifespan.startup.failed"}),
     "lifespan.shutdown": frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"}),
 }
-"""The messages that answer each lifespan event (ASGI lifespan spec, "Startup" / "Shutdown")."""
+"""The messages that answer each lifespan event (ASGI lifespan spec)."""
 
 
 class LifespanPhase(enum.Enum):
@@ -54,8 +53,7 @@ TRANSITIONS: Final[Mapping[tuple[LifespanPhase, str], LifespanPhase]] = {
     (_P.STOPPING, ENDED): _P.STOPPED,
     (_P.STOPPING, TIMEOUT): _P.STOPPED,
 }
-"""(phase, event sent or `ANSWERED`/`ENDED`/`TIMEOUT`) -> next phase; a missing pair keeps the
-phase. While ``STARTING``, the app's answer is judged by `judge_startup` instead."""
+"""(phase, event sent or what happened) -> next phase; ``STARTING`` answers: `judge_startup`."""
 
 
 def judge_startup(
@@ -64,8 +62,7 @@ def judge_startup(
     error: BaseException | None = None,
     required: bool = False,
 ) -> tuple[LifespanPhase, str]:
-    """The phase the app's answer to ``lifespan.startup`` leads to, and the reason in words;
-    ``answer`` is ``None`` when the app returned or raised ``error`` instead."""
+    """The phase and reason an answer to ``lifespan.startup`` (``None``: the app ended) leads to."""
     if answer is None:
         reason = "returned" if error is None else f"raised {error!r}"
         reason += " without answering lifespan.startup"
@@ -82,8 +79,7 @@ def judge_startup(
 
 
 class LifespanCycle:
-    """One lifespan cycle: the driver reports what it sends and what the app does; the cycle
-    keeps the `LifespanPhase` and, in ``reason``, what went wrong (``""`` when nothing did).
+    """One lifespan cycle: its `LifespanPhase` and ``reason`` (what went wrong, or ``""``);
     ``required`` (``lifespan="on"``) makes an app without lifespan support fail startup."""
 
     __slots__ = ("phase", "reason", "required")
@@ -118,8 +114,7 @@ class LifespanCycle:
         """Judge a message the app sent.
 
         Raises:
-            AppProtocolError: ``message`` is not an answer to the event waiting (`ANSWERS`),
-                or none waits; the driver raises it from the app's ``send()``.
+            AppProtocolError: ``message`` answers no event waiting (`ANSWERS`).
         """
         waiting, kind = self.waiting, message.get("type")
         self._judge(message, None)
