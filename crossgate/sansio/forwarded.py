@@ -43,10 +43,7 @@ class Prefix:
 
 
 def parse_node(text: str) -> ClientAddress:
-    """Parse a client node: ``X-Forwarded-For`` entry or RFC 7239 ``for`` value (unquoted).
-
-    An IP address (IPv6 compressed, IPv4-mapped as plain IPv4), with or without a port, or
-    ``unknown`` or an obfuscated identifier (RFC 7239 section 6.3) for a hidden client.
+    """Parse an ``X-Forwarded-For`` entry or RFC 7239 ``for`` value (docs/middleware.md).
 
     Raises:
         PeerProtocolError: anything else, such as a host name or a bad port.
@@ -121,8 +118,7 @@ def parse_prefix(text: str) -> Prefix | None:
 
 
 def parse_forwarded(text: str) -> list[dict[str, str]]:
-    """Parse an RFC 7239 ``Forwarded`` value into its elements, each a dict of parameters
-    (names lower-cased, values unquoted, empty elements dropped).
+    """Parse an RFC 7239 ``Forwarded`` value into its elements' parameters (names lower-cased).
 
     Raises:
         PeerProtocolError: the value breaks the section 4 grammar, or repeats a parameter.

@@ -76,9 +76,8 @@ class TrustedPeers:
 
 @dataclass(frozen=True, slots=True)
 class ProxyDecision:
-    """What to change in the scope or environ (``None``: nothing): ``scheme`` is ``http`` or
-    ``https``, ``host`` the new ``Host``, ``server`` the new ``(name, port)``, ``prefix`` goes in
-    front of ``root_path``, ``ignored`` says why each malformed value was ignored."""
+    """What to change in the scope or environ (``None``: nothing); ``prefix`` goes in front of
+    ``root_path``, ``ignored`` says why each malformed value was ignored."""
 
     client: forwarded.ClientAddress | None = None
     scheme: str | None = None
@@ -148,8 +147,7 @@ class ProxyPolicy:
         return self.peers.trusts(peer)
 
     def decide(self, values: Mapping[str, str], *, scheme: str, host: str | None) -> ProxyDecision:
-        """Decide what a request from a trusted peer really was, from ``values`` (its headers
-        of ``header_names``, repeats joined with ``,``), its scheme and ``Host``. Never raises."""
+        """Decide what a trusted peer's request was from its ``header_names`` (joined by ``,``)."""
         if not values:
             return NO_CHANGE
         items = tuple(values.items())
