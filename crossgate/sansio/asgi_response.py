@@ -129,8 +129,7 @@ def wsgi_headers(headers: object) -> list[tuple[str, str]]:
     """Translate ASGI response headers to PEP 3333's: latin-1, stripped, no `HOP_BY_HOP` header.
 
     Raises:
-        AppProtocolError: ``headers`` is not an iterable of ``(name, value)`` byte-string
-            pairs, a name is not an RFC 9110 token, or a value holds CR, LF or NUL.
+        AppProtocolError: not an iterable of byte pairs, a name no token, a CR, LF or NUL.
     """
     if type(headers) is not list and (
         not isinstance(headers, Iterable) or isinstance(headers, bytes | str)
@@ -191,8 +190,7 @@ class ResponseCycle:
         """Check ``message`` and return what it asks for; ``None`` when it is to be ignored.
 
         Raises:
-            AppProtocolError: the message is out of order or malformed, the ``Content-Length``
-                is invalid, or the body ends short of it; the state is left unchanged.
+            AppProtocolError: a message out of order or malformed, a bad or unmet Content-Length.
         """
         if self.complete:
             if self.strict:

@@ -42,8 +42,7 @@ _CGI_LOOKALIKES = frozenset({b"content_type", b"content_length"})
 @functools.lru_cache(maxsize=512)
 def header_environ_key(name: bytes) -> str | None:
     """Return the PEP 3333 environ key for a lower-case ASGI header name; ``None`` for a non-token.
-
-    Upper-cased as bytes: ``str.upper()`` would turn ``x-forwarded-\xdfl`` into ``..._SSL``."""
+    Upper-cased as bytes: ``str.upper()`` turns ``x-forwarded-\xdfl`` into ``..._SSL``."""
     key = _CGI_KEYS.get(name)
     if key is not None:
         return key
@@ -116,8 +115,7 @@ def environ_headers(
     """Translate ASGI request headers into environ entries (docs/wsgi-to-asgi.md has the rules).
 
     Raises:
-        PeerProtocolError: too many headers (431), or a ``Content-Length`` that is not a
-            non-negative integer, or several that disagree (400).
+        PeerProtocolError: too many headers (431), a bad or conflicting Content-Length (400).
     """
     result: dict[str, str] = {}
     repeated: dict[str, list[str]] | None = None
@@ -154,12 +152,10 @@ def environ_headers(
 
 
 def encode_response_headers(headers: object) -> list[tuple[bytes, bytes]]:
-    """Validate WSGI response headers (lists or tuples of ``str`` pairs, as gunicorn takes) and
-    encode them as ASGI byte pairs, names lower-cased.
+    """Encode WSGI response headers (``str`` pairs) as ASGI byte pairs, names lower-cased.
 
     Raises:
-        AppProtocolError: the headers are not such a list, a name is not an RFC 9110 token, or a
-            value holds CR, LF or NUL (header injection) or a character outside latin-1.
+        AppProtocolError: not a list of pairs, a name no token, a CR, LF, NUL or non-latin-1.
     """
     if not isinstance(headers, list | tuple):
         raise AppProtocolError(
