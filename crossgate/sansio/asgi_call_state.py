@@ -77,11 +77,10 @@ class Event(IdentityEnum):
     BODY_GIVEN = "body given"
 
 
-Phase = InputPhase | ResponsePhase | AppPhase | ServerPhase
 P = TypeVar("P", InputPhase, ResponsePhase, AppPhase, ServerPhase)
 
 # A pair missing here leaves the phase as it is.
-TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
+TRANSITIONS: dict[tuple[IdentityEnum, Event], IdentityEnum] = {
     (InputPhase.READING, Event.BODY_READ): InputPhase.END,
     (InputPhase.READING, Event.BODY_BROKEN): InputPhase.BROKEN,
     (InputPhase.READING, Event.BODY_TOO_LARGE): InputPhase.TOO_LARGE,

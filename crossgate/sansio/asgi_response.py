@@ -252,12 +252,13 @@ class ResponseCycle:
                     if bytes(name) != bytes(name).lower():
                         raise AppProtocolError(f"header names must be lower-case: {name!r}")
             start: Start = _new_tuple(Start, (line or status_line(status), headers))
-            lengths = [
-                value.encode("latin-1")
-                for name, value in headers
-                if len(name) == 14 and name.lower() == "content-length"
-            ]
-            self.content_length = parse_content_length(lengths) if lengths else None
+            lengths: list[bytes] | None = None
+            for name, value in headers:
+                if len(name) == 14 and name.lower() == "content-length":
+                    if lengths is None:
+                        lengths = []
+                    lengths.append(value.encode("latin-1"))
+            self.content_length = None if lengths is None else parse_content_length(lengths)
             # HEAD, 204 and 304 carry the length of a body they never send (RFC 9110 8.6).
             self.must_fill = not (self.head or status in (204, 304))
             self.started = True

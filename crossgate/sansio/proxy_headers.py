@@ -175,9 +175,6 @@ class ProxyPolicy:
                     continue
                 element = elements[-min(self.hops, len(elements))] if elements else {}
                 raw.update((k, v) for k, v in element.items() if k in self._forwarded_params)
-            elif "," not in text:  # the common case: one proxy, one entry
-                if entry := text.strip(" \t"):
-                    raw[_X_FIELDS[name]] = entry
             elif entries := [entry for part in text.split(",") if (entry := part.strip(" \t"))]:
                 raw[_X_FIELDS[name]] = entries[-min(self.hops, len(entries))]  # the hops rule
         parsed: dict[str, Any] = {}

@@ -115,9 +115,10 @@ class ResponseState:
         if limit is None:
             self.sent += len(chunk)
             return chunk, 0, False
-        dropped = max(len(chunk) - (limit - self.sent), 0)
+        room = limit - self.sent
+        dropped = len(chunk) - room if len(chunk) > room else 0
         if dropped:
-            chunk = chunk[: limit - self.sent]
+            chunk = chunk[:room]
         self.sent += len(chunk)
         return chunk, dropped, self.sent >= limit
 

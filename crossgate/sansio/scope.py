@@ -25,15 +25,9 @@ ASGI_SPEC_VERSION = "2.4"
 # "Path Send": the adapter serves the file through ``wsgi.file_wrapper``.
 DEFAULT_EXTENSIONS = ("http.response.pathsend",)
 
-_HTTP_VERSIONS = {
-    "HTTP/1.1": "1.1",
-    "HTTP/1.0": "1.0",
-    "HTTP/2": "2",
-    "HTTP/2.0": "2",
-    "HTTP/3": "3",
-    "HTTP/3.0": "3",
-    "HTTP/0.9": "1.0",  # the nearest version the ASGI spec knows
-}
+_HTTP_VERSIONS = {f"HTTP/{version}": version for version in ("1.0", "1.1", "2", "3")}
+# HTTP/0.9: the nearest version the ASGI spec knows.
+_HTTP_VERSIONS |= {"HTTP/2.0": "2", "HTTP/3.0": "3", "HTTP/0.9": "1.0"}
 
 # An HTTP_ twin of a CGI variable would duplicate the header.
 _CGI_TWINS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
