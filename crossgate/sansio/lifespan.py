@@ -8,14 +8,7 @@ from typing import Any, Final
 
 from crossgate.exceptions import AppProtocolError, CrossgateError
 
-__all__ = [
-    "ANSWERS",
-    "TRANSITIONS",
-    "UNSUPPORTED_GRACE",
-    "LifespanCycle",
-    "LifespanPhase",
-    "judge_startup",
-]
+__all__ = ["TRANSITIONS", "UNSUPPORTED_GRACE", "LifespanCycle", "LifespanPhase", "judge_startup"]
 
 UNSUPPORTED_GRACE: Final = 1.0
 """Seconds an app without lifespan support gets to end before the driver cancels it."""

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from crossgate.exceptions import PeerProtocolError
 from crossgate.sansio import forwarded
-from crossgate.sansio.trusted_hosts import parse_authority, parse_port
+from crossgate.sansio.trusted_hosts import default_port, parse_authority, parse_port
 
 __all__ = [
     "FIELDS",
@@ -31,7 +31,6 @@ _X_FIELDS = {name: field for field, name in _X_HEADERS.items()}
 PROXY_HEADERS = frozenset({"forwarded", *_X_HEADERS.values()})
 
 _PROTOS = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
-_PORTS = {"http": 80, "https": 443}
 # Decisions on header values longer than this in all are not remembered: not worth the memory.
 _MEMO_VALUE_MAX = 512
 
@@ -194,7 +193,7 @@ class ProxyPolicy:
         server: tuple[str, int] | None = None
         if authority is not None:
             # The scope's scheme is http, https, ws or wss (ASGI spec); any other is taken as http.
-            default = _PORTS[_PROTOS.get(scheme_out or scheme, "http")]
+            default = default_port(scheme_out or scheme) or 80
             if port is None:
                 new_host, port = str(authority), authority.port or default
             else:

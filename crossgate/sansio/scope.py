@@ -105,9 +105,7 @@ def request_body_length(environ: Mapping[str, Any]) -> int | None:
             return parse_content_length((text.encode("ascii"),))
         except AppProtocolError:
             raise PeerProtocolError(f"invalid Content-Length: {length!r}") from None
-    if environ.get("wsgi.input_terminated"):
-        return None
-    return 0
+    return None if environ.get("wsgi.input_terminated") else 0
 
 
 def build_scope(
