@@ -154,9 +154,8 @@ def wsgi_headers(headers: object) -> list[tuple[str, str]]:
 class ResponseCycle:
     """The state of one HTTP response as an ASGI app sends it: message order, Content-Length.
 
-    Bytes past the Content-Length are dropped (counted in ``dropped``); a short body is an error
-    (not for ``head``, 204 or 304). ``strict`` (for ``crossgate.testing``) also demands lower-case
-    names, nothing after the last message and no byte past the Content-Length.
+    ``strict`` (for ``crossgate.testing``) also demands lower-case names, nothing after the last
+    message and no byte past the Content-Length (else dropped and counted in ``dropped``).
     """
 
     __slots__ = (

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from crossgate.exceptions import AppProtocolError, CrossgateError
 
-__all__ = ["TRANSITIONS", "UNSUPPORTED_GRACE", "LifespanCycle", "LifespanPhase", "judge_startup"]
+__all__ = ["TRANSITIONS", "UNSUPPORTED_GRACE", "LifespanCycle", "LifespanPhase"]
 
 UNSUPPORTED_GRACE: Final = 1.0
 """Seconds an app without lifespan support gets to end before the driver cancels it."""
@@ -46,29 +46,7 @@ TRANSITIONS: Final[Mapping[tuple[LifespanPhase, str], LifespanPhase]] = {
     (_P.STOPPING, ENDED): _P.STOPPED,
     (_P.STOPPING, TIMEOUT): _P.STOPPED,
 }
-"""(phase, event sent or what happened) -> next phase; ``STARTING`` answers: `judge_startup`."""
-
-
-def judge_startup(
-    answer: Mapping[str, Any] | None,
-    *,
-    error: BaseException | None = None,
-    required: bool = False,
-) -> tuple[LifespanPhase, str]:
-    """The phase and reason an answer to ``lifespan.startup`` (``None``: the app ended) leads to."""
-    if answer is None:
-        reason = "returned" if error is None else f"raised {error!r}"
-        reason += " without answering lifespan.startup"
-    else:
-        kind = answer.get("type")
-        if kind == "lifespan.startup.complete":
-            return _P.SERVING, ""
-        if kind == "lifespan.startup.failed":
-            return _P.FAILED, str(answer.get("message") or "")
-        reason = f"sent {kind!r} in answer to lifespan.startup"
-    if required:
-        return _P.FAILED, f"the app does not support the lifespan protocol (it {reason})"
-    return _P.UNSUPPORTED, reason
+"""(phase, event sent or what happened) -> next phase; the answer to a startup is judged apart."""
 
 
 class LifespanCycle:
@@ -130,7 +108,22 @@ class LifespanCycle:
 
     def _judge(self, answer: Mapping[str, Any] | None, error: BaseException | None) -> None:
         if self.phase is _P.STARTING:
-            self.phase, self.reason = judge_startup(answer, error=error, required=self.required)
+            if answer is None:
+                reason = "returned" if error is None else f"raised {error!r}"
+                reason += " without answering lifespan.startup"
+            elif (kind := answer.get("type")) == "lifespan.startup.complete":
+                self.phase = _P.SERVING
+                return
+            elif kind == "lifespan.startup.failed":
+                self.phase, self.reason = _P.FAILED, str(answer.get("message") or "")
+                return
+            else:
+                reason = f"sent {kind!r} in answer to lifespan.startup"
+            if self.required:
+                self.phase = _P.FAILED
+                self.reason = f"the app does not support the lifespan protocol (it {reason})"
+            else:
+                self.phase, self.reason = _P.UNSUPPORTED, reason
         elif self.phase is _P.STOPPING:
             # Returning without an answer is no error: nothing is left to shut down.
             kind = None if answer is None else answer.get("type")
