@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Iterable
@@ -175,10 +176,8 @@ class OriginPolicy:
             return ALLOWED
         if self.allow_same_origin and host is not None:
             own = _HTTP_SCHEME.get(scheme, scheme)
-            try:
+            with contextlib.suppress(PeerProtocolError):  # an invalid Host is no same origin
                 authority = parse_authority(host)
-            except PeerProtocolError:
-                return OriginDecision(False, f"origin {origin!a} is not allowed")
-            if parsed == Origin(own, authority.host, authority.effective_port(own)):
-                return ALLOWED
+                if parsed == Origin(own, authority.host, authority.effective_port(own)):
+                    return ALLOWED
         return OriginDecision(False, f"origin {origin!a} is not allowed")
