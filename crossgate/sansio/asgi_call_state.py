@@ -1,5 +1,4 @@
-"""The phases of one `ASGIToWSGI` request, their one transition table (as h11's ``_state.py``)
-and the rule of what a failed response is blamed on. Pure."""
+"""The phases of one `ASGIToWSGI` request, their transition table, what a failure is blamed on."""
 
 from __future__ import annotations
 
@@ -21,8 +20,7 @@ __all__ = [
 
 
 class IdentityEnum(enum.Enum):
-    """An enum hashed by identity in C, not by `enum.Enum`'s Python ``__hash__``: each
-    transition looks a ``(phase, event)`` pair up on the request path."""
+    """An enum hashed by identity in C, not by `enum.Enum`'s Python ``__hash__`` (per request)."""
 
     __hash__ = object.__hash__
 
@@ -79,12 +77,10 @@ class Event(IdentityEnum):
     BODY_GIVEN = "body given"
 
 
-Phase = InputPhase | ResponsePhase | AppPhase | ServerPhase
 P = TypeVar("P", InputPhase, ResponsePhase, AppPhase, ServerPhase)
 
-# A pair missing here leaves the phase as it is: a broken body stays broken, a closed response
-# stays closed.
-TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
+# A pair missing here leaves the phase as it is.
+TRANSITIONS: dict[tuple[IdentityEnum, Event], IdentityEnum] = {
     (InputPhase.READING, Event.BODY_READ): InputPhase.END,
     (InputPhase.READING, Event.BODY_BROKEN): InputPhase.BROKEN,
     (InputPhase.READING, Event.BODY_TOO_LARGE): InputPhase.TOO_LARGE,
@@ -125,8 +121,7 @@ _APP_CAUSES = {AppPhase.RAISED: Cause.APP_RAISED, AppPhase.CANCELLED: Cause.CANC
 
 
 def failure_cause(body: InputPhase, app: AppPhase, *, violation: bool) -> Cause:
-    """Why a response failed: the request's fault first (it gets its 4xx), then the app's
-    breach of the spec (raised on or swallowed), then how the app ended."""
+    """Why a response failed: the request's fault (its 4xx), the app's breach, how the app ended."""
     if body in _BODY_CAUSES:
         return _BODY_CAUSES[body]
     return Cause.VIOLATION if violation else _APP_CAUSES.get(app, Cause.INCOMPLETE)

@@ -1,6 +1,4 @@
-"""ASGI ``http.response.*`` messages -> WSGI ``start_response`` arguments and body chunks. Pure.
-
-`ASGIToWSGI` feeds each message an ASGI app sends to a `ResponseCycle`."""
+"""ASGI ``http.response.*`` messages -> WSGI ``start_response`` arguments and body chunks. Pure."""
 
 from __future__ import annotations
 
@@ -128,12 +126,10 @@ def _pair(item: object) -> tuple[str, str] | tuple[()]:
 
 
 def wsgi_headers(headers: object) -> list[tuple[str, str]]:
-    """Translate ``http.response.start`` headers into a PEP 3333 header list: values decoded as
-    latin-1 and stripped, hop-by-hop headers (`HOP_BY_HOP`) dropped.
+    """Translate ASGI response headers to PEP 3333's: latin-1, stripped, no `HOP_BY_HOP` header.
 
     Raises:
-        AppProtocolError: ``headers`` is not an iterable of ``(name, value)`` byte-string
-            pairs, a name is not an RFC 9110 token, or a value holds CR, LF or NUL.
+        AppProtocolError: not an iterable of byte pairs, a name no token, a CR, LF or NUL.
     """
     if type(headers) is not list and (
         not isinstance(headers, Iterable) or isinstance(headers, bytes | str)
@@ -156,13 +152,10 @@ def wsgi_headers(headers: object) -> list[tuple[str, str]]:
 
 
 class ResponseCycle:
-    """The state of one HTTP response as an ASGI app sends it.
+    """The state of one HTTP response as an ASGI app sends it: message order, Content-Length.
 
-    `feed` enforces the ASGI HTTP spec's message order and the ``Content-Length`` promise:
-    bytes past it are dropped (counted in ``dropped``), a short body is an error (not for
-    ``head``, 204 or 304). ``strict`` (for ``crossgate.testing``) also demands lower-case header
-    names, nothing after the last message and no byte past the Content-Length. ``zerocopysend``
-    accepts that extension's messages (`feed` returns ``None`` for them).
+    ``strict`` (for ``crossgate.testing``) also demands lower-case names, nothing after the last
+    message and no byte past the Content-Length (else dropped and counted in ``dropped``).
     """
 
     __slots__ = (
@@ -196,8 +189,7 @@ class ResponseCycle:
         """Check ``message`` and return what it asks for; ``None`` when it is to be ignored.
 
         Raises:
-            AppProtocolError: the message is out of order or malformed, the ``Content-Length``
-                is invalid, or the body ends short of it; the state is left unchanged.
+            AppProtocolError: a message out of order or malformed, a bad or unmet Content-Length.
         """
         if self.complete:
             if self.strict:

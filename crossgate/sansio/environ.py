@@ -18,9 +18,7 @@ _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
 @dataclass(frozen=True, slots=True)
 class EnvironOptions:
-    """Choices an operator makes about the environ: keep headers with ``_`` in their names
-    (see `crossgate.sansio.headers.environ_headers`), the header cap (431 above it; ``None``:
-    no cap), and ``wsgi.multiprocess`` and ``wsgi.run_once``."""
+    """Choices an operator makes about the environ (`WSGIToASGI`'s options of the same names)."""
 
     keep_underscore_headers: bool = False
     max_headers: int | None = DEFAULT_MAX_HEADERS
@@ -29,8 +27,7 @@ class EnvironOptions:
 
 
 def split_script_name(root_path: str, path: bytes) -> tuple[str, bytes]:
-    """Split a decoded request path into ``(SCRIPT_NAME, PATH_INFO bytes)``, ``root_path``
-    removed only at a segment boundary (a ``path`` without it is kept whole).
+    """Split a decoded request path into ``(SCRIPT_NAME, PATH_INFO bytes)`` at a segment boundary.
 
     Raises:
         PeerProtocolError: ``root_path`` holds a lone surrogate.
@@ -62,8 +59,7 @@ def _host_and_port(scope: Mapping[str, Any], host: str | None, scheme: str) -> t
 def build_environ(
     scope: Mapping[str, Any], options: EnvironOptions = EnvironOptions()
 ) -> dict[str, Any]:
-    """Build the PEP 3333 environ for an ASGI ``http`` scope, without the stream objects
-    (docs/wsgi-to-asgi.md has each key).
+    """Build the PEP 3333 environ of an ASGI ``http`` scope (docs/wsgi-to-asgi.md has each key).
 
     Raises:
         PeerProtocolError: too many headers (431), a bad ``Content-Length``, a scope without

@@ -33,8 +33,7 @@ class WorkerEvent(IdentityEnum):
     ENDED = "the loop is done with the request"
 
 
-# A pair missing here leaves the phase as it is: a worker that comes for an abandoned request
-# does not run it, a timeout after a worker picked the request up changes nothing.
+# A pair missing here leaves the phase as it is: an abandoned request is never run.
 _TRANSITIONS: dict[tuple[WorkerPhase, WorkerEvent], WorkerPhase] = {
     (WorkerPhase.QUEUED, WorkerEvent.PICKED_UP): WorkerPhase.RUNNING,
     (WorkerPhase.QUEUED, WorkerEvent.EXPIRED): WorkerPhase.ABANDONED,
@@ -46,8 +45,7 @@ KEEPS_BODY = frozenset({WorkerPhase.QUEUED, WorkerPhase.RUNNING})
 """Phases in which request bytes are kept for the app; later, arriving bytes are dropped."""
 
 READS_AHEAD = frozenset({WorkerPhase.RUNNING, WorkerPhase.FINISHED})
-"""Phases in which the body is read ahead of the app (not while queued: each queued upload
-would hold it); after ``FINISHED`` a pending ``receive()`` watches for ``http.disconnect``."""
+"""Phases in which the body is read ahead of the app (not while queued: the upload would wait)."""
 
 RESPONSE_QUEUED = frozenset({WorkerPhase.FINISHED, WorkerPhase.ABANDONED})
 """Phases in which the whole response is queued for the loop."""
@@ -62,5 +60,5 @@ class BodyPhase(IdentityEnum):
 
 
 def next_phase(phase: WorkerPhase, event: WorkerEvent) -> WorkerPhase:
-    """The phase ``event`` moves a request in ``phase`` to (the same one when it does not move)."""
+    """The phase ``event`` moves a request in ``phase`` to."""
     return _TRANSITIONS.get((phase, event), phase)

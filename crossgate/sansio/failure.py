@@ -1,6 +1,4 @@
-"""What a failed response becomes: what the client gets, what is logged, whether it is raised.
-
-Pure; both adapters use it. docs/asgi-to-wsgi.md ("Errors") has the rules."""
+"""What a failed response becomes: what the client gets, what is logged, whether it is raised."""
 
 from __future__ import annotations
 
@@ -37,8 +35,7 @@ class RaisePoint(enum.Enum):
 
 
 def wsgi_raise_point(*, headers_given: bool, complete: bool) -> RaisePoint:
-    """Where `ASGIToWSGI` raises an exception of the app's to the WSGI server: from
-    ``close()`` once the response is ``complete``, so the server sends it whole."""
+    """Where `ASGIToWSGI` raises an app's exception: ``close()`` once the response is complete."""
     if complete:
         return RaisePoint.CLOSE
     return RaisePoint.ITERABLE if headers_given else RaisePoint.CALL
@@ -46,10 +43,8 @@ def wsgi_raise_point(*, headers_given: bool, complete: bool) -> RaisePoint:
 
 @dataclass(frozen=True, slots=True)
 class FailurePlan:
-    """The decision `plan_failure` returns: the `Outcome`, the error page's ``status``,
-    ``detail`` (a 4xx's reason) and ``headers``, whether to ``propagate`` the exception to the
-    server once the client has its answer, and the log line's ``level``, ``traceback`` and
-    ``message``."""
+    """The decision `plan_failure` returns: the `Outcome`, the error page, the log line, and
+    whether to ``propagate`` the exception to the server once the client has its answer."""
 
     outcome: Outcome
     status: int | None
@@ -59,12 +54,6 @@ class FailurePlan:
     level: int = logging.INFO
     traceback: bool = False
     headers: tuple[tuple[bytes, bytes], ...] = ()
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, ProtocolError):
-        return f"broke the protocol: {error}"
-    return f"raised {type(error).__name__}: {error}"
 
 
 def plan_failure(
@@ -79,8 +68,6 @@ def plan_failure(
 ) -> FailurePlan:
     """Decide what a response that failed with ``error`` becomes, given how far it got.
 
-    A `PeerProtocolError` gets its 4xx and is not raised on, nor is crossgate's own error; the
-    app's exceptions get a 500 (or an abort once headers went out) and are raised on.
     ``app`` (``"WSGI"`` or ``"ASGI"``) names the app in the log line; ``http_version`` is the
     scope's, when the error page goes to an ASGI server.
     """
@@ -113,6 +100,10 @@ def plan_failure(
         and (isinstance(error, AppProtocolError) or not isinstance(error, CrossgateError))
     )
     tail = ", and the exception was raised to the server" if propagate else ""
+    if isinstance(error, ProtocolError):
+        did = f"broke the protocol: {error}"
+    else:
+        did = f"raised {type(error).__name__}: {error}"
     headers: tuple[tuple[bytes, bytes], ...] = ()
     if propagate and outcome is Outcome.ERROR_PAGE and http_version in ("1.0", "1.1"):
         # As uvicorn drops the connection of an app that raised (RFC 9112 section 9.6); not
@@ -122,7 +113,7 @@ def plan_failure(
         outcome,
         status,
         None,
-        f"the {app} app {_describe(error)} {got}{tail}",
+        f"the {app} app {did} {got}{tail}",
         propagate=propagate,
         level=logging.INFO if propagate else logging.ERROR,
         traceback=not propagate,

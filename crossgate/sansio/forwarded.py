@@ -17,7 +17,8 @@ CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # RFC 7239 section 4: forwarded-pair = token "=" value; value = token / quoted-string.
 _TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
-_PAIR = re.compile(rf"[ \t]*({_TCHARS})=({_TCHARS}|{_QUOTED})[ \t]*")
+# A pair (or none) and what ends it: "," an element, ";" a pair, or the end of the value.
+_ITEM = re.compile(rf"[ \t]*(?:({_TCHARS})=({_TCHARS}|{_QUOTED})[ \t]*)?([,;]|\Z)")
 _QUOTED_PAIR = re.compile(r"\\(.)")
 # RFC 7239 section 6.3: obfnode = "_" 1*( ALPHA / DIGIT / "." / "_" / "-"); obfport the same.
 _OBFUSCATED = re.compile(r"_[A-Za-z0-9._-]+")
@@ -43,10 +44,7 @@ class Prefix:
 
 
 def parse_node(text: str) -> ClientAddress:
-    """Parse a client node: ``X-Forwarded-For`` entry or RFC 7239 ``for`` value (unquoted).
-
-    An IP address (IPv6 compressed, IPv4-mapped as plain IPv4), with or without a port, or
-    ``unknown`` or an obfuscated identifier (RFC 7239 section 6.3) for a hidden client.
+    """Parse an ``X-Forwarded-For`` entry or RFC 7239 ``for`` value (docs/middleware.md).
 
     Raises:
         PeerProtocolError: anything else, such as a host name or a bad port.
@@ -121,38 +119,27 @@ def parse_prefix(text: str) -> Prefix | None:
 
 
 def parse_forwarded(text: str) -> list[dict[str, str]]:
-    """Parse an RFC 7239 ``Forwarded`` value into its elements, each a dict of parameters
-    (names lower-cased, values unquoted, empty elements dropped).
+    """Parse an RFC 7239 ``Forwarded`` value into its elements' parameters (names lower-cased).
 
     Raises:
         PeerProtocolError: the value breaks the section 4 grammar, or repeats a parameter.
     """
-    elements: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    pos, end = 0, len(text)
+    elements: list[dict[str, str]] = [{}]
+    pos = 0
     while True:
-        while pos < end and text[pos] in " \t":
-            pos += 1
-        if pos < end and text[pos] not in ",;":
-            match = _PAIR.match(text, pos)
-            if match is None:
-                raise PeerProtocolError(f"malformed Forwarded header at {text[pos:]!a}")
-            name, value = match.group(1).lower(), match.group(2)
-            if name in current:
+        match = _ITEM.match(text, pos)
+        if match is None:
+            raise PeerProtocolError(f"malformed Forwarded header at {text[pos:]!a}")
+        name, value, end = match.groups()
+        if name is not None:
+            name = name.lower()
+            if name in elements[-1]:
                 raise PeerProtocolError(f"Forwarded element repeats {name!r}")
             if value.startswith('"'):
                 value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
-            current[name] = value
-            pos = match.end()
-        if pos == end:
-            break
-        if text[pos] == ",":
-            if current:
-                elements.append(current)
-            current = {}
-        elif text[pos] != ";":
-            raise PeerProtocolError(f"malformed Forwarded header at {text[pos:]!a}")
-        pos += 1
-    if current:
-        elements.append(current)
-    return elements
+            elements[-1][name] = value
+        if not end:
+            return [element for element in elements if element]
+        if end == ",":
+            elements.append({})
+        pos = match.end()

@@ -41,9 +41,8 @@ _CGI_LOOKALIKES = frozenset({b"content_type", b"content_length"})
 
 @functools.lru_cache(maxsize=512)
 def header_environ_key(name: bytes) -> str | None:
-    """Return the PEP 3333 environ key for a lower-case ASGI header name; ``None`` for a name
-    that is not an RFC 9110 token. Upper-cased as bytes: ``str.upper()`` folds ``\xdf`` into
-    ``SS``, so ``x-forwarded-\xdfl`` would pose as ``HTTP_X_FORWARDED_SSL``."""
+    """Return the PEP 3333 environ key for a lower-case ASGI header name; ``None`` for a non-token.
+    Upper-cased as bytes: ``str.upper()`` turns ``x-forwarded-\xdfl`` into ``..._SSL``."""
     key = _CGI_KEYS.get(name)
     if key is not None:
         return key
@@ -63,11 +62,10 @@ def check_header_count(count: int, max_headers: int | None) -> None:
 
 
 def parse_content_length(values: Iterable[bytes]) -> int | None:
-    """The body length the ``Content-Length`` values of one message declare, ``None`` for none:
-    each is 1 to 64 ASCII digits (strip it first), and repeats agree (RFC 9110 section 8.6).
+    """The body length ``Content-Length`` values (stripped) declare, ``None`` for none.
 
     Raises:
-        AppProtocolError: a value is not such a number, or two differ.
+        AppProtocolError: a value is not 1 to 64 ASCII digits, or two differ (RFC 9110 8.6).
     """
     if type(values) is list and len(values) == 1:  # the usual case, for every response
         value = values[0]
@@ -86,8 +84,7 @@ def parse_content_length(values: Iterable[bytes]) -> int | None:
 
 
 def single_header(headers: Iterable[Sequence[bytes]], name: bytes) -> str | None:
-    """The value of header ``name`` (lower-case), as latin-1 text; ``None`` when absent. For
-    headers that must appear once (``Host``): a second one comes back joined with ``,``."""
+    """The value of header ``name`` (lower-case) as latin-1 text, repeats joined with ``,``."""
     found: bytes | None = None
     for key, value in headers:
         if key == name:
@@ -98,8 +95,7 @@ def single_header(headers: Iterable[Sequence[bytes]], name: bytes) -> str | None
 
 
 def collect_headers(headers: Iterable[Sequence[bytes]], names: Iterable[bytes]) -> dict[str, str]:
-    """The values of the list headers ``names`` (lower-case), by latin-1 name; repeated lines
-    joined with ``,`` (RFC 9110 section 5.3)."""
+    """The values of headers ``names`` (lower-case), by latin-1 name, repeats joined by ``,``."""
     wanted = frozenset(names)
     parts: dict[bytes, list[bytes]] = {}
     for key, value in headers:
@@ -116,14 +112,10 @@ def environ_headers(
     keep_underscores: bool = False,
     max_headers: int | None = DEFAULT_MAX_HEADERS,
 ) -> dict[str, str]:
-    """Translate ASGI request headers into environ entries.
-
-    Names with ``_`` are dropped unless ``keep_underscores``: ``X_Under`` would pose as the
-    ``X-Under`` a trusted proxy sets. Repeats are joined with ``", "``, ``Cookie`` with ``"; "``.
+    """Translate ASGI request headers into environ entries (docs/wsgi-to-asgi.md has the rules).
 
     Raises:
-        PeerProtocolError: too many headers (431), or a ``Content-Length`` that is not a
-            non-negative integer, or several that disagree (400).
+        PeerProtocolError: too many headers (431), a bad or conflicting Content-Length (400).
     """
     result: dict[str, str] = {}
     repeated: dict[str, list[str]] | None = None
@@ -160,13 +152,10 @@ def environ_headers(
 
 
 def encode_response_headers(headers: object) -> list[tuple[bytes, bytes]]:
-    """Validate WSGI response headers and encode them as ASGI byte pairs, names lower-cased.
-
-    Like gunicorn, any list or tuple of two-item lists or tuples of ``str`` is accepted.
+    """Encode WSGI response headers (``str`` pairs) as ASGI byte pairs, names lower-cased.
 
     Raises:
-        AppProtocolError: the headers are not such a list, a name is not an RFC 9110 token, or a
-            value holds CR, LF or NUL (header injection) or a character outside latin-1.
+        AppProtocolError: not a list of pairs, a name no token, a CR, LF, NUL or non-latin-1.
     """
     if not isinstance(headers, list | tuple):
         raise AppProtocolError(

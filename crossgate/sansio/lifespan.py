@@ -8,24 +8,16 @@ from typing import Any, Final
 
 from crossgate.exceptions import AppProtocolError, CrossgateError
 
-__all__ = [
-    "ANSWERS",
-    "TRANSITIONS",
-    "UNSUPPORTED_GRACE",
-    "LifespanCycle",
-    "LifespanPhase",
-    "judge_startup",
-]
+__all__ = ["TRANSITIONS", "UNSUPPORTED_GRACE", "LifespanCycle", "LifespanPhase"]
 
 UNSUPPORTED_GRACE: Final = 1.0
-"""Seconds an app without lifespan support gets to end once its ``send()`` refused a message,
-before the driver cancels it."""
+"""Seconds an app without lifespan support gets to end before the driver cancels it."""
 
 ANSWERS: Final[Mapping[str, frozenset[str]]] = {
     "lifespan.startup": frozenset({"lifespan.startup.complete", "lifespan.startup.failed"}),
     "lifespan.shutdown": frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"}),
 }
-"""The messages that answer each lifespan event (ASGI lifespan spec, "Startup" / "Shutdown")."""
+"""The messages that answer each lifespan event (ASGI lifespan spec)."""
 
 
 class LifespanPhase(enum.Enum):
@@ -54,36 +46,11 @@ TRANSITIONS: Final[Mapping[tuple[LifespanPhase, str], LifespanPhase]] = {
     (_P.STOPPING, ENDED): _P.STOPPED,
     (_P.STOPPING, TIMEOUT): _P.STOPPED,
 }
-"""(phase, event sent or `ANSWERED`/`ENDED`/`TIMEOUT`) -> next phase; a missing pair keeps the
-phase. While ``STARTING``, the app's answer is judged by `judge_startup` instead."""
-
-
-def judge_startup(
-    answer: Mapping[str, Any] | None,
-    *,
-    error: BaseException | None = None,
-    required: bool = False,
-) -> tuple[LifespanPhase, str]:
-    """The phase the app's answer to ``lifespan.startup`` leads to, and the reason in words;
-    ``answer`` is ``None`` when the app returned or raised ``error`` instead."""
-    if answer is None:
-        reason = "returned" if error is None else f"raised {error!r}"
-        reason += " without answering lifespan.startup"
-    else:
-        kind = answer.get("type")
-        if kind == "lifespan.startup.complete":
-            return _P.SERVING, ""
-        if kind == "lifespan.startup.failed":
-            return _P.FAILED, str(answer.get("message") or "")
-        reason = f"sent {kind!r} in answer to lifespan.startup"
-    if required:
-        return _P.FAILED, f"the app does not support the lifespan protocol (it {reason})"
-    return _P.UNSUPPORTED, reason
+"""(phase, event sent or what happened) -> next phase; the answer to a startup is judged apart."""
 
 
 class LifespanCycle:
-    """One lifespan cycle: the driver reports what it sends and what the app does; the cycle
-    keeps the `LifespanPhase` and, in ``reason``, what went wrong (``""`` when nothing did).
+    """One lifespan cycle: its `LifespanPhase` and ``reason`` (what went wrong, or ``""``);
     ``required`` (``lifespan="on"``) makes an app without lifespan support fail startup."""
 
     __slots__ = ("phase", "reason", "required")
@@ -118,8 +85,7 @@ class LifespanCycle:
         """Judge a message the app sent.
 
         Raises:
-            AppProtocolError: ``message`` is not an answer to the event waiting (`ANSWERS`),
-                or none waits; the driver raises it from the app's ``send()``.
+            AppProtocolError: ``message`` answers no event waiting (`ANSWERS`).
         """
         waiting, kind = self.waiting, message.get("type")
         self._judge(message, None)
@@ -142,7 +108,22 @@ class LifespanCycle:
 
     def _judge(self, answer: Mapping[str, Any] | None, error: BaseException | None) -> None:
         if self.phase is _P.STARTING:
-            self.phase, self.reason = judge_startup(answer, error=error, required=self.required)
+            if answer is None:
+                reason = "returned" if error is None else f"raised {error!r}"
+                reason += " without answering lifespan.startup"
+            elif (kind := answer.get("type")) == "lifespan.startup.complete":
+                self.phase = _P.SERVING
+                return
+            elif kind == "lifespan.startup.failed":
+                self.phase, self.reason = _P.FAILED, str(answer.get("message") or "")
+                return
+            else:
+                reason = f"sent {kind!r} in answer to lifespan.startup"
+            if self.required:
+                self.phase = _P.FAILED
+                self.reason = f"the app does not support the lifespan protocol (it {reason})"
+            else:
+                self.phase, self.reason = _P.UNSUPPORTED, reason
         elif self.phase is _P.STOPPING:
             # Returning without an answer is no error: nothing is left to shut down.
             kind = None if answer is None else answer.get("type")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Iterable
@@ -58,9 +59,7 @@ def parse_origin(value: str) -> Origin:
 
 @dataclass(frozen=True, slots=True)
 class OriginPattern:
-    """One entry of ``allowed_origins``: ``https://example.com``, ``https://example.com:8443``,
-    ``http://localhost:*`` (any port), ``https://*.example.com`` (any subdomain, not the domain
-    itself), or ``null`` (the opaque origin of sandboxed frames: only when you must)."""
+    """One entry of ``allowed_origins`` (docs/middleware.md has the forms)."""
 
     scheme: str
     host: str
@@ -74,7 +73,7 @@ class OriginPattern:
         """Parse an ``allowed_origins`` entry.
 
         Raises:
-            ValueError: ``text`` is not one of the forms above.
+            ValueError: ``text`` is not such an entry.
         """
         if text == "null":
             return cls("", "", None, null=True)
@@ -94,7 +93,7 @@ class OriginPattern:
         return cls(origin.scheme, origin.host, origin.port, any_port=any_port, wildcard=wildcard)
 
     def matches(self, origin: Origin) -> bool:
-        """Whether ``origin`` is allowed by this pattern (never true for ``null``)."""
+        """Whether this pattern allows ``origin`` (``null`` never matches)."""
         if self.null or origin.scheme != self.scheme:
             return False
         if not self.any_port and origin.port != self.port:
@@ -155,7 +154,7 @@ class OriginPolicy:
         return scope_type == "http" and self.check_http and method not in SAFE_METHODS
 
     def check(self, origin: str | None, *, scheme: str, host: str | None) -> OriginDecision:
-        """Decide on an ``Origin`` (``None`` when absent), given the request's scheme and host."""
+        """Decide on an ``Origin`` (``None``: absent), given the request's scheme and ``Host``."""
         if len(origin or "") > _MEMO_VALUE_MAX or len(host or "") > _MEMO_VALUE_MAX:
             return self._decide(origin, scheme, host)
         return self._remembered(origin, scheme, host)
@@ -175,15 +174,10 @@ class OriginPolicy:
             return OriginDecision(False, f"invalid Origin header: {exc}")
         if any(pattern.matches(parsed) for pattern in self.patterns):
             return ALLOWED
-        if self.allow_same_origin and host is not None and _same(parsed, scheme, host):
-            return ALLOWED
+        if self.allow_same_origin and host is not None:
+            own = _HTTP_SCHEME.get(scheme, scheme)
+            with contextlib.suppress(PeerProtocolError):  # an invalid Host is no same origin
+                authority = parse_authority(host)
+                if parsed == Origin(own, authority.host, authority.effective_port(own)):
+                    return ALLOWED
         return OriginDecision(False, f"origin {origin!a} is not allowed")
-
-
-def _same(origin: Origin, scheme: str, host: str) -> bool:
-    own_scheme = _HTTP_SCHEME.get(scheme, scheme)
-    try:
-        authority = parse_authority(host)
-    except PeerProtocolError:
-        return False
-    return origin == Origin(own_scheme, authority.host, authority.effective_port(own_scheme))

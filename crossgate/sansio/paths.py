@@ -53,9 +53,7 @@ def normalize_prefix(prefix: str) -> str:
 
 
 def root_offset(root_path: str, path: str) -> int:
-    """Where the part of ``path`` below ``root_path`` begins: ``len(root_path)`` (without a
-    trailing ``/``) when ``path`` starts with it at a segment boundary, else 0 (an older server's
-    ``path``, without the root)."""
+    """Where the part of ``path`` below ``root_path`` begins; 0 for a ``path`` without the root."""
     root = root_path.rstrip("/")
     size = len(root)
     if size and path.startswith(root) and (len(path) == size or path[size] == "/"):
@@ -63,23 +61,11 @@ def root_offset(root_path: str, path: str) -> int:
     return 0
 
 
-def _under(root: str, groups: _Groups[T]) -> tuple[str, _Groups[T]]:
-    offset = len(root)
-    return root, {
-        offset + head: tuple(
-            (root + prefix, offset + stop, (answer[0], root + prefix, None, None))
-            for prefix, stop, answer in group
-        )
-        for head, group in groups.items()
-    }
-
-
 class MountTable(Generic[T]):
     """Mount prefixes, each with the value it routes to, matched longest first.
 
     Raises:
-        ValueError: two entries have the same prefix (after `normalize_prefix`), or a prefix
-            is invalid.
+        ValueError: two entries have the same prefix, or a prefix is invalid.
         TypeError: a prefix is not a `str`.
     """
 
@@ -112,8 +98,7 @@ class MountTable(Generic[T]):
         return self._prefixes
 
     def lookup(self, root_path: str, path: str) -> tuple[str, T] | None:
-        """The ``(prefix, value)`` of the longest prefix the part of ``path`` below ``root_path``
-        (see `root_offset`) is under, or ``None``."""
+        """The ``(prefix, value)`` of the longest prefix ``path`` below ``root_path`` is under."""
         offset = root_offset(root_path, path) if root_path else 0
         end = path.find("/", offset + 1)
         size = len(path)
@@ -124,8 +109,7 @@ class MountTable(Generic[T]):
         return None
 
     def route(self, root_path: str | None, path: str, raw_path: bytes | None) -> Routed[T] | None:
-        """The value and `child_paths` (``path`` and ``raw_path`` ``None`` when they stay), or
-        ``None`` when no prefix matches.
+        """The value and `child_paths` (``path`` and ``raw_path`` ``None`` when they stay).
 
         Raises:
             PeerProtocolError: as `child_paths`.
@@ -137,8 +121,16 @@ class MountTable(Generic[T]):
         else:
             if len(self._compiled) >= MAX_ROOTS:
                 self._compiled.clear()
-            compiled = self._compiled[root_path] = _under(root_path.rstrip("/"), self._top[1])
-            root, groups = compiled
+            root = root_path.rstrip("/")
+            offset = len(root)
+            groups = {
+                offset + head: tuple(
+                    (root + prefix, offset + stop, (answer[0], root + prefix, None, None))
+                    for prefix, stop, answer in group
+                )
+                for head, group in self._top[1].items()
+            }
+            self._compiled[root_path] = root, groups
         offset = len(root)
         end = path.find("/", offset + 1)
         size = len(path)
@@ -158,8 +150,7 @@ class MountTable(Generic[T]):
 def child_paths(
     root_path: str, path: str, raw_path: bytes | None, prefix: str
 ) -> tuple[str, str, bytes | None]:
-    """The ``(root_path, path, raw_path)`` of the scope a mount at ``prefix`` hands its app: an
-    older server's ``path`` and ``raw_path`` get the parent's ``root_path`` put in front.
+    """The ``(root_path, path, raw_path)`` of the scope a mount at ``prefix`` hands its app.
 
     Raises:
         PeerProtocolError: ``root_path`` holds a lone surrogate.
@@ -175,9 +166,8 @@ def child_paths(
 def slash_redirect_location(
     root_path: str, path: str, raw_path: bytes | None, query_string: bytes
 ) -> bytes:
-    """The ``Location`` that adds the missing ``/`` to a request for a bare mount prefix: the
-    raw path when there is one, escaped to RFC 3986 characters (no CR or LF), and a leading
-    ``//``, which would name another host, collapsed.
+    """The ``Location`` that adds the missing ``/`` to a bare mount prefix, escaped (RFC 3986),
+    a leading ``//`` (another host) collapsed.
 
     Raises:
         PeerProtocolError: ``root_path`` or ``path`` holds a lone surrogate.
@@ -198,7 +188,7 @@ def slash_redirect_location(
 
 
 def scope_bytes(text: str, what: str) -> bytes:
-    """Encode a decoded scope string back to its bytes (undoing ``surrogateescape`` too).
+    """Encode a decoded scope string back to its bytes.
 
     Raises:
         PeerProtocolError: ``text`` holds a lone surrogate.

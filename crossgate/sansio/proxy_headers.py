@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from crossgate.exceptions import PeerProtocolError
 from crossgate.sansio import forwarded
-from crossgate.sansio.trusted_hosts import parse_authority, parse_port
+from crossgate.sansio.trusted_hosts import default_port, parse_authority, parse_port
 
 __all__ = [
     "FIELDS",
@@ -31,7 +31,6 @@ _X_FIELDS = {name: field for field, name in _X_HEADERS.items()}
 PROXY_HEADERS = frozenset({"forwarded", *_X_HEADERS.values()})
 
 _PROTOS = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
-_PORTS = {"http": 80, "https": 443}
 # Decisions on header values longer than this in all are not remembered: not worth the memory.
 _MEMO_VALUE_MAX = 512
 
@@ -76,9 +75,8 @@ class TrustedPeers:
 
 @dataclass(frozen=True, slots=True)
 class ProxyDecision:
-    """What to change in the scope or environ (``None``: nothing): ``scheme`` is ``http`` or
-    ``https``, ``host`` the new ``Host``, ``server`` the new ``(name, port)``, ``prefix`` goes in
-    front of ``root_path``, ``ignored`` says why each malformed value was ignored."""
+    """What to change in the scope or environ (``None``: nothing); ``prefix`` goes in front of
+    ``root_path``, ``ignored`` says why each malformed value was ignored."""
 
     client: forwarded.ClientAddress | None = None
     scheme: str | None = None
@@ -148,8 +146,7 @@ class ProxyPolicy:
         return self.peers.trusts(peer)
 
     def decide(self, values: Mapping[str, str], *, scheme: str, host: str | None) -> ProxyDecision:
-        """Decide what a request from a trusted peer really was, from ``values`` (its headers
-        of ``header_names``, repeats joined with ``,``), its scheme and ``Host``. Never raises."""
+        """Decide what a trusted peer's request was from its ``header_names`` (joined by ``,``)."""
         if not values:
             return NO_CHANGE
         items = tuple(values.items())
@@ -177,9 +174,6 @@ class ProxyPolicy:
                     continue
                 element = elements[-min(self.hops, len(elements))] if elements else {}
                 raw.update((k, v) for k, v in element.items() if k in self._forwarded_params)
-            elif "," not in text:  # the common case: one proxy, one entry
-                if entry := text.strip(" \t"):
-                    raw[_X_FIELDS[name]] = entry
             elif entries := [entry for part in text.split(",") if (entry := part.strip(" \t"))]:
                 raw[_X_FIELDS[name]] = entries[-min(self.hops, len(entries))]  # the hops rule
         parsed: dict[str, Any] = {}
@@ -199,7 +193,7 @@ class ProxyPolicy:
         server: tuple[str, int] | None = None
         if authority is not None:
             # The scope's scheme is http, https, ws or wss (ASGI spec); any other is taken as http.
-            default = _PORTS[_PROTOS.get(scheme_out or scheme, "http")]
+            default = default_port(scheme_out or scheme) or 80
             if port is None:
                 new_host, port = str(authority), authority.port or default
             else:

@@ -1,6 +1,4 @@
-"""The messages that refuse a connection with a status and a reason, for both scope types. Pure.
-
-Every refusal (a router, `WSGIToASGI`, a middleware) sends them through `crossgate._answer`."""
+"""The messages that refuse a connection with a status and a reason, for both scope types. Pure."""
 
 from __future__ import annotations
 
@@ -13,12 +11,10 @@ from crossgate.types import Message, as_message
 __all__ = ["MAX_CLOSE_REASON", "WEBSOCKET_DENIAL", "close_reason", "refusal_events"]
 
 WEBSOCKET_DENIAL: Final = "websocket.http.response"
-"""The ASGI extension that lets an app answer a websocket handshake with an HTTP response (ASGI
-spec, "Extensions": Websocket Denial Response)."""
+"""The ASGI extension that answers a websocket handshake with an HTTP response."""
 
 MAX_CLOSE_REASON: Final = 123
-"""Bytes of UTF-8 a websocket close reason may take: a control frame carries at most 125 bytes
-(RFC 6455 section 5.5), two of them the close code (section 5.5.1)."""
+"""Bytes a websocket close reason may take: 125 in a control frame, less the code (RFC 6455 5.5)."""
 
 
 def close_reason(reason: str) -> str:
@@ -34,12 +30,8 @@ def refusal_events(
     *,
     headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> list[Message]:
-    """The messages that answer ``scope`` with ``status`` and a plain-text ``reason``.
-
-    ``http``, or a websocket whose server offers `WEBSOCKET_DENIAL`: the response of
-    `crossgate.sansio.response.error_events`. Any other websocket: a close before accept, code
-    1011 for a 5xx status, else 1008 (RFC 6455 section 7.4.1).
-    """
+    """The messages that answer ``scope`` with ``status`` and a plain-text ``reason``: an error
+    response, or a websocket close before accept when the server has no `WEBSOCKET_DENIAL`."""
     start, body = error_events(status, reason, extra_headers=headers)
     if scope["type"] != "websocket":
         return [as_message(start), as_message(body)]

@@ -1,5 +1,4 @@
-"""WSGI ``start_response`` semantics and their translation into ASGI ``http.response.*`` events.
-Pure."""
+"""WSGI ``start_response`` semantics and their translation into ASGI ``http.response.*`` events."""
 
 from __future__ import annotations
 
@@ -34,8 +33,7 @@ def parse_status(status: object) -> int:
     """Return the status code of a PEP 3333 status line such as ``"200 OK"``.
 
     Raises:
-        AppProtocolError: ``status`` is not three digits from 200 to 599 (WSGI cannot send
-            1xx), a space and a reason without CR, LF or NUL.
+        AppProtocolError: not three digits from 200 to 599, a space and a reason without CR/LF/NUL.
     """
     if type(status) is not str:
         raise AppProtocolError(f"status must be a str such as '200 OK', not {status!r}")
@@ -51,7 +49,7 @@ def parse_status(status: object) -> int:
 
 
 def body_chunk(chunk: object) -> bytes:
-    """Return a body chunk a WSGI app produced as ``bytes``.
+    """Return a WSGI app's body chunk as ``bytes``.
 
     Raises:
         AppProtocolError: ``chunk`` is not bytes-like (a ``str`` most often).
@@ -67,8 +65,7 @@ def body_chunk(chunk: object) -> bytes:
 
 
 class ResponseState:
-    """What ``start_response`` was told (PEP 3333: once, but ``exc_info`` may replace it until
-    the headers are sent), and how much of the ``Content-Length`` promise went out."""
+    """What ``start_response`` was told, and how much of the ``Content-Length`` promise went out."""
 
     __slots__ = ("committed", "content_length", "head", "headers", "sent", "status")
 
@@ -119,17 +116,14 @@ class ResponseState:
             self.sent += len(chunk)
             return chunk, 0, False
         room = limit - self.sent
-        if len(chunk) > room:
-            dropped = len(chunk) - room
+        dropped = len(chunk) - room if len(chunk) > room else 0
+        if dropped:
             chunk = chunk[:room]
-        else:
-            dropped = 0
         self.sent += len(chunk)
         return chunk, dropped, self.sent >= limit
 
     def shortfall(self) -> int:
-        """Bytes still owed under ``Content-Length``; HEAD, 204 and 304 owe none (RFC 9110
-        section 8.6)."""
+        """Bytes still owed under ``Content-Length``; HEAD, 204 and 304 owe none (RFC 9110 8.6)."""
         if self.content_length is None or self.head or self.status in (204, 304):
             return 0
         return max(self.content_length - self.sent, 0)
@@ -144,9 +138,8 @@ def file_send_event(
     offset: int,
     size: int,
 ) -> HTTPResponsePathsendEvent | HTTPResponseZerocopysendEvent | None:
-    """The pathsend or zerocopysend event that sends a ``wsgi.file_wrapper`` file, settling
-    ``state``; ``None``: iterate the file (after a body, a HEAD, or another Content-Length).
-    ``path`` is set when the caller checked it names the open file."""
+    """The pathsend or zerocopysend event for a ``wsgi.file_wrapper`` file (``path`` checked by
+    the caller to name it), settling ``state``; ``None``: iterate the file instead."""
     remaining = size - offset
     if (
         state.head
@@ -181,8 +174,7 @@ def error_events(
     *,
     extra_headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
-    """The two events of a short plain-text error response: the status phrase, then
-    ``message``; never a traceback (that goes to the log)."""
+    """The two events of a short plain-text error response: status phrase, then ``message``."""
     text = f"{status_code} {HTTPStatus(status_code).phrase}"
     body = (text + ("\n" if message is None else f": {message}\n")).encode("utf-8")
     headers = [

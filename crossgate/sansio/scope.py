@@ -1,6 +1,4 @@
-"""PEP 3333 environ -> ASGI HTTP scope, for `ASGIToWSGI`. Pure.
-
-The inverse of `crossgate.sansio.environ.build_environ`: environ -> scope -> environ is exact."""
+"""PEP 3333 environ -> ASGI HTTP scope, the exact inverse of `build_environ`. Pure."""
 
 from __future__ import annotations
 
@@ -27,23 +25,16 @@ ASGI_SPEC_VERSION = "2.4"
 # "Path Send": the adapter serves the file through ``wsgi.file_wrapper``.
 DEFAULT_EXTENSIONS = ("http.response.pathsend",)
 
-_HTTP_VERSIONS = {
-    "HTTP/1.1": "1.1",
-    "HTTP/1.0": "1.0",
-    "HTTP/2": "2",
-    "HTTP/2.0": "2",
-    "HTTP/3": "3",
-    "HTTP/3.0": "3",
-    "HTTP/0.9": "1.0",  # the nearest version the ASGI spec knows
-}
+_HTTP_VERSIONS = {f"HTTP/{version}": version for version in ("1.0", "1.1", "2", "3")}
+# HTTP/0.9: the nearest version the ASGI spec knows.
+_HTTP_VERSIONS |= {"HTTP/2.0": "2", "HTTP/3.0": "3", "HTTP/0.9": "1.0"}
 
 # An HTTP_ twin of a CGI variable would duplicate the header.
 _CGI_TWINS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 
 
 def _native(value: object, key: str) -> bytes:
-    """The bytes a PEP 3333 "native string" carries; text beyond latin-1 is UTF-8 encoded
-    (even a lone surrogate) instead of a crash. Raises `PeerProtocolError` for a non-``str``."""
+    """The bytes of a PEP 3333 native string (UTF-8 beyond latin-1); raises for a non-``str``."""
     if type(value) is not str:
         raise PeerProtocolError(
             f"environ[{key!r}] must be a str (PEP 3333), not {type(value).__name__}"
@@ -71,8 +62,7 @@ def _header_pairs(keys: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
 
 
 def _raw_path(environ: Mapping[str, Any], decoded: bytes) -> bytes:
-    """``RAW_URI`` or ``REQUEST_URI``'s path when it decodes to ``decoded`` (not rewritten by a
-    middleware), else ``decoded`` quoted."""
+    """The raw request target's path when it decodes to ``decoded``, else ``decoded`` quoted."""
     uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if type(uri) is str:
         target = uri.partition("?")[0]
@@ -105,9 +95,6 @@ def _port(value: object) -> int | None:
 def request_body_length(environ: Mapping[str, Any]) -> int | None:
     """How many request body bytes to read from ``wsgi.input``; ``None`` means "to EOF".
 
-    No ``CONTENT_LENGTH`` means no body (PEP 3333 forbids reading past it), unless the server
-    sets ``wsgi.input_terminated`` (how gunicorn and mod_wsgi pass a chunked upload).
-
     Raises:
         PeerProtocolError: ``CONTENT_LENGTH`` is not a non-negative integer (400).
     """
@@ -118,9 +105,7 @@ def request_body_length(environ: Mapping[str, Any]) -> int | None:
             return parse_content_length((text.encode("ascii"),))
         except AppProtocolError:
             raise PeerProtocolError(f"invalid Content-Length: {length!r}") from None
-    if environ.get("wsgi.input_terminated"):
-        return None
-    return 0
+    return None if environ.get("wsgi.input_terminated") else 0
 
 
 def build_scope(
@@ -132,12 +117,9 @@ def build_scope(
 ) -> dict[str, Any]:
     """Build the ASGI ``http`` scope of a WSGI request (docs/asgi-to-wsgi.md has each key).
 
-    ``state`` is shallow-copied into the scope; more than ``max_headers`` headers get a 431
-    (``None``: no cap).
-
     Raises:
-        PeerProtocolError: ``REQUEST_METHOD`` is missing or empty, or a CGI value or ``HTTP_*``
-            value is not a ``str`` (400); too many headers (431).
+        PeerProtocolError: no ``REQUEST_METHOD``, a CGI or ``HTTP_*`` value not a ``str`` (400);
+            more than ``max_headers`` headers (431; ``None``: no cap).
     """
     get = environ.get
     method = get("REQUEST_METHOD")
@@ -198,7 +180,6 @@ def build_scope(
         "method": method,
         "scheme": scheme.lower() if type(scheme) is str and scheme else "http",
         "path": root_path + path_info.decode("utf-8", "surrogateescape"),
-        # The usual request: the target is PATH_INFO itself.
         "raw_path": path_info
         if not script and relative is None and get("RAW_URI") == path
         else _raw_path(environ, decoded if relative is None else relative),

@@ -79,11 +79,10 @@ def parse_port(text: str) -> int:
 
 @functools.lru_cache(maxsize=1024)  # a deployment sees few hosts
 def parse_authority(value: str) -> Authority:
-    """Parse and normalize ``host[:port]`` (RFC 9110 section 7.2 minus the forms no client
-    sends): ``Example.COM.`` is ``example.com``, IPv6 literals are bracketed and compressed.
+    """Parse and normalize ``host[:port]``: ``Example.COM.`` is ``example.com``, IPv6 compressed.
 
     Raises:
-        PeerProtocolError: ``value`` is empty, not ASCII (use punycode) or not a host and port.
+        PeerProtocolError: ``value`` is empty, not ASCII or not a host and port.
     """
     if not value:
         raise PeerProtocolError("empty host")
@@ -118,8 +117,7 @@ def parse_authority(value: str) -> Authority:
 
 @dataclass(frozen=True, slots=True)
 class HostPattern:
-    """One entry of ``allowed_hosts``: ``example.com`` (any port), ``example.com:8443``,
-    ``*.example.com`` (any subdomain, not ``example.com`` itself), ``[::1]``, or ``*``."""
+    """One entry of ``allowed_hosts`` (docs/middleware.md has the forms)."""
 
     host: str
     port: int | None = None
@@ -130,7 +128,7 @@ class HostPattern:
         """Parse an ``allowed_hosts`` entry.
 
         Raises:
-            ValueError: ``text`` is not one of the forms above.
+            ValueError: ``text`` is not such an entry.
         """
         if text == "*":
             return cls("", None, wildcard=True)
@@ -145,7 +143,7 @@ class HostPattern:
         return cls(authority.host, authority.port, wildcard)
 
     def matches(self, authority: Authority, scheme: str) -> bool:
-        """Whether a request for ``authority`` over ``scheme`` is allowed by this pattern."""
+        """Whether this pattern allows ``authority`` over ``scheme``."""
         if self.port is not None and authority.effective_port(scheme) != self.port:
             return False
         if not self.wildcard:
@@ -155,8 +153,7 @@ class HostPattern:
 
 @dataclass(frozen=True, slots=True)
 class HostDecision:
-    """What to do with a request: ``allow``, ``refuse`` (why: ``reason``) or ``redirect``
-    (to ``location_host``)."""
+    """What to do with a request: ``allow``, ``refuse`` or ``redirect`` (to ``location_host``)."""
 
     action: Literal["allow", "refuse", "redirect"]
     reason: str = ""
@@ -167,7 +164,7 @@ ALLOW = HostDecision("allow")
 
 
 class HostPolicy:
-    """The allowed hosts (`HostPattern` texts), a canonical ``redirect_to``, ``www_redirect``.
+    """`TrustedHosts`' options: the allowed hosts, a canonical ``redirect_to``, ``www_redirect``.
 
     Raises:
         ValueError: an invalid pattern, no pattern, or an invalid or not allowed ``redirect_to``.
@@ -227,8 +224,7 @@ class HostPolicy:
 
 
 def redirect_location(scheme: str, host: str, path: bytes, query: bytes) -> str:
-    """The absolute URL to redirect to: ``scheme://host``, the raw ``path`` (``root_path``
-    included) and ``query``, escaped (RFC 3986 section 3.3): no byte breaks the header."""
+    """The absolute URL ``scheme://host`` + raw ``path`` and ``query``, escaped (RFC 3986 3.3)."""
     target = quote(path, safe=RAW_SAFE) or "/"
     if not target.startswith("/"):
         target = "/" + target

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
 
 from crossgate.exceptions import AppProtocolError, CrossgateError
-from crossgate.sansio.lifespan import (
-    LifespanCycle,
-    LifespanPhase,
-    judge_startup,
-)
+from crossgate.sansio.lifespan import LifespanCycle, LifespanPhase
 
 COMPLETE = LifespanPhase.SERVING
 FAILED = LifespanPhase.FAILED
@@ -79,13 +76,20 @@ UNSUPPORTED = LifespanPhase.UNSUPPORTED
         ),
     ],
 )
-def test_judge_startup(
+def test_the_startup_answer_decides_the_phase(
     answer: dict[str, Any] | None,
     error: BaseException | None,
     required: bool,
     expected: tuple[LifespanPhase, str],
 ) -> None:
-    assert judge_startup(answer, error=error, required=required) == expected
+    cycle = LifespanCycle(required=required)
+    cycle.send("lifespan.startup")
+    if answer is None:
+        cycle.ended(error)
+    else:
+        with contextlib.suppress(AppProtocolError):  # a wrong answer is judged, then refused
+            cycle.app_sent(answer)
+    assert (cycle.phase, cycle.reason) == expected
 
 
 @pytest.mark.parametrize(
