@@ -31,8 +31,6 @@ def _caused_by(exc: BaseException, cause: BaseException, depth: int = 0) -> bool
 
 
 class _BodyLimitBase(Generic[App]):
-    """The option of `BodyLimit` and `WSGIBodyLimit`, checked in one place."""
-
     def __init__(self, app: App, *, max_body_size: int) -> None:
         size = max_body_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -42,12 +40,8 @@ class _BodyLimitBase(Generic[App]):
 
 
 class BodyLimit(_BodyLimitBase[ASGIApp]):
-    """ASGI middleware: refuse request bodies larger than ``max_body_size`` bytes with 413.
-
-    A ``Content-Length`` over the limit is refused before ``app`` is called; otherwise the
-    ``receive()`` that takes the body past it raises `crossgate.exceptions.RequestTooLarge`,
-    and so does every later call. docs/middleware.md ("BodyLimit") tells what the client then
-    gets. Scopes other than ``http`` pass through untouched.
+    """ASGI middleware: refuse request bodies larger than ``max_body_size`` bytes with 413;
+    docs/middleware.md ("BodyLimit") tells when and how.
 
     Raises:
         ValueError: ``max_body_size`` is not an int of 0 or more.
@@ -120,8 +114,7 @@ class LimitedInput(LineReader):
             return b""
         data = self._stream.read(asked)
         if 0 < len(data) < asked:
-            # PEP 3333 lets a stream return less than asked before its end: read on, so that a
-            # body cut short is told apart from a slow one.
+            # PEP 3333 allows short reads: read on, to tell a body cut short from a slow one.
             parts = [data]
             got = len(data)
             while got < asked and (more := self._stream.read(asked - got)):
@@ -148,10 +141,8 @@ class LimitedInput(LineReader):
 
 
 class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
-    """WSGI middleware: the sibling of `BodyLimit`, with the same option.
-
-    ``wsgi.input`` becomes a `LimitedInput`. A request with no ``CONTENT_LENGTH`` has an empty
-    body unless the server sets ``wsgi.input_terminated``, as werkzeug and Django read it.
+    """WSGI middleware: the sibling of `BodyLimit`, with the same option; ``wsgi.input``
+    becomes a `LimitedInput`.
 
     Raises:
         ValueError: ``max_body_size`` is not an int of 0 or more.
@@ -187,7 +178,7 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
                 replaced = True
                 refuse(error, exc_info)
             if replaced:
-                return _discard
+                return lambda data: None  # the write() of an error page being replaced
             started = True
             return start_response(status, headers, exc_info)
 
@@ -207,7 +198,3 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
             close_result(result)
             return refuse(error, None)
         return result
-
-
-def _discard(data: bytes) -> None:
-    """The ``write`` callable given to an app whose error page is being replaced."""

@@ -68,8 +68,6 @@ def _with_header(
 
 
 class _RequestIDBase(Generic[App]):
-    """The options of `RequestID` and `WSGIRequestID`, checked in one place for both sides."""
-
     def __init__(
         self,
         app: App,
@@ -188,15 +186,8 @@ class _Access:
 
 
 class RequestID(_RequestIDBase[ASGIApp]):
-    """ASGI middleware: a request id per ``http`` and ``websocket`` request, and access lines.
-
-    The id goes into ``scope["crossgate.request_id"]`` and the request and response headers,
-    and is `current_request_id` while the app runs. docs/middleware.md ("RequestID") describes
-    the options and the access line. Other scope types pass through untouched.
-
-    Args:
-        trust_incoming: the direct peers (behind `ProxyHeaders`, the proxy) whose incoming id
-            is reused, such as ``["127.0.0.1", "::1"]``; ``False``: nobody's.
+    """ASGI middleware: a request id per ``http`` and ``websocket`` request, and access lines;
+    the options, where the id goes and the access line are in docs/middleware.md ("RequestID").
 
     Raises:
         ValueError: ``header`` is not a valid header name, a peer is not an address or network,
@@ -272,17 +263,12 @@ class RequestID(_RequestIDBase[ASGIApp]):
 class WSGIRequestID(_RequestIDBase[WSGIApplication]):
     """WSGI middleware: the sibling of `RequestID`, with the same options.
 
-    The id goes into ``environ["crossgate.request_id"]`` and the request header's ``HTTP_*``
-    entry, and is `current_request_id` during every call into the app, its iterable and
-    ``close()``, where the access line is written.
-
     Raises:
         ValueError: as for `RequestID`.
     """
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         key = self.environ_key
-        # Behind WSGIProxyHeaders, the proxy that spoke, not the client it reported.
         peer = environ.get(PEER_KEY, environ.get("REMOTE_ADDR")) or None
         request_id = self.choose(peer, environ.get(key))
         # In place, as WSGI middleware do: middleware further out find the id too.

@@ -40,8 +40,7 @@ _GZIP_FNAME_HEADER = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff"
 
 
 def padded_gzip_header(padding: int) -> bytes:
-    """A gzip member header (RFC 1952) whose FNAME field holds ``padding`` bytes, against
-    BREACH as Django 4.2+ does it.
+    """A gzip member header (RFC 1952) whose FNAME field holds ``padding`` bytes (BREACH).
 
     Raises:
         ValueError: ``padding`` is negative.
