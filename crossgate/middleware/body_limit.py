@@ -115,12 +115,10 @@ class LimitedInput(LineReader):
         data = self._stream.read(asked)
         if 0 < len(data) < asked:
             # PEP 3333 allows short reads: read on, to tell a body cut short from a slow one.
-            parts = [data]
-            got = len(data)
-            while got < asked and (more := self._stream.read(asked - got)):
-                parts.append(more)
-                got += len(more)
-            data = b"".join(parts)
+            buffer = bytearray(data)
+            while len(buffer) < asked and (more := self._stream.read(asked - len(buffer))):
+                buffer += more
+            data = bytes(buffer)
         if data:
             meter.count(len(data))
         if len(data) < asked:

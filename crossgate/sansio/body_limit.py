@@ -14,9 +14,7 @@ def declared_length(value: bytes | str | None) -> int | None:
     Raises:
         PeerProtocolError: the value is not ``1*DIGIT`` (RFC 9110 section 8.6); 400.
     """
-    if value is None:
-        return None
-    text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip(" \t")
+    text = (value.decode("latin-1") if isinstance(value, bytes) else value or "").strip(" \t")
     if not text:
         return None
     try:
