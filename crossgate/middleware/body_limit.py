@@ -91,7 +91,6 @@ class BodyLimit(_BodyLimitBase[ASGIApp]):
                 raise ResponseAborted(
                     f"{error} after the response started; dropping the connection"
                 ) from exc
-        # The error left the app, or the app caught it and returned without answering.
         error = meter.error
         if error is not None and not started and not replaced:
             await asgi_refuse(scope, receive, send, error.status_code, str(error))
@@ -161,8 +160,7 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
 
         def refuse(error: PeerProtocolError, exc_info: OptExcInfo | None) -> Iterable[bytes]:
             nonlocal refusal
-            # PEP 3333 ("Error Handling"): with exc_info, the status can be replaced until it
-            # went out; if it did, the server re-raises exc_info from this call.
+            # PEP 3333 "Error Handling": exc_info replaces a status not sent yet, else re-raises.
             exc_info = exc_info if started else None
             refusal = wsgi_refuse(environ, start_response, error.status_code, str(error), exc_info)
             return refusal
@@ -192,7 +190,6 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
             return refusal
         error = meter.error
         if error is not None and not started:
-            # The app caught the error and returned without calling start_response.
             close_result(result)
             return refuse(error, None)
         return result
