@@ -78,13 +78,12 @@ class _Response:
         self.coding = coding
 
     def plan(self, facts: ResponseFacts, *, wait: bool = False) -> Plan:
-        options = self.options
         return plan_response(
             facts,
             method=self.method,
             coding=self.coding,
-            minimum_size=options.minimum_size,
-            excluded_types=options.excluded_types,
+            minimum_size=self.options.minimum_size,
+            excluded_types=self.options.excluded_types,
             wait_for_body=wait,
         )
 
@@ -215,10 +214,7 @@ class WSGIGZip(_GZipBase[WSGIApplication]):
     """
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        coding = negotiate(environ.get("HTTP_ACCEPT_ENCODING"), self.codings)
-        response = _GZipWSGIResponse(
-            self, environ.get("REQUEST_METHOD", "GET"), coding, start_response
-        )
+        response = _GZipWSGIResponse(self, environ, start_response)
         result = self.app(environ, response.start_response)
         try:
             return response.wrap(result)
@@ -239,9 +235,10 @@ class _GZipWSGIResponse(_Response):
     result: Iterable[bytes] = ()
 
     def __init__(
-        self, options: WSGIGZip, method: str, coding: str | None, start_response: StartResponse
+        self, options: WSGIGZip, environ: WSGIEnvironment, start_response: StartResponse
     ) -> None:
-        super().__init__(options, method, coding)
+        coding = negotiate(environ.get("HTTP_ACCEPT_ENCODING"), options.codings)
+        super().__init__(options, environ.get("REQUEST_METHOD", "GET"), coding)
         self.real = start_response
 
     def start_response(
