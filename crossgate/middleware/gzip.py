@@ -104,10 +104,6 @@ class _Response:
             padding=secrets.randbelow(limit + 1) if limit else None,
         )
 
-    def whole(self, coding: str, parts: Iterable[bytes]) -> bytes:
-        compressor = self.new_compressor(coding)
-        return b"".join([*map(compressor.feed, parts), compressor.last()])
-
     def commit(
         self,
         headers: Iterable[tuple[AnyStr, AnyStr]],
@@ -182,7 +178,7 @@ class GZip(_GZipBase[ASGIApp]):
                 if message["type"] == "http.response.body":
                     chosen = response.coding_for(plan, len(body), complete=not more)
                 if chosen is not None and not more:
-                    compressed = response.whole(chosen, (body,))
+                    compressed = response.new_compressor(chosen).last(body)
                     await commit(start, plan, chosen, len(compressed))
                     await send({"type": "http.response.body", "body": compressed})
                 else:
@@ -291,7 +287,7 @@ class _GZipWSGIResponse(_Response):
             if coding is None:
                 self.start(plan, None)
                 return result
-            compressed = self.whole(coding, result)
+            compressed = self.new_compressor(coding).last(b"".join(result))
             close_result(result)
             self.start(plan, coding, len(compressed))
             return [compressed]
