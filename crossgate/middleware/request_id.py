@@ -34,8 +34,6 @@ __all__ = ["RequestID", "RequestIDFilter", "WSGIRequestID", "current_request_id"
 request_id_var: ContextVar[str | None] = ContextVar("crossgate.request_id", default=None)
 
 _SCOPE_KEY = "crossgate.request_id"
-
-_STARTS = frozenset({"http.response.start", "websocket.http.response.start", "websocket.accept"})
 _DISCONNECTS = ("http.disconnect", "websocket.disconnect")
 
 
@@ -221,7 +219,7 @@ class RequestID(_RequestIDBase[ASGIApp]):
 
         async def watch_send(message: Message) -> None:
             kind = message["type"]
-            if kind in _STARTS:
+            if kind in {"http.response.start", "websocket.http.response.start", "websocket.accept"}:
                 message = {**message, "headers": _with_header(message.get("headers", ()), pair)}
             try:
                 await send(message)
