@@ -64,9 +64,7 @@ def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -
             # float() also takes "nan" and "inf".
             if not 0.0 <= q <= 1.0:
                 continue
-        if coding == "x-gzip":
-            coding = "gzip"
-        weights.setdefault(coding, q)
+        weights.setdefault("gzip" if coding == "x-gzip" else coding, q)
     star = weights.get("*", 0.0)
     best: str | None = None
     best_q = 0.0
