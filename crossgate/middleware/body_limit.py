@@ -31,8 +31,6 @@ def _caused_by(exc: BaseException, cause: BaseException, depth: int = 0) -> bool
 
 
 class _BodyLimitBase(Generic[App]):
-    """The option of `BodyLimit` and `WSGIBodyLimit`, checked in one place."""
-
     def __init__(self, app: App, *, max_body_size: int) -> None:
         size = max_body_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -42,12 +40,8 @@ class _BodyLimitBase(Generic[App]):
 
 
 class BodyLimit(_BodyLimitBase[ASGIApp]):
-    """ASGI middleware: refuse request bodies larger than ``max_body_size`` bytes with 413.
-
-    A ``Content-Length`` over the limit is refused before ``app`` is called; otherwise the
-    ``receive()`` that takes the body past it raises `crossgate.exceptions.RequestTooLarge`,
-    and so does every later call. docs/middleware.md ("BodyLimit") tells what the client then
-    gets. Scopes other than ``http`` pass through untouched.
+    """ASGI middleware: refuse request bodies larger than ``max_body_size`` bytes with 413;
+    docs/middleware.md ("BodyLimit") tells when and how.
 
     Raises:
         ValueError: ``max_body_size`` is not an int of 0 or more.
@@ -97,7 +91,6 @@ class BodyLimit(_BodyLimitBase[ASGIApp]):
                 raise ResponseAborted(
                     f"{error} after the response started; dropping the connection"
                 ) from exc
-        # The error left the app, or the app caught it and returned without answering.
         error = meter.error
         if error is not None and not started and not replaced:
             await asgi_refuse(scope, receive, send, error.status_code, str(error))
@@ -120,14 +113,11 @@ class LimitedInput(LineReader):
             return b""
         data = self._stream.read(asked)
         if 0 < len(data) < asked:
-            # PEP 3333 lets a stream return less than asked before its end: read on, so that a
-            # body cut short is told apart from a slow one.
-            parts = [data]
-            got = len(data)
-            while got < asked and (more := self._stream.read(asked - got)):
-                parts.append(more)
-                got += len(more)
-            data = b"".join(parts)
+            # PEP 3333 allows short reads: read on, to tell a body cut short from a slow one.
+            buffer = bytearray(data)
+            while len(buffer) < asked and (more := self._stream.read(asked - len(buffer))):
+                buffer += more
+            data = bytes(buffer)
         if data:
             meter.count(len(data))
         if len(data) < asked:
@@ -148,10 +138,8 @@ class LimitedInput(LineReader):
 
 
 class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
-    """WSGI middleware: the sibling of `BodyLimit`, with the same option.
-
-    ``wsgi.input`` becomes a `LimitedInput`. A request with no ``CONTENT_LENGTH`` has an empty
-    body unless the server sets ``wsgi.input_terminated``, as werkzeug and Django read it.
+    """WSGI middleware: the sibling of `BodyLimit`, with the same option; ``wsgi.input``
+    becomes a `LimitedInput`.
 
     Raises:
         ValueError: ``max_body_size`` is not an int of 0 or more.
@@ -172,8 +160,7 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
 
         def refuse(error: PeerProtocolError, exc_info: OptExcInfo | None) -> Iterable[bytes]:
             nonlocal refusal
-            # PEP 3333 ("Error Handling"): with exc_info, the status can be replaced until it
-            # went out; if it did, the server re-raises exc_info from this call.
+            # PEP 3333 "Error Handling": exc_info replaces a status not sent yet, else re-raises.
             exc_info = exc_info if started else None
             refusal = wsgi_refuse(environ, start_response, error.status_code, str(error), exc_info)
             return refusal
@@ -187,7 +174,7 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
                 replaced = True
                 refuse(error, exc_info)
             if replaced:
-                return _discard
+                return lambda data: None  # the write() of an error page being replaced
             started = True
             return start_response(status, headers, exc_info)
 
@@ -203,11 +190,6 @@ class WSGIBodyLimit(_BodyLimitBase[WSGIApplication]):
             return refusal
         error = meter.error
         if error is not None and not started:
-            # The app caught the error and returned without calling start_response.
             close_result(result)
             return refuse(error, None)
         return result
-
-
-def _discard(data: bytes) -> None:
-    """The ``write`` callable given to an app whose error page is being replaced."""

@@ -1,5 +1,5 @@
-"""`GZip` / `WSGIGZip`: compress responses with gzip (or brotli), flushing every chunk the app
-sends so that no stream is held back. What to compress is `crossgate.sansio.gzip`'s decision."""
+"""`GZip` / `WSGIGZip`: compress responses with gzip or brotli, flushing every chunk; what to
+compress is `crossgate.sansio.gzip`'s decision."""
 
 from __future__ import annotations
 
@@ -32,8 +32,6 @@ _FILE_EXTENSIONS = ("http.response.pathsend", "http.response.zerocopysend")
 
 
 class _GZipBase(Generic[App]):
-    """The options of `GZip` and `WSGIGZip`, checked in one place for both sides."""
-
     def __init__(
         self,
         app: App,
@@ -59,14 +57,12 @@ class _GZipBase(Generic[App]):
             )
         if brotli and not brotli_available():
             raise ValueError("brotli=True needs the brotli package: pip install brotli")
-        # With padding on, br is not offered: a br response would go unpadded.
         use_brotli = (brotli_available() if brotli is None else brotli) and not max_random_bytes
         self.app = app
         self.minimum_size = minimum_size
         self.compresslevel = compresslevel
         self.brotli_quality = brotli_quality
         self.max_random_bytes = max_random_bytes
-        #: The codings offered, in server preference order (br compresses text smaller).
         self.codings = ("br", "gzip") if use_brotli else ("gzip",)
         self.excluded_types = frozenset(t.strip().lower() for t in excluded_types)
 
@@ -82,24 +78,22 @@ class _Response:
         self.coding = coding
 
     def plan(self, facts: ResponseFacts, *, wait: bool = False) -> Plan:
-        options = self.options
         return plan_response(
             facts,
             method=self.method,
             coding=self.coding,
-            minimum_size=options.minimum_size,
-            excluded_types=options.excluded_types,
+            minimum_size=self.options.minimum_size,
+            excluded_types=self.options.excluded_types,
             wait_for_body=wait,
         )
 
     def coding_for(self, plan: Plan, size: int, *, complete: bool) -> str | None:
-        """The coding for a body whose first ``size`` bytes are here (``complete``: all of
-        it), or ``None`` to send it as is."""
+        """The coding for a body whose first ``size`` bytes are here, or ``None``."""
         minimum_size = self.options.minimum_size
         wait = plan.action is Action.WAIT
         if wait and not compresses_at(size, complete=complete, minimum_size=minimum_size):
             return None
-        return plan.coding  # None unless the plan is to compress or to wait
+        return plan.coding
 
     def new_compressor(self, coding: str) -> Compressor:
         limit = self.options.max_random_bytes
@@ -107,13 +101,8 @@ class _Response:
             coding,
             level=self.options.compresslevel,
             brotli_quality=self.options.brotli_quality,
-            # A fresh random padding length for each response (0 to max_random_bytes).
             padding=secrets.randbelow(limit + 1) if limit else None,
         )
-
-    def whole(self, coding: str, parts: Iterable[bytes]) -> bytes:
-        compressor = self.new_compressor(coding)
-        return b"".join([*map(compressor.feed, parts), compressor.last()])
 
     def commit(
         self,
@@ -123,8 +112,7 @@ class _Response:
         length: int | None,
         pair: Callable[[str, str], tuple[AnyStr, AnyStr]],
     ) -> list[tuple[AnyStr, AnyStr]]:
-        """``headers`` with ``plan`` applied; the compressor starts unless ``length`` says the
-        body is compressed whole already."""
+        """``headers`` with ``plan`` applied; a compressor unless the body is compressed whole."""
         if coding is not None and length is None:
             self.compressor = self.new_compressor(coding)
         return planned_headers(headers, plan, coding, length, pair)
@@ -139,15 +127,8 @@ def _wsgi_pair(name: str, value: str) -> tuple[str, str]:
 
 
 class GZip(_GZipBase[ASGIApp]):
-    """ASGI middleware: compress ``http`` responses with gzip, or brotli when preferred.
-
-    docs/middleware.md ("GZip") describes the options and what is compressed. Other scopes
-    pass through.
-
-    Args:
-        brotli: ``None`` offers ``br`` when `brotli` imports; ``True`` requires it.
-        max_random_bytes: pad each gzip response with 0 to this many random bytes against
-            BREACH (``br`` is then not offered).
+    """ASGI middleware: compress ``http`` responses with gzip, or brotli when preferred; the
+    options and rules are in docs/middleware.md ("GZip").
 
     Raises:
         ValueError: an option out of range, ``brotli=True`` without the package or with
@@ -175,7 +156,19 @@ class GZip(_GZipBase[ASGIApp]):
             nonlocal started, held
             compressor = response.compressor
             if compressor is not None:
-                await send(_compressed(response, compressor, message))
+                if message["type"] != "http.response.body":
+                    raise AppProtocolError(
+                        f"{message['type']!r} cannot follow a compressed http.response.start; "
+                        "only http.response.body can"
+                    )
+                body = message.get("body", b"")
+                if message.get("more_body", False):
+                    # An empty message goes on empty (apps send them to test the connection).
+                    body = compressor.chunk(body)
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                else:
+                    response.compressor = None  # the response is complete
+                    await send({"type": "http.response.body", "body": compressor.last(body)})
             elif held is not None:
                 start, plan = held
                 held = None
@@ -185,7 +178,7 @@ class GZip(_GZipBase[ASGIApp]):
                 if message["type"] == "http.response.body":
                     chosen = response.coding_for(plan, len(body), complete=not more)
                 if chosen is not None and not more:
-                    compressed = response.whole(chosen, (body,))
+                    compressed = response.new_compressor(chosen).last(body)
                     await commit(start, plan, chosen, len(compressed))
                     await send({"type": "http.response.body", "body": compressed})
                 else:
@@ -209,23 +202,8 @@ class GZip(_GZipBase[ASGIApp]):
         await self.app(scope, receive, compressing_send)
 
 
-def _compressed(response: _Response, compressor: Compressor, message: Message) -> Message:
-    if message["type"] != "http.response.body":
-        raise AppProtocolError(
-            f"{message['type']!r} cannot follow a compressed http.response.start; "
-            "only http.response.body can"
-        )
-    body = message.get("body", b"")
-    if message.get("more_body", False):
-        # An empty message goes on empty (apps send them to test the connection).
-        return {"type": "http.response.body", "body": compressor.chunk(body), "more_body": True}
-    response.compressor = None  # the response is complete
-    return {"type": "http.response.body", "body": compressor.last(body)}
-
-
 class WSGIGZip(_GZipBase[WSGIApplication]):
-    """WSGI middleware: the sibling of `GZip`, with the same options. A list or tuple is
-    compressed whole; any other iterable is a stream, each chunk compressed and flushed.
+    """WSGI middleware: the sibling of `GZip`, with the same options.
 
     Raises:
         ValueError: as for `GZip`.
@@ -233,9 +211,8 @@ class WSGIGZip(_GZipBase[WSGIApplication]):
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         coding = negotiate(environ.get("HTTP_ACCEPT_ENCODING"), self.codings)
-        response = _GZipWSGIResponse(
-            self, environ.get("REQUEST_METHOD", "GET"), coding, start_response
-        )
+        response = _GZipWSGIResponse(self, environ.get("REQUEST_METHOD", "GET"), coding)
+        response.real = start_response
         result = self.app(environ, response.start_response)
         try:
             return response.wrap(result)
@@ -245,9 +222,9 @@ class WSGIGZip(_GZipBase[WSGIApplication]):
 
 
 class _GZipWSGIResponse(_Response):
-    """One response through `WSGIGZip`; the real ``start_response`` is called once the plan is
-    made (PEP 3333: the headers go out with the first non-empty body chunk anyway)."""
+    """One response through `WSGIGZip`; PEP 3333 lets ``start_response`` wait for the plan."""
 
+    real: StartResponse  # set by the caller
     status = ""  # "" until start_response is called
     headers: list[tuple[str, str]]  # set with status
     exc_info: OptExcInfo | None = None
@@ -255,12 +232,6 @@ class _GZipWSGIResponse(_Response):
     writer: Any = None
     emitted = False  # non-empty body bytes went to the server
     result: Iterable[bytes] = ()
-
-    def __init__(
-        self, options: WSGIGZip, method: str, coding: str | None, start_response: StartResponse
-    ) -> None:
-        super().__init__(options, method, coding)
-        self.real = start_response
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -299,7 +270,6 @@ class _GZipWSGIResponse(_Response):
             self.writer(out)
 
     def encode(self, data: bytes) -> bytes:
-        """A chunk of a body of unknown size, compressed when the plan says so."""
         if not self.planned:
             plan = self.decide()
             self.start(plan, self.coding_for(plan, len(data), complete=False))
@@ -317,7 +287,7 @@ class _GZipWSGIResponse(_Response):
             if coding is None:
                 self.start(plan, None)
                 return result
-            compressed = self.whole(coding, result)
+            compressed = self.new_compressor(coding).last(b"".join(result))
             close_result(result)
             self.start(plan, coding, len(compressed))
             return [compressed]
@@ -325,7 +295,6 @@ class _GZipWSGIResponse(_Response):
             self.start(plan, plan.coding)
             if plan.coding is None:
                 return result  # the app's own object: wsgi.file_wrapper keeps its fast path
-        # The first chunk decides (PEP 3333: the headers go out with it anyway).
         return self
 
     def __iter__(self) -> Iterator[bytes]:

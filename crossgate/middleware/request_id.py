@@ -34,8 +34,6 @@ __all__ = ["RequestID", "RequestIDFilter", "WSGIRequestID", "current_request_id"
 request_id_var: ContextVar[str | None] = ContextVar("crossgate.request_id", default=None)
 
 _SCOPE_KEY = "crossgate.request_id"
-
-_STARTS = frozenset({"http.response.start", "websocket.http.response.start", "websocket.accept"})
 _DISCONNECTS = ("http.disconnect", "websocket.disconnect")
 
 
@@ -68,8 +66,6 @@ def _with_header(
 
 
 class _RequestIDBase(Generic[App]):
-    """The options of `RequestID` and `WSGIRequestID`, checked in one place for both sides."""
-
     def __init__(
         self,
         app: App,
@@ -188,15 +184,8 @@ class _Access:
 
 
 class RequestID(_RequestIDBase[ASGIApp]):
-    """ASGI middleware: a request id per ``http`` and ``websocket`` request, and access lines.
-
-    The id goes into ``scope["crossgate.request_id"]`` and the request and response headers,
-    and is `current_request_id` while the app runs. docs/middleware.md ("RequestID") describes
-    the options and the access line. Other scope types pass through untouched.
-
-    Args:
-        trust_incoming: the direct peers (behind `ProxyHeaders`, the proxy) whose incoming id
-            is reused, such as ``["127.0.0.1", "::1"]``; ``False``: nobody's.
+    """ASGI middleware: a request id per ``http`` and ``websocket`` request, and access lines;
+    the options, where the id goes and the access line are in docs/middleware.md ("RequestID").
 
     Raises:
         ValueError: ``header`` is not a valid header name, a peer is not an address or network,
@@ -230,7 +219,7 @@ class RequestID(_RequestIDBase[ASGIApp]):
 
         async def watch_send(message: Message) -> None:
             kind = message["type"]
-            if kind in _STARTS:
+            if kind in {"http.response.start", "websocket.http.response.start", "websocket.accept"}:
                 message = {**message, "headers": _with_header(message.get("headers", ()), pair)}
             try:
                 await send(message)
@@ -272,23 +261,19 @@ class RequestID(_RequestIDBase[ASGIApp]):
 class WSGIRequestID(_RequestIDBase[WSGIApplication]):
     """WSGI middleware: the sibling of `RequestID`, with the same options.
 
-    The id goes into ``environ["crossgate.request_id"]`` and the request header's ``HTTP_*``
-    entry, and is `current_request_id` during every call into the app, its iterable and
-    ``close()``, where the access line is written.
-
     Raises:
         ValueError: as for `RequestID`.
     """
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         key = self.environ_key
-        # Behind WSGIProxyHeaders, the proxy that spoke, not the client it reported.
         peer = environ.get(PEER_KEY, environ.get("REMOTE_ADDR")) or None
         request_id = self.choose(peer, environ.get(key))
         # In place, as WSGI middleware do: middleware further out find the id too.
         environ[key] = request_id
         environ[_SCOPE_KEY] = request_id
-        access = _WSGIAccess(self, environ, start_response)
+        access = _WSGIAccess(self, request_id, lambda: wsgi_request_line(environ))
+        access.real = start_response
         token = request_id_var.set(request_id)
         try:
             result = access.result = self.app(environ, access.start_response)
@@ -310,16 +295,11 @@ class WSGIRequestID(_RequestIDBase[WSGIApplication]):
 class _WSGIAccess(_Access):
     """`WSGIRequestID`'s ``start_response`` and the app's iterable, with the id set."""
 
+    real: StartResponse  # set by the caller
     content_length = 0
     writer: Any = None
     result: Iterable[bytes] = ()
     iterator: Iterator[bytes] | None = None
-
-    def __init__(
-        self, middleware: WSGIRequestID, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> None:
-        super().__init__(middleware, environ[_SCOPE_KEY], lambda: wsgi_request_line(environ))
-        self.real = start_response
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None

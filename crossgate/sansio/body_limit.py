@@ -14,9 +14,7 @@ def declared_length(value: bytes | str | None) -> int | None:
     Raises:
         PeerProtocolError: the value is not ``1*DIGIT`` (RFC 9110 section 8.6); 400.
     """
-    if value is None:
-        return None
-    text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip(" \t")
+    text = (value.decode("latin-1") if isinstance(value, bytes) else value or "").strip(" \t")
     if not text:
         return None
     try:
@@ -84,9 +82,8 @@ class BodyMeter:
             raise self.error
 
     def allowance(self, size: int | None) -> int:
-        """How many bytes a read of ``size`` (negative or ``None``: all) may ask the server for:
-        never past the ``Content-Length`` (PEP 3333), nor more than one byte past the limit.
-        ``0`` means the end.
+        """How many bytes a read of ``size`` (negative or ``None``: all) may ask for: up to the
+        ``Content-Length`` (PEP 3333), else one byte past the limit; ``0`` at the end.
 
         Raises:
             PeerProtocolError: a rule was already broken (see `check`).

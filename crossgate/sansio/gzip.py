@@ -37,10 +37,16 @@ DEFAULT_EXCLUDED_TYPES: frozenset[str] = frozenset(
 DROPPED_WHEN_COMPRESSED = frozenset({"content-length", "content-encoding", "accept-ranges"})
 
 
-def _parse_accept_encoding(value: str) -> dict[str, float]:
-    """``coding -> q`` for each well-formed element (RFC 9110 sections 12.5.3, 8.4.1.3)."""
+@functools.lru_cache(maxsize=256)
+def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -> str | None:
+    """The coding to use from ``available`` (server preference order), or ``None`` for identity
+    (RFC 9110 sections 12.5.3, 8.4.1.3); ties go to the earlier entry of ``available``."""
+    if accept_encoding is None:
+        return None
+    if isinstance(accept_encoding, bytes):
+        accept_encoding = accept_encoding.decode("latin-1")
     weights: dict[str, float] = {}
-    for element in value.split(","):
+    for element in accept_encoding.split(","):
         coding, _, params = element.partition(";")
         coding = coding.strip(" \t").lower()
         if not coding:
@@ -58,24 +64,7 @@ def _parse_accept_encoding(value: str) -> dict[str, float]:
             # float() also takes "nan" and "inf".
             if not 0.0 <= q <= 1.0:
                 continue
-        if coding == "x-gzip":
-            coding = "gzip"
-        weights.setdefault(coding, q)
-    return weights
-
-
-@functools.lru_cache(maxsize=256)
-def negotiate(accept_encoding: bytes | str | None, available: tuple[str, ...]) -> str | None:
-    """The coding to use from ``available`` (server preference order), or ``None`` for identity.
-
-    Each coding weighs its own q, else that of ``*``; ties go to the earlier entry of
-    ``available``. ``accept_encoding`` is the header's bytes (ASGI) or latin-1 string (WSGI).
-    """
-    if accept_encoding is None:
-        return None
-    if isinstance(accept_encoding, bytes):
-        accept_encoding = accept_encoding.decode("latin-1")
-    weights = _parse_accept_encoding(accept_encoding)
+        weights.setdefault("gzip" if coding == "x-gzip" else coding, q)
     star = weights.get("*", 0.0)
     best: str | None = None
     best_q = 0.0
@@ -131,24 +120,19 @@ _IDENTITY_VARY = Plan(Action.IDENTITY, vary="Accept-Encoding")
 def merge_vary(existing: str | None) -> str | None:
     """The ``Vary`` value that adds ``Accept-Encoding`` to ``existing``; ``None`` if unchanged
     (RFC 9110 section 12.5.5)."""
-    if existing is None or not existing.strip(" \t,"):
+    kept = (existing or "").strip(" \t,")
+    if not kept:
         return "Accept-Encoding"
-    for token in existing.split(","):
-        token = token.strip(" \t").lower()
-        if token in ("*", "accept-encoding"):
-            return None
-    return existing.strip(" \t,") + ", Accept-Encoding"
+    if {token.strip(" \t").lower() for token in kept.split(",")} & {"*", "accept-encoding"}:
+        return None
+    return kept + ", Accept-Encoding"
 
 
 def weaken_etag(etag: str | None) -> str | None:
     """``W/"x"`` for a strong ``"x"`` (RFC 9110 section 8.8.3); ``None`` when there is nothing
     to change."""
-    if etag is None:
-        return None
-    stripped = etag.strip(" \t")
-    if stripped.startswith('"'):
-        return "W/" + stripped
-    return None
+    stripped = (etag or "").strip(" \t")
+    return "W/" + stripped if stripped.startswith('"') else None
 
 
 @functools.lru_cache(maxsize=256)

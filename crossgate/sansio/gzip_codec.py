@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import struct
 import zlib
 from collections.abc import Callable, Iterable
 from typing import Protocol, cast
@@ -40,8 +39,7 @@ _GZIP_FNAME_HEADER = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff"
 
 
 def padded_gzip_header(padding: int) -> bytes:
-    """A gzip member header (RFC 1952) whose FNAME field holds ``padding`` bytes, against
-    BREACH as Django 4.2+ does it.
+    """A gzip member header (RFC 1952) whose FNAME field holds ``padding`` bytes (BREACH).
 
     Raises:
         ValueError: ``padding`` is negative.
@@ -60,7 +58,7 @@ class Compressor:
             out-of-range level, or ``padding`` with ``br`` (brotli has no field to put it in).
     """
 
-    __slots__ = ("_brotli", "_crc", "_header", "_size", "_zlib", "coding")
+    __slots__ = ("_brotli", "_header", "_zlib", "coding")
 
     def __init__(
         self,
@@ -73,20 +71,14 @@ class Compressor:
         self.coding = coding
         self._zlib: zlib._Compress | None = None
         self._brotli: _BrotliCompressor | None = None
-        # With padding: the header still to send, and the CRC-32 and size for the trailer.
-        self._header: bytes | None = None
-        self._crc = 0
-        self._size = 0
+        self._header: bytes | None = None  # the padded header, until the first output
         if coding == "gzip":
             if not 0 <= level <= 9:
                 raise ValueError(f"compresslevel must be between 0 and 9, not {level}")
-            if padding is None:
-                # wbits 16 + MAX_WBITS: zlib writes the gzip header and trailer (deflateInit2).
-                self._zlib = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-            else:
-                # Negative wbits: a raw deflate stream, framed here with a padded header.
+            if padding is not None:
                 self._header = padded_gzip_header(padding)
-                self._zlib = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+            # wbits 16 + MAX_WBITS: zlib writes the gzip header and trailer (deflateInit2).
+            self._zlib = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
         elif padding is not None:
             raise ValueError(f"padding is for gzip only, not {coding!r}")
         elif coding == "br":
@@ -98,15 +90,12 @@ class Compressor:
         else:
             raise ValueError(f"unknown content coding {coding!r}; use 'gzip' or 'br'")
 
-    def _framed(self, data: bytes, out: bytes) -> bytes:
-        """``out`` (deflated ``data``) with the padded header in front the first time."""
-        self._crc = zlib.crc32(data, self._crc)
-        self._size += len(data)
-        header = self._header
-        if not header:  # sent already
-            return out
-        self._header = b""
-        return header + out
+    def _framed(self, out: bytes) -> bytes:
+        """The first output, zlib's 10-byte gzip header (its first call writes it whole)
+        swapped for the padded one."""
+        header = self._header or b""
+        self._header = None
+        return header + out[10:]
 
     def chunk(self, data: bytes) -> bytes:
         """Compress ``data`` and flush; ``b""`` for an empty chunk (nothing to flush)."""
@@ -114,7 +103,7 @@ class Compressor:
             return b""
         if self._zlib is not None:
             out = self._zlib.compress(data) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
-            return out if self._header is None else self._framed(data, out)
+            return out if self._header is None else self._framed(out)
         brotli = cast(_BrotliCompressor, self._brotli)
         return brotli.process(data) + brotli.flush()
 
@@ -122,18 +111,14 @@ class Compressor:
         """Compress ``data`` without flushing: for a body known whole, where nothing waits."""
         if self._zlib is not None:
             out = self._zlib.compress(data)
-            return out if self._header is None else self._framed(data, out)
+            return out if self._header is None else self._framed(out)
         return cast(_BrotliCompressor, self._brotli).process(data)
 
     def last(self, data: bytes = b"") -> bytes:
         """Compress ``data`` and end the stream; nothing may follow."""
         if self._zlib is not None:
             out = self._zlib.compress(data) + self._zlib.flush(zlib.Z_FINISH)
-            if self._header is None:
-                return out
-            # RFC 1952 section 2.3.1: CRC32 and ISIZE (the size modulo 2**32), little-endian.
-            out = self._framed(data, out)
-            return out + struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
+            return out if self._header is None else self._framed(out)
         brotli = cast(_BrotliCompressor, self._brotli)
         return brotli.process(data) + brotli.finish()
 

@@ -36,10 +36,8 @@ def accept_request_id(
 ) -> str | None:
     """``value`` as a ``str`` when it is a usable request id (1 to ``max_length`` characters
     from ``A-Z a-z 0-9 . _ : + / = @ ~ -``), else ``None``."""
-    if value is None:
-        return None
     text = value.decode("latin-1") if isinstance(value, bytes) else value
-    if len(text) > max_length or not _SAFE_ID.fullmatch(text):
+    if text is None or len(text) > max_length or not _SAFE_ID.fullmatch(text):
         return None
     return text
 
