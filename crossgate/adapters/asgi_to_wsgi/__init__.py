@@ -131,19 +131,8 @@ class _Process:
 class ASGIToWSGI:
     """Serve the ASGI application ``app`` as a WSGI application (PEP 3333).
 
-    The "ASGIToWSGI" documentation page describes every option and behaviour.
-
-    Args:
-        mode: ``"inline"`` runs the app on the WSGI thread's own event loop (gunicorn sync);
-            ``"shared"`` on one loop thread per process (threaded servers whose app shares
-            loop-bound resources); ``"auto"`` picks ``"shared"`` when the first request's
-            ``wsgi.multithread`` is true.
-        lifespan: ``"auto"`` runs the ASGI lifespan protocol if the app supports it; ``"on"``
-            requires it; ``"off"`` never runs it. A failed startup makes every request a 500.
-        background_timeout: seconds the app may run after its complete response (Starlette
-            ``BackgroundTasks``); ``disconnect_grace``, once the client is gone.
-        raise_app_exceptions: ``False`` logs the app's exceptions and answers 500 instead.
-        interface: ``"asgi"`` skips the check that ``app`` is not a WSGI application.
+    The app runs on the WSGI thread's own event loop (``mode="inline"``) or on one loop thread
+    per process (``"shared"``); the "ASGIToWSGI" documentation page describes every option.
 
     Raises:
         TypeError: ``app`` is not callable, or is a WSGI application.

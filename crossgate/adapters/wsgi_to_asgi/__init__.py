@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ from crossgate._lifespan import Hook, answer_lifespan, run_hooks
 from crossgate.adapters._interface import check_app
 from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
-from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget, RequestBody
+from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget
 from crossgate.exceptions import CrossgateError, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
 from crossgate.sansio.environ import EnvironOptions, build_environ
@@ -53,14 +53,13 @@ def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def _find_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim`` (malloc_trim(3)), or None where the C library has none."""
+    """glibc's ``malloc_trim`` (malloc_trim(3)); None elsewhere, and with musl (Alpine)."""
     if not sys.platform.startswith("linux"):  # pragma: no cover - tested on Linux
         return None
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # musl (Alpine) has none
-    if trim is None:  # pragma: no cover
-        return None
-    trim.argtypes = [ctypes.c_size_t]  # restype is c_int by default
-    found: Callable[[int], int] = trim
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+    found: Callable[[int], int] | None = trim
     return found
 
 
@@ -68,11 +67,7 @@ _MALLOC_TRIM = _find_malloc_trim()
 
 
 class MemoryReleaser:
-    """Calls ``trim`` (None: never) after each burst of body bytes on one event loop.
-
-    glibc returns freed heap pages only from the top of the heap: after a burst of uploads a few
-    live objects can keep every freed body page in the RSS for good.
-    """
+    """Calls ``trim`` (None: never) after each burst of body bytes on one event loop."""
 
     def __init__(self, trim: Callable[[int], int] | None) -> None:
         self._trim = trim
@@ -113,25 +108,7 @@ class WSGIToASGI:
 
     Each request runs ``app`` in a worker thread from a bounded pool, with the request task's
     contextvars copied in; the body streams into ``wsgi.input`` and the response streams back
-    with back-pressure. It runs on asyncio only: under trio it fails lifespan startup, and
-    answers a request with a 500 and raises.
-
-    Every option is in the table of the "WSGIToASGI" page; the less obvious ones:
-
-    Args:
-        queue_timeout: seconds a request may wait for a worker before a 503 with
-            ``Retry-After`` (``retry_after`` seconds); ``None`` waits as long as it takes.
-        request_body: ``"stream"`` feeds ``wsgi.input`` while the client sends; ``"spool"``
-            reads the whole body first (in memory up to ``spool_threshold`` bytes, then in a
-            temporary file), so a slow upload never holds a worker.
-        read_ahead_budget: request bytes read ahead of the applications, at most, across all
-            requests on one event loop (``read_ahead``: of one request).
-        send_buffer: response bytes the application may run ahead of the client, at most.
-        raise_app_exceptions: when the app raises (or breaks PEP 3333), answer 500 if no
-            header went out (else abort), then raise the exception to the server, as ASGI apps
-            do. ``False`` logs it at ERROR instead; an abort raises `ResponseAborted`.
-        interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
-            ASGI; ``"wsgi"`` skips that check.
+    with back-pressure. It runs on asyncio only. The "WSGIToASGI" page describes every option.
 
     Raises:
         TypeError: ``app`` is not callable (``None``, a ``"module:app"`` string), or is an
@@ -237,19 +214,16 @@ class WSGIToASGI:
 
     async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
+        if kind == "lifespan":
             await answer_lifespan(receive, send, self._startup, self._shutdown)
-        elif kind == "websocket":
+            return
+        if kind == "websocket":
             reason = "this path is served by a WSGI application, which cannot accept websockets"
             _log.info("refused a websocket to %s: %s", scope.get("path"), reason)
             await refuse(scope, receive, send, 403, reason)
-        else:
-            # ASGI spec, "Applications": raise for a scope type the app does not know.
+            return
+        if kind != "http":  # ASGI spec, "Applications": raise for a scope type it does not know
             raise CrossgateError(f"WSGIToASGI cannot serve a {kind!r} scope")
-
-    async def _http(self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
         loop = _asyncio_loop()
         if loop is None:
             # ASGI spec, "Applications": raise for what the app cannot serve; a 500 goes first.
@@ -288,7 +262,7 @@ class WSGIToASGI:
                         return  # http.disconnect: the client left before we started
                     exchange.feed(message)
                     del message  # this frame lives as long as the request: not its bytes
-                environ["wsgi.input"] = RequestBody(exchange)
+                environ["wsgi.input"] = exchange
         except PeerProtocolError as exc:
             _log.info("rejected request: %s", exc)
             await respond(send, exc.status_code, str(exc))
