@@ -12,13 +12,7 @@ from typing import IO, Any, TypeGuard
 from crossgate.sansio.response import ResponseState, file_send_event
 from crossgate.types import Message, as_message
 
-__all__ = [
-    "FILE_BLOCK_SIZE",
-    "ErrorStream",
-    "FileWrapper",
-    "LineReader",
-    "file_event",
-]
+__all__ = ["FILE_BLOCK_SIZE", "ErrorStream", "FileWrapper", "LineReader", "file_event"]
 
 # A small block (Django asks for 4 KiB) would cost a Python iteration and a queue push per block.
 FILE_BLOCK_SIZE = 256 * 1024
@@ -110,8 +104,7 @@ class FileWrapper:
 def file_event(
     iterable: object, state: ResponseState, extensions: Mapping[str, object]
 ) -> Message | None:
-    """The pathsend / zerocopysend event that hands the server the regular file of a
-    ``wsgi.file_wrapper``; ``None`` to iterate ``iterable`` (a pipe, a ``BytesIO``...)."""
+    """The pathsend / zerocopysend event for a ``wsgi.file_wrapper`` of a regular file, or None."""
     if not isinstance(iterable, FileWrapper) or not extensions.keys() & _FILE_EVENTS:
         return None
     file = iterable.filelike
@@ -130,8 +123,8 @@ def file_event(
 
 
 def _file_path(file: Any, info: os.stat_result) -> str | None:
-    """The absolute path of the open ``file``: its ``name``, its ``.file``'s (Django's
-    ``FieldFile`` is relative to its storage) or ``/proc/self/fd/N``, if still that file."""
+    """The ``file``'s absolute path, from its own ``name``, its ``.file``'s (Django's FieldFile)
+    or ``/proc/self/fd/N``."""
     inner = getattr(file, "file", None)
     for name in (getattr(file, "name", None), getattr(inner, "name", None)):
         if _same_file(name, info):
@@ -144,7 +137,6 @@ def _file_path(file: Any, info: os.stat_result) -> str | None:
 
 
 def _same_file(path: object, info: os.stat_result) -> TypeGuard[str]:
-    """True when ``path`` still names the open file (it was not renamed or replaced)."""
     try:
         return isinstance(path, str) and os.path.samestat(os.stat(path), info)
     except OSError:
