@@ -89,10 +89,7 @@ class FileWrapper:
 
     def __iter__(self) -> Iterator[bytes]:
         read = self.filelike.read
-        while True:
-            block = read(self.blksize)
-            if not block:
-                return
+        while block := read(self.blksize):
             yield block
 
     def close(self) -> None:

@@ -129,26 +129,22 @@ class SharedCall(AppCall):
                 self.error = CrossgateError("the shared event loop stopped")
                 item = self.app = next_phase(self.app, Event.APP_RAISED)
         while item is not None:  # then every item queued, without waiting: coalesces small chunks
-            if item is InputPhase.READING:
-                self._read_ahead()
+            if item is InputPhase.READING:  # read READ_AHEAD bytes (at least a piece) for the loop
+                pieces: list[bytes] = []
+                size = 0
+                while size < READ_AHEAD and self.body is InputPhase.READING:
+                    piece = self.read_piece()
+                    if piece is None:
+                        break
+                    pieces.append(piece)
+                    size += len(piece)
+                self.call_on_loop(self._deliver, pieces, self.body)
             else:
                 self.take(item)
             item = None if self.mailbox.empty() else self.mailbox.get_nowait()
 
     def finish(self) -> None:
         pass  # the loop bounds the app's work itself (`timebox`)
-
-    def _read_ahead(self) -> None:
-        """Read pieces worth READ_AHEAD bytes (at least one) for the loop; may block."""
-        pieces: list[bytes] = []
-        size = 0
-        while size < READ_AHEAD and self.body is InputPhase.READING:
-            piece = self.read_piece()
-            if piece is None:
-                break
-            pieces.append(piece)
-            size += len(piece)
-        self.call_on_loop(self._deliver, pieces, self.body)
 
 
 class _Process:
@@ -172,11 +168,9 @@ class _Process:
         if adapter.lifespan == "off":
             return
         self.lifespan = lifespan = LifespanDriver(adapter.app, required=adapter.lifespan == "on")
-        try:  # lifespan startup, on the loop requests will run on
-            if self.thread is not None:
-                self.thread.call(lifespan.startup(adapter.lifespan_timeout))
-            else:
-                self.loop().run_until_complete(lifespan.startup(adapter.lifespan_timeout))
+        try:  # on the loop requests will run on
+            run = self.loop().run_until_complete if self.thread is None else self.thread.call
+            run(lifespan.startup(adapter.lifespan_timeout))
         except BaseException:
             self.stop(1.0)
             raise
@@ -309,8 +303,7 @@ class ASGIToWSGI:
             return process
 
     def startup(self) -> None:
-        """Run lifespan startup now instead of before the process's first request (gunicorn's
-        ``post_fork``); does nothing once it ran. ``mode="auto"`` then picks inline.
+        """Run lifespan startup now, not before the first request (gunicorn's ``post_fork``).
 
         Raises:
             CrossgateError: the app's startup failed (requests will answer 500 until
@@ -321,8 +314,7 @@ class ASGIToWSGI:
             raise CrossgateError(process.failure)
 
     def shutdown(self) -> None:
-        """Run lifespan shutdown and close this process's loops (at exit too); a request after
-        it starts everything again.
+        """Run lifespan shutdown and close this process's loops; a later request starts again.
 
         Raises:
             CrossgateError: called from the app itself, on a loop this would have to stop.

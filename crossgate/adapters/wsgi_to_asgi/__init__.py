@@ -199,12 +199,6 @@ class WSGIToASGI:
             self._own_executor_pid = os.getpid()
         return pool
 
-    def _budget(self, loop: asyncio.AbstractEventLoop) -> ReadAheadBudget:
-        budget = self._budgets.get(loop)
-        if budget is None:
-            budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
-        return budget
-
     def close(self, *, wait: bool = True) -> None:
         """Stop the adapter's own thread pool (not a shared ``executor``); lifespan shutdown
         calls it. Queued requests still run; a later request starts a new pool."""
@@ -241,12 +235,15 @@ class WSGIToASGI:
                 or self._in_flight < self.workers
                 or not announces_body(length, environ.get("HTTP_TRANSFER_ENCODING"))
             )
+            budget = self._budgets.get(loop)
+            if budget is None:
+                budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
             exchange = WorkerExchange(
                 loop,
                 read_ahead=self.read_ahead,
                 send_buffer=self.send_buffer,
                 meter=meter,
-                budget=self._budget(loop),
+                budget=budget,
                 eager=eager,
             )
             if self.request_body == "spool":
