@@ -238,14 +238,7 @@ class WSGIToASGI:
             budget = self._budgets.get(loop)
             if budget is None:
                 budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
-            exchange = WorkerExchange(
-                loop,
-                read_ahead=self.read_ahead,
-                send_buffer=self.send_buffer,
-                meter=meter,
-                budget=budget,
-                eager=eager,
-            )
+            exchange = WorkerExchange(loop, self.read_ahead, self.send_buffer, meter, budget, eager)
             if self.request_body == "spool":
                 environ["wsgi.input"] = await exchange.spool(receive, self.spool_threshold)
                 if environ["wsgi.input"] is None:
@@ -282,11 +275,8 @@ class WSGIToASGI:
                 return
             if self.queue_timeout is not None:
                 timer = loop.call_later(self.queue_timeout, exchange.expire, self.retry_after)
-            await exchange.respond(
-                send,
-                raise_app_exceptions=self.raise_app_exceptions,
-                http_version=scope.get("http_version", "1.1"),
-            )
+            version = scope.get("http_version", "1.1")
+            await exchange.respond(send, self.raise_app_exceptions, version)
         finally:
             self._in_flight -= 1
             self._releaser.note(loop, exchange.received)

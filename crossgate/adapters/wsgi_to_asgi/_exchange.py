@@ -219,7 +219,7 @@ class WorkerExchange(IncomingBody):
             self._accounted = 0
 
     async def respond(
-        self, send: ASGISend, *, raise_app_exceptions: bool = True, http_version: str = "1.1"
+        self, send: ASGISend, raise_app_exceptions: bool = True, http_version: str = "1.1"
     ) -> None:
         """Send what the worker produces; then answer a failure as `plan_failure` decides."""
         headers_sent = complete = False

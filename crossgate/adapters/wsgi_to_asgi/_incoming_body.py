@@ -15,7 +15,7 @@ from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import KEEPS_BODY, READS_AHEAD, BodyPhase, WorkerPhase
 from crossgate.types import ASGIReceive, HTTPResponseStartEvent, Message
 
-__all__ = ["GONE", "IncomingBody", "ReadAheadBudget", "wake"]
+__all__ = ["GONE", "IncomingBody", "ReadAheadBudget"]
 
 _log = logging.getLogger("crossgate")
 
@@ -42,7 +42,6 @@ class IncomingBody(LineReader):
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        *,
         read_ahead: int,
         send_buffer: int,
         meter: BodyMeter | None = None,
