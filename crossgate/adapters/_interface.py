@@ -53,11 +53,10 @@ def describe(app: object) -> str:
 
 def check_app(app: object, wanted: Literal["asgi", "wsgi"], interface: str) -> None:
     """Raise TypeError unless ``app`` is a ``wanted`` app (`is_asgi` if ``interface="auto"``)."""
-    adapter, kind, other, is_other, wrapper = (
-        ("ASGIToWSGI", "ASGI", "WSGI", "a WSGI", "WSGIToASGI")
-        if wanted == "asgi"
-        else ("WSGIToASGI", "WSGI", "ASGI", "an ASGI", "ASGIToWSGI")
+    kind, other, is_other = (
+        ("ASGI", "WSGI", "a WSGI") if wanted == "asgi" else ("WSGI", "ASGI", "an ASGI")
     )
+    adapter, wrapper = f"{kind}To{other}", f"{other}To{kind}"
     if interface not in ("auto", wanted):
         raise ValueError(f"{adapter}: interface must be 'auto' or {wanted!r}, not {interface!r}")
     if isinstance(app, str):

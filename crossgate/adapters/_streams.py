@@ -62,8 +62,7 @@ class ErrorStream:
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"wsgi.errors takes str, not {type(text).__name__}")
-        data = self._partial + text
-        *lines, self._partial = data.split("\n")
+        *lines, self._partial = (self._partial + text).split("\n")
         for line in lines:
             _log.error("wsgi.errors: %s", line)
         return len(text)
