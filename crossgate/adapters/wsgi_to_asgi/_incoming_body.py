@@ -203,25 +203,22 @@ class IncomingBody(LineReader):
         """The whole body in a temporary file (in memory up to ``threshold`` bytes), or None."""
         spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=threshold)  # noqa: SIM115
         try:
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    _log.info("the client disconnected while sending the body; the app never ran")
-                    spooled.close()
-                    return None
+            while (message := await receive())["type"] == "http.request":
                 data: bytes = message.get("body", b"")
                 self._count(len(data))
                 spooled.write(data)
                 if not message.get("more_body", False):
-                    break
+                    spooled.seek(0)
+                    with self._cond:
+                        self.body_phase = BodyPhase.COMPLETE
+                        self._spooled = spooled
+                    return spooled
         except BaseException:
             spooled.close()
             raise
-        spooled.seek(0)
-        with self._cond:
-            self.body_phase = BodyPhase.COMPLETE
-            self._spooled = spooled
-        return spooled
+        _log.info("the client disconnected while sending the body; the app never ran")
+        spooled.close()
+        return None
 
     async def pump(self, receive: ASGIReceive) -> None:
         """Read the body ahead of the app, then watch for ``http.disconnect``."""
