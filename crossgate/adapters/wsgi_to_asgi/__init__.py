@@ -44,14 +44,6 @@ TRIM_DELAY = 0.5
 TRIM_MAX_WAIT = 10.0
 
 
-def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop, or ``None`` under trio (anyio is not a dependency)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 def _find_malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim`` (malloc_trim(3)); None elsewhere, and with musl (Alpine)."""
     if not sys.platform.startswith("linux"):  # pragma: no cover - tested on Linux
@@ -218,11 +210,11 @@ class WSGIToASGI:
             return
         if kind != "http":  # ASGI spec, "Applications": raise for a scope type it does not know
             raise CrossgateError(f"WSGIToASGI cannot serve a {kind!r} scope")
-        loop = _asyncio_loop()
-        if loop is None:
-            # ASGI spec, "Applications": raise for what the app cannot serve; a 500 goes first.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # trio: raise for what the app cannot serve (ASGI spec), after a 500
             await respond(send, 500, "Internal Server Error")
-            raise CrossgateError(ASYNCIO_ONLY)
+            raise CrossgateError(ASYNCIO_ONLY) from None
         try:
             environ = build_environ(scope, self._environ_options)
             length = environ.get("CONTENT_LENGTH")
@@ -286,7 +278,9 @@ class WSGIToASGI:
             exchange.end()
 
     async def _startup(self) -> str | None:
-        if _asyncio_loop() is None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # trio
             _log.error("%s", ASYNCIO_ONLY)
             return ASYNCIO_ONLY
         return await run_hooks(self.on_startup, "on_startup")
