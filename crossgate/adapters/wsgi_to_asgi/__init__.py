@@ -231,20 +231,19 @@ class WSGIToASGI:
             if budget is None:
                 budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
             exchange = WorkerExchange(loop, self.read_ahead, self.send_buffer, meter, budget, eager)
+            environ["wsgi.input"] = exchange
             if self.request_body == "spool":
                 environ["wsgi.input"] = await exchange.spool(receive, self.spool_threshold)
                 if environ["wsgi.input"] is None:
                     return
                 # Known even for a chunked upload: Django reads exactly CONTENT_LENGTH bytes.
                 environ["CONTENT_LENGTH"] = str(exchange.received)
-            else:
-                if eager:
-                    message = await receive()
-                    if message["type"] != "http.request":
-                        return  # http.disconnect: the client left before we started
-                    exchange.feed(message)
-                    del message  # this frame lives as long as the request: not its bytes
-                environ["wsgi.input"] = exchange
+            elif eager:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # http.disconnect: the client left before we started
+                exchange.feed(message)
+                del message  # this frame lives as long as the request: not its bytes
         except PeerProtocolError as exc:
             _log.info("rejected request: %s", exc)
             await respond(send, exc.status_code, str(exc))
