@@ -159,9 +159,7 @@ class WSGIToASGI:
         self.read_ahead = read_ahead
         self.read_ahead_budget = read_ahead_budget
         self.release_memory = release_memory
-        self._budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadAheadBudget] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._budgets = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadAheadBudget]()
         self._releaser = MemoryReleaser(_MALLOC_TRIM if release_memory else None)
         self.send_buffer = send_buffer
         self.on_startup = list(on_startup)
