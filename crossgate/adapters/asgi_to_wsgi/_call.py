@@ -123,7 +123,8 @@ class AppCall(WSGISide):
         """Move the response on, wake the app's waits and bound what it does from now on."""
         self.response = next_phase(self.response, event)
         for waiter in (self.disconnected, self.piece_waiter, self.drain_waiter):
-            resolve(waiter)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         complete = event is Event.RESPONSE_COMPLETE
         self.timebox(self.opts.background_timeout if complete else self.opts.disconnect_grace)
 
