@@ -13,10 +13,8 @@ __all__ = ["check_app", "describe", "is_asgi"]
 def is_asgi(app: object) -> bool:
     """Whether ``app`` is taken for an ASGI application (otherwise: WSGI).
 
-    In order: an ``__crossgate_asgi__`` attribute decides when present; a coroutine function is
-    ASGI; a class is WSGI; an object whose ``__call__`` is a coroutine function is ASGI;
-    anything else is WSGI ("ASGI or WSGI?" in docs/routing.md). A plain function that returns a
-    coroutine looks like WSGI: wrap it in `crossgate.routing.asgi`.
+    The rule is "ASGI or WSGI?" in docs/routing.md. A plain function that returns a coroutine
+    looks like WSGI: wrap it in `crossgate.routing.asgi`.
     """
     marker = getattr(app, "__crossgate_asgi__", None)
     if marker is not None:
@@ -54,17 +52,11 @@ def describe(app: object) -> str:
 
 
 def check_app(app: object, wanted: Literal["asgi", "wsgi"], interface: str) -> None:
-    """Refuse ``app`` unless it is a ``wanted`` app; ``interface="auto"`` applies `is_asgi`.
-
-    Raises:
-        TypeError: ``app`` is not callable or is the other kind.
-        ValueError: ``interface`` is neither ``"auto"`` nor ``wanted``.
-    """
-    adapter, kind, other, is_other, wrapper = (
-        ("ASGIToWSGI", "ASGI", "WSGI", "a WSGI", "WSGIToASGI")
-        if wanted == "asgi"
-        else ("WSGIToASGI", "WSGI", "ASGI", "an ASGI", "ASGIToWSGI")
+    """Raise TypeError unless ``app`` is a ``wanted`` app (`is_asgi` if ``interface="auto"``)."""
+    kind, other, is_other = (
+        ("ASGI", "WSGI", "a WSGI") if wanted == "asgi" else ("WSGI", "ASGI", "an ASGI")
     )
+    adapter, wrapper = f"{kind}To{other}", f"{other}To{kind}"
     if interface not in ("auto", wanted):
         raise ValueError(f"{adapter}: interface must be 'auto' or {wanted!r}, not {interface!r}")
     if isinstance(app, str):

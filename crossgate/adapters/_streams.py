@@ -12,13 +12,7 @@ from typing import IO, Any, TypeGuard
 from crossgate.sansio.response import ResponseState, file_send_event
 from crossgate.types import Message, as_message
 
-__all__ = [
-    "FILE_BLOCK_SIZE",
-    "ErrorStream",
-    "FileWrapper",
-    "LineReader",
-    "file_event",
-]
+__all__ = ["FILE_BLOCK_SIZE", "ErrorStream", "FileWrapper", "LineReader", "file_event"]
 
 # A small block (Django asks for 4 KiB) would cost a Python iteration and a queue push per block.
 FILE_BLOCK_SIZE = 256 * 1024
@@ -68,8 +62,7 @@ class ErrorStream:
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"wsgi.errors takes str, not {type(text).__name__}")
-        data = self._partial + text
-        *lines, self._partial = data.split("\n")
+        *lines, self._partial = (self._partial + text).split("\n")
         for line in lines:
             _log.error("wsgi.errors: %s", line)
         return len(text)
@@ -95,10 +88,7 @@ class FileWrapper:
 
     def __iter__(self) -> Iterator[bytes]:
         read = self.filelike.read
-        while True:
-            block = read(self.blksize)
-            if not block:
-                return
+        while block := read(self.blksize):
             yield block
 
     def close(self) -> None:
@@ -110,8 +100,7 @@ class FileWrapper:
 def file_event(
     iterable: object, state: ResponseState, extensions: Mapping[str, object]
 ) -> Message | None:
-    """The pathsend / zerocopysend event that hands the server the regular file of a
-    ``wsgi.file_wrapper``; ``None`` to iterate ``iterable`` (a pipe, a ``BytesIO``...)."""
+    """The pathsend / zerocopysend event for a ``wsgi.file_wrapper`` of a regular file, or None."""
     if not isinstance(iterable, FileWrapper) or not extensions.keys() & _FILE_EVENTS:
         return None
     file = iterable.filelike
@@ -130,8 +119,8 @@ def file_event(
 
 
 def _file_path(file: Any, info: os.stat_result) -> str | None:
-    """The absolute path of the open ``file``: its ``name``, its ``.file``'s (Django's
-    ``FieldFile`` is relative to its storage) or ``/proc/self/fd/N``, if still that file."""
+    """The ``file``'s absolute path, from its own ``name``, its ``.file``'s (Django's FieldFile)
+    or ``/proc/self/fd/N``."""
     inner = getattr(file, "file", None)
     for name in (getattr(file, "name", None), getattr(inner, "name", None)):
         if _same_file(name, info):
@@ -144,7 +133,6 @@ def _file_path(file: Any, info: os.stat_result) -> str | None:
 
 
 def _same_file(path: object, info: os.stat_result) -> TypeGuard[str]:
-    """True when ``path`` still names the open file (it was not renamed or replaced)."""
     try:
         return isinstance(path, str) and os.path.samestat(os.stat(path), info)
     except OSError:

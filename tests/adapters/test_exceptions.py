@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from crossgate import AppProtocolError, ResponseAborted
 from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
+from crossgate.sansio.exchange import WorkerEvent, next_phase
 from crossgate.testing import HTTPResult, call_http
 from crossgate.types import Message, StartResponse, WSGIEnvironment
 from tests.adapters.conftest import MakeAdapter, run
@@ -205,7 +206,7 @@ def _exchange_failing_with_headers_still_queued(
 
     async def main() -> BaseException | None:
         exchange = WorkerExchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=1 << 20)
-        assert exchange.begin()
+        exchange.phase = next_phase(exchange.phase, WorkerEvent.PICKED_UP)  # a worker took it
         start: Any = {"type": "http.response.start", "status": 200, "headers": []}
         exchange.push(start, b"first chunk")
         exchange.finish(failure)
@@ -253,7 +254,7 @@ def test_a_server_whose_send_fails_during_the_error_page_still_gets_the_exceptio
 
     async def main() -> BaseException | None:
         exchange = WorkerExchange(asyncio.get_running_loop(), read_ahead=10, send_buffer=10)
-        assert exchange.begin()
+        exchange.phase = next_phase(exchange.phase, WorkerEvent.PICKED_UP)  # a worker took it
         exchange.finish(failure)
 
         async def send(message: Message) -> None:

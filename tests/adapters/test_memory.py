@@ -81,7 +81,8 @@ def chunks(count: int, size: int = 64 * KiB) -> list[bytes]:
 
 def budget_used(adapter: WSGIToASGI) -> int:
     """The read-ahead bytes the adapter counts for the requests on the running loop."""
-    return adapter._budget(asyncio.get_running_loop()).used
+    budget = adapter._budgets.get(asyncio.get_running_loop())
+    return 0 if budget is None else budget.used
 
 
 def call_and_count(adapter: WSGIToASGI, **call: Any) -> tuple[HTTPResult, int]:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from crossgate.adapters.asgi_to_wsgi._shared import READ_AHEAD
+from crossgate.adapters.asgi_to_wsgi import READ_AHEAD
 from crossgate.types import ASGIReceive, ASGISend, Message
 from tests.asgi_to_wsgi._apps import echo, read_body, respond
 from tests.asgi_to_wsgi.conftest import Input, MakeAdapter, Mode, make_environ, run_wsgi

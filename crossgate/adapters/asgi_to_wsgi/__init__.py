@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
+from queue import Empty, SimpleQueue
 from typing import Any, Literal
 
 from crossgate._lifespan import LifespanDriver
 from crossgate.adapters._interface import check_app
-from crossgate.adapters.asgi_to_wsgi._call import CLOSE_WHEN_DONE, AppCall
-from crossgate.adapters.asgi_to_wsgi._shared import SharedCall
+from crossgate.adapters.asgi_to_wsgi._call import (
+    BROKEN,
+    CLOSE_WHEN_DONE,
+    LOST,
+    AppCall,
+    Emitted,
+    resolve,
+)
 from crossgate.concurrency._runtime import (
     LoopThread,
     after_fork_in_child,
@@ -23,10 +32,11 @@ from crossgate.concurrency._runtime import (
     finish_loop,
 )
 from crossgate.exceptions import CrossgateError, PeerProtocolError, RequestTooLarge
+from crossgate.sansio.asgi_call_state import AppPhase, Event, InputPhase, next_phase
 from crossgate.sansio.asgi_response import error_response
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
 from crossgate.sansio.scope import build_scope, request_body_length
-from crossgate.types import ASGIApp, StartResponse, WSGIEnvironment
+from crossgate.types import ASGIApp, Message, StartResponse, WSGIEnvironment
 
 __all__ = ["ASGIToWSGI", "asgi_to_wsgi"]
 
@@ -37,6 +47,104 @@ LifespanMode = Literal["auto", "on", "off"]
 
 _ADAPTERS: weakref.WeakSet[ASGIToWSGI] = weakref.WeakSet()  # for the fork and exit hooks
 _INHERITED: list[object] = []  # a fork's parent loops: never closed, so no "Task was destroyed"
+_LIVENESS_POLL = 5.0  # how often a waiting WSGI thread checks that the loop thread is alive
+READ_AHEAD = 512 * 1024  # each read for the loop costs a hand-off both ways (~100 us)
+
+
+class SharedCall(AppCall):
+    """One request in shared mode: its body is read as the app asks, `READ_AHEAD` bytes ahead."""
+
+    bounds_itself = True
+    reading = False
+    timer: asyncio.TimerHandle | None = None
+
+    def start_task(self, app: ASGIApp, scope: Message) -> bool:
+        self.mailbox: SimpleQueue[Emitted] = SimpleQueue()
+        # The first piece (most often the whole body) is read here: the app needs no hand-off.
+        piece = self.read_piece()
+        if piece is None:
+            return False
+        self.pieces = deque((piece,))
+        self.loop_body_end = self.body is InputPhase.END
+        try:
+            context = contextvars.copy_context()
+            self.loop.call_soon_threadsafe(self._create_task, app, scope, context=context)
+        except RuntimeError:  # pragma: no cover - the adapter was shut down meanwhile
+            self.error = CrossgateError("the shared event loop is closed")
+            self.app = next_phase(self.app, Event.APP_RAISED)
+            return False
+        return True
+
+    def _create_task(self, app: ASGIApp, scope: Message) -> None:  # in the request's context
+        self.task = self.loop.create_task(self.run(app, scope))
+
+    def emit(self, item: Emitted) -> None:
+        if type(item) is AppPhase and self.timer is not None:
+            self.timer.cancel()
+        self.mailbox.put(item)
+
+    async def next_piece(self) -> tuple[bytes, bool] | None:
+        while self.pieces or not (self.loop_body_end or self.response in LOST):
+            if self.pieces:
+                data = self.pieces.popleft()
+                if len(self.pieces) < 2:
+                    self._want_more()  # read the next ones while the app uses these
+                return data, not (self.loop_body_end and not self.pieces)
+            self._want_more()
+            self.piece_waiter = waiter = self.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self.piece_waiter = None
+        return None
+
+    def _want_more(self) -> None:
+        if not (self.reading or self.loop_body_end):
+            self.reading = True
+            self.mailbox.put(InputPhase.READING)
+
+    def _deliver(self, pieces: list[bytes], body: InputPhase) -> None:
+        self.reading = False
+        self.pieces.extend(pieces)
+        self.loop_body_end = body is InputPhase.END
+        if body in BROKEN:
+            self.advance(Event.CLIENT_GONE)
+        resolve(self.piece_waiter)
+
+    def timebox(self, timeout: float) -> None:
+        if self.app is AppPhase.RUNNING and self.timer is None:
+            assert self.task is not None  # this runs on the loop, after `_create_task`
+            self.timer = self.loop.call_later(timeout, self.cancel, self.task, timeout)
+
+    def call_on_loop(self, callback: Callable[..., object], *args: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the adapter shut down
+            self.loop.call_soon_threadsafe(callback, *args)
+
+    def wait(self) -> None:
+        item: Emitted | None = None
+        while item is None:
+            with contextlib.suppress(Empty):
+                item = self.mailbox.get(timeout=_LIVENESS_POLL)
+            if item is None and not self.loop.is_running():  # pragma: no cover - it died
+                self.error = CrossgateError("the shared event loop stopped")
+                item = self.app = next_phase(self.app, Event.APP_RAISED)
+        while item is not None:  # then every item queued, without waiting: coalesces small chunks
+            if item is InputPhase.READING:  # read READ_AHEAD bytes (at least a piece) for the loop
+                pieces: list[bytes] = []
+                size = 0
+                while size < READ_AHEAD and self.body is InputPhase.READING:
+                    piece = self.read_piece()
+                    if piece is None:
+                        break
+                    pieces.append(piece)
+                    size += len(piece)
+                self.call_on_loop(self._deliver, pieces, self.body)
+            else:
+                self.take(item)
+            item = None if self.mailbox.empty() else self.mailbox.get_nowait()
+
+    def finish(self) -> None:
+        pass  # the loop bounds the app's work itself (`timebox`)
 
 
 class _Process:
@@ -60,11 +168,9 @@ class _Process:
         if adapter.lifespan == "off":
             return
         self.lifespan = lifespan = LifespanDriver(adapter.app, required=adapter.lifespan == "on")
-        try:  # lifespan startup, on the loop requests will run on
-            if self.thread is not None:
-                self.thread.call(lifespan.startup(adapter.lifespan_timeout))
-            else:
-                self.loop().run_until_complete(lifespan.startup(adapter.lifespan_timeout))
+        try:  # on the loop requests will run on
+            run = self.loop().run_until_complete if self.thread is None else self.thread.call
+            run(lifespan.startup(adapter.lifespan_timeout))
         except BaseException:
             self.stop(1.0)
             raise
@@ -131,19 +237,8 @@ class _Process:
 class ASGIToWSGI:
     """Serve the ASGI application ``app`` as a WSGI application (PEP 3333).
 
-    The "ASGIToWSGI" documentation page describes every option and behaviour.
-
-    Args:
-        mode: ``"inline"`` runs the app on the WSGI thread's own event loop (gunicorn sync);
-            ``"shared"`` on one loop thread per process (threaded servers whose app shares
-            loop-bound resources); ``"auto"`` picks ``"shared"`` when the first request's
-            ``wsgi.multithread`` is true.
-        lifespan: ``"auto"`` runs the ASGI lifespan protocol if the app supports it; ``"on"``
-            requires it; ``"off"`` never runs it. A failed startup makes every request a 500.
-        background_timeout: seconds the app may run after its complete response (Starlette
-            ``BackgroundTasks``); ``disconnect_grace``, once the client is gone.
-        raise_app_exceptions: ``False`` logs the app's exceptions and answers 500 instead.
-        interface: ``"asgi"`` skips the check that ``app`` is not a WSGI application.
+    The app runs on the WSGI thread's own event loop (``mode="inline"``) or on one loop thread
+    per process (``"shared"``); the "ASGIToWSGI" documentation page describes every option.
 
     Raises:
         TypeError: ``app`` is not callable, or is a WSGI application.
@@ -208,8 +303,7 @@ class ASGIToWSGI:
             return process
 
     def startup(self) -> None:
-        """Run lifespan startup now instead of before the process's first request (gunicorn's
-        ``post_fork``); does nothing once it ran. ``mode="auto"`` then picks inline.
+        """Run lifespan startup now, not before the first request (gunicorn's ``post_fork``).
 
         Raises:
             CrossgateError: the app's startup failed (requests will answer 500 until
@@ -220,8 +314,7 @@ class ASGIToWSGI:
             raise CrossgateError(process.failure)
 
     def shutdown(self) -> None:
-        """Run lifespan shutdown and close this process's loops (at exit too); a request after
-        it starts everything again.
+        """Run lifespan shutdown and close this process's loops; a later request starts again.
 
         Raises:
             CrossgateError: called from the app itself, on a loop this would have to stop.

@@ -139,10 +139,7 @@ class AppCall(WSGISide):
             self.log_late(late, complete=True)
         self.advance(Event.SERVER_CLOSED)
 
-    # How the two sides meet, in inline mode; `SharedCall` overrides these.
-
     def start_task(self, app: ASGIApp, scope: Message) -> bool:
-        """False when the task cannot start (`fail` answers)."""
         self.task = self.loop.create_task(self.run(app, scope), name=TASK_NAME)
         return True
 
@@ -162,7 +159,6 @@ class AppCall(WSGISide):
             self.loop.stop()
 
     def timebox(self, timeout: float) -> None:
-        """Cancel the app if it has not ended ``timeout`` s from now."""
         if self.driving:  # the WSGI side bounds it once it has control (`settle`)
             self.loop.stop()
 
@@ -170,7 +166,6 @@ class AppCall(WSGISide):
         callback(*args)
 
     def wait(self) -> None:
-        """Block the WSGI side until the loop side has emitted more."""
         if self.response in LOST:  # the body could not be read: the app gets a grace period
             self.settle(self.opts.disconnect_grace)
             self.done_seen = True
@@ -183,7 +178,6 @@ class AppCall(WSGISide):
             self.driving = False
 
     def finish(self) -> None:
-        """The server is done with the response (from `close`)."""
         if not self.complete:
             self.advance(Event.CLIENT_GONE)
         if not self.done_seen:
@@ -197,7 +191,6 @@ class AppCall(WSGISide):
             finish_loop(self.loop, self.opts.disconnect_grace)
 
     def settle(self, timeout: float) -> None:
-        """Run the loop until the app's task ends, cancelling it after ``timeout`` s."""
         task = self.task
         assert task is not None  # made by begin()
         self.loop.run_until_complete(asyncio.wait((task,), timeout=timeout))
@@ -282,7 +275,6 @@ class AppCall(WSGISide):
             self.wait()
 
     def open_file(self, *, wrap: bool) -> Iterable[bytes]:
-        """Open a pathsend's file, with ``wrap`` in the server's ``wsgi.file_wrapper``."""
         path, self.file_path = self.file_path, None
         assert path is not None
         try:

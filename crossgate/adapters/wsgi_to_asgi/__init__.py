@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ from crossgate._lifespan import Hook, answer_lifespan, run_hooks
 from crossgate.adapters._interface import check_app
 from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
-from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget, RequestBody
+from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget
 from crossgate.exceptions import CrossgateError, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
 from crossgate.sansio.environ import EnvironOptions, build_environ
@@ -44,23 +44,14 @@ TRIM_DELAY = 0.5
 TRIM_MAX_WAIT = 10.0
 
 
-def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop, or ``None`` under trio (anyio is not a dependency)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 def _find_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim`` (malloc_trim(3)), or None where the C library has none."""
+    """glibc's ``malloc_trim`` (malloc_trim(3)); None elsewhere, and with musl (Alpine)."""
     if not sys.platform.startswith("linux"):  # pragma: no cover - tested on Linux
         return None
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # musl (Alpine) has none
-    if trim is None:  # pragma: no cover
-        return None
-    trim.argtypes = [ctypes.c_size_t]  # restype is c_int by default
-    found: Callable[[int], int] = trim
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+    found: Callable[[int], int] | None = trim
     return found
 
 
@@ -68,11 +59,7 @@ _MALLOC_TRIM = _find_malloc_trim()
 
 
 class MemoryReleaser:
-    """Calls ``trim`` (None: never) after each burst of body bytes on one event loop.
-
-    glibc returns freed heap pages only from the top of the heap: after a burst of uploads a few
-    live objects can keep every freed body page in the RSS for good.
-    """
+    """Calls ``trim`` (None: never) after each burst of body bytes on one event loop."""
 
     def __init__(self, trim: Callable[[int], int] | None) -> None:
         self._trim = trim
@@ -113,25 +100,7 @@ class WSGIToASGI:
 
     Each request runs ``app`` in a worker thread from a bounded pool, with the request task's
     contextvars copied in; the body streams into ``wsgi.input`` and the response streams back
-    with back-pressure. It runs on asyncio only: under trio it fails lifespan startup, and
-    answers a request with a 500 and raises.
-
-    Every option is in the table of the "WSGIToASGI" page; the less obvious ones:
-
-    Args:
-        queue_timeout: seconds a request may wait for a worker before a 503 with
-            ``Retry-After`` (``retry_after`` seconds); ``None`` waits as long as it takes.
-        request_body: ``"stream"`` feeds ``wsgi.input`` while the client sends; ``"spool"``
-            reads the whole body first (in memory up to ``spool_threshold`` bytes, then in a
-            temporary file), so a slow upload never holds a worker.
-        read_ahead_budget: request bytes read ahead of the applications, at most, across all
-            requests on one event loop (``read_ahead``: of one request).
-        send_buffer: response bytes the application may run ahead of the client, at most.
-        raise_app_exceptions: when the app raises (or breaks PEP 3333), answer 500 if no
-            header went out (else abort), then raise the exception to the server, as ASGI apps
-            do. ``False`` logs it at ERROR instead; an abort raises `ResponseAborted`.
-        interface: ``"auto"`` refuses an ``app`` that `crossgate.routing.is_asgi` takes for
-            ASGI; ``"wsgi"`` skips that check.
+    with back-pressure. It runs on asyncio only. The "WSGIToASGI" page describes every option.
 
     Raises:
         TypeError: ``app`` is not callable (``None``, a ``"module:app"`` string), or is an
@@ -190,9 +159,7 @@ class WSGIToASGI:
         self.read_ahead = read_ahead
         self.read_ahead_budget = read_ahead_budget
         self.release_memory = release_memory
-        self._budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadAheadBudget] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._budgets = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadAheadBudget]()
         self._releaser = MemoryReleaser(_MALLOC_TRIM if release_memory else None)
         self.send_buffer = send_buffer
         self.on_startup = list(on_startup)
@@ -222,12 +189,6 @@ class WSGIToASGI:
             self._own_executor_pid = os.getpid()
         return pool
 
-    def _budget(self, loop: asyncio.AbstractEventLoop) -> ReadAheadBudget:
-        budget = self._budgets.get(loop)
-        if budget is None:
-            budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
-        return budget
-
     def close(self, *, wait: bool = True) -> None:
         """Stop the adapter's own thread pool (not a shared ``executor``); lifespan shutdown
         calls it. Queued requests still run; a later request starts a new pool."""
@@ -237,24 +198,21 @@ class WSGIToASGI:
 
     async def __call__(self, scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
         kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
+        if kind == "lifespan":
             await answer_lifespan(receive, send, self._startup, self._shutdown)
-        elif kind == "websocket":
+            return
+        if kind == "websocket":
             reason = "this path is served by a WSGI application, which cannot accept websockets"
             _log.info("refused a websocket to %s: %s", scope.get("path"), reason)
             await refuse(scope, receive, send, 403, reason)
-        else:
-            # ASGI spec, "Applications": raise for a scope type the app does not know.
+            return
+        if kind != "http":  # ASGI spec, "Applications": raise for a scope type it does not know
             raise CrossgateError(f"WSGIToASGI cannot serve a {kind!r} scope")
-
-    async def _http(self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
-        loop = _asyncio_loop()
-        if loop is None:
-            # ASGI spec, "Applications": raise for what the app cannot serve; a 500 goes first.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # trio: raise for what the app cannot serve (ASGI spec), after a 500
             await respond(send, 500, "Internal Server Error")
-            raise CrossgateError(ASYNCIO_ONLY)
+            raise CrossgateError(ASYNCIO_ONLY) from None
         try:
             environ = build_environ(scope, self._environ_options)
             length = environ.get("CONTENT_LENGTH")
@@ -267,28 +225,23 @@ class WSGIToASGI:
                 or self._in_flight < self.workers
                 or not announces_body(length, environ.get("HTTP_TRANSFER_ENCODING"))
             )
-            exchange = WorkerExchange(
-                loop,
-                read_ahead=self.read_ahead,
-                send_buffer=self.send_buffer,
-                meter=meter,
-                budget=self._budget(loop),
-                eager=eager,
-            )
+            budget = self._budgets.get(loop)
+            if budget is None:
+                budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
+            exchange = WorkerExchange(loop, self.read_ahead, self.send_buffer, meter, budget, eager)
+            environ["wsgi.input"] = exchange
             if self.request_body == "spool":
                 environ["wsgi.input"] = await exchange.spool(receive, self.spool_threshold)
                 if environ["wsgi.input"] is None:
                     return
                 # Known even for a chunked upload: Django reads exactly CONTENT_LENGTH bytes.
                 environ["CONTENT_LENGTH"] = str(exchange.received)
-            else:
-                if eager:
-                    message = await receive()
-                    if message["type"] != "http.request":
-                        return  # http.disconnect: the client left before we started
-                    exchange.feed(message)
-                    del message  # this frame lives as long as the request: not its bytes
-                environ["wsgi.input"] = RequestBody(exchange)
+            elif eager:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # http.disconnect: the client left before we started
+                exchange.feed(message)
+                del message  # this frame lives as long as the request: not its bytes
         except PeerProtocolError as exc:
             _log.info("rejected request: %s", exc)
             await respond(send, exc.status_code, str(exc))
@@ -311,11 +264,8 @@ class WSGIToASGI:
                 return
             if self.queue_timeout is not None:
                 timer = loop.call_later(self.queue_timeout, exchange.expire, self.retry_after)
-            await exchange.respond(
-                send,
-                raise_app_exceptions=self.raise_app_exceptions,
-                http_version=scope.get("http_version", "1.1"),
-            )
+            version = scope.get("http_version", "1.1")
+            await exchange.respond(send, self.raise_app_exceptions, version)
         finally:
             self._in_flight -= 1
             self._releaser.note(loop, exchange.received)
@@ -325,7 +275,9 @@ class WSGIToASGI:
             exchange.end()
 
     async def _startup(self) -> str | None:
-        if _asyncio_loop() is None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # trio
             _log.error("%s", ASYNCIO_ONLY)
             return ASYNCIO_ONLY
         return await run_hooks(self.on_startup, "on_startup")

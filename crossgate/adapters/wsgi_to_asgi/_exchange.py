@@ -1,8 +1,4 @@
-"""One request between the event loop and the worker thread that runs the WSGI app (PEP 3333).
-
-A wake-up carries everything queued since (chunks made while the client is slower go out in one
-``send``); the worker blocks only when ``send_buffer`` bytes are unsent (back-pressure).
-"""
+"""One request between the event loop and the worker thread that runs the WSGI app (PEP 3333)."""
 
 from __future__ import annotations
 
@@ -12,10 +8,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 
 from crossgate.adapters._streams import ErrorStream, file_event
-from crossgate.adapters.wsgi_to_asgi._incoming_body import GONE, IncomingBody, ReadAheadBudget
+from crossgate.adapters.wsgi_to_asgi._incoming_body import GONE, IncomingBody
 from crossgate.concurrency import set_server_loop
 from crossgate.exceptions import AppProtocolError, ClientDisconnected, ResponseAborted
-from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import (
     RESPONSE_QUEUED,
     BodyPhase,
@@ -52,29 +47,7 @@ def _clamp(state: ResponseState, chunk: bytes) -> tuple[bytes, bool]:
 
 
 class WorkerExchange(IncomingBody):
-    """The loop calls `respond`, `expire` and `end`; the worker calls `run`, which reports
-    through `begin`, `push`, `push_file` and `finish`. The body comes in through `IncomingBody`.
-    """
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        *,
-        read_ahead: int,
-        send_buffer: int,
-        meter: BodyMeter | None = None,
-        budget: ReadAheadBudget | None = None,
-        eager: bool = False,
-    ) -> None:
-        super().__init__(loop, read_ahead=read_ahead, meter=meter, budget=budget, eager=eager)
-        self._send_buffer = send_buffer
-        self._start: HTTPResponseStartEvent | None = None
-        self._chunks: list[bytes] = []
-        self._buffered = 0
-        self._file_event: Message | None = None
-        self._file_sent = False
-        self._failure: BaseException | None = None
-        self._late: Exception | None = None  # close() raised after a complete body
+    """The loop calls `respond`, `expire` and `end`; the worker `run`s the app."""
 
     def _wake_sender(self) -> None:
         waiter = self._sender_waiter
@@ -82,23 +55,17 @@ class WorkerExchange(IncomingBody):
             self._sender_waiter = None
             self._call_soon(waiter)
 
-    def begin(self) -> bool:
-        """Mark the request as running; False when it waited too long and got a 503 instead."""
-        with self._cond:
-            self.phase = next_phase(self.phase, WorkerEvent.PICKED_UP)
-            if self.phase is not WorkerPhase.RUNNING:
-                self._close_spooled()
-                return False
-            if self.body_phase is BodyPhase.RECEIVING and not self._eager:
-                self._wake_body_pump()  # it held back while the request was queued
-            return True
-
     def run(
         self, app: WSGIApplication, environ: WSGIEnvironment, extensions: Mapping[str, object]
     ) -> None:
         """On the worker: run ``app``; ``extensions`` are the scope's (pathsend may send a file)."""
-        if not self.begin():
-            return  # it waited too long and got a 503 instead
+        with self._cond:
+            self.phase = next_phase(self.phase, WorkerEvent.PICKED_UP)
+            if self.phase is not WorkerPhase.RUNNING:  # it waited too long and got a 503
+                self._close_spooled()
+                return
+            if self.body_phase is BodyPhase.RECEIVING and not self._eager:
+                self._wake_body_pump()  # it held back while the request was queued
         try:
             self._run_app(app, environ, extensions)
         except BaseException as exc:  # pragma: no cover - a crossgate bug must not hang
@@ -252,7 +219,7 @@ class WorkerExchange(IncomingBody):
             self._accounted = 0
 
     async def respond(
-        self, send: ASGISend, *, raise_app_exceptions: bool = True, http_version: str = "1.1"
+        self, send: ASGISend, raise_app_exceptions: bool = True, http_version: str = "1.1"
     ) -> None:
         """Send what the worker produces; then answer a failure as `plan_failure` decides."""
         headers_sent = complete = False

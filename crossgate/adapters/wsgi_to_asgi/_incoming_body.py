@@ -13,9 +13,9 @@ from crossgate.adapters._streams import LineReader
 from crossgate.exceptions import ClientDisconnected, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import KEEPS_BODY, READS_AHEAD, BodyPhase, WorkerPhase
-from crossgate.types import ASGIReceive, Message
+from crossgate.types import ASGIReceive, HTTPResponseStartEvent, Message
 
-__all__ = ["GONE", "IncomingBody", "ReadAheadBudget", "RequestBody"]
+__all__ = ["GONE", "IncomingBody", "ReadAheadBudget"]
 
 _log = logging.getLogger("crossgate")
 
@@ -36,21 +36,17 @@ class ReadAheadBudget:
         self.used = 0
 
 
-class IncomingBody:
-    """One request's shared state and its body, fed on the loop and read on the worker.
-
-    One lock guards it all; a side wakes the other only when it waits (a hand-off costs ~100 µs).
-    ``eager``: a worker was free, so the body is read ahead before the worker starts.
-    """
+class IncomingBody(LineReader):
+    """``wsgi.input``: the body fed on the loop, read on the worker, under one lock."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        *,
         read_ahead: int,
+        send_buffer: int,
         meter: BodyMeter | None = None,
         budget: ReadAheadBudget | None = None,
-        eager: bool = False,
+        eager: bool = False,  # a worker was free: read the body ahead before it starts
     ) -> None:
         self.loop = loop
         self.phase = WorkerPhase.QUEUED
@@ -72,6 +68,14 @@ class IncomingBody:
         self._body_waiter: asyncio.Future[None] | None = None
         self._spooled: IO[bytes] | None = None
         self._sender_waiter: asyncio.Future[None] | None = None  # `WorkerExchange.respond`'s
+        self._send_buffer = send_buffer
+        self._start: HTTPResponseStartEvent | None = None
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._file_event: Message | None = None
+        self._file_sent = False
+        self._failure: BaseException | None = None
+        self._late: Exception | None = None  # close() raised after a complete body
 
     def _drop_body(self) -> None:
         self._body.clear()
@@ -199,25 +203,22 @@ class IncomingBody:
         """The whole body in a temporary file (in memory up to ``threshold`` bytes), or None."""
         spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=threshold)  # noqa: SIM115
         try:
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    _log.info("the client disconnected while sending the body; the app never ran")
-                    spooled.close()
-                    return None
+            while (message := await receive())["type"] == "http.request":
                 data: bytes = message.get("body", b"")
                 self._count(len(data))
                 spooled.write(data)
                 if not message.get("more_body", False):
-                    break
+                    spooled.seek(0)
+                    with self._cond:
+                        self.body_phase = BodyPhase.COMPLETE
+                        self._spooled = spooled
+                    return spooled
         except BaseException:
             spooled.close()
             raise
-        spooled.seek(0)
-        with self._cond:
-            self.body_phase = BodyPhase.COMPLETE
-            self._spooled = spooled
-        return spooled
+        _log.info("the client disconnected while sending the body; the app never ran")
+        spooled.close()
+        return None
 
     async def pump(self, receive: ASGIReceive) -> None:
         """Read the body ahead of the app, then watch for ``http.disconnect``."""
@@ -262,18 +263,3 @@ class IncomingBody:
         self.disconnected_event.set()
         if waiter is not None:
             wake(waiter)
-
-
-class RequestBody(LineReader):
-    """``wsgi.input`` in stream mode (reads raise ClientDisconnected or RequestTooLarge)."""
-
-    __slots__ = ("_body",)
-
-    def __init__(self, body: IncomingBody) -> None:
-        self._body = body
-
-    def read(self, size: int | None = -1) -> bytes:
-        return self._body.read(size)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        return self._body.readline(size)
