@@ -95,6 +95,21 @@ def test_read_methods(make_adapter: MakeAdapter) -> None:
     }
 
 
+def test_wsgi_input_offers_only_the_stream_methods(make_adapter: MakeAdapter) -> None:
+    # PEP 3333's input stream: read, readline, readlines, __iter__. The exchange behind it
+    # (respond, finish, feed, ...) stays out of the app's reach.
+    seen: dict[str, set[str]] = {}
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        seen["public"] = {n for n in dir(environ["wsgi.input"]) if not n.startswith("_")}
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return []
+
+    # Unvalidated: the validator would show its own wrapper of the stream.
+    run(lambda: call_http(make_adapter(app, validate=False), post(), body=[b"x"]))
+    assert seen["public"] == {"read", "readline", "readlines"}
+
+
 def test_read_all_and_iteration(make_adapter: MakeAdapter) -> None:
     # Not validated: wsgiref's validator forbids read() without a size, which PEP 3333
     # allows since wsgi.input_terminated streams end at the end of the body.

@@ -20,7 +20,7 @@ from crossgate._lifespan import Hook, answer_lifespan, run_hooks
 from crossgate.adapters._interface import check_app
 from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
-from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget
+from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget, RequestBody
 from crossgate.exceptions import CrossgateError, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
 from crossgate.sansio.environ import EnvironOptions, build_environ
@@ -229,7 +229,7 @@ class WSGIToASGI:
             if budget is None:
                 budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
             exchange = WorkerExchange(loop, self.read_ahead, self.send_buffer, meter, budget, eager)
-            environ["wsgi.input"] = exchange
+            environ["wsgi.input"] = RequestBody(exchange)
             if self.request_body == "spool":
                 environ["wsgi.input"] = await exchange.spool(receive, self.spool_threshold)
                 if environ["wsgi.input"] is None:

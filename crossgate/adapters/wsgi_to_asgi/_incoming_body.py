@@ -15,7 +15,7 @@ from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import KEEPS_BODY, READS_AHEAD, BodyPhase, WorkerPhase
 from crossgate.types import ASGIReceive, HTTPResponseStartEvent, Message
 
-__all__ = ["GONE", "IncomingBody", "ReadAheadBudget"]
+__all__ = ["GONE", "IncomingBody", "ReadAheadBudget", "RequestBody"]
 
 _log = logging.getLogger("crossgate")
 
@@ -263,3 +263,18 @@ class IncomingBody(LineReader):
         self.disconnected_event.set()
         if waiter is not None:
             wake(waiter)
+
+
+class RequestBody(LineReader):
+    """``wsgi.input`` in stream mode: the body's reads only, not the exchange's other methods."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: IncomingBody) -> None:
+        self._body = body
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._body.read(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._body.readline(size)
