@@ -13,17 +13,23 @@ FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
 
 
-class FallbackHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class FallbackHandler(logging.Handler):
     """Writes crossgate's records to stderr, only when no other handler would."""
 
     def __init__(self) -> None:
-        logging.Handler.__init__(self)  # not StreamHandler.__init__, which sets a stream
+        super().__init__()
         self.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
 
-    @property
-    def stream(self) -> object:
-        """sys.stderr at emit time, like lastResort's: a server or test may have replaced it."""
-        return sys.stderr
+    def emit(self, record: logging.LogRecord) -> None:
+        # sys.stderr at emit time, like lastResort: a server or test may have replaced it.
+        stream = sys.stderr
+        if stream is None:  # pythonw, or a daemon that closed it
+            return
+        try:
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
 
     def handle(self, record: logging.LogRecord) -> bool:
         # The walk Logger.callHandlers makes, level checks included: does another handler see it?
