@@ -9,9 +9,9 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextvars import ContextVar, Token
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from crossgate.concurrency import _asgiref
 from crossgate.concurrency._asgiref import adopt_locals, copy_back
@@ -204,7 +204,11 @@ def run_sync(
         del error, call
 
 
-class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
+class AsyncToSyncIterator(
+    Buffered[AsyncIterable[T], T],
+    Iterator[T],
+    contextlib.AbstractContextManager["AsyncToSyncIterator[T]"],
+):
     """A sync iterator over an async iterable, read by a task on an event loop.
 
     `close` it (WSGI servers do) or use ``with`` when stopping early.
@@ -215,12 +219,6 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
         self._waiting = self._paused = self._closed = False
         self._task: LoopTask | None = None
         self._space = asyncio.Event()  # set when the task may read on
-
-    def __iter__(self) -> Self:
-        return self
-
-    def __enter__(self) -> Self:
-        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
@@ -241,10 +239,20 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
                     self._raise_error()
                     raise StopIteration
                 self._waiting = True
-            self._wait(task)
+            while not task.waiter.wait(POLL):  # woken per hand-over; the poll notices a closed loop
+                if task.loop.is_closed():
+                    with self._lock:
+                        self._done = True
+                        self._error = ConcurrencyError(
+                            f"the event loop reading {describe(self._source)} closed"
+                        )
+                    break
         if resume:
             task.call_soon(self._resume)
         return item
+
+    def _resume(self) -> None:
+        self._space.set()
 
     def close(self) -> None:
         """Stop reading: cancel the reading task, which closes the source (``aclose()``).
@@ -254,25 +262,18 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
         """
         if self._closed:
             return
-        self._closed = True
         task = self._task
         if task is None:
+            self._closed = True
             aclose = getattr(self._source, "aclose", None)
             if aclose is not None:
                 run_sync(aclose, (), {}, None)
             return
-        with self._lock:
-            self._buffer.clear()
         task.call_soon(task.cancel)  # if still running
-        while True:
-            with self._lock:
-                if self._done:
-                    break
-                self._waiting = True
-            self._wait(task)
-        task.waiter.close()
         with contextlib.suppress(asyncio.CancelledError):
-            self._raise_error()
+            for _ in self:  # to the end, dropping what the task read meanwhile
+                pass
+        self._closed = True
 
     def _start(self) -> LoopTask:
         task = self._task = LoopTask(
@@ -283,20 +284,6 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
         )
         task.start(self._produce(task), contextvars.copy_context())
         return task
-
-    def _resume(self) -> None:
-        self._space.set()
-
-    def _wait(self, task: LoopTask) -> None:
-        # Woken per hand-over or at the end; the poll only notices a loop closed under the task.
-        while not task.waiter.wait(POLL):
-            if task.loop.is_closed():
-                with self._lock:
-                    self._done = True
-                    self._error = ConcurrencyError(
-                        f"the event loop reading {describe(self._source)} closed"
-                    )
-                return
 
     async def _produce(self, task: LoopTask) -> None:
         waiter, space = task.waiter, self._space

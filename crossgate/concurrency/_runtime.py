@@ -24,9 +24,7 @@ def after_fork_in_child(callback: Callback) -> Callback:
     return callback
 
 
-def at_exit(callback: Callback) -> Callback:
-    atexit.register(callback)  # which runs the later first, and the others if one fails
-    return callback
+at_exit = atexit.register  # which runs the later first, and the others if one fails
 
 
 # Referenced so that they are never collected: a pending task's destructor logs an error.

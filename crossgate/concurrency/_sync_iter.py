@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, TypeVar
 
 from crossgate.concurrency._asgiref import adopt_locals, submit
 from crossgate.concurrency._pool import ConcurrencyError, describe, inbox_for, local
@@ -63,7 +64,11 @@ class _Pull:
                 self.owner._stop_pulling(True, error)
 
 
-class SyncToAsyncIterator(Buffered[Iterable[T], T]):
+class SyncToAsyncIterator(
+    Buffered[Iterable[T], T],
+    AsyncIterator[T],
+    contextlib.AbstractAsyncContextManager["SyncToAsyncIterator[T]"],
+):
     """An async iterator over a sync iterable, read on a worker thread (`sync_to_async_iter`).
 
     `aclose` it (or use ``async with``) when stopping early.
@@ -86,12 +91,6 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
         self._closer: asyncio.Future[None] | None = None
         self._pulling = self._closing = False
         self._ctx: contextvars.Context | None = None
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __aenter__(self) -> Self:
-        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
