@@ -78,8 +78,7 @@ def orphaned_calls() -> OrphanedCalls:
 def check_cancelled() -> None:
     """Raise `asyncio.CancelledError` if the caller awaiting this thread's work gave up.
 
-    Call it where stopping early is safe in sync code run by `sync_to_async` (or read by
-    `sync_to_async_iter`); elsewhere it does nothing.
+    Call it where stopping early is safe in code run by `sync_to_async`; elsewhere it does nothing.
 
     Raises:
         asyncio.CancelledError: the awaiting caller was cancelled.
@@ -225,16 +224,14 @@ def sync_to_async(
 ):
     """Turn the sync callable ``func`` into a coroutine function that runs it in a thread.
 
-    A call or a decorator, bare or with options. Contextvars go along and their changes come
-    back; a cancelled caller gets `asyncio.CancelledError` at once (see `check_cancelled`).
+    A call or a decorator, bare or with options. A cancelled caller gets `CancelledError` at once.
 
     Args:
-        thread_sensitive: ``True`` (as asgiref) runs the call on the thread Django expects for
-            thread-bound code; ``False`` on a bounded pool of ``crossgate-sync-N`` threads.
+        thread_sensitive: run on the thread Django expects (as asgiref), not on a shared pool.
         executor: runs the calls instead of the pool; only with ``thread_sensitive=False``.
 
     Raises:
-        TypeError: ``func`` is async or not callable; or an ``executor`` was given without
+        TypeError: ``func`` is async or not callable, or ``executor`` came without
             ``thread_sensitive=False``.
         DeadlockError: (when called) the thread-sensitive thread is the calling thread.
         ConcurrencyError: (when called) the thread-sensitive context has exited.
@@ -295,9 +292,8 @@ def async_to_sync(
 ) -> Callable[P, R] | Callable[[Callable[P, Awaitable[R]]], Callable[P, R]]:
     """Turn the coroutine function ``func`` into a sync function that blocks for its result.
 
-    A call or a decorator, bare or with options. The coroutine runs on an existing loop (the
-    server's, the caller's, or one ``crossgate-loop`` thread), never a new one per call; the
-    waiting thread runs the thread-sensitive calls it makes. Contextvars go along and back.
+    A call or a decorator, bare or with options. The coroutine runs on an existing loop, never
+    a new one per call (the server's, the caller's, or one ``crossgate-loop`` thread).
 
     Args:
         timeout: seconds before the coroutine is cancelled and `TimeoutError` raised.

@@ -1,7 +1,4 @@
-"""Where a thread-sensitive call runs (asgiref's order, docs/concurrency.md), and asgiref's Locals.
-
-asgiref's private attributes are read only where it offers nothing public, with a safe default.
-"""
+"""Where a thread-sensitive call runs (asgiref's order), and asgiref's Locals, read safely."""
 
 from __future__ import annotations
 
@@ -46,8 +43,7 @@ def asgiref_version() -> tuple[int, ...] | None:
     return tuple(map(int, itertools.takewhile(str.isdigit, text.split("."))))
 
 
-# Since asgiref 3.12 a Local's storage is tagged with its thread and "re-homed" whenever a
-# context moves thread: crossgate must do so too, or Django's language and urlconf are lost.
+# asgiref >= 3.12 tags a Local's storage with its thread, to re-home when a context moves thread.
 # Cached: the look-ups cost 0.8 us each, asked two or three times per sync_to_async call.
 @functools.lru_cache(maxsize=1)
 def _rehomer(local: ModuleType) -> tuple[type, Rehome] | None:
@@ -104,8 +100,7 @@ def caller_loop() -> asyncio.AbstractEventLoop | None:
 
 def enter_waiter(waiter: Waiter) -> frozenset[ContextVar[Any]]:
     """Send asgiref's thread-sensitive calls to ``waiter``; return the variables set for it."""
-    # Set even when no outer value is visible here: asgiref re-homes its storage on every
-    # sync_to_async, which would bring a stale outer executor back (and deadlock).
+    # Set even with no outer value visible: a re-homed storage would bring a stale one back.
     sync = sys.modules.get("asgiref.sync")
     if sync is None:
         return frozenset()
@@ -222,21 +217,20 @@ def submit(
         return
     sync = sys.modules.get("asgiref.sync")
     # 1. An outer async_to_sync: when asgiref is loaded, its slot holds the innermost one.
-    outer = getattr(sync.AsyncToSync.executors, "current", None) if sync else None
-    if outer is None or isinstance(outer, Waiter):
-        waiter = waiter_var.get() if outer is None else outer
-        if waiter is not None:
-            _check(waiter, what)
-            if waiter.offer(job):
-                return
-    else:
+    slot = getattr(sync.AsyncToSync.executors, "current", None) if sync else None
+    outer = waiter_var.get() if slot is None else slot
+    if outer is not None:
         _check(outer, what)
-        try:
-            submit_to(outer, job)
-        except RuntimeError:
-            pass  # "CurrentThreadExecutor already quit or is broken": try the next place
+        if isinstance(outer, Waiter):
+            if outer.offer(job):
+                return
         else:
-            return
+            try:
+                submit_to(outer, job)
+            except RuntimeError:
+                pass  # "CurrentThreadExecutor already quit or is broken": try the next place
+            else:
+                return
     # 2. asgiref's context, 3. crossgate's, 4. the asgiref async_to_sync that made the loop.
     context = _context_var.get()
     asgiref_context = sync.SyncToAsync.thread_sensitive_context.get(None) if sync else None

@@ -94,8 +94,7 @@ class _Running(Protocol):
 
 class _Local(threading.local):
     job: _Running | None = None
-    # Called by the job just before handing its outcome back, so that the next call in a row
-    # finds the pool thread idle rather than start a new one.
+    # Called by the job before it hands its outcome back: the next call finds the thread idle.
     release: tuple[object, Callable[[], None]] | None = None
 
 
@@ -281,13 +280,8 @@ class Waiter(Executor):
         """Stop accepting jobs; run those already queued."""
         with self._lock:
             self._open = False
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except Empty:
-                return
-            if job is not None:
-                job.run()
+        while self.wait(0):  # past each `wake`, to the last job
+            pass
 
 
 # The waiter of the innermost `async_to_sync` whose coroutine this context belongs to.

@@ -152,8 +152,7 @@ class SyncToAsyncIterator(
         while True:
             finished, error = ctx.run(self._pull_batch)
             with self._lock:
-                # Stop unless the consumer caught up (or is closing) meanwhile: only now, out
-                # of ``ctx``, may another job (on another thread) enter it.
+                # Only now, out of ``ctx``, may another job (on another thread) enter it.
                 if finished or not (self._closing or len(self._buffer) <= self._low):
                     self._stop_pulling(finished, error)
                     return
