@@ -280,8 +280,13 @@ class Waiter(Executor):
         """Stop accepting jobs; run those already queued."""
         with self._lock:
             self._open = False
-        while self.wait(0):  # past each `wake`, to the last job
-            pass
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except Empty:
+                return
+            if job is not None:
+                job.run()
 
 
 # The waiter of the innermost `async_to_sync` whose coroutine this context belongs to.
