@@ -119,11 +119,7 @@ _users: dict[Pool, int] = {}  # leased threads -> how many contexts use each
 
 
 class ThreadSensitiveContext:
-    """Give the thread-sensitive calls made inside this block a thread of their own.
-
-    ``async with ThreadSensitiveContext(): ...``, as Django's ``ASGIHandler`` does per request
-    with asgiref's context of the same name (which wins inside it). Nested contexts reuse the
-    outermost.
+    """Give the thread-sensitive calls made inside this ``async with`` block a thread of their own.
 
     Raises:
         ConcurrencyError: (from a thread-sensitive call) a task outlived the context.
@@ -132,12 +128,10 @@ class ThreadSensitiveContext:
     def __init__(self) -> None:
         self._token: Token[ThreadSensitiveContext | None] | None = None
         self._pool: Pool | None = None
-        self._exited = False
 
     async def __aenter__(self) -> Self:
         if _context_var.get() is None:
             self._token = _context_var.set(self)
-            self._exited = False
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -145,7 +139,6 @@ class ThreadSensitiveContext:
             return
         _context_var.reset(self._token)
         self._token = None
-        self._exited = True
         pool, self._pool = self._pool, None
         if pool is not None:
             with _lock:
@@ -156,7 +149,7 @@ class ThreadSensitiveContext:
 
     def pool(self) -> Pool:
         """This context's thread (leased on first use)."""
-        if self._exited:
+        if self._token is None:  # only an exited context is seen without one
             raise ConcurrencyError(
                 "a thread-sensitive call was made after its ThreadSensitiveContext exited: "
                 "tasks started inside the context must finish before it exits"

@@ -77,10 +77,7 @@ def pick_loop() -> asyncio.AbstractEventLoop:
 
 
 class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThreadContext"]):
-    """asgiref's name for running a block's `async_to_sync` calls on one thread.
-
-    crossgate's always do: entering it changes nothing. Re-entrant; raises nothing.
-    """
+    """asgiref's name for running a block's `async_to_sync` calls on one thread, as ours all do."""
 
     def __exit__(self, *exc_info: object) -> None:
         return None
@@ -209,10 +206,7 @@ class AsyncToSyncIterator(
     Iterator[T],
     contextlib.AbstractContextManager["AsyncToSyncIterator[T]"],
 ):
-    """A sync iterator over an async iterable, read by a task on an event loop.
-
-    `close` it (WSGI servers do) or use ``with`` when stopping early.
-    """
+    """A sync iterator over an async iterable; `close` it (or use ``with``) to stop early."""
 
     def __init__(self, aiterable: AsyncIterable[T], *, read_ahead: int) -> None:
         super().__init__(aiterable, read_ahead)
@@ -226,7 +220,15 @@ class AsyncToSyncIterator(
     def __next__(self) -> T:
         if self._closed:
             raise StopIteration
-        task = self._task or self._start()
+        task = self._task
+        if task is None:
+            task = self._task = LoopTask(
+                lambda: (
+                    "async_to_sync_iter was iterated on a thread that runs an event loop, which "
+                    "it would block: use async for instead"
+                )
+            )
+            task.start(self._produce(task), contextvars.copy_context())
         while True:
             with self._lock:
                 if self._buffer:
@@ -274,16 +276,6 @@ class AsyncToSyncIterator(
             for _ in self:  # to the end, dropping what the task read meanwhile
                 pass
         self._closed = True
-
-    def _start(self) -> LoopTask:
-        task = self._task = LoopTask(
-            lambda: (
-                "async_to_sync_iter was iterated on a thread that runs an event loop, which "
-                "it would block: use async for instead"
-            )
-        )
-        task.start(self._produce(task), contextvars.copy_context())
-        return task
 
     async def _produce(self, task: LoopTask) -> None:
         waiter, space = task.waiter, self._space
@@ -334,10 +326,7 @@ class AsyncToSyncIterator(
 def async_to_sync_iter(
     aiterable: AsyncIterable[T], *, read_ahead: int = DEFAULT_READ_AHEAD
 ) -> AsyncToSyncIterator[T]:
-    """Iterate the async ``aiterable`` with a plain ``for``, from sync code.
-
-    A task on the loop `async_to_sync` would use reads up to ``read_ahead`` items ahead; the
-    sync thread takes them in batches and runs the thread-sensitive calls the task makes.
+    """Iterate the async ``aiterable`` with a plain ``for``, read ``read_ahead`` items ahead.
 
     Raises:
         ValueError: ``read_ahead`` is below 1.

@@ -232,11 +232,7 @@ SENSITIVE_POOL = Pool("crossgate-sensitive-", 1)
 
 
 class Waiter(Executor):
-    """The thread blocked in one `async_to_sync`, running the thread-sensitive jobs sent to it.
-
-    asgiref's ``CurrentThreadExecutor``, but falling back to `SENSITIVE_POOL` when the thread
-    stopped waiting, where asgiref raises (asgiref #491, #526).
-    """
+    """asgiref's ``CurrentThreadExecutor``, but falling back to `SENSITIVE_POOL` (asgiref #491)."""
 
     __slots__ = ("_lock", "_open", "_queue", "thread")
 

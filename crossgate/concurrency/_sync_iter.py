@@ -69,10 +69,7 @@ class SyncToAsyncIterator(
     AsyncIterator[T],
     contextlib.AbstractAsyncContextManager["SyncToAsyncIterator[T]"],
 ):
-    """An async iterator over a sync iterable, read on a worker thread (`sync_to_async_iter`).
-
-    `aclose` it (or use ``async with``) when stopping early.
-    """
+    """An async iterator over a sync iterable; `aclose` it (or use ``async with``) to stop early."""
 
     def __init__(
         self,
@@ -164,7 +161,7 @@ class SyncToAsyncIterator(
             self._error = error
         for future in (self._waiting, self._closer):
             if future is not None:
-                self._wake(future)
+                inbox_for(future.get_loop()).post(future, True, None)
         self._waiting = self._closer = None
 
     def _pull_batch(self) -> tuple[bool, BaseException | None]:
@@ -181,7 +178,7 @@ class SyncToAsyncIterator(
                     waiting, self._waiting = self._waiting, None
                     full = len(self._buffer) >= self._read_ahead
                 if waiting is not None:
-                    self._wake(waiting)
+                    inbox_for(waiting.get_loop()).post(waiting, True, None)
                 if full:
                     return False, None
         except StopIteration:
@@ -201,9 +198,6 @@ class SyncToAsyncIterator(
             error = None  # check_cancelled() after aclose(): the stop that was asked for
         return error
 
-    def _wake(self, future: asyncio.Future[None]) -> None:
-        inbox_for(future.get_loop()).post(future, True, None)
-
 
 def sync_to_async_iter(
     iterable: Iterable[T],
@@ -214,8 +208,7 @@ def sync_to_async_iter(
 ) -> SyncToAsyncIterator[T]:
     """Iterate the sync ``iterable`` with ``async for``, reading it on a worker thread.
 
-    ``iter()``, ``next()`` and ``close()`` all run on that thread (PEP 3333 asks it of a WSGI
-    body's ``close()``), at most ``read_ahead`` items ahead of the consumer;
+    ``iter()``, ``next()`` and ``close()`` run there, at most ``read_ahead`` items ahead;
     ``thread_sensitive`` and ``executor`` choose the thread as for `sync_to_async`.
 
     Raises:
