@@ -101,11 +101,7 @@ class Call:
         kwargs: dict[str, Any],
         ctx: contextvars.Context,
     ) -> None:
-        self.loop = loop
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.ctx = ctx
+        self.loop, self.fn, self.args, self.kwargs, self.ctx = loop, fn, args, kwargs, ctx
         self.inbox = inbox_for(loop)
         self.future: asyncio.Future[Any] = loop.create_future()
         self.state = _QUEUED

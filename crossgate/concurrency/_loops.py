@@ -68,14 +68,6 @@ def stop_portal() -> None:
         portal.stop()
 
 
-def pick_loop() -> asyncio.AbstractEventLoop:
-    job = local.job
-    for loop in (None if job is None else job.loop, server_loop(), _asgiref.caller_loop()):
-        if loop is not None and loop.is_running() and not loop.is_closed():
-            return loop
-    return portal_loop()
-
-
 class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThreadContext"]):
     """asgiref's name for running a block's `async_to_sync` calls on one thread, as ours all do."""
 
@@ -84,7 +76,7 @@ class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThr
 
 
 class LoopTask:
-    """A task on the loop `pick_loop` chooses, run for a sync thread waiting in `waiter`."""
+    """A task on an existing loop, run for a sync thread waiting in `waiter`."""
 
     __slots__ = ("loop", "skip", "task", "waiter")
 
@@ -98,14 +90,20 @@ class LoopTask:
             pass  # no loop on this thread for the blocking wait to freeze
         else:
             raise ConcurrencyError(refusal())
-        self.loop, self.waiter = pick_loop(), Waiter()
+        job = local.job
+        for loop in (None if job is None else job.loop, server_loop(), _asgiref.caller_loop()):
+            if loop is not None and loop.is_running() and not loop.is_closed():
+                break
+        else:
+            loop = portal_loop()
+        self.loop, self.waiter = loop, Waiter()
         self.skip: frozenset[ContextVar[Any]] = frozenset()
 
     def start(self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context) -> None:
         """Run ``coro`` in ``ctx`` itself (not a copy), so the caller can read its changes."""
         try:
             self.loop.call_soon_threadsafe(self._create, coro, ctx)
-        except RuntimeError:  # closed since pick_loop looked at it (the server is shutting down)
+        except RuntimeError:  # closed since __init__ looked at it (the server is shutting down)
             self.loop = portal_loop()
             self.loop.call_soon_threadsafe(self._create, coro, ctx)
 
