@@ -76,9 +76,7 @@ def orphaned_calls() -> OrphanedCalls:
 
 
 def check_cancelled() -> None:
-    """Raise `asyncio.CancelledError` if the caller awaiting this thread's work gave up.
-
-    Call it where stopping early is safe in code run by `sync_to_async`; elsewhere it does nothing.
+    """In sync code run by `sync_to_async`, raise `asyncio.CancelledError` if its caller gave up.
 
     Raises:
         asyncio.CancelledError: the awaiting caller was cancelled.
@@ -288,8 +286,7 @@ def async_to_sync(
 ) -> Callable[P, R] | Callable[[Callable[P, Awaitable[R]]], Callable[P, R]]:
     """Turn the coroutine function ``func`` into a sync function that blocks for its result.
 
-    A call or a decorator, bare or with options. The coroutine runs on an existing loop, never
-    a new one per call (the server's, the caller's, or one ``crossgate-loop`` thread).
+    A call or a decorator; the coroutine runs on an existing loop, never a new one per call.
 
     Args:
         timeout: seconds before the coroutine is cancelled and `TimeoutError` raised.

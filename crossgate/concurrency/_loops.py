@@ -33,8 +33,7 @@ _server_loop: ContextVar[tuple[asyncio.AbstractEventLoop, int] | None] = Context
 def server_loop() -> asyncio.AbstractEventLoop | None:
     """Return the ASGI server's event loop when called from a ``WSGIToASGI`` worker thread.
 
-    ``None`` anywhere else, once that loop is closed, and in a forked child. It runs in another
-    thread: use `asyncio.run_coroutine_threadsafe` (or `async_to_sync`), not its methods.
+    Else, once it closed, and in a forked child: ``None``. Reach it with `async_to_sync`.
     """
     recorded = _server_loop.get()
     if recorded is None or recorded[1] != os.getpid() or recorded[0].is_closed():

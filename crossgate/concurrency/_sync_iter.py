@@ -167,12 +167,11 @@ class SyncToAsyncIterator(
     def _pull_batch(self) -> tuple[bool, BaseException | None]:
         error: BaseException | None = None
         try:
-            if self._closing:
-                return True, self._close_source(None)
-            if self._iterator is None:
-                self._iterator = iter(self._source)
-            while not self._closing:
-                item = next(self._iterator)
+            iterator = self._iterator
+            if iterator is None and not self._closing:
+                iterator = self._iterator = iter(self._source)
+            while iterator is not None and not self._closing:
+                item = next(iterator)
                 with self._lock:
                     self._buffer.append(item)
                     waiting, self._waiting = self._waiting, None
@@ -185,9 +184,6 @@ class SyncToAsyncIterator(
             pass
         except BaseException as exc:
             error = exc
-        return True, self._close_source(error)
-
-    def _close_source(self, error: BaseException | None) -> BaseException | None:
         close = getattr(self._source, "close", None) or getattr(self._iterator, "close", None)
         if close is not None:
             try:
@@ -196,7 +192,7 @@ class SyncToAsyncIterator(
                 error = error or exc
         if self._closing and isinstance(error, asyncio.CancelledError):
             error = None  # check_cancelled() after aclose(): the stop that was asked for
-        return error
+        return True, error
 
 
 def sync_to_async_iter(
