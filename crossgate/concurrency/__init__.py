@@ -180,9 +180,8 @@ class Call:
 
 @after_fork_in_child
 def _reset_state() -> None:  # pragma: no cover - runs in forked children only
-    # A lock another thread held at the fork would stay locked in the child forever.
     global _STATE_LOCK
-    _STATE_LOCK = threading.Lock()
+    _STATE_LOCK = threading.Lock()  # one held at the fork would stay locked in the child
     _orphans["running"] = 0
 
 

@@ -91,8 +91,7 @@ def caller_loop() -> asyncio.AbstractEventLoop | None:
     """The loop awaiting the asgiref ``sync_to_async`` call this thread runs."""
     sync = sys.modules.get("asgiref.sync")
     threadlocal = sync.SyncToAsync.threadlocal if sync else None
-    # asgiref's own fork check (asgiref #194): a loop from the parent process is not running.
-    if getattr(threadlocal, "main_event_loop_pid", None) != os.getpid():
+    if getattr(threadlocal, "main_event_loop_pid", None) != os.getpid():  # asgiref #194: forked
         return None
     loop: asyncio.AbstractEventLoop | None = getattr(threadlocal, "main_event_loop", None)
     return loop
@@ -158,10 +157,8 @@ class ThreadSensitiveContext:
             with _lock:
                 if len(_users) >= MAX_CONTEXT_THREADS:
                     self._pool = min(_users, key=_users.__getitem__)
-                elif _idle:
-                    self._pool = _idle.pop()
-                else:
-                    self._pool = Pool(SENSITIVE_POOL.prefix, 1)  # its thread starts on first use
+                else:  # a new pool's thread starts on first use
+                    self._pool = _idle.pop() if _idle else Pool(SENSITIVE_POOL.prefix, 1)
                 _users[self._pool] = _users.get(self._pool, 0) + 1
         return self._pool
 

@@ -79,8 +79,7 @@ class LoopTask:
 
     __slots__ = ("loop", "skip", "task", "waiter")
 
-    # Set by `_create` on the loop, before any `cancel` (scheduled after it on the same loop).
-    task: asyncio.Task[None]
+    task: asyncio.Task[None]  # set by `_create` on the loop, before any `cancel` queued after it
 
     def __init__(self, refusal: Callable[[], str]) -> None:
         try:
@@ -181,8 +180,7 @@ def run_sync(
                 raise ConcurrencyError(
                     f"the event loop running {describe(func)} closed before it finished"
                 )
-    except BaseException:
-        # A timeout or KeyboardInterrupt: cancel the coroutine, not left running for nobody.
+    except BaseException:  # a timeout or KeyboardInterrupt: cancel, not left running for nobody
         call.call_soon(call.cancel)
         raise
     finally:
@@ -306,8 +304,7 @@ class AsyncToSyncIterator(
             if aclose is not None:
                 try:
                     await aclose()
-                except BaseException as exc:
-                    # Its failure matters more than the cancellation that closed it.
+                except BaseException as exc:  # it matters more than the cancel that closed it
                     if error is None or isinstance(error, asyncio.CancelledError):
                         error = exc
             with contextlib.suppress(ValueError):  # closed by the GC, in another context

@@ -291,16 +291,14 @@ waiter_var: ContextVar[Waiter | None] = ContextVar("crossgate_waiter", default=N
 
 @at_exit
 def _shutdown_pools() -> None:  # pragma: no cover - runs at exit (a subprocess test checks)
-    # A bounded wait: a sync call that never returns must not keep the interpreter alive.
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + 1.0  # a sync call that never returns must not hold the exit
     for pool in list(_POOLS):
         pool.shutdown(timeout=max(0.0, deadline - time.monotonic()))
 
 
 @after_fork_in_child
 def _start_afresh() -> None:  # pragma: no cover - runs in forked children only
-    # Only the forking thread is in the child: its job's loop (the parent's) has no thread here.
-    local.job = None
+    local.job = None  # the forking thread's: its loop (the parent's) has no thread here
     local.release = None
     for pool in list(_POOLS):
         pool._reset()
