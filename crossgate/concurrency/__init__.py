@@ -89,7 +89,7 @@ def check_cancelled() -> None:
 class Call:
     """One `sync_to_async` call: run on a worker thread, settled on the caller's loop."""
 
-    __slots__ = ("args", "ctx", "fn", "future", "inbox", "kwargs", "loop", "state", "thread_name")
+    __slots__ = ("args", "ctx", "fn", "future", "kwargs", "loop", "state", "thread_name")
 
     def __init__(
         self,
@@ -100,7 +100,6 @@ class Call:
         ctx: contextvars.Context,
     ) -> None:
         self.loop, self.fn, self.args, self.kwargs, self.ctx = loop, fn, args, kwargs, ctx
-        self.inbox = inbox_for(loop)
         self.future: asyncio.Future[Any] = loop.create_future()
         self.state = _QUEUED
 
@@ -137,7 +136,7 @@ class Call:
         if release is not None:
             release()
         if not orphaned:
-            self.inbox.post(self.future, ok, value)
+            inbox_for(self.loop).post(self.future, ok, value)
         elif ok:
             _log.info("orphaned call %s finished; its result was dropped", describe(self.fn))
         elif isinstance(value, asyncio.CancelledError):
@@ -175,7 +174,7 @@ class Call:
                 return
             self.state = _DROPPED
         error = ConcurrencyError(f"the executor cancelled {describe(self.fn)} before it ran")
-        self.inbox.post(self.future, False, error)
+        inbox_for(self.loop).post(self.future, False, error)
 
 
 @after_fork_in_child

@@ -46,10 +46,10 @@ def asgiref_version() -> tuple[int, ...] | None:
 # asgiref >= 3.12 tags a Local's storage with its thread, to re-home when a context moves thread.
 # Cached: the look-ups cost 0.8 us each, asked two or three times per sync_to_async call.
 @functools.lru_cache(maxsize=1)
-def _rehomer(local: ModuleType) -> tuple[type, Rehome] | None:
+def _rehomer(local: ModuleType | None) -> tuple[type, Rehome] | None:
     version = asgiref_version()
-    if version is not None and version[:2] < (3, 12):
-        return None  # a plain dict: a copied context carries it as it is
+    if local is None or (version is not None and version[:2] < (3, 12)):
+        return None  # no asgiref, or a plain dict that a copied context carries as it is
     storage_type = getattr(local, "_Storage", None)
     rehome = getattr(local, "_rehome", None)
     if isinstance(storage_type, type) and callable(rehome):
@@ -64,8 +64,7 @@ def _rehomer(local: ModuleType) -> tuple[type, Rehome] | None:
 
 
 def rehomer() -> tuple[type, Rehome] | None:
-    local = sys.modules.get("asgiref.local")
-    return None if local is None else _rehomer(local)
+    return _rehomer(sys.modules.get("asgiref.local"))
 
 
 def adopt_locals() -> None:
