@@ -20,8 +20,7 @@ from crossgate.exceptions import CrossgateError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# `ThreadPoolExecutor`'s default, so code moved from `run_in_executor(None, ...)` keeps its reach.
-MAX_WORKERS = min(32, (os.cpu_count() or 1) + 4)
+MAX_WORKERS = min(32, (os.cpu_count() or 1) + 4)  # as `run_in_executor(None, ...)` has
 
 
 class ConcurrencyError(CrossgateError, RuntimeError):
@@ -124,8 +123,7 @@ class FnJob:
     def run(self) -> None:
         if not self.future.set_running_or_notify_cancel():
             return
-        # Not a crossgate call: check_cancelled() and async_to_sync must not see an outer one.
-        previous, local.job = local.job, None
+        previous, local.job = local.job, None  # not a crossgate call: hide any outer one
         try:
             result = self.fn(*self.args, **self.kwargs)
         except BaseException as exc:
@@ -227,8 +225,7 @@ class Pool(Executor):
 
 
 SHARED_POOL = Pool("crossgate-sync-", MAX_WORKERS)
-# For the thread-sensitive calls made outside every context and outer async_to_sync.
-SENSITIVE_POOL = Pool("crossgate-sensitive-", 1)
+SENSITIVE_POOL = Pool("crossgate-sensitive-", 1)  # thread-sensitive calls outside all else
 
 
 class Waiter(Executor):
