@@ -50,9 +50,17 @@ class _Pull:
         return self.owner._closing
 
     def run(self) -> None:
+        owner, ctx = self.owner, self.ctx
         previous, local.job = local.job, self
         try:
-            self.owner._pull(self.ctx)
+            ctx.run(adopt_locals)  # each job may run on another thread
+            while True:
+                finished, error = ctx.run(owner._pull_batch)
+                with owner._lock:
+                    # Only now, out of ``ctx``, may another job (on another thread) enter it.
+                    if finished or not (owner._closing or len(owner._buffer) <= owner._low):
+                        owner._stop_pulling(finished, error)
+                        return
         finally:
             local.job = previous
 
@@ -143,16 +151,6 @@ class SyncToAsyncIterator(
         if self._ctx is None:  # the source's contextvars are a copy of the first consumer's
             self._ctx = contextvars.copy_context()
         submit(_Pull(self, loop, self._ctx), loop, self._source, self._sensitive, self._executor)
-
-    def _pull(self, ctx: contextvars.Context) -> None:
-        ctx.run(adopt_locals)  # each job may run on another thread
-        while True:
-            finished, error = ctx.run(self._pull_batch)
-            with self._lock:
-                # Only now, out of ``ctx``, may another job (on another thread) enter it.
-                if finished or not (self._closing or len(self._buffer) <= self._low):
-                    self._stop_pulling(finished, error)
-                    return
 
     def _stop_pulling(self, finished: bool, error: BaseException | None) -> None:  # lock held
         self._pulling = False
