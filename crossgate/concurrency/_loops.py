@@ -245,11 +245,8 @@ class AsyncToSyncIterator(
                         )
                     break
         if resume:
-            task.call_soon(self._resume)
+            task.call_soon(self._space.set)
         return item
-
-    def _resume(self) -> None:
-        self._space.set()
 
     def close(self) -> None:
         """Stop reading: cancel the reading task, which closes the source (``aclose()``).
