@@ -14,7 +14,6 @@ from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
 from crossgate.concurrency import _asgiref
-from crossgate.concurrency._asgiref import adopt_locals, copy_back
 from crossgate.concurrency._pool import ConcurrencyError, Waiter, describe, local, waiter_var
 from crossgate.concurrency._runtime import LoopThread, after_fork_in_child, at_exit
 from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, Buffered
@@ -117,7 +116,7 @@ class LoopTask:
 
     def enter(self) -> Token[Waiter | None]:
         """First thing in the task: the waiting thread runs its thread-sensitive calls."""
-        adopt_locals()  # before enter_waiter sets asgiref's executor Local here
+        _asgiref.adopt_locals()  # before enter_waiter sets asgiref's executor Local here
         token = waiter_var.set(self.waiter)
         self.skip = _asgiref.enter_waiter(self.waiter)
         return token
@@ -185,7 +184,7 @@ def run_sync(
         raise
     finally:
         call.waiter.close()
-    copy_back(ctx, call.skip)
+    _asgiref.copy_back(ctx, call.skip)
     if call.ok:
         result: R = call.value
         return result
