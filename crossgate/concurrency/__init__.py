@@ -76,10 +76,7 @@ def orphaned_calls() -> OrphanedCalls:
 
 
 def check_cancelled() -> None:
-    """Raise `asyncio.CancelledError` if the caller awaiting this thread's work gave up.
-
-    Call it where stopping early is safe in sync code run by `sync_to_async` (or read by
-    `sync_to_async_iter`); elsewhere it does nothing.
+    """In sync code run by `sync_to_async`, raise `asyncio.CancelledError` if its caller gave up.
 
     Raises:
         asyncio.CancelledError: the awaiting caller was cancelled.
@@ -92,7 +89,7 @@ def check_cancelled() -> None:
 class Call:
     """One `sync_to_async` call: run on a worker thread, settled on the caller's loop."""
 
-    __slots__ = ("args", "ctx", "fn", "future", "inbox", "kwargs", "loop", "state", "thread_name")
+    __slots__ = ("args", "ctx", "fn", "future", "kwargs", "loop", "state", "thread_name")
 
     def __init__(
         self,
@@ -102,12 +99,7 @@ class Call:
         kwargs: dict[str, Any],
         ctx: contextvars.Context,
     ) -> None:
-        self.loop = loop
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.ctx = ctx
-        self.inbox = inbox_for(loop)
+        self.loop, self.fn, self.args, self.kwargs, self.ctx = loop, fn, args, kwargs, ctx
         self.future: asyncio.Future[Any] = loop.create_future()
         self.state = _QUEUED
 
@@ -144,7 +136,7 @@ class Call:
         if release is not None:
             release()
         if not orphaned:
-            self.inbox.post(self.future, ok, value)
+            inbox_for(self.loop).post(self.future, ok, value)
         elif ok:
             _log.info("orphaned call %s finished; its result was dropped", describe(self.fn))
         elif isinstance(value, asyncio.CancelledError):
@@ -182,14 +174,13 @@ class Call:
                 return
             self.state = _DROPPED
         error = ConcurrencyError(f"the executor cancelled {describe(self.fn)} before it ran")
-        self.inbox.post(self.future, False, error)
+        inbox_for(self.loop).post(self.future, False, error)
 
 
 @after_fork_in_child
 def _reset_state() -> None:  # pragma: no cover - runs in forked children only
-    # A lock another thread held at the fork would stay locked in the child forever.
     global _STATE_LOCK
-    _STATE_LOCK = threading.Lock()
+    _STATE_LOCK = threading.Lock()  # one held at the fork would stay locked in the child
     _orphans["running"] = 0
 
 
@@ -225,16 +216,14 @@ def sync_to_async(
 ):
     """Turn the sync callable ``func`` into a coroutine function that runs it in a thread.
 
-    A call or a decorator, bare or with options. Contextvars go along and their changes come
-    back; a cancelled caller gets `asyncio.CancelledError` at once (see `check_cancelled`).
+    A call or a decorator, bare or with options. A cancelled caller gets `CancelledError` at once.
 
     Args:
-        thread_sensitive: ``True`` (as asgiref) runs the call on the thread Django expects for
-            thread-bound code; ``False`` on a bounded pool of ``crossgate-sync-N`` threads.
+        thread_sensitive: run on the thread Django expects (as asgiref), not on a shared pool.
         executor: runs the calls instead of the pool; only with ``thread_sensitive=False``.
 
     Raises:
-        TypeError: ``func`` is async or not callable; or an ``executor`` was given without
+        TypeError: ``func`` is async or not callable, or ``executor`` came without
             ``thread_sensitive=False``.
         DeadlockError: (when called) the thread-sensitive thread is the calling thread.
         ConcurrencyError: (when called) the thread-sensitive context has exited.
@@ -295,9 +284,7 @@ def async_to_sync(
 ) -> Callable[P, R] | Callable[[Callable[P, Awaitable[R]]], Callable[P, R]]:
     """Turn the coroutine function ``func`` into a sync function that blocks for its result.
 
-    A call or a decorator, bare or with options. The coroutine runs on an existing loop (the
-    server's, the caller's, or one ``crossgate-loop`` thread), never a new one per call; the
-    waiting thread runs the thread-sensitive calls it makes. Contextvars go along and back.
+    A call or a decorator; the coroutine runs on an existing loop, never a new one per call.
 
     Args:
         timeout: seconds before the coroutine is cancelled and `TimeoutError` raised.

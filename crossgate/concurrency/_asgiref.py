@@ -1,7 +1,4 @@
-"""Where a thread-sensitive call runs (asgiref's order, docs/concurrency.md), and asgiref's Locals.
-
-asgiref's private attributes are read only where it offers nothing public, with a safe default.
-"""
+"""Where a thread-sensitive call runs (asgiref's order), and asgiref's Locals, read safely."""
 
 from __future__ import annotations
 
@@ -46,14 +43,12 @@ def asgiref_version() -> tuple[int, ...] | None:
     return tuple(map(int, itertools.takewhile(str.isdigit, text.split("."))))
 
 
-# Since asgiref 3.12 a Local's storage is tagged with its thread and "re-homed" whenever a
-# context moves thread: crossgate must do so too, or Django's language and urlconf are lost.
-# Cached: the look-ups cost 0.8 us each, asked two or three times per sync_to_async call.
+# asgiref >= 3.12 ties a Local's storage to a thread. Cached: 0.8 us per look-up, 2-3 per call.
 @functools.lru_cache(maxsize=1)
-def _rehomer(local: ModuleType) -> tuple[type, Rehome] | None:
+def _rehomer(local: ModuleType | None) -> tuple[type, Rehome] | None:
     version = asgiref_version()
-    if version is not None and version[:2] < (3, 12):
-        return None  # a plain dict: a copied context carries it as it is
+    if local is None or (version is not None and version[:2] < (3, 12)):
+        return None  # no asgiref, or a plain dict that a copied context carries as it is
     storage_type = getattr(local, "_Storage", None)
     rehome = getattr(local, "_rehome", None)
     if isinstance(storage_type, type) and callable(rehome):
@@ -68,8 +63,7 @@ def _rehomer(local: ModuleType) -> tuple[type, Rehome] | None:
 
 
 def rehomer() -> tuple[type, Rehome] | None:
-    local = sys.modules.get("asgiref.local")
-    return None if local is None else _rehomer(local)
+    return _rehomer(sys.modules.get("asgiref.local"))
 
 
 def adopt_locals() -> None:
@@ -95,8 +89,7 @@ def caller_loop() -> asyncio.AbstractEventLoop | None:
     """The loop awaiting the asgiref ``sync_to_async`` call this thread runs."""
     sync = sys.modules.get("asgiref.sync")
     threadlocal = sync.SyncToAsync.threadlocal if sync else None
-    # asgiref's own fork check (asgiref #194): a loop from the parent process is not running.
-    if getattr(threadlocal, "main_event_loop_pid", None) != os.getpid():
+    if getattr(threadlocal, "main_event_loop_pid", None) != os.getpid():  # asgiref #194: forked
         return None
     loop: asyncio.AbstractEventLoop | None = getattr(threadlocal, "main_event_loop", None)
     return loop
@@ -104,8 +97,7 @@ def caller_loop() -> asyncio.AbstractEventLoop | None:
 
 def enter_waiter(waiter: Waiter) -> frozenset[ContextVar[Any]]:
     """Send asgiref's thread-sensitive calls to ``waiter``; return the variables set for it."""
-    # Set even when no outer value is visible here: asgiref re-homes its storage on every
-    # sync_to_async, which would bring a stale outer executor back (and deadlock).
+    # Set even with no outer value visible: a re-homed storage would bring a stale one back.
     sync = sys.modules.get("asgiref.sync")
     if sync is None:
         return frozenset()
@@ -115,8 +107,7 @@ def enter_waiter(waiter: Waiter) -> frozenset[ContextVar[Any]]:
     return frozenset(var for var, value in after.items() if before.get(var, _MISSING) is not value)
 
 
-# Context threads, busy or idle; past the bound a new context shares the least-used thread.
-MAX_CONTEXT_THREADS = 32
+MAX_CONTEXT_THREADS = 32  # past it, a new context shares the least-used thread
 
 _lock = threading.Lock()
 _idle: list[Pool] = []
@@ -124,11 +115,7 @@ _users: dict[Pool, int] = {}  # leased threads -> how many contexts use each
 
 
 class ThreadSensitiveContext:
-    """Give the thread-sensitive calls made inside this block a thread of their own.
-
-    ``async with ThreadSensitiveContext(): ...``, as Django's ``ASGIHandler`` does per request
-    with asgiref's context of the same name (which wins inside it). Nested contexts reuse the
-    outermost.
+    """Give the thread-sensitive calls made inside this ``async with`` block a thread of their own.
 
     Raises:
         ConcurrencyError: (from a thread-sensitive call) a task outlived the context.
@@ -137,12 +124,10 @@ class ThreadSensitiveContext:
     def __init__(self) -> None:
         self._token: Token[ThreadSensitiveContext | None] | None = None
         self._pool: Pool | None = None
-        self._exited = False
 
     async def __aenter__(self) -> Self:
         if _context_var.get() is None:
             self._token = _context_var.set(self)
-            self._exited = False
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -150,7 +135,6 @@ class ThreadSensitiveContext:
             return
         _context_var.reset(self._token)
         self._token = None
-        self._exited = True
         pool, self._pool = self._pool, None
         if pool is not None:
             with _lock:
@@ -161,7 +145,7 @@ class ThreadSensitiveContext:
 
     def pool(self) -> Pool:
         """This context's thread (leased on first use)."""
-        if self._exited:
+        if self._token is None:  # only an exited context is seen without one
             raise ConcurrencyError(
                 "a thread-sensitive call was made after its ThreadSensitiveContext exited: "
                 "tasks started inside the context must finish before it exits"
@@ -170,10 +154,8 @@ class ThreadSensitiveContext:
             with _lock:
                 if len(_users) >= MAX_CONTEXT_THREADS:
                     self._pool = min(_users, key=_users.__getitem__)
-                elif _idle:
-                    self._pool = _idle.pop()
-                else:
-                    self._pool = Pool(SENSITIVE_POOL.prefix, 1)  # its thread starts on first use
+                else:  # a new pool's thread starts on first use
+                    self._pool = _idle.pop() if _idle else Pool(SENSITIVE_POOL.prefix, 1)
                 _users[self._pool] = _users.get(self._pool, 0) + 1
         return self._pool
 
@@ -222,21 +204,20 @@ def submit(
         return
     sync = sys.modules.get("asgiref.sync")
     # 1. An outer async_to_sync: when asgiref is loaded, its slot holds the innermost one.
-    outer = getattr(sync.AsyncToSync.executors, "current", None) if sync else None
-    if outer is None or isinstance(outer, Waiter):
-        waiter = waiter_var.get() if outer is None else outer
-        if waiter is not None:
-            _check(waiter, what)
-            if waiter.offer(job):
-                return
-    else:
+    slot = getattr(sync.AsyncToSync.executors, "current", None) if sync else None
+    outer = waiter_var.get() if slot is None else slot
+    if outer is not None:
         _check(outer, what)
-        try:
-            submit_to(outer, job)
-        except RuntimeError:
-            pass  # "CurrentThreadExecutor already quit or is broken": try the next place
+        if isinstance(outer, Waiter):
+            if outer.offer(job):
+                return
         else:
-            return
+            try:
+                submit_to(outer, job)
+            except RuntimeError:
+                pass  # "CurrentThreadExecutor already quit or is broken": try the next place
+            else:
+                return
     # 2. asgiref's context, 3. crossgate's, 4. the asgiref async_to_sync that made the loop.
     context = _context_var.get()
     asgiref_context = sync.SyncToAsync.thread_sensitive_context.get(None) if sync else None

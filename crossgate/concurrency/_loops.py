@@ -9,12 +9,11 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextvars import ContextVar, Token
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from crossgate.concurrency import _asgiref
-from crossgate.concurrency._asgiref import adopt_locals, copy_back
 from crossgate.concurrency._pool import ConcurrencyError, Waiter, describe, local, waiter_var
 from crossgate.concurrency._runtime import LoopThread, after_fork_in_child, at_exit
 from crossgate.concurrency._sync_iter import DEFAULT_READ_AHEAD, Buffered
@@ -33,8 +32,7 @@ _server_loop: ContextVar[tuple[asyncio.AbstractEventLoop, int] | None] = Context
 def server_loop() -> asyncio.AbstractEventLoop | None:
     """Return the ASGI server's event loop when called from a ``WSGIToASGI`` worker thread.
 
-    ``None`` anywhere else, once that loop is closed, and in a forked child. It runs in another
-    thread: use `asyncio.run_coroutine_threadsafe` (or `async_to_sync`), not its methods.
+    Else, once it closed, and in a forked child: ``None``. Reach it with `async_to_sync`.
     """
     recorded = _server_loop.get()
     if recorded is None or recorded[1] != os.getpid() or recorded[0].is_closed():
@@ -68,31 +66,19 @@ def stop_portal() -> None:
         portal.stop()
 
 
-def pick_loop() -> asyncio.AbstractEventLoop:
-    job = local.job
-    for loop in (None if job is None else job.loop, server_loop(), _asgiref.caller_loop()):
-        if loop is not None and loop.is_running() and not loop.is_closed():
-            return loop
-    return portal_loop()
-
-
 class AsyncSingleThreadContext(contextlib.AbstractContextManager["AsyncSingleThreadContext"]):
-    """asgiref's name for running a block's `async_to_sync` calls on one thread.
-
-    crossgate's always do: entering it changes nothing. Re-entrant; raises nothing.
-    """
+    """asgiref's name for running a block's `async_to_sync` calls on one thread, as ours all do."""
 
     def __exit__(self, *exc_info: object) -> None:
         return None
 
 
 class LoopTask:
-    """A task on the loop `pick_loop` chooses, run for a sync thread waiting in `waiter`."""
+    """A task on an existing loop, run for a sync thread waiting in `waiter`."""
 
     __slots__ = ("loop", "skip", "task", "waiter")
 
-    # Set by `_create` on the loop, before any `cancel` (scheduled after it on the same loop).
-    task: asyncio.Task[None]
+    task: asyncio.Task[None]  # set by `_create` on the loop, before any `cancel` queued after it
 
     def __init__(self, refusal: Callable[[], str]) -> None:
         try:
@@ -101,14 +87,20 @@ class LoopTask:
             pass  # no loop on this thread for the blocking wait to freeze
         else:
             raise ConcurrencyError(refusal())
-        self.loop, self.waiter = pick_loop(), Waiter()
+        job = local.job
+        for loop in (None if job is None else job.loop, server_loop(), _asgiref.caller_loop()):
+            if loop is not None and loop.is_running() and not loop.is_closed():
+                break
+        else:
+            loop = portal_loop()
+        self.loop, self.waiter = loop, Waiter()
         self.skip: frozenset[ContextVar[Any]] = frozenset()
 
     def start(self, coro: Coroutine[Any, Any, None], ctx: contextvars.Context) -> None:
         """Run ``coro`` in ``ctx`` itself (not a copy), so the caller can read its changes."""
         try:
             self.loop.call_soon_threadsafe(self._create, coro, ctx)
-        except RuntimeError:  # closed since pick_loop looked at it (the server is shutting down)
+        except RuntimeError:  # closed since __init__ looked at it (the server is shutting down)
             self.loop = portal_loop()
             self.loop.call_soon_threadsafe(self._create, coro, ctx)
 
@@ -124,7 +116,7 @@ class LoopTask:
 
     def enter(self) -> Token[Waiter | None]:
         """First thing in the task: the waiting thread runs its thread-sensitive calls."""
-        adopt_locals()  # before enter_waiter sets asgiref's executor Local here
+        _asgiref.adopt_locals()  # before enter_waiter sets asgiref's executor Local here
         token = waiter_var.set(self.waiter)
         self.skip = _asgiref.enter_waiter(self.waiter)
         return token
@@ -187,13 +179,12 @@ def run_sync(
                 raise ConcurrencyError(
                     f"the event loop running {describe(func)} closed before it finished"
                 )
-    except BaseException:
-        # A timeout or KeyboardInterrupt: cancel the coroutine, not left running for nobody.
+    except BaseException:  # a timeout or KeyboardInterrupt: cancel, not left running for nobody
         call.call_soon(call.cancel)
         raise
     finally:
         call.waiter.close()
-    copy_back(ctx, call.skip)
+    _asgiref.copy_back(ctx, call.skip)
     if call.ok:
         result: R = call.value
         return result
@@ -204,11 +195,12 @@ def run_sync(
         del error, call
 
 
-class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
-    """A sync iterator over an async iterable, read by a task on an event loop.
-
-    `close` it (WSGI servers do) or use ``with`` when stopping early.
-    """
+class AsyncToSyncIterator(
+    Buffered[AsyncIterable[T], T],
+    Iterator[T],
+    contextlib.AbstractContextManager["AsyncToSyncIterator[T]"],
+):
+    """A sync iterator over an async iterable; `close` it (or use ``with``) to stop early."""
 
     def __init__(self, aiterable: AsyncIterable[T], *, read_ahead: int) -> None:
         super().__init__(aiterable, read_ahead)
@@ -216,19 +208,21 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
         self._task: LoopTask | None = None
         self._space = asyncio.Event()  # set when the task may read on
 
-    def __iter__(self) -> Self:
-        return self
-
-    def __enter__(self) -> Self:
-        return self
-
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __next__(self) -> T:
         if self._closed:
             raise StopIteration
-        task = self._task or self._start()
+        task = self._task
+        if task is None:
+            task = self._task = LoopTask(
+                lambda: (
+                    "async_to_sync_iter was iterated on a thread that runs an event loop, which "
+                    "it would block: use async for instead"
+                )
+            )
+            task.start(self._produce(task), contextvars.copy_context())
         while True:
             with self._lock:
                 if self._buffer:
@@ -241,9 +235,16 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
                     self._raise_error()
                     raise StopIteration
                 self._waiting = True
-            self._wait(task)
+            while not task.waiter.wait(POLL):  # woken per hand-over; the poll notices a closed loop
+                if task.loop.is_closed():
+                    with self._lock:
+                        self._done = True
+                        self._error = ConcurrencyError(
+                            f"the event loop reading {describe(self._source)} closed"
+                        )
+                    break
         if resume:
-            task.call_soon(self._resume)
+            task.call_soon(self._space.set)
         return item
 
     def close(self) -> None:
@@ -254,49 +255,18 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
         """
         if self._closed:
             return
-        self._closed = True
         task = self._task
         if task is None:
+            self._closed = True
             aclose = getattr(self._source, "aclose", None)
             if aclose is not None:
                 run_sync(aclose, (), {}, None)
             return
-        with self._lock:
-            self._buffer.clear()
         task.call_soon(task.cancel)  # if still running
-        while True:
-            with self._lock:
-                if self._done:
-                    break
-                self._waiting = True
-            self._wait(task)
-        task.waiter.close()
         with contextlib.suppress(asyncio.CancelledError):
-            self._raise_error()
-
-    def _start(self) -> LoopTask:
-        task = self._task = LoopTask(
-            lambda: (
-                "async_to_sync_iter was iterated on a thread that runs an event loop, which "
-                "it would block: use async for instead"
-            )
-        )
-        task.start(self._produce(task), contextvars.copy_context())
-        return task
-
-    def _resume(self) -> None:
-        self._space.set()
-
-    def _wait(self, task: LoopTask) -> None:
-        # Woken per hand-over or at the end; the poll only notices a loop closed under the task.
-        while not task.waiter.wait(POLL):
-            if task.loop.is_closed():
-                with self._lock:
-                    self._done = True
-                    self._error = ConcurrencyError(
-                        f"the event loop reading {describe(self._source)} closed"
-                    )
-                return
+            for _ in self:  # to the end, dropping what the task read meanwhile
+                pass
+        self._closed = True
 
     async def _produce(self, task: LoopTask) -> None:
         waiter, space = task.waiter, self._space
@@ -330,8 +300,7 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
             if aclose is not None:
                 try:
                     await aclose()
-                except BaseException as exc:
-                    # Its failure matters more than the cancellation that closed it.
+                except BaseException as exc:  # it matters more than the cancel that closed it
                     if error is None or isinstance(error, asyncio.CancelledError):
                         error = exc
             with contextlib.suppress(ValueError):  # closed by the GC, in another context
@@ -347,10 +316,7 @@ class AsyncToSyncIterator(Buffered[AsyncIterable[T], T]):
 def async_to_sync_iter(
     aiterable: AsyncIterable[T], *, read_ahead: int = DEFAULT_READ_AHEAD
 ) -> AsyncToSyncIterator[T]:
-    """Iterate the async ``aiterable`` with a plain ``for``, from sync code.
-
-    A task on the loop `async_to_sync` would use reads up to ``read_ahead`` items ahead; the
-    sync thread takes them in batches and runs the thread-sensitive calls the task makes.
+    """Iterate the async ``aiterable`` with a plain ``for``, read ``read_ahead`` items ahead.
 
     Raises:
         ValueError: ``read_ahead`` is below 1.

@@ -20,8 +20,7 @@ from crossgate.exceptions import CrossgateError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# `ThreadPoolExecutor`'s default, so code moved from `run_in_executor(None, ...)` keeps its reach.
-MAX_WORKERS = min(32, (os.cpu_count() or 1) + 4)
+MAX_WORKERS = min(32, (os.cpu_count() or 1) + 4)  # as `run_in_executor(None, ...)` has
 
 
 class ConcurrencyError(CrossgateError, RuntimeError):
@@ -94,8 +93,7 @@ class _Running(Protocol):
 
 class _Local(threading.local):
     job: _Running | None = None
-    # Called by the job just before handing its outcome back, so that the next call in a row
-    # finds the pool thread idle rather than start a new one.
+    # Called by the job before it hands its outcome back: the next call finds the thread idle.
     release: tuple[object, Callable[[], None]] | None = None
 
 
@@ -125,8 +123,7 @@ class FnJob:
     def run(self) -> None:
         if not self.future.set_running_or_notify_cancel():
             return
-        # Not a crossgate call: check_cancelled() and async_to_sync must not see an outer one.
-        previous, local.job = local.job, None
+        previous, local.job = local.job, None  # not a crossgate call: hide any outer one
         try:
             result = self.fn(*self.args, **self.kwargs)
         except BaseException as exc:
@@ -228,16 +225,11 @@ class Pool(Executor):
 
 
 SHARED_POOL = Pool("crossgate-sync-", MAX_WORKERS)
-# For the thread-sensitive calls made outside every context and outer async_to_sync.
-SENSITIVE_POOL = Pool("crossgate-sensitive-", 1)
+SENSITIVE_POOL = Pool("crossgate-sensitive-", 1)  # thread-sensitive calls outside all else
 
 
 class Waiter(Executor):
-    """The thread blocked in one `async_to_sync`, running the thread-sensitive jobs sent to it.
-
-    asgiref's ``CurrentThreadExecutor``, but falling back to `SENSITIVE_POOL` when the thread
-    stopped waiting, where asgiref raises (asgiref #491, #526).
-    """
+    """asgiref's ``CurrentThreadExecutor``, but falling back to `SENSITIVE_POOL` (asgiref #491)."""
 
     __slots__ = ("_lock", "_open", "_queue", "thread")
 
@@ -296,16 +288,14 @@ waiter_var: ContextVar[Waiter | None] = ContextVar("crossgate_waiter", default=N
 
 @at_exit
 def _shutdown_pools() -> None:  # pragma: no cover - runs at exit (a subprocess test checks)
-    # A bounded wait: a sync call that never returns must not keep the interpreter alive.
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + 1.0  # a sync call that never returns must not hold the exit
     for pool in list(_POOLS):
         pool.shutdown(timeout=max(0.0, deadline - time.monotonic()))
 
 
 @after_fork_in_child
 def _start_afresh() -> None:  # pragma: no cover - runs in forked children only
-    # Only the forking thread is in the child: its job's loop (the parent's) has no thread here.
-    local.job = None
+    local.job = None  # the forking thread's: its loop (the parent's) has no thread here
     local.release = None
     for pool in list(_POOLS):
         pool._reset()

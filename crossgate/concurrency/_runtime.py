@@ -24,13 +24,10 @@ def after_fork_in_child(callback: Callback) -> Callback:
     return callback
 
 
-def at_exit(callback: Callback) -> Callback:
-    atexit.register(callback)  # which runs the later first, and the others if one fails
-    return callback
+at_exit = atexit.register  # which runs the later first, and the others if one fails
 
 
-# Referenced so that they are never collected: a pending task's destructor logs an error.
-STUCK_TASKS: list[asyncio.Task[Any]] = []
+STUCK_TASKS: list[asyncio.Task[Any]] = []  # never collected: a pending task's destructor logs
 
 
 async def cancel_tasks(timeout: float, keep: Collection[asyncio.Task[Any]] = ()) -> None:

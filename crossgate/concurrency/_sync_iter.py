@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, TypeVar
 
 from crossgate.concurrency._asgiref import adopt_locals, submit
 from crossgate.concurrency._pool import ConcurrencyError, describe, inbox_for, local
@@ -49,9 +50,17 @@ class _Pull:
         return self.owner._closing
 
     def run(self) -> None:
+        owner, ctx = self.owner, self.ctx
         previous, local.job = local.job, self
         try:
-            self.owner._pull(self.ctx)
+            ctx.run(adopt_locals)  # each job may run on another thread
+            while True:
+                finished, error = ctx.run(owner._pull_batch)
+                with owner._lock:
+                    # Only now, out of ``ctx``, may another job (on another thread) enter it.
+                    if finished or not (owner._closing or len(owner._buffer) <= owner._low):
+                        owner._stop_pulling(finished, error)
+                        return
         finally:
             local.job = previous
 
@@ -63,11 +72,12 @@ class _Pull:
                 self.owner._stop_pulling(True, error)
 
 
-class SyncToAsyncIterator(Buffered[Iterable[T], T]):
-    """An async iterator over a sync iterable, read on a worker thread (`sync_to_async_iter`).
-
-    `aclose` it (or use ``async with``) when stopping early.
-    """
+class SyncToAsyncIterator(
+    Buffered[Iterable[T], T],
+    AsyncIterator[T],
+    contextlib.AbstractAsyncContextManager["SyncToAsyncIterator[T]"],
+):
+    """An async iterator over a sync iterable; `aclose` it (or use ``async with``) to stop early."""
 
     def __init__(
         self,
@@ -86,12 +96,6 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
         self._closer: asyncio.Future[None] | None = None
         self._pulling = self._closing = False
         self._ctx: contextvars.Context | None = None
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __aenter__(self) -> Self:
-        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
@@ -148,17 +152,6 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
             self._ctx = contextvars.copy_context()
         submit(_Pull(self, loop, self._ctx), loop, self._source, self._sensitive, self._executor)
 
-    def _pull(self, ctx: contextvars.Context) -> None:
-        ctx.run(adopt_locals)  # each job may run on another thread
-        while True:
-            finished, error = ctx.run(self._pull_batch)
-            with self._lock:
-                # Stop unless the consumer caught up (or is closing) meanwhile: only now, out
-                # of ``ctx``, may another job (on another thread) enter it.
-                if finished or not (self._closing or len(self._buffer) <= self._low):
-                    self._stop_pulling(finished, error)
-                    return
-
     def _stop_pulling(self, finished: bool, error: BaseException | None) -> None:  # lock held
         self._pulling = False
         if finished:
@@ -166,33 +159,29 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
             self._error = error
         for future in (self._waiting, self._closer):
             if future is not None:
-                self._wake(future)
+                inbox_for(future.get_loop()).post(future, True, None)
         self._waiting = self._closer = None
 
     def _pull_batch(self) -> tuple[bool, BaseException | None]:
         error: BaseException | None = None
         try:
-            if self._closing:
-                return True, self._close_source(None)
-            if self._iterator is None:
-                self._iterator = iter(self._source)
-            while not self._closing:
-                item = next(self._iterator)
+            iterator = self._iterator
+            if iterator is None and not self._closing:
+                iterator = self._iterator = iter(self._source)
+            while iterator is not None and not self._closing:
+                item = next(iterator)
                 with self._lock:
                     self._buffer.append(item)
                     waiting, self._waiting = self._waiting, None
                     full = len(self._buffer) >= self._read_ahead
                 if waiting is not None:
-                    self._wake(waiting)
+                    inbox_for(waiting.get_loop()).post(waiting, True, None)
                 if full:
                     return False, None
         except StopIteration:
             pass
         except BaseException as exc:
             error = exc
-        return True, self._close_source(error)
-
-    def _close_source(self, error: BaseException | None) -> BaseException | None:
         close = getattr(self._source, "close", None) or getattr(self._iterator, "close", None)
         if close is not None:
             try:
@@ -201,10 +190,7 @@ class SyncToAsyncIterator(Buffered[Iterable[T], T]):
                 error = error or exc
         if self._closing and isinstance(error, asyncio.CancelledError):
             error = None  # check_cancelled() after aclose(): the stop that was asked for
-        return error
-
-    def _wake(self, future: asyncio.Future[None]) -> None:
-        inbox_for(future.get_loop()).post(future, True, None)
+        return True, error
 
 
 def sync_to_async_iter(
@@ -216,8 +202,7 @@ def sync_to_async_iter(
 ) -> SyncToAsyncIterator[T]:
     """Iterate the sync ``iterable`` with ``async for``, reading it on a worker thread.
 
-    ``iter()``, ``next()`` and ``close()`` all run on that thread (PEP 3333 asks it of a WSGI
-    body's ``close()``), at most ``read_ahead`` items ahead of the consumer;
+    ``iter()``, ``next()`` and ``close()`` run there, at most ``read_ahead`` items ahead;
     ``thread_sensitive`` and ``executor`` choose the thread as for `sync_to_async`.
 
     Raises:

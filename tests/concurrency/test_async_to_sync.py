@@ -178,9 +178,17 @@ def test_a_closed_server_loop_is_skipped_for_the_persistent_one() -> None:
 def test_a_loop_closing_between_the_choice_and_the_call_falls_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    closed = asyncio.new_event_loop()
-    closed.close()
-    monkeypatch.setattr(loops, "pick_loop", lambda: closed)
+    class Closing:  # running when chosen, closed by the time the task is sent to it
+        def is_running(self) -> bool:
+            return True
+
+        def is_closed(self) -> bool:
+            return False
+
+        def call_soon_threadsafe(self, *args: object) -> None:
+            raise RuntimeError("Event loop is closed")
+
+    monkeypatch.setattr(loops, "server_loop", Closing)
     assert async_to_sync(where)()[1] == "crossgate-loop"
 
 

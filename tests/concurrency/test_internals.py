@@ -29,7 +29,7 @@ from crossgate.concurrency import _asgiref as bridge
 from crossgate.concurrency import _loops as loops
 from crossgate.concurrency._pool import DeadlockError, Pool, Waiter, inbox_for
 from crossgate.concurrency._runtime import LoopThread
-from crossgate.concurrency._sync_iter import SyncToAsyncIterator
+from crossgate.concurrency._sync_iter import SyncToAsyncIterator, _Pull
 from tests.concurrency.conftest import WAIT, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -398,7 +398,11 @@ def test_the_reader_keeps_going_when_the_consumer_caught_up_meanwhile() -> None:
     stream._pulling = True
     outcomes = iter([(False, None), (True, None)])
     stream._pull_batch = lambda: next(outcomes)  # type: ignore[method-assign]
-    stream._pull(contextvars.copy_context())
+    loop = asyncio.new_event_loop()
+    try:
+        _Pull(stream, loop, contextvars.copy_context()).run()
+    finally:
+        loop.close()
     assert stream._done
     assert not stream._pulling
 

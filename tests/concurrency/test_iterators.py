@@ -13,15 +13,14 @@ from wsgiref.validate import validator
 import pytest
 
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
+from crossgate.concurrency import _loops as loops
 from crossgate.concurrency import (
-    AsyncToSyncIterator,
     async_to_sync_iter,
     check_cancelled,
     set_server_loop,
     sync_to_async,
     sync_to_async_iter,
 )
-from crossgate.concurrency import _loops as loops
 from crossgate.concurrency._pool import ConcurrencyError, Inbox
 from crossgate.testing import call_http
 from crossgate.types import StartResponse, WSGIEnvironment
@@ -387,8 +386,9 @@ def test_async_hand_offs_are_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_async_reader_pauses_when_the_consumer_lags(monkeypatch: pytest.MonkeyPatch) -> None:
     read_ahead, total = 8, 200
-    resumes = Counting(AsyncToSyncIterator._resume)
-    monkeypatch.setattr(AsyncToSyncIterator, "_resume", lambda self: resumes(self))
+    # Each resume is one hand-over to the loop (the stream is never closed here).
+    resumes = Counting(loops.LoopTask.call_soon)
+    monkeypatch.setattr(loops.LoopTask, "call_soon", lambda self, cb: resumes(self, cb))
     produced: list[int] = []
 
     async def produce() -> AsyncIterator[int]:
