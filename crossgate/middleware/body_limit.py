@@ -41,7 +41,7 @@ class _BodyLimitBase(Generic[App]):
 
 class BodyLimit(_BodyLimitBase[ASGIApp]):
     """ASGI middleware: refuse request bodies larger than ``max_body_size`` bytes with 413;
-    docs/middleware.md ("BodyLimit") tells when and how.
+    [Middleware: BodyLimit](middleware.md#bodylimit) tells when and how.
 
     Raises:
         ValueError: ``max_body_size`` is not an int of 0 or more.

@@ -128,7 +128,7 @@ def _wsgi_pair(name: str, value: str) -> tuple[str, str]:
 
 class GZip(_GZipBase[ASGIApp]):
     """ASGI middleware: compress ``http`` responses with gzip, or brotli when preferred; the
-    options and rules are in docs/middleware.md ("GZip").
+    options and rules are in [Middleware: GZip](middleware.md#gzip).
 
     Raises:
         ValueError: an option out of range, ``brotli=True`` without the package or with

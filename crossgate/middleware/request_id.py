@@ -185,7 +185,8 @@ class _Access:
 
 class RequestID(_RequestIDBase[ASGIApp]):
     """ASGI middleware: a request id per ``http`` and ``websocket`` request, and access lines;
-    the options, where the id goes and the access line are in docs/middleware.md ("RequestID").
+    the options, where the id goes and the access line are in
+    [Middleware: RequestID](middleware.md#requestid).
 
     Raises:
         ValueError: ``header`` is not a valid header name, a peer is not an address or network,

@@ -238,7 +238,8 @@ class ASGIToWSGI:
     """Serve the ASGI application ``app`` as a WSGI application (PEP 3333).
 
     The app runs on the WSGI thread's own event loop (``mode="inline"``) or on one loop thread
-    per process (``"shared"``); the "ASGIToWSGI" documentation page describes every option.
+    per process (``"shared"``). Every option is described in
+    [ASGIToWSGI in detail](asgi-to-wsgi.md#options).
 
     Raises:
         TypeError: ``app`` is not callable, or is a WSGI application.

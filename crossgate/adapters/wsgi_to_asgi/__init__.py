@@ -100,7 +100,8 @@ class WSGIToASGI:
 
     Each request runs ``app`` in a worker thread from a bounded pool, with the request task's
     contextvars copied in; the body streams into ``wsgi.input`` and the response streams back
-    with back-pressure. It runs on asyncio only. The "WSGIToASGI" page describes every option.
+    with back-pressure. It runs on asyncio only. Every option is described in
+    [WSGIToASGI in detail](wsgi-to-asgi.md#options).
 
     Raises:
         TypeError: ``app`` is not callable (``None``, a ``"module:app"`` string), or is an
