@@ -211,8 +211,8 @@ class WSGIGZip(_GZipBase[WSGIApplication]):
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         coding = negotiate(environ.get("HTTP_ACCEPT_ENCODING"), self.codings)
-        response = _GZipWSGIResponse(self, environ.get("REQUEST_METHOD", "GET"), coding)
-        response.real = start_response
+        method = environ.get("REQUEST_METHOD", "GET")
+        response = _GZipWSGIResponse(self, method, coding, start_response)
         result = self.app(environ, response.start_response)
         try:
             return response.wrap(result)
@@ -224,7 +224,6 @@ class WSGIGZip(_GZipBase[WSGIApplication]):
 class _GZipWSGIResponse(_Response):
     """One response through `WSGIGZip`; PEP 3333 lets ``start_response`` wait for the plan."""
 
-    real: StartResponse  # set by the caller
     status = ""  # "" until start_response is called
     headers: list[tuple[str, str]]  # set with status
     exc_info: OptExcInfo | None = None
@@ -232,6 +231,12 @@ class _GZipWSGIResponse(_Response):
     writer: Any = None
     emitted = False  # non-empty body bytes went to the server
     result: Iterable[bytes] = ()
+
+    def __init__(
+        self, options: WSGIGZip, method: str, coding: str | None, start_response: StartResponse
+    ) -> None:
+        super().__init__(options, method, coding)
+        self.real = start_response
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None

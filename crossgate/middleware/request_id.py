@@ -273,8 +273,7 @@ class WSGIRequestID(_RequestIDBase[WSGIApplication]):
         # In place, as WSGI middleware do: middleware further out find the id too.
         environ[key] = request_id
         environ[_SCOPE_KEY] = request_id
-        access = _WSGIAccess(self, request_id, lambda: wsgi_request_line(environ))
-        access.real = start_response
+        access = _WSGIAccess(self, request_id, lambda: wsgi_request_line(environ), start_response)
         token = request_id_var.set(request_id)
         try:
             result = access.result = self.app(environ, access.start_response)
@@ -296,11 +295,20 @@ class WSGIRequestID(_RequestIDBase[WSGIApplication]):
 class _WSGIAccess(_Access):
     """`WSGIRequestID`'s ``start_response`` and the app's iterable, with the id set."""
 
-    real: StartResponse  # set by the caller
     content_length = 0
     writer: Any = None
     result: Iterable[bytes] = ()
     iterator: Iterator[bytes] | None = None
+
+    def __init__(
+        self,
+        middleware: WSGIRequestID,
+        request_id: str,
+        request_line: Callable[[], dict[str, Any]],
+        start_response: StartResponse,
+    ) -> None:
+        super().__init__(middleware, request_id, request_line)
+        self.real = start_response
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
