@@ -130,10 +130,8 @@ class WorkerExchange(IncomingBody):
                     else:  # the app's first failure is the one answered
                         _log.exception("the WSGI iterable's close() raised")
             errors.flush()
-        if failure is None and state.shortfall():
-            failure = AppProtocolError(
-                f"the app sent {state.shortfall()} bytes fewer than its Content-Length"
-            )
+        if failure is None and (short := state.shortfall()):
+            failure = AppProtocolError(f"the app sent {short} bytes fewer than its Content-Length")
         try:
             if failure is None:
                 try:
