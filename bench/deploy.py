@@ -33,7 +33,7 @@ from bench import server
 from bench.report import Row, Table, text_table
 from bench.subproc import ROOT, progress, stop_process
 
-__all__ = ["DATA", "SERVERS", "section"]
+__all__ = ["DATA", "SERVERS", "section", "turn"]
 
 DATA = ROOT / "bench" / "data" / "deploy.json"
 QUICK_DATA = ROOT / "bench" / "results" / "deploy.json"
@@ -144,12 +144,12 @@ def _side_by_side(key: str, spec: Server) -> Iterator[dict[str, int | str]]:
         yield ports
 
 
-def _turn(port: int | str, seconds: float) -> dict[str, Any]:
+def turn(port: int | str, seconds: float, connections: int = CONNECTIONS) -> dict[str, Any]:
     """One wrk turn: requests/s, p99 in ms and errors, or why there is no figure."""
     if isinstance(port, str):
         return {"error": port}
     try:
-        result = server.parse_wrk(server.wrk(port, seconds, WRK_THREADS, CONNECTIONS))
+        result = server.parse_wrk(server.wrk(port, seconds, WRK_THREADS, connections))
     except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:  # OSError: no wrk
         return {"error": f"error: {exc}"[:60]}
     # An error answer is not a served request (asgiref answers some with 500s under uvicorn,
@@ -194,16 +194,17 @@ def measure_server(key: str, settings: Settings) -> dict[str, Any]:
     with _side_by_side(key, spec) as ports:
         if settings.warmup > 0:
             for port in ports.values():
-                _turn(port, settings.warmup)
+                turn(port, settings.warmup)
         for index in range(settings.rounds):
             order = spec.contenders if index % 2 == 0 else spec.contenders[::-1]
             for contender in order:
-                turn = _turn(ports[contender], settings.seconds)
+                result = turn(ports[contender], settings.seconds)
                 shown = (
-                    turn.get("error") or f"{turn['rps']:,.0f} req/s, p99 {turn['p99_ms']:.1f} ms"
+                    result.get("error")
+                    or f"{result['rps']:,.0f} req/s, p99 {result['p99_ms']:.1f} ms"
                 )
                 progress(f"  round {index + 1} {contender:<9} {shown}")
-                turns[contender].append(turn)
+                turns[contender].append(result)
     return {
         "key": key,
         "label": spec.label,

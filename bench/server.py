@@ -94,15 +94,18 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, name: str) -> None:
     raise RuntimeError(f"{name} was not answering after {READY_TIMEOUT:.0f} s")
 
 
-def start(name: str, command: list[str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start server ``name`` (``command``, listening on ``port``), its output to ``log_path``.
+def start(
+    name: str, command: list[str], port: int, log_path: Path, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """Start server ``name`` (``command``, listening on ``port``, run in ``cwd``), its output to
+    ``log_path``.
 
     Returns once ``GET /`` answers 200. Raises `RuntimeError` if the server exits or is not
     answering within ``READY_TIMEOUT`` seconds, after stopping it.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_ready(proc, port, name)
     except RuntimeError:
