@@ -155,6 +155,44 @@ def test_shut_down_executor_answers_503(make_adapter: MakeAdapter) -> None:
     assert result.status == 503
 
 
+def test_a_request_the_shared_executor_drops_gets_503(make_adapter: MakeAdapter) -> None:
+    # shutdown(cancel_futures=True) drops queued work: that request must be answered, not left
+    # waiting for a worker that will never come.
+    entered = threading.Event()
+    release = threading.Event()
+    calls = 0
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        nonlocal calls
+        calls += 1
+        entered.set()
+        release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"slow"]
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    adapter = make_adapter(app, executor=pool, retry_after=3)
+
+    async def main() -> tuple[HTTPResult, HTTPResult]:
+        first = asyncio.ensure_future(call_http(adapter))
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(call_http(adapter))
+        await asyncio.sleep(0.05)  # queued behind the first
+        pool.shutdown(wait=False, cancel_futures=True)
+        dropped = await asyncio.wait_for(second, 5)
+        release.set()
+        return await first, dropped
+
+    first, second = run(main)
+    pool.shutdown()
+    assert first.status == 200
+    assert second.status == 503
+    assert second.header("retry-after") == "3"
+    assert b"shut down" in second.body
+    assert calls == 1
+
+
 def test_pool_is_recreated_after_fork(
     make_adapter: MakeAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:

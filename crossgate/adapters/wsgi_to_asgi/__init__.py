@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import ctypes
 import logging
 import os
@@ -12,7 +11,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import Any, Literal
 
 from crossgate._answer import refuse, respond
@@ -21,6 +20,7 @@ from crossgate.adapters._interface import check_app
 from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
 from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget, RequestBody
+from crossgate.concurrency._pool import Pool, submit_to
 from crossgate.exceptions import CrossgateError, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
 from crossgate.sansio.environ import EnvironOptions, build_environ
@@ -174,19 +174,15 @@ class WSGIToASGI:
             run_once=run_once,
         )
         self._shared_executor = executor
-        self._own_executor: ThreadPoolExecutor | None = None
+        self._own_executor: Pool | None = None
         self._own_executor_pid = 0
         self._in_flight = 0  # a hint only: several loops sharing the adapter may miscount
 
-    def _executor(self) -> Executor:
-        if self._shared_executor is not None:
-            return self._shared_executor
+    def _pool(self) -> Pool:
         pool = self._own_executor
         # Threads do not survive fork() (gunicorn --preload): a new process needs a new pool.
         if pool is None or self._own_executor_pid != os.getpid():
-            pool = self._own_executor = ThreadPoolExecutor(
-                max_workers=self.workers, thread_name_prefix="crossgate-wsgi"
-            )
+            pool = self._own_executor = Pool("crossgate-wsgi_", self.workers)
             self._own_executor_pid = os.getpid()
         return pool
 
@@ -254,11 +250,13 @@ class WSGIToASGI:
         timer = None
         self._in_flight += 1
         try:
-            executor = self._executor()
+            exchange.prepare(self.app, environ, scope.get("extensions") or {}, self.retry_after)
             try:
-                extensions = scope.get("extensions") or {}
-                context = contextvars.copy_context()
-                executor.submit(context.run, exchange.run, self.app, environ, extensions)
+                if self._shared_executor is None:
+                    # One queue put per request: no Future, no executor bookkeeping.
+                    self._pool().put(exchange)
+                else:
+                    submit_to(self._shared_executor, exchange)
             except RuntimeError:  # the executor was shut down
                 _log.warning("the worker pool is shut down; answering 503")
                 await respond(send, 503, "the server is shutting down")

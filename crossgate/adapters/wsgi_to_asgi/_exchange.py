@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from typing import Any
 
 from crossgate.adapters._streams import ErrorStream, file_event
 from crossgate.adapters.wsgi_to_asgi._incoming_body import GONE, IncomingBody
@@ -46,8 +49,14 @@ def _clamp(state: ResponseState, chunk: bytes) -> tuple[bytes, bool]:
     return data, complete
 
 
+_Job = tuple[contextvars.Context, WSGIApplication, WSGIEnvironment, Mapping[str, object]]
+
+
 class WorkerExchange(IncomingBody):
     """The loop calls `respond`, `expire` and `end`; the worker `run`s the app."""
+
+    _job: _Job | None = None
+    _retry_after = 1
 
     def _wake_sender(self) -> None:
         waiter = self._sender_waiter
@@ -55,10 +64,33 @@ class WorkerExchange(IncomingBody):
             self._sender_waiter = None
             self._call_soon(waiter)
 
-    def run(
+    def prepare(
+        self,
+        app: WSGIApplication,
+        environ: WSGIEnvironment,
+        extensions: Mapping[str, object],
+        retry_after: int,
+    ) -> None:
+        """On the loop: what `run` will call, in a copy of the request task's context."""
+        self._job = (contextvars.copy_context(), app, environ, extensions)
+        self._retry_after = retry_after
+
+    def run(self) -> None:
+        """On the worker: run the prepared app in its context copy (a `Pool` job)."""
+        job, self._job = self._job, None
+        if job is not None:
+            job[0].run(self._run, *job[1:])
+
+    def dropped_by(self, future: Future[Any]) -> None:
+        """A shared executor dropped the job unrun (``shutdown(cancel_futures=True)``): 503."""
+        if future.cancelled():
+            self._job = None
+            self.expire(self._retry_after, "the worker pool was shut down")
+
+    def _run(
         self, app: WSGIApplication, environ: WSGIEnvironment, extensions: Mapping[str, object]
     ) -> None:
-        """On the worker: run ``app``; ``extensions`` are the scope's (pathsend may send a file)."""
+        """Run ``app``; ``extensions`` are the scope's (pathsend may send a file)."""
         with self._cond:
             self.phase = next_phase(self.phase, WorkerEvent.PICKED_UP)
             if self.phase is not WorkerPhase.RUNNING:  # it waited too long and got a 503
@@ -193,18 +225,19 @@ class WorkerExchange(IncomingBody):
             self._close_spooled()
             self._wake_sender()
 
-    def expire(self, retry_after: int) -> None:
-        """Queue timeout: answer 503 with ``Retry-After`` unless a worker picked the request up."""
+    def expire(self, retry_after: int, reason: str = "no worker was free in time") -> None:
+        """Answer 503 with ``Retry-After`` and ``reason`` unless a worker picked the request up
+        (a queue timeout, or an executor that dropped the job)."""
         with self._cond:
             if self.phase is not WorkerPhase.QUEUED:
                 return
             self.phase = next_phase(self.phase, WorkerEvent.EXPIRED)
             retry = ((b"retry-after", str(retry_after).encode("ascii")),)
-            self._start, body = error_events(503, "no worker was free in time", extra_headers=retry)
+            self._start, body = error_events(503, reason, extra_headers=retry)
             self._chunks = [body["body"]]
             self._drop_body()
             self._wake_sender()
-        _log.warning("no worker thread became free in time; answering 503")
+        _log.warning("%s; answering 503", reason)
 
     def end(self) -> None:
         """The request is over: free what a never-run request holds; leave the budget."""
