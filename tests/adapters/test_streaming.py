@@ -246,3 +246,70 @@ def test_cancelled_request_stops_the_worker(make_adapter: MakeAdapter) -> None:
 
     run(main)
     assert closed.is_set()
+
+
+def test_a_quick_response_reads_no_more_than_its_body(make_adapter: MakeAdapter) -> None:
+    # The task that watches for http.disconnect starts only once a response takes WATCH_DELAY:
+    # a hello world is over before, and never calls receive() again for it.
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    adapter = make_adapter(app)
+    calls = 0
+
+    async def main() -> list[MutableMapping[str, Any]]:
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def receive() -> MutableMapping[str, Any]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await asyncio.sleep(30)
+            return {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        for _ in range(20):
+            calls = 0
+            await adapter(http_scope(http_version="2"), receive, send)
+            assert calls == 1
+        return sent
+
+    sent = run(main)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200] * 20
+    assert b"".join(m["body"] for m in sent if m["type"] == "http.response.body") == b"hello" * 20
+
+
+def test_a_slow_app_still_learns_the_client_left(make_adapter: MakeAdapter) -> None:
+    waited: list[bool] = []
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        waited.append(environ["crossgate.disconnected"].wait(10))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"late"]
+
+    adapter = make_adapter(app)
+
+    async def main() -> float:
+        calls = 0
+
+        async def receive() -> MutableMapping[str, Any]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            pass
+
+        started = time.monotonic()
+        await adapter(http_scope(), receive, send)
+        return time.monotonic() - started
+
+    elapsed = run(main)
+    assert waited == [True]
+    assert elapsed < 5

@@ -246,7 +246,7 @@ class WSGIToASGI:
         environ["wsgi.errors"] = ErrorStream()
         environ["wsgi.file_wrapper"] = FileWrapper
         environ["crossgate.disconnected"] = exchange.disconnected_event
-        pump = loop.create_task(exchange.pump(receive))
+        exchange.watch(receive)
         timer = None
         self._in_flight += 1
         try:
@@ -268,7 +268,7 @@ class WSGIToASGI:
         finally:
             self._in_flight -= 1
             self._releaser.note(loop, exchange.received)
-            pump.cancel()
+            exchange.stop_watching()
             if timer is not None:
                 timer.cancel()
             exchange.end()

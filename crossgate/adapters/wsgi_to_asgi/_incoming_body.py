@@ -20,6 +20,9 @@ __all__ = ["GONE", "IncomingBody", "ReadAheadBudget", "RequestBody"]
 _log = logging.getLogger("crossgate")
 
 GONE = "the client disconnected"
+# A response that takes longer than this gets a task watching for http.disconnect (one that
+# reads the body ahead starts at once); most finish sooner, and a task per request costs.
+WATCH_DELAY = 0.1
 _ALL = 1 << 62  # a read of "everything"
 
 
@@ -76,6 +79,8 @@ class IncomingBody(LineReader):
         self._file_sent = False
         self._failure: BaseException | None = None
         self._late: Exception | None = None  # close() raised after a complete body
+        self._watch: asyncio.TimerHandle | None = None
+        self._pump: asyncio.Task[None] | None = None
 
     def _drop_body(self) -> None:
         self._body.clear()
@@ -219,6 +224,25 @@ class IncomingBody(LineReader):
         _log.info("the client disconnected while sending the body; the app never ran")
         spooled.close()
         return None
+
+    def watch(self, receive: ASGIReceive) -> None:
+        """Read the body ahead now if it is still coming; else watch for ``http.disconnect``
+        once the response has taken `WATCH_DELAY` seconds."""
+        if self.body_phase is BodyPhase.RECEIVING:
+            self._start_pump(receive)
+        else:
+            self._watch = self.loop.call_later(WATCH_DELAY, self._start_pump, receive)
+
+    def _start_pump(self, receive: ASGIReceive) -> None:
+        self._pump = self.loop.create_task(self.pump(receive))
+
+    def stop_watching(self) -> None:
+        # Both hold this exchange: kept, they would make a cycle only the cyclic GC frees.
+        watch, pump, self._watch, self._pump = self._watch, self._pump, None, None
+        if watch is not None:
+            watch.cancel()
+        if pump is not None:
+            pump.cancel()
 
     async def pump(self, receive: ASGIReceive) -> None:
         """Read the body ahead of the app, then watch for ``http.disconnect``."""
