@@ -267,7 +267,8 @@ class WSGIToASGI:
             await exchange.respond(send, self.raise_app_exceptions, version)
         finally:
             self._in_flight -= 1
-            self._releaser.note(loop, exchange.received)
+            if exchange.received:
+                self._releaser.note(loop, exchange.received)
             exchange.stop_watching()
             if timer is not None:
                 timer.cancel()

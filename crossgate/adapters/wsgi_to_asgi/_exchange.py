@@ -296,7 +296,7 @@ class WorkerExchange(IncomingBody):
                             )
                             complete = finished
                         finally:
-                            if body:
+                            if body and not finished:  # else no worker waits on the buffer
                                 with self._cond:
                                     self._buffered -= len(body)
                                     self._cond.notify()

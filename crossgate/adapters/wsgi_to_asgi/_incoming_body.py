@@ -57,7 +57,8 @@ class IncomingBody(LineReader):
         self.disconnected = False
         self.disconnected_event = threading.Event()
         self.received = 0  # body bytes received, kept or not
-        self._cond = threading.Condition(threading.Lock())
+        # An RLock: a Condition over a Lock costs three caught AttributeErrors to make.
+        self._cond = threading.Condition()
         self._eager = eager
         self._read_ahead = read_ahead
         self._meter = meter
