@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import contextvars
 import inspect
-import os
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
@@ -29,20 +28,31 @@ _server_loop: ContextVar[tuple[asyncio.AbstractEventLoop, int] | None] = Context
 )
 
 
+# Which process a recorded loop belongs to: bumped in a forked child. Not os.getpid(), a
+# system call made for every request.
+_process = 0
+
+
+@after_fork_in_child
+def _new_process() -> None:  # pragma: no cover - runs in forked children only
+    global _process
+    _process += 1
+
+
 def server_loop() -> asyncio.AbstractEventLoop | None:
     """Return the ASGI server's event loop when called from a ``WSGIToASGI`` worker thread.
 
     Else, once it closed, and in a forked child: ``None``. Reach it with `async_to_sync`.
     """
     recorded = _server_loop.get()
-    if recorded is None or recorded[1] != os.getpid() or recorded[0].is_closed():
+    if recorded is None or recorded[1] != _process or recorded[0].is_closed():
         return None
     return recorded[0]
 
 
 def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Record ``loop`` as the server loop for the current context (used by the adapters)."""
-    _server_loop.set((loop, os.getpid()))
+    _server_loop.set((loop, _process))
 
 
 _portal: LoopThread | None = None

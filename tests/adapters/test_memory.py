@@ -81,8 +81,8 @@ def chunks(count: int, size: int = 64 * KiB) -> list[bytes]:
 
 def budget_used(adapter: WSGIToASGI) -> int:
     """The read-ahead bytes the adapter counts for the requests on the running loop."""
-    budget = adapter._budgets.get(asyncio.get_running_loop())
-    return 0 if budget is None else budget.used
+    shared = adapter._per_loop.get(asyncio.get_running_loop())
+    return 0 if shared is None else shared[0].used
 
 
 def call_and_count(adapter: WSGIToASGI, **call: Any) -> tuple[HTTPResult, int]:

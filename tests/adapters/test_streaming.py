@@ -313,3 +313,32 @@ def test_a_slow_app_still_learns_the_client_left(make_adapter: MakeAdapter) -> N
     elapsed = run(main)
     assert waited == [True]
     assert elapsed < 5
+
+
+def test_requests_on_one_loop_share_one_watch_timer(make_adapter: MakeAdapter) -> None:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hi"]
+
+    adapter = make_adapter(app)
+    timers = 0
+
+    async def main() -> None:
+        nonlocal timers
+        loop = asyncio.get_running_loop()
+        real = loop.call_later
+
+        def counting(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+            nonlocal timers
+            if args == (loop,):  # the adapter's (call_http's own timeouts pass none)
+                timers += 1
+            return real(delay, callback, *args)
+
+        loop.call_later = counting  # type: ignore[method-assign]
+        try:
+            await asyncio.gather(*(call_http(adapter) for _ in range(40)))
+        finally:
+            del loop.call_later  # type: ignore[method-assign]
+
+    run(main)
+    assert 1 <= timers <= 3  # a tick while they run may schedule the next; not one per request

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-
-import pytest
 
 from crossgate import server_loop
 from crossgate.testing import HTTPResult, call_http, http_scope
@@ -193,24 +192,33 @@ def test_a_request_the_shared_executor_drops_gets_503(make_adapter: MakeAdapter)
     assert calls == 1
 
 
-def test_pool_is_recreated_after_fork(
-    make_adapter: MakeAdapter, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A pool created before the server forked is useless in the child (threads do not survive
-    # fork); the adapter compares PIDs. Simulate the fork by changing what getpid returns.
-    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return []
+def test_the_pool_serves_in_a_forked_child() -> None:
+    # gunicorn --preload: the adapter's pool started threads in the parent, which a forked
+    # child does not have. The pool starts afresh there, and the server loop recorded in the
+    # parent is not the child's.
+    script = """
+import asyncio, os
+from crossgate import WSGIToASGI, server_loop
+from crossgate.testing import call_http
 
-    adapter = make_adapter(app)
-    run(lambda: call_http(adapter))
-    before = adapter._own_executor
-    real_pid = os.getpid()
-    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)
-    run(lambda: call_http(adapter))
-    assert adapter._own_executor is not before
-    assert before is not None
-    before.shutdown()
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"pid %d" % os.getpid()]
+
+adapter = WSGIToASGI(app)
+assert asyncio.run(call_http(adapter)).status == 200
+pid = os.fork()
+if pid == 0:
+    result = asyncio.run(call_http(adapter))
+    os._exit(0 if result.body == b"pid %d" % os.getpid() else 1)
+_, status = os.waitpid(pid, 0)
+print("child-exit", os.waitstatus_to_exitcode(status))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["child-exit", "0"]
 
 
 def test_server_loop_seam(make_adapter: MakeAdapter) -> None:

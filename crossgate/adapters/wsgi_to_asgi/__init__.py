@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import os
 import sys
 import threading
 import weakref
@@ -19,7 +18,7 @@ from crossgate._lifespan import Hook, answer_lifespan, run_hooks
 from crossgate.adapters._interface import check_app
 from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
-from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget, RequestBody
+from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget, RequestBody, Watchman
 from crossgate.concurrency._pool import Pool, submit_to
 from crossgate.exceptions import CrossgateError, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
@@ -160,7 +159,10 @@ class WSGIToASGI:
         self.read_ahead = read_ahead
         self.read_ahead_budget = read_ahead_budget
         self.release_memory = release_memory
-        self._budgets = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadAheadBudget]()
+        # What the requests of one event loop share: the read-ahead budget, the watch timer.
+        self._per_loop = weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[ReadAheadBudget, Watchman]
+        ]()
         self._releaser = MemoryReleaser(_MALLOC_TRIM if release_memory else None)
         self.send_buffer = send_buffer
         self.on_startup = list(on_startup)
@@ -175,15 +177,13 @@ class WSGIToASGI:
         )
         self._shared_executor = executor
         self._own_executor: Pool | None = None
-        self._own_executor_pid = 0
         self._in_flight = 0  # a hint only: several loops sharing the adapter may miscount
 
     def _pool(self) -> Pool:
+        # A Pool starts afresh in a forked child (gunicorn --preload): no PID check needed.
         pool = self._own_executor
-        # Threads do not survive fork() (gunicorn --preload): a new process needs a new pool.
-        if pool is None or self._own_executor_pid != os.getpid():
+        if pool is None:
             pool = self._own_executor = Pool("crossgate-wsgi_", self.workers)
-            self._own_executor_pid = os.getpid()
         return pool
 
     def close(self, *, wait: bool = True) -> None:
@@ -222,9 +222,11 @@ class WSGIToASGI:
                 or self._in_flight < self.workers
                 or not announces_body(length, environ.get("HTTP_TRANSFER_ENCODING"))
             )
-            budget = self._budgets.get(loop)
-            if budget is None:
-                budget = self._budgets[loop] = ReadAheadBudget(self.read_ahead_budget)
+            shared = self._per_loop.get(loop)
+            if shared is None:
+                shared = ReadAheadBudget(self.read_ahead_budget), Watchman()
+                self._per_loop[loop] = shared
+            budget, watchman = shared
             exchange = WorkerExchange(loop, self.read_ahead, self.send_buffer, meter, budget, eager)
             environ["wsgi.input"] = RequestBody(exchange)
             if self.request_body == "spool":
@@ -246,7 +248,7 @@ class WSGIToASGI:
         environ["wsgi.errors"] = ErrorStream()
         environ["wsgi.file_wrapper"] = FileWrapper
         environ["crossgate.disconnected"] = exchange.disconnected_event
-        exchange.watch(receive)
+        exchange.watch(receive, watchman)
         timer = None
         self._in_flight += 1
         try:
