@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
+import pytest
+
 from crossgate.testing import HTTPResult, call_http, http_scope
 from crossgate.types import StartResponse, WSGIEnvironment
 from tests.adapters.conftest import MakeAdapter, run
@@ -256,10 +258,10 @@ def test_a_quick_response_reads_no_more_than_its_body(make_adapter: MakeAdapter)
         return [b"hello"]
 
     adapter = make_adapter(app)
-    calls = 0
 
     async def main() -> list[MutableMapping[str, Any]]:
         sent: list[MutableMapping[str, Any]] = []
+        calls = 0
 
         async def receive() -> MutableMapping[str, Any]:
             nonlocal calls
@@ -315,7 +317,9 @@ def test_a_slow_app_still_learns_the_client_left(make_adapter: MakeAdapter) -> N
     assert elapsed < 5
 
 
-def test_requests_on_one_loop_share_one_watch_timer(make_adapter: MakeAdapter) -> None:
+def test_requests_on_one_loop_share_one_watch_timer(
+    make_adapter: MakeAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"hi"]
@@ -334,11 +338,9 @@ def test_requests_on_one_loop_share_one_watch_timer(make_adapter: MakeAdapter) -
                 timers += 1
             return real(delay, callback, *args)
 
-        loop.call_later = counting  # type: ignore[method-assign]
-        try:
-            await asyncio.gather(*(call_http(adapter) for _ in range(40)))
-        finally:
-            del loop.call_later  # type: ignore[method-assign]
+        monkeypatch.setattr(loop, "call_later", counting)
+        await asyncio.gather(*(call_http(adapter) for _ in range(40)))
+        monkeypatch.undo()
 
     run(main)
     assert 1 <= timers <= 3  # a tick while they run may schedule the next; not one per request
