@@ -151,6 +151,12 @@ def environ_headers(
     return result
 
 
+# (name, value) as an app gave it -> its checked ASGI pair; cleared when full. Most apps send
+# the same few headers on every response: each is checked once, not once per response.
+_ENCODED: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_ENCODED_MAX = 1024
+
+
 def encode_response_headers(headers: object) -> list[tuple[bytes, bytes]]:
     """Encode WSGI response headers (``str`` pairs) as ASGI byte pairs, names lower-cased.
 
@@ -162,25 +168,38 @@ def encode_response_headers(headers: object) -> list[tuple[bytes, bytes]]:
             f"response headers must be a list of (name, value) tuples, not {type(headers).__name__}"
         )
     encoded: list[tuple[bytes, bytes]] = []
+    known = _ENCODED.get
     for item in headers:
-        if not isinstance(item, tuple | list) or len(item) != 2:
-            raise AppProtocolError(f"response header must be a (name, value) tuple: {item!r}")
-        name, value = item
-        if type(name) is not str or type(value) is not str:
-            raise AppProtocolError(f"response header name and value must be str: {item!r}")
-        if not TOKEN.fullmatch(name):
-            raise AppProtocolError(f"invalid response header name: {name!r}")
-        if _FORBIDDEN_IN_VALUE.search(value):
-            raise AppProtocolError(
-                f"response header {name!r} has a CR, LF or NUL in its value (header injection)"
-            )
-        # RFC 9110 section 5.5: no surrounding whitespace (Django's cookies have it).
-        value = value.strip(" \t")
         try:
-            encoded.append((name.lower().encode("ascii"), value.encode("latin-1")))
-        except UnicodeEncodeError:
-            raise AppProtocolError(
-                f"response header {name!r} has characters outside latin-1; "
-                "PEP 3333 requires encoding them first (RFC 8187 or percent-encoding)"
-            ) from None
+            pair = known(item)
+        except TypeError:  # unhashable (a list): _encode_pair checks it
+            pair = None
+        encoded.append(pair or _encode_pair(item))
     return encoded
+
+
+def _encode_pair(item: object) -> tuple[bytes, bytes]:
+    if not isinstance(item, tuple | list) or len(item) != 2:
+        raise AppProtocolError(f"response header must be a (name, value) tuple: {item!r}")
+    name, value = item
+    if type(name) is not str or type(value) is not str:
+        raise AppProtocolError(f"response header name and value must be str: {item!r}")
+    if not TOKEN.fullmatch(name):
+        raise AppProtocolError(f"invalid response header name: {name!r}")
+    if _FORBIDDEN_IN_VALUE.search(value):
+        raise AppProtocolError(
+            f"response header {name!r} has a CR, LF or NUL in its value (header injection)"
+        )
+    try:
+        # RFC 9110 section 5.5: no surrounding whitespace (Django's cookies have it).
+        pair = (name.lower().encode("ascii"), value.strip(" \t").encode("latin-1"))
+    except UnicodeEncodeError:
+        raise AppProtocolError(
+            f"response header {name!r} has characters outside latin-1; "
+            "PEP 3333 requires encoding them first (RFC 8187 or percent-encoding)"
+        ) from None
+    if type(item) is tuple:
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[name, value] = pair
+    return pair

@@ -93,7 +93,7 @@ class ResponseState:
             )
         code = parse_status(status)
         encoded = encode_response_headers(headers)
-        length = parse_content_length(v for n, v in encoded if n == b"content-length")
+        length = parse_content_length([v for n, v in encoded if n == b"content-length"])
         self.status, self.headers, self.content_length = code, encoded, length
 
     def commit(self) -> HTTPResponseStartEvent:
