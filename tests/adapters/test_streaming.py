@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from crossgate.exceptions import CrossgateError
 from crossgate.testing import HTTPResult, call_http, http_scope
 from crossgate.types import StartResponse, WSGIEnvironment
 from tests.adapters.conftest import MakeAdapter, run
@@ -154,6 +155,33 @@ def test_disconnected_event_lets_a_busy_app_stop(make_adapter: MakeAdapter) -> N
     result = run(lambda: call_http(adapter, disconnect_after=0.05))
     assert stopped.is_set()
     assert result.status is None  # nothing is sent to a client that left
+
+
+def test_disconnected_event_is_a_threading_event_only_crossgate_sets(
+    make_adapter: MakeAdapter,
+) -> None:
+    seen: dict[str, object] = {}
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        gone = environ["crossgate.disconnected"]
+        seen["event"] = isinstance(gone, threading.Event)
+        seen["before"] = (gone.is_set(), gone.wait(0.01), repr(gone))
+        for change in (gone.set, gone.clear):
+            try:
+                change()
+            except CrossgateError as exc:
+                seen[change.__name__] = str(exc)
+        seen["after"] = (gone.wait(10), gone.is_set(), repr(gone))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"too late"]
+
+    adapter = make_adapter(app)
+    run(lambda: call_http(adapter, disconnect_after=0.05))
+    assert seen["event"] is True
+    assert seen["before"] == (False, False, "<crossgate.disconnected: unset>")
+    assert "set by crossgate" in str(seen["set"])
+    assert "cannot be cleared" in str(seen["clear"])
+    assert seen["after"] == (True, True, "<crossgate.disconnected: set>")
 
 
 def test_send_raising_stops_the_app(make_adapter: MakeAdapter) -> None:

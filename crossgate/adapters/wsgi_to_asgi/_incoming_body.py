@@ -10,7 +10,7 @@ from collections import deque
 from typing import IO
 
 from crossgate.adapters._streams import LineReader
-from crossgate.exceptions import ClientDisconnected, PeerProtocolError
+from crossgate.exceptions import ClientDisconnected, CrossgateError, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import KEEPS_BODY, READS_AHEAD, BodyPhase, WorkerPhase
 from crossgate.types import ASGIReceive, HTTPResponseStartEvent, Message
@@ -88,7 +88,7 @@ class IncomingBody(LineReader):
         self.phase = WorkerPhase.QUEUED
         self.body_phase = BodyPhase.RECEIVING
         self.disconnected = False
-        self.disconnected_event = threading.Event()
+        self.disconnected_event = Disconnection(self)
         self.received = 0  # body bytes received, kept or not
         # An RLock: a Condition over a Lock costs three caught AttributeErrors to make.
         self._cond = threading.Condition()
@@ -322,9 +322,39 @@ class IncomingBody(LineReader):
                 self._charge()
             self._cond.notify_all()
             waiter, self._sender_waiter = self._sender_waiter, None
-        self.disconnected_event.set()
         if waiter is not None:
             wake(waiter)
+
+
+class Disconnection(threading.Event):
+    """``environ["crossgate.disconnected"]``: a `threading.Event` that is set once the client
+    has left, kept by the request's own lock and flag (a plain Event would make a second
+    Condition for every request). crossgate alone sets it.
+
+    Raises:
+        CrossgateError: (from ``set`` and ``clear``) the app tried to change it.
+    """
+
+    # Every public method is its own: threading.Event's state is never made, nor read.
+    def __init__(self, body: IncomingBody) -> None:
+        self._body = body
+
+    def is_set(self) -> bool:
+        return self._body.disconnected
+
+    def wait(self, timeout: float | None = None) -> bool:
+        body = self._body
+        with body._cond:
+            return body._cond.wait_for(lambda: body.disconnected, timeout)
+
+    def set(self) -> None:
+        raise CrossgateError("crossgate.disconnected is set by crossgate, when the client leaves")
+
+    def clear(self) -> None:
+        raise CrossgateError("crossgate.disconnected cannot be cleared: the client has left")
+
+    def __repr__(self) -> str:
+        return f"<crossgate.disconnected: {'set' if self.is_set() else 'unset'}>"
 
 
 class RequestBody(LineReader):
