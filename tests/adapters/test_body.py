@@ -20,9 +20,12 @@ MiB = 1024 * 1024
 
 
 def post(length: int | None = None, **kwargs: Any) -> dict[str, Any]:
+    """A POST scope; without ``length``, chunked (the header HTTP/1.1 servers pass on)."""
     headers = [(b"content-type", b"application/octet-stream")]
     if length is not None:
         headers.append((b"content-length", str(length).encode()))
+    else:
+        headers.append((b"transfer-encoding", b"chunked"))
     return http_scope("POST", "/upload", headers=headers, **kwargs)
 
 
@@ -126,8 +129,16 @@ def test_read_all_and_iteration(make_adapter: MakeAdapter) -> None:
     body = [b"x\ny", b"\n", b"z"]
 
     async def main() -> None:
-        await call_http(adapter, http_scope("POST", "/all"), body=body)
-        await call_http(adapter, http_scope("POST", "/iter"), body=body)
+        await call_http(
+            adapter,
+            http_scope("POST", "/all", headers=[(b"transfer-encoding", b"chunked")]),
+            body=body,
+        )
+        await call_http(
+            adapter,
+            http_scope("POST", "/iter", headers=[(b"transfer-encoding", b"chunked")]),
+            body=body,
+        )
 
     run(main)
     assert seen == [b"x\ny\nz", [b"x\n", b"y\n", b"z"]]
@@ -403,3 +414,39 @@ def test_stream_mode_leaves_a_chunked_body_without_content_length(
     adapter = make_adapter(_content_length_reader)
     result = run(lambda: call_http(adapter, post(None), body=[b"a" * 700, b"b" * 300]))
     assert result.text == "None 0"
+
+
+@pytest.mark.parametrize(("version", "reads"), [("1.1", 0), ("1.0", 0), ("2", 1)])
+def test_an_http1_request_without_framing_headers_has_no_body_to_wait_for(
+    make_adapter: MakeAdapter, version: str, reads: int
+) -> None:
+    # RFC 9112 section 6.3: an HTTP/1 request with neither Content-Length nor
+    # Transfer-Encoding has no body, so its http.request message is never awaited. HTTP/2
+    # frames bodies without either header: there, the first message is read.
+    seen: list[bytes] = []
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        seen.append(environ["wsgi.input"].read(100))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    adapter = make_adapter(app)
+    calls = 0
+
+    async def main() -> None:
+        async def receive() -> dict[str, Any]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await asyncio.sleep(30)
+            return {"type": "http.disconnect"}
+
+        async def send(message: Any) -> None:
+            pass
+
+        await adapter(http_scope(http_version=version), receive, send)
+
+    run(main)
+    assert seen == [b""]
+    assert calls == reads

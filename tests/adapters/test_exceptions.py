@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from crossgate import AppProtocolError, ResponseAborted
 from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
 from crossgate.sansio.exchange import WorkerEvent, next_phase
-from crossgate.testing import HTTPResult, call_http
+from crossgate.testing import HTTPResult, call_http, http_scope
 from crossgate.types import Message, StartResponse, WSGIEnvironment
 from tests.adapters.conftest import MakeAdapter, run
 
@@ -123,7 +123,11 @@ def test_request_errors_are_never_raised(make_adapter: MakeAdapter) -> None:
         return [b"read"]
 
     result = run(
-        lambda: call_http(make_adapter(app, max_body_size=10), body=[b"x" * 8, b"x" * 8, b"x" * 8])
+        lambda: call_http(
+            make_adapter(app, max_body_size=10),
+            http_scope("POST", headers=[(b"transfer-encoding", b"chunked")]),
+            body=[b"x" * 8, b"x" * 8, b"x" * 8],
+        )
     )
     assert result.status == 413
     assert result.error is None
@@ -311,6 +315,7 @@ def test_peer_error_after_headers_aborts_with_response_aborted(
         result = run(
             lambda: call_http(
                 make_adapter(app, max_body_size=10, send_buffer=1, read_ahead=4),
+                http_scope("POST", headers=[(b"transfer-encoding", b"chunked")]),
                 body=[b"x" * 4, b"x" * 4, b"x" * 4, b"x" * 4],
             )
         )
