@@ -76,7 +76,7 @@ def build_environ(
     if raw_path:
         # Some servers include the query in raw_path; the ASGI spec excludes it.
         raw_path = raw_path.partition(b"?")[0]
-        decoded = unquote_to_bytes(raw_path)
+        decoded = unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path
         raw_target = raw_path.decode("latin-1")
     else:
         decoded = scope_bytes(path_text, "path")

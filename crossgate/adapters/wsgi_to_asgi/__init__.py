@@ -166,6 +166,10 @@ class WSGIToASGI:
         self._per_loop = weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[ReadAheadBudget, Watchman]
         ]()
+        # The last loop's entry, checked first: a WeakKeyDictionary lookup costs a new weakref.
+        self._last: tuple[
+            Callable[[], asyncio.AbstractEventLoop | None], tuple[ReadAheadBudget, Watchman]
+        ] = (lambda: None, (ReadAheadBudget(read_ahead_budget), Watchman()))
         self._releaser = MemoryReleaser(_MALLOC_TRIM if release_memory else None)
         self.send_buffer = send_buffer
         self.on_startup = list(on_startup)
@@ -181,6 +185,13 @@ class WSGIToASGI:
         self._shared_executor = executor
         self._own_executor: Pool | None = None
         self._in_flight = 0  # a hint only: several loops sharing the adapter may miscount
+
+    def _shared_for(self, loop: asyncio.AbstractEventLoop) -> tuple[ReadAheadBudget, Watchman]:
+        shared = self._per_loop.get(loop)
+        if shared is None:
+            shared = self._per_loop[loop] = ReadAheadBudget(self.read_ahead_budget), Watchman()
+        self._last = weakref.ref(loop), shared
+        return shared
 
     def _pool(self) -> Pool:
         # A Pool starts afresh in a forked child (gunicorn --preload): no PID check needed.
@@ -226,11 +237,11 @@ class WSGIToASGI:
                 or self._in_flight < self.workers
                 or not has_body
             )
-            shared = self._per_loop.get(loop)
-            if shared is None:
-                shared = ReadAheadBudget(self.read_ahead_budget), Watchman()
-                self._per_loop[loop] = shared
-            budget, watchman = shared
+            last = self._last  # one read: another thread's loop may replace it meanwhile
+            if last[0]() is loop:  # a server runs one loop per process (or per thread)
+                budget, watchman = last[1]
+            else:
+                budget, watchman = self._shared_for(loop)
             exchange = WorkerExchange(loop, self.read_ahead, self.send_buffer, meter, budget, eager)
             environ["wsgi.input"] = RequestBody(exchange)
             if self.request_body == "spool":

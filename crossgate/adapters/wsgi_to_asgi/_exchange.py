@@ -91,7 +91,7 @@ class WorkerExchange(IncomingBody):
         self, app: WSGIApplication, environ: WSGIEnvironment, extensions: Mapping[str, object]
     ) -> None:
         """Run ``app``; ``extensions`` are the scope's (pathsend may send a file)."""
-        with self._cond:
+        with self._lock:
             self.phase = next_phase(self.phase, WorkerEvent.PICKED_UP)
             if self.phase is not WorkerPhase.RUNNING:  # it waited too long and got a 503
                 self._close_spooled()
@@ -181,7 +181,7 @@ class WorkerExchange(IncomingBody):
 
     def push(self, start: HTTPResponseStartEvent | None, data: bytes) -> None:
         """Queue response bytes (and the start event); block while too far ahead of the client."""
-        with self._cond:
+        with self._lock:
             if self.disconnected:
                 raise ClientDisconnected(GONE)
             if start is not None:
@@ -191,17 +191,17 @@ class WorkerExchange(IncomingBody):
                 self._buffered += len(data)
             self._wake_sender()
             while self._buffered >= self._send_buffer and not self.disconnected:
-                self._cond.wait()
+                self._wait()
             if self.disconnected:
                 raise ClientDisconnected(GONE)
 
     def push_file(self, start: HTTPResponseStartEvent, event: Message) -> None:
         """Have the loop send ``start`` then a pathsend / zerocopysend event; wait until sent."""
-        with self._cond:
+        with self._lock:
             self._start, self._file_event = start, event
             self._wake_sender()
             while not self._file_sent and not self.disconnected:
-                self._cond.wait()
+                self._wait()
             if not self._file_sent:
                 raise ClientDisconnected(GONE)
 
@@ -213,7 +213,7 @@ class WorkerExchange(IncomingBody):
         late: Exception | None = None,
     ) -> None:
         """The worker is done: with ``failure``, or with the end of the response in one wake-up."""
-        with self._cond:
+        with self._lock:
             if start is not None:
                 self._start = start
             if data:
@@ -228,7 +228,7 @@ class WorkerExchange(IncomingBody):
     def expire(self, retry_after: int, reason: str = "no worker was free in time") -> None:
         """Answer 503 with ``Retry-After`` and ``reason`` unless a worker picked the request up
         (a queue timeout, or an executor that dropped the job)."""
-        with self._cond:
+        with self._lock:
             if self.phase is not WorkerPhase.QUEUED:
                 return
             self.phase = next_phase(self.phase, WorkerEvent.EXPIRED)
@@ -241,7 +241,7 @@ class WorkerExchange(IncomingBody):
 
     def end(self) -> None:
         """The request is over: free what a never-run request holds; leave the budget."""
-        with self._cond:
+        with self._lock:
             self.phase = next_phase(self.phase, WorkerEvent.ENDED)
             if self.phase is WorkerPhase.ABANDONED:
                 self._drop_body()
@@ -256,7 +256,7 @@ class WorkerExchange(IncomingBody):
         headers_sent = complete = False
         send_error: BaseException | None = None
         while True:
-            with self._cond:
+            with self._lock:
                 finished = self.phase in RESPONSE_QUEUED
                 if finished and self._failure is not None:
                     break  # headers queued but unsent still allow an error page
@@ -284,9 +284,9 @@ class WorkerExchange(IncomingBody):
                     if file_event is not None:
                         await send(file_event)  # it completes the response (ASGI "Path Send")
                         complete = True
-                        with self._cond:
+                        with self._lock:
                             self._file_sent = True
-                            self._cond.notify()
+                            self._notify()
                     elif not complete and (chunks or finished):
                         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                         try:
@@ -297,9 +297,9 @@ class WorkerExchange(IncomingBody):
                             complete = finished
                         finally:
                             if body and not finished:  # else no worker waits on the buffer
-                                with self._cond:
+                                with self._lock:
                                     self._buffered -= len(body)
-                                    self._cond.notify()
+                                    self._notify()
                             # Holding two joined bodies makes every large join a fresh mmap.
                             del body
                 except BaseException as exc:

@@ -90,8 +90,10 @@ class IncomingBody(LineReader):
         self.disconnected = False
         self.disconnected_event = Disconnection(self)
         self.received = 0  # body bytes received, kept or not
-        # An RLock: a Condition over a Lock costs three caught AttributeErrors to make.
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        # Made by the first thread that has to wait: most requests never do, and a Condition
+        # costs more to make than the rest of the exchange.
+        self._cond: threading.Condition | None = None
         self._eager = eager
         self._read_ahead = read_ahead
         self._meter = meter
@@ -117,9 +119,26 @@ class IncomingBody(LineReader):
         self._receive: ASGIReceive | None = None
         self._pump: asyncio.Task[None] | None = None
 
+    def _condition(self) -> threading.Condition:
+        """With the lock held: the Condition waiting threads share, made on first use."""
+        cond = self._cond
+        if cond is None:
+            cond = self._cond = threading.Condition(self._lock)
+        return cond
+
+    def _wait(self) -> None:
+        """With the lock held: wait for a `_notify`."""
+        self._condition().wait()
+
+    def _notify(self) -> None:
+        """With the lock held: wake every thread in `_wait` (each checks what it waits for)."""
+        if self._cond is not None:
+            self._cond.notify_all()
+
     def _drop_body(self) -> None:
-        self._body.clear()
-        self._body_len = self._body_pos = 0
+        if self._body:
+            self._body.clear()
+            self._body_len = self._body_pos = 0
 
     def _charge(self) -> None:
         """On the loop: settle the shared budget with what the worker read since."""
@@ -149,13 +168,13 @@ class IncomingBody(LineReader):
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             size = _ALL
-        with self._cond:
+        with self._lock:
             self._wait_for(size)
             return self._take(size)
 
     def readline(self, size: int | None = -1) -> bytes:
         limit = _ALL if size is None or size < 0 else size
-        with self._cond:
+        with self._lock:
             while True:
                 found = self._find_newline(limit)
                 if found >= 0:
@@ -170,7 +189,7 @@ class IncomingBody(LineReader):
                 raise ClientDisconnected(GONE + " before sending the whole body")
             self._body_wanted = size
             self._wake_body_pump()
-            self._cond.wait()
+            self._wait()
         self._body_wanted = 0
         if self._body_len < size and self._meter is not None:
             self._meter.check()  # BodyPhase.REFUSED: the meter raises its error again
@@ -221,12 +240,12 @@ class IncomingBody(LineReader):
         """Add an ``http.request`` message's body; none of it if it breaks ``max_body_size``."""
         data: bytes = message.get("body", b"")
         more: bool = message.get("more_body", False)
-        with self._cond:
+        with self._lock:
             try:
                 self._count(len(data))
             except PeerProtocolError:
                 self.body_phase = BodyPhase.REFUSED
-                self._cond.notify()
+                self._notify()
                 raise
             if data and self.phase in KEEPS_BODY:
                 size = len(data)
@@ -237,7 +256,7 @@ class IncomingBody(LineReader):
             if not more:
                 self.body_phase = BodyPhase.COMPLETE
             if self._body_wanted and (self._body_len >= self._body_wanted or not more):
-                self._cond.notify()
+                self._notify()
 
     async def spool(self, receive: ASGIReceive, threshold: int) -> IO[bytes] | None:
         """The whole body in a temporary file (in memory up to ``threshold`` bytes), or None."""
@@ -249,7 +268,7 @@ class IncomingBody(LineReader):
                 spooled.write(data)
                 if not message.get("more_body", False):
                     spooled.seek(0)
-                    with self._cond:
+                    with self._lock:
                         self.body_phase = BodyPhase.COMPLETE
                         self._spooled = spooled
                     return spooled
@@ -287,7 +306,7 @@ class IncomingBody(LineReader):
         loop = self.loop
         while True:
             if self.body_phase is BodyPhase.RECEIVING:
-                with self._cond:
+                with self._lock:
                     # Bounded even while the worker waits: it may take a while to get the GIL.
                     ahead = 0
                     if self.phase in READS_AHEAD or self._eager:
@@ -314,13 +333,13 @@ class IncomingBody(LineReader):
 
     def mark_disconnected(self) -> None:
         """The client left (``http.disconnect``, a failed send, a cancelled request)."""
-        with self._cond:
+        with self._lock:
             self.disconnected = True
             if self.body_phase is BodyPhase.RECEIVING:
                 # The app's next read fails anyway: free the read-ahead now.
                 self._drop_body()
                 self._charge()
-            self._cond.notify_all()
+            self._notify()
             waiter, self._sender_waiter = self._sender_waiter, None
         if waiter is not None:
             wake(waiter)
@@ -344,8 +363,8 @@ class Disconnection(threading.Event):
 
     def wait(self, timeout: float | None = None) -> bool:
         body = self._body
-        with body._cond:
-            return body._cond.wait_for(lambda: body.disconnected, timeout)
+        with body._lock:
+            return body._condition().wait_for(lambda: body.disconnected, timeout)
 
     def set(self) -> None:
         raise CrossgateError("crossgate.disconnected is set by crossgate, when the client leaves")
