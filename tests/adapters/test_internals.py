@@ -16,6 +16,7 @@ import pytest
 from crossgate import ClientDisconnected, WSGIToASGI, wsgi_to_asgi
 from crossgate.adapters._streams import FILE_BLOCK_SIZE, ErrorStream, FileWrapper
 from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
+from crossgate.adapters.wsgi_to_asgi._incoming_body import Disconnection
 from crossgate.testing import call_http, call_websocket, http_scope
 from crossgate.types import StartResponse, WSGIEnvironment
 from tests.adapters.conftest import MakeAdapter, run
@@ -93,7 +94,7 @@ def test_respond_cancelled_while_idle_stops_the_worker_side() -> None:
 
     exchange = asyncio.run(main())
     assert exchange.disconnected
-    assert exchange.disconnected_event.is_set()
+    assert Disconnection(exchange).is_set()
 
 
 def test_websocket_that_never_connects(make_adapter: MakeAdapter) -> None:

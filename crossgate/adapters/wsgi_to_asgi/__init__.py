@@ -18,7 +18,12 @@ from crossgate._lifespan import Hook, answer_lifespan, run_hooks
 from crossgate.adapters._interface import check_app
 from crossgate.adapters._streams import ErrorStream, FileWrapper
 from crossgate.adapters.wsgi_to_asgi._exchange import WorkerExchange
-from crossgate.adapters.wsgi_to_asgi._incoming_body import ReadAheadBudget, RequestBody, Watchman
+from crossgate.adapters.wsgi_to_asgi._incoming_body import (
+    Disconnection,
+    ReadAheadBudget,
+    RequestBody,
+    Watchman,
+)
 from crossgate.concurrency._pool import Pool, submit_to
 from crossgate.exceptions import CrossgateError, PeerProtocolError
 from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
@@ -266,7 +271,8 @@ class WSGIToASGI:
             return
         environ["wsgi.errors"] = ErrorStream()
         environ["wsgi.file_wrapper"] = FileWrapper
-        environ["crossgate.disconnected"] = exchange.disconnected_event
+        # Not kept by the exchange: the two would make a cycle only the cyclic GC frees.
+        environ["crossgate.disconnected"] = Disconnection(exchange)
         exchange.watch(receive, watchman)
         timer = None
         self._in_flight += 1

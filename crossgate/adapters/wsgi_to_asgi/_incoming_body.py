@@ -15,7 +15,7 @@ from crossgate.sansio.body_limit import BodyMeter
 from crossgate.sansio.exchange import KEEPS_BODY, READS_AHEAD, BodyPhase, WorkerPhase
 from crossgate.types import ASGIReceive, HTTPResponseStartEvent, Message
 
-__all__ = ["GONE", "IncomingBody", "ReadAheadBudget", "RequestBody", "Watchman"]
+__all__ = ["GONE", "Disconnection", "IncomingBody", "ReadAheadBudget", "RequestBody", "Watchman"]
 
 _log = logging.getLogger("crossgate")
 
@@ -88,7 +88,6 @@ class IncomingBody(LineReader):
         self.phase = WorkerPhase.QUEUED
         self.body_phase = BodyPhase.RECEIVING
         self.disconnected = False
-        self.disconnected_event = Disconnection(self)
         self.received = 0  # body bytes received, kept or not
         self._lock = threading.Lock()
         # Made by the first thread that has to wait: most requests never do, and a Condition
