@@ -1,7 +1,7 @@
 """crossgate at two or more commits, side by side in one server, paired rounds of wrk.
 
 ``python -m bench.compare [--server uvicorn] [--rounds 9] REF [REF ...]`` checks each REF
-(a commit, a branch, or ``WORK`` for the working tree) out into ``bench/results/trees/`` and
+(a commit, a branch, or ``WORK`` for the working tree) out into a temporary directory and
 serves ``bench.server_apps:crossgate`` (ASGI servers) or ``bench.a2w_server_apps:crossgate``
 (gunicorn) from it, beside the reference app of that server (the floor, or native WSGI). The
 contenders take wrk turns in alternating order, round after round, as in ``bench.deploy``;
@@ -20,6 +20,7 @@ import shutil
 import statistics
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from io import BytesIO
@@ -32,7 +33,9 @@ from bench.subproc import ROOT, progress, stop_process
 
 __all__ = ["checkout", "main"]
 
-TREES = ROOT / "bench" / "results" / "trees"
+# Outside the repository: each tree links back to this bench/, which tools walking the
+# repository (mypy) would otherwise follow round and round.
+TREES = Path(tempfile.gettempdir()) / "crossgate-bench-trees"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
