@@ -6,7 +6,8 @@ import os
 import subprocess
 import time
 
-from bench.compare import ROOT, _cpu_seconds, checkout
+from bench.compare import _cpu_seconds, checkout
+from bench.subproc import ROOT
 
 
 def test_a_commit_is_checked_out_outside_the_repository() -> None:
