@@ -110,6 +110,9 @@ class HTTPResult:
         return self.body.decode("utf-8", "replace")
 
 
+_FRAMING = (b"content-length", b"transfer-encoding")
+
+
 async def call_http(
     app: ASGIApp,
     scope: Mapping[str, Any] | None = None,
@@ -127,7 +130,9 @@ async def call_http(
     is in ``HTTPResult.error``.
 
     Args:
-        body: the request body, whole or in the chunks the client sends.
+        body: the request body, whole or in the chunks the client sends. An HTTP/1 ``scope``
+            with neither ``Content-Length`` nor ``Transfer-Encoding`` gets a ``Content-Length``
+            of the whole body, as a real client and server would give it.
         body_complete: false: the client leaves right after the chunks.
         disconnect_after_bytes: the client leaves once it got this many response body bytes.
         disconnect_after: the client leaves this many seconds after the start.
@@ -140,6 +145,13 @@ async def call_http(
     """
     scope = dict(scope) if scope is not None else http_scope()
     chunks = [body] if isinstance(body, bytes) else list(body)
+    if any(chunks) and scope.get("http_version", "1.1") in ("1.0", "1.1"):
+        headers = scope.get("headers") or ()
+        if not any(name in _FRAMING for name, _ in headers):
+            # An HTTP/1 client frames every body (RFC 9112 section 6.3), and servers pass the
+            # header on: an adapter may take a request without one for a request without body.
+            length = str(sum(len(chunk) for chunk in chunks)).encode("ascii")
+            scope["headers"] = [*headers, (b"content-length", length)]
     result = HTTPResult()
     checker = HTTPConformanceChecker(head=scope.get("method") == "HEAD")
     over = asyncio.Event()  # the client left, or the response is complete

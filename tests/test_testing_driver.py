@@ -638,3 +638,30 @@ def test_call_websocket_client_waits_after_connect() -> None:
 
     with pytest.raises(TimeoutError):
         asyncio.run(call_websocket(app, timeout=0.05))
+
+
+@pytest.mark.parametrize(
+    ("version", "headers", "expected"),
+    [
+        ("1.1", [], [(b"content-length", b"5")]),  # as an HTTP/1 client and server give it
+        ("1.0", [], [(b"content-length", b"5")]),
+        ("1.1", [(b"transfer-encoding", b"chunked")], [(b"transfer-encoding", b"chunked")]),
+        ("1.1", [(b"content-length", b"5")], [(b"content-length", b"5")]),
+        ("2", [], []),  # HTTP/2 frames a body without either header
+    ],
+)
+def test_call_http_frames_an_http1_body_as_a_server_would(
+    version: str, headers: list[tuple[bytes, bytes]], expected: list[tuple[bytes, bytes]]
+) -> None:
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append([h for h in scope["headers"] if h[0] != b"host"])
+        await receive()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    scope = http_scope("POST", headers=headers, http_version=version)
+    asyncio.run(call_http(app, scope, body=[b"he", b"llo"]))
+    asyncio.run(call_http(app, http_scope("GET", http_version=version)))
+    assert seen == [expected, []]

@@ -37,6 +37,10 @@ PAIR = (BodyLimit, WSGIBodyLimit)
 LIMIT = 10
 
 
+# A body of unknown length, as an HTTP/1 server reports a chunked upload.
+_CHUNKED = (b"transfer-encoding", b"chunked")
+
+
 def _cl(n: int | str) -> tuple[bytes, bytes]:
     return (b"content-length", str(n).encode())
 
@@ -162,7 +166,7 @@ class _Catcher:
 
 def test_asgi_receive_raises_request_too_large_instead_of_a_truncated_body() -> None:
     app = _Catcher()
-    scope = http_scope("POST")
+    scope = http_scope("POST", headers=[_CHUNKED])
     result = asyncio.run(
         call_http(BodyLimit(app, max_body_size=LIMIT), scope, body=[b"x" * 6, b"x" * 6, b"x"])
     )
@@ -176,7 +180,11 @@ def test_asgi_receive_raises_request_too_large_instead_of_a_truncated_body() -> 
 def test_asgi_app_that_swallows_the_error_without_answering_gets_the_413() -> None:
     app = _Catcher(answer=False)
     result = asyncio.run(
-        call_http(BodyLimit(app, max_body_size=LIMIT), http_scope("POST"), body=[b"x" * 11])
+        call_http(
+            BodyLimit(app, max_body_size=LIMIT),
+            http_scope("POST", headers=[_CHUNKED]),
+            body=[b"x" * 11],
+        )
     )
     assert isinstance(app.error, RequestTooLarge)
     assert result.status == 413
@@ -190,7 +198,11 @@ def test_asgi_error_after_the_response_started_aborts_the_connection() -> None:
             pass
 
     result = asyncio.run(
-        call_http(BodyLimit(app, max_body_size=LIMIT), http_scope("POST"), body=[b"x" * 6] * 3)
+        call_http(
+            BodyLimit(app, max_body_size=LIMIT),
+            http_scope("POST", headers=[_CHUNKED]),
+            body=[b"x" * 6] * 3,
+        )
     )
     assert isinstance(result.error, ResponseAborted)
     assert isinstance(result.error.__cause__, RequestTooLarge)
@@ -235,7 +247,11 @@ def test_asgi_unrelated_errors_propagate() -> None:
         raise KeyError("no limit involved")
 
     result = asyncio.run(
-        call_http(BodyLimit(buggy, max_body_size=LIMIT), http_scope("POST"), body=b"x" * 11)
+        call_http(
+            BodyLimit(buggy, max_body_size=LIMIT),
+            http_scope("POST", headers=[_CHUNKED]),
+            body=b"x" * 11,
+        )
     )
     assert isinstance(result.error, ValueError)
     result = asyncio.run(call_http(BodyLimit(plain_bug, max_body_size=LIMIT), http_scope("POST")))
