@@ -15,6 +15,7 @@ end to end against its parent is not kept (issue 20).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import statistics
@@ -34,8 +35,10 @@ from bench.subproc import ROOT, progress, stop_process
 __all__ = ["checkout", "main"]
 
 # Outside the repository: each tree links back to this bench/, which tools walking the
-# repository (mypy) would otherwise follow round and round.
-TREES = Path(tempfile.gettempdir()) / "crossgate-bench-trees"
+# repository (mypy) would otherwise follow round and round. One directory per checkout, as
+# each links back to its own bench/.
+_CHECKOUT = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+TREES = Path(tempfile.gettempdir()) / f"crossgate-bench-trees-{_CHECKOUT}"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -85,6 +85,9 @@ class SideUnsupported(Exception):
     """The request cannot be expressed on this side (a websocket on WSGI)."""
 
 
+_FRAMING = (b"content-length", b"transfer-encoding")
+
+
 @dataclass(frozen=True)
 class Request:
     """One request, as the server hands it to the outermost app.
@@ -125,6 +128,10 @@ class Request:
         )
         if not self.auto_host:
             scope["headers"] = [(bytes(k).lower(), bytes(v)) for k, v in self.headers]
+        framed = any(bytes(k).lower() in _FRAMING for k, _ in self.headers)
+        if self.body_bytes and not framed and self.type == "http":
+            # A body with no Content-Length came chunked, and an HTTP/1 server says so.
+            scope["headers"] = [*scope["headers"], (b"transfer-encoding", b"chunked")]
         return scope
 
     def environ(self) -> dict[str, Any]:

@@ -227,7 +227,7 @@ def test_asgi_error_page_built_from_the_limit_is_replaced_by_the_413(path: str) 
     result = asyncio.run(
         call_http(
             BodyLimit(_error_page_app, max_body_size=LIMIT),
-            http_scope("POST", path),
+            http_scope("POST", path, headers=[_CHUNKED]),
             body=[b"x" * 6] * 2,
         )
     )
@@ -266,7 +266,11 @@ def test_asgi_errors_wrapped_by_the_framework_are_recognised() -> None:
             raise ExceptionGroup("task group", [RuntimeError("wrapped")]) from exc
 
     result = asyncio.run(
-        call_http(BodyLimit(wrapping, max_body_size=LIMIT), http_scope("POST"), body=b"x" * 11)
+        call_http(
+            BodyLimit(wrapping, max_body_size=LIMIT),
+            http_scope("POST", headers=[_CHUNKED]),
+            body=b"x" * 11,
+        )
     )
     assert result.error is None
     assert result.status == 413
@@ -280,7 +284,11 @@ def test_asgi_error_inside_an_exception_group() -> None:
             raise ExceptionGroup("task group", [exc]) from None
 
     result = asyncio.run(
-        call_http(BodyLimit(grouped, max_body_size=LIMIT), http_scope("POST"), body=b"x" * 11)
+        call_http(
+            BodyLimit(grouped, max_body_size=LIMIT),
+            http_scope("POST", headers=[_CHUNKED]),
+            body=b"x" * 11,
+        )
     )
     assert result.status == 413
 
@@ -308,7 +316,7 @@ def test_asgi_disconnect_passes_through_uncounted() -> None:
     asyncio.run(
         call_http(
             BodyLimit(app, max_body_size=LIMIT),
-            http_scope("POST"),
+            http_scope("POST", headers=[_CHUNKED]),
             body=[b"abc"],
             body_complete=False,
         )
@@ -347,10 +355,12 @@ def test_asgi_starlette_app_gets_a_413_not_its_500() -> None:
         return PlainTextResponse(str(len(await request.body())))
 
     app = BodyLimit(Starlette(routes=[Route("/", upload, methods=["POST"])]), max_body_size=1024)
-    ok = asyncio.run(call_http(app, http_scope("POST"), body=[b"x" * 512, b"x" * 512]))
+    ok = asyncio.run(
+        call_http(app, http_scope("POST", headers=[_CHUNKED]), body=[b"x" * 512, b"x" * 512])
+    )
     assert ok.status == 200
     assert ok.body == b"1024"
-    big = asyncio.run(call_http(app, http_scope("POST"), body=[b"x" * 512] * 3))
+    big = asyncio.run(call_http(app, http_scope("POST", headers=[_CHUNKED]), body=[b"x" * 512] * 3))
     assert big.error is None
     assert big.status == 413
 

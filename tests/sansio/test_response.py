@@ -500,3 +500,19 @@ def test_content_length_too_long_for_int_is_an_app_error() -> None:
     state = ResponseState()
     with pytest.raises(AppProtocolError, match="Content-Length"):
         state.start("200 OK", [("Content-Length", "9" * 5000)])
+
+
+def test_encoded_response_headers_are_cached_within_a_bound() -> None:
+    from crossgate.sansio import headers as headers_module
+
+    bound = headers_module._ENCODED_MAX
+    for number in range(bound + 50):  # a Content-Length per response: every pair is new
+        encoded = encode_response_headers([("Content-Length", str(number))])
+        assert encoded == [(b"content-length", str(number).encode())]
+        assert len(headers_module._ENCODED) <= bound
+    # A cached pair is the same answer as a fresh one; a list item is checked, never cached.
+    assert encode_response_headers([("X-A", " 1 ")]) == encode_response_headers([("X-A", " 1 ")])
+    assert encode_response_headers([["X-B", "2"]]) == [(b"x-b", b"2")]
+    assert ("X-B", "2") not in headers_module._ENCODED
+    with pytest.raises(AppProtocolError):
+        encode_response_headers([("X-A", " 1 \n")])
