@@ -11,6 +11,7 @@ from typing import Any
 from crossgate._lifespan import LifespanDriver
 from crossgate.exceptions import AppProtocolError, CrossgateError
 from crossgate.sansio.asgi_response import ResponseCycle
+from crossgate.sansio.body_limit import HTTP1_VERSIONS
 from crossgate.types import ASGIApp, Message
 
 __all__ = [
@@ -145,7 +146,7 @@ async def call_http(
     """
     scope = dict(scope) if scope is not None else http_scope()
     chunks = [body] if isinstance(body, bytes) else list(body)
-    if any(chunks) and scope.get("http_version", "1.1") in ("1.0", "1.1"):
+    if any(chunks) and scope.get("http_version", "1.1") in HTTP1_VERSIONS:
         headers = scope.get("headers") or ()
         if not any(name in _FRAMING for name, _ in headers):
             # An HTTP/1 client frames every body (RFC 9112 section 6.3), and servers pass the

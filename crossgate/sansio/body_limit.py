@@ -5,7 +5,10 @@ from __future__ import annotations
 from crossgate.exceptions import AppProtocolError, PeerProtocolError, RequestTooLarge
 from crossgate.sansio.headers import parse_content_length
 
-__all__ = ["BodyMeter", "announces_body", "declared_length"]
+__all__ = ["HTTP1_VERSIONS", "BodyMeter", "announces_body", "declared_length", "has_no_body"]
+
+HTTP1_VERSIONS = frozenset({"1.0", "1.1"})
+"""The scope ``http_version`` values of HTTP/1, which frames every request body."""
 
 
 def declared_length(value: bytes | str | None) -> int | None:
@@ -98,3 +101,11 @@ def announces_body(content_length: str | None, transfer_encoding: str | None) ->
     """Whether a request says a body follows: a non-zero ``Content-Length``, or any
     ``Transfer-Encoding`` (RFC 9112 section 6.3); a malformed length counts as a body."""
     return bool(content_length and content_length != "0") or transfer_encoding is not None
+
+
+def has_no_body(
+    content_length: str | None, transfer_encoding: str | None, http_version: str
+) -> bool:
+    """Whether a request certainly has no body: an HTTP/1 request that `announces_body` not
+    (RFC 9112 section 6.3). HTTP/2 and HTTP/3 may send one without either header."""
+    return http_version in HTTP1_VERSIONS and not announces_body(content_length, transfer_encoding)

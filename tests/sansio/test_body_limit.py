@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crossgate.exceptions import PeerProtocolError, RequestTooLarge
-from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
+from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length, has_no_body
 
 
 @pytest.mark.parametrize(
@@ -130,3 +130,20 @@ def test_announces_body(
     content_length: str | None, transfer_encoding: str | None, expected: bool
 ) -> None:
     assert announces_body(content_length, transfer_encoding) is expected
+
+
+@pytest.mark.parametrize(
+    ("content_length", "transfer_encoding", "version", "expected"),
+    [
+        (None, None, "1.1", True),  # RFC 9112 section 6.3: no framing, no body
+        ("0", None, "1.0", True),
+        ("5", None, "1.1", False),
+        (None, "chunked", "1.1", False),
+        (None, None, "2", False),  # HTTP/2 ends a body with the stream, not a header
+        (None, None, "3", False),
+    ],
+)
+def test_has_no_body(
+    content_length: str | None, transfer_encoding: str | None, version: str, expected: bool
+) -> None:
+    assert has_no_body(content_length, transfer_encoding, version) is expected

@@ -26,7 +26,7 @@ from crossgate.adapters.wsgi_to_asgi._incoming_body import (
 )
 from crossgate.concurrency._pool import Pool, submit_to
 from crossgate.exceptions import CrossgateError, PeerProtocolError
-from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length
+from crossgate.sansio.body_limit import BodyMeter, announces_body, declared_length, has_no_body
 from crossgate.sansio.environ import EnvironOptions, build_environ
 from crossgate.sansio.exchange import BodyPhase
 from crossgate.sansio.headers import DEFAULT_MAX_HEADERS
@@ -41,8 +41,6 @@ ASYNCIO_ONLY = (
     "e.g. hypercorn -k asyncio"
 )
 
-
-_HTTP1 = frozenset({"1.0", "1.1"})
 
 # A trim of the heap falls due after this many body bytes, then waits for TRIM_DELAY quiet
 # seconds (one trim per burst), or TRIM_MAX_WAIT under traffic that never pauses.
@@ -235,7 +233,8 @@ class WSGIToASGI:
             meter = None
             if self.max_body_size is not None:
                 meter = BodyMeter(self.max_body_size, declared_length(length))
-            has_body = announces_body(length, environ.get("HTTP_TRANSFER_ENCODING"))
+            encoding = environ.get("HTTP_TRANSFER_ENCODING")
+            has_body = announces_body(length, encoding)
             # Read the first body message now only if a worker is free: queued uploads wait.
             eager = self.request_body == "stream" and (
                 self._shared_executor is not None  # no count of a shared executor's workers
@@ -255,10 +254,8 @@ class WSGIToASGI:
                     return
                 # Known even for a chunked upload: Django reads exactly CONTENT_LENGTH bytes.
                 environ["CONTENT_LENGTH"] = str(exchange.received)
-            elif eager and not has_body and scope.get("http_version", "1.1") in _HTTP1:
-                # HTTP/1 frames every request body (RFC 9112 section 6.3): without Content-Length
-                # or Transfer-Encoding there is none, and no http.request message to wait for.
-                exchange.body_phase = BodyPhase.COMPLETE
+            elif eager and has_no_body(length, encoding, scope.get("http_version", "1.1")):
+                exchange.body_phase = BodyPhase.COMPLETE  # no http.request message to wait for
             elif eager:
                 message = await receive()
                 if message["type"] != "http.request":

@@ -330,6 +330,11 @@ class IncomingBody(LineReader):
                     return
             del message  # held across the next wait, it would keep bytes the app has read
 
+    def wait_disconnected(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds for the client to leave; whether it has."""
+        with self._lock:
+            return self._condition().wait_for(lambda: self.disconnected, timeout)
+
     def mark_disconnected(self) -> None:
         """The client left (``http.disconnect``, a failed send, a cancelled request)."""
         with self._lock:
@@ -361,9 +366,7 @@ class Disconnection(threading.Event):
         return self._body.disconnected
 
     def wait(self, timeout: float | None = None) -> bool:
-        body = self._body
-        with body._lock:
-            return body._condition().wait_for(lambda: body.disconnected, timeout)
+        return self._body.wait_disconnected(timeout)
 
     def set(self) -> None:
         raise CrossgateError("crossgate.disconnected is set by crossgate, when the client leaves")
