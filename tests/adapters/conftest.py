@@ -23,6 +23,27 @@ class MakeAdapter(Protocol):
     ) -> WSGIToASGI: ...
 
 
+class CountingReceive:
+    """A server's ``receive``: an empty, complete body, then ``http.disconnect`` (at once when
+    ``gone``, else not within 30 s); ``calls`` counts what the adapter asked for."""
+
+    def __init__(self, *, gone: bool = False) -> None:
+        self.gone = gone
+        self.calls = 0
+
+    async def __call__(self) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        if not self.gone:
+            await asyncio.sleep(30)
+        return {"type": "http.disconnect"}
+
+
+async def drop(message: Any) -> None:
+    """A server's ``send`` for tests that look only at what the app saw."""
+
+
 class CountingApp:
     """A WSGI app answering an empty 200 that counts its calls: did the request reach it?"""
 

@@ -14,7 +14,7 @@ from crossgate import ClientDisconnected, RequestTooLarge
 from crossgate.adapters.wsgi_to_asgi import _exchange
 from crossgate.testing import HTTPResult, call_http, http_scope
 from crossgate.types import StartResponse, WSGIEnvironment
-from tests.adapters.conftest import CountingApp, MakeAdapter, run
+from tests.adapters.conftest import CountingApp, CountingReceive, MakeAdapter, drop, run
 
 MiB = 1024 * 1024
 
@@ -431,22 +431,11 @@ def test_an_http1_request_without_framing_headers_has_no_body_to_wait_for(
         return [b"ok"]
 
     adapter = make_adapter(app)
-    calls = 0
+    receive = CountingReceive()
 
     async def main() -> None:
-        async def receive() -> dict[str, Any]:
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await asyncio.sleep(30)
-            return {"type": "http.disconnect"}
-
-        async def send(message: Any) -> None:
-            pass
-
-        await adapter(http_scope(http_version=version), receive, send)
+        await adapter(http_scope(http_version=version), receive, drop)
 
     run(main)
     assert seen == [b""]
-    assert calls == reads
+    assert receive.calls == reads

@@ -14,7 +14,7 @@ import pytest
 from crossgate.exceptions import CrossgateError
 from crossgate.testing import HTTPResult, call_http, http_scope
 from crossgate.types import StartResponse, WSGIEnvironment
-from tests.adapters.conftest import MakeAdapter, run
+from tests.adapters.conftest import CountingReceive, MakeAdapter, drop, run
 
 
 def test_app_never_runs_more_than_send_buffer_bytes_ahead(make_adapter: MakeAdapter) -> None:
@@ -289,23 +289,14 @@ def test_a_quick_response_reads_no_more_than_its_body(make_adapter: MakeAdapter)
 
     async def main() -> list[MutableMapping[str, Any]]:
         sent: list[MutableMapping[str, Any]] = []
-        calls = 0
-
-        async def receive() -> MutableMapping[str, Any]:
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await asyncio.sleep(30)
-            return {"type": "http.disconnect"}
 
         async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
 
         for _ in range(20):
-            calls = 0
+            receive = CountingReceive()
             await adapter(http_scope(http_version="2"), receive, send)
-            assert calls == 1
+            assert receive.calls == 1
         return sent
 
     sent = run(main)
@@ -324,20 +315,8 @@ def test_a_slow_app_still_learns_the_client_left(make_adapter: MakeAdapter) -> N
     adapter = make_adapter(app)
 
     async def main() -> float:
-        calls = 0
-
-        async def receive() -> MutableMapping[str, Any]:
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            return {"type": "http.disconnect"}
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            pass
-
         started = time.monotonic()
-        await adapter(http_scope(), receive, send)
+        await adapter(http_scope(), CountingReceive(gone=True), drop)
         return time.monotonic() - started
 
     elapsed = run(main)
