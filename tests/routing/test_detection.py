@@ -15,18 +15,13 @@ from asgiref.sync import markcoroutinefunction
 
 from crossgate.adapters.wsgi_to_asgi import WSGIToASGI
 from crossgate.routing import ProtocolRouter, asgi, is_asgi, wsgi
-from crossgate.testing import HTTPResult, call_http, http_scope
+from crossgate.testing import call_http
 from crossgate.types import ASGIReceive, ASGISend, Message, StartResponse, WSGIEnvironment
 from tests.routing.conftest import Recorder, Router, run
 
 
 async def async_function(scope: Message, receive: ASGIReceive, send: ASGISend) -> None:
     await Recorder("async function")(scope, receive, send)
-
-
-async def post(app: Any, body: bytes) -> HTTPResult:
-    scope = http_scope("POST", headers=[(b"content-length", str(len(body)).encode())])
-    return await call_http(app, scope, body=body)
 
 
 def wsgi_function(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -181,19 +176,8 @@ def test_wsgi_marker_takes_its_own_options(routers: list[Router]) -> None:
     router = ProtocolRouter({"http": adapter}, wsgi_options={"max_body_size": 1000})
     routers.append(router)
     assert router.apps == (adapter,)
-    assert (
-        run(
-            lambda: call_http(
-                router, http_scope("POST", headers=[(b"content-length", b"2")]), body=b"ok"
-            )
-        ).status
-        == 200
-    )  # its pool now runs
-    result = run(
-        lambda: call_http(
-            router, http_scope("POST", headers=[(b"content-length", b"4")]), body=b"four"
-        )
-    )
+    assert run(lambda: call_http(router, body=b"ok")).status == 200  # its pool now runs
+    result = run(lambda: call_http(router, body=b"four"))
     assert result.status == 413  # the marker's limit (3), not the router's (1000)
     # No adapter.close() here: router.close() (the fixture) stops the marker's pool too, and
     # the thread-leak check fails the test if it did not.
@@ -202,14 +186,7 @@ def test_wsgi_marker_takes_its_own_options(routers: list[Router]) -> None:
 def test_router_wsgi_options_reach_the_adapter(routers: list[Router]) -> None:
     router = ProtocolRouter({"http": validator(wsgi_function)}, wsgi_options={"max_body_size": 3})
     routers.append(router)
-    assert (
-        run(
-            lambda: call_http(
-                router, http_scope("POST", headers=[(b"content-length", b"4")]), body=b"four"
-            )
-        ).status
-        == 413
-    )
+    assert run(lambda: call_http(router, body=b"four")).status == 413
 
 
 def test_bad_wsgi_options_fail_when_the_router_is_built() -> None:
