@@ -75,7 +75,7 @@ class MemoryReleaser:
 
     def note(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
         trim = self._trim
-        if trim is None:
+        if trim is None or not size:  # a request without body bytes is not part of a burst
             return
         self.pending += size
         self._last = loop.time()
@@ -291,8 +291,7 @@ class WSGIToASGI:
             await exchange.respond(send, self.raise_app_exceptions, version)
         finally:
             self._in_flight -= 1
-            if exchange.received:
-                self._releaser.note(loop, exchange.received)
+            self._releaser.note(loop, exchange.received)
             exchange.stop_watching()
             if timer is not None:
                 timer.cancel()
