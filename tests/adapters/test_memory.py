@@ -307,6 +307,18 @@ def test_the_heap_is_trimmed_once_after_a_burst_of_bodies(
     assert releaser.pending == 0
 
 
+def test_a_request_without_body_bytes_leaves_the_releaser_alone() -> None:
+    releaser = MemoryReleaser(_FakeTrim())
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        releaser.note(loop, 0)
+        return releaser._last
+
+    assert run(main) == 0.0  # not "body bytes went through now": a burst's quiet time holds
+    assert releaser.pending == 0
+
+
 def test_an_adapter_trims_after_a_burst_of_uploads(
     make_adapter: MakeAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
